@@ -1,0 +1,49 @@
+"""The one console script, `imagen-bench SUBCOMMAND ...`.
+
+Each subcommand lives with its feature; this router only knows where. A module listed here
+provides `add_parser(subparsers)` which registers the subcommand and sets `func(args) -> int`.
+Modules are imported only when their subcommand runs, so `imagen-bench --help` stays fast.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# subcommand -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("imagen.commands", "train one stage (or all stages) of a cascade"),
+    "sample": ("imagen.commands", "generate images from prompts with a cascade checkpoint"),
+}
+
+
+class UserError(Exception):
+    """An error caused by the user's input; printed as one clear line, no traceback."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="imagen-bench", description="Evaluate text-to-image diffusion models the Imagen way.")
+    sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND")
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    for name, (module, help_text) in COMMANDS.items():
+        if name == chosen:
+            importlib.import_module(module).add_parser(sub, name, help_text)
+        else:
+            sub.add_parser(name, help=help_text, add_help=False)
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0 if not argv else 2
+    try:
+        return int(args.func(args) or 0)
+    except (UserError, FileNotFoundError, ValueError) as e:
+        print(f"imagen-bench {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"imagen-bench {args.command}: interrupted; finished work is kept on disk", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

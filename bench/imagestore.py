@@ -1,0 +1,68 @@
+"""The image store: images mapped to prompts, from a sweep's run folder or from a plain folder
+of images named by prompt id (how precomputed / closed models are compared, e.g.
+`../shared/data/drawbench-sd/sd-v1-4/NNN.jpg`). The one reader human_eval and reports use."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    model: str
+    prompt_set: str
+    prompt_id: str
+    category: str
+    prompt: str
+    sample: int
+    path: Path  # absolute
+    seed: int | None = None
+
+
+def read_run(run_dir: str | Path, cell_id: str | None = None) -> list[ImageRecord]:
+    """Records from RUN/manifest.parquet (optionally one cell); paths resolved against RUN."""
+    run = Path(run_dir)
+    manifest = run / "manifest.parquet"
+    if not manifest.is_file():
+        raise FileNotFoundError(f"{run} is not a run folder: manifest.parquet is missing")
+    df = pd.read_parquet(manifest)
+    if cell_id is not None:
+        if cell_id not in set(df.cell_id):
+            raise ValueError(f"cell {cell_id!r} not in {run}; cells: {', '.join(sorted(set(df.cell_id)))}")
+        df = df[df.cell_id == cell_id]
+    return [
+        ImageRecord(model=str(r.cell_id), prompt_set=str(r.prompt_set), prompt_id=str(r.prompt_id), category=str(r.category),
+                    prompt=str(r.prompt), sample=int(r.sample), path=(run / r.path).resolve(), seed=int(r.seed))
+        for r in df.itertuples()
+    ]
+
+
+def read_folder(folder: str | Path, prompts: pd.DataFrame, model: str | None = None, prompt_set: str = "drawbench") -> list[ImageRecord]:
+    """Images named `<id>.<ext>` or `<id>_<sample>.<ext>` (id may be zero-padded, e.g. 007.jpg),
+    matched to `prompts` (columns id, prompt, category). Files that match no prompt id are an error."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder {folder} does not exist")
+    by_id = {str(int(i)) if str(i).isdigit() else str(i): (p, c) for i, p, c in zip(prompts["id"], prompts["prompt"], prompts["category"])}
+    records, unknown = [], []
+    for f in sorted(folder.iterdir()):
+        if f.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        m = re.fullmatch(r"(.+?)(?:_(\d+))?", f.stem)
+        pid = m.group(1).lstrip("0") or "0" if m.group(1).isdigit() else m.group(1)
+        if pid not in by_id:
+            unknown.append(f.name)
+            continue
+        prompt, category = by_id[pid]
+        records.append(ImageRecord(model=model or folder.name, prompt_set=prompt_set, prompt_id=pid, category=category,
+                                   prompt=prompt, sample=int(m.group(2) or 0), path=f.resolve()))
+    if unknown:
+        raise ValueError(f"{folder}: {len(unknown)} images match no prompt id (e.g. {unknown[0]}); name them <prompt id>.<ext>")
+    if not records:
+        raise ValueError(f"{folder} holds no images ({', '.join(IMAGE_SUFFIXES)}) named by prompt id")
+    return records

@@ -1,0 +1,167 @@
+"""Checkpoints: safetensors weights + a JSON config carrying what made them.
+
+A stage directory:
+    config.json        {"format", "stage", "text_encoder", "package_version", "train", "step", "weights_sha256"}
+    model.safetensors  EMA weights (what sampling uses)
+    train_state.pt     raw weights, optimizer, EMA, step, RNG (for resuming; not needed to sample)
+    log.csv            training log (step, loss, lr, seconds)
+A cascade directory:
+    cascade.json       {"format", "text_encoder", "stages": [names in order], "package_version"}
+    <name>/            one stage directory per stage
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from . import __version__
+from .config import CascadeConfig, StageConfig, TextEncoderConfig, from_dict, to_dict
+from .unet import EfficientUNet
+
+STAGE_FORMAT = "imagen-bench-stage/1"
+CASCADE_FORMAT = "imagen-bench-cascade/1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, malformed, or does not match the config asked for."""
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def config_diff(a: dict, b: dict, prefix: str = "") -> list[str]:
+    """Human-readable list of keys whose values differ between two nested dicts."""
+    out = []
+    for k in sorted(set(a) | set(b)):
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += config_diff(va, vb, f"{prefix}{k}.")
+        elif va != vb and not (isinstance(va, (list, tuple)) and isinstance(vb, (list, tuple)) and list(va) == list(vb)):
+            out.append(f"{prefix}{k}: checkpoint has {va!r}, asked for {vb!r}")
+    return out
+
+
+def save_stage(directory: Path, stage: StageConfig, text_encoder: TextEncoderConfig, ema_state: dict, extra: dict) -> None:
+    """Write model.safetensors + config.json atomically (each via a temp file and rename)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    weights = directory / "model.safetensors"
+    tmp = directory / "model.safetensors.tmp"
+    save_file({k: v.detach().contiguous().cpu() for k, v in ema_state.items()}, str(tmp), metadata={"format": STAGE_FORMAT})
+    os.replace(tmp, weights)
+    meta = {
+        "format": STAGE_FORMAT,
+        "stage": to_dict(stage),
+        "text_encoder": to_dict(text_encoder),
+        "package_version": __version__,
+        "weights_sha256": sha256_file(weights),
+        **extra,
+    }
+    write_json_atomic(directory / "config.json", meta)
+
+
+def read_stage_meta(directory: Path) -> dict:
+    path = Path(directory) / "config.json"
+    if not path.is_file():
+        raise CheckpointError(f"{directory} is not a stage checkpoint: config.json is missing")
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path} is not valid JSON: {e}") from None
+    if meta.get("format") != STAGE_FORMAT:
+        raise CheckpointError(f"{path}: format {meta.get('format')!r}, expected {STAGE_FORMAT!r}")
+    return meta
+
+
+def check_matches(meta: dict, stage: StageConfig, text_encoder: TextEncoderConfig, where: Path) -> None:
+    diff = config_diff(meta["stage"], to_dict(stage)) + config_diff(meta["text_encoder"], to_dict(text_encoder))
+    if diff:
+        raise CheckpointError(f"checkpoint {where} was made with another config; refusing to mix them:\n  " + "\n  ".join(diff))
+
+
+def load_stage(directory: Path, expect: StageConfig | None = None) -> tuple[StageConfig, TextEncoderConfig, EfficientUNet, dict]:
+    """Build the stage's U-Net from config.json and load its EMA weights (strict shapes)."""
+    directory = Path(directory)
+    meta = read_stage_meta(directory)
+    try:
+        stage = from_dict(StageConfig, meta["stage"])
+        te = from_dict(TextEncoderConfig, meta["text_encoder"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{directory}/config.json has an invalid config: {e}") from None
+    if expect is not None:
+        check_matches(meta, expect, te, directory)
+    unet = EfficientUNet(stage.unet)
+    weights = directory / "model.safetensors"
+    if not weights.is_file():
+        raise CheckpointError(f"{directory}: model.safetensors is missing")
+    state = load_file(str(weights))
+    own = unet.state_dict()
+    problems = [f"missing {k}" for k in own if k not in state] + [f"unexpected {k}" for k in state if k not in own]
+    problems += [f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}" for k, v in state.items() if k in own and v.shape != own[k].shape]
+    if problems:
+        raise CheckpointError(f"{weights} does not fit the U-Net in config.json: " + "; ".join(problems[:5]) + (" ..." if len(problems) > 5 else ""))
+    unet.load_state_dict(state)
+    return stage, te, unet.eval().requires_grad_(False), meta
+
+
+def save_cascade_index(directory: Path, config: CascadeConfig) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(
+        directory / "cascade.json",
+        {
+            "format": CASCADE_FORMAT,
+            "text_encoder": to_dict(config.text_encoder),
+            "stages": [s.name for s in config.stages],
+            "package_version": __version__,
+        },
+    )
+
+
+def load_cascade_checkpoint(directory: Path, num_stages: int | None = None):
+    """Returns (CascadeConfig, [U-Net per stage], [stage meta]). A lone stage directory is a 1-stage cascade."""
+    directory = Path(directory)
+    if (directory / "cascade.json").is_file():
+        index = json.loads((directory / "cascade.json").read_text())
+        if index.get("format") != CASCADE_FORMAT:
+            raise CheckpointError(f"{directory}/cascade.json: format {index.get('format')!r}, expected {CASCADE_FORMAT!r}")
+        names = index["stages"][:num_stages] if num_stages else index["stages"]
+        dirs = [directory / n for n in names]
+    elif (directory / "config.json").is_file():
+        dirs = [directory]
+    else:
+        raise CheckpointError(f"{directory} holds no checkpoint (neither cascade.json nor config.json)")
+    loaded = [load_stage(d) for d in dirs]
+    tes = {json.dumps(to_dict(te), sort_keys=True) for _, te, _, _ in loaded}
+    if len(tes) != 1:
+        raise CheckpointError(f"stages in {directory} were trained with different text encoders: {sorted(tes)}")
+    config = CascadeConfig(text_encoder=loaded[0][1], stages=tuple(s for s, _, _, _ in loaded))
+    return config, [u for _, _, u, _ in loaded], [m for _, _, _, m in loaded]
+
+
+def load_cascade(directory: Path, num_stages: int | None = None, text_encoder=None):
+    """A ready-to-sample Cascade (text encoder loaded from the checkpoint's config unless given)."""
+    from .pipeline import Cascade
+    from .text_encoders import CachedTextEncoder, load_text_encoder
+
+    config, unets, _ = load_cascade_checkpoint(directory, num_stages)
+    te = text_encoder or CachedTextEncoder(load_text_encoder(config.text_encoder))
+    return Cascade(config=config, text_encoder=te, unets=unets)
+
+
+def torch_load_state(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)

@@ -1,0 +1,163 @@
+"""`imagen-bench train` and `imagen-bench sample`."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import re
+import time
+from pathlib import Path
+
+from . import __version__
+from .config import TrainConfig, from_dict, to_dict
+
+DEFAULT_CHECKPOINT = Path(__file__).parent / "weights" / "shapes"
+
+
+def add_parser(sub, name: str, help_text: str) -> None:
+    if name == "train":
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--preset", default="shapes", help="cascade preset (shapes, tiny, paper)")
+        p.add_argument("--stage", default="all", help="stage name to train, or 'all' (in cascade order)")
+        p.add_argument("--data", default="shapes:train", help="toy | coco:DIR | shapes:SPLIT")
+        p.add_argument("--out", required=True, type=Path, help="cascade directory (a stage goes to OUT/<stage>)")
+        p.add_argument("--steps", type=int, help="total optimisation steps (resumes up to this)")
+        p.add_argument("--train-config", type=Path, help="JSON file of TrainConfig fields")
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one TrainConfig field")
+        p.add_argument("--t5", help="local Hugging Face T5 directory (preset 'paper')")
+        p.set_defaults(func=run_train)
+    else:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--checkpoint", type=Path, default=None, help="cascade or stage directory (default: the shipped shapes cascade)")
+        p.add_argument("--prompt", action="append", required=True, help="text prompt (repeatable)")
+        p.add_argument("--num", type=int, default=1, help="images per prompt")
+        p.add_argument("--seed", type=int, default=0, help="seed of the first image; image k uses seed+k")
+        p.add_argument("--out", type=Path, default=Path("samples"), help="output folder for PNGs + sample.json")
+        p.add_argument("--stages", type=int, default=None, help="run only the first N stages")
+        p.add_argument("--steps", type=int, default=32)
+        p.add_argument("--sampler", default="ddpm", help="ddpm | ddim")
+        p.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance weight w (1 = none)")
+        p.add_argument("--thresholding", default="dynamic", help="none | static | dynamic")
+        p.add_argument("--percentile", type=float, default=99.5, help="dynamic thresholding percentile p")
+        p.add_argument("--aug-level", type=float, default=0.0, help="SR noise-conditioning augmentation level")
+        p.add_argument("--set", action="append", default=[], metavar="STAGE.KEY=VALUE", help="per-stage override, e.g. sr64.steps=16")
+        p.add_argument("--batch-size", type=int, default=8)
+        p.add_argument("--fp32", action="store_true", help="disable bf16 autocast")
+        p.add_argument("--device", default="cpu")
+        p.set_defaults(func=run_sample)
+
+
+def _parse_value(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def train_config_from_args(args) -> TrainConfig:
+    data = json.loads(args.train_config.read_text()) if args.train_config else {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        data[key] = _parse_value(value)
+    if args.steps is not None:
+        data["steps"] = args.steps
+    return from_dict(TrainConfig, data)
+
+
+def run_train(args) -> int:
+    from .checkpoint import save_cascade_index
+    from .data import resolve_dataset
+    from .presets import get_preset
+    from .text_encoders import CachedTextEncoder, load_text_encoder
+    from .train import Trainer
+
+    cascade = get_preset(args.preset) if not args.t5 else __import__("imagen.presets", fromlist=["paper"]).paper(args.t5)
+    names = [s.name for s in cascade.stages]
+    if args.stage != "all" and args.stage not in names:
+        raise ValueError(f"stage {args.stage!r} is not in preset {args.preset!r}; choose one of {', '.join(names)}, all")
+    cfg = train_config_from_args(args)
+    encoder = CachedTextEncoder(load_text_encoder(cascade.text_encoder), cache_dir=args.out / ".text-cache")
+    for stage in cascade.stages:
+        if args.stage not in ("all", stage.name):
+            continue
+        data = resolve_dataset(args.data, stage.resolution)
+        print(f"training {stage.name} ({stage.resolution}x{stage.resolution}) on {args.data} ({len(data)} items) for {cfg.steps} steps")
+        Trainer(stage, cascade.text_encoder, cfg, data, encoder, args.out / stage.name).train()
+    trained = [s for s in cascade.stages if (args.out / s.name / "model.safetensors").is_file()]
+    prefix = []
+    for s in cascade.stages:  # the index lists the trained prefix of the cascade
+        if s not in trained:
+            break
+        prefix.append(s)
+    if prefix:
+        save_cascade_index(args.out, dataclasses.replace(cascade, stages=tuple(prefix)))
+    print(f"checkpoint: {args.out} (stages: {', '.join(s.name for s in prefix) or 'none complete'})")
+    return 0
+
+
+def stage_settings(args, stage_names: list[str]):
+    from .guidance import Thresholding
+    from .pipeline import StageSampling
+
+    base = dict(steps=args.steps, sampler=args.sampler, guidance=args.guidance, aug_level=args.aug_level)
+    per = {n: dict(base) for n in stage_names}
+    thr = {n: dict(mode=args.thresholding, percentile=args.percentile) for n in stage_names}
+    for item in args.set:
+        m = re.fullmatch(r"(\w+)\.(\w+)=(.+)", item)
+        if not m or m.group(1) not in per:
+            raise ValueError(f"--set {item!r}: expected STAGE.KEY=VALUE with STAGE in {', '.join(stage_names)}")
+        stage, key, value = m.groups()
+        if key in ("thresholding", "percentile"):
+            thr[stage]["mode" if key == "thresholding" else "percentile"] = _parse_value(value)
+        elif key in base:
+            per[stage][key] = _parse_value(value)
+        else:
+            raise ValueError(f"--set {item!r}: unknown key {key!r}; allowed: {', '.join([*base, 'thresholding', 'percentile'])}")
+    return [StageSampling(thresholding=Thresholding(**thr[n]), **per[n]) for n in stage_names]
+
+
+def _slug(text: str, n: int = 40) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:n] or "prompt"
+
+
+def run_sample(args) -> int:
+    from PIL import Image
+
+    from .checkpoint import load_cascade, load_cascade_checkpoint
+    from .pipeline import CascadePipeline, Runtime
+
+    ckpt = args.checkpoint or DEFAULT_CHECKPOINT
+    if not ckpt.exists():
+        raise FileNotFoundError(
+            f"checkpoint {ckpt} not found" + ("" if args.checkpoint else "; the default shapes cascade is not installed, "
+                                              "train one with `imagen-bench train --out DIR` and pass --checkpoint DIR")
+        )
+    cascade = load_cascade(ckpt, args.stages)
+    _, _, metas = load_cascade_checkpoint(ckpt, args.stages)
+    names = [s.name for s in cascade.stages]
+    settings = stage_settings(args, names)
+    prompts = [p for p in args.prompt for _ in range(args.num)]
+    seeds = [args.seed + k for k in range(len(prompts))]
+    files = [f"{i:03d}_{_slug(p)}_seed{s}.png" for i, (p, s) in enumerate(zip(prompts, seeds))]
+    args.out.mkdir(parents=True, exist_ok=True)
+    clash = [f for f in files + ["sample.json"] if (args.out / f).exists()]
+    if clash:
+        raise ValueError(f"{args.out} already has {clash[0]} (and {len(clash) - 1} more); choose another --out, nothing was overwritten")
+    rt = Runtime(device=args.device, bf16=not args.fp32, batch_size=args.batch_size)
+    t0 = time.perf_counter()
+    images = CascadePipeline(cascade, rt)(prompts, seeds, settings)
+    seconds = time.perf_counter() - t0
+    for f, im in zip(files, images):
+        Image.fromarray(im.numpy()).save(args.out / f)
+    record = {
+        "package_version": __version__, "checkpoint": str(ckpt),
+        "weights_sha256": {n: m["weights_sha256"] for n, m in zip(names, metas)},
+        "runtime": to_dict(rt), "settings": {n: to_dict(s) for n, s in zip(names, settings)},
+        "images": [{"file": f, "prompt": p, "seed": s} for f, p, s in zip(files, prompts, seeds)],
+        "seconds": round(seconds, 2),
+    }
+    (args.out / "sample.json").write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {len(files)} images ({images.shape[1]}x{images.shape[2]}) to {args.out} in {seconds:.1f}s")
+    return 0

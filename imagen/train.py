@@ -1,0 +1,154 @@
+"""Training of one cascade stage: AdamW, linear warm-up, EMA, gradient clipping, bf16 autocast,
+10 % text dropout for classifier-free guidance, noise-conditioning augmentation for SR stages,
+random crops for the last SR stage, and resumable atomic checkpoints."""
+from __future__ import annotations
+
+import copy
+import csv
+import math
+import random
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from .checkpoint import CheckpointError, check_matches, read_stage_meta, save_stage, torch_load_state
+from .conditioning import augment_lowres, downsample, upsample
+from .config import StageConfig, TextEncoderConfig, TrainConfig, to_dict
+from .data import CaptionedImages, image_to_tensor
+from .diffusion import diffusion_loss, q_sample, training_target
+from .schedule import make_logsnr
+from .unet import EfficientUNet
+
+
+def stage_loss(unet: EfficientUNet, stage: StageConfig, x: torch.Tensor, text: torch.Tensor, mask: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
+    """x: (B, 3, R, R) images at the stage resolution in [-1, 1]; returns the scalar loss."""
+    b = x.shape[0]
+    logsnr_fn = make_logsnr(stage.diffusion)
+    drop = torch.rand(b, generator=gen) < cfg.cond_drop_prob  # text dropout -> unconditional branch
+    mask = mask & ~drop[:, None]
+    lowres = aug_logsnr = None
+    if stage.is_super_resolution:
+        lowres = upsample(downsample(x, stage.lowres_resolution), stage.resolution)
+        if stage.train_crop:
+            x, lowres = random_crop(x, lowres, stage.train_crop, gen)
+        aug = torch.rand(b, generator=gen) * cfg.max_aug_level
+        lowres, aug_logsnr = augment_lowres(lowres, aug, logsnr_fn, torch.randn(lowres.shape, generator=gen))
+    t = torch.rand(b, generator=gen)
+    logsnr = logsnr_fn(t)
+    noise = torch.randn(x.shape, generator=gen)
+    z = q_sample(x, logsnr, noise)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+        pred = unet(z, logsnr, text, mask, lowres, aug_logsnr)
+    return diffusion_loss(pred, training_target(x, noise, logsnr, stage.diffusion.prediction))
+
+
+def random_crop(x: torch.Tensor, lowres: torch.Tensor, size: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same random size x size window of the image and its upsampled low-res version."""
+    r = x.shape[-1]
+    i, j = (int(v) for v in torch.randint(0, r - size + 1, (2,), generator=gen))
+    return x[..., i : i + size, j : j + size], lowres[..., i : i + size, j : j + size]
+
+
+class Trainer:
+    def __init__(self, stage: StageConfig, text_encoder_cfg: TextEncoderConfig, cfg: TrainConfig, data: CaptionedImages, encoder, out_dir: Path, log: Callable[[str], None] = print):
+        self.stage, self.te_cfg, self.cfg, self.data, self.encoder = stage, text_encoder_cfg, cfg, data, encoder
+        self.out, self.log = Path(out_dir), log
+        if cfg.num_threads:
+            torch.set_num_threads(cfg.num_threads)
+        torch.manual_seed(cfg.seed)
+        self.unet = EfficientUNet(stage.unet)
+        self.ema = copy.deepcopy(self.unet).requires_grad_(False)
+        self.opt = torch.optim.AdamW(self.unet.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.rng = random.Random(cfg.seed)
+        self.step = 0
+        self.elapsed = 0.0
+        self._resume()
+
+    def _resume(self) -> None:
+        state_path = self.out / "train_state.pt"
+        if not state_path.is_file():
+            if (self.out / "config.json").exists():
+                raise CheckpointError(f"{self.out} holds a checkpoint without train_state.pt; cannot resume into it")
+            return
+        check_matches(read_stage_meta(self.out), self.stage, self.te_cfg, self.out)
+        st = torch_load_state(state_path)
+        self.unet.load_state_dict(st["model"])
+        self.ema.load_state_dict(st["ema"])
+        self.opt.load_state_dict(st["opt"])
+        self.gen.set_state(st["gen"])
+        self.rng.setstate(_tuple_state(st["rng"]))
+        self.step, self.elapsed = int(st["step"]), float(st["elapsed"])
+        self.log(f"resumed {self.stage.name} at step {self.step}")
+
+    def lr_at(self, step: int) -> float:
+        return self.cfg.lr * min(1.0, (step + 1) / max(1, self.cfg.warmup_steps))
+
+    def batch(self) -> tuple[torch.Tensor, list[str]]:
+        idx = [self.rng.randrange(len(self.data)) for _ in range(self.cfg.batch_size)]
+        pairs = [self.data[i] for i in idx]
+        x = torch.stack([image_to_tensor(im, self.stage.resolution) for im, _ in pairs])
+        return x, [c for _, c in pairs]
+
+    def train(self) -> list[float]:
+        cfg, losses = self.cfg, []
+        self.unet.train()
+        log_file = self.out / "log.csv"
+        self.out.mkdir(parents=True, exist_ok=True)
+        new_log = not log_file.exists()
+        with open(log_file, "a", newline="") as f:
+            writer = csv.writer(f)
+            if new_log:
+                writer.writerow(["step", "loss", "lr", "seconds"])
+            while self.step < cfg.steps:
+                t0 = time.perf_counter()
+                x, captions = self.batch()
+                text, mask = self.encoder.encode(captions)
+                loss = stage_loss(self.unet, self.stage, x, text, mask, cfg, self.gen)
+                if not math.isfinite(loss.item()):
+                    raise FloatingPointError(f"loss became {loss.item()} at step {self.step}; lower lr or check data")
+                for g in self.opt.param_groups:
+                    g["lr"] = self.lr_at(self.step)
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.unet.parameters(), cfg.grad_clip)
+                self.opt.step()
+                self._ema_update()
+                self.step += 1
+                self.elapsed += time.perf_counter() - t0
+                losses.append(loss.item())
+                writer.writerow([self.step, f"{loss.item():.6f}", f"{self.lr_at(self.step - 1):.3g}", f"{self.elapsed:.1f}"])
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    f.flush()
+                    recent = losses[-cfg.log_every :]
+                    self.log(f"{self.stage.name} step {self.step}/{cfg.steps} loss {sum(recent) / len(recent):.4f} ({self.elapsed:.0f}s)")
+                if self.step % cfg.ckpt_every == 0 or self.step == cfg.steps:
+                    f.flush()
+                    self.save()
+        return losses
+
+    @torch.no_grad()
+    def _ema_update(self) -> None:
+        decay = min(self.cfg.ema_decay, (1 + self.step) / (10 + self.step))  # warm-up of the EMA decay
+        for e, p in zip(self.ema.parameters(), self.unet.parameters()):
+            e.lerp_(p, 1.0 - decay)
+        for e, b in zip(self.ema.buffers(), self.unet.buffers()):
+            e.copy_(b)
+
+    def save(self) -> None:
+        extra = {"train": to_dict(self.cfg), "step": self.step, "train_seconds": round(self.elapsed, 1)}
+        save_stage(self.out, self.stage, self.te_cfg, self.ema.state_dict(), extra)
+        state = {
+            "model": self.unet.state_dict(), "ema": self.ema.state_dict(), "opt": self.opt.state_dict(),
+            "gen": self.gen.get_state(), "rng": self.rng.getstate(), "step": self.step, "elapsed": self.elapsed,
+        }
+        tmp = self.out / "train_state.pt.tmp"
+        torch.save(state, tmp)
+        tmp.replace(self.out / "train_state.pt")
+
+
+def _tuple_state(s):
+    """random.Random state survives torch.save as lists; setstate needs tuples."""
+    return (s[0], tuple(s[1]), s[2])

@@ -1,0 +1,1 @@
+"""reports: pandas analysis of run folders and rating databases, written as an HTML report."""

@@ -85,5 +85,5 @@ def resolve_dataset(spec: str, size: int) -> CaptionedImages:
     if kind == "shapes":
         from drawbench.shapes import ShapesDataset  # noqa: PLC0415
 
-        return ShapesDataset(split=arg or "train")
+        return ShapesDataset(split=arg or "train", size=size)
     raise ValueError(f"unknown dataset {spec!r}; use one of: toy, coco:DIR, shapes:SPLIT")

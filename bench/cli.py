@@ -14,6 +14,10 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("imagen.commands", "train one stage (or all stages) of a cascade"),
     "sample": ("imagen.commands", "generate images from prompts with a cascade checkpoint"),
+    "fid-stats": ("bench.metrics.commands", "Inception reference statistics (mu, sigma, features) for FID/KID"),
+    "sweep": ("bench.sweep.commands", "run a benchmark sweep (models x prompt sets x sampling grid) into a run folder"),
+    "study": ("human_eval.commands", "human evaluation studies: create, links, status, export"),
+    "rate": ("human_eval.commands", "serve a study's rating app and print the invite links"),
 }
 
 

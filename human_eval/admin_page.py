@@ -1,0 +1,43 @@
+"""The admin page (behind the admin secret): progress per rater, control accuracy and flags,
+answer downloads (CSV / parquet in the export contract's columns)."""
+from __future__ import annotations
+
+import io
+
+import pandas as pd
+import streamlit as st
+
+from .export import answers_frame, control_accuracy
+from .store import Store
+from .study import Study
+
+
+def rater_table(study: Study, store: Store, frame: pd.DataFrame) -> pd.DataFrame:
+    progress = pd.DataFrame(store.progress(), columns=["rater", "tasks", "done"])
+    acc = control_accuracy(frame, study.control_threshold).drop(columns="study")
+    table = progress.merge(acc, on="rater", how="left").fillna({"n_control": 0, "n_correct": 0, "flagged": False})
+    table["progress"] = table["done"] / table["tasks"].where(table["tasks"] > 0)
+    return table[["rater", "tasks", "done", "progress", "n_control", "n_correct", "accuracy", "flagged"]].astype(
+        {"n_control": "int64", "n_correct": "int64", "flagged": bool})
+
+
+def render(study: Study, store: Store) -> None:
+    st.title(f"Study {study.name}: admin")
+    frame = answers_frame(study.root)
+    table = rater_table(study, store, frame)
+    c1, c2, c3 = st.columns(3)
+    c1.metric("answers", len(frame))
+    c2.metric("tasks done", f"{int(table['done'].sum())} / {int(table['tasks'].sum())}")
+    c3.metric(f"raters flagged (< {study.control_threshold:.0%} controls right)", int(table["flagged"].sum()))
+    st.dataframe(table, hide_index=True, column_config={
+        "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent"),
+        "accuracy": st.column_config.NumberColumn("control accuracy", format="percent"),
+    })
+    st.caption("Flagged raters are excluded from reports (human_eval.export.reliable_answers). "
+               "Answers are final once given: the first answer wins.")
+    parquet = io.BytesIO()
+    frame.to_parquet(parquet, index=False)
+    d1, d2 = st.columns(2)
+    d1.download_button("Download answers (CSV)", frame.to_csv(index=False), file_name=f"{study.name}-answers.csv", mime="text/csv")
+    d2.download_button("Download answers (parquet)", parquet.getvalue(), file_name=f"{study.name}-answers.parquet",
+                       mime="application/octet-stream")

@@ -1,0 +1,137 @@
+"""`imagen-bench study ...` (create, links, status, export) and `imagen-bench rate STUDY`."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from bench.cli import UserError
+
+from .protocols import PROTOCOLS
+
+APP = Path(__file__).with_name("app.py")
+
+
+def add_parser(sub, name: str, help_text: str) -> None:
+    if name == "study":
+        _add_study(sub.add_parser(name, help=help_text, description=help_text))
+    elif name == "rate":
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("study", type=Path, help="study directory (from `imagen-bench study create`)")
+        _add_address(p)
+        p.set_defaults(func=cmd_rate)
+    else:
+        raise ValueError(f"human_eval.commands has no subcommand {name!r}; it provides: study, rate")
+
+
+def _add_address(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0 to reach it from other machines)")
+    p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--public-url", default=None, help="base URL raters use, if not http://HOST:PORT (e.g. behind a proxy)")
+
+
+def _add_study(p: argparse.ArgumentParser) -> None:
+    ss = p.add_subparsers(dest="study_command", metavar="ACTION", required=True)
+    c = ss.add_parser("create", help="build a study directory (images, tasks, invite tokens, database)")
+    c.add_argument("--protocol", required=True, choices=list(PROTOCOLS))
+    c.add_argument("--a", required=True, help="model A images: run:DIR[@CELL] or folder:DIR")
+    c.add_argument("--b", default=None, help="model B (or, for coco_realism, the reference images): run:DIR[@CELL] or folder:DIR")
+    c.add_argument("--out", required=True, type=Path, help="new study directory")
+    c.add_argument("--prompts", default="drawbench", help="drawbench, drawbench:CAT[,CAT...] or csv:PATH (default drawbench)")
+    c.add_argument("--raters", type=int, default=25)
+    c.add_argument("--batch-size", type=int, default=50)
+    c.add_argument("--control-share", type=float, default=0.1, help="share of each batch that are control tasks (default 0.1)")
+    c.add_argument("--control-threshold", type=float, default=0.8, help="raters below this control accuracy are flagged (default 0.8)")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--name", default=None, help="study name in the database (default: the --out directory's name)")
+    c.add_argument("--db", default=None, help="postgresql://USER@HOST/DB (password via PGPASSWORD or ~/.pgpass); default SQLite in STUDY")
+    c.set_defaults(func=cmd_create)
+    for action, func, helptext in (("links", cmd_links, "print the invite links and the admin link"),
+                                   ("status", cmd_status, "progress and control accuracy per rater")):
+        a = ss.add_parser(action, help=helptext)
+        a.add_argument("study", type=Path)
+        if action == "links":
+            _add_address(a)
+        a.set_defaults(func=func)
+    e = ss.add_parser("export", help="write every answer (export contract columns) to CSV or parquet")
+    e.add_argument("study", type=Path)
+    e.add_argument("--out", required=True, type=Path, help="FILE.csv or FILE.parquet (never overwritten)")
+    e.set_defaults(func=cmd_export)
+
+
+def cmd_create(args) -> int:
+    from .plan import PlanSettings
+    from .study import StudySettings, create_study
+
+    settings = StudySettings(
+        protocol=args.protocol, a=args.a, b=args.b, prompts=args.prompts, name=args.name, db=args.db,
+        control_threshold=args.control_threshold,
+        plan=PlanSettings(raters=args.raters, batch_size=args.batch_size, control_share=args.control_share, seed=args.seed))
+    study = create_study(args.out, settings)
+    meta = json.loads((study.root / "study.json").read_text())
+    t = meta["tasks"]
+    print(f"study {study.name}: {meta['prompts']['n']} prompts, {t['raters']} raters, {t['total']} tasks "
+          f"({t['controls']} controls), {len(study.images)} images -> {study.root}")
+    print(f"serve it with: imagen-bench rate {args.out}")
+    return 0
+
+
+def links(study_dir: Path, base_url: str) -> tuple[dict[str, str], str]:
+    """({rater: invite link}, admin link)."""
+    from .study import load_study, read_secrets
+
+    load_study(study_dir)
+    tokens = read_secrets(study_dir)
+    base = base_url.rstrip("/")
+    return {r: f"{base}/?t={tok}" for r, tok in sorted(tokens["raters"].items())}, f"{base}/?admin={tokens['admin']}"
+
+
+def _print_links(args) -> None:
+    invites, admin = links(args.study, args.public_url or f"http://{args.host}:{args.port}")
+    print("invite links (one per rater; each is a secret):")
+    for rater, url in invites.items():
+        print(f"  {rater}  {url}")
+    print(f"admin link (keep private): {admin}")
+
+
+def cmd_links(args) -> int:
+    _print_links(args)
+    return 0
+
+
+def cmd_status(args) -> int:
+    from .admin_page import rater_table
+    from .export import answers_frame
+    from .study import load_study
+
+    study = load_study(args.study)
+    store = study.store()
+    table = rater_table(study, store, answers_frame(args.study))
+    print(table.to_string(index=False))
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .export import write_answers
+
+    df = write_answers(args.study, args.out)
+    print(f"{len(df)} answers -> {args.out} (+ {args.out}.meta.json)")
+    return 0
+
+
+def cmd_rate(args) -> int:
+    from .study import load_study
+
+    load_study(args.study)
+    _print_links(args)
+    cmd = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.address", args.host, "--server.port", str(args.port),
+           "--server.headless", "true", "--browser.gatherUsageStats", "false", "--client.showErrorDetails", "false",
+           "--client.toolbarMode", "minimal", "--server.fileWatcherType", "none", "--server.runOnSave", "false"]
+    env = {**os.environ, "HUMAN_EVAL_STUDY": str(args.study.resolve())}
+    code = subprocess.call(cmd, env=env)
+    if code not in (0, -2, 130):
+        raise UserError(f"the rating server stopped with exit code {code} (is port {args.port} already in use?)")
+    return 0

@@ -1,0 +1,95 @@
+"""The rater's page: one task at a time from the rater's own queue, a progress bar for the batch,
+a break between batches, resume where they stopped. Controls are rendered by the same code as
+ordinary tasks; widget keys use batch/position only (never task ids or control flags)."""
+from __future__ import annotations
+
+import re
+import time
+
+import streamlit as st
+
+from .protocols import Protocol, get_protocol
+from .store import Store, Task
+from .study import Study
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|>~<$])")
+
+
+def md_escape(text: str) -> str:
+    """Caption text shown literally (Streamlit renders labels as Markdown)."""
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+def _images(study: Study, image_ids: tuple[str, ...]) -> None:
+    if len(image_ids) == 1:
+        st.image(str(study.image_path(image_ids[0])), width="stretch")
+        return
+    cols = st.columns(2)
+    for i, iid in enumerate(image_ids):
+        cols[i % 2].image(str(study.image_path(iid)), width="stretch")
+
+
+def _show_task(study: Study, protocol: Protocol, task: Task) -> None:
+    if protocol.layout == "pair":
+        if protocol.name == "drawbench_sbs":
+            st.markdown(f"**Text caption:** {md_escape(task.caption)}")
+        left, right = st.columns(2, gap="large", border=True)
+        for col, label, ids in ((left, "A", task.left), (right, "B", task.right)):
+            with col:
+                st.subheader(f"{protocol.side_label} {label}")
+                _images(study, ids)
+    else:
+        _, mid, _ = st.columns([1, 2, 1])
+        with mid:
+            _images(study, task.images_a)
+            st.markdown(f"**Caption:** {md_escape(task.caption)}")
+
+
+def _form(protocol: Protocol, task: Task) -> dict[str, str] | None:
+    """The rater's choices as option values once they submit with every question answered."""
+    slot = f"{task.batch}-{task.position}"
+    with st.form(key=f"form-{slot}"):
+        chosen = {q.key: st.radio(md_escape(q.text.format(caption=task.caption)), [o.label for o in q.options],
+                                  index=None, horizontal=True, key=f"{q.key}-{slot}")
+                  for q in protocol.questions}
+        submitted = st.form_submit_button("Submit", type="primary")
+    if not submitted:
+        return None
+    if any(v is None for v in chosen.values()):
+        st.warning("Please answer every question before submitting.")
+        return None
+    return {k: protocol.question(k).option_for(v).value for k, v in chosen.items()}
+
+
+def render(study: Study, store: Store, rater: str) -> None:
+    protocol = get_protocol(study.protocol)
+    tasks = store.tasks(rater)
+    answered = store.answered(rater)
+    n_q = len(protocol.questions)
+    done = {tid for tid, a in answered.items() if len(a) == n_q}
+    pending = [t for t in tasks if t.task_id not in done]
+    st.title(protocol.title)
+    if not pending:
+        st.progress(1.0, text=f"All {len(tasks)} tasks done")
+        st.success("You have finished every task. Thank you! You can close this page.")
+        return
+    task = pending[0]
+    batch = [t for t in tasks if t.batch == task.batch]
+    n_done = sum(t.task_id in done for t in batch)
+    n_batches = tasks[-1].batch
+    st.progress(n_done / len(batch), text=f"Batch {task.batch} of {n_batches}: {n_done} of {len(batch)} done")
+    started = st.session_state.setdefault("started_batches", set())
+    if n_done == 0 and task.batch > 1 and task.batch not in started:
+        st.success(f"Batch {task.batch - 1} is complete. Take a break if you like; your answers are saved.")
+        if st.button(f"Start batch {task.batch}", type="primary"):
+            started.add(task.batch)
+            st.rerun()
+        return
+    shown_at = st.session_state.setdefault("shown_at", {})
+    shown_at.setdefault(task.task_id, time.monotonic())
+    _show_task(study, protocol, task)
+    choice = _form(protocol, task)
+    if choice is not None:
+        ms = int(round((time.monotonic() - shown_at[task.task_id]) * 1000))
+        store.submit(rater, task.task_id, choice, ms)
+        st.rerun()

@@ -1,0 +1,81 @@
+"""Where a study's images and prompts come from, as given on the command line.
+
+Image sources (read only through bench.imagestore):
+    run:DIR[@CELL]   a sweep run folder (optionally one cell)
+    folder:DIR       a folder of images named by prompt id (e.g. ../shared/data/drawbench-sd/sd-v1-4)
+Prompt sets:
+    drawbench                  all 200 DrawBench prompts
+    drawbench:CAT[,CAT...]     some DrawBench categories
+    csv:PATH                   your own prompts (columns id, category, prompt), e.g. COCO captions
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from bench.imagestore import ImageRecord, read_folder, read_run
+from drawbench import load_drawbench
+
+SOURCE_FORMS = "run:DIR[@CELL] or folder:DIR"
+PROMPT_FORMS = "drawbench, drawbench:CAT[,CAT...] or csv:PATH"
+
+
+@dataclass(frozen=True)
+class Source:
+    spec: str  # as given
+    kind: str  # "run" | "folder"
+    path: Path
+    cell: str | None = None
+
+
+def parse_source(spec: str) -> Source:
+    kind, sep, rest = spec.partition(":")
+    if not sep or kind not in ("run", "folder") or not rest:
+        raise ValueError(f"image source {spec!r} not understood; use {SOURCE_FORMS}")
+    cell = None
+    if kind == "run" and "@" in rest:
+        rest, cell = rest.rsplit("@", 1)
+        if not cell:
+            raise ValueError(f"image source {spec!r}: empty cell after '@'; use {SOURCE_FORMS}")
+    return Source(spec=spec, kind=kind, path=Path(rest).expanduser().resolve(), cell=cell)
+
+
+def load_prompts(spec: str) -> tuple[pd.DataFrame, str]:
+    """(prompts with columns id, category, prompt; prompt-set name) for a --prompts value."""
+    kind, sep, rest = spec.partition(":")
+    if kind == "drawbench":
+        cats = [c.strip() for c in rest.split(",") if c.strip()] if sep else None
+        return load_drawbench(cats), "drawbench"
+    if kind == "csv" and rest:
+        path = Path(rest).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"prompt file {path} does not exist")
+        return load_drawbench(path=path), path.stem
+    raise ValueError(f"prompt set {spec!r} not understood; use {PROMPT_FORMS}")
+
+
+def read_source(source: Source, prompts: pd.DataFrame, prompt_set: str) -> list[ImageRecord]:
+    """The source's images for the given prompts (other prompts' images are ignored)."""
+    if source.kind == "run":
+        records = [r for r in read_run(source.path, source.cell) if r.prompt_set == prompt_set]
+    else:
+        # read_folder must see every prompt the folder may hold; selection happens below
+        all_prompts = load_drawbench() if prompt_set == "drawbench" else prompts
+        records = read_folder(source.path, all_prompts, prompt_set=prompt_set)
+    wanted = {str(i) for i in prompts["id"]}
+    chosen = [r for r in records if r.prompt_id in wanted]
+    if not chosen:
+        raise ValueError(f"{source.spec}: no images for the chosen prompts ({len(wanted)} {prompt_set} prompts)")
+    return chosen
+
+
+def by_prompt(records: list[ImageRecord], max_images: int) -> dict[str, list[ImageRecord]]:
+    """prompt id -> up to `max_images` records, in sample order."""
+    out: dict[str, list[ImageRecord]] = {}
+    for r in sorted(records, key=lambda r: (r.prompt_id, r.sample)):
+        out.setdefault(r.prompt_id, [])
+        if len(out[r.prompt_id]) < max_images:
+            out[r.prompt_id].append(r)
+    return out

@@ -1,0 +1,205 @@
+"""A study directory: what is rated, by whom, with which wording; the only images the app serves.
+
+    STUDY/
+      study.json      protocol, models and sources, prompts, wording, settings (seed, batch size,
+                      control share, threshold), package version, created, database, images' sha256
+      images/         copies of the rated images (and degraded control copies) under opaque ids
+      ratings.sqlite  the database (unless --db postgresql://...): raters (hashed tokens), tasks, answers
+      secrets.json    invite and admin tokens in clear (mode 0600; for `imagen-bench rate` to print the
+                      links; the database keeps only their hashes). Keep it private.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from .controls import DegradeSettings, degrade
+from .plan import PlanSettings, PlannedTask, items_for, plan
+from .protocols import get_protocol, wording
+from .sources import by_prompt, load_prompts, parse_source, read_source
+from .store import AccessDenied, Store, Task, is_postgres_url
+from .tokens import new_token
+
+STUDY_FORMAT = "imagen-bench-study/1"
+DEFAULT_DB = "ratings.sqlite"
+_IMAGE_ID = re.compile(r"[0-9a-f]{32}")
+_IMAGE_FILE = re.compile(r"[0-9a-f]{32}\.(?:png|jpe?g|webp)")
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    protocol: str
+    a: str  # image source spec
+    b: str | None
+    prompts: str = "drawbench"
+    name: str | None = None  # default: the study directory's name
+    db: str | None = None  # PostgreSQL URL; default SQLite file in the study directory
+    control_threshold: float = 0.8
+    plan: PlanSettings = PlanSettings()
+    degrade: DegradeSettings = DegradeSettings()
+
+    def __post_init__(self):
+        proto = get_protocol(self.protocol)
+        if proto.needs_b and not self.b:
+            raise ValueError(f"protocol {self.protocol} compares two sources: give --b")
+        if not proto.needs_b and self.b:
+            raise ValueError(f"protocol {self.protocol} rates one source: drop --b")
+        if not 0.0 <= self.control_threshold <= 1.0:
+            raise ValueError(f"control threshold must be in [0, 1], got {self.control_threshold}")
+        if self.db is not None and not is_postgres_url(self.db):
+            raise ValueError(f"--db must be a postgresql:// URL (default: {DEFAULT_DB} in the study directory), got {self.db!r}")
+
+
+@dataclass(frozen=True)
+class Study:
+    """A loaded study.json; everything the app needs, nothing it could be tricked with."""
+    root: Path
+    name: str
+    protocol: str
+    db_url: str
+    control_threshold: float
+    images: dict[str, str]  # image id -> file name inside images/
+
+    def store(self) -> Store:
+        return Store(self.db_url, self.name)
+
+    def image_path(self, image_id: str) -> Path:
+        """The file of a study image, by id. Anything else (a path, an unknown id) is refused."""
+        if not isinstance(image_id, str) or not _IMAGE_ID.fullmatch(image_id) or image_id not in self.images:
+            raise AccessDenied(f"no image {image_id!r} in this study")
+        images_dir = (self.root / "images").resolve()
+        path = (images_dir / self.images[image_id]).resolve()
+        if path.parent != images_dir or not path.is_file():
+            raise AccessDenied(f"image {image_id!r} is missing from {images_dir}")
+        return path
+
+
+def _strip_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}@{netloc}" if user else netloc))
+
+
+def load_study(study_dir: str | Path) -> Study:
+    root = Path(study_dir)
+    path = root / "study.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{root} is not a study directory: study.json is missing (make one with `imagen-bench study create`)")
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not valid JSON ({e}); restore it from a backup or recreate the study") from e
+    if not isinstance(meta, dict) or meta.get("format") != STUDY_FORMAT:
+        raise ValueError(f"{path}: format must be {STUDY_FORMAT!r}, got {meta.get('format') if isinstance(meta, dict) else type(meta).__name__!r}")
+    missing = sorted({"name", "protocol", "database", "images", "settings"} - set(meta))
+    if missing:
+        raise ValueError(f"{path}: missing keys {missing}")
+    get_protocol(meta["protocol"])
+    images = meta["images"]
+    if not isinstance(images, dict) or not all(
+            isinstance(v, dict) and isinstance(v.get("file"), str) and _IMAGE_FILE.fullmatch(v["file"]) and _IMAGE_ID.fullmatch(k)
+            for k, v in images.items()):
+        raise ValueError(f"{path}: 'images' must map 32-hex ids to {{'file': '<id>.<png|jpg|webp>'}} entries")
+    db = meta["database"]
+    if not isinstance(db, str) or not (is_postgres_url(db) or re.fullmatch(r"[\w.-]+", db)):
+        raise ValueError(f"{path}: 'database' must be a file name inside the study or a postgresql:// URL, got {db!r}")
+    threshold = meta["settings"].get("control_threshold") if isinstance(meta["settings"], dict) else None
+    if not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
+        raise ValueError(f"{path}: settings.control_threshold must be a number in [0, 1], got {threshold!r}")
+    return Study(root=root.resolve(), name=str(meta["name"]), protocol=meta["protocol"],
+                 db_url=db if is_postgres_url(db) else str(root.resolve() / db),
+                 control_threshold=float(threshold), images={k: v["file"] for k, v in images.items()})
+
+
+def read_secrets(study_dir: str | Path) -> dict:
+    path = Path(study_dir) / "secrets.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: invite links cannot be shown (tokens are stored only hashed in the database)")
+    return json.loads(path.read_text())
+
+
+def create_study(out: str | Path, s: StudySettings) -> Study:
+    """Build the study directory. Refuses an existing non-empty `out`; builds in a temporary
+    sibling and renames it into place, so a failure leaves nothing half-made."""
+    from imagen import __version__
+    from imagen.checkpoint import sha256_file, write_json_atomic
+
+    out = Path(out).resolve()
+    if out.exists() and any(out.iterdir()):
+        raise ValueError(f"{out} already exists and is not empty; refusing to overwrite a study (choose a new --out)")
+    protocol = get_protocol(s.protocol)
+    prompts, prompt_set = load_prompts(s.prompts)
+    src_a = parse_source(s.a)
+    src_b = parse_source(s.b) if s.b else None
+    recs_a = by_prompt(read_source(src_a, prompts, prompt_set), protocol.max_images)
+    recs_b = by_prompt(read_source(src_b, prompts, prompt_set), protocol.max_images) if src_b else None
+    items = items_for(protocol, recs_a, recs_b)
+    if recs_b is not None and next(iter(items.values())).model_a == next(iter(items.values())).model_b:
+        raise ValueError(f"both sources are called {next(iter(items.values())).model_a!r}; compare two different models")
+    planned = plan(protocol, items, s.plan)
+    name = s.name or out.name
+
+    tmp = out.with_name(f".{out.name}.creating-{secrets.token_hex(4)}")
+    (tmp / "images").mkdir(parents=True)
+    try:
+        images: dict[str, dict] = {}
+        copies: dict[tuple[Path, bool], str] = {}
+
+        def image_id(path: Path, degraded: bool, model: str) -> str:
+            if (path, degraded) not in copies:
+                iid = secrets.token_hex(16)
+                dst = tmp / "images" / f"{iid}{path.suffix.lower()}"
+                degrade(path, dst, seed=s.plan.seed + len(copies), settings=s.degrade) if degraded else shutil.copyfile(path, dst)
+                images[iid] = {"file": dst.name, "sha256": sha256_file(dst), "source": str(path), "model": model, "degraded": degraded}
+                copies[(path, degraded)] = iid
+            return copies[(path, degraded)]
+
+        def task(p: PlannedTask) -> Task:
+            it = p.item
+            return Task(task_id=secrets.token_hex(12), rater=p.rater, batch=p.batch, position=p.position,
+                        prompt_id=it.prompt_id, category=it.category, caption=it.caption, model_a=it.model_a,
+                        model_b=it.model_b, a_on_left=p.a_on_left if protocol.layout == "pair" else True,
+                        images_a=tuple(image_id(x, False, it.model_a) for x in it.paths_a),
+                        images_b=tuple(image_id(x, it.degrade_b, it.model_b) for x in it.paths_b),
+                        is_control=it.is_control, control_kind=it.control_kind, expected=it.expected)
+
+        tasks = [task(p) for p in planned]
+        tokens = {"admin": new_token(), "raters": {r: new_token() for r in sorted({t.rater for t in tasks})}}
+        db = s.db or DEFAULT_DB
+        settings = {"control_threshold": s.control_threshold, "plan": asdict(s.plan), "degrade": asdict(s.degrade),
+                    "max_images": protocol.max_images}
+        store = Store(db if s.db else tmp / db, name)
+        store.create(s.protocol, tokens["admin"], tokens["raters"], tasks, __version__, settings)
+        store.close()
+        secrets_path = tmp / "secrets.json"
+        secrets_path.touch(mode=0o600)
+        write_json_atomic(secrets_path, tokens)
+        os.chmod(secrets_path, 0o600)
+        first = next(iter(items.values()))
+        write_json_atomic(tmp / "study.json", {
+            "format": STUDY_FORMAT, "name": name, "protocol": s.protocol, "title": protocol.title,
+            "wording": wording(protocol),
+            "models": {"a": {"source": s.a, "model": first.model_a}, **({"b": {"source": s.b, "model": first.model_b}} if s.b else {})},
+            "prompts": {"spec": s.prompts, "prompt_set": prompt_set, "rated": list(items), "n": len(items)},
+            "settings": settings, "database": _strip_password(db), "package_version": __version__,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "tasks": {"total": len(tasks), "controls": sum(t.is_control for t in tasks), "raters": len(tokens["raters"])},
+            "images": images,
+        })
+        if out.exists():
+            out.rmdir()
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return load_study(out)

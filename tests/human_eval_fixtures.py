@@ -1,0 +1,61 @@
+"""Studies for the human_eval tests: side-by-side studies from the real SD v1.4 / v1.5 DrawBench
+images (../shared/data), and small COCO-style studies from synthetic images with a captions CSV."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from human_eval.plan import PlanSettings
+from human_eval.study import StudySettings, create_study
+
+REPO = Path(__file__).resolve().parents[1]
+SD = REPO.parent / "shared" / "data" / "drawbench-sd"
+APP = REPO / "human_eval" / "app.py"
+
+
+def sd_folders() -> tuple[Path, Path]:
+    a, b = SD / "sd-v1-4", SD / "sd-v1-5"
+    if not (a.is_dir() and b.is_dir()):
+        pytest.skip(f"real SD DrawBench images not found at {SD} (expected sd-v1-4/ and sd-v1-5/)")
+    return a, b
+
+
+def sbs_study(out: Path, prompts: str = "drawbench:Colors", raters: int = 2, batch_size: int = 6,
+              control_share: float = 0.2, seed: int = 0):
+    a, b = sd_folders()
+    return create_study(out, StudySettings(
+        protocol="drawbench_sbs", a=f"folder:{a}", b=f"folder:{b}", prompts=prompts,
+        plan=PlanSettings(raters=raters, batch_size=batch_size, control_share=control_share, seed=seed)))
+
+
+def synthetic_sources(root: Path, n: int = 6) -> tuple[Path, Path, Path]:
+    """A captions CSV and two folders of small distinct images named by caption id."""
+    root.mkdir(parents=True, exist_ok=True)
+    captions = root / "captions.csv"
+    pd.DataFrame({"id": range(1, n + 1), "category": ["coco"] * n,
+                  "prompt": [f"a photo of object number {i}" for i in range(1, n + 1)]}).to_csv(captions, index=False)
+    rng = np.random.default_rng(0)
+    folders = []
+    for name in ("model-x", "reference"):
+        d = root / name
+        d.mkdir()
+        for i in range(1, n + 1):
+            Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(d / f"{i}.png")
+        folders.append(d)
+    return captions, folders[0], folders[1]
+
+
+def coco_study(root: Path, protocol: str, raters: int = 1, batch_size: int = 4, control_share: float = 0.25):
+    captions, model, reference = synthetic_sources(root)
+    return create_study(root / "study", StudySettings(
+        protocol=protocol, a=f"folder:{model}", b=f"folder:{reference}" if protocol == "coco_realism" else None,
+        prompts=f"csv:{captions}", plan=PlanSettings(raters=raters, batch_size=batch_size, control_share=control_share)))
+
+
+def tokens(study) -> dict:
+    return json.loads((study.root / "secrets.json").read_text())

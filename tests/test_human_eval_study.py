@@ -1,0 +1,209 @@
+"""Studies, plan, storage and export without a browser: controls in every batch, sides randomised
+and de-randomised, first answer wins, refusals that change nothing."""
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections import Counter
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bench.cli import main as cli
+from human_eval.controls import degrade
+from human_eval.export import answers_frame, control_accuracy, reliable_answers, write_answers
+from human_eval.store import AccessDenied
+from human_eval.study import load_study
+from human_eval.tokens import hash_token, match_token, new_token
+from human_eval_fixtures import coco_study, sbs_study, tokens
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    return sbs_study(tmp_path_factory.mktemp("he") / "sbs", raters=3, batch_size=10, control_share=0.2)
+
+
+def _db_snapshot(study) -> tuple:
+    con = sqlite3.connect(study.db_url)
+    try:
+        return tuple(con.execute(f"SELECT * FROM {t} ORDER BY 1, 2, 3").fetchall() for t in ("raters", "tasks", "answers"))
+    finally:
+        con.close()
+
+
+def test_study_dir_records_what_made_it(study):
+    meta = json.loads((study.root / "study.json").read_text())
+    assert meta["package_version"] == "0.1.0" and meta["protocol"] == "drawbench_sbs"
+    assert meta["settings"]["plan"] == {"raters": 3, "batch_size": 10, "control_share": 0.2, "seed": 0}
+    assert meta["wording"]["alignment"]["text"] == "Which set of images better represents the text caption: {caption}?"
+    assert meta["models"]["a"]["model"] == "sd-v1-4" and meta["models"]["b"]["model"] == "sd-v1-5"
+    assert meta["prompts"]["n"] == 25  # DrawBench Colors
+    for iid, info in meta["images"].items():
+        path = study.root / "images" / info["file"]
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == info["sha256"]
+    assert (study.root / "secrets.json").stat().st_mode & 0o777 == 0o600
+    assert sqlite3.connect(study.db_url).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_plan_batches_controls_and_sides(study):
+    store = study.store()
+    for rater in ("r01", "r02", "r03"):
+        tasks = store.tasks(rater)
+        ordinary = [t for t in tasks if not t.is_control]
+        assert sorted(t.prompt_id for t in ordinary) == sorted({t.prompt_id for t in ordinary})  # each prompt once
+        assert len(ordinary) == 25
+        for b, n in Counter(t.batch for t in tasks).items():
+            batch = [t for t in tasks if t.batch == b]
+            n_ctrl = sum(t.is_control for t in batch)
+            assert n_ctrl == 2 if n == 10 else n_ctrl >= 1  # 20 % of a full batch; at least one in a short one
+            assert n <= 10
+        controls = [t for t in tasks if t.is_control]
+        for c in controls:
+            assert c.model_b in ("control:degraded", "control:unrelated") and dict(c.expected)
+            if c.control_kind == "alignment":  # the other set shows an unrelated prompt's images
+                assert dict(c.expected) == {"alignment": "A"} and set(c.images_b).isdisjoint(c.images_a)
+            else:
+                assert dict(c.expected) == {"quality": "A", "alignment": "A"}
+    sides = [t.a_on_left for r in ("r01", "r02", "r03") for t in store.tasks(r)]
+    assert 0.3 < sum(sides) / len(sides) < 0.7
+    assert {t.control_kind for r in ("r01", "r02", "r03") for t in store.tasks(r) if t.is_control} == {"alignment", "fidelity"}
+
+
+def test_same_seed_same_plan(tmp_path, study):
+    again = sbs_study(tmp_path / "again", raters=3, batch_size=10, control_share=0.2)
+    key = lambda t: (t.rater, t.batch, t.position, t.prompt_id, t.model_a, t.model_b, t.a_on_left, t.control_kind)  # noqa: E731
+    for r in ("r01", "r02"):
+        assert [key(t) for t in again.store().tasks(r)] == [key(t) for t in study.store().tasks(r)]
+        assert {t.task_id for t in again.store().tasks(r)}.isdisjoint(t.task_id for t in study.store().tasks(r))
+
+
+def test_first_answer_wins_and_derandomises(tmp_path):
+    study = sbs_study(tmp_path / "s", raters=2, batch_size=10, control_share=0.2)
+    store = study.store()
+    t = next(t for t in store.tasks("r01") if not t.is_control)
+    first = store.submit("r01", t.task_id, {"quality": "left", "alignment": "tie"}, 1200)
+    assert first.stored == ("alignment", "quality") and first.kept == ()
+    again = store.submit("r01", t.task_id, {"quality": "right", "alignment": "right"}, 50)
+    assert again.stored == () and again.kept == ("alignment", "quality")
+    df = answers_frame(study.root)
+    assert len(df) == 2 and set(df["rater"]) == {"r01"}
+    row = df.set_index("question").loc["quality"]
+    assert row["answer"] == ("A" if t.a_on_left else "B") and row["response_ms"] == 1200
+    assert df.set_index("question").loc["alignment", "answer"] == "tie"
+    assert (row["model_a"], row["model_b"], row["prompt_id"], row["category"]) == ("sd-v1-4", "sd-v1-5", t.prompt_id, "Colors")
+    assert list(df.columns) == ["study", "protocol", "task_id", "rater", "question", "answer", "model_a", "model_b",
+                                "prompt_id", "category", "is_control", "control_correct", "response_ms", "answered_at"]
+
+
+def test_control_accuracy_flags_and_excludes(tmp_path):
+    study = sbs_study(tmp_path / "s", raters=2, batch_size=10, control_share=0.2)
+    store = study.store()
+    for rater, good in (("r01", True), ("r02", False)):
+        for t in store.tasks(rater):
+            right = "left" if t.a_on_left else "right"
+            wrong = "right" if t.a_on_left else "left"
+            pick = right if (good or not t.is_control) else wrong
+            store.submit(rater, t.task_id, {"quality": pick, "alignment": pick}, 900)
+    df = answers_frame(study.root)
+    controls = df[df.is_control]
+    assert controls.control_correct.notna().sum() > 0
+    # alignment controls have no right answer to the quality question
+    assert controls[controls.model_b.eq("control:unrelated") & controls.question.eq("quality")].control_correct.isna().all()
+    acc = control_accuracy(df, 0.8).set_index("rater")
+    assert acc.loc["r01", "accuracy"] == 1.0 and not acc.loc["r01", "flagged"]
+    assert acc.loc["r02", "accuracy"] == 0.0 and acc.loc["r02", "flagged"]
+    kept = reliable_answers(df, 0.8)
+    assert set(kept.rater) == {"r01"} and not kept.is_control.any() and len(kept) == 2 * 25
+
+
+def test_coco_protocols_export(tmp_path):
+    real = coco_study(tmp_path / "real", "coco_realism")
+    store = real.store()
+    t = store.tasks("r01")[0]
+    store.submit("r01", t.task_id, {"realism": "left"}, 10)
+    assert answers_frame(real.root).answer.tolist() == ["A" if t.a_on_left else "B"]
+    with pytest.raises(ValueError, match="allowed: left, right"):
+        store.submit("r01", store.tasks("r01")[1].task_id, {"realism": "tie"}, 10)
+    align = coco_study(tmp_path / "align", "coco_alignment")
+    s2 = align.store()
+    controls = [t for t in s2.tasks("r01") if t.is_control]
+    assert controls and all(dict(c.expected) == {"caption": "no"} and c.model_b == "" for c in controls)
+    s2.submit("r01", controls[0].task_id, {"caption": "no"}, 10)
+    df = answers_frame(align.root)
+    assert df.answer.tolist() == ["no"] and df.control_correct.tolist() == [True] and df.model_b.tolist() == [""]
+
+
+def test_tokens_constant_time_match():
+    tok = new_token()
+    assert len(tok) >= 43 and match_token(tok, {"r01": hash_token(tok), "r02": hash_token(new_token())}) == "r01"
+    for forged in (None, "", tok[:-1] + ("A" if tok[-1] != "A" else "B"), "../../etc/passwd", "x" * 500, hash_token(tok)):
+        assert match_token(forged, {"r01": hash_token(tok)}) is None
+
+
+def test_bad_input_is_refused_and_changes_nothing(study):
+    store = study.store()
+    before = _db_snapshot(study)
+    assert store.rater_for_token("forged-" + new_token()) is None and not store.is_admin(tokens(study)["raters"]["r01"])
+    other = store.tasks("r02")[0]
+    with pytest.raises(AccessDenied, match="not one of rater 'r01'"):
+        store.submit("r01", other.task_id, {"quality": "left", "alignment": "left"}, 5)
+    with pytest.raises(AccessDenied):
+        store.task("r01", "no-such-task")
+    mine = store.tasks("r01")[0]
+    with pytest.raises(ValueError, match="exactly the questions"):
+        store.submit("r01", mine.task_id, {"quality": "left"}, 5)
+    with pytest.raises(ValueError, match="allowed: left, tie, right"):
+        store.submit("r01", mine.task_id, {"quality": "A", "alignment": "left"}, 5)
+    for bad in ("../study.json", "../secrets.json", "/etc/passwd", "0" * 32, "images/x.jpg", "%2e%2e%2fstudy.json"):
+        with pytest.raises(AccessDenied):
+            study.image_path(bad)
+    assert study.image_path(mine.images_a[0]).parent == study.root / "images"
+    assert _db_snapshot(study) == before
+
+
+@pytest.mark.parametrize("content, message", [
+    ("{not json", "not valid JSON"),
+    ('{"format": "other/1"}', "format must be"),
+    ('{"format": "imagen-bench-study/1", "name": "x"}', "missing keys"),
+    ('{"format": "imagen-bench-study/1", "name": "x", "protocol": "nope", "database": "r.sqlite", "images": {}, "settings": {}}',
+     "unknown protocol 'nope'; choose from drawbench_sbs, coco_realism, coco_alignment"),
+    ('{"format": "imagen-bench-study/1", "name": "x", "protocol": "coco_realism", "database": "r.sqlite", '
+     '"images": {"' + "a" * 32 + '": {"file": "../../etc/passwd"}}, "settings": {"control_threshold": 0.8}}', "'images' must map"),
+])
+def test_malformed_study_file(tmp_path, content, message):
+    (tmp_path / "study.json").write_text(content)
+    with pytest.raises(ValueError, match=message):
+        load_study(tmp_path)
+
+
+def test_cli_refusals(tmp_path, capsys, study):
+    a = f"folder:{study.root}"  # wrong on purpose: never read, the protocol check fails first
+    assert cli(["study", "create", "--protocol", "drawbench_sbs", "--a", a, "--out", str(tmp_path / "x")]) == 2
+    assert "give --b" in capsys.readouterr().err
+    assert cli(["study", "create", "--protocol", "coco_alignment", "--a", "nope", "--out", str(tmp_path / "x")]) == 2
+    assert "use run:DIR[@CELL] or folder:DIR" in capsys.readouterr().err
+    before = _db_snapshot(study)
+    assert cli(["study", "create", "--protocol", "coco_alignment", "--a", a, "--out", str(study.root)]) == 2
+    assert "refusing to overwrite" in capsys.readouterr().err
+    assert _db_snapshot(study) == before
+    assert cli(["rate", str(tmp_path)]) == 2 and "study.json is missing" in capsys.readouterr().err
+    out = tmp_path / "answers.parquet"
+    assert cli(["study", "export", str(study.root), "--out", str(out)]) == 0 and out.is_file()
+    assert json.loads((tmp_path / "answers.parquet.meta.json").read_text())["package_version"] == "0.1.0"
+    assert cli(["study", "export", str(study.root), "--out", str(out)]) == 2
+    assert "refusing to overwrite" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="must end in .csv or .parquet"):
+        write_answers(study.root, tmp_path / "answers.xlsx")
+
+
+def test_degraded_copy_is_heavily_degraded(tmp_path):
+    src = tmp_path / "src.png"
+    yy, xx = np.mgrid[0:128, 0:128]
+    Image.fromarray(((xx // 8 + yy // 8) % 2 * 255).astype(np.uint8)).convert("RGB").save(src)  # sharp checkerboard
+    degrade(src, tmp_path / "d.png", seed=0)
+    a = np.asarray(Image.open(src), dtype=np.float64)
+    b = np.asarray(Image.open(tmp_path / "d.png"), dtype=np.float64)
+    psnr = 10 * np.log10(255 ** 2 / np.mean((a - b) ** 2))
+    assert b.shape == a.shape and psnr < 12, psnr

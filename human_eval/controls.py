@@ -4,7 +4,7 @@ ordinary tasks (same protocol, same layout, opaque ids).
 - alignment control: the prompt paired with images the same model made for an UNRELATED prompt
   (another category where possible). Right answer: the matching set ("A"), or "no" for
   coco_alignment. A side-by-side alignment control scores only the alignment question; its quality
-  answer is kept with control_correct empty (there is no right answer to it).
+  answer has no right answer: it is kept in the database but left out of the export frame.
 - fidelity control: a set paired with a heavily degraded copy of itself (Gaussian blur + noise).
   Right answer: the non-degraded set ("A") for every question of the protocol.
 

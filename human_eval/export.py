@@ -43,7 +43,13 @@ def answers_frame(study_dir_or_db_url: str | Path) -> pd.DataFrame:
         store.close()
     raw = pd.DataFrame(rows, columns=[c if c != "control_correct" else "expected" for c in COLUMNS])
     expected = [json.loads(e).get(q) for e, q in zip(raw["expected"], raw["question"])]
-    correct = [pd.NA if exp is None else ans == exp for exp, ans in zip(expected, raw["answer"])]
+    # A control question with no right answer (the quality question of an alignment control) is
+    # neither data nor evidence: it stays in the database but not in the frame, so every control
+    # row has control_correct True/False as contract 2 says.
+    scored = pd.Series([not c or e is not None for c, e in zip(raw["is_control"].astype(bool), expected)],
+                       index=raw.index, dtype=bool)
+    raw, expected = raw[scored].reset_index(drop=True), [e for e, k in zip(expected, scored) if k]
+    correct = [pd.NA if exp is None else ans == exp for exp, ans in zip(expected, raw["answer"])]  # NA: ordinary rows
     df = raw.drop(columns="expected").assign(
         is_control=raw["is_control"].astype(bool),
         control_correct=pd.array(correct, dtype="boolean"),

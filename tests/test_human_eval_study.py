@@ -108,9 +108,13 @@ def test_control_accuracy_flags_and_excludes(tmp_path):
             store.submit(rater, t.task_id, {"quality": pick, "alignment": pick}, 900)
     df = answers_frame(study.root)
     controls = df[df.is_control]
-    assert controls.control_correct.notna().sum() > 0
-    # alignment controls have no right answer to the quality question
-    assert controls[controls.model_b.eq("control:unrelated") & controls.question.eq("quality")].control_correct.isna().all()
+    # every control row is scored (contract 2); the quality answer of an alignment control has no
+    # right answer, so it stays in the database but not in the frame
+    assert controls.control_correct.notna().all() and df[~df.is_control].control_correct.isna().all()
+    assert not (controls.model_b.eq("control:unrelated") & controls.question.eq("quality")).any()
+    n_db = sqlite3.connect(study.db_url).execute("SELECT COUNT(*) FROM answers").fetchone()[0]
+    n_unscored = sum(t.control_kind == "alignment" for r in ("r01", "r02") for t in store.tasks(r))
+    assert n_db == len(df) + n_unscored
     acc = control_accuracy(df, 0.8).set_index("rater")
     assert acc.loc["r01", "accuracy"] == 1.0 and not acc.loc["r01", "flagged"]
     assert acc.loc["r02", "accuracy"] == 0.0 and acc.loc["r02", "flagged"]

@@ -1,0 +1,121 @@
+"""Assemble a report: run folders and ratings in, one folder out (index.html, plots/*.png,
+tables/*.csv + *.parquet, report.json), written atomically (publish.py)."""
+from __future__ import annotations
+
+import platform
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+import imagen
+from bench.imagestore import ImageRecord
+
+from . import plots
+from .answers import DEFAULT_CONTROL_THRESHOLD, apply_controls, check_answers
+from .html import Paragraph, Section, Table, render, tables_of
+from .human_sections import figure_block, human_sections
+from .power import DEFAULT_STUDIES
+from .preference import CIConfig
+from .publish import MARKER, check_target, staged
+from .runs import RunMetrics, headline_table, read_run_metrics, shapes_table
+
+# 0.05: the smallest preference difference the paper's DrawBench comparisons read as meaningful;
+# 0 turns the power section off.
+DEFAULT_POWER_EFFECT = 0.05
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    ci: CIConfig = CIConfig()
+    control_threshold: float = DEFAULT_CONTROL_THRESHOLD
+    power_effect: float = DEFAULT_POWER_EFFECT
+    power_studies: int = DEFAULT_STUDIES
+    title: str = "imagen-bench report"
+    banner: str = ""  # shown on top in a box, e.g. that the ratings are simulated
+
+
+@dataclass(frozen=True)
+class ReportInputs:
+    runs: tuple[Path, ...] = ()
+    answers: tuple[tuple[str, pd.DataFrame], ...] = ()  # (where it came from, contract-2 frame)
+    images: dict[str, list[ImageRecord]] = field(default_factory=dict)  # model -> images, for an example gallery
+
+
+def run_sections(run: RunMetrics, stage: Path) -> list[Section]:
+    slug = "".join(c if c.isalnum() or c in "-." else "_" for c in run.name)
+    blocks = [Table(f"metrics_{slug}", headline_table(run),
+                    f"From {run.run}/metrics_cell.parquet as the sweep wrote it (nothing recomputed): value per cell, N = images "
+                    "it was computed on, 'how' = the metric's recorded details (resize mode, reference, weights sha256) or why "
+                    "it is unavailable.")]
+    shapes = shapes_table(run)
+    if shapes.empty:
+        blocks.append(Paragraph("No shapes-verifier accuracy (metrics shapes_accuracy/<category>) in this run.", kind="note"))
+    else:
+        blocks.append(Table(f"shapes_accuracy_{slug}", shapes, "Shapes-verifier accuracy per category = share of images the "
+                                                              "verifier judged to match their caption; N images per cell."))
+    blocks.append(figure_block(stage, f"pareto_{slug}", lambda: plots.pareto_plot(run),
+                               "FID vs alignment over guidance weights, one curve per thresholding mode (Imagen Fig. A.8)."))
+    blocks.append(figure_block(stage, f"aug_level_{slug}", lambda: plots.aug_level_plot(run),
+                               "FID and alignment over the SR noise-augmentation level (Imagen Fig. A.11)."))
+    return [Section(f"Automated metrics: {run.name}", blocks)]
+
+
+def methods_section(options: ReportOptions) -> Section:
+    return Section("Methods", [Paragraph(t, kind="plain") for t in (
+        f"Default interval: {options.ci.describe()}. The estimand is the population preference over prompts and raters; "
+        "answers are clustered by prompt and by rater, so intervals that treat answers as independent (Wilson) are too narrow "
+        "and the plain two-way bootstrap is too wide. See docs/reports.md.",
+        f"Raters below {options.control_threshold:.0%} control accuracy are excluded with all their answers; control rows "
+        "never enter the analysis.",
+        "Automated metrics are read from the run folders as written by `imagen-bench sweep`; the report reruns nothing.",
+    )])
+
+
+def provenance(inputs: ReportInputs, options: ReportOptions) -> dict:
+    return {
+        "format": "imagen-bench-report/1", "package_version": imagen.__version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{platform.node()} {platform.machine()} {platform.system()} python {platform.python_version()}",
+        "runs": [str(r) for r in inputs.runs], "ratings": [src for src, _ in inputs.answers],
+        "options": {**asdict(options), "ci": asdict(options.ci)},
+    }
+
+
+def build_report(inputs: ReportInputs, out: str | Path, options: ReportOptions = ReportOptions(), force: bool = False) -> Path:
+    """Write the report folder `out`; refuses an existing folder unless force (then replaces it atomically)."""
+    out = Path(out)
+    check_target(out, force)
+    if not inputs.runs and not inputs.answers:
+        raise ValueError("nothing to report: give run folders and/or rating studies / ratings files")
+    runs = [read_run_metrics(r) for r in inputs.runs]  # read and validate everything before writing anything
+    answers = pd.concat([check_answers(df, src) for src, df in inputs.answers], ignore_index=True) if inputs.answers else None
+    meta = provenance(inputs, options)
+    with staged(out, force) as stage:
+        (stage / "plots").mkdir()
+        (stage / "tables").mkdir()
+        head = [Paragraph(options.banner, kind="banner")] if options.banner else []
+        head.append(Paragraph(f"imagen-bench {imagen.__version__}, created {meta['created']} on {meta['machine']}; "
+                              f"inputs: {', '.join(meta['runs'] + meta['ratings'])}.", kind="plain"))
+        sections = [Section("Provenance", head)]
+        if answers is not None:
+            clean, exclusion = apply_controls(answers, options.control_threshold)
+            sections += human_sections(clean, exclusion, options.ci, inputs.images, options.power_effect,
+                                       options.power_studies, stage)
+        for run in runs:
+            sections += run_sections(run, stage)
+        sections.append(methods_section(options))
+        for table in tables_of(sections):
+            table.frame.to_csv(stage / "tables" / f"{table.name}.csv", index=False)
+            table.frame.to_parquet(stage / "tables" / f"{table.name}.parquet", index=False)
+        (stage / "index.html").write_text(render(options.title, sections), encoding="utf-8")
+        write_marker(stage / MARKER, {**meta, "tables": [t.name for t in tables_of(sections)],
+                                      "plots": sorted(p.name for p in (stage / "plots").iterdir())})
+    return out
+
+
+def write_marker(path: Path, data: dict) -> None:
+    from imagen.checkpoint import write_json_atomic  # lazy: imagen.checkpoint imports torch (~2 s)
+
+    write_json_atomic(path, data)

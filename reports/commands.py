@@ -1,0 +1,137 @@
+"""`imagen-bench report` and `imagen-bench power`."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .answers import DEFAULT_CONTROL_THRESHOLD
+from .bootstrap import DEFAULT_METHOD, DEFAULT_RESAMPLES, METHODS
+from .power import DEFAULT_POWER_RESAMPLES, DEFAULT_STUDIES, DEFAULT_TARGET, VARY, PowerQuery, needed, power_curve
+from .simulate import RaterModel
+
+# Demo ratings (--simulate-ratings): a modest true preference for the second model, like the
+# small SD v1.4 -> v1.5 improvement; 40 raters x 50 prompts ~ a real crowd study of 2,000 tasks.
+DEMO_PREFERENCE = 0.45  # for model A (the first folder), i.e. 0.55 for the second
+DEMO_RATERS = 40
+DEMO_ANSWERS_PER_RATER = 50
+DEMO_CONTROLS_PER_RATER = 10
+DEMO_UNRELIABLE = 0.1  # share of simulated raters clicking at random (they fail the controls)
+
+
+def add_parser(sub, name: str, help_text: str) -> None:
+    {"report": _add_report, "power": _add_power}[name](sub.add_parser(name, help=help_text, description=help_text))
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _ci_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ci", choices=METHODS, default=DEFAULT_METHOD, help="interval method (default: %(default)s)")
+    p.add_argument("--resamples", type=int, default=DEFAULT_RESAMPLES, help="bootstrap resamples (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap / simulation seed (default: %(default)s)")
+    p.add_argument("--level", type=float, default=0.95, help="confidence level (default: %(default)s)")
+
+
+def _add_report(p: argparse.ArgumentParser) -> None:
+    p.add_argument("inputs", nargs="*", metavar="RUN_OR_STUDY",
+                   help="run folders (contract 1), rating studies / DB URLs (human_eval), or ratings files (.parquet/.csv)")
+    p.add_argument("--out", required=True, type=Path, help="report folder to create")
+    p.add_argument("--force", action="store_true", help="replace an existing report folder (atomically)")
+    _ci_options(p)
+    p.add_argument("--control-threshold", type=float, default=DEFAULT_CONTROL_THRESHOLD,
+                   help="exclude raters below this control accuracy (default: %(default)s)")
+    p.add_argument("--power-effect", type=float, default=0.05, help="preference difference for the power section; 0 = off")
+    p.add_argument("--power-studies", type=int, default=DEFAULT_STUDIES, help="simulated studies per power point")
+    p.add_argument("--simulate-ratings", nargs=2, metavar=("IMAGES_A", "IMAGES_B"), type=Path,
+                   help="demo: simulate DrawBench side-by-side ratings of two folders of images named by prompt id")
+    p.add_argument("--true-preference", type=float, default=DEMO_PREFERENCE,
+                   help="demo: true preference for IMAGES_A, ties half (default: %(default)s)")
+    p.set_defaults(func=run_report)
+
+
+def _add_power(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--effect", type=float, required=True, help="true preference minus 0.5 to detect, e.g. 0.05")
+    p.add_argument("--vary", choices=VARY, default="raters", help="what the grid counts (default: %(default)s)")
+    p.add_argument("--grid", type=_ints, default=(10, 20, 40, 80, 160), help="comma-separated counts (default: 10,20,40,80,160)")
+    p.add_argument("--prompts", type=int, default=200, help="prompts, when varying raters (default: %(default)s)")
+    p.add_argument("--raters", type=int, default=40, help="raters, when varying prompts (default: %(default)s)")
+    p.add_argument("--answers-per-rater", type=int, default=50, help="default: %(default)s")
+    p.add_argument("--prompt-sd", type=float, default=RaterModel.prompt_sd, help="logit sd of per-prompt preference")
+    p.add_argument("--rater-sd", type=float, default=RaterModel.rater_sd, help="logit sd of rater bias")
+    p.add_argument("--tie-rate", type=float, default=RaterModel.tie_rate, help="share of 'indifferent' answers")
+    p.add_argument("--studies", type=int, default=DEFAULT_STUDIES, help="simulated studies per grid point")
+    p.add_argument("--target", type=float, default=DEFAULT_TARGET, help="power to reach (default: %(default)s)")
+    p.add_argument("--ci", choices=METHODS, default=DEFAULT_METHOD)
+    p.add_argument("--resamples", type=int, default=DEFAULT_POWER_RESAMPLES, help="bootstrap resamples per simulated study")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--level", type=float, default=0.95)
+    p.set_defaults(func=run_power)
+
+
+def run_power(args) -> int:
+    model = RaterModel(preference=0.5 + args.effect, prompt_sd=args.prompt_sd, rater_sd=args.rater_sd, tie_rate=args.tie_rate)
+    query = PowerQuery(effect=args.effect, grid=args.grid, vary=args.vary, n_prompts=args.prompts, n_raters=args.raters,
+                       answers_per_rater=args.answers_per_rater, rater_model=model, studies=args.studies,
+                       resamples=args.resamples, method=args.ci, level=args.level, target=args.target, seed=args.seed)
+    curve = power_curve(query)
+    print(query.describe())
+    print(curve.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(needed(curve, query))
+    return 0
+
+
+def run_report(args) -> int:
+    from .answers import load_answers
+    from .build import ReportInputs, ReportOptions, build_report
+    from .preference import CIConfig
+    from .publish import check_target
+    from .runs import is_run_folder
+
+    check_target(args.out, args.force)  # before reading anything large
+    runs, answers, images, banner = [], [], {}, ""
+    for item in args.inputs:
+        path = Path(item)
+        if path.is_dir() and is_run_folder(path):
+            runs.append(path)
+        else:
+            answers.append((item, load_answers(item)))
+    if args.simulate_ratings:
+        frame, images = simulated_demo(args.simulate_ratings, args.true_preference, args.seed)
+        answers.append((f"simulated ratings of {args.simulate_ratings[0]} vs {args.simulate_ratings[1]}", frame))
+        banner = (f"SIMULATED RATINGS: the side-by-side answers below were generated by reports.simulate (true preference for "
+                  f"{args.simulate_ratings[0].name} = {args.true_preference}, ties half), not by people. The images are real.")
+    if not runs and not answers:
+        raise ValueError("nothing to report: give RUN_OR_STUDY inputs or --simulate-ratings IMAGES_A IMAGES_B")
+    options = ReportOptions(ci=CIConfig(method=args.ci, resamples=args.resamples, seed=args.seed, level=args.level),
+                            control_threshold=args.control_threshold, power_effect=args.power_effect,
+                            power_studies=args.power_studies, banner=banner)
+    out = build_report(ReportInputs(runs=tuple(runs), answers=tuple(answers), images=images), args.out, options, args.force)
+    print(f"report written to {out / 'index.html'}")
+    return 0
+
+
+def simulated_demo(folders, preference: float, seed: int):
+    """(contract-2 frame of simulated DrawBench ratings for two image folders, model -> image records)."""
+    from bench.imagestore import read_folder
+    from drawbench import load_drawbench
+
+    from .simulate import StudyDesign, simulate_sbs_frame
+
+    prompts = load_drawbench()
+    records = {Path(f).name: read_folder(f, prompts, model=Path(f).name) for f in folders}
+    if len(records) != 2:
+        raise ValueError("--simulate-ratings needs two folders with different names")
+    shared = set.intersection(*({r.prompt_id for r in recs} for recs in records.values()))
+    rated = prompts[prompts["id"].astype(str).isin(shared)].reset_index(drop=True)
+    if rated.empty:
+        raise ValueError(f"{folders[0]} and {folders[1]} share no DrawBench prompt ids")
+    models = {"quality": RaterModel(preference=preference, unreliable_fraction=DEMO_UNRELIABLE),
+              "alignment": RaterModel(preference=preference, unreliable_fraction=DEMO_UNRELIABLE)}
+    design = StudyDesign(n_prompts=len(rated), n_raters=DEMO_RATERS, answers_per_rater=min(DEMO_ANSWERS_PER_RATER, len(rated)),
+                         controls_per_rater=DEMO_CONTROLS_PER_RATER)
+    names = list(records)
+    return simulate_sbs_frame(rated, names[0], names[1], models, design, seed), records

@@ -1,0 +1,125 @@
+"""Preference rates and scores with confidence intervals, from a cleaned ratings frame.
+
+- DrawBench side by side (Imagen Fig. 3 / A.15): per (model pair, question) and category (plus
+  "All" = every answer of the pair and question pooled, each answer weighted equally): shares of
+  A / tie / B; the preference rate for model A with ties counted as half,
+  (#A + #tie / 2) / N; and the rate without ties, #A / (#A + #B).
+- COCO photorealism (Table 2): rate at which the model image is preferred over the reference
+  (forced choice, so #A / N).
+- COCO caption alignment (Table 2): mean of yes / somewhat / no = 100 / 50 / 0, per source
+  (the reference images are a source like any model).
+Every estimate carries the default interval (see bootstrap.py) and the Wilson interval.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .bootstrap import DEFAULT_METHOD, DEFAULT_RESAMPLES, CrossedBootstrap, check_method, wilson
+
+SIDE_SCORES = {"A": 1.0, "tie": 0.5, "B": 0.0}  # ties count half
+CAPTION_SCORES = {"yes": 1.0, "somewhat": 0.5, "no": 0.0}  # x 100 in tables: 100 / 50 / 0
+ALL = "All"
+
+
+@dataclass(frozen=True)
+class CIConfig:
+    method: str = DEFAULT_METHOD
+    resamples: int = DEFAULT_RESAMPLES
+    seed: int = 0
+    level: float = 0.95
+
+    def __post_init__(self):
+        check_method(self.method)
+        if self.resamples < 2:
+            raise ValueError(f"resamples must be >= 2, got {self.resamples}")
+        if not 0 < self.level < 1:
+            raise ValueError(f"level must be in (0, 1), got {self.level}")
+
+    def describe(self) -> str:
+        if self.method == "wilson":
+            return f"Wilson score {self.level:.0%} interval (answers treated as independent)"
+        boot = f"{self.resamples} bootstrap resamples of prompts and of raters, seed {self.seed}"
+        if self.method == "pigeonhole":
+            return f"{self.level:.0%} percentile interval of the two-way (pigeonhole) bootstrap, {boot}"
+        return (f"{self.level:.0%} crossed-design interval: variance components from {boot} and the answer-level "
+                f"variance (Owen's moment correction of the pigeonhole bootstrap), Satterthwaite t quantile")
+
+
+class RatingsAnalysis:
+    """Integer codes for prompts and raters of one cleaned frame, and one bootstrap over them,
+    shared by every table so all numbers come from the same bootstrap worlds."""
+
+    def __init__(self, answers: pd.DataFrame, config: CIConfig):
+        if answers.empty:
+            raise ValueError("no answers left to analyse (after dropping controls and excluded raters)")
+        self.answers, self.config = answers.reset_index(drop=True), config
+        self.prompt = pd.factorize(self.answers["protocol"].astype(str) + "/" + self.answers["prompt_id"].astype(str))[0]
+        self.rater = pd.factorize(self.answers["rater"].astype(str))[0]
+        self.boot = CrossedBootstrap(int(self.prompt.max()) + 1, int(self.rater.max()) + 1, config.resamples, config.seed)
+
+    def rate(self, mask: np.ndarray, y: np.ndarray, prefix: str, scale: float = 1.0) -> dict:
+        """Estimate, default CI and Wilson CI of mean(y[mask]) as columns named prefix_*."""
+        if not mask.any():
+            return {f"{prefix}{k}": np.nan for k in ("", "_low", "_high", "_se", "_wilson_low", "_wilson_high")}
+        iv = self.boot.interval(self.prompt[mask], self.rater[mask], y[mask], self.config.method, self.config.level)
+        w_low, w_high = wilson(float(y[mask].sum()), int(mask.sum()), self.config.level)
+        return {prefix: iv.estimate * scale, f"{prefix}_low": iv.low * scale, f"{prefix}_high": iv.high * scale,
+                f"{prefix}_se": iv.se * scale, f"{prefix}_wilson_low": w_low * scale, f"{prefix}_wilson_high": w_high * scale}
+
+
+def _counts(mask: np.ndarray, analysis: RatingsAnalysis) -> dict:
+    return {"n_answers": int(mask.sum()), "n_prompts": len(np.unique(analysis.prompt[mask])), "n_raters": len(np.unique(analysis.rater[mask]))}
+
+
+def sbs_table(analysis: RatingsAnalysis) -> pd.DataFrame:
+    """One row per (model_a, model_b, question, category), category "All" first."""
+    df = analysis.answers
+    is_sbs = (df["protocol"] == "drawbench_sbs").to_numpy()
+    answer = df["answer"].astype(str).to_numpy()
+    score = df["answer"].map(SIDE_SCORES).to_numpy(dtype=float)
+    decisive = answer != "tie"
+    rows = []
+    for (model_a, model_b, question), group in df[is_sbs].groupby(["model_a", "model_b", "question"], sort=True):
+        in_group = np.zeros(len(df), bool)
+        in_group[group.index] = True
+        categories = [ALL] + sorted(group["category"].astype(str).unique())
+        for category in categories:
+            mask = in_group if category == ALL else in_group & (df["category"].astype(str).to_numpy() == category)
+            n = mask.sum()
+            row = {"model_a": model_a, "model_b": model_b, "question": question, "category": category, **_counts(mask, analysis),
+                   "share_A": (answer[mask] == "A").sum() / n, "share_tie": (answer[mask] == "tie").sum() / n,
+                   "share_B": (answer[mask] == "B").sum() / n}
+            row |= analysis.rate(mask, score, "pref_A")
+            row["n_decisive"] = int((mask & decisive).sum())
+            row |= analysis.rate(mask & decisive, score, "pref_A_no_ties")
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def coco_realism_table(analysis: RatingsAnalysis) -> pd.DataFrame:
+    """Per model: rate at which its image was judged more photorealistic than the reference."""
+    df = analysis.answers
+    score = df["answer"].map(SIDE_SCORES).to_numpy(dtype=float)
+    rows = []
+    for model, group in df[df["protocol"] == "coco_realism"].groupby("model_a", sort=True):
+        mask = np.zeros(len(df), bool)
+        mask[group.index] = True
+        rows.append({"model": model, **_counts(mask, analysis), **analysis.rate(mask, score, "realism_pref")})
+    return pd.DataFrame(rows)
+
+
+def coco_alignment_table(analysis: RatingsAnalysis) -> pd.DataFrame:
+    """Per source (model or reference): mean caption-alignment score on the 0-100 scale."""
+    df = analysis.answers
+    score = df["answer"].map(CAPTION_SCORES).to_numpy(dtype=float)
+    answer = df["answer"].astype(str).to_numpy()
+    rows = []
+    for model, group in df[df["protocol"] == "coco_alignment"].groupby("model_a", sort=True):
+        mask = np.zeros(len(df), bool)
+        mask[group.index] = True
+        shares = {f"share_{a}": (answer[mask] == a).mean() for a in CAPTION_SCORES}
+        rows.append({"model": model, **_counts(mask, analysis), **shares, **analysis.rate(mask, score, "alignment_score", scale=100.0)})
+    return pd.DataFrame(rows)

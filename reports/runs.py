@@ -1,0 +1,110 @@
+"""Automated-metric tables from a run folder (contract 1): RUN/cells.parquet joined with
+RUN/metrics_cell.parquet. Reads only what the sweep wrote; recomputes nothing."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+CELL_COLUMNS = ("cell_id", "model", "prompt_set", "sampler", "steps", "guidance", "thresholding", "percentile", "aug_level")
+METRIC_COLUMNS = ("cell_id", "metric", "value", "n", "details")
+SHAPES_PREFIX = "shapes_accuracy/"
+SHA_CHARS = 12  # enough of a sha256 to identify weights in a table
+
+
+@dataclass(frozen=True)
+class RunMetrics:
+    run: Path
+    name: str
+    cells: pd.DataFrame
+    long: pd.DataFrame  # one row per (cell, metric): cell parameters, metric, value, n, how, unavailable
+
+    def wide(self) -> pd.DataFrame:
+        """Cells x metrics, numeric (nan where a metric was unavailable)."""
+        values = self.long.pivot_table(index="cell_id", columns="metric", values="value", aggfunc="first", dropna=False)
+        return self.cells.merge(values.reset_index(), on="cell_id", how="left")
+
+    def varying(self) -> list[str]:
+        """Cell parameters that take more than one value in this run."""
+        return [c for c in self.cells.columns if c != "cell_id" and self.cells[c].astype(str).nunique() > 1]
+
+
+def is_run_folder(path: Path) -> bool:
+    return (path / "cells.parquet").is_file() or (path / "manifest.parquet").is_file()
+
+
+def read_run_metrics(run_dir: str | Path) -> RunMetrics:
+    run = Path(run_dir)
+    cells_path, metrics_path = run / "cells.parquet", run / "metrics_cell.parquet"
+    for p in (cells_path, metrics_path):
+        if not p.is_file():
+            raise FileNotFoundError(f"{run} lacks {p.name}: run `imagen-bench sweep` to completion before reporting it")
+    cells, metrics = pd.read_parquet(cells_path), pd.read_parquet(metrics_path)
+    for frame, need, path in ((cells, ("cell_id",), cells_path), (metrics, METRIC_COLUMNS, metrics_path)):
+        missing = [c for c in need if c not in frame.columns]
+        if missing:
+            raise ValueError(f"{path}: missing columns {missing}; contract 1 needs {', '.join(need)}")
+    unknown_cells = sorted(set(metrics["cell_id"]) - set(cells["cell_id"]))
+    if unknown_cells:
+        raise ValueError(f"{metrics_path}: cells {unknown_cells[:5]} are not in cells.parquet")
+    described = [describe_details(d) for d in metrics["details"]]
+    long = metrics[["cell_id", "metric", "value", "n"]].copy()
+    long["value"] = pd.to_numeric(long["value"], errors="coerce")
+    long["how"] = [how for how, _ in described]
+    long["unavailable"] = [u for _, u in described]
+    long = cells.merge(long, on="cell_id", how="right")
+    return RunMetrics(run=run, name=run.name, cells=cells.reset_index(drop=True), long=long)
+
+
+def describe_details(details: object) -> tuple[str, str]:
+    """(how the number was made, "unavailable: ..." text or ""), from the details JSON string."""
+    if details is None or (isinstance(details, float) and np.isnan(details)):
+        return "", ""
+    try:
+        parsed = json.loads(details) if isinstance(details, str) else details
+    except json.JSONDecodeError:
+        parsed = str(details)
+    if isinstance(parsed, str):
+        return ("", parsed) if parsed.startswith("unavailable") else (parsed, "")
+    if not isinstance(parsed, dict):
+        return json.dumps(parsed), ""
+    unavailable = parsed.get("unavailable", "")
+    if unavailable and not str(unavailable).startswith("unavailable"):
+        unavailable = f"unavailable: {unavailable}"
+    parts = []
+    for key, value in parsed.items():
+        if key == "unavailable":
+            continue
+        if isinstance(value, str) and "sha256" in key:
+            value = value[:SHA_CHARS]
+        parts.append(f"{key}={json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else value}")
+    return "; ".join(parts), str(unavailable)
+
+
+def headline_table(run: RunMetrics) -> pd.DataFrame:
+    """Per cell: parameters that vary, then each headline metric as 'value' plus its N and how it
+    was made (FID / KID with N, resize mode and reference; CLIP score or why it is unavailable)."""
+    long = run.long[~run.long["metric"].str.startswith(SHAPES_PREFIX)]
+    keep = ["cell_id"] + run.varying()
+    out = run.cells[keep].copy()
+    for metric, group in long.groupby("metric", sort=True):
+        g = group.set_index("cell_id")
+        out[metric] = out["cell_id"].map(g["value"])
+        out[f"{metric} N"] = out["cell_id"].map(g["n"])
+        text = np.where(g["unavailable"] != "", g["unavailable"], g["how"])
+        out[f"{metric} how"] = out["cell_id"].map(pd.Series(text, index=g.index))
+    return out
+
+
+def shapes_table(run: RunMetrics) -> pd.DataFrame:
+    """Shapes-verifier accuracy per category (columns) per cell (rows); empty if not measured."""
+    long = run.long[run.long["metric"].str.startswith(SHAPES_PREFIX)]
+    if long.empty:
+        return pd.DataFrame()
+    table = long.assign(category=long["metric"].str[len(SHAPES_PREFIX):]).pivot_table(
+        index="cell_id", columns="category", values="value", aggfunc="first")
+    n = long.groupby("cell_id")["n"].max().rename("N images")
+    return run.cells[["cell_id"] + run.varying()].merge(table.reset_index(), on="cell_id").merge(n.reset_index(), on="cell_id")

@@ -14,6 +14,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("imagen.commands", "train one stage (or all stages) of a cascade"),
     "sample": ("imagen.commands", "generate images from prompts with a cascade checkpoint"),
+    "shapes": ("drawbench.shapes.commands", "shapes world: export a split as COCO, measure the verifier"),
     "report": ("reports.commands", "HTML report with CIs, tables and plots from run folders and rating studies"),
     "power": ("reports.commands", "raters / prompts a side-by-side study needs (simulation-based power)"),
     "fid-stats": ("bench.metrics.commands", "Inception reference statistics (mu, sigma, features) for FID/KID"),

@@ -1,0 +1,103 @@
+"""The exact verifier: parse a caption into claims, detect the objects, check every claim.
+
+Claim semantics (captions are generated to describe the whole scene, so all are exhaustive):
+  "there is a red circle"            some detected object has that colour and shape (and size, in
+                                     Descriptions, where sizes are named)
+  "exactly 3 yellow triangles"       Counting: the number of yellow triangles is exactly 3
+  "the X is to the left of the Y"    some X and some other Y with Y's centre to the right of X's and
+                                     the horizontal offset larger than the vertical one (the main
+                                     axis dominates; generation draws relations with >= 2x dominance)
+  "the background is white"          Descriptions only
+  "nothing else in the image"        every caption: the number of detected objects equals the
+                                     number the caption mentions (no extra, unmentioned objects)
+A prompt is correct when all its claims pass. The same claim checker runs on ground-truth scenes
+(`scene_claims`), which is how perturbed captions are known to be false.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from .detect import Detection, detect
+from .grammar import RELATION_TEXT, Caption, Phrase, parse_caption
+from .scene import CATEGORIES, Scene
+
+
+@dataclass(frozen=True)
+class Verification:
+    caption: str
+    category: str
+    claims: tuple[tuple[str, bool], ...]
+    objects: tuple[Detection, ...]  # what the detector found
+    background: str | None
+    correct: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "correct", all(ok for _, ok in self.claims))
+
+
+def relation_holds(a, b, relation: str) -> bool:
+    """a REL b for objects with centre fractions .x, .y (y down): the named axis dominates."""
+    dx, dy = b.x - a.x, b.y - a.y
+    return {
+        "left of": dx > abs(dy), "right of": -dx > abs(dy),
+        "above": dy > abs(dx), "below": -dy > abs(dx),
+    }[relation]
+
+
+def _matches(p: Phrase, objects: Sequence) -> list:
+    return [o for o in objects if o.color == p.color and o.shape == p.shape and (p.size is None or o.size == p.size)]
+
+
+def check_claims(c: Caption, objects: Sequence, background: str | None) -> tuple[tuple[str, bool], ...]:
+    """Claims of a parsed caption against objects with .color .shape .size .x .y (detections or
+    ground-truth scene objects)."""
+    claims: list[tuple[str, bool]] = []
+    if c.category == "Counting":
+        p = c.phrases[0]
+        claims.append((f"exactly {c.count} {p.color} {p.shape}{'s' if c.count > 1 else ''}", len(_matches(p, objects)) == c.count))
+        mentioned = c.count
+    else:
+        claims += [(f"there is {p.text()}", bool(_matches(p, objects))) for p in c.phrases]
+        mentioned = len(c.phrases)
+    if c.relation is not None:
+        first, second = (_matches(p, objects) for p in c.phrases)
+        ok = any(a is not b and relation_holds(a, b, c.relation) for a in first for b in second)
+        claims.append((f"{c.phrases[0].noun()} is {RELATION_TEXT[c.relation]} {c.phrases[1].noun()}", ok))
+    if c.background is not None:
+        claims.append((f"the background is {c.background}", background == c.background))
+    claims.append(("nothing else in the image", len(objects) == mentioned))
+    return tuple(claims)
+
+
+def verify(image, caption: str) -> Verification:
+    """Check a caption against an image (PIL or uint8 HxWx3, >= 32 px). ValueError for a caption
+    outside the grammar or an unusable image."""
+    parsed = parse_caption(caption)
+    background, objects = detect(image)
+    return Verification(caption, parsed.category, check_claims(parsed, objects, background), objects, background)
+
+
+def scene_claims(scene: Scene, caption: str) -> tuple[tuple[str, bool], ...]:
+    """Ground truth: the caption's claims evaluated on the scene itself."""
+    return check_claims(parse_caption(caption), scene.objects, scene.background)
+
+
+def accuracy(verifications: Iterable[Verification]) -> dict:
+    """{category | "overall": {n_prompts, prompt_accuracy, n_claims, claim_accuracy}}: the share of
+    prompts whose claims all pass, and the share of individual claims that pass."""
+    groups: dict[str, list[Verification]] = {}
+    for v in verifications:
+        groups.setdefault(v.category, []).append(v)
+        groups.setdefault("overall", []).append(v)
+    out = {}
+    for name in [*CATEGORIES, "overall"]:
+        vs = groups.get(name, [])
+        claims = [ok for v in vs for _, ok in v.claims]
+        out[name] = {
+            "n_prompts": len(vs),
+            "prompt_accuracy": sum(v.correct for v in vs) / len(vs) if vs else None,
+            "n_claims": len(claims),
+            "claim_accuracy": sum(claims) / len(claims) if claims else None,
+        }
+    return out

@@ -1,0 +1,106 @@
+"""A real browser against the real server: `imagen-bench rate` serves a side-by-side study of the
+real SD v1.4 vs v1.5 DrawBench images on 127.0.0.1; headless Debian Chromium (driven by
+Playwright) completes a batch as a rater; the answers are in the database. Saves the screenshot
+docs/img/human_eval_sbs.png."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from human_eval_fixtures import REPO, sbs_study, tokens
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]
+SCREENSHOT = REPO / "docs" / "img" / "human_eval_sbs.png"
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise AssertionError(f"the rating server exited with {proc.returncode}: {proc.stdout.read()}")
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"the rating server did not answer at {url} within {timeout} s")
+
+
+@pytest.fixture
+def server(tmp_path):
+    if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
+        pytest.skip(f"chromium not installed at {CHROMIUM}: run `make browser-deps` (apt-get install chromium chromium-driver)")
+    pytest.importorskip("playwright.sync_api", reason="playwright (python package) not installed: pip install '.[browser]'")
+    study = sbs_study(tmp_path / "study", prompts="drawbench:Colors", raters=2, batch_size=4, control_share=0.25, seed=3)
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "bench.cli", "rate", str(study.root), "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        _wait_healthy(f"http://127.0.0.1:{port}", proc)
+        yield study, port
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_rater_completes_a_batch_in_chromium(server):
+    from playwright.sync_api import expect, sync_playwright
+
+    study, port = server
+    store = study.store()
+    batch = [t for t in store.tasks("r01") if t.batch == 1]
+    n_batches = store.tasks("r01")[-1].batch
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 1250})
+        page.goto(f"http://127.0.0.1:{port}/?t=forged-{tokens(study)['raters']['r01'][7:]}")
+        expect(page.get_by_text("This link is not valid")).to_be_visible(timeout=60_000)
+        assert page.locator("img[src*='/media/']").count() == 0
+        page.goto(f"http://127.0.0.1:{port}/?t={tokens(study)['raters']['r01']}")
+        shot = False
+        for i, task in enumerate(batch):
+            expect(page.get_by_text(f"Batch 1 of {n_batches}: {i} of {len(batch)} done")).to_be_visible(timeout=60_000)
+            expect(page.locator("[data-testid='stImage'] img")).to_have_count(2, timeout=30_000)
+            page.wait_for_function("() => [...document.querySelectorAll('[data-testid=stImage] img')].every(i => i.complete && i.naturalWidth > 0)")
+            html = page.content()
+            assert task.task_id not in html and "control" not in html.lower()
+            srcs = page.locator("[data-testid='stImage'] img").evaluate_all("els => els.map(e => e.getAttribute('src'))")
+            assert all(re.fullmatch(r".*/media/[0-9a-f]+\.(jpg|jpeg|png)", s) for s in srcs), srcs
+            if not task.is_control and not shot:
+                shot = True
+                SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(SCREENSHOT), full_page=True)
+            radios = page.locator("[data-testid='stRadio']")
+            radios.nth(0).get_by_text("I prefer set A", exact=True).click()
+            radios.nth(1).get_by_text("I am indifferent", exact=True).click()
+            page.get_by_role("button", name="Submit").click()
+        expect(page.get_by_role("button", name="Start batch 2")).to_be_visible(timeout=60_000)
+        browser.close()
+    answered = store.answered("r01")
+    assert set(answered) == {t.task_id for t in batch}
+    assert all(a == {"quality": "A" if t.a_on_left else "B", "alignment": "tie"} for t in batch for a in [answered[t.task_id]])
+    assert store.answered("r02") == {}
+    assert SCREENSHOT.is_file()

@@ -1,10 +1,25 @@
 """The procedural shapes world: scenes, caption grammar, renderer, exact verifier, COCO export.
 
 A text-to-image world a small cascade can learn on CPU, whose every caption is checkable:
-see scene.py (vocabulary, held-out pairs), grammar.py (captions), verify.py (claims).
+scene.py (vocabulary, held-out colour x shape pairs), generate.py (seeded sampling, splits),
+grammar.py (captions), render.py, dataset.py (ShapesDataset, test_prompts, reference_images),
+detect.py + verify.py (claims and their semantics), measure.py (verifier accuracy), coco.py.
 """
 from .dataset import ShapesDataset, reference_images, test_prompts
 from .render import render_scene
 from .scene import CATEGORIES, HELD_OUT, Scene
+from .verify import Verification, accuracy, verify
 
-__all__ = ["CATEGORIES", "HELD_OUT", "Scene", "ShapesDataset", "reference_images", "render_scene", "test_prompts"]
+__all__ = [
+    "CATEGORIES", "HELD_OUT", "Scene", "ShapesDataset", "Verification", "accuracy", "export_coco",
+    "reference_images", "render_scene", "test_prompts", "verify",
+]
+
+
+def __getattr__(name: str):
+    # export_coco imports imagen (torch) for provenance; load it only when asked for
+    if name == "export_coco":
+        from .coco import export_coco  # noqa: PLC0415
+
+        return export_coco
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

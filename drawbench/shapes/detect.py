@@ -4,7 +4,7 @@
 2. A pixel belongs to colour k if k is its nearest object colour, within COLOR_TOLERANCE, and it is
    nearer to k than to the background (anti-aliased / blurred edges are mixtures far from every
    colour, so they stay unassigned instead of forming rings of a third colour).
-3. Per colour: 3x3 opening (drops 1-2 px specks and slivers), connected components, components
+3. Per colour: 3x3 opening from 48 px up (drops 1-2 px specks and slivers), connected components, components
    smaller than MIN_AREA of the canvas dropped.
 4. Per component, a soft coverage alpha = projection of each pixel onto the background->object
    colour line, inside the component dilated by ~3 % of the side (where blurred edges spread).
@@ -30,6 +30,7 @@ SQUARE_FILL = 0.89  # midpoint between square 1.0 and circle pi/4
 TRIANGLE_SKEW = 0.2  # apex-up triangle: -0.57 clean, >= 0.32 in size after blur+noise at 64^2; circle/square <= 0.07
 LARGE_EXTENT = (SIZES["small"] + SIZES["large"]) / 2  # 0.25 of the side
 MIN_SIDE = 32
+OPEN_FROM = 48  # below this a 3x3 opening erases small triangles (6 px at 32^2)
 
 _PALETTE = np.array(list(COLORS.values()), np.float32)  # (K, 3)
 _NAMES = tuple(COLORS)
@@ -131,7 +132,9 @@ def detect(image) -> tuple[str | None, tuple[Detection, ...]]:
     min_px = MIN_AREA * arr.shape[0] * arr.shape[1]
     found = []
     for k in np.unique(nearest[assigned]):
-        mask = ndimage.binary_opening(assigned & (nearest == k), structure=_OPEN)
+        mask = assigned & (nearest == k)
+        if min(arr.shape[:2]) >= OPEN_FROM:
+            mask = ndimage.binary_opening(mask, structure=_OPEN)
         labels, n = ndimage.label(mask)
         sizes = ndimage.sum_labels(mask, labels, index=np.arange(1, n + 1))
         boxes = ndimage.find_objects(labels)

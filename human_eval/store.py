@@ -109,7 +109,11 @@ class Store:
                     import psycopg
                 except ImportError as e:
                     raise ValueError("a PostgreSQL database needs psycopg: pip install -c constraints.txt 'imagen-bench[postgres]'") from e
-                conn = psycopg.connect(self.url, autocommit=True)
+                try:
+                    conn = psycopg.connect(self.url, autocommit=True)
+                except psycopg.OperationalError as e:
+                    raise ValueError(f"cannot open the PostgreSQL ratings database: {e} "
+                                     "(give the password with PGPASSWORD or ~/.pgpass)") from e
             else:
                 conn = sqlite3.connect(self.url, timeout=30.0, isolation_level=None, check_same_thread=False)
                 conn.execute("PRAGMA journal_mode=WAL")

@@ -70,3 +70,13 @@ def test_cli_verifier_accuracy_writes_provenance(tmp_path, capsys):
     assert data["results"]["48"]["clean"]["agreement"]["overall"]["n_prompts"] == 12
     assert main(["shapes", "verifier-accuracy", "--n", "12", "--sizes", "48", "--out", str(out)]) == 2
     assert "refusing to overwrite" in capsys.readouterr().err
+
+
+def test_repeated_phrase_means_two_objects():
+    scene = Scene.from_json(json.dumps({"background": "white", "objects": [
+        {"shape": "circle", "color": "red", "size": "small", "x": 0.2, "y": 0.5},
+        {"shape": "square", "color": "blue", "size": "large", "x": 0.7, "y": 0.5}]}))
+    image = render_scene(scene, 64)
+    assert verify(image, "a red circle and a blue square").correct
+    duplicated = verify(image, "a blue square and a blue square")
+    assert not duplicated.correct and duplicated.claims[-1] == ("nothing else in the image", False)

@@ -8,13 +8,15 @@ Claim semantics (captions are generated to describe the whole scene, so all are 
                                      the horizontal offset larger than the vertical one (the main
                                      axis dominates; generation draws relations with >= 2x dominance)
   "the background is white"          Descriptions only
-  "nothing else in the image"        every caption: the number of detected objects equals the
-                                     number the caption mentions (no extra, unmentioned objects)
+  "nothing else in the image"        every caption: the detected objects are exactly the mentioned
+                                     ones, as a multiset of (colour, shape[, size]); so no extra
+                                     objects, and "a red circle and a red circle" means two of them
 A prompt is correct when all its claims pass. The same claim checker runs on ground-truth scenes
 (`scene_claims`), which is how perturbed captions are known to be false.
 """
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -56,17 +58,18 @@ def check_claims(c: Caption, objects: Sequence, background: str | None) -> tuple
     if c.category == "Counting":
         p = c.phrases[0]
         claims.append((f"exactly {c.count} {p.color} {p.shape}{'s' if c.count > 1 else ''}", len(_matches(p, objects)) == c.count))
-        mentioned = c.count
     else:
         claims += [(f"there is {p.text()}", bool(_matches(p, objects))) for p in c.phrases]
-        mentioned = len(c.phrases)
     if c.relation is not None:
         first, second = (_matches(p, objects) for p in c.phrases)
         ok = any(a is not b and relation_holds(a, b, c.relation) for a in first for b in second)
         claims.append((f"{c.phrases[0].noun()} is {RELATION_TEXT[c.relation]} {c.phrases[1].noun()}", ok))
     if c.background is not None:
         claims.append((f"the background is {c.background}", background == c.background))
-    claims.append(("nothing else in the image", len(objects) == mentioned))
+    sized = c.phrases[0].size is not None
+    named = Counter((p.color, p.shape, p.size) for p in c.phrases for _ in range(c.count or 1))
+    seen = Counter((o.color, o.shape, o.size if sized else None) for o in objects)
+    claims.append(("nothing else in the image", seen == named))
     return tuple(claims)
 
 

@@ -1,0 +1,45 @@
+"""Models behind one interface (bench.models.base.ImageModel), built by kind:
+
+    imagen     a cascade checkpoint directory (imagen.pipeline)
+    folder     precomputed images named by prompt id (closed models)
+    diffusers  a local diffusers pipeline directory (optional extra)
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+from .base import SAMPLING_AXES, GeneratedImage, ImageModel, ImageRequest, Sampling
+
+
+def _kinds() -> dict[str, tuple[type, type]]:
+    from .diffusers_model import DiffusersModel, DiffusersModelConfig
+    from .folder import FolderModel, FolderModelConfig
+    from .imagen_model import ImagenModel, ImagenModelConfig
+
+    return {"imagen": (ImagenModel, ImagenModelConfig), "folder": (FolderModel, FolderModelConfig),
+            "diffusers": (DiffusersModel, DiffusersModelConfig)}
+
+
+MODEL_KINDS = ("imagen", "folder", "diffusers")
+
+
+def model_config(kind: str, options: Mapping[str, Any]):
+    """The kind's frozen config from a spec table; unknown kinds / keys name the allowed ones."""
+    from imagen.config import from_dict
+
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"unknown model kind {kind!r}; choose one of {', '.join(MODEL_KINDS)}")
+    _, cfg_cls = _kinds()[kind]
+    try:
+        return from_dict(cfg_cls, dict(options))
+    except TypeError as e:  # a required key is missing
+        raise ValueError(f"model kind {kind!r}: {e}") from None
+
+
+def build_model(name: str, kind: str, config, cache_dir: Path | None = None) -> ImageModel:
+    cls, _ = _kinds()[kind]
+    return cls(name, config, cache_dir)
+
+
+__all__ = ["MODEL_KINDS", "SAMPLING_AXES", "GeneratedImage", "ImageModel", "ImageRequest", "Sampling", "build_model", "model_config"]

@@ -1,0 +1,70 @@
+"""What every model behind a sweep looks like: requests in, encoded images out.
+
+A model declares which sampling axes change its images (`axes`); the sweep only expands the grid
+over those, so a folder of precomputed images is one cell per prompt set, not one per guidance.
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Iterator, Protocol, Sequence
+
+import numpy as np
+import pandas as pd
+
+SAMPLING_AXES = ("sampler", "steps", "guidance", "thresholding", "percentile", "aug_level")
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """One point of the sampling grid; None = the axis does not apply to this model."""
+
+    sampler: str | None = None
+    steps: int | None = None
+    guidance: float | None = None  # classifier-free guidance weight w (1 = none)
+    thresholding: str | None = None  # none | static | dynamic
+    percentile: float | None = None  # dynamic thresholding only
+    aug_level: float | None = None  # SR stages' noise-conditioning augmentation
+
+
+@dataclass(frozen=True)
+class ImageRequest:
+    prompt_set: str
+    prompt_id: str
+    category: str
+    prompt: str
+    sample: int
+    seed: int  # -1 when unknown (precomputed images)
+
+
+@dataclass(frozen=True)
+class GeneratedImage:
+    data: bytes  # the encoded file, written to the run folder byte for byte
+    suffix: str  # ".png", ".jpg", ...
+    width: int
+    height: int
+
+
+def encode_png(image: np.ndarray) -> GeneratedImage:
+    """(H, W, 3) uint8 -> PNG bytes (PIL's encoder is deterministic: same pixels, same sha256)."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image)).save(buf, format="PNG")
+    return GeneratedImage(buf.getvalue(), ".png", int(image.shape[1]), int(image.shape[0]))
+
+
+class ImageModel(Protocol):
+    name: str
+    kind: str
+    axes: tuple[str, ...]  # subset of SAMPLING_AXES (+ "seed") that change the images
+
+    def describe(self) -> dict:
+        """What makes its images: kind, paths, weights sha256, package version (JSON-able)."""
+
+    def check(self, prompt_set: str, prompts: pd.DataFrame, samples: int, source: str) -> None:
+        """Raise ValueError before any work if the model cannot serve these requests
+        (`prompt_set` is the sweep's label, `source` the drawbench.sets registry name)."""
+
+    def generate(self, sampling: Sampling, requests: Sequence[ImageRequest]) -> Iterator[GeneratedImage]:
+        """One image per request, in order (batched internally; yields as batches finish)."""

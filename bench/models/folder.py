@@ -1,0 +1,58 @@
+"""`kind = "folder"`: precomputed images named by prompt id (how closed models are compared), read
+with bench.imagestore.read_folder. Sampling settings do not apply; the files are copied into the
+run byte for byte, so their sha256 in the manifest is the sha256 of the source files."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import pandas as pd
+
+from .base import GeneratedImage, ImageRequest, Sampling
+
+
+@dataclass(frozen=True)
+class FolderModelConfig:
+    path: str  # folder of <prompt id>.<ext> or <prompt id>_<sample>.<ext>
+    seed: int = -1  # the seed the images were made with, if known (recorded; -1 = unknown)
+
+
+class FolderModel:
+    kind = "folder"
+    axes: tuple[str, ...] = ()
+
+    def __init__(self, name: str, config: FolderModelConfig, cache_dir: Path | None = None):
+        self.name, self.config = name, config
+        self.path = Path(config.path).expanduser()
+        if not self.path.is_dir():
+            raise FileNotFoundError(f"model {name!r}: image folder {self.path} does not exist")
+        self._files: dict[str, dict[tuple[str, int], Path]] = {}  # prompt set -> (id, sample) -> file
+
+    def describe(self) -> dict:
+        return {"kind": self.kind, "path": str(self.path.resolve()), "seed": self.config.seed}
+
+    def check(self, prompt_set: str, prompts: pd.DataFrame, samples: int, source: str) -> None:
+        from bench.imagestore import read_folder
+        from drawbench.sets import load_prompt_set
+
+        # read_folder rejects files matching no prompt id, so map against the set's full frame
+        # (all 200 DrawBench prompts, say) and select the requested subset afterwards
+        records = read_folder(self.path, load_prompt_set(source), model=self.name, prompt_set=prompt_set)
+        files = self._files[prompt_set] = {(r.prompt_id, r.sample): r.path for r in records}
+        missing = [f"{pid}" + (f"_{s}" if s else "") for pid in prompts["id"] for s in range(samples) if (str(pid), s) not in files]
+        if missing:
+            raise ValueError(
+                f"model {self.name!r}: {len(missing)} of {len(prompts) * samples} requested images are missing from "
+                f"{self.path} (prompt set {prompt_set!r}): {', '.join(missing[:20])}{' ...' if len(missing) > 20 else ''}; "
+                "sample k > 0 of prompt ID is read from ID_k.<ext>"
+            )
+
+    def generate(self, sampling: Sampling, requests: Sequence[ImageRequest]) -> Iterator[GeneratedImage]:
+        from PIL import Image
+
+        for r in requests:
+            path = self._files[r.prompt_set][(r.prompt_id, r.sample)]  # check() ran at cell expansion
+            with Image.open(path) as im:
+                w, h = im.size
+            yield GeneratedImage(path.read_bytes(), path.suffix.lower(), w, h)

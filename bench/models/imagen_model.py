@@ -1,0 +1,112 @@
+"""`kind = "imagen"`: a cascade checkpoint directory sampled with imagen.pipeline.
+
+Loaded once per sweep (U-Nets + text encoder); every cell of a guidance / thresholding sweep reuses
+it, and prompt encodings come from an on-disk cache, so a G-point sweep costs about G x one point.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Iterator, Sequence
+
+import pandas as pd
+
+from .base import SAMPLING_AXES, GeneratedImage, ImageRequest, Sampling, encode_png
+
+STAGE_KEYS = ("steps", "sampler", "guidance", "aug_level", "thresholding", "percentile")
+
+
+@dataclass(frozen=True)
+class ImagenModelConfig:
+    checkpoint: str | None = None  # cascade or stage dir; None = imagen.commands.DEFAULT_CHECKPOINT
+    num_stages: int | None = None  # run only the first N stages
+    batch_size: int = 8  # images per pipeline call; images do not depend on it
+    bf16: bool = True  # autocast on CPU: 1.5-3x faster; changes pixels slightly, so it is in the cell hash
+    device: str = "cpu"
+    # fixed per-stage settings that override the swept grid for that stage, e.g. {"sr256": {"steps": 16}}
+    stages: dict = field(default_factory=dict)
+
+
+class ImagenModel:
+    kind = "imagen"
+    axes = (*SAMPLING_AXES, "seed")
+
+    def __init__(self, name: str, config: ImagenModelConfig, cache_dir: Path | None = None):
+        from imagen.checkpoint import load_cascade_checkpoint
+        from imagen.commands import DEFAULT_CHECKPOINT
+        self.name, self.config = name, config
+        self.checkpoint = Path(config.checkpoint).expanduser() if config.checkpoint else DEFAULT_CHECKPOINT
+        if not self.checkpoint.exists():
+            raise FileNotFoundError(
+                f"model {name!r}: checkpoint {self.checkpoint} not found"
+                + ("" if config.checkpoint else " (the default shapes cascade is not installed; train one with "
+                   "`imagen-bench train --out DIR` and set checkpoint = \"DIR\")")
+            )
+        cfg, unets, self.metas = load_cascade_checkpoint(self.checkpoint, config.num_stages)
+        self.stage_names = [s.name for s in cfg.stages]
+        unknown = sorted(set(config.stages) - set(self.stage_names))
+        if unknown:
+            raise ValueError(f"model {name!r}: stage overrides for unknown stages {unknown}; stages: {', '.join(self.stage_names)}")
+        self._cfg, self._unets, self._cache_dir = cfg, unets, cache_dir
+        self._pipeline = None  # text encoder + pipeline load on first generate: a finished sweep's rerun skips them
+
+    @property
+    def text_encoder_fingerprint(self) -> str:
+        from imagen.text_encoders import _dir_fingerprint, minilm_path
+
+        te = self._cfg.text_encoder  # same fingerprint the encoder computes, without loading it
+        return _dir_fingerprint(minilm_path() if te.kind == "minilm" else Path(te.path).expanduser(), te.kind, te.max_length)
+
+    def pipeline(self):
+        if self._pipeline is None:
+            from imagen.pipeline import Cascade, CascadePipeline, Runtime
+            from imagen.text_encoders import CachedTextEncoder, load_text_encoder
+
+            text_cache = self._cache_dir / "text" if self._cache_dir else None
+            encoder = CachedTextEncoder(load_text_encoder(self._cfg.text_encoder), cache_dir=text_cache)
+            rt = Runtime(device=self.config.device, bf16=self.config.bf16, batch_size=self.config.batch_size)
+            self._pipeline = CascadePipeline(Cascade(config=self._cfg, text_encoder=encoder, unets=self._unets), rt)
+        return self._pipeline
+
+    def describe(self) -> dict:
+        from imagen import __version__
+
+        return {
+            "kind": self.kind, "checkpoint": str(self.checkpoint), "package_version": __version__,
+            "text_encoder_fingerprint": self.text_encoder_fingerprint,
+            "stages": [{"name": n, "resolution": m["stage"]["resolution"], "weights_sha256": m["weights_sha256"],
+                        "checkpoint_package_version": m.get("package_version"), "step": m.get("step")}
+                       for n, m in zip(self.stage_names, self.metas)],
+            "runtime": {"bf16": self.config.bf16, "device": self.config.device},
+            "stage_overrides": self.config.stages,
+        }
+
+    def check(self, prompt_set: str, prompts: pd.DataFrame, samples: int, source: str) -> None:
+        self.stage_sampling(Sampling("ddpm", 1, 1.0, "none", 99.5, 0.0))  # validates the overrides early
+
+    def stage_sampling(self, s: Sampling):
+        """Per-stage StageSampling: the grid point for every stage, then the fixed overrides.
+        Reuses imagen.commands.stage_settings (the `sample` command's STAGE.KEY=VALUE rules)."""
+        from imagen.commands import stage_settings
+
+        overrides = []
+        for stage, keys in self.config.stages.items():
+            for key, value in dict(keys).items():
+                if key not in STAGE_KEYS:
+                    raise ValueError(f"model {self.name!r}: stage {stage!r} override {key!r}; allowed: {', '.join(STAGE_KEYS)}")
+                overrides.append(f"{stage}.{key}={json.dumps(value) if not isinstance(value, str) else value}")
+        args = SimpleNamespace(steps=s.steps, sampler=s.sampler, guidance=s.guidance, aug_level=s.aug_level,
+                               thresholding=s.thresholding, percentile=s.percentile if s.percentile is not None else 99.5,
+                               set=overrides)
+        return stage_settings(args, self.stage_names)
+
+    def generate(self, sampling: Sampling, requests: Sequence[ImageRequest]) -> Iterator[GeneratedImage]:
+        settings = self.stage_sampling(sampling)
+        bs = self.config.batch_size
+        for i in range(0, len(requests), bs):
+            batch = requests[i : i + bs]
+            images = self.pipeline()([r.prompt for r in batch], [r.seed for r in batch], settings)
+            for im in images:
+                yield encode_png(im.numpy())

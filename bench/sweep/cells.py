@@ -1,0 +1,106 @@
+"""Spec -> cells -> work items.
+
+A cell is one (model, prompt set, grid point) and gets a stable id: a readable name plus a hash of
+everything that changes its images (model table, prompt set + options, grid point), so the same
+settings always land in the same images/<cell_id>/ folder. Axes a model does not declare are None
+and do not multiply its cells.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import re
+from dataclasses import asdict, dataclass
+
+import pandas as pd
+
+from bench.models import ImageRequest, Sampling
+
+from .spec import Grid, SweepSpec
+
+
+@dataclass(frozen=True)
+class Cell:
+    cell_id: str
+    name: str
+    model: str
+    prompt_set: str  # label
+    seed: int | None  # sweep seed (None: the model's images do not depend on it)
+    sampling: Sampling
+
+
+def _fmt(v) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def grid_points(grid: Grid, axes: tuple[str, ...]) -> list[tuple[int | None, Sampling]]:
+    """(seed, Sampling) for every grid point over `axes`; dynamic thresholding x percentiles,
+    none/static once (percentile does not apply to them)."""
+    def axis(key: str, values: tuple) -> tuple:
+        return values if key in axes else (None,)
+
+    thr = [(t, p if t == "dynamic" else None) for t in axis("thresholding", grid.thresholding) for p in grid.percentile]
+    thr = list(dict.fromkeys(thr))  # none/static appear once whatever the percentiles
+    points = []
+    for seed, sampler, steps, guidance, (t, p), aug in itertools.product(
+        axis("seed", grid.seeds), axis("sampler", grid.sampler), axis("steps", grid.steps), axis("guidance", grid.guidance),
+        thr, axis("aug_level", grid.aug_level),
+    ):
+        points.append((seed, Sampling(sampler, steps, guidance, t, p, aug)))
+    return points
+
+
+def cell_name(model: str, prompt_set: str, seed: int | None, s: Sampling) -> str:
+    parts = [model, prompt_set]
+    if s.sampler is not None:
+        parts.append(f"{s.sampler}{s.steps}")
+    elif s.steps is not None:
+        parts.append(f"steps{s.steps}")
+    if s.guidance is not None:
+        parts.append(f"g{_fmt(s.guidance)}")
+    if s.thresholding is not None:
+        parts.append(s.thresholding + (_fmt(s.percentile) if s.percentile is not None else ""))
+    if s.aug_level is not None:
+        parts.append(f"aug{_fmt(s.aug_level)}")
+    if seed is not None:
+        parts.append(f"seed{seed}")
+    return re.sub(r"[^A-Za-z0-9._]+", "-", "_".join(parts))
+
+
+def expand_cells(spec: SweepSpec, axes_of: dict[str, tuple[str, ...]]) -> list[Cell]:
+    """All cells, in spec order (model, prompt set, grid point). `axes_of[model name]` = its axes."""
+    cells = []
+    for m in spec.models:
+        for ps in spec.prompt_sets:
+            for seed, s in grid_points(spec.grid, axes_of[m.name]):
+                settings = {"model": m.raw, "prompt_set": {"name": ps.name, "label": ps.label, "options": ps.options},
+                            "seed": seed, "sampling": asdict(s)}
+                digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:10]
+                name = cell_name(m.name, ps.label, seed, s)
+                cells.append(Cell(f"{name}-{digest}", name, m.name, ps.label, seed, s))
+    return cells
+
+
+def image_seed(seed: int | None, prompt_set: str, prompt_id: str, sample: int) -> int:
+    """Deterministic per-image seed from (sweep seed, prompt, sample), shared by all cells of a
+    sweep so a guidance sweep compares the same noise. 31 bits: imagen.seeding uses the low 32."""
+    if seed is None:
+        return -1
+    h = hashlib.sha256(f"{seed}|{prompt_set}|{prompt_id}|{sample}".encode()).digest()
+    return int.from_bytes(h[:4], "big") & 0x7FFFFFFF
+
+
+def requests_for(cell: Cell, prompts: pd.DataFrame, samples: int, fixed_seed: int = -1) -> list[ImageRequest]:
+    """The cell's images in a stable order (prompt order, then sample)."""
+    return [
+        ImageRequest(cell.prompt_set, str(r.id), str(r.category), str(r.prompt), k,
+                     image_seed(cell.seed, cell.prompt_set, str(r.id), k) if cell.seed is not None else fixed_seed)
+        for r in prompts.itertuples() for k in range(samples)
+    ]
+
+
+def image_relpath(cell: Cell, req: ImageRequest, suffix: str) -> str:
+    """Contract 1: images/<cell_id>/<prompt_set>-<prompt_id>-<sample><suffix>."""
+    pid = re.sub(r"[^A-Za-z0-9._-]+", "_", req.prompt_id)
+    return f"images/{cell.cell_id}/{req.prompt_set}-{pid}-{req.sample}{suffix}"

@@ -1,0 +1,28 @@
+"""`imagen-bench sweep SPEC [--out RUN]` (also under torchrun: one process per rank)."""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+
+def add_parser(sub, name: str, help_text: str) -> None:
+    p = sub.add_parser(name, help=help_text, description=help_text + ". Format of SPEC: docs/sweeps.md. "
+                       "Rerunning with the same --out resumes; under `torchrun --nproc_per_node N` the images are sharded across ranks.")
+    p.add_argument("spec", type=Path, help="sweep spec (TOML), e.g. bench/specs/demo.toml")
+    p.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<sweep name>)")
+    p.add_argument("--cache-dir", type=Path, default=None, help="text-encoding / FID-reference cache (default: $IMAGEN_BENCH_CACHE or ~/.cache/imagen-bench)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .runner import run_sweep
+    from .spec import load_spec
+
+    out = args.out or Path("runs") / load_spec(args.spec)[0].name
+    r = run_sweep(args.spec, out, cache_dir=args.cache_dir, progress=not args.no_progress)
+    if os.environ.get("RANK", "0") == "0":
+        print(f"{r.run}: {r.images_total} images ({r.images_generated} generated now), "
+              f"{r.metric_pairs_computed} cell x metric results computed, {r.seconds:.1f}s")
+    return 0

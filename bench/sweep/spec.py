@@ -1,0 +1,168 @@
+"""The sweep spec: a TOML file -> frozen dataclasses. Every table rejects unknown keys, naming the
+allowed ones (a typo never silently becomes a default). Format: docs/sweeps.md."""
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+THRESHOLDING = ("none", "static", "dynamic")
+# The Imagen paper's guidance grid (fig. 4 / A.11); the spec may list any subset or other values.
+PAPER_GUIDANCE = (1.0, 1.25, 1.5, 1.75, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    kind: str
+    config: Any  # the kind's frozen config (bench.models.*ModelConfig)
+    raw: dict = field(default_factory=dict)  # the TOML table, for the cell hash
+
+
+@dataclass(frozen=True)
+class PromptSetSpec:
+    label: str  # name in the run folder (default: the set name)
+    name: str  # drawbench.sets registry name
+    options: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Sampling axes; a model expands only the axes it declares. Defaults = `imagen-bench sample`'s."""
+
+    sampler: tuple[str, ...] = ("ddpm",)
+    steps: tuple[int, ...] = (32,)
+    guidance: tuple[float, ...] = (3.0,)
+    thresholding: tuple[str, ...] = ("dynamic",)
+    percentile: tuple[float, ...] = (99.5,)  # applies to dynamic thresholding only
+    aug_level: tuple[float, ...] = (0.0,)
+    seeds: tuple[int, ...] = (0,)  # sweep seeds; each image's seed is derived from (seed, prompt, sample)
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str  # bench.metrics registry name
+    label: str  # column name in the results (default: name); must be unique
+    prompt_sets: tuple[str, ...] | None = None  # labels it applies to (None = all)
+    categories: tuple[str, ...] | None = None  # categories it applies to (None = all)
+    options: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    name: str
+    samples_per_prompt: int
+    models: tuple[ModelSpec, ...]
+    prompt_sets: tuple[PromptSetSpec, ...]
+    grid: Grid
+    metrics: tuple[MetricSpec, ...]
+    sha256: str  # of the spec file's bytes
+
+
+def _keys(where: str, table: dict, allowed: tuple[str, ...], required: tuple[str, ...] = ()) -> None:
+    if not isinstance(table, dict):
+        raise ValueError(f"spec: {where} must be a table, got {type(table).__name__}")
+    unknown = sorted(set(table) - set(allowed))
+    if unknown:
+        raise ValueError(f"spec: unknown keys {unknown} in {where}; allowed: {', '.join(allowed)}")
+    missing = [k for k in required if k not in table]
+    if missing:
+        raise ValueError(f"spec: {where} needs {', '.join(missing)}")
+
+
+def _list(where: str, value: Any, typ: type) -> tuple:
+    values = tuple(value) if isinstance(value, list) else (value,)
+    if not values:
+        raise ValueError(f"spec: {where} is empty")
+    for v in values:
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) if typ is float else isinstance(v, typ) and not isinstance(v, bool)
+        if not ok:
+            raise ValueError(f"spec: {where} must hold {typ.__name__} values, got {v!r}")
+    return tuple(float(v) for v in values) if typ is float else values
+
+
+def _grid(table: dict) -> Grid:
+    types = {"sampler": str, "steps": int, "guidance": float, "thresholding": str, "percentile": float, "aug_level": float, "seeds": int}
+    _keys("[grid]", table, tuple(types))
+    grid = Grid(**{k: _list(f"grid.{k}", v, types[k]) for k, v in table.items()})
+    bad = sorted(set(grid.thresholding) - set(THRESHOLDING))
+    if bad:
+        raise ValueError(f"spec: grid.thresholding {bad}; choose from {', '.join(THRESHOLDING)}")
+    from imagen.samplers import SAMPLERS
+
+    bad = sorted(set(grid.sampler) - set(SAMPLERS))
+    if bad:
+        raise ValueError(f"spec: grid.sampler {bad}; choose from {', '.join(SAMPLERS)}")
+    for key, lo, hi in (("percentile", 0.0, 100.0), ("aug_level", 0.0, 1.0)):
+        if any(not lo <= v <= hi for v in getattr(grid, key)):
+            raise ValueError(f"spec: grid.{key} values must lie in [{lo:g}, {hi:g}], got {list(getattr(grid, key))}")
+    if any(s < 1 for s in grid.steps):
+        raise ValueError(f"spec: grid.steps must be >= 1, got {list(grid.steps)}")
+    return grid
+
+
+def _tables(key: str, value: Any) -> list[dict]:
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise ValueError(f"spec: {key} must be an array of tables, written [[{key}]]")
+    return value
+
+
+def _unique(where: str, names: list[str]) -> None:
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ValueError(f"spec: duplicate {where} {dup}; give each a distinct name/label")
+
+
+def parse_spec(text: bytes, source: str = "spec") -> SweepSpec:
+    from bench.models import model_config
+    from drawbench.sets import prompt_set_options
+
+    try:
+        data = tomllib.loads(text.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{source} is not valid TOML: {e}") from None
+    _keys("the spec", data, ("sweep", "models", "prompt_sets", "grid", "metrics"), ("sweep", "models", "prompt_sets"))
+    sweep = data["sweep"]
+    _keys("[sweep]", sweep, ("name", "samples_per_prompt"), ("name",))
+    samples = sweep.get("samples_per_prompt", 1)
+    if not isinstance(samples, int) or samples < 1:
+        raise ValueError(f"spec: sweep.samples_per_prompt must be an integer >= 1 (DrawBench protocol: 8), got {samples!r}")
+    models = []
+    for i, m in enumerate(_tables("models", data["models"])):
+        _keys(f"[[models]] #{i + 1}", m, tuple(m), ("name", "kind"))
+        opts = {k: v for k, v in m.items() if k not in ("name", "kind")}
+        models.append(ModelSpec(name=str(m["name"]), kind=str(m["kind"]), config=model_config(str(m["kind"]), opts), raw=m))
+    sets = []
+    for i, p in enumerate(_tables("prompt_sets", data["prompt_sets"])):
+        _keys(f"[[prompt_sets]] #{i + 1}", p, tuple(p), ("name",))
+        opts = {k: v for k, v in p.items() if k not in ("name", "label")}
+        allowed = prompt_set_options(str(p["name"]))
+        _keys(f"[[prompt_sets]] {p['name']!r}", opts, tuple(allowed))
+        sets.append(PromptSetSpec(label=str(p.get("label", p["name"])), name=str(p["name"]), options=opts))
+    metrics = []
+    for i, m in enumerate(_tables("metrics", data.get("metrics", []))):
+        _keys(f"[[metrics]] #{i + 1}", m, ("name", "label", "prompt_sets", "categories", "options"), ("name",))
+        ps = m.get("prompt_sets")
+        metrics.append(MetricSpec(name=str(m["name"]), label=str(m.get("label", m["name"])),
+                                  prompt_sets=_list("metrics.prompt_sets", ps, str) if ps is not None else None,
+                                  categories=_list("metrics.categories", m["categories"], str) if "categories" in m else None,
+                                  options=dict(m.get("options", {}))))
+    _unique("model names", [m.name for m in models])
+    _unique("prompt set labels", [p.label for p in sets])
+    _unique("metric labels", [m.label for m in metrics])
+    for m in metrics:
+        unknown = sorted(set(m.prompt_sets or ()) - {p.label for p in sets})
+        if unknown:
+            raise ValueError(f"spec: metric {m.label!r} names prompt sets {unknown} that the spec does not define ({', '.join(p.label for p in sets)})")
+    return SweepSpec(name=str(sweep["name"]), samples_per_prompt=samples, models=tuple(models), prompt_sets=tuple(sets),
+                     grid=_grid(data.get("grid", {})), metrics=tuple(metrics), sha256=hashlib.sha256(text).hexdigest())
+
+
+def load_spec(path: str | Path) -> tuple[SweepSpec, bytes]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"sweep spec {path} does not exist")
+    text = path.read_bytes()
+    return parse_spec(text, str(path)), text

@@ -1,0 +1,132 @@
+"""The run folder on disk (contract 1, docs/ARCHITECTURE.md): atomic writes, append-only shard
+records, resume checks.
+
+Each rank appends one JSON line per finished image to shards/images-rank<R>.jsonl *after* the
+image file is in place (temp + rename), so an image counts as done only when its file exists and
+its record (with sha256) does; a kill between the two redoes that one image, a torn last line is
+ignored. Rank 0 merges all shard records into manifest.parquet.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from imagen.checkpoint import config_diff, sha256_file, write_json_atomic
+
+MANIFEST_COLUMNS = ["cell_id", "model", "prompt_set", "prompt_id", "category", "prompt", "sample", "seed", "path", "sha256", "width", "height"]
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def write_parquet_atomic(df: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    df.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
+class RunStore:
+    def __init__(self, root: Path, rank: int = 0):
+        self.root, self.rank = Path(root), rank
+
+    # -- creation / resume checks -------------------------------------------------------------
+    def init(self, spec_bytes: bytes, spec_sha256: str, models: dict[str, dict]) -> bool:
+        """Rank 0: create the folder or check that it belongs to this spec. Returns True when resuming."""
+        spec_file, run_json = self.root / "spec.toml", self.root / "run.json"
+        if spec_file.exists():
+            old = spec_file.read_bytes()
+            if old != spec_bytes:
+                raise ValueError(f"{self.root} holds a run of a different spec; refusing to mix them. "
+                                 f"Differences: {'; '.join(_spec_diff(old, spec_bytes)) or 'formatting/comments only'}. "
+                                 "Use a new --out for the new spec (nothing was changed).")
+            recorded = json.loads(run_json.read_text()).get("models", {}) if run_json.is_file() else {}
+            diff = config_diff(recorded, json.loads(json.dumps(models, default=str)))
+            if diff:
+                raise ValueError(f"{self.root} was made with other model weights/settings; refusing to mix them:\n  "
+                                 + "\n  ".join(d.replace("checkpoint has", "run has").replace("asked for", "now") for d in diff)
+                                 + "\nUse a new --out.")
+            return True
+        if self.root.exists() and any(self.root.iterdir()):
+            raise ValueError(f"{self.root} exists and is not a run folder (no spec.toml); choose another --out, nothing was overwritten")
+        self.root.mkdir(parents=True, exist_ok=True)
+        import torch
+
+        from imagen import __version__
+
+        write_json_atomic(run_json, {
+            "package_version": __version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "spec_sha256": spec_sha256, "machine": {"hostname": socket.gethostname(), "platform": platform.platform(),
+                                                    "processor": platform.machine(), "cpus": os.cpu_count()},
+            "torch_version": torch.__version__, "models": models,
+        })
+        write_bytes_atomic(spec_file, spec_bytes)  # last: its presence marks a complete initialisation
+        return False
+
+    # -- image records ------------------------------------------------------------------------
+    def shard_file(self) -> Path:
+        return self.root / "shards" / f"images-rank{self.rank}.jsonl"
+
+    def records(self) -> dict[tuple, dict]:
+        """Finished images from every shard file (any earlier world size): key -> record, kept only
+        when the file exists with the recorded sha256."""
+        out: dict[tuple, dict] = {}
+        for f in sorted((self.root / "shards").glob("images-rank*.jsonl")):
+            for line in f.read_text().splitlines():
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line torn by a kill
+                key = record_key(rec)
+                if key in out:
+                    continue
+                path = self.root / rec["path"]
+                if path.is_file() and sha256_file(path) == rec["sha256"]:
+                    out[key] = rec
+        return out
+
+    def add_image(self, record: dict, data: bytes) -> None:
+        write_bytes_atomic(self.root / record["path"], data)
+        f = self.shard_file()
+        f.parent.mkdir(parents=True, exist_ok=True)
+        with open(f, "a+b") as fh:
+            fh.seek(0, os.SEEK_END)
+            if fh.tell() and (fh.seek(-1, os.SEEK_END), fh.read(1))[1] != b"\n":
+                fh.write(b"\n")  # end a line torn by an earlier kill
+            fh.write((json.dumps(record, sort_keys=True) + "\n").encode())
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    # -- results ------------------------------------------------------------------------------
+    def write_manifest(self, rows: list[dict]) -> pd.DataFrame:
+        df = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+        df = df.astype({"prompt_id": str, "sample": "int64", "seed": "int64", "width": "int64", "height": "int64"})
+        write_parquet_atomic(df, self.root / "manifest.parquet")
+        return df
+
+    def metric_cache(self, cell_id: str, label: str) -> Path:
+        return self.root / "metric_cache" / cell_id / f"{label}.json"
+
+
+def record_key(rec: dict) -> tuple:
+    return (rec["cell_id"], rec["prompt_set"], str(rec["prompt_id"]), int(rec["sample"]))
+
+
+def _spec_diff(old: bytes, new: bytes) -> list[str]:
+    import tomllib
+
+    try:
+        a, b = tomllib.loads(old.decode()), tomllib.loads(new.decode())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return ["the recorded spec.toml is not valid TOML"]
+    flat = lambda d: {k: (dict(enumerate(v)) if isinstance(v, list) and v and isinstance(v[0], dict) else v) for k, v in d.items()}  # noqa: E731
+    return [d.replace("checkpoint has", "run has").replace("asked for", "new spec has") for d in config_diff(flat(a), flat(b))]

@@ -1,0 +1,61 @@
+"""Prompt sets by name: each returns DataFrame(id: str, category: str, prompt: str).
+
+    load_prompt_set("drawbench", {"categories": ["Text"]})
+    load_prompt_set("coco", {"n": 100, "seed": 0, "no_people": True})
+    load_prompt_set("shapes", {"n_per_category": 5})
+
+Unknown set names and unknown options are errors that list what is allowed.
+"""
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import pandas as pd
+
+
+def _drawbench(categories: list[str] | None = None, path: str | None = None) -> pd.DataFrame:
+    from .prompts import load_drawbench
+
+    return load_drawbench(categories=categories, path=Path(path) if path else None)
+
+
+def _coco(n: int | None = None, seed: int = 0, no_people: bool = False, path: str | None = None) -> pd.DataFrame:
+    from .coco import load_coco_captions
+
+    return load_coco_captions(n=n, seed=seed, no_people=no_people, path=path)
+
+
+def _shapes(n_per_category: int = 50) -> pd.DataFrame:
+    try:
+        from .shapes import test_prompts
+    except ImportError as e:
+        raise ValueError(f"prompt set 'shapes' needs the shapes world (drawbench.shapes), which failed to import: {e}") from None
+    return test_prompts(n_per_category=n_per_category)
+
+
+PROMPT_SETS: dict[str, Callable[..., pd.DataFrame]] = {"drawbench": _drawbench, "coco": _coco, "shapes": _shapes}
+
+
+def prompt_set_options(name: str) -> list[str]:
+    return list(inspect.signature(_get(name)).parameters)
+
+
+def _get(name: str) -> Callable[..., pd.DataFrame]:
+    if name not in PROMPT_SETS:
+        raise ValueError(f"unknown prompt set {name!r}; choose one of {', '.join(PROMPT_SETS)}")
+    return PROMPT_SETS[name]
+
+
+def load_prompt_set(name: str, options: Mapping[str, Any] | None = None) -> pd.DataFrame:
+    """The prompts of set `name` with `options` (keyword arguments of that set's loader)."""
+    fn, options = _get(name), dict(options or {})
+    unknown = sorted(set(options) - set(prompt_set_options(name)))
+    if unknown:
+        raise ValueError(f"prompt set {name!r}: unknown options {unknown}; allowed: {', '.join(prompt_set_options(name))}")
+    df = fn(**options)
+    df = pd.DataFrame({"id": df["id"].astype(str), "category": df["category"].astype(str), "prompt": df["prompt"].astype(str)})
+    if df["id"].duplicated().any():
+        raise ValueError(f"prompt set {name!r} has duplicate ids, e.g. {df['id'][df['id'].duplicated()].iloc[0]!r}")
+    return df.reset_index(drop=True)

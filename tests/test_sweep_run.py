@@ -1,0 +1,159 @@
+"""End-to-end sweeps on a tiny random cascade: run folder contents, a finished sweep's rerun does
+no work, resume refuses another spec, a torn run finishes identically, the folder model on real
+Stable Diffusion images."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+import torch
+
+from bench.imagestore import read_run
+from bench.sweep.runner import run_sweep
+from bench.sweep.store import MANIFEST_COLUMNS
+from sweep_fixtures import Brightness, build_test_metric, make_tiny_checkpoint, tiny_spec
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # the CPU is shared and oversubscribed: 2 threads were 20x slower than 1 for the tiny cascade
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("ckpt"))
+
+
+@pytest.fixture(scope="module")
+def finished(checkpoint, tmp_path_factory):
+    """A finished 2 x 2 guidance x thresholding sweep: 4 cells x 7 prompts x 1 sample."""
+    d = tmp_path_factory.mktemp("sweep")
+    (d / "spec.toml").write_text(tiny_spec(checkpoint, samples=1))
+    first = run_sweep(d / "spec.toml", d / "run", cache_dir=d / "cache", metric_factory=build_test_metric, progress=False)
+    return d, first
+
+
+def test_run_folder_follows_contract_1(finished):
+    d, first = finished
+    run = d / "run"
+    assert first.images_total == first.images_generated == 4 * 7 * 1 and first.metric_pairs_computed == 4
+    assert (run / "spec.toml").read_bytes() == (d / "spec.toml").read_bytes()
+    info = json.loads((run / "run.json").read_text())
+    assert {"package_version", "created", "spec_sha256", "machine", "torch_version", "models"} <= set(info)
+    assert len(info["models"]["tiny"]["stages"]) == 3 and all(len(s["weights_sha256"]) == 64 for s in info["models"]["tiny"]["stages"])
+    m = pd.read_parquet(run / "manifest.parquet")
+    assert list(m.columns) == MANIFEST_COLUMNS and len(m) == 28 and m.sha256.is_unique
+    assert not m.duplicated(["cell_id", "prompt_id", "sample"]).any()
+    assert set(m.width) == {32} and m.path.str.match(r"images/[^/]+/drawbench-\d+-0\.png").all()
+    # same image seeds in every cell (paired guidance comparison), different pixels
+    by_cell = m.groupby("cell_id").seed.apply(tuple)
+    assert by_cell.nunique() == 1 and m.groupby("cell_id").sha256.apply(tuple).nunique() == 4
+    cells = pd.read_parquet(run / "cells.parquet")
+    assert sorted(zip(cells.guidance, cells.thresholding)) == [(1.0, "dynamic"), (1.0, "static"), (3.0, "dynamic"), (3.0, "static")]
+    assert cells.percentile.isna().tolist() == [t == "static" for t in cells.thresholding]
+    mc = pd.read_parquet(run / "metrics_cell.parquet")
+    mi = pd.read_parquet(run / "metrics_image.parquet")
+    assert len(mc) == 4 and (mc.n == 7).all() and len(mi) == 28
+    per_cell = mi.groupby("cell_id").value.mean()
+    assert per_cell.loc[mc.cell_id].to_numpy() == pytest.approx(mc.value.to_numpy(), abs=1e-6)  # cell value = mean of its images
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["spec_sha256"] == info["spec_sha256"] and len(summary["cells"]) == 4
+    assert all("brightness" in c["metrics"] for c in summary["cells"])
+    records = read_run(run)  # the image store reads it back
+    assert len(records) == 28 and all(r.path.is_file() for r in records)
+    text_cache = list((d / "cache" / "text").rglob("*.safetensors"))
+    assert len(text_cache) == 7  # each prompt encoded once for all 4 cells
+
+
+def test_finished_sweep_rerun_does_no_work(finished):
+    d, first = finished
+    run = d / "run"
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.suffix == ".parquet"}
+    built = Brightness.built
+    again = run_sweep(d / "spec.toml", run, cache_dir=d / "cache", metric_factory=build_test_metric, progress=False)
+    assert again.images_generated == 0 and again.metric_pairs_computed == 0 and Brightness.built == built
+    assert again.seconds < 0.1 * first.seconds, (again.seconds, first.seconds)
+    assert pd.read_parquet(run / "manifest.parquet").equals(pd.read_parquet(d / "run" / "manifest.parquet"))
+    after = {p: p.read_bytes() for p in before}
+    assert after[run / "manifest.parquet"] == before[run / "manifest.parquet"]
+    assert pd.read_parquet(run / "metrics_cell.parquet").equals(pd.read_parquet(run / "metrics_cell.parquet"))
+
+
+def test_resume_refuses_another_spec(finished, checkpoint):
+    d, _ = finished
+    other = d / "other.toml"
+    other.write_text(tiny_spec(checkpoint, guidance=(1.0, 5.0), samples=1))
+    with pytest.raises(ValueError, match=r"different spec.*grid\.guidance: run has \[1, 3\], new spec has \[1, 5\].*new --out"):
+        run_sweep(other, d / "run", cache_dir=d / "cache", metric_factory=build_test_metric, progress=False)
+
+
+def test_torn_run_finishes_identically(finished, tmp_path):
+    """What a kill leaves: images without records, a torn last record line, a missing file."""
+    d, _ = finished
+    run = tmp_path / "run"
+    shutil.copytree(d / "run", run)
+    for f in ["manifest.parquet", "metrics_cell.parquet", "summary.json"]:
+        (run / f).unlink()
+    shutil.rmtree(run / "metric_cache")
+    shard = run / "shards" / "images-rank0.jsonl"
+    lines = shard.read_text().splitlines()
+    shard.write_text("\n".join(lines[:15]) + "\n" + lines[15][:25])  # records 16.. lost, one torn
+    (run / json.loads(lines[5])["path"]).unlink()  # a recorded image whose file vanished
+    again = run_sweep(d / "spec.toml", run, cache_dir=d / "cache", metric_factory=build_test_metric, progress=False)
+    assert again.images_generated == 28 - 15 + 1
+    a, b = pd.read_parquet(run / "manifest.parquet"), pd.read_parquet(d / "run" / "manifest.parquet")
+    assert a.equals(b)  # same rows, same order, same checksums
+    assert pd.read_parquet(run / "metrics_cell.parquet").equals(pd.read_parquet(d / "run" / "metrics_cell.parquet"))
+
+
+FOLDER_SPEC = '''
+[sweep]
+name = "sd"
+samples_per_prompt = {samples}
+
+[[models]]
+name = "sd-v1-4"
+kind = "folder"
+path = "{path}"
+seed = 0
+
+[[prompt_sets]]
+name = "drawbench"
+categories = ["Rare Words"]
+'''
+
+
+def test_folder_model_on_real_sd_images(shared_data, tmp_path):
+    src = shared_data / "drawbench-sd" / "sd-v1-4"
+    spec = tmp_path / "sd.toml"
+    spec.write_text(FOLDER_SPEC.format(samples=1, path=src))
+    r = run_sweep(spec, tmp_path / "run", cache_dir=tmp_path / "cache", progress=False)
+    m = pd.read_parquet(tmp_path / "run" / "manifest.parquet")
+    assert r.images_total == 7 and len(m) == 7 and set(m.cell_id) == {m.cell_id[0]}
+    assert set(m.prompt_id) == {str(i) for i in range(135, 142)} and set(m.width) == {512} and set(m.seed) == {0}
+    from imagen.checkpoint import sha256_file
+
+    for row in m.itertuples():  # byte copies of the source files
+        assert row.sha256 == sha256_file(src / f"{int(row.prompt_id):03d}.jpg")
+    spec.write_text(FOLDER_SPEC.format(samples=2, path=src))
+    with pytest.raises(ValueError, match=r"7 of 14 requested images are missing from .*sd-v1-4 .*135_1, 136_1"):
+        run_sweep(spec, tmp_path / "run2", cache_dir=tmp_path / "cache", progress=False)
+    assert not (tmp_path / "run2").exists()  # refused before creating anything
+
+
+def test_cli_reports_bad_spec_without_traceback(tmp_path, capsys):
+    from bench.cli import main
+
+    spec = tmp_path / "bad.toml"
+    spec.write_text('[sweep]\nname = "x"\n[[models]]\nname = "m"\nkind = "gan"\n[[prompt_sets]]\nname = "drawbench"\n')
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "unknown model kind 'gan'; choose one of imagen, folder, diffusers" in err and "Traceback" not in err
+    assert main(["sweep", str(tmp_path / "missing.toml")]) == 2
+    assert "does not exist" in capsys.readouterr().err

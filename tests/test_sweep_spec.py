@@ -1,0 +1,128 @@
+"""Sweep spec parsing, bad-input errors, and cell expansion (no model is run)."""
+from __future__ import annotations
+
+import pytest
+
+from bench.sweep.cells import expand_cells, grid_points, image_seed, requests_for
+from bench.sweep.spec import PAPER_GUIDANCE, Grid, parse_spec
+
+BASE = b'''
+[sweep]
+name = "t"
+samples_per_prompt = 8
+
+[[models]]
+name = "sd14"
+kind = "folder"
+path = "/nonexistent"
+
+[[models]]
+name = "cascade"
+kind = "imagen"
+checkpoint = "/somewhere"
+
+[[prompt_sets]]
+name = "drawbench"
+categories = ["Text"]
+
+[[prompt_sets]]
+name = "coco"
+label = "coco-np"
+n = 10
+no_people = true
+
+[grid]
+guidance = [1, 1.25, 1.5, 1.75, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+thresholding = ["none", "static", "dynamic"]
+percentile = [95, 99.5]
+seeds = [0, 1]
+
+[[metrics]]
+name = "ocr"
+prompt_sets = ["drawbench"]
+categories = ["Text"]
+'''
+
+
+def test_spec_parses_into_frozen_dataclasses():
+    spec = parse_spec(BASE)
+    assert spec.samples_per_prompt == 8 and spec.grid.guidance == PAPER_GUIDANCE
+    assert [m.kind for m in spec.models] == ["folder", "imagen"]
+    assert spec.models[1].config.checkpoint == "/somewhere" and spec.models[1].config.batch_size == 8
+    assert [p.label for p in spec.prompt_sets] == ["drawbench", "coco-np"]
+    assert spec.prompt_sets[1].options == {"n": 10, "no_people": True}
+    assert spec.metrics[0].categories == ("Text",) and spec.metrics[0].label == "ocr"
+    with pytest.raises(Exception):
+        spec.name = "x"  # frozen
+    assert len(spec.sha256) == 64
+
+
+@pytest.mark.parametrize("edit, message", [
+    (("[grid]", "[grid]\nguidanse = [1]"), r"unknown keys \['guidanse'\] in \[grid\]; allowed: sampler, steps, guidance"),
+    (('kind = "folder"', 'kind = "closed"'), "unknown model kind 'closed'; choose one of imagen, folder, diffusers"),
+    (('path = "/nonexistent"', 'path = "/x"\nbatchsize = 2'), r"FolderModelConfig: unknown keys \['batchsize'\]; allowed"),
+    (("n = 10", "n = 10\nsize = 3"), r"unknown keys \['size'\] in \[\[prompt_sets\]\] 'coco'; allowed: n, seed, no_people, path"),
+    (('name = "coco"', 'name = "laion"'), "unknown prompt set 'laion'; choose one of drawbench, coco, shapes"),
+    (('"none", "static"', '"none", "clip"'), r"grid.thresholding \['clip'\]; choose from none, static, dynamic"),
+    (("seeds = [0, 1]", 'seeds = [0, 1]\nsampler = ["euler"]'), r"grid.sampler \['euler'\]; choose from ddpm, ddim"),
+    (("samples_per_prompt = 8", "samples_per_prompt = 0"), "samples_per_prompt must be an integer >= 1"),
+    (('prompt_sets = ["drawbench"]', 'prompt_sets = ["parti"]'), r"names prompt sets \['parti'\] that the spec does not define"),
+    (("percentile = [95, 99.5]", "percentile = [101]"), r"grid.percentile values must lie in \[0, 100\]"),
+    (('label = "coco-np"', 'label = "drawbench"'), r"duplicate prompt set labels \['drawbench'\]"),
+    (("[[metrics]]", "[extra]\nx = 1\n[[metrics]]"), r"unknown keys \['extra'\] in the spec; allowed: sweep, models"),
+    (("guidance = [1,", 'guidance = ["high",'), "grid.guidance must hold float values, got 'high'"),
+])
+def test_bad_specs_name_what_is_allowed(edit, message):
+    old, new = edit
+    assert old.encode() in BASE
+    with pytest.raises(ValueError, match=message):
+        parse_spec(BASE.replace(old.encode(), new.encode(), 1))
+
+
+def test_not_toml_and_missing_tables():
+    with pytest.raises(ValueError, match="not valid TOML"):
+        parse_spec(b"[sweep\nname=1")
+    with pytest.raises(ValueError, match="needs models, prompt_sets"):
+        parse_spec(b'[sweep]\nname = "x"\n')
+
+
+def test_cell_expansion_counts_ids_and_axes():
+    spec = parse_spec(BASE)
+    cells = expand_cells(spec, {"sd14": (), "cascade": ("sampler", "steps", "guidance", "thresholding", "percentile", "aug_level", "seed")})
+    folder = [c for c in cells if c.model == "sd14"]
+    imagen = [c for c in cells if c.model == "cascade"]
+    assert len(folder) == 2  # one per prompt set: sampling does not apply to precomputed images
+    assert folder[0].sampling.guidance is None and folder[0].seed is None
+    # 13 guidance x (none, static, dynamic@95, dynamic@99.5) x 2 seeds x 2 prompt sets
+    assert len(imagen) == 13 * 4 * 2 * 2
+    assert len({c.cell_id for c in cells}) == len(cells)
+    again = expand_cells(parse_spec(BASE + b"\n# a comment\n"), {"sd14": (), "cascade": grid_axes()})
+    assert [c.cell_id for c in again] == [c.cell_id for c in cells]  # stable ids
+    c = imagen[0]
+    assert c.cell_id.startswith("cascade_drawbench_ddpm32_g1_none_aug0_seed0-")
+    changed = expand_cells(parse_spec(BASE.replace(b'checkpoint = "/somewhere"', b'checkpoint = "/elsewhere"')),
+                           {"sd14": (), "cascade": grid_axes()})
+    assert changed[2].name == imagen[0].name and changed[2].cell_id != imagen[0].cell_id  # settings hash
+
+
+def grid_axes():
+    return ("sampler", "steps", "guidance", "thresholding", "percentile", "aug_level", "seed")
+
+
+def test_grid_points_percentile_only_for_dynamic():
+    pts = grid_points(Grid(guidance=(1.0, 2.0), thresholding=("none", "dynamic"), percentile=(90.0, 99.0)), grid_axes())
+    assert [(s.guidance, s.thresholding, s.percentile) for _, s in pts] == [
+        (1.0, "none", None), (1.0, "dynamic", 90.0), (1.0, "dynamic", 99.0),
+        (2.0, "none", None), (2.0, "dynamic", 90.0), (2.0, "dynamic", 99.0)]
+
+
+def test_image_seeds_are_deterministic_distinct_and_shared_across_cells():
+    import pandas as pd
+
+    spec = parse_spec(BASE)
+    cells = [c for c in expand_cells(spec, {"sd14": (), "cascade": grid_axes()}) if c.model == "cascade"]
+    prompts = pd.DataFrame({"id": ["1", "2"], "category": ["a", "a"], "prompt": ["x", "y"]})
+    r0, r1 = requests_for(cells[0], prompts, 3), requests_for(cells[1], prompts, 3)
+    assert [r.seed for r in r0] == [r.seed for r in r1]  # guidance points compare the same noise
+    assert len({r.seed for r in r0}) == 6 and all(0 <= r.seed < 2**31 for r in r0)
+    assert image_seed(0, "drawbench", "1", 0) == image_seed(0, "drawbench", "1", 0) != image_seed(1, "drawbench", "1", 0)

@@ -51,14 +51,14 @@ def check_answers(df: pd.DataFrame, source: str = "ratings") -> pd.DataFrame:
     df = df.copy()
     df["prompt_id"], df["rater"] = df["prompt_id"].astype(str), df["rater"].astype(str)
     df["is_control"] = df["is_control"].fillna(False).astype(bool)
-    bad_protocol = sorted(set(df["protocol"]) - set(ANSWERS))
+    bad_protocol = sorted(set(df["protocol"].unique()) - set(ANSWERS))
     if bad_protocol:
         raise ValueError(f"{source}: unknown protocol(s) {bad_protocol}; allowed: {', '.join(ANSWERS)}")
     for (protocol, question), group in df.groupby(["protocol", "question"]):
         allowed = ANSWERS[protocol].get(question)
         if allowed is None:
             raise ValueError(f"{source}: protocol {protocol} has no question {question!r}; allowed: {', '.join(ANSWERS[protocol])}")
-        bad = sorted(set(group.loc[~group["is_control"], "answer"].astype(str)) - set(allowed))
+        bad = sorted(set(group.loc[~group["is_control"], "answer"].astype(str).unique()) - set(allowed))
         if bad:
             raise ValueError(f"{source}: {protocol}/{question} answers {bad} not allowed; allowed: {', '.join(allowed)}")
     return df
@@ -92,7 +92,7 @@ def apply_controls(df: pd.DataFrame, threshold: float = DEFAULT_CONTROL_THRESHOL
     excluded = tuple(sorted(per_rater.index[per_rater["excluded"]]))
     answers = df[~df["is_control"]]
     keep = ~answers["rater"].isin(excluded)
-    all_raters = set(df["rater"])
+    all_raters = set(df["rater"].unique())
     return answers[keep].reset_index(drop=True), Exclusion(
         threshold=threshold, raters_total=len(all_raters), raters_excluded=excluded,
         raters_without_controls=len(all_raters - set(per_rater.index)), answers_dropped=int((~keep).sum()),

@@ -31,8 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import nnls
-from scipy.stats import norm, t as student_t
+from scipy.special import ndtri, stdtrit  # normal and Student t quantiles (scipy.stats is slow to import)
 
 METHODS = ("crossed", "pigeonhole", "wilson")
 DEFAULT_METHOD = "crossed"
@@ -71,7 +70,7 @@ class Interval:
 def z_value(level: float) -> float:
     if not 0.0 < level < 1.0:
         raise ValueError(f"confidence level must be in (0, 1), got {level}")
-    return float(norm.ppf(0.5 + level / 2.0))  # two-sided: z = Phi^-1(1 - alpha/2)
+    return float(ndtri(0.5 + level / 2.0))  # two-sided: z = Phi^-1(1 - alpha/2)
 
 
 def wilson(successes: float, n: int, level: float = 0.95) -> tuple[float, float]:
@@ -116,11 +115,20 @@ class CrossedBootstrap:
     def one_way_replicates(self, prompt: np.ndarray, rater: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """theta*_b for the prompt-only and the rater-only bootstrap: sum_i w_bi S_i / sum_i w_bi n_i.
         Resamples in which the subset drew no unit at all (possible for a small category) are nan."""
+        reps_prompt, reps_rater = self._one_way_batch([(prompt, rater, y)])
+        return reps_prompt[:, 0], reps_rater[:, 0]
+
+    def _one_way_batch(self, subsets: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+        """One-way replicates [resamples, subsets] for many (prompt, rater, y) subsets: per factor one
+        matrix product of the weights with every subset's per-unit sums and counts."""
         out = []
-        for codes, weights in ((prompt, self.prompt_weights), (rater, self.rater_weights)):
+        for factor, weights in ((0, self.prompt_weights), (1, self.rater_weights)):
             size = weights.shape[1]
+            sums = [np.bincount(s[factor], s[2], size) for s in subsets]
+            counts = [np.bincount(s[factor], minlength=size).astype(float) for s in subsets]
+            both = weights @ np.column_stack(sums + counts)
             with np.errstate(invalid="ignore", divide="ignore"):
-                out.append((weights @ np.bincount(codes, y, size)) / (weights @ np.bincount(codes, minlength=size)))
+                out.append(both[:, : len(subsets)] / both[:, len(subsets):])
         return out[0], out[1]
 
     def pigeonhole_replicates(self, prompt: np.ndarray, rater: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -136,12 +144,25 @@ class CrossedBootstrap:
     def interval(self, prompt: np.ndarray, rater: np.ndarray, y: np.ndarray, method: str = DEFAULT_METHOD,
                  level: float = 0.95) -> Interval:
         """CI for mean(y); prompt and rater are integer codes into this bootstrap's units."""
+        return self.intervals([(prompt, rater, y)], method, level)[0]
+
+    def intervals(self, subsets: list[tuple[np.ndarray, np.ndarray, np.ndarray]], method: str = DEFAULT_METHOD,
+                  level: float = 0.95) -> list[Interval]:
+        """Intervals for several (prompt codes, rater codes, y) subsets, batched (same resamples for all)."""
         check_method(method)
-        prompt, rater, y = np.asarray(prompt, dtype=np.int64), np.asarray(rater, dtype=np.int64), np.asarray(y, dtype=float)
-        if len(y) == 0:
-            raise ValueError("no answers to compute an interval from")
-        if prompt.max() >= self.n_prompts or rater.max() >= self.n_raters:
-            raise ValueError("prompt/rater codes exceed the units this bootstrap was drawn for")
+        z_value(level)  # validates level
+        subsets = [(np.asarray(p, dtype=np.int64), np.asarray(r, dtype=np.int64), np.asarray(y, dtype=float)) for p, r, y in subsets]
+        for prompt, rater, y in subsets:
+            if len(y) == 0:
+                raise ValueError("no answers to compute an interval from")
+            if prompt.max() >= self.n_prompts or rater.max() >= self.n_raters:
+                raise ValueError("prompt/rater codes exceed the units this bootstrap was drawn for")
+        reps = self._one_way_batch(subsets) if method == "crossed" and subsets else None
+        return [self._interval(p, r, y, method, level, None if reps is None else (reps[0][:, k], reps[1][:, k]))
+                for k, (p, r, y) in enumerate(subsets)]
+
+    def _interval(self, prompt: np.ndarray, rater: np.ndarray, y: np.ndarray, method: str, level: float,
+                  one_way: tuple[np.ndarray, np.ndarray] | None) -> Interval:
         theta = float(y.mean())
         base = dict(estimate=theta, n=len(y), n_prompts=len(np.unique(prompt)), n_raters=len(np.unique(rater)),
                     seed=self.seed, level=level, method=method)
@@ -153,12 +174,11 @@ class CrossedBootstrap:
             alpha = (1 - level) / 2  # percentile interval: the alpha/2 and 1 - alpha/2 quantiles
             low, high = np.nanquantile(reps, [alpha, 1 - alpha])
             return Interval(low=float(low), high=float(high), se=float(np.nanstd(reps, ddof=1)), resamples=self.resamples, **base)
-        rep_prompt, rep_rater = self.one_way_replicates(prompt, rater, y)
+        rep_prompt, rep_rater = one_way
         var, df = crossed_variance(prompt, rater, y, float(np.nanvar(rep_prompt, ddof=1)), float(np.nanvar(rep_rater, ddof=1)),
                                    self.resamples)
         se = float(np.sqrt(var))
-        z_value(level)  # validates level
-        z = float(student_t.ppf(0.5 + level / 2.0, df)) if np.isfinite(df) else z_value(level)
+        z = float(stdtrit(df, 0.5 + level / 2.0)) if np.isfinite(df) else z_value(level)
         return Interval(low=max(0.0, theta - z * se), high=min(1.0, theta + z * se), se=se, resamples=self.resamples, **base)
 
 
@@ -195,7 +215,7 @@ def crossed_variance(prompt: np.ndarray, rater: np.ndarray, y: np.ndarray, v_pro
     ]) / n  # rows scaled by N (not N^2) to keep the system well conditioned
     v_iid = float(((y - theta) ** 2).sum()) / n ** 2
     observed = np.array([v_prompt, v_rater, v_iid]) * n
-    components, _ = nnls(expected, np.nan_to_num(observed))  # sA2, sB2, sE2 >= 0
+    components = nnls3(expected, np.nan_to_num(observed))  # sA2, sB2, sE2 >= 0
     weights = np.array([si2, sj2, n]) / n ** 2  # Var(theta) = weights . (sA2, sB2, sE2)
     var = float(components @ weights)
     # Satterthwaite: Var is (up to clipping) the linear combination c . observed of the three
@@ -206,3 +226,22 @@ def crossed_variance(prompt: np.ndarray, rater: np.ndarray, y: np.ndarray, v_pro
     dfs = 1.0 / (1.0 / np.maximum([len(n_i) - 1, len(n_j) - 1, n - 1], 1) + np.array([1.0, 1.0, 0.0]) / (resamples - 1))
     denom = float(((coef * observed) ** 2 / dfs).sum())
     return var, (var ** 2 / denom if denom > 0 else float("inf"))
+
+
+def nnls3(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Non-negative least squares min ||a x - b||, x >= 0, for a few unknowns: the solution is the
+    unconstrained least-squares fit on some subset of the unknowns (the others 0), so try every
+    subset and keep the best feasible fit (2^3 = 8 small solves)."""
+    k = a.shape[1]
+    best, best_resid = np.zeros(k), float(np.sum(b ** 2))
+    for mask in range(1, 2 ** k):
+        cols = [i for i in range(k) if mask >> i & 1]
+        x_sub = np.linalg.lstsq(a[:, cols], b, rcond=None)[0]
+        if (x_sub < 0).any():
+            continue
+        x = np.zeros(k)
+        x[cols] = x_sub
+        resid = float(np.sum((a @ x - b) ** 2))
+        if resid < best_resid - 1e-15 * max(1.0, best_resid):
+            best, best_resid = x, resid
+    return best

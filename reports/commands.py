@@ -73,7 +73,8 @@ def _add_power(p: argparse.ArgumentParser) -> None:
 
 
 def run_power(args) -> int:
-    model = RaterModel(preference=0.5 + args.effect, prompt_sd=args.prompt_sd, rater_sd=args.rater_sd, tie_rate=args.tie_rate)
+    # the query validates --effect and sets the model's preference to 0.5 + effect
+    model = RaterModel(prompt_sd=args.prompt_sd, rater_sd=args.rater_sd, tie_rate=args.tie_rate)
     query = PowerQuery(effect=args.effect, grid=args.grid, vary=args.vary, n_prompts=args.prompts, n_raters=args.raters,
                        answers_per_rater=args.answers_per_rater, rater_model=model, studies=args.studies,
                        resamples=args.resamples, method=args.ci, level=args.level, target=args.target, seed=args.seed)

@@ -124,7 +124,7 @@ def power_plot(curve: pd.DataFrame, vary: str, effect: float, target: float) -> 
     ax.set_xlabel(vary)
     ax.set_ylabel("power")
     ax.set_ylim(0, 1.02)
-    ax.set_title(f"power to detect preference 0.5 + {effect:g} ({int(curve['studies'].iloc[0])} simulated studies per point)")
+    ax.set_title(f"power for preference 0.5 + {effect:g}, {int(curve['studies'].iloc[0])} simulated studies per point", fontsize=9)
     fig.tight_layout()
     return fig
 

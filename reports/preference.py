@@ -60,14 +60,21 @@ class RatingsAnalysis:
         self.rater = pd.factorize(self.answers["rater"].astype(str))[0]
         self.boot = CrossedBootstrap(int(self.prompt.max()) + 1, int(self.rater.max()) + 1, config.resamples, config.seed)
 
-    def rate(self, mask: np.ndarray, y: np.ndarray, prefix: str, scale: float = 1.0) -> dict:
-        """Estimate, default CI and Wilson CI of mean(y[mask]) as columns named prefix_*."""
-        if not mask.any():
-            return {f"{prefix}{k}": np.nan for k in ("", "_low", "_high", "_se", "_wilson_low", "_wilson_high")}
-        iv = self.boot.interval(self.prompt[mask], self.rater[mask], y[mask], self.config.method, self.config.level)
-        w_low, w_high = wilson(float(y[mask].sum()), int(mask.sum()), self.config.level)
-        return {prefix: iv.estimate * scale, f"{prefix}_low": iv.low * scale, f"{prefix}_high": iv.high * scale,
-                f"{prefix}_se": iv.se * scale, f"{prefix}_wilson_low": w_low * scale, f"{prefix}_wilson_high": w_high * scale}
+    def rates(self, requests: list[tuple[np.ndarray, np.ndarray, str, float]]) -> list[dict]:
+        """For each (mask, y, prefix, scale): estimate, default CI and Wilson CI of mean(y[mask]) as
+        columns prefix, prefix_low, ... (times scale); all requests share one batched bootstrap."""
+        live = [(m, y) for m, y, _, _ in requests if m.any()]
+        ivs = iter(self.boot.intervals([(self.prompt[m], self.rater[m], y[m]) for m, y in live], self.config.method, self.config.level))
+        out = []
+        for mask, y, prefix, scale in requests:
+            if not mask.any():
+                out.append({f"{prefix}{k}": np.nan for k in ("", "_low", "_high", "_se", "_wilson_low", "_wilson_high")})
+                continue
+            iv = next(ivs)
+            w_low, w_high = wilson(float(y[mask].sum()), int(mask.sum()), self.config.level)
+            out.append({prefix: iv.estimate * scale, f"{prefix}_low": iv.low * scale, f"{prefix}_high": iv.high * scale,
+                        f"{prefix}_se": iv.se * scale, f"{prefix}_wilson_low": w_low * scale, f"{prefix}_wilson_high": w_high * scale})
+        return out
 
 
 def _counts(mask: np.ndarray, analysis: RatingsAnalysis) -> dict:
@@ -81,45 +88,44 @@ def sbs_table(analysis: RatingsAnalysis) -> pd.DataFrame:
     answer = df["answer"].astype(str).to_numpy()
     score = df["answer"].map(SIDE_SCORES).to_numpy(dtype=float)
     decisive = answer != "tie"
-    rows = []
+    category_of = df["category"].astype(str).to_numpy()
+    rows, requests = [], []
     for (model_a, model_b, question), group in df[is_sbs].groupby(["model_a", "model_b", "question"], sort=True):
         in_group = np.zeros(len(df), bool)
         in_group[group.index] = True
-        categories = [ALL] + sorted(group["category"].astype(str).unique())
-        for category in categories:
-            mask = in_group if category == ALL else in_group & (df["category"].astype(str).to_numpy() == category)
+        for category in [ALL] + sorted(group["category"].astype(str).unique()):
+            mask = in_group if category == ALL else in_group & (category_of == category)
             n = mask.sum()
-            row = {"model_a": model_a, "model_b": model_b, "question": question, "category": category, **_counts(mask, analysis),
-                   "share_A": (answer[mask] == "A").sum() / n, "share_tie": (answer[mask] == "tie").sum() / n,
-                   "share_B": (answer[mask] == "B").sum() / n}
-            row |= analysis.rate(mask, score, "pref_A")
-            row["n_decisive"] = int((mask & decisive).sum())
-            row |= analysis.rate(mask & decisive, score, "pref_A_no_ties")
-            rows.append(row)
-    return pd.DataFrame(rows)
+            rows.append({"model_a": model_a, "model_b": model_b, "question": question, "category": category,
+                         **_counts(mask, analysis), "share_A": (answer[mask] == "A").sum() / n,
+                         "share_tie": (answer[mask] == "tie").sum() / n, "share_B": (answer[mask] == "B").sum() / n,
+                         "n_decisive": int((mask & decisive).sum())})
+            requests += [(mask, score, "pref_A", 1.0), (mask & decisive, score, "pref_A_no_ties", 1.0)]
+    rates = analysis.rates(requests)
+    return pd.DataFrame([row | rates[2 * i] | rates[2 * i + 1] for i, row in enumerate(rows)])
+
+
+def _per_model(analysis: RatingsAnalysis, protocol: str, y: np.ndarray, prefix: str, scale: float, extra) -> pd.DataFrame:
+    """One row per model_a of `protocol`: counts, extra(mask) columns and the rate of y."""
+    df = analysis.answers
+    rows, requests = [], []
+    for model, group in df[df["protocol"] == protocol].groupby("model_a", sort=True):
+        mask = np.zeros(len(df), bool)
+        mask[group.index] = True
+        rows.append({"model": model, **_counts(mask, analysis), **extra(mask)})
+        requests.append((mask, y, prefix, scale))
+    return pd.DataFrame([row | rate for row, rate in zip(rows, analysis.rates(requests))])
 
 
 def coco_realism_table(analysis: RatingsAnalysis) -> pd.DataFrame:
     """Per model: rate at which its image was judged more photorealistic than the reference."""
-    df = analysis.answers
-    score = df["answer"].map(SIDE_SCORES).to_numpy(dtype=float)
-    rows = []
-    for model, group in df[df["protocol"] == "coco_realism"].groupby("model_a", sort=True):
-        mask = np.zeros(len(df), bool)
-        mask[group.index] = True
-        rows.append({"model": model, **_counts(mask, analysis), **analysis.rate(mask, score, "realism_pref")})
-    return pd.DataFrame(rows)
+    score = analysis.answers["answer"].map(SIDE_SCORES).to_numpy(dtype=float)
+    return _per_model(analysis, "coco_realism", score, "realism_pref", 1.0, lambda mask: {})
 
 
 def coco_alignment_table(analysis: RatingsAnalysis) -> pd.DataFrame:
     """Per source (model or reference): mean caption-alignment score on the 0-100 scale."""
-    df = analysis.answers
-    score = df["answer"].map(CAPTION_SCORES).to_numpy(dtype=float)
-    answer = df["answer"].astype(str).to_numpy()
-    rows = []
-    for model, group in df[df["protocol"] == "coco_alignment"].groupby("model_a", sort=True):
-        mask = np.zeros(len(df), bool)
-        mask[group.index] = True
-        shares = {f"share_{a}": (answer[mask] == a).mean() for a in CAPTION_SCORES}
-        rows.append({"model": model, **_counts(mask, analysis), **shares, **analysis.rate(mask, score, "alignment_score", scale=100.0)})
-    return pd.DataFrame(rows)
+    score = analysis.answers["answer"].map(CAPTION_SCORES).to_numpy(dtype=float)
+    answer = analysis.answers["answer"].astype(str).to_numpy()
+    return _per_model(analysis, "coco_alignment", score, "alignment_score", 100.0,
+                      lambda mask: {f"share_{a}": (answer[mask] == a).mean() for a in CAPTION_SCORES})

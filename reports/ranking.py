@@ -57,7 +57,7 @@ def bradley_terry_table(analysis: RatingsAnalysis, question: str) -> pd.DataFram
     df = analysis.answers
     rows = (df["protocol"] == "drawbench_sbs").to_numpy() & (df["question"] == question).to_numpy()
     sub = df[rows]
-    models = sorted(set(sub["model_a"]) | set(sub["model_b"]))
+    models = sorted(set(sub["model_a"].unique()) | set(sub["model_b"].unique()))
     if len(models) < 3:
         return pd.DataFrame()
     index = {m: i for i, m in enumerate(models)}

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import brentq
 from scipy.special import expit
 
 SCORES = np.array([1.0, 0.5, 0.0])  # A, tie, B: ties count half
@@ -55,7 +54,11 @@ class RaterModel:
         """mu solving E[expit(mu + s Z)] = no_tie_preference, s^2 = prompt_sd^2 + rater_sd^2."""
         s = float(np.hypot(self.prompt_sd, self.rater_sd))
         target = self.no_tie_preference
-        return brentq(lambda mu: float(_GH_W @ expit(mu + s * _GH_X)) / np.sqrt(2 * np.pi) - target, -30, 30, xtol=1e-12)
+        lo, hi = -30.0, 30.0  # bisection: E[expit(mu + sZ)] increases with mu; 100 halvings reach 1e-15
+        for _ in range(100):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if float(_GH_W @ expit(mid + s * _GH_X)) / np.sqrt(2 * np.pi) < target else (lo, mid)
+        return (lo + hi) / 2
 
 
 @dataclass(frozen=True)

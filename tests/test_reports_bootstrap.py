@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reports.bootstrap import CrossedBootstrap, crossed_variance, resample_indices, wilson
+from reports.bootstrap import CrossedBootstrap, crossed_variance, nnls3, resample_indices, wilson
 from reports.preference import CIConfig, RatingsAnalysis, sbs_table
 from reports.simulate import RaterModel, StudyDesign, simulate
 
@@ -73,11 +73,20 @@ def test_vectorised_bootstrap_equals_slow_loop():
     var, df = crossed_variance(prompt, rater, y, loop_row.var(ddof=1), loop_col.var(ddof=1), resamples)
     from scipy.stats import t
 
-    half = t.ppf(0.975, df) * np.sqrt(var)
+    half = t.ppf(0.975, df) * np.sqrt(var)  # the independent, slow-to-import implementation
     assert (iv.low, iv.high) == pytest.approx((max(0, y.mean() - half), min(1, y.mean() + half)), rel=1e-12)
     q = np.quantile(loop_two, [0.025, 0.975])
     ph = boot.interval(prompt, rater, y, method="pigeonhole")
     assert (ph.low, ph.high) == pytest.approx(tuple(q), rel=1e-12)
+
+
+def test_nnls3_matches_scipy():
+    from scipy.optimize import nnls
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        a, b = rng.normal(size=(3, 3)), rng.normal(size=3)
+        np.testing.assert_allclose(nnls3(a, b), nnls(a, b)[0], atol=1e-9)
 
 
 def test_unknown_method_lists_allowed():

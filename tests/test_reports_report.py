@@ -1,0 +1,136 @@
+"""Run-folder tables and figures, and whole reports: the SD v1.4 vs v1.5 demo with simulated
+ratings renders with every image present; existing folders are never overwritten by accident."""
+from __future__ import annotations
+
+import json
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+from bench.cli import main
+from reports.runs import headline_table, read_run_metrics, shapes_table
+
+SD = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "drawbench-sd"
+
+
+def write_run(run: Path, guidance=(1.0, 3.0, 5.0), thresholding=("static", "dynamic"), aug_levels=(0.0, 0.3), fid=True) -> Path:
+    """A tiny run folder per contract 1 (cells + per-cell metrics; no images needed for the tables)."""
+    run.mkdir(parents=True)
+    cells, metrics = [], []
+    for g in guidance:
+        for t in thresholding:
+            for a in aug_levels:
+                cid = f"g{g:g}-{t}-a{a:g}"
+                cells.append({"cell_id": cid, "model": "tiny", "prompt_set": "coco", "sampler": "ddpm", "steps": 50,
+                              "guidance": g, "thresholding": t, "percentile": 99.5, "aug_level": a})
+                fid_value = 30 - 2 * g + (8 if t == "static" else 0) * g / 5 + 10 * a
+                if fid:
+                    metrics.append({"cell_id": cid, "metric": "fid", "value": fid_value, "n": 500,
+                                    "details": json.dumps({"resize": "clean", "reference": "folder:ref", "feature_weights_sha256": "ab" * 32})})
+                metrics.append({"cell_id": cid, "metric": "clip_score", "value": None, "n": 500,
+                                "details": json.dumps({"unavailable": "CLIP score needs weights: set clip_score model=<dir>"})})
+                metrics.append({"cell_id": cid, "metric": "shapes_accuracy", "value": 0.3 + 0.05 * g - 0.1 * a, "n": 500, "details": "{}"})
+                for cat, off in (("Colors", 0.1), ("Counting", -0.1)):
+                    metrics.append({"cell_id": cid, "metric": f"shapes_accuracy/{cat}", "value": 0.3 + off + 0.05 * g, "n": 250, "details": "{}"})
+    pd.DataFrame(cells).to_parquet(run / "cells.parquet")
+    pd.DataFrame(metrics).to_parquet(run / "metrics_cell.parquet")
+    return run
+
+
+def test_metric_tables_carry_n_and_how(tmp_path):
+    run = read_run_metrics(write_run(tmp_path / "run"))
+    table = headline_table(run).set_index("cell_id")
+    row = table.loc["g3-dynamic-a0"]
+    assert row["fid"] == pytest.approx(24.0) and row["fid N"] == 500
+    assert "resize=clean" in row["fid how"] and "reference=folder:ref" in row["fid how"]
+    assert row["clip_score how"].startswith("unavailable: CLIP score needs weights")
+    assert pd.isna(row["clip_score"])
+    shapes = shapes_table(run).set_index("cell_id")
+    assert shapes.loc["g1-static-a0", "Colors"] == pytest.approx(0.45) and shapes.loc["g1-static-a0", "N images"] == 250
+
+
+def test_run_folder_errors_are_clear(tmp_path):
+    with pytest.raises(FileNotFoundError, match="cells.parquet"):
+        read_run_metrics(tmp_path)
+
+
+class _Refs(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.images, self.links = [], []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "img":
+            self.images.append(attrs["src"])
+        if tag == "a" and not attrs.get("href", "#").startswith("#"):
+            self.links.append(attrs["href"])
+
+
+def _check_html(report: Path) -> tuple[str, list[str]]:
+    text = (report / "index.html").read_text()
+    refs = _Refs()
+    refs.feed(text)
+    for src in refs.images:
+        with Image.open(report / src) as im:
+            im.load()  # decodes
+    for href in refs.links:
+        assert (report / href).is_file(), href
+    pngs = {f"plots/{p.name}" for p in (report / "plots").iterdir()}
+    assert pngs <= set(refs.images)  # every written plot is shown
+    return text, refs.images
+
+
+@pytest.mark.skipif(not (SD / "sd-v1-4").is_dir(), reason=f"SD DrawBench images not found at {SD}")
+def test_sd_demo_report_renders_with_every_plot(tmp_path, capsys):
+    run = write_run(tmp_path / "sweep-run")
+    flat = write_run(tmp_path / "flat-run", guidance=(3.0,), thresholding=("dynamic",), aug_levels=(0.0,), fid=False)
+    out = tmp_path / "report"
+    args = ["report", str(run), str(flat), "--simulate-ratings", str(SD / "sd-v1-4"), str(SD / "sd-v1-5"),
+            "--out", str(out), "--resamples", "300", "--power-studies", "10"]
+    assert main(args) == 0, capsys.readouterr().err
+    text, images = _check_html(out)
+    for plot in ("drawbench_sd-v1-4_vs_sd-v1-5.png", "power.png", "pareto_sweep-run.png", "aug_level_sweep-run.png"):
+        assert f"plots/{plot}" in images
+    assert sum(src.startswith("images/") for src in images) == 22  # one pair per DrawBench category
+    assert "SIMULATED RATINGS" in text
+    assert "Figure &#x27;pareto_flat-run&#x27; skipped: the run has no FID values" in text
+    assert "excluded" in text and "Krippendorff" in text and "Satterthwaite" in text
+    sbs = pd.read_parquet(out / "tables" / "drawbench_sbs.parquet")
+    assert set(sbs.category) == {"All", "Colors", "Conflicting", "Counting", "DALL-E", "Descriptions", "Gary Marcus et al.",
+                                 "Misspellings", "Positional", "Rare Words", "Reddit", "Text"}
+    meta = json.loads((out / "report.json").read_text())
+    assert meta["package_version"] and meta["options"]["ci"]["method"] == "crossed"
+
+    # an existing report is never overwritten without --force ...
+    assert main(args) == 2
+    assert "already exists" in capsys.readouterr().err
+    # ... and with --force it is replaced whole (here by a metrics-only report)
+    (out / "stale.txt").write_text("old")
+    assert main(["report", str(run), "--out", str(out), "--force"]) == 0
+    assert not (out / "stale.txt").exists() and "SIMULATED" not in _check_html(out)[0]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging / replaced leftovers
+
+
+def test_force_never_replaces_a_folder_that_is_not_a_report(tmp_path, capsys):
+    run = write_run(tmp_path / "run")
+    mine = tmp_path / "my-notes"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("precious")
+    assert main(["report", str(run), "--out", str(mine), "--force"]) == 2
+    assert "not a report folder" in capsys.readouterr().err
+    assert (mine / "notes.txt").read_text() == "precious"
+
+
+def test_failed_report_leaves_nothing_behind(tmp_path, capsys):
+    bad = tmp_path / "ratings.csv"
+    pd.DataFrame({"rater": ["r1"]}).to_csv(bad, index=False)
+    assert main(["report", str(bad), "--out", str(tmp_path / "report")]) == 2
+    assert "lacks columns" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ratings.csv"]
+    with pytest.raises(SystemExit):  # argparse rejects it, listing the choices
+        main(["report", "--out", str(tmp_path / "r2"), "--ci", "bca"])
+    assert "choose from" in capsys.readouterr().err

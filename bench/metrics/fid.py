@@ -1,0 +1,140 @@
+"""FID and KID against a reference set, one value per cell (clean-fid / torch-fidelity practice).
+
+Per-cell state is torchmetrics state (features.FeatureMoments: sum-reduced moments for FID;
+features.FeatureBank: cat-reduced features for KID), so under torch.distributed each rank feeds
+its share of the images and compute() returns the numbers of the whole set.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import torch
+
+from imagen import __version__
+
+from .base import KeyedStates, MetricResult, ScoredImage, check_image, parse_option_groups
+from .features import FeatureBank, FeatureConfig, FeatureExtractor, FeatureMoments
+from .reference import ReferenceStats, compute_reference, parse_spec
+from .stats import frechet_distance, kernel_inception_distance
+
+
+@dataclass(frozen=True)
+class ReferenceOptions:
+    reference: str = ""  # folder:DIR | coco:DIR | stats:FILE.npz | shapes:SPLIT (required)
+    n: int | None = None  # use the first n reference images (sorted by name); None = all
+    shapes_size: int = 256  # render size of shapes:SPLIT references (the shapes dataset's size)
+
+    def __post_init__(self) -> None:
+        if not self.reference:
+            raise ValueError("FID/KID need a reference: set reference=folder:DIR | coco:DIR | stats:FILE.npz | shapes:SPLIT")
+        parse_spec(self.reference)  # a malformed spec fails at build time, before any model loads
+
+
+@dataclass(frozen=True)
+class KernelOptions:
+    subsets: int = 100  # torch-fidelity / torchmetrics defaults
+    subset_size: int = 1000  # capped at the smaller set's size (clean-fid)
+    degree: int = 3
+    gamma: float | None = None  # None = 1 / feature dim
+    coef: float = 1.0
+    seed: int = 0  # subset draws are seeded: the same images give the same KID
+
+
+class _FeatureMetric:
+    """Shared by FID and KID: extract features per cell, compare with the reference at compute()."""
+
+    name = ""
+    option_classes: tuple[type, ...] = (FeatureConfig, ReferenceOptions)
+
+    def __init__(self, options: Mapping[str, Any] | None = None, *, cache_dir: Path | None = None,
+                 extractor: FeatureExtractor | None = None):
+        """`extractor` replaces the default Inception extractor (tests); its config must match the options."""
+        groups = parse_option_groups(self.option_classes, options, self.name)
+        self.features_config, self.ref_options = groups[0], groups[1]
+        self.extra_options = groups[2:]
+        if extractor is not None and extractor.config != self.features_config:
+            raise ValueError(f"{self.name}: extractor config {extractor.config} differs from the options' {self.features_config}")
+        self.cache_dir = cache_dir
+        self._extractor = extractor
+        self._reference: ReferenceStats | None = None
+        self.states: KeyedStates = KeyedStates(self._new_state)
+
+    def _new_state(self):
+        raise NotImplementedError
+
+    @property
+    def extractor(self) -> FeatureExtractor:
+        if self._extractor is None:  # the Inception graph loads on first use, not at build time
+            self._extractor = FeatureExtractor(self.features_config)
+        return self._extractor
+
+    def reference(self) -> ReferenceStats:
+        if self._reference is None:
+            o = self.ref_options
+            self._reference = compute_reference(o.reference, self.extractor, o.n, o.shapes_size, self.cache_dir)
+        return self._reference
+
+    def update(self, images: Sequence[ScoredImage]) -> list[dict[str, float]]:
+        for im in images:
+            check_image(im.image, f"{self.name} cell {im.cell_id} prompt {im.prompt_id} sample {im.sample}")
+        feats = self.extractor([im.image for im in images])  # (B, D) float64
+        by_cell: dict[str, list[int]] = {}
+        for i, im in enumerate(images):
+            by_cell.setdefault(im.cell_id, []).append(i)
+        for cell, idx in by_cell.items():
+            self.states[cell].update(feats[idx])
+        return [{} for _ in images]  # set-level metric: no per-image values
+
+    def details(self, n: int) -> dict:
+        ref = self.reference()
+        return {**self.extractor.details(), "n": n, "reference": self.ref_options.reference, "reference_n": ref.n,
+                "reference_sha256": ref.meta.get("content_sha256"), "reference_converted_to_rgb": ref.meta.get("converted_to_rgb", {}),
+                "package_version": __version__}
+
+    def reset(self) -> None:
+        self.states.reset()
+
+
+class FID(_FeatureMetric):
+    name = "fid"
+
+    def _new_state(self) -> FeatureMoments:
+        return FeatureMoments(self.extractor.feature_dim)
+
+    def compute(self) -> list[MetricResult]:
+        out = []
+        for cell, state in self.states.synced_items():
+            mu, sigma, n = state.compute()
+            ref = self.reference()
+            out.append(MetricResult("fid", frechet_distance(ref.mu, ref.sigma, mu, sigma), n, self.details(n), cell_id=cell))
+        return out
+
+
+class KID(_FeatureMetric):
+    name = "kid"
+    option_classes = (FeatureConfig, ReferenceOptions, KernelOptions)
+
+    def _new_state(self) -> FeatureBank:
+        bank = FeatureBank()
+        # a (0, D) entry: a rank that sees no image of a cell must still gather a 2-D tensor
+        # (torchmetrics would substitute a 1-D empty one, a shape mismatch in the all-gather)
+        bank.update(torch.zeros(0, self.extractor.feature_dim, dtype=torch.float64))
+        return bank
+
+    def compute(self) -> list[MetricResult]:
+        k: KernelOptions = self.extra_options[0]
+        ref = self.reference()
+        if ref.features is None:
+            raise ValueError(f"KID needs reference features; {self.ref_options.reference} holds only mu/sigma "
+                             "(re-run `imagen-bench fid-stats` without --no-features)")
+        out = []
+        for cell, state in self.states.synced_items():
+            feats = state.compute()
+            mean, std, m = kernel_inception_distance(ref.features, feats, k.subsets, k.subset_size, k.seed, k.degree, k.gamma, k.coef)
+            details = {**self.details(len(feats)), "subsets": k.subsets, "subset_size": m, "degree": k.degree,
+                       "gamma": k.gamma, "coef": k.coef, "seed": k.seed}
+            out += [MetricResult("kid_mean", mean, len(feats), details, cell_id=cell),
+                    MetricResult("kid_std", std, len(feats), details, cell_id=cell)]
+        return out

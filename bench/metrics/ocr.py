@@ -1,0 +1,122 @@
+"""OCR text score for prompts that ask for text (DrawBench "Text": A sign that says 'Hello World').
+
+score = max over read-outs r of  1 - Levenshtein(e, r) / max(|e|, |r|), after lower-casing and
+collapsing whitespace; e is the quoted text of the prompt, the read-outs are every text line
+RapidOCR finds plus all lines joined in reading order. Prompts without quoted text get no value.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from imagen import __version__
+
+from .base import KeyedStates, MetricResult, ScoredImage, SumCount, check_image, parse_options
+
+# quote pairs seen in prompt sets: DrawBench uses '...'; "..." and typographic quotes also count.
+# A single quote must not be an apostrophe inside a word (it's, Google's): require non-letters around it.
+_QUOTES = (r'"([^"]+)"', r"“([^”]+)”", r"‘([^’]+)’", r"(?<![A-Za-z])'([^']+)'(?![A-Za-z])")
+
+
+def quoted_text(prompt: str) -> str | None:
+    """The text a prompt asks to be written (several quoted spans joined by a space), or None."""
+    spans = sorted((m.start(), m.group(1).strip()) for q in _QUOTES for m in re.finditer(q, prompt))
+    spans = [s for _, s in spans if s]
+    return " ".join(spans) if spans else None
+
+
+def normalise(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def levenshtein(a: str, b: str) -> int:
+    """Edit distance (insert / delete / substitute, each cost 1), two-row dynamic programme."""
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
+
+
+def similarity(expected: str, read: str) -> float:
+    """1 - Levenshtein / max length on normalised text; 1 = identical, 0 = nothing in common."""
+    e, r = normalise(expected), normalise(read)
+    if not e and not r:
+        return 1.0
+    return 1.0 - levenshtein(e, r) / max(len(e), len(r))
+
+
+def best_similarity(expected: str, lines: Sequence[str]) -> tuple[float, str]:
+    """(best score, the read-out that gave it) over every line and all lines joined."""
+    candidates = [*lines, " ".join(lines)] if lines else [""]
+    scores = [(similarity(expected, c), c) for c in candidates]
+    return max(scores, key=lambda s: s[0])
+
+
+@dataclass(frozen=True)
+class OCROptions:
+    text_score: float = 0.5  # RapidOCR's own default confidence threshold for a line to count
+
+
+class OCRScore:
+    name = "ocr"
+
+    def __init__(self, options: Mapping[str, Any] | None = None, *, cache_dir: Path | None = None):
+        self.options = parse_options(OCROptions, options, self.name)
+        self._engine = None
+        self.scores: KeyedStates[SumCount] = KeyedStates(SumCount)
+
+    @property
+    def engine(self):
+        if self._engine is None:  # the ONNX models ship inside the rapidocr wheel; loaded on first use
+            from rapidocr import RapidOCR  # noqa: PLC0415
+
+            self._engine = RapidOCR(params={"Global.log_level": "critical", "Global.text_score": self.options.text_score})
+        return self._engine
+
+    def model_details(self) -> dict:
+        cfg = self.engine.cfg
+        models = {part: f"{cfg[part].ocr_version.value}/{cfg[part].model_type.value}/{cfg[part].lang_type.value}" for part in ("Det", "Cls", "Rec")}
+        return {"ocr_package": f"rapidocr {importlib.metadata.version('rapidocr')}",
+                "onnxruntime": importlib.metadata.version("onnxruntime"), "ocr_models": models,
+                "text_score": self.options.text_score}
+
+    def read(self, image: np.ndarray) -> list[str]:
+        out = self.engine(image)
+        return list(out.txts or ())
+
+    def update(self, images: Sequence[ScoredImage]) -> list[dict[str, float]]:
+        out: list[dict[str, float]] = []
+        for im in images:
+            check_image(im.image, f"ocr cell {im.cell_id} prompt {im.prompt_id}")
+            expected = quoted_text(im.prompt)
+            state = self.scores[im.cell_id]  # created even if no prompt has text: the cell is reported
+            if expected is None:
+                out.append({})  # no text asked for: no value (not 0)
+                continue
+            score, _ = best_similarity(expected, self.read(im.image))
+            state.update(torch.tensor([score]))
+            out.append({"ocr_score": score})
+        return out
+
+    def compute(self) -> list[MetricResult]:
+        out = []
+        for cell, state in self.scores.synced_items():
+            total, n = state.compute()
+            if n == 0:
+                continue  # no prompt of this cell asks for text: no value at all (not 0, not None)
+            details = {**self.model_details(), "n": n, "package_version": __version__,
+                       "similarity": "1 - Levenshtein / max len, lower-cased, whitespace collapsed; best line or all lines joined"}
+            out.append(MetricResult("ocr_score", total / n, n, details, cell_id=cell))
+        return out
+
+    def reset(self) -> None:
+        self.scores.reset()

@@ -1,0 +1,48 @@
+"""Image preprocessing for feature metrics, recorded with every result.
+
+Resize modes (to the feature network's 299 x 299):
+- "pil_bicubic": PIL bicubic with antialiasing on uint8 (clean-fid's default, Parmar et al. 2022:
+  aliasing-free resizing changes FID less across libraries).
+- "torch_bilinear": F.interpolate bilinear, align_corners=False, no antialias (the legacy
+  pytorch-fid / torchmetrics behaviour; kept to compare with numbers made that way).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+
+RESIZE_MODES = ("pil_bicubic", "torch_bilinear")
+
+
+def resize_batch(images: list[np.ndarray], size: int, mode: str) -> torch.Tensor:
+    """list of (H, W, 3) uint8 -> (B, 3, size, size) float32 in [0, 255] (not yet normalised)."""
+    if mode == "pil_bicubic":
+        arrs = [im if im.shape[:2] == (size, size) else np.asarray(Image.fromarray(im).resize((size, size), Image.BICUBIC)) for im in images]
+        return torch.from_numpy(np.stack(arrs)).permute(0, 3, 1, 2).float()
+    if mode == "torch_bilinear":
+        out = []
+        for im in images:  # images may differ in size, so resize one at a time
+            x = torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1)[None].float()  # (1, 3, H, W)
+            if x.shape[-2:] != (size, size):
+                x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=False)
+            out.append(x)
+        return torch.cat(out)
+    raise ValueError(f"resize={mode!r} is not allowed; choose one of {', '.join(RESIZE_MODES)}")
+
+
+def load_rgb(path: Path) -> tuple[np.ndarray, str | None]:
+    """(H, W, 3) uint8 from an image file and the converted-from mode (None if it was RGB).
+    Unreadable / truncated files raise ValueError naming the file."""
+    try:
+        with Image.open(path) as im:
+            im.load()  # decode fully now so truncation is caught here, with the file name
+            mode = im.mode
+            rgb = im.convert("RGB") if mode != "RGB" else im
+            arr = np.asarray(rgb, dtype=np.uint8).copy()
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        raise ValueError(f"cannot read image {path}: {e}") from None
+    return arr, (None if mode == "RGB" else mode)

@@ -1,0 +1,153 @@
+"""FID/KID reference sets: parse a spec, compute its Inception features once, cache them on disk.
+
+Specs:  folder:DIR      an image folder (sorted file names; .png .jpg .jpeg .webp)
+        coco:DIR        COCO captions layout (captions.json + images/), each image once
+        stats:FILE.npz  statistics saved by `imagen-bench fid-stats` (mu, sigma, n [, features])
+        shapes:SPLIT    renders of the shapes world's ground-truth scenes (drawbench.shapes)
+The cache key holds everything that changes the features: the spec, a content hash of the images,
+resize mode, feature weights sha256, n, dtype and memory format.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from imagen import __version__
+from imagen.checkpoint import sha256_file
+
+from bench.imagestore import IMAGE_SUFFIXES
+
+from .features import FeatureExtractor
+from .preprocess import load_rgb
+from .stats import feature_stats
+
+REFERENCE_KINDS = ("folder", "coco", "stats", "shapes")
+STATS_FORMAT = "imagen-bench-fid-stats/1"
+
+
+@dataclass(frozen=True)
+class ReferenceStats:
+    mu: np.ndarray  # (D,) float64
+    sigma: np.ndarray  # (D, D) float64
+    n: int
+    features: np.ndarray | None  # (n, D) float64, or None for a stats file saved without them
+    meta: dict  # JSON-able: spec, content sha256, feature details, converted modes, package version
+
+
+def parse_spec(spec: str) -> tuple[str, str]:
+    kind, sep, arg = spec.partition(":")
+    if not sep or kind not in REFERENCE_KINDS or not arg:
+        raise ValueError(f"reference {spec!r} is not understood; use one of: folder:DIR, coco:DIR, stats:FILE.npz, shapes:SPLIT")
+    return kind, arg
+
+
+def _image_files(kind: str, arg: str) -> list[Path]:
+    root = Path(arg)
+    if kind == "folder":
+        if not root.is_dir():
+            raise FileNotFoundError(f"reference folder {root} does not exist")
+        files = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    else:
+        from imagen.data import CocoFolder  # noqa: PLC0415
+
+        files = sorted({path for path, _ in CocoFolder(root).items})
+        missing = [p for p in files if not p.is_file()]
+        if missing:
+            raise FileNotFoundError(f"COCO reference {root}: {len(missing)} images listed in captions.json are missing, e.g. {missing[0]}")
+    if not files:
+        raise ValueError(f"reference {kind}:{root} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    return files
+
+
+def _source(kind: str, arg: str, n: int | None, shapes_size: int) -> tuple[Callable[[], Iterator[tuple[np.ndarray, str | None]]], str, int]:
+    """(iterator factory over (image, converted-from mode), content sha256, count)."""
+    h = hashlib.sha256()
+    if kind == "shapes":
+        from drawbench.shapes import reference_images  # noqa: PLC0415  (the shapes world is optional here)
+
+        images = list(reference_images(arg, shapes_size, n))
+        for im in images:  # content hash of the renders: changes whenever the renderer or scenes change
+            h.update(np.ascontiguousarray(im).tobytes())
+        return (lambda: ((im, None) for im in images)), h.hexdigest(), len(images)
+    files = _image_files(kind, arg)[:n]
+    for f in files:
+        h.update(f"{f.name}\0{sha256_file(f)}\n".encode())
+    return (lambda: (load_rgb(f) for f in files)), h.hexdigest(), len(files)
+
+
+def compute_reference(spec: str, extractor: FeatureExtractor, n: int | None = None, shapes_size: int = 256,
+                      cache_dir: Path | None = None) -> ReferenceStats:
+    """Reference features + statistics for `spec`, from the cache when every input matches."""
+    kind, arg = parse_spec(spec)
+    if kind == "stats":
+        return load_stats(Path(arg), extractor)
+    images, content_sha, count = _source(kind, arg, n, shapes_size)
+    key = {"spec": spec if kind == "shapes" else f"{kind}:{Path(arg).resolve()}", "content_sha256": content_sha, "n": count,
+           "shapes_size": shapes_size if kind == "shapes" else None, **extractor.details()}
+    key_sha = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+    cached = Path(cache_dir) / f"fid-ref-{key_sha[:24]}.npz" if cache_dir is not None else None
+    if cached is not None and cached.is_file():
+        return read_stats_file(cached)
+    feats, converted, batch = [], {}, []
+    for i, (im, mode) in enumerate(images()):
+        if mode is not None:
+            converted[mode] = converted.get(mode, 0) + 1  # RGBA / L / P -> RGB, recorded
+        batch.append(im)
+        if len(batch) == extractor.config.batch_size or i == count - 1:
+            feats.append(extractor(batch).numpy())
+            batch = []
+    features = np.concatenate(feats)
+    mu, sigma = feature_stats(features)
+    meta = {"format": STATS_FORMAT, "reference": spec, "key_sha256": key_sha, "converted_to_rgb": converted,
+            "package_version": __version__, **key}
+    ref = ReferenceStats(mu=mu, sigma=sigma, n=count, features=features, meta=meta)
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        write_stats_file(cached, ref, overwrite=True)  # a cache entry: same key, same content
+    return ref
+
+
+def write_stats_file(path: Path, ref: ReferenceStats, overwrite: bool = False, with_features: bool = True) -> None:
+    """Atomic .npz write (temp file + rename); refuses to replace an existing file unless overwrite."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise ValueError(f"{path} exists; refusing to overwrite it (choose another --out or remove it)")
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    arrays = {"mu": ref.mu, "sigma": ref.sigma, "n": np.int64(ref.n), "meta": np.array(json.dumps(ref.meta, sort_keys=True))}
+    if with_features and ref.features is not None:
+        arrays["features"] = ref.features.astype(np.float32)  # float32 halves the file; stats are float64
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    os.replace(tmp, path)
+
+
+def read_stats_file(path: Path) -> ReferenceStats:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"reference statistics {path} not found (make one with `imagen-bench fid-stats SRC --out {path.name}`)")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            feats = z["features"].astype(np.float64) if "features" in z.files else None
+            ref = ReferenceStats(mu=z["mu"], sigma=z["sigma"], n=int(z["n"]), features=feats, meta=meta)
+    except (KeyError, ValueError, OSError) as e:
+        raise ValueError(f"{path} is not an imagen-bench statistics file (need mu, sigma, n, meta): {e}") from None
+    if meta.get("format") != STATS_FORMAT:
+        raise ValueError(f"{path}: format {meta.get('format')!r}, expected {STATS_FORMAT!r}")
+    return ref
+
+
+def load_stats(path: Path, extractor: FeatureExtractor) -> ReferenceStats:
+    """A saved statistics file, checked to be made with the same features and preprocessing."""
+    ref = read_stats_file(path)
+    ours = extractor.details()
+    diff = [f"{k}: file {ref.meta.get(k)!r}, metric {v!r}" for k, v in ours.items() if ref.meta.get(k) != v]
+    if diff:
+        raise ValueError(f"{path} was made with other feature settings; refusing to compare: " + "; ".join(diff))
+    return ref

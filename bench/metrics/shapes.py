@@ -1,0 +1,82 @@
+"""Shapes-world accuracy: drawbench.shapes.verify checks every claim of a shapes caption on the
+image (colour/shape, counts, relations, background, nothing else). Same definitions as
+drawbench.shapes.accuracy: prompt accuracy = share of prompts whose claims all pass; claim
+accuracy = share of single claims that pass; per cell overall and per shapes category.
+Prompts outside the shapes caption grammar get no value and are counted in details."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import torch
+
+from imagen import __version__
+
+from .base import KeyedStates, MetricResult, ScoredImage, SumCount, check_image, parse_options
+
+OVERALL = ""  # category key of the whole cell
+
+
+@dataclass(frozen=True)
+class ShapesOptions:
+    per_category: bool = True  # also report shapes_accuracy/<Category> and shapes_claim_accuracy/<Category>
+
+
+class ShapesVerifier:
+    name = "shapes_verifier"
+
+    def __init__(self, options: Mapping[str, Any] | None = None, *, cache_dir: Path | None = None):
+        self.options = parse_options(ShapesOptions, options, self.name)
+        from drawbench.shapes import verify  # noqa: PLC0415  (the shapes world is imported only for this metric)
+        from drawbench.shapes.grammar import parse_caption  # noqa: PLC0415
+
+        self._verify, self._parse = verify, parse_caption
+        self.prompts: KeyedStates[SumCount] = KeyedStates(SumCount)  # (cell, category) -> correct prompts / prompts
+        self.claims: KeyedStates[SumCount] = KeyedStates(SumCount)  # (cell, category) -> passed claims / claims
+        self.skipped: KeyedStates[SumCount] = KeyedStates(SumCount)  # cell -> prompts outside the grammar (count)
+
+    def update(self, images: Sequence[ScoredImage]) -> list[dict[str, float]]:
+        out: list[dict[str, float]] = []
+        for im in images:
+            where = f"shapes_verifier cell {im.cell_id} prompt {im.prompt_id} sample {im.sample}"
+            check_image(im.image, where)
+            self.skipped[im.cell_id].update(torch.zeros(0))  # the cell is known even if every prompt is skipped
+            try:
+                self._parse(im.prompt)
+            except ValueError:
+                self.skipped[im.cell_id].update(torch.ones(1))
+                out.append({})  # not a shapes caption: no value (not 0)
+                continue
+            try:
+                v = self._verify(im.image, im.prompt)
+            except ValueError as e:
+                raise ValueError(f"{where}: {e}") from None
+            passed = torch.tensor([float(ok) for _, ok in v.claims])  # (claims,)
+            for cat in (OVERALL, v.category):
+                self.prompts[(im.cell_id, cat)].update(torch.tensor([float(v.correct)]))
+                self.claims[(im.cell_id, cat)].update(passed)
+            out.append({"shapes_correct": float(v.correct), "shapes_claim_accuracy": float(passed.mean())})  # every caption has >= 1 claim ("nothing else")
+        return out
+
+    def compute(self) -> list[MetricResult]:
+        claims = dict(self.claims.synced_items())
+        prompts = dict(self.prompts.synced_items())
+        out = []
+        for cell, state in self.skipped.synced_items():
+            skipped, _ = state.compute()
+            base = {"package_version": __version__, "verifier": "drawbench.shapes.verify", "skipped_prompts": int(skipped)}
+            for (c, cat), p in sorted(prompts.items()):
+                if c != cell or (cat != OVERALL and not self.options.per_category):
+                    continue
+                correct, n = p.compute()
+                passed, n_claims = claims[(c, cat)].compute()
+                suffix = f"/{cat}" if cat != OVERALL else ""
+                details = {**base, "category": cat or "overall", "n_prompts": n, "n_claims": n_claims}
+                out += [MetricResult(f"shapes_accuracy{suffix}", correct / n, n, details, cell_id=cell),
+                        MetricResult(f"shapes_claim_accuracy{suffix}", passed / n_claims, n, details, cell_id=cell)]
+        return out
+
+    def reset(self) -> None:
+        for s in (self.prompts, self.claims, self.skipped):
+            s.reset()

@@ -1,0 +1,251 @@
+"""FID / KID: our pipeline vs an independent float64 numpy/scipy reference and vs torchmetrics,
+with a tiny deterministic random feature module in place of the Inception (fast), plus the
+reference-set paths (folder, stats file, cache, bad images) and a 2-process gloo run."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+import torch.multiprocessing as mp
+from PIL import Image
+
+from bench.metrics import ScoredImage, build_metric
+from bench.metrics.features import FeatureConfig, FeatureExtractor
+from bench.metrics.fid import FID, KID
+from bench.metrics.reference import read_stats_file
+from bench.metrics.stats import feature_stats, frechet_distance, kernel_inception_distance
+
+DIM = 16
+SIZE = 299  # images already at the Inception size, so no resize differs between pipelines
+
+
+class TinyFeatures(torch.nn.Module):
+    """Deterministic random features: (B, 3, 299, 299) in [-1, 1] -> (B, 16)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.conv = torch.nn.Conv2d(3, 8, 13, stride=13)
+        self.lin = torch.nn.Linear(8 * 4, DIM)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.tanh(self.conv(x))  # (B, 8, 23, 23)
+        h = torch.nn.functional.adaptive_avg_pool2d(h, 2).flatten(1)  # (B, 32)
+        return self.lin(h)
+
+
+class TorchmetricsWrapper(torch.nn.Module):
+    """torchmetrics feeds uint8 (B, 3, H, W) to a custom feature module: apply our x/128 - 1."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.float() / 128 - 1)
+
+
+def images(n: int, seed: int, bright: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 200, (n, 1, 1, 3))  # per-image colour so features vary across images
+    noise = rng.integers(0, 56, (n, SIZE, SIZE, 3))
+    return list(np.clip(base + noise + bright, 0, 255).astype(np.uint8))
+
+
+def scored(ims: list[np.ndarray], cell: str = "a") -> list[ScoredImage]:
+    return [ScoredImage(cell, "test", str(i), "c", "p", 0, im) for i, im in enumerate(ims)]
+
+
+def write_folder(folder: Path, ims: list[np.ndarray]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, im in enumerate(ims):
+        Image.fromarray(im).save(folder / f"{i:03d}.png")
+    return folder
+
+
+def extractor(dtype: str = "float32") -> FeatureExtractor:
+    return FeatureExtractor(FeatureConfig(dtype=dtype, batch_size=8), TinyFeatures(), "tiny-test-module", feature_dim=DIM)
+
+
+def numpy_fid(a: np.ndarray, b: np.ndarray) -> float:
+    """Independent float64 reference: trace term via eigenvalues of S1 S2 (sum of their square roots)."""
+    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    eig = np.linalg.eigvals(s1 @ s2)
+    return float(((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.sqrt(eig.real.clip(0)).sum())
+
+
+def tiny_features(ims: list[np.ndarray]) -> np.ndarray:
+    x = torch.from_numpy(np.stack(ims)).permute(0, 3, 1, 2).float() / 128 - 1
+    with torch.no_grad():
+        return TinyFeatures()(x).double().numpy()
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    ref = images(48, seed=1, bright=30)
+    gen = images(40, seed=2)
+    folder = write_folder(tmp_path_factory.mktemp("ref") / "imgs", ref)
+    return ref, gen, folder
+
+
+def test_fid_equals_numpy_reference_and_torchmetrics(data, tmp_path):
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    ref, gen, folder = data
+    m = FID({"reference": f"folder:{folder}", "batch_size": 8}, cache_dir=tmp_path, extractor=extractor())
+    m.update(scored(gen))
+    (res,) = m.compute()
+    expected = numpy_fid(tiny_features(ref), tiny_features(gen))
+    tm = FrechetInceptionDistance(feature=TorchmetricsWrapper(TinyFeatures()), normalize=False)
+    tm.update(torch.from_numpy(np.stack(ref)).permute(0, 3, 1, 2), real=True)
+    tm.update(torch.from_numpy(np.stack(gen)).permute(0, 3, 1, 2), real=False)
+    assert res.value > 1.0  # the sets differ (brightness), so this is a real comparison
+    assert res.value == pytest.approx(expected, rel=1e-6)
+    assert res.value == pytest.approx(float(tm.compute()), rel=1e-6)
+    assert res.metric == "fid" and res.cell_id == "a" and res.n == 40
+    d = res.details
+    assert d["resize"] == "pil_bicubic" and d["feature_weights_sha256"] == "tiny-test-module" and d["reference_n"] == 48
+    json.dumps(d)  # JSON-able
+
+
+def test_set_against_itself_is_zero(data):
+    ref, _, folder = data
+    m = FID({"reference": f"folder:{folder}", "batch_size": 8}, extractor=extractor())
+    m.update(scored(ref))
+    assert abs(m.compute()[0].value) < 1e-6
+
+
+def test_kid_equals_torchmetrics(data):
+    from torchmetrics.image.kid import KernelInceptionDistance
+
+    ref, gen, folder = data
+    # subset_size = all images of the smaller set (40), so every subset's MMD is permutation-free
+    m = KID({"reference": f"folder:{folder}", "batch_size": 8, "subsets": 3, "subset_size": 40}, extractor=extractor())
+    m.update(scored(gen))
+    mean, std = m.compute()
+    assert (mean.metric, std.metric) == ("kid_mean", "kid_std")
+    tm = KernelInceptionDistance(feature=TorchmetricsWrapper(TinyFeatures()), subsets=3, subset_size=40, normalize=False)
+    tm.update(torch.from_numpy(np.stack(ref[:40])).permute(0, 3, 1, 2), real=True)  # torchmetrics needs equal-size draws
+    tm.update(torch.from_numpy(np.stack(gen)).permute(0, 3, 1, 2), real=False)
+    ours_40 = kernel_inception_distance(tiny_features(ref[:40]), tiny_features(gen), subsets=3, subset_size=40)
+    assert ours_40[0] == pytest.approx(float(tm.compute()[0]), rel=1e-6)
+    assert mean.value > 0 and mean.details["subset_size"] == 40
+
+
+def test_mmd_matches_naive_loops():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(7, 5)), rng.normal(0.5, 1, size=(7, 5))
+    k = lambda a, b: (a @ b / 5 + 1) ** 3  # noqa: E731
+    m = 7
+    naive = (sum(k(x[i], x[j]) + k(y[i], y[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+             - 2 * sum(k(x[i], y[j]) for i in range(m) for j in range(m)) / m**2)
+    mean, std, size = kernel_inception_distance(x, y, subsets=4, subset_size=100)
+    assert size == 7 and mean == pytest.approx(naive, rel=1e-10) and std == pytest.approx(0, abs=1e-12)
+
+
+def test_frechet_pure_function_on_known_gaussians():
+    # 1-D: (mu1 - mu2)^2 + s1 + s2 - 2 sqrt(s1 s2) = (1 - 3)^2 + 4 + 9 - 12 = 5
+    assert frechet_distance(np.array([1.0]), np.array([[4.0]]), np.array([3.0]), np.array([[9.0]])) == pytest.approx(5.0)
+    f = np.random.default_rng(0).normal(size=(50, 3))
+    mu, sigma = feature_stats(f)
+    assert np.allclose(sigma, np.cov(f, rowvar=False)) and sigma.dtype == np.float64
+
+
+def test_reference_cache_and_stats_file(data, tmp_path):
+    ref, gen, folder = data
+    opts = {"reference": f"folder:{folder}", "batch_size": 8}
+    m1 = FID(opts, cache_dir=tmp_path / "cache", extractor=extractor())
+    m1.update(scored(gen))
+    v1 = m1.compute()[0].value
+    cached = list((tmp_path / "cache").glob("fid-ref-*.npz"))
+    assert len(cached) == 1
+    saved = read_stats_file(cached[0])
+    assert saved.n == 48 and saved.meta["resize"] == "pil_bicubic" and saved.meta["content_sha256"]
+    m2 = FID({**opts, "reference": f"stats:{cached[0]}"}, extractor=extractor())
+    m2.update(scored(gen))
+    assert m2.compute()[0].value == pytest.approx(v1, rel=1e-12)
+    # another resize mode is another cache entry, and a stats file made with another mode is refused
+    m3 = FID({**opts, "resize": "torch_bilinear"}, cache_dir=tmp_path / "cache", extractor=FeatureExtractor(
+        FeatureConfig(resize="torch_bilinear", batch_size=8), TinyFeatures(), "tiny-test-module", feature_dim=DIM))
+    m3.update(scored(gen))
+    m3.compute()
+    assert len(list((tmp_path / "cache").glob("fid-ref-*.npz"))) == 2
+    m4 = FID({**opts, "reference": f"stats:{cached[0]}", "resize": "torch_bilinear"}, extractor=FeatureExtractor(
+        FeatureConfig(resize="torch_bilinear", batch_size=8), TinyFeatures(), "tiny-test-module", feature_dim=DIM))
+    m4.update(scored(gen))
+    with pytest.raises(ValueError, match="resize"):
+        m4.compute()
+
+
+def test_bad_reference_images(tmp_path):
+    folder = write_folder(tmp_path / "ref", images(4, seed=3))
+    Image.fromarray(images(1, seed=4)[0]).convert("RGBA").save(folder / "rgba.png")
+    Image.fromarray(images(1, seed=5)[0]).convert("L").save(folder / "gray.png")
+    m = FID({"reference": f"folder:{folder}", "batch_size": 8}, extractor=extractor())
+    m.update(scored(images(4, seed=6)))
+    assert m.compute()[0].details["reference_converted_to_rgb"] == {"RGBA": 1, "L": 1}
+    data = (folder / "000.png").read_bytes()
+    (folder / "000.png").write_bytes(data[: len(data) // 2])  # truncated
+    m = FID({"reference": f"folder:{folder}", "batch_size": 8}, extractor=extractor())
+    m.update(scored(images(4, seed=6)))
+    with pytest.raises(ValueError, match="000.png"):
+        m.compute()
+
+
+def test_registry_and_options_errors():
+    with pytest.raises(ValueError, match="clip_score.*fid|fid.*clip_score"):
+        build_metric("fidd")
+    with pytest.raises(ValueError, match="allowed:.*reference"):
+        build_metric("fid", {"reference": "folder:x", "resise": "pil_bicubic"})
+    with pytest.raises(ValueError, match="pil_bicubic"):
+        build_metric("fid", {"reference": "folder:x", "resize": "nearest"})
+    with pytest.raises(ValueError, match="folder:DIR"):
+        build_metric("kid", {"reference": "imagefolder:x"})
+    with pytest.raises(ValueError, match="need a reference"):
+        build_metric("fid", {})
+
+
+def fid_and_kid(folder: str, gen: list[ScoredImage]) -> dict[str, tuple[float, int]]:
+    """{"<cell>/<metric>": (value, n)} of FID and KID (5 subsets of 8) over `gen`."""
+    results = {}
+    for metric, extra in ((FID, {}), (KID, {"subsets": 5, "subset_size": 8})):
+        m = metric({"reference": f"folder:{folder}", "batch_size": 8, **extra}, extractor=extractor())
+        m.update(gen)
+        results.update({f"{r.cell_id}/{r.metric}": (r.value, r.n) for r in m.compute()})
+    return results
+
+
+def _ddp_worker(rank: int, world: int, port: int, folder: str, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        gen = scored(images(40, seed=2)) + scored(images(8, seed=7), cell="b")
+        mine = gen[rank::world] if rank == 0 else gen[rank:40:world]  # rank 1 never sees cell "b"
+        results = fid_and_kid(folder, mine)  # compute() syncs the states of both ranks
+        if rank == 0:
+            Path(out).write_text(json.dumps(results))
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_two_process_gloo_equals_one_process(data, tmp_path):
+    _, _, folder = data
+    port = 29500 + os.getpid() % 1000
+    mp.spawn(_ddp_worker, args=(2, port, str(folder), str(tmp_path / "ddp.json")), nprocs=2, join=True)
+    ddp = json.loads((tmp_path / "ddp.json").read_text())
+    gen = scored(images(40, seed=2))
+    gen = gen[0::2] + gen[1:40:2] + scored(images(8, seed=7), cell="b")[0::2]  # the union the two ranks saw
+    single = fid_and_kid(str(folder), gen)
+    assert set(ddp) == set(single) == {"a/fid", "b/fid", "a/kid_mean", "a/kid_std", "b/kid_mean", "b/kid_std"}
+    for k in single:
+        assert ddp[k][1] == single[k][1], k
+        # KID's seeded subsets index rows; gathered rows are rank-major, the order fed above
+        assert ddp[k][0] == pytest.approx(single[k][0], rel=1e-9, abs=1e-12), k

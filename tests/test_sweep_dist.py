@@ -1,0 +1,69 @@
+"""Subprocess sweeps: SIGKILL mid-run then rerun == uninterrupted run; torchrun with 2 CPU
+processes (gloo) == 1 process (same manifest checksums, same metrics)."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from sweep_fixtures import make_tiny_checkpoint, tiny_spec
+
+HERE = Path(__file__).parent
+WORKER = HERE / "sweep_worker.py"
+VENV_BIN = Path(sys.executable).parent
+# 1 thread per process: the machine is shared; also the same math in every process
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(HERE.parent), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    d = tmp_path_factory.mktemp("dist")
+    (d / "spec.toml").write_text(tiny_spec(make_tiny_checkpoint(d / "ckpt"), samples=1))
+    subprocess.run([sys.executable, str(WORKER), d / "spec.toml", d / "one", d / "cache"], env=ENV, check=True, timeout=600)
+    return d
+
+
+def frames(run: Path):
+    return (pd.read_parquet(run / "manifest.parquet"), pd.read_parquet(run / "metrics_cell.parquet"),
+            pd.read_parquet(run / "metrics_image.parquet"))
+
+
+@pytest.mark.slow
+def test_sigkill_then_rerun_gives_the_uninterrupted_manifest(setup):
+    d = setup
+    proc = subprocess.Popen([sys.executable, str(WORKER), d / "spec.toml", d / "killed", d / "cache"], env=ENV)
+    shard = d / "killed" / "shards" / "images-rank0.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and (not shard.is_file() or len(shard.read_text().splitlines()) < 8):
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    n_before = len(shard.read_text().splitlines())
+    assert 8 <= n_before < 28 and not (d / "killed" / "manifest.parquet").exists()  # really interrupted
+    subprocess.run([sys.executable, str(WORKER), d / "spec.toml", d / "killed", d / "cache"], env=ENV, check=True, timeout=600)
+    (m1, c1, i1), (m2, c2, i2) = frames(d / "one"), frames(d / "killed")
+    assert m2.equals(m1) and not m2.duplicated(["cell_id", "prompt_id", "sample"]).any()
+    assert c2.equals(c1) and i2.equals(i1)
+    images = list((d / "killed" / "images").rglob("*.png"))
+    assert len(images) == 28 and not list((d / "killed").rglob("*.tmp"))
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_equal_one(setup):
+    d = setup
+    cmd = [str(VENV_BIN / "torchrun"), "--nproc_per_node", "2", "--master_port", "29533", str(WORKER), d / "spec.toml", d / "two", d / "cache"]
+    subprocess.run([str(c) for c in cmd], env=ENV, check=True, timeout=900)
+    assert sorted(p.name for p in (d / "two" / "shards").iterdir()) == ["images-rank0.jsonl", "images-rank1.jsonl"]
+    sizes = [len(p.read_text().splitlines()) for p in (d / "two" / "shards").iterdir()]
+    assert all(s > 0 for s in sizes) and sum(sizes) == 28  # both ranks worked, nothing twice
+    (m1, c1, i1), (m2, c2, i2) = frames(d / "one"), frames(d / "two")
+    assert m2.equals(m1)  # same rows, order and checksums
+    assert c2.drop(columns="value").equals(c1.drop(columns="value"))
+    assert c2.value.to_numpy() == pytest.approx(c1.value.to_numpy(), abs=1e-9)  # synced sums: order of float adds
+    assert i2.equals(i1)

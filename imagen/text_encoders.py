@@ -45,6 +45,10 @@ class HFTextEncoder:
 
     def __init__(self, path: str | Path, kind: str, max_length: int):
         from transformers import AutoModel, AutoTokenizer, T5EncoderModel
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()  # no download/progress chatter: everything is local
+        hf_logging.disable_progress_bar()
 
         self.path = Path(path)
         if not (self.path / "config.json").is_file():

@@ -1,0 +1,52 @@
+"""Shared fixtures: tiny random components built in code (as diffusers' tests do)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+torch.set_num_threads(int(os.environ.get("IMAGEN_BENCH_THREADS", "2")))  # 1 when the machine is shared
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def randomize_(module: torch.nn.Module, seed: int = 0, std: float = 0.05) -> torch.nn.Module:
+    """Zero-initialised layers make a fresh U-Net output exactly 0; give every parameter small
+    random values so determinism tests compare non-trivial images."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * std)
+    return module
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    from imagen.config import TextEncoderConfig
+    from imagen.text_encoders import CachedTextEncoder, load_text_encoder
+
+    return CachedTextEncoder(load_text_encoder(TextEncoderConfig(kind="minilm", max_length=16)))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared reference data not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture()
+def tiny_cascade(minilm):
+    from imagen.pipeline import Cascade
+    from imagen.presets import tiny
+    from imagen.unet import EfficientUNet
+
+    cfg = tiny()
+    torch.manual_seed(0)
+    unets = [randomize_(EfficientUNet(s.unet), seed=i).eval() for i, s in enumerate(cfg.stages)]
+    return Cascade(config=cfg, text_encoder=minilm, unets=unets)

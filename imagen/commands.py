@@ -78,7 +78,9 @@ def run_train(args) -> int:
     if args.stage != "all" and args.stage not in names:
         raise ValueError(f"stage {args.stage!r} is not in preset {args.preset!r}; choose one of {', '.join(names)}, all")
     cfg = train_config_from_args(args)
-    encoder = CachedTextEncoder(load_text_encoder(cascade.text_encoder), cache_dir=args.out / ".text-cache")
+    # In-memory cache only: the shapes grammar has ~14 k distinct captions (< 1 GB of encodings);
+    # a disk cache would write one file per caption into the checkpoint.
+    encoder = CachedTextEncoder(load_text_encoder(cascade.text_encoder))
     for stage in cascade.stages:
         if args.stage not in ("all", stage.name):
             continue

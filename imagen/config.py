@@ -34,7 +34,7 @@ def from_dict(cls: type[T], data: dict[str, Any]) -> T:
         nested = next((c for n, c in _NESTED.items() if n in ftype), None)
         if nested is not None and isinstance(value, dict):
             value = from_dict(nested, value)
-        elif nested is not None and isinstance(value, list):
+        elif nested is not None and isinstance(value, (list, tuple)):
             value = tuple(from_dict(nested, v) for v in value)
         elif isinstance(value, list):
             value = tuple(value)

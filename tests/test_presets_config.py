@@ -1,0 +1,71 @@
+import dataclasses
+
+import pytest
+import torch
+
+from imagen.config import CascadeConfig, StageConfig, TrainConfig, UNetConfig, from_dict, to_dict
+from imagen.presets import PRESETS, get_preset
+from imagen.unet import EfficientUNet
+
+PAPER_PARAMS = {"base": 2.0e9, "sr256": 600e6, "sr1024": 400e6}  # Saharia et al. 2022, sec. 4.1 / appendix
+
+
+def count_on_meta(cfg: UNetConfig) -> int:
+    with torch.device("meta"):  # no memory: the 2B model is never materialised
+        return sum(p.numel() for p in EfficientUNet(cfg).parameters())
+
+
+@pytest.mark.parametrize("stage", ["base", "sr256", "sr1024"])
+def test_paper_presets_within_15_percent_of_paper(stage):
+    cfg = {s.name: s for s in get_preset("paper").stages}[stage]
+    n = count_on_meta(cfg.unet)
+    assert abs(n - PAPER_PARAMS[stage]) / PAPER_PARAMS[stage] < 0.15, n
+
+
+def test_paper_cascade_layout():
+    c = get_preset("paper")
+    assert [(s.resolution, s.lowres_resolution) for s in c.stages] == [(64, None), (256, 64), (1024, 256)]
+    last = c.stages[-1]
+    assert not any(last.unet.self_attn) and any(last.unet.cross_attn) and last.train_crop == 256
+    assert c.text_encoder.kind == "t5" and c.text_encoder.max_length == 128
+
+
+def test_unknown_preset_and_keys_rejected():
+    with pytest.raises(ValueError, match="paper, shapes, tiny"):
+        get_preset("large")
+    with pytest.raises(ValueError, match=r"unknown keys \['stpes'\]"):
+        from_dict(TrainConfig, {"stpes": 3})
+    with pytest.raises(ValueError, match="one per level"):
+        UNetConfig(channel_mults=(1, 2), num_res_blocks=(1, 2, 3))
+    with pytest.raises(ValueError, match="eps, v"):
+        from_dict(StageConfig, {"name": "x", "resolution": 16, "diffusion": {"prediction": "x0"}})
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_configs_roundtrip_through_json_dicts(name):
+    cfg = get_preset(name)
+    again = from_dict(CascadeConfig, to_dict(cfg))
+    assert again == cfg
+
+
+def test_cascade_resolutions_must_chain():
+    c = get_preset("tiny")
+    broken = dataclasses.replace(c.stages[1], lowres_resolution=4)
+    with pytest.raises(ValueError, match="expects low-res 4"):
+        CascadeConfig(text_encoder=c.text_encoder, stages=(c.stages[0], broken))
+
+
+def test_efficient_unet_shapes_and_skip_scale():
+    from imagen import unet as U
+
+    assert U.SKIP_SCALE == pytest.approx(2**-0.5)
+    cfg = get_preset("tiny").stages[1].unet
+    net = EfficientUNet(cfg)
+    x = torch.randn(2, 3, 16, 16)
+    out = net(x, torch.zeros(2), torch.randn(2, 5, 384), torch.ones(2, 5, dtype=torch.bool), torch.randn(2, 3, 16, 16), torch.zeros(2))
+    assert out.shape == x.shape
+    # change 3 of the Efficient U-Net: down blocks resample first, up blocks last
+    assert net.down[1].pre is not None and net.down[1].pre.stride == (2, 2)
+    assert net.up[0].post is not None and net.up[-1].post is None
+    with pytest.raises(ValueError, match="super-resolution U-Nets need lowres"):
+        net(x, torch.zeros(2), torch.randn(2, 5, 384), torch.ones(2, 5, dtype=torch.bool))

@@ -14,10 +14,12 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("imagen.commands", "train one stage (or all stages) of a cascade"),
     "sample": ("imagen.commands", "generate images from prompts with a cascade checkpoint"),
+    "demo": ("bench.demo", "the main job on the offline default: demo sweep + report"),
     "shapes": ("drawbench.shapes.commands", "shapes world: export a split as COCO, measure the verifier"),
     "report": ("reports.commands", "HTML report with CIs, tables and plots from run folders and rating studies"),
     "power": ("reports.commands", "raters / prompts a side-by-side study needs (simulation-based power)"),
     "fid-stats": ("bench.metrics.commands", "Inception reference statistics (mu, sigma, features) for FID/KID"),
+    "fid": ("bench.metrics.commands", "FID and KID of an image folder against a reference (folder, COCO, stats file, shapes)"),
     "sweep": ("bench.sweep.commands", "run a benchmark sweep (models x prompt sets x sampling grid) into a run folder"),
     "study": ("human_eval.commands", "human evaluation studies: create, links, status, export"),
     "rate": ("human_eval.commands", "serve a study's rating app and print the invite links"),

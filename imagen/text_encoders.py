@@ -66,12 +66,15 @@ class HFTextEncoder:
 
     @torch.inference_mode()
     def encode(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        tok = self.tokenizer(
-            list(prompts), padding="max_length", truncation=True, max_length=self.max_length, return_tensors="pt"
-        )
+        # Run the network on the longest prompt's length only (padding is masked out of attention,
+        # so real tokens' outputs do not depend on it), then pad to max_length: static shapes
+        # downstream, ~2x less encoder work for short captions.
+        tok = self.tokenizer(list(prompts), padding="longest", truncation=True, max_length=self.max_length, return_tensors="pt")
         out = self.model(input_ids=tok.input_ids, attention_mask=tok.attention_mask).last_hidden_state
         mask = tok.attention_mask.bool()
-        return (out.float() * mask[..., None]).clone(), mask.clone()  # zero the padding: exact, cacheable
+        out = out.float() * mask[..., None]  # zero the padding: encodings depend only on the prompt
+        pad = self.max_length - out.shape[1]
+        return torch.nn.functional.pad(out, (0, 0, 0, pad)), torch.nn.functional.pad(mask, (0, pad))
 
 
 def minilm_path() -> Path:

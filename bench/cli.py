@@ -14,6 +14,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("imagen.commands", "train one stage (or all stages) of a cascade"),
     "sample": ("imagen.commands", "generate images from prompts with a cascade checkpoint"),
+    "pack": ("imagen.commands", "pack a trained cascade's EMA weights (half precision) for shipping"),
     "demo": ("bench.demo", "the main job on the offline default: demo sweep + report"),
     "shapes": ("drawbench.shapes.commands", "shapes world: export a split as COCO, measure the verifier"),
     "report": ("reports.commands", "HTML report with CIs, tables and plots from run folders and rating studies"),
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if not argv else 2
     try:
         return int(args.func(args) or 0)
-    except (UserError, FileNotFoundError, ValueError) as e:
+    except (UserError, FileNotFoundError, FileExistsError, ValueError) as e:
         print(f"imagen-bench {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -165,3 +165,22 @@ def load_cascade(directory: Path, num_stages: int | None = None, text_encoder=No
 
 def torch_load_state(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def pack_cascade(src: Path, dst: Path, dtype: torch.dtype = torch.float16) -> list[str]:
+    """Copy a trained cascade's sampling weights (EMA) into a shippable folder: weights cast to
+    `dtype` (half the bytes; the loader casts back to float32), config.json with the new checksum
+    and the source step, no optimizer state. Refuses to write into an existing folder."""
+    src, dst = Path(src), Path(dst)
+    if dst.exists() and any(dst.iterdir()):
+        raise FileExistsError(f"{dst} exists and is not empty; pack into a new folder")
+    config, _, metas = load_cascade_checkpoint(src)
+    for stage, meta in zip(config.stages, metas):
+        state = load_file(str(src / stage.name / "model.safetensors"))
+        extra = {k: v for k, v in meta.items() if k not in {"format", "stage", "text_encoder", "package_version", "weights_sha256"}}
+        extra["packed_from"] = {"weights_sha256": meta["weights_sha256"], "dtype": str(dtype).removeprefix("torch.")}
+        save_stage(dst / stage.name, stage, config.text_encoder, {k: v.to(dtype) for k, v in state.items()}, extra)
+        if (src / stage.name / "log.csv").is_file():
+            (dst / stage.name / "log.csv").write_bytes((src / stage.name / "log.csv").read_bytes())
+    save_cascade_index(dst, config)
+    return [s.name for s in config.stages]

@@ -1,4 +1,4 @@
-"""`imagen-bench train` and `imagen-bench sample`."""
+"""`imagen-bench train`, `imagen-bench sample` and `imagen-bench pack`."""
 from __future__ import annotations
 
 import argparse
@@ -26,6 +26,12 @@ def add_parser(sub, name: str, help_text: str) -> None:
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one TrainConfig field")
         p.add_argument("--t5", help="local Hugging Face T5 directory (preset 'paper')")
         p.set_defaults(func=run_train)
+    elif name == "pack":
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("src", type=Path, help="trained cascade directory (cascade.json + stage folders)")
+        p.add_argument("--out", type=Path, required=True, help="new folder for the packed cascade")
+        p.add_argument("--dtype", default="float16", help="weight dtype: float16 | bfloat16 | float32")
+        p.set_defaults(func=run_pack)
     else:
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("--checkpoint", type=Path, default=None, help="cascade or stage directory (default: the shipped shapes cascade)")
@@ -96,6 +102,20 @@ def run_train(args) -> int:
     if prefix:
         save_cascade_index(args.out, dataclasses.replace(cascade, stages=tuple(prefix)))
     print(f"checkpoint: {args.out} (stages: {', '.join(s.name for s in prefix) or 'none complete'})")
+    return 0
+
+
+def run_pack(args) -> int:
+    import torch
+
+    from .checkpoint import pack_cascade
+
+    dtypes = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+    if args.dtype not in dtypes:
+        raise ValueError(f"--dtype {args.dtype!r}; choose one of {', '.join(dtypes)}")
+    names = pack_cascade(args.src, args.out, dtypes[args.dtype])
+    size = sum(f.stat().st_size for f in args.out.rglob("*.safetensors")) / 1e6
+    print(f"packed stages {', '.join(names)} into {args.out} ({size:.1f} MB of {args.dtype} weights)")
     return 0
 
 

@@ -46,25 +46,23 @@ def ddim_step(z: torch.Tensor, x0: torch.Tensor, logsnr_t: torch.Tensor, logsnr_
 
 
 @torch.no_grad()
+def _walk(denoise: Denoiser, z: torch.Tensor, logsnrs: torch.Tensor, step) -> torch.Tensor:
+    """Shared loop: predict x0 at each grid point, move to the next with `step`, return x0 at the end."""
+    last = len(logsnrs) - 2
+    for i in range(last + 1):
+        x0 = denoise(z, _full(logsnrs[i], z))
+        if i == last:
+            return x0
+        z = step(z, x0, logsnrs[i], logsnrs[i + 1])
+    return z
+
+
 def ddpm(denoise: Denoiser, z: torch.Tensor, logsnrs: torch.Tensor, noise: NoiseFn) -> torch.Tensor:
-    steps = len(logsnrs) - 1
-    for i in range(steps):
-        x0 = denoise(z, _full(logsnrs[i], z))
-        if i == steps - 1:
-            return x0
-        z = ddpm_step(z, x0, logsnrs[i], logsnrs[i + 1], noise())
-    return z
+    return _walk(denoise, z, logsnrs, lambda z, x0, lt, ls: ddpm_step(z, x0, lt, ls, noise()))
 
 
-@torch.no_grad()
 def ddim(denoise: Denoiser, z: torch.Tensor, logsnrs: torch.Tensor, noise: NoiseFn) -> torch.Tensor:
-    steps = len(logsnrs) - 1
-    for i in range(steps):
-        x0 = denoise(z, _full(logsnrs[i], z))
-        if i == steps - 1:
-            return x0
-        z = ddim_step(z, x0, logsnrs[i], logsnrs[i + 1])
-    return z
+    return _walk(denoise, z, logsnrs, ddim_step)
 
 
 SAMPLERS: dict[str, Sampler] = {"ddpm": ddpm, "ddim": ddim}

@@ -113,3 +113,18 @@ def test_cli_train_then_sample_writes_pngs(tmp_path, capsys):
     assert "paper, shapes, tiny" in capsys.readouterr().err
     assert cli(["train", "--preset", "tiny", "--data", "toy", "--out", str(ck), "--set", "lr_typo=1"]) == 2
     assert "unknown keys ['lr_typo']" in capsys.readouterr().err
+
+
+def test_pack_halves_the_weights_and_samples_alike(trained, tmp_path, minilm, capsys):
+    out, _ = trained
+    packed = tmp_path / "packed"
+    assert cli(["pack", str(out), "--out", str(packed)]) == 0
+    assert "float16" in capsys.readouterr().out
+    src_bytes = sum(f.stat().st_size for f in out.rglob("model.safetensors"))
+    dst_bytes = sum(f.stat().st_size for f in packed.rglob("model.safetensors"))
+    assert dst_bytes < 0.55 * src_bytes and not list(packed.rglob("train_state.pt"))
+    settings = [StageSampling(steps=3, guidance=2.0)] * 3
+    a = CascadePipeline(load_cascade(out, text_encoder=minilm), Runtime(bf16=False))(["a red square on the left"], [3], settings)
+    b = CascadePipeline(load_cascade(packed, text_encoder=minilm), Runtime(bf16=False))(["a red square on the left"], [3], settings)
+    assert (a.float() - b.float()).abs().max() <= 3  # fp16 rounding of weights moves pixels by at most a few levels
+    assert cli(["pack", str(out), "--out", str(packed)]) == 2  # never overwrites

@@ -249,3 +249,28 @@ def test_two_process_gloo_equals_one_process(data, tmp_path):
         assert ddp[k][1] == single[k][1], k
         # KID's seeded subsets index rows; gathered rows are rank-major, the order fed above
         assert ddp[k][0] == pytest.approx(single[k][0], rel=1e-9, abs=1e-12), k
+
+
+def test_shapes_reference(data):
+    pytest.importorskip("drawbench.shapes", reason="drawbench.shapes (the shapes world) is not importable")
+    _, gen, _ = data
+    m = FID({"reference": "shapes:test", "n": 20, "shapes_size": 64, "batch_size": 8}, extractor=extractor())
+    m.update(scored(gen))
+    (res,) = m.compute()
+    assert res.details["reference_n"] == 20 and res.details["reference"] == "shapes:test" and res.value > 0
+    with pytest.raises(ValueError, match="split"):
+        FID({"reference": "shapes:nosuchsplit", "batch_size": 8}, extractor=extractor()).reference()
+
+
+def test_kid_needs_reference_features(data, tmp_path):
+    from bench.metrics.reference import compute_reference, write_stats_file
+
+    _, gen, folder = data
+    path = tmp_path / "mu_sigma_only.npz"
+    write_stats_file(path, compute_reference(f"folder:{folder}", extractor()), with_features=False)
+    with pytest.raises(ValueError, match="refusing to overwrite"):
+        write_stats_file(path, read_stats_file(path))
+    m = KID({"reference": f"stats:{path}", "batch_size": 8}, extractor=extractor())
+    m.update(scored(gen))
+    with pytest.raises(ValueError, match="KID needs reference features"):
+        m.compute()

@@ -91,9 +91,10 @@ class SumCount(torchmetrics.Metric):
         self.add_state("total", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("count", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
 
-    def update(self, values: torch.Tensor) -> None:  # values: (B,) float
-        self.total += values.to(torch.float64).sum()
-        self.count += values.numel()
+    def update(self, values: Sequence[float] | torch.Tensor) -> None:  # (B,) values; python floats stay exact in float64
+        v = torch.as_tensor(values, dtype=torch.float64)
+        self.total += v.sum()
+        self.count += v.numel()
 
     def compute(self) -> tuple[float, int]:
         return float(self.total), int(self.count)

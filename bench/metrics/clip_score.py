@@ -118,8 +118,8 @@ class CLIPScore:
             check_image(im.image, f"clip_score cell {im.cell_id} prompt {im.prompt_id}")
         if self.backend is None:
             for im in images:  # keep counts so n is right even when the value is unavailable
-                self.scores[im.cell_id].update(torch.zeros(0))
-                self.truncated[im.cell_id].update(torch.zeros(1))
+                self.scores[im.cell_id].update([])
+                self.truncated[im.cell_id].update([0.0])
             return [{} for _ in images]
         out: list[dict[str, float]] = []
         bs = self.options.batch_size
@@ -130,7 +130,7 @@ class CLIPScore:
             scores = clip_score(*self.backend.embed([im.image for im in chunk], prompts))  # (B,)
             for im, s, c in zip(chunk, scores, cut):
                 self.scores[im.cell_id].update(s.reshape(1))
-                self.truncated[im.cell_id].update(torch.tensor([c]))
+                self.truncated[im.cell_id].update([c])
                 out.append({"clip_score": float(s)})
         return out
 

@@ -1,16 +1,23 @@
-"""`imagen-bench fid-stats SRC --out FILE.npz`: reference Inception statistics for FID/KID."""
+"""`imagen-bench fid-stats SRC --out FILE.npz`: reference Inception statistics for FID/KID.
+`imagen-bench fid IMAGES --reference SPEC`: FID and KID of an image folder against a reference."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
+import tempfile
 import time
 from pathlib import Path
 
 from .features import DTYPES, FeatureConfig, FeatureExtractor
 from .preprocess import RESIZE_MODES
-from .reference import compute_reference, parse_spec, write_stats_file
+from .preprocess import load_rgb
+from .reference import compute_reference, image_files, parse_spec, write_stats_file
 
 
 def add_parser(sub, name: str, help_text: str) -> None:
+    if name == "fid":
+        return add_fid_parser(sub, name, help_text)
     p = sub.add_parser(name, help=help_text, description=help_text + ". SRC: folder:DIR | coco:DIR | shapes:SPLIT | DIR")
     p.add_argument("src", help="reference images: folder:DIR, coco:DIR (captions.json + images/), shapes:SPLIT, or a plain DIR")
     p.add_argument("--out", required=True, type=Path, help="output .npz (mu, sigma, n, features, meta); never overwritten")
@@ -36,4 +43,44 @@ def run(args: argparse.Namespace) -> int:
     ref = compute_reference(src, extractor, n=args.n, shapes_size=args.shapes_size)
     write_stats_file(args.out, ref, with_features=not args.no_features)
     print(f"wrote {args.out}: n={ref.n} resize={args.resize} dtype={args.dtype} ({time.time() - start:.0f} s)")
+    return 0
+
+
+def add_fid_parser(sub, name: str, help_text: str) -> None:
+    p = sub.add_parser(name, help=help_text, description=help_text)
+    p.add_argument("images", type=Path, help="folder of generated images (.png .jpg .jpeg .webp)")
+    p.add_argument("--reference", required=True, help="folder:DIR | coco:DIR | stats:FILE.npz | shapes:SPLIT")
+    p.add_argument("--resize", default=FeatureConfig.resize, help=f"{' | '.join(RESIZE_MODES)} (default %(default)s)")
+    p.add_argument("--dtype", default=FeatureConfig.dtype, help=f"{' | '.join(DTYPES)} (default %(default)s)")
+    p.add_argument("--batch-size", type=int, default=FeatureConfig.batch_size)
+    p.add_argument("--kid-subset-size", type=int, default=1000, help="KID subset size (capped at the smaller set)")
+    p.add_argument("--cache-dir", type=Path, default=None, help="cache reference features here (reused when nothing changed)")
+    p.add_argument("--out", type=Path, default=None, help="also write the results as JSON (never overwritten)")
+    p.set_defaults(func=run_fid)
+
+
+def run_fid(args: argparse.Namespace) -> int:
+    """FID and KID of one image folder against a reference, printed as JSON (one object per number)."""
+    from imagen.checkpoint import write_json_atomic  # noqa: PLC0415
+
+    from .fid import FID, KID  # noqa: PLC0415
+    if args.out is not None and args.out.exists():
+        raise ValueError(f"{args.out} exists; refusing to overwrite it")
+    files = image_files("folder", str(args.images))
+    common = {"reference": args.reference, "resize": args.resize, "dtype": args.dtype, "batch_size": args.batch_size}
+    start = time.time()
+    with tempfile.TemporaryDirectory() as tmp:  # without --cache-dir, KID reuses FID's reference features via a temp cache
+        cache = args.cache_dir or Path(tmp)
+        fid = FID(common, cache_dir=cache)
+        kid = KID({**common, "subset_size": args.kid_subset_size}, cache_dir=cache, extractor=fid.extractor)
+        cell = args.images.name
+        for i in range(0, len(files), 64):  # decode 64 at a time: bounded memory for large folders
+            feats = fid.extractor([load_rgb(f)[0] for f in files[i : i + 64]])  # (B, 2048), extracted once for both metrics
+            fid.add_features([cell] * len(feats), feats)
+            kid.add_features([cell] * len(feats), feats)
+        results = [dataclasses.asdict(r) for r in fid.compute() + kid.compute()]
+    summary = {"images": str(args.images), "seconds": round(time.time() - start, 1), "results": results}
+    print(json.dumps(summary, indent=2, sort_keys=True))
+    if args.out is not None:
+        write_json_atomic(args.out, summary)
     return 0

@@ -79,13 +79,16 @@ class _FeatureMetric:
     def update(self, images: Sequence[ScoredImage]) -> list[dict[str, float]]:
         for im in images:
             check_image(im.image, f"{self.name} cell {im.cell_id} prompt {im.prompt_id} sample {im.sample}")
-        feats = self.extractor([im.image for im in images])  # (B, D) float64
+        self.add_features([im.cell_id for im in images], self.extractor([im.image for im in images]))
+        return [{} for _ in images]  # set-level metric: no per-image values
+
+    def add_features(self, cell_ids: Sequence[str], feats: torch.Tensor) -> None:
+        """Accumulate already-extracted (B, D) float64 features (made by self.extractor) per cell."""
         by_cell: dict[str, list[int]] = {}
-        for i, im in enumerate(images):
-            by_cell.setdefault(im.cell_id, []).append(i)
+        for i, cell in enumerate(cell_ids):
+            by_cell.setdefault(cell, []).append(i)
         for cell, idx in by_cell.items():
             self.states[cell].update(feats[idx])
-        return [{} for _ in images]  # set-level metric: no per-image values
 
     def details(self, n: int) -> dict:
         ref = self.reference()

@@ -13,8 +13,6 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-import torch
-
 from imagen import __version__
 
 from .base import KeyedStates, MetricResult, ScoredImage, SumCount, check_image, parse_options
@@ -103,7 +101,7 @@ class OCRScore:
                 out.append({})  # no text asked for: no value (not 0)
                 continue
             score, _ = best_similarity(expected, self.read(im.image))
-            state.update(torch.tensor([score]))
+            state.update([score])
             out.append({"ocr_score": score})
         return out
 

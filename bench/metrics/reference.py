@@ -47,7 +47,7 @@ def parse_spec(spec: str) -> tuple[str, str]:
     return kind, arg
 
 
-def _image_files(kind: str, arg: str) -> list[Path]:
+def image_files(kind: str, arg: str) -> list[Path]:
     root = Path(arg)
     if kind == "folder":
         if not root.is_dir():
@@ -75,7 +75,7 @@ def _source(kind: str, arg: str, n: int | None, shapes_size: int) -> tuple[Calla
         for im in images:  # content hash of the renders: changes whenever the renderer or scenes change
             h.update(np.ascontiguousarray(im).tobytes())
         return (lambda: ((im, None) for im in images)), h.hexdigest(), len(images)
-    files = _image_files(kind, arg)[:n]
+    files = image_files(kind, arg)[:n]
     for f in files:
         h.update(f"{f.name}\0{sha256_file(f)}\n".encode())
     return (lambda: (load_rgb(f) for f in files)), h.hexdigest(), len(files)
@@ -121,7 +121,8 @@ def write_stats_file(path: Path, ref: ReferenceStats, overwrite: bool = False, w
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     arrays = {"mu": ref.mu, "sigma": ref.sigma, "n": np.int64(ref.n), "meta": np.array(json.dumps(ref.meta, sort_keys=True))}
     if with_features and ref.features is not None:
-        arrays["features"] = ref.features.astype(np.float32)  # float32 halves the file; stats are float64
+        # lossless: features come out of the network in float32 (or bf16); mu/sigma stay float64
+        arrays["features"] = ref.features.astype(np.float32)
     with open(tmp, "wb") as f:
         np.savez(f, **arrays)
     os.replace(tmp, path)

@@ -9,8 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import torch
-
 from imagen import __version__
 
 from .base import KeyedStates, MetricResult, ScoredImage, SumCount, check_image, parse_options
@@ -41,22 +39,22 @@ class ShapesVerifier:
         for im in images:
             where = f"shapes_verifier cell {im.cell_id} prompt {im.prompt_id} sample {im.sample}"
             check_image(im.image, where)
-            self.skipped[im.cell_id].update(torch.zeros(0))  # the cell is known even if every prompt is skipped
+            self.skipped[im.cell_id].update([])  # the cell is known even if every prompt is skipped
             try:
                 self._parse(im.prompt)
             except ValueError:
-                self.skipped[im.cell_id].update(torch.ones(1))
+                self.skipped[im.cell_id].update([1.0])
                 out.append({})  # not a shapes caption: no value (not 0)
                 continue
             try:
                 v = self._verify(im.image, im.prompt)
             except ValueError as e:
                 raise ValueError(f"{where}: {e}") from None
-            passed = torch.tensor([float(ok) for _, ok in v.claims])  # (claims,)
+            passed = [float(ok) for _, ok in v.claims]  # one 0/1 per claim
             for cat in (OVERALL, v.category):
-                self.prompts[(im.cell_id, cat)].update(torch.tensor([float(v.correct)]))
+                self.prompts[(im.cell_id, cat)].update([float(v.correct)])
                 self.claims[(im.cell_id, cat)].update(passed)
-            out.append({"shapes_correct": float(v.correct), "shapes_claim_accuracy": float(passed.mean())})  # every caption has >= 1 claim ("nothing else")
+            out.append({"shapes_correct": float(v.correct), "shapes_claim_accuracy": sum(passed) / len(passed)})  # every caption has >= 1 claim ("nothing else")
         return out
 
     def compute(self) -> list[MetricResult]:

@@ -1,0 +1,88 @@
+"""CLIP score with a tiny random CLIP saved offline (config + safetensors + BPE tokenizer +
+preprocessor) vs a hand computation through the model's sub-modules; and the no-weights path."""
+from __future__ import annotations
+
+import json
+import string
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from bench.metrics import ScoredImage, build_metric
+from bench.metrics.clip_score import UNAVAILABLE
+
+
+@pytest.fixture(scope="module")
+def tiny_clip(tmp_path_factory):
+    from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    d = tmp_path_factory.mktemp("tiny_clip")
+    chars = string.ascii_lowercase + string.digits + string.punctuation
+    # byte-level BPE vocabulary without merges: each character is a token, "</w>" marks a word end
+    tokens = ["<|startoftext|>", "<|endoftext|>"] + list(chars) + [c + "</w>" for c in chars]
+    (d / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}))
+    (d / "merges.txt").write_text("#version: 0.2\n")
+    tok = CLIPTokenizer(vocab_file=str(d / "vocab.json"), merges_file=str(d / "merges.txt"))
+    torch.manual_seed(0)
+    cfg = CLIPConfig(
+        text_config=dict(vocab_size=len(tokens), hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=2,
+                         max_position_embeddings=77, bos_token_id=0, eos_token_id=1, pad_token_id=1),
+        vision_config=dict(image_size=32, patch_size=8, hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=2),
+        projection_dim=16,
+    )
+    model = CLIPModel(cfg).eval()
+    model.save_pretrained(d)
+    tok.save_pretrained(d)
+    CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(d)
+    return d
+
+
+def _images(n: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 256, (48, 40, 3), dtype=np.uint8) for _ in range(n)]
+
+
+def test_clip_score_equals_hand_computation(tiny_clip):
+    from transformers import CLIPModel, CLIPTokenizer
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    prompts = ["a red cube", "two dogs on a sofa", "x" * 30 + " " + "y " * 60]  # the last is > 77 tokens
+    ims = _images(3)
+    m = build_metric("clip_score", {"model": str(tiny_clip), "batch_size": 2})
+    per_image = m.update([ScoredImage("c1", "t", str(i), "cat", p, 0, im) for i, (p, im) in enumerate(zip(prompts, ims))])
+
+    model = CLIPModel.from_pretrained(tiny_clip).eval()
+    tok = CLIPTokenizer.from_pretrained(tiny_clip)
+    proc = CLIPImageProcessorPil.from_pretrained(tiny_clip)
+    expected = []
+    with torch.no_grad():
+        for p, im in zip(prompts, ims):
+            px = proc(images=[Image.fromarray(im)], return_tensors="pt")["pixel_values"]
+            ids = tok([p], truncation=True, max_length=77, return_tensors="pt")
+            img = model.visual_projection(model.vision_model(pixel_values=px).pooler_output)[0].double().numpy()
+            txt = model.text_projection(model.text_model(**ids).pooler_output)[0].double().numpy()
+            expected.append(max(100 * img @ txt / np.linalg.norm(img) / np.linalg.norm(txt), 0.0))
+    got = [d["clip_score"] for d in per_image]
+    assert got == pytest.approx(expected, rel=1e-5, abs=1e-6)
+    (res,) = m.compute()
+    assert res.metric == "clip_score" and res.cell_id == "c1" and res.n == 3
+    assert res.value == pytest.approx(np.mean(expected), rel=1e-5, abs=1e-6)
+    assert res.details["prompts_truncated"] == 1 and res.details["max_tokens"] == 77
+    assert len(res.details["weights_sha256"]) == 64
+
+
+def test_without_weights_reports_unavailable():
+    m = build_metric("clip_score")
+    assert m.update([ScoredImage("c1", "t", "1", "cat", "a cat", 0, _images(1)[0])]) == [{}]
+    (res,) = m.compute()
+    assert res.value is None and res.n == 1 and res.details["unavailable"] == UNAVAILABLE
+
+
+def test_bad_options(tmp_path):
+    with pytest.raises(ValueError, match="allowed: .*model"):
+        build_metric("clip_score", {"modle": "x"})
+    with pytest.raises(FileNotFoundError, match="neither"):
+        build_metric("clip_score", {"model": str(tmp_path / "missing")})

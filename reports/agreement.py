@@ -55,13 +55,15 @@ def _delta2(levels: np.ndarray, n_c: np.ndarray, metric: str) -> np.ndarray:
 
 
 def agreement_table(answers: pd.DataFrame) -> pd.DataFrame:
-    """Alpha per (protocol, question), units = (task, question), values on the ordered scale
-    (side by side B / tie / A = 0 / 0.5 / 1; caption no / somewhat / yes = 0 / 0.5 / 1)."""
+    """Alpha per (protocol, question); a unit is the item rated: (study, model pair, prompt), since
+    task ids are per rater; values on the ordered scale (side by side B / tie / A = 0 / 0.5 / 1;
+    caption no / somewhat / yes = 0 / 0.5 / 1)."""
     rows = []
     for (protocol, question), group in answers.groupby(["protocol", "question"], sort=True):
         scale = CAPTION_ORDER if protocol == "coco_alignment" else SIDE_ORDER
         values = group["answer"].map(scale).to_numpy(dtype=float)
-        units = (group["study"].astype(str) + "/" + group["task_id"].astype(str)).to_numpy()
+        units = (group["study"].astype(str) + "/" + group["model_a"].astype(str) + "/" + group["model_b"].astype(str)
+                 + "/" + group["prompt_id"].astype(str)).to_numpy()
         per_unit = pd.Series(units).value_counts()
         row = {"protocol": protocol, "question": question, "units_with_2plus_ratings": int((per_unit >= 2).sum()),
                "ratings_in_those_units": int(per_unit[per_unit >= 2].sum())}

@@ -109,7 +109,8 @@ def build_report(inputs: ReportInputs, out: str | Path, options: ReportOptions =
         for table in tables_of(sections):
             table.frame.to_csv(stage / "tables" / f"{table.name}.csv", index=False)
             table.frame.to_parquet(stage / "tables" / f"{table.name}.parquet", index=False)
-        (stage / "index.html").write_text(render(options.title, sections), encoding="utf-8")
+        stamp = f"[imagen-bench {imagen.__version__}]"
+        (stage / "index.html").write_text(render(options.title, sections, stamp), encoding="utf-8")
         write_marker(stage / MARKER, {**meta, "tables": [t.name for t in tables_of(sections)],
                                       "plots": sorted(p.name for p in (stage / "plots").iterdir())})
     return out

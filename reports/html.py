@@ -52,14 +52,14 @@ class Section:
     blocks: list = field(default_factory=list)  # Paragraph | Table | Image | Gallery, in order
 
 
-def _block(block) -> str:
+def _block(block, stamp: str) -> str:
     if isinstance(block, Paragraph):
         cls = "" if block.kind == "plain" else f' class="{block.kind}"'
         return f"<p{cls}>{html.escape(block.text)}</p>"
     if isinstance(block, Table):
         links = f'<a href="tables/{block.name}.csv">CSV</a> / <a href="tables/{block.name}.parquet">parquet</a>'
         body = block.frame.to_html(index=False, float_format=FLOAT_FORMAT, na_rep="–", border=0)
-        return f'<p class="how">{html.escape(block.how)} ({links})</p>\n{body}'
+        return f'<p class="how">{html.escape(block.how)} {html.escape(stamp)} ({links})</p>\n{body}'
     if isinstance(block, Image):
         return (f'<figure><img src="{html.escape(block.path)}" alt="{html.escape(block.caption)}">'
                 f"<figcaption class=\"how\">{html.escape(block.caption)}</figcaption></figure>")
@@ -70,13 +70,14 @@ def _block(block) -> str:
     raise TypeError(f"unknown block {type(block).__name__}")
 
 
-def render(title: str, sections: list[Section]) -> str:
+def render(title: str, sections: list[Section], stamp: str = "") -> str:
+    """The page; `stamp` (e.g. the package version) is appended to every table's how-line."""
     parts = [f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>",
              f"<style>{STYLE}</style></head><body>", f"<h1>{html.escape(title)}</h1>"]
     parts.append("<ul>" + "".join(f'<li><a href="#s{i}">{html.escape(s.title)}</a></li>' for i, s in enumerate(sections)) + "</ul>")
     for i, section in enumerate(sections):
         parts.append(f'<h2 id="s{i}">{html.escape(section.title)}</h2>')
-        parts.extend(_block(b) for b in section.blocks)
+        parts.extend(_block(b, stamp) for b in section.blocks)
     parts.append("</body></html>\n")
     return "\n".join(parts)
 

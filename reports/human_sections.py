@@ -38,19 +38,19 @@ def quality_section(answers: pd.DataFrame, exclusion: Exclusion) -> Section:
         Table("rater_control_accuracy", acc, "Per rater: control answers, correct ones, accuracy = correct / controls; "
               f"excluded when accuracy < {exclusion.threshold:.0%}."),
         Table("agreement", agreement_table(answers),
-              "Krippendorff's alpha (nominal, ordinal, interval metrics) over units = tasks rated by 2+ raters, after "
+              "Krippendorff's alpha (nominal, ordinal, interval metrics) over units = (model pair, prompt) items rated by 2+ raters, after "
               "exclusions; side-by-side answers on the scale B < tie < A, captions no < somewhat < yes."),
     ])
 
 
-def sbs_sections(analysis: RatingsAnalysis, stage: Path) -> list[Section]:
+def sbs_sections(analysis: RatingsAnalysis, stage: Path, after: str) -> list[Section]:
     table = sbs_table(analysis)
     if table.empty:
         return [Section("DrawBench side by side", [Paragraph("No drawbench_sbs answers in the inputs.", kind="note")])]
     ci = analysis.config.describe()
     how = (f"Shares of A / tie / B answers; pref_A = (#A + #tie/2) / N with {ci}; pref_A_no_ties = #A / (#A + #B) with the "
            f"same interval over the N = n_decisive non-tie answers; *_wilson_*: Wilson score interval over the same answers "
-           f"(treats answers as independent, for comparison). Category '{ALL}' pools every answer of the pair and question.")
+           f"(treats answers as independent, for comparison). Category '{ALL}' pools every answer of the pair and question. {after}")
     blocks = [Table("drawbench_sbs", table, how)]
     for (model_a, model_b), _ in table.groupby(["model_a", "model_b"], sort=True):
         name = f"drawbench_{_slug(model_a)}_vs_{_slug(model_b)}"
@@ -72,7 +72,7 @@ def sbs_sections(analysis: RatingsAnalysis, stage: Path) -> list[Section]:
     return sections
 
 
-def coco_section(analysis: RatingsAnalysis) -> Section:
+def coco_section(analysis: RatingsAnalysis, after: str) -> Section:
     ci = analysis.config.describe()
     realism, alignment = coco_realism_table(analysis), coco_alignment_table(analysis)
     blocks = []
@@ -80,12 +80,12 @@ def coco_section(analysis: RatingsAnalysis) -> Section:
         blocks.append(Paragraph("No coco_realism answers in the inputs.", kind="note"))
     else:
         blocks.append(Table("coco_realism", realism, f"Photorealism preference = #model preferred / N (forced choice vs the "
-                                                     f"reference image) with {ci}; Wilson interval alongside."))
+                                                     f"reference image) with {ci}; Wilson interval alongside. {after}"))
     if alignment.empty:
         blocks.append(Paragraph("No coco_alignment answers in the inputs.", kind="note"))
     else:
         blocks.append(Table("coco_alignment", alignment, f"Caption alignment = mean of yes/somewhat/no = 100/50/0 with {ci} "
-                                                         f"(scaled to 0-100); Wilson interval alongside."))
+                                                         f"(scaled to 0-100); Wilson interval alongside. {after}"))
     return Section("COCO (Imagen Table 2)", blocks)
 
 
@@ -102,7 +102,7 @@ def power_section(analysis: RatingsAnalysis, effect: float, studies: int, stage:
     grid = tuple(sorted({max(2, int(round(raters * f))) for f in POWER_RATER_FACTORS}))
     model = RaterModel(preference=0.5 + effect, tie_rate=tie_rate)
     query = PowerQuery(effect=effect, grid=grid, n_prompts=prompts, answers_per_rater=int(min(per_rater.median(), prompts)),
-                       rater_model=model, studies=studies, seed=analysis.config.seed)
+                       rater_model=model, studies=studies, method=analysis.config.method, seed=analysis.config.seed)
     curve = power_curve(query)
     return Section("Power", [
         Paragraph(query.describe() + " Prompt and rater spreads are the simulator's defaults, the tie rate is the observed one."),
@@ -148,9 +148,11 @@ def _slug(text: str) -> str:
 def human_sections(answers: pd.DataFrame, exclusion: Exclusion, config: CIConfig, images: dict[str, list[ImageRecord]],
                    power_effect: float, power_studies: int, stage: Path) -> list[Section]:
     analysis = RatingsAnalysis(answers, config)
+    after = (f"Answers after control exclusions ({len(exclusion.raters_excluded)} of {exclusion.raters_total} raters below "
+             f"{exclusion.threshold:.0%}, {exclusion.answers_dropped} answers dropped; control rows not counted).")
     sections = [quality_section(answers, exclusion)]
     gallery = gallery_section(images, answers, stage) if images else None
-    sections += sbs_sections(analysis, stage) + ([gallery] if gallery else [])
-    sections += [coco_section(analysis), power_section(analysis, power_effect, power_studies, stage)]
+    sections += sbs_sections(analysis, stage, after) + ([gallery] if gallery else [])
+    sections += [coco_section(analysis, after), power_section(analysis, power_effect, power_studies, stage)]
     return sections
 

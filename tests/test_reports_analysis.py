@@ -118,3 +118,26 @@ def test_simulated_truth_is_what_the_simulator_produces():
     assert sim.score.mean() == pytest.approx(0.62, abs=0.006)
     decisive = sim.answer != 1
     assert (sim.answer[decisive] == 0).mean() == pytest.approx(model.no_tie_preference, abs=0.008)
+
+
+def _coco_rows(protocol: str, question: str, model: str, answers: list[str], model_b: str = "") -> list[dict]:
+    return [{"study": "c", "protocol": protocol, "task_id": f"{model}-{i}", "rater": f"r{i % 3}", "question": question,
+             "answer": a, "model_a": model, "model_b": model_b, "prompt_id": str(i), "category": "coco", "is_control": False,
+             "control_correct": None, "response_ms": 1, "answered_at": None} for i, a in enumerate(answers)]
+
+
+def test_coco_tables_match_hand_results():
+    from reports.preference import coco_alignment_table, coco_realism_table
+
+    rows = (_coco_rows("coco_realism", "realism", "imagen", ["A", "B", "B", "A", "B", "B", "B", "A"], "reference")
+            + _coco_rows("coco_alignment", "caption", "imagen", ["yes", "yes", "somewhat", "no", "yes", "yes"])
+            + _coco_rows("coco_alignment", "caption", "reference", ["yes", "somewhat", "somewhat", "no", "yes", "no"]))
+    analysis = RatingsAnalysis(check_answers(pd.DataFrame(rows)), CIConfig(resamples=200))
+    realism = coco_realism_table(analysis).set_index("model")
+    assert realism.loc["imagen", "realism_pref"] == pytest.approx(3 / 8) and realism.loc["imagen", "n_answers"] == 8
+    alignment = coco_alignment_table(analysis).set_index("model")
+    # imagen: (4 * 100 + 50 + 0) / 6 = 75; reference: (2 * 100 + 2 * 50 + 0) / 6 = 50
+    assert alignment.loc["imagen", "alignment_score"] == pytest.approx(75.0)
+    assert alignment.loc["reference", "alignment_score"] == pytest.approx(50.0)
+    assert alignment.loc["reference", "share_somewhat"] == pytest.approx(2 / 6)
+    assert 0 <= alignment.loc["imagen", "alignment_score_low"] <= 75 <= alignment.loc["imagen", "alignment_score_high"] <= 100

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reports.bootstrap import CrossedBootstrap, crossed_variance, nnls3, resample_indices, wilson
+from reports.bootstrap import DEFAULT_RESAMPLES, CrossedBootstrap, crossed_variance, nnls3, resample_indices, wilson
 from reports.preference import CIConfig, RatingsAnalysis, sbs_table
 from reports.simulate import RaterModel, StudyDesign, simulate
 
@@ -98,7 +98,7 @@ def test_unknown_method_lists_allowed():
 # heterogeneity (logit sd 1) and rater bias (logit sd 0.5), 20 % ties, true preference 0.58.
 MODEL = RaterModel(preference=0.58, prompt_sd=1.0, rater_sd=0.5, tie_rate=0.2)
 DESIGN = StudyDesign(n_prompts=60, n_raters=40, answers_per_rater=30)
-RESAMPLES = 1000
+RESAMPLES = DEFAULT_RESAMPLES  # the default the report uses (2000)
 
 
 def coverage(studies: int, seed: int, method: str = "crossed") -> tuple[float, float]:

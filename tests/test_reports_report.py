@@ -134,3 +134,29 @@ def test_failed_report_leaves_nothing_behind(tmp_path, capsys):
     with pytest.raises(SystemExit):  # argparse rejects it, listing the choices
         main(["report", "--out", str(tmp_path / "r2"), "--ci", "bca"])
     assert "choose from" in capsys.readouterr().err
+
+
+def test_report_from_a_real_human_eval_study(tmp_path, capsys):
+    """Contract 2 end to end: a study made by human_eval, answered through its store, reported."""
+    from human_eval_fixtures import sbs_study
+
+    study = sbs_study(tmp_path / "study", prompts="drawbench:Colors", raters=3, batch_size=6, control_share=0.2)
+    store = study.store()
+    rng = __import__("numpy").random.default_rng(0)
+    for rater in ("r01", "r02", "r03"):
+        for task in store.tasks(rater):
+            if task.is_control:  # answer controls right (de-randomised "A" is on the left when a_on_left)
+                right = dict(task.expected)
+                shown = {q: ("left" if (right.get(q, "A") == "A") == task.a_on_left else "right") for q in ("quality", "alignment")}
+            else:
+                shown = {q: str(rng.choice(["left", "tie", "right"])) for q in ("quality", "alignment")}
+            store.submit(rater, task.task_id, shown, 1000)
+    out = tmp_path / "report"
+    assert main(["report", str(study.root), "--out", str(out), "--resamples", "200", "--power-studies", "10"]) == 0, capsys.readouterr().err
+    _check_html(out)
+    sbs = pd.read_csv(out / "tables" / "drawbench_sbs.csv")
+    assert set(sbs.category) == {"All", "Colors"} and (sbs.n_raters == 3).all()
+    accuracy = pd.read_csv(out / "tables" / "rater_control_accuracy.csv")
+    assert (accuracy.accuracy == 1.0).all() and not accuracy.excluded.any()
+    agreement = pd.read_csv(out / "tables" / "agreement.csv")  # items rated by several raters are units
+    assert (agreement.units_with_2plus_ratings > 0).all() and agreement.alpha_nominal.notna().all()

@@ -49,7 +49,7 @@ def _form(protocol: Protocol, task: Task) -> dict[str, str] | None:
     """The rater's choices as option values once they submit with every question answered."""
     slot = f"{task.batch}-{task.position}"
     with st.form(key=f"form-{slot}"):
-        chosen = {q.key: st.radio(q.text.format(caption=md_escape(task.caption)), [o.label for o in q.options],
+        chosen = {q.key: st.radio(q.text.format(caption=md_escape(task.caption.rstrip(". "))), [o.label for o in q.options],
                                   index=None, horizontal=True, key=f"{q.key}-{slot}")
                   for q in protocol.questions}
         submitted = st.form_submit_button("Submit", type="primary")

@@ -180,7 +180,10 @@ def pack_cascade(src: Path, dst: Path, dtype: torch.dtype = torch.float16) -> li
         extra = {k: v for k, v in meta.items() if k not in {"format", "stage", "text_encoder", "package_version", "weights_sha256"}}
         extra["packed_from"] = {"weights_sha256": meta["weights_sha256"], "dtype": str(dtype).removeprefix("torch.")}
         save_stage(dst / stage.name, stage, config.text_encoder, {k: v.to(dtype) for k, v in state.items()}, extra)
-        if (src / stage.name / "log.csv").is_file():
-            (dst / stage.name / "log.csv").write_bytes((src / stage.name / "log.csv").read_bytes())
+        log = src / stage.name / "log.csv"
+        if log.is_file():  # keep the rows up to the packed step (training may have run past its last checkpoint)
+            header, *rows = log.read_text().splitlines()
+            kept = [r for r in rows if int(r.split(",", 1)[0]) <= meta["step"]]
+            (dst / stage.name / "log.csv").write_text("\n".join([header, *kept]) + "\n")
     save_cascade_index(dst, config)
     return [s.name for s in config.stages]

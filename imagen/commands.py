@@ -75,11 +75,13 @@ def train_config_from_args(args) -> TrainConfig:
 def run_train(args) -> int:
     from .checkpoint import save_cascade_index
     from .data import resolve_dataset
-    from .presets import get_preset
+    from .presets import get_preset, paper
     from .text_encoders import CachedTextEncoder, load_text_encoder
     from .train import Trainer
 
-    cascade = get_preset(args.preset) if not args.t5 else __import__("imagen.presets", fromlist=["paper"]).paper(args.t5)
+    if args.t5 and args.preset != "paper":
+        raise ValueError(f"--t5 goes with --preset paper (preset {args.preset!r} uses {get_preset(args.preset).text_encoder.kind})")
+    cascade = paper(args.t5) if args.t5 else get_preset(args.preset)
     names = [s.name for s in cascade.stages]
     if args.stage != "all" and args.stage not in names:
         raise ValueError(f"stage {args.stage!r} is not in preset {args.preset!r}; choose one of {', '.join(names)}, all")

@@ -50,3 +50,13 @@ def tiny_cascade(minilm):
     torch.manual_seed(0)
     unets = [randomize_(EfficientUNet(s.unet), seed=i).eval() for i, s in enumerate(cfg.stages)]
     return Cascade(config=cfg, text_encoder=minilm, unets=unets)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module: fixes the order of float reductions (exact image equality
+    across processes) and avoids oversubscription when tests run beside other jobs."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

@@ -19,13 +19,7 @@ from bench.models import ImageRequest, Sampling, build_model, model_config  # no
 SIZE = 16  # unet sample_size 8 x vae scale factor 2
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # the CPU is shared and oversubscribed; 1 thread also keeps the float reductions' order fixed
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: exact float order, no oversubscription
 
 
 def _tiny_tokenizer():

@@ -16,13 +16,7 @@ from bench.sweep.store import MANIFEST_COLUMNS
 from sweep_fixtures import Brightness, build_test_metric, make_tiny_checkpoint, tiny_spec
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # the CPU is shared and oversubscribed: 2 threads were 20x slower than 1 for the tiny cascade
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: exact float order, no oversubscription
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip install -c constraints.txt
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast browser-deps clean
+.PHONY: install demo test test-fast system-deps clean
 
 $(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -15,17 +15,19 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-# System Chromium for the real-browser test (Playwright drives it; it cannot download browsers here).
-browser-deps:
-	@command -v chromium >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; \
-	  else echo "chromium missing and not root: browser tests will be skipped"; fi; }
+# Debian packages the tests use: Chromium for the real-browser test (Playwright drives it; it cannot
+# download browsers here) and PostgreSQL for the human_eval PostgreSQL test (.ci/pg-start runs a
+# throwaway server). Without root they are skipped, and the tests that need them say so.
+system-deps:
+	@{ command -v chromium >/dev/null 2>&1 && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium chromium-driver postgresql >/dev/null; \
+	  else echo "chromium/postgresql missing and not root: those tests will be skipped"; fi; }
 
 demo: $(STAMP)
 	$(VENV)/bin/imagen-bench demo --out runs/demo
 
-test: $(STAMP) browser-deps
-	$(PY) -m pytest -q --timeout=900
+test: $(STAMP) system-deps
+	@url=$$(bash .ci/pg-start); HUMAN_EVAL_PG_URL=$$url $(PY) -m pytest -q --timeout=900; rc=$$?; bash .ci/pg-stop; exit $$rc
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow and not browser"

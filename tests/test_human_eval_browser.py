@@ -51,7 +51,7 @@ def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90) -> None
 @pytest.fixture
 def server(tmp_path):
     if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
-        pytest.skip(f"chromium not installed at {CHROMIUM}: run `make browser-deps` (apt-get install chromium chromium-driver)")
+        pytest.skip(f"chromium not installed at {CHROMIUM}: run `make system-deps` (apt-get install chromium chromium-driver)")
     pytest.importorskip("playwright.sync_api", reason="playwright (python package) not installed: pip install '.[browser]'")
     study = sbs_study(tmp_path / "study", prompts="drawbench:Colors", raters=2, batch_size=4, control_share=0.25, seed=3)
     port = _free_port()

@@ -19,7 +19,7 @@ from .human_sections import figure_block, human_sections
 from .power import DEFAULT_STUDIES
 from .preference import CIConfig
 from .publish import MARKER, check_target, staged
-from .runs import RunMetrics, headline_table, read_run_metrics, shapes_table
+from .runs import RunMetrics, headline_table, read_run_metrics, shapes_table, split_how
 
 # 0.05: the smallest preference difference the paper's DrawBench comparisons read as meaningful;
 # 0 turns the power section off.
@@ -45,10 +45,13 @@ class ReportInputs:
 
 def run_sections(run: RunMetrics, stage: Path) -> list[Section]:
     slug = "".join(c if c.isalnum() or c in "-." else "_" for c in run.name)
-    blocks = [Table(f"metrics_{slug}", headline_table(run),
+    values, methods = split_how(headline_table(run))
+    blocks = [Table(f"metrics_{slug}", values,
                     f"From {run.run}/metrics_cell.parquet as the sweep wrote it (nothing recomputed): value per cell, N = images "
-                    "it was computed on, 'how' = the metric's recorded details (resize mode, reference, weights sha256) or why "
-                    "it is unavailable.")]
+                    "it was computed on; how each value was made is in the next table."),
+              Table(f"metric_methods_{slug}", methods,
+                    "How each metric was computed, from its recorded details (resize mode, reference, feature weights sha256, "
+                    "N) or why it is unavailable; 'cells' says which rows above it applies to.")]
     shapes = shapes_table(run)
     if shapes.empty:
         blocks.append(Paragraph("No shapes-verifier accuracy (metrics shapes_accuracy/<category>) in this run.", kind="note"))

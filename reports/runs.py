@@ -99,6 +99,19 @@ def headline_table(run: RunMetrics) -> pd.DataFrame:
     return out
 
 
+def split_how(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """headline_table -> (values and N per cell, one row per distinct (metric, how) with the cells
+    it applies to). The 'how' text is usually the same for every cell of a metric, so the HTML
+    shows it once instead of in every row; nothing is dropped."""
+    how_cols = [c for c in table.columns if c.endswith(" how")]
+    rows = []
+    for col in how_cols:
+        for how, group in table.groupby(col, sort=False):  # NaN = metric not measured for those cells: no row
+            rows.append({"metric": col[: -len(" how")], "how it was computed": how,
+                         "cells": "all" if len(group) == len(table) else ", ".join(group["cell_id"])})
+    return table.drop(columns=how_cols), pd.DataFrame(rows, columns=["metric", "how it was computed", "cells"])
+
+
 def shapes_table(run: RunMetrics) -> pd.DataFrame:
     """Shapes-verifier accuracy per category (columns) per cell (rows); empty if not measured."""
     long = run.long[run.long["metric"].str.startswith(SHAPES_PREFIX)]

@@ -160,3 +160,17 @@ def test_report_from_a_real_human_eval_study(tmp_path, capsys):
     assert (accuracy.accuracy == 1.0).all() and not accuracy.excluded.any()
     agreement = pd.read_csv(out / "tables" / "agreement.csv")  # items rated by several raters are units
     assert (agreement.units_with_2plus_ratings > 0).all() and agreement.alpha_nominal.notna().all()
+
+
+def test_html_metric_table_shows_how_once_per_metric(tmp_path):
+    from reports.runs import split_how
+
+    table = headline_table(read_run_metrics(write_run(tmp_path / "run")))
+    values, methods = split_how(table)
+    assert not any(c.endswith(" how") for c in values.columns) and len(values) == len(table)
+    clip = methods[methods.metric == "clip_score"]
+    assert len(clip) == 1 and clip.iloc[0]["cells"] == "all"
+    assert clip.iloc[0]["how it was computed"].startswith("unavailable: CLIP score needs weights")
+    # every (metric, how) pair of the full table is still there
+    for col in [c for c in table.columns if c.endswith(" how")]:
+        assert set(table[col]) == set(methods[methods.metric == col[:-4]]["how it was computed"])

@@ -14,9 +14,12 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
-def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+def check_choice(kind: str, value, allowed):
+    """The project's one check for a name chosen from a fixed set: returns value, or raises a
+    ValueError naming the allowed values (used by configs, the shapes world and the reports)."""
     if value not in allowed:
-        raise ValueError(f"{name}={value!r} is not allowed; choose one of {', '.join(allowed)}")
+        raise ValueError(f"unknown {kind} {value!r}; choose from {', '.join(map(str, allowed))}")
+    return value
 
 
 def from_dict(cls: type[T], data: dict[str, Any]) -> T:
@@ -92,8 +95,8 @@ class DiffusionConfig:
     logsnr_max: float = 20.0
 
     def __post_init__(self) -> None:
-        _check_choice("schedule", self.schedule, SCHEDULES)
-        _check_choice("prediction", self.prediction, PREDICTIONS)
+        check_choice("schedule", self.schedule, SCHEDULES)
+        check_choice("prediction", self.prediction, PREDICTIONS)
 
 
 @dataclass(frozen=True)
@@ -132,7 +135,7 @@ class TextEncoderConfig:
     max_length: int = 32  # paper: 128 tokens for T5-XXL; our captions are short
 
     def __post_init__(self) -> None:
-        _check_choice("text_encoder.kind", self.kind, ("minilm", "t5"))
+        check_choice("text_encoder.kind", self.kind, ("minilm", "t5"))
         if self.kind == "t5" and not self.path:
             raise ValueError("text_encoder.kind='t5' needs path=<local Hugging Face T5 directory>")
 

@@ -33,6 +33,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import ndtri, stdtrit  # normal and Student t quantiles (scipy.stats is slow to import)
 
+from imagen.config import check_choice
+
 METHODS = ("crossed", "pigeonhole", "wilson")
 DEFAULT_METHOD = "crossed"
 # 2000 resamples: Monte Carlo error of a bootstrap variance is ~sqrt(2/B) = 3 %, i.e. ~1.5 % on
@@ -42,9 +44,7 @@ PIGEONHOLE_BLOCK = 64  # resamples per block in the pigeonhole method: bounds me
 
 
 def check_method(method: str) -> str:
-    if method not in METHODS:
-        raise ValueError(f"unknown CI method {method!r}; choose from {', '.join(METHODS)}")
-    return method
+    return check_choice("CI method", method, METHODS)
 
 
 @dataclass(frozen=True)

@@ -70,11 +70,6 @@ def parse_option_groups(classes: tuple[type, ...], options: Mapping[str, Any] | 
     return tuple(c(**{k: v for k, v in options.items() if k in n}) for c, n in zip(classes, names))
 
 
-def check_choice(name: str, value: Any, allowed: tuple) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name}={value!r} is not allowed; choose one of {', '.join(map(str, allowed))}")
-
-
 def check_image(image: np.ndarray, where: str) -> None:
     if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3):
         got = f"{getattr(image, 'dtype', type(image).__name__)} {getattr(image, 'shape', '')}"

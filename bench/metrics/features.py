@@ -21,7 +21,7 @@ import torchmetrics
 
 from imagen.checkpoint import sha256_file
 
-from .base import check_choice
+from imagen.config import check_choice
 from .preprocess import RESIZE_MODES, resize_batch
 
 INCEPTION_SIZE = 299

@@ -15,23 +15,25 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
+from imagen.config import check_choice
+
 RESIZE_MODES = ("pil_bicubic", "torch_bilinear")
 
 
 def resize_batch(images: list[np.ndarray], size: int, mode: str) -> torch.Tensor:
     """list of (H, W, 3) uint8 -> (B, 3, size, size) float32 in [0, 255] (not yet normalised)."""
+    check_choice("resize", mode, RESIZE_MODES)
     if mode == "pil_bicubic":
         arrs = [im if im.shape[:2] == (size, size) else np.asarray(Image.fromarray(im).resize((size, size), Image.BICUBIC)) for im in images]
         return torch.from_numpy(np.stack(arrs)).permute(0, 3, 1, 2).float()
-    if mode == "torch_bilinear":
-        out = []
-        for im in images:  # images may differ in size, so resize one at a time
-            x = torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1)[None].float()  # (1, 3, H, W)
-            if x.shape[-2:] != (size, size):
-                x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=False)
-            out.append(x)
-        return torch.cat(out)
-    raise ValueError(f"resize={mode!r} is not allowed; choose one of {', '.join(RESIZE_MODES)}")
+    # "torch_bilinear"
+    out = []
+    for im in images:  # images may differ in size, so resize one at a time
+        x = torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1)[None].float()  # (1, 3, H, W)
+        if x.shape[-2:] != (size, size):
+            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=False)
+        out.append(x)
+    return torch.cat(out)
 
 
 def load_rgb(path: Path) -> tuple[np.ndarray, str | None]:

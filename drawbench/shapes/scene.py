@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 
+from imagen.config import check_choice as check_name  # re-exported: the shapes modules import it from here
+
 SHAPES = ("circle", "square", "triangle")
 # Hues far apart (closest pair orange/yellow is 83 apart in RGB) so the verifier separates them after
 # blur + noise; saturated enough that an edge blended with any background is far from every colour.
@@ -38,12 +40,6 @@ HELD_OUT: frozenset[tuple[str, str]] = frozenset({("red", "triangle"), ("green",
 # 64x64, so blurred edges of neighbouring objects never touch.
 GAP = 0.06
 EDGE = 0.03
-
-
-def check_name(kind: str, value: str, allowed) -> str:
-    if value not in allowed:
-        raise ValueError(f"unknown {kind} {value!r}; choose from {', '.join(allowed)}")
-    return value
 
 
 @dataclass(frozen=True)

@@ -40,13 +40,13 @@ def fit_bradley_terry(wins: np.ndarray) -> np.ndarray:
 
 def _check_connected(models: list[str], wins: np.ndarray) -> None:
     games = (wins + wins.T) > 0
-    seen, todo = {0}, [0]
-    while todo:
-        m = todo.pop()
+    seen, pending = {0}, [0]
+    while pending:
+        m = pending.pop()
         for k in np.flatnonzero(games[m]):
             if k not in seen:
                 seen.add(int(k))
-                todo.append(int(k))
+                pending.append(int(k))
     if len(seen) < len(models):
         apart = sorted(models[i] for i in set(range(len(models))) - seen)
         raise ValueError(f"models {apart} were never compared (directly or through others) with {models[0]}; cannot rank")

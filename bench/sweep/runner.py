@@ -88,8 +88,8 @@ def run_sweep(spec_path: str | Path, out: str | Path, *, cache_dir: Path | None 
     done = store.records()
     world.barrier()  # every rank has read the same finished set before anyone appends
     mine = world.shard(units)
-    todo = [(c, reqs) for c, reqs in mine if any((c.cell_id, r.prompt_set, r.prompt_id, r.sample) not in done for r in reqs)]
-    generated = _generate(store, models, todo, done, progress and world.rank == 0, sum(len(r) for _, r in mine))
+    pending = [(c, reqs) for c, reqs in mine if any((c.cell_id, r.prompt_set, r.prompt_id, r.sample) not in done for r in reqs)]
+    generated = _generate(store, models, pending, done, progress and world.rank == 0, sum(len(r) for _, r in mine))
     world.barrier()
 
     manifest = None
@@ -110,12 +110,12 @@ def run_sweep(spec_path: str | Path, out: str | Path, *, cache_dir: Path | None 
     return SweepResult(store.root, len(work), generated, computed, time.perf_counter() - t0)
 
 
-def _generate(store: RunStore, models: dict, todo: list, done: dict, progress: bool, share: int) -> int:
+def _generate(store: RunStore, models: dict, pending: list, done: dict, progress: bool, share: int) -> int:
     """Generate each unit whole; record only its images that are not recorded yet."""
-    missing = sum(1 for c, reqs in todo for r in reqs if (c.cell_id, r.prompt_set, r.prompt_id, r.sample) not in done)
+    missing = sum(1 for c, reqs in pending for r in reqs if (c.cell_id, r.prompt_set, r.prompt_id, r.sample) not in done)
     bar = tqdm(total=share, initial=share - missing, desc="images", unit="img", disable=not progress, smoothing=0.1)
     n = 0
-    for cell, reqs in todo:
+    for cell, reqs in pending:
         for req, img in zip(reqs, models[cell.model].generate(cell.sampling, reqs)):
             if (cell.cell_id, req.prompt_set, req.prompt_id, req.sample) in done:
                 continue

@@ -57,7 +57,7 @@ def score(store: RunStore, manifest: pd.DataFrame, cells: list[str], metrics: tu
           build: Callable, cache_dir: Path | None, world: World, progress: bool = True) -> tuple[list[dict], list[dict], int]:
     """Returns (per-image rows, per-cell rows, number of (cell, metric) pairs computed rather than
     loaded from the cache) for all cells x metrics."""
-    todo = []  # (metric spec, cell, scoped rows, key) whose cache is missing or stale
+    pending = []  # (metric spec, cell, scoped rows, key) whose cache is missing or stale
     for m in metrics:
         for cell in cells:
             rows = scope(manifest, cell, m)
@@ -65,11 +65,11 @@ def score(store: RunStore, manifest: pd.DataFrame, cells: list[str], metrics: tu
                 continue
             key, f = cache_key(m, rows), store.metric_cache(cell, m.label)
             if not (f.is_file() and json.loads(f.read_text()).get("key") == key):
-                todo.append((m, cell, rows, key))
-    bar = tqdm(total=sum(-(-len(r) // world.size) for _, _, r, _ in todo), desc="scoring", unit="img",
-               disable=not progress or world.rank != 0 or not todo)
+                pending.append((m, cell, rows, key))
+    bar = tqdm(total=sum(-(-len(r) // world.size) for _, _, r, _ in pending), desc="scoring", unit="img",
+               disable=not progress or world.rank != 0 or not pending)
     built: dict[str, object] = {}
-    for m, cell, rows, key in todo:
+    for m, cell, rows, key in pending:
         if m.label not in built:  # built once per metric spec, only when something needs it
             built[m.label] = build(m.name, m.options, cache_dir=cache_dir)
         metric = built[m.label]
@@ -104,4 +104,4 @@ def score(store: RunStore, manifest: pd.DataFrame, cells: list[str], metrics: tu
             cell_rows += [{"cell_id": cell, "metric": r["metric"] if m.label == m.name else f"{m.label}/{r['metric']}",
                            "value": r["value"], "n": r["n"], "details": json.dumps(r["details"], sort_keys=True, default=str)}
                           for r in cached["results"]]
-    return image_rows, cell_rows, len(todo)
+    return image_rows, cell_rows, len(pending)

@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip install -c constraints.txt
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast system-deps clean
+.PHONY: install demo test test-fast system-deps clean perf-env perf
 
 $(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -32,5 +32,25 @@ test: $(STAMP) system-deps
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow and not browser"
 
+# Separate benchmark environment for `imagen-bench perf`: the peers (diffusers, lucidrains'
+# imagen-pytorch) run there, so their pins never touch the project's venv. imagen-pytorch goes in
+# with --no-deps: its install_requires pulls torchvision (a CUDA build on PyPI that cannot import on
+# the CPU torch), accelerate, datasets, ...; bench/perf/peers/requirements.txt lists what its Unet needs.
+PERF_VENV ?= .perf-venv
+PERF_PIP := $(PERF_VENV)/bin/pip install -c constraints.txt
+PERF_STAMP := $(PERF_VENV)/.installed
+
+$(PERF_STAMP): constraints.txt bench/perf/peers/requirements.txt
+	python3 -m venv $(PERF_VENV)
+	$(PERF_PIP) torch==2.13.0
+	$(PERF_PIP) -r bench/perf/peers/requirements.txt
+	$(PERF_PIP) --no-deps imagen-pytorch==2.1.0
+	touch $(PERF_STAMP)
+
+perf-env: $(PERF_STAMP)
+
+perf: $(STAMP) $(PERF_STAMP)
+	$(VENV)/bin/imagen-bench perf --out perf/
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) $(PERF_VENV) runs .pytest_cache

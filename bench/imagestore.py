@@ -24,6 +24,31 @@ class ImageRecord:
     seed: int | None = None
 
 
+def open_image(path: str | Path):
+    """The fully decoded PIL image at `path` (a context manager, like Image.open). Anything that is
+    not a whole, readable image of sane size - truncated or corrupt data, a non-image, an empty
+    file, a folder, a decompression-bomb header (> PIL's MAX_IMAGE_PIXELS) - is a ValueError naming
+    the file."""
+    import warnings
+
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(path)
+            try:
+                im.load()  # decode fully now so truncation is caught here, with the file name
+            except BaseException:
+                im.close()
+                raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ValueError(f"cannot read image {path}: too many pixels for an image to evaluate ({e})") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:  # UnidentifiedImageError is an OSError
+        raise ValueError(f"cannot read image {path}: {e or type(e).__name__}") from None
+    return im
+
+
 def read_run(run_dir: str | Path, cell_id: str | None = None) -> list[ImageRecord]:
     """Records from RUN/manifest.parquet (optionally one cell); paths resolved against RUN."""
     run = Path(run_dir)
@@ -62,7 +87,8 @@ def read_folder(folder: str | Path, prompts: pd.DataFrame, model: str | None = N
         records.append(ImageRecord(model=model or folder.name, prompt_set=prompt_set, prompt_id=pid, category=category,
                                    prompt=prompt, sample=int(m.group(2) or 0), path=f.resolve()))
     if unknown:
-        raise ValueError(f"{folder}: {len(unknown)} images match no prompt id (e.g. {unknown[0]}); name them <prompt id>.<ext>")
+        raise ValueError(f"{folder}: {len(unknown)} images match no prompt id of {prompts.attrs.get('source', 'the prompt set')} "
+                         f"(e.g. {unknown[0]}); name them <prompt id>.<ext>")
     if not records:
         raise ValueError(f"{folder} holds no images ({', '.join(IMAGE_SUFFIXES)}) named by prompt id")
     return records

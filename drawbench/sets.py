@@ -55,7 +55,9 @@ def load_prompt_set(name: str, options: Mapping[str, Any] | None = None) -> pd.D
     if unknown:
         raise ValueError(f"prompt set {name!r}: unknown options {unknown}; allowed: {', '.join(prompt_set_options(name))}")
     df = fn(**options)
+    attrs = dict(df.attrs)
     df = pd.DataFrame({"id": df["id"].astype(str), "category": df["category"].astype(str), "prompt": df["prompt"].astype(str)})
+    df.attrs.update(attrs)
     if df["id"].duplicated().any():
         raise ValueError(f"prompt set {name!r} has duplicate ids, e.g. {df['id'][df['id'].duplicated()].iloc[0]!r}")
     return df.reset_index(drop=True)

@@ -115,11 +115,14 @@ class Store:
                     raise ValueError(f"cannot open the PostgreSQL ratings database: {e} "
                                      "(give the password with PGPASSWORD or ~/.pgpass)") from e
             else:
-                conn = sqlite3.connect(self.url, timeout=30.0, isolation_level=None, check_same_thread=False)
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA busy_timeout=30000")
-                conn.execute("PRAGMA synchronous=NORMAL")
-                conn.execute("PRAGMA foreign_keys=ON")
+                try:
+                    conn = sqlite3.connect(self.url, timeout=30.0, isolation_level=None, check_same_thread=False)
+                    conn.execute("PRAGMA journal_mode=WAL")
+                    conn.execute("PRAGMA busy_timeout=30000")
+                    conn.execute("PRAGMA synchronous=NORMAL")
+                    conn.execute("PRAGMA foreign_keys=ON")
+                except sqlite3.DatabaseError as e:
+                    raise ValueError(f"cannot open the ratings database {self.url}: {e} (restore it from a backup)") from None
             self._local.conn = conn
         return conn
 
@@ -128,8 +131,14 @@ class Store:
 
     def _query(self, sql: str, params: tuple = ()) -> list[tuple]:
         cur = self._conn().cursor()
-        cur.execute(self._sql(sql), params)
-        return list(cur.fetchall())
+        try:
+            cur.execute(self._sql(sql), params)
+            return list(cur.fetchall())
+        except sqlite3.DatabaseError as e:
+            if isinstance(e, sqlite3.OperationalError) and "locked" in str(e):
+                raise
+            raise ValueError(f"the ratings database {self.url} is damaged or not a ratings database: {e} "
+                             "(restore it from a backup)") from None
 
     @contextmanager
     def _tx(self) -> Iterator:

@@ -15,6 +15,7 @@ import os
 import re
 import secrets
 import shutil
+import sqlite3
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,6 +31,7 @@ from .tokens import new_token
 STUDY_FORMAT = "imagen-bench-study/1"
 DEFAULT_DB = "ratings.sqlite"
 _IMAGE_ID = re.compile(r"[0-9a-f]{32}")
+RATINGS_TABLES = ("studies", "raters", "tasks", "answers")
 _IMAGE_FILE = re.compile(r"[0-9a-f]{32}\.(?:png|jpe?g|webp)")
 
 
@@ -116,21 +118,50 @@ def load_study(study_dir: str | Path) -> Study:
     threshold = meta["settings"].get("control_threshold") if isinstance(meta["settings"], dict) else None
     if not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
         raise ValueError(f"{path}: settings.control_threshold must be a number in [0, 1], got {threshold!r}")
+    if not is_postgres_url(db):
+        check_sqlite(root / db)
     return Study(root=root.resolve(), name=str(meta["name"]), protocol=meta["protocol"],
                  db_url=db if is_postgres_url(db) else str(root.resolve() / db),
                  control_threshold=float(threshold), images={k: v["file"] for k, v in images.items()})
 
 
+def check_sqlite(path: Path) -> None:
+    """A study's SQLite ratings file must exist and hold the ratings tables; checked read-only
+    before anything opens it for writing (SQLite would turn an empty file into a database)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"the ratings database {path} is missing (study.json names it); restore it from a backup")
+    try:
+        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as e:
+        raise ValueError(f"{path} is not a readable ratings database ({e}); restore it from a backup") from None
+    missing = sorted(set(RATINGS_TABLES) - tables)
+    if missing:
+        raise ValueError(f"{path} is not a ratings database: tables {missing} are missing; restore it from a backup")
+
+
 def read_secrets(study_dir: str | Path) -> dict:
+    """secrets.json: {"admin": token, "raters": {rater: token}}; anything else names the file."""
     path = Path(study_dir) / "secrets.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: invite links cannot be shown (tokens are stored only hashed in the database)")
-    return json.loads(path.read_text())
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not valid JSON ({e}); invite links cannot be shown") from None
+    if not (isinstance(data, dict) and isinstance(data.get("admin"), str) and isinstance(data.get("raters"), dict)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in data["raters"].items())):
+        raise ValueError(f"{path} must hold {{\"admin\": TOKEN, \"raters\": {{RATER: TOKEN}}}}; invite links cannot be shown")
+    return data
 
 
 def create_study(out: str | Path, s: StudySettings) -> Study:
     """Build the study directory. Refuses an existing non-empty `out`; builds in a temporary
     sibling and renames it into place, so a failure leaves nothing half-made."""
+    from bench.imagestore import open_image
     from imagen import __version__
     from imagen.checkpoint import sha256_file, write_json_atomic
 
@@ -157,6 +188,8 @@ def create_study(out: str | Path, s: StudySettings) -> Study:
 
         def image_id(path: Path, degraded: bool, model: str) -> str:
             if (path, degraded) not in copies:
+                with open_image(path):  # a corrupt / truncated / non-image file is refused here, naming it
+                    pass
                 iid = secrets.token_hex(16)
                 dst = tmp / "images" / f"{iid}{path.suffix.lower()}"
                 degrade(path, dst, seed=s.plan.seed + len(copies), settings=s.degrade) if degraded else shutil.copyfile(path, dst)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -25,6 +26,9 @@ from .unet import EfficientUNet
 
 STAGE_FORMAT = "imagen-bench-stage/1"
 CASCADE_FORMAT = "imagen-bench-cascade/1"
+
+
+_STAGE_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 
 class CheckpointError(ValueError):
@@ -75,14 +79,29 @@ def save_stage(directory: Path, stage: StageConfig, text_encoder: TextEncoderCon
     write_json_atomic(directory / "config.json", meta)
 
 
+def read_weights(path: Path) -> dict:
+    """A safetensors file's tensors; a damaged file is a CheckpointError naming it."""
+    try:
+        return load_file(str(path))
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own SafetensorError (not an OSError)
+        raise CheckpointError(f"{path} is not a readable safetensors file ({e})") from None
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path} is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} must hold a JSON object, got {type(data).__name__}")
+    return data
+
+
 def read_stage_meta(directory: Path) -> dict:
     path = Path(directory) / "config.json"
     if not path.is_file():
         raise CheckpointError(f"{directory} is not a stage checkpoint: config.json is missing")
-    try:
-        meta = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{path} is not valid JSON: {e}") from None
+    meta = _read_json(path)
     if meta.get("format") != STAGE_FORMAT:
         raise CheckpointError(f"{path}: format {meta.get('format')!r}, expected {STAGE_FORMAT!r}")
     return meta
@@ -105,16 +124,23 @@ def load_stage(directory: Path, expect: StageConfig | None = None) -> tuple[Stag
         raise CheckpointError(f"{directory}/config.json has an invalid config: {e}") from None
     if expect is not None:
         check_matches(meta, expect, te, directory)
-    unet = EfficientUNet(stage.unet)
+    try:
+        unet = EfficientUNet(stage.unet)
+    except Exception as e:  # noqa: BLE001 - values of the wrong type / range in config.json
+        raise CheckpointError(f"{directory}/config.json has an invalid U-Net config ({type(e).__name__}: {e})") from None
     weights = directory / "model.safetensors"
     if not weights.is_file():
         raise CheckpointError(f"{directory}: model.safetensors is missing")
-    state = load_file(str(weights))
+    state = read_weights(weights)
     own = unet.state_dict()
     problems = [f"missing {k}" for k in own if k not in state] + [f"unexpected {k}" for k in state if k not in own]
     problems += [f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}" for k, v in state.items() if k in own and v.shape != own[k].shape]
     if problems:
         raise CheckpointError(f"{weights} does not fit the U-Net in config.json: " + "; ".join(problems[:5]) + (" ..." if len(problems) > 5 else ""))
+    recorded = meta.get("weights_sha256")
+    if recorded is not None and sha256_file(weights) != recorded:
+        raise CheckpointError(f"{weights} does not match the weights_sha256 recorded in config.json: "
+                              "the file was changed or damaged after it was saved")
     unet.load_state_dict(state)
     return stage, te, unet.eval().requires_grad_(False), meta
 
@@ -136,10 +162,15 @@ def load_cascade_checkpoint(directory: Path, num_stages: int | None = None):
     """Returns (CascadeConfig, [U-Net per stage], [stage meta]). A lone stage directory is a 1-stage cascade."""
     directory = Path(directory)
     if (directory / "cascade.json").is_file():
-        index = json.loads((directory / "cascade.json").read_text())
+        index = _read_json(directory / "cascade.json")
         if index.get("format") != CASCADE_FORMAT:
             raise CheckpointError(f"{directory}/cascade.json: format {index.get('format')!r}, expected {CASCADE_FORMAT!r}")
-        names = index["stages"][:num_stages] if num_stages else index["stages"]
+        stages = index.get("stages")
+        if not (isinstance(stages, list) and stages and all(isinstance(n, str) and _STAGE_NAME.fullmatch(n) for n in stages)
+                and len(set(stages)) == len(stages)):
+            raise CheckpointError(f"{directory}/cascade.json: 'stages' must list the stage folder names in cascade order "
+                                  f"(distinct names of letters, digits, _ and -), got {stages!r}")
+        names = stages[:num_stages] if num_stages else stages
         dirs = [directory / n for n in names]
     elif (directory / "config.json").is_file():
         dirs = [directory]

@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
-from PIL import Image
 
+from bench.trials.study_sources import synthetic_sources  # noqa: F401  (shared with the trials)
 from human_eval.plan import PlanSettings
 from human_eval.study import StudySettings, create_study
 
@@ -31,23 +29,6 @@ def sbs_study(out: Path, prompts: str = "drawbench:Colors", raters: int = 2, bat
     return create_study(out, StudySettings(
         protocol="drawbench_sbs", a=f"folder:{a}", b=f"folder:{b}", prompts=prompts,
         plan=PlanSettings(raters=raters, batch_size=batch_size, control_share=control_share, seed=seed)))
-
-
-def synthetic_sources(root: Path, n: int = 6) -> tuple[Path, Path, Path]:
-    """A captions CSV and two folders of small distinct images named by caption id."""
-    root.mkdir(parents=True, exist_ok=True)
-    captions = root / "captions.csv"
-    pd.DataFrame({"id": range(1, n + 1), "category": ["coco"] * n,
-                  "prompt": [f"a photo of object number {i}" for i in range(1, n + 1)]}).to_csv(captions, index=False)
-    rng = np.random.default_rng(0)
-    folders = []
-    for name in ("model-x", "reference"):
-        d = root / name
-        d.mkdir()
-        for i in range(1, n + 1):
-            Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(d / f"{i}.png")
-        folders.append(d)
-    return captions, folders[0], folders[1]
 
 
 def coco_study(root: Path, protocol: str, raters: int = 1, batch_size: int = 4, control_share: float = 0.25):

@@ -3,61 +3,11 @@
 metric (mean brightness per image, synced across ranks) so runner tests need no metric weights."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 
 from bench.metrics.base import KeyedStates, MetricResult, SumCount
-
-
-def make_tiny_checkpoint(directory: Path) -> Path:
-    from imagen.checkpoint import save_cascade_index, save_stage
-    from imagen.presets import tiny
-    from imagen.unet import EfficientUNet
-
-    cfg = tiny()
-    for i, stage in enumerate(cfg.stages):
-        unet = EfficientUNet(stage.unet)
-        g = torch.Generator().manual_seed(i)
-        with torch.no_grad():  # zero-initialised output layers would give constant images
-            for p in unet.parameters():
-                p.add_(torch.randn(p.shape, generator=g) * 0.05)
-        save_stage(directory / stage.name, stage, cfg.text_encoder, unet.state_dict(), {"step": 0})
-    save_cascade_index(directory, cfg)
-    return directory
-
-
-def tiny_spec(checkpoint: Path, guidance=(1.0, 3.0), thresholding=("static", "dynamic"), samples: int = 2,
-              metrics: bool = True, extra: str = "") -> str:
-    g = ", ".join(f"{x:g}" for x in guidance)
-    t = ", ".join(f'"{x}"' for x in thresholding)
-    return f'''
-[sweep]
-name = "tiny"
-samples_per_prompt = {samples}
-
-[[models]]
-name = "tiny"
-kind = "imagen"
-checkpoint = "{checkpoint}"
-batch_size = 3
-bf16 = false
-[models.stages.sr32]
-steps = 2
-
-[[prompt_sets]]
-name = "drawbench"
-categories = ["Rare Words"]
-
-[grid]
-steps = [3]
-guidance = [{g}]
-thresholding = [{t}]
-''' + ('''
-[[metrics]]
-name = "brightness"
-''' if metrics else "") + extra
+from bench.trials.tiny_cascade import make_tiny_checkpoint, tiny_spec  # noqa: F401  (shared with the trials)
 
 
 class Brightness:

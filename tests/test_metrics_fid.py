@@ -159,6 +159,19 @@ def test_frechet_pure_function_on_known_gaussians():
     assert np.allclose(sigma, np.cov(f, rowvar=False)) and sigma.dtype == np.float64
 
 
+@pytest.mark.parametrize("n", [40, 400])  # N < D: singular covariances (small-sample FID); N > D: full rank
+def test_frechet_equals_scipy_sqrtm_form(n):
+    """The eigh-based trace term == pytorch-fid's scipy.linalg.sqrtm(S1 S2) form."""
+    import scipy.linalg
+
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(n, 64)), rng.normal(size=(n, 64)) @ rng.normal(size=(64, 64)) * 0.3 + 0.2
+    (m1, s1), (m2, s2) = feature_stats(a), feature_stats(b)
+    covmean = scipy.linalg.sqrtm(s1 @ s2).real
+    ref = (m1 - m2) @ (m1 - m2) + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean)
+    assert frechet_distance(m1, s1, m2, s2) == pytest.approx(ref, rel=1e-6)
+
+
 def test_reference_cache_and_stats_file(data, tmp_path):
     ref, gen, folder = data
     opts = {"reference": f"folder:{folder}", "batch_size": 8}

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from imagen.config import check_choice
 
@@ -39,12 +39,13 @@ def resize_batch(images: list[np.ndarray], size: int, mode: str) -> torch.Tensor
 def load_rgb(path: Path) -> tuple[np.ndarray, str | None]:
     """(H, W, 3) uint8 from an image file and the converted-from mode (None if it was RGB).
     Unreadable / truncated files raise ValueError naming the file."""
-    try:
-        with Image.open(path) as im:
-            im.load()  # decode fully now so truncation is caught here, with the file name
-            mode = im.mode
+    from bench.imagestore import open_image
+
+    with open_image(path) as im:
+        mode = im.mode
+        try:
             rgb = im.convert("RGB") if mode != "RGB" else im
-            arr = np.asarray(rgb, dtype=np.uint8).copy()
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
-        raise ValueError(f"cannot read image {path}: {e}") from None
+        except (OSError, ValueError) as e:
+            raise ValueError(f"cannot convert image {path} from mode {mode} to RGB: {e}") from None
+        arr = np.asarray(rgb, dtype=np.uint8).copy()
     return arr, (None if mode == "RGB" else mode)

@@ -28,12 +28,13 @@ class FolderModel:
         if not self.path.is_dir():
             raise FileNotFoundError(f"model {name!r}: image folder {self.path} does not exist")
         self._files: dict[str, dict[tuple[str, int], Path]] = {}  # prompt set -> (id, sample) -> file
+        self._sizes: dict[Path, tuple[int, int]] = {}  # checked in check(): file -> (width, height)
 
     def describe(self) -> dict:
         return {"kind": self.kind, "path": str(self.path.resolve()), "seed": self.config.seed}
 
     def check(self, prompt_set: str, prompts: pd.DataFrame, samples: int, source: str) -> None:
-        from bench.imagestore import read_folder
+        from bench.imagestore import open_image, read_folder
         from drawbench.sets import load_prompt_set
 
         # read_folder rejects files matching no prompt id, so map against the set's full frame
@@ -47,12 +48,18 @@ class FolderModel:
                 f"{self.path} (prompt set {prompt_set!r}): {', '.join(missing[:20])}{' ...' if len(missing) > 20 else ''}; "
                 "sample k > 0 of prompt ID is read from ID_k.<ext>"
             )
+        for pid in prompts["id"]:  # every image the sweep will copy must decode: refuse now, before the run starts
+            for s in range(samples):
+                with open_image(files[(str(pid), s)]) as im:
+                    self._sizes[files[(str(pid), s)]] = im.size
 
     def generate(self, sampling: Sampling, requests: Sequence[ImageRequest]) -> Iterator[GeneratedImage]:
-        from PIL import Image
-
         for r in requests:
             path = self._files[r.prompt_set][(r.prompt_id, r.sample)]  # check() ran at cell expansion
-            with Image.open(path) as im:
-                w, h = im.size
+            if path not in self._sizes:
+                from bench.imagestore import open_image
+
+                with open_image(path) as im:
+                    self._sizes[path] = im.size
+            w, h = self._sizes[path]
             yield GeneratedImage(path.read_bytes(), path.suffix.lower(), w, h)

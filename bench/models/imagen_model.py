@@ -29,6 +29,12 @@ class ImagenModelConfig:
     stages: dict = field(default_factory=dict)
 
 
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 class ImagenModel:
     kind = "imagen"
     axes = (*SAMPLING_AXES, "seed")
@@ -44,6 +50,13 @@ class ImagenModel:
                 + ("" if config.checkpoint else " (the default shapes cascade is not installed; train one with "
                    "`imagen-bench train --out DIR` and set checkpoint = \"DIR\")")
             )
+        for stage, keys in config.stages.items():
+            if not isinstance(keys, dict):
+                raise ValueError(f"model {name!r}: stages.{stage} must be a table of sampling overrides "
+                                 f"(keys {', '.join(STAGE_KEYS)}), got {keys!r}")
+        if not config.device.startswith("cpu") and not (config.device.startswith("cuda") and _cuda()):
+            raise ValueError(f"model {name!r}: device {config.device!r} is not available here; use \"cpu\""
+                             + (" or \"cuda\"" if _cuda() else ""))
         cfg, unets, self.metas = load_cascade_checkpoint(self.checkpoint, config.num_stages)
         self.stage_names = [s.name for s in cfg.stages]
         unknown = sorted(set(config.stages) - set(self.stage_names))

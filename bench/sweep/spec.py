@@ -116,6 +116,17 @@ def _unique(where: str, names: list[str]) -> None:
 
 
 def parse_spec(text: bytes, source: str = "spec") -> SweepSpec:
+    """The spec in `text`; every problem is a ValueError starting with `source` (the file's path)."""
+    try:
+        return _parse_spec(text, source)
+    except ValueError as e:
+        if source == "spec":
+            raise
+        msg = str(e).removeprefix("spec: ")
+        raise ValueError(msg if msg.startswith(source) else f"{source}: {msg}") from None
+
+
+def _parse_spec(text: bytes, source: str) -> SweepSpec:
     from bench.models import model_config
     from drawbench.sets import prompt_set_options
 

@@ -4,7 +4,9 @@ records, resume checks.
 Each rank appends one JSON line per finished image to shards/images-rank<R>.jsonl *after* the
 image file is in place (temp + rename), so an image counts as done only when its file exists and
 its record (with sha256) does; a kill between the two redoes that one image, a torn last line is
-ignored. Rank 0 merges all shard records into manifest.parquet.
+ignored. Rank 0 merges all shard records into manifest.parquet. A resumed run first removes the
+temp files of writes a kill interrupted; a folder whose initialisation a kill interrupted (run.json
+but no spec.toml yet) is initialised again.
 """
 from __future__ import annotations
 
@@ -55,10 +57,12 @@ class RunStore:
                 raise ValueError(f"{self.root} was made with other model weights/settings; refusing to mix them:\n  "
                                  + "\n  ".join(d.replace("checkpoint has", "run has").replace("asked for", "now") for d in diff)
                                  + "\nUse a new --out.")
+            self.remove_temp_files()
             return True
-        if self.root.exists() and any(self.root.iterdir()):
+        if self.root.exists() and not _interrupted_init(self.root) and any(self.root.iterdir()):
             raise ValueError(f"{self.root} exists and is not a run folder (no spec.toml); choose another --out, nothing was overwritten")
         self.root.mkdir(parents=True, exist_ok=True)
+        self.remove_temp_files()  # of an initialisation a kill interrupted
         import torch
 
         from imagen import __version__
@@ -71,6 +75,14 @@ class RunStore:
         })
         write_bytes_atomic(spec_file, spec_bytes)  # last: its presence marks a complete initialisation
         return False
+
+    def remove_temp_files(self) -> list[Path]:
+        """Remove the temp files of writes a kill interrupted (the atomic writes leave `.NAME.PID.tmp`
+        or `NAME.tmp` behind; nothing reads them). Rank 0 on resume, before any rank writes."""
+        stale = sorted(p for p in self.root.rglob("*.tmp") if p.is_file())
+        for p in stale:
+            p.unlink(missing_ok=True)
+        return stale
 
     # -- image records ------------------------------------------------------------------------
     def shard_file(self) -> Path:
@@ -115,6 +127,13 @@ class RunStore:
 
     def metric_cache(self, cell_id: str, label: str) -> Path:
         return self.root / "metric_cache" / cell_id / f"{label}.json"
+
+
+def _interrupted_init(root: Path) -> bool:
+    """A folder that `init` began but a kill stopped before spec.toml (written last) was in place:
+    only run.json and/or temp files. Initialising it again is safe: it holds no results."""
+    names = [p.name for p in root.iterdir()]
+    return bool(names) and all(n == "run.json" or n.endswith(".tmp") for n in names)
 
 
 def record_key(rec: dict) -> tuple:

@@ -1,0 +1,152 @@
+"""`imagen-bench perf [--only SECTIONS] [--quick] [--out DIR] [sizes...]`: measure every section
+side by side on this machine, print the table of ratios and write DIR/perf.json + DIR/perf.md
+(a new timestamped pair when those exist: results are never overwritten)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+SECTIONS = ("peak", "sampling", "scoring", "sweeps", "app")
+FORMAT = "imagen-bench-perf/1"
+
+
+def add_parser(sub, name: str, help_text: str) -> None:
+    p = sub.add_parser(name, help=help_text, description=help_text + ". Sections: peak (matmul FLOP/s), sampling "
+                       "(our base stage vs diffusers / imagen-pytorch from the benchmark venv: `make perf-env`), scoring (FID "
+                       "features vs torchmetrics), sweeps (guidance sweep cost, rerun, caching), app (report, submit latency).")
+    p.add_argument("--out", type=Path, default=Path("perf"), help="folder for perf.json and perf.md (default: perf/)")
+    p.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections (default: all): {','.join(SECTIONS)}")
+    p.add_argument("--quick", action="store_true", help="tiny sizes (a smoke run of every section in a few minutes)")
+    p.add_argument("--check", action="store_true", help="exit 1 when a target is not met")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: $IMAGEN_BENCH_THREADS, else torch's default)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (every section runs there)")
+    g = p.add_argument_group("sampling")
+    g.add_argument("--peer-python", default="", help="python of the benchmark venv (default: $IMAGEN_BENCH_PERF_PYTHON or .perf-venv/bin/python)")
+    g.add_argument("--no-peers", action="store_true", help="time only our stage (no benchmark venv needed)")
+    g.add_argument("--batch", type=int, help="images per sampling loop (default 8)")
+    g.add_argument("--steps", type=int, help="sampling steps (default 32)")
+    g.add_argument("--guidance", type=float, help="guidance weight (default 3)")
+    g.add_argument("--rounds", type=int, help="alternating rounds of all implementations (default 2)")
+    g.add_argument("--repeats", type=int, help="timed repeats per measurement, every section (defaults per section)")
+    g.add_argument("--checkpoint", default="", help="cascade whose base stage is timed (default: the shipped one)")
+    g = p.add_argument_group("other sizes")
+    g.add_argument("--matmul-n", type=int, help="peak: square matmul size (default 2048)")
+    g.add_argument("--fid-images", type=int, help="scoring: images (default 64)")
+    g.add_argument("--sweep-prompts", type=int, help="sweeps: shapes prompts per category, x4 categories (default 4)")
+    g.add_argument("--answers", type=int, help="app: simulated report answers (default 100000)")
+    g.add_argument("--raters", type=int, help="app: concurrent raters (default 50)")
+    p.set_defaults(func=run)
+
+
+def settings_from_args(args: argparse.Namespace, threads: int) -> dict:
+    """Each section's frozen settings: defaults (or --quick's small sizes), then the explicit sizes."""
+    from .app import AppSettings
+    from .peak import PeakSettings
+    from .sampling import SamplingSettings
+    from .scoring import ScoringSettings
+    from .sweeps import SweepSettings
+
+    dev = args.device
+    s = {"peak": PeakSettings(device=dev), "sampling": SamplingSettings(device=dev, threads=threads),
+         "scoring": ScoringSettings(device=dev), "sweeps": SweepSettings(device=dev), "app": AppSettings()}
+    if args.quick:  # every code path, minutes not tens of minutes; numbers are a smoke check only
+        s["peak"] = replace(s["peak"], n=1024, repeats=3)
+        s["sampling"] = replace(s["sampling"], batch=2, steps=4, repeats=1, rounds=1, peer_variants=((True, True), (False, False)))
+        s["scoring"] = replace(s["scoring"], images=8, batch=4, repeats=1)
+        s["sweeps"] = replace(s["sweeps"], per_category=1, steps=4, batch=4, reference_n=8, repeats=1, cli_rerun=False)
+        s["app"] = replace(s["app"], answers=10_000, resamples=1_000, answers_per_rater=20)
+    opt = lambda **kw: {k: v for k, v in kw.items() if v is not None}  # noqa: E731  (only what was given)
+    s["peak"] = replace(s["peak"], **opt(n=args.matmul_n, repeats=args.repeats))
+    s["sampling"] = replace(s["sampling"], **opt(batch=args.batch, steps=args.steps, guidance=args.guidance, rounds=args.rounds,
+                                                 repeats=args.repeats), checkpoint=args.checkpoint, peer_python=args.peer_python,
+                            peers=() if args.no_peers else s["sampling"].peers)
+    s["scoring"] = replace(s["scoring"], **opt(images=args.fid_images, repeats=args.repeats))
+    s["sweeps"] = replace(s["sweeps"], **opt(per_category=args.sweep_prompts, steps=args.steps, repeats=args.repeats),
+                          checkpoint=args.checkpoint)
+    s["app"] = replace(s["app"], **opt(answers=args.answers, raters=args.raters))
+    return s
+
+
+def parse_only(text: str) -> list[str]:
+    chosen = [x.strip() for x in text.split(",") if x.strip()]
+    unknown = [x for x in chosen if x not in SECTIONS]
+    if unknown or not chosen:
+        raise ValueError(f"--only {text!r}: unknown sections {unknown}; choose from {','.join(SECTIONS)}")
+    if "sampling" in chosen and "peak" not in chosen:
+        chosen.insert(0, "peak")  # the FLOP/s fraction needs this machine's measured peak
+    return [x for x in SECTIONS if x in chosen]
+
+
+def output_paths(out: Path) -> tuple[Path, Path]:
+    """out/perf.{json,md}, or a timestamped pair when either exists (never overwrite a result)."""
+    out.mkdir(parents=True, exist_ok=True)
+    stem = "perf"
+    if (out / "perf.json").exists() or (out / "perf.md").exists():
+        stem = "perf-" + datetime.now().strftime("%Y%m%d-%H%M%S")
+        n = 1
+        while (out / f"{stem}.json").exists():
+            stem, n = f"perf-{datetime.now():%Y%m%d-%H%M%S}-{n}", n + 1
+    return out / f"{stem}.json", out / f"{stem}.md"
+
+
+def run(args: argparse.Namespace) -> int:
+    from .machine import configure_threads, machine_info
+    from .report import render_markdown, render_table
+
+    sections = parse_only(args.only)
+    threads = configure_threads(args.threads)
+    settings = settings_from_args(args, threads)
+    json_path, md_path = output_paths(args.out)
+    results = {}
+    t0 = time.perf_counter()
+    for name in sections:
+        print(f"perf: {name} ...", file=sys.stderr, flush=True)
+        t = time.perf_counter()
+        results[name] = _measure(name, settings[name], results)
+        results[name].measurements["section_seconds"] = time.perf_counter() - t
+    doc = {"format": FORMAT, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+           "command": command_line(args), "quick": args.quick, "machine": machine_info(),
+           "seconds": time.perf_counter() - t0, "sections": {k: v.as_dict() for k, v in results.items()}}
+    rows = [{"section": k, **r.as_dict()} for k, v in results.items() for r in v.rows]
+    doc["targets"] = [r for r in rows if r["met"] is not None]
+    doc["summary"] = {"met": sum(r["met"] for r in doc["targets"]), "not_met": sum(not r["met"] for r in doc["targets"])}
+    json_path.write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    md_path.write_text(render_markdown(doc))
+    print(render_table(doc))
+    print(f"\nwrote {json_path} and {md_path}")
+    return 1 if args.check and doc["summary"]["not_met"] else 0
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The options that were given (argparse keeps no argv when main() is called with a list)."""
+    parts = ["imagen-bench perf"]
+    for key, value in vars(args).items():
+        if key in ("func", "command", "out") or value in (None, False, "") or (key == "only" and value == ",".join(SECTIONS)) \
+                or (key == "device" and value == "cpu"):
+            continue
+        flag = "--" + key.replace("_", "-")
+        parts.append(flag if value is True else f"{flag} {value}")
+    return " ".join(parts + [f"--out {args.out}"])
+
+
+def _measure(name: str, s, done: dict):
+    if name == "peak":
+        from .peak import measure
+        return measure(s)
+    if name == "sampling":
+        from .peak import peak_flops
+        from .sampling import measure
+        return measure(s, {dt: peak_flops(done.get("peak"), dt) for dt in ("float32", "bfloat16")})
+    if name == "scoring":
+        from .scoring import measure
+        return measure(s)
+    if name == "sweeps":
+        from .sweeps import measure
+        return measure(s)
+    from .app import measure
+    return measure(s)

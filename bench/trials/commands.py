@@ -1,0 +1,22 @@
+"""`imagen-bench trials NAME`: one subcommand per reliability trial (modules imported lazily)."""
+from __future__ import annotations
+
+import importlib
+
+# trial name -> (module, one-line help)
+TRIALS: dict[str, tuple[str, str]] = {
+    "kill-sweep": ("bench.trials.kill_sweep", "SIGKILL a sweep at random moments; reruns must equal an uninterrupted run"),
+    "kill-server": ("bench.trials.kill_server", "SIGKILL the rating server mid-batch; restart; no answer lost or duplicated"),
+    "fuzz": ("bench.trials.fuzz", "malformed sweep TOML, prompt CSVs, study files, images, checkpoints: clear errors only"),
+    "security": ("bench.trials.security", "token entropy, constant-time compare, forged tokens, other raters' ids, path traversal"),
+}
+
+
+def add_parser(sub, name: str, help_text: str) -> None:
+    p = sub.add_parser(name, help=help_text, description=help_text)
+    trials = p.add_subparsers(dest="trial", metavar="TRIAL", required=True)
+    for trial, (module, trial_help) in TRIALS.items():
+        tp = trials.add_parser(trial, help=trial_help, description=trial_help)
+        mod = importlib.import_module(module)
+        mod.add_arguments(tp)
+        tp.set_defaults(func=mod.run)

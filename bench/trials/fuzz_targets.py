@@ -1,0 +1,136 @@
+"""What the fuzz trial mutates and which user-facing command reads it.
+
+Valid inputs are built once in WORK/pristine (a sweep spec for a tiny random cascade plus an image
+folder model, a captions CSV, two image folders, a rating study with answers, a finished run folder)
+and copied to WORK/live before every case, so every path in them stays the same.
+
+    DOMAINS   name -> (path inside live/, mutation table)
+    COMMANDS  name -> argv builder (live dir, fresh output dir, cache dir) for bench.cli.main
+    PLAN      (command, domain) pairs the cases cycle through (every pair reads that domain)
+"""
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .fuzz_mutations import BYTES, CSV, Mutation, structure
+
+SPEC = '''[sweep]
+name = "fuzz"
+samples_per_prompt = 1
+
+[[models]]
+name = "tiny"
+kind = "imagen"
+checkpoint = "{live}/ckpt"
+batch_size = 4
+bf16 = false
+[models.stages.sr16]
+steps = 1
+[models.stages.sr32]
+steps = 1
+
+[[models]]
+name = "pics"
+kind = "folder"
+path = "{live}/model-x"
+
+[[prompt_sets]]
+name = "drawbench"
+label = "mine"
+path = "{live}/captions.csv"
+
+[grid]
+sampler = ["ddim"]
+steps = [1]
+guidance = [1.0]
+thresholding = ["static"]
+seeds = [0]
+'''
+
+
+@dataclass(frozen=True)
+class Domain:
+    path: str  # file or folder inside live/
+    mutations: Callable[[], dict[str, Mutation]]
+
+
+def _domains() -> dict[str, Domain]:
+    from .fuzz_media import IMAGE, checkpoint_mutations
+
+    db_bytes = {k: BYTES[k] for k in ("empty", "garbage", "truncated", "flip_byte")}
+    return {
+        "spec": Domain("spec.toml", lambda: {**BYTES, **structure("toml")}),
+        "prompts": Domain("captions.csv", lambda: {**BYTES, **CSV}),
+        "images": Domain("model-x", lambda: IMAGE),
+        "checkpoint": Domain("ckpt", checkpoint_mutations),
+        "study_json": Domain("study/study.json", lambda: {**BYTES, **structure("json")}),
+        "secrets": Domain("study/secrets.json", lambda: {**BYTES, **structure("json")}),
+        "ratings_db": Domain("study/ratings.sqlite", lambda: db_bytes),
+    }
+
+
+DOMAINS = _domains()
+
+
+def _sweep(live: Path, out: Path, cache: Path, run: Path | None = None) -> list[str]:
+    return ["sweep", str(live / "spec.toml"), "--out", str(run or out / "run"), "--cache-dir", str(cache), "--no-progress"]
+
+
+COMMANDS: dict[str, Callable[[Path, Path, Path], list[str]]] = {
+    "sweep": _sweep,
+    "sweep-resume": lambda live, out, cache: _sweep(live, out, cache, run=live / "run-done"),  # a finished run as --out
+    "study-create": lambda live, out, cache: [
+        "study", "create", "--protocol", "coco_alignment", "--a", f"folder:{live / 'model-x'}",
+        "--prompts", f"csv:{live / 'captions.csv'}", "--raters", "1", "--batch-size", "4", "--out", str(out / "study")],
+    "study-status": lambda live, out, cache: ["study", "status", str(live / "study")],
+    "study-links": lambda live, out, cache: ["study", "links", str(live / "study")],
+    "study-export": lambda live, out, cache: ["study", "export", str(live / "study"), "--out", str(out / "answers.csv")],
+    "fid": lambda live, out, cache: ["fid", str(live / "model-x"), "--reference", f"folder:{live / 'reference'}",
+                                     "--cache-dir", str(cache), "--kid-subset-size", "2", "--batch-size", "8"],
+    "sample": lambda live, out, cache: ["sample", "--checkpoint", str(live / "ckpt"), "--prompt", "a red circle",
+                                        "--steps", "1", "--sampler", "ddim", "--fp32", "--out", str(out / "samples")],
+}
+
+# The first 12 (the CI size) fuzz every domain once; the FID cases (Inception on CPU: ~30-90 s each
+# on 2 busy cores) start at case 13, so only the full size runs them (load_rgb has unit tests).
+PLAN: tuple[tuple[str, str], ...] = (
+    ("sweep", "spec"), ("study-create", "prompts"), ("study-status", "study_json"), ("sample", "checkpoint"),
+    ("study-links", "secrets"), ("sweep-resume", "spec"), ("study-export", "ratings_db"), ("study-create", "images"),
+    ("sweep", "checkpoint"), ("sweep", "images"), ("sweep", "prompts"), ("study-status", "ratings_db"),
+    ("fid", "images"), ("sweep-resume", "checkpoint"), ("study-export", "study_json"), ("study-links", "study_json"),
+    ("sweep-resume", "images"), ("sweep-resume", "prompts"),
+)
+
+
+def build_pristine(root: Path, live: Path) -> None:
+    """Valid inputs in `live` (paths inside them point into `live`), then copied to `root`."""
+    from human_eval.plan import PlanSettings
+    from human_eval.study import StudySettings, create_study
+
+    from bench.sweep.runner import run_sweep
+
+    from .study_sources import synthetic_sources
+    from .tiny_cascade import make_tiny_checkpoint
+
+    live.mkdir(parents=True)
+    make_tiny_checkpoint(live / "ckpt")
+    captions, model, _ = synthetic_sources(live, n=4, size=32)
+    (live / "spec.toml").write_text(SPEC.format(live=live))
+    study = create_study(live / "study", StudySettings(
+        protocol="coco_alignment", a=f"folder:{model}", b=None, prompts=f"csv:{captions}",
+        plan=PlanSettings(raters=2, batch_size=4, control_share=0.25)))
+    store = study.store()
+    for t in store.tasks("r01")[:2]:  # a ratings DB with answers: what fuzzing must never damage
+        store.submit("r01", t.task_id, {"caption": "yes"}, 900)
+    store.close()
+    run_sweep(live / "spec.toml", live / "run-done", cache_dir=root.parent / "cache", progress=False)
+    shutil.copytree(live, root, symlinks=True)
+
+
+def reset_live(pristine: Path, live: Path) -> None:
+    if live.exists():
+        shutil.rmtree(live)
+    shutil.copytree(pristine, live, symlinks=True)

@@ -27,3 +27,25 @@ def test_sample_without_checkpoint_uses_the_shipped_cascade(tmp_path):
     assert Image.open(png).size == (256, 256)
     record = json.loads((out / "sample.json").read_text())
     assert record["checkpoint"] == str(DEFAULT_CHECKPOINT) and set(record["weights_sha256"]) == {"base", "sr64", "sr256"}
+
+
+def test_stage_check_runs_on_the_shipped_cascade():
+    """The per-stage diagnosis of the model card: ground-truth 64^2 renders verify perfectly through
+    the same accuracy function, and every row reports overall + the four categories in [0, 1]."""
+    import torch
+
+    from drawbench.shapes.dataset import split_item
+    from drawbench.shapes.grammar import format_caption
+    from drawbench.shapes.render import render_scene
+    from drawbench.shapes.stage_check import accuracy, stage_check
+    from imagen.data import image_to_tensor
+    from imagen.pipeline import Runtime
+
+    items = [split_item("test", i) for i in range(8)]
+    gt = torch.stack([image_to_tensor(render_scene(s, 64), 64) for s, _ in items])
+    assert accuracy(gt, [format_caption(c) for _, c in items])["overall"] == 1.0
+    rows = stage_check(DEFAULT_CHECKPOINT, 1, 3.0, Runtime(batch_size=4))
+    assert list(rows) == ["gt-16-nearest", "sr64(gt16)", "base(w=3)->sr64", "sr256(gt64)"]
+    for acc in rows.values():
+        assert set(acc) == {"overall", "Colors", "Counting", "Positional", "Descriptions"}
+        assert all(0.0 <= v <= 1.0 for v in acc.values())

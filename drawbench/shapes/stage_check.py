@@ -1,0 +1,94 @@
+"""Which stage of a shapes cascade loses prompts: feed each stage ground-truth low-res renders
+instead of the previous stage's output and verify at the stage's own resolution.
+
+    python -m drawbench.shapes.stage_check imagen/weights/shapes [--n-per-category 20]
+
+Rows (prompt accuracy of the exact verifier, overall and per category):
+  gt-16-nearest      the ground-truth 16^2 render, nearest-upsampled to 64^2: what a 16^2 base can carry
+  sr64(gt16)         the 16->64 stage on ground-truth 16^2 inputs
+  base(w)->sr64      the base stage (guidance w) then sr64, at 64^2
+  sr256(gt64)        the 64->256 stage on ground-truth 64^2 inputs
+Assumes the shapes preset's 16 -> 64 -> 256 cascade (stage indices 0, 1, 2). Seeds are the prompt
+index, thresholding static, SR guidance 1, as in bench/specs/shapes_eval.toml.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from imagen.checkpoint import load_cascade
+from imagen.conditioning import downsample, to_uint8
+from imagen.data import image_to_tensor
+from imagen.guidance import Thresholding
+from imagen.pipeline import Runtime, StageSampling, sample_stage
+
+from .dataset import split_item
+from .grammar import format_caption
+from .render import render_scene
+from .scene import CATEGORIES
+from .verify import verify
+
+
+def accuracy(x: torch.Tensor, captions: list[str]) -> dict[str, float]:
+    """x (B, 3, H, W) in [-1, 1] -> prompt accuracy overall and per category (item i is CATEGORIES[i % 4])."""
+    images = to_uint8(x)
+    ok = [verify(Image.fromarray(images[i].numpy()), c).correct for i, c in enumerate(captions)]
+    out = {"overall": sum(ok) / len(ok)}
+    for k, cat in enumerate(CATEGORIES):
+        sub = ok[k :: len(CATEGORIES)]
+        out[cat] = sum(sub) / len(sub)
+    return out
+
+
+def run_stage(cascade, index: int, captions: list[str], s: StageSampling, rt: Runtime, prev: torch.Tensor | None) -> torch.Tensor:
+    """Stage `index` on all captions in batches; seeds = item index. Returns x0 (N, 3, R, R)."""
+    out, bs = [], rt.batch_size
+    for b in range(0, len(captions), bs):
+        text, mask = cascade.text_encoder.encode(captions[b : b + bs])
+        low = None if prev is None else prev[b : b + bs]
+        out.append(sample_stage(cascade.unets[index], cascade.stages[index], text, mask, list(range(b, b + len(text))), index, s, rt, prev=low))
+    return torch.cat(out)
+
+
+def stage_check(checkpoint: Path, n_per_category: int, base_guidance: float, rt: Runtime) -> dict[str, dict[str, float]]:
+    cascade = load_cascade(checkpoint)
+    resolutions = [st.resolution for st in cascade.stages]
+    if resolutions != [16, 64, 256]:
+        raise ValueError(f"stage_check expects a 16 -> 64 -> 256 cascade (the shapes preset), got {resolutions}")
+    items = [split_item("test", i) for i in range(4 * n_per_category)]
+    captions = [format_caption(c) for _, c in items]
+    gt256 = torch.stack([image_to_tensor(render_scene(scene, 256), 256) for scene, _ in items])
+    gt64, gt16 = downsample(gt256, 64), downsample(gt256, 16)  # how training makes SR inputs
+    static = Thresholding("static")
+    sr64 = StageSampling(steps=16, sampler="ddpm", thresholding=static)
+    base = StageSampling(steps=32, sampler="ddpm", guidance=base_guidance, thresholding=static)
+    sr256 = StageSampling(steps=8, sampler="ddim", thresholding=static)
+    return {
+        "gt-16-nearest": accuracy(F.interpolate(gt16, size=64, mode="nearest"), captions),
+        "sr64(gt16)": accuracy(run_stage(cascade, 1, captions, sr64, rt, gt16), captions),
+        f"base(w={base_guidance:g})->sr64": accuracy(run_stage(cascade, 1, captions, sr64, rt, run_stage(cascade, 0, captions, base, rt, None)), captions),
+        "sr256(gt64)": accuracy(run_stage(cascade, 2, captions, sr256, rt, gt64), captions),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("--n-per-category", type=int, default=20)
+    p.add_argument("--base-guidance", type=float, default=3.0)
+    p.add_argument("--batch-size", type=int, default=8)
+    args = p.parse_args(argv)
+    rows = stage_check(args.checkpoint, args.n_per_category, args.base_guidance, Runtime(batch_size=args.batch_size))
+    for name, acc in rows.items():
+        print(f"{name:22s} " + "  ".join(f"{k} {v:6.1%}" for k, v in acc.items()))
+    print(json.dumps(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -211,6 +211,8 @@ def create_study(out: str | Path, s: StudySettings) -> Study:
         db = s.db or DEFAULT_DB
         settings = {"control_threshold": s.control_threshold, "plan": asdict(s.plan), "degrade": asdict(s.degrade),
                     "max_images": protocol.max_images}
+        if not s.db:  # ratings and token hashes: owner-only, like secrets.json (SQLite gives its
+            (tmp / db).touch(mode=0o600)  # -wal / -shm files the database file's permissions)
         store = Store(db if s.db else tmp / db, name)
         store.create(s.protocol, tokens["admin"], tokens["raters"], tasks, __version__, settings)
         store.close()

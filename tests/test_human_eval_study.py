@@ -44,6 +44,7 @@ def test_study_dir_records_what_made_it(study):
         path = study.root / "images" / info["file"]
         assert hashlib.sha256(path.read_bytes()).hexdigest() == info["sha256"]
     assert (study.root / "secrets.json").stat().st_mode & 0o777 == 0o600
+    assert (study.root / "ratings.sqlite").stat().st_mode & 0o777 == 0o600  # ratings + token hashes
     assert sqlite3.connect(study.db_url).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 

@@ -10,7 +10,7 @@
     store        submitting / reading another rater's task is refused and changes nothing
     images       image_path refuses ../, absolute, URL-encoded and unknown ids, and symlinks that
                  leave the study's images/ folder
-    permissions  secrets.json is not readable by group / others; the ratings DB's mode is reported
+    permissions  secrets.json and ratings.sqlite (token hashes, ratings) are not readable by group / others
 Each check is a function returning a list of problems (empty = passed); WORK/security-summary.json
 holds every check's details.
 """
@@ -197,9 +197,7 @@ def check_images(s: SecuritySettings, study_root: Path, details: dict) -> list[s
 def check_permissions(s: SecuritySettings, study_root: Path, details: dict) -> list[str]:
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (study_root / "secrets.json", study_root / "ratings.sqlite")}
     details.update({name: oct(mode) for name, mode in modes.items()})
-    details["note"] = ("ratings.sqlite keeps only SHA-256 hashes of the tokens; its mode follows the umask "
-                       "(the code does not set it)")
-    return [f"secrets.json is readable by group/others (mode {oct(modes['secrets.json'])})"] if modes["secrets.json"] & 0o077 else []
+    return [f"{name} is readable by group/others (mode {oct(mode)})" for name, mode in modes.items() if mode & 0o077]
 
 
 def _app_checks() -> Callable:

@@ -41,8 +41,24 @@ def from_dict(cls: type[T], data: dict[str, Any]) -> T:
             value = tuple(from_dict(nested, v) for v in value)
         elif isinstance(value, list):
             value = tuple(value)
+        else:
+            _check_scalar(cls, name, ftype, value)
         kwargs[name] = value
     return cls(**kwargs)
+
+
+_SCALARS = {"int": int, "float": (int, float), "bool": bool, "str": str, "dict": dict, "None": type(None)}
+
+
+def _check_scalar(cls: type, name: str, ftype: str, value: Any) -> None:
+    """A field annotated with scalar types only (`int`, `float`, `str | None`, `dict`, ...) must hold
+    one of them (bool is not an int here); other annotations (tuples, nested configs) are not checked."""
+    names = [t.strip() for t in ftype.split("|")]
+    if not all(n in _SCALARS for n in names):
+        return
+    allowed = tuple(_SCALARS[n] for n in names)
+    if not isinstance(value, allowed) or (isinstance(value, bool) and "bool" not in names):
+        raise ValueError(f"{cls.__name__}: {name} must be {' or '.join(names)}, got {value!r}")
 
 
 def to_dict(obj: Any) -> dict[str, Any]:

@@ -265,7 +265,6 @@ def test_two_process_gloo_equals_one_process(data, tmp_path):
 
 
 def test_shapes_reference(data):
-    pytest.importorskip("drawbench.shapes", reason="drawbench.shapes (the shapes world) is not importable")
     _, gen, _ = data
     m = FID({"reference": "shapes:test", "n": 20, "shapes_size": 64, "batch_size": 8}, extractor=extractor())
     m.update(scored(gen))

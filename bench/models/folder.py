@@ -56,10 +56,5 @@ class FolderModel:
     def generate(self, sampling: Sampling, requests: Sequence[ImageRequest]) -> Iterator[GeneratedImage]:
         for r in requests:
             path = self._files[r.prompt_set][(r.prompt_id, r.sample)]  # check() ran at cell expansion
-            if path not in self._sizes:
-                from bench.imagestore import open_image
-
-                with open_image(path) as im:
-                    self._sizes[path] = im.size
-            w, h = self._sizes[path]
+            w, h = self._sizes[path]  # and decoded every file it maps
             yield GeneratedImage(path.read_bytes(), path.suffix.lower(), w, h)

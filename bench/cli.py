@@ -22,7 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fid-stats": ("bench.metrics.commands", "Inception reference statistics (mu, sigma, features) for FID/KID"),
     "fid": ("bench.metrics.commands", "FID and KID of an image folder against a reference (folder, COCO, stats file, shapes)"),
     "sweep": ("bench.sweep.commands", "run a benchmark sweep (models x prompt sets x sampling grid) into a run folder"),
-    "study": ("human_eval.commands", "human evaluation studies: create, links, status, export"),
+    "study": ("human_eval.commands", "human evaluation studies: create, links, reissue, status, export"),
     "rate": ("human_eval.commands", "serve a study's rating app and print the invite links"),
     "perf": ("bench.perf.commands", "speed vs peers and the hardware, side by side in one run (table + JSON)"),
     "trials": ("bench.trials.commands", "reliability trials: kill a sweep / the rating server, fuzz inputs, security checks"),

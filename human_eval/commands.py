@@ -1,4 +1,4 @@
-"""`imagen-bench study ...` (create, links, status, export) and `imagen-bench rate STUDY`."""
+"""`imagen-bench study ...` (create, links, reissue, status, export) and `imagen-bench rate STUDY`."""
 from __future__ import annotations
 
 import argparse
@@ -56,6 +56,13 @@ def _add_study(p: argparse.ArgumentParser) -> None:
         if action == "links":
             _add_address(a)
         a.set_defaults(func=func)
+    r = ss.add_parser("reissue", help="replace one rater's invite token (or the admin token); the old link stops working")
+    r.add_argument("study", type=Path)
+    who = r.add_mutually_exclusive_group(required=True)
+    who.add_argument("--rater", metavar="NAME", help="the rater whose invite link is replaced (e.g. r01)")
+    who.add_argument("--admin", action="store_true", help="replace the admin token instead")
+    _add_address(r)
+    r.set_defaults(func=cmd_reissue)
     e = ss.add_parser("export", help="write every answer (export contract columns) to CSV or parquet")
     e.add_argument("study", type=Path)
     e.add_argument("--out", required=True, type=Path, help="FILE.csv or FILE.parquet (never overwritten)")
@@ -79,26 +86,60 @@ def cmd_create(args) -> int:
     return 0
 
 
-def links(study_dir: Path, base_url: str) -> tuple[dict[str, str], str]:
-    """({rater: invite link}, admin link)."""
-    from .study import load_study, read_secrets
+def links(study_dir: Path, base_url: str) -> tuple[dict[str, str | None], str | None]:
+    """({rater: invite link}, admin link) for the database's raters; None where secrets.json's token
+    no longer matches the database's hash (a dead link, e.g. after a crash inside `study reissue`)."""
+    from .study import load_study, read_secrets, stale_tokens
 
-    load_study(study_dir)
+    study = load_study(study_dir)
     tokens = read_secrets(study_dir)
+    store = study.store()
+    try:
+        hashes = store.token_hashes()
+    finally:
+        store.close()
+    stale, admin_stale = stale_tokens(tokens, hashes)
     base = base_url.rstrip("/")
-    return {r: f"{base}/?t={tok}" for r, tok in sorted(tokens["raters"].items())}, f"{base}/?admin={tokens['admin']}"
+    invites = {r: None if r in stale else f"{base}/?t={tokens['raters'][r]}" for r in sorted(hashes[1])}
+    return invites, None if admin_stale else f"{base}/?admin={tokens['admin']}"
+
+
+def _base_url(args) -> str:
+    return args.public_url or f"http://{args.host}:{args.port}"
+
+
+def _invite_line(study: Path, rater: str, url: str | None) -> str:
+    return f"  {rater}  {url or f'link no longer valid: run imagen-bench study reissue {study} --rater {rater}'}"
+
+
+def _admin_line(study: Path, url: str | None) -> str:
+    return f"admin link (keep private): {url or f'no longer valid: run imagen-bench study reissue {study} --admin'}"
 
 
 def _print_links(args) -> None:
-    invites, admin = links(args.study, args.public_url or f"http://{args.host}:{args.port}")
+    invites, admin = links(args.study, _base_url(args))
     print("invite links (one per rater; each is a secret):")
     for rater, url in invites.items():
-        print(f"  {rater}  {url}")
-    print(f"admin link (keep private): {admin}")
+        print(_invite_line(args.study, rater, url))
+    print(_admin_line(args.study, admin))
 
 
 def cmd_links(args) -> int:
     _print_links(args)
+    return 0
+
+
+def cmd_reissue(args) -> int:
+    from .study import reissue_token
+
+    reissue_token(args.study, None if args.admin else args.rater)
+    invites, admin = links(args.study, _base_url(args))
+    if args.admin:
+        print("new admin token; the old admin link no longer works.")
+        print(_admin_line(args.study, admin))
+    else:
+        print(f"new invite link for {args.rater}; the old one no longer works (answers already given are kept):")
+        print(_invite_line(args.study, args.rater, invites[args.rater]))
     return 0
 
 

@@ -209,6 +209,31 @@ class Store:
         rows = self._query("SELECT admin_sha256 FROM studies WHERE study = ?", (self.study,))
         return bool(rows) and match_token(token, {"admin": rows[0][0]}) == "admin"
 
+    def raters(self) -> list[str]:
+        return [r for (r,) in self._query("SELECT rater FROM raters WHERE study = ? ORDER BY rater", (self.study,))]
+
+    def token_hashes(self) -> tuple[str | None, dict[str, str]]:
+        """(admin hash or None if the study is not in the database, {rater: token hash})."""
+        admin = self._query("SELECT admin_sha256 FROM studies WHERE study = ?", (self.study,))
+        raters = dict(self._query("SELECT rater, token_sha256 FROM raters WHERE study = ?", (self.study,)))
+        return (admin[0][0] if admin else None), raters
+
+    def replace_rater_token(self, rater: str, token: str) -> None:
+        """Store the hash of a rater's new token in one transaction: the old token stops working at
+        the commit. Tasks and answers are keyed by the rater's name, so they stay theirs, unchanged."""
+        with self._tx() as cur:
+            n = self._exec(cur, "UPDATE raters SET token_sha256 = ? WHERE study = ? AND rater = ?",
+                           (hash_token(token), self.study, rater))
+            if n != 1:
+                raise ValueError(f"study {self.study!r} has no rater {rater!r} in {self.url}")
+
+    def replace_admin_token(self, token: str) -> None:
+        """Store the hash of a new admin token in one transaction: the old admin token stops working."""
+        with self._tx() as cur:
+            n = self._exec(cur, "UPDATE studies SET admin_sha256 = ? WHERE study = ?", (hash_token(token), self.study))
+            if n != 1:
+                raise FileNotFoundError(f"study {self.study!r} is not in the database {self.url}")
+
     # -- a rater's work ------------------------------------------------------------------------
     _TASK_COLS = ("task_id, rater, batch, position, prompt_id, category, caption, model_a, model_b, a_on_left, "
                   "images_a, images_b, is_control, control_kind, expected")

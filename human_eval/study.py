@@ -7,6 +7,8 @@
       ratings.sqlite  the database (unless --db postgresql://...): raters (hashed tokens), tasks, answers
       secrets.json    invite and admin tokens in clear (mode 0600; for `imagen-bench rate` to print the
                       links; the database keeps only their hashes). Keep it private.
+                      `imagen-bench study reissue STUDY --rater NAME | --admin` replaces one token (the
+                      database hash first, then this file); nothing else in the study changes.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from .plan import PlanSettings, PlannedTask, items_for, plan
 from .protocols import get_protocol, wording
 from .sources import by_prompt, load_prompts, parse_source, read_source
 from .store import AccessDenied, Store, Task, is_postgres_url
-from .tokens import new_token
+from .tokens import match_token, new_token
 
 STUDY_FORMAT = "imagen-bench-study/1"
 DEFAULT_DB = "ratings.sqlite"
@@ -158,6 +160,49 @@ def read_secrets(study_dir: str | Path) -> dict:
     return data
 
 
+def write_secrets(study_dir: str | Path, tokens: dict) -> None:
+    """Write secrets.json atomically and owner-only (0600) from its first byte."""
+    from imagen.checkpoint import write_json_atomic
+
+    write_json_atomic(Path(study_dir) / "secrets.json", tokens, mode=0o600)
+
+
+def stale_tokens(tokens: dict, hashes: tuple[str | None, dict[str, str]]) -> tuple[set[str], bool]:
+    """(raters whose secrets.json token no longer matches the database's hash, whether the admin
+    token is stale); `hashes` is Store.token_hashes(). A rater missing from secrets.json is stale."""
+    admin_hash, rater_hashes = hashes
+    stale = {r for r, h in rater_hashes.items() if match_token(tokens["raters"].get(r), {r: h}) != r}
+    return stale, admin_hash is None or match_token(tokens["admin"], {"admin": admin_hash}) != "admin"
+
+
+def reissue_token(study_dir: str | Path, rater: str | None) -> str:
+    """Give one rater (or, with rater=None, the admin) a new token and return it. The old token
+    stops working; tasks, answers and every other token stay as they are."""
+    study = load_study(study_dir)
+    tokens = read_secrets(study.root)  # refuse a missing / damaged secrets.json before changing anything
+    store = study.store()
+    try:
+        known = store.raters()
+        if rater is not None and rater not in known:
+            raise ValueError(f"study {study.name!r} has no rater {rater!r}; its raters are: {', '.join(known) or '(none)'}")
+        token = new_token()
+        # Database first, then secrets.json. The database decides who gets in, so a leaked token is
+        # dead from this commit on. A crash before secrets.json is written leaves it holding the old
+        # token: `study links` and `rate` see its hash no longer matches and say "run study reissue"
+        # instead of printing a dead link, and rerunning reissue repairs it. (The other order could
+        # crash leaving a leaked token still valid while secrets.json looks reissued.)
+        if rater is None:
+            store.replace_admin_token(token)
+            tokens["admin"] = token
+        else:
+            store.replace_rater_token(rater, token)
+            tokens["raters"][rater] = token
+    finally:
+        store.close()
+    write_secrets(study.root, tokens)
+    return token
+
+
 def create_study(out: str | Path, s: StudySettings) -> Study:
     """Build the study directory. Refuses an existing non-empty `out`; builds in a temporary
     sibling and renames it into place, so a failure leaves nothing half-made."""
@@ -216,10 +261,7 @@ def create_study(out: str | Path, s: StudySettings) -> Study:
         store = Store(db if s.db else tmp / db, name)
         store.create(s.protocol, tokens["admin"], tokens["raters"], tasks, __version__, settings)
         store.close()
-        secrets_path = tmp / "secrets.json"
-        secrets_path.touch(mode=0o600)
-        write_json_atomic(secrets_path, tokens)
-        os.chmod(secrets_path, 0o600)
+        write_secrets(tmp, tokens)
         first = next(iter(items.values()))
         write_json_atomic(tmp / "study.json", {
             "format": STUDY_FORMAT, "name": name, "protocol": s.protocol, "title": protocol.title,

@@ -43,9 +43,18 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
+def write_json_atomic(path: Path, data: dict, mode: int | None = None) -> None:
+    """Write via a temp file and rename. With `mode` (e.g. 0o600 for secrets) the temp file has that
+    mode before any byte is written, so the content is never readable with looser permissions."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+    if mode is None:
+        tmp.write_text(text)
+    else:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        os.fchmod(fd, mode)  # a leftover temp file keeps its old mode through O_CREAT
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
     os.replace(tmp, path)
 
 

@@ -181,6 +181,10 @@ class TrainConfig:
     lr: float = 2e-4
     weight_decay: float = 0.0
     warmup_steps: int = 100
+    # Final linear decay of lr to 0 over the last cooldown_steps of `steps` (0: constant after
+    # warm-up). A short cool-down at the end of constant-lr training recovers most of what a full
+    # decay schedule gives, and lets a run be extended (resumed with a larger `steps`) until then.
+    cooldown_steps: int = 0
     ema_decay: float = 0.999
     grad_clip: float = 1.0
     cond_drop_prob: float = 0.1  # paper: 10 % text dropout enables classifier-free guidance
@@ -190,6 +194,11 @@ class TrainConfig:
     log_every: int = 50
     ckpt_every: int = 500
     num_threads: int | None = None
+
+    def __post_init__(self) -> None:
+        for name, least in (("steps", 1), ("batch_size", 1), ("log_every", 1), ("ckpt_every", 1), ("warmup_steps", 0), ("cooldown_steps", 0)):
+            if getattr(self, name) < least:
+                raise ValueError(f"{name} must be >= {least}, got {getattr(self, name)}")
 
 
 _NESTED = {

@@ -1,4 +1,4 @@
-"""Training of one cascade stage: AdamW, linear warm-up, EMA, gradient clipping, bf16 autocast,
+"""Training of one cascade stage: AdamW, linear warm-up (and optional cool-down), EMA, gradient clipping, bf16 autocast,
 10 % text dropout for classifier-free guidance, noise-conditioning augmentation for SR stages,
 random crops for the last SR stage, and resumable atomic checkpoints."""
 from __future__ import annotations
@@ -84,7 +84,12 @@ class Trainer:
         self.log(f"resumed {self.stage.name} at step {self.step}")
 
     def lr_at(self, step: int) -> float:
-        return self.cfg.lr * min(1.0, (step + 1) / max(1, self.cfg.warmup_steps))
+        """lr of optimiser step `step` (0-based): linear warm-up, constant, optional linear cool-down to 0."""
+        cfg = self.cfg
+        scale = min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+        if cfg.cooldown_steps:
+            scale = min(scale, (cfg.steps - step) / cfg.cooldown_steps)
+        return cfg.lr * max(scale, 0.0)
 
     def batch(self) -> tuple[torch.Tensor, list[str]]:
         idx = [self.rng.randrange(len(self.data)) for _ in range(self.cfg.batch_size)]

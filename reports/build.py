@@ -19,6 +19,8 @@ from .human_sections import figure_block, human_sections
 from .power import DEFAULT_STUDIES
 from .preference import CIConfig
 from .publish import MARKER, check_target, staged
+from .paired import DEFAULT_RESAMPLES as PAIRED_RESAMPLES
+from .paired import paired_table
 from .runs import RunMetrics, headline_table, read_run_metrics, shapes_table, split_how
 
 # 0.05: the smallest preference difference the paper's DrawBench comparisons read as meaningful;
@@ -43,7 +45,7 @@ class ReportInputs:
     images: dict[str, list[ImageRecord]] = field(default_factory=dict)  # model -> images, for an example gallery
 
 
-def run_sections(run: RunMetrics, stage: Path) -> list[Section]:
+def run_sections(run: RunMetrics, stage: Path, ci: CIConfig = CIConfig()) -> list[Section]:
     slug = "".join(c if c.isalnum() or c in "-." else "_" for c in run.name)
     values, methods = split_how(headline_table(run))
     blocks = [Table(f"metrics_{slug}", values,
@@ -58,6 +60,14 @@ def run_sections(run: RunMetrics, stage: Path) -> list[Section]:
     else:
         blocks.append(Table(f"shapes_accuracy_{slug}", shapes, "Shapes-verifier accuracy per category = share of images the "
                                                               "verifier judged to match their caption; N images per cell."))
+    paired = paired_table(run.run, run.cells, "guidance", PAIRED_RESAMPLES, ci.level)
+    if not paired.empty:
+        blocks.append(Table(f"paired_guidance_{slug}", paired,
+                            f"Each cell against the cell that differs only in guidance (its smallest w), on the same prompts "
+                            f"and seeds (from metrics_image.parquet): difference of per-image means with a {ci.level:.0%} "
+                            f"percentile interval from {PAIRED_RESAMPLES:,} resamples of prompts; for 0/1 metrics 'better' / "
+                            "'worse' count the prompts only one of the two got right, and McNemar p is the exact two-sided "
+                            "test on them."))
     blocks.append(figure_block(stage, f"pareto_{slug}", lambda: plots.pareto_plot(run),
                                "FID vs alignment over guidance weights, one curve per thresholding mode (Imagen Fig. A.8)."))
     blocks.append(figure_block(stage, f"aug_level_{slug}", lambda: plots.aug_level_plot(run),
@@ -107,7 +117,7 @@ def build_report(inputs: ReportInputs, out: str | Path, options: ReportOptions =
             sections += human_sections(clean, exclusion, options.ci, inputs.images, options.power_effect,
                                        options.power_studies, stage)
         for run in runs:
-            sections += run_sections(run, stage)
+            sections += run_sections(run, stage, options.ci)
         sections.append(methods_section(options))
         for table in tables_of(sections):
             table.frame.to_csv(stage / "tables" / f"{table.name}.csv", index=False)

@@ -3,6 +3,10 @@
 metric (mean brightness per image, synced across ranks) so runner tests need no metric weights."""
 from __future__ import annotations
 
+import os
+import time
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -42,4 +46,11 @@ class Brightness:
 def build_test_metric(name, options=None, *, cache_dir=None):
     if name != "brightness":
         raise ValueError(f"unknown metric {name!r}; choose one of brightness")
+    rank = os.environ.get("RANK")
+    if rank is not None and cache_dir is not None:  # under torchrun: the order of builds across ranks
+        with open(Path(cache_dir) / "metric-builds.log", "a") as f:
+            f.write(f"start {rank}\n")
+            f.flush()
+            time.sleep(0.5)  # a build that takes a while: another rank starting now would overlap it
+            f.write(f"end {rank}\n")
     return Brightness()

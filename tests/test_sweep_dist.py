@@ -57,8 +57,12 @@ def test_sigkill_then_rerun_gives_the_uninterrupted_manifest(setup):
 @pytest.mark.slow
 def test_torchrun_two_processes_equal_one(setup):
     d = setup
-    cmd = [str(VENV_BIN / "torchrun"), "--nproc_per_node", "2", "--master_port", "29533", str(WORKER), d / "spec.toml", d / "two", d / "cache"]
+    cache = d / "cache-two"  # its own metric cache: the builds below are logged there
+    cache.mkdir()
+    cmd = [str(VENV_BIN / "torchrun"), "--nproc_per_node", "2", "--master_port", "29533", str(WORKER), d / "spec.toml", d / "two", cache]
     subprocess.run([str(c) for c in cmd], env=ENV, check=True, timeout=900)
+    # rank 0 builds the metric (and so computes any reference statistics) before rank 1 starts
+    assert (cache / "metric-builds.log").read_text().split("\n")[:4] == ["start 0", "end 0", "start 1", "end 1"]
     assert sorted(p.name for p in (d / "two" / "shards").iterdir()) == ["images-rank0.jsonl", "images-rank1.jsonl"]
     sizes = [len(p.read_text().splitlines()) for p in (d / "two" / "shards").iterdir()]
     assert all(s > 0 for s in sizes) and sum(sizes) == 28  # both ranks worked, nothing twice
@@ -67,3 +71,31 @@ def test_torchrun_two_processes_equal_one(setup):
     assert c2.drop(columns="value").equals(c1.drop(columns="value"))
     assert c2.value.to_numpy() == pytest.approx(c1.value.to_numpy(), abs=1e-9)  # synced sums: order of float adds
     assert i2.equals(i1)
+
+
+class FakeWorld:
+    """One rank's view of a 2-process world whose rank 0 broadcasts `sent`."""
+
+    def __init__(self, rank: int, sent=None):
+        self.rank, self.size, self.sent = rank, 2, sent
+
+    def broadcast(self, obj):
+        return obj if self.rank == 0 else self.sent
+
+
+def test_a_metric_build_error_on_rank_0_stops_every_rank():
+    from bench.sweep.scoring import _build_rank0_first
+    from bench.sweep.spec import MetricSpec
+
+    spec = MetricSpec(name="fid", options={}, label="fid")
+    calls = []
+
+    def failing(name, options, cache_dir=None):
+        calls.append(name)
+        raise ValueError("reference folder /nowhere has no images")
+
+    with pytest.raises(ValueError, match="has no images"):  # rank 0: the original error
+        _build_rank0_first(failing, spec, None, FakeWorld(0))
+    with pytest.raises(RuntimeError, match=r"metric 'fid' failed to build on rank 0: ValueError: reference folder /nowhere"):
+        _build_rank0_first(failing, spec, None, FakeWorld(1, sent="ValueError: reference folder /nowhere has no images"))
+    assert calls == ["fid"]  # rank 1 did not try to build after rank 0 failed

@@ -74,6 +74,22 @@ def test_resume_continues_exactly(tmp_path, minilm):
         torch.testing.assert_close(va, vb, msg=k)
 
 
+def test_lr_schedule_warms_up_holds_and_cools_down(tmp_path, minilm):
+    """lr of each optimiser step, as written to log.csv: warm-up 4, constant, linear cool-down to 0 over the last 5."""
+    cfg = dataclasses.replace(FAST, steps=12, warmup_steps=4, cooldown_steps=5, lr=1e-3, bf16=False)
+    Trainer(tiny().stages[0], tiny().text_encoder, cfg, ToySet(), minilm, tmp_path, log=lambda s: None).train()
+    rows = (tmp_path / "log.csv").read_text().splitlines()[1:]
+    lrs = [float(r.split(",")[2]) for r in rows]
+    expect = [2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3, 1e-3, 1e-3, 8e-4, 6e-4, 4e-4, 2e-4]
+    assert lrs == pytest.approx(expect)
+
+
+@pytest.mark.parametrize("field,value", [("steps", 0), ("cooldown_steps", -1), ("warmup_steps", -5), ("batch_size", 0)])
+def test_train_config_rejects_out_of_range_values(field, value):
+    with pytest.raises(ValueError, match=rf"{field} must be >= "):
+        TrainConfig(**{field: value})
+
+
 def test_mismatched_config_is_refused(tmp_path, minilm):
     stage = tiny().stages[0]
     te = tiny().text_encoder

@@ -53,6 +53,24 @@ def _load(run: Path, rows: pd.DataFrame):
     return out
 
 
+def _build_rank0_first(build: Callable, m: MetricSpec, cache_dir: Path | None, world: World):
+    """Rank 0 builds first, so what a build computes and caches (FID reference statistics: minutes
+    of Inception work) is computed once and loaded by the other ranks. A build error on rank 0
+    stops every rank with the same message instead of leaving them waiting at the barrier."""
+    metric, failure, message = None, None, None
+    if world.rank == 0:
+        try:
+            metric = build(m.name, m.options, cache_dir=cache_dir)
+        except Exception as e:  # noqa: BLE001 - re-raised below; the other ranks get its message
+            failure, message = e, f"{type(e).__name__}: {e}"
+    message = world.broadcast(message)
+    if failure is not None:
+        raise failure
+    if message is not None:
+        raise RuntimeError(f"metric {m.label!r} failed to build on rank 0: {message}")
+    return metric if world.rank == 0 else build(m.name, m.options, cache_dir=cache_dir)
+
+
 def score(store: RunStore, manifest: pd.DataFrame, cells: list[str], metrics: tuple[MetricSpec, ...],
           build: Callable, cache_dir: Path | None, world: World, progress: bool = True) -> tuple[list[dict], list[dict], int]:
     """Returns (per-image rows, per-cell rows, number of (cell, metric) pairs computed rather than
@@ -71,7 +89,7 @@ def score(store: RunStore, manifest: pd.DataFrame, cells: list[str], metrics: tu
     built: dict[str, object] = {}
     for m, cell, rows, key in pending:
         if m.label not in built:  # built once per metric spec, only when something needs it
-            built[m.label] = build(m.name, m.options, cache_dir=cache_dir)
+            built[m.label] = _build_rank0_first(build, m, cache_dir, world)
         metric = built[m.label]
         metric.reset()
         mine, per_image = world.shard(list(range(len(rows)))), []

@@ -5,11 +5,13 @@ instead of the previous stage's output and verify at the stage's own resolution.
 
 Rows (prompt accuracy of the exact verifier, overall and per category):
   gt-16-nearest      the ground-truth 16^2 render, nearest-upsampled to 64^2: what a 16^2 base can carry
+  base(w)-nearest    the base stage's 16^2 output (guidance w), nearest-upsampled the same way
   sr64(gt16)         the 16->64 stage on ground-truth 16^2 inputs
-  base(w)->sr64      the base stage (guidance w) then sr64, at 64^2
+  base(w)->sr64      the base stage's output then sr64, at 64^2
   sr256(gt64)        the 64->256 stage on ground-truth 64^2 inputs
 Assumes the shapes preset's 16 -> 64 -> 256 cascade (stage indices 0, 1, 2). Seeds are the prompt
-index, thresholding static, SR guidance 1, as in bench/specs/shapes_eval.toml.
+index; sampling as in bench/specs/shapes_eval.toml: static thresholding, base DDPM 32 steps, sr64
+DDPM 32, sr256 DDPM 16, SR guidance 1.
 """
 from __future__ import annotations
 
@@ -65,13 +67,16 @@ def stage_check(checkpoint: Path, n_per_category: int, base_guidance: float, rt:
     gt256 = torch.stack([image_to_tensor(render_scene(scene, 256), 256) for scene, _ in items])
     gt64, gt16 = downsample(gt256, 64), downsample(gt256, 16)  # how training makes SR inputs
     static = Thresholding("static")
-    sr64 = StageSampling(steps=16, sampler="ddpm", thresholding=static)
     base = StageSampling(steps=32, sampler="ddpm", guidance=base_guidance, thresholding=static)
-    sr256 = StageSampling(steps=8, sampler="ddim", thresholding=static)
+    sr64 = StageSampling(steps=32, sampler="ddpm", thresholding=static)
+    sr256 = StageSampling(steps=16, sampler="ddpm", thresholding=static)
+    base16 = run_stage(cascade, 0, captions, base, rt, None)
+    w = f"w={base_guidance:g}"
     return {
         "gt-16-nearest": accuracy(F.interpolate(gt16, size=64, mode="nearest"), captions),
+        f"base({w})-nearest": accuracy(F.interpolate(base16, size=64, mode="nearest"), captions),
         "sr64(gt16)": accuracy(run_stage(cascade, 1, captions, sr64, rt, gt16), captions),
-        f"base(w={base_guidance:g})->sr64": accuracy(run_stage(cascade, 1, captions, sr64, rt, run_stage(cascade, 0, captions, base, rt, None)), captions),
+        f"base({w})->sr64": accuracy(run_stage(cascade, 1, captions, sr64, rt, base16), captions),
         "sr256(gt64)": accuracy(run_stage(cascade, 2, captions, sr256, rt, gt64), captions),
     }
 

@@ -1,0 +1,91 @@
+"""Paired comparisons for ablations: each cell against its baseline cell, the one that differs only
+in the varied parameter (default: guidance, baseline = its smallest value, e.g. w = 1), on the same
+prompts and seeds. Pairing removes the prompt-to-prompt variance that makes two independent
+intervals overlap, so "w = 5 beats w = 1" can be read on 80 prompts where unpaired CIs cannot.
+
+Reads RUN/metrics_image.parquet (per-image values, as the sweep wrote them). Pure functions:
+pairs -> per-prompt sums -> bootstrap over prompts; binary metrics also get McNemar's exact test.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.stats import binomtest
+
+from .runs import CELL_COLUMNS
+
+PAIR_KEYS = ("prompt_set", "prompt_id", "sample")
+DEFAULT_RESAMPLES = 10_000  # percentile-bootstrap tails at 95 % need ~10^4 replicates to be stable to ~0.5 pt
+
+
+def baselines(cells: pd.DataFrame, vary: str) -> dict[str, str]:
+    """cell_id -> the cell_id equal in every other CELL_COLUMNS parameter (and seed) whose `vary`
+    is the smallest value among such cells; cells that are their own baseline are left out."""
+    if vary not in cells.columns:
+        raise ValueError(f"cannot pair on {vary!r}: cells have {sorted(c for c in cells.columns if c != 'cell_id')}")
+    if not pd.api.types.is_numeric_dtype(cells[vary]):
+        raise ValueError(f"cannot pair on {vary!r}: it is not numeric (the baseline is its smallest value)")
+    others = [c for c in (*CELL_COLUMNS, "seed") if c in cells.columns and c not in ("cell_id", vary)]
+    key = pd.Series(["|".join(map(str, row)) for row in cells[others].itertuples(index=False)], index=cells.index)
+    out = {}
+    for _, group in cells.groupby(key, sort=False):
+        base = group.loc[group[vary].astype(float).idxmin(), "cell_id"]
+        out.update({cid: base for cid in group["cell_id"] if cid != base})
+    return out
+
+
+def mcnemar_exact(better: int, worse: int) -> float:
+    """Two-sided exact McNemar p-value: under H0 each discordant pair is better or worse with p 1/2."""
+    n = better + worse
+    return 1.0 if n == 0 else float(binomtest(better, n, 0.5).pvalue)
+
+
+def paired_difference(prompt: np.ndarray, y: np.ndarray, y_base: np.ndarray, resamples: int = DEFAULT_RESAMPLES,
+                      seed: int = 0, level: float = 0.95) -> dict:
+    """Mean of y - y_base over pairs, with a percentile interval from resampling prompts (the unit
+    that was sampled; several samples of one prompt stay together). prompt, y, y_base: (N,)."""
+    codes, index = np.unique(prompt, return_inverse=True)
+    d = y.astype(float) - y_base.astype(float)
+    sums = np.bincount(index, weights=d, minlength=len(codes))  # (P,) per-prompt sum of differences
+    counts = np.bincount(index, minlength=len(codes)).astype(float)
+    rng = np.random.default_rng(seed)
+    draws = rng.multinomial(len(codes), np.full(len(codes), 1.0 / len(codes)), size=resamples)  # (R, P)
+    replicates = (draws @ sums) / (draws @ counts)
+    lo, hi = np.quantile(replicates, [(1 - level) / 2, (1 + level) / 2])
+    row = {"N pairs": len(d), "baseline": float(y_base.mean()), "value": float(y.mean()), "difference": float(d.mean()),
+           "CI low": float(lo), "CI high": float(hi)}
+    if np.isin(y, (0.0, 1.0)).all() and np.isin(y_base, (0.0, 1.0)).all():
+        better, worse = int(((y == 1) & (y_base == 0)).sum()), int(((y == 0) & (y_base == 1)).sum())
+        row.update({"better": better, "worse": worse, "McNemar p": mcnemar_exact(better, worse)})
+    return row
+
+
+def paired_table(run_dir: str | Path, cells: pd.DataFrame, vary: str = "guidance", resamples: int = DEFAULT_RESAMPLES,
+                 level: float = 0.95) -> pd.DataFrame:
+    """One row per (metric, cell with a baseline): the cell's and the baseline's mean on their
+    shared (prompt, sample) pairs, the difference with its interval, and for 0/1 metrics the
+    discordant counts and McNemar's p. Empty if the run has no per-image metrics or no pairs."""
+    path = Path(run_dir) / "metrics_image.parquet"
+    pairs = baselines(cells, vary) if vary in cells.columns else {}
+    if not path.is_file() or not pairs:
+        return pd.DataFrame()
+    images = pd.read_parquet(path)
+    values = images.set_index(["cell_id", "metric", *PAIR_KEYS])["value"]
+    param = cells.set_index("cell_id")[vary]
+    rows = []
+    for metric in sorted(images["metric"].unique()):
+        for cell, base in pairs.items():
+            try:
+                a, b = values.xs((cell, metric), level=(0, 1)), values.xs((base, metric), level=(0, 1))
+            except KeyError:
+                continue
+            joined = pd.concat({"y": a, "base": b}, axis=1, join="inner").dropna()
+            if joined.empty:
+                continue
+            prompt = joined.index.get_level_values("prompt_id").to_numpy()
+            stats = paired_difference(prompt, joined["y"].to_numpy(), joined["base"].to_numpy(), resamples, level=level)
+            rows.append({"metric": metric, "cell_id": cell, "baseline cell": base,
+                         vary: param[cell], f"baseline {vary}": param[base], **stats})
+    return pd.DataFrame(rows)

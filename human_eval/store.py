@@ -209,9 +209,6 @@ class Store:
         rows = self._query("SELECT admin_sha256 FROM studies WHERE study = ?", (self.study,))
         return bool(rows) and match_token(token, {"admin": rows[0][0]}) == "admin"
 
-    def raters(self) -> list[str]:
-        return [r for (r,) in self._query("SELECT rater FROM raters WHERE study = ? ORDER BY rater", (self.study,))]
-
     def token_hashes(self) -> tuple[str | None, dict[str, str]]:
         """(admin hash or None if the study is not in the database, {rater: token hash})."""
         admin = self._query("SELECT admin_sha256 FROM studies WHERE study = ?", (self.study,))

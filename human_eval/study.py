@@ -182,7 +182,7 @@ def reissue_token(study_dir: str | Path, rater: str | None) -> str:
     tokens = read_secrets(study.root)  # refuse a missing / damaged secrets.json before changing anything
     store = study.store()
     try:
-        known = store.raters()
+        known = sorted(store.token_hashes()[1])
         if rater is not None and rater not in known:
             raise ValueError(f"study {study.name!r} has no rater {rater!r}; its raters are: {', '.join(known) or '(none)'}")
         token = new_token()

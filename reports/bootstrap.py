@@ -92,7 +92,7 @@ def resample_indices(seed: int, n_prompts: int, n_raters: int, resamples: int) -
             rng_raters.integers(0, n_raters, size=(resamples, n_raters)))
 
 
-def _multiplicities(indices: np.ndarray, n_units: int) -> np.ndarray:
+def multiplicities(indices: np.ndarray, n_units: int) -> np.ndarray:
     """[resamples, n_units] how often each unit was drawn in each resample."""
     flat = indices + n_units * np.arange(len(indices))[:, None]
     return np.bincount(flat.ravel(), minlength=indices.size).reshape(len(indices), n_units).astype(float)
@@ -109,8 +109,8 @@ class CrossedBootstrap:
             raise ValueError(f"resamples must be >= 2, got {resamples}")
         self.n_prompts, self.n_raters, self.resamples, self.seed = n_prompts, n_raters, resamples, seed
         prompt_idx, rater_idx = resample_indices(seed, n_prompts, n_raters, resamples)
-        self.prompt_weights = _multiplicities(prompt_idx, n_prompts)
-        self.rater_weights = _multiplicities(rater_idx, n_raters)
+        self.prompt_weights = multiplicities(prompt_idx, n_prompts)
+        self.rater_weights = multiplicities(rater_idx, n_raters)
 
     def one_way_replicates(self, prompt: np.ndarray, rater: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """theta*_b for the prompt-only and the rater-only bootstrap: sum_i w_bi S_i / sum_i w_bi n_i.

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import binomtest
 
+from .bootstrap import multiplicities, resample_indices
 from .runs import CELL_COLUMNS
 
 PAIR_KEYS = ("prompt_set", "prompt_id", "sample")
@@ -50,8 +51,8 @@ def paired_difference(prompt: np.ndarray, y: np.ndarray, y_base: np.ndarray, res
     d = y.astype(float) - y_base.astype(float)
     sums = np.bincount(index, weights=d, minlength=len(codes))  # (P,) per-prompt sum of differences
     counts = np.bincount(index, minlength=len(codes)).astype(float)
-    rng = np.random.default_rng(seed)
-    draws = rng.multinomial(len(codes), np.full(len(codes), 1.0 / len(codes)), size=resamples)  # (R, P)
+    prompt_idx, _ = resample_indices(seed, len(codes), 1, resamples)  # the report's bootstrap draws (one rater: unused)
+    draws = multiplicities(prompt_idx, len(codes))  # (R, P) how often each prompt was drawn
     replicates = (draws @ sums) / (draws @ counts)
     lo, hi = np.quantile(replicates, [(1 - level) / 2, (1 + level) / 2])
     row = {"N pairs": len(d), "baseline": float(y_base.mean()), "value": float(y.mean()), "difference": float(d.mean()),

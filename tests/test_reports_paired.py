@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from bench.cli import main
+from reports.bootstrap import resample_indices
 from reports.paired import baselines, mcnemar_exact, paired_difference, paired_table
 
 
@@ -40,12 +41,12 @@ def test_paired_difference_equals_a_plain_loop_bootstrap_over_prompts():
     prompt = np.repeat([f"p{i}" for i in range(30)], 2)  # two samples per prompt stay together
     y, y_base = (rng.random(60) < 0.6).astype(float), (rng.random(60) < 0.4).astype(float)
     got = paired_difference(prompt, y, y_base, resamples=500, seed=7)
-    # reference: the same multinomial draws, each replicate built as an explicit list of pairs
+    # reference: the same prompt draws, each replicate built as an explicit list of the drawn prompts' pairs
     codes = np.unique(prompt)
-    draws = np.random.default_rng(7).multinomial(len(codes), np.full(len(codes), 1 / len(codes)), size=500)
+    prompt_idx, _ = resample_indices(7, len(codes), 1, 500)
     reps = []
-    for counts in draws:
-        diffs = [d for code, k in zip(codes, counts) for _ in range(k) for d in (y - y_base)[prompt == code]]
+    for drawn in prompt_idx:
+        diffs = [d for i in drawn for d in (y - y_base)[prompt == codes[i]]]
         reps.append(np.mean(diffs))
     lo, hi = np.quantile(reps, [0.025, 0.975])
     assert got["difference"] == pytest.approx(y.mean() - y_base.mean())

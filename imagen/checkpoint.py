@@ -5,6 +5,8 @@ A stage directory:
     model.safetensors  EMA weights (what sampling uses)
     train_state.pt     raw weights, optimizer, EMA, step, RNG (for resuming; not needed to sample)
     log.csv            training log (step, loss, lr, seconds)
+    init_log.csv       only for runs started from other weights (TrainConfig.init_from): the log of
+                       everything that trained those weights, in total steps (see training_history)
 A cascade directory:
     cascade.json       {"format", "text_encoder", "stages": [names in order], "package_version"}
     <name>/            one stage directory per stage
@@ -16,6 +18,7 @@ import json
 import os
 import re
 from pathlib import Path
+from typing import Callable
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -122,6 +125,14 @@ def check_matches(meta: dict, stage: StageConfig, text_encoder: TextEncoderConfi
         raise CheckpointError(f"checkpoint {where} was made with another config; refusing to mix them:\n  " + "\n  ".join(diff))
 
 
+def fit_problems(state: dict, own: dict, may_lack: Callable[[str], bool] = lambda key: False) -> list[str]:
+    """Why weights `state` do not fit a model whose state_dict is `own` ([] if they do): keys it
+    lacks (unless may_lack(key)), keys the model lacks, and shape mismatches."""
+    problems = [f"missing {k}" for k in own if k not in state and not may_lack(k)] + [f"unexpected {k}" for k in state if k not in own]
+    problems += [f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}" for k, v in state.items() if k in own and v.shape != own[k].shape]
+    return problems
+
+
 def load_stage(directory: Path, expect: StageConfig | None = None) -> tuple[StageConfig, TextEncoderConfig, EfficientUNet, dict]:
     """Build the stage's U-Net from config.json and load its EMA weights (strict shapes)."""
     directory = Path(directory)
@@ -141,9 +152,7 @@ def load_stage(directory: Path, expect: StageConfig | None = None) -> tuple[Stag
     if not weights.is_file():
         raise CheckpointError(f"{directory}: model.safetensors is missing")
     state = read_weights(weights)
-    own = unet.state_dict()
-    problems = [f"missing {k}" for k in own if k not in state] + [f"unexpected {k}" for k in state if k not in own]
-    problems += [f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}" for k, v in state.items() if k in own and v.shape != own[k].shape]
+    problems = fit_problems(state, unet.state_dict())
     if problems:
         raise CheckpointError(f"{weights} does not fit the U-Net in config.json: " + "; ".join(problems[:5]) + (" ..." if len(problems) > 5 else ""))
     recorded = meta.get("weights_sha256")
@@ -207,6 +216,25 @@ def torch_load_state(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+LOG_HEADER = "step,loss,lr,seconds"
+
+
+def training_history(directory: Path, upto: int | None = None) -> list[str]:
+    """CSV rows (no header) of all training behind a stage's weights, numbered in total steps:
+    init_log.csv (history of the init_from weights, already in total steps), then log.csv with
+    step and seconds shifted past it. Rows of log.csv after run step `upto` are left out."""
+    directory = Path(directory)
+    init = directory / "init_log.csv"
+    rows = init.read_text().splitlines()[1:] if init.is_file() else []
+    step0, sec0 = (int(rows[-1].split(",")[0]), float(rows[-1].split(",")[3])) if rows else (0, 0.0)
+    log = directory / "log.csv"
+    for r in (log.read_text().splitlines()[1:] if log.is_file() else []):
+        step, loss, lr, sec = r.split(",")
+        if upto is None or int(step) <= upto:
+            rows.append(f"{int(step) + step0},{loss},{lr},{float(sec) + sec0:.1f}")
+    return rows
+
+
 def pack_cascade(src: Path, dst: Path, dtype: torch.dtype = torch.float16) -> list[str]:
     """Copy a trained cascade's sampling weights (EMA) into a shippable folder: weights cast to
     `dtype` (half the bytes; the loader casts back to float32), config.json with the new checksum
@@ -225,5 +253,7 @@ def pack_cascade(src: Path, dst: Path, dtype: torch.dtype = torch.float16) -> li
             header, *rows = log.read_text().splitlines()
             kept = [r for r in rows if int(r.split(",", 1)[0]) <= meta["step"]]
             (dst / stage.name / "log.csv").write_text("\n".join([header, *kept]) + "\n")
+        if (src / stage.name / "init_log.csv").is_file():
+            (dst / stage.name / "init_log.csv").write_bytes((src / stage.name / "init_log.csv").read_bytes())
     save_cascade_index(dst, config)
     return [s.name for s in config.stages]

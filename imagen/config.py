@@ -87,6 +87,10 @@ class UNetConfig:
     lowres_cond: bool = False  # super-resolution stage: takes the upsampled low-res image
     dropout: float = 0.0
     num_groups: int = 8  # GroupNorm groups
+    # Learned 2-D position embedding, added to the feature map before every attention block, for
+    # inputs of exactly this side length (None: none, the U-Net stays fully convolutional, as SR
+    # stages trained on crops must). Zero-initialised, so adding it to a trained U-Net keeps its output.
+    pos_emb_resolution: int | None = None
 
     def __post_init__(self) -> None:
         n = len(self.channel_mults)
@@ -132,6 +136,9 @@ class StageConfig:
         levels = len(self.unet.channel_mults)
         if self.resolution % (2 ** (levels - 1)):
             raise ValueError(f"stage {self.name!r}: resolution {self.resolution} not divisible by 2**{levels - 1}")
+        if self.unet.pos_emb_resolution not in (None, self.resolution) or (self.unet.pos_emb_resolution and self.train_crop):
+            raise ValueError(f"stage {self.name!r}: unet.pos_emb_resolution must be None or the stage resolution "
+                             f"{self.resolution} (and None when training on crops), got {self.unet.pos_emb_resolution}")
 
     @property
     def is_super_resolution(self) -> bool:
@@ -194,6 +201,9 @@ class TrainConfig:
     log_every: int = 50
     ckpt_every: int = 500
     num_threads: int | None = None
+    # Start from the EMA weights of this stage checkpoint, or of this stage in a cascade folder
+    # (fresh optimiser, step 0, warm-up again) instead of random init. Its config must match except for an added position embedding.
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         for name, least in (("steps", 1), ("batch_size", 1), ("log_every", 1), ("ckpt_every", 1), ("warmup_steps", 0), ("cooldown_steps", 0)):

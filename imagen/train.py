@@ -13,7 +13,10 @@ from typing import Callable
 
 import torch
 
-from .checkpoint import CheckpointError, check_matches, read_stage_meta, save_stage, torch_load_state
+from .checkpoint import (
+    LOG_HEADER, CheckpointError, check_matches, config_diff, fit_problems, read_stage_meta, read_weights, save_stage,
+    sha256_file, torch_load_state, training_history,
+)
 from .conditioning import augment_lowres, downsample, upsample
 from .config import StageConfig, TextEncoderConfig, TrainConfig, to_dict
 from .data import CaptionedImages, image_to_tensor
@@ -65,6 +68,7 @@ class Trainer:
         self.rng = random.Random(cfg.seed)
         self.step = 0
         self.elapsed = 0.0
+        self.init: dict | None = None  # where the starting weights came from (init_from), recorded in every save
         self._resume()
 
     def _resume(self) -> None:
@@ -72,6 +76,8 @@ class Trainer:
         if not state_path.is_file():
             if (self.out / "config.json").exists():
                 raise CheckpointError(f"{self.out} holds a checkpoint without train_state.pt; cannot resume into it")
+            if self.cfg.init_from:
+                self._init_weights(Path(self.cfg.init_from))
             return
         check_matches(read_stage_meta(self.out), self.stage, self.te_cfg, self.out)
         st = torch_load_state(state_path)
@@ -81,7 +87,31 @@ class Trainer:
         self.gen.set_state(st["gen"])
         self.rng.setstate(_tuple_state(st["rng"]))
         self.step, self.elapsed = int(st["step"]), float(st["elapsed"])
+        self.init = st.get("init")
         self.log(f"resumed {self.stage.name} at step {self.step}")
+
+    def _init_weights(self, src: Path) -> None:
+        """Load the EMA weights of stage checkpoint `src` into model and EMA. Only a position
+        embedding the source lacks may stay at its (zero) init; any other difference is an error."""
+        if (src / "cascade.json").is_file() and (src / self.stage.name / "config.json").is_file():
+            src = src / self.stage.name  # a cascade folder: take this stage from it
+        meta = read_stage_meta(src)
+        diff = [d for d in config_diff(meta["stage"], to_dict(self.stage)) if not d.startswith("unet.pos_emb_resolution:")]
+        diff += config_diff(meta["text_encoder"], to_dict(self.te_cfg))
+        if diff:
+            raise CheckpointError(f"init_from {src} was made with another config:\n  " + "\n  ".join(diff))
+        path = src / "model.safetensors"
+        state, own = read_weights(path), self.unet.state_dict()
+        problems = fit_problems(state, own, may_lack=lambda key: key.endswith(".pos_emb"))
+        if problems:
+            raise CheckpointError(f"init_from {path} does not fit this U-Net: " + "; ".join(problems[:5]))
+        new = [k for k in own if k not in state]
+        self.unet.load_state_dict({**own, **{k: v.float() for k, v in state.items()}})
+        self.ema.load_state_dict(self.unet.state_dict())
+        self.init = {"path": str(src), "weights_sha256": sha256_file(path), "step": meta.get("step")}
+        self.out.mkdir(parents=True, exist_ok=True)  # the loss curve of the shipped weights must show their whole history
+        (self.out / "init_log.csv").write_text("\n".join([LOG_HEADER, *training_history(src, upto=meta.get("step"))]) + "\n")
+        self.log(f"{self.stage.name}: weights from {src} (step {meta.get('step')}); new, zero-initialised: {', '.join(new) or 'none'}")
 
     def lr_at(self, step: int) -> float:
         """lr of optimiser step `step` (0-based): linear warm-up, constant, optional linear cool-down to 0."""
@@ -106,7 +136,7 @@ class Trainer:
         with open(log_file, "a", newline="") as f:
             writer = csv.writer(f)
             if new_log:
-                writer.writerow(["step", "loss", "lr", "seconds"])
+                writer.writerow(LOG_HEADER.split(","))
             while self.step < cfg.steps:
                 t0 = time.perf_counter()
                 x, captions = self.batch()
@@ -144,10 +174,13 @@ class Trainer:
 
     def save(self) -> None:
         extra = {"train": to_dict(self.cfg), "step": self.step, "train_seconds": round(self.elapsed, 1)}
+        if self.init is not None:
+            extra["init"] = self.init
         save_stage(self.out, self.stage, self.te_cfg, self.ema.state_dict(), extra)
         state = {
             "model": self.unet.state_dict(), "ema": self.ema.state_dict(), "opt": self.opt.state_dict(),
             "gen": self.gen.get_state(), "rng": self.rng.getstate(), "step": self.step, "elapsed": self.elapsed,
+            "init": self.init,
         }
         tmp = self.out / "train_state.pt.tmp"
         torch.save(state, tmp)

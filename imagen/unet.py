@@ -130,6 +130,9 @@ class Block(nn.Module):
         )
         attn = cfg.self_attn[level] or cfg.cross_attn[level]
         self.attn = AttnBlock(cout, cfg, cfg.self_attn[level], cfg.cross_attn[level]) if attn else None
+        # (1, C, S, S) learned "where" for attention at this level (S = R / 2**level); zero at init.
+        side = (cfg.pos_emb_resolution or 0) // 2**level
+        self.pos_emb = nn.Parameter(torch.zeros(1, cout, side, side)) if (attn and side) else None
         self.post = nn.Conv2d(cout, cnext, 3, padding=1) if (not down and resample) else None  # change 3
 
     def forward(self, x, cond, text, mask):
@@ -138,6 +141,8 @@ class Block(nn.Module):
         for block in self.res:
             x = block(x, cond)
         if self.attn is not None:
+            if self.pos_emb is not None:
+                x = x + self.pos_emb.to(x.dtype)
             x = self.attn(x, text, mask)
         if self.post is not None:
             x = self.post(F.interpolate(x, scale_factor=2.0, mode="nearest"))
@@ -186,6 +191,9 @@ class EfficientUNet(nn.Module):
         cfg = self.cfg
         if cfg.lowres_cond != (lowres is not None) or cfg.lowres_cond != (aug_logsnr is not None):
             raise ValueError("super-resolution U-Nets need lowres and aug_logsnr; base U-Nets take neither")
+        if cfg.pos_emb_resolution and tuple(x.shape[-2:]) != (cfg.pos_emb_resolution,) * 2:
+            raise ValueError(f"this U-Net has position embeddings for {cfg.pos_emb_resolution}x{cfg.pos_emb_resolution} "
+                             f"inputs only, got {tuple(x.shape[-2:])}")
         text = self.text_norm(text)
         cond = self.time_mlp(noise_level_embedding(logsnr, cfg.cond_dim).to(text.dtype))
         m = mask.to(text.dtype)[..., None]  # (B, L, 1)

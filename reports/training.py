@@ -5,20 +5,25 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 from pathlib import Path
 
 import pandas as pd
 
+from imagen.checkpoint import LOG_HEADER, training_history
+
 
 def load_logs(cascade_dir: Path) -> dict[str, pd.DataFrame]:
+    """Per stage: every training step behind its weights (a run started with init_from includes
+    the history of its starting weights), columns step (total), loss, lr, seconds (total)."""
     index = json.loads((Path(cascade_dir) / "cascade.json").read_text())
     logs = {}
     for name in index["stages"]:
         path = Path(cascade_dir) / name / "log.csv"
         if not path.is_file():
             raise FileNotFoundError(f"{path} missing: the stage's training log is needed for its loss curve")
-        logs[name] = pd.read_csv(path)
+        logs[name] = pd.read_csv(io.StringIO("\n".join([LOG_HEADER, *training_history(path.parent)])))
     return logs
 
 

@@ -69,3 +69,34 @@ def test_efficient_unet_shapes_and_skip_scale():
     assert net.up[0].post is not None and net.up[-1].post is None
     with pytest.raises(ValueError, match="super-resolution U-Nets need lowres"):
         net(x, torch.zeros(2), torch.randn(2, 5, 384), torch.ones(2, 5, dtype=torch.bool))
+
+
+def test_position_embedding_starts_as_a_no_op_then_breaks_translation_symmetry():
+    """pos_emb_resolution adds one zero-initialised (1, C, S, S) table per attention block: the
+    U-Net computes exactly what it did without them until they are trained."""
+    base = get_preset("tiny").stages[0]
+    torch.manual_seed(0)
+    plain = EfficientUNet(base.unet).eval()
+    with torch.no_grad():  # random everywhere: the zero-initialised output layers would hide any difference
+        for p in plain.parameters():
+            p.normal_(0, 0.2)
+    with_pos = EfficientUNet(dataclasses.replace(base.unet, pos_emb_resolution=8)).eval()
+    missing = with_pos.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert missing == ["down.1.pos_emb", "mid.pos_emb", "up.0.pos_emb"]  # the blocks with attention, at 4x4
+    assert tuple(with_pos.mid.pos_emb.shape) == (1, 32, 4, 4) and not with_pos.mid.pos_emb.any()
+    args = (torch.randn(2, 3, 8, 8), torch.zeros(2), torch.randn(2, 5, 384), torch.ones(2, 5, dtype=torch.bool))
+    torch.testing.assert_close(with_pos(*args), plain(*args), rtol=0, atol=0)
+    with torch.no_grad():
+        with_pos.mid.pos_emb.normal_()
+    assert not torch.allclose(with_pos(*args), plain(*args))
+    with pytest.raises(ValueError, match=r"position embeddings for 8x8 inputs only, got \(16, 16\)"):
+        with_pos(torch.randn(2, 3, 16, 16), *args[1:])
+
+
+def test_position_embedding_must_match_the_stage_resolution_and_not_crops():
+    c = get_preset("tiny")
+    with pytest.raises(ValueError, match="pos_emb_resolution must be None or the stage resolution 8"):
+        dataclasses.replace(c.stages[0], unet=dataclasses.replace(c.stages[0].unet, pos_emb_resolution=16))
+    last = c.stages[2]  # trained on crops: must stay fully convolutional
+    with pytest.raises(ValueError, match="None when training on crops"):
+        dataclasses.replace(last, unet=dataclasses.replace(last.unet, pos_emb_resolution=last.resolution))

@@ -7,12 +7,13 @@ import torch
 from PIL import Image
 
 from bench.cli import main as cli
-from imagen.checkpoint import CheckpointError, load_cascade, load_stage, save_cascade_index
+from imagen.checkpoint import CheckpointError, load_cascade, load_stage, save_cascade_index, training_history
 from imagen.config import TrainConfig
 from imagen.data import ToySet
 from imagen.pipeline import CascadePipeline, Runtime, StageSampling
 from imagen.presets import tiny
 from imagen.train import Trainer
+from reports.training import load_logs
 
 FAST = TrainConfig(steps=300, batch_size=16, lr=1e-3, warmup_steps=20, ema_decay=0.99, log_every=100, ckpt_every=1000, bf16=True)
 
@@ -99,6 +100,43 @@ def test_mismatched_config_is_refused(tmp_path, minilm):
         Trainer(wider, te, FAST, ToySet(), minilm, tmp_path, log=lambda s: None)
     with pytest.raises(CheckpointError, match=r"unet\.dim"):
         load_stage(tmp_path, expect=wider)
+
+
+def test_init_from_starts_a_new_run_from_trained_weights(trained, tmp_path, minilm):
+    """init_from: the EMA weights of a trained stage become model and EMA at step 0 (fresh optimiser,
+    warm-up again); an added position embedding starts at zero; the source is recorded in every save."""
+    src, _ = trained
+    stage, te = tiny().stages[0], tiny().text_encoder
+    with_pos = dataclasses.replace(stage, unet=dataclasses.replace(stage.unet, pos_emb_resolution=stage.resolution))
+    cfg = dataclasses.replace(FAST, steps=3, init_from=str(src))  # a cascade folder: its base stage is used
+    t = Trainer(with_pos, te, cfg, ToySet(), minilm, tmp_path / "base", log=lambda s: None)
+    _, _, source, _ = load_stage(src / "base")
+    own = t.unet.state_dict()
+    for k, v in source.state_dict().items():
+        torch.testing.assert_close(own[k], v, rtol=0, atol=0, msg=k)
+    assert [k for k in own if k not in source.state_dict()] == ["down.1.pos_emb", "mid.pos_emb", "up.0.pos_emb"]
+    assert not t.unet.mid.pos_emb.any() and t.step == 0 and t.lr_at(0) == pytest.approx(cfg.lr / cfg.warmup_steps)
+    t.train()
+    meta = json.loads((tmp_path / "base" / "config.json").read_text())
+    src_meta = json.loads((src / "base" / "config.json").read_text())
+    assert meta["init"] == {"path": str(src / "base"), "weights_sha256": src_meta["weights_sha256"], "step": 300}
+    assert meta["train"]["init_from"] == str(src) and meta["stage"]["unet"]["pos_emb_resolution"] == stage.resolution
+    assert Trainer(with_pos, te, dataclasses.replace(cfg, steps=4), ToySet(), minilm, tmp_path / "base", log=lambda s: None).init == meta["init"]
+    # the loss history of the new weights: the source's 300 steps, then these 3 numbered 301-303
+    history = [r.split(",") for r in training_history(tmp_path / "base")]
+    source_log = (src / "base" / "log.csv").read_text().splitlines()[1:]
+    assert [int(r[0]) for r in history] == list(range(1, 304)) and [",".join(r) for r in history[:300]] == source_log
+    assert float(history[300][3]) >= float(history[299][3])
+    save_cascade_index(tmp_path, dataclasses.replace(tiny(), stages=(with_pos,)))
+    assert load_logs(tmp_path)["base"].step.tolist() == list(range(1, 304))  # what the loss-curve plot draws
+
+
+def test_init_from_refuses_any_other_config_change(trained, tmp_path, minilm):
+    src, _ = trained
+    stage, te = tiny().stages[0], tiny().text_encoder
+    wider = dataclasses.replace(stage, unet=dataclasses.replace(stage.unet, dim=32))
+    with pytest.raises(CheckpointError, match=r"init_from .* another config:\n  unet\.dim: checkpoint has 16, asked for 32"):
+        Trainer(wider, te, dataclasses.replace(FAST, init_from=str(src / "base")), ToySet(), minilm, tmp_path, log=lambda s: None)
 
 
 def test_weights_with_wrong_shapes_are_refused(tmp_path, minilm):

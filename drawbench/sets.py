@@ -27,12 +27,12 @@ def _coco(n: int | None = None, seed: int = 0, no_people: bool = False, path: st
     return load_coco_captions(n=n, seed=seed, no_people=no_people, path=path)
 
 
-def _shapes(n_per_category: int = 50) -> pd.DataFrame:
+def _shapes(n_per_category: int = 50, start: int = 0) -> pd.DataFrame:
     try:
         from .shapes import test_prompts
     except ImportError as e:
         raise ValueError(f"prompt set 'shapes' needs the shapes world (drawbench.shapes), which failed to import: {e}") from None
-    return test_prompts(n_per_category=n_per_category)
+    return test_prompts(n_per_category=n_per_category, start=start)
 
 
 PROMPT_SETS: dict[str, Callable[..., pd.DataFrame]] = {"drawbench": _drawbench, "coco": _coco, "shapes": _shapes}

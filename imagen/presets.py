@@ -4,10 +4,13 @@
             (D = 4096); checked by a meta-device parameter-count test (within 15 %).
 - "shapes": the suite's offline default, 1/4 of the paper's resolutions (16 -> 64 -> 256) on
             MiniLM (D = 384), sized to train on a 2-core CPU.
+- "shapes-pos": "shapes" with learned 2-D position embeddings in the base U-Net (an ablation, see
+            the shapes model card: fine-tuned from the shapes base it did not teach relation direction).
 - "tiny":   8 -> 16 -> 32, a few thousand parameters per stage: for tests.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 from .config import CascadeConfig, DiffusionConfig, StageConfig, TextEncoderConfig, UNetConfig
@@ -69,6 +72,13 @@ def shapes() -> CascadeConfig:
     return CascadeConfig(text_encoder=te, stages=(base, sr64, sr256))
 
 
+def shapes_pos() -> CascadeConfig:
+    c = shapes()
+    base = c.stages[0]
+    base = dataclasses.replace(base, unet=dataclasses.replace(base.unet, pos_emb_resolution=base.resolution))
+    return dataclasses.replace(c, stages=(base, *c.stages[1:]))
+
+
 def tiny(text_embed_dim: int = 384) -> CascadeConfig:
     te = TextEncoderConfig(kind="minilm", max_length=16)
     d = text_embed_dim
@@ -88,7 +98,7 @@ def tiny(text_embed_dim: int = 384) -> CascadeConfig:
     )
 
 
-PRESETS: dict[str, Callable[[], CascadeConfig]] = {"paper": paper, "shapes": shapes, "tiny": tiny}
+PRESETS: dict[str, Callable[[], CascadeConfig]] = {"paper": paper, "shapes": shapes, "shapes-pos": shapes_pos, "tiny": tiny}
 
 
 def get_preset(name: str) -> CascadeConfig:

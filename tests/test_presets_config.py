@@ -31,7 +31,7 @@ def test_paper_cascade_layout():
 
 
 def test_unknown_preset_and_keys_rejected():
-    with pytest.raises(ValueError, match="paper, shapes, tiny"):
+    with pytest.raises(ValueError, match="paper, shapes, shapes-pos, tiny"):
         get_preset("large")
     with pytest.raises(ValueError, match=r"unknown keys \['stpes'\]"):
         from_dict(TrainConfig, {"stpes": 3})

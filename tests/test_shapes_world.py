@@ -86,6 +86,16 @@ def test_held_out_pairs_absent_from_train_present_in_test():
     assert pd_again.equals(df)
 
 
+def test_start_gives_prompts_disjoint_from_the_first_ones():
+    """start=k continues each category where n_per_category=k stopped (a confirmation set)."""
+    first, later, both = make_test_prompts(3), make_test_prompts(2, start=3), make_test_prompts(5)
+    for cat in ("Colors", "Counting", "Positional", "Descriptions"):
+        assert both[both.category == cat].prompt.tolist() == first[first.category == cat].prompt.tolist() + later[later.category == cat].prompt.tolist()
+    assert not set(first.id) & set(later.id) and later.id.iloc[0] == "shapes-0013"
+    with pytest.raises(ValueError, match="start >= 0"):
+        make_test_prompts(2, start=-1)
+
+
 def test_reference_images_are_the_test_prompt_scenes():
     df = make_test_prompts(2)
     refs = list(reference_images("test", 32, n=8))

@@ -164,7 +164,7 @@ def test_cli_train_then_sample_writes_pngs(tmp_path, capsys):
     assert cli(["sample", "--checkpoint", str(ck), "--prompt", "x", "--thresholding", "clip", "--out", str(tmp_path / "z")]) == 2
     assert "none, static, dynamic" in capsys.readouterr().err
     assert cli(["train", "--preset", "huge", "--out", str(tmp_path / "h")]) == 2
-    assert "paper, shapes, tiny" in capsys.readouterr().err
+    assert "paper, shapes, shapes-pos, tiny" in capsys.readouterr().err
     assert cli(["train", "--preset", "tiny", "--data", "toy", "--out", str(ck), "--set", "lr_typo=1"]) == 2
     assert "unknown keys ['lr_typo']" in capsys.readouterr().err
 

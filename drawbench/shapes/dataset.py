@@ -51,18 +51,21 @@ class ShapesDataset:
         return render_scene(scene, self.size), format_caption(caption)
 
 
-def test_prompts(n_per_category: int = 50) -> pd.DataFrame:
+def test_prompts(n_per_category: int = 50, start: int = 0) -> pd.DataFrame:
     """The benchmark's prompts: columns id ("shapes-0001"...), category, prompt, scene (JSON of the
-    ground-truth scene). Drawn from the test split, so about half contain a held-out pair."""
-    if n_per_category < 1:
-        raise ValueError(f"n_per_category must be >= 1, got {n_per_category}")
+    ground-truth scene). Drawn from the test split, so about half contain a held-out pair.
+    `start` skips the first prompts of each category: start=25 gives prompts disjoint from
+    n_per_category=25 (for a confirmation run on prompts no setting was chosen on)."""
+    if n_per_category < 1 or start < 0:
+        raise ValueError(f"n_per_category must be >= 1 and start >= 0, got {n_per_category}, {start}")
     rows = []
     for category in CATEGORIES:
-        for k in range(n_per_category):
+        for k in range(start, start + n_per_category):
             scene, caption = sample_item("test", category, k)
             rows.append((category, format_caption(caption), scene.to_json()))
     df = pd.DataFrame(rows, columns=["category", "prompt", "scene"])
-    df.insert(0, "id", [f"shapes-{j + 1:04d}" for j in range(len(df))])
+    offset = len(CATEGORIES) * start  # ids continue after the skipped prompts' count
+    df.insert(0, "id", [f"shapes-{j + 1 + offset:04d}" for j in range(len(df))])
     return df
 
 

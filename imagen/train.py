@@ -1,6 +1,7 @@
 """Training of one cascade stage: AdamW, linear warm-up (and optional cool-down), EMA, gradient clipping, bf16 autocast,
 10 % text dropout for classifier-free guidance, noise-conditioning augmentation for SR stages,
-random crops for the last SR stage, and resumable atomic checkpoints."""
+random crops for the last SR stage, resumable atomic checkpoints, and new runs started from
+trained weights (TrainConfig.init_from)."""
 from __future__ import annotations
 
 import copy

@@ -18,7 +18,6 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Callable
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -125,14 +124,6 @@ def check_matches(meta: dict, stage: StageConfig, text_encoder: TextEncoderConfi
         raise CheckpointError(f"checkpoint {where} was made with another config; refusing to mix them:\n  " + "\n  ".join(diff))
 
 
-def fit_problems(state: dict, own: dict, may_lack: Callable[[str], bool] = lambda key: False) -> list[str]:
-    """Why weights `state` do not fit a model whose state_dict is `own` ([] if they do): keys it
-    lacks (unless may_lack(key)), keys the model lacks, and shape mismatches."""
-    problems = [f"missing {k}" for k in own if k not in state and not may_lack(k)] + [f"unexpected {k}" for k in state if k not in own]
-    problems += [f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}" for k, v in state.items() if k in own and v.shape != own[k].shape]
-    return problems
-
-
 def load_stage(directory: Path, expect: StageConfig | None = None) -> tuple[StageConfig, TextEncoderConfig, EfficientUNet, dict]:
     """Build the stage's U-Net from config.json and load its EMA weights (strict shapes)."""
     directory = Path(directory)
@@ -152,7 +143,9 @@ def load_stage(directory: Path, expect: StageConfig | None = None) -> tuple[Stag
     if not weights.is_file():
         raise CheckpointError(f"{directory}: model.safetensors is missing")
     state = read_weights(weights)
-    problems = fit_problems(state, unet.state_dict())
+    own = unet.state_dict()
+    problems = [f"missing {k}" for k in own if k not in state] + [f"unexpected {k}" for k in state if k not in own]
+    problems += [f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}" for k, v in state.items() if k in own and v.shape != own[k].shape]
     if problems:
         raise CheckpointError(f"{weights} does not fit the U-Net in config.json: " + "; ".join(problems[:5]) + (" ..." if len(problems) > 5 else ""))
     recorded = meta.get("weights_sha256")

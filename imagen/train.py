@@ -15,8 +15,8 @@ from typing import Callable
 import torch
 
 from .checkpoint import (
-    LOG_HEADER, CheckpointError, check_matches, config_diff, fit_problems, read_stage_meta, read_weights, save_stage,
-    sha256_file, torch_load_state, training_history,
+    LOG_HEADER, CheckpointError, check_matches, config_diff, load_stage, read_stage_meta, save_stage, torch_load_state,
+    training_history,
 )
 from .conditioning import augment_lowres, downsample, upsample
 from .config import StageConfig, TextEncoderConfig, TrainConfig, to_dict
@@ -92,24 +92,20 @@ class Trainer:
         self.log(f"resumed {self.stage.name} at step {self.step}")
 
     def _init_weights(self, src: Path) -> None:
-        """Load the EMA weights of stage checkpoint `src` into model and EMA. Only a position
-        embedding the source lacks may stay at its (zero) init; any other difference is an error."""
+        """Load the EMA weights of stage checkpoint `src` (load_stage: checksum-verified, as float32)
+        into model and EMA. The configs must match except for a position embedding the source lacks,
+        which then stays at its zero init."""
         if (src / "cascade.json").is_file() and (src / self.stage.name / "config.json").is_file():
             src = src / self.stage.name  # a cascade folder: take this stage from it
-        meta = read_stage_meta(src)
+        _, _, source, meta = load_stage(src)
         diff = [d for d in config_diff(meta["stage"], to_dict(self.stage)) if not d.startswith("unet.pos_emb_resolution:")]
         diff += config_diff(meta["text_encoder"], to_dict(self.te_cfg))
         if diff:
             raise CheckpointError(f"init_from {src} was made with another config:\n  " + "\n  ".join(diff))
-        path = src / "model.safetensors"
-        state, own = read_weights(path), self.unet.state_dict()
-        problems = fit_problems(state, own, may_lack=lambda key: key.endswith(".pos_emb"))
-        if problems:
-            raise CheckpointError(f"init_from {path} does not fit this U-Net: " + "; ".join(problems[:5]))
-        new = [k for k in own if k not in state]
-        self.unet.load_state_dict({**own, **{k: v.float() for k, v in state.items()}})
+        new = [k for k in self.unet.state_dict() if k not in source.state_dict()]  # only pos_emb tables, given the configs
+        self.unet.load_state_dict(source.state_dict(), strict=False)
         self.ema.load_state_dict(self.unet.state_dict())
-        self.init = {"path": str(src), "weights_sha256": sha256_file(path), "step": meta.get("step")}
+        self.init = {"path": str(src), "weights_sha256": meta["weights_sha256"], "step": meta.get("step")}
         self.out.mkdir(parents=True, exist_ok=True)  # the loss curve of the shipped weights must show their whole history
         (self.out / "init_log.csv").write_text("\n".join([LOG_HEADER, *training_history(src, upto=meta.get("step"))]) + "\n")
         self.log(f"{self.stage.name}: weights from {src} (step {meta.get('step')}); new, zero-initialised: {', '.join(new) or 'none'}")

@@ -36,6 +36,13 @@ def noise_level_embedding(logsnr: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.cat([args.sin(), args.cos()], dim=1)
 
 
+def masked_mean(text: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, L, D) token features, (B, L) bool mask -> (B, D) mean over the real tokens (0 if none):
+    the pooled text embedding that conditions every residual block."""
+    m = mask.to(text.dtype)[..., None]  # (B, L, 1)
+    return (text * m).sum(1) / m.sum(1).clamp(min=1.0)
+
+
 class ResBlock(nn.Module):
     """GroupNorm-SiLU-Conv, FiLM from the conditioning vector, GroupNorm-SiLU-Dropout-Conv, + residual."""
 
@@ -196,8 +203,7 @@ class EfficientUNet(nn.Module):
                              f"inputs only, got {tuple(x.shape[-2:])}")
         text = self.text_norm(text)
         cond = self.time_mlp(noise_level_embedding(logsnr, cfg.cond_dim).to(text.dtype))
-        m = mask.to(text.dtype)[..., None]  # (B, L, 1)
-        pooled = (text * m).sum(1) / m.sum(1).clamp(min=1.0)  # masked mean over tokens, (B, D)
+        pooled = masked_mean(text, mask)
         has_text = mask.any(1, keepdim=True)
         cond = cond + torch.where(has_text, self.text_pool(pooled), self.null_pooled.to(cond.dtype))
         if lowres is not None:

@@ -17,6 +17,8 @@ import json
 import torch
 import torch.nn.functional as F
 
+from imagen.unet import masked_mean
+
 from .dataset import split_item
 from .grammar import format_caption, parse_caption
 from .scene import COLORS
@@ -39,11 +41,6 @@ def _features(encoder, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor,
     text, mask = encoder.encode(captions)
     ids = encoder.tokenizer(captions, padding="longest", truncation=True, max_length=encoder.max_length, return_tensors="pt")["input_ids"]
     return F.layer_norm(text.float(), text.shape[-1:]), mask, ids[:, : text.shape[1]]
-
-
-def _pooled(feats: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    m = mask.to(feats.dtype)[..., None]
-    return (feats * m).sum(1) / m.sum(1)
 
 
 def _same_word_cosine(a, b, special: set[int]) -> float:
@@ -76,11 +73,11 @@ def order_check(encoder, n: int = 100) -> dict[str, float]:
         i += 1
     special = set(encoder.tokenizer.all_special_ids)
     base, swap, recol = (_features(encoder, cs) for cs in (captions, [swapped(c) for c in captions], [recoloured(c) for c in captions]))
-    pooled = _pooled(base[0], base[1])
+    pooled = masked_mean(base[0], base[1])
     return {
         "n": n,
-        "pooled_cosine_swapped": F.cosine_similarity(pooled, _pooled(swap[0], swap[1])).mean().item(),
-        "pooled_cosine_recoloured": F.cosine_similarity(pooled, _pooled(recol[0], recol[1])).mean().item(),
+        "pooled_cosine_swapped": F.cosine_similarity(pooled, masked_mean(swap[0], swap[1])).mean().item(),
+        "pooled_cosine_recoloured": F.cosine_similarity(pooled, masked_mean(recol[0], recol[1])).mean().item(),
         "same_word_cosine_swapped": _same_word_cosine(base, swap, special),
         "same_word_cosine_recoloured": _same_word_cosine(base, recol, special),
     }

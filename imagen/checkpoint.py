@@ -118,8 +118,18 @@ def read_stage_meta(directory: Path) -> dict:
     return meta
 
 
+def stage_config_diff(meta: dict, stage: StageConfig, text_encoder: TextEncoderConfig) -> list[str]:
+    """How a checkpoint's recorded configs differ from the asked-for ones. A field added to the
+    package after the checkpoint was saved counts as its default (so old checkpoints still load)."""
+    try:
+        rec_stage, rec_te = from_dict(StageConfig, meta["stage"]), from_dict(TextEncoderConfig, meta["text_encoder"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"a checkpoint's config.json has an invalid config: {e}") from None
+    return config_diff(to_dict(rec_stage), to_dict(stage)) + config_diff(to_dict(rec_te), to_dict(text_encoder))
+
+
 def check_matches(meta: dict, stage: StageConfig, text_encoder: TextEncoderConfig, where: Path) -> None:
-    diff = config_diff(meta["stage"], to_dict(stage)) + config_diff(meta["text_encoder"], to_dict(text_encoder))
+    diff = stage_config_diff(meta, stage, text_encoder)
     if diff:
         raise CheckpointError(f"checkpoint {where} was made with another config; refusing to mix them:\n  " + "\n  ".join(diff))
 

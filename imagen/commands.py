@@ -10,6 +10,7 @@ from pathlib import Path
 
 from . import __version__
 from .config import TrainConfig, from_dict, to_dict
+from .presets import PRESETS
 
 DEFAULT_CHECKPOINT = Path(__file__).parent / "weights" / "shapes"
 
@@ -17,7 +18,7 @@ DEFAULT_CHECKPOINT = Path(__file__).parent / "weights" / "shapes"
 def add_parser(sub, name: str, help_text: str) -> None:
     if name == "train":
         p = sub.add_parser(name, help=help_text, description=help_text)
-        p.add_argument("--preset", default="shapes", help="cascade preset: shapes, shapes-pos, tiny, paper")
+        p.add_argument("--preset", default="shapes", help="cascade preset: " + ", ".join(sorted(PRESETS)))
         p.add_argument("--stage", default="all", help="stage name to train, or 'all' (in cascade order)")
         p.add_argument("--data", default="shapes:train", help="toy | coco:DIR | shapes:SPLIT")
         p.add_argument("--out", required=True, type=Path, help="cascade directory (a stage goes to OUT/<stage>)")

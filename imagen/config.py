@@ -91,12 +91,19 @@ class UNetConfig:
     # inputs of exactly this side length (None: none, the U-Net stays fully convolutional, as SR
     # stages trained on crops must). Zero-initialised, so adding it to a trained U-Net keeps its output.
     pos_emb_resolution: int | None = None
+    # Trainable causal transformer layers over the frozen encoder's token features (0: none, as in
+    # the paper). The encoder stays frozen; this only lets the U-Net re-read word order, which the
+    # set-like cross-attention barely sees (drawbench.shapes.order_check). Identity at init.
+    text_layers: int = 0
 
     def __post_init__(self) -> None:
         n = len(self.channel_mults)
         for name in ("num_res_blocks", "self_attn", "cross_attn"):
             if len(getattr(self, name)) != n:
                 raise ValueError(f"UNetConfig.{name} needs {n} entries (one per level), got {getattr(self, name)}")
+        if self.text_layers < 0 or (self.text_layers and self.text_embed_dim % self.attn_heads):
+            raise ValueError(f"UNetConfig.text_layers must be >= 0 (and text_embed_dim={self.text_embed_dim} divisible by "
+                             f"attn_heads={self.attn_heads}), got {self.text_layers}")
         if self.dim % self.num_groups:
             raise ValueError(f"UNetConfig.dim={self.dim} must be divisible by num_groups={self.num_groups}")
 
@@ -202,7 +209,8 @@ class TrainConfig:
     ckpt_every: int = 500
     num_threads: int | None = None
     # Start from the EMA weights of this stage checkpoint, or of this stage in a cascade folder
-    # (fresh optimiser, step 0, warm-up again) instead of random init. Its config must match except for an added position embedding.
+    # (fresh optimiser, step 0, warm-up again) instead of random init. Its config must match, except
+    # that options whose parameters start as a no-op (train.ADDABLE: pos_emb_resolution, text_layers) may be added.
     init_from: str | None = None
 
     def __post_init__(self) -> None:

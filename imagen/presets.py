@@ -72,11 +72,19 @@ def shapes() -> CascadeConfig:
     return CascadeConfig(text_encoder=te, stages=(base, sr64, sr256))
 
 
-def shapes_pos() -> CascadeConfig:
+def _shapes_base_with(**unet_changes) -> CascadeConfig:
+    """The shapes cascade with the base U-Net's config changed (ablations trained with init_from)."""
     c = shapes()
-    base = c.stages[0]
-    base = dataclasses.replace(base, unet=dataclasses.replace(base.unet, pos_emb_resolution=base.resolution))
+    base = dataclasses.replace(c.stages[0], unet=dataclasses.replace(c.stages[0].unet, **unet_changes))
     return dataclasses.replace(c, stages=(base, *c.stages[1:]))
+
+
+def shapes_pos() -> CascadeConfig:  # + a learned 2-D position embedding before attention
+    return _shapes_base_with(pos_emb_resolution=shapes().stages[0].resolution)
+
+
+def shapes_text() -> CascadeConfig:  # + two causal text layers over the frozen MiniLM features
+    return _shapes_base_with(text_layers=2)
 
 
 def tiny(text_embed_dim: int = 384) -> CascadeConfig:
@@ -98,7 +106,8 @@ def tiny(text_embed_dim: int = 384) -> CascadeConfig:
     )
 
 
-PRESETS: dict[str, Callable[[], CascadeConfig]] = {"paper": paper, "shapes": shapes, "shapes-pos": shapes_pos, "tiny": tiny}
+PRESETS: dict[str, Callable[[], CascadeConfig]] = {"paper": paper, "shapes": shapes, "shapes-pos": shapes_pos, "shapes-text": shapes_text,
+                                                 "tiny": tiny}
 
 
 def get_preset(name: str) -> CascadeConfig:

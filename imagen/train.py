@@ -15,8 +15,8 @@ from typing import Callable
 import torch
 
 from .checkpoint import (
-    LOG_HEADER, CheckpointError, check_matches, config_diff, load_stage, read_stage_meta, save_stage, torch_load_state,
-    training_history,
+    LOG_HEADER, CheckpointError, check_matches, load_stage, read_stage_meta, save_stage, stage_config_diff,
+    torch_load_state, training_history,
 )
 from .conditioning import augment_lowres, downsample, upsample
 from .config import StageConfig, TextEncoderConfig, TrainConfig, to_dict
@@ -24,6 +24,10 @@ from .data import CaptionedImages, image_to_tensor
 from .diffusion import diffusion_loss, q_sample, training_target
 from .schedule import make_logsnr
 from .unet import EfficientUNet
+
+# UNetConfig options whose new parameters are a no-op at init (zero-initialised position tables,
+# identity text layers): init_from may add them to a trained U-Net without changing its output.
+ADDABLE = ("pos_emb_resolution", "text_layers")
 
 
 def stage_loss(unet: EfficientUNet, stage: StageConfig, x: torch.Tensor, text: torch.Tensor, mask: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
@@ -93,16 +97,17 @@ class Trainer:
 
     def _init_weights(self, src: Path) -> None:
         """Load the EMA weights of stage checkpoint `src` (load_stage: checksum-verified, as float32)
-        into model and EMA. The configs must match except for a position embedding the source lacks,
-        which then stays at its zero init."""
+        into model and EMA. The configs must match except for ADDABLE options the source lacks, whose
+        parameters then keep their no-op init."""
         if (src / "cascade.json").is_file() and (src / self.stage.name / "config.json").is_file():
             src = src / self.stage.name  # a cascade folder: take this stage from it
-        _, _, source, meta = load_stage(src)
-        diff = [d for d in config_diff(meta["stage"], to_dict(self.stage)) if not d.startswith("unet.pos_emb_resolution:")]
-        diff += config_diff(meta["text_encoder"], to_dict(self.te_cfg))
+        src_stage, _, source, meta = load_stage(src)
+        # options whose new parameters start as a no-op may be switched on (never off) by init_from
+        addable = [f"unet.{f}:" for f in ADDABLE if not getattr(src_stage.unet, f)]
+        diff = [d for d in stage_config_diff(meta, self.stage, self.te_cfg) if not d.startswith(tuple(addable))]
         if diff:
             raise CheckpointError(f"init_from {src} was made with another config:\n  " + "\n  ".join(diff))
-        new = [k for k in self.unet.state_dict() if k not in source.state_dict()]  # only pos_emb tables, given the configs
+        new = [k for k in self.unet.state_dict() if k not in source.state_dict()]  # only the added options' parameters
         self.unet.load_state_dict(source.state_dict(), strict=False)
         self.ema.load_state_dict(self.unet.state_dict())
         self.init = {"path": str(src), "weights_sha256": meta["weights_sha256"], "step": meta.get("step")}

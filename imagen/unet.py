@@ -8,7 +8,8 @@ The paper's three changes to the DDPM U-Net, all here:
 
 Conditioning: noise level (log-SNR) embedding + pooled text embedding (+ augmentation level for
 super-resolution stages) form one vector that FiLMs every residual block; text tokens (layer
-normed) are attended to by cross-attention at the levels `cross_attn` selects.
+normed, optionally re-read by `text_layers` trainable causal transformer layers) are attended to
+by cross-attention at the levels `cross_attn` selects.
 
 Shapes: x (B, C, H, W); text (B, L, D) with mask (B, L) bool (True = real token);
 logsnr (B,); aug_logsnr (B,) for SR stages; lowres (B, C, H, W) already upsampled to H x W.
@@ -41,6 +42,47 @@ def masked_mean(text: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     the pooled text embedding that conditions every residual block."""
     m = mask.to(text.dtype)[..., None]  # (B, L, 1)
     return (text * m).sum(1) / m.sum(1).clamp(min=1.0)
+
+
+def token_position_embedding(length: int, dim: int) -> torch.Tensor:
+    """(L, dim) sinusoidal embedding of token positions 0..L-1 (Vaswani et al. 2017)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32) / half)
+    args = torch.arange(length, dtype=torch.float32)[:, None] * freqs[None]
+    return torch.cat([args.sin(), args.cos()], dim=1)
+
+
+class TextLayer(nn.Module):
+    """One pre-LN transformer layer over text tokens with *causal* self-attention: each token gets a
+    summary of the words before it, so "blue square" after "left of" is no longer the same vector
+    as "blue square" before it (the order the U-Net's set-like cross-attention cannot see).
+    Token positions enter the attention input only, and both residual branches end in
+    zero-initialised projections: at init the layer is the identity."""
+
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.norm1 = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
+        for lin in (self.proj, self.mlp[-1]):
+            nn.init.zeros_(lin.weight)
+            nn.init.zeros_(lin.bias)
+
+    def forward(self, text: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        b, n, d = text.shape
+        h = self.norm1(text) + token_position_embedding(n, d).to(text)
+        q, k, v = (t.unflatten(-1, (self.heads, -1)).transpose(1, 2) for t in self.qkv(h).chunk(3, dim=-1))  # (B, h, L, d/h)
+        # key j is visible to query i if j <= i and j is a real token; i always sees itself, so a
+        # fully masked (unconditional) text stays finite. Padding outputs are ignored downstream.
+        eye = torch.eye(n, dtype=torch.bool, device=text.device)
+        allowed = (torch.ones(n, n, dtype=torch.bool, device=text.device).tril() & mask[:, None, None, :]) | eye
+        scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5  # (B, h, L, L)
+        out = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min).softmax(-1) @ v
+        text = text + self.proj(out.transpose(1, 2).flatten(2))
+        return text + self.mlp(self.norm2(text))
 
 
 class ResBlock(nn.Module):
@@ -165,6 +207,7 @@ class EfficientUNet(nn.Module):
         self.time_mlp = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
         self.aug_mlp = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d)) if cfg.lowres_cond else None
         self.text_norm = nn.LayerNorm(cfg.text_embed_dim)  # paper: layer norm on text embeddings
+        self.text_layers = nn.ModuleList(TextLayer(cfg.text_embed_dim, cfg.attn_heads) for _ in range(cfg.text_layers))
         self.text_pool = nn.Sequential(nn.Linear(cfg.text_embed_dim, d), nn.SiLU(), nn.Linear(d, d))
         self.null_pooled = nn.Parameter(torch.zeros(d))
         cin = cfg.in_channels * (2 if cfg.lowres_cond else 1)
@@ -202,6 +245,8 @@ class EfficientUNet(nn.Module):
             raise ValueError(f"this U-Net has position embeddings for {cfg.pos_emb_resolution}x{cfg.pos_emb_resolution} "
                              f"inputs only, got {tuple(x.shape[-2:])}")
         text = self.text_norm(text)
+        for layer in self.text_layers:
+            text = layer(text, mask)
         cond = self.time_mlp(noise_level_embedding(logsnr, cfg.cond_dim).to(text.dtype))
         pooled = masked_mean(text, mask)
         has_text = mask.any(1, keepdim=True)

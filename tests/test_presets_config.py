@@ -5,7 +5,7 @@ import torch
 
 from imagen.config import CascadeConfig, StageConfig, TrainConfig, UNetConfig, from_dict, to_dict
 from imagen.presets import PRESETS, get_preset
-from imagen.unet import EfficientUNet
+from imagen.unet import EfficientUNet, TextLayer
 
 PAPER_PARAMS = {"base": 2.0e9, "sr256": 600e6, "sr1024": 400e6}  # Saharia et al. 2022, sec. 4.1 / appendix
 
@@ -31,7 +31,7 @@ def test_paper_cascade_layout():
 
 
 def test_unknown_preset_and_keys_rejected():
-    with pytest.raises(ValueError, match="paper, shapes, shapes-pos, tiny"):
+    with pytest.raises(ValueError, match="paper, shapes, shapes-pos, shapes-text, tiny"):
         get_preset("large")
     with pytest.raises(ValueError, match=r"unknown keys \['stpes'\]"):
         from_dict(TrainConfig, {"stpes": 3})
@@ -91,6 +91,53 @@ def test_position_embedding_starts_as_a_no_op_then_breaks_translation_symmetry()
     assert not torch.allclose(with_pos(*args), plain(*args))
     with pytest.raises(ValueError, match=r"position embeddings for 8x8 inputs only, got \(16, 16\)"):
         with_pos(torch.randn(2, 3, 16, 16), *args[1:])
+
+
+def test_text_layers_start_as_the_identity():
+    """text_layers adds causal transformer layers over the token features whose residual branches
+    end in zero-initialised projections: a trained U-Net's output is unchanged until they train."""
+    base = get_preset("tiny").stages[0]
+    torch.manual_seed(0)
+    plain = EfficientUNet(base.unet).eval()
+    with torch.no_grad():
+        for p in plain.parameters():
+            p.normal_(0, 0.2)
+    with_text = EfficientUNet(dataclasses.replace(base.unet, text_layers=2)).eval()
+    missing = with_text.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert missing and all(k.startswith(("text_layers.0.", "text_layers.1.")) for k in missing)
+    mask = torch.ones(3, 5, dtype=torch.bool)
+    mask[1, 3:] = False
+    mask[2] = False  # the unconditional branch of guidance: every token masked
+    args = (torch.randn(3, 3, 8, 8), torch.zeros(3), torch.randn(3, 5, 384), mask)
+    torch.testing.assert_close(with_text(*args), plain(*args), rtol=0, atol=0)
+    with torch.no_grad():
+        with_text.text_layers[1].proj.weight.normal_(0, 0.2)
+    out = with_text(*args)
+    assert torch.isfinite(out).all() and not torch.allclose(out, plain(*args))
+    with pytest.raises(ValueError, match="text_layers must be >= 0"):
+        dataclasses.replace(base.unet, text_layers=-1)
+
+
+def test_text_layer_is_causal_and_ignores_padding():
+    """Token i's output depends on tokens 0..i only (so a word's vector carries the words before it:
+    word order), never on masked tokens, and stays finite when every token is masked."""
+    torch.manual_seed(0)
+    layer = TextLayer(32, heads=4).eval()
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.normal_(0, 0.3)
+    text, mask = torch.randn(1, 6, 32), torch.tensor([[True] * 5 + [False]])
+    changed = text.clone()
+    changed[0, 3] += torch.randn(32)  # (not a constant: the layer norm would remove it)
+    a, b = layer(text, mask), layer(changed, mask)
+    torch.testing.assert_close(a[0, :3], b[0, :3], rtol=0, atol=0)  # before the changed word: same
+    assert (a[0, 3:5] - b[0, 3:5]).abs().amax(-1).min() > 1e-3  # at and after it: different
+    pad = text.clone()
+    pad[0, 5] += 5 * torch.randn(32)  # a masked token is invisible to the real ones
+    torch.testing.assert_close(layer(pad, mask)[0, :5], a[0, :5], rtol=0, atol=0)
+    swapped = text[:, [1, 0, 2, 3, 4, 5]]  # same words, other order: the last word's vector changes
+    assert not torch.allclose(layer(swapped, mask)[0, 4], a[0, 4])
+    assert torch.isfinite(layer(text, torch.zeros(1, 6, dtype=torch.bool))).all()
 
 
 def test_position_embedding_must_match_the_stage_resolution_and_not_crops():

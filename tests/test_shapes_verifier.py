@@ -12,7 +12,8 @@ from drawbench.shapes.detect import detect
 from drawbench.shapes.measure import measure_size
 from drawbench.shapes.scene import Scene
 from drawbench.shapes.render import render_scene
-from drawbench.shapes.verify import accuracy, verify
+from drawbench.shapes.order_check import swapped
+from drawbench.shapes.verify import accuracy, relation_direction, verify
 
 
 @pytest.mark.parametrize("size,n", [
@@ -43,6 +44,21 @@ def test_detections_match_scene_geometry():
     assert abs(circ.x - 0.7) < 0.01 and abs(circ.y - 0.7) < 0.01  # circle centroid = centre
     assert abs(tri.x - 0.2) < 0.01 and abs(tri.y - (0.3 + 0.19 / 6)) < 0.01  # triangle centroid 2/3 down
     assert abs(circ.fill - np.pi / 4) < 0.02 and abs(circ.extent - 0.31) < 0.01
+
+
+def test_relation_direction_separates_swapped_from_missing():
+    """Positional renders are drawn the right way; the same image read against the caption with its
+    two objects swapped is "reversed"; a caption naming an absent object is "missing"."""
+    ds = ShapesDataset("test", 64)
+    items = [ds[i] for i in range(2, 42, 4)]  # item i is CATEGORIES[i % 4]: 2 = Positional
+    for image, caption in items:
+        assert relation_direction(verify(image, caption)) == "right-way", caption
+        assert relation_direction(verify(image, swapped(caption))) == "reversed", caption
+    image, caption = ds[2]
+    other = next(c for c in ("red", "orange", "yellow") if c not in caption)
+    absent = caption.replace(caption.split()[1], other, 1)  # the first object in a colour not in the image
+    assert relation_direction(verify(image, absent)) == "missing"
+    assert relation_direction(verify(*ds[0])) is None  # Colors: no relation
 
 
 def test_verification_claims_and_accuracy_table():

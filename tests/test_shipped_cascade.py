@@ -43,9 +43,11 @@ def test_stage_check_runs_on_the_shipped_cascade():
 
     items = [split_item("test", i) for i in range(8)]
     gt = torch.stack([image_to_tensor(render_scene(s, 64), 64) for s, _ in items])
-    assert accuracy(gt, [format_caption(c) for _, c in items])["overall"] == 1.0
+    gt_acc = accuracy(gt, [format_caption(c) for _, c in items])
+    assert gt_acc["overall"] == 1.0 and gt_acc["reversed"] == 0 and gt_acc["right-way"] >= 2  # items 2 and 6 are Positional
     rows = stage_check(DEFAULT_CHECKPOINT, 1, 3.0, Runtime(batch_size=4))
     assert list(rows) == ["gt-16-nearest", "base(w=3)-nearest", "sr64(gt16)", "base(w=3)->sr64", "sr256(gt64)"]
     for acc in rows.values():
-        assert set(acc) == {"overall", "Colors", "Counting", "Positional", "Descriptions"}
-        assert all(0.0 <= v <= 1.0 for v in acc.values())
+        assert set(acc) == {"overall", "Colors", "Counting", "Positional", "Descriptions", "right-way", "reversed"}
+        assert all(0.0 <= acc[k] <= 1.0 for k in ("overall", "Colors", "Counting", "Positional", "Descriptions"))
+        assert acc["right-way"] + acc["reversed"] <= 4  # relation captions among the 4 prompts

@@ -139,6 +139,38 @@ def test_init_from_refuses_any_other_config_change(trained, tmp_path, minilm):
         Trainer(wider, te, dataclasses.replace(FAST, init_from=str(src / "base")), ToySet(), minilm, tmp_path, log=lambda s: None)
 
 
+def test_init_from_adds_text_layers_but_never_drops_them(trained, tmp_path, minilm):
+    """text_layers is ADDABLE like the position embedding: the copy is exact and the new layers are
+    the identity, so the started run computes what the source did; going back is refused."""
+    src, _ = trained
+    stage, te = tiny().stages[0], tiny().text_encoder
+    with_text = dataclasses.replace(stage, unet=dataclasses.replace(stage.unet, text_layers=1))
+    cfg = dataclasses.replace(FAST, steps=2, init_from=str(src / "base"))
+    t = Trainer(with_text, te, cfg, ToySet(), minilm, tmp_path / "text", log=lambda s: None)
+    _, _, source, _ = load_stage(src / "base")
+    assert {k.split(".")[0] for k in t.unet.state_dict() if k not in source.state_dict()} == {"text_layers"}
+    text, mask = minilm.encode(["a red circle", "two blue squares"])
+    args = (torch.randn(2, 3, 8, 8), torch.zeros(2), text, mask)
+    torch.testing.assert_close(t.ema(*args), source(*args), rtol=0, atol=0)
+    t.train()
+    with pytest.raises(CheckpointError, match=r"unet\.text_layers: checkpoint has 1, asked for 0"):
+        Trainer(stage, te, dataclasses.replace(FAST, init_from=str(tmp_path / "text")), ToySet(), minilm, tmp_path / "back", log=lambda s: None)
+
+
+def test_checkpoint_saved_before_a_config_field_existed_still_loads(trained, tmp_path):
+    """config.json files written before an option existed (e.g. the shipped weights and text_layers)
+    lack its key: it counts as the default, for loading and for resuming alike."""
+    src, _ = trained
+    stage = tiny().stages[0]
+    meta = json.loads((src / "base" / "config.json").read_text())
+    del meta["stage"]["unet"]["text_layers"]
+    old = tmp_path / "base"
+    old.mkdir()
+    (old / "config.json").write_text(json.dumps(meta))
+    (old / "model.safetensors").write_bytes((src / "base" / "model.safetensors").read_bytes())
+    assert load_stage(old, expect=stage)[0] == stage
+
+
 def test_weights_with_wrong_shapes_are_refused(tmp_path, minilm):
     stage = tiny().stages[0]
     Trainer(stage, tiny().text_encoder, dataclasses.replace(FAST, steps=1), ToySet(), minilm, tmp_path, log=lambda s: None).train()
@@ -164,7 +196,7 @@ def test_cli_train_then_sample_writes_pngs(tmp_path, capsys):
     assert cli(["sample", "--checkpoint", str(ck), "--prompt", "x", "--thresholding", "clip", "--out", str(tmp_path / "z")]) == 2
     assert "none, static, dynamic" in capsys.readouterr().err
     assert cli(["train", "--preset", "huge", "--out", str(tmp_path / "h")]) == 2
-    assert "paper, shapes, shapes-pos, tiny" in capsys.readouterr().err
+    assert "paper, shapes, shapes-pos, shapes-text, tiny" in capsys.readouterr().err
     assert cli(["train", "--preset", "tiny", "--data", "toy", "--out", str(ck), "--set", "lr_typo=1"]) == 2
     assert "unknown keys ['lr_typo']" in capsys.readouterr().err
 

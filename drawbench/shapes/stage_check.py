@@ -9,6 +9,8 @@ Rows (prompt accuracy of the exact verifier, overall and per category):
   sr64(gt16)         the 16->64 stage on ground-truth 16^2 inputs
   base(w)->sr64      the base stage's output then sr64, at 64^2
   sr256(gt64)        the 64->256 stage on ground-truth 64^2 inputs
+Each row also counts the relation captions (Positional, some Descriptions) whose two objects were
+both drawn, split into right-way and reversed (verify.relation_direction): 50/50 is chance.
 Assumes the shapes preset's 16 -> 64 -> 256 cascade (stage indices 0, 1, 2). Seeds are the prompt
 index; sampling as in bench/specs/shapes_eval.toml: static thresholding, base DDPM 32 steps, sr64
 DDPM 32, sr256 DDPM 16, SR guidance 1.
@@ -33,17 +35,22 @@ from .dataset import split_item
 from .grammar import format_caption
 from .render import render_scene
 from .scene import CATEGORIES
-from .verify import verify
+from .verify import relation_direction, verify
 
 
-def accuracy(x: torch.Tensor, captions: list[str]) -> dict[str, float]:
-    """x (B, 3, H, W) in [-1, 1] -> prompt accuracy overall and per category (item i is CATEGORIES[i % 4])."""
+def accuracy(x: torch.Tensor, captions: list[str]) -> dict[str, float | int]:
+    """x (B, 3, H, W) in [-1, 1] -> prompt accuracy overall and per category (item i is
+    CATEGORIES[i % 4]), plus counts of relation captions drawn the right way / reversed."""
     images = to_uint8(x)
-    ok = [verify(Image.fromarray(images[i].numpy()), c).correct for i, c in enumerate(captions)]
-    out = {"overall": sum(ok) / len(ok)}
+    vs = [verify(Image.fromarray(images[i].numpy()), c) for i, c in enumerate(captions)]
+    ok = [v.correct for v in vs]
+    out: dict[str, float | int] = {"overall": sum(ok) / len(ok)}
     for k, cat in enumerate(CATEGORIES):
         sub = ok[k :: len(CATEGORIES)]
         out[cat] = sum(sub) / len(sub)
+    directions = [relation_direction(v) for v in vs]
+    for d in ("right-way", "reversed"):
+        out[d] = directions.count(d)
     return out
 
 
@@ -90,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     rows = stage_check(args.checkpoint, args.n_per_category, args.base_guidance, Runtime(batch_size=args.batch_size))
     for name, acc in rows.items():
-        print(f"{name:22s} " + "  ".join(f"{k} {v:6.1%}" for k, v in acc.items()))
+        print(f"{name:22s} " + "  ".join(f"{k} {v:6.1%}" if isinstance(v, float) else f"{k} {v:3d}" for k, v in acc.items()))
     print(json.dumps(rows))
     return 0
 

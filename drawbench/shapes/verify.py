@@ -51,6 +51,22 @@ def _matches(p: Phrase, objects: Sequence) -> list:
     return [o for o in objects if o.color == p.color and o.shape == p.shape and (p.size is None or o.size == p.size)]
 
 
+def relation_direction(v: Verification) -> str | None:
+    """For a caption with a relation: "right-way" when the first named object lies on the asked
+    side of the second along the relation's axis, "reversed" when on the other side, "missing" when
+    either is not found; None for captions without a relation. (Finer than the relation claim:
+    it separates a swapped pair from a misplaced one, chance being 50/50.)"""
+    c = parse_caption(v.caption)
+    if c.relation is None:
+        return None
+    first, second = (_matches(p, v.objects) for p in c.phrases)
+    if not first or not second:
+        return "missing"
+    dx, dy = second[0].x - first[0].x, second[0].y - first[0].y
+    along = {"left of": dx, "right of": -dx, "above": dy, "below": -dy}[c.relation]
+    return "right-way" if along > 0 else "reversed"
+
+
 def check_claims(c: Caption, objects: Sequence, background: str | None) -> tuple[tuple[str, bool], ...]:
     """Claims of a parsed caption against objects with .color .shape .size .x .y (detections or
     ground-truth scene objects)."""

@@ -1,6 +1,8 @@
 """The offline default: the shapes cascade shipped inside the package loads and samples."""
 import json
 
+import pytest
+
 from PIL import Image
 
 from bench.cli import main as cli
@@ -51,3 +53,11 @@ def test_stage_check_runs_on_the_shipped_cascade():
         assert set(acc) == {"overall", "Colors", "Counting", "Positional", "Descriptions", "right-way", "reversed"}
         assert all(0.0 <= acc[k] <= 1.0 for k in ("overall", "Colors", "Counting", "Positional", "Descriptions"))
         assert acc["right-way"] + acc["reversed"] <= 4  # relation captions among the 4 prompts
+    # --base swaps in a base stage checkpoint (here the cascade's own: the same row comes out);
+    # --rows computes only what is asked
+    only = stage_check(DEFAULT_CHECKPOINT, 1, 3.0, Runtime(batch_size=4), base=DEFAULT_CHECKPOINT / "base", rows=("base-nearest",))
+    assert only == {"base(w=3)-nearest": rows["base(w=3)-nearest"]}
+    with pytest.raises(ValueError, match="does not fit this cascade's base"):
+        stage_check(DEFAULT_CHECKPOINT, 1, 3.0, Runtime(), base=DEFAULT_CHECKPOINT / "sr64", rows=("base-nearest",))
+    with pytest.raises(ValueError, match="unknown row 'base'; choose from gt-16-nearest, base-nearest"):
+        stage_check(DEFAULT_CHECKPOINT, 1, 3.0, Runtime(), rows=("base",))

@@ -11,13 +11,17 @@ Rows (prompt accuracy of the exact verifier, overall and per category):
   sr256(gt64)        the 64->256 stage on ground-truth 64^2 inputs
 Each row also counts the relation captions (Positional, some Descriptions) whose two objects were
 both drawn, split into right-way and reversed (verify.relation_direction): 50/50 is chance.
-Assumes the shapes preset's 16 -> 64 -> 256 cascade (stage indices 0, 1, 2). Seeds are the prompt
+`--base DIR` swaps in another base stage checkpoint (e.g. a training run's `ckpt/base`, any
+U-Net config, same text encoder); `--rows` picks rows (the base-only row is cheap: ~1.2 s per
+prompt on 2 cores); `--start K` skips the first K prompts of each category, as the prompt set's
+`start` does. Assumes the shapes preset's 16 -> 64 -> 256 cascade (stage indices 0, 1, 2). Seeds are the prompt
 index; sampling as in bench/specs/shapes_eval.toml: static thresholding, base DDPM 32 steps, sr64
 DDPM 32, sr256 DDPM 16, SR guidance 1.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -25,11 +29,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from imagen.checkpoint import load_cascade
+from imagen.checkpoint import load_cascade, load_stage
+from imagen.config import check_choice
 from imagen.conditioning import downsample, to_uint8
 from imagen.data import image_to_tensor
 from imagen.guidance import Thresholding
-from imagen.pipeline import Runtime, StageSampling, sample_stage
+from imagen.pipeline import Cascade, Runtime, StageSampling, sample_stage
 
 from .dataset import split_item
 from .grammar import format_caption
@@ -64,28 +69,48 @@ def run_stage(cascade, index: int, captions: list[str], s: StageSampling, rt: Ru
     return torch.cat(out)
 
 
-def stage_check(checkpoint: Path, n_per_category: int, base_guidance: float, rt: Runtime) -> dict[str, dict[str, float]]:
+ROWS = ("gt-16-nearest", "base-nearest", "sr64(gt16)", "base->sr64", "sr256(gt64)")
+
+
+def with_base(cascade: Cascade, base_dir: Path) -> Cascade:
+    """The cascade with its base stage replaced by the stage checkpoint in base_dir."""
+    stage, te, unet, _ = load_stage(base_dir)
+    if te != cascade.config.text_encoder or stage.resolution != cascade.stages[0].resolution:
+        raise ValueError(f"{base_dir} does not fit this cascade's base: text encoder {te} at {stage.resolution}^2, "
+                         f"cascade has {cascade.config.text_encoder} at {cascade.stages[0].resolution}^2")
+    config = dataclasses.replace(cascade.config, stages=(stage, *cascade.stages[1:]))
+    return dataclasses.replace(cascade, config=config, unets=[unet, *cascade.unets[1:]])
+
+
+def stage_check(checkpoint: Path, n_per_category: int, base_guidance: float, rt: Runtime, base: Path | None = None,
+                start: int = 0, rows: tuple[str, ...] = ROWS) -> dict[str, dict[str, float | int]]:
+    for r in rows:
+        check_choice("row", r, ROWS)
     cascade = load_cascade(checkpoint)
+    if base is not None:
+        cascade = with_base(cascade, base)
     resolutions = [st.resolution for st in cascade.stages]
     if resolutions != [16, 64, 256]:
         raise ValueError(f"stage_check expects a 16 -> 64 -> 256 cascade (the shapes preset), got {resolutions}")
-    items = [split_item("test", i) for i in range(4 * n_per_category)]
+    items = [split_item("test", len(CATEGORIES) * start + i) for i in range(len(CATEGORIES) * n_per_category)]
     captions = [format_caption(c) for _, c in items]
     gt256 = torch.stack([image_to_tensor(render_scene(scene, 256), 256) for scene, _ in items])
     gt64, gt16 = downsample(gt256, 64), downsample(gt256, 16)  # how training makes SR inputs
     static = Thresholding("static")
-    base = StageSampling(steps=32, sampler="ddpm", guidance=base_guidance, thresholding=static)
+    base_s = StageSampling(steps=32, sampler="ddpm", guidance=base_guidance, thresholding=static)
     sr64 = StageSampling(steps=32, sampler="ddpm", thresholding=static)
     sr256 = StageSampling(steps=16, sampler="ddpm", thresholding=static)
-    base16 = run_stage(cascade, 0, captions, base, rt, None)
-    w = f"w={base_guidance:g}"
-    return {
-        "gt-16-nearest": accuracy(F.interpolate(gt16, size=64, mode="nearest"), captions),
-        f"base({w})-nearest": accuracy(F.interpolate(base16, size=64, mode="nearest"), captions),
-        "sr64(gt16)": accuracy(run_stage(cascade, 1, captions, sr64, rt, gt16), captions),
-        f"base({w})->sr64": accuracy(run_stage(cascade, 1, captions, sr64, rt, base16), captions),
-        "sr256(gt64)": accuracy(run_stage(cascade, 2, captions, sr256, rt, gt64), captions),
+    base16 = run_stage(cascade, 0, captions, base_s, rt, None) if {"base-nearest", "base->sr64"} & set(rows) else None
+    compute = {
+        "gt-16-nearest": lambda: F.interpolate(gt16, size=64, mode="nearest"),
+        "base-nearest": lambda: F.interpolate(base16, size=64, mode="nearest"),
+        "sr64(gt16)": lambda: run_stage(cascade, 1, captions, sr64, rt, gt16),
+        "base->sr64": lambda: run_stage(cascade, 1, captions, sr64, rt, base16),
+        "sr256(gt64)": lambda: run_stage(cascade, 2, captions, sr256, rt, gt64),
     }
+    w = f"(w={base_guidance:g})"
+    return {r.replace("base", f"base{w}", 1) if r.startswith("base") else r: accuracy(compute[r](), captions)
+            for r in ROWS if r in rows}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,8 +119,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-per-category", type=int, default=20)
     p.add_argument("--base-guidance", type=float, default=3.0)
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--base", type=Path, help="a base stage checkpoint to use instead of the cascade's")
+    p.add_argument("--start", type=int, default=0, help="skip the first START prompts of each category")
+    p.add_argument("--rows", nargs="+", default=list(ROWS), help=f"rows to compute: {', '.join(ROWS)}")
     args = p.parse_args(argv)
-    rows = stage_check(args.checkpoint, args.n_per_category, args.base_guidance, Runtime(batch_size=args.batch_size))
+    try:
+        rows = stage_check(args.checkpoint, args.n_per_category, args.base_guidance, Runtime(batch_size=args.batch_size),
+                           base=args.base, start=args.start, rows=tuple(args.rows))
+    except ValueError as e:
+        p.error(str(e))
     for name, acc in rows.items():
         print(f"{name:22s} " + "  ".join(f"{k} {v:6.1%}" if isinstance(v, float) else f"{k} {v:3d}" for k, v in acc.items()))
     print(json.dumps(rows))

@@ -11,7 +11,7 @@ if not hasattr(shapes, "verify") or not hasattr(shapes, "accuracy"):
     pytest.skip("drawbench.shapes does not expose verify() and accuracy() yet", allow_module_level=True)
 
 from drawbench.shapes.dataset import split_item  # noqa: E402
-from drawbench.shapes.grammar import format_caption  # noqa: E402
+from drawbench.shapes.grammar import PAIR_GROUPS, format_caption, pair_group, parse_caption  # noqa: E402
 from drawbench.shapes.render import render_scene  # noqa: E402
 
 N = 8  # two items per category (split_item cycles through the 4 categories)
@@ -41,6 +41,12 @@ def test_matches_drawbench_accuracy(items):
         for cat in shapes.CATEGORIES:
             assert got[(cell, f"shapes_accuracy/{cat}")].value == pytest.approx(ref[cat]["prompt_accuracy"]), (cell, cat)
             assert got[(cell, f"shapes_accuracy/{cat}")].n == ref[cat]["n_prompts"]
+        groups = {g: [s for s in imgs if pair_group(parse_caption(s.prompt)) == g] for g in PAIR_GROUPS}
+        assert len(groups["held-out"]) and len(groups["seen"])  # both present among the 8 test prompts
+        for g, sub in groups.items():
+            ref = shapes.accuracy([shapes.verify(s.image, s.prompt) for s in sub])["overall"]
+            assert got[(cell, f"shapes_accuracy/{g}")].value == pytest.approx(ref["prompt_accuracy"]), (cell, g)
+            assert got[(cell, f"shapes_claim_accuracy/{g}")].n == len(sub)
     assert got[("true", "shapes_accuracy")].value >= 0.75  # the verifier accepts most ground-truth renders
     assert got[("swapped", "shapes_accuracy")].value < got[("true", "shapes_accuracy")].value
     assert set(per_image[0]) == {"shapes_correct", "shapes_claim_accuracy"}

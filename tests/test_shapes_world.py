@@ -12,7 +12,7 @@ from drawbench.shapes import HELD_OUT, Scene, ShapesDataset, reference_images, r
 from drawbench.shapes import test_prompts as make_test_prompts  # alias: pytest would collect test_*
 from drawbench.shapes.coco import export_coco
 from drawbench.shapes.dataset import split_item
-from drawbench.shapes.grammar import format_caption, parse_caption
+from drawbench.shapes.grammar import format_caption, pair_group, parse_caption
 from drawbench.shapes.scene import GAP, SIZES
 from drawbench.shapes.verify import relation_holds, scene_claims
 from imagen.data import CocoFolder, resolve_dataset
@@ -78,6 +78,8 @@ def test_held_out_pairs_absent_from_train_present_in_test():
     assert df.category.value_counts().to_dict() == {c: 50 for c in ("Colors", "Counting", "Positional", "Descriptions")}
     with_held = [any((o.color, o.shape) in HELD_OUT for o in Scene.from_json(s).objects) for s in df.scene]
     assert 0.3 <= np.mean(with_held) <= 0.8
+    # pair_group reads the same split from the caption alone (the sweep metric's held-out / seen)
+    assert [pair_group(parse_caption(p)) == "held-out" for p in df.prompt] == with_held
     for pair in HELD_OUT:  # each held-out pair is named in some test prompt
         assert any(f"{pair[0]} {pair[1]}" in p for p in df.prompt)
     for prompt, scene in zip(df.prompt, df.scene):

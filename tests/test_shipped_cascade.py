@@ -50,7 +50,7 @@ def test_stage_check_runs_on_the_shipped_cascade():
     rows = stage_check(DEFAULT_CHECKPOINT, 1, 3.0, Runtime(batch_size=4))
     assert list(rows) == ["gt-16-nearest", "base(w=3)-nearest", "sr64(gt16)", "base(w=3)->sr64", "sr256(gt64)"]
     for acc in rows.values():
-        assert set(acc) == {"overall", "Colors", "Counting", "Positional", "Descriptions", "right-way", "reversed"}
+        assert set(acc) == {"overall", "Colors", "Counting", "Positional", "Descriptions", "held-out", "seen", "right-way", "reversed"}
         assert all(0.0 <= acc[k] <= 1.0 for k in ("overall", "Colors", "Counting", "Positional", "Descriptions"))
         assert acc["right-way"] + acc["reversed"] <= 4  # relation captions among the 4 prompts
     # --base swaps in a base stage checkpoint (here the cascade's own: the same row comes out);

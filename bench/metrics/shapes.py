@@ -1,7 +1,8 @@
 """Shapes-world accuracy: drawbench.shapes.verify checks every claim of a shapes caption on the
 image (colour/shape, counts, relations, background, nothing else). Same definitions as
 drawbench.shapes.accuracy: prompt accuracy = share of prompts whose claims all pass; claim
-accuracy = share of single claims that pass; per cell overall and per shapes category.
+accuracy = share of single claims that pass; per cell overall, per shapes category, and per pair
+group ("held-out": the caption names a colour x shape pair never seen in training; "seen").
 Prompts outside the shapes caption grammar get no value and are counted in details."""
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ OVERALL = ""  # category key of the whole cell
 
 @dataclass(frozen=True)
 class ShapesOptions:
-    per_category: bool = True  # also report shapes_accuracy/<Category> and shapes_claim_accuracy/<Category>
+    # also report shapes_accuracy/<group> and shapes_claim_accuracy/<group> for every category and
+    # for the two pair groups (held-out, seen)
+    per_category: bool = True
 
 
 class ShapesVerifier:
@@ -27,10 +30,10 @@ class ShapesVerifier:
     def __init__(self, options: Mapping[str, Any] | None = None, *, cache_dir: Path | None = None):
         self.options = parse_options(ShapesOptions, options, self.name)
         from drawbench.shapes import verify  # noqa: PLC0415  (the shapes world is imported only for this metric)
-        from drawbench.shapes.grammar import parse_caption  # noqa: PLC0415
+        from drawbench.shapes.grammar import pair_group, parse_caption  # noqa: PLC0415
 
-        self._verify, self._parse = verify, parse_caption
-        self.prompts: KeyedStates[SumCount] = KeyedStates(SumCount)  # (cell, category) -> correct prompts / prompts
+        self._verify, self._parse, self._pair_group = verify, parse_caption, pair_group
+        self.prompts: KeyedStates[SumCount] = KeyedStates(SumCount)  # (cell, category or pair group) -> correct prompts / prompts
         self.claims: KeyedStates[SumCount] = KeyedStates(SumCount)  # (cell, category) -> passed claims / claims
         self.skipped: KeyedStates[SumCount] = KeyedStates(SumCount)  # cell -> prompts outside the grammar (count)
 
@@ -41,7 +44,7 @@ class ShapesVerifier:
             check_image(im.image, where)
             self.skipped[im.cell_id].update([])  # the cell is known even if every prompt is skipped
             try:
-                self._parse(im.prompt)
+                parsed = self._parse(im.prompt)
             except ValueError:
                 self.skipped[im.cell_id].update([1.0])
                 out.append({})  # not a shapes caption: no value (not 0)
@@ -51,7 +54,7 @@ class ShapesVerifier:
             except ValueError as e:
                 raise ValueError(f"{where}: {e}") from None
             passed = [float(ok) for _, ok in v.claims]  # one 0/1 per claim
-            for cat in (OVERALL, v.category):
+            for cat in (OVERALL, v.category, self._pair_group(parsed)):
                 self.prompts[(im.cell_id, cat)].update([float(v.correct)])
                 self.claims[(im.cell_id, cat)].update(passed)
             out.append({"shapes_correct": float(v.correct), "shapes_claim_accuracy": sum(passed) / len(passed)})  # every caption has >= 1 claim ("nothing else")

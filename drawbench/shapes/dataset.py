@@ -53,7 +53,7 @@ class ShapesDataset:
 
 def test_prompts(n_per_category: int = 50, start: int = 0) -> pd.DataFrame:
     """The benchmark's prompts: columns id ("shapes-0001"...), category, prompt, scene (JSON of the
-    ground-truth scene). Drawn from the test split, so about half contain a held-out pair.
+    ground-truth scene). Drawn from the test split, so about 2/3 name a held-out pair.
     `start` skips the first prompts of each category: start=25 gives prompts disjoint from
     n_per_category=25 (for a confirmation run on prompts no setting was chosen on)."""
     if n_per_category < 1 or start < 0:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .scene import BACKGROUNDS, CATEGORIES, COLORS, RELATIONS, SHAPES, SIZES, check_name
+from .scene import BACKGROUNDS, CATEGORIES, COLORS, HELD_OUT, RELATIONS, SHAPES, SIZES, check_name
 
 NUMBERS = ("one", "two", "three", "four")
 RELATION_TEXT = {"left of": "to the left of", "right of": "to the right of", "above": "above", "below": "below"}
@@ -57,6 +57,15 @@ class Caption:
         check_name("category", self.category, CATEGORIES)
         if self.relation is not None:
             check_name("relation", self.relation, RELATIONS)
+
+
+PAIR_GROUPS = ("held-out", "seen")
+
+
+def pair_group(c: Caption) -> str:
+    """"held-out" if the caption names a colour x shape pair never seen in training (HELD_OUT),
+    else "seen": the split that tells composition from memory."""
+    return "held-out" if any((p.color, p.shape) in HELD_OUT for p in c.phrases) else "seen"
 
 
 def format_caption(c: Caption) -> str:

@@ -9,7 +9,8 @@ Rows (prompt accuracy of the exact verifier, overall and per category):
   sr64(gt16)         the 16->64 stage on ground-truth 16^2 inputs
   base(w)->sr64      the base stage's output then sr64, at 64^2
   sr256(gt64)        the 64->256 stage on ground-truth 64^2 inputs
-Each row also counts the relation captions (Positional, some Descriptions) whose two objects were
+Each row also splits the accuracy by pair group (held-out: the caption names a colour x shape
+pair never trained on; seen) and counts the relation captions (Positional, some Descriptions) whose two objects were
 both drawn, split into right-way and reversed (verify.relation_direction): 50/50 is chance.
 `--base DIR` swaps in another base stage checkpoint (e.g. a training run's `ckpt/base`, any
 U-Net config, same text encoder); `--rows` picks rows (the base-only row is cheap: ~1.2 s per
@@ -37,15 +38,16 @@ from imagen.guidance import Thresholding
 from imagen.pipeline import Cascade, Runtime, StageSampling, sample_stage
 
 from .dataset import split_item
-from .grammar import format_caption
+from .grammar import PAIR_GROUPS, format_caption, pair_group, parse_caption
 from .render import render_scene
 from .scene import CATEGORIES
 from .verify import relation_direction, verify
 
 
 def accuracy(x: torch.Tensor, captions: list[str]) -> dict[str, float | int]:
-    """x (B, 3, H, W) in [-1, 1] -> prompt accuracy overall and per category (item i is
-    CATEGORIES[i % 4]), plus counts of relation captions drawn the right way / reversed."""
+    """x (B, 3, H, W) in [-1, 1] -> prompt accuracy overall, per category (item i is
+    CATEGORIES[i % 4]) and per pair group (held-out / seen), plus counts of relation captions
+    drawn the right way / reversed."""
     images = to_uint8(x)
     vs = [verify(Image.fromarray(images[i].numpy()), c) for i, c in enumerate(captions)]
     ok = [v.correct for v in vs]
@@ -53,6 +55,10 @@ def accuracy(x: torch.Tensor, captions: list[str]) -> dict[str, float | int]:
     for k, cat in enumerate(CATEGORIES):
         sub = ok[k :: len(CATEGORIES)]
         out[cat] = sum(sub) / len(sub)
+    groups = [pair_group(parse_caption(c)) for c in captions]
+    for g in PAIR_GROUPS:
+        sub = [o for o, gr in zip(ok, groups) if gr == g]
+        out[g] = sum(sub) / len(sub) if sub else float("nan")
     directions = [relation_direction(v) for v in vs]
     for d in ("right-way", "reversed"):
         out[d] = directions.count(d)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import dataclasses
 import math
 import random
 import time
@@ -15,8 +16,8 @@ from typing import Callable
 import torch
 
 from .checkpoint import (
-    LOG_HEADER, CheckpointError, check_matches, load_stage, read_stage_meta, save_stage, stage_config_diff,
-    torch_load_state, training_history,
+    LOG_HEADER, CheckpointError, check_matches, config_diff, load_stage, read_stage_meta, save_stage, torch_load_state,
+    training_history,
 )
 from .conditioning import augment_lowres, downsample, upsample
 from .config import StageConfig, TextEncoderConfig, TrainConfig, to_dict
@@ -101,10 +102,12 @@ class Trainer:
         parameters then keep their no-op init."""
         if (src / "cascade.json").is_file() and (src / self.stage.name / "config.json").is_file():
             src = src / self.stage.name  # a cascade folder: take this stage from it
-        src_stage, _, source, meta = load_stage(src)
-        # options whose new parameters start as a no-op may be switched on (never off) by init_from
-        addable = [f"unet.{f}:" for f in ADDABLE if not getattr(src_stage.unet, f)]
-        diff = [d for d in stage_config_diff(meta, self.stage, self.te_cfg) if not d.startswith(tuple(addable))]
+        src_stage, src_te, source, meta = load_stage(src)
+        # options whose new parameters start as a no-op may be switched on (never off): take the
+        # asked-for value of each one the source lacks, then everything else must match
+        added = {f: getattr(self.stage.unet, f) for f in ADDABLE if not getattr(src_stage.unet, f)}
+        src_stage = dataclasses.replace(src_stage, unet=dataclasses.replace(src_stage.unet, **added))
+        diff = config_diff(to_dict(src_stage), to_dict(self.stage)) + config_diff(to_dict(src_te), to_dict(self.te_cfg))
         if diff:
             raise CheckpointError(f"init_from {src} was made with another config:\n  " + "\n  ".join(diff))
         new = [k for k in self.unet.state_dict() if k not in source.state_dict()]  # only the added options' parameters

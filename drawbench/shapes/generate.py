@@ -6,7 +6,8 @@ split is always the same and never depends on which other items were drawn.
 Splits: train and validation never contain a HELD_OUT colour x shape pair (in images or captions);
 in test, half the items are forced to contain one held-out pair and the rest draw from all 18
 pairs, so about 2/3 of test prompts name a held-out pair (133 of the 200 confirmation prompts) and
-test prompts measure composition (grammar.pair_group splits them). Validation is in-distribution (train's distribution, different seeds).
+test prompts measure composition (grammar.pair_group splits them). Validation is in-distribution
+(train's distribution, different seeds).
 """
 from __future__ import annotations
 

@@ -38,13 +38,17 @@ class Verification:
         object.__setattr__(self, "correct", all(ok for _, ok in self.claims))
 
 
-def relation_holds(a, b, relation: str) -> bool:
-    """a REL b for objects with centre fractions .x, .y (y down): the named axis dominates."""
+def _offsets(a, b, relation: str) -> tuple[float, float]:
+    """(along, across): b's offset from a along the relation's direction (> 0: b on the side
+    "a REL b" asks for) and its absolute offset on the other axis; centre fractions .x, .y (y down)."""
     dx, dy = b.x - a.x, b.y - a.y
-    return {
-        "left of": dx > abs(dy), "right of": -dx > abs(dy),
-        "above": dy > abs(dx), "below": -dy > abs(dx),
-    }[relation]
+    return {"left of": (dx, abs(dy)), "right of": (-dx, abs(dy)), "above": (dy, abs(dx)), "below": (-dy, abs(dx))}[relation]
+
+
+def relation_holds(a, b, relation: str) -> bool:
+    """a REL b: b lies on the asked side and the named axis dominates."""
+    along, across = _offsets(a, b, relation)
+    return along > across
 
 
 def _matches(p: Phrase, objects: Sequence) -> list:
@@ -62,8 +66,7 @@ def relation_direction(v: Verification) -> str | None:
     first, second = (_matches(p, v.objects) for p in c.phrases)
     if not first or not second:
         return "missing"
-    dx, dy = second[0].x - first[0].x, second[0].y - first[0].y
-    along = {"left of": dx, "right of": -dx, "above": dy, "below": -dy}[c.relation]
+    along, _ = _offsets(first[0], second[0], c.relation)
     return "right-way" if along > 0 else "reversed"
 
 

@@ -53,11 +53,25 @@ def test_stage_check_runs_on_the_shipped_cascade():
         assert set(acc) == {"overall", "Colors", "Counting", "Positional", "Descriptions", "held-out", "seen", "right-way", "reversed"}
         assert all(0.0 <= acc[k] <= 1.0 for k in ("overall", "Colors", "Counting", "Positional", "Descriptions"))
         assert acc["right-way"] + acc["reversed"] <= 4  # relation captions among the 4 prompts
-    # --base swaps in a base stage checkpoint (here the cascade's own: the same row comes out);
+    # --stage NAME=DIR swaps in a stage checkpoint (here the cascade's own: the same row comes out);
     # --rows computes only what is asked
-    only = stage_check(DEFAULT_CHECKPOINT, 1, 3.0, Runtime(batch_size=4), base=DEFAULT_CHECKPOINT / "base", rows=("base-nearest",))
+    only = stage_check(DEFAULT_CHECKPOINT, 1, 3.0, Runtime(batch_size=4), swaps={"base": DEFAULT_CHECKPOINT / "base"}, rows=("base-nearest",))
     assert only == {"base(w=3)-nearest": rows["base(w=3)-nearest"]}
-    with pytest.raises(ValueError, match="does not fit this cascade's base"):
-        stage_check(DEFAULT_CHECKPOINT, 1, 3.0, Runtime(), base=DEFAULT_CHECKPOINT / "sr64", rows=("base-nearest",))
+    sr = stage_check(DEFAULT_CHECKPOINT, 1, 3.0, Runtime(batch_size=4), swaps={"sr64": DEFAULT_CHECKPOINT / "sr64"}, rows=("sr64(gt16)",))
+    assert sr == {"sr64(gt16)": rows["sr64(gt16)"]}
+    with pytest.raises(ValueError, match="does not fit this cascade's stage 'base'"):
+        stage_check(DEFAULT_CHECKPOINT, 1, 3.0, Runtime(), swaps={"base": DEFAULT_CHECKPOINT / "sr64"}, rows=("base-nearest",))
+    with pytest.raises(ValueError, match="does not fit this cascade's stage 'sr256'"):
+        stage_check(DEFAULT_CHECKPOINT, 1, 3.0, Runtime(), swaps={"sr256": DEFAULT_CHECKPOINT / "sr64"}, rows=("base-nearest",))
+    with pytest.raises(ValueError, match="unknown stage 'sr16'; choose from base, sr64, sr256"):
+        stage_check(DEFAULT_CHECKPOINT, 1, 3.0, Runtime(), swaps={"sr16": DEFAULT_CHECKPOINT / "sr64"}, rows=("base-nearest",))
     with pytest.raises(ValueError, match="unknown row 'base'; choose from gt-16-nearest, base-nearest"):
         stage_check(DEFAULT_CHECKPOINT, 1, 3.0, Runtime(), rows=("base",))
+
+
+def test_stage_check_cli_rejects_a_malformed_stage_swap(capsys):
+    from drawbench.shapes.stage_check import main
+
+    with pytest.raises(SystemExit) as e:
+        main([str(DEFAULT_CHECKPOINT), "--stage", "ckpt/sr64"])
+    assert e.value.code == 2 and "--stage takes NAME=DIR (e.g. sr64=ckpt/sr64), got 'ckpt/sr64'" in capsys.readouterr().err

@@ -12,8 +12,10 @@ Rows (prompt accuracy of the exact verifier, overall and per category):
 Each row also splits the accuracy by pair group (held-out: the caption names a colour x shape
 pair never trained on; seen) and counts the relation captions (Positional, some Descriptions) whose two objects were
 both drawn, split into right-way and reversed (verify.relation_direction): 50/50 is chance.
-`--base DIR` swaps in another base stage checkpoint (e.g. a training run's `ckpt/base`, any
-U-Net config, same text encoder); `--rows` picks rows (the base-only row is cheap: ~1.2 s per
+`--stage NAME=DIR` (repeatable; NAME base, sr64 or sr256) swaps in another checkpoint of that stage
+(e.g. a training run's `ckpt/base` or `ckpt/sr64`: any U-Net config, same text encoder and
+resolutions), so a retrained stage is compared with the shipped one on the same prompts and
+seeds; `--rows` picks rows (the base-only row is cheap: ~1.2 s per
 prompt on 2 cores); `--start K` skips the first K prompts of each category, as the prompt set's
 `start` does. Assumes the shapes preset's 16 -> 64 -> 256 cascade (stage indices 0, 1, 2). Seeds are the prompt
 index; sampling as in bench/specs/shapes_eval.toml: static thresholding, base DDPM 32 steps, sr64
@@ -78,23 +80,29 @@ def run_stage(cascade, index: int, captions: list[str], s: StageSampling, rt: Ru
 ROWS = ("gt-16-nearest", "base-nearest", "sr64(gt16)", "base->sr64", "sr256(gt64)")
 
 
-def with_base(cascade: Cascade, base_dir: Path) -> Cascade:
-    """The cascade with its base stage replaced by the stage checkpoint in base_dir."""
-    stage, te, unet, _ = load_stage(base_dir)
-    if te != cascade.config.text_encoder or stage.resolution != cascade.stages[0].resolution:
-        raise ValueError(f"{base_dir} does not fit this cascade's base: text encoder {te} at {stage.resolution}^2, "
-                         f"cascade has {cascade.config.text_encoder} at {cascade.stages[0].resolution}^2")
-    config = dataclasses.replace(cascade.config, stages=(stage, *cascade.stages[1:]))
-    return dataclasses.replace(cascade, config=config, unets=[unet, *cascade.unets[1:]])
+def with_stage(cascade: Cascade, name: str, stage_dir: Path) -> Cascade:
+    """The cascade with its stage `name` replaced by the stage checkpoint in stage_dir."""
+    names = [st.name for st in cascade.stages]
+    check_choice("stage", name, names)
+    k = names.index(name)
+    stage, te, unet, _ = load_stage(stage_dir)
+    old = cascade.stages[k]
+    if (te, stage.resolution, stage.lowres_resolution) != (cascade.config.text_encoder, old.resolution, old.lowres_resolution):
+        raise ValueError(f"{stage_dir} does not fit this cascade's stage {name!r}: text encoder {te}, "
+                         f"{stage.lowres_resolution} -> {stage.resolution}; the cascade has {cascade.config.text_encoder}, "
+                         f"{old.lowres_resolution} -> {old.resolution}")
+    stages, unets = list(cascade.stages), list(cascade.unets)
+    stages[k], unets[k] = dataclasses.replace(stage, name=name), unet
+    return dataclasses.replace(cascade, config=dataclasses.replace(cascade.config, stages=tuple(stages)), unets=unets)
 
 
-def stage_check(checkpoint: Path, n_per_category: int, base_guidance: float, rt: Runtime, base: Path | None = None,
-                start: int = 0, rows: tuple[str, ...] = ROWS) -> dict[str, dict[str, float | int]]:
+def stage_check(checkpoint: Path, n_per_category: int, base_guidance: float, rt: Runtime,
+                swaps: dict[str, Path] | None = None, start: int = 0, rows: tuple[str, ...] = ROWS) -> dict[str, dict[str, float | int]]:
     for r in rows:
         check_choice("row", r, ROWS)
     cascade = load_cascade(checkpoint)
-    if base is not None:
-        cascade = with_base(cascade, base)
+    for name, stage_dir in (swaps or {}).items():
+        cascade = with_stage(cascade, name, stage_dir)
     resolutions = [st.resolution for st in cascade.stages]
     if resolutions != [16, 64, 256]:
         raise ValueError(f"stage_check expects a 16 -> 64 -> 256 cascade (the shapes preset), got {resolutions}")
@@ -119,19 +127,28 @@ def stage_check(checkpoint: Path, n_per_category: int, base_guidance: float, rt:
             for r in ROWS if r in rows}
 
 
+def _name_dir(arg: str, p: argparse.ArgumentParser) -> tuple[str, Path]:
+    name, sep, path = arg.partition("=")
+    if not sep or not name or not path:
+        p.error(f"--stage takes NAME=DIR (e.g. sr64=ckpt/sr64), got {arg!r}")
+    return name, Path(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("checkpoint", type=Path)
     p.add_argument("--n-per-category", type=int, default=20)
     p.add_argument("--base-guidance", type=float, default=3.0)
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--base", type=Path, help="a base stage checkpoint to use instead of the cascade's")
+    p.add_argument("--stage", action="append", default=[], metavar="NAME=DIR",
+                   help="use the stage checkpoint in DIR instead of the cascade's stage NAME (base, sr64, sr256)")
     p.add_argument("--start", type=int, default=0, help="skip the first START prompts of each category")
     p.add_argument("--rows", nargs="+", default=list(ROWS), help=f"rows to compute: {', '.join(ROWS)}")
     args = p.parse_args(argv)
+    swaps = dict(_name_dir(a, p) for a in args.stage)
     try:
         rows = stage_check(args.checkpoint, args.n_per_category, args.base_guidance, Runtime(batch_size=args.batch_size),
-                           base=args.base, start=args.start, rows=tuple(args.rows))
+                           swaps=swaps, start=args.start, rows=tuple(args.rows))
     except ValueError as e:
         p.error(str(e))
     for name, acc in rows.items():

@@ -23,7 +23,10 @@ def load_logs(cascade_dir: Path) -> dict[str, pd.DataFrame]:
         path = Path(cascade_dir) / name / "log.csv"
         if not path.is_file():
             raise FileNotFoundError(f"{path} missing: the stage's training log is needed for its loss curve")
-        logs[name] = pd.read_csv(io.StringIO("\n".join([LOG_HEADER, *training_history(path.parent)])))
+        df = pd.read_csv(io.StringIO("\n".join([LOG_HEADER, *training_history(path.parent)])))
+        init = path.parent / "init_log.csv"  # its last step is where the init_from phase began
+        df.attrs["phase_start"] = int(pd.read_csv(init).step.iloc[-1]) if init.is_file() else None
+        logs[name] = df
     return logs
 
 
@@ -38,6 +41,9 @@ def plot_losses(logs: dict[str, pd.DataFrame], out: Path, window: int = 50) -> P
     for ax, (name, df) in zip(axes[0], logs.items()):
         ax.plot(df.step, df.loss, alpha=0.25, lw=0.5)
         ax.plot(df.step, df.loss.rolling(window, min_periods=1).mean(), lw=1.5, label=f"{window}-step mean")
+        if df.attrs.get("phase_start"):
+            ax.axvline(df.attrs["phase_start"], color="gray", ls=":", lw=1, label="next phase (init_from)")
+        ax.xaxis.set_major_formatter(lambda v, _: f"{v / 1000:g}k")  # 31000 -> 31k: tick labels stay apart
         ax.set(title=f"{name}: {int(df.step.max())} steps, {df.seconds.max() / 60:.0f} min", xlabel="step", ylabel="loss", yscale="log")
         ax.legend()
     fig.tight_layout()

@@ -13,7 +13,7 @@ from imagen.data import ToySet
 from imagen.pipeline import CascadePipeline, Runtime, StageSampling
 from imagen.presets import tiny
 from imagen.train import Trainer
-from reports.training import load_logs
+from reports.training import load_logs, plot_losses
 
 FAST = TrainConfig(steps=300, batch_size=16, lr=1e-3, warmup_steps=20, ema_decay=0.99, log_every=100, ckpt_every=1000, bf16=True)
 
@@ -128,7 +128,9 @@ def test_init_from_starts_a_new_run_from_trained_weights(trained, tmp_path, mini
     assert [int(r[0]) for r in history] == list(range(1, 304)) and [",".join(r) for r in history[:300]] == source_log
     assert float(history[300][3]) >= float(history[299][3])
     save_cascade_index(tmp_path, dataclasses.replace(tiny(), stages=(with_pos,)))
-    assert load_logs(tmp_path)["base"].step.tolist() == list(range(1, 304))  # what the loss-curve plot draws
+    logs = load_logs(tmp_path)  # what the loss-curve plot draws, with a marker where this phase began
+    assert logs["base"].step.tolist() == list(range(1, 304)) and logs["base"].attrs["phase_start"] == 300
+    assert plot_losses(logs, tmp_path / "curves.png").stat().st_size > 0
 
 
 def test_init_from_refuses_any_other_config_change(trained, tmp_path, minilm):
@@ -158,7 +160,7 @@ def test_init_from_adds_text_layers_but_never_drops_them(trained, tmp_path, mini
 
 
 def test_checkpoint_saved_before_a_config_field_existed_still_loads(trained, tmp_path):
-    """config.json files written before an option existed (e.g. the shipped weights and text_layers)
+    """config.json files written before an option existed (e.g. text_layers in weights packed before it existed)
     lack its key: it counts as the default, for loading and for resuming alike."""
     src, _ = trained
     stage = tiny().stages[0]

@@ -95,6 +95,16 @@ class UNetConfig:
     # the paper). The encoder stays frozen; this only lets the U-Net re-read word order, which the
     # set-like cross-attention barely sees (drawbench.shapes.order_check). Identity at init.
     text_layers: int = 0
+    # Learned embedding of the token *index* (0..text_positions-1) added to the token features the
+    # cross-attention reads (not to the pooled vector): "the object named first" becomes a key the
+    # image queries can select, the order MiniLM's contextual features barely carry
+    # (drawbench.shapes.order_check). 0: none, as in the paper. Zero-initialised: a no-op at init.
+    text_positions: int = 0
+    # A second pooled text vector, the token features weighted by their centred relative position
+    # (first words -, last words +), FiLMs every block beside the plain mean: "A rel B" and "B rel A"
+    # differ clearly (cosine 0.63 on shapes captions) where the plain mean barely does (0.99).
+    # False: none, as in the paper. Its MLP ends in a zero-initialised layer: a no-op at init.
+    order_pool: bool = False
 
     def __post_init__(self) -> None:
         n = len(self.channel_mults)
@@ -104,6 +114,8 @@ class UNetConfig:
         if self.text_layers < 0 or (self.text_layers and self.text_embed_dim % self.attn_heads):
             raise ValueError(f"UNetConfig.text_layers must be >= 0 (and text_embed_dim={self.text_embed_dim} divisible by "
                              f"attn_heads={self.attn_heads}), got {self.text_layers}")
+        if self.text_positions < 0:
+            raise ValueError(f"UNetConfig.text_positions must be >= 0 (0: none), got {self.text_positions}")
         if self.dim % self.num_groups:
             raise ValueError(f"UNetConfig.dim={self.dim} must be divisible by num_groups={self.num_groups}")
 
@@ -203,6 +215,11 @@ class TrainConfig:
     grad_clip: float = 1.0
     cond_drop_prob: float = 0.1  # paper: 10 % text dropout enables classifier-free guidance
     max_aug_level: float = 1.0  # SR stages: train aug level ~ U[0, max_aug_level] (paper: 1.0)
+    # Draw the diffusion times of a share min_t_share of each batch from U[min_t, 1] (t = 1: pure
+    # noise), the rest from U[0, 1] (paper: min_t 0). min_t > 0 up-weights the high-noise steps where
+    # a small image's layout is decided (t >= 0.5 is log-SNR <= 0 on the cosine schedule).
+    min_t: float = 0.0
+    min_t_share: float = 1.0
     bf16: bool = True  # bf16 autocast: the big CPU win here (1.5-3x)
     seed: int = 0
     log_every: int = 50
@@ -210,13 +227,18 @@ class TrainConfig:
     num_threads: int | None = None
     # Start from the EMA weights of this stage checkpoint, or of this stage in a cascade folder
     # (fresh optimiser, step 0, warm-up again) instead of random init. Its config must match, except
-    # that options whose parameters start as a no-op (train.ADDABLE: pos_emb_resolution, text_layers) may be added.
+    # that options whose parameters start as a no-op (train.ADDABLE: pos_emb_resolution, text_layers,
+    # text_positions, order_pool) may be added.
     init_from: str | None = None
 
     def __post_init__(self) -> None:
         for name, least in (("steps", 1), ("batch_size", 1), ("log_every", 1), ("ckpt_every", 1), ("warmup_steps", 0), ("cooldown_steps", 0)):
             if getattr(self, name) < least:
                 raise ValueError(f"{name} must be >= {least}, got {getattr(self, name)}")
+        if not 0.0 <= self.min_t < 1.0:
+            raise ValueError(f"min_t must be in [0, 1), got {self.min_t}")
+        if not 0.0 <= self.min_t_share <= 1.0:
+            raise ValueError(f"min_t_share must be in [0, 1], got {self.min_t_share}")
 
 
 _NESTED = {

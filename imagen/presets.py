@@ -87,6 +87,15 @@ def shapes_text() -> CascadeConfig:  # + two causal text layers over the frozen 
     return _shapes_base_with(text_layers=2)
 
 
+def shapes_order() -> CascadeConfig:  # + token-index embeddings for cross-attention and the 2-D one
+    base = shapes().stages[0]
+    return _shapes_base_with(pos_emb_resolution=base.resolution, text_positions=shapes().text_encoder.max_length)
+
+
+def shapes_pool() -> CascadeConfig:  # + an order-aware pooled text vector in the FiLM conditioning
+    return _shapes_base_with(order_pool=True)
+
+
 def tiny(text_embed_dim: int = 384) -> CascadeConfig:
     te = TextEncoderConfig(kind="minilm", max_length=16)
     d = text_embed_dim
@@ -106,8 +115,11 @@ def tiny(text_embed_dim: int = 384) -> CascadeConfig:
     )
 
 
-PRESETS: dict[str, Callable[[], CascadeConfig]] = {"paper": paper, "shapes": shapes, "shapes-pos": shapes_pos, "shapes-text": shapes_text,
-                                                 "tiny": tiny}
+PRESETS: dict[str, Callable[[], CascadeConfig]] = {
+    "paper": paper, "shapes": shapes, "tiny": tiny,
+    # base ablations, each trained with init_from the shapes base (MODEL_CARD.md of the shapes weights)
+    "shapes-pos": shapes_pos, "shapes-text": shapes_text, "shapes-order": shapes_order, "shapes-pool": shapes_pool,
+}
 
 
 def get_preset(name: str) -> CascadeConfig:

@@ -28,7 +28,7 @@ from .unet import EfficientUNet
 
 # UNetConfig options whose new parameters are a no-op at init (zero-initialised position tables,
 # identity text layers): init_from may add them to a trained U-Net without changing its output.
-ADDABLE = ("pos_emb_resolution", "text_layers")
+ADDABLE = ("pos_emb_resolution", "text_layers", "text_positions", "order_pool")
 
 
 def stage_loss(unet: EfficientUNet, stage: StageConfig, x: torch.Tensor, text: torch.Tensor, mask: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
@@ -45,6 +45,8 @@ def stage_loss(unet: EfficientUNet, stage: StageConfig, x: torch.Tensor, text: t
         aug = torch.rand(b, generator=gen) * cfg.max_aug_level
         lowres, aug_logsnr = augment_lowres(lowres, aug, logsnr_fn, torch.randn(lowres.shape, generator=gen))
     t = torch.rand(b, generator=gen)
+    k = round(cfg.min_t_share * b)
+    t[:k] = cfg.min_t + (1.0 - cfg.min_t) * t[:k]  # the first k rows ~ U[min_t, 1], the rest U[0, 1]
     logsnr = logsnr_fn(t)
     noise = torch.randn(x.shape, generator=gen)
     z = q_sample(x, logsnr, noise)

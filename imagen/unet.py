@@ -8,8 +8,9 @@ The paper's three changes to the DDPM U-Net, all here:
 
 Conditioning: noise level (log-SNR) embedding + pooled text embedding (+ augmentation level for
 super-resolution stages) form one vector that FiLMs every residual block; text tokens (layer
-normed, optionally re-read by `text_layers` trainable causal transformer layers) are attended to
-by cross-attention at the levels `cross_attn` selects.
+normed, optionally re-read by `text_layers` trainable causal transformer layers, optionally plus a
+learned token-index embedding `text_positions`) are attended to by cross-attention at the levels
+`cross_attn` selects; `order_pool` adds a position-weighted pooled vector to the FiLM conditioning.
 
 Shapes: x (B, C, H, W); text (B, L, D) with mask (B, L) bool (True = real token);
 logsnr (B,); aug_logsnr (B,) for SR stages; lowres (B, C, H, W) already upsampled to H x W.
@@ -42,6 +43,17 @@ def masked_mean(text: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     the pooled text embedding that conditions every residual block."""
     m = mask.to(text.dtype)[..., None]  # (B, L, 1)
     return (text * m).sum(1) / m.sum(1).clamp(min=1.0)
+
+
+def order_pooled(text: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, L, D), (B, L) -> (B, D): sum_j r_j t_j / n over the n real tokens, with r_j the token's
+    centred relative position in [-1/2, 1/2] (first token -1/2, last +1/2; 0 for a single token).
+    Reversing the word order negates it; the masked mean is blind to order."""
+    m = mask.to(text.dtype)  # (B, L)
+    n = m.sum(1, keepdim=True)  # (B, 1)
+    j = torch.arange(text.shape[1], device=text.device, dtype=text.dtype)[None]  # (1, L)
+    r = (j - (n - 1) / 2) / (n - 1).clamp(min=1.0) * m  # (B, L), 0 on padding
+    return (text * r[..., None]).sum(1) / n.clamp(min=1.0)
 
 
 def token_position_embedding(length: int, dim: int) -> torch.Tensor:
@@ -209,7 +221,13 @@ class EfficientUNet(nn.Module):
         self.text_norm = nn.LayerNorm(cfg.text_embed_dim)  # paper: layer norm on text embeddings
         self.text_layers = nn.ModuleList(TextLayer(cfg.text_embed_dim, cfg.attn_heads) for _ in range(cfg.text_layers))
         self.text_pool = nn.Sequential(nn.Linear(cfg.text_embed_dim, d), nn.SiLU(), nn.Linear(d, d))
+        # (L, D) token-index embedding for cross-attention only; zero-init so it starts as a no-op
+        self.text_pos = nn.Parameter(torch.zeros(cfg.text_positions, cfg.text_embed_dim)) if cfg.text_positions else None
         self.null_pooled = nn.Parameter(torch.zeros(d))
+        self.order_pool = nn.Sequential(nn.Linear(cfg.text_embed_dim, d), nn.SiLU(), nn.Linear(d, d)) if cfg.order_pool else None
+        if self.order_pool is not None:  # a no-op at init, so it can be added to a trained U-Net
+            nn.init.zeros_(self.order_pool[-1].weight)
+            nn.init.zeros_(self.order_pool[-1].bias)
         cin = cfg.in_channels * (2 if cfg.lowres_cond else 1)
         self.init_conv = nn.Conv2d(cin, chs[0], 3, padding=1)
 
@@ -244,6 +262,8 @@ class EfficientUNet(nn.Module):
         if cfg.pos_emb_resolution and tuple(x.shape[-2:]) != (cfg.pos_emb_resolution,) * 2:
             raise ValueError(f"this U-Net has position embeddings for {cfg.pos_emb_resolution}x{cfg.pos_emb_resolution} "
                              f"inputs only, got {tuple(x.shape[-2:])}")
+        if self.text_pos is not None and text.shape[1] > cfg.text_positions:
+            raise ValueError(f"this U-Net embeds token positions 0..{cfg.text_positions - 1} only, got {text.shape[1]} tokens")
         text = self.text_norm(text)
         for layer in self.text_layers:
             text = layer(text, mask)
@@ -251,6 +271,10 @@ class EfficientUNet(nn.Module):
         pooled = masked_mean(text, mask)
         has_text = mask.any(1, keepdim=True)
         cond = cond + torch.where(has_text, self.text_pool(pooled), self.null_pooled.to(cond.dtype))
+        if self.order_pool is not None:  # unconditional rows (no text) get nothing from it
+            cond = cond + self.order_pool(order_pooled(text, mask)) * has_text.to(cond.dtype)
+        if self.text_pos is not None:  # after pooling: only cross-attention sees the index table
+            text = text + self.text_pos[: text.shape[1]].to(text.dtype) * mask[..., None].to(text.dtype)
         if lowres is not None:
             cond = cond + self.aug_mlp(noise_level_embedding(aug_logsnr, cfg.cond_dim).to(text.dtype))
             x = torch.cat([x, lowres.to(x.dtype)], dim=1)

@@ -108,8 +108,10 @@ def test_fid_equals_numpy_reference_and_torchmetrics(data, tmp_path):
     tm.update(torch.from_numpy(np.stack(ref)).permute(0, 3, 1, 2), real=True)
     tm.update(torch.from_numpy(np.stack(gen)).permute(0, 3, 1, 2), real=False)
     assert res.value > 1.0  # the sets differ (brightness), so this is a real comparison
-    assert res.value == pytest.approx(expected, rel=1e-6)
-    assert res.value == pytest.approx(float(tm.compute()), rel=1e-6)
+    # float32 features computed in other batch sizes (8 here, all at once in the references) round
+    # differently; FID ~9 then agrees to ~2e-6 relative, so 1e-5 (a real error is orders larger)
+    assert res.value == pytest.approx(expected, rel=1e-5)
+    assert res.value == pytest.approx(float(tm.compute()), rel=1e-5)
     assert res.metric == "fid" and res.cell_id == "a" and res.n == 40
     d = res.details
     assert d["resize"] == "pil_bicubic" and d["feature_weights_sha256"] == "tiny-test-module" and d["reference_n"] == 48

@@ -5,7 +5,7 @@ import torch
 
 from imagen.config import CascadeConfig, StageConfig, TrainConfig, UNetConfig, from_dict, to_dict
 from imagen.presets import PRESETS, get_preset
-from imagen.unet import EfficientUNet, TextLayer
+from imagen.unet import EfficientUNet, TextLayer, order_pooled
 
 PAPER_PARAMS = {"base": 2.0e9, "sr256": 600e6, "sr1024": 400e6}  # Saharia et al. 2022, sec. 4.1 / appendix
 
@@ -31,7 +31,7 @@ def test_paper_cascade_layout():
 
 
 def test_unknown_preset_and_keys_rejected():
-    with pytest.raises(ValueError, match="paper, shapes, shapes-pos, shapes-text, tiny"):
+    with pytest.raises(ValueError, match="paper, shapes, shapes-order, shapes-pool, shapes-pos, shapes-text, tiny"):
         get_preset("large")
     with pytest.raises(ValueError, match=r"unknown keys \['stpes'\]"):
         from_dict(TrainConfig, {"stpes": 3})
@@ -71,15 +71,22 @@ def test_efficient_unet_shapes_and_skip_scale():
         net(x, torch.zeros(2), torch.randn(2, 5, 384), torch.ones(2, 5, dtype=torch.bool))
 
 
-def test_position_embedding_starts_as_a_no_op_then_breaks_translation_symmetry():
-    """pos_emb_resolution adds one zero-initialised (1, C, S, S) table per attention block: the
-    U-Net computes exactly what it did without them until they are trained."""
+def _random_tiny_base():
+    """The tiny preset's base stage and a U-Net for it with every parameter random (the
+    zero-initialised output layers of a fresh one would hide any difference an option makes)."""
     base = get_preset("tiny").stages[0]
     torch.manual_seed(0)
     plain = EfficientUNet(base.unet).eval()
-    with torch.no_grad():  # random everywhere: the zero-initialised output layers would hide any difference
+    with torch.no_grad():
         for p in plain.parameters():
             p.normal_(0, 0.2)
+    return base, plain
+
+
+def test_position_embedding_starts_as_a_no_op_then_breaks_translation_symmetry():
+    """pos_emb_resolution adds one zero-initialised (1, C, S, S) table per attention block: the
+    U-Net computes exactly what it did without them until they are trained."""
+    base, plain = _random_tiny_base()
     with_pos = EfficientUNet(dataclasses.replace(base.unet, pos_emb_resolution=8)).eval()
     missing = with_pos.load_state_dict(plain.state_dict(), strict=False).missing_keys
     assert missing == ["down.1.pos_emb", "mid.pos_emb", "up.0.pos_emb"]  # the blocks with attention, at 4x4
@@ -96,12 +103,7 @@ def test_position_embedding_starts_as_a_no_op_then_breaks_translation_symmetry()
 def test_text_layers_start_as_the_identity():
     """text_layers adds causal transformer layers over the token features whose residual branches
     end in zero-initialised projections: a trained U-Net's output is unchanged until they train."""
-    base = get_preset("tiny").stages[0]
-    torch.manual_seed(0)
-    plain = EfficientUNet(base.unet).eval()
-    with torch.no_grad():
-        for p in plain.parameters():
-            p.normal_(0, 0.2)
+    base, plain = _random_tiny_base()
     with_text = EfficientUNet(dataclasses.replace(base.unet, text_layers=2)).eval()
     missing = with_text.load_state_dict(plain.state_dict(), strict=False).missing_keys
     assert missing and all(k.startswith(("text_layers.0.", "text_layers.1.")) for k in missing)
@@ -116,6 +118,58 @@ def test_text_layers_start_as_the_identity():
     assert torch.isfinite(out).all() and not torch.allclose(out, plain(*args))
     with pytest.raises(ValueError, match="text_layers must be >= 0"):
         dataclasses.replace(base.unet, text_layers=-1)
+
+
+def test_text_positions_start_as_a_no_op_then_make_token_order_visible():
+    """Without it the U-Net reads the text as a set: permuting the real tokens leaves its output
+    unchanged (cross-attention and the masked mean are both order-free). text_positions adds a
+    zero-initialised token-index table (a no-op at init); once trained, the order matters."""
+    base, plain = _random_tiny_base()
+    with_pos = EfficientUNet(dataclasses.replace(base.unet, text_positions=6)).eval()
+    assert with_pos.load_state_dict(plain.state_dict(), strict=False).missing_keys == ["text_pos"]
+    text, mask = torch.randn(2, 6, 384), torch.ones(2, 6, dtype=torch.bool)
+    mask[:, 4:] = False
+    swapped = text[:, [2, 1, 0, 3, 4, 5]]  # two real tokens exchanged
+    args = (torch.randn(2, 3, 8, 8), torch.zeros(2))
+    torch.testing.assert_close(plain(*args, swapped, mask), plain(*args, text, mask), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(with_pos(*args, text, mask), plain(*args, text, mask), rtol=0, atol=0)
+    with torch.no_grad():
+        with_pos.text_pos.normal_()
+    assert not torch.allclose(with_pos(*args, swapped, mask), with_pos(*args, text, mask), atol=1e-4)
+    with pytest.raises(ValueError, match="token positions 0..5 only, got 7 tokens"):
+        with_pos(*args, torch.randn(2, 7, 384), torch.ones(2, 7, dtype=torch.bool))
+    with pytest.raises(ValueError, match="text_positions must be >= 0"):
+        dataclasses.replace(base.unet, text_positions=-1)
+
+
+def test_order_pooled_is_negated_by_reversing_the_words_and_order_pool_starts_as_a_no_op():
+    text, mask = torch.randn(2, 6, 8), torch.ones(2, 6, dtype=torch.bool)
+    mask[1, 3:] = False
+    rev = text.clone()
+    rev[0] = text[0].flip(0)
+    rev[1, :3] = text[1, :3].flip(0)
+    torch.testing.assert_close(order_pooled(rev, mask), -order_pooled(text, mask))
+    # by hand for row 1 (3 real tokens, r = -1/2, 0, +1/2): (t2 - t0) / 6; padding ignored
+    torch.testing.assert_close(order_pooled(text, mask)[1], (text[1, 2] - text[1, 0]) / 6)
+    one = torch.zeros(1, 6, dtype=torch.bool)
+    one[0, 0] = True
+    assert not order_pooled(text[:1], one).any()  # a single token has no order
+
+    base, plain = _random_tiny_base()
+    with_pool = EfficientUNet(dataclasses.replace(base.unet, order_pool=True)).eval()
+    missing = with_pool.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert missing and all(k.startswith("order_pool.") for k in missing)
+    t, m = torch.randn(2, 6, 384), torch.ones(2, 6, dtype=torch.bool)
+    m[1] = False  # the unconditional branch: nothing comes from the order vector, trained or not
+    swapped = t[:, [2, 1, 0, 3, 4, 5]]
+    args = (torch.randn(2, 3, 8, 8), torch.zeros(2))
+    torch.testing.assert_close(with_pool(*args, t, m), plain(*args, t, m), rtol=0, atol=0)
+    with torch.no_grad():
+        with_pool.order_pool[-1].weight.normal_(0, 0.2)
+        with_pool.order_pool[-1].bias.normal_(0, 0.2)
+    out, out_swapped = with_pool(*args, t, m), with_pool(*args, swapped, m)
+    assert not torch.allclose(out[0], out_swapped[0], atol=1e-4)  # the order now matters
+    torch.testing.assert_close(out[1], plain(*args, t, m)[1], rtol=0, atol=0)
 
 
 def test_text_layer_is_causal_and_ignores_padding():

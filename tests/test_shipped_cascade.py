@@ -75,3 +75,27 @@ def test_stage_check_cli_rejects_a_malformed_stage_swap(capsys):
     with pytest.raises(SystemExit) as e:
         main([str(DEFAULT_CHECKPOINT), "--stage", "ckpt/sr64"])
     assert e.value.code == 2 and "--stage takes NAME=DIR (e.g. sr64=ckpt/sr64), got 'ckpt/sr64'" in capsys.readouterr().err
+
+
+def test_swap_check_counts_a_kept_layout_as_right_way_once(capsys):
+    """The swap probe's logic on ground truth: a render of "A rel B" verifies right-way for its
+    caption and reversed for the swapped one (a base that keeps the layout under the swap scores n
+    in total, not 2n); the CLI runs the shipped base on caption pairs and accounts for every image."""
+    from drawbench.shapes.dataset import split_item
+    from drawbench.shapes.order_check import swapped
+    from drawbench.shapes.render import render_scene
+    from drawbench.shapes.swap_check import main, relation_captions
+    from drawbench.shapes.verify import relation_direction, verify
+
+    caps = relation_captions(6)
+    for k, cap in enumerate(caps):
+        im = render_scene(split_item("validation", 4 * k + 2)[0], 64)
+        assert (relation_direction(verify(im, cap)), relation_direction(verify(im, swapped(cap)))) == ("right-way", "reversed")
+    assert main([str(DEFAULT_CHECKPOINT), "--n", "3", "--stage", f"base={DEFAULT_CHECKPOINT / 'base'}"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    res = json.loads(out[-1])
+    assert out[0].startswith("right-way: caption ") and "(order ignored ~3, followed ~6)" in out[0]
+    assert all(sum(res[name].values()) == 3 for name in ("caption", "swap"))
+    with pytest.raises(SystemExit) as e:
+        main([str(DEFAULT_CHECKPOINT), "--n", "0"])
+    assert e.value.code == 2

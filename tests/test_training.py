@@ -12,7 +12,8 @@ from imagen.config import TrainConfig
 from imagen.data import ToySet
 from imagen.pipeline import CascadePipeline, Runtime, StageSampling
 from imagen.presets import tiny
-from imagen.train import Trainer
+from imagen.schedule import make_logsnr
+from imagen.train import Trainer, stage_loss
 from reports.training import load_logs, plot_losses
 
 FAST = TrainConfig(steps=300, batch_size=16, lr=1e-3, warmup_steps=20, ema_decay=0.99, log_every=100, ckpt_every=1000, bf16=True)
@@ -91,6 +92,30 @@ def test_train_config_rejects_out_of_range_values(field, value):
         TrainConfig(**{field: value})
 
 
+def test_min_t_trains_only_on_high_noise_levels():
+    """min_t = 0.5 draws t ~ U[0.5, 1]: every training log-SNR is at most the schedule's value at
+    t = 0.5; with min_t_share only that share of the batch does."""
+    stage = tiny().stages[0]
+    seen = []
+
+    def unet(z, logsnr, *rest):
+        seen.append(logsnr)
+        return torch.zeros_like(z)
+
+    x, text, mask = torch.zeros(64, 3, 8, 8), torch.zeros(64, 4, 384), torch.ones(64, 4, dtype=torch.bool)
+    stage_loss(unet, stage, x, text, mask, dataclasses.replace(FAST, min_t=0.5), torch.Generator().manual_seed(0))
+    at_half = make_logsnr(stage.diffusion)(torch.tensor(0.5))
+    assert seen[0].max() <= at_half + 1e-6 and seen[0].min() < -5
+    # min_t_share = 0.25: the first 16 rows from U[0.5, 1], the other 48 from U[0, 1]
+    stage_loss(unet, stage, x, text, mask, dataclasses.replace(FAST, min_t=0.5, min_t_share=0.25), torch.Generator().manual_seed(0))
+    assert seen[1][:16].max() <= at_half + 1e-6 and (seen[1][16:] > at_half).sum() > 10
+    for bad in (1.0, -0.1):
+        with pytest.raises(ValueError, match=r"min_t must be in \[0, 1\)"):
+            TrainConfig(min_t=bad)
+    with pytest.raises(ValueError, match=r"min_t_share must be in \[0, 1\]"):
+        TrainConfig(min_t_share=1.5)
+
+
 def test_mismatched_config_is_refused(tmp_path, minilm):
     stage = tiny().stages[0]
     te = tiny().text_encoder
@@ -141,21 +166,24 @@ def test_init_from_refuses_any_other_config_change(trained, tmp_path, minilm):
         Trainer(wider, te, dataclasses.replace(FAST, init_from=str(src / "base")), ToySet(), minilm, tmp_path, log=lambda s: None)
 
 
-def test_init_from_adds_text_layers_but_never_drops_them(trained, tmp_path, minilm):
-    """text_layers is ADDABLE like the position embedding: the copy is exact and the new layers are
-    the identity, so the started run computes what the source did; going back is refused."""
+@pytest.mark.parametrize(("option", "value", "off", "prefix"), [("text_layers", 1, 0, "text_layers"), ("text_positions", 16, 0, "text_pos"),
+                                                               ("order_pool", True, False, "order_pool")])
+def test_init_from_adds_text_options_but_never_drops_them(trained, tmp_path, minilm, option, value, off, prefix):
+    """text_layers, text_positions and order_pool are ADDABLE like the position embedding: the copy is
+    exact and the new parameters are a no-op, so the started run computes what the source did; going
+    back is refused."""
     src, _ = trained
     stage, te = tiny().stages[0], tiny().text_encoder
-    with_text = dataclasses.replace(stage, unet=dataclasses.replace(stage.unet, text_layers=1))
+    added = dataclasses.replace(stage, unet=dataclasses.replace(stage.unet, **{option: value}))
     cfg = dataclasses.replace(FAST, steps=2, init_from=str(src / "base"))
-    t = Trainer(with_text, te, cfg, ToySet(), minilm, tmp_path / "text", log=lambda s: None)
+    t = Trainer(added, te, cfg, ToySet(), minilm, tmp_path / "text", log=lambda s: None)
     _, _, source, _ = load_stage(src / "base")
-    assert {k.split(".")[0] for k in t.unet.state_dict() if k not in source.state_dict()} == {"text_layers"}
+    assert {k.split(".")[0] for k in t.unet.state_dict() if k not in source.state_dict()} == {prefix}
     text, mask = minilm.encode(["a red circle", "two blue squares"])
     args = (torch.randn(2, 3, 8, 8), torch.zeros(2), text, mask)
     torch.testing.assert_close(t.ema(*args), source(*args), rtol=0, atol=0)
     t.train()
-    with pytest.raises(CheckpointError, match=r"unet\.text_layers: checkpoint has 1, asked for 0"):
+    with pytest.raises(CheckpointError, match=rf"unet\.{option}: checkpoint has {value}, asked for {off}"):
         Trainer(stage, te, dataclasses.replace(FAST, init_from=str(tmp_path / "text")), ToySet(), minilm, tmp_path / "back", log=lambda s: None)
 
 
@@ -198,7 +226,7 @@ def test_cli_train_then_sample_writes_pngs(tmp_path, capsys):
     assert cli(["sample", "--checkpoint", str(ck), "--prompt", "x", "--thresholding", "clip", "--out", str(tmp_path / "z")]) == 2
     assert "none, static, dynamic" in capsys.readouterr().err
     assert cli(["train", "--preset", "huge", "--out", str(tmp_path / "h")]) == 2
-    assert "paper, shapes, shapes-pos, shapes-text, tiny" in capsys.readouterr().err
+    assert "paper, shapes, shapes-order, shapes-pool, shapes-pos, shapes-text, tiny" in capsys.readouterr().err
     assert cli(["train", "--preset", "tiny", "--data", "toy", "--out", str(ck), "--set", "lr_typo=1"]) == 2
     assert "unknown keys ['lr_typo']" in capsys.readouterr().err
 

@@ -127,7 +127,8 @@ def stage_check(checkpoint: Path, n_per_category: int, base_guidance: float, rt:
             for r in ROWS if r in rows}
 
 
-def _name_dir(arg: str, p: argparse.ArgumentParser) -> tuple[str, Path]:
+def stage_arg(arg: str, p: argparse.ArgumentParser) -> tuple[str, Path]:
+    """--stage NAME=DIR -> (NAME, DIR); a usage error for anything else."""
     name, sep, path = arg.partition("=")
     if not sep or not name or not path:
         p.error(f"--stage takes NAME=DIR (e.g. sr64=ckpt/sr64), got {arg!r}")
@@ -145,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--start", type=int, default=0, help="skip the first START prompts of each category")
     p.add_argument("--rows", nargs="+", default=list(ROWS), help=f"rows to compute: {', '.join(ROWS)}")
     args = p.parse_args(argv)
-    swaps = dict(_name_dir(a, p) for a in args.stage)
+    swaps = dict(stage_arg(a, p) for a in args.stage)
     try:
         rows = stage_check(args.checkpoint, args.n_per_category, args.base_guidance, Runtime(batch_size=args.batch_size),
                            swaps=swaps, start=args.start, rows=tuple(args.rows))

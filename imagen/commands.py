@@ -20,7 +20,7 @@ def add_parser(sub, name: str, help_text: str) -> None:
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("--preset", default="shapes", help="cascade preset: " + ", ".join(sorted(PRESETS)))
         p.add_argument("--stage", default="all", help="stage name to train, or 'all' (in cascade order)")
-        p.add_argument("--data", default="shapes:train", help="toy | coco:DIR | shapes:SPLIT")
+        p.add_argument("--data", default="shapes:train", help="toy | coco:DIR | shapes:SPLIT[:CATEGORY,...] (category mix, e.g. shapes:train:Positional)")
         p.add_argument("--out", required=True, type=Path, help="cascade directory (a stage goes to OUT/<stage>)")
         p.add_argument("--steps", type=int, help="total optimisation steps (resumes up to this)")
         p.add_argument("--train-config", type=Path, help="JSON file of TrainConfig fields")

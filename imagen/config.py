@@ -228,7 +228,7 @@ class TrainConfig:
     # Start from the EMA weights of this stage checkpoint, or of this stage in a cascade folder
     # (fresh optimiser, step 0, warm-up again) instead of random init. Its config must match, except
     # that options whose parameters start as a no-op (train.ADDABLE: pos_emb_resolution, text_layers,
-    # text_positions, order_pool) may be added.
+    # text_positions, order_pool) may be added, and the prediction target may change (eps -> v).
     init_from: str | None = None
 
     def __post_init__(self) -> None:

@@ -75,8 +75,9 @@ def image_to_tensor(im: Image.Image, size: int) -> torch.Tensor:
 
 
 def resolve_dataset(spec: str, size: int) -> CaptionedImages:
-    """Dataset from a CLI spec: "toy", "coco:DIR", or "shapes:SPLIT" (the procedural shapes world
-    of drawbench.shapes, imported lazily: it is a data source, not part of the model)."""
+    """Dataset from a CLI spec: "toy", "coco:DIR", or "shapes:SPLIT[:CATEGORY,...]" (the procedural
+    shapes world of drawbench.shapes, imported lazily: it is a data source, not part of the model;
+    the optional list sets the category mix, a category named twice is drawn twice as often)."""
     kind, _, arg = spec.partition(":")
     if kind == "toy":
         return ToySet(size)
@@ -85,5 +86,8 @@ def resolve_dataset(spec: str, size: int) -> CaptionedImages:
     if kind == "shapes":
         from drawbench.shapes import ShapesDataset  # noqa: PLC0415
 
-        return ShapesDataset(split=arg or "train", size=size)
-    raise ValueError(f"unknown dataset {spec!r}; use one of: toy, coco:DIR, shapes:SPLIT")
+        split, _, mix = arg.partition(":")
+        if not mix:
+            return ShapesDataset(split=split or "train", size=size)
+        return ShapesDataset(split=split or "train", size=size, categories=tuple(c.strip() for c in mix.split(",")))
+    raise ValueError(f"unknown dataset {spec!r}; use one of: toy, coco:DIR, shapes:SPLIT[:CATEGORY,...]")

@@ -6,6 +6,9 @@
             MiniLM (D = 384), sized to train on a 2-core CPU.
 - "shapes-pos": "shapes" with learned 2-D position embeddings in the base U-Net (an ablation, see
             the shapes model card: fine-tuned from the shapes base it did not teach relation direction).
+- "shapes-text", "shapes-order", "shapes-pool", "shapes-order-v": further base ablations (trainable
+            text layers; token-index + position embeddings; an order-pooled FiLM vector; shapes-order
+            with v-prediction), all recorded in the shapes model card; none taught relation direction.
 - "tiny":   8 -> 16 -> 32, a few thousand parameters per stage: for tests.
 """
 from __future__ import annotations
@@ -96,6 +99,12 @@ def shapes_pool() -> CascadeConfig:  # + an order-aware pooled text vector in th
     return _shapes_base_with(order_pool=True)
 
 
+def shapes_order_v() -> CascadeConfig:  # shapes-order with a v-prediction base (as the SR stages): high noise weighs ~1, not SNR
+    c = shapes_order()
+    base = dataclasses.replace(c.stages[0], diffusion=DiffusionConfig(prediction="v"))
+    return dataclasses.replace(c, stages=(base, *c.stages[1:]))
+
+
 def tiny(text_embed_dim: int = 384) -> CascadeConfig:
     te = TextEncoderConfig(kind="minilm", max_length=16)
     d = text_embed_dim
@@ -119,6 +128,7 @@ PRESETS: dict[str, Callable[[], CascadeConfig]] = {
     "paper": paper, "shapes": shapes, "tiny": tiny,
     # base ablations, each trained with init_from the shapes base (MODEL_CARD.md of the shapes weights)
     "shapes-pos": shapes_pos, "shapes-text": shapes_text, "shapes-order": shapes_order, "shapes-pool": shapes_pool,
+    "shapes-order-v": shapes_order_v,
 }
 
 

@@ -109,6 +109,10 @@ class Trainer:
         # asked-for value of each one the source lacks, then everything else must match
         added = {f: getattr(self.stage.unet, f) for f in ADDABLE if not getattr(src_stage.unet, f)}
         src_stage = dataclasses.replace(src_stage, unet=dataclasses.replace(src_stage.unet, **added))
+        # the prediction target may change (eps -> v): same network, its output head re-learns
+        # in the first few hundred steps; recorded in `init`
+        src_prediction = src_stage.diffusion.prediction
+        src_stage = dataclasses.replace(src_stage, diffusion=dataclasses.replace(src_stage.diffusion, prediction=self.stage.diffusion.prediction))
         diff = config_diff(to_dict(src_stage), to_dict(self.stage)) + config_diff(to_dict(src_te), to_dict(self.te_cfg))
         if diff:
             raise CheckpointError(f"init_from {src} was made with another config:\n  " + "\n  ".join(diff))
@@ -116,9 +120,12 @@ class Trainer:
         self.unet.load_state_dict(source.state_dict(), strict=False)
         self.ema.load_state_dict(self.unet.state_dict())
         self.init = {"path": str(src), "weights_sha256": meta["weights_sha256"], "step": meta.get("step")}
+        if src_prediction != self.stage.diffusion.prediction:
+            self.init["prediction"] = src_prediction
         self.out.mkdir(parents=True, exist_ok=True)  # the loss curve of the shipped weights must show their whole history
         (self.out / "init_log.csv").write_text("\n".join([LOG_HEADER, *training_history(src, upto=meta.get("step"))]) + "\n")
-        self.log(f"{self.stage.name}: weights from {src} (step {meta.get('step')}); new, zero-initialised: {', '.join(new) or 'none'}")
+        changed = f"; prediction {src_prediction} -> {self.stage.diffusion.prediction}" if "prediction" in self.init else ""
+        self.log(f"{self.stage.name}: weights from {src} (step {meta.get('step')}); new, zero-initialised: {', '.join(new) or 'none'}{changed}")
 
     def lr_at(self, step: int) -> float:
         """lr of optimiser step `step` (0-based): linear warm-up, constant, optional linear cool-down to 0."""

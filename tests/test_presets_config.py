@@ -31,7 +31,7 @@ def test_paper_cascade_layout():
 
 
 def test_unknown_preset_and_keys_rejected():
-    with pytest.raises(ValueError, match="paper, shapes, shapes-order, shapes-pool, shapes-pos, shapes-text, tiny"):
+    with pytest.raises(ValueError, match="paper, shapes, shapes-order, shapes-order-v, shapes-pool, shapes-pos, shapes-text, tiny"):
         get_preset("large")
     with pytest.raises(ValueError, match=r"unknown keys \['stpes'\]"):
         from_dict(TrainConfig, {"stpes": 3})

@@ -142,3 +142,19 @@ def test_resolve_dataset_passes_size_and_speed():
         big[i]
     per_item = (time.process_time() - t) / 200
     assert per_item < 0.01, f"{per_item * 1e3:.1f} ms CPU per 256x256 item"  # measured ~1 ms
+
+
+def test_category_mix_weights_and_keeps_items_distinct():
+    default = resolve_dataset("shapes:train", 16)
+    assert [default.scene(i) for i in range(12)] == [split_item("train", i) for i in range(12)]  # old runs unchanged
+    pos = resolve_dataset("shapes:train:Positional", 16)
+    assert {pos.scene(i)[1].category for i in range(8)} == {"Positional"}
+    mix = resolve_dataset("shapes:train:Colors,Positional,Positional", 16)
+    cats = [mix.scene(i)[1].category for i in range(300)]
+    assert cats.count("Positional") == 200 and cats.count("Colors") == 100
+    positional = [mix.scene(i) for i in range(300) if cats[i] == "Positional"]
+    assert len({format_caption(c) + s.to_json() for s, c in positional}) == 200  # the repeat draws new items
+    with pytest.raises(ValueError, match="choose from Colors, Counting, Positional, Descriptions"):
+        resolve_dataset("shapes:train:Colours", 16)
+    with pytest.raises(ValueError, match="at least one category"):
+        ShapesDataset("train", 16, categories=())

@@ -166,6 +166,23 @@ def test_init_from_refuses_any_other_config_change(trained, tmp_path, minilm):
         Trainer(wider, te, dataclasses.replace(FAST, init_from=str(src / "base")), ToySet(), minilm, tmp_path, log=lambda s: None)
 
 
+def test_init_from_may_change_the_prediction_target(trained, tmp_path, minilm):
+    """eps -> v: the weights are copied exactly, the change is logged and recorded in `init`, and the
+    run's own config says v (what samplers read)."""
+    src, _ = trained
+    stage, te = tiny().stages[0], tiny().text_encoder
+    as_v = dataclasses.replace(stage, diffusion=dataclasses.replace(stage.diffusion, prediction="v"))
+    logs = []
+    t = Trainer(as_v, te, dataclasses.replace(FAST, steps=2, init_from=str(src / "base")), ToySet(), minilm, tmp_path / "v", log=logs.append)
+    _, _, source, _ = load_stage(src / "base")
+    torch.testing.assert_close(t.unet.state_dict(), source.state_dict(), rtol=0, atol=0)
+    assert "prediction eps -> v" in logs[0]
+    t.train()
+    meta = json.loads((tmp_path / "v" / "config.json").read_text())
+    assert meta["init"]["prediction"] == "eps" and meta["stage"]["diffusion"]["prediction"] == "v"
+    assert load_stage(tmp_path / "v")[0].diffusion.prediction == "v"
+
+
 @pytest.mark.parametrize(("option", "value", "off", "prefix"), [("text_layers", 1, 0, "text_layers"), ("text_positions", 16, 0, "text_pos"),
                                                                ("order_pool", True, False, "order_pool")])
 def test_init_from_adds_text_options_but_never_drops_them(trained, tmp_path, minilm, option, value, off, prefix):
@@ -226,7 +243,7 @@ def test_cli_train_then_sample_writes_pngs(tmp_path, capsys):
     assert cli(["sample", "--checkpoint", str(ck), "--prompt", "x", "--thresholding", "clip", "--out", str(tmp_path / "z")]) == 2
     assert "none, static, dynamic" in capsys.readouterr().err
     assert cli(["train", "--preset", "huge", "--out", str(tmp_path / "h")]) == 2
-    assert "paper, shapes, shapes-order, shapes-pool, shapes-pos, shapes-text, tiny" in capsys.readouterr().err
+    assert "paper, shapes, shapes-order, shapes-order-v, shapes-pool, shapes-pos, shapes-text, tiny" in capsys.readouterr().err
     assert cli(["train", "--preset", "tiny", "--data", "toy", "--out", str(ck), "--set", "lr_typo=1"]) == 2
     assert "unknown keys ['lr_typo']" in capsys.readouterr().err
 

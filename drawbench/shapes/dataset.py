@@ -26,11 +26,27 @@ def split_item(split: str, i: int) -> tuple[Scene, Caption]:
     return sample_item(split, CATEGORIES[i % len(CATEGORIES)], i // len(CATEGORIES))
 
 
-class ShapesDataset:
-    """__getitem__(i) -> (PIL RGB image size x size, caption str); deterministic per (split, i)."""
+def mix_item(split: str, categories: tuple[str, ...], i: int) -> tuple[Scene, Caption]:
+    """Item i of a split drawn with the category mix `categories` (cycled; a category listed twice
+    comes twice as often, each occurrence with its own items): the default mix CATEGORIES gives
+    exactly split_item(split, i)."""
+    j, block = i % len(categories), i // len(categories)
+    name = categories[j]
+    reps, occurrence = categories.count(name), categories[:j].count(name)
+    return sample_item(split, name, block * reps + occurrence)
 
-    def __init__(self, split: str = "train", size: int = 256, length: int | None = None):
+
+class ShapesDataset:
+    """__getitem__(i) -> (PIL RGB image size x size, caption str); deterministic per (split, i).
+    `categories` sets the mix (default: the four categories in turn), e.g. ("Positional",) or
+    ("Colors", "Counting", "Positional", "Positional", "Descriptions") for twice the relations."""
+
+    def __init__(self, split: str = "train", size: int = 256, length: int | None = None,
+                 categories: tuple[str, ...] = CATEGORIES):
         self.split = check_name("split", split, SPLITS)
+        if not categories:
+            raise ValueError(f"ShapesDataset needs at least one category of {', '.join(CATEGORIES)}")
+        self.categories = tuple(check_name("category", c, CATEGORIES) for c in categories)
         if not isinstance(size, int) or size < 8:
             raise ValueError(f"ShapesDataset size must be an integer >= 8, got {size!r}")
         self.size = size
@@ -44,7 +60,7 @@ class ShapesDataset:
     def scene(self, i: int) -> tuple[Scene, Caption]:
         if not 0 <= i < self.length:
             raise IndexError(f"shapes {self.split} index {i} out of range 0..{self.length - 1}")
-        return split_item(self.split, i)
+        return mix_item(self.split, self.categories, i)
 
     def __getitem__(self, i: int) -> tuple[Image.Image, str]:
         scene, caption = self.scene(int(i))

@@ -103,3 +103,15 @@ def sample_item(split: str, category: str, index: int) -> tuple[Scene, Caption]:
     else:
         caption = Caption(category, tuple(Phrase(o.color, o.shape) for o in objects), relation=relation)
     return scene, caption
+
+
+def relation_scene(rng: np.random.Generator, caption: Caption) -> Scene:
+    """A random scene a two-phrase relation caption describes: its colours and shapes, the named
+    sizes (else random), the named background (else random), object 0 REL object 1; the
+    caption-conditional distribution used to measure what knowing the direction is worth."""
+    if caption.relation is None or len(caption.phrases) != 2:
+        raise ValueError(f"relation_scene needs a caption 'A REL B', got {caption}")
+    background = caption.background or tuple(BACKGROUNDS)[rng.integers(len(BACKGROUNDS))]
+    sizes = [p.size or _size(rng) for p in caption.phrases]
+    centres = place(rng, [SIZES[s] for s in sizes], caption.relation)
+    return Scene(background, tuple(Obj(p.shape, p.color, s, float(x), float(y)) for p, s, (x, y) in zip(caption.phrases, sizes, centres)))

@@ -105,6 +105,12 @@ class UNetConfig:
     # differ clearly (cosine 0.63 on shapes captions) where the plain mean barely does (0.99).
     # False: none, as in the paper. Its MLP ends in a zero-initialised layer: a no-op at init.
     order_pool: bool = False
+    # A text-to-layout path for inputs of exactly this side length: one learned query per position
+    # of the lowest-resolution map attends over the text tokens, and what it reads is added to the
+    # features entering the middle block. "What belongs at this place" then depends on the caption
+    # alone, not on the noisy image the cross-attention queries are made of (order_check --reader:
+    # such queries recover the word order from MiniLM). None: none, as in the paper. Zero-init output.
+    layout_resolution: int | None = None
 
     def __post_init__(self) -> None:
         n = len(self.channel_mults)
@@ -228,7 +234,7 @@ class TrainConfig:
     # Start from the EMA weights of this stage checkpoint, or of this stage in a cascade folder
     # (fresh optimiser, step 0, warm-up again) instead of random init. Its config must match, except
     # that options whose parameters start as a no-op (train.ADDABLE: pos_emb_resolution, text_layers,
-    # text_positions, order_pool) may be added, and the prediction target may change (eps -> v).
+    # text_positions, order_pool, layout_resolution) may be added, and the prediction target may change (eps -> v).
     init_from: str | None = None
 
     def __post_init__(self) -> None:

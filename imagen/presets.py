@@ -6,9 +6,10 @@
             MiniLM (D = 384), sized to train on a 2-core CPU.
 - "shapes-pos": "shapes" with learned 2-D position embeddings in the base U-Net (an ablation, see
             the shapes model card: fine-tuned from the shapes base it did not teach relation direction).
-- "shapes-text", "shapes-order", "shapes-pool", "shapes-order-v": further base ablations (trainable
-            text layers; token-index + position embeddings; an order-pooled FiLM vector; shapes-order
-            with v-prediction), all recorded in the shapes model card; none taught relation direction.
+- "shapes-text", "shapes-order", "shapes-pool", "shapes-order-v", "shapes-layout-v": further base
+            ablations (trainable text layers; token-index + position embeddings; an order-pooled FiLM
+            vector; shapes-order with v-prediction; v-prediction with a text-to-layout path), all
+            recorded in the shapes model card; none taught relation direction.
 - "tiny":   8 -> 16 -> 32, a few thousand parameters per stage: for tests.
 """
 from __future__ import annotations
@@ -105,6 +106,12 @@ def shapes_order_v() -> CascadeConfig:  # shapes-order with a v-prediction base 
     return dataclasses.replace(c, stages=(base, *c.stages[1:]))
 
 
+def shapes_layout_v() -> CascadeConfig:  # a v-prediction base with the text-to-layout path (UNetConfig.layout_resolution)
+    c = _shapes_base_with(layout_resolution=shapes().stages[0].resolution)
+    base = dataclasses.replace(c.stages[0], diffusion=DiffusionConfig(prediction="v"))
+    return dataclasses.replace(c, stages=(base, *c.stages[1:]))
+
+
 def tiny(text_embed_dim: int = 384) -> CascadeConfig:
     te = TextEncoderConfig(kind="minilm", max_length=16)
     d = text_embed_dim
@@ -128,7 +135,7 @@ PRESETS: dict[str, Callable[[], CascadeConfig]] = {
     "paper": paper, "shapes": shapes, "tiny": tiny,
     # base ablations, each trained with init_from the shapes base (MODEL_CARD.md of the shapes weights)
     "shapes-pos": shapes_pos, "shapes-text": shapes_text, "shapes-order": shapes_order, "shapes-pool": shapes_pool,
-    "shapes-order-v": shapes_order_v,
+    "shapes-order-v": shapes_order_v, "shapes-layout-v": shapes_layout_v,
 }
 
 

@@ -26,9 +26,9 @@ from .diffusion import diffusion_loss, q_sample, training_target
 from .schedule import make_logsnr
 from .unet import EfficientUNet
 
-# UNetConfig options whose new parameters are a no-op at init (zero-initialised position tables,
-# identity text layers): init_from may add them to a trained U-Net without changing its output.
-ADDABLE = ("pos_emb_resolution", "text_layers", "text_positions", "order_pool")
+# UNetConfig options whose new parameters are a no-op at init (zero-initialised position tables and
+# output projections, identity text layers): init_from may add them to a trained U-Net without changing its output.
+ADDABLE = ("pos_emb_resolution", "text_layers", "text_positions", "order_pool", "layout_resolution")
 
 
 def stage_loss(unet: EfficientUNet, stage: StageConfig, x: torch.Tensor, text: torch.Tensor, mask: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
@@ -125,7 +125,7 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)  # the loss curve of the shipped weights must show their whole history
         (self.out / "init_log.csv").write_text("\n".join([LOG_HEADER, *training_history(src, upto=meta.get("step"))]) + "\n")
         changed = f"; prediction {src_prediction} -> {self.stage.diffusion.prediction}" if "prediction" in self.init else ""
-        self.log(f"{self.stage.name}: weights from {src} (step {meta.get('step')}); new, zero-initialised: {', '.join(new) or 'none'}{changed}")
+        self.log(f"{self.stage.name}: weights from {src} (step {meta.get('step')}); new (a no-op at init): {', '.join(new) or 'none'}{changed}")
 
     def lr_at(self, step: int) -> float:
         """lr of optimiser step `step` (0-based): linear warm-up, constant, optional linear cool-down to 0."""

@@ -161,6 +161,34 @@ class Attention(nn.Module):
         return x + out.transpose(1, 2).reshape(b, c, hgt, wid)
 
 
+class LayoutQueries(nn.Module):
+    """(B, L, D) text -> (B, C, S, S): S*S learned queries, one per place, attend over the text tokens
+    (and a learned null token, as cross-attention); a zero-initialised projection makes it a no-op at init."""
+
+    def __init__(self, side: int, ch: int, cfg: UNetConfig):
+        super().__init__()
+        inner = cfg.attn_heads * cfg.attn_head_dim
+        self.side, self.heads = side, cfg.attn_heads
+        self.query = nn.Parameter(torch.randn(side * side, inner) * 0.1)  # (S*S, inner)
+        self.to_kv = nn.Linear(cfg.text_embed_dim, 2 * inner, bias=False)
+        self.null_kv = nn.Parameter(torch.randn(2, inner) * 0.02)
+        self.out = nn.Linear(inner, ch)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, text: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        b = text.shape[0]
+        k, v = self.to_kv(text).chunk(2, dim=-1)  # (B, L, inner)
+        nk, nv = (t.to(k.dtype).expand(b, 1, -1) for t in self.null_kv)
+        k, v = torch.cat([nk, k], 1), torch.cat([nv, v], 1)
+        keep = torch.cat([mask.new_ones(b, 1), mask], 1)[:, None, None, :]  # (B, 1, 1, 1 + L)
+        q = self.query.to(k.dtype).expand(b, -1, -1)
+        q, k, v = (t.unflatten(-1, (self.heads, -1)).transpose(1, 2) for t in (q, k, v))  # (B, h, N, d)
+        scores = ((q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5).masked_fill(~keep, torch.finfo(k.dtype).min)
+        out = self.out((scores.softmax(-1) @ v).transpose(1, 2).flatten(2))  # (B, S*S, C)
+        return out.transpose(1, 2).reshape(b, -1, self.side, self.side)
+
+
 class AttnBlock(nn.Module):
     """Optional self-attention, optional text cross-attention, then a 1x1-conv feed-forward."""
 
@@ -237,6 +265,7 @@ class EfficientUNet(nn.Module):
             self.down.append(Block(prev, ch, cfg.num_res_blocks[i], cfg, i, down=True, resample=i > 0))
             prev = ch
         last = len(chs) - 1
+        self.layout = LayoutQueries(cfg.layout_resolution // 2**last, prev, cfg) if cfg.layout_resolution else None
         self.mid = Block(prev, prev, 2, cfg, last, down=True, resample=False)
         self.up = nn.ModuleList()
         for i in reversed(range(len(chs))):
@@ -259,9 +288,10 @@ class EfficientUNet(nn.Module):
         cfg = self.cfg
         if cfg.lowres_cond != (lowres is not None) or cfg.lowres_cond != (aug_logsnr is not None):
             raise ValueError("super-resolution U-Nets need lowres and aug_logsnr; base U-Nets take neither")
-        if cfg.pos_emb_resolution and tuple(x.shape[-2:]) != (cfg.pos_emb_resolution,) * 2:
-            raise ValueError(f"this U-Net has position embeddings for {cfg.pos_emb_resolution}x{cfg.pos_emb_resolution} "
-                             f"inputs only, got {tuple(x.shape[-2:])}")
+        for side in {cfg.pos_emb_resolution, cfg.layout_resolution} - {None}:
+            if tuple(x.shape[-2:]) != (side, side):
+                raise ValueError(f"this U-Net has position embeddings / layout queries for {side}x{side} inputs only, "
+                                 f"got {tuple(x.shape[-2:])}")
         if self.text_pos is not None and text.shape[1] > cfg.text_positions:
             raise ValueError(f"this U-Net embeds token positions 0..{cfg.text_positions - 1} only, got {text.shape[1]} tokens")
         text = self.text_norm(text)
@@ -284,6 +314,8 @@ class EfficientUNet(nn.Module):
         for block in self.down:
             h = block(h, cond, text, mask)
             skips.append(h)
+        if self.layout is not None:  # (B, C, S, S) what the caption puts at each place of the lowest map
+            h = h + self.layout(text, mask).to(h.dtype)
         h = self.mid(h, cond, text, mask)
         for block in self.up:
             h = block(torch.cat([h, skips.pop() * SKIP_SCALE], dim=1), cond, text, mask)

@@ -31,7 +31,7 @@ def test_paper_cascade_layout():
 
 
 def test_unknown_preset_and_keys_rejected():
-    with pytest.raises(ValueError, match="paper, shapes, shapes-order, shapes-order-v, shapes-pool, shapes-pos, shapes-text, tiny"):
+    with pytest.raises(ValueError, match="paper, shapes, shapes-layout-v, shapes-order, shapes-order-v, shapes-pool, shapes-pos, shapes-text, tiny"):
         get_preset("large")
     with pytest.raises(ValueError, match=r"unknown keys \['stpes'\]"):
         from_dict(TrainConfig, {"stpes": 3})
@@ -96,7 +96,7 @@ def test_position_embedding_starts_as_a_no_op_then_breaks_translation_symmetry()
     with torch.no_grad():
         with_pos.mid.pos_emb.normal_()
     assert not torch.allclose(with_pos(*args), plain(*args))
-    with pytest.raises(ValueError, match=r"position embeddings for 8x8 inputs only, got \(16, 16\)"):
+    with pytest.raises(ValueError, match=r"position embeddings / layout queries for 8x8 inputs only, got \(16, 16\)"):
         with_pos(torch.randn(2, 3, 16, 16), *args[1:])
 
 
@@ -170,6 +170,29 @@ def test_order_pooled_is_negated_by_reversing_the_words_and_order_pool_starts_as
     out, out_swapped = with_pool(*args, t, m), with_pool(*args, swapped, m)
     assert not torch.allclose(out[0], out_swapped[0], atol=1e-4)  # the order now matters
     torch.testing.assert_close(out[1], plain(*args, t, m)[1], rtol=0, atol=0)
+
+
+def test_layout_queries_start_as_a_no_op_and_give_each_place_its_own_reading_of_the_text():
+    """layout_resolution: S*S learned queries read the tokens (not the image) and add a (C, S, S) map
+    before the middle block, zero at init. Once trained, places differ for the same caption even on a
+    constant input (position from the text path alone), and the unconditional branch stays finite."""
+    base, plain = _random_tiny_base()
+    with_layout = EfficientUNet(dataclasses.replace(base.unet, layout_resolution=8)).eval()
+    missing = with_layout.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert missing and all(k.startswith("layout.") for k in missing) and with_layout.layout.side == 4
+    t, m = torch.randn(2, 6, 384), torch.ones(2, 6, dtype=torch.bool)
+    m[1] = False  # every token masked: only the learned null token is read
+    args = (torch.randn(2, 3, 8, 8), torch.zeros(2))
+    torch.testing.assert_close(with_layout(*args, t, m), plain(*args, t, m), rtol=0, atol=0)
+    with torch.no_grad():
+        with_layout.layout.out.weight.normal_(0, 0.2)
+    assert torch.isfinite(with_layout(*args, t, m)).all() and not torch.allclose(with_layout(*args, t, m), plain(*args, t, m))
+    read = with_layout.layout(t, torch.ones(2, 6, dtype=torch.bool))  # (B, C, 4, 4)
+    assert read.shape == (2, 32, 4, 4) and not torch.allclose(read[..., 0, 0], read[..., 3, 3], atol=1e-4)
+    swapped = t[:, [2, 1, 0, 3, 4, 5]]
+    torch.testing.assert_close(with_layout.layout(swapped, torch.ones(2, 6, dtype=torch.bool)), read)  # a set reader
+    with pytest.raises(ValueError, match=r"layout queries for 8x8 inputs only, got \(16, 16\)"):
+        with_layout(torch.randn(2, 3, 16, 16), torch.zeros(2), t, m)
 
 
 def test_text_layer_is_causal_and_ignores_padding():

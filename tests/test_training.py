@@ -184,7 +184,8 @@ def test_init_from_may_change_the_prediction_target(trained, tmp_path, minilm):
 
 
 @pytest.mark.parametrize(("option", "value", "off", "prefix"), [("text_layers", 1, 0, "text_layers"), ("text_positions", 16, 0, "text_pos"),
-                                                               ("order_pool", True, False, "order_pool")])
+                                                               ("order_pool", True, False, "order_pool"),
+                                                               ("layout_resolution", 8, None, "layout")])
 def test_init_from_adds_text_options_but_never_drops_them(trained, tmp_path, minilm, option, value, off, prefix):
     """text_layers, text_positions and order_pool are ADDABLE like the position embedding: the copy is
     exact and the new parameters are a no-op, so the started run computes what the source did; going
@@ -243,7 +244,7 @@ def test_cli_train_then_sample_writes_pngs(tmp_path, capsys):
     assert cli(["sample", "--checkpoint", str(ck), "--prompt", "x", "--thresholding", "clip", "--out", str(tmp_path / "z")]) == 2
     assert "none, static, dynamic" in capsys.readouterr().err
     assert cli(["train", "--preset", "huge", "--out", str(tmp_path / "h")]) == 2
-    assert "paper, shapes, shapes-order, shapes-order-v, shapes-pool, shapes-pos, shapes-text, tiny" in capsys.readouterr().err
+    assert "paper, shapes, shapes-layout-v, shapes-order, shapes-order-v, shapes-pool, shapes-pos, shapes-text, tiny" in capsys.readouterr().err
     assert cli(["train", "--preset", "tiny", "--data", "toy", "--out", str(ck), "--set", "lr_typo=1"]) == 2
     assert "unknown keys ['lr_typo']" in capsys.readouterr().err
 

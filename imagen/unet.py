@@ -288,7 +288,7 @@ class EfficientUNet(nn.Module):
         cfg = self.cfg
         if cfg.lowres_cond != (lowres is not None) or cfg.lowres_cond != (aug_logsnr is not None):
             raise ValueError("super-resolution U-Nets need lowres and aug_logsnr; base U-Nets take neither")
-        for side in {cfg.pos_emb_resolution, cfg.layout_resolution} - {None}:
+        for side in {s for s in (cfg.pos_emb_resolution, cfg.layout_resolution) if s}:  # None / 0: none
             if tuple(x.shape[-2:]) != (side, side):
                 raise ValueError(f"this U-Net has position embeddings / layout queries for {side}x{side} inputs only, "
                                  f"got {tuple(x.shape[-2:])}")

@@ -9,7 +9,7 @@
 - "shapes-text", "shapes-order", "shapes-pool", "shapes-order-v", "shapes-layout-v": further base
             ablations (trainable text layers; token-index + position embeddings; an order-pooled FiLM
             vector; shapes-order with v-prediction; v-prediction with a text-to-layout path), all
-            recorded in the shapes model card; none taught relation direction.
+            recorded in the shapes model card; only the layout path learned relation direction.
 - "tiny":   8 -> 16 -> 32, a few thousand parameters per stage: for tests.
 """
 from __future__ import annotations
@@ -76,10 +76,11 @@ def shapes() -> CascadeConfig:
     return CascadeConfig(text_encoder=te, stages=(base, sr64, sr256))
 
 
-def _shapes_base_with(**unet_changes) -> CascadeConfig:
-    """The shapes cascade with the base U-Net's config changed (ablations trained with init_from)."""
+def _shapes_base_with(prediction: str = "eps", **unet_changes) -> CascadeConfig:
+    """The shapes cascade with the base U-Net's config (and prediction target) changed (ablations trained with init_from)."""
     c = shapes()
-    base = dataclasses.replace(c.stages[0], unet=dataclasses.replace(c.stages[0].unet, **unet_changes))
+    base = dataclasses.replace(c.stages[0], unet=dataclasses.replace(c.stages[0].unet, **unet_changes),
+                               diffusion=dataclasses.replace(c.stages[0].diffusion, prediction=prediction))
     return dataclasses.replace(c, stages=(base, *c.stages[1:]))
 
 
@@ -91,9 +92,9 @@ def shapes_text() -> CascadeConfig:  # + two causal text layers over the frozen 
     return _shapes_base_with(text_layers=2)
 
 
-def shapes_order() -> CascadeConfig:  # + token-index embeddings for cross-attention and the 2-D one
+def shapes_order(prediction: str = "eps") -> CascadeConfig:  # + token-index embeddings for cross-attention and the 2-D one
     base = shapes().stages[0]
-    return _shapes_base_with(pos_emb_resolution=base.resolution, text_positions=shapes().text_encoder.max_length)
+    return _shapes_base_with(prediction, pos_emb_resolution=base.resolution, text_positions=shapes().text_encoder.max_length)
 
 
 def shapes_pool() -> CascadeConfig:  # + an order-aware pooled text vector in the FiLM conditioning
@@ -101,15 +102,11 @@ def shapes_pool() -> CascadeConfig:  # + an order-aware pooled text vector in th
 
 
 def shapes_order_v() -> CascadeConfig:  # shapes-order with a v-prediction base (as the SR stages): high noise weighs ~1, not SNR
-    c = shapes_order()
-    base = dataclasses.replace(c.stages[0], diffusion=DiffusionConfig(prediction="v"))
-    return dataclasses.replace(c, stages=(base, *c.stages[1:]))
+    return shapes_order("v")
 
 
 def shapes_layout_v() -> CascadeConfig:  # a v-prediction base with the text-to-layout path (UNetConfig.layout_resolution)
-    c = _shapes_base_with(layout_resolution=shapes().stages[0].resolution)
-    base = dataclasses.replace(c.stages[0], diffusion=DiffusionConfig(prediction="v"))
-    return dataclasses.replace(c, stages=(base, *c.stages[1:]))
+    return _shapes_base_with("v", layout_resolution=shapes().stages[0].resolution)
 
 
 def tiny(text_embed_dim: int = 384) -> CascadeConfig:

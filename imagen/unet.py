@@ -120,6 +120,26 @@ class ResBlock(nn.Module):
         return h + self.skip(x)
 
 
+def text_keys_values(to_kv: nn.Linear, null_kv: torch.Tensor, text: torch.Tensor, mask: torch.Tensor):
+    """Keys and values of the text tokens behind a learned null token (so attention stays defined when
+    every token is masked: the unconditional branch of guidance): (B, 1 + L, inner) twice, keep (B, 1 + L)."""
+    b = text.shape[0]
+    k, v = to_kv(text).chunk(2, dim=-1)  # (B, L, inner)
+    nk, nv = (t.to(k.dtype).expand(b, 1, -1) for t in null_kv)
+    return torch.cat([nk, k], 1), torch.cat([nv, v], 1), torch.cat([mask.new_ones(b, 1), mask], 1)
+
+
+def multihead(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, keep: torch.Tensor | None = None) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d)) v over `heads` heads: q (B, N, inner), k and v (B, M, inner), keep
+    (B, M) or None -> (B, N, inner). Plain matmuls: with <= 256 queries and short contexts they are
+    several times faster on CPU than the fused kernel, whose backward pass dominated training time."""
+    q, k, v = (t.unflatten(-1, (heads, -1)).transpose(1, 2) for t in (q, k, v))  # (B, h, N, d)
+    scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5  # (B, h, N, M)
+    if keep is not None:
+        scores = scores.masked_fill(~keep[:, None, None, :], torch.finfo(scores.dtype).min)
+    return (scores.softmax(dim=-1) @ v).transpose(1, 2).flatten(2)
+
+
 class Attention(nn.Module):
     """Multi-head attention from image tokens to a context (itself, or text plus a learned null token)."""
 
@@ -141,23 +161,12 @@ class Attention(nn.Module):
         b, c, hgt, wid = x.shape
         tokens = self.norm(x).flatten(2).transpose(1, 2)  # (B, HW, C)
         q = self.to_q(tokens)
-        attn_mask = None
         if self.null_kv is None:
             k, v = self.to_kv(tokens).chunk(2, dim=-1)
+            keep = None
         else:
-            k, v = self.to_kv(text).chunk(2, dim=-1)  # (B, L, inner)
-            nk, nv = (t.to(k.dtype).expand(b, 1, -1) for t in self.null_kv)
-            k, v = torch.cat([nk, k], 1), torch.cat([nv, v], 1)
-            keep = torch.cat([mask.new_ones(b, 1), mask], 1)  # (B, 1 + L)
-            attn_mask = keep[:, None, None, :]
-        q, k, v = (t.unflatten(-1, (self.heads, -1)).transpose(1, 2) for t in (q, k, v))  # (B, h, N, d)
-        # Plain softmax(q k^T / sqrt(d)) v: with <= 256 queries and short contexts it is several
-        # times faster on CPU than the fused kernel, whose backward pass dominated training time.
-        scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5  # (B, h, N, M)
-        if attn_mask is not None:
-            scores = scores.masked_fill(~attn_mask, torch.finfo(scores.dtype).min)
-        out = scores.softmax(dim=-1) @ v  # (B, h, N, d)
-        out = self.out(out.transpose(1, 2).flatten(2))  # (B, HW, C)
+            k, v, keep = text_keys_values(self.to_kv, self.null_kv, text, mask)
+        out = self.out(multihead(q, k, v, self.heads, keep))  # (B, HW, C)
         return x + out.transpose(1, 2).reshape(b, c, hgt, wid)
 
 
@@ -178,14 +187,9 @@ class LayoutQueries(nn.Module):
 
     def forward(self, text: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         b = text.shape[0]
-        k, v = self.to_kv(text).chunk(2, dim=-1)  # (B, L, inner)
-        nk, nv = (t.to(k.dtype).expand(b, 1, -1) for t in self.null_kv)
-        k, v = torch.cat([nk, k], 1), torch.cat([nv, v], 1)
-        keep = torch.cat([mask.new_ones(b, 1), mask], 1)[:, None, None, :]  # (B, 1, 1, 1 + L)
-        q = self.query.to(k.dtype).expand(b, -1, -1)
-        q, k, v = (t.unflatten(-1, (self.heads, -1)).transpose(1, 2) for t in (q, k, v))  # (B, h, N, d)
-        scores = ((q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5).masked_fill(~keep, torch.finfo(k.dtype).min)
-        out = self.out((scores.softmax(-1) @ v).transpose(1, 2).flatten(2))  # (B, S*S, C)
+        k, v, keep = text_keys_values(self.to_kv, self.null_kv, text, mask)
+        q = self.query.to(k.dtype).expand(b, -1, -1)  # (B, S*S, inner): the same queries for every caption
+        out = self.out(multihead(q, k, v, self.heads, keep))  # (B, S*S, C)
         return out.transpose(1, 2).reshape(b, -1, self.side, self.side)
 
 

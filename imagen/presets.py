@@ -9,7 +9,8 @@
 - "shapes-text", "shapes-order", "shapes-pool", "shapes-order-v", "shapes-layout-v": further base
             ablations (trainable text layers; token-index + position embeddings; an order-pooled FiLM
             vector; shapes-order with v-prediction; v-prediction with a text-to-layout path), all
-            recorded in the shapes model card; only the layout path learned relation direction.
+            recorded in the shapes model card; only the layout path learned relation direction, and
+            "shapes-layout-v" is the shipped default's config (v6: its base, then "shapes"' SR stages).
 - "tiny":   8 -> 16 -> 32, a few thousand parameters per stage: for tests.
 """
 from __future__ import annotations

@@ -97,6 +97,25 @@ class Trainer:
         self.step, self.elapsed = int(st["step"]), float(st["elapsed"])
         self.init = st.get("init")
         self.log(f"resumed {self.stage.name} at step {self.step}")
+        self._set_aside_unsaved_rows()
+
+    def _set_aside_unsaved_rows(self) -> None:
+        """A run stopped between checkpoints logged steps whose weights were never saved; they are
+        run again now. Move their rows from log.csv to log_unsaved.csv (appended, kept for the
+        record) so that log.csv numbers every step once and matches the weights."""
+        log_file = self.out / "log.csv"
+        if not log_file.is_file():
+            return
+        header, *rows = log_file.read_text().splitlines()
+        later = [r for r in rows if int(r.split(",", 1)[0]) > self.step]
+        if not later:
+            return
+        aside = self.out / "log_unsaved.csv"
+        lines = later if aside.is_file() else [header, *later]
+        with open(aside, "a") as f:
+            f.write("\n".join(lines) + "\n")
+        log_file.write_text("\n".join([header, *(r for r in rows if int(r.split(",", 1)[0]) <= self.step)]) + "\n")
+        self.log(f"{self.stage.name}: {len(later)} log rows after step {self.step} (never checkpointed) moved to {aside.name}")
 
     def _init_weights(self, src: Path) -> None:
         """Load the EMA weights of stage checkpoint `src` (load_stage: checksum-verified, as float32)

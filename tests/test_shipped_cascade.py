@@ -22,6 +22,19 @@ def test_shipped_weights_are_small_and_checksummed():
     assert (DEFAULT_CHECKPOINT / "MODEL_CARD.md").is_file()
 
 
+def test_shipped_cascade_is_the_layout_preset():
+    """The model card's continue-training commands use --preset shapes-layout-v: its configs must be
+    the shipped ones (v-prediction base with the text-to-layout path, the shapes SR stages)."""
+    from imagen.config import to_dict
+    from imagen.presets import get_preset
+
+    config, _, _ = load_cascade_checkpoint(DEFAULT_CHECKPOINT)
+    preset = get_preset("shapes-layout-v")
+    assert [to_dict(s) for s in config.stages] == [to_dict(s) for s in preset.stages]
+    assert to_dict(config.text_encoder) == to_dict(preset.text_encoder)
+    assert config.stages[0].diffusion.prediction == "v" and config.stages[0].unet.layout_resolution
+
+
 def test_sample_without_checkpoint_uses_the_shipped_cascade(tmp_path):
     out = tmp_path / "png"
     assert cli(["sample", "--prompt", "a red circle to the left of a blue square", "--steps", "4", "--out", str(out)]) == 0

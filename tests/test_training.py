@@ -76,6 +76,22 @@ def test_resume_continues_exactly(tmp_path, minilm):
         torch.testing.assert_close(va, vb, msg=k)
 
 
+def test_resume_after_a_kill_sets_aside_rows_of_unsaved_steps(tmp_path, minilm):
+    """A run killed between checkpoints logged steps whose weights were lost: on resume they move
+    to log_unsaved.csv, and log.csv numbers each step once (1..20), as a straight run's does."""
+    stage, te = tiny().stages[0], tiny().text_encoder
+    cfg = dataclasses.replace(FAST, steps=20, ckpt_every=10, bf16=False)
+    Trainer(stage, te, dataclasses.replace(cfg, steps=10), ToySet(), minilm, tmp_path, log=lambda s: None).train()
+    log = tmp_path / "log.csv"
+    lost = ["11,0.5,0.001,9.0", "12,0.4,0.001,9.5"]  # what a kill at step 12 leaves behind
+    log.write_text(log.read_text() + "\n".join(lost) + "\n")
+    messages = []
+    Trainer(stage, te, cfg, ToySet(), minilm, tmp_path, log=messages.append).train()
+    assert [int(r.split(",")[0]) for r in log.read_text().splitlines()[1:]] == list(range(1, 21))
+    assert (tmp_path / "log_unsaved.csv").read_text().splitlines() == ["step,loss,lr,seconds", *lost]
+    assert any("2 log rows after step 10" in m for m in messages)
+
+
 def test_lr_schedule_warms_up_holds_and_cools_down(tmp_path, minilm):
     """lr of each optimiser step, as written to log.csv: warm-up 4, constant, linear cool-down to 0 over the last 5."""
     cfg = dataclasses.replace(FAST, steps=12, warmup_steps=4, cooldown_steps=5, lr=1e-3, bf16=False)

@@ -126,3 +126,14 @@ def test_image_seeds_are_deterministic_distinct_and_shared_across_cells():
     assert [r.seed for r in r0] == [r.seed for r in r1]  # guidance points compare the same noise
     assert len({r.seed for r in r0}) == 6 and all(0 <= r.seed < 2**31 for r in r0)
     assert image_seed(0, "drawbench", "1", 0) == image_seed(0, "drawbench", "1", 0) != image_seed(1, "drawbench", "1", 0)
+
+
+@pytest.mark.parametrize("name", ["demo", "shapes_eval", "shapes_confirm", "shapes_eval_w10"])
+def test_shipped_specs_parse_and_expand(name):
+    """The specs the README and the shapes model card tell users to run are valid as shipped."""
+    from pathlib import Path
+
+    from bench.sweep.spec import load_spec
+
+    spec, _ = load_spec(Path(__file__).parents[1] / "bench" / "specs" / f"{name}.toml")
+    assert spec.name == name and spec.models and spec.prompt_sets and spec.metrics

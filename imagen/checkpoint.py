@@ -222,6 +222,13 @@ def torch_load_state(path: Path) -> dict:
 LOG_HEADER = "step,loss,lr,seconds"
 
 
+def split_log_rows(rows: list[str], step: int) -> tuple[list[str], list[str]]:
+    """log.csv rows (no header) -> (rows of steps <= step, rows of later steps): what the weights
+    saved at `step` went through, and what a run logged past its last checkpoint."""
+    after = [int(r.split(",", 1)[0]) > step for r in rows]
+    return [r for r, a in zip(rows, after) if not a], [r for r, a in zip(rows, after) if a]
+
+
 def training_history(directory: Path, upto: int | None = None) -> list[str]:
     """CSV rows (no header) of all training behind a stage's weights, numbered in total steps:
     init_log.csv (history of the init_from weights, already in total steps), then log.csv with
@@ -254,7 +261,7 @@ def pack_cascade(src: Path, dst: Path, dtype: torch.dtype = torch.float16) -> li
         log = src / stage.name / "log.csv"
         if log.is_file():  # keep the rows up to the packed step (training may have run past its last checkpoint)
             header, *rows = log.read_text().splitlines()
-            kept = [r for r in rows if int(r.split(",", 1)[0]) <= meta["step"]]
+            kept, _ = split_log_rows(rows, meta["step"])
             (dst / stage.name / "log.csv").write_text("\n".join([header, *kept]) + "\n")
         if (src / stage.name / "init_log.csv").is_file():
             (dst / stage.name / "init_log.csv").write_bytes((src / stage.name / "init_log.csv").read_bytes())

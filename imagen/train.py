@@ -17,7 +17,7 @@ import torch
 
 from .checkpoint import (
     LOG_HEADER, CheckpointError, check_matches, config_diff, load_stage, read_stage_meta, save_stage, torch_load_state,
-    training_history,
+    split_log_rows, training_history,
 )
 from .conditioning import augment_lowres, downsample, upsample
 from .config import StageConfig, TextEncoderConfig, TrainConfig, to_dict
@@ -107,14 +107,14 @@ class Trainer:
         if not log_file.is_file():
             return
         header, *rows = log_file.read_text().splitlines()
-        later = [r for r in rows if int(r.split(",", 1)[0]) > self.step]
+        kept, later = split_log_rows(rows, self.step)
         if not later:
             return
         aside = self.out / "log_unsaved.csv"
         lines = later if aside.is_file() else [header, *later]
         with open(aside, "a") as f:
             f.write("\n".join(lines) + "\n")
-        log_file.write_text("\n".join([header, *(r for r in rows if int(r.split(",", 1)[0]) <= self.step)]) + "\n")
+        log_file.write_text("\n".join([header, *kept]) + "\n")
         self.log(f"{self.stage.name}: {len(later)} log rows after step {self.step} (never checkpointed) moved to {aside.name}")
 
     def _init_weights(self, src: Path) -> None:

@@ -129,7 +129,7 @@ def test_image_seeds_are_deterministic_distinct_and_shared_across_cells():
 
 
 @pytest.mark.parametrize("name", ["demo", "shapes_eval", "shapes_confirm", "shapes_eval_w10"])
-def test_shipped_specs_parse_and_expand(name):
+def test_shipped_specs_parse(name):
     """The specs the README and the shapes model card tell users to run are valid as shipped."""
     from pathlib import Path
 
@@ -137,3 +137,18 @@ def test_shipped_specs_parse_and_expand(name):
 
     spec, _ = load_spec(Path(__file__).parents[1] / "bench" / "specs" / f"{name}.toml")
     assert spec.name == name and spec.models and spec.prompt_sets and spec.metrics
+
+
+def test_w10_spec_is_the_eval_spec_at_another_guidance():
+    """shapes_eval_w10.toml copies shapes_eval.toml (no spec inheritance): the copy may differ only
+    in its name and guidance grid, so its numbers stay comparable with the evaluation's."""
+    import dataclasses
+    from pathlib import Path
+
+    from bench.sweep.spec import load_spec
+
+    specs = Path(__file__).parents[1] / "bench" / "specs"
+    (base, _), (w10, _) = load_spec(specs / "shapes_eval.toml"), load_spec(specs / "shapes_eval_w10.toml")
+    assert w10.grid.guidance == (10.0,)
+    same = dataclasses.replace(w10, name=base.name, sha256=base.sha256, grid=dataclasses.replace(w10.grid, guidance=base.grid.guidance))
+    assert same == base

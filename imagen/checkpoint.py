@@ -205,13 +205,14 @@ def load_cascade_checkpoint(directory: Path, num_stages: int | None = None):
     return config, [u for _, _, u, _ in loaded], [m for _, _, _, m in loaded]
 
 
-def load_cascade(directory: Path, num_stages: int | None = None, text_encoder=None):
-    """A ready-to-sample Cascade (text encoder loaded from the checkpoint's config unless given)."""
+def load_cascade(directory: Path, num_stages: int | None = None, text_encoder=None, device: str = "cpu"):
+    """A ready-to-sample Cascade (text encoder loaded from the checkpoint's config unless given, placed
+    for a pipeline on resolved `device`: text_encoders.encoder_placement)."""
     from .pipeline import Cascade
-    from .text_encoders import CachedTextEncoder, load_text_encoder
+    from .text_encoders import CachedTextEncoder, encoder_placement, load_text_encoder
 
     config, unets, _ = load_cascade_checkpoint(directory, num_stages)
-    te = text_encoder or CachedTextEncoder(load_text_encoder(config.text_encoder))
+    te = text_encoder or CachedTextEncoder(load_text_encoder(config.text_encoder, *encoder_placement(device)))
     return Cascade(config=config, text_encoder=te, unets=unets)
 
 

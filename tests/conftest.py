@@ -60,3 +60,17 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
+
+
+@pytest.fixture()
+def fake_cpu(monkeypatch):
+    """Fake this CPU's bf16 capability at the level torch reports it (x86 flags)."""
+    from imagen import device
+
+    def set_cpu(avx512_bf16: bool, amx: bool, machine: str = "x86_64"):
+        monkeypatch.setattr(device.platform, "machine", lambda: machine)
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+        device.cpu_native_bf16.cache_clear()
+    yield set_cpu
+    device.cpu_native_bf16.cache_clear()

@@ -9,8 +9,8 @@ SETTINGS = [StageSampling(steps=4, guidance=3.0, thresholding=Thresholding("dyna
             StageSampling(steps=2, sampler="ddim", guidance=1.0, thresholding=Thresholding("none"), aug_level=0.05)]
 
 
-def run(cascade, prompts, seeds, batch_size, bf16=False):
-    return CascadePipeline(cascade, Runtime(bf16=bf16, batch_size=batch_size))(prompts, seeds, SETTINGS)
+def run(cascade, prompts, seeds, batch_size, precision="fp32"):
+    return CascadePipeline(cascade, Runtime(device="cpu", precision=precision, batch_size=batch_size))(prompts, seeds, SETTINGS)
 
 
 def test_same_seed_gives_byte_identical_images(tiny_cascade):
@@ -31,12 +31,12 @@ def test_batch_of_four_equals_four_batches_of_one(tiny_cascade):
 
 def test_bf16_autocast_runs_and_stays_close(tiny_cascade):
     fp32 = run(tiny_cascade, PROMPTS[:2], [0, 1], 2).float()
-    bf16 = run(tiny_cascade, PROMPTS[:2], [0, 1], 2, bf16=True).float()
+    bf16 = run(tiny_cascade, PROMPTS[:2], [0, 1], 2, precision="bf16").float()
     assert (fp32 - bf16).abs().mean() < 20  # same images up to bf16 rounding, not another sample
 
 
 def test_stage_prefix_and_settings_validation(tiny_cascade):
-    pipe = CascadePipeline(tiny_cascade, Runtime(bf16=False))
+    pipe = CascadePipeline(tiny_cascade, Runtime(precision="fp32"))
     base = pipe(PROMPTS[:1], [0], SETTINGS, num_stages=1)
     assert base.shape == (1, 8, 8, 3)
     import pytest

@@ -151,3 +151,30 @@ def test_cli_reports_bad_spec_without_traceback(tmp_path, capsys):
     assert "unknown model kind 'gan'; choose one of imagen, folder, diffusers" in err and "Traceback" not in err
     assert main(["sweep", str(tmp_path / "missing.toml")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_resolved_precision_is_recorded_and_part_of_the_cell_identity(checkpoint, tmp_path, fake_cpu):
+    """precision = "auto" resolves by the CPU: the result is in run.json and cells.parquet, it is in
+    the cell ids, and a run folder made in one precision refuses to be continued in another."""
+    from bench.sweep.cells import expand_cells
+    from bench.sweep.spec import load_spec
+
+    spec_file = tmp_path / "spec.toml"
+    spec_file.write_text(tiny_spec(checkpoint, guidance=(1.0,), thresholding=("static",), samples=1, metrics=False)
+                         .replace('precision = "fp32"', 'precision = "auto"'))
+    fake_cpu(avx512_bf16=False, amx=False)
+    run_sweep(spec_file, tmp_path / "run", cache_dir=tmp_path / "cache", progress=False)
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert info["models"]["tiny"]["runtime"]["precision"] == "fp32"
+    assert "without AVX512-BF16/AMX" in info["machine"]["cpu_native_bf16"] and info["machine"]["cpu_capability"]
+    cells = pd.read_parquet(tmp_path / "run" / "cells.parquet")
+    assert json.loads(cells.model_description[0])["runtime"]["precision"] == "fp32"
+    spec, _ = load_spec(spec_file)
+    ids = {p: [c.cell_id for c in expand_cells(spec, {"tiny": ("sampler", "steps", "guidance", "thresholding", "percentile",
+                                                                "aug_level", "seed")},
+                                               {"tiny": {"device": "cpu", "precision": p, "memory_format": "channels_last", "deterministic": False}})]
+           for p in ("fp32", "bf16")}
+    assert ids["fp32"] == cells.cell_id.tolist() and not set(ids["fp32"]) & set(ids["bf16"])
+    fake_cpu(avx512_bf16=True, amx=False)  # the same folder on a CPU where auto means bf16
+    with pytest.raises(ValueError, match=r"(?s)other model weights/settings.*runtime\.precision: run has 'fp32', now 'bf16'"):
+        run_sweep(spec_file, tmp_path / "run", cache_dir=tmp_path / "cache", progress=False)

@@ -16,7 +16,7 @@ from imagen.schedule import make_logsnr
 from imagen.train import Trainer, stage_loss
 from reports.training import load_logs, plot_losses
 
-FAST = TrainConfig(steps=300, batch_size=16, lr=1e-3, warmup_steps=20, ema_decay=0.99, log_every=100, ckpt_every=1000, bf16=True)
+FAST = TrainConfig(steps=300, batch_size=16, lr=1e-3, warmup_steps=20, ema_decay=0.99, log_every=100, ckpt_every=1000, precision="auto")
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +42,8 @@ def test_loss_falls_clearly(trained):
 def test_checkpoint_roundtrip_gives_identical_samples(trained, minilm):
     out, _ = trained
     settings = [StageSampling(steps=3, guidance=2.0)] * 3
-    a = CascadePipeline(load_cascade(out, text_encoder=minilm), Runtime(bf16=False))(["a red square on the left"], [3], settings)
-    b = CascadePipeline(load_cascade(out, text_encoder=minilm), Runtime(bf16=False))(["a red square on the left"], [3], settings)
+    a = CascadePipeline(load_cascade(out, text_encoder=minilm), Runtime(precision="fp32"))(["a red square on the left"], [3], settings)
+    b = CascadePipeline(load_cascade(out, text_encoder=minilm), Runtime(precision="fp32"))(["a red square on the left"], [3], settings)
     assert a.shape == (1, 32, 32, 3) and torch.equal(a, b)
     meta = json.loads((out / "base" / "config.json").read_text())
     assert meta["package_version"] and len(meta["weights_sha256"]) == 64 and meta["step"] == 300
@@ -53,7 +53,7 @@ def test_learned_base_follows_the_prompt(trained, minilm):
     """The toy set's squares are red/green/blue/yellow on grey: guided base samples for a red
     prompt are redder than for a blue prompt, and vice versa (a random-init U-Net fails this)."""
     out, _ = trained
-    pipe = CascadePipeline(load_cascade(out, 1, text_encoder=minilm), Runtime(bf16=False))
+    pipe = CascadePipeline(load_cascade(out, 1, text_encoder=minilm), Runtime(precision="fp32"))
     img = pipe(["a red square on the left"] * 4 + ["a blue square on the right"] * 4, list(range(8)),
                [StageSampling(steps=16, guidance=3.0)], num_stages=1).float()
     redness = (img[..., 0] - img[..., 2]).mean(dim=(1, 2))  # (8,) red minus blue per image
@@ -63,7 +63,7 @@ def test_learned_base_follows_the_prompt(trained, minilm):
 def test_resume_continues_exactly(tmp_path, minilm):
     stage = tiny().stages[0]
     te = tiny().text_encoder
-    cfg = dataclasses.replace(FAST, steps=20, ckpt_every=10, bf16=False)
+    cfg = dataclasses.replace(FAST, steps=20, ckpt_every=10, precision="fp32")
     straight = Trainer(stage, te, cfg, ToySet(), minilm, tmp_path / "a", log=lambda s: None).train()
     Trainer(stage, te, dataclasses.replace(cfg, steps=10), ToySet(), minilm, tmp_path / "b", log=lambda s: None).train()
     resumed = Trainer(stage, te, cfg, ToySet(), minilm, tmp_path / "b", log=lambda s: None)
@@ -80,7 +80,7 @@ def test_resume_after_a_kill_sets_aside_rows_of_unsaved_steps(tmp_path, minilm):
     """A run killed between checkpoints logged steps whose weights were lost: on resume they move
     to log_unsaved.csv, and log.csv numbers each step once (1..20), as a straight run's does."""
     stage, te = tiny().stages[0], tiny().text_encoder
-    cfg = dataclasses.replace(FAST, steps=20, ckpt_every=10, bf16=False)
+    cfg = dataclasses.replace(FAST, steps=20, ckpt_every=10, precision="fp32")
     Trainer(stage, te, dataclasses.replace(cfg, steps=10), ToySet(), minilm, tmp_path, log=lambda s: None).train()
     log = tmp_path / "log.csv"
     lost = ["11,0.5,0.001,9.0", "12,0.4,0.001,9.5"]  # what a kill at step 12 leaves behind
@@ -94,7 +94,7 @@ def test_resume_after_a_kill_sets_aside_rows_of_unsaved_steps(tmp_path, minilm):
 
 def test_lr_schedule_warms_up_holds_and_cools_down(tmp_path, minilm):
     """lr of each optimiser step, as written to log.csv: warm-up 4, constant, linear cool-down to 0 over the last 5."""
-    cfg = dataclasses.replace(FAST, steps=12, warmup_steps=4, cooldown_steps=5, lr=1e-3, bf16=False)
+    cfg = dataclasses.replace(FAST, steps=12, warmup_steps=4, cooldown_steps=5, lr=1e-3, precision="fp32")
     Trainer(tiny().stages[0], tiny().text_encoder, cfg, ToySet(), minilm, tmp_path, log=lambda s: None).train()
     rows = (tmp_path / "log.csv").read_text().splitlines()[1:]
     lrs = [float(r.split(",")[2]) for r in rows]
@@ -247,7 +247,7 @@ def test_weights_with_wrong_shapes_are_refused(tmp_path, minilm):
 
 def test_cli_train_then_sample_writes_pngs(tmp_path, capsys):
     ck = tmp_path / "ck"
-    assert cli(["train", "--preset", "tiny", "--data", "toy", "--out", str(ck), "--steps", "3", "--set", "bf16=false"]) == 0
+    assert cli(["train", "--preset", "tiny", "--data", "toy", "--out", str(ck), "--steps", "3", "--set", "precision=fp32"]) == 0
     out = tmp_path / "png"
     assert cli(["sample", "--checkpoint", str(ck), "--prompt", "a red square on the left", "--num", "2", "--steps", "2", "--out", str(out)]) == 0
     pngs = sorted(out.glob("*.png"))
@@ -274,7 +274,7 @@ def test_pack_halves_the_weights_and_samples_alike(trained, tmp_path, minilm, ca
     dst_bytes = sum(f.stat().st_size for f in packed.rglob("model.safetensors"))
     assert dst_bytes < 0.55 * src_bytes and not list(packed.rglob("train_state.pt"))
     settings = [StageSampling(steps=3, guidance=2.0)] * 3
-    a = CascadePipeline(load_cascade(out, text_encoder=minilm), Runtime(bf16=False))(["a red square on the left"], [3], settings)
-    b = CascadePipeline(load_cascade(packed, text_encoder=minilm), Runtime(bf16=False))(["a red square on the left"], [3], settings)
+    a = CascadePipeline(load_cascade(out, text_encoder=minilm), Runtime(precision="fp32"))(["a red square on the left"], [3], settings)
+    b = CascadePipeline(load_cascade(packed, text_encoder=minilm), Runtime(precision="fp32"))(["a red square on the left"], [3], settings)
     assert (a.float() - b.float()).abs().max() <= 3  # fp16 rounding of weights moves pixels by at most a few levels
     assert cli(["pack", str(out), "--out", str(packed)]) == 2  # never overwrites

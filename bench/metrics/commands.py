@@ -24,6 +24,7 @@ def add_parser(sub, name: str, help_text: str) -> None:
     p.add_argument("--resize", default=FeatureConfig.resize, help=f"{' | '.join(RESIZE_MODES)} (default %(default)s)")
     p.add_argument("--dtype", default=FeatureConfig.dtype, help=f"{' | '.join(DTYPES)} (default %(default)s)")
     p.add_argument("--batch-size", type=int, default=FeatureConfig.batch_size)
+    p.add_argument("--device", default=FeatureConfig.device, help="auto (cuda if present) | cpu | cuda | cuda:N (float32 features either way)")
     p.add_argument("--n", type=int, default=None, help="use only the first N images (sorted by name)")
     p.add_argument("--shapes-size", type=int, default=256, help="render size for shapes:SPLIT")
     p.add_argument("--no-features", action="store_true", help="store only mu/sigma (smaller file; KID then cannot use it)")
@@ -38,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.out} exists; refusing to overwrite it (choose another --out or remove it)")
     if args.out.suffix != ".npz":
         raise ValueError(f"--out must end in .npz, got {args.out}")
-    extractor = FeatureExtractor(FeatureConfig(resize=args.resize, dtype=args.dtype, batch_size=args.batch_size))
+    extractor = FeatureExtractor(FeatureConfig(resize=args.resize, dtype=args.dtype, batch_size=args.batch_size, device=args.device))
     start = time.time()
     ref = compute_reference(src, extractor, n=args.n, shapes_size=args.shapes_size)
     write_stats_file(args.out, ref, with_features=not args.no_features)
@@ -53,6 +54,7 @@ def add_fid_parser(sub, name: str, help_text: str) -> None:
     p.add_argument("--resize", default=FeatureConfig.resize, help=f"{' | '.join(RESIZE_MODES)} (default %(default)s)")
     p.add_argument("--dtype", default=FeatureConfig.dtype, help=f"{' | '.join(DTYPES)} (default %(default)s)")
     p.add_argument("--batch-size", type=int, default=FeatureConfig.batch_size)
+    p.add_argument("--device", default=FeatureConfig.device, help="auto (cuda if present) | cpu | cuda | cuda:N (float32 features either way)")
     p.add_argument("--kid-subset-size", type=int, default=1000, help="KID subset size (capped at the smaller set)")
     p.add_argument("--cache-dir", type=Path, default=None, help="cache reference features here (reused when nothing changed)")
     p.add_argument("--out", type=Path, default=None, help="also write the results as JSON (never overwritten)")
@@ -67,7 +69,7 @@ def run_fid(args: argparse.Namespace) -> int:
     if args.out is not None and args.out.exists():
         raise ValueError(f"{args.out} exists; refusing to overwrite it")
     files = image_files("folder", str(args.images))
-    common = {"reference": args.reference, "resize": args.resize, "dtype": args.dtype, "batch_size": args.batch_size}
+    common = {"reference": args.reference, "resize": args.resize, "dtype": args.dtype, "batch_size": args.batch_size, "device": args.device}
     start = time.time()
     with tempfile.TemporaryDirectory() as tmp:  # without --cache-dir, KID reuses FID's reference features via a temp cache
         cache = args.cache_dir or Path(tmp)
@@ -79,7 +81,7 @@ def run_fid(args: argparse.Namespace) -> int:
             fid.add_features([cell] * len(feats), feats)
             kid.add_features([cell] * len(feats), feats)
         results = [dataclasses.asdict(r) for r in fid.compute() + kid.compute()]
-    summary = {"images": str(args.images), "seconds": round(time.time() - start, 1), "results": results}
+    summary = {"images": str(args.images), "device": fid.extractor.device, "seconds": round(time.time() - start, 1), "results": results}
     print(json.dumps(summary, indent=2, sort_keys=True))
     if args.out is not None:
         write_json_atomic(args.out, summary)

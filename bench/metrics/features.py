@@ -22,21 +22,25 @@ import torchmetrics
 from imagen.checkpoint import sha256_file
 
 from imagen.config import check_choice
+from imagen.device import autocast, resolve_device
 from .preprocess import RESIZE_MODES, resize_batch
 
 INCEPTION_SIZE = 299
 FEATURE_DIM = 2048
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+_PRECISION = {"float32": "fp32", "bfloat16": "bf16"}  # imagen.device's names
 
 
 @dataclass(frozen=True)
 class FeatureConfig:
     resize: str = "pil_bicubic"  # clean-fid default; "torch_bilinear" = legacy pytorch-fid/torchmetrics
-    # float32 by default: bf16 autocast is ~3x faster here but moves FID (docs/metrics.md has the numbers)
+    # float32 by default on every machine, never "auto": bf16 autocast is ~3x faster on a CPU with
+    # AMX but moves FID (docs/metrics.md has the numbers), and an FID must compare across machines.
+    # On CUDA float32 means float32 (TF32 convolutions off), so GPU features match CPU ones to rounding.
     dtype: str = "float32"
     channels_last: bool = True  # faster convolutions on CPU (oneDNN), same numbers up to rounding
     batch_size: int = 16  # small batches: 2 shared CPU cores, and memory stays < 2 GB
-    device: str = "cpu"
+    device: str = "auto"  # auto (cuda if present; cuda:LOCAL_RANK under torchrun) | cpu | cuda | cuda:N
 
     def __post_init__(self) -> None:
         check_choice("resize", self.resize, RESIZE_MODES)
@@ -68,13 +72,14 @@ class FeatureExtractor:
                  feature_dim: int = FEATURE_DIM):
         """`module` replaces the Inception (tests use tiny deterministic ones); it must come with the
         sha256 recorded in results and its output dimension."""
+        self.device = resolve_device(config.device)
         self.config = config
         self.feature_dim = feature_dim
         if module is None:
-            module, weights_sha256 = load_inception(config.device)
+            module, weights_sha256 = load_inception(self.device)
         elif weights_sha256 is None:
             raise ValueError("a custom feature module needs a weights_sha256 to be recorded with results")
-        self.module = module.to(config.device).eval()
+        self.module = module.to(self.device).eval()
         if config.channels_last:
             self.module = self.module.to(memory_format=torch.channels_last)
         self.weights_sha256 = weights_sha256
@@ -89,11 +94,10 @@ class FeatureExtractor:
         bs = self.config.batch_size
         for i in range(0, len(images), bs):
             x = resize_batch(list(images[i : i + bs]), INCEPTION_SIZE, self.config.resize)  # (B, 3, 299, 299) in [0, 255]
-            x = (x / 128.0 - 1.0).to(self.config.device)  # TF-FID input range [-1, 0.9921875]
+            x = (x / 128.0 - 1.0).to(self.device)  # TF-FID input range [-1, 0.9921875]
             if self.config.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            dtype = DTYPES[self.config.dtype]
-            with torch.autocast(device_type=torch.device(self.config.device).type, dtype=dtype, enabled=dtype != torch.float32):
+            with autocast(self.device, _PRECISION[self.config.dtype]):
                 f = self.module(x)
             out.append(f.reshape(f.shape[0], -1).to(torch.float64).cpu())  # (B, D)
         return torch.cat(out) if out else torch.zeros(0, FEATURE_DIM, dtype=torch.float64)

@@ -22,17 +22,17 @@ STAGE_KEYS = ("steps", "sampler", "guidance", "aug_level", "thresholding", "perc
 class ImagenModelConfig:
     checkpoint: str | None = None  # cascade or stage dir; None = imagen.commands.DEFAULT_CHECKPOINT
     num_stages: int | None = None  # run only the first N stages
-    batch_size: int = 8  # images per pipeline call; images do not depend on it
-    bf16: bool = True  # autocast on CPU: 1.5-3x faster; changes pixels slightly, so it is in the cell hash
-    device: str = "cpu"
+    # images per pipeline call; on CPU in float32 images do not depend on it, elsewhere the sweep
+    # fixes batch composition (one unit of work = one batch of one cell)
+    batch_size: int = 8
+    # auto | bf16 | fp32 (imagen.device: bf16 only where it is fast). The resolved value changes
+    # pixels, so it is part of the cell identity and recorded in run.json
+    precision: str = "auto"
+    memory_format: str = "auto"  # auto | channels_last | contiguous (auto: channels_last on CPU)
+    device: str = "auto"  # auto (cuda if present) | cpu | cuda | cuda:N; under torchrun "cuda" is cuda:LOCAL_RANK
+    deterministic: bool = False  # torch deterministic algorithms: bit-exact CUDA reruns (slower); no effect on CPU
     # fixed per-stage settings that override the swept grid for that stage, e.g. {"sr256": {"steps": 16}}
     stages: dict = field(default_factory=dict)
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 class ImagenModel:
@@ -54,9 +54,14 @@ class ImagenModel:
             if not isinstance(keys, dict):
                 raise ValueError(f"model {name!r}: stages.{stage} must be a table of sampling overrides "
                                  f"(keys {', '.join(STAGE_KEYS)}), got {keys!r}")
-        if not config.device.startswith("cpu") and not (config.device.startswith("cuda") and _cuda()):
-            raise ValueError(f"model {name!r}: device {config.device!r} is not available here; use \"cpu\""
-                             + (" or \"cuda\"" if _cuda() else ""))
+        from imagen.pipeline import Runtime
+
+        try:
+            self.runtime = Runtime(device=config.device, precision=config.precision, memory_format=config.memory_format,
+                                   batch_size=config.batch_size, deterministic=config.deterministic)
+            self.placement = self.runtime.placement()
+        except ValueError as e:
+            raise ValueError(f"model {name!r}: {e}") from None
         cfg, unets, self.metas = load_cascade_checkpoint(self.checkpoint, config.num_stages)
         self.stage_names = [s.name for s in cfg.stages]
         unknown = sorted(set(config.stages) - set(self.stage_names))
@@ -67,20 +72,20 @@ class ImagenModel:
 
     @property
     def text_encoder_fingerprint(self) -> str:
-        from imagen.text_encoders import _dir_fingerprint, minilm_path
+        from imagen.text_encoders import encoder_fingerprint, encoder_placement
 
-        te = self._cfg.text_encoder  # same fingerprint the encoder computes, without loading it
-        return _dir_fingerprint(minilm_path() if te.kind == "minilm" else Path(te.path).expanduser(), te.kind, te.max_length)
+        # same fingerprint the encoder computes, without loading it
+        return encoder_fingerprint(self._cfg.text_encoder, *encoder_placement(self.placement.device))
 
     def pipeline(self):
         if self._pipeline is None:
-            from imagen.pipeline import Cascade, CascadePipeline, Runtime
-            from imagen.text_encoders import CachedTextEncoder, load_text_encoder
+            from imagen.pipeline import Cascade, CascadePipeline
+            from imagen.text_encoders import CachedTextEncoder, encoder_placement, load_text_encoder
 
             text_cache = self._cache_dir / "text" if self._cache_dir else None
-            encoder = CachedTextEncoder(load_text_encoder(self._cfg.text_encoder), cache_dir=text_cache)
-            rt = Runtime(device=self.config.device, bf16=self.config.bf16, batch_size=self.config.batch_size)
-            self._pipeline = CascadePipeline(Cascade(config=self._cfg, text_encoder=encoder, unets=self._unets), rt)
+            te = load_text_encoder(self._cfg.text_encoder, *encoder_placement(self.placement.device))
+            encoder = CachedTextEncoder(te, cache_dir=text_cache)
+            self._pipeline = CascadePipeline(Cascade(config=self._cfg, text_encoder=encoder, unets=self._unets), self.runtime)
         return self._pipeline
 
     def describe(self) -> dict:
@@ -92,9 +97,16 @@ class ImagenModel:
             "stages": [{"name": n, "resolution": m["stage"]["resolution"], "weights_sha256": m["weights_sha256"],
                         "checkpoint_package_version": m.get("package_version"), "step": m.get("step")}
                        for n, m in zip(self.stage_names, self.metas)],
-            "runtime": {"bf16": self.config.bf16, "device": self.config.device},
+            "runtime": self.identity(),  # compared on resume: a folder never mixes precisions or devices
             "stage_overrides": self.config.stages,
         }
+
+    def identity(self) -> dict:
+        """What changes this model's pixels besides its table and the grid point: the resolved
+        precision, memory format and device type (part of the cell id, so cells never mix them)."""
+        p = self.placement
+        return {"device": p.device.split(":")[0], "precision": p.precision, "memory_format": p.memory_format,
+                "deterministic": self.config.deterministic}
 
     def check(self, prompt_set: str, prompts: pd.DataFrame, samples: int, source: str) -> None:
         self.stage_sampling(Sampling("ddpm", 1, 1.0, "none", 99.5, 0.0))  # validates the overrides early

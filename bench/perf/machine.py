@@ -37,6 +37,7 @@ def machine_info() -> dict:
     import torch
 
     from imagen import __version__
+    from imagen.device import cpu_capability, cpu_native_bf16, resolve
 
     return {
         "cpu_model": cpu_model(),
@@ -47,6 +48,8 @@ def machine_info() -> dict:
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "cuda_available": torch.cuda.is_available(),
-        "bf16_cpu_supported": bool(getattr(torch.backends.mkldnn, "is_available", lambda: False)()),
+        "cpu_capability": cpu_capability(),
+        "cpu_native_bf16": cpu_native_bf16()[1],  # what precision "auto" follows (imagen.device)
+        "auto_precision": resolve("cpu").precision,
         "load_average_1min": round(os.getloadavg()[0], 2),
     }

@@ -116,11 +116,17 @@ def measure(s: SamplingSettings, peak: dict[str, float | None]) -> Section:
     for p in peers:
         python[p] = peer_py
 
-    # 1. probe: the fastest variant of each peer (ours: the pipeline's default)
-    chosen = {"ours": ((True, True),)}
+    # 1. probe: the fastest variant of each peer (ours: the pipeline's default, precision and memory
+    # format "auto" as resolved here; where auto is float32 bf16 is emulated, so no peer probes it)
+    from imagen.device import resolve
+
+    auto = resolve(s.device)
+    chosen = {"ours": ((auto.precision == "bf16", auto.memory_format == "channels_last"),)}
+    peer_variants = tuple(v for v in s.peer_variants if auto.precision == "bf16" or not v[0])
+    sec.notes.append(f"ours: precision {auto.precision}, {auto.memory_format} ({auto.reason})")
     probes = {}
     for p in peers:
-        probes[p] = run_runner(python[p], p, replace(bench, variants=s.peer_variants, repeats=1, warmup=min(1, s.warmup)), s.timeout_seconds)
+        probes[p] = run_runner(python[p], p, replace(bench, variants=peer_variants, repeats=1, warmup=min(1, s.warmup)), s.timeout_seconds)
         if "error" in probes[p]:
             sec.notes.append(f"{p} skipped: {probes[p]['error']}")
             continue

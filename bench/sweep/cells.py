@@ -1,8 +1,9 @@
 """Spec -> cells -> work items.
 
 A cell is one (model, prompt set, grid point) and gets a stable id: a readable name plus a hash of
-everything that changes its images (model table, prompt set + options, grid point), so the same
-settings always land in the same images/<cell_id>/ folder. Axes a model does not declare are None
+everything that changes its images (model table, prompt set + options, grid point, and what the
+model resolved on this machine: precision, memory format, device type), so the same settings
+always land in the same images/<cell_id>/ folder and images made in bf16 never mix with fp32 ones. Axes a model does not declare are None
 and do not multiply its cells.
 """
 from __future__ import annotations
@@ -15,9 +16,15 @@ from dataclasses import asdict, dataclass
 
 import pandas as pd
 
-from bench.models import ImageRequest, Sampling
+from bench.models import SAMPLING_AXES, ImageRequest, Sampling
 
 from .spec import Grid, SweepSpec
+
+
+# The columns of cells.parquet that say how a cell's images were made: what reports group, label and
+# pair cells by. Everything else there (cell_id, name, weights, descriptions, counts) is per-cell
+# bookkeeping that would split every group into one-cell "series".
+CELL_AXES = ("model", "prompt_set", *SAMPLING_AXES, "seed")
 
 
 @dataclass(frozen=True)
@@ -68,14 +75,18 @@ def cell_name(model: str, prompt_set: str, seed: int | None, s: Sampling) -> str
     return re.sub(r"[^A-Za-z0-9._]+", "-", "_".join(parts))
 
 
-def expand_cells(spec: SweepSpec, axes_of: dict[str, tuple[str, ...]]) -> list[Cell]:
-    """All cells, in spec order (model, prompt set, grid point). `axes_of[model name]` = its axes."""
+def expand_cells(spec: SweepSpec, axes_of: dict[str, tuple[str, ...]], identity_of: dict[str, dict] | None = None) -> list[Cell]:
+    """All cells, in spec order (model, prompt set, grid point). `axes_of[model name]` = its axes;
+    `identity_of[model name]` = what it resolved at run time (empty or absent for models whose
+    images depend on nothing else, e.g. image folders: their ids stay as they were)."""
     cells = []
     for m in spec.models:
         for ps in spec.prompt_sets:
             for seed, s in grid_points(spec.grid, axes_of[m.name]):
                 settings = {"model": m.raw, "prompt_set": {"name": ps.name, "label": ps.label, "options": ps.options},
                             "seed": seed, "sampling": asdict(s)}
+                if (identity_of or {}).get(m.name):
+                    settings["runtime"] = identity_of[m.name]
                 digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:10]
                 name = cell_name(m.name, ps.label, seed, s)
                 cells.append(Cell(f"{name}-{digest}", name, m.name, ps.label, seed, s))

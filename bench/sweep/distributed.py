@@ -1,10 +1,12 @@
-"""torch.distributed for sweeps launched by torchrun (gloo: CPU). Without torchrun it is a
-1-process world and every collective is a no-op."""
+"""torch.distributed for sweeps launched by torchrun (imagen.distributed: gloo on CPU; with GPUs each
+rank on cuda:LOCAL_RANK and NCCL beside gloo). Without torchrun it is a 1-process world and every
+collective is a no-op."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
+
+from imagen.distributed import init_from_env, world_size_from_env
 
 
 @dataclass(frozen=True)
@@ -14,15 +16,13 @@ class World:
 
     @staticmethod
     def from_env() -> "World":
-        """Initialises a gloo process group when torchrun set WORLD_SIZE > 1."""
-        size = int(os.environ.get("WORLD_SIZE", "1"))
-        if size == 1:
+        """Joins torchrun's process group when WORLD_SIZE > 1."""
+        if world_size_from_env() == 1:
             return World()
-        import torch.distributed as dist
+        from imagen.device import resolve_device
 
-        if not dist.is_initialized():
-            dist.init_process_group("gloo")
-        return World(dist.get_rank(), dist.get_world_size())
+        d = init_from_env(resolve_device("auto"))  # this rank's GPU when there are GPUs, else the CPU
+        return World(d.rank, d.size)
 
     def barrier(self) -> None:
         if self.size > 1:

@@ -75,7 +75,8 @@ def run_sweep(spec_path: str | Path, out: str | Path, *, cache_dir: Path | None 
     if error:
         raise ValueError(error)
 
-    cells = expand_cells(spec, {name: m.axes for name, m in models.items()})
+    cells = expand_cells(spec, {name: m.axes for name, m in models.items()},
+                         {name: m.identity() for name, m in models.items() if hasattr(m, "identity")})
     work = [(c, r) for c in cells for r in requests_for(c, prompts[c.prompt_set], spec.samples_per_prompt,
                                                          getattr(models[c.model].config, "seed", -1))]
     # the unit of work is a fixed batch of one cell's images: batch composition (which can change

@@ -66,11 +66,14 @@ class RunStore:
         import torch
 
         from imagen import __version__
+        from imagen.device import cpu_capability, cpu_native_bf16
 
         write_json_atomic(run_json, {
             "package_version": __version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "spec_sha256": spec_sha256, "machine": {"hostname": socket.gethostname(), "platform": platform.platform(),
-                                                    "processor": platform.machine(), "cpus": os.cpu_count()},
+                                                    "processor": platform.machine(), "cpus": os.cpu_count(),
+                                                    "cpu_capability": cpu_capability(), "cpu_native_bf16": cpu_native_bf16()[1],
+                                                    "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]},
             "torch_version": torch.__version__, "models": models,
         })
         write_bytes_atomic(spec_file, spec_bytes)  # last: its presence marks a complete initialisation

@@ -26,7 +26,7 @@ name = "tiny"
 kind = "imagen"
 checkpoint = "{live}/ckpt"
 batch_size = 4
-bf16 = false
+precision = "fp32"
 [models.stages.sr16]
 steps = 1
 [models.stages.sr32]
@@ -91,7 +91,7 @@ COMMANDS: dict[str, Callable[[Path, Path, Path], list[str]]] = {
     "fid": lambda live, out, cache: ["fid", str(live / "model-x"), "--reference", f"folder:{live / 'reference'}",
                                      "--cache-dir", str(cache), "--kid-subset-size", "2", "--batch-size", "8"],
     "sample": lambda live, out, cache: ["sample", "--checkpoint", str(live / "ckpt"), "--prompt", "a red circle",
-                                        "--steps", "1", "--sampler", "ddim", "--fp32", "--out", str(out / "samples")],
+                                        "--steps", "1", "--sampler", "ddim", "--precision", "fp32", "--out", str(out / "samples")],
 }
 
 # The first 12 (the CI size) fuzz every domain once; the FID cases (Inception on CPU: ~30-90 s each

@@ -53,7 +53,7 @@ name = "tiny"
 kind = "imagen"
 checkpoint = "{checkpoint}"
 batch_size = {size.batch_size}
-bf16 = false
+precision = "fp32"
 [models.stages.sr32]
 steps = {size.sr32_steps}
 

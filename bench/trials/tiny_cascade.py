@@ -41,7 +41,7 @@ name = "tiny"
 kind = "imagen"
 checkpoint = "{checkpoint}"
 batch_size = 3
-bf16 = false
+precision = "fp32"
 [models.stages.sr32]
 steps = 2
 

@@ -53,14 +53,16 @@ def main() -> int:
     seeds = list(range(s.batch))
 
     def make_loop(bf16: bool, channels_last: bool):
-        rt = Runtime(device=s.device, bf16=bf16, channels_last=channels_last, batch_size=s.batch)
+        rt = Runtime(device=s.device, precision="bf16" if bf16 else "fp32", memory_format="channels_last" if channels_last else "contiguous",
+                     batch_size=s.batch)
         unet.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)  # as CascadePipeline does
         return lambda: sample_stage(unet, stage, text, mask, seeds, 0, sampling, rt)
 
     timing = time_variants(s, make_loop)
     # FLOP of one denoiser call = one U-Net forward on the 2B guided batch (+ elementwise, not counted)
     best = timing["variants"][timing["best"]]
-    rt = Runtime(device=s.device, bf16=best["bf16"], channels_last=best["channels_last"], batch_size=s.batch)
+    rt = Runtime(device=s.device, precision="bf16" if best["bf16"] else "fp32",
+                 memory_format="channels_last" if best["channels_last"] else "contiguous", batch_size=s.batch).resolved()
     denoise = make_denoiser(unet, stage, text, mask, sampling, rt)
     z = torch.randn(s.batch, s.channels, s.resolution, s.resolution, device=s.device)
     flops_call = count_flops(lambda: denoise(z, torch.zeros(s.batch, device=s.device)))

@@ -1,0 +1,44 @@
+"""torch.distributed from torchrun's environment, shared by training (DDP) and sweeps.
+
+Without torchrun (WORLD_SIZE unset or 1) this is a 1-process world and nothing is initialised.
+Under torchrun each process is one rank; on CUDA rank r uses cuda:LOCAL_RANK (imagen.device).
+Backend: gloo for CPU tensors, NCCL for CUDA tensors ("cpu:gloo,cuda:nccl" when a rank has a GPU,
+so CPU-side collectives such as metric states and object exchange keep working beside NCCL).
+Several nodes: the same commands under `torchrun --nnodes N --node_rank K --rdzv_backend c10d
+--rdzv_endpoint HOST:PORT`; nothing here depends on the node count.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int = 0
+    size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def world_size_from_env() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def init_from_env(device: str = "cpu") -> Dist:
+    """Join torchrun's process group (once per process) for a rank running on `device` (resolved)."""
+    if world_size_from_env() == 1:
+        return Dist()
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        if torch.device(device).type == "cuda":
+            torch.cuda.set_device(torch.device(device))
+            dist.init_process_group("cpu:gloo,cuda:nccl")
+        else:
+            dist.init_process_group("gloo")
+    return Dist(dist.get_rank(), dist.get_world_size())

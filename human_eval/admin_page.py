@@ -7,14 +7,15 @@ import io
 import pandas as pd
 import streamlit as st
 
-from .export import answers_frame, control_accuracy
+from .contract import control_accuracy
+from .export import answers_frame
 from .store import Store
 from .study import Study
 
 
 def rater_table(study: Study, store: Store, frame: pd.DataFrame) -> pd.DataFrame:
     progress = pd.DataFrame(store.progress(), columns=["rater", "tasks", "done"])
-    acc = control_accuracy(frame, study.control_threshold).drop(columns="study")
+    acc = control_accuracy(frame, study.control_threshold).drop(columns=["study", "threshold"])
     table = progress.merge(acc, on="rater", how="left").fillna({"n_control": 0, "n_correct": 0, "flagged": False})
     table["progress"] = table["done"] / table["tasks"].where(table["tasks"] > 0)
     return table[["rater", "tasks", "done", "progress", "n_control", "n_correct", "accuracy", "flagged"]].astype(
@@ -33,7 +34,7 @@ def render(study: Study, store: Store) -> None:
         "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent"),
         "accuracy": st.column_config.NumberColumn("control accuracy", format="percent"),
     })
-    st.caption("Flagged raters are excluded from reports (human_eval.export.reliable_answers). "
+    st.caption("Flagged raters are excluded from reports (human_eval.contract.reliable_answers). "
                "Answers are final once given: the first answer wins.")
     parquet = io.BytesIO()
     frame.to_parquet(parquet, index=False)

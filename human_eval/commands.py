@@ -10,6 +10,7 @@ from pathlib import Path
 
 from bench.cli import UserError
 
+from .contract import DEFAULT_CONTROL_THRESHOLD
 from .protocols import PROTOCOLS
 
 APP = Path(__file__).with_name("app.py")
@@ -44,7 +45,8 @@ def _add_study(p: argparse.ArgumentParser) -> None:
     c.add_argument("--raters", type=int, default=25)
     c.add_argument("--batch-size", type=int, default=50)
     c.add_argument("--control-share", type=float, default=0.1, help="share of each batch that are control tasks (default 0.1)")
-    c.add_argument("--control-threshold", type=float, default=0.8, help="raters below this control accuracy are flagged (default 0.8)")
+    c.add_argument("--control-threshold", type=float, default=DEFAULT_CONTROL_THRESHOLD,
+                   help="raters below this control accuracy are flagged, recorded in study.json (default %(default)s)")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--name", default=None, help="study name in the database (default: the --out directory's name)")
     c.add_argument("--db", default=None, help="postgresql://USER@HOST/DB (password via PGPASSWORD or ~/.pgpass); default SQLite in STUDY")

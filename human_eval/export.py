@@ -1,9 +1,9 @@
 """Ratings out of the database, in the shape reports read (docs/ARCHITECTURE.md, contract 2).
 
     answers_frame(study_dir_or_db_url)      one row per answer, side-by-side answers de-randomised
-    control_accuracy(frame, threshold)      per rater: control answers, correct, accuracy, flagged
-    reliable_answers(frame, threshold)      ordinary answers of raters not flagged
+    study_thresholds(study_dir_or_db_url)   study -> its recorded control threshold
     write_answers(source, out)              CSV or parquet + a sidecar <out>.meta.json saying what made it
+(the exclusion rule itself, control_accuracy / reliable_answers by (study, rater), is contract.py's)
 """
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from .contract import COLUMNS as CONTRACT_COLUMNS
+from .contract import control_accuracy, reliable_answers  # noqa: F401  (the rule lives in contract.py)
 from .store import Store, is_postgres_url
 from .study import load_study
 
-COLUMNS = ["study", "protocol", "task_id", "rater", "question", "answer", "model_a", "model_b", "prompt_id",
-           "category", "is_control", "control_correct", "response_ms", "answered_at"]
-DEFAULT_THRESHOLD = 0.8
+COLUMNS = list(CONTRACT_COLUMNS)
 EXPORT_FORMATS = (".csv", ".parquet")
 
 
@@ -62,29 +62,13 @@ def answers_frame(study_dir_or_db_url: str | Path) -> pd.DataFrame:
     return df[COLUMNS].reset_index(drop=True)
 
 
-def control_accuracy(frame: pd.DataFrame, threshold: float = DEFAULT_THRESHOLD) -> pd.DataFrame:
-    """Per (study, rater): scored control answers, how many right, accuracy, and `flagged`
-    (accuracy below `threshold`). Raters with no scored control answer yet have accuracy NaN
-    and are not flagged."""
-    if not 0 <= threshold <= 1:
-        raise ValueError(f"threshold must be in [0, 1], got {threshold}")
-    scored = frame[frame["is_control"] & frame["control_correct"].notna()]
-    raters = frame[["study", "rater"]].drop_duplicates()
-    g = scored.groupby(["study", "rater"])["control_correct"]
-    stats = pd.DataFrame({"n_control": g.size(), "n_correct": g.sum().astype("int64")}).reset_index()
-    out = raters.merge(stats, on=["study", "rater"], how="left").fillna({"n_control": 0, "n_correct": 0})
-    out = out.astype({"n_control": "int64", "n_correct": "int64"})
-    out["accuracy"] = (out["n_correct"] / out["n_control"].where(out["n_control"] > 0)).astype("float64")
-    out["flagged"] = out["accuracy"] < threshold
-    return out.sort_values(["study", "rater"]).reset_index(drop=True)
-
-
-def reliable_answers(frame: pd.DataFrame, threshold: float = DEFAULT_THRESHOLD) -> pd.DataFrame:
-    """Ordinary (non-control) answers from raters whose control accuracy is not below `threshold`."""
-    acc = control_accuracy(frame, threshold)
-    bad = set(zip(acc.loc[acc["flagged"], "study"], acc.loc[acc["flagged"], "rater"]))
-    keep = ~frame["is_control"] & ~pd.Series([k in bad for k in zip(frame["study"], frame["rater"])], index=frame.index, dtype=bool)
-    return frame[keep].reset_index(drop=True)
+def study_thresholds(study_dir_or_db_url: str | Path) -> dict[str, float]:
+    """study -> the control threshold it was created with (every study in a database)."""
+    store = _store(study_dir_or_db_url)
+    try:
+        return store.control_thresholds()
+    finally:
+        store.close()
 
 
 def write_answers(source: str | Path, out: str | Path) -> pd.DataFrame:
@@ -100,7 +84,8 @@ def write_answers(source: str | Path, out: str | Path) -> pd.DataFrame:
     df = answers_frame(source)
     meta = {"package_version": __version__, "source": str(source) if not is_postgres_url(str(source)) else "postgresql",
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "rows": len(df),
-            "contract": "docs/ARCHITECTURE.md contract 2", "answer_rule": "first answer wins"}
+            "contract": "docs/ARCHITECTURE.md contract 2", "answer_rule": "first answer wins",
+            "control_thresholds": study_thresholds(source)}
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     df.to_csv(tmp, index=False) if out.suffix == ".csv" else df.to_parquet(tmp, index=False)

@@ -60,6 +60,10 @@ def read_source(source: Source, prompts: pd.DataFrame, prompt_set: str) -> list[
     """The source's images for the given prompts (other prompts' images are ignored)."""
     if source.kind == "run":
         records = [r for r in read_run(source.path, source.cell) if r.prompt_set == prompt_set]
+        cells = sorted({r.model for r in records})  # a run record's model is its cell id
+        if len(cells) > 1:  # one side of a study is one model at one setting, never a mix of cells
+            raise ValueError(f"{source.spec}: the run has {len(cells)} cells with {prompt_set} images; choose one as "
+                             f"run:{source.path}@CELL, CELL one of: {', '.join(cells)}")
     else:
         # read_folder must see every prompt the folder may hold; selection happens below
         all_prompts = load_drawbench() if prompt_set == "drawbench" else prompts

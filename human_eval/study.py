@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from .contract import DEFAULT_CONTROL_THRESHOLD
 from .controls import DegradeSettings, degrade
 from .plan import PlanSettings, PlannedTask, items_for, plan
 from .protocols import get_protocol, wording
@@ -45,7 +46,7 @@ class StudySettings:
     prompts: str = "drawbench"
     name: str | None = None  # default: the study directory's name
     db: str | None = None  # PostgreSQL URL; default SQLite file in the study directory
-    control_threshold: float = 0.8
+    control_threshold: float = DEFAULT_CONTROL_THRESHOLD
     plan: PlanSettings = PlanSettings()
     degrade: DegradeSettings = DegradeSettings()
 

@@ -1,46 +1,41 @@
-"""The ratings frame (contract 2): load it, validate it, and drop raters who fail the controls.
+"""The ratings frame (contract 2, human_eval/contract.py): load it, validate it, and drop raters
+who fail the controls.
 
-A rater's control accuracy is (correct control answers) / (control answers). Raters below the
-threshold are excluded with all their answers; raters who answered no control are kept and
-counted separately (there is nothing to judge them by). Control rows never enter the analysis.
+A rater is (study, rater). Their control accuracy is (correct control answers) / (control answers);
+raters below their study's threshold (the one recorded when the study was created, unless the
+report is given one for all) are excluded with all their answers; raters who answered no control
+are kept and counted separately (there is nothing to judge them by). Control rows never enter the
+analysis.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-COLUMNS = ("study", "protocol", "task_id", "rater", "question", "answer", "model_a", "model_b", "prompt_id",
-           "category", "is_control", "control_correct", "response_ms", "answered_at")
-# protocol -> question -> allowed answers (contract 2)
-ANSWERS = {
-    "drawbench_sbs": {"quality": ("A", "tie", "B"), "alignment": ("A", "tie", "B")},
-    "coco_realism": {"realism": ("A", "B")},
-    "coco_alignment": {"caption": ("yes", "somewhat", "no")},
-}
-# 80 %: the paper does not publish its threshold; 80 % on easy controls separates attentive raters
-# (>= 95 % in practice) from random clicking (33-50 %) with a wide margin.
-DEFAULT_CONTROL_THRESHOLD = 0.8
+from human_eval.contract import ANSWERS, COLUMNS, DEFAULT_CONTROL_THRESHOLD, Thresholds, control_accuracy  # noqa: F401
+
 RATINGS_FILE_SUFFIXES = (".parquet", ".csv")
 
 
-def load_answers(source: str | Path) -> pd.DataFrame:
-    """A ratings table file (.parquet / .csv with the contract-2 columns), or anything
-    `human_eval.export.answers_frame` accepts (a study folder or a database URL)."""
+def load_answers(source: str | Path) -> tuple[pd.DataFrame, dict[str, float]]:
+    """(ratings, study -> its recorded control threshold) from a ratings table file (.parquet / .csv
+    with the contract-2 columns; thresholds from its `<file>.meta.json` when `study export` wrote
+    one) or from anything `human_eval.export.answers_frame` accepts (a study folder or a database URL)."""
     path = Path(source)
     if path.suffix in RATINGS_FILE_SUFFIXES:
         if not path.is_file():
             raise FileNotFoundError(f"ratings file {path} does not exist")
         df = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, dtype={"prompt_id": str, "rater": str})
+        meta = Path(f"{path}.meta.json")
+        thresholds = json.loads(meta.read_text()).get("control_thresholds", {}) if meta.is_file() else {}
     else:
-        try:
-            from human_eval.export import answers_frame  # lazy: human_eval is optional for metric-only reports
-        except ImportError as e:
-            raise ValueError(f"{source}: reading a study needs human_eval.export.answers_frame ({e}); "
-                             f"or pass a ratings file ({', '.join(RATINGS_FILE_SUFFIXES)})") from e
-        df = answers_frame(str(source))
-    return check_answers(df, str(source))
+        from human_eval.export import answers_frame, study_thresholds
+
+        df, thresholds = answers_frame(str(source)), study_thresholds(str(source))
+    return check_answers(df, str(source)), {str(k): float(v) for k, v in thresholds.items()}
 
 
 def check_answers(df: pd.DataFrame, source: str = "ratings") -> pd.DataFrame:
@@ -66,34 +61,35 @@ def check_answers(df: pd.DataFrame, source: str = "ratings") -> pd.DataFrame:
 
 @dataclass(frozen=True)
 class Exclusion:
-    threshold: float
-    raters_total: int
-    raters_excluded: tuple[str, ...]
+    thresholds: dict[str, float]  # study -> the threshold applied to its raters
+    raters_total: int  # (study, rater) pairs
+    raters_excluded: tuple[tuple[str, str], ...]  # (study, rater)
     raters_without_controls: int
     answers_dropped: int  # non-control answers of excluded raters
     control_answers: int
-    accuracy: pd.DataFrame  # rater, controls, correct, accuracy, excluded
+    accuracy: pd.DataFrame  # study, rater, n_control, n_correct, accuracy, threshold, flagged
+
+    def threshold_text(self) -> str:
+        values = sorted(set(self.thresholds.values()))
+        if len(values) == 1:
+            return f"{values[0]:.0%}"
+        return "per study: " + ", ".join(f"{s} {t:.0%}" for s, t in sorted(self.thresholds.items()))
 
     def describe(self) -> str:
-        return (f"Control-accuracy threshold {self.threshold:.0%}: {len(self.raters_excluded)} of {self.raters_total} raters "
-                f"excluded ({self.answers_dropped} answers dropped); {self.raters_without_controls} raters had no "
-                f"control answers and were kept; {self.control_answers} control answers used only for this.")
+        return (f"Control-accuracy threshold {self.threshold_text()} (raters are (study, rater)): {len(self.raters_excluded)} of "
+                f"{self.raters_total} raters excluded ({self.answers_dropped} answers dropped); {self.raters_without_controls} "
+                f"raters had no control answers and were kept; {self.control_answers} control answers used only for this.")
 
 
-def apply_controls(df: pd.DataFrame, threshold: float = DEFAULT_CONTROL_THRESHOLD) -> tuple[pd.DataFrame, Exclusion]:
-    """(non-control answers of raters at or above the threshold, what was excluded)."""
-    if not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"control threshold must be in [0, 1], got {threshold}")
-    controls = df[df["is_control"]]
-    correct = controls["control_correct"].astype("boolean").fillna(False).astype(bool)
-    per_rater = correct.groupby(controls["rater"]).agg(controls="size", correct="sum")
-    per_rater["accuracy"] = per_rater["correct"] / per_rater["controls"]
-    per_rater["excluded"] = per_rater["accuracy"] < threshold
-    excluded = tuple(sorted(per_rater.index[per_rater["excluded"]]))
+def apply_controls(df: pd.DataFrame, thresholds: Thresholds = DEFAULT_CONTROL_THRESHOLD) -> tuple[pd.DataFrame, Exclusion]:
+    """(non-control answers of raters at or above their study's threshold, what was excluded).
+    `thresholds`: one value for every study, or study -> threshold (studies absent: the default)."""
+    acc = control_accuracy(df, thresholds)
+    excluded = tuple(sorted(zip(acc.loc[acc["flagged"], "study"], acc.loc[acc["flagged"], "rater"])))
     answers = df[~df["is_control"]]
-    keep = ~answers["rater"].isin(excluded)
-    all_raters = set(df["rater"].unique())
+    bad = set(excluded)
+    keep = pd.Series([k not in bad for k in zip(answers["study"], answers["rater"])], index=answers.index, dtype=bool)
     return answers[keep].reset_index(drop=True), Exclusion(
-        threshold=threshold, raters_total=len(all_raters), raters_excluded=excluded,
-        raters_without_controls=len(all_raters - set(per_rater.index)), answers_dropped=int((~keep).sum()),
-        control_answers=len(controls), accuracy=per_rater.reset_index())
+        thresholds=dict(zip(acc["study"], acc["threshold"])), raters_total=len(acc), raters_excluded=excluded,
+        raters_without_controls=int((acc["n_control"] == 0).sum()), answers_dropped=int((~keep).sum()),
+        control_answers=int(df["is_control"].sum()), accuracy=acc)

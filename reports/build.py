@@ -31,7 +31,9 @@ DEFAULT_POWER_EFFECT = 0.05
 @dataclass(frozen=True)
 class ReportOptions:
     ci: CIConfig = CIConfig()
-    control_threshold: float = DEFAULT_CONTROL_THRESHOLD
+    # None: each study's own recorded threshold (study.json / the database; the default where none
+    # is recorded); a value: that threshold for every study
+    control_threshold: float | None = None
     power_effect: float = DEFAULT_POWER_EFFECT
     power_studies: int = DEFAULT_STUDIES
     title: str = "imagen-bench report"
@@ -42,6 +44,7 @@ class ReportOptions:
 class ReportInputs:
     runs: tuple[Path, ...] = ()
     answers: tuple[tuple[str, pd.DataFrame], ...] = ()  # (where it came from, contract-2 frame)
+    thresholds: dict[str, float] = field(default_factory=dict)  # study -> its recorded control threshold
     images: dict[str, list[ImageRecord]] = field(default_factory=dict)  # model -> images, for an example gallery
 
 
@@ -80,8 +83,10 @@ def methods_section(options: ReportOptions) -> Section:
         f"Default interval: {options.ci.describe()}. The estimand is the population preference over prompts and raters; "
         "answers are clustered by prompt and by rater, so intervals that treat answers as independent (Wilson) are too narrow "
         "and the plain two-way bootstrap is too wide. See docs/reports.md.",
-        f"Raters below {options.control_threshold:.0%} control accuracy are excluded with all their answers; control rows "
-        "never enter the analysis.",
+        ("Raters (a rater is a (study, rater) pair: names restart in every study) below their study's recorded control "
+         f"accuracy threshold (default {DEFAULT_CONTROL_THRESHOLD:.0%})" if options.control_threshold is None else
+         f"Raters below {options.control_threshold:.0%} control accuracy (the threshold given for every study)")
+        + " are excluded with all their answers; control rows never enter the analysis.",
         "Automated metrics are read from the run folders as written by `imagen-bench sweep`; the report reruns nothing.",
     )])
 
@@ -113,7 +118,7 @@ def build_report(inputs: ReportInputs, out: str | Path, options: ReportOptions =
                               f"inputs: {', '.join(meta['runs'] + meta['ratings'])}.", kind="plain"))
         sections = [Section("Provenance", head)]
         if answers is not None:
-            clean, exclusion = apply_controls(answers, options.control_threshold)
+            clean, exclusion = apply_controls(answers, inputs.thresholds if options.control_threshold is None else options.control_threshold)
             sections += human_sections(clean, exclusion, options.ci, inputs.images, options.power_effect,
                                        options.power_studies, stage)
         for run in runs:

@@ -42,8 +42,9 @@ def _add_report(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, type=Path, help="report folder to create")
     p.add_argument("--force", action="store_true", help="replace an existing report folder (atomically)")
     _ci_options(p)
-    p.add_argument("--control-threshold", type=float, default=DEFAULT_CONTROL_THRESHOLD,
-                   help="exclude raters below this control accuracy (default: %(default)s)")
+    p.add_argument("--control-threshold", type=float, default=None,
+                   help=f"exclude raters below this control accuracy in every study (default: each study's recorded threshold, "
+                        f"{DEFAULT_CONTROL_THRESHOLD} where none is recorded)")
     p.add_argument("--power-effect", type=float, default=0.05, help="preference difference for the power section; 0 = off")
     p.add_argument("--power-studies", type=int, default=DEFAULT_STUDIES, help="simulated studies per power point")
     p.add_argument("--simulate-ratings", nargs=2, metavar=("IMAGES_A", "IMAGES_B"), type=Path,
@@ -93,13 +94,15 @@ def run_report(args) -> int:
     from .runs import is_run_folder
 
     check_target(args.out, args.force)  # before reading anything large
-    runs, answers, images, banner = [], [], {}, ""
+    runs, answers, thresholds, images, banner = [], [], {}, {}, ""
     for item in args.inputs:
         path = Path(item)
         if path.is_dir() and is_run_folder(path):
             runs.append(path)
         else:
-            answers.append((item, load_answers(item)))
+            frame, recorded = load_answers(item)
+            answers.append((item, frame))
+            thresholds.update(recorded)
     if args.simulate_ratings:
         frame, images = simulated_demo(args.simulate_ratings, args.true_preference, args.seed)
         answers.append((f"simulated ratings of {args.simulate_ratings[0]} vs {args.simulate_ratings[1]}", frame))
@@ -110,7 +113,8 @@ def run_report(args) -> int:
     options = ReportOptions(ci=CIConfig(method=args.ci, resamples=args.resamples, seed=args.seed, level=args.level),
                             control_threshold=args.control_threshold, power_effect=args.power_effect,
                             power_studies=args.power_studies, banner=banner)
-    out = build_report(ReportInputs(runs=tuple(runs), answers=tuple(answers), images=images), args.out, options, args.force)
+    out = build_report(ReportInputs(runs=tuple(runs), answers=tuple(answers), thresholds=thresholds, images=images), args.out,
+                       options, args.force)
     print(f"report written to {out / 'index.html'}")
     return 0
 

@@ -22,21 +22,24 @@ POWER_RATER_FACTORS = (0.25, 0.5, 1, 2, 4)  # power grid: the study's rater coun
 
 
 def figure_block(stage: Path, name: str, make, caption: str):
-    """Image block for a figure saved as plots/<name>.png, or a one-line note why it was skipped."""
+    """Image block for a figure saved as plots/<name>.png with the points it plots in
+    tables/<name>.csv (and .parquet), or a one-line note why it was skipped."""
     try:
-        fig = make()
+        fig, points = make()
     except plots.SkipPlot as e:
         return Paragraph(f"Figure '{name}' skipped: {e}.", kind="note")
     plots.save(fig, stage / "plots" / f"{name}.png")
-    return Image(f"plots/{name}.png", caption)
+    points.to_csv(stage / "tables" / f"{name}.csv", index=False)
+    points.to_parquet(stage / "tables" / f"{name}.parquet", index=False)
+    return Image(f"plots/{name}.png", caption + f" The plotted points: tables/{name}.csv.")
 
 
 def quality_section(answers: pd.DataFrame, exclusion: Exclusion) -> Section:
     acc = exclusion.accuracy.sort_values("accuracy")
     return Section("Raters: controls and agreement", [
         Paragraph(exclusion.describe()),
-        Table("rater_control_accuracy", acc, "Per rater: control answers, correct ones, accuracy = correct / controls; "
-              f"excluded when accuracy < {exclusion.threshold:.0%}."),
+        Table("rater_control_accuracy", acc, "Per rater = (study, rater): control answers, correct ones, accuracy = "
+              "correct / controls, the study's threshold; flagged (excluded) when accuracy < threshold."),
         Table("agreement", agreement_table(answers),
               "Krippendorff's alpha (nominal, ordinal, interval metrics) over units = (model pair, prompt) items rated by 2+ raters, after "
               "exclusions; side-by-side answers on the scale B < tie < A, captions no < somewhat < yes."),
@@ -149,7 +152,7 @@ def human_sections(answers: pd.DataFrame, exclusion: Exclusion, config: CIConfig
                    power_effect: float, power_studies: int, stage: Path) -> list[Section]:
     analysis = RatingsAnalysis(answers, config)
     after = (f"Answers after control exclusions ({len(exclusion.raters_excluded)} of {exclusion.raters_total} raters below "
-             f"{exclusion.threshold:.0%}, {exclusion.answers_dropped} answers dropped; control rows not counted).")
+             f"{exclusion.threshold_text()}, {exclusion.answers_dropped} answers dropped; control rows not counted).")
     sections = [quality_section(answers, exclusion)]
     gallery = gallery_section(images, answers, stage) if images else None
     sections += sbs_sections(analysis, stage, after) + ([gallery] if gallery else [])

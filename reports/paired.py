@@ -15,20 +15,22 @@ import pandas as pd
 from scipy.stats import binomtest
 
 from .bootstrap import multiplicities, resample_indices
-from .runs import CELL_COLUMNS
+from bench.sweep.cells import CELL_AXES
 
 PAIR_KEYS = ("prompt_set", "prompt_id", "sample")
 DEFAULT_RESAMPLES = 10_000  # percentile-bootstrap tails at 95 % need ~10^4 replicates to be stable to ~0.5 pt
 
 
 def baselines(cells: pd.DataFrame, vary: str) -> dict[str, str]:
-    """cell_id -> the cell_id equal in every other CELL_COLUMNS parameter (and seed) whose `vary`
-    is the smallest value among such cells; cells that are their own baseline are left out."""
+    """cell_id -> the cell_id equal in every other CELL_AXES parameter whose `vary`
+    is the smallest value among such cells; cells that are their own baseline are left out, and so
+    are cells without a value of `vary` (image folders, diffusers models without that axis)."""
     if vary not in cells.columns:
         raise ValueError(f"cannot pair on {vary!r}: cells have {sorted(c for c in cells.columns if c != 'cell_id')}")
     if not pd.api.types.is_numeric_dtype(cells[vary]):
         raise ValueError(f"cannot pair on {vary!r}: it is not numeric (the baseline is its smallest value)")
-    others = [c for c in (*CELL_COLUMNS, "seed") if c in cells.columns and c not in ("cell_id", vary)]
+    cells = cells[cells[vary].notna()]
+    others = [c for c in CELL_AXES if c in cells.columns and c != vary]
     key = pd.Series(["|".join(map(str, row)) for row in cells[others].itertuples(index=False)], index=cells.index)
     out = {}
     for _, group in cells.groupby(key, sort=False):

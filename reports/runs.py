@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-CELL_COLUMNS = ("cell_id", "model", "prompt_set", "sampler", "steps", "guidance", "thresholding", "percentile", "aug_level")
+from bench.sweep.cells import CELL_AXES
+
 METRIC_COLUMNS = ("cell_id", "metric", "value", "n", "details")
 SHAPES_PREFIX = "shapes_accuracy/"
 SHA_CHARS = 12  # enough of a sha256 to identify weights in a table
@@ -28,8 +29,9 @@ class RunMetrics:
         return self.cells.merge(values.reset_index(), on="cell_id", how="left")
 
     def varying(self) -> list[str]:
-        """Cell parameters that take more than one value in this run."""
-        return [c for c in self.cells.columns if c != "cell_id" and self.cells[c].astype(str).nunique() > 1]
+        """The cell axes (bench.sweep.cells.CELL_AXES: model, prompt set, sampling settings, seed) that
+        take more than one value in this run; per-cell bookkeeping columns (name, descriptions) never."""
+        return [c for c in CELL_AXES if c in self.cells.columns and self.cells[c].astype(str).nunique() > 1]
 
 
 def is_run_folder(path: Path) -> bool:

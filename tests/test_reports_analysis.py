@@ -48,7 +48,7 @@ def test_controls_exclude_raters_below_threshold_and_count_them():
     clean, exclusion = apply_controls(df, 0.8)
     acc = df[df.is_control].groupby("rater").control_correct.mean()
     expected = sorted(acc.index[acc < 0.8])
-    assert list(exclusion.raters_excluded) == expected and expected  # some simulated raters fail
+    assert [r for _, r in exclusion.raters_excluded] == expected and expected  # some simulated raters fail
     assert exclusion.answers_dropped == int((~df.is_control & df.rater.isin(expected)).sum())
     assert not clean.is_control.any() and not clean.rater.isin(expected).any()
     assert len(clean) == int((~df.is_control).sum()) - exclusion.answers_dropped

@@ -157,7 +157,7 @@ def test_report_from_a_real_human_eval_study(tmp_path, capsys):
     sbs = pd.read_csv(out / "tables" / "drawbench_sbs.csv")
     assert set(sbs.category) == {"All", "Colors"} and (sbs.n_raters == 3).all()
     accuracy = pd.read_csv(out / "tables" / "rater_control_accuracy.csv")
-    assert (accuracy.accuracy == 1.0).all() and not accuracy.excluded.any()
+    assert (accuracy.accuracy == 1.0).all() and not accuracy.flagged.any()
     agreement = pd.read_csv(out / "tables" / "agreement.csv")  # items rated by several raters are units
     assert (agreement.units_with_2plus_ratings > 0).all() and agreement.alpha_nominal.notna().all()
 
@@ -174,3 +174,50 @@ def test_html_metric_table_shows_how_once_per_metric(tmp_path):
     # every (metric, how) pair of the full table is still there
     for col in [c for c in table.columns if c.endswith(" how")]:
         assert set(table[col]) == set(methods[methods.metric == col[:-4]]["how it was computed"])
+
+
+def _answer(store, rater: str, controls_right: bool) -> None:
+    """Answer every task of `rater`: controls right or wrong, ordinary tasks 'left'."""
+    for task in store.tasks(rater):
+        if task.is_control:
+            right = dict(task.expected)
+            good = {q: ("left" if (right.get(q, "A") == "A") == task.a_on_left else "right") for q in ("quality", "alignment")}
+            bad = {q: ("right" if v == "left" else "left") for q, v in good.items()}
+            store.submit(rater, task.task_id, good if controls_right else bad, 1000)
+        else:
+            store.submit(rater, task.task_id, {"quality": "left", "alignment": "left"}, 1000)
+
+
+def test_report_over_two_studies_keeps_their_raters_apart_and_applies_each_threshold(tmp_path, capsys):
+    """r01 of one study is not r01 of the other: real studies, answered through their stores."""
+    from dataclasses import replace
+
+    from human_eval.study import StudySettings, create_study
+    from human_eval.plan import PlanSettings
+    from human_eval_fixtures import sd_folders
+
+    a, b = sd_folders()
+    base = StudySettings(protocol="drawbench_sbs", a=f"folder:{a}", b=f"folder:{b}", prompts="drawbench:Colors",
+                         plan=PlanSettings(raters=2, batch_size=6, control_share=0.2))
+    one = create_study(tmp_path / "one", base)
+    two = create_study(tmp_path / "two", replace(base, control_threshold=0.0))  # study two keeps everyone
+    s1, s2 = one.store(), two.store()
+    _answer(s1, "r01", controls_right=False)  # fails the controls in study one
+    _answer(s1, "r02", controls_right=True)
+    _answer(s2, "r01", controls_right=True)  # a different person with the same name
+    _answer(s2, "r02", controls_right=False)  # fails, but study two's recorded threshold is 0
+    out = tmp_path / "report"
+    assert main(["report", str(one.root), str(two.root), "--out", str(out), "--resamples", "200", "--power-studies", "10"]) == 0, \
+        capsys.readouterr().err
+    acc = pd.read_csv(out / "tables" / "rater_control_accuracy.csv").set_index(["study", "rater"])
+    assert acc.loc[(one.name, "r01"), "flagged"] and not acc.loc[(two.name, "r01"), "flagged"]
+    assert acc.loc[(two.name, "r02"), "threshold"] == 0.0 and not acc.loc[(two.name, "r02"), "flagged"]
+    assert acc["flagged"].sum() == 1
+    html = (out / "index.html").read_text()
+    assert "1 of 4 raters excluded" in html
+    # a threshold given on the command line applies to every study
+    out2 = tmp_path / "report2"
+    assert main(["report", str(one.root), str(two.root), "--out", str(out2), "--resamples", "200", "--power-studies", "10",
+                 "--control-threshold", "0.8"]) == 0
+    acc2 = pd.read_csv(out2 / "tables" / "rater_control_accuracy.csv").set_index(["study", "rater"])
+    assert acc2["flagged"].sum() == 2 and acc2.loc[(two.name, "r02"), "flagged"]

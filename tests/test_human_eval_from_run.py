@@ -1,0 +1,45 @@
+"""Studies built from a real sweep's run folder: one side is one cell, never a mix of cells."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from bench.cli import main as cli
+from bench.sweep.runner import run_sweep
+from sweep_fixtures import make_tiny_checkpoint, tiny_spec
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """Two guidance cells of a tiny cascade, 2 samples per DrawBench "Rare Words" prompt."""
+    d = tmp_path_factory.mktemp("run")
+    (d / "spec.toml").write_text(tiny_spec(make_tiny_checkpoint(d / "ckpt"), guidance=(1.0, 5.0), thresholding=("static",),
+                                           samples=2, metrics=False))
+    run_sweep(d / "spec.toml", d / "run", cache_dir=d / "cache", progress=False)
+    return d / "run"
+
+
+def test_a_run_with_several_cells_needs_a_cell(run, tmp_path, capsys):
+    cells = sorted(pd.read_parquet(run / "cells.parquet").cell_id)
+    args = ["study", "create", "--protocol", "drawbench_sbs", "--prompts", "drawbench:Rare Words", "--raters", "2", "--batch-size", "4"]
+    assert cli([*args, "--a", f"run:{run}", "--b", f"run:{run}@{cells[0]}", "--out", str(tmp_path / "mixed")]) == 2
+    err = capsys.readouterr().err
+    assert "the run has 2 cells" in err and "@CELL" in err and all(c in err for c in cells)
+    assert not (tmp_path / "mixed").exists()
+
+
+def test_each_side_of_a_study_is_exactly_its_cell(run, tmp_path):
+    cells = sorted(pd.read_parquet(run / "cells.parquet").cell_id)
+    manifest = pd.read_parquet(run / "manifest.parquet")
+    assert cli(["study", "create", "--protocol", "drawbench_sbs", "--prompts", "drawbench:Rare Words", "--raters", "2",
+                "--batch-size", "4", "--a", f"run:{run}@{cells[0]}", "--b", f"run:{run}@{cells[1]}", "--out", str(tmp_path / "s")]) == 0
+    study = json.loads((tmp_path / "s" / "study.json").read_text())
+    assert study["models"]["a"]["model"] == cells[0] and study["models"]["b"]["model"] == cells[1]
+    by_source = {str((run / p).resolve()): c for p, c in zip(manifest.path, manifest.cell_id)}
+    originals = [im for im in study["images"].values() if not im["degraded"]]
+    assert originals and all(by_source[im["source"]] == im["model"] for im in originals)  # every image from its own cell
+    assert {im["model"] for im in originals} == set(cells)

@@ -52,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, FileNotFoundError, FileExistsError, ValueError) as e:
         print(f"imagen-bench {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a disk that filled up or went read-only mid-run: the file and the reason, one line
+        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        print(f"imagen-bench {args.command}: error: cannot write or read {where}{e.strerror or e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"imagen-bench {args.command}: interrupted; finished work is kept on disk", file=sys.stderr)
         return 130

@@ -7,6 +7,8 @@ import io
 import pandas as pd
 import streamlit as st
 
+from common.tables import to_csv
+
 from .contract import control_accuracy
 from .export import answers_frame
 from .store import Store
@@ -39,6 +41,6 @@ def render(study: Study, store: Store) -> None:
     parquet = io.BytesIO()
     frame.to_parquet(parquet, index=False)
     d1, d2 = st.columns(2)
-    d1.download_button("Download answers (CSV)", frame.to_csv(index=False), file_name=f"{study.name}-answers.csv", mime="text/csv")
+    d1.download_button("Download answers (CSV)", to_csv(frame), file_name=f"{study.name}-answers.csv", mime="text/csv")
     d2.download_button("Download answers (parquet)", parquet.getvalue(), file_name=f"{study.name}-answers.parquet",
                        mime="application/octet-stream")

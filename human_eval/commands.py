@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from bench.cli import UserError
+from common.files import check_writable
 
 from .contract import DEFAULT_CONTROL_THRESHOLD
 from .protocols import PROTOCOLS
@@ -79,6 +80,7 @@ def cmd_create(args) -> int:
         protocol=args.protocol, a=args.a, b=args.b, prompts=args.prompts, name=args.name, db=args.db,
         control_threshold=args.control_threshold,
         plan=PlanSettings(raters=args.raters, batch_size=args.batch_size, control_share=args.control_share, seed=args.seed))
+    check_writable(args.out)
     study = create_study(args.out, settings)
     meta = json.loads((study.root / "study.json").read_text())
     t = meta["tasks"]
@@ -160,6 +162,7 @@ def cmd_status(args) -> int:
 def cmd_export(args) -> int:
     from .export import write_answers
 
+    check_writable(args.out, folder=False)
     df = write_answers(args.study, args.out)
     print(f"{len(df)} answers -> {args.out} (+ {args.out}.meta.json)")
     return 0

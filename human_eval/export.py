@@ -8,10 +8,13 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
+
+from common.tables import to_csv
 
 from .contract import COLUMNS as CONTRACT_COLUMNS
 from .contract import control_accuracy, reliable_answers  # noqa: F401  (the rule lives in contract.py)
@@ -86,9 +89,15 @@ def write_answers(source: str | Path, out: str | Path) -> pd.DataFrame:
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "rows": len(df),
             "contract": "docs/ARCHITECTURE.md contract 2", "answer_rule": "first answer wins",
             "control_thresholds": study_thresholds(source)}
+    sidecar = Path(f"{out}.meta.json")
+    if sidecar.exists():
+        raise ValueError(f"{sidecar} already exists; refusing to overwrite it (choose another --out)")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    df.to_csv(tmp, index=False) if out.suffix == ".csv" else df.to_parquet(tmp, index=False)
-    tmp.replace(out)
-    Path(f"{out}.meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        to_csv(df, tmp) if out.suffix == ".csv" else df.to_parquet(tmp, index=False)
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)  # nothing left behind when the disk is full or read-only
+    sidecar.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return df

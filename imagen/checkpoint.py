@@ -191,9 +191,14 @@ def load_cascade_checkpoint(directory: Path, num_stages: int | None = None):
                 and len(set(stages)) == len(stages)):
             raise CheckpointError(f"{directory}/cascade.json: 'stages' must list the stage folder names in cascade order "
                                   f"(distinct names of letters, digits, _ and -), got {stages!r}")
+        if num_stages is not None and not 1 <= num_stages <= len(stages):
+            raise CheckpointError(f"{directory} has {len(stages)} stages ({', '.join(stages)}); num_stages must be in "
+                                  f"[1, {len(stages)}], got {num_stages}")
         names = stages[:num_stages] if num_stages else stages
         dirs = [directory / n for n in names]
     elif (directory / "config.json").is_file():
+        if num_stages not in (None, 1):
+            raise CheckpointError(f"{directory} is one stage; num_stages must be 1, got {num_stages}")
         dirs = [directory]
     else:
         raise CheckpointError(f"{directory} holds no checkpoint (neither cascade.json nor config.json)")

@@ -174,6 +174,10 @@ def run_sample(args) -> int:
             f"checkpoint {ckpt} not found" + ("" if args.checkpoint else "; the default shapes cascade is not installed, "
                                               "train one with `imagen-bench train --out DIR` and pass --checkpoint DIR")
         )
+    if args.num < 1:
+        raise ValueError(f"--num must be >= 1, got {args.num}")
+    if args.stages is not None and args.stages < 1:
+        raise ValueError(f"--stages must be >= 1 (the first N stages), got {args.stages}")
     cascade = load_cascade(ckpt, args.stages, device=device)
     _, _, metas = load_cascade_checkpoint(ckpt, args.stages)
     names = [s.name for s in cascade.stages]

@@ -7,15 +7,16 @@
     4. convert the last stage's x0 to uint8.
 
 Each stage has its own sampling settings (steps, sampler, guidance weight, thresholding, aug level).
-Determinism: identical (prompt, seed, settings, device, precision) give identical images whatever
-the batch size on CPU in float32 (tested). Under bf16, and on CUDA in any precision, a convolution's
-last bits can depend on the batch it runs in (measured on an H200: up to 9/255 in float32, 35/255
-in bf16 between a batch of 4 and four batches of 1), so there the same inputs *and* the same batch
-composition give identical images; sweeps fix batch composition (one unit of work = one batch).
+Determinism: identical (prompt, seed, settings, device, precision) and the same batch composition
+give identical images. Across batch sizes a convolution's last bits can differ (docs/devices.md:
+on CPU float32 ~1e-6 in the U-Net output, one level on 8 of 1.6 M subpixels of the shipped cascade;
+on an H200 up to 9/255 in float32 and 35/255 in bf16), so sweeps fix batch composition (one unit
+of work = one batch of one cell, for any number of ranks or resumes).
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -32,6 +33,9 @@ from .seeding import PerSampleNoise
 from .unet import EfficientUNet
 
 
+MAX_STEPS = 10_000  # 10x the paper's 1,000 training steps; more only allocates (a schedule of 10^12 steps is 8 TB)
+
+
 @dataclass(frozen=True)
 class StageSampling:
     steps: int = 32
@@ -42,8 +46,10 @@ class StageSampling:
 
     def __post_init__(self) -> None:
         get_sampler(self.sampler)  # validates the name
-        if self.steps < 1:
-            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if not 1 <= self.steps <= MAX_STEPS:
+            raise ValueError(f"steps must be in [1, {MAX_STEPS}], got {self.steps}")
+        if not math.isfinite(self.guidance):  # nan / inf guidance would turn every image black
+            raise ValueError(f"guidance must be a finite number, got {self.guidance}")
         if not 0.0 <= self.aug_level <= 1.0:
             raise ValueError(f"aug_level must be in [0, 1], got {self.aug_level}")
 

@@ -12,9 +12,11 @@ import pandas as pd
 import imagen
 from bench.imagestore import ImageRecord
 
+from common.tables import to_csv
+
 from . import plots
 from .answers import DEFAULT_CONTROL_THRESHOLD, apply_controls, check_answers
-from .html import Paragraph, Section, Table, render, tables_of
+from .html import Paragraph, Section, Table, file_slug, render, tables_of
 from .human_sections import figure_block, human_sections
 from .power import DEFAULT_STUDIES
 from .preference import CIConfig
@@ -49,7 +51,7 @@ class ReportInputs:
 
 
 def run_sections(run: RunMetrics, stage: Path, ci: CIConfig = CIConfig()) -> list[Section]:
-    slug = "".join(c if c.isalnum() or c in "-." else "_" for c in run.name)
+    slug = file_slug(run.name)
     values, methods = split_how(headline_table(run))
     blocks = [Table(f"metrics_{slug}", values,
                     f"From {run.run}/metrics_cell.parquet as the sweep wrote it (nothing recomputed): value per cell, N = images "
@@ -125,7 +127,7 @@ def build_report(inputs: ReportInputs, out: str | Path, options: ReportOptions =
             sections += run_sections(run, stage, options.ci)
         sections.append(methods_section(options))
         for table in tables_of(sections):
-            table.frame.to_csv(stage / "tables" / f"{table.name}.csv", index=False)
+            to_csv(table.frame, stage / "tables" / f"{table.name}.csv")  # formula cells neutralised; parquet exact
             table.frame.to_parquet(stage / "tables" / f"{table.name}.parquet", index=False)
         stamp = f"[imagen-bench {imagen.__version__}]"
         (stage / "index.html").write_text(render(options.title, sections, stamp), encoding="utf-8")

@@ -90,10 +90,13 @@ def run_report(args) -> int:
     from .answers import load_answers
     from .build import ReportInputs, ReportOptions, build_report
     from .preference import CIConfig
+    from common.files import check_writable
+
     from .publish import check_target
     from .runs import is_run_folder
 
-    check_target(args.out, args.force)  # before reading anything large
+    check_writable(args.out)  # before reading anything large
+    check_target(args.out, args.force)
     runs, answers, thresholds, images, banner = [], [], {}, {}, ""
     for item in args.inputs:
         path = Path(item)

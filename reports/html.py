@@ -2,10 +2,23 @@
 the HTML, referenced by relative path). Text is escaped; tables are pandas' to_html."""
 from __future__ import annotations
 
+import hashlib
 import html
+import re
 from dataclasses import dataclass, field
 
 import pandas as pd
+
+def file_slug(text: str, keep: int = 40) -> str:
+    """A file-name part for user text (model names, categories, run names): the text itself when it
+    is short and already safe, else up to `keep` safe characters plus 8 hex digits of its sha256,
+    so "a b" and "a_b" never share a file and a 140-character name stays well under NAME_MAX."""
+    text = str(text)
+    safe = re.sub(r"[^A-Za-z0-9.-]", "_", text)[:keep]
+    if safe == text and not text.startswith("."):
+        return text
+    return f"{safe.lstrip('.')}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+
 
 STYLE = """
 body { font-family: sans-serif; max-width: 1200px; margin: 2em auto; color: #222; }

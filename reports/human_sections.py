@@ -8,7 +8,10 @@ from PIL import Image as PILImage
 
 from bench.imagestore import ImageRecord
 
+from common.tables import to_csv
+
 from . import plots
+from .html import file_slug
 from .agreement import agreement_table
 from .answers import Exclusion
 from .html import Gallery, Image, Paragraph, Section, Table
@@ -29,7 +32,7 @@ def figure_block(stage: Path, name: str, make, caption: str):
     except plots.SkipPlot as e:
         return Paragraph(f"Figure '{name}' skipped: {e}.", kind="note")
     plots.save(fig, stage / "plots" / f"{name}.png")
-    points.to_csv(stage / "tables" / f"{name}.csv", index=False)
+    to_csv(points, stage / "tables" / f"{name}.csv")
     points.to_parquet(stage / "tables" / f"{name}.parquet", index=False)
     return Image(f"plots/{name}.png", caption + f" The plotted points: tables/{name}.csv.")
 
@@ -62,7 +65,11 @@ def sbs_sections(analysis: RatingsAnalysis, stage: Path, after: str) -> list[Sec
     sections = [Section("DrawBench side by side", blocks)]
     rank_blocks = []
     for question in sorted(table.question.unique()):
-        ranking = bradley_terry_table(analysis, question)
+        try:
+            ranking = bradley_terry_table(analysis, question)
+        except ValueError as e:  # models in separate comparison groups have no common scale
+            rank_blocks.append(Paragraph(f"Ranking ({question}) skipped: {e}.", kind="note"))
+            continue
         if ranking.empty:
             rank_blocks.append(Paragraph(f"Ranking ({question}) skipped: fewer than three models compared.", kind="note"))
             continue
@@ -145,7 +152,7 @@ def _numeric(prompt_id: str) -> tuple:
 
 
 def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-." else "_" for c in str(text))
+    return file_slug(text)
 
 
 def human_sections(answers: pd.DataFrame, exclusion: Exclusion, config: CIConfig, images: dict[str, list[ImageRecord]],

@@ -9,6 +9,9 @@ from __future__ import annotations
 import matplotlib
 
 matplotlib.use("Agg")  # files only; no display on the machines that build reports
+# Labels are user text (model names, categories): "$5 and $10" is money, not mathtext. Matplotlib
+# would parse text between dollar signs as TeX (garbling it, or failing on a multi-line error).
+matplotlib.rcParams["text.parse_math"] = False
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402

@@ -8,6 +8,7 @@ import sqlite3
 from collections import Counter
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -212,3 +213,25 @@ def test_degraded_copy_is_heavily_degraded(tmp_path):
     b = np.asarray(Image.open(tmp_path / "d.png"), dtype=np.float64)
     psnr = 10 * np.log10(255 ** 2 / np.mean((a - b) ** 2))
     assert b.shape == a.shape and psnr < 12, psnr
+
+
+def test_export_csv_neutralises_formula_cells_and_parquet_stays_exact(tmp_path):
+    """A prompt file's category '=HYPERLINK(...)' reaches the export; in CSV it is text for a spreadsheet."""
+    from bench.trials.study_sources import synthetic_sources
+    from human_eval.plan import PlanSettings
+    from human_eval.study import StudySettings, create_study
+
+    captions, model, _ = synthetic_sources(tmp_path / "src")
+    df = pd.read_csv(captions)
+    df["category"] = '=HYPERLINK("http://evil.example","x")'
+    df.to_csv(captions, index=False)
+    study = create_study(tmp_path / "study", StudySettings(protocol="coco_alignment", a=f"folder:{model}", b=None,
+                                                           prompts=f"csv:{captions}", plan=PlanSettings(raters=1, batch_size=4)))
+    store = study.store()
+    for task in store.tasks("r01"):
+        store.submit("r01", task.task_id, {"caption": "yes"}, 1000)
+    write_answers(study.root, tmp_path / "a.csv")
+    write_answers(study.root, tmp_path / "a.parquet")
+    text = (tmp_path / "a.csv").read_text()
+    assert "'=HYPERLINK" in text and ",=HYPERLINK" not in text
+    assert (pd.read_parquet(tmp_path / "a.parquet").category == '=HYPERLINK("http://evil.example","x")').all()

@@ -221,3 +221,32 @@ def test_report_over_two_studies_keeps_their_raters_apart_and_applies_each_thres
                  "--control-threshold", "0.8"]) == 0
     acc2 = pd.read_csv(out2 / "tables" / "rater_control_accuracy.csv").set_index(["study", "rater"])
     assert acc2["flagged"].sum() == 2 and acc2.loc[(two.name, "r02"), "flagged"]
+
+
+def test_user_text_in_names_is_drawn_literally_and_kept_apart(tmp_path):
+    """Model names and categories are user text: '$' is not mathtext, long names fit in a file
+    name, 'a b' and 'a_b' get their own plots, and CSV cells that a spreadsheet would run as a
+    formula are neutralised (parquet keeps them exact)."""
+    from reports.build import ReportInputs, build_report
+    from reports.simulate import RaterModel, StudyDesign, simulate_sbs_frame
+
+    prompts = pd.DataFrame({"id": range(1, 21), "category": ["=HYPERLINK(\"http://x\")", "Colors"] * 10})
+    design = StudyDesign(n_prompts=20, n_raters=4, answers_per_rater=20, controls_per_rater=4)
+    model = {"quality": RaterModel(preference=0.6), "alignment": RaterModel(preference=0.6)}
+    long_a, long_b = "m" * 140, "n" * 140
+    frames = [simulate_sbs_frame(prompts, a, b, model, design, seed=i, study=f"s{i}")
+              for i, (a, b) in enumerate([("$5 and $10", "a b"), ("$5 and $10", "a_b"), (long_a, long_b)])]
+    out = build_report(ReportInputs(answers=(("sim", pd.concat(frames, ignore_index=True)),)), tmp_path / "report")
+    plots = sorted(p.name for p in (out / "plots").glob("drawbench_*.png"))
+    assert len(plots) == 3 and all(len(p) < 120 for p in plots)  # one per pair, none overwritten, short names
+    sbs_csv = (out / "tables" / "drawbench_sbs.csv").read_text()
+    assert "'=HYPERLINK" in sbs_csv and "\n=HYPERLINK" not in sbs_csv and ",=HYPERLINK" not in sbs_csv
+    assert (pd.read_parquet(out / "tables" / "drawbench_sbs.parquet").category == '=HYPERLINK("http://x")').any()
+
+
+def test_csv_safe_neutralises_formula_cells_only():
+    from common.tables import csv_safe
+
+    df = pd.DataFrame({"t": ["=1+1", "+x", "-y", "@z", "\tq", "ok", None], "n": [-1.5, 2, 3, 4, 5, 6, 7]})
+    safe = csv_safe(df)
+    assert safe.t.tolist()[:6] == ["'=1+1", "'+x", "'-y", "'@z", "'\tq", "ok"] and safe.n.tolist() == df.n.tolist()

@@ -99,3 +99,57 @@ def test_a_metric_build_error_on_rank_0_stops_every_rank():
     with pytest.raises(RuntimeError, match=r"metric 'fid' failed to build on rank 0: ValueError: reference folder /nowhere"):
         _build_rank0_first(failing, spec, None, FakeWorld(1, sent="ValueError: reference folder /nowhere has no images"))
     assert calls == ["fid"]  # rank 1 did not try to build after rank 0 failed
+
+
+HOLD = ("import sys, time; from pathlib import Path; from bench.sweep.store import RunStore; "
+        "s = RunStore(Path(sys.argv[1])); s.lock(); print('locked', flush=True); time.sleep(float(sys.argv[2]))")
+
+
+def _holder(run: Path, seconds: float) -> subprocess.Popen:
+    """Another process holding RUN's lock for `seconds` (what a running sweep holds)."""
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(run), str(seconds)], env=ENV, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def test_a_second_sweep_on_a_folder_in_use_is_refused_naming_the_holder(setup, capsys):
+    from bench.cli import main
+
+    d = setup
+    holder = _holder(d / "one", 60)
+    try:
+        assert main(["sweep", str(d / "spec.toml"), "--out", str(d / "one"), "--no-progress", "--cache-dir", str(d / "cache")]) == 2
+        err = capsys.readouterr().err
+        assert f"is in use by another sweep (pid {holder.pid} on" in err and "--wait" in err and "Traceback" not in err
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_wait_waits_for_the_holder_then_resumes(setup):
+    from bench.sweep.runner import run_sweep
+
+    d = setup
+    holder = _holder(d / "one", 2)
+    t0 = time.time()
+    r = run_sweep(d / "spec.toml", d / "one", cache_dir=d / "cache", progress=False, wait=True)
+    holder.wait()
+    assert time.time() - t0 >= 1.5 and r.images_generated == 0  # waited, then found everything done
+
+
+def test_resume_keeps_the_temp_files_of_live_writers(tmp_path):
+    from bench.sweep.store import RunStore
+
+    store = RunStore(tmp_path)
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        (tmp_path / "images").mkdir()
+        mine = tmp_path / "images" / f".a.png.{live.pid}.tmp"
+        dead = tmp_path / "images" / ".b.png.4000000.tmp"  # beyond any pid_max: its writer is gone
+        plain = tmp_path / "run.json.tmp"
+        for f in (mine, dead, plain):
+            f.write_bytes(b"x")
+        assert store.remove_temp_files() == sorted([dead, plain]) and mine.exists()
+    finally:
+        live.kill()
+        live.wait()

@@ -152,3 +152,31 @@ def test_w10_spec_is_the_eval_spec_at_another_guidance():
     assert w10.grid.guidance == (10.0,)
     same = dataclasses.replace(w10, name=base.name, sha256=base.sha256, grid=dataclasses.replace(w10.grid, guidance=base.grid.guidance))
     assert same == base
+
+
+@pytest.mark.parametrize("where, toml", [
+    ("sweep.name", '[sweep]\nname = "../../escape"\n'),
+    ("prompt_sets", '[sweep]\nname = "x"\n[[prompt_sets]]\nname = "drawbench"\nlabel = "../../../../escape/pwned"\n'),
+    ("metrics", '[sweep]\nname = "x"\n[[metrics]]\nname = "ocr"\nlabel = "../out"\n'),
+    ("models", '[sweep]\nname = "x"\n[[models]]\nname = {a = 1}\nkind = "folder"\npath = "p"\n'),
+])
+def test_names_that_become_paths_are_refused(where, toml):
+    """A shared spec cannot write outside its run folder: labels and names are restricted."""
+    base = '[[models]]\nname = "m"\nkind = "folder"\npath = "p"\n' if where != "models" else ""
+    sets = '[[prompt_sets]]\nname = "drawbench"\n' if where != "prompt_sets" else ""
+    with pytest.raises(ValueError, match=r"must be 1-100 characters: a letter or digit.*no '/', no '\.\.'"):
+        parse_spec((toml + base + sets).encode())
+
+
+@pytest.mark.parametrize("grid, message", [("guidance = [nan]", "finite numbers"), ("guidance = [inf]", "finite numbers"),
+                                           ("steps = [1000000000000]", r"steps must be in \[1, 10000\]")])
+def test_grid_values_that_cannot_make_images_are_refused(grid, message):
+    text = '[sweep]\nname = "x"\n[[models]]\nname = "m"\nkind = "folder"\npath = "p"\n[[prompt_sets]]\nname = "drawbench"\n[grid]\n' + grid
+    with pytest.raises(ValueError, match=message):
+        parse_spec(text.encode())
+
+
+def test_samples_per_prompt_true_is_not_one():
+    with pytest.raises(ValueError, match="samples_per_prompt must be an integer"):
+        parse_spec(b'[sweep]\nname = "x"\nsamples_per_prompt = true\n[[models]]\nname = "m"\nkind = "folder"\npath = "p"\n'
+                   b'[[prompt_sets]]\nname = "drawbench"\n')

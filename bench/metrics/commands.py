@@ -9,6 +9,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common.files import check_writable
+
 from .features import DTYPES, FeatureConfig, FeatureExtractor
 from .preprocess import RESIZE_MODES
 from .preprocess import load_rgb
@@ -39,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.out} exists; refusing to overwrite it (choose another --out or remove it)")
     if args.out.suffix != ".npz":
         raise ValueError(f"--out must end in .npz, got {args.out}")
+    check_writable(args.out, folder=False)  # before the Inception work, not after
     extractor = FeatureExtractor(FeatureConfig(resize=args.resize, dtype=args.dtype, batch_size=args.batch_size, device=args.device))
     start = time.time()
     ref = compute_reference(src, extractor, n=args.n, shapes_size=args.shapes_size)
@@ -68,6 +71,8 @@ def run_fid(args: argparse.Namespace) -> int:
     from .fid import FID, KID  # noqa: PLC0415
     if args.out is not None and args.out.exists():
         raise ValueError(f"{args.out} exists; refusing to overwrite it")
+    if args.out is not None:
+        check_writable(args.out, folder=False)
     files = image_files("folder", str(args.images))
     common = {"reference": args.reference, "resize": args.resize, "dtype": args.dtype, "batch_size": args.batch_size, "device": args.device}
     start = time.time()

@@ -13,6 +13,7 @@ def add_parser(sub, name: str, help_text: str) -> None:
     p.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<sweep name>)")
     p.add_argument("--cache-dir", type=Path, default=None, help="text-encoding / FID-reference cache (default: $IMAGEN_BENCH_CACHE or ~/.cache/imagen-bench)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--wait", action="store_true", help="if another sweep is using --out, wait for it to finish (default: refuse)")
     p.set_defaults(func=run)
 
 
@@ -20,8 +21,10 @@ def run(args: argparse.Namespace) -> int:
     from .runner import run_sweep
     from .spec import load_spec
 
-    out = args.out or Path("runs") / load_spec(args.spec)[0].name
-    r = run_sweep(args.spec, out, cache_dir=args.cache_dir, progress=not args.no_progress)
+    from common.files import check_writable
+
+    out = check_writable(args.out or Path("runs") / load_spec(args.spec)[0].name)
+    r = run_sweep(args.spec, out, cache_dir=args.cache_dir, progress=not args.no_progress, wait=args.wait)
     if os.environ.get("RANK", "0") == "0":
         print(f"{r.run}: {r.images_total} images ({r.images_generated} generated now), "
               f"{r.metric_pairs_computed} cell x metric results computed, {r.seconds:.1f}s")

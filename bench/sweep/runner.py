@@ -50,7 +50,17 @@ def _default_metric_factory() -> Callable:
 
 
 def run_sweep(spec_path: str | Path, out: str | Path, *, cache_dir: Path | None = None, metric_factory: Callable | None = None,
-              progress: bool = True) -> SweepResult:
+              progress: bool = True, wait: bool = False) -> SweepResult:
+    """Run (or resume) the sweep; rank 0 holds the run folder's lock throughout (`wait`: wait for
+    another sweep using it to finish instead of refusing)."""
+    store = RunStore(Path(out), int(os.environ.get("RANK", "0")))
+    try:
+        return _run_sweep(spec_path, store, cache_dir, metric_factory, progress, wait)
+    finally:
+        store.unlock()
+
+
+def _run_sweep(spec_path, store: RunStore, cache_dir, metric_factory, progress: bool, wait: bool) -> SweepResult:
     from bench.models import build_model
     from drawbench.sets import load_prompt_set
 
@@ -58,7 +68,6 @@ def run_sweep(spec_path: str | Path, out: str | Path, *, cache_dir: Path | None 
     world = World.from_env()
     spec, spec_bytes = load_spec(spec_path)
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-    store = RunStore(Path(out), world.rank)
     prompts = {p.label: load_prompt_set(p.name, p.options) for p in spec.prompt_sets}
     models = {m.name: build_model(m.name, m.kind, m.config, cache_dir) for m in spec.models}
     for m in models.values():
@@ -68,7 +77,7 @@ def run_sweep(spec_path: str | Path, out: str | Path, *, cache_dir: Path | None 
     error = None
     if world.rank == 0:
         try:
-            store.init(spec_bytes, spec.sha256, descriptions)
+            store.init(spec_bytes, spec.sha256, descriptions, wait)
         except ValueError as e:
             error = str(e)
     error = world.broadcast(error)  # every rank stops on rank 0's refusal

@@ -3,6 +3,8 @@ allowed ones (a typo never silently becomes a default). Format: docs/sweeps.md."
 from __future__ import annotations
 
 import hashlib
+import math
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +13,18 @@ from typing import Any
 THRESHOLDING = ("none", "static", "dynamic")
 # The Imagen paper's guidance grid (fig. 4 / A.11); the spec may list any subset or other values.
 PAPER_GUIDANCE = (1.0, 1.25, 1.5, 1.75, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0)
+# Names that become parts of file paths (the sweep name: runs/<name>; prompt-set labels: image file
+# names; metric labels: metric_cache/<cell>/<label>.json; model names: cell ids): a letter or digit,
+# then letters, digits, '.', '_', '-'; never a path separator or "..". A shared spec must not be able
+# to write outside its run folder.
+NAME_RULE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def check_name(where: str, value: Any) -> str:
+    if not isinstance(value, str) or not NAME_RULE.fullmatch(value) or ".." in value:
+        raise ValueError(f"spec: {where} must be 1-100 characters: a letter or digit, then letters, digits, '.', '_' or '-' "
+                         f"(no '/', no '..'), got {value!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -78,6 +92,8 @@ def _list(where: str, value: Any, typ: type) -> tuple:
         raise ValueError(f"spec: {where} is empty")
     for v in values:
         ok = isinstance(v, (int, float)) and not isinstance(v, bool) if typ is float else isinstance(v, typ) and not isinstance(v, bool)
+        if typ is float and ok and not math.isfinite(v):
+            raise ValueError(f"spec: {where} must hold finite numbers, got {v!r}")
         if not ok:
             raise ValueError(f"spec: {where} must hold {typ.__name__} values, got {v!r}")
     return tuple(float(v) for v in values) if typ is float else values
@@ -98,8 +114,10 @@ def _grid(table: dict) -> Grid:
     for key, lo, hi in (("percentile", 0.0, 100.0), ("aug_level", 0.0, 1.0)):
         if any(not lo <= v <= hi for v in getattr(grid, key)):
             raise ValueError(f"spec: grid.{key} values must lie in [{lo:g}, {hi:g}], got {list(getattr(grid, key))}")
-    if any(s < 1 for s in grid.steps):
-        raise ValueError(f"spec: grid.steps must be >= 1, got {list(grid.steps)}")
+    from imagen.pipeline import MAX_STEPS
+
+    if any(not 1 <= s <= MAX_STEPS for s in grid.steps):
+        raise ValueError(f"spec: grid.steps must be in [1, {MAX_STEPS}], got {list(grid.steps)}")
     return grid
 
 
@@ -138,25 +156,27 @@ def _parse_spec(text: bytes, source: str) -> SweepSpec:
     sweep = data["sweep"]
     _keys("[sweep]", sweep, ("name", "samples_per_prompt"), ("name",))
     samples = sweep.get("samples_per_prompt", 1)
-    if not isinstance(samples, int) or samples < 1:
+    if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
         raise ValueError(f"spec: sweep.samples_per_prompt must be an integer >= 1 (DrawBench protocol: 8), got {samples!r}")
     models = []
     for i, m in enumerate(_tables("models", data["models"])):
         _keys(f"[[models]] #{i + 1}", m, tuple(m), ("name", "kind"))
         opts = {k: v for k, v in m.items() if k not in ("name", "kind")}
-        models.append(ModelSpec(name=str(m["name"]), kind=str(m["kind"]), config=model_config(str(m["kind"]), opts), raw=m))
+        name = check_name(f"[[models]] #{i + 1} name", m["name"])
+        models.append(ModelSpec(name=name, kind=str(m["kind"]), config=model_config(str(m["kind"]), opts), raw=m))
     sets = []
     for i, p in enumerate(_tables("prompt_sets", data["prompt_sets"])):
         _keys(f"[[prompt_sets]] #{i + 1}", p, tuple(p), ("name",))
         opts = {k: v for k, v in p.items() if k not in ("name", "label")}
         allowed = prompt_set_options(str(p["name"]))
         _keys(f"[[prompt_sets]] {p['name']!r}", opts, tuple(allowed))
-        sets.append(PromptSetSpec(label=str(p.get("label", p["name"])), name=str(p["name"]), options=opts))
+        label = check_name(f"[[prompt_sets]] #{i + 1} label", p.get("label", p["name"]))
+        sets.append(PromptSetSpec(label=label, name=str(p["name"]), options=opts))
     metrics = []
     for i, m in enumerate(_tables("metrics", data.get("metrics", []))):
         _keys(f"[[metrics]] #{i + 1}", m, ("name", "label", "prompt_sets", "categories", "options"), ("name",))
         ps = m.get("prompt_sets")
-        metrics.append(MetricSpec(name=str(m["name"]), label=str(m.get("label", m["name"])),
+        metrics.append(MetricSpec(name=str(m["name"]), label=check_name(f"[[metrics]] #{i + 1} label", m.get("label", m["name"])),
                                   prompt_sets=_list("metrics.prompt_sets", ps, str) if ps is not None else None,
                                   categories=_list("metrics.categories", m["categories"], str) if "categories" in m else None,
                                   options=dict(m.get("options", {}))))
@@ -167,7 +187,7 @@ def _parse_spec(text: bytes, source: str) -> SweepSpec:
         unknown = sorted(set(m.prompt_sets or ()) - {p.label for p in sets})
         if unknown:
             raise ValueError(f"spec: metric {m.label!r} names prompt sets {unknown} that the spec does not define ({', '.join(p.label for p in sets)})")
-    return SweepSpec(name=str(sweep["name"]), samples_per_prompt=samples, models=tuple(models), prompt_sets=tuple(sets),
+    return SweepSpec(name=check_name("sweep.name", sweep["name"]), samples_per_prompt=samples, models=tuple(models), prompt_sets=tuple(sets),
                      grid=_grid(data.get("grid", {})), metrics=tuple(metrics), sha256=hashlib.sha256(text).hexdigest())
 
 

@@ -21,6 +21,7 @@ import pandas as pd
 
 from imagen.checkpoint import config_diff, sha256_file, write_json_atomic
 
+LOCK_FILE = ".lock"  # held (flock) by the sweep using the folder; its text names the holder
 MANIFEST_COLUMNS = ["cell_id", "model", "prompt_set", "prompt_id", "category", "prompt", "sample", "seed", "path", "sha256", "width", "height"]
 
 
@@ -42,9 +43,16 @@ class RunStore:
         self.root, self.rank = Path(root), rank
 
     # -- creation / resume checks -------------------------------------------------------------
-    def init(self, spec_bytes: bytes, spec_sha256: str, models: dict[str, dict]) -> bool:
-        """Rank 0: create the folder or check that it belongs to this spec. Returns True when resuming."""
+    def init(self, spec_bytes: bytes, spec_sha256: str, models: dict[str, dict], wait: bool = False) -> bool:
+        """Rank 0: create the folder or check that it belongs to this spec, holding the folder's lock
+        from here to `unlock()` (refused, or with `wait` waited for, while another sweep holds it).
+        Returns True when resuming."""
         spec_file, run_json = self.root / "spec.toml", self.root / "run.json"
+        if not spec_file.exists():
+            if self.root.exists() and not _interrupted_init(self.root) and any(self.root.iterdir()):
+                raise ValueError(f"{self.root} exists and is not a run folder (no spec.toml); choose another --out, nothing was overwritten")
+            self.root.mkdir(parents=True, exist_ok=True)
+        self.lock(wait)
         if spec_file.exists():
             old = spec_file.read_bytes()
             if old != spec_bytes:
@@ -59,9 +67,6 @@ class RunStore:
                                  + "\nUse a new --out.")
             self.remove_temp_files()
             return True
-        if self.root.exists() and not _interrupted_init(self.root) and any(self.root.iterdir()):
-            raise ValueError(f"{self.root} exists and is not a run folder (no spec.toml); choose another --out, nothing was overwritten")
-        self.root.mkdir(parents=True, exist_ok=True)
         self.remove_temp_files()  # of an initialisation a kill interrupted
         import torch
 
@@ -79,10 +84,35 @@ class RunStore:
         write_bytes_atomic(spec_file, spec_bytes)  # last: its presence marks a complete initialisation
         return False
 
+    def lock(self, wait: bool = False) -> None:
+        """Take RUN/.lock (an exclusive flock, released by unlock() or when the process ends, a kill
+        included). One sweep per run folder; the ranks of one torchrun sweep share rank 0's lock."""
+        import fcntl
+
+        if getattr(self, "_lock_fd", None) is not None:
+            return  # already ours (a resume in the same process)
+        fd = os.open(self.root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise ValueError(f"{self.root} is in use by another sweep ({holder}); wait for it to finish, or rerun with --wait") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode(), 0)
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        fd = getattr(self, "_lock_fd", None)
+        if fd is not None:
+            os.close(fd)  # closing the descriptor releases the flock
+            self._lock_fd = None
+
     def remove_temp_files(self) -> list[Path]:
         """Remove the temp files of writes a kill interrupted (the atomic writes leave `.NAME.PID.tmp`
-        or `NAME.tmp` behind; nothing reads them). Rank 0 on resume, before any rank writes."""
-        stale = sorted(p for p in self.root.rglob("*.tmp") if p.is_file())
+        or `NAME.tmp` behind; nothing reads them). Rank 0 on resume, holding the lock, before any rank
+        writes; a `.NAME.PID.tmp` whose writer is still alive is left alone."""
+        stale = sorted(p for p in self.root.rglob("*.tmp") if p.is_file() and not _writer_alive(p))
         for p in stale:
             p.unlink(missing_ok=True)
         return stale
@@ -109,8 +139,17 @@ class RunStore:
                     out[key] = rec
         return out
 
+    def inside(self, relpath: str | Path) -> Path:
+        """RUN/relpath, refused unless it resolves to a place inside the run folder (the second line of
+        defence behind the spec's name rule: nothing a spec says may write elsewhere)."""
+        path = self.root / relpath
+        root = self.root.resolve()
+        if not path.resolve().is_relative_to(root):
+            raise ValueError(f"refusing to write {path}: it resolves outside the run folder {root}")
+        return path
+
     def add_image(self, record: dict, data: bytes) -> None:
-        write_bytes_atomic(self.root / record["path"], data)
+        write_bytes_atomic(self.inside(record["path"]), data)
         f = self.shard_file()
         f.parent.mkdir(parents=True, exist_ok=True)
         with open(f, "a+b") as fh:
@@ -129,14 +168,26 @@ class RunStore:
         return df
 
     def metric_cache(self, cell_id: str, label: str) -> Path:
-        return self.root / "metric_cache" / cell_id / f"{label}.json"
+        return self.inside(Path("metric_cache") / cell_id / f"{label}.json")
 
 
 def _interrupted_init(root: Path) -> bool:
     """A folder that `init` began but a kill stopped before spec.toml (written last) was in place:
-    only run.json and/or temp files. Initialising it again is safe: it holds no results."""
+    only run.json, the lock and/or temp files. Initialising it again is safe: it holds no results."""
     names = [p.name for p in root.iterdir()]
-    return bool(names) and all(n == "run.json" or n.endswith(".tmp") for n in names)
+    return bool(names) and all(n in ("run.json", LOCK_FILE) or n.endswith(".tmp") for n in names)
+
+
+def _writer_alive(tmp: Path) -> bool:
+    """True when `tmp` is named `.NAME.PID.tmp` and PID (not this process) is a running Python process
+    here: the suite's writers are Python; a reused PID of anything else does not keep a torn file."""
+    parts = tmp.name.split(".")
+    if len(parts) < 3 or not parts[-2].isdigit() or int(parts[-2]) == os.getpid():
+        return False
+    try:
+        return b"python" in Path(f"/proc/{int(parts[-2])}/cmdline").read_bytes()
+    except OSError:  # no such process (or no /proc: then only the lock protects, which suffices)
+        return False
 
 
 def record_key(rec: dict) -> tuple:

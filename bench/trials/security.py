@@ -11,6 +11,10 @@
     images       image_path refuses ../, absolute, URL-encoded and unknown ids, and symlinks that
                  leave the study's images/ folder
     permissions  secrets.json and ratings.sqlite (token hashes, ratings) are not readable by group / others
+    spec_paths   a sweep spec cannot write outside its run folder: names / labels with '/', '..' or an
+                 absolute path are refused at parse time, and RunStore refuses any path that resolves outside
+    csv          every CSV the suite writes neutralises cells a spreadsheet would run as a formula
+                 (= + - @ tab CR), in the study export of a real study as in common.tables
 Each check is a function returning a list of problems (empty = passed); WORK/security-summary.json
 holds every check's details.
 """
@@ -200,6 +204,58 @@ def check_permissions(s: SecuritySettings, study_root: Path, details: dict) -> l
     return [f"{name} is readable by group/others (mode {oct(mode)})" for name, mode in modes.items() if mode & 0o077]
 
 
+TRAVERSAL = ("../../../../escape/pwned", "../x", "/tmp/abs", "a/b", "..", ".hidden")
+
+
+def check_spec_paths(s: SecuritySettings, study_root: Path, details: dict) -> list[str]:
+    from bench.sweep.spec import parse_spec
+    from bench.sweep.store import RunStore
+
+    base = {"sweep": '[sweep]\nname = "{v}"\n', "model": '[[models]]\nname = "{v}"\nkind = "folder"\npath = "p"\n',
+            "prompt_set": '[[prompt_sets]]\nname = "drawbench"\nlabel = "{v}"\n', "metric": '[[metrics]]\nname = "ocr"\nlabel = "{v}"\n'}
+    problems, tried = [], 0
+    for where, template in base.items():
+        for value in TRAVERSAL:
+            parts = {k: (template if k == where else t).replace("{v}", value if k == where else "ok") for k, t in base.items()}
+            tried += 1
+            try:
+                parse_spec("".join(parts.values()).encode())
+                problems.append(f"spec with {where} {value!r} was accepted")
+            except ValueError:
+                pass
+    store = RunStore(study_root.parent / "run-paths")
+    for rel in ("../outside.png", "images/../../outside.png", "/tmp/outside.png"):
+        tried += 1
+        try:
+            store.inside(rel)
+            problems.append(f"RunStore accepted the path {rel!r}")
+        except ValueError:
+            pass
+    details["cases"] = tried
+    return problems
+
+
+def check_csv(s: SecuritySettings, study_root: Path, details: dict) -> list[str]:
+    import pandas as pd
+
+    from common.tables import FORMULA_STARTS, to_csv
+    from human_eval.export import answers_frame, write_answers
+
+    frame = answers_frame(study_root)
+    problems = []
+    for i, start in enumerate(FORMULA_STARTS):
+        evil = frame.assign(category=f"{start}HYPERLINK(\"http://evil.example\",\"x\")")
+        back = pd.read_csv(__import__("io").StringIO(to_csv(evil)), dtype=str, keep_default_na=False)
+        if not back["category"].str.startswith("'").all():
+            problems.append(f"a cell starting with {start!r} left as a formula")
+    out = study_root.parent / "export-check.csv"
+    out.unlink(missing_ok=True)
+    Path(f"{out}.meta.json").unlink(missing_ok=True)
+    write_answers(study_root, out)  # the real export path, on the real study (its cells are plain text)
+    details.update({"prefixes": len(FORMULA_STARTS), "export_rows": len(frame)})
+    return problems
+
+
 def _app_checks() -> Callable:
     from .security_app import check_app
 
@@ -208,7 +264,8 @@ def _app_checks() -> Callable:
 
 CHECKS: dict[str, Callable] = {
     "tokens": check_tokens, "compare": check_compare, "store": check_store, "images": check_images,
-    "permissions": check_permissions, "app": lambda s, root, d: _app_checks()(s, root, d),
+    "permissions": check_permissions, "spec_paths": check_spec_paths, "csv": check_csv,
+    "app": lambda s, root, d: _app_checks()(s, root, d),
 }
 
 

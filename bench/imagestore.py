@@ -67,8 +67,12 @@ def read_run(run_dir: str | Path, cell_id: str | None = None) -> list[ImageRecor
     ]
 
 
+COCO_NAME = re.compile(r"COCO_(?:train|val|test)20\d\d_(\d{12})")  # official MS-COCO 2014 file names
+
+
 def read_folder(folder: str | Path, prompts: pd.DataFrame, model: str | None = None, prompt_set: str = "drawbench") -> list[ImageRecord]:
-    """Images named `<id>.<ext>` or `<id>_<sample>.<ext>` (id may be zero-padded, e.g. 007.jpg),
+    """Images named `<id>.<ext>` or `<id>_<sample>.<ext>` (id may be zero-padded, e.g. 007.jpg, or an
+    official COCO name, COCO_val2014_000000203564.jpg = id 203564),
     matched to `prompts` (columns id, prompt, category). Files that match no prompt id are an error."""
     folder = Path(folder)
     if not folder.is_dir():
@@ -78,7 +82,8 @@ def read_folder(folder: str | Path, prompts: pd.DataFrame, model: str | None = N
     for f in sorted(folder.iterdir()):
         if f.suffix.lower() not in IMAGE_SUFFIXES:
             continue
-        m = re.fullmatch(r"(.+?)(?:_(\d+))?", f.stem)
+        official = COCO_NAME.fullmatch(f.stem)  # COCO_val2014_000000203564: image id 203564, sample 0
+        m = re.fullmatch(r"(.+?)(?:_(\d+))?", official.group(1) if official else f.stem)
         pid = m.group(1).lstrip("0") or "0" if m.group(1).isdigit() else m.group(1)
         if pid not in by_id:
             unknown.append(f.name)

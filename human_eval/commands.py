@@ -48,6 +48,9 @@ def _add_study(p: argparse.ArgumentParser) -> None:
     c.add_argument("--control-share", type=float, default=0.1, help="share of each batch that are control tasks (default 0.1)")
     c.add_argument("--control-threshold", type=float, default=DEFAULT_CONTROL_THRESHOLD,
                    help="raters below this control accuracy are flagged, recorded in study.json (default %(default)s)")
+    c.add_argument("--images-per-set", type=int, default=None,
+                   help="images per side, exactly (default: the protocol's: 8 for drawbench_sbs as in the paper, 1 for COCO); "
+                        "recorded in study.json")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--name", default=None, help="study name in the database (default: the --out directory's name)")
     c.add_argument("--db", default=None, help="postgresql://USER@HOST/DB (password via PGPASSWORD or ~/.pgpass); default SQLite in STUDY")
@@ -78,7 +81,7 @@ def cmd_create(args) -> int:
 
     settings = StudySettings(
         protocol=args.protocol, a=args.a, b=args.b, prompts=args.prompts, name=args.name, db=args.db,
-        control_threshold=args.control_threshold,
+        control_threshold=args.control_threshold, images_per_set=args.images_per_set,
         plan=PlanSettings(raters=args.raters, batch_size=args.batch_size, control_share=args.control_share, seed=args.seed))
     check_writable(args.out)
     study = create_study(args.out, settings)

@@ -39,7 +39,7 @@ class Protocol:
     title: str
     layout: str  # "pair": two sides shown next to each other; "single": one image and its caption
     side_label: str  # "set" or "image": how each side is named on screen ("Set A", "Image B")
-    max_images: int  # per side
+    images_per_set: int  # per side, exactly (the paper: sets of 8 for DrawBench, 1 image for COCO); a study may choose another
     needs_b: bool  # a second source (model B, or the reference images for coco_realism)
     control_kinds: tuple[str, ...]  # which automatic controls this protocol supports
     questions: tuple[Question, ...]
@@ -55,7 +55,7 @@ _SETS = (Option("I prefer set A", "left"), Option("I am indifferent", "tie"), Op
 
 PROTOCOLS: dict[str, Protocol] = {
     "drawbench_sbs": Protocol(
-        name="drawbench_sbs", title="Compare two sets of images", layout="pair", side_label="Set", max_images=8,
+        name="drawbench_sbs", title="Compare two sets of images", layout="pair", side_label="Set", images_per_set=8,
         needs_b=True, control_kinds=("alignment", "fidelity"),
         questions=(
             Question("quality", "Which set of images is of higher quality?", _SETS),
@@ -63,7 +63,7 @@ PROTOCOLS: dict[str, Protocol] = {
         ),
     ),
     "coco_realism": Protocol(
-        name="coco_realism", title="Which image looks more real?", layout="pair", side_label="Image", max_images=1,
+        name="coco_realism", title="Which image looks more real?", layout="pair", side_label="Image", images_per_set=1,
         needs_b=True, control_kinds=("fidelity",),
         # The paper forces a choice here: no "indifferent" option (ARCHITECTURE.md contract 2).
         questions=(
@@ -72,7 +72,7 @@ PROTOCOLS: dict[str, Protocol] = {
         ),
     ),
     "coco_alignment": Protocol(
-        name="coco_alignment", title="Does the caption fit the image?", layout="single", side_label="Image", max_images=1,
+        name="coco_alignment", title="Does the caption fit the image?", layout="single", side_label="Image", images_per_set=1,
         needs_b=False, control_kinds=("alignment",),
         questions=(
             Question("caption", "Does the caption accurately describe the above image?",

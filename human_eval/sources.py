@@ -75,11 +75,18 @@ def read_source(source: Source, prompts: pd.DataFrame, prompt_set: str) -> list[
     return chosen
 
 
-def by_prompt(records: list[ImageRecord], max_images: int) -> dict[str, list[ImageRecord]]:
-    """prompt id -> up to `max_images` records, in sample order."""
+def by_prompt(records: list[ImageRecord], images_per_set: int, source: str = "source") -> dict[str, list[ImageRecord]]:
+    """prompt id -> exactly `images_per_set` records (the first ones in sample order). A prompt with
+    fewer is refused, naming it: a set of fewer images is not the design the study says it has."""
     out: dict[str, list[ImageRecord]] = {}
     for r in sorted(records, key=lambda r: (r.prompt_id, r.sample)):
         out.setdefault(r.prompt_id, [])
-        if len(out[r.prompt_id]) < max_images:
+        if len(out[r.prompt_id]) < images_per_set:
             out[r.prompt_id].append(r)
+    short = {pid: len(recs) for pid, recs in out.items() if len(recs) < images_per_set}
+    if short:
+        first = ", ".join(f"{pid} ({k})" for pid, k in sorted(short.items())[:5])
+        raise ValueError(f"{source}: {len(short)} of {len(out)} prompts have fewer than {images_per_set} images per set "
+                         f"(prompt id (images): {first}{', ...' if len(short) > 5 else ''}); generate more samples per prompt "
+                         f"or choose another design with --images-per-set N")
     return out

@@ -47,6 +47,7 @@ class StudySettings:
     name: str | None = None  # default: the study directory's name
     db: str | None = None  # PostgreSQL URL; default SQLite file in the study directory
     control_threshold: float = DEFAULT_CONTROL_THRESHOLD
+    images_per_set: int | None = None  # None: the protocol's (8 for DrawBench, the paper's sets; 1 for COCO)
     plan: PlanSettings = PlanSettings()
     degrade: DegradeSettings = DegradeSettings()
 
@@ -56,6 +57,8 @@ class StudySettings:
             raise ValueError(f"protocol {self.protocol} compares two sources: give --b")
         if not proto.needs_b and self.b:
             raise ValueError(f"protocol {self.protocol} rates one source: drop --b")
+        if self.images_per_set is not None and not 1 <= self.images_per_set <= 16:
+            raise ValueError(f"images per set must be in [1, 16], got {self.images_per_set}")
         if not 0.0 <= self.control_threshold <= 1.0:
             raise ValueError(f"control threshold must be in [0, 1], got {self.control_threshold}")
         if self.db is not None and not is_postgres_url(self.db):
@@ -218,8 +221,9 @@ def create_study(out: str | Path, s: StudySettings) -> Study:
     prompts, prompt_set = load_prompts(s.prompts)
     src_a = parse_source(s.a)
     src_b = parse_source(s.b) if s.b else None
-    recs_a = by_prompt(read_source(src_a, prompts, prompt_set), protocol.max_images)
-    recs_b = by_prompt(read_source(src_b, prompts, prompt_set), protocol.max_images) if src_b else None
+    per_set = s.images_per_set or protocol.images_per_set
+    recs_a = by_prompt(read_source(src_a, prompts, prompt_set), per_set, s.a)
+    recs_b = by_prompt(read_source(src_b, prompts, prompt_set), per_set, s.b) if src_b else None
     items = items_for(protocol, recs_a, recs_b)
     if recs_b is not None and next(iter(items.values())).model_a == next(iter(items.values())).model_b:
         raise ValueError(f"both sources are called {next(iter(items.values())).model_a!r}; compare two different models")
@@ -256,7 +260,7 @@ def create_study(out: str | Path, s: StudySettings) -> Study:
         tokens = {"admin": new_token(), "raters": {r: new_token() for r in sorted({t.rater for t in tasks})}}
         db = s.db or DEFAULT_DB
         settings = {"control_threshold": s.control_threshold, "plan": asdict(s.plan), "degrade": asdict(s.degrade),
-                    "max_images": protocol.max_images}
+                    "images_per_set": per_set}
         if not s.db:  # ratings and token hashes: owner-only, like secrets.json (SQLite gives its
             (tmp / db).touch(mode=0o600)  # -wal / -shm files the database file's permissions)
         store = Store(db if s.db else tmp / db, name)

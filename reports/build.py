@@ -122,7 +122,7 @@ def build_report(inputs: ReportInputs, out: str | Path, options: ReportOptions =
         if answers is not None:
             clean, exclusion = apply_controls(answers, inputs.thresholds if options.control_threshold is None else options.control_threshold)
             sections += human_sections(clean, exclusion, options.ci, inputs.images, options.power_effect,
-                                       options.power_studies, stage)
+                                       options.power_studies, stage, unfiltered=answers[~answers["is_control"]])
         for run in runs:
             sections += run_sections(run, stage, options.ci)
         sections.append(methods_section(options))

@@ -49,15 +49,21 @@ def quality_section(answers: pd.DataFrame, exclusion: Exclusion) -> Section:
     ])
 
 
-def sbs_sections(analysis: RatingsAnalysis, stage: Path, after: str) -> list[Section]:
+def sbs_sections(analysis: RatingsAnalysis, filtered: RatingsAnalysis, stage: Path, after: str) -> list[Section]:
+    """The paper's DrawBench numbers: every rater's answers (the paper did no post-filtering for
+    DrawBench), with the control-filtered numbers beside them."""
     table = sbs_table(analysis)
     if table.empty:
         return [Section("DrawBench side by side", [Paragraph("No drawbench_sbs answers in the inputs.", kind="note")])]
     ci = analysis.config.describe()
-    how = (f"Shares of A / tie / B answers; pref_A = (#A + #tie/2) / N with {ci}; pref_A_no_ties = #A / (#A + #B) with the "
-           f"same interval over the N = n_decisive non-tie answers; *_wilson_*: Wilson score interval over the same answers "
-           f"(treats answers as independent, for comparison). Category '{ALL}' pools every answer of the pair and question. {after}")
-    blocks = [Table("drawbench_sbs", table, how)]
+    how = (f"All raters' answers, as the paper reports DrawBench (no post-filtering; control rows not counted). share_A / "
+           f"share_tie / share_B = shares of A / indifferent / B answers, each with {ci}; pref_A = (#A + #tie/2) / N with the "
+           f"same interval; pref_A_no_ties = #A / (#A + #B) over the N = n_decisive non-tie answers; *_wilson_*: Wilson score "
+           f"interval over the same answers (treats answers as independent, for comparison). Category '{ALL}' pools every "
+           "answer of the pair and question.")
+    blocks = [Table("drawbench_sbs", table, how),
+              Table("drawbench_sbs_control_filtered", sbs_table(filtered),
+                    f"The same after control exclusions (beside the headline, not instead of it). {after}")]
     for (model_a, model_b), _ in table.groupby(["model_a", "model_b"], sort=True):
         name = f"drawbench_{_slug(model_a)}_vs_{_slug(model_b)}"
         blocks.append(figure_block(stage, name, lambda a=model_a, b=model_b: plots.preference_bars(table, a, b, ci),
@@ -105,9 +111,9 @@ def power_section(analysis: RatingsAnalysis, effect: float, studies: int, stage:
     if sbs.empty or effect == 0:
         why = "no side-by-side answers" if sbs.empty else "--power-effect 0"
         return Section("Power", [Paragraph(f"Power analysis skipped: {why}.", kind="note")])
-    per_rater = sbs.groupby(["rater", "question"]).size()
+    per_rater = sbs.groupby(["study", "rater", "question"]).size()
     prompts = sbs.prompt_id.nunique()
-    raters = sbs.rater.nunique()
+    raters = len(sbs[["study", "rater"]].drop_duplicates())
     tie_rate = float(min((sbs.answer == "tie").mean(), 0.9))  # observed; capped so 0.5 + effect stays reachable
     grid = tuple(sorted({max(2, int(round(raters * f))) for f in POWER_RATER_FACTORS}))
     model = RaterModel(preference=0.5 + effect, tie_rate=tie_rate)
@@ -156,13 +162,16 @@ def _slug(text: str) -> str:
 
 
 def human_sections(answers: pd.DataFrame, exclusion: Exclusion, config: CIConfig, images: dict[str, list[ImageRecord]],
-                   power_effect: float, power_studies: int, stage: Path) -> list[Section]:
+                   power_effect: float, power_studies: int, stage: Path, unfiltered: pd.DataFrame | None = None) -> list[Section]:
+    """`answers`: after control exclusions (the COCO protocols' headline, as in the paper);
+    `unfiltered`: every rater's non-control answers (DrawBench's headline; default `answers`)."""
     analysis = RatingsAnalysis(answers, config)
+    everyone = analysis if unfiltered is None else RatingsAnalysis(unfiltered.reset_index(drop=True), config)
     after = (f"Answers after control exclusions ({len(exclusion.raters_excluded)} of {exclusion.raters_total} raters below "
              f"{exclusion.threshold_text()}, {exclusion.answers_dropped} answers dropped; control rows not counted).")
     sections = [quality_section(answers, exclusion)]
     gallery = gallery_section(images, answers, stage) if images else None
-    sections += sbs_sections(analysis, stage, after) + ([gallery] if gallery else [])
+    sections += sbs_sections(everyone, analysis, stage, after) + ([gallery] if gallery else [])
     sections += [coco_section(analysis, after), power_section(analysis, power_effect, power_studies, stage)]
     return sections
 

@@ -57,7 +57,8 @@ class RatingsAnalysis:
             raise ValueError("no answers left to analyse (after dropping controls and excluded raters)")
         self.answers, self.config = answers.reset_index(drop=True), config
         self.prompt = pd.factorize(self.answers["protocol"].astype(str) + "/" + self.answers["prompt_id"].astype(str))[0]
-        self.rater = pd.factorize(self.answers["rater"].astype(str))[0]
+        # a rater is (study, rater): names restart in every study (human_eval.contract)
+        self.rater = pd.factorize(self.answers["study"].astype(str) + "/" + self.answers["rater"].astype(str))[0]
         self.boot = CrossedBootstrap(int(self.prompt.max()) + 1, int(self.rater.max()) + 1, config.resamples, config.seed)
 
     def rates(self, requests: list[tuple[np.ndarray, np.ndarray, str, float]]) -> list[dict]:
@@ -81,6 +82,9 @@ def _counts(mask: np.ndarray, analysis: RatingsAnalysis) -> dict:
     return {"n_answers": int(mask.sum()), "n_prompts": len(np.unique(analysis.prompt[mask])), "n_raters": len(np.unique(analysis.rater[mask]))}
 
 
+SHARES = ("A", "tie", "B")
+
+
 def sbs_table(analysis: RatingsAnalysis) -> pd.DataFrame:
     """One row per (model_a, model_b, question, category), category "All" first."""
     df = analysis.answers
@@ -88,6 +92,7 @@ def sbs_table(analysis: RatingsAnalysis) -> pd.DataFrame:
     answer = df["answer"].astype(str).to_numpy()
     score = df["answer"].map(SIDE_SCORES).to_numpy(dtype=float)
     decisive = answer != "tie"
+    shares = {k: (answer == k).astype(float) for k in SHARES}  # indicator of each answer: its mean is the share
     category_of = df["category"].astype(str).to_numpy()
     rows, requests = [], []
     for (model_a, model_b, question), group in df[is_sbs].groupby(["model_a", "model_b", "question"], sort=True):
@@ -97,12 +102,13 @@ def sbs_table(analysis: RatingsAnalysis) -> pd.DataFrame:
             mask = in_group if category == ALL else in_group & (category_of == category)
             n = mask.sum()
             rows.append({"model_a": model_a, "model_b": model_b, "question": question, "category": category,
-                         **_counts(mask, analysis), "share_A": (answer[mask] == "A").sum() / n,
-                         "share_tie": (answer[mask] == "tie").sum() / n, "share_B": (answer[mask] == "B").sum() / n,
-                         "n_decisive": int((mask & decisive).sum())})
+                         **_counts(mask, analysis), "n_decisive": int((mask & decisive).sum())})
             requests += [(mask, score, "pref_A", 1.0), (mask & decisive, score, "pref_A_no_ties", 1.0)]
+            requests += [(mask, shares[k], f"share_{k}", 1.0) for k in SHARES]  # each share with its interval
     rates = analysis.rates(requests)
-    return pd.DataFrame([row | rates[2 * i] | rates[2 * i + 1] for i, row in enumerate(rows)])
+    per_row = 2 + len(SHARES)
+    return pd.DataFrame([row | {k: v for r in rates[per_row * i : per_row * (i + 1)] for k, v in r.items()}
+                         for i, row in enumerate(rows)])
 
 
 def _per_model(analysis: RatingsAnalysis, protocol: str, y: np.ndarray, prefix: str, scale: float, extra) -> pd.DataFrame:

@@ -27,7 +27,7 @@ def sbs_study(out: Path, prompts: str = "drawbench:Colors", raters: int = 2, bat
               control_share: float = 0.2, seed: int = 0):
     a, b = sd_folders()
     return create_study(out, StudySettings(
-        protocol="drawbench_sbs", a=f"folder:{a}", b=f"folder:{b}", prompts=prompts,
+        protocol="drawbench_sbs", a=f"folder:{a}", b=f"folder:{b}", prompts=prompts, images_per_set=1,  # one SD image per prompt
         plan=PlanSettings(raters=raters, batch_size=batch_size, control_share=control_share, seed=seed)))
 
 

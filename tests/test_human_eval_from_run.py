@@ -25,7 +25,8 @@ def run(tmp_path_factory):
 
 def test_a_run_with_several_cells_needs_a_cell(run, tmp_path, capsys):
     cells = sorted(pd.read_parquet(run / "cells.parquet").cell_id)
-    args = ["study", "create", "--protocol", "drawbench_sbs", "--prompts", "drawbench:Rare Words", "--raters", "2", "--batch-size", "4"]
+    args = ["study", "create", "--protocol", "drawbench_sbs", "--prompts", "drawbench:Rare Words", "--raters", "2", "--batch-size", "4",
+            "--images-per-set", "2"]
     assert cli([*args, "--a", f"run:{run}", "--b", f"run:{run}@{cells[0]}", "--out", str(tmp_path / "mixed")]) == 2
     err = capsys.readouterr().err
     assert "the run has 2 cells" in err and "@CELL" in err and all(c in err for c in cells)
@@ -36,10 +37,21 @@ def test_each_side_of_a_study_is_exactly_its_cell(run, tmp_path):
     cells = sorted(pd.read_parquet(run / "cells.parquet").cell_id)
     manifest = pd.read_parquet(run / "manifest.parquet")
     assert cli(["study", "create", "--protocol", "drawbench_sbs", "--prompts", "drawbench:Rare Words", "--raters", "2",
-                "--batch-size", "4", "--a", f"run:{run}@{cells[0]}", "--b", f"run:{run}@{cells[1]}", "--out", str(tmp_path / "s")]) == 0
+                "--batch-size", "4", "--images-per-set", "2", "--a", f"run:{run}@{cells[0]}", "--b", f"run:{run}@{cells[1]}", "--out", str(tmp_path / "s")]) == 0
     study = json.loads((tmp_path / "s" / "study.json").read_text())
     assert study["models"]["a"]["model"] == cells[0] and study["models"]["b"]["model"] == cells[1]
     by_source = {str((run / p).resolve()): c for p, c in zip(manifest.path, manifest.cell_id)}
     originals = [im for im in study["images"].values() if not im["degraded"]]
     assert originals and all(by_source[im["source"]] == im["model"] for im in originals)  # every image from its own cell
     assert {im["model"] for im in originals} == set(cells)
+    assert study["settings"]["images_per_set"] == 2
+
+
+def test_sets_have_the_protocols_size_or_the_study_is_refused(run, tmp_path, capsys):
+    """DrawBench's protocol shows sets of 8 images: a run with 2 samples per prompt cannot make them."""
+    cells = sorted(pd.read_parquet(run / "cells.parquet").cell_id)
+    assert cli(["study", "create", "--protocol", "drawbench_sbs", "--prompts", "drawbench:Rare Words", "--raters", "2",
+                "--batch-size", "4", "--a", f"run:{run}@{cells[0]}", "--b", f"run:{run}@{cells[1]}", "--out", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err
+    assert "7 of 7 prompts have fewer than 8 images per set" in err and "(2)" in err and "--images-per-set" in err
+    assert not (tmp_path / "s").exists()

@@ -197,7 +197,7 @@ def test_report_over_two_studies_keeps_their_raters_apart_and_applies_each_thres
     from human_eval_fixtures import sd_folders
 
     a, b = sd_folders()
-    base = StudySettings(protocol="drawbench_sbs", a=f"folder:{a}", b=f"folder:{b}", prompts="drawbench:Colors",
+    base = StudySettings(protocol="drawbench_sbs", a=f"folder:{a}", b=f"folder:{b}", prompts="drawbench:Colors", images_per_set=1,
                          plan=PlanSettings(raters=2, batch_size=6, control_share=0.2))
     one = create_study(tmp_path / "one", base)
     two = create_study(tmp_path / "two", replace(base, control_threshold=0.0))  # study two keeps everyone
@@ -215,6 +215,13 @@ def test_report_over_two_studies_keeps_their_raters_apart_and_applies_each_thres
     assert acc["flagged"].sum() == 1
     html = (out / "index.html").read_text()
     assert "1 of 4 raters excluded" in html
+    # DrawBench's headline is every rater's answers, as the paper reports it; the filtered table is beside it
+    head = pd.read_csv(out / "tables" / "drawbench_sbs.csv")
+    filtered = pd.read_csv(out / "tables" / "drawbench_sbs_control_filtered.csv")
+    assert (head[head.category == "All"].n_raters == 4).all() and (filtered[filtered.category == "All"].n_raters == 3).all()
+    for share in ("share_A", "share_tie", "share_B"):  # each share with its interval
+        assert (head[f"{share}_low"] <= head[share]).all() and (head[share] <= head[f"{share}_high"]).all()
+    assert (head.share_A + head.share_tie + head.share_B).round(9).eq(1).all()
     # a threshold given on the command line applies to every study
     out2 = tmp_path / "report2"
     assert main(["report", str(one.root), str(two.root), "--out", str(out2), "--resamples", "200", "--power-studies", "10",

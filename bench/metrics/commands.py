@@ -12,7 +12,7 @@ from pathlib import Path
 from common.files import check_writable
 
 from .features import DTYPES, FeatureConfig, FeatureExtractor
-from .preprocess import RESIZE_MODES
+from .preprocess import CROP_MODES, RESIZE_MODES
 from .preprocess import load_rgb
 from .reference import compute_reference, image_files, parse_spec, write_stats_file
 
@@ -29,8 +29,17 @@ def add_parser(sub, name: str, help_text: str) -> None:
     p.add_argument("--device", default=FeatureConfig.device, help="auto (cuda if present) | cpu | cuda | cuda:N (float32 features either way)")
     p.add_argument("--n", type=int, default=None, help="use only the first N images (sorted by name)")
     p.add_argument("--shapes-size", type=int, default=256, help="render size for shapes:SPLIT")
+    _reference_prep(p)
     p.add_argument("--no-features", action="store_true", help="store only mu/sigma (smaller file; KID then cannot use it)")
     p.set_defaults(func=run)
+
+
+def _reference_prep(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--crop", default="none", choices=CROP_MODES,
+                   help="reference images: 'center' = largest centred square first (COCO FID-30K); default as stored")
+    p.add_argument("--size", type=int, default=None,
+                   help="reference images resized to SIZE x SIZE (PIL bicubic) before the Inception resize: the "
+                        "generated images' resolution (256 for Imagen's COCO FID-30K); default as stored")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,9 +53,10 @@ def run(args: argparse.Namespace) -> int:
     check_writable(args.out, folder=False)  # before the Inception work, not after
     extractor = FeatureExtractor(FeatureConfig(resize=args.resize, dtype=args.dtype, batch_size=args.batch_size, device=args.device))
     start = time.time()
-    ref = compute_reference(src, extractor, n=args.n, shapes_size=args.shapes_size)
+    ref = compute_reference(src, extractor, n=args.n, shapes_size=args.shapes_size, crop=args.crop, size=args.size)
     write_stats_file(args.out, ref, with_features=not args.no_features)
-    print(f"wrote {args.out}: n={ref.n} resize={args.resize} dtype={args.dtype} ({time.time() - start:.0f} s)")
+    print(f"wrote {args.out}: n={ref.n} crop={args.crop} size={args.size} resize={args.resize} dtype={args.dtype} "
+          f"({time.time() - start:.0f} s)")
     return 0
 
 
@@ -58,6 +68,7 @@ def add_fid_parser(sub, name: str, help_text: str) -> None:
     p.add_argument("--dtype", default=FeatureConfig.dtype, help=f"{' | '.join(DTYPES)} (default %(default)s)")
     p.add_argument("--batch-size", type=int, default=FeatureConfig.batch_size)
     p.add_argument("--device", default=FeatureConfig.device, help="auto (cuda if present) | cpu | cuda | cuda:N (float32 features either way)")
+    _reference_prep(p)
     p.add_argument("--kid-subset-size", type=int, default=1000, help="KID subset size (capped at the smaller set)")
     p.add_argument("--cache-dir", type=Path, default=None, help="cache reference features here (reused when nothing changed)")
     p.add_argument("--out", type=Path, default=None, help="also write the results as JSON (never overwritten)")
@@ -74,7 +85,8 @@ def run_fid(args: argparse.Namespace) -> int:
     if args.out is not None:
         check_writable(args.out, folder=False)
     files = image_files("folder", str(args.images))
-    common = {"reference": args.reference, "resize": args.resize, "dtype": args.dtype, "batch_size": args.batch_size, "device": args.device}
+    common = {"reference": args.reference, "resize": args.resize, "dtype": args.dtype, "batch_size": args.batch_size, "device": args.device,
+              "crop": args.crop, "size": args.size}
     start = time.time()
     with tempfile.TemporaryDirectory() as tmp:  # without --cache-dir, KID reuses FID's reference features via a temp cache
         cache = args.cache_dir or Path(tmp)

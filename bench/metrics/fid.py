@@ -13,8 +13,10 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from imagen import __version__
+from imagen.config import check_choice
 
 from .base import KeyedStates, MetricResult, ScoredImage, check_image, parse_option_groups
+from .preprocess import CROP_MODES
 from .features import FeatureBank, FeatureConfig, FeatureExtractor, FeatureMoments
 from .reference import ReferenceStats, compute_reference, parse_spec
 from .stats import frechet_distance, kernel_inception_distance
@@ -25,8 +27,16 @@ class ReferenceOptions:
     reference: str = ""  # folder:DIR | coco:DIR | stats:FILE.npz | shapes:SPLIT (required)
     n: int | None = None  # use the first n reference images (sorted by name); None = all
     shapes_size: int = 256  # render size of shapes:SPLIT references (the shapes dataset's size)
+    # Reference images brought to the evaluated resolution before the Inception resize: crop "center"
+    # (largest centred square) and size = the generated images' side (COCO FID-30K for Imagen:
+    # crop = "center", size = 256). Defaults: the reference as stored.
+    crop: str = "none"
+    size: int | None = None
 
     def __post_init__(self) -> None:
+        check_choice("crop", self.crop, CROP_MODES)
+        if self.size is not None and self.size < 1:
+            raise ValueError(f"size must be >= 1, got {self.size}")
         if not self.reference:
             raise ValueError("FID/KID need a reference: set reference=folder:DIR | coco:DIR | stats:FILE.npz | shapes:SPLIT")
         parse_spec(self.reference)  # a malformed spec fails at build time, before any model loads
@@ -73,7 +83,7 @@ class _FeatureMetric:
     def reference(self) -> ReferenceStats:
         if self._reference is None:
             o = self.ref_options
-            self._reference = compute_reference(o.reference, self.extractor, o.n, o.shapes_size, self.cache_dir)
+            self._reference = compute_reference(o.reference, self.extractor, o.n, o.shapes_size, self.cache_dir, o.crop, o.size)
         return self._reference
 
     def update(self, images: Sequence[ScoredImage]) -> list[dict[str, float]]:
@@ -93,6 +103,8 @@ class _FeatureMetric:
     def details(self, n: int) -> dict:
         ref = self.reference()
         return {**self.extractor.details(), "n": n, "reference": self.ref_options.reference, "reference_n": ref.n,
+                # as the reference statistics were made (a stats file carries its own)
+                "reference_crop": ref.meta.get("reference_crop", "none"), "reference_size": ref.meta.get("reference_size"),
                 "reference_sha256": ref.meta.get("content_sha256"), "reference_converted_to_rgb": ref.meta.get("converted_to_rgb", {}),
                 "package_version": __version__}
 

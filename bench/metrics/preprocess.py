@@ -18,6 +18,24 @@ from PIL import Image
 from imagen.config import check_choice
 
 RESIZE_MODES = ("pil_bicubic", "torch_bilinear")
+# How a reference image is brought to the evaluated resolution before the feature network's own
+# resize: "none" (as stored) or "center" (the largest centred square, as every published COCO FID-30K
+# protocol does: the Imagen paper evaluates 256 x 256 samples against COCO images made square).
+CROP_MODES = ("none", "center")
+
+
+def to_eval_resolution(image: np.ndarray, crop: str, size: int | None) -> np.ndarray:
+    """(H, W, 3) uint8 -> the reference at the evaluated resolution: centre-cropped to a square when
+    crop == "center", then resized to size x size with PIL bicubic (antialiased) when size is given."""
+    check_choice("reference crop", crop, CROP_MODES)
+    if crop == "center":
+        h, w = image.shape[:2]
+        side = min(h, w)
+        top, left = (h - side) // 2, (w - side) // 2
+        image = image[top : top + side, left : left + side]
+    if size is not None and image.shape[:2] != (size, size):
+        image = np.asarray(Image.fromarray(np.ascontiguousarray(image)).resize((size, size), Image.BICUBIC))
+    return np.ascontiguousarray(image)
 
 
 def resize_batch(images: list[np.ndarray], size: int, mode: str) -> torch.Tensor:

@@ -1,11 +1,13 @@
 """FID/KID reference sets: parse a spec, compute its Inception features once, cache them on disk.
 
 Specs:  folder:DIR      an image folder (sorted file names; .png .jpg .jpeg .webp)
-        coco:DIR        COCO captions layout (captions.json + images/), each image once
+        coco:DIR        COCO as downloaded (DIR/annotations/captions_val2014.json + DIR/val2014/, or the
+                        2017 / train names), or captions.json + images/; each image once
         stats:FILE.npz  statistics saved by `imagen-bench fid-stats` (mu, sigma, n [, features])
         shapes:SPLIT    renders of the shapes world's ground-truth scenes (drawbench.shapes)
 The cache key holds everything that changes the features: the spec, a content hash of the images,
-resize mode, feature weights sha256, n, dtype and memory format.
+the crop / size the references are brought to, resize mode, feature weights sha256, n, dtype and
+memory format.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from imagen.checkpoint import sha256_file
 from bench.imagestore import IMAGE_SUFFIXES
 
 from .features import FeatureExtractor
-from .preprocess import load_rgb
+from .preprocess import load_rgb, to_eval_resolution
 from .stats import feature_stats
 
 REFERENCE_KINDS = ("folder", "coco", "stats", "shapes")
@@ -54,15 +56,38 @@ def image_files(kind: str, arg: str) -> list[Path]:
             raise FileNotFoundError(f"reference folder {root} does not exist")
         files = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     else:
-        from imagen.data import CocoFolder  # noqa: PLC0415
-
-        files = sorted({path for path, _ in CocoFolder(root).items})
+        files = coco_image_files(root)
         missing = [p for p in files if not p.is_file()]
         if missing:
             raise FileNotFoundError(f"COCO reference {root}: {len(missing)} images listed in captions.json are missing, e.g. {missing[0]}")
     if not files:
         raise ValueError(f"reference {kind}:{root} holds no images ({', '.join(IMAGE_SUFFIXES)})")
     return files
+
+
+COCO_SPLITS = ("val2014", "val2017", "train2014", "train2017")
+
+
+def coco_image_files(root: Path) -> list[Path]:
+    """The images of a COCO folder, each once: the official layout (annotations/captions_<split>.json
+    beside <split>/ with COCO_val2014_000000203564.jpg or 000000203564.jpg files), or the suite's
+    captions.json + images/ layout."""
+    import json as _json
+
+    from imagen.data import CocoFolder  # noqa: PLC0415
+
+    if (root / "captions.json").is_file():
+        return sorted({path for path, _ in CocoFolder(root).items})
+    for split in COCO_SPLITS:
+        ann = root / "annotations" / f"captions_{split}.json"
+        if ann.is_file():
+            try:
+                names = sorted({img["file_name"] for img in _json.loads(ann.read_text())["images"]})
+            except (ValueError, KeyError, TypeError) as e:
+                raise ValueError(f"{ann} is not a COCO captions file (need images with file_name): {e}") from None
+            return [root / split / name for name in names]
+    raise FileNotFoundError(f"COCO reference {root}: found neither annotations/captions_<split>.json ({', '.join(COCO_SPLITS)}) "
+                            "with its <split>/ image folder, nor captions.json + images/")
 
 
 def _source(kind: str, arg: str, n: int | None, shapes_size: int) -> tuple[Callable[[], Iterator[tuple[np.ndarray, str | None]]], str, int]:
@@ -82,14 +107,17 @@ def _source(kind: str, arg: str, n: int | None, shapes_size: int) -> tuple[Calla
 
 
 def compute_reference(spec: str, extractor: FeatureExtractor, n: int | None = None, shapes_size: int = 256,
-                      cache_dir: Path | None = None) -> ReferenceStats:
-    """Reference features + statistics for `spec`, from the cache when every input matches."""
+                      cache_dir: Path | None = None, crop: str = "none", size: int | None = None) -> ReferenceStats:
+    """Reference features + statistics for `spec`, from the cache when every input matches. Each
+    reference image is first brought to the evaluated resolution (preprocess.to_eval_resolution:
+    `crop`, then `size`), then resized for the feature network as the generated images are."""
     kind, arg = parse_spec(spec)
     if kind == "stats":
         return load_stats(Path(arg), extractor)
     images, content_sha, count = _source(kind, arg, n, shapes_size)
     key = {"spec": spec if kind == "shapes" else f"{kind}:{Path(arg).resolve()}", "content_sha256": content_sha, "n": count,
-           "shapes_size": shapes_size if kind == "shapes" else None, **extractor.details()}
+           "shapes_size": shapes_size if kind == "shapes" else None, "reference_crop": crop, "reference_size": size,
+           **extractor.details()}
     key_sha = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
     cached = Path(cache_dir) / f"fid-ref-{key_sha[:24]}.npz" if cache_dir is not None else None
     if cached is not None and cached.is_file():
@@ -98,7 +126,7 @@ def compute_reference(spec: str, extractor: FeatureExtractor, n: int | None = No
     for i, (im, mode) in enumerate(images()):
         if mode is not None:
             converted[mode] = converted.get(mode, 0) + 1  # RGBA / L / P -> RGB, recorded
-        batch.append(im)
+        batch.append(to_eval_resolution(im, crop, size))
         if len(batch) == extractor.config.batch_size or i == count - 1:
             feats.append(extractor(batch).numpy())
             batch = []

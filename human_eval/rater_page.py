@@ -3,7 +3,7 @@ a break between batches, resume where they stopped. Controls are rendered by the
 ordinary tasks; widget keys use batch/position only (never task ids or control flags)."""
 from __future__ import annotations
 
-import re
+import html
 import time
 
 import streamlit as st
@@ -12,27 +12,41 @@ from .protocols import Protocol, get_protocol
 from .store import Store, Task
 from .study import Study
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|>~<$])")
+def literal(label: str, text: str = "") -> str:
+    """HTML that shows `text` exactly as written: escaped, never parsed as Markdown, where `--` would
+    become a dash, `:smile:` an emoji, `&lt;b&gt;` a tag and a URL a link (Markdown escaping does not
+    stop those). Raters must read the prompt as written."""
+    bold = f"<b>{html.escape(label)}</b> " if label else ""
+    return f'<p style="white-space: pre-wrap; margin: 0.25em 0">{bold}{html.escape(text)}</p>'
 
 
-def md_escape(text: str) -> str:
-    """Caption text shown literally (Streamlit renders labels as Markdown)."""
-    return _MD_SPECIAL.sub(r"\\\1", text)
+MISSING_IMAGE = "This image cannot be shown right now. Please tell the study's organiser."
+
+
+def _image(where, study: Study, iid: str) -> None:
+    """One image, or a neutral line when its file is gone: a rater never sees a server path."""
+    try:
+        path = study.image_path(iid)
+        if not path.is_file():
+            raise FileNotFoundError(iid)
+        where.image(str(path), width="stretch")
+    except (OSError, ValueError):
+        where.info(MISSING_IMAGE)
 
 
 def _images(study: Study, image_ids: tuple[str, ...]) -> None:
     if len(image_ids) == 1:
-        st.image(str(study.image_path(image_ids[0])), width="stretch")
+        _image(st, study, image_ids[0])
         return
     cols = st.columns(2)
     for i, iid in enumerate(image_ids):
-        cols[i % 2].image(str(study.image_path(iid)), width="stretch")
+        _image(cols[i % 2], study, iid)
 
 
 def _show_task(study: Study, protocol: Protocol, task: Task) -> None:
     if protocol.layout == "pair":
         if protocol.name == "drawbench_sbs":
-            st.markdown(f"**Text caption:** {md_escape(task.caption)}")
+            st.html(literal("Text caption:", task.caption))
         left, right = st.columns(2, gap="large", border=True)
         for col, label, ids in ((left, "A", task.left), (right, "B", task.right)):
             with col:
@@ -42,16 +56,19 @@ def _show_task(study: Study, protocol: Protocol, task: Task) -> None:
         _, mid, _ = st.columns([1, 2, 1])
         with mid:
             _images(study, task.images_a)
-            st.markdown(f"**Caption:** {md_escape(task.caption)}")
+            st.html(literal("Caption:", task.caption))
 
 
 def _form(protocol: Protocol, task: Task) -> dict[str, str] | None:
     """The rater's choices as option values once they submit with every question answered."""
     slot = f"{task.batch}-{task.position}"
     with st.form(key=f"form-{slot}"):
-        chosen = {q.key: st.radio(q.text.format(caption=md_escape(task.caption.rstrip(". "))), [o.label for o in q.options],
-                                  index=None, horizontal=True, key=f"{q.key}-{slot}")
-                  for q in protocol.questions}
+        chosen = {}
+        for q in protocol.questions:
+            question = q.text.format(caption=task.caption.rstrip(". "))
+            st.html(literal("", question))  # shown literally; the radio keeps the text as its (hidden) label
+            chosen[q.key] = st.radio(question, [o.label for o in q.options], index=None, horizontal=True,
+                                     key=f"{q.key}-{slot}", label_visibility="collapsed")
         submitted = st.form_submit_button("Submit", type="primary")
     if not submitted:
         return None

@@ -125,3 +125,38 @@ def test_admin_page(tmp_path, monkeypatch):
     table = at.dataframe[0].value.set_index("rater")
     assert table.loc["r02", "done"] == 6 and table.loc["r01", "done"] == 0
     assert [d.label for d in at.get("download_button")] == ["Download answers (CSV)", "Download answers (parquet)"]
+
+
+def test_captions_are_shown_exactly_as_written(tmp_path, monkeypatch):
+    """'--', '->', ':smile:', '&lt;b&gt;', a URL and backslashes reach the rater literally: as escaped
+    HTML text, never through Markdown (which turns them into a dash, an arrow, an emoji, a tag, a link)."""
+    import html as _html
+
+    import pandas as pd
+
+    from bench.trials.study_sources import synthetic_sources
+    from human_eval.plan import PlanSettings
+    from human_eval.study import StudySettings, create_study
+
+    captions, model, _ = synthetic_sources(tmp_path / "src", n=4)
+    weird = r"a cat -- on a mat -> :smile: &lt;b&gt;bold&lt;/b&gt; https://example.com/x_y \*not\* $5"
+    df = pd.read_csv(captions)
+    df["prompt"] = weird
+    df.to_csv(captions, index=False)
+    study = create_study(tmp_path / "study", StudySettings(protocol="coco_alignment", a=f"folder:{model}", b=None,
+                                                           prompts=f"csv:{captions}", plan=PlanSettings(raters=1, batch_size=4)))
+    at = _app(monkeypatch, study, t=tokens(study)["raters"]["r01"])
+    assert not at.exception and not at.error
+    shown = [str(e.proto.body) for e in at.get("html")]
+    assert any(_html.escape(weird) in body for body in shown), shown
+    assert not any(weird in str(m.value) for m in at.markdown)  # nothing of it went through Markdown
+
+
+def test_a_missing_image_shows_a_neutral_line_not_a_path(tmp_path, monkeypatch):
+    study = coco_study(tmp_path, "coco_alignment")
+    for f in (study.root / "images").iterdir():
+        f.unlink()
+    at = _app(monkeypatch, study, t=tokens(study)["raters"]["r01"])
+    assert not at.exception
+    texts = [str(e.value) for e in at.info] + [str(e.value) for e in at.error]
+    assert any("cannot be shown" in t for t in texts) and not any(str(study.root) in t for t in texts)

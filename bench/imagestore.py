@@ -33,6 +33,9 @@ def open_image(path: str | Path):
 
     from PIL import Image
 
+    p = Path(path)
+    if p.exists() and not p.is_file() and not p.is_dir():  # a FIFO or device would block the reader forever
+        raise ValueError(f"cannot read image {path}: not a regular file")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -78,7 +81,7 @@ def read_folder(folder: str | Path, prompts: pd.DataFrame, model: str | None = N
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder {folder} does not exist")
     by_id = {str(int(i)) if str(i).isdigit() else str(i): (p, c) for i, p, c in zip(prompts["id"], prompts["prompt"], prompts["category"])}
-    records, unknown = [], []
+    records, unknown, seen = [], [], {}
     for f in sorted(folder.iterdir()):
         if f.suffix.lower() not in IMAGE_SUFFIXES:
             continue
@@ -88,6 +91,10 @@ def read_folder(folder: str | Path, prompts: pd.DataFrame, model: str | None = N
         if pid not in by_id:
             unknown.append(f.name)
             continue
+        key = (pid, int(m.group(2) or 0))
+        if key in seen:  # 3.jpg beside 003.jpg: two files for one image, never one silently
+            raise ValueError(f"{folder}: {seen[key]} and {f.name} are both prompt {pid} sample {key[1]}; keep one")
+        seen[key] = f.name
         prompt, category = by_id[pid]
         records.append(ImageRecord(model=model or folder.name, prompt_set=prompt_set, prompt_id=pid, category=category,
                                    prompt=prompt, sample=int(m.group(2) or 0), path=f.resolve()))

@@ -34,3 +34,13 @@ def check_writable(out: str | Path, folder: bool = True) -> Path:
     except OSError as e:
         raise NotWritable(f"cannot write {out}: {e.strerror or e}") from None
     return out
+
+
+def python_process_alive(pid: int) -> bool:
+    """True when `pid` is a running Python process on this machine (the suite's writers are all
+    Python: a reused PID of anything else does not keep a leftover alive). Without /proc: False."""
+    proc = Path(f"/proc/{int(pid)}")
+    try:  # comm: the executable's name (cmdline can read empty while a process is starting)
+        return any(b"python" in (proc / part).read_bytes() for part in ("comm", "cmdline"))
+    except OSError:
+        return False

@@ -23,6 +23,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from common.files import python_process_alive
+
 from .contract import DEFAULT_CONTROL_THRESHOLD
 from .controls import DegradeSettings, degrade
 from .plan import PlanSettings, PlannedTask, items_for, plan
@@ -230,7 +232,11 @@ def create_study(out: str | Path, s: StudySettings) -> Study:
     planned = plan(protocol, items, s.plan)
     name = s.name or out.name
 
-    tmp = out.with_name(f".{out.name}.creating-{secrets.token_hex(4)}")
+    for stale in out.parent.glob(f".{out.name}.creating-*") if out.parent.is_dir() else ():  # a killed create's half-made folder
+        pid = stale.name.rsplit(".creating-", 1)[1].split("-")[0]
+        if not (pid.isdigit() and python_process_alive(int(pid))):
+            shutil.rmtree(stale, ignore_errors=True)
+    tmp = out.with_name(f".{out.name}.creating-{os.getpid()}-{secrets.token_hex(4)}")
     (tmp / "images").mkdir(parents=True)
     try:
         images: dict[str, dict] = {}

@@ -38,6 +38,26 @@ def load_answers(source: str | Path) -> tuple[pd.DataFrame, dict[str, float]]:
     return check_answers(df, str(source)), {str(k): float(v) for k, v in thresholds.items()}
 
 
+TRUE, FALSE = ("true", "1", "1.0"), ("false", "0", "0.0")
+
+
+def _flags(col: pd.Series, name: str, source: str, missing) -> pd.Series:
+    """A True/False column as booleans, whether it was read from parquet (bool) or CSV (text): the text
+    "False" is False (a plain astype(bool) makes every non-empty string True); anything else is refused.
+    Empty cells become `missing` (False for is_control; NA for control_correct, empty on ordinary rows)."""
+    def one(v):
+        if v is None or (isinstance(v, float) and v != v) or v is pd.NA or (isinstance(v, str) and v.strip() == ""):
+            return missing
+        if isinstance(v, (bool, int)) and not isinstance(v, str) and v in (0, 1):
+            return bool(v)
+        text = str(v).strip().lower()
+        if text in TRUE or text in FALSE:
+            return text in TRUE
+        raise ValueError(f"{source}: {name} value {v!r} is not a truth value; allowed: True, False (or 1, 0)")
+    values = [one(v) for v in col.tolist()]
+    return pd.Series(values, index=col.index, dtype="boolean" if missing is None else bool)
+
+
 def check_answers(df: pd.DataFrame, source: str = "ratings") -> pd.DataFrame:
     """Validate contract 2; returns a copy with prompt_id/rater as str and is_control as bool."""
     missing = [c for c in COLUMNS if c not in df.columns]
@@ -45,7 +65,11 @@ def check_answers(df: pd.DataFrame, source: str = "ratings") -> pd.DataFrame:
         raise ValueError(f"{source}: ratings frame lacks columns {missing}; contract 2 needs {', '.join(COLUMNS)}")
     df = df.copy()
     df["prompt_id"], df["rater"] = df["prompt_id"].astype(str), df["rater"].astype(str)
-    df["is_control"] = df["is_control"].fillna(False).astype(bool)
+    empty = df["prompt_id"].str.strip().isin(["", "nan", "<NA>", "None"])
+    if empty.any():
+        raise ValueError(f"{source}: {int(empty.sum())} rows have no prompt_id (first: row {int(empty.idxmax())})")
+    df["is_control"] = _flags(df["is_control"], "is_control", source, missing=False)
+    df["control_correct"] = _flags(df["control_correct"], "control_correct", source, missing=None)
     bad_protocol = sorted(set(df["protocol"].unique()) - set(ANSWERS))
     if bad_protocol:
         raise ValueError(f"{source}: unknown protocol(s) {bad_protocol}; allowed: {', '.join(ANSWERS)}")

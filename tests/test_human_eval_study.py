@@ -235,3 +235,19 @@ def test_export_csv_neutralises_formula_cells_and_parquet_stays_exact(tmp_path):
     text = (tmp_path / "a.csv").read_text()
     assert "'=HYPERLINK" in text and ",=HYPERLINK" not in text
     assert (pd.read_parquet(tmp_path / "a.parquet").category == '=HYPERLINK("http://evil.example","x")').all()
+
+
+def test_a_killed_creates_leftover_is_removed_by_the_next_create(tmp_path):
+    """`study create` builds in `.OUT.creating-<pid>-<hex>`; a kill left it forever. The next create
+    removes leftovers whose creator is gone (a live creator's folder is kept)."""
+    from bench.trials.study_sources import synthetic_sources
+    from human_eval.plan import PlanSettings
+    from human_eval.study import StudySettings, create_study
+
+    captions, model, _ = synthetic_sources(tmp_path / "src")
+    dead = tmp_path / ".study.creating-4000000-abcd"  # beyond any pid_max: its creator is gone
+    dead.mkdir()
+    (dead / "images").mkdir()
+    create_study(tmp_path / "study", StudySettings(protocol="coco_alignment", a=f"folder:{model}", b=None,
+                                                   prompts=f"csv:{captions}", plan=PlanSettings(raters=1, batch_size=4)))
+    assert not dead.exists() and not list(tmp_path.glob(".study.creating-*"))

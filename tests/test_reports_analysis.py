@@ -141,3 +141,19 @@ def test_coco_tables_match_hand_results():
     assert alignment.loc["reference", "alignment_score"] == pytest.approx(50.0)
     assert alignment.loc["reference", "share_somewhat"] == pytest.approx(2 / 6)
     assert 0 <= alignment.loc["imagen", "alignment_score_low"] <= 75 <= alignment.loc["imagen", "alignment_score_high"] <= 100
+
+
+def test_ratings_csv_truth_values_are_read_as_written(tmp_path):
+    """From CSV: "False" is False (not a non-empty string), "yes" is refused naming the allowed values,
+    an empty prompt id is refused."""
+    df = check_answers(_simulated())
+    csv = tmp_path / "r.csv"
+    df.assign(is_control=df.is_control.map({True: "True", False: "False"})).to_csv(csv, index=False)
+    from reports.answers import load_answers
+
+    back, _ = load_answers(csv)
+    assert back.is_control.tolist() == df.is_control.tolist()
+    with pytest.raises(ValueError, match=r"control_correct value 'yes' is not a truth value; allowed: True, False"):
+        check_answers(df.assign(control_correct=np.where(df.is_control, "yes", "")))
+    with pytest.raises(ValueError, match="rows have no prompt_id"):
+        check_answers(df.assign(prompt_id=[""] + df.prompt_id.tolist()[1:]))

@@ -178,3 +178,44 @@ def test_resolved_precision_is_recorded_and_part_of_the_cell_identity(checkpoint
     fake_cpu(avx512_bf16=True, amx=False)  # the same folder on a CPU where auto means bf16
     with pytest.raises(ValueError, match=r"(?s)other model weights/settings.*runtime\.precision: run has 'fp32', now 'bf16'"):
         run_sweep(spec_file, tmp_path / "run", cache_dir=tmp_path / "cache", progress=False)
+
+
+def test_hand_edited_run_files_are_one_line(finished, tmp_path):
+    """Shard lines [] / {} are not finished images (made again, no traceback); a run.json that is not
+    a run record is refused naming the file."""
+    d, _ = finished
+    run = tmp_path / "run"
+    shutil.copytree(d / "run", run)
+    shard = run / "shards" / "images-rank0.jsonl"
+    shard.write_text("[]\n{}\n" + shard.read_text() + '{"cell_id": 1}\n')
+    from bench.sweep.store import RunStore
+
+    assert len(RunStore(run).records()) == 28
+    (run / "run.json").write_text("[1]")
+    with pytest.raises(ValueError, match=r"run\.json is not a run record"):
+        run_sweep(d / "spec.toml", run, cache_dir=d / "cache", metric_factory=build_test_metric, progress=False)
+    (run / "run.json").write_text("garbage")
+    with pytest.raises(ValueError, match=r"run\.json is not valid JSON"):
+        run_sweep(d / "spec.toml", run, cache_dir=d / "cache", metric_factory=build_test_metric, progress=False)
+
+
+def test_image_folders_refuse_two_files_for_one_image_and_fifos(tmp_path):
+    import os
+
+    from bench.imagestore import read_folder
+
+    prompts = pd.DataFrame({"id": ["3", "4"], "prompt": ["a", "b"], "category": ["c", "c"]})
+    folder = tmp_path / "f"
+    folder.mkdir()
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(folder / "3.png")
+    Image.new("RGB", (8, 8)).save(folder / "003.png")
+    with pytest.raises(ValueError, match=r"003\.png and 3\.png are both prompt 3 sample 0"):
+        read_folder(folder, prompts)
+    (folder / "003.png").unlink()
+    os.mkfifo(folder / "4.png")
+    from bench.imagestore import open_image
+
+    with pytest.raises(ValueError, match="not a regular file"):
+        open_image(folder / "4.png")

@@ -130,3 +130,17 @@ def test_kill_server_small(tmp_path):
     assert summary["tasks"] == 8 and summary["answers"] == 8  # 2 raters x (3 prompts + 1 control)
     assert len(summary["kills"]) == 1 and summary["kills"][0]["mid_session"]
     assert summary["acknowledged"] + summary["in_flight_kept"] == 8
+
+
+@pytest.mark.slow
+def test_concurrent_sweep_small(tmp_path):
+    """Two sweeps on one folder (the second refused, or waiting with --wait): the first always
+    finishes, the folder equals the reference, nothing is generated twice."""
+    import json
+
+    from bench.trials import concurrent_sweep
+
+    args = argparse.Namespace(rounds=2, seed=1, workdir=tmp_path / "cs", spec="small")
+    assert concurrent_sweep.run(args) == 0
+    summary = json.loads((tmp_path / "cs" / "summary.json").read_text())
+    assert summary["passed"] and len(summary["rounds"]) == 2

@@ -67,6 +67,15 @@ def _run_sweep(spec_path, store: RunStore, cache_dir, metric_factory, progress: 
     t0 = time.perf_counter()
     world = World.from_env()
     spec, spec_bytes = load_spec(spec_path)
+    error = None
+    if world.rank == 0:  # the folder's lock before any slow start-up: the sweep started first runs
+        try:
+            store.claim(wait)
+        except ValueError as e:
+            error = str(e)
+    error = world.broadcast(error)
+    if error:
+        raise ValueError(error)
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     prompts = {p.label: load_prompt_set(p.name, p.options) for p in spec.prompt_sets}
     models = {m.name: build_model(m.name, m.kind, m.config, cache_dir) for m in spec.models}

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from common.files import python_process_alive
 from imagen.checkpoint import config_diff, sha256_file, write_json_atomic
 
 LOCK_FILE = ".lock"  # held (flock) by the sweep using the folder; its text names the holder
@@ -48,18 +49,14 @@ class RunStore:
         from here to `unlock()` (refused, or with `wait` waited for, while another sweep holds it).
         Returns True when resuming."""
         spec_file, run_json = self.root / "spec.toml", self.root / "run.json"
-        if not spec_file.exists():
-            if self.root.exists() and not _interrupted_init(self.root) and any(self.root.iterdir()):
-                raise ValueError(f"{self.root} exists and is not a run folder (no spec.toml); choose another --out, nothing was overwritten")
-            self.root.mkdir(parents=True, exist_ok=True)
-        self.lock(wait)
+        self.claim(wait)
         if spec_file.exists():
             old = spec_file.read_bytes()
             if old != spec_bytes:
                 raise ValueError(f"{self.root} holds a run of a different spec; refusing to mix them. "
                                  f"Differences: {'; '.join(_spec_diff(old, spec_bytes)) or 'formatting/comments only'}. "
                                  "Use a new --out for the new spec (nothing was changed).")
-            recorded = json.loads(run_json.read_text()).get("models", {}) if run_json.is_file() else {}
+            recorded = _run_record(run_json).get("models", {}) if run_json.is_file() else {}
             diff = config_diff(recorded, json.loads(json.dumps(models, default=str)))
             if diff:
                 raise ValueError(f"{self.root} was made with other model weights/settings; refusing to mix them:\n  "
@@ -83,6 +80,17 @@ class RunStore:
         })
         write_bytes_atomic(spec_file, spec_bytes)  # last: its presence marks a complete initialisation
         return False
+
+    def claim(self, wait: bool = False) -> None:
+        """Rank 0, first thing: refuse a folder that is not a run folder, create it if missing and take
+        its lock (so the sweep started first is the one that runs, whatever its start-up costs)."""
+        if getattr(self, "_lock_fd", None) is not None:
+            return
+        if not (self.root / "spec.toml").exists():
+            if self.root.exists() and not _interrupted_init(self.root) and any(self.root.iterdir()):
+                raise ValueError(f"{self.root} exists and is not a run folder (no spec.toml); choose another --out, nothing was overwritten")
+            self.root.mkdir(parents=True, exist_ok=True)
+        self.lock(wait)
 
     def lock(self, wait: bool = False) -> None:
         """Take RUN/.lock (an exclusive flock, released by unlock() or when the process ends, a kill
@@ -129,13 +137,15 @@ class RunStore:
             for line in f.read_text().splitlines():
                 try:
                     rec = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a line torn by a kill
-                key = record_key(rec)
+                    key = record_key(rec)
+                except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+                    continue  # a line torn by a kill, or edited by hand: not a finished image (it is made again)
                 if key in out:
                     continue
+                if not (isinstance(rec.get("path"), str) and isinstance(rec.get("sha256"), str)):
+                    continue
                 path = self.root / rec["path"]
-                if path.is_file() and sha256_file(path) == rec["sha256"]:
+                if path.is_file() and path.resolve().is_relative_to(self.root.resolve()) and sha256_file(path) == rec["sha256"]:
                     out[key] = rec
         return out
 
@@ -178,16 +188,24 @@ def _interrupted_init(root: Path) -> bool:
     return bool(names) and all(n in ("run.json", LOCK_FILE) or n.endswith(".tmp") for n in names)
 
 
+def _run_record(path: Path) -> dict:
+    """RUN/run.json as a dict, or one line naming the file and what is wrong with it."""
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not valid JSON ({e}); it was edited or damaged: restore it or use a new --out") from None
+    if not isinstance(data, dict) or not isinstance(data.get("models", {}), dict):
+        raise ValueError(f"{path} is not a run record (an object with 'models'); restore it or use a new --out")
+    return data
+
+
 def _writer_alive(tmp: Path) -> bool:
     """True when `tmp` is named `.NAME.PID.tmp` and PID (not this process) is a running Python process
     here: the suite's writers are Python; a reused PID of anything else does not keep a torn file."""
     parts = tmp.name.split(".")
     if len(parts) < 3 or not parts[-2].isdigit() or int(parts[-2]) == os.getpid():
         return False
-    try:
-        return b"python" in Path(f"/proc/{int(parts[-2])}/cmdline").read_bytes()
-    except OSError:  # no such process (or no /proc: then only the lock protects, which suffices)
-        return False
+    return python_process_alive(int(parts[-2]))  # without /proc: False, and the lock alone protects
 
 
 def record_key(rec: dict) -> tuple:

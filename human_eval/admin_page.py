@@ -17,21 +17,23 @@ from .study import Study
 
 def rater_table(study: Study, store: Store, frame: pd.DataFrame) -> pd.DataFrame:
     progress = pd.DataFrame(store.progress(), columns=["rater", "tasks", "done"])
-    acc = control_accuracy(frame, study.control_threshold).drop(columns=["study", "threshold"])
+    acc = control_accuracy(frame, study.control_threshold, study.fast_answer_ms).drop(columns=["study", "threshold"])
     table = progress.merge(acc, on="rater", how="left").fillna({"n_control": 0, "n_correct": 0, "flagged": False})
     table["progress"] = table["done"] / table["tasks"].where(table["tasks"] > 0)
-    return table[["rater", "tasks", "done", "progress", "n_control", "n_correct", "accuracy", "flagged"]].astype(
-        {"n_control": "int64", "n_correct": "int64", "flagged": bool})
+    table = table.fillna({"n_fast": 0})
+    return table[["rater", "tasks", "done", "progress", "n_control", "n_correct", "accuracy", "flagged", "n_fast"]].astype(
+        {"n_control": "int64", "n_correct": "int64", "flagged": bool, "n_fast": "int64"})
 
 
 def render(study: Study, store: Store) -> None:
     st.title(f"Study {study.name}: admin")
     frame = answers_frame(study.root)
     table = rater_table(study, store, frame)
-    c1, c2, c3 = st.columns(3)
+    c1, c2, c3, c4 = st.columns(4)
     c1.metric("answers", len(frame))
     c2.metric("tasks done", f"{int(table['done'].sum())} / {int(table['tasks'].sum())}")
     c3.metric(f"raters flagged (< {study.control_threshold:.0%} controls right)", int(table["flagged"].sum()))
+    c4.metric(f"answers faster than {study.fast_answer_ms:.0f} ms", int(table["n_fast"].sum()))
     st.dataframe(table, hide_index=True, column_config={
         "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent"),
         "accuracy": st.column_config.NumberColumn("control accuracy", format="percent"),

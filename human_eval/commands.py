@@ -11,7 +11,7 @@ from pathlib import Path
 from bench.cli import UserError
 from common.files import check_writable
 
-from .contract import DEFAULT_CONTROL_THRESHOLD
+from .contract import DEFAULT_CONTROL_THRESHOLD, DEFAULT_FAST_ANSWER_MS
 from .protocols import PROTOCOLS
 
 APP = Path(__file__).with_name("app.py")
@@ -48,6 +48,8 @@ def _add_study(p: argparse.ArgumentParser) -> None:
     c.add_argument("--control-share", type=float, default=0.1, help="share of each batch that are control tasks (default 0.1)")
     c.add_argument("--control-threshold", type=float, default=DEFAULT_CONTROL_THRESHOLD,
                    help="raters below this control accuracy are flagged, recorded in study.json (default %(default)s)")
+    c.add_argument("--fast-answer-ms", type=int, default=DEFAULT_FAST_ANSWER_MS,
+                   help="answers faster than this are flagged on the admin page and in reports (default %(default)s)")
     c.add_argument("--images-per-set", type=int, default=None,
                    help="images per side, exactly (default: the protocol's: 8 for drawbench_sbs as in the paper, 1 for COCO); "
                         "recorded in study.json")
@@ -81,7 +83,7 @@ def cmd_create(args) -> int:
 
     settings = StudySettings(
         protocol=args.protocol, a=args.a, b=args.b, prompts=args.prompts, name=args.name, db=args.db,
-        control_threshold=args.control_threshold, images_per_set=args.images_per_set,
+        control_threshold=args.control_threshold, images_per_set=args.images_per_set, fast_answer_ms=args.fast_answer_ms,
         plan=PlanSettings(raters=args.raters, batch_size=args.batch_size, control_share=args.control_share, seed=args.seed))
     check_writable(args.out)
     study = create_study(args.out, settings)

@@ -28,6 +28,11 @@ DEFAULT_CONTROL_THRESHOLD = 0.8
 
 Thresholds = float | Mapping[str, float]  # one for every study, or study -> its own
 
+# Answers faster than this are flagged (counted per rater, shown on the admin page and in the
+# report; not excluded by themselves): reading a caption and comparing two sets of images takes a
+# person seconds; a scripted submit took 79 ms. Recorded per study (settings.fast_answer_ms).
+DEFAULT_FAST_ANSWER_MS = 1000
+
 
 def check_threshold(value: float) -> float:
     if not 0.0 <= value <= 1.0:
@@ -41,10 +46,17 @@ def threshold_of(thresholds: Thresholds, study: str) -> float:
     return check_threshold(thresholds)
 
 
-def control_accuracy(frame: pd.DataFrame, thresholds: Thresholds = DEFAULT_CONTROL_THRESHOLD) -> pd.DataFrame:
+def settings_of(settings: Mapping[str, Mapping], key: str, default: float) -> dict[str, float]:
+    """study -> settings[study][key] (the default where a study did not record it)."""
+    return {str(study): float(values.get(key, default)) for study, values in settings.items()}
+
+
+def control_accuracy(frame: pd.DataFrame, thresholds: Thresholds = DEFAULT_CONTROL_THRESHOLD,
+                     fast_ms: float | Mapping[str, float] = DEFAULT_FAST_ANSWER_MS) -> pd.DataFrame:
     """Per (study, rater): scored control answers, how many right, accuracy, the study's threshold
-    and `flagged` (accuracy below it). Raters with no scored control answer have accuracy NaN and
-    are not flagged (there is nothing to judge them by)."""
+    and `flagged` (accuracy below it); answers faster than the study's fast-answer time (`n_fast`).
+    Raters with no scored control answer have accuracy NaN and are not flagged (there is nothing to
+    judge them by)."""
     scored = frame[frame["is_control"].astype(bool) & frame["control_correct"].notna()]
     raters = frame[RATER].drop_duplicates()
     g = scored.groupby(RATER)["control_correct"]
@@ -54,6 +66,10 @@ def control_accuracy(frame: pd.DataFrame, thresholds: Thresholds = DEFAULT_CONTR
     out["accuracy"] = (out["n_correct"] / out["n_control"].where(out["n_control"] > 0)).astype("float64")
     out["threshold"] = [threshold_of(thresholds, s) for s in out["study"]]
     out["flagged"] = out["accuracy"] < out["threshold"]
+    limit = pd.Series([fast_ms.get(st, DEFAULT_FAST_ANSWER_MS) if isinstance(fast_ms, Mapping) else fast_ms
+                       for st in frame["study"]], index=frame.index, dtype=float)
+    fast = (pd.to_numeric(frame["response_ms"], errors="coerce") < limit).groupby([frame["study"], frame["rater"]]).sum()
+    out["n_fast"] = [int(fast.get((st, r), 0)) for st, r in zip(out["study"], out["rater"])]
     return out.sort_values(RATER).reset_index(drop=True)
 
 

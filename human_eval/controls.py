@@ -47,14 +47,33 @@ class Item:
     degrade_b: bool = False  # paths_b are copied through `degrade`
 
 
-def degrade(src: Path, dst: Path, seed: int, settings: DegradeSettings = DegradeSettings()) -> None:
-    """A heavily blurred, noisy copy of `src` with the same size and format (decided by dst's suffix)."""
+def degrade(src: Path, dst: Path, seed: int, settings: DegradeSettings = DegradeSettings()) -> dict:
+    """A heavily blurred, noisy copy of `src` with the same size and format (decided by dst's suffix),
+    encoded to about the same number of bytes as `src`: a control must not stand out by its file size
+    (noise alone made degraded copies 3-40x larger than their originals, visible in Content-Length).
+    The blur is always the full `blur_fraction`; the noise level (PNG) or noise and JPEG quality are
+    chosen from a fixed ladder as the encoding whose size is closest to the source's. Returns them."""
+    import io
+
     with Image.open(src) as im:
         rgb = im.convert("RGB")
-    blurred = rgb.filter(ImageFilter.GaussianBlur(radius=max(1.0, settings.blur_fraction * rgb.width)))
-    noise = np.random.default_rng(seed).normal(0.0, settings.noise_std, size=(rgb.height, rgb.width, 3))
-    arr = np.clip(np.asarray(blurred, dtype=np.float32) + noise, 0, 255).astype(np.uint8)
-    Image.fromarray(arr).save(dst, quality=90) if dst.suffix.lower() in (".jpg", ".jpeg") else Image.fromarray(arr).save(dst)
+    target = src.stat().st_size
+    blurred = np.asarray(rgb.filter(ImageFilter.GaussianBlur(radius=max(1.0, settings.blur_fraction * rgb.width))), dtype=np.float32)
+    unit = np.random.default_rng(seed).normal(0.0, 1.0, size=(rgb.height, rgb.width, 3)).astype(np.float32)
+    jpeg = dst.suffix.lower() in (".jpg", ".jpeg")
+    noises = sorted({settings.noise_std * f for f in (0.0, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0)})
+    best = None
+    for noise in noises:
+        img = Image.fromarray(np.clip(blurred + noise * unit, 0, 255).astype(np.uint8))
+        for quality in ((95, 90, 75, 60, 45, 30, 15) if jpeg else (None,)):
+            buf = io.BytesIO()
+            img.save(buf, format="JPEG", quality=quality) if jpeg else img.save(buf, format="PNG")
+            gap = abs(buf.tell() - target)
+            if best is None or gap < best[0]:
+                best = (gap, buf.getvalue(), {"noise_std": round(noise, 2), "jpeg_quality": quality, "bytes": buf.tell(),
+                                             "source_bytes": target})
+    dst.write_bytes(best[1])
+    return best[2]
 
 
 def _unrelated(rng: random.Random, item: Item, pool: dict[str, Item]) -> Item:

@@ -1,7 +1,7 @@
 """Ratings out of the database, in the shape reports read (docs/ARCHITECTURE.md, contract 2).
 
     answers_frame(study_dir_or_db_url)      one row per answer, side-by-side answers de-randomised
-    study_thresholds(study_dir_or_db_url)   study -> its recorded control threshold
+    study_settings(study_dir_or_db_url)     study -> its recorded settings (control threshold, fast-answer time)
     write_answers(source, out)              CSV or parquet + a sidecar <out>.meta.json saying what made it
 (the exclusion rule itself, control_accuracy / reliable_answers by (study, rater), is contract.py's)
 """
@@ -65,11 +65,12 @@ def answers_frame(study_dir_or_db_url: str | Path) -> pd.DataFrame:
     return df[COLUMNS].reset_index(drop=True)
 
 
-def study_thresholds(study_dir_or_db_url: str | Path) -> dict[str, float]:
-    """study -> the control threshold it was created with (every study in a database)."""
+def study_settings(study_dir_or_db_url: str | Path) -> dict[str, dict]:
+    """study -> the settings it was created with (every study in a database): control threshold,
+    fast-answer time, ..."""
     store = _store(study_dir_or_db_url)
     try:
-        return store.control_thresholds()
+        return store.study_settings()
     finally:
         store.close()
 
@@ -88,7 +89,7 @@ def write_answers(source: str | Path, out: str | Path) -> pd.DataFrame:
     meta = {"package_version": __version__, "source": str(source) if not is_postgres_url(str(source)) else "postgresql",
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "rows": len(df),
             "contract": "docs/ARCHITECTURE.md contract 2", "answer_rule": "first answer wins",
-            "control_thresholds": study_thresholds(source)}
+            "study_settings": study_settings(source)}
     sidecar = Path(f"{out}.meta.json")
     if sidecar.exists():
         raise ValueError(f"{sidecar} already exists; refusing to overwrite it (choose another --out)")

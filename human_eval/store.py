@@ -298,11 +298,11 @@ class Store:
             "FROM raters r LEFT JOIN tasks t ON t.study = r.study AND t.rater = r.rater "
             "WHERE r.study = ? GROUP BY r.rater ORDER BY r.rater", (n_q, self.study))]
 
-    def control_thresholds(self) -> dict[str, float]:
-        """study -> settings.control_threshold (this study, or every study when `study` is None)."""
+    def study_settings(self) -> dict[str, dict]:
+        """study -> its recorded settings (control threshold, fast-answer time, plan, ...): this
+        study, or every study when `study` is None."""
         where, params = ("WHERE study = ?", (self.study,)) if self.study else ("", ())
-        return {s: float(json.loads(settings)["control_threshold"])
-                for s, settings in self._query(f"SELECT study, settings FROM studies {where}", params)}
+        return {s: json.loads(settings) for s, settings in self._query(f"SELECT study, settings FROM studies {where}", params)}
 
     def answer_rows(self) -> list[tuple]:
         """Joined answer rows (this study, or every study when `study` is None), oldest first:

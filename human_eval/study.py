@@ -25,7 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from common.files import python_process_alive
 
-from .contract import DEFAULT_CONTROL_THRESHOLD
+from .contract import DEFAULT_CONTROL_THRESHOLD, DEFAULT_FAST_ANSWER_MS
 from .controls import DegradeSettings, degrade
 from .plan import PlanSettings, PlannedTask, items_for, plan
 from .protocols import get_protocol, wording
@@ -49,6 +49,7 @@ class StudySettings:
     name: str | None = None  # default: the study directory's name
     db: str | None = None  # PostgreSQL URL; default SQLite file in the study directory
     control_threshold: float = DEFAULT_CONTROL_THRESHOLD
+    fast_answer_ms: int = DEFAULT_FAST_ANSWER_MS  # answers faster than this are flagged (admin page, report)
     images_per_set: int | None = None  # None: the protocol's (8 for DrawBench, the paper's sets; 1 for COCO)
     plan: PlanSettings = PlanSettings()
     degrade: DegradeSettings = DegradeSettings()
@@ -59,6 +60,8 @@ class StudySettings:
             raise ValueError(f"protocol {self.protocol} compares two sources: give --b")
         if not proto.needs_b and self.b:
             raise ValueError(f"protocol {self.protocol} rates one source: drop --b")
+        if self.fast_answer_ms < 0:
+            raise ValueError(f"fast answer time must be >= 0 ms, got {self.fast_answer_ms}")
         if self.images_per_set is not None and not 1 <= self.images_per_set <= 16:
             raise ValueError(f"images per set must be in [1, 16], got {self.images_per_set}")
         if not 0.0 <= self.control_threshold <= 1.0:
@@ -76,6 +79,7 @@ class Study:
     db_url: str
     control_threshold: float
     images: dict[str, str]  # image id -> file name inside images/
+    fast_answer_ms: float = DEFAULT_FAST_ANSWER_MS
 
     def store(self) -> Store:
         return Store(self.db_url, self.name)
@@ -130,7 +134,8 @@ def load_study(study_dir: str | Path) -> Study:
         check_sqlite(root / db)
     return Study(root=root.resolve(), name=str(meta["name"]), protocol=meta["protocol"],
                  db_url=db if is_postgres_url(db) else str(root.resolve() / db),
-                 control_threshold=float(threshold), images={k: v["file"] for k, v in images.items()})
+                 control_threshold=float(threshold), images={k: v["file"] for k, v in images.items()},
+                 fast_answer_ms=float(meta["settings"].get("fast_answer_ms", DEFAULT_FAST_ANSWER_MS)))
 
 
 def check_sqlite(path: Path) -> None:
@@ -240,32 +245,40 @@ def create_study(out: str | Path, s: StudySettings) -> Study:
     (tmp / "images").mkdir(parents=True)
     try:
         images: dict[str, dict] = {}
-        copies: dict[tuple[Path, bool], str] = {}
+        copies: dict[tuple, str] = {}
 
-        def image_id(path: Path, degraded: bool, model: str) -> str:
-            if (path, degraded) not in copies:
+        def image_id(path: Path, degraded: bool, model: str, control: int | None) -> str:
+            """Ordinary images are copied once and shared; every control task gets copies of its own, so
+            no control shows a URL its rater also sees in an ordinary task (or under another caption)."""
+            key = (path, degraded, control)
+            if key not in copies:
                 with open_image(path):  # a corrupt / truncated / non-image file is refused here, naming it
                     pass
                 iid = secrets.token_hex(16)
                 dst = tmp / "images" / f"{iid}{path.suffix.lower()}"
-                degrade(path, dst, seed=s.plan.seed + len(copies), settings=s.degrade) if degraded else shutil.copyfile(path, dst)
-                images[iid] = {"file": dst.name, "sha256": sha256_file(dst), "source": str(path), "model": model, "degraded": degraded}
-                copies[(path, degraded)] = iid
-            return copies[(path, degraded)]
+                entry = {"source": str(path), "model": model, "degraded": degraded}
+                if degraded:
+                    entry["degrade"] = degrade(path, dst, seed=s.plan.seed + len(copies), settings=s.degrade)
+                else:
+                    shutil.copyfile(path, dst)
+                images[iid] = {"file": dst.name, "sha256": sha256_file(dst), **entry}
+                copies[key] = iid
+            return copies[key]
 
-        def task(p: PlannedTask) -> Task:
+        def task(n: int, p: PlannedTask) -> Task:
             it = p.item
+            control = n if it.is_control else None
             return Task(task_id=secrets.token_hex(12), rater=p.rater, batch=p.batch, position=p.position,
                         prompt_id=it.prompt_id, category=it.category, caption=it.caption, model_a=it.model_a,
                         model_b=it.model_b, a_on_left=p.a_on_left if protocol.layout == "pair" else True,
-                        images_a=tuple(image_id(x, False, it.model_a) for x in it.paths_a),
-                        images_b=tuple(image_id(x, it.degrade_b, it.model_b) for x in it.paths_b),
+                        images_a=tuple(image_id(x, False, it.model_a, control) for x in it.paths_a),
+                        images_b=tuple(image_id(x, it.degrade_b, it.model_b, control) for x in it.paths_b),
                         is_control=it.is_control, control_kind=it.control_kind, expected=it.expected)
 
-        tasks = [task(p) for p in planned]
+        tasks = [task(n, p) for n, p in enumerate(planned)]
         tokens = {"admin": new_token(), "raters": {r: new_token() for r in sorted({t.rater for t in tasks})}}
         db = s.db or DEFAULT_DB
-        settings = {"control_threshold": s.control_threshold, "plan": asdict(s.plan), "degrade": asdict(s.degrade),
+        settings = {"control_threshold": s.control_threshold, "fast_answer_ms": s.fast_answer_ms, "plan": asdict(s.plan), "degrade": asdict(s.degrade),
                     "images_per_set": per_set}
         if not s.db:  # ratings and token hashes: owner-only, like secrets.json (SQLite gives its
             (tmp / db).touch(mode=0o600)  # -wal / -shm files the database file's permissions)

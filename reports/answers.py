@@ -15,27 +15,30 @@ from pathlib import Path
 
 import pandas as pd
 
-from human_eval.contract import ANSWERS, COLUMNS, DEFAULT_CONTROL_THRESHOLD, Thresholds, control_accuracy  # noqa: F401
+from human_eval.contract import (  # noqa: F401  (the contract's names, re-exported for the report)
+    ANSWERS, COLUMNS, DEFAULT_CONTROL_THRESHOLD, DEFAULT_FAST_ANSWER_MS, Thresholds, control_accuracy,
+)
 
 RATINGS_FILE_SUFFIXES = (".parquet", ".csv")
 
 
-def load_answers(source: str | Path) -> tuple[pd.DataFrame, dict[str, float]]:
-    """(ratings, study -> its recorded control threshold) from a ratings table file (.parquet / .csv
-    with the contract-2 columns; thresholds from its `<file>.meta.json` when `study export` wrote
-    one) or from anything `human_eval.export.answers_frame` accepts (a study folder or a database URL)."""
+def load_answers(source: str | Path) -> tuple[pd.DataFrame, dict[str, dict]]:
+    """(ratings, study -> its recorded settings: control threshold, fast-answer time) from a ratings
+    table file (.parquet / .csv with the contract-2 columns; settings from its `<file>.meta.json` when
+    `study export` wrote one) or from anything `human_eval.export.answers_frame` accepts (a study
+    folder or a database URL)."""
     path = Path(source)
     if path.suffix in RATINGS_FILE_SUFFIXES:
         if not path.is_file():
             raise FileNotFoundError(f"ratings file {path} does not exist")
         df = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, dtype={"prompt_id": str, "rater": str})
         meta = Path(f"{path}.meta.json")
-        thresholds = json.loads(meta.read_text()).get("control_thresholds", {}) if meta.is_file() else {}
+        settings = json.loads(meta.read_text()).get("study_settings", {}) if meta.is_file() else {}
     else:
-        from human_eval.export import answers_frame, study_thresholds
+        from human_eval.export import answers_frame, study_settings
 
-        df, thresholds = answers_frame(str(source)), study_thresholds(str(source))
-    return check_answers(df, str(source)), {str(k): float(v) for k, v in thresholds.items()}
+        df, settings = answers_frame(str(source)), study_settings(str(source))
+    return check_answers(df, str(source)), {str(k): dict(v) for k, v in settings.items()}
 
 
 TRUE, FALSE = ("true", "1", "1.0"), ("false", "0", "0.0")
@@ -91,7 +94,8 @@ class Exclusion:
     raters_without_controls: int
     answers_dropped: int  # non-control answers of excluded raters
     control_answers: int
-    accuracy: pd.DataFrame  # study, rater, n_control, n_correct, accuracy, threshold, flagged
+    accuracy: pd.DataFrame  # study, rater, n_control, n_correct, accuracy, threshold, flagged, n_fast
+    fast_answers: int = 0  # answers faster than their study's fast-answer time (flagged, not dropped)
 
     def threshold_text(self) -> str:
         values = sorted(set(self.thresholds.values()))
@@ -102,13 +106,15 @@ class Exclusion:
     def describe(self) -> str:
         return (f"Control-accuracy threshold {self.threshold_text()} (raters are (study, rater)): {len(self.raters_excluded)} of "
                 f"{self.raters_total} raters excluded ({self.answers_dropped} answers dropped); {self.raters_without_controls} "
-                f"raters had no control answers and were kept; {self.control_answers} control answers used only for this.")
+                f"raters had no control answers and were kept; {self.control_answers} control answers used only for this; "
+                f"{self.fast_answers} answers were faster than their study's fast-answer time (flagged per rater as n_fast, not dropped).")
 
 
-def apply_controls(df: pd.DataFrame, thresholds: Thresholds = DEFAULT_CONTROL_THRESHOLD) -> tuple[pd.DataFrame, Exclusion]:
+def apply_controls(df: pd.DataFrame, thresholds: Thresholds = DEFAULT_CONTROL_THRESHOLD,
+                   fast_ms: float | dict[str, float] = DEFAULT_FAST_ANSWER_MS) -> tuple[pd.DataFrame, Exclusion]:
     """(non-control answers of raters at or above their study's threshold, what was excluded).
-    `thresholds`: one value for every study, or study -> threshold (studies absent: the default)."""
-    acc = control_accuracy(df, thresholds)
+    `thresholds` / `fast_ms`: one value for every study, or study -> value (studies absent: the default)."""
+    acc = control_accuracy(df, thresholds, fast_ms)
     excluded = tuple(sorted(zip(acc.loc[acc["flagged"], "study"], acc.loc[acc["flagged"], "rater"])))
     answers = df[~df["is_control"]]
     bad = set(excluded)
@@ -116,4 +122,4 @@ def apply_controls(df: pd.DataFrame, thresholds: Thresholds = DEFAULT_CONTROL_TH
     return answers[keep].reset_index(drop=True), Exclusion(
         thresholds=dict(zip(acc["study"], acc["threshold"])), raters_total=len(acc), raters_excluded=excluded,
         raters_without_controls=int((acc["n_control"] == 0).sum()), answers_dropped=int((~keep).sum()),
-        control_answers=int(df["is_control"].sum()), accuracy=acc)
+        control_answers=int(df["is_control"].sum()), accuracy=acc, fast_answers=int(acc["n_fast"].sum()))

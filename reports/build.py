@@ -15,6 +15,8 @@ from bench.imagestore import ImageRecord
 from common.tables import to_csv
 
 from . import plots
+from human_eval.contract import DEFAULT_FAST_ANSWER_MS, settings_of
+
 from .answers import DEFAULT_CONTROL_THRESHOLD, apply_controls, check_answers
 from .html import Paragraph, Section, Table, file_slug, render, tables_of
 from .human_sections import figure_block, human_sections
@@ -46,7 +48,7 @@ class ReportOptions:
 class ReportInputs:
     runs: tuple[Path, ...] = ()
     answers: tuple[tuple[str, pd.DataFrame], ...] = ()  # (where it came from, contract-2 frame)
-    thresholds: dict[str, float] = field(default_factory=dict)  # study -> its recorded control threshold
+    study_settings: dict[str, dict] = field(default_factory=dict)  # study -> its recorded settings (threshold, fast-answer time)
     images: dict[str, list[ImageRecord]] = field(default_factory=dict)  # model -> images, for an example gallery
 
 
@@ -120,7 +122,9 @@ def build_report(inputs: ReportInputs, out: str | Path, options: ReportOptions =
                               f"inputs: {', '.join(meta['runs'] + meta['ratings'])}.", kind="plain"))
         sections = [Section("Provenance", head)]
         if answers is not None:
-            clean, exclusion = apply_controls(answers, inputs.thresholds if options.control_threshold is None else options.control_threshold)
+            recorded = settings_of(inputs.study_settings, "control_threshold", DEFAULT_CONTROL_THRESHOLD)
+            clean, exclusion = apply_controls(answers, recorded if options.control_threshold is None else options.control_threshold,
+                                              settings_of(inputs.study_settings, "fast_answer_ms", DEFAULT_FAST_ANSWER_MS))
             sections += human_sections(clean, exclusion, options.ci, inputs.images, options.power_effect,
                                        options.power_studies, stage, unfiltered=answers[~answers["is_control"]])
         for run in runs:

@@ -97,7 +97,7 @@ def run_report(args) -> int:
 
     check_writable(args.out)  # before reading anything large
     check_target(args.out, args.force)
-    runs, answers, thresholds, images, banner = [], [], {}, {}, ""
+    runs, answers, settings, images, banner = [], [], {}, {}, ""
     for item in args.inputs:
         path = Path(item)
         if path.is_dir() and is_run_folder(path):
@@ -105,7 +105,7 @@ def run_report(args) -> int:
         else:
             frame, recorded = load_answers(item)
             answers.append((item, frame))
-            thresholds.update(recorded)
+            settings.update(recorded)
     if args.simulate_ratings:
         frame, images = simulated_demo(args.simulate_ratings, args.true_preference, args.seed)
         answers.append((f"simulated ratings of {args.simulate_ratings[0]} vs {args.simulate_ratings[1]}", frame))
@@ -116,7 +116,7 @@ def run_report(args) -> int:
     options = ReportOptions(ci=CIConfig(method=args.ci, resamples=args.resamples, seed=args.seed, level=args.level),
                             control_threshold=args.control_threshold, power_effect=args.power_effect,
                             power_studies=args.power_studies, banner=banner)
-    out = build_report(ReportInputs(runs=tuple(runs), answers=tuple(answers), thresholds=thresholds, images=images), args.out,
+    out = build_report(ReportInputs(runs=tuple(runs), answers=tuple(answers), study_settings=settings, images=images), args.out,
                        options, args.force)
     print(f"report written to {out / 'index.html'}")
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 import sqlite3
 from collections import Counter
 
@@ -251,3 +252,49 @@ def test_a_killed_creates_leftover_is_removed_by_the_next_create(tmp_path):
     create_study(tmp_path / "study", StudySettings(protocol="coco_alignment", a=f"folder:{model}", b=None,
                                                    prompts=f"csv:{captions}", plan=PlanSettings(raters=1, batch_size=4)))
     assert not dead.exists() and not list(tmp_path.glob(".study.creating-*"))
+
+
+def test_controls_cannot_be_spotted_by_file_size_or_url(tmp_path):
+    """Degraded copies are about as large as their originals (real SD JPEGs), and a control's images
+    have ids of their own: no control shows a URL its rater sees in an ordinary task."""
+    from human_eval_fixtures import sbs_study
+
+    study = sbs_study(tmp_path / "s", prompts="drawbench:Colors", raters=2, batch_size=10, control_share=0.3)
+    meta = json.loads((study.root / "study.json").read_text())
+    degraded = [im for im in meta["images"].values() if im["degraded"]]
+    assert degraded
+    for im in degraded:
+        ratio = (study.root / "images" / im["file"]).stat().st_size / Path(im["source"]).stat().st_size
+        assert 0.75 <= ratio <= 1.33, (im["degrade"], ratio)
+    store = study.store()
+    for rater in ("r01", "r02"):
+        tasks = store.tasks(rater)
+        ordinary = {i for t in tasks if not t.is_control for i in (*t.images_a, *t.images_b)}
+        controls = [i for t in tasks if t.is_control for i in (*t.images_a, *t.images_b)]
+        assert controls and not ordinary & set(controls) and len(controls) == len(set(controls))
+
+
+def test_implausibly_fast_answers_are_recorded_and_flagged(tmp_path, monkeypatch):
+    """A scripted submit (tens of ms) is counted per rater against the study's recorded fast-answer
+    time: in the rater table of the admin page and in the report's rater table."""
+    from bench.trials.study_sources import synthetic_sources
+    from human_eval.admin_page import rater_table
+    from human_eval.plan import PlanSettings
+    from human_eval.study import StudySettings, create_study
+
+    captions, model, _ = synthetic_sources(tmp_path / "src")
+    study = create_study(tmp_path / "study", StudySettings(protocol="coco_alignment", a=f"folder:{model}", b=None,
+                                                           prompts=f"csv:{captions}", fast_answer_ms=800,
+                                                           plan=PlanSettings(raters=1, batch_size=4)))
+    assert json.loads((study.root / "study.json").read_text())["settings"]["fast_answer_ms"] == 800
+    store = study.store()
+    tasks = store.tasks("r01")
+    for k, task in enumerate(tasks):
+        answer = dict(task.expected).get("caption", "yes") if task.is_control else "yes"  # controls answered right
+        store.submit("r01", task.task_id, {"caption": answer}, 79 if k < 3 else 2500)
+    table = rater_table(study, store, answers_frame(study.root))
+    assert table.set_index("rater").loc["r01", "n_fast"] == 3
+    out = tmp_path / "report"
+    assert cli(["report", str(study.root), "--out", str(out), "--resamples", "100", "--power-studies", "5"]) == 0
+    acc = pd.read_csv(out / "tables" / "rater_control_accuracy.csv")
+    assert acc.n_fast.tolist() == [3] and "3 answers were faster than their study" in (out / "index.html").read_text()

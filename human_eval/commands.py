@@ -29,9 +29,19 @@ def add_parser(sub, name: str, help_text: str) -> None:
         raise ValueError(f"human_eval.commands has no subcommand {name!r}; it provides: study, rate")
 
 
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be an integer in 1-65535, got {text!r}")
+    return port
+
+
 def _add_address(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0 to reach it from other machines)")
-    p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--port", type=_port, default=8501, help="TCP port, 1-65535 (default %(default)s)")
     p.add_argument("--public-url", default=None, help="base URL raters use, if not http://HOST:PORT (e.g. behind a proxy)")
 
 

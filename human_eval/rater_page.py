@@ -102,11 +102,15 @@ def render(study: Study, store: Store, rater: str) -> None:
             started.add(task.batch)
             st.rerun()
         return
+    if st.session_state.get("notice"):
+        st.info(st.session_state.pop("notice"))
     shown_at = st.session_state.setdefault("shown_at", {})
     shown_at.setdefault(task.task_id, time.monotonic())
     _show_task(study, protocol, task)
     choice = _form(protocol, task)
     if choice is not None:
         ms = int(round((time.monotonic() - shown_at[task.task_id]) * 1000))
-        store.submit(rater, task.task_id, choice, ms)
+        result = store.submit(rater, task.task_id, choice, ms)
+        if result.kept:  # answered already (another tab or a double click): the first answer stands
+            st.session_state["notice"] = "This task had already been answered (perhaps in another tab); your first answer was kept."
         st.rerun()

@@ -32,6 +32,9 @@ def staged(out: Path, force: bool) -> Iterator[Path]:
     out = Path(out)
     check_target(out, force)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    staging.chmod(0o777 & ~umask)  # mkdtemp makes it 0700; a published report is readable like any new folder
     try:
         yield staging
         if not (staging / MARKER).is_file():

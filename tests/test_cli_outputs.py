@@ -66,3 +66,26 @@ def test_study_export_to_an_unwritable_place_leaves_nothing(tmp_path, capsys):
     assert cli(["study", "export", str(study.root), "--out", str(tmp_path / "b.parquet")]) == 2
     assert "b.parquet.meta.json already exists" in capsys.readouterr().err
     assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp")) and not (tmp_path / "b.parquet").exists()
+
+
+def test_rate_refuses_a_port_out_of_range(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli(["rate", str(tmp_path), "--port", "99999"])
+    assert e.value.code == 2 and "port must be an integer in 1-65535, got '99999'" in capsys.readouterr().err
+
+
+def test_a_report_is_published_readable_like_any_new_folder(tmp_path):
+    import os
+    import stat
+
+    from reports.build import ReportInputs, build_report
+    from reports.simulate import RaterModel, StudyDesign, simulate_sbs_frame
+    import pandas as pd
+
+    prompts = pd.DataFrame({"id": range(1, 11), "category": ["Colors"] * 10})
+    frame = simulate_sbs_frame(prompts, "a", "b", {"quality": RaterModel(), "alignment": RaterModel()},
+                               StudyDesign(n_prompts=10, n_raters=3, answers_per_rater=10, controls_per_rater=2), seed=0)
+    out = build_report(ReportInputs(answers=(("sim", frame),)), tmp_path / "report")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o777 & ~umask  # not mkdtemp's 0700

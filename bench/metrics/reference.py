@@ -61,7 +61,7 @@ def image_files(kind: str, arg: str) -> list[Path]:
         if missing:
             raise FileNotFoundError(f"COCO reference {root}: {len(missing)} images listed in captions.json are missing, e.g. {missing[0]}")
     if not files:
-        raise ValueError(f"reference {kind}:{root} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        raise ValueError(f"{kind}:{root} holds no images ({', '.join(IMAGE_SUFFIXES)})")
     return files
 
 

@@ -42,6 +42,31 @@ def prompt_set_options(name: str) -> list[str]:
     return list(inspect.signature(_get(name)).parameters)
 
 
+_TYPES = {"int": int, "str": str, "bool": bool, "list[str]": list}
+MAX_COUNT = 100_000  # n / n_per_category: more prompts than any set holds only exhausts memory
+
+
+def check_prompt_set_options(name: str, options: Mapping[str, Any]) -> None:
+    """Types (from the loader's annotations) and bounds of a prompt set's options, checked before
+    any work: one line naming the option, what it must be and what it got."""
+    params = inspect.signature(_get(name)).parameters
+    for key, value in options.items():
+        if key not in params:
+            continue  # unknown keys are reported by the caller with the allowed list
+        kinds = [k.strip() for k in str(params[key].annotation).split("|")]
+        allowed = tuple(_TYPES[k] for k in kinds if k in _TYPES)
+        if value is None and "None" in kinds:
+            continue
+        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+            raise ValueError(f"prompt set {name!r}: {key} must be {' or '.join(k for k in kinds if k != 'None')}, got {value!r}")
+        if isinstance(value, list) and (not value or not all(isinstance(v, str) for v in value)):
+            raise ValueError(f"prompt set {name!r}: {key} must be a non-empty list of names (omit it for all), got {value!r}")
+        if isinstance(value, int) and not isinstance(value, bool) and key in ("n", "n_per_category") and not 1 <= value <= MAX_COUNT:
+            raise ValueError(f"prompt set {name!r}: {key} must be in [1, {MAX_COUNT}], got {value}")
+        if isinstance(value, int) and not isinstance(value, bool) and value < 0:
+            raise ValueError(f"prompt set {name!r}: {key} must be >= 0, got {value}")
+
+
 def _get(name: str) -> Callable[..., pd.DataFrame]:
     if name not in PROMPT_SETS:
         raise ValueError(f"unknown prompt set {name!r}; choose one of {', '.join(PROMPT_SETS)}")

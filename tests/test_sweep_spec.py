@@ -65,7 +65,7 @@ def test_spec_parses_into_frozen_dataclasses():
     (('name = "coco"', 'name = "laion"'), "unknown prompt set 'laion'; choose one of drawbench, coco, shapes"),
     (('"none", "static"', '"none", "clip"'), r"grid.thresholding \['clip'\]; choose from none, static, dynamic"),
     (("seeds = [0, 1]", 'seeds = [0, 1]\nsampler = ["euler"]'), r"grid.sampler \['euler'\]; choose from ddpm, ddim"),
-    (("samples_per_prompt = 8", "samples_per_prompt = 0"), "samples_per_prompt must be an integer >= 1"),
+    (("samples_per_prompt = 8", "samples_per_prompt = 0"), "samples_per_prompt must be an integer in \\[1, 1000\\]"),
     (('prompt_sets = ["drawbench"]', 'prompt_sets = ["parti"]'), r"names prompt sets \['parti'\] that the spec does not define"),
     (("percentile = [95, 99.5]", "percentile = [101]"), r"grid.percentile values must lie in \[0, 100\]"),
     (('label = "coco-np"', 'label = "drawbench"'), r"duplicate prompt set labels \['drawbench'\]"),
@@ -180,3 +180,22 @@ def test_samples_per_prompt_true_is_not_one():
     with pytest.raises(ValueError, match="samples_per_prompt must be an integer"):
         parse_spec(b'[sweep]\nname = "x"\nsamples_per_prompt = true\n[[models]]\nname = "m"\nkind = "folder"\npath = "p"\n'
                    b'[[prompt_sets]]\nname = "drawbench"\n')
+
+
+@pytest.mark.parametrize("prompt_set, message", [
+    ('name = "coco"\nn = "ten"', "n must be int, got 'ten'"),
+    ('name = "shapes"\nn_per_category = "x"', "n_per_category must be int, got 'x'"),
+    ('name = "shapes"\nn_per_category = 1000000000', r"n_per_category must be in \[1, 100000\]"),
+    ('name = "drawbench"\ncategories = []', "categories must be a non-empty list of names"),
+])
+def test_prompt_set_options_are_typed_and_bounded_at_parse_time(prompt_set, message):
+    text = f'[sweep]\nname = "x"\n[[models]]\nname = "m"\nkind = "folder"\npath = "p"\n[[prompt_sets]]\n{prompt_set}\n'
+    with pytest.raises(ValueError, match=message):
+        parse_spec(text.encode())
+
+
+def test_metric_options_must_be_a_table():
+    text = '[sweep]\nname = "x"\n[[models]]\nname = "m"\nkind = "folder"\npath = "p"\n[[prompt_sets]]\nname = "drawbench"\n' \
+           '[[metrics]]\nname = "fid"\noptions = 5\n'
+    with pytest.raises(ValueError, match="options must be a table"):
+        parse_spec(text.encode())

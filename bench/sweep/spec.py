@@ -13,6 +13,7 @@ from typing import Any
 THRESHOLDING = ("none", "static", "dynamic")
 # The Imagen paper's guidance grid (fig. 4 / A.11); the spec may list any subset or other values.
 PAPER_GUIDANCE = (1.0, 1.25, 1.5, 1.75, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0)
+MAX_SAMPLES = 1000  # images per prompt and cell; 10^9 would only exhaust memory planning the work
 # Names that become parts of file paths (the sweep name: runs/<name>; prompt-set labels: image file
 # names; metric labels: metric_cache/<cell>/<label>.json; model names: cell ids): a letter or digit,
 # then letters, digits, '.', '_', '-'; never a path separator or "..". A shared spec must not be able
@@ -146,7 +147,7 @@ def parse_spec(text: bytes, source: str = "spec") -> SweepSpec:
 
 def _parse_spec(text: bytes, source: str) -> SweepSpec:
     from bench.models import model_config
-    from drawbench.sets import prompt_set_options
+    from drawbench.sets import check_prompt_set_options, prompt_set_options
 
     try:
         data = tomllib.loads(text.decode("utf-8"))
@@ -156,8 +157,8 @@ def _parse_spec(text: bytes, source: str) -> SweepSpec:
     sweep = data["sweep"]
     _keys("[sweep]", sweep, ("name", "samples_per_prompt"), ("name",))
     samples = sweep.get("samples_per_prompt", 1)
-    if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
-        raise ValueError(f"spec: sweep.samples_per_prompt must be an integer >= 1 (DrawBench protocol: 8), got {samples!r}")
+    if not isinstance(samples, int) or isinstance(samples, bool) or not 1 <= samples <= MAX_SAMPLES:
+        raise ValueError(f"spec: sweep.samples_per_prompt must be an integer in [1, {MAX_SAMPLES}] (DrawBench protocol: 8), got {samples!r}")
     models = []
     for i, m in enumerate(_tables("models", data["models"])):
         _keys(f"[[models]] #{i + 1}", m, tuple(m), ("name", "kind"))
@@ -170,11 +171,15 @@ def _parse_spec(text: bytes, source: str) -> SweepSpec:
         opts = {k: v for k, v in p.items() if k not in ("name", "label")}
         allowed = prompt_set_options(str(p["name"]))
         _keys(f"[[prompt_sets]] {p['name']!r}", opts, tuple(allowed))
+        check_prompt_set_options(str(p["name"]), opts)
         label = check_name(f"[[prompt_sets]] #{i + 1} label", p.get("label", p["name"]))
         sets.append(PromptSetSpec(label=label, name=str(p["name"]), options=opts))
     metrics = []
     for i, m in enumerate(_tables("metrics", data.get("metrics", []))):
         _keys(f"[[metrics]] #{i + 1}", m, ("name", "label", "prompt_sets", "categories", "options"), ("name",))
+        if not isinstance(m.get("options", {}), dict):
+            raise ValueError(f"spec: [[metrics]] #{i + 1} options must be a table, e.g. options = {{ reference = \"shapes:test\" }}, "
+                             f"got {m['options']!r}")
         ps = m.get("prompt_sets")
         metrics.append(MetricSpec(name=str(m["name"]), label=check_name(f"[[metrics]] #{i + 1} label", m.get("label", m["name"])),
                                   prompt_sets=_list("metrics.prompt_sets", ps, str) if ps is not None else None,

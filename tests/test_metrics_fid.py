@@ -286,5 +286,50 @@ def test_kid_needs_reference_features(data, tmp_path):
         write_stats_file(path, read_stats_file(path))
     m = KID({"reference": f"stats:{path}", "batch_size": 8}, extractor=extractor())
     m.update(scored(gen))
-    with pytest.raises(ValueError, match="KID needs reference features"):
+    with pytest.raises(ValueError, match="kid needs reference features"):
         m.compute()
+
+
+def _loops_prdc(real: np.ndarray, fake: np.ndarray, k_pr: int, k_dc: int):
+    """Obviously correct reference: the papers' definitions with Python loops over samples."""
+    dist = lambda a, b: float(np.sqrt(((a - b) ** 2).sum()))  # noqa: E731
+
+    def kth(points, i, k):
+        return sorted(dist(points[i], points[j]) for j in range(len(points)) if j != i)[k - 1]
+
+    r_real = [kth(real, i, k_pr) for i in range(len(real))]
+    r_fake = [kth(fake, j, k_pr) for j in range(len(fake))]
+    precision = np.mean([any(dist(f, real[i]) <= r_real[i] for i in range(len(real))) for f in fake])
+    recall = np.mean([any(dist(r, fake[j]) <= r_fake[j] for j in range(len(fake))) for r in real])
+    r_dc = [kth(real, i, k_dc) for i in range(len(real))]
+    density = sum(dist(f, real[i]) <= r_dc[i] for f in fake for i in range(len(real))) / (k_dc * len(fake))
+    coverage = np.mean([any(dist(real[i], f) <= r_dc[i] for f in fake) for i in range(len(real))])
+    return precision, recall, density, coverage
+
+
+@pytest.mark.parametrize("shift", [0.0, 0.7, 3.0])
+def test_precision_recall_density_coverage_equal_the_papers_definitions(shift):
+    from bench.metrics.stats import density_coverage, precision_recall
+
+    rng = np.random.default_rng(1)
+    real, fake = rng.normal(size=(40, 6)), rng.normal(shift, 1.3, size=(30, 6))
+    p, r, d, c = _loops_prdc(real, fake, 3, 5)
+    assert precision_recall(real, fake, 3) == pytest.approx((p, r), abs=1e-12)
+    assert density_coverage(real, fake, 5) == pytest.approx((d, c), abs=1e-12)
+
+
+def test_prdc_metric_on_features_of_images(data):
+    """The registry's `prdc` on the tests' tiny feature network: a set of the reference's own images
+    has precision, recall and coverage 1; a shifted set scores lower."""
+    from bench.metrics import build_metric  # noqa: F401  (the name is registered)
+    from bench.metrics.fid import PRDC
+
+    ref, gen, folder = data
+    same = PRDC({"reference": f"folder:{folder}", "batch_size": 8}, extractor=extractor())
+    same.update(scored(ref, "same"))
+    by = {r.metric: r for r in same.compute()}
+    assert by["precision"].value == by["recall"].value == by["coverage"].value == 1.0 and by["density"].details["k_dc"] == 5
+    other = PRDC({"reference": f"folder:{folder}", "batch_size": 8, "k_pr": 3, "k_dc": 5}, extractor=extractor())
+    other.update(scored(gen, "gen"))
+    got = {r.metric: r.value for r in other.compute()}  # brightness-shifted images: fewer inside the real manifold
+    assert got["precision"] < 1.0 and got["coverage"] < 1.0 and got["density"] < by["density"].value

@@ -17,6 +17,7 @@ from .base import Metric, MetricResult, ScoredImage
 REGISTRY: dict[str, tuple[str, str]] = {
     "fid": ("bench.metrics.fid", "FID"),
     "kid": ("bench.metrics.fid", "KID"),
+    "prdc": ("bench.metrics.fid", "PRDC"),  # precision / recall, density / coverage
     "clip_score": ("bench.metrics.clip_score", "CLIPScore"),
     "ocr": ("bench.metrics.ocr", "OCRScore"),
     "shapes_verifier": ("bench.metrics.shapes", "ShapesVerifier"),

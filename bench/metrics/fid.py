@@ -19,7 +19,7 @@ from .base import KeyedStates, MetricResult, ScoredImage, check_image, parse_opt
 from .preprocess import CROP_MODES
 from .features import FeatureBank, FeatureConfig, FeatureExtractor, FeatureMoments
 from .reference import ReferenceStats, compute_reference, parse_spec
-from .stats import frechet_distance, kernel_inception_distance
+from .stats import density_coverage, frechet_distance, kernel_inception_distance, precision_recall
 
 
 @dataclass(frozen=True)
@@ -127,9 +127,18 @@ class FID(_FeatureMetric):
         return out
 
 
-class KID(_FeatureMetric):
-    name = "kid"
-    option_classes = (FeatureConfig, ReferenceOptions, KernelOptions)
+@dataclass(frozen=True)
+class ManifoldOptions:
+    k_pr: int = 3  # Kynkaanniemi et al. 2019's k for precision / recall
+    k_dc: int = 5  # Naeem et al. 2020's k for density / coverage
+
+    def __post_init__(self) -> None:
+        if self.k_pr < 1 or self.k_dc < 1:
+            raise ValueError(f"k_pr and k_dc must be >= 1, got {self.k_pr}, {self.k_dc}")
+
+
+class _BankMetric(_FeatureMetric):
+    """Set metrics that need every generated feature (not only moments): one FeatureBank per cell."""
 
     def _new_state(self) -> FeatureBank:
         bank = FeatureBank()
@@ -138,16 +147,46 @@ class KID(_FeatureMetric):
         bank.update(torch.zeros(0, self.extractor.feature_dim, dtype=torch.float64))
         return bank
 
-    def compute(self) -> list[MetricResult]:
-        k: KernelOptions = self.extra_options[0]
+    def reference_features(self):
         ref = self.reference()
         if ref.features is None:
-            raise ValueError(f"KID needs reference features; {self.ref_options.reference} holds only mu/sigma "
+            raise ValueError(f"{self.name} needs reference features; {self.ref_options.reference} holds only mu/sigma "
                              "(re-run `imagen-bench fid-stats` without --no-features)")
+        return ref.features
+
+
+class PRDC(_BankMetric):
+    """Fidelity and diversity apart, on the FID Inception features: precision / recall (k_pr) and
+    density / coverage (k_dc) of each cell's images against the reference set."""
+
+    name = "prdc"
+    option_classes = (FeatureConfig, ReferenceOptions, ManifoldOptions)
+
+    def compute(self) -> list[MetricResult]:
+        o: ManifoldOptions = self.extra_options[0]
+        real = self.reference_features()
+        out = []
+        for cell, state in self.states.synced_items():
+            fake = state.compute()
+            details = {**self.details(len(fake)), "k_pr": o.k_pr, "k_dc": o.k_dc, "feature_space": "fid_inception_pool3"}
+            p, r = precision_recall(real, fake, o.k_pr)
+            d, c = density_coverage(real, fake, o.k_dc)
+            out += [MetricResult(name, value, len(fake), details, cell_id=cell)
+                    for name, value in (("precision", p), ("recall", r), ("density", d), ("coverage", c))]
+        return out
+
+
+class KID(_BankMetric):
+    name = "kid"
+    option_classes = (FeatureConfig, ReferenceOptions, KernelOptions)
+
+    def compute(self) -> list[MetricResult]:
+        k: KernelOptions = self.extra_options[0]
+        real = self.reference_features()
         out = []
         for cell, state in self.states.synced_items():
             feats = state.compute()
-            mean, std, m = kernel_inception_distance(ref.features, feats, k.subsets, k.subset_size, k.seed, k.degree, k.gamma, k.coef)
+            mean, std, m = kernel_inception_distance(real, feats, k.subsets, k.subset_size, k.seed, k.degree, k.gamma, k.coef)
             details = {**self.details(len(feats)), "subsets": k.subsets, "subset_size": m, "degree": k.degree,
                        "gamma": k.gamma, "coef": k.coef, "seed": k.seed}
             out += [MetricResult("kid_mean", mean, len(feats), details, cell_id=cell),

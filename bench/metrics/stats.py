@@ -74,3 +74,50 @@ def kernel_inception_distance(real: np.ndarray, fake: np.ndarray, subsets: int =
         for _ in range(subsets)
     ])
     return float(vals.mean()), float(vals.std(ddof=1)) if subsets > 1 else 0.0, m
+
+
+# -- fidelity and diversity apart ---------------------------------------------------------------
+# Precision / recall (Kynkaanniemi et al. 2019, "Improved precision and recall", k = 3): the real
+# manifold is the union of balls around each real feature with radius = distance to its k-th nearest
+# real neighbour; precision = share of generated samples inside it, recall = share of real samples
+# inside the generated manifold (built the same way from the generated features).
+# Density / coverage (Naeem et al. 2020, "Reliable fidelity and diversity metrics", k = 5):
+# density = (1 / kM) sum_j #{real balls containing fake j}; coverage = share of real samples whose
+# ball contains at least one generated sample. Distances are Euclidean on the feature space.
+
+def _pairwise(a: np.ndarray, b: np.ndarray, chunk: int = 2048) -> np.ndarray:
+    """(N, M) Euclidean distances between rows of a (N, D) and b (M, D), float64, in row chunks."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    bb = (b * b).sum(1)
+    out = np.empty((len(a), len(b)))
+    for i in range(0, len(a), chunk):
+        x = a[i : i + chunk]
+        d2 = (x * x).sum(1)[:, None] + bb[None, :] - 2.0 * x @ b.T
+        out[i : i + chunk] = np.sqrt(np.clip(d2, 0.0, None))
+    return out
+
+
+def knn_radii(features: np.ndarray, k: int) -> np.ndarray:
+    """(N,) distance of each row to its k-th nearest other row (the row itself excluded)."""
+    f = np.asarray(features, dtype=np.float64)
+    if not 1 <= k < len(f):
+        raise ValueError(f"k = {k} needs more than k samples, got {len(f)}")
+    d = _pairwise(f, f)
+    return np.partition(d, k, axis=1)[:, k]  # index 0 is the row itself (distance 0)
+
+
+def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3) -> tuple[float, float]:
+    """(precision, recall) of generated features `fake` (M, D) against `real` (N, D)."""
+    d = _pairwise(real, fake)  # (N, M)
+    precision = float((d <= knn_radii(real, k)[:, None]).any(axis=0).mean())
+    recall = float((d <= knn_radii(fake, k)[None, :]).any(axis=1).mean())
+    return precision, recall
+
+
+def density_coverage(real: np.ndarray, fake: np.ndarray, k: int = 5) -> tuple[float, float]:
+    """(density, coverage) of generated features `fake` (M, D) against `real` (N, D)."""
+    radii = knn_radii(real, k)[:, None]
+    inside = _pairwise(real, fake) <= radii  # (N, M): fake j inside real i's ball
+    density = float(inside.sum() / (k * inside.shape[1]))
+    coverage = float(inside.any(axis=1).mean())
+    return density, coverage

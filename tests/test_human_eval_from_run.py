@@ -41,9 +41,10 @@ def test_each_side_of_a_study_is_exactly_its_cell(run, tmp_path):
     study = json.loads((tmp_path / "s" / "study.json").read_text())
     assert study["models"]["a"]["model"] == cells[0] and study["models"]["b"]["model"] == cells[1]
     by_source = {str((run / p).resolve()): c for p, c in zip(manifest.path, manifest.cell_id)}
-    originals = [im for im in study["images"].values() if not im["degraded"]]
+    originals = [im for im in study["images"].values() if not im["degraded"] and not im["model"].startswith("control:")]
     assert originals and all(by_source[im["source"]] == im["model"] for im in originals)  # every image from its own cell
     assert {im["model"] for im in originals} == set(cells)
+    assert all(im["source"] in by_source for im in study["images"].values())  # controls too: made from the run's images
     assert study["settings"]["images_per_set"] == 2
 
 

@@ -49,7 +49,7 @@ def _add_study(p: argparse.ArgumentParser) -> None:
     ss = p.add_subparsers(dest="study_command", metavar="ACTION", required=True)
     c = ss.add_parser("create", help="build a study directory (images, tasks, invite tokens, database)")
     c.add_argument("--protocol", required=True, choices=list(PROTOCOLS))
-    c.add_argument("--a", required=True, help="model A images: run:DIR[@CELL] or folder:DIR")
+    c.add_argument("--a", required=True, help="model A images: run:DIR@CELL (cell id or KEY=VALUE,... of its settings) or folder:DIR")
     c.add_argument("--b", default=None, help="model B (or, for coco_realism, the reference images): run:DIR[@CELL] or folder:DIR")
     c.add_argument("--out", required=True, type=Path, help="new study directory")
     c.add_argument("--prompts", default="drawbench", help="drawbench, drawbench:CAT[,CAT...] or csv:PATH (default drawbench)")

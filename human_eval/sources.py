@@ -1,7 +1,7 @@
 """Where a study's images and prompts come from, as given on the command line.
 
 Image sources (read only through bench.imagestore):
-    run:DIR[@CELL]   a sweep run folder (optionally one cell)
+    run:DIR[@CELL]   a sweep run folder: one cell by id, or by its settings (run:DIR@guidance=5,thresholding=static)
     folder:DIR       a folder of images named by prompt id (e.g. ../shared/data/drawbench-sd/sd-v1-4)
 Prompt sets:
     drawbench                  all 200 DrawBench prompts
@@ -18,7 +18,7 @@ import pandas as pd
 from bench.imagestore import ImageRecord, read_folder, read_run
 from drawbench import load_drawbench
 
-SOURCE_FORMS = "run:DIR[@CELL] or folder:DIR"
+SOURCE_FORMS = "run:DIR[@CELL], run:DIR@KEY=VALUE[,KEY=VALUE...] or folder:DIR"
 PROMPT_FORMS = "drawbench, drawbench:CAT[,CAT...] or csv:PATH"
 
 
@@ -59,7 +59,8 @@ def load_prompts(spec: str) -> tuple[pd.DataFrame, str]:
 def read_source(source: Source, prompts: pd.DataFrame, prompt_set: str) -> list[ImageRecord]:
     """The source's images for the given prompts (other prompts' images are ignored)."""
     if source.kind == "run":
-        records = [r for r in read_run(source.path, source.cell) if r.prompt_set == prompt_set]
+        cell = select_cell(source) if source.cell and "=" in source.cell else source.cell
+        records = [r for r in read_run(source.path, cell) if r.prompt_set == prompt_set]
         cells = sorted({r.model for r in records})  # a run record's model is its cell id
         if len(cells) > 1:  # one side of a study is one model at one setting, never a mix of cells
             raise ValueError(f"{source.spec}: the run has {len(cells)} cells with {prompt_set} images; choose one as "
@@ -73,6 +74,32 @@ def read_source(source: Source, prompts: pd.DataFrame, prompt_set: str) -> list[
     if not chosen:
         raise ValueError(f"{source.spec}: no images for the chosen prompts ({len(wanted)} {prompt_set} prompts)")
     return chosen
+
+
+def select_cell(source: Source) -> str:
+    """The one cell of the run whose settings (cells.parquet columns: model, guidance, thresholding,
+    ...) equal every KEY=VALUE of the selector; none or several is refused, listing the candidates."""
+    cells = pd.read_parquet(source.path / "cells.parquet")
+    wanted = {}
+    for part in source.cell.split(","):
+        key, sep, value = part.partition("=")
+        if not sep or key.strip() not in cells.columns:
+            raise ValueError(f"{source.spec}: selector {part!r} must be KEY=VALUE with KEY one of {', '.join(map(str, cells.columns))}")
+        wanted[key.strip()] = value.strip()
+
+    def same(actual, text: str) -> bool:
+        if pd.isna(actual):
+            return text.lower() in ("", "none", "nan")
+        try:
+            return float(actual) == float(text)
+        except (TypeError, ValueError):
+            return str(actual) == text
+
+    hits = [r.cell_id for r in cells.itertuples() if all(same(getattr(r, k), v) for k, v in wanted.items())]
+    if len(hits) != 1:
+        raise ValueError(f"{source.spec}: {len(hits)} cells match {source.cell!r} (need exactly one); cells: "
+                         + ", ".join(sorted(hits or cells.cell_id)))
+    return hits[0]
 
 
 def by_prompt(records: list[ImageRecord], images_per_set: int, source: str = "source") -> dict[str, list[ImageRecord]]:

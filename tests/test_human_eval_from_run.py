@@ -56,3 +56,17 @@ def test_sets_have_the_protocols_size_or_the_study_is_refused(run, tmp_path, cap
     err = capsys.readouterr().err
     assert "7 of 7 prompts have fewer than 8 images per set" in err and "(2)" in err and "--images-per-set" in err
     assert not (tmp_path / "s").exists()
+
+
+def test_a_cell_chosen_by_its_settings(run, tmp_path, capsys):
+    cells = pd.read_parquet(run / "cells.parquet").set_index("guidance").cell_id
+    args = ["study", "create", "--protocol", "drawbench_sbs", "--prompts", "drawbench:Rare Words", "--raters", "2",
+            "--batch-size", "4", "--images-per-set", "2"]
+    assert cli([*args, "--a", f"run:{run}@guidance=1", "--b", f"run:{run}@guidance=5,thresholding=static",
+                "--out", str(tmp_path / "s")]) == 0
+    models = json.loads((tmp_path / "s" / "study.json").read_text())["models"]
+    assert models["a"]["model"] == cells[1.0] and models["b"]["model"] == cells[5.0]
+    assert cli([*args, "--a", f"run:{run}@thresholding=static", "--b", f"run:{run}@guidance=5", "--out", str(tmp_path / "t")]) == 2
+    assert "2 cells match 'thresholding=static' (need exactly one)" in capsys.readouterr().err
+    assert cli([*args, "--a", f"run:{run}@colour=red", "--b", f"run:{run}@guidance=5", "--out", str(tmp_path / "u")]) == 2
+    assert "selector 'colour=red' must be KEY=VALUE with KEY one of" in capsys.readouterr().err

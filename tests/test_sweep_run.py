@@ -72,7 +72,8 @@ def test_finished_sweep_rerun_does_no_work(finished):
     built = Brightness.built
     again = run_sweep(d / "spec.toml", run, cache_dir=d / "cache", metric_factory=build_test_metric, progress=False)
     assert again.images_generated == 0 and again.metric_pairs_computed == 0 and Brightness.built == built
-    assert again.seconds < 0.1 * first.seconds, (again.seconds, first.seconds)
+    # no work: far under the first run (~2 s here for 28 images); the 1 s floor keeps a loaded machine from failing it
+    assert again.seconds < max(0.1 * first.seconds, 1.0), (again.seconds, first.seconds)
     assert pd.read_parquet(run / "manifest.parquet").equals(pd.read_parquet(d / "run" / "manifest.parquet"))
     after = {p: p.read_bytes() for p in before}
     assert after[run / "manifest.parquet"] == before[run / "manifest.parquet"]

@@ -89,6 +89,7 @@ class RunStore:
         if not (self.root / "spec.toml").exists():
             if self.root.exists() and not _interrupted_init(self.root) and any(self.root.iterdir()):
                 raise ValueError(f"{self.root} exists and is not a run folder (no spec.toml); choose another --out, nothing was overwritten")
+            self._created = not self.root.exists()
             self.root.mkdir(parents=True, exist_ok=True)
         self.lock(wait)
 
@@ -111,10 +112,18 @@ class RunStore:
         self._lock_fd = fd
 
     def unlock(self) -> None:
+        """Release the lock; a folder this sweep created and never initialised (refused before any
+        work: a bad spec, missing images) is removed again, so a refusal leaves nothing behind."""
         fd = getattr(self, "_lock_fd", None)
         if fd is not None:
             os.close(fd)  # closing the descriptor releases the flock
             self._lock_fd = None
+            if getattr(self, "_created", False) and [p.name for p in self.root.iterdir()] == [LOCK_FILE]:
+                (self.root / LOCK_FILE).unlink(missing_ok=True)
+                try:
+                    self.root.rmdir()
+                except OSError:
+                    pass
 
     def remove_temp_files(self) -> list[Path]:
         """Remove the temp files of writes a kill interrupted (the atomic writes leave `.NAME.PID.tmp`

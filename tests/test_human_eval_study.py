@@ -190,7 +190,7 @@ def test_cli_refusals(tmp_path, capsys, study):
     assert cli(["study", "create", "--protocol", "drawbench_sbs", "--a", a, "--out", str(tmp_path / "x")]) == 2
     assert "give --b" in capsys.readouterr().err
     assert cli(["study", "create", "--protocol", "coco_alignment", "--a", "nope", "--out", str(tmp_path / "x")]) == 2
-    assert "use run:DIR[@CELL] or folder:DIR" in capsys.readouterr().err
+    assert "use run:DIR[@CELL], run:DIR@KEY=VALUE[,KEY=VALUE...] or folder:DIR" in capsys.readouterr().err
     before = _db_snapshot(study)
     assert cli(["study", "create", "--protocol", "coco_alignment", "--a", a, "--out", str(study.root)]) == 2
     assert "refusing to overwrite" in capsys.readouterr().err

@@ -199,7 +199,9 @@ async def _session(s: KillServerSettings, browser_path: str, server: Server, sec
             while acked[0] < target:
                 await asyncio.sleep(0.05)
             delay = rng.uniform(0, s.max_delay)
-            await asyncio.sleep(delay)
+            end = time.monotonic() + delay
+            while time.monotonic() < end and acked[0] < total - 1:  # the kill must land while answers are pending:
+                await asyncio.sleep(0.02)  # fast raters could otherwise finish the session inside the delay
             up.clear()
             at = last = acked[0]
             await asyncio.to_thread(server.kill)

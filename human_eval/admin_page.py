@@ -25,6 +25,13 @@ def rater_table(study: Study, store: Store, frame: pd.DataFrame) -> pd.DataFrame
         {"n_control": "int64", "n_correct": "int64", "flagged": bool, "n_fast": "int64"})
 
 
+def category_table(store: Store) -> pd.DataFrame:
+    """Ordinary tasks per prompt category: how many, how many answered, by how many raters."""
+    table = pd.DataFrame(store.category_progress(), columns=["category", "tasks", "done", "raters"])
+    table["progress"] = table["done"] / table["tasks"].where(table["tasks"] > 0)
+    return table
+
+
 def render(study: Study, store: Store) -> None:
     st.title(f"Study {study.name}: admin")
     frame = answers_frame(study.root)
@@ -38,6 +45,11 @@ def render(study: Study, store: Store) -> None:
         "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent"),
         "accuracy": st.column_config.NumberColumn("control accuracy", format="percent"),
     })
+    by_category = category_table(store)
+    if len(by_category) > 1:
+        st.subheader("Progress per category")
+        st.dataframe(by_category, hide_index=True, column_config={
+            "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent")})
     st.caption("Flagged raters are excluded from reports (human_eval.contract.reliable_answers). "
                "Answers are final once given: the first answer wins.")
     parquet = io.BytesIO()

@@ -298,6 +298,16 @@ class Store:
             "FROM raters r LEFT JOIN tasks t ON t.study = r.study AND t.rater = r.rater "
             "WHERE r.study = ? GROUP BY r.rater ORDER BY r.rater", (n_q, self.study))]
 
+    def category_progress(self) -> list[tuple[str, int, int, int]]:
+        """(category, ordinary tasks, of them fully answered, raters with tasks in it) per prompt
+        category of the study: DrawBench runs one evaluation per category, watched per category."""
+        n_q = len(get_protocol(self.protocol()).questions)
+        return [(c, int(n), int(done or 0), int(raters)) for c, n, done, raters in self._query(
+            "SELECT t.category, COUNT(t.task_id), "
+            "  SUM(CASE WHEN (SELECT COUNT(*) FROM answers a WHERE a.task_id = t.task_id AND a.rater = t.rater) = ? "
+            "      THEN 1 ELSE 0 END), COUNT(DISTINCT t.rater) "
+            "FROM tasks t WHERE t.study = ? AND t.is_control = 0 GROUP BY t.category ORDER BY t.category", (n_q, self.study))]
+
     def study_settings(self) -> dict[str, dict]:
         """study -> its recorded settings (control threshold, fast-answer time, plan, ...): this
         study, or every study when `study` is None."""

@@ -298,3 +298,18 @@ def test_implausibly_fast_answers_are_recorded_and_flagged(tmp_path, monkeypatch
     assert cli(["report", str(study.root), "--out", str(out), "--resamples", "100", "--power-studies", "5"]) == 0
     acc = pd.read_csv(out / "tables" / "rater_control_accuracy.csv")
     assert acc.n_fast.tolist() == [3] and "3 answers were faster than their study" in (out / "index.html").read_text()
+
+
+def test_admin_progress_per_category(tmp_path):
+    """DrawBench is evaluated per category: the admin page shows each category's progress."""
+    from human_eval.admin_page import category_table
+    from human_eval_fixtures import sbs_study
+
+    study = sbs_study(tmp_path / "s", prompts="drawbench:Colors,Counting", raters=2, batch_size=10, control_share=0.2)
+    store = study.store()
+    first = next(t for t in store.tasks("r01") if not t.is_control)
+    store.submit("r01", first.task_id, {"quality": "left", "alignment": "tie"}, 1500)
+    table = category_table(store).set_index("category")
+    assert set(table.index) == {"Colors", "Counting"} and (table.raters >= 1).all()
+    assert table.done.sum() == 1 and table.loc[first.category, "done"] == 1
+    assert table.tasks.sum() == sum(not t.is_control for r in ("r01", "r02") for t in store.tasks(r))

@@ -121,6 +121,16 @@ REGRESSIONS = {  # name -> (command, edit of live/, fragment of the one-line err
     "model option of the wrong type": ("sweep", _spec_edit("batch_size = 4", 'batch_size = "four"'), "batch_size must be int"),
     "stage override not a table": ("sweep", _spec_edit("[models.stages.sr16]\nsteps = 1", "[models.stages]\nsr16 = 2.5"),
                                    "stages.sr16 must be a table"),
+    # issue 22 (hostile specs, odd files): each refused with one line, nothing written
+    "prompt-set label traversal": ("sweep", _spec_edit('label = "mine"', 'label = "../../../../escape/pwned"'), "label must be 1-100 characters"),
+    "sweep name traversal": ("sweep", _spec_edit('name = "fuzz"', 'name = "../escape"'), "sweep.name must be 1-100 characters"),
+    "nan guidance": ("sweep", _spec_edit("guidance = [1.0]", "guidance = [nan]"), "must hold finite numbers"),
+    "steps 10**12": ("sweep", _spec_edit("steps = [1]", "steps = [1000000000000]"), "grid.steps must be in [1, 10000]"),
+    "samples_per_prompt true": ("sweep", _spec_edit("samples_per_prompt = 1", "samples_per_prompt = true"), "samples_per_prompt must be an integer"),
+    "empty categories": ("sweep", _spec_edit('label = "mine"', 'label = "mine"\ncategories = []'), "categories must be a non-empty list"),
+    "metric options not a table": ("sweep", _spec_edit("[grid]", '[[metrics]]\nname = "fid"\noptions = 5\n\n[grid]'), "options must be a table"),
+    "two files for one image": ("sweep", lambda live: (live / "model-x" / "001.png").write_bytes((live / "model-x" / "1.png").read_bytes()),
+                                "are both prompt 1 sample 0"),
 }
 
 
@@ -162,3 +172,22 @@ def test_load_rgb_converts_modes(tmp_path, mode):
     im.save(path)
     arr, converted = load_rgb(path)
     assert arr.shape == (8, 8, 3) and arr.dtype == np.uint8 and converted == mode
+
+
+@pytest.mark.parametrize("name", sorted(__import__("bench.trials.fuzz_mutations", fromlist=["SPEC_HOSTILE"]).SPEC_HOSTILE))
+def test_hostile_spec_mutations_are_refused_writing_nothing(inputs, name):
+    """The fuzz trial's hostile-spec mutations, each once: exit 2, one line naming it, no file changed."""
+    import random
+
+    from bench.trials.fuzz import judge, tree_hashes
+    from bench.trials.fuzz_mutations import SPEC_HOSTILE
+    from bench.trials.fuzz_run import run_inprocess
+    from bench.trials.fuzz_targets import COMMANDS, reset_live
+
+    live = inputs / "live"
+    reset_live(inputs / "pristine", live)
+    m = SPEC_HOSTILE[name](live / "spec.toml", random.Random(0))
+    before = tree_hashes(live)
+    o = run_inprocess(COMMANDS["sweep"](live, inputs / "out" / name, inputs / "cache"), timeout=120)
+    assert judge(o, m.expect, m.mentions, before, tree_hashes(live)) == [], o.stderr[-2000:]
+    assert o.code == 2 and not (inputs.parent / "escape").exists()

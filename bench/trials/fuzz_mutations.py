@@ -180,6 +180,31 @@ def structure(fmt: str) -> dict[str, Mutation]:
     return {name: _structured(edit, fmt) for name, edit in STRUCTURE_EDITS.items()}
 
 
+def _hostile(edit: Callable[[dict], None], what: str, mentions: tuple[str, ...]) -> Mutation:
+    """A sweep spec a careless or hostile author could share: it must be refused (exit 2), naming it."""
+    def apply(path: Path, rng: random.Random) -> Mutated:
+        doc = tomllib.loads(path.read_text())
+        edit(doc)
+        path.write_text(dumps_toml(doc))
+        return Mutated(f"{path.name}: {what}", ERROR, mentions)
+    return apply
+
+
+# targeted at what a shared spec could do (issue 22): write outside the run folder, make black
+# images or allocate terabytes; each is refused at parse time
+SPEC_HOSTILE: dict[str, Mutation] = {
+    "label_traversal": _hostile(lambda d: d["prompt_sets"][0].update(label="../../../../escape/pwned"),
+                                "prompt-set label ../../../../escape/pwned", ("label",)),
+    "name_traversal": _hostile(lambda d: d["sweep"].update(name="../../escape"), "sweep name ../../escape", ("name",)),
+    "metric_label_traversal": _hostile(lambda d: d.setdefault("metrics", []).append({"name": "fid", "label": "../x"}),
+                                       "metric label ../x", ("label",)),
+    "nan_guidance": _hostile(lambda d: d.setdefault("grid", {}).update(guidance=[float("nan")]), "guidance nan", ("guidance",)),
+    "inf_guidance": _hostile(lambda d: d.setdefault("grid", {}).update(guidance=[float("inf")]), "guidance inf", ("guidance",)),
+    "huge_steps": _hostile(lambda d: d.setdefault("grid", {}).update(steps=[10 ** 12]), "steps 10**12", ("steps",)),
+    "huge_samples": _hostile(lambda d: d["sweep"].update(samples_per_prompt=10 ** 9), "samples_per_prompt 10**9", ("samples_per_prompt",)),
+}
+
+
 # -- prompt CSVs ---------------------------------------------------------------------------------
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .fuzz_mutations import BYTES, CSV, Mutation, structure
+from .fuzz_mutations import BYTES, CSV, SPEC_HOSTILE, Mutation, structure
 
 SPEC = '''[sweep]
 name = "fuzz"
@@ -62,7 +62,7 @@ def _domains() -> dict[str, Domain]:
 
     db_bytes = {k: BYTES[k] for k in ("empty", "garbage", "truncated", "flip_byte")}
     return {
-        "spec": Domain("spec.toml", lambda: {**BYTES, **structure("toml")}),
+        "spec": Domain("spec.toml", lambda: {**BYTES, **structure("toml"), **SPEC_HOSTILE}),
         "prompts": Domain("captions.csv", lambda: {**BYTES, **CSV}),
         "images": Domain("model-x", lambda: IMAGE),
         "checkpoint": Domain("ckpt", checkpoint_mutations),

@@ -98,8 +98,10 @@ def test_rater_completes_a_batch_in_chromium(server, tmp_path):
                     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
                     SCREENSHOT.write_bytes(shot.read_bytes())
             radios = page.locator("[data-testid='stRadio']")
-            radios.nth(0).get_by_text("I prefer set A", exact=True).click()
-            radios.nth(1).get_by_text("I am indifferent", exact=True).click()
+            for k, label in ((0, "I prefer set A"), (1, "I am indifferent")):
+                radios.nth(k).get_by_text(label, exact=True).click()
+                # the choice must be registered before Submit (under load a click can land before the widget is live)
+                expect(radios.nth(k).get_by_role("radio", name=label)).to_be_checked(timeout=30_000)
             page.get_by_role("button", name="Submit").click()
         expect(page.get_by_role("button", name="Start batch 2")).to_be_visible(timeout=60_000)
         browser.close()

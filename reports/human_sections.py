@@ -65,7 +65,7 @@ def sbs_sections(analysis: RatingsAnalysis, filtered: RatingsAnalysis, stage: Pa
               Table("drawbench_sbs_control_filtered", sbs_table(filtered),
                     f"The same after control exclusions (beside the headline, not instead of it). {after}")]
     for (model_a, model_b), _ in table.groupby(["model_a", "model_b"], sort=True):
-        name = f"drawbench_{_slug(model_a)}_vs_{_slug(model_b)}"
+        name = f"drawbench_{file_slug(model_a)}_vs_{file_slug(model_b)}"
         blocks.append(figure_block(stage, name, lambda a=model_a, b=model_b: plots.preference_bars(table, a, b, ci),
                                    f"Preference for {model_a} over {model_b} per category (Imagen Fig. 3 / A.15); bars: {ci}."))
     sections = [Section("DrawBench side by side", blocks)]
@@ -146,7 +146,7 @@ def gallery_section(images: dict[str, list[ImageRecord]], answers: pd.DataFrame,
     shown = []
     for category, record in first_per_category.items():
         for model, rec in ((model_a, record), (model_b, by_b[record.prompt_id])):
-            name = f"images/{_slug(model)}-{_slug(rec.prompt_id)}.png"
+            name = f"images/{file_slug(model)}-{file_slug(rec.prompt_id)}.png"
             with PILImage.open(rec.path) as im:
                 im.convert("RGB").resize((THUMBNAIL, THUMBNAIL)).save(stage / name)
             shown.append(Image(name, f"{category} #{rec.prompt_id} {model}: {rec.prompt[:60]}"))
@@ -155,10 +155,6 @@ def gallery_section(images: dict[str, list[ImageRecord]], answers: pd.DataFrame,
 
 def _numeric(prompt_id: str) -> tuple:
     return (0, int(prompt_id), "") if prompt_id.isdigit() else (1, 0, prompt_id)
-
-
-def _slug(text: str) -> str:
-    return file_slug(text)
 
 
 def human_sections(answers: pd.DataFrame, exclusion: Exclusion, config: CIConfig, images: dict[str, list[ImageRecord]],

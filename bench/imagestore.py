@@ -70,6 +70,46 @@ def read_run(run_dir: str | Path, cell_id: str | None = None) -> list[ImageRecor
     ]
 
 
+COCO_SPLITS = ("val2014", "val2017", "train2014", "train2017")
+
+
+def coco_files(root: str | Path) -> tuple[str, dict[str, Path]]:
+    """(layout name, COCO image id -> its file) for a COCO folder as downloaded: annotations/
+    captions_<split>.json beside <split>/ (COCO_val2014_000000203564.jpg or, for 2017,
+    000000203564.jpg: the JSON's file_name is the truth), or the suite's captions.json + images/.
+    The layout name is the split ("val2014") or "coco" for captions.json + images/."""
+    import json
+
+    root = Path(root)
+    if (root / "captions.json").is_file():
+        candidates = [("coco", root / "captions.json", root / "images")]
+    else:
+        candidates = [(split, root / "annotations" / f"captions_{split}.json", root / split) for split in COCO_SPLITS]
+    for name, ann, images in candidates:
+        if ann.is_file():
+            try:
+                listed = {str(int(img["id"])): images / img["file_name"] for img in json.loads(ann.read_text())["images"]}
+            except (ValueError, KeyError, TypeError) as e:
+                raise ValueError(f"{ann} is not a COCO captions file (need images with id and file_name): {e}") from None
+            return name, listed
+    raise FileNotFoundError(f"COCO folder {root}: found neither annotations/captions_<split>.json ({', '.join(COCO_SPLITS)}) "
+                            "with its <split>/ image folder, nor captions.json + images/")
+
+
+def read_coco(root: str | Path, prompts: pd.DataFrame, prompt_set: str = "coco") -> list[ImageRecord]:
+    """The COCO images of `prompts` (ids are COCO image ids), e.g. the reference side of a COCO human
+    evaluation; model "coco-<split>". Every prompt must have its image: a caption without its
+    photograph would silently shrink the comparison."""
+    name, files = coco_files(root)
+    missing = [str(i) for i in prompts["id"] if str(i) not in files or not files[str(i)].is_file()]
+    if missing:
+        raise ValueError(f"COCO folder {root}: {len(missing)} of {len(prompts)} prompts have no image there "
+                         f"(e.g. id {missing[0]}{f', {files[missing[0]].name}' if missing[0] in files else ''})")
+    model = f"coco-{name}" if name != "coco" else "coco"
+    return [ImageRecord(model=model, prompt_set=prompt_set, prompt_id=str(i), category=str(c), prompt=str(p), sample=0,
+                        path=files[str(i)].resolve()) for i, c, p in zip(prompts["id"], prompts["category"], prompts["prompt"])]
+
+
 COCO_NAME = re.compile(r"COCO_(?:train|val|test)20\d\d_(\d{12})")  # official MS-COCO 2014 file names
 
 

@@ -36,8 +36,18 @@ PEOPLE_WORDS = frozenset(
 )
 
 
+# Category names: the whole set, and the paper's "no people" subset (a caption mentioning no one)
+ALL_CAPTIONS, NO_PEOPLE, WITH_PEOPLE = "coco", "coco-no-people", "coco-people"
+
+
 def mentions_people(caption: str) -> bool:
     return any(w in PEOPLE_WORDS for w in re.findall(r"[a-z]+", caption.lower()))
+
+
+def people_subset(caption: str) -> str:
+    """NO_PEOPLE or WITH_PEOPLE: the category a COCO human evaluation gives each caption, so its
+    report can give Table 2's rows for all captions and for those without people."""
+    return WITH_PEOPLE if mentions_people(caption) else NO_PEOPLE
 
 
 def _read_shipped(path: Path) -> pd.DataFrame:
@@ -75,7 +85,7 @@ def load_coco_captions(n: int | None = None, seed: int = 0, no_people: bool = Fa
         if not 0 < n <= len(df):
             raise ValueError(f"coco: n={n} but {len(df)} captions are available{' after the no-people filter' if no_people else ''}")
         df = df.sample(n=n, random_state=seed)
-    df = df.assign(category="coco-no-people" if no_people else "coco")
+    df = df.assign(category=NO_PEOPLE if no_people else ALL_CAPTIONS)
     df = df.sort_values("id", key=lambda s: s.str.zfill(12)).reset_index(drop=True)
     return df[["id", "category", "prompt"]]
 

@@ -67,6 +67,34 @@ def check_prompt_set_options(name: str, options: Mapping[str, Any]) -> None:
             raise ValueError(f"prompt set {name!r}: {key} must be >= 0, got {value}")
 
 
+def options_from_text(name: str, text: str) -> dict[str, Any]:
+    """"n=200,seed=0,no_people=true" -> {"n": 200, "seed": 0, "no_people": True}: a prompt set's
+    options written on a command line, each converted by its loader's annotation (int, bool as
+    true/false, str; list[str] as A|B|C), then checked like a spec's."""
+    params = inspect.signature(_get(name)).parameters
+    out: dict[str, Any] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = (x.strip() for x in part.partition("="))
+        if not sep or key not in params:
+            raise ValueError(f"prompt set {name!r}: {part!r} must be KEY=VALUE with KEY one of {', '.join(params)}")
+        kinds = [k.strip() for k in str(params[key].annotation).split("|")]
+        if "bool" in kinds:
+            if value.lower() not in ("true", "false"):
+                raise ValueError(f"prompt set {name!r}: {key} must be true or false, got {value!r}")
+            out[key] = value.lower() == "true"
+        elif "int" in kinds:
+            try:
+                out[key] = int(value)
+            except ValueError:
+                raise ValueError(f"prompt set {name!r}: {key} must be an integer, got {value!r}") from None
+        elif "list[str]" in kinds:
+            out[key] = [v.strip() for v in value.split("|") if v.strip()]
+        else:
+            out[key] = value
+    check_prompt_set_options(name, out)
+    return out
+
+
 def _get(name: str) -> Callable[..., pd.DataFrame]:
     if name not in PROMPT_SETS:
         raise ValueError(f"unknown prompt set {name!r}; choose one of {', '.join(PROMPT_SETS)}")

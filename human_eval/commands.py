@@ -12,7 +12,7 @@ from bench.cli import UserError
 from common.files import check_writable
 
 from .contract import DEFAULT_CONTROL_THRESHOLD, DEFAULT_FAST_ANSWER_MS
-from .protocols import PROTOCOLS
+from .protocols import DESIGNS, PROTOCOLS
 
 APP = Path(__file__).with_name("app.py")
 
@@ -53,7 +53,12 @@ def _add_study(p: argparse.ArgumentParser) -> None:
     c.add_argument("--b", default=None, help="model B (or, for coco_realism, the reference images): run:DIR[@CELL] or folder:DIR")
     c.add_argument("--out", required=True, type=Path, help="new study directory")
     c.add_argument("--prompts", default="drawbench", help="drawbench, drawbench:CAT[,CAT...] or csv:PATH (default drawbench)")
-    c.add_argument("--raters", type=int, default=25)
+    c.add_argument("--raters", type=int, default=25, help="raters in the pool (default %(default)s)")
+    c.add_argument("--design", choices=list(DESIGNS), default=None,
+                   help="per_category: each category its own evaluation with its own raters (default for drawbench_sbs, "
+                        "the paper's); all_prompts: every rater rates every prompt (default for the COCO protocols)")
+    c.add_argument("--raters-per-category", type=int, default=None,
+                   help="per_category: raters of the pool each category gets, dealt in rotation (default: all of --raters)")
     c.add_argument("--batch-size", type=int, default=50)
     c.add_argument("--control-share", type=float, default=0.1, help="share of each batch that are control tasks (default 0.1)")
     c.add_argument("--control-threshold", type=float, default=DEFAULT_CONTROL_THRESHOLD,
@@ -94,12 +99,17 @@ def cmd_create(args) -> int:
     settings = StudySettings(
         protocol=args.protocol, a=args.a, b=args.b, prompts=args.prompts, name=args.name, db=args.db,
         control_threshold=args.control_threshold, images_per_set=args.images_per_set, fast_answer_ms=args.fast_answer_ms,
-        plan=PlanSettings(raters=args.raters, batch_size=args.batch_size, control_share=args.control_share, seed=args.seed))
+        plan=PlanSettings(raters=args.raters, batch_size=args.batch_size, control_share=args.control_share, seed=args.seed,
+                          design=args.design, raters_per_category=args.raters_per_category))
     check_writable(args.out)
     study = create_study(args.out, settings)
     meta = json.loads((study.root / "study.json").read_text())
     t = meta["tasks"]
-    print(f"study {study.name}: {meta['prompts']['n']} prompts, {t['raters']} raters, {t['total']} tasks "
+    design = meta["settings"]["plan"]["design"]
+    per = {len(r) for r in t["evaluations"].values()}
+    how = (f"{len(t['evaluations'])} evaluations (one per category, {'/'.join(map(str, sorted(per)))} raters each)"
+           if design == "per_category" else "every rater rates every prompt")
+    print(f"study {study.name}: {meta['prompts']['n']} prompts, {t['raters']} raters, {how}, {t['total']} tasks "
           f"({t['controls']} controls), {len(study.images)} images -> {study.root}")
     print(f"serve it with: imagen-bench rate {args.out}")
     return 0

@@ -78,7 +78,7 @@ def degrade(src: Path, dst: Path, seed: int, settings: DegradeSettings = Degrade
 
 def _unrelated(rng: random.Random, item: Item, pool: dict[str, Item]) -> Item:
     """An item of another prompt, from another category when there is one."""
-    others = [o for pid, o in sorted(pool.items()) if pid != item.prompt_id]
+    others = [o for _, o in sorted(pool.items()) if o.prompt_id != item.prompt_id]
     if not others:
         raise ValueError("alignment controls need at least 2 prompts with images")
     elsewhere = [o for o in others if o.category != item.category]

@@ -1,8 +1,15 @@
-"""The task plan: every rater rates every prompt once, in their own random order, with sides
-randomised per task, split into batches with control trials interleaved at random positions.
+"""The task plan: which rater rates which prompt, in which order, with sides randomised per task,
+split into batches with control trials interleaved at random positions.
 
-Reproducible from the seed: the same sources, prompts and settings give the same plan (order,
-sides, controls). Ids (tasks, images) are random and opaque, never derived from the plan.
+Designs (protocols.DESIGNS; each protocol has its default, the paper's):
+    per_category  each category is its own evaluation (the Imagen paper's DrawBench design): it gets
+                  `raters_per_category` raters of the pool (all of them by default), each rates every
+                  prompt of the category once; batches never mix categories. Raters are dealt to
+                  categories in rotation, so each serves about as many categories as any other.
+    all_prompts   every rater rates every prompt once, in their own random order (COCO).
+
+Reproducible from the seed: the same sources, prompts and settings give the same plan (assignment,
+order, sides, controls). Ids (tasks, images) are random and opaque, never derived from the plan.
 """
 from __future__ import annotations
 
@@ -13,15 +20,17 @@ from dataclasses import dataclass
 from bench.imagestore import ImageRecord
 
 from .controls import Item, make_control
-from .protocols import Protocol
+from .protocols import DESIGNS, Protocol
 
 
 @dataclass(frozen=True)
 class PlanSettings:
-    raters: int = 25
+    raters: int = 25  # the pool
     batch_size: int = 50
     control_share: float = 0.1
     seed: int = 0
+    design: str | None = None  # None: the protocol's (per_category for DrawBench, all_prompts for COCO)
+    raters_per_category: int | None = None  # per_category only; None: every rater of the pool (25 by default, the paper's)
 
     def __post_init__(self):
         if not 1 <= self.raters <= 1000:
@@ -31,16 +40,29 @@ class PlanSettings:
         if self.batch_size < 2 or (self.control_share > 0 and self.controls_per_batch >= self.batch_size):
             raise ValueError(f"batch size {self.batch_size} leaves no room for ordinary tasks next to "
                              f"{self.controls_per_batch} controls; use a larger --batch-size")
+        if self.design is not None and self.design not in DESIGNS:
+            raise ValueError(f"design must be one of {', '.join(DESIGNS)}, got {self.design!r}")
+        if self.raters_per_category is not None:
+            if self.design == "all_prompts":
+                raise ValueError("raters per category applies to the per_category design only")
+            if not 1 <= self.raters_per_category <= self.raters:
+                raise ValueError(f"raters per category must be in [1, {self.raters}] (the pool, --raters), got {self.raters_per_category}")
 
     @property
     def controls_per_batch(self) -> int:
         return math.ceil(self.batch_size * self.control_share) if self.control_share > 0 else 0
 
+    def design_for(self, protocol: Protocol) -> str:
+        design = self.design or protocol.design
+        if self.raters_per_category is not None and design != "per_category":
+            raise ValueError(f"raters per category applies to the per_category design; {protocol.name} uses {design}")
+        return design
+
 
 @dataclass(frozen=True)
 class PlannedTask:
     rater: str
-    batch: int  # 1-based
+    batch: int  # 1-based, per rater
     position: int  # 1-based within the batch
     item: Item
     a_on_left: bool
@@ -52,13 +74,22 @@ def rater_names(n: int) -> list[str]:
 
 
 def items_for(protocol: Protocol, a: dict[str, list[ImageRecord]], b: dict[str, list[ImageRecord]] | None) -> dict[str, Item]:
-    """prompt id -> ordinary item, for prompts that have images in every source the protocol needs."""
+    """item key -> ordinary item, for prompts that have images in every source the protocol needs.
+    Pair protocols: one item per prompt (key: prompt id) with A's and B's images. A single-image
+    protocol with a second source (coco_alignment with the reference) rates each source's image in a
+    task of its own: two items per prompt, keys "<prompt id>/a" and "<prompt id>/b"."""
     ids = sorted(set(a) & set(b), key=_id_key) if b is not None else sorted(a, key=_id_key)
     if not ids:
         raise ValueError("the two sources share no prompt ids; nothing to compare")
     out = {}
     for pid in ids:
         ra, rb = a[pid], (b[pid] if b is not None else [])
+        if protocol.layout == "single":
+            for side, recs in (("a", ra), ("b", rb)) if rb else (("", ra),):
+                out[f"{pid}/{side}" if side else pid] = Item(
+                    prompt_id=pid, category=recs[0].category, caption=recs[0].prompt, model_a=recs[0].model, model_b="",
+                    paths_a=tuple(r.path for r in recs), paths_b=())
+            continue
         out[pid] = Item(prompt_id=pid, category=ra[0].category, caption=ra[0].prompt, model_a=ra[0].model,
                         model_b=rb[0].model if rb else "", paths_a=tuple(r.path for r in ra), paths_b=tuple(r.path for r in rb))
     return out
@@ -68,22 +99,40 @@ def _id_key(pid: str):
     return (0, int(pid), "") if pid.isdigit() else (1, 0, pid)
 
 
+def assignment(protocol: Protocol, items: dict[str, Item], settings: PlanSettings) -> dict[str, list[str]]:
+    """Evaluation -> its raters: one evaluation per category (per_category) or one of all prompts
+    ("all"). Category c of C gets raters c*k, c*k+1, ... (mod the pool) for k raters per category."""
+    pool = rater_names(settings.raters)
+    if settings.design_for(protocol) == "all_prompts":
+        return {"all": pool}
+    k = settings.raters_per_category or len(pool)
+    categories = sorted({it.category for it in items.values()})
+    return {c: sorted((pool[(i * k + j) % len(pool)] for j in range(k)), key=pool.index) for i, c in enumerate(categories)}
+
+
 def plan(protocol: Protocol, items: dict[str, Item], settings: PlanSettings) -> list[PlannedTask]:
     rng = random.Random(settings.seed)
     keys = tuple(q.key for q in protocol.questions)
     n_ctrl = settings.controls_per_batch
     per_batch = settings.batch_size - n_ctrl
+    evaluations = assignment(protocol, items, settings)
+    members = {ev: [it for it in items.values() if ev == "all" or it.category == ev] for ev in evaluations}
     out: list[PlannedTask] = []
     for rater in rater_names(settings.raters):
-        order = list(items.values())
-        rng.shuffle(order)
-        for b, start in enumerate(range(0, len(order), per_batch), start=1):
-            chunk = order[start:start + per_batch]
-            k = n_ctrl if len(chunk) == per_batch else (
-                max(1, math.ceil(len(chunk) * settings.control_share / (1 - settings.control_share))) if n_ctrl else 0)
-            controls = [make_control(rng, rng.choice(protocol.control_kinds), protocol.name, keys, rng.choice(order), items)
-                        for _ in range(k)]
-            batch = chunk + controls
-            rng.shuffle(batch)
-            out += [PlannedTask(rater, b, p, it, rng.random() < 0.5) for p, it in enumerate(batch, start=1)]
+        mine = [ev for ev, raters in evaluations.items() if rater in raters]
+        rng.shuffle(mine)  # the order a rater meets their categories in
+        b = 0
+        for ev in mine:
+            order = list(members[ev])
+            rng.shuffle(order)
+            for start in range(0, len(order), per_batch):  # a batch never spans two evaluations
+                b += 1
+                chunk = order[start:start + per_batch]
+                k = n_ctrl if len(chunk) == per_batch else (
+                    max(1, math.ceil(len(chunk) * settings.control_share / (1 - settings.control_share))) if n_ctrl else 0)
+                controls = [make_control(rng, rng.choice(protocol.control_kinds), protocol.name, keys, rng.choice(order), items)
+                            for _ in range(k)]
+                batch = chunk + controls
+                rng.shuffle(batch)
+                out += [PlannedTask(rater, b, p, it, rng.random() < 0.5) for p, it in enumerate(batch, start=1)]
     return out

@@ -33,6 +33,11 @@ class Question:
         raise ValueError(f"{label!r} is not an answer to {self.key!r}; answers: {', '.join(o.label for o in self.options)}")
 
 
+# How tasks are dealt to raters (human_eval.plan): the Imagen paper ran each DrawBench category as
+# its own evaluation with 25 raters (sec. 4.3, App. E), and COCO over all sampled captions.
+DESIGNS = ("per_category", "all_prompts")
+
+
 @dataclass(frozen=True)
 class Protocol:
     name: str
@@ -40,7 +45,10 @@ class Protocol:
     layout: str  # "pair": two sides shown next to each other; "single": one image and its caption
     side_label: str  # "set" or "image": how each side is named on screen ("Set A", "Image B")
     images_per_set: int  # per side, exactly (the paper: sets of 8 for DrawBench, 1 image for COCO); a study may choose another
-    needs_b: bool  # a second source (model B, or the reference images for coco_realism)
+    second_source: str  # "required" (model B; the reference for coco_realism), "optional" (coco_alignment:
+    #                     the reference images rated in the same pool, one image per task), "none"
+    design: str  # default task design: "per_category" (the paper's DrawBench: one evaluation per
+    #              category, its own raters) or "all_prompts" (every rater sees every prompt)
     control_kinds: tuple[str, ...]  # which automatic controls this protocol supports
     questions: tuple[Question, ...]
 
@@ -56,7 +64,7 @@ _SETS = (Option("I prefer set A", "left"), Option("I am indifferent", "tie"), Op
 PROTOCOLS: dict[str, Protocol] = {
     "drawbench_sbs": Protocol(
         name="drawbench_sbs", title="Compare two sets of images", layout="pair", side_label="Set", images_per_set=8,
-        needs_b=True, control_kinds=("alignment", "fidelity"),
+        second_source="required", design="per_category", control_kinds=("alignment", "fidelity"),
         questions=(
             Question("quality", "Which set of images is of higher quality?", _SETS),
             Question("alignment", "Which set of images better represents the text caption: {caption}?", _SETS),
@@ -64,7 +72,7 @@ PROTOCOLS: dict[str, Protocol] = {
     ),
     "coco_realism": Protocol(
         name="coco_realism", title="Which image looks more real?", layout="pair", side_label="Image", images_per_set=1,
-        needs_b=True, control_kinds=("fidelity",),
+        second_source="required", design="all_prompts", control_kinds=("fidelity",),
         # The paper forces a choice here: no "indifferent" option (ARCHITECTURE.md contract 2).
         questions=(
             Question("realism", "Which image is more photorealistic (looks more real)?",
@@ -73,7 +81,7 @@ PROTOCOLS: dict[str, Protocol] = {
     ),
     "coco_alignment": Protocol(
         name="coco_alignment", title="Does the caption fit the image?", layout="single", side_label="Image", images_per_set=1,
-        needs_b=False, control_kinds=("alignment",),
+        second_source="optional", design="all_prompts", control_kinds=("alignment",),
         questions=(
             Question("caption", "Does the caption accurately describe the above image?",
                      (Option("Yes", "yes"), Option("Somewhat", "somewhat"), Option("No", "no"))),

@@ -3,36 +3,43 @@
 Image sources (read only through bench.imagestore):
     run:DIR[@CELL]   a sweep run folder: one cell by id, or by its settings (run:DIR@guidance=5,thresholding=static)
     folder:DIR       a folder of images named by prompt id (e.g. ../shared/data/drawbench-sd/sd-v1-4)
+    coco:DIR         COCO as downloaded (DIR/annotations/captions_val2014.json + DIR/val2014/COCO_val2014_*.jpg,
+                     or 2017): the photographs of the chosen captions, the reference of Table 2
 Prompt sets:
     drawbench                  all 200 DrawBench prompts
     drawbench:CAT[,CAT...]     some DrawBench categories
-    csv:PATH                   your own prompts (columns id, category, prompt), e.g. COCO captions
+    coco[:KEY=VALUE,...]       COCO captions sampled with a seed, as a sweep's coco prompt set: n, seed,
+                               no_people, path (a captions_*.json as downloaded; default the shipped 30K
+                               val2014 captions). Each caption's category is coco-no-people or
+                               coco-people (drawbench.coco.people_subset), so the report gives Table 2's
+                               rows for all captions and for those without people.
+    csv:PATH                   your own prompts (columns id, category, prompt)
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
 
-from bench.imagestore import ImageRecord, read_folder, read_run
+from bench.imagestore import ImageRecord, read_coco, read_folder, read_run
 from drawbench import load_drawbench
 
-SOURCE_FORMS = "run:DIR[@CELL], run:DIR@KEY=VALUE[,KEY=VALUE...] or folder:DIR"
-PROMPT_FORMS = "drawbench, drawbench:CAT[,CAT...] or csv:PATH"
+SOURCE_FORMS = "run:DIR[@CELL], run:DIR@KEY=VALUE[,KEY=VALUE...], folder:DIR or coco:DIR"
+PROMPT_FORMS = "drawbench, drawbench:CAT[,CAT...], coco[:n=N,seed=S,no_people=true,path=CAPTIONS.json] or csv:PATH"
 
 
 @dataclass(frozen=True)
 class Source:
     spec: str  # as given
-    kind: str  # "run" | "folder"
+    kind: str  # "run" | "folder" | "coco"
     path: Path
     cell: str | None = None
 
 
 def parse_source(spec: str) -> Source:
     kind, sep, rest = spec.partition(":")
-    if not sep or kind not in ("run", "folder") or not rest:
+    if not sep or kind not in ("run", "folder", "coco") or not rest:
         raise ValueError(f"image source {spec!r} not understood; use {SOURCE_FORMS}")
     cell = None
     if kind == "run" and "@" in rest:
@@ -53,6 +60,12 @@ def load_prompts(spec: str) -> tuple[pd.DataFrame, str]:
         if not path.is_file():
             raise FileNotFoundError(f"prompt file {path} does not exist")
         return load_drawbench(path=path), path.stem
+    if kind == "coco":
+        from drawbench.coco import people_subset
+        from drawbench.sets import load_prompt_set, options_from_text
+
+        prompts = load_prompt_set("coco", options_from_text("coco", rest))
+        return prompts.assign(category=prompts["prompt"].map(people_subset)), "coco"
     raise ValueError(f"prompt set {spec!r} not understood; use {PROMPT_FORMS}")
 
 
@@ -65,12 +78,16 @@ def read_source(source: Source, prompts: pd.DataFrame, prompt_set: str) -> list[
         if len(cells) > 1:  # one side of a study is one model at one setting, never a mix of cells
             raise ValueError(f"{source.spec}: the run has {len(cells)} cells with {prompt_set} images; choose one as "
                              f"run:{source.path}@CELL, CELL one of: {', '.join(cells)}")
+    elif source.kind == "coco":
+        records = read_coco(source.path, prompts, prompt_set)
     else:
         # read_folder must see every prompt the folder may hold; selection happens below
         all_prompts = load_drawbench() if prompt_set == "drawbench" else prompts
         records = read_folder(source.path, all_prompts, prompt_set=prompt_set)
     wanted = {str(i) for i in prompts["id"]}
-    chosen = [r for r in records if r.prompt_id in wanted]
+    category = dict(zip(prompts["id"].astype(str), prompts["category"].astype(str)))
+    # the study's prompt set decides each prompt's category (a run's manifest says "coco" for every caption)
+    chosen = [replace(r, category=category[r.prompt_id]) for r in records if r.prompt_id in wanted]
     if not chosen:
         raise ValueError(f"{source.spec}: no images for the chosen prompts ({len(wanted)} {prompt_set} prompts)")
     return chosen

@@ -27,7 +27,7 @@ from common.files import python_process_alive
 
 from .contract import DEFAULT_CONTROL_THRESHOLD, DEFAULT_FAST_ANSWER_MS
 from .controls import DegradeSettings, degrade
-from .plan import PlanSettings, PlannedTask, items_for, plan
+from .plan import PlanSettings, PlannedTask, assignment, items_for, plan
 from .protocols import get_protocol, wording
 from .sources import by_prompt, load_prompts, parse_source, read_source
 from .store import AccessDenied, Store, Task, is_postgres_url
@@ -56,10 +56,11 @@ class StudySettings:
 
     def __post_init__(self):
         proto = get_protocol(self.protocol)
-        if proto.needs_b and not self.b:
+        if proto.second_source == "required" and not self.b:
             raise ValueError(f"protocol {self.protocol} compares two sources: give --b")
-        if not proto.needs_b and self.b:
+        if proto.second_source == "none" and self.b:
             raise ValueError(f"protocol {self.protocol} rates one source: drop --b")
+        self.plan.design_for(proto)  # raters per category with a design that has no categories: refused here
         if self.fast_answer_ms < 0:
             raise ValueError(f"fast answer time must be >= 0 ms, got {self.fast_answer_ms}")
         if self.images_per_set is not None and not 1 <= self.images_per_set <= 16:
@@ -214,6 +215,12 @@ def reissue_token(study_dir: str | Path, rater: str | None) -> str:
     return token
 
 
+def resolved(protocol, settings: PlanSettings) -> dict:
+    """The plan's defaults as this study resolved them (recorded in study.json)."""
+    design = settings.design_for(protocol)
+    return {"design": design, "raters_per_category": (settings.raters_per_category or settings.raters) if design == "per_category" else None}
+
+
 def create_study(out: str | Path, s: StudySettings) -> Study:
     """Build the study directory. Refuses an existing non-empty `out`; builds in a temporary
     sibling and renames it into place, so a failure leaves nothing half-made."""
@@ -232,8 +239,9 @@ def create_study(out: str | Path, s: StudySettings) -> Study:
     recs_a = by_prompt(read_source(src_a, prompts, prompt_set), per_set, s.a)
     recs_b = by_prompt(read_source(src_b, prompts, prompt_set), per_set, s.b) if src_b else None
     items = items_for(protocol, recs_a, recs_b)
-    if recs_b is not None and next(iter(items.values())).model_a == next(iter(items.values())).model_b:
-        raise ValueError(f"both sources are called {next(iter(items.values())).model_a!r}; compare two different models")
+    models = {it.model_a for it in items.values()} | {it.model_b for it in items.values() if it.model_b}
+    if recs_b is not None and len(models) < 2:
+        raise ValueError(f"both sources are called {models.pop()!r}; compare two different models")
     planned = plan(protocol, items, s.plan)
     name = s.name or out.name
 
@@ -278,7 +286,8 @@ def create_study(out: str | Path, s: StudySettings) -> Study:
         tasks = [task(n, p) for n, p in enumerate(planned)]
         tokens = {"admin": new_token(), "raters": {r: new_token() for r in sorted({t.rater for t in tasks})}}
         db = s.db or DEFAULT_DB
-        settings = {"control_threshold": s.control_threshold, "fast_answer_ms": s.fast_answer_ms, "plan": asdict(s.plan), "degrade": asdict(s.degrade),
+        settings = {"control_threshold": s.control_threshold, "fast_answer_ms": s.fast_answer_ms,
+                    "plan": asdict(s.plan) | resolved(protocol, s.plan), "degrade": asdict(s.degrade),
                     "images_per_set": per_set}
         if not s.db:  # ratings and token hashes: owner-only, like secrets.json (SQLite gives its
             (tmp / db).touch(mode=0o600)  # -wal / -shm files the database file's permissions)
@@ -290,11 +299,14 @@ def create_study(out: str | Path, s: StudySettings) -> Study:
         write_json_atomic(tmp / "study.json", {
             "format": STUDY_FORMAT, "name": name, "protocol": s.protocol, "title": protocol.title,
             "wording": wording(protocol),
-            "models": {"a": {"source": s.a, "model": first.model_a}, **({"b": {"source": s.b, "model": first.model_b}} if s.b else {})},
-            "prompts": {"spec": s.prompts, "prompt_set": prompt_set, "rated": list(items), "n": len(items)},
+            "models": {"a": {"source": s.a, "model": recs_a[first.prompt_id][0].model},
+                       **({"b": {"source": s.b, "model": recs_b[first.prompt_id][0].model}} if s.b else {})},
+            "prompts": {"spec": s.prompts, "prompt_set": prompt_set, "rated": list(dict.fromkeys(it.prompt_id for it in items.values())),
+                        "n": len({it.prompt_id for it in items.values()})},
             "settings": settings, "database": _strip_password(db), "package_version": __version__,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "tasks": {"total": len(tasks), "controls": sum(t.is_control for t in tasks), "raters": len(tokens["raters"])},
+            "tasks": {"total": len(tasks), "controls": sum(t.is_control for t in tasks), "raters": len(tokens["raters"]),
+                      "evaluations": assignment(protocol, items, s.plan)},  # category (or "all") -> its raters
             "images": images,
         })
         if out.exists():

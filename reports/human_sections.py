@@ -96,12 +96,14 @@ def coco_section(analysis: RatingsAnalysis, after: str) -> Section:
         blocks.append(Paragraph("No coco_realism answers in the inputs.", kind="note"))
     else:
         blocks.append(Table("coco_realism", realism, f"Photorealism preference = #model preferred / N (forced choice vs the "
-                                                     f"reference image) with {ci}; Wilson interval alongside. {after}"))
+                                                     f"reference image) with {ci}; Wilson interval alongside. Rows: all captions "
+                                                     f"and those without people (Table 2's subset). {after}"))
     if alignment.empty:
         blocks.append(Paragraph("No coco_alignment answers in the inputs.", kind="note"))
     else:
         blocks.append(Table("coco_alignment", alignment, f"Caption alignment = mean of yes/somewhat/no = 100/50/0 with {ci} "
-                                                         f"(scaled to 0-100); Wilson interval alongside. {after}"))
+                                                         f"(scaled to 0-100); Wilson interval alongside. Rows: all captions and those "
+                                                         f"without people (Table 2's subset). {after}"))
     return Section("COCO (Imagen Table 2)", blocks)
 
 

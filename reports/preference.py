@@ -17,11 +17,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from drawbench.coco import NO_PEOPLE
+
 from .bootstrap import DEFAULT_METHOD, DEFAULT_RESAMPLES, CrossedBootstrap, check_method, wilson
 
 SIDE_SCORES = {"A": 1.0, "tie": 0.5, "B": 0.0}  # ties count half
 CAPTION_SCORES = {"yes": 1.0, "somewhat": 0.5, "no": 0.0}  # x 100 in tables: 100 / 50 / 0
 ALL = "All"
+NO_PEOPLE_ROW = "No people"  # Table 2's subset: captions in category drawbench.coco.NO_PEOPLE
 
 
 @dataclass(frozen=True)
@@ -112,14 +115,19 @@ def sbs_table(analysis: RatingsAnalysis) -> pd.DataFrame:
 
 
 def _per_model(analysis: RatingsAnalysis, protocol: str, y: np.ndarray, prefix: str, scale: float, extra) -> pd.DataFrame:
-    """One row per model_a of `protocol`: counts, extra(mask) columns and the rate of y."""
+    """Table 2's rows: per model_a of `protocol`, one row for all its captions ("All") and one for
+    the captions without people (category drawbench.coco.NO_PEOPLE) where there are any: counts,
+    extra(mask) columns and the rate of y."""
     df = analysis.answers
+    no_people = (df["category"].astype(str) == NO_PEOPLE).to_numpy()
     rows, requests = [], []
     for model, group in df[df["protocol"] == protocol].groupby("model_a", sort=True):
         mask = np.zeros(len(df), bool)
         mask[group.index] = True
-        rows.append({"model": model, **_counts(mask, analysis), **extra(mask)})
-        requests.append((mask, y, prefix, scale))
+        for subset, m in ((ALL, mask), (NO_PEOPLE_ROW, mask & no_people)):
+            if m.any():
+                rows.append({"model": model, "captions": subset, **_counts(m, analysis), **extra(m)})
+                requests.append((m, y, prefix, scale))
     return pd.DataFrame([row | rate for row, rate in zip(rows, analysis.rates(requests))])
 
 

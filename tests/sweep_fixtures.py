@@ -54,3 +54,27 @@ def build_test_metric(name, options=None, *, cache_dir=None):
             time.sleep(0.5)  # a build that takes a while: another rank starting now would overlap it
             f.write(f"end {rank}\n")
     return Brightness()
+
+
+def make_coco(root: Path, n: int = 8, people_every: int = 0) -> Path:
+    """A COCO folder as downloaded, made here: root/annotations/captions_val2014.json (2 captions per
+    image) + root/val2014/COCO_val2014_<12-digit id>.jpg, non-square photographs of noise. With
+    `people_every` = k, every k-th image's captions mention a man (the paper's "people" captions)."""
+    import json
+
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    (root / "val2014").mkdir(parents=True)
+    (root / "annotations").mkdir()
+    images, annotations = [], []
+    for k in range(n):
+        image_id = 100 + 37 * k
+        name = f"COCO_val2014_{image_id:012d}.jpg"
+        h, w = (48, 80) if k % 2 else (80, 48)
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(root / "val2014" / name, quality=95)
+        images.append({"id": image_id, "file_name": name, "height": h, "width": w})
+        who = "a man holding " if people_every and k % people_every == 0 else ""
+        annotations += [{"image_id": image_id, "id": 1000 + 2 * k + j, "caption": f"{who}a photo number {k}, caption {j}"} for j in (0, 1)]
+    (root / "annotations" / "captions_val2014.json").write_text(json.dumps({"images": images, "annotations": annotations}))
+    return root

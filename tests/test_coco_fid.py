@@ -9,32 +9,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
 
 from bench.imagestore import read_folder
 from bench.sweep.runner import run_sweep
 from bench.sweep.spec import load_spec
-from sweep_fixtures import make_tiny_checkpoint
+from sweep_fixtures import make_coco, make_tiny_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 SPEC = Path(__file__).parents[1] / "bench" / "specs" / "coco_fid30k.toml"
-
-
-def make_coco(root: Path, n: int = 8) -> Path:
-    """root/annotations/captions_val2014.json + root/val2014/COCO_val2014_<12-digit id>.jpg, non-square."""
-    rng = np.random.default_rng(0)
-    (root / "val2014").mkdir(parents=True)
-    (root / "annotations").mkdir()
-    images, annotations = [], []
-    for k in range(n):
-        image_id = 100 + 37 * k
-        name = f"COCO_val2014_{image_id:012d}.jpg"
-        h, w = (48, 80) if k % 2 else (80, 48)
-        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(root / "val2014" / name, quality=95)
-        images.append({"id": image_id, "file_name": name, "height": h, "width": w})
-        annotations += [{"image_id": image_id, "id": 1000 + 2 * k + j, "caption": f"a photo number {k}, caption {j}"} for j in (0, 1)]
-    (root / "annotations" / "captions_val2014.json").write_text(json.dumps({"images": images, "annotations": annotations}))
-    return root
 
 
 def test_shipped_fid30k_spec_states_the_protocol():

@@ -2,6 +2,7 @@
 and de-randomised, first answer wins, refusals that change nothing."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from pathlib import Path
@@ -38,7 +39,8 @@ def _db_snapshot(study) -> tuple:
 def test_study_dir_records_what_made_it(study):
     meta = json.loads((study.root / "study.json").read_text())
     assert meta["package_version"] == "0.1.0" and meta["protocol"] == "drawbench_sbs"
-    assert meta["settings"]["plan"] == {"raters": 3, "batch_size": 10, "control_share": 0.2, "seed": 0}
+    assert meta["settings"]["plan"] == {"raters": 3, "batch_size": 10, "control_share": 0.2, "seed": 0,
+                                        "design": "per_category", "raters_per_category": 3}
     assert meta["wording"]["alignment"]["text"] == "Which set of images better represents the text caption: {caption}?"
     assert meta["models"]["a"]["model"] == "sd-v1-4" and meta["models"]["b"]["model"] == "sd-v1-5"
     assert meta["prompts"]["n"] == 25  # DrawBench Colors
@@ -190,7 +192,7 @@ def test_cli_refusals(tmp_path, capsys, study):
     assert cli(["study", "create", "--protocol", "drawbench_sbs", "--a", a, "--out", str(tmp_path / "x")]) == 2
     assert "give --b" in capsys.readouterr().err
     assert cli(["study", "create", "--protocol", "coco_alignment", "--a", "nope", "--out", str(tmp_path / "x")]) == 2
-    assert "use run:DIR[@CELL], run:DIR@KEY=VALUE[,KEY=VALUE...] or folder:DIR" in capsys.readouterr().err
+    assert "use run:DIR[@CELL], run:DIR@KEY=VALUE[,KEY=VALUE...], folder:DIR or coco:DIR" in capsys.readouterr().err
     before = _db_snapshot(study)
     assert cli(["study", "create", "--protocol", "coco_alignment", "--a", a, "--out", str(study.root)]) == 2
     assert "refusing to overwrite" in capsys.readouterr().err
@@ -313,3 +315,75 @@ def test_admin_progress_per_category(tmp_path):
     assert set(table.index) == {"Colors", "Counting"} and (table.raters >= 1).all()
     assert table.done.sum() == 1 and table.loc[first.category, "done"] == 1
     assert table.tasks.sum() == sum(not t.is_control for r in ("r01", "r02") for t in store.tasks(r))
+
+
+def test_drawbench_default_design_is_one_evaluation_per_category(tmp_path, capsys):
+    """The paper's DrawBench design: each category its own evaluation with its own raters; built
+    from the real SD v1.4 / v1.5 images, with a pool of 5 raters and 2 per category."""
+    from human_eval_fixtures import sd_folders
+
+    a, b = sd_folders()
+    out = tmp_path / "s"
+    assert cli(["study", "create", "--protocol", "drawbench_sbs", "--a", f"folder:{a}", "--b", f"folder:{b}", "--images-per-set", "1",
+                "--prompts", "drawbench:Colors,Text,Counting", "--raters", "5", "--raters-per-category", "2", "--batch-size", "8",
+                "--out", str(out)]) == 0
+    assert "3 evaluations (one per category, 2 raters each)" in capsys.readouterr().out
+    study = load_study(out)
+    meta = json.loads((out / "study.json").read_text())
+    assert meta["settings"]["plan"]["design"] == "per_category" and meta["settings"]["plan"]["raters_per_category"] == 2
+    evaluations = meta["tasks"]["evaluations"]
+    assert sorted(evaluations) == ["Colors", "Counting", "Text"] and all(len(r) == 2 for r in evaluations.values())
+    served = Counter(r for raters in evaluations.values() for r in raters)
+    assert max(served.values()) - min(served.values()) <= 1  # dealt in rotation: nobody serves far more than others
+    store = study.store()
+    try:
+        for rater in served:
+            tasks = store.tasks(rater)
+            ordinary = [t for t in tasks if not t.is_control]
+            for batch in {t.batch for t in tasks}:  # a batch never mixes categories (controls are made from its prompts)
+                assert len({t.category for t in tasks if t.batch == batch}) == 1
+            cats = {t.category for t in ordinary}
+            assert cats == {c for c, raters in evaluations.items() if rater in raters}
+            ids = [t.prompt_id for t in ordinary]
+            assert len(ids) == len(set(ids))  # each prompt of their categories once
+    finally:
+        store.close()
+    # every prompt of a category is rated by exactly its 2 raters
+    con = sqlite3.connect(out / "ratings.sqlite")
+    rows = con.execute("SELECT category, prompt_id, COUNT(DISTINCT rater) FROM tasks WHERE is_control = 0 GROUP BY 1, 2").fetchall()
+    con.close()
+    assert rows and {n for _, _, n in rows} == {2}
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--raters", "3", "--raters-per-category", "4"], "raters per category must be in [1, 3] (the pool, --raters), got 4"),
+    (["--design", "all_prompts", "--raters-per-category", "2"], "raters per category applies to the per_category design only"),
+    (["--design", "every"], "invalid choice: 'every'"),
+])
+def test_design_options_are_checked(tmp_path, capsys, extra, message):
+    from human_eval_fixtures import sd_folders
+
+    a, b = sd_folders()
+    with pytest.raises(SystemExit) if "invalid choice" in message else contextlib.nullcontext():
+        assert cli(["study", "create", "--protocol", "drawbench_sbs", "--a", f"folder:{a}", "--b", f"folder:{b}", "--images-per-set", "1",
+                    "--prompts", "drawbench:Colors", *extra, "--out", str(tmp_path / "s")]) == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "s").exists()
+
+
+def test_all_prompts_design_gives_every_rater_every_prompt(tmp_path):
+    from human_eval.plan import PlanSettings
+    from human_eval.study import StudySettings, create_study
+    from human_eval_fixtures import sd_folders
+
+    a, b = sd_folders()
+    study = create_study(tmp_path / "s", StudySettings(protocol="drawbench_sbs", a=f"folder:{a}", b=f"folder:{b}", images_per_set=1,
+                                                       prompts="drawbench:Colors,Text", plan=PlanSettings(raters=2, design="all_prompts")))
+    meta = json.loads((study.root / "study.json").read_text())
+    assert meta["tasks"]["evaluations"] == {"all": ["r01", "r02"]}
+    store = study.store()
+    try:
+        for r in ("r01", "r02"):
+            assert len({t.prompt_id for t in store.tasks(r) if not t.is_control}) == meta["prompts"]["n"]
+    finally:
+        store.close()
+

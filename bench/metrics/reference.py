@@ -23,7 +23,7 @@ import numpy as np
 from imagen import __version__
 from imagen.checkpoint import sha256_file
 
-from bench.imagestore import IMAGE_SUFFIXES
+from bench.imagestore import IMAGE_SUFFIXES, coco_files
 
 from .features import FeatureExtractor
 from .preprocess import load_rgb, to_eval_resolution
@@ -65,29 +65,10 @@ def image_files(kind: str, arg: str) -> list[Path]:
     return files
 
 
-COCO_SPLITS = ("val2014", "val2017", "train2014", "train2017")
-
-
 def coco_image_files(root: Path) -> list[Path]:
-    """The images of a COCO folder, each once: the official layout (annotations/captions_<split>.json
-    beside <split>/ with COCO_val2014_000000203564.jpg or 000000203564.jpg files), or the suite's
-    captions.json + images/ layout."""
-    import json as _json
-
-    from imagen.data import CocoFolder  # noqa: PLC0415
-
-    if (root / "captions.json").is_file():
-        return sorted({path for path, _ in CocoFolder(root).items})
-    for split in COCO_SPLITS:
-        ann = root / "annotations" / f"captions_{split}.json"
-        if ann.is_file():
-            try:
-                names = sorted({img["file_name"] for img in _json.loads(ann.read_text())["images"]})
-            except (ValueError, KeyError, TypeError) as e:
-                raise ValueError(f"{ann} is not a COCO captions file (need images with file_name): {e}") from None
-            return [root / split / name for name in names]
-    raise FileNotFoundError(f"COCO reference {root}: found neither annotations/captions_<split>.json ({', '.join(COCO_SPLITS)}) "
-                            "with its <split>/ image folder, nor captions.json + images/")
+    """The images of a COCO folder (bench.imagestore.coco_files: the official layout or captions.json
+    + images/), each once, sorted."""
+    return sorted(set(coco_files(root)[1].values()))
 
 
 def _source(kind: str, arg: str, n: int | None, shapes_size: int) -> tuple[Callable[[], Iterator[tuple[np.ndarray, str | None]]], str, int]:

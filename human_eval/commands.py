@@ -14,7 +14,7 @@ from common.files import check_writable
 from .contract import DEFAULT_CONTROL_THRESHOLD, DEFAULT_FAST_ANSWER_MS
 from .protocols import DESIGNS, PROTOCOLS
 
-APP = Path(__file__).with_name("app.py")
+SERVER = Path(__file__).with_name("server.py")  # app.py behind human_eval.web_guard
 
 
 def add_parser(sub, name: str, help_text: str) -> None:
@@ -198,7 +198,7 @@ def cmd_rate(args) -> int:
 
     load_study(args.study)
     _print_links(args)
-    cmd = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.address", args.host, "--server.port", str(args.port),
+    cmd = [sys.executable, "-m", "streamlit", "run", str(SERVER), "--server.address", args.host, "--server.port", str(args.port),
            "--server.headless", "true", "--browser.gatherUsageStats", "false", "--client.showErrorDetails", "false",
            "--client.toolbarMode", "minimal", "--server.fileWatcherType", "none", "--server.runOnSave", "false"]
     env = {**os.environ, "HUMAN_EVAL_STUDY": str(args.study.resolve())}

@@ -2,6 +2,7 @@
 images (../shared/data), and small COCO-style studies from synthetic images with a captions CSV."""
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -40,3 +41,13 @@ def coco_study(root: Path, protocol: str, raters: int = 1, batch_size: int = 4, 
 
 def tokens(study) -> dict:
     return json.loads((study.root / "secrets.json").read_text())
+
+
+
+@contextlib.contextmanager
+def rating_server(study):
+    """`imagen-bench rate STUDY` on a free 127.0.0.1 port, as a user starts it; yields the port."""
+    from bench.trials.kill_server import serving
+
+    with serving(study.root, study.root.parent / "server-logs") as url:
+        yield int(url.rsplit(":", 1)[1])

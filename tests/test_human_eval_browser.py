@@ -7,17 +7,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 
-from human_eval_fixtures import REPO, sbs_study, tokens
+from human_eval_fixtures import REPO, rating_server, sbs_study, tokens
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -29,43 +22,14 @@ SCREENSHOT = REPO / "docs" / "img" / "human_eval_sbs.png"
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            raise AssertionError(f"the rating server exited with {proc.returncode}: {proc.stdout.read()}")
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
-                return
-        except OSError:
-            time.sleep(0.5)
-    raise AssertionError(f"the rating server did not answer at {url} within {timeout} s")
-
-
 @pytest.fixture
 def server(tmp_path):
     if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
         pytest.skip(f"chromium not installed at {CHROMIUM}: run `make system-deps` (apt-get install chromium chromium-driver)")
     pytest.importorskip("playwright.sync_api", reason="playwright (python package) not installed: pip install '.[browser]'")
     study = sbs_study(tmp_path / "study", prompts="drawbench:Colors", raters=2, batch_size=4, control_share=0.25, seed=3)
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "bench.cli", "rate", str(study.root), "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
-        _wait_healthy(f"http://127.0.0.1:{port}", proc)
+    with rating_server(study) as port:
         yield study, port
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def test_rater_completes_a_batch_in_chromium(server, tmp_path):

@@ -220,3 +220,33 @@ def test_image_folders_refuse_two_files_for_one_image_and_fifos(tmp_path):
 
     with pytest.raises(ValueError, match="not a regular file"):
         open_image(folder / "4.png")
+
+
+def test_a_sweep_larger_than_the_limit_is_refused_until_confirmed(finished, tmp_path, capsys):
+    """The planned count is exact (the finished run's manifest) and a larger sweep is refused before
+    anything is written; --max-images with the planned count confirms it."""
+    from bench.cli import main
+
+    d, first = finished
+    made = len(pd.read_parquet(d / "run" / "manifest.parquet"))
+    assert main(["sweep", str(d / "spec.toml"), "--out", str(tmp_path / "run"), "--max-images", str(made - 1), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"makes {made} images (4 cells x their prompts x 1 samples), over the limit of {made - 1}" in err
+    assert f"confirm with --max-images {made}" in err and not (tmp_path / "run").exists()
+    assert main(["sweep", str(d / "spec.toml"), "--out", str(d / "run"), "--max-images", str(made), "--no-progress",
+                 "--cache-dir", str(d / "cache")]) == 0
+    assert f"{made} images (0 generated now)" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["sweep", str(d / "spec.toml"), "--max-images", "0"])
+    assert "--max-images: must be a positive integer, got '0'" in capsys.readouterr().err
+
+
+def test_grid_points_are_counted_without_making_them():
+    from bench.sweep.cells import count_grid_points, grid_points
+    from bench.sweep.spec import Grid
+
+    g = Grid(guidance=(1.0, 3.0, 5.0), thresholding=("none", "static", "dynamic"), percentile=(95.0, 99.5), seeds=(0, 1))
+    for axes in [("guidance", "thresholding", "seed"), ("steps", "guidance"), (), ("thresholding",)]:
+        assert count_grid_points(g, axes) == len(grid_points(g, axes))
+    big = Grid(guidance=tuple(float(i) for i in range(100)), aug_level=tuple(i / 100 for i in range(100)), seeds=tuple(range(100)))
+    assert count_grid_points(big, ("guidance", "aug_level", "seed")) == 10 ** 6

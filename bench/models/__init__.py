@@ -47,9 +47,15 @@ def check_sizes(where: str, config) -> None:
             raise ValueError(f"{where}: {key} must be >= 1, got {value!r}")
 
 
+def axes_of_kind(kind: str) -> tuple[str, ...]:
+    """The sampling axes a kind's images depend on (its class's `axes`), known before building it."""
+    return tuple(_kinds()[kind][0].axes)
+
+
 def build_model(name: str, kind: str, config, cache_dir: Path | None = None) -> ImageModel:
     cls, _ = _kinds()[kind]
     return cls(name, config, cache_dir)
 
 
-__all__ = ["MODEL_KINDS", "SAMPLING_AXES", "GeneratedImage", "ImageModel", "ImageRequest", "Sampling", "build_model", "model_config"]
+__all__ = ["MODEL_KINDS", "SAMPLING_AXES", "GeneratedImage", "ImageModel", "ImageRequest", "Sampling", "axes_of_kind", "build_model",
+           "model_config"]

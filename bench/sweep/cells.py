@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import re
 from dataclasses import asdict, dataclass
 
@@ -41,21 +42,28 @@ def _fmt(v) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
-def grid_points(grid: Grid, axes: tuple[str, ...]) -> list[tuple[int | None, Sampling]]:
-    """(seed, Sampling) for every grid point over `axes`; dynamic thresholding x percentiles,
-    none/static once (percentile does not apply to them)."""
+def _axes(grid: Grid, axes: tuple[str, ...]) -> tuple[tuple, ...]:
+    """The values of each axis in grid_points' order (seed, sampler, steps, guidance, (thresholding,
+    percentile), aug_level); (None,) for an axis the model does not have. Percentiles pair with
+    dynamic thresholding only: none / static appear once whatever the percentiles."""
     def axis(key: str, values: tuple) -> tuple:
         return values if key in axes else (None,)
 
     thr = [(t, p if t == "dynamic" else None) for t in axis("thresholding", grid.thresholding) for p in grid.percentile]
-    thr = list(dict.fromkeys(thr))  # none/static appear once whatever the percentiles
-    points = []
-    for seed, sampler, steps, guidance, (t, p), aug in itertools.product(
-        axis("seed", grid.seeds), axis("sampler", grid.sampler), axis("steps", grid.steps), axis("guidance", grid.guidance),
-        thr, axis("aug_level", grid.aug_level),
-    ):
-        points.append((seed, Sampling(sampler, steps, guidance, t, p, aug)))
-    return points
+    return (axis("seed", grid.seeds), axis("sampler", grid.sampler), axis("steps", grid.steps), axis("guidance", grid.guidance),
+            tuple(dict.fromkeys(thr)), axis("aug_level", grid.aug_level))
+
+
+def count_grid_points(grid: Grid, axes: tuple[str, ...]) -> int:
+    """len(grid_points(grid, axes)), without making them (a hostile grid may have 10^12)."""
+    return math.prod(len(values) for values in _axes(grid, axes))
+
+
+def grid_points(grid: Grid, axes: tuple[str, ...]) -> list[tuple[int | None, Sampling]]:
+    """(seed, Sampling) for every grid point over `axes`; dynamic thresholding x percentiles,
+    none/static once (percentile does not apply to them)."""
+    return [(seed, Sampling(sampler, steps, guidance, t, p, aug))
+            for seed, sampler, steps, guidance, (t, p), aug in itertools.product(*_axes(grid, axes))]
 
 
 def cell_name(model: str, prompt_set: str, seed: int | None, s: Sampling) -> str:
@@ -115,3 +123,24 @@ def image_relpath(cell: Cell, req: ImageRequest, suffix: str) -> str:
     """Contract 1: images/<cell_id>/<prompt_set>-<prompt_id>-<sample><suffix>."""
     pid = re.sub(r"[^A-Za-z0-9._-]+", "_", req.prompt_id)
     return f"images/{cell.cell_id}/{req.prompt_set}-{pid}-{req.sample}{suffix}"
+
+
+def planned_images(spec: SweepSpec, axes_of: dict[str, tuple[str, ...]], prompt_counts: dict[str, int]) -> tuple[int, int]:
+    """(cells, images) the spec makes: sum over models and prompt sets of grid points x prompts x
+    samples, counted without expanding anything."""
+    cells = images = 0
+    for m in spec.models:
+        points = count_grid_points(spec.grid, axes_of[m.name])
+        for ps in spec.prompt_sets:
+            cells += points
+            images += points * prompt_counts[ps.label] * spec.samples_per_prompt
+    return cells, images
+
+
+def check_size(spec: SweepSpec, axes_of: dict[str, tuple[str, ...]], prompt_counts: dict[str, int], max_images: int) -> int:
+    """The number of images; above `max_images` a ValueError names the size and how to confirm it."""
+    cells, images = planned_images(spec, axes_of, prompt_counts)
+    if images > max_images:
+        raise ValueError(f"spec {spec.name!r} makes {images:,} images ({cells:,} cells x their prompts x {spec.samples_per_prompt} "
+                         f"samples), over the limit of {max_images:,}; check the grid, or confirm with --max-images {images}")
+    return images

@@ -5,6 +5,18 @@ import argparse
 import os
 from pathlib import Path
 
+from .spec import DEFAULT_MAX_IMAGES
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
 
 def add_parser(sub, name: str, help_text: str) -> None:
     p = sub.add_parser(name, help=help_text, description=help_text + ". Format of SPEC: docs/sweeps.md. "
@@ -14,6 +26,8 @@ def add_parser(sub, name: str, help_text: str) -> None:
     p.add_argument("--cache-dir", type=Path, default=None, help="text-encoding / FID-reference cache (default: $IMAGEN_BENCH_CACHE or ~/.cache/imagen-bench)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--wait", action="store_true", help="if another sweep is using --out, wait for it to finish (default: refuse)")
+    p.add_argument("--max-images", type=_positive, default=DEFAULT_MAX_IMAGES, metavar="N",
+                   help="refuse a spec that makes more images than this (default %(default)s; pass the planned count to confirm a larger sweep)")
     p.set_defaults(func=run)
 
 
@@ -24,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
     from common.files import check_writable
 
     out = check_writable(args.out or Path("runs") / load_spec(args.spec)[0].name)
-    r = run_sweep(args.spec, out, cache_dir=args.cache_dir, progress=not args.no_progress, wait=args.wait)
+    r = run_sweep(args.spec, out, cache_dir=args.cache_dir, progress=not args.no_progress, wait=args.wait,
+                  max_images=args.max_images)
     if os.environ.get("RANK", "0") == "0":
         print(f"{r.run}: {r.images_total} images ({r.images_generated} generated now), "
               f"{r.metric_pairs_computed} cell x metric results computed, {r.seconds:.1f}s")

@@ -20,9 +20,9 @@ from typing import Callable
 import pandas as pd
 from tqdm import tqdm
 
-from .cells import Cell, expand_cells, image_relpath, requests_for
+from .cells import Cell, check_size, expand_cells, image_relpath, requests_for
 from .distributed import World
-from .spec import SweepSpec, load_spec
+from .spec import DEFAULT_MAX_IMAGES, SweepSpec, load_spec
 from .store import RunStore, write_parquet_atomic
 
 
@@ -50,23 +50,28 @@ def _default_metric_factory() -> Callable:
 
 
 def run_sweep(spec_path: str | Path, out: str | Path, *, cache_dir: Path | None = None, metric_factory: Callable | None = None,
-              progress: bool = True, wait: bool = False) -> SweepResult:
+              progress: bool = True, wait: bool = False, max_images: int = DEFAULT_MAX_IMAGES) -> SweepResult:
     """Run (or resume) the sweep; rank 0 holds the run folder's lock throughout (`wait`: wait for
-    another sweep using it to finish instead of refusing)."""
+    another sweep using it to finish instead of refusing). A spec making more than `max_images`
+    images is refused before anything is written (cells.check_size)."""
+    from bench.models import axes_of_kind
+    from drawbench.sets import load_prompt_set
+
+    spec, spec_bytes = load_spec(spec_path)
+    prompts = {p.label: load_prompt_set(p.name, p.options) for p in spec.prompt_sets}
+    check_size(spec, {m.name: axes_of_kind(m.kind) for m in spec.models}, {k: len(v) for k, v in prompts.items()}, max_images)
     store = RunStore(Path(out), int(os.environ.get("RANK", "0")))
     try:
-        return _run_sweep(spec_path, store, cache_dir, metric_factory, progress, wait)
+        return _run_sweep(spec, spec_bytes, prompts, store, cache_dir, metric_factory, progress, wait)
     finally:
         store.unlock()
 
 
-def _run_sweep(spec_path, store: RunStore, cache_dir, metric_factory, progress: bool, wait: bool) -> SweepResult:
+def _run_sweep(spec, spec_bytes: bytes, prompts: dict, store: RunStore, cache_dir, metric_factory, progress: bool, wait: bool) -> SweepResult:
     from bench.models import build_model
-    from drawbench.sets import load_prompt_set
 
     t0 = time.perf_counter()
     world = World.from_env()
-    spec, spec_bytes = load_spec(spec_path)
     error = None
     if world.rank == 0:  # the folder's lock before any slow start-up: the sweep started first runs
         try:
@@ -77,7 +82,6 @@ def _run_sweep(spec_path, store: RunStore, cache_dir, metric_factory, progress: 
     if error:
         raise ValueError(error)
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-    prompts = {p.label: load_prompt_set(p.name, p.options) for p in spec.prompt_sets}
     models = {m.name: build_model(m.name, m.kind, m.config, cache_dir) for m in spec.models}
     for m in models.values():
         for p in spec.prompt_sets:

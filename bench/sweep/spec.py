@@ -13,6 +13,10 @@ from typing import Any
 THRESHOLDING = ("none", "static", "dynamic")
 # The Imagen paper's guidance grid (fig. 4 / A.11); the spec may list any subset or other values.
 PAPER_GUIDANCE = (1.0, 1.25, 1.5, 1.75, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0)
+# A sweep larger than this is refused unless the user confirms its size (`sweep --max-images N`):
+# 200,000 images hold COCO FID-30K at six guidance values (180,000), the largest paper protocol;
+# a typo in a grid (10^6 cells) would otherwise plan and start for hours or exhaust memory.
+DEFAULT_MAX_IMAGES = 200_000
 MAX_SAMPLES = 1000  # images per prompt and cell; 10^9 would only exhaust memory planning the work
 # Names that become parts of file paths (the sweep name: runs/<name>; prompt-set labels: image file
 # names; metric labels: metric_cache/<cell>/<label>.json; model names: cell ids): a letter or digit,

@@ -202,6 +202,10 @@ SPEC_HOSTILE: dict[str, Mutation] = {
     "inf_guidance": _hostile(lambda d: d.setdefault("grid", {}).update(guidance=[float("inf")]), "guidance inf", ("guidance",)),
     "huge_steps": _hostile(lambda d: d.setdefault("grid", {}).update(steps=[10 ** 12]), "steps 10**12", ("steps",)),
     "huge_samples": _hostile(lambda d: d["sweep"].update(samples_per_prompt=10 ** 9), "samples_per_prompt 10**9", ("samples_per_prompt",)),
+    "huge_grid": _hostile(lambda d: d.setdefault("grid", {}).update(guidance=[1.0 + i / 100 for i in range(100)],
+                                                                     aug_level=[i / 1000 for i in range(100)],
+                                                                     seeds=list(range(100))),
+                          "a 10**6-point grid (100 guidance x 100 aug levels x 100 seeds)", ("--max-images",)),
 }
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -64,7 +65,7 @@ def chromium_path() -> str | None:
     return None
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -115,6 +116,18 @@ class Server:
             kill_group(self.proc, signal.SIGTERM)
 
 
+@contextlib.contextmanager
+def serving(study: Path, logs: Path):
+    """`imagen-bench rate STUDY` on a free 127.0.0.1 port until the block ends; yields its base URL."""
+    server = Server(study, free_port(), logs)
+    server.start()
+    try:
+        asyncio.run(server.wait_healthy())
+        yield server.url
+    finally:
+        server.stop()
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     d = KillServerSettings()
     p.add_argument("--raters", type=int, default=d.raters, help=f"concurrent raters, one browser context each (default {d.raters})")
@@ -162,7 +175,7 @@ def run_trial(s: KillServerSettings) -> int:
     queues = {r: store.tasks(r) for r in sorted(secrets["raters"])}
     total = sum(len(q) for q in queues.values())
     print(f"kill-server: {s.raters} raters x {total // s.raters} tasks, {s.kills} kills, seed {s.seed}, workdir {wd}", flush=True)
-    server = Server(study.root, s.port or _free_port(), wd / "logs")
+    server = Server(study.root, s.port or free_port(), wd / "logs")
     try:
         logs, kills = asyncio.run(asyncio.wait_for(_session(s, browser, server, secrets, queues, total), s.timeout))
     finally:

@@ -15,6 +15,8 @@
                  absolute path are refused at parse time, and RunStore refuses any path that resolves outside
     csv          every CSV the suite writes neutralises cells a spreadsheet would run as a formula
                  (= + - @ tab CR), in the study export of a real study as in common.tables
+    server       the real rating server (`imagen-bench rate`) answers 404 on Streamlit's metrics and
+                 upload endpoints and sends the security headers (human_eval.web_guard) on every response
 Each check is a function returning a list of problems (empty = passed); WORK/security-summary.json
 holds every check's details.
 """
@@ -256,6 +258,37 @@ def check_csv(s: SecuritySettings, study_root: Path, details: dict) -> list[str]
     return problems
 
 
+def check_server(s: SecuritySettings, study_root: Path, details: dict) -> list[str]:
+    import urllib.error
+    import urllib.request
+
+    from human_eval.web_guard import SECURITY_HEADERS
+
+    from .kill_server import serving
+
+    def get(url: str) -> tuple[int, dict, bytes]:
+        try:
+            with urllib.request.urlopen(url, timeout=10) as r:
+                return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()
+
+    want = {k.decode(): v.decode() for k, v in SECURITY_HEADERS}
+    problems = []
+    with serving(study_root, study_root.parent / "server-logs") as url:
+        for path in ("/_stcore/metrics", "/_stcore/upload_file/session/file"):
+            status, _, body = get(url + path)
+            if status != 404 or b"session_events" in body:
+                problems.append(f"{path} answered {status} without a token")
+        for path in ("/", "/_stcore/health", "/?t=forged", "/_stcore/metrics"):
+            _, headers, _ = get(url + path)
+            missing = sorted(k for k, v in want.items() if headers.get(k) != v)
+            if missing:
+                problems.append(f"{path}: security headers missing or different: {', '.join(missing)}")
+    details.update({"blocked": 2, "headers": sorted(want), "paths_checked": 4})
+    return problems
+
+
 def _app_checks() -> Callable:
     from .security_app import check_app
 
@@ -264,7 +297,7 @@ def _app_checks() -> Callable:
 
 CHECKS: dict[str, Callable] = {
     "tokens": check_tokens, "compare": check_compare, "store": check_store, "images": check_images,
-    "permissions": check_permissions, "spec_paths": check_spec_paths, "csv": check_csv,
+    "permissions": check_permissions, "spec_paths": check_spec_paths, "csv": check_csv, "server": check_server,
     "app": lambda s, root, d: _app_checks()(s, root, d),
 }
 

@@ -27,12 +27,16 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from bench.sweep.store import LOCK_FILE
+
 from .fuzz_run import Outcome, run_inprocess, run_subprocess
 from .fuzz_targets import COMMANDS, DOMAINS, PLAN, build_pristine, reset_live
 
 MARKER = ".imagen-bench-trial-fuzz"
 ERROR_LINE = re.compile(r"^imagen-bench [\w-]+: error: ", re.M)
-TRANSIENT = ("-wal", "-shm", "-journal")  # SQLite side files a reader may leave behind
+# Files no user made: SQLite side files a reader may leave behind, and a run folder's lock (its
+# content is the holder's pid, rewritten by every sweep that takes it, a refused one included)
+TRANSIENT = ("-wal", "-shm", "-journal")
 
 
 @dataclass(frozen=True)
@@ -59,7 +63,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def tree_hashes(root: Path) -> dict[str, str]:
     out = {}
     for p in sorted(root.rglob("*")):
-        if p.is_file() and not p.name.endswith(TRANSIENT):
+        if p.is_file() and not p.name.endswith(TRANSIENT) and p.name != LOCK_FILE:
             out[str(p.relative_to(root))] = hashlib.sha256(p.read_bytes()).hexdigest()
     return out
 

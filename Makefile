@@ -27,6 +27,7 @@ demo: $(STAMP)
 	$(VENV)/bin/imagen-bench demo --out runs/demo
 
 test: $(STAMP) system-deps
+	$(VENV)/bin/ruff check .
 	@url=$$(bash .ci/pg-start); HUMAN_EVAL_PG_URL=$$url $(PY) -m pytest -q --timeout=900; rc=$$?; bash .ci/pg-stop; exit $$rc
 
 test-fast: $(STAMP)
@@ -35,15 +36,15 @@ test-fast: $(STAMP)
 # Separate benchmark environment for `imagen-bench perf`: the peers (diffusers, lucidrains'
 # imagen-pytorch) run there, so their pins never touch the project's venv. imagen-pytorch goes in
 # with --no-deps: its install_requires pulls torchvision (a CUDA build on PyPI that cannot import on
-# the CPU torch), accelerate, datasets, ...; bench/perf/peers/requirements.txt lists what its Unet needs.
+# the CPU torch), accelerate, datasets, ...; selfcheck/perf/peers/requirements.txt lists what its Unet needs.
 PERF_VENV ?= .perf-venv
 PERF_PIP := $(PERF_VENV)/bin/pip install -c constraints.txt
 PERF_STAMP := $(PERF_VENV)/.installed
 
-$(PERF_STAMP): constraints.txt bench/perf/peers/requirements.txt
+$(PERF_STAMP): constraints.txt selfcheck/perf/peers/requirements.txt
 	python3 -m venv $(PERF_VENV)
 	$(PERF_PIP) torch==2.13.0
-	$(PERF_PIP) -r bench/perf/peers/requirements.txt
+	$(PERF_PIP) -r selfcheck/perf/peers/requirements.txt
 	$(PERF_PIP) --no-deps imagen-pytorch==2.1.0
 	touch $(PERF_STAMP)
 

@@ -8,12 +8,12 @@
 from __future__ import annotations
 
 import json
-import os
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
 
+from common.files import atomic_path
 from common.tables import to_csv
 
 from .contract import COLUMNS as CONTRACT_COLUMNS
@@ -78,7 +78,7 @@ def study_settings(study_dir_or_db_url: str | Path) -> dict[str, dict]:
 def write_answers(source: str | Path, out: str | Path) -> pd.DataFrame:
     """Write answers_frame(source) to `out` (.csv or .parquet) and `<out>.meta.json`. Refuses to
     overwrite an existing file."""
-    from imagen import __version__
+    from common.version import __version__
 
     out = Path(out)
     if out.suffix not in EXPORT_FORMATS:
@@ -93,12 +93,7 @@ def write_answers(source: str | Path, out: str | Path) -> pd.DataFrame:
     sidecar = Path(f"{out}.meta.json")
     if sidecar.exists():
         raise ValueError(f"{sidecar} already exists; refusing to overwrite it (choose another --out)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(out) as tmp:  # nothing left behind when the disk is full or read-only
         to_csv(df, tmp) if out.suffix == ".csv" else df.to_parquet(tmp, index=False)
-        tmp.replace(out)
-    finally:
-        tmp.unlink(missing_ok=True)  # nothing left behind when the disk is full or read-only
     sidecar.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return df

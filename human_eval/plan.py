@@ -17,7 +17,7 @@ import math
 import random
 from dataclasses import dataclass
 
-from bench.imagestore import ImageRecord
+from common.imagestore import ImageRecord
 
 from .controls import Item, make_control
 from .protocols import DESIGNS, Protocol

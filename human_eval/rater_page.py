@@ -12,6 +12,7 @@ from .protocols import Protocol, get_protocol
 from .store import Store, Task
 from .study import Study
 
+
 def literal(label: str, text: str = "") -> str:
     """HTML that shows `text` exactly as written: escaped, never parsed as Markdown, where `--` would
     become a dash, `:smile:` an emoji, `&lt;b&gt;` a tag and a URL a link (Markdown escaping does not

@@ -1,6 +1,6 @@
 """Where a study's images and prompts come from, as given on the command line.
 
-Image sources (read only through bench.imagestore):
+Image sources (read only through common.imagestore):
     run:DIR[@CELL]   a sweep run folder: one cell by id, or by its settings (run:DIR@guidance=5,thresholding=static)
     folder:DIR       a folder of images named by prompt id (e.g. ../shared/data/drawbench-sd/sd-v1-4)
     coco:DIR         COCO as downloaded (DIR/annotations/captions_val2014.json + DIR/val2014/COCO_val2014_*.jpg,
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.imagestore import ImageRecord, read_coco, read_folder, read_run
+from common.imagestore import ImageRecord, read_coco, read_folder, read_run
 from drawbench import load_drawbench
 
 SOURCE_FORMS = "run:DIR[@CELL], run:DIR@KEY=VALUE[,KEY=VALUE...], folder:DIR or coco:DIR"

@@ -27,7 +27,7 @@ from common.files import python_process_alive
 
 from .contract import DEFAULT_CONTROL_THRESHOLD, DEFAULT_FAST_ANSWER_MS
 from .controls import DegradeSettings, degrade
-from .plan import PlanSettings, PlannedTask, assignment, items_for, plan
+from .plan import PlannedTask, PlanSettings, assignment, items_for, plan
 from .protocols import get_protocol, wording
 from .sources import by_prompt, load_prompts, parse_source, read_source
 from .store import AccessDenied, Store, Task, is_postgres_url
@@ -174,7 +174,7 @@ def read_secrets(study_dir: str | Path) -> dict:
 
 def write_secrets(study_dir: str | Path, tokens: dict) -> None:
     """Write secrets.json atomically and owner-only (0600) from its first byte."""
-    from imagen.checkpoint import write_json_atomic
+    from common.files import write_json_atomic
 
     write_json_atomic(Path(study_dir) / "secrets.json", tokens, mode=0o600)
 
@@ -224,9 +224,9 @@ def resolved(protocol, settings: PlanSettings) -> dict:
 def create_study(out: str | Path, s: StudySettings) -> Study:
     """Build the study directory. Refuses an existing non-empty `out`; builds in a temporary
     sibling and renames it into place, so a failure leaves nothing half-made."""
-    from bench.imagestore import open_image
-    from imagen import __version__
-    from imagen.checkpoint import sha256_file, write_json_atomic
+    from common.files import sha256_file, write_json_atomic
+    from common.imagestore import open_image
+    from common.version import __version__
 
     out = Path(out).resolve()
     if out.exists() and any(out.iterdir()):

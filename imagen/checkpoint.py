@@ -13,16 +13,17 @@ A cascade directory:
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import re
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from . import __version__
+from common.files import atomic_path, sha256_file, write_json_atomic
+from common.training_log import split_log_rows
+from common.version import __version__
+
 from .config import CascadeConfig, StageConfig, TextEncoderConfig, from_dict, to_dict
 from .unet import EfficientUNet
 
@@ -35,29 +36,6 @@ _STAGE_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 class CheckpointError(ValueError):
     """A checkpoint that is missing, malformed, or does not match the config asked for."""
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def write_json_atomic(path: Path, data: dict, mode: int | None = None) -> None:
-    """Write via a temp file and rename. With `mode` (e.g. 0o600 for secrets) the temp file has that
-    mode before any byte is written, so the content is never readable with looser permissions."""
-    tmp = path.with_name(path.name + ".tmp")
-    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
-    if mode is None:
-        tmp.write_text(text)
-    else:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-        os.fchmod(fd, mode)  # a leftover temp file keeps its old mode through O_CREAT
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-    os.replace(tmp, path)
 
 
 def config_diff(a: dict, b: dict, prefix: str = "") -> list[str]:
@@ -76,9 +54,8 @@ def save_stage(directory: Path, stage: StageConfig, text_encoder: TextEncoderCon
     """Write model.safetensors + config.json atomically (each via a temp file and rename)."""
     directory.mkdir(parents=True, exist_ok=True)
     weights = directory / "model.safetensors"
-    tmp = directory / "model.safetensors.tmp"
-    save_file({k: v.detach().contiguous().cpu() for k, v in ema_state.items()}, str(tmp), metadata={"format": STAGE_FORMAT})
-    os.replace(tmp, weights)
+    with atomic_path(weights) as tmp:
+        save_file({k: v.detach().contiguous().cpu() for k, v in ema_state.items()}, str(tmp), metadata={"format": STAGE_FORMAT})
     meta = {
         "format": STAGE_FORMAT,
         "stage": to_dict(stage),
@@ -223,32 +200,6 @@ def load_cascade(directory: Path, num_stages: int | None = None, text_encoder=No
 
 def torch_load_state(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
-
-
-LOG_HEADER = "step,loss,lr,seconds"
-
-
-def split_log_rows(rows: list[str], step: int) -> tuple[list[str], list[str]]:
-    """log.csv rows (no header) -> (rows of steps <= step, rows of later steps): what the weights
-    saved at `step` went through, and what a run logged past its last checkpoint."""
-    after = [int(r.split(",", 1)[0]) > step for r in rows]
-    return [r for r, a in zip(rows, after) if not a], [r for r, a in zip(rows, after) if a]
-
-
-def training_history(directory: Path, upto: int | None = None) -> list[str]:
-    """CSV rows (no header) of all training behind a stage's weights, numbered in total steps:
-    init_log.csv (history of the init_from weights, already in total steps), then log.csv with
-    step and seconds shifted past it. Rows of log.csv after run step `upto` are left out."""
-    directory = Path(directory)
-    init = directory / "init_log.csv"
-    rows = init.read_text().splitlines()[1:] if init.is_file() else []
-    step0, sec0 = (int(rows[-1].split(",")[0]), float(rows[-1].split(",")[3])) if rows else (0, 0.0)
-    log = directory / "log.csv"
-    for r in (log.read_text().splitlines()[1:] if log.is_file() else []):
-        step, loss, lr, sec = r.split(",")
-        if upto is None or int(step) <= upto:
-            rows.append(f"{int(step) + step0},{loss},{lr},{float(sec) + sec0:.1f}")
-    return rows
 
 
 def pack_cascade(src: Path, dst: Path, dtype: torch.dtype = torch.float16) -> list[str]:

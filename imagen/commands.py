@@ -1,7 +1,6 @@
 """`imagen-bench train`, `imagen-bench sample` and `imagen-bench pack`."""
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import re
@@ -20,7 +19,8 @@ def add_parser(sub, name: str, help_text: str) -> None:
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("--preset", default="shapes", help="cascade preset: " + ", ".join(sorted(PRESETS)))
         p.add_argument("--stage", default="all", help="stage name to train, or 'all' (in cascade order)")
-        p.add_argument("--data", default="shapes:train", help="toy | coco:DIR | shapes:SPLIT[:CATEGORY,...] (category mix, e.g. shapes:train:Positional)")
+        p.add_argument("--data", default="shapes:train",
+                       help="toy | coco:DIR | shapes:SPLIT[:CATEGORY,...] (category mix, e.g. shapes:train:Positional)")
         p.add_argument("--out", required=True, type=Path, help="cascade directory (a stage goes to OUT/<stage>)")
         p.add_argument("--steps", type=int, help="total optimisation steps (resumes up to this)")
         p.add_argument("--train-config", type=Path, help="JSON file of TrainConfig fields")
@@ -28,7 +28,7 @@ def add_parser(sub, name: str, help_text: str) -> None:
         p.add_argument("--t5", help="local Hugging Face T5 directory (preset 'paper')")
         p.add_argument("--device", default="auto", help="auto (cuda if present) | cpu | cuda | cuda:N; under torchrun each rank "
                        "takes cuda:LOCAL_RANK (DDP over --set batch_size, the global batch)")
-        p.set_defaults(func=run_train)
+        p.set_defaults(func=run_train, dataset_kinds={})  # the shell adds "shapes" (imagen_bench.cli.WIRING)
     elif name == "pack":
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("src", type=Path, help="trained cascade directory (cascade.json + stage folders)")
@@ -102,7 +102,7 @@ def run_train(args) -> int:
     for stage in cascade.stages:
         if args.stage not in ("all", stage.name):
             continue
-        data = resolve_dataset(args.data, stage.resolution)
+        data = resolve_dataset(args.data, stage.resolution, args.dataset_kinds)
         if main:
             print(f"training {stage.name} ({stage.resolution}x{stage.resolution}) on {args.data} ({len(data)} items) for {cfg.steps} steps")
         Trainer(stage, cascade.text_encoder, cfg, data, encoder, args.out / stage.name, device=placement.device).train()
@@ -135,24 +135,22 @@ def run_pack(args) -> int:
 
 
 def stage_settings(args, stage_names: list[str]):
-    from .guidance import Thresholding
-    from .pipeline import StageSampling
+    """The `sample` command's per-stage settings: its flags for every stage, then each
+    --set STAGE.KEY=VALUE (parsed here, once) as typed overrides (pipeline.stage_samplings)."""
+    from .pipeline import STAGE_KEYS, stage_samplings
 
-    base = dict(steps=args.steps, sampler=args.sampler, guidance=args.guidance, aug_level=args.aug_level)
-    per = {n: dict(base) for n in stage_names}
-    thr = {n: dict(mode=args.thresholding, percentile=args.percentile) for n in stage_names}
+    base = dict(steps=args.steps, sampler=args.sampler, guidance=args.guidance, aug_level=args.aug_level,
+                thresholding=args.thresholding, percentile=args.percentile)
+    overrides: dict[str, dict] = {}
     for item in args.set:
         m = re.fullmatch(r"(\w+)\.(\w+)=(.+)", item)
-        if not m or m.group(1) not in per:
+        if not m or m.group(1) not in stage_names:
             raise ValueError(f"--set {item!r}: expected STAGE.KEY=VALUE with STAGE in {', '.join(stage_names)}")
         stage, key, value = m.groups()
-        if key in ("thresholding", "percentile"):
-            thr[stage]["mode" if key == "thresholding" else "percentile"] = _parse_value(value)
-        elif key in base:
-            per[stage][key] = _parse_value(value)
-        else:
-            raise ValueError(f"--set {item!r}: unknown key {key!r}; allowed: {', '.join([*base, 'thresholding', 'percentile'])}")
-    return [StageSampling(thresholding=Thresholding(**thr[n]), **per[n]) for n in stage_names]
+        if key not in STAGE_KEYS:
+            raise ValueError(f"--set {item!r}: unknown key {key!r}; allowed: {', '.join(STAGE_KEYS)}")
+        overrides.setdefault(stage, {})[key] = _parse_value(value)
+    return stage_samplings(stage_names, base, overrides)
 
 
 def _slug(text: str, n: int = 40) -> str:

@@ -11,19 +11,13 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from common.errors import check_choice
+
 T = TypeVar("T")
 
 # Run-time choices shared by sampling, sweeps, training and perf (resolved by imagen.device).
 PRECISIONS = ("auto", "bf16", "fp32")
 MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
-
-
-def check_choice(kind: str, value, allowed):
-    """The project's one check for a name chosen from a fixed set: returns value, or raises a
-    ValueError naming the allowed values (used by configs, the shapes world and the reports)."""
-    if value not in allowed:
-        raise ValueError(f"unknown {kind} {value!r}; choose from {', '.join(map(str, allowed))}")
-    return value
 
 
 def from_dict(cls: type[T], data: dict[str, Any]) -> T:
@@ -97,12 +91,12 @@ class UNetConfig:
     pos_emb_resolution: int | None = None
     # Trainable causal transformer layers over the frozen encoder's token features (0: none, as in
     # the paper). The encoder stays frozen; this only lets the U-Net re-read word order, which the
-    # set-like cross-attention barely sees (drawbench.shapes.order_check). Identity at init.
+    # set-like cross-attention barely sees (bench.diagnostics.order_check). Identity at init.
     text_layers: int = 0
     # Learned embedding of the token *index* (0..text_positions-1) added to the token features the
     # cross-attention reads (not to the pooled vector): "the object named first" becomes a key the
     # image queries can select, the order MiniLM's contextual features barely carry
-    # (drawbench.shapes.order_check). 0: none, as in the paper. Zero-initialised: a no-op at init.
+    # (bench.diagnostics.order_check). 0: none, as in the paper. Zero-initialised: a no-op at init.
     text_positions: int = 0
     # A second pooled text vector, the token features weighted by their centred relative position
     # (first words -, last words +), FiLMs every block beside the plain mean: "A rel B" and "B rel A"

@@ -1,13 +1,14 @@
 """Training data: anything with __len__ and __getitem__(i) -> (PIL.Image RGB, caption).
 
 Built in: a COCO-format folder (captions JSON + image folder) and a tiny toy set for tests.
-The shapes world (drawbench.shapes) provides its own procedural dataset with the same interface.
+The shapes world (drawbench.shapes) provides its own procedural dataset with the same interface;
+imagen imports no prompt world, so the `train` command gets it from the shell (imagen_bench.cli.WIRING).
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Mapping, Protocol
 
 import numpy as np
 import torch
@@ -74,20 +75,24 @@ def image_to_tensor(im: Image.Image, size: int) -> torch.Tensor:
     return arr.permute(2, 0, 1).float() / 127.5 - 1.0
 
 
-def resolve_dataset(spec: str, size: int) -> CaptionedImages:
-    """Dataset from a CLI spec: "toy", "coco:DIR", or "shapes:SPLIT[:CATEGORY,...]" (the procedural
-    shapes world of drawbench.shapes, imported lazily: it is a data source, not part of the model;
-    the optional list sets the category mix, a category named twice is drawn twice as often)."""
-    kind, _, arg = spec.partition(":")
-    if kind == "toy":
-        return ToySet(size)
-    if kind == "coco" and arg:
-        return CocoFolder(arg)
-    if kind == "shapes":
-        from drawbench.shapes import ShapesDataset  # noqa: PLC0415
+DatasetFactory = Callable[[str, int], CaptionedImages]  # (the spec after "KIND:", image side) -> dataset
 
-        split, _, mix = arg.partition(":")
-        if not mix:
-            return ShapesDataset(split=split or "train", size=size)
-        return ShapesDataset(split=split or "train", size=size, categories=tuple(c.strip() for c in mix.split(",")))
-    raise ValueError(f"unknown dataset {spec!r}; use one of: toy, coco:DIR, shapes:SPLIT[:CATEGORY,...]")
+
+def _coco(arg: str, size: int) -> CaptionedImages:
+    if not arg:
+        raise ValueError("dataset coco needs its folder: coco:DIR (captions.json + images/)")
+    return CocoFolder(arg)
+
+
+BUILT_IN: dict[str, DatasetFactory] = {"toy": lambda arg, size: ToySet(size), "coco": _coco}
+
+
+def resolve_dataset(spec: str, size: int, kinds: Mapping[str, DatasetFactory] | None = None) -> CaptionedImages:
+    """Dataset from a CLI spec KIND[:ARG]: "toy", "coco:DIR", or a kind in `kinds` (the `train`
+    command is given "shapes": drawbench.shapes.dataset.from_spec, "shapes:SPLIT[:CATEGORY,...]")."""
+    kind, _, arg = spec.partition(":")
+    available = {**BUILT_IN, **(kinds or {})}
+    if kind not in available:
+        raise ValueError(f"unknown dataset {spec!r}; use one of: toy, coco:DIR"
+                         + "".join(f", {k}:..." for k in sorted(kinds or {})))
+    return available[kind](arg, size)

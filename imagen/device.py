@@ -24,7 +24,10 @@ from dataclasses import dataclass
 
 import torch
 
-from .config import MEMORY_FORMATS, PRECISIONS, check_choice
+from common.errors import check_choice
+
+from .config import MEMORY_FORMATS, PRECISIONS
+
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 
 

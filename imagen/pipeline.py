@@ -18,12 +18,14 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
+from common.errors import check_choice
+
 from .conditioning import augment_lowres, to_uint8, upsample
-from .config import MEMORY_FORMATS, PRECISIONS, CascadeConfig, StageConfig, check_choice
+from .config import MEMORY_FORMATS, PRECISIONS, CascadeConfig, StageConfig
 from .device import Placement, autocast, resolve, use_deterministic_algorithms
 from .diffusion import x0_from_prediction
 from .guidance import Thresholding, classifier_free_guidance
@@ -31,7 +33,6 @@ from .samplers import Denoiser, get_sampler
 from .schedule import make_logsnr
 from .seeding import PerSampleNoise
 from .unet import EfficientUNet
-
 
 MAX_STEPS = 10_000  # 10x the paper's 1,000 training steps; more only allocates (a schedule of 10^12 steps is 8 TB)
 
@@ -52,6 +53,30 @@ class StageSampling:
             raise ValueError(f"guidance must be a finite number, got {self.guidance}")
         if not 0.0 <= self.aug_level <= 1.0:
             raise ValueError(f"aug_level must be in [0, 1], got {self.aug_level}")
+
+
+STAGE_KEYS = ("steps", "sampler", "guidance", "aug_level", "thresholding", "percentile")  # what a stage's sampling sets
+
+
+def stage_samplings(stage_names: Sequence[str], base: Mapping[str, Any],
+                    overrides: Mapping[str, Mapping[str, Any]] | None = None) -> list[StageSampling]:
+    """One StageSampling per stage, from typed values: `base` (every key of STAGE_KEYS) for all
+    stages, then each stage's `overrides` (stage name -> {key: value}), e.g. the sweep's
+    {"sr256": {"steps": 16}} or the `sample` command's parsed --set STAGE.KEY=VALUE."""
+    overrides = dict(overrides or {})
+    unknown = sorted(set(overrides) - set(stage_names))
+    if unknown:
+        raise ValueError(f"sampling settings for unknown stages {unknown}; stages: {', '.join(stage_names)}")
+    out = []
+    for name in stage_names:
+        values = {**base, **overrides.get(name, {})}
+        bad = sorted(set(values) ^ set(STAGE_KEYS))
+        if bad:
+            raise ValueError(f"stage {name!r}: sampling keys {bad} unknown or missing; the keys are {', '.join(STAGE_KEYS)}")
+        thresholding = Thresholding(mode=values["thresholding"], percentile=values["percentile"])
+        out.append(StageSampling(steps=values["steps"], sampler=values["sampler"], guidance=values["guidance"],
+                                 aug_level=values["aug_level"], thresholding=thresholding))
+    return out
 
 
 @dataclass(frozen=True)

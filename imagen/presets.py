@@ -124,7 +124,8 @@ def tiny(text_embed_dim: int = 384) -> CascadeConfig:
         stages=(
             StageConfig(name="base", resolution=8, unet=unet(False, True)),
             StageConfig(name="sr16", resolution=16, lowres_resolution=8, unet=unet(True, True), diffusion=DiffusionConfig(prediction="v")),
-            StageConfig(name="sr32", resolution=32, lowres_resolution=16, train_crop=16, unet=unet(True, False), diffusion=DiffusionConfig(prediction="v")),
+            StageConfig(name="sr32", resolution=32, lowres_resolution=16, train_crop=16, unet=unet(True, False),
+                        diffusion=DiffusionConfig(prediction="v")),
         ),
     )
 

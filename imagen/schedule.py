@@ -10,7 +10,7 @@ from typing import Callable
 
 import torch
 
-from .config import DiffusionConfig
+from .config import SCHEDULES, DiffusionConfig
 
 LogSNR = Callable[[torch.Tensor], torch.Tensor]
 
@@ -37,7 +37,8 @@ def linear_logsnr(logsnr_min: float = -20.0, logsnr_max: float = 20.0) -> LogSNR
     return logsnr
 
 
-_SCHEDULES = {"cosine": cosine_logsnr, "linear": linear_logsnr}
+_SCHEDULES = {"cosine": cosine_logsnr, "linear": linear_logsnr}  # keyed by config.SCHEDULES, the names' one home
+assert tuple(_SCHEDULES) == SCHEDULES, "imagen.config.SCHEDULES and the schedule functions disagree"
 
 
 def make_logsnr(cfg: DiffusionConfig) -> LogSNR:

@@ -20,6 +20,8 @@ from typing import Protocol
 
 import torch
 
+from common.files import atomic_path
+
 from .config import TextEncoderConfig
 
 
@@ -150,10 +152,8 @@ class CachedTextEncoder:
                 self._memory[p] = (e, m)
                 f = self._file(p)
                 if f is not None:
-                    f.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = f.with_suffix(".tmp")
-                    save_file({"emb": e.contiguous(), "mask": m.to(torch.uint8)}, str(tmp), metadata={"prompt": json.dumps(p)})
-                    tmp.replace(f)
+                    with atomic_path(f) as tmp:
+                        save_file({"emb": e.contiguous(), "mask": m.to(torch.uint8)}, str(tmp), metadata={"prompt": json.dumps(p)})
         emb = torch.stack([self._memory[p][0] for p in prompts])
         mask = torch.stack([self._memory[p][1] for p in prompts])
         return emb, mask

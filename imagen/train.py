@@ -18,16 +18,16 @@ from typing import Callable
 
 import torch
 
-from .checkpoint import (
-    LOG_HEADER, CheckpointError, check_matches, config_diff, load_stage, read_stage_meta, save_stage, torch_load_state,
-    split_log_rows, training_history,
-)
+from common.files import atomic_path
+from common.training_log import LOG_HEADER, split_log_rows, training_history
+
+from .checkpoint import CheckpointError, check_matches, config_diff, load_stage, read_stage_meta, save_stage, torch_load_state
 from .conditioning import augment_lowres, downsample, upsample
 from .config import StageConfig, TextEncoderConfig, TrainConfig, to_dict
 from .data import CaptionedImages, image_to_tensor
 from .device import Placement, resolve
-from .distributed import init_from_env
 from .diffusion import diffusion_loss, q_sample, training_target
+from .distributed import init_from_env
 from .schedule import make_logsnr
 from .unet import EfficientUNet
 
@@ -279,9 +279,8 @@ class Trainer:
             "gen": self.gen.get_state(), "rng": self.rng.getstate(), "step": self.step, "elapsed": self.elapsed,
             "init": self.init,
         }
-        tmp = self.out / "train_state.pt.tmp"
-        torch.save(state, tmp)
-        tmp.replace(self.out / "train_state.pt")
+        with atomic_path(self.out / "train_state.pt") as tmp:
+            torch.save(state, tmp)
 
 
 def _to_cpu(obj):

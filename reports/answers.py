@@ -16,7 +16,12 @@ from pathlib import Path
 import pandas as pd
 
 from human_eval.contract import (  # noqa: F401  (the contract's names, re-exported for the report)
-    ANSWERS, COLUMNS, DEFAULT_CONTROL_THRESHOLD, DEFAULT_FAST_ANSWER_MS, Thresholds, control_accuracy,
+    ANSWERS,
+    COLUMNS,
+    DEFAULT_CONTROL_THRESHOLD,
+    DEFAULT_FAST_ANSWER_MS,
+    Thresholds,
+    control_accuracy,
 )
 
 RATINGS_FILE_SUFFIXES = (".parquet", ".csv")

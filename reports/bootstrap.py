@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import ndtri, stdtrit  # normal and Student t quantiles (scipy.stats is slow to import)
 
-from imagen.config import check_choice
+from common.errors import check_choice
 
 METHODS = ("crossed", "pigeonhole", "wilson")
 DEFAULT_METHOD = "crossed"

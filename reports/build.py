@@ -9,22 +9,21 @@ from pathlib import Path
 
 import pandas as pd
 
-import imagen
-from bench.imagestore import ImageRecord
-
+from common.files import write_json_atomic
+from common.imagestore import ImageRecord
 from common.tables import to_csv
-
-from . import plots
+from common.version import __version__
 from human_eval.contract import DEFAULT_FAST_ANSWER_MS, settings_of
 
+from . import plots
 from .answers import DEFAULT_CONTROL_THRESHOLD, apply_controls, check_answers
 from .html import Paragraph, Section, Table, file_slug, render, tables_of
 from .human_sections import figure_block, human_sections
+from .paired import DEFAULT_RESAMPLES as PAIRED_RESAMPLES
+from .paired import paired_table
 from .power import DEFAULT_STUDIES
 from .preference import CIConfig
 from .publish import MARKER, check_target, staged
-from .paired import DEFAULT_RESAMPLES as PAIRED_RESAMPLES
-from .paired import paired_table
 from .runs import RunMetrics, headline_table, read_run_metrics, shapes_table, split_how
 
 # 0.05: the smallest preference difference the paper's DrawBench comparisons read as meaningful;
@@ -97,7 +96,7 @@ def methods_section(options: ReportOptions) -> Section:
 
 def provenance(inputs: ReportInputs, options: ReportOptions) -> dict:
     return {
-        "format": "imagen-bench-report/1", "package_version": imagen.__version__,
+        "format": "imagen-bench-report/1", "package_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": f"{platform.node()} {platform.machine()} {platform.system()} python {platform.python_version()}",
         "runs": [str(r) for r in inputs.runs], "ratings": [src for src, _ in inputs.answers],
@@ -118,7 +117,7 @@ def build_report(inputs: ReportInputs, out: str | Path, options: ReportOptions =
         (stage / "plots").mkdir()
         (stage / "tables").mkdir()
         head = [Paragraph(options.banner, kind="banner")] if options.banner else []
-        head.append(Paragraph(f"imagen-bench {imagen.__version__}, created {meta['created']} on {meta['machine']}; "
+        head.append(Paragraph(f"imagen-bench {__version__}, created {meta['created']} on {meta['machine']}; "
                               f"inputs: {', '.join(meta['runs'] + meta['ratings'])}.", kind="plain"))
         sections = [Section("Provenance", head)]
         if answers is not None:
@@ -133,7 +132,7 @@ def build_report(inputs: ReportInputs, out: str | Path, options: ReportOptions =
         for table in tables_of(sections):
             to_csv(table.frame, stage / "tables" / f"{table.name}.csv")  # formula cells neutralised; parquet exact
             table.frame.to_parquet(stage / "tables" / f"{table.name}.parquet", index=False)
-        stamp = f"[imagen-bench {imagen.__version__}]"
+        stamp = f"[imagen-bench {__version__}]"
         (stage / "index.html").write_text(render(options.title, sections, stamp), encoding="utf-8")
         write_marker(stage / MARKER, {**meta, "tables": [t.name for t in tables_of(sections)],
                                       "plots": sorted(p.name for p in (stage / "plots").iterdir())})
@@ -141,6 +140,5 @@ def build_report(inputs: ReportInputs, out: str | Path, options: ReportOptions =
 
 
 def write_marker(path: Path, data: dict) -> None:
-    from imagen.checkpoint import write_json_atomic  # lazy: imagen.checkpoint imports torch (~2 s)
 
     write_json_atomic(path, data)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+
 def file_slug(text: str, keep: int = 40) -> str:
     """A file-name part for user text (model names, categories, run names): the text itself when it
     is short and already safe, else up to `keep` safe characters plus 8 hex digits of its sha256,

@@ -6,15 +6,13 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image as PILImage
 
-from bench.imagestore import ImageRecord
-
+from common.imagestore import ImageRecord
 from common.tables import to_csv
 
 from . import plots
-from .html import file_slug
 from .agreement import agreement_table
 from .answers import Exclusion
-from .html import Gallery, Image, Paragraph, Section, Table
+from .html import Gallery, Image, Paragraph, Section, Table, file_slug
 from .power import PowerQuery, needed, power_curve
 from .preference import ALL, CIConfig, RatingsAnalysis, coco_alignment_table, coco_realism_table, sbs_table
 from .ranking import bradley_terry_table

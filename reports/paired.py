@@ -14,8 +14,9 @@ import numpy as np
 import pandas as pd
 from scipy.stats import binomtest
 
+from common.runs import CELL_AXES
+
 from .bootstrap import multiplicities, resample_indices
-from bench.sweep.cells import CELL_AXES
 
 PAIR_KEYS = ("prompt_set", "prompt_id", "sample")
 DEFAULT_RESAMPLES = 10_000  # percentile-bootstrap tails at 95 % need ~10^4 replicates to be stable to ~0.5 pt

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from drawbench.coco import NO_PEOPLE
+from human_eval.contract import NO_PEOPLE
 
 from .bootstrap import DEFAULT_METHOD, DEFAULT_RESAMPLES, CrossedBootstrap, check_method, wilson
 
@@ -103,7 +103,6 @@ def sbs_table(analysis: RatingsAnalysis) -> pd.DataFrame:
         in_group[group.index] = True
         for category in [ALL] + sorted(group["category"].astype(str).unique()):
             mask = in_group if category == ALL else in_group & (category_of == category)
-            n = mask.sum()
             rows.append({"model_a": model_a, "model_b": model_b, "question": question, "category": category,
                          **_counts(mask, analysis), "n_decisive": int((mask & decisive).sum())})
             requests += [(mask, score, "pref_A", 1.0), (mask & decisive, score, "pref_A_no_ties", 1.0)]

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from bench.cli import UserError
+from common.errors import UserError
 
 MARKER = "report.json"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.sweep.cells import CELL_AXES
+from common.runs import CELL_AXES
 
 METRIC_COLUMNS = ("cell_id", "metric", "value", "n", "details")
 SHAPES_PREFIX = "shapes_accuracy/"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from imagen.checkpoint import LOG_HEADER, training_history
+from common.training_log import LOG_HEADER, training_history
 
 
 def load_logs(cascade_dir: Path) -> dict[str, pd.DataFrame]:

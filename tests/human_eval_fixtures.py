@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.trials.study_sources import synthetic_sources  # noqa: F401  (shared with the trials)
 from human_eval.plan import PlanSettings
 from human_eval.study import StudySettings, create_study
+from selfcheck.trials.study_sources import synthetic_sources  # noqa: F401  (shared with the trials)
 
 REPO = Path(__file__).resolve().parents[1]
 SD = REPO.parent / "shared" / "data" / "drawbench-sd"
@@ -47,7 +47,7 @@ def tokens(study) -> dict:
 @contextlib.contextmanager
 def rating_server(study):
     """`imagen-bench rate STUDY` on a free 127.0.0.1 port, as a user starts it; yields the port."""
-    from bench.trials.kill_server import serving
+    from selfcheck.trials.kill_server import serving
 
     with serving(study.root, study.root.parent / "server-logs") as url:
         yield int(url.rsplit(":", 1)[1])

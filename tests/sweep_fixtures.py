@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from bench.metrics.base import KeyedStates, MetricResult, SumCount
-from bench.trials.tiny_cascade import make_tiny_checkpoint, tiny_spec  # noqa: F401  (shared with the trials)
+from selfcheck.trials.tiny_cascade import make_tiny_checkpoint, tiny_spec  # noqa: F401  (shared with the trials)
 
 
 class Brightness:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.cli import main as cli
+from imagen_bench.cli import main as cli
 
 READ_ONLY = Path("/sys/kernel/imagen-bench-test")
 
@@ -51,9 +51,9 @@ def test_a_file_where_a_folder_goes_is_one_line(tmp_path, a_file, capsys):
 
 
 def test_study_export_to_an_unwritable_place_leaves_nothing(tmp_path, capsys):
-    from bench.trials.study_sources import synthetic_sources
     from human_eval.plan import PlanSettings
     from human_eval.study import StudySettings, create_study
+    from selfcheck.trials.study_sources import synthetic_sources
 
     captions, model, _ = synthetic_sources(tmp_path / "src")
     study = create_study(tmp_path / "study", StudySettings(protocol="coco_alignment", a=f"folder:{model}", b=None,
@@ -78,9 +78,10 @@ def test_a_report_is_published_readable_like_any_new_folder(tmp_path):
     import os
     import stat
 
+    import pandas as pd
+
     from reports.build import ReportInputs, build_report
     from reports.simulate import RaterModel, StudyDesign, simulate_sbs_frame
-    import pandas as pd
 
     prompts = pd.DataFrame({"id": range(1, 11), "category": ["Colors"] * 10})
     frame = simulate_sbs_frame(prompts, "a", "b", {"quality": RaterModel(), "alignment": RaterModel()},

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from sweep_fixtures import make_coco, make_tiny_checkpoint
 
-from bench.imagestore import read_folder
 from bench.sweep.runner import run_sweep
 from bench.sweep.spec import load_spec
-from sweep_fixtures import make_coco, make_tiny_checkpoint
+from common.imagestore import read_folder
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 SPEC = Path(__file__).parents[1] / "bench" / "specs" / "coco_fid30k.toml"

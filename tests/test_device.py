@@ -4,7 +4,6 @@ import json
 import pytest
 import torch
 
-from imagen import device
 from imagen.device import resolve, resolve_precision
 from imagen.pipeline import CascadePipeline, Runtime, StageSampling
 
@@ -67,7 +66,7 @@ def test_pipeline_resolves_and_the_choice_matches_explicit(fake_cpu, tiny_cascad
 
 
 def test_sample_records_the_resolved_precision(tmp_path, fake_cpu):
-    from bench.cli import main as cli
+    from imagen_bench.cli import main as cli
 
     fake_cpu(avx512_bf16=False, amx=False)
     assert cli(["sample", "--prompt", "a red circle", "--stages", "1", "--steps", "2", "--out", str(tmp_path / "s")]) == 0

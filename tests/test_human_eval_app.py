@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 
 import pytest
+from human_eval_fixtures import APP, coco_study, sbs_study, tokens
 from streamlit.testing.v1 import AppTest
 
-from bench.trials.security_app import page as _page, shows_nothing  # one page reader for the tests and the security trial
 from human_eval.export import answers_frame
-from human_eval_fixtures import APP, coco_study, sbs_study, tokens
+from selfcheck.trials.security_app import page as _page  # one page reader for the tests and the security trial
+from selfcheck.trials.security_app import shows_nothing
 
 
 def _app(monkeypatch, study, **params) -> AppTest:
@@ -112,7 +113,7 @@ def test_bad_tokens_show_nothing(tmp_path_factory, monkeypatch, params):
     if params.get("admin") == "RATER":
         params = {"admin": tokens(study)["raters"]["r01"]}  # a rater's token is not an admin token
     at = _app(monkeypatch, study, **params)
-    assert shows_nothing(at) == []  # the security trial's criterion (bench/trials/security_app.py)
+    assert shows_nothing(at) == []  # the security trial's criterion (selfcheck/trials/security_app.py)
 
 
 def test_admin_page(tmp_path, monkeypatch):
@@ -134,9 +135,9 @@ def test_captions_are_shown_exactly_as_written(tmp_path, monkeypatch):
 
     import pandas as pd
 
-    from bench.trials.study_sources import synthetic_sources
     from human_eval.plan import PlanSettings
     from human_eval.study import StudySettings, create_study
+    from selfcheck.trials.study_sources import synthetic_sources
 
     captions, model, _ = synthetic_sources(tmp_path / "src", n=4)
     weird = r"a cat -- on a mat -> :smile: &lt;b&gt;bold&lt;/b&gt; https://example.com/x_y \*not\* $5"

@@ -9,7 +9,6 @@ import re
 import shutil
 
 import pytest
-
 from human_eval_fixtures import REPO, rating_server, sbs_study, tokens
 
 CHROMIUM = "/usr/bin/chromium"

@@ -9,12 +9,12 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from sweep_fixtures import make_coco, make_tiny_checkpoint, tiny_spec
 
-from bench.cli import main as cli
 from bench.sweep.runner import run_sweep
 from drawbench.coco import NO_PEOPLE, mentions_people
 from human_eval.study import load_study
-from sweep_fixtures import make_coco, make_tiny_checkpoint, tiny_spec
+from imagen_bench.cli import main as cli
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -5,10 +5,10 @@ import json
 
 import pandas as pd
 import pytest
-
-from bench.cli import main as cli
-from bench.sweep.runner import run_sweep
 from sweep_fixtures import make_tiny_checkpoint, tiny_spec
+
+from bench.sweep.runner import run_sweep
+from imagen_bench.cli import main as cli
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -37,7 +37,8 @@ def test_each_side_of_a_study_is_exactly_its_cell(run, tmp_path):
     cells = sorted(pd.read_parquet(run / "cells.parquet").cell_id)
     manifest = pd.read_parquet(run / "manifest.parquet")
     assert cli(["study", "create", "--protocol", "drawbench_sbs", "--prompts", "drawbench:Rare Words", "--raters", "2",
-                "--batch-size", "4", "--images-per-set", "2", "--a", f"run:{run}@{cells[0]}", "--b", f"run:{run}@{cells[1]}", "--out", str(tmp_path / "s")]) == 0
+                "--batch-size", "4", "--images-per-set", "2", "--a", f"run:{run}@{cells[0]}", "--b", f"run:{run}@{cells[1]}",
+                "--out", str(tmp_path / "s")]) == 0
     study = json.loads((tmp_path / "s" / "study.json").read_text())
     assert study["models"]["a"]["model"] == cells[0] and study["models"]["b"]["model"] == cells[1]
     by_source = {str((run / p).resolve()): c for p, c in zip(manifest.path, manifest.cell_id)}

@@ -1,12 +1,12 @@
 """Load test of the storage layer the app uses: 50 concurrent raters x 100 answers each against one
 SQLite ratings database, with deliberate double submits (same request twice, a racing second tab,
 a later different answer). Expect 0 lost, 0 duplicated, first answer kept; prints p95 latency.
-The load itself is bench.perf.app.submit_load (also timed by `imagen-bench perf`)."""
+The load itself is selfcheck.perf.app.submit_load (also timed by `imagen-bench perf`)."""
 from __future__ import annotations
 
 import sqlite3
 
-from bench.perf.app import choice, submit_load
+from selfcheck.perf.app import choice, submit_load
 
 RATERS, ANSWERS = 50, 100
 

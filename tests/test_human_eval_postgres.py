@@ -8,12 +8,12 @@ import threading
 from urllib.parse import urlsplit
 
 import pytest
+from human_eval_fixtures import synthetic_sources
 
 from human_eval.export import answers_frame
 from human_eval.plan import PlanSettings
 from human_eval.store import Store
 from human_eval.study import StudySettings, create_study, load_study
-from human_eval_fixtures import synthetic_sources
 
 URL = os.environ.get("HUMAN_EVAL_PG_URL")
 pytestmark = pytest.mark.skipif(not URL, reason="HUMAN_EVAL_PG_URL not set: no PostgreSQL server to test against")

@@ -7,11 +7,11 @@ import secrets
 import sqlite3
 
 import pytest
+from human_eval_fixtures import coco_study, synthetic_sources, tokens
 
-from bench.cli import main as cli
 from human_eval.plan import PlanSettings
 from human_eval.study import StudySettings, create_study, load_study, reissue_token
-from human_eval_fixtures import coco_study, synthetic_sources, tokens
+from imagen_bench.cli import main as cli
 
 PG_URL = os.environ.get("HUMAN_EVAL_PG_URL")
 

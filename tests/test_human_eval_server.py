@@ -8,9 +8,9 @@ import urllib.error
 import urllib.request
 
 import pytest
+from human_eval_fixtures import rating_server, sbs_study
 
 from human_eval.web_guard import SECURITY_HEADERS, WebGuard, blocked
-from human_eval_fixtures import rating_server, sbs_study
 
 HEADERS = {k.decode(): v.decode() for k, v in SECURITY_HEADERS}
 

@@ -5,22 +5,22 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-from pathlib import Path
 import sqlite3
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from human_eval_fixtures import coco_study, sbs_study, tokens
 from PIL import Image
 
-from bench.cli import main as cli
 from human_eval.controls import degrade
 from human_eval.export import answers_frame, control_accuracy, reliable_answers, write_answers
 from human_eval.store import AccessDenied
 from human_eval.study import load_study
 from human_eval.tokens import hash_token, match_token, new_token
-from human_eval_fixtures import coco_study, sbs_study, tokens
+from imagen_bench.cli import main as cli
 
 
 @pytest.fixture(scope="module")
@@ -220,9 +220,9 @@ def test_degraded_copy_is_heavily_degraded(tmp_path):
 
 def test_export_csv_neutralises_formula_cells_and_parquet_stays_exact(tmp_path):
     """A prompt file's category '=HYPERLINK(...)' reaches the export; in CSV it is text for a spreadsheet."""
-    from bench.trials.study_sources import synthetic_sources
     from human_eval.plan import PlanSettings
     from human_eval.study import StudySettings, create_study
+    from selfcheck.trials.study_sources import synthetic_sources
 
     captions, model, _ = synthetic_sources(tmp_path / "src")
     df = pd.read_csv(captions)
@@ -243,9 +243,9 @@ def test_export_csv_neutralises_formula_cells_and_parquet_stays_exact(tmp_path):
 def test_a_killed_creates_leftover_is_removed_by_the_next_create(tmp_path):
     """`study create` builds in `.OUT.creating-<pid>-<hex>`; a kill left it forever. The next create
     removes leftovers whose creator is gone (a live creator's folder is kept)."""
-    from bench.trials.study_sources import synthetic_sources
     from human_eval.plan import PlanSettings
     from human_eval.study import StudySettings, create_study
+    from selfcheck.trials.study_sources import synthetic_sources
 
     captions, model, _ = synthetic_sources(tmp_path / "src")
     dead = tmp_path / ".study.creating-4000000-abcd"  # beyond any pid_max: its creator is gone
@@ -279,10 +279,10 @@ def test_controls_cannot_be_spotted_by_file_size_or_url(tmp_path):
 def test_implausibly_fast_answers_are_recorded_and_flagged(tmp_path, monkeypatch):
     """A scripted submit (tens of ms) is counted per rater against the study's recorded fast-answer
     time: in the rater table of the admin page and in the report's rater table."""
-    from bench.trials.study_sources import synthetic_sources
     from human_eval.admin_page import rater_table
     from human_eval.plan import PlanSettings
     from human_eval.study import StudySettings, create_study
+    from selfcheck.trials.study_sources import synthetic_sources
 
     captions, model, _ = synthetic_sources(tmp_path / "src")
     study = create_study(tmp_path / "study", StudySettings(protocol="coco_alignment", a=f"folder:{model}", b=None,
@@ -304,8 +304,9 @@ def test_implausibly_fast_answers_are_recorded_and_flagged(tmp_path, monkeypatch
 
 def test_admin_progress_per_category(tmp_path):
     """DrawBench is evaluated per category: the admin page shows each category's progress."""
-    from human_eval.admin_page import category_table
     from human_eval_fixtures import sbs_study
+
+    from human_eval.admin_page import category_table
 
     study = sbs_study(tmp_path / "s", prompts="drawbench:Colors,Counting", raters=2, batch_size=10, control_share=0.2)
     store = study.store()
@@ -371,9 +372,10 @@ def test_design_options_are_checked(tmp_path, capsys, extra, message):
 
 
 def test_all_prompts_design_gives_every_rater_every_prompt(tmp_path):
+    from human_eval_fixtures import sd_folders
+
     from human_eval.plan import PlanSettings
     from human_eval.study import StudySettings, create_study
-    from human_eval_fixtures import sd_folders
 
     a, b = sd_folders()
     study = create_study(tmp_path / "s", StudySettings(protocol="drawbench_sbs", a=f"folder:{a}", b=f"folder:{b}", images_per_set=1,

@@ -164,7 +164,6 @@ def test_frechet_pure_function_on_known_gaussians():
 @pytest.mark.parametrize("n", [40, 400])  # N < D: singular covariances (small-sample FID); N > D: full rank
 def test_frechet_equals_scipy_sqrtm_form(n):
     """The eigh-based trace term == pytorch-fid's scipy.linalg.sqrtm(S1 S2) form."""
-    import scipy.linalg
 
     rng = np.random.default_rng(1)
     a, b = rng.normal(size=(n, 64)), rng.normal(size=(n, 64)) @ rng.normal(size=(64, 64)) * 0.3 + 0.2

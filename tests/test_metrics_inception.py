@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.cli import main
 from bench.metrics.features import FeatureConfig, FeatureExtractor
 from bench.metrics.preprocess import load_rgb
 from bench.metrics.reference import read_stats_file
 from bench.metrics.stats import feature_stats, frechet_distance
+from imagen_bench.cli import main
 
 SD = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "drawbench-sd"
 pytestmark = [pytest.mark.slow,

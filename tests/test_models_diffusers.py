@@ -116,7 +116,7 @@ def test_height_and_width_options(pipeline_dir):
 
 
 def test_describe_lists_weights_sha256(model, pipeline_dir):
-    from imagen.checkpoint import sha256_file
+    from common.files import sha256_file
 
     d = model.describe()
     assert d["kind"] == "diffusers" and d["diffusers_version"] == diffusers.__version__ and d["path"] == str(pipeline_dir.resolve())
@@ -166,7 +166,7 @@ def test_one_cell_sweep(pipeline_dir, tmp_path):
     assert list(m.columns) == MANIFEST_COLUMNS and len(m) == 7 and m.cell_id.nunique() == 1
     assert set(m.model) == {"tiny-sd"} and set(m.prompt_set) == {"drawbench"} and set(m.category) == {"Rare Words"}
     assert set(m.width) == {SIZE} and set(m.height) == {SIZE} and m.sha256.is_unique and m.seed.is_unique
-    from imagen.checkpoint import sha256_file
+    from common.files import sha256_file
 
     for row in m.itertuples():
         assert sha256_file(tmp_path / "run" / row.path) == row.sha256

@@ -8,8 +8,8 @@ import os
 
 import pytest
 
-from bench.cli import main
-from bench.perf.sampling import find_peer_python
+from imagen_bench.cli import main
+from selfcheck.perf.sampling import find_peer_python
 
 pytestmark = pytest.mark.slow  # ~3-6 minutes on 2 busy cores (model sampling, Inception, sweeps)
 
@@ -51,7 +51,7 @@ def test_perf_quick_writes_every_section(tmp_path, capsys, monkeypatch):
 def test_perf_rejects_unknown_sections_and_settings(capsys):
     assert main(["perf", "--only", "peak,warp"]) == 2
     assert "unknown sections ['warp']" in capsys.readouterr().err
-    from bench.perf.peers._common import StageBench
+    from selfcheck.perf.peers._common import StageBench
 
     with pytest.raises(ValueError, match="unknown settings"):
         StageBench.from_json('{"batchsize": 8}')

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.cli import main
+from imagen_bench.cli import main
 from reports.agreement import krippendorff_alpha
 from reports.answers import apply_controls, check_answers
 from reports.power import PowerQuery, power_curve

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.cli import main
+from imagen_bench.cli import main
 from reports.bootstrap import resample_indices
 from reports.paired import baselines, mcnemar_exact, paired_difference, paired_table
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from sweep_fixtures import make_tiny_checkpoint
 
 from bench.sweep.runner import run_sweep
 from reports.build import ReportInputs, build_report
 from reports.runs import read_run_metrics
-from sweep_fixtures import make_tiny_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from bench.cli import main
+from imagen_bench.cli import main
 from reports.runs import headline_table, read_run_metrics, shapes_table
 
 SD = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "drawbench-sd"
@@ -192,9 +192,10 @@ def test_report_over_two_studies_keeps_their_raters_apart_and_applies_each_thres
     """r01 of one study is not r01 of the other: real studies, answered through their stores."""
     from dataclasses import replace
 
-    from human_eval.study import StudySettings, create_study
-    from human_eval.plan import PlanSettings
     from human_eval_fixtures import sd_folders
+
+    from human_eval.plan import PlanSettings
+    from human_eval.study import StudySettings, create_study
 
     a, b = sd_folders()
     base = StudySettings(protocol="drawbench_sbs", a=f"folder:{a}", b=f"folder:{b}", prompts="drawbench:Colors", images_per_set=1,

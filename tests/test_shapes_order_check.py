@@ -1,7 +1,7 @@
 """The encoder order check behind the shapes model card's "what limits it" (MiniLM, offline)."""
 import pytest
 
-from drawbench.shapes.order_check import _features, _same_word_cosine, order_check, recoloured, swapped
+from bench.diagnostics.order_check import _features, _same_word_cosine, order_check, recoloured, swapped
 from imagen.config import TextEncoderConfig
 from imagen.text_encoders import load_text_encoder
 
@@ -30,7 +30,7 @@ def test_identical_captions_give_cosine_one_and_swaps_move_the_pooled_embedding_
 
 
 def test_first_colour_labels_follow_the_scene_not_the_word_order(encoder):
-    from drawbench.shapes.order_check import _first_colour_data
+    from bench.diagnostics.order_check import _first_colour_data
     from drawbench.shapes.dataset import ShapesDataset
     from drawbench.shapes.scene import COLORS
 
@@ -47,6 +47,6 @@ def test_set_reader_recovers_the_order_from_minilm_features(encoder):
     """The frozen features carry which object is where: a small set reader (no token positions) names
     the left / top object's colour far above the ~50 % a bag of words can reach (measured 100 % at the
     defaults; this is a short run)."""
-    from drawbench.shapes.order_check import reader_probe
+    from bench.diagnostics.order_check import reader_probe
 
     assert reader_probe(encoder, n_train=2000, n_val=300, steps=400) > 0.85

@@ -6,14 +6,14 @@ import json
 import numpy as np
 import pytest
 
-from bench.cli import main
+from bench.diagnostics.order_check import swapped
 from drawbench.shapes.dataset import ShapesDataset
 from drawbench.shapes.detect import detect
 from drawbench.shapes.measure import measure_size
-from drawbench.shapes.scene import Scene
 from drawbench.shapes.render import render_scene
-from drawbench.shapes.order_check import swapped
+from drawbench.shapes.scene import Scene
 from drawbench.shapes.verify import accuracy, relation_direction, verify
+from imagen_bench.cli import main
 
 
 @pytest.mark.parametrize("size,n", [

@@ -11,11 +11,16 @@ import pytest
 from drawbench.shapes import HELD_OUT, Scene, ShapesDataset, reference_images, render_scene
 from drawbench.shapes import test_prompts as make_test_prompts  # alias: pytest would collect test_*
 from drawbench.shapes.coco import export_coco
-from drawbench.shapes.dataset import split_item
+from drawbench.shapes.dataset import DATASET_KINDS, split_item
 from drawbench.shapes.grammar import format_caption, pair_group, parse_caption
 from drawbench.shapes.scene import GAP, SIZES
 from drawbench.shapes.verify import relation_holds, scene_claims
 from imagen.data import CocoFolder, resolve_dataset
+
+
+def resolve_dataset_shapes(spec: str, size: int):
+    """`--data shapes:...` as the train command resolves it (the shell hands imagen the shapes kind)."""
+    return resolve_dataset(spec, size, DATASET_KINDS)
 
 
 def _digest(image) -> str:
@@ -92,7 +97,8 @@ def test_start_gives_prompts_disjoint_from_the_first_ones():
     """start=k continues each category where n_per_category=k stopped (a confirmation set)."""
     first, later, both = make_test_prompts(3), make_test_prompts(2, start=3), make_test_prompts(5)
     for cat in ("Colors", "Counting", "Positional", "Descriptions"):
-        assert both[both.category == cat].prompt.tolist() == first[first.category == cat].prompt.tolist() + later[later.category == cat].prompt.tolist()
+        expected = first[first.category == cat].prompt.tolist() + later[later.category == cat].prompt.tolist()
+        assert both[both.category == cat].prompt.tolist() == expected
     assert not set(first.id) & set(later.id) and later.id.iloc[0] == "shapes-0013"
     with pytest.raises(ValueError, match="start >= 0"):
         make_test_prompts(2, start=-1)
@@ -134,7 +140,7 @@ def test_coco_export_round_trips_and_refuses_overwrite(tmp_path):
 
 
 def test_resolve_dataset_passes_size_and_speed():
-    ds = resolve_dataset("shapes:train", 64)
+    ds = resolve_dataset_shapes("shapes:train", 64)
     assert ds[0][0].size == (64, 64) and len(ds) == 1_000_000
     big = ShapesDataset("train", 256)
     t = time.process_time()
@@ -145,16 +151,16 @@ def test_resolve_dataset_passes_size_and_speed():
 
 
 def test_category_mix_weights_and_keeps_items_distinct():
-    default = resolve_dataset("shapes:train", 16)
+    default = resolve_dataset_shapes("shapes:train", 16)
     assert [default.scene(i) for i in range(12)] == [split_item("train", i) for i in range(12)]  # old runs unchanged
-    pos = resolve_dataset("shapes:train:Positional", 16)
+    pos = resolve_dataset_shapes("shapes:train:Positional", 16)
     assert {pos.scene(i)[1].category for i in range(8)} == {"Positional"}
-    mix = resolve_dataset("shapes:train:Colors,Positional,Positional", 16)
+    mix = resolve_dataset_shapes("shapes:train:Colors,Positional,Positional", 16)
     cats = [mix.scene(i)[1].category for i in range(300)]
     assert cats.count("Positional") == 200 and cats.count("Colors") == 100
     positional = [mix.scene(i) for i in range(300) if cats[i] == "Positional"]
     assert len({format_caption(c) + s.to_json() for s, c in positional}) == 200  # the repeat draws new items
     with pytest.raises(ValueError, match="choose from Colors, Counting, Positional, Descriptions"):
-        resolve_dataset("shapes:train:Colours", 16)
+        resolve_dataset_shapes("shapes:train:Colours", 16)
     with pytest.raises(ValueError, match="at least one category"):
         ShapesDataset("train", 16, categories=())

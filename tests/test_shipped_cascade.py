@@ -2,12 +2,12 @@
 import json
 
 import pytest
-
 from PIL import Image
 
-from bench.cli import main as cli
-from imagen.checkpoint import load_cascade_checkpoint, sha256_file
+from common.files import sha256_file
+from imagen.checkpoint import load_cascade_checkpoint
 from imagen.commands import DEFAULT_CHECKPOINT
+from imagen_bench.cli import main as cli
 
 
 def test_shipped_weights_are_small_and_checksummed():
@@ -49,10 +49,10 @@ def test_stage_check_runs_on_the_shipped_cascade():
     the same accuracy function, and every row reports overall + the four categories in [0, 1]."""
     import torch
 
+    from bench.diagnostics.stage_check import accuracy, stage_check
     from drawbench.shapes.dataset import split_item
     from drawbench.shapes.grammar import format_caption
     from drawbench.shapes.render import render_scene
-    from drawbench.shapes.stage_check import accuracy, stage_check
     from imagen.data import image_to_tensor
     from imagen.pipeline import Runtime
 
@@ -83,7 +83,7 @@ def test_stage_check_runs_on_the_shipped_cascade():
 
 
 def test_stage_check_cli_rejects_a_malformed_stage_swap(capsys):
-    from drawbench.shapes.stage_check import main
+    from bench.diagnostics.stage_check import main
 
     with pytest.raises(SystemExit) as e:
         main([str(DEFAULT_CHECKPOINT), "--stage", "ckpt/sr64"])
@@ -94,10 +94,10 @@ def test_swap_check_counts_a_kept_layout_as_right_way_once(capsys):
     """The swap probe's logic on ground truth: a render of "A rel B" verifies right-way for its
     caption and reversed for the swapped one (a base that keeps the layout under the swap scores n
     in total, not 2n); the CLI runs the shipped base on caption pairs and accounts for every image."""
+    from bench.diagnostics.order_check import swapped
+    from bench.diagnostics.swap_check import main, relation_captions
     from drawbench.shapes.dataset import split_item
-    from drawbench.shapes.order_check import swapped
     from drawbench.shapes.render import render_scene
-    from drawbench.shapes.swap_check import main, relation_captions
     from drawbench.shapes.verify import relation_direction, verify
 
     caps = relation_captions(6)
@@ -119,10 +119,10 @@ def test_relation_scenes_are_true_of_their_caption_and_direction_is_worth_someth
     which way round is worth a clearly positive x0 error at pure noise (measured 0.0034 at 16^2)."""
     import numpy as np
 
+    from bench.diagnostics.swap_check import ideal_direction_gain, relation_captions
     from drawbench.shapes.generate import relation_scene
     from drawbench.shapes.grammar import parse_caption
     from drawbench.shapes.render import render_scene
-    from drawbench.shapes.swap_check import ideal_direction_gain, relation_captions
     from drawbench.shapes.verify import verify
 
     rng = np.random.default_rng(1)
@@ -138,7 +138,7 @@ def test_relation_scenes_are_true_of_their_caption_and_direction_is_worth_someth
 def test_swap_check_loss_probe_reports_each_time(capsys):
     """--loss-times: one JSON row per time with the three errors (no text worst: the shipped base uses
     the caption) and the ideal saving; bad times are a usage error naming the range."""
-    from drawbench.shapes.swap_check import main
+    from bench.diagnostics.swap_check import main
 
     assert main([str(DEFAULT_CHECKPOINT), "--n", "8", "--loss-times", "0.5"]) == 0
     lines = capsys.readouterr().out.splitlines()

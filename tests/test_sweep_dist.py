@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from sweep_fixtures import make_tiny_checkpoint, tiny_spec
 
 HERE = Path(__file__).parent
@@ -113,7 +112,7 @@ def _holder(run: Path, seconds: float) -> subprocess.Popen:
 
 
 def test_a_second_sweep_on_a_folder_in_use_is_refused_naming_the_holder(setup, capsys):
-    from bench.cli import main
+    from imagen_bench.cli import main
 
     d = setup
     holder = _holder(d / "one", 60)

@@ -8,13 +8,11 @@ import shutil
 
 import pandas as pd
 import pytest
-import torch
-
-from bench.imagestore import read_run
-from bench.sweep.runner import run_sweep
-from bench.sweep.store import MANIFEST_COLUMNS
 from sweep_fixtures import Brightness, build_test_metric, make_tiny_checkpoint, tiny_spec
 
+from bench.sweep.runner import run_sweep
+from bench.sweep.store import MANIFEST_COLUMNS
+from common.imagestore import read_run
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: exact float order, no oversubscription
 
@@ -132,7 +130,7 @@ def test_folder_model_on_real_sd_images(shared_data, tmp_path):
     m = pd.read_parquet(tmp_path / "run" / "manifest.parquet")
     assert r.images_total == 7 and len(m) == 7 and set(m.cell_id) == {m.cell_id[0]}
     assert set(m.prompt_id) == {str(i) for i in range(135, 142)} and set(m.width) == {512} and set(m.seed) == {0}
-    from imagen.checkpoint import sha256_file
+    from common.files import sha256_file
 
     for row in m.itertuples():  # byte copies of the source files
         assert row.sha256 == sha256_file(src / f"{int(row.prompt_id):03d}.jpg")
@@ -143,7 +141,7 @@ def test_folder_model_on_real_sd_images(shared_data, tmp_path):
 
 
 def test_cli_reports_bad_spec_without_traceback(tmp_path, capsys):
-    from bench.cli import main
+    from imagen_bench.cli import main
 
     spec = tmp_path / "bad.toml"
     spec.write_text('[sweep]\nname = "x"\n[[models]]\nname = "m"\nkind = "gan"\n[[prompt_sets]]\nname = "drawbench"\n')
@@ -203,7 +201,7 @@ def test_hand_edited_run_files_are_one_line(finished, tmp_path):
 def test_image_folders_refuse_two_files_for_one_image_and_fifos(tmp_path):
     import os
 
-    from bench.imagestore import read_folder
+    from common.imagestore import read_folder
 
     prompts = pd.DataFrame({"id": ["3", "4"], "prompt": ["a", "b"], "category": ["c", "c"]})
     folder = tmp_path / "f"
@@ -216,7 +214,7 @@ def test_image_folders_refuse_two_files_for_one_image_and_fifos(tmp_path):
         read_folder(folder, prompts)
     (folder / "003.png").unlink()
     os.mkfifo(folder / "4.png")
-    from bench.imagestore import open_image
+    from common.imagestore import open_image
 
     with pytest.raises(ValueError, match="not a regular file"):
         open_image(folder / "4.png")
@@ -225,7 +223,7 @@ def test_image_folders_refuse_two_files_for_one_image_and_fifos(tmp_path):
 def test_a_sweep_larger_than_the_limit_is_refused_until_confirmed(finished, tmp_path, capsys):
     """The planned count is exact (the finished run's manifest) and a larger sweep is refused before
     anything is written; --max-images with the planned count confirms it."""
-    from bench.cli import main
+    from imagen_bench.cli import main
 
     d, first = finished
     made = len(pd.read_parquet(d / "run" / "manifest.parquet"))

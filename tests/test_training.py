@@ -1,19 +1,20 @@
 """A tiny cascade learns the toy set on CPU; checkpoints round-trip; resume continues exactly."""
-import json
 import dataclasses
+import json
 
 import pytest
 import torch
 from PIL import Image
 
-from bench.cli import main as cli
-from imagen.checkpoint import CheckpointError, load_cascade, load_stage, save_cascade_index, training_history
+from common.training_log import training_history
+from imagen.checkpoint import CheckpointError, load_cascade, load_stage, save_cascade_index
 from imagen.config import TrainConfig
 from imagen.data import ToySet
 from imagen.pipeline import CascadePipeline, Runtime, StageSampling
 from imagen.presets import tiny
 from imagen.schedule import make_logsnr
 from imagen.train import Trainer, stage_loss
+from imagen_bench.cli import main as cli
 from reports.training import load_logs, plot_losses
 
 FAST = TrainConfig(steps=300, batch_size=16, lr=1e-3, warmup_steps=20, ema_decay=0.99, log_every=100, ckpt_every=1000, precision="auto")

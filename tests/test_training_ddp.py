@@ -86,11 +86,12 @@ def test_global_batch_must_split_over_ranks(monkeypatch, tmp_path, minilm):
 def test_stage_loss_of_a_rank_share_is_its_rows_of_the_whole_batch(minilm):
     """Each rank draws the whole batch's randomness and keeps its rows: the two halves' losses
     average to the whole batch's loss."""
+    from conftest import randomize_
+
     from imagen.config import TrainConfig
     from imagen.presets import tiny
     from imagen.train import stage_loss
     from imagen.unet import EfficientUNet
-    from conftest import randomize_
 
     for stage in tiny().stages[:2]:  # a base and an SR stage (aug noise drawn per row too)
         unet = randomize_(EfficientUNet(stage.unet)).eval()

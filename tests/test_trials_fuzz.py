@@ -13,8 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.cli import main as cli
-from bench.trials import fuzz, security
+from selfcheck.trials import fuzz, security
 
 
 def _args(module, *argv: str) -> argparse.Namespace:
@@ -46,8 +45,8 @@ def test_security_trial(tmp_path):
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
-    """Valid inputs (bench.trials.fuzz_targets) in WORK/pristine; each test edits a fresh WORK/live."""
-    from bench.trials.fuzz_targets import build_pristine
+    """Valid inputs (selfcheck.trials.fuzz_targets) in WORK/pristine; each test edits a fresh WORK/live."""
+    from selfcheck.trials.fuzz_targets import build_pristine
 
     work = tmp_path_factory.mktemp("regress")
     build_pristine(work / "pristine", work / "live")
@@ -87,7 +86,7 @@ def _flip_weights(live):
 
 
 def _png(live, name: str, width: int, height: int):
-    from bench.trials.fuzz_media import _png_with_size
+    from selfcheck.trials.fuzz_media import _png_with_size
 
     (live / "model-x" / name).write_bytes(_png_with_size(width, height))
 
@@ -107,7 +106,8 @@ REGRESSIONS = {  # name -> (command, edit of live/, fragment of the one-line err
     "ratings DB other tables": ("study-status", _sqlite_without_tables, "tables ['answers', 'raters', 'studies', 'tasks'] are missing"),
     "secrets.json shape": ("study-links", _write("study/secrets.json", b'{"admin": 1}'), "secrets.json must hold"),
     "secrets.json not UTF-8": ("study-links", _write("study/secrets.json", b"\xff{}"), "secrets.json is not valid JSON"),
-    "truncated image in a folder model": ("sweep", lambda live: (live / "model-x" / "2.png").write_bytes((live / "model-x" / "2.png").read_bytes()[:60]),
+    "truncated image in a folder model": ("sweep",
+                                          lambda live: (live / "model-x" / "2.png").write_bytes((live / "model-x" / "2.png").read_bytes()[:60]),
                                           "cannot read image"),
     "folder named .png": ("sweep", lambda live: ((live / "model-x" / "3.png").unlink(), (live / "model-x" / "3.png").mkdir()), "3.png"),
     "text named .png in a study": ("study-create", _write("model-x/1.png", b"not an image"), "cannot read image"),
@@ -115,7 +115,8 @@ REGRESSIONS = {  # name -> (command, edit of live/, fragment of the one-line err
     "empty prompt CSV": ("study-create", _write("captions.csv", b""), "captions.csv is not a readable prompt CSV"),
     "prompt CSV not UTF-8": ("sweep", _write("captions.csv", b"id,category,prompt\n1,a,\xff\xfe\n"), "captions.csv"),
     "prompt CSV bad id": ("study-create", _write("captions.csv", b"id,category,prompt\n1,a,x\nabc,a,y\n"), "column 'id'"),
-    "prompt CSV first row too long": ("study-create", _write("captions.csv", b"id,category,prompt\n1,a,x,extra\n2,a,y\n"), "captions.csv is not a readable"),
+    "prompt CSV first row too long": ("study-create", _write("captions.csv", b"id,category,prompt\n1,a,x,extra\n2,a,y\n"),
+                                      "captions.csv is not a readable"),
     "prompt CSV duplicate id": ("study-create", _write("captions.csv", b"id,category,prompt\n1,a,x\n1,a,y\n"), "duplicate id 1"),
     "spec error names the file": ("sweep", _spec_edit('[grid]', '[grid]\nstepz = [1]'), "spec.toml: unknown keys ['stepz']"),
     "model option of the wrong type": ("sweep", _spec_edit("batch_size = 4", 'batch_size = "four"'), "batch_size must be int"),
@@ -136,9 +137,9 @@ REGRESSIONS = {  # name -> (command, edit of live/, fragment of the one-line err
 
 @pytest.mark.parametrize("name", sorted(REGRESSIONS))
 def test_fuzz_regression(inputs, name):
-    from bench.trials.fuzz import _error, judge, tree_hashes
-    from bench.trials.fuzz_run import run_inprocess
-    from bench.trials.fuzz_targets import COMMANDS, reset_live
+    from selfcheck.trials.fuzz import _error, judge, tree_hashes
+    from selfcheck.trials.fuzz_run import run_inprocess
+    from selfcheck.trials.fuzz_targets import COMMANDS, reset_live
 
     command, edit, fragment = REGRESSIONS[name]
     live = inputs / "live"
@@ -154,7 +155,7 @@ def test_fuzz_regression(inputs, name):
                                                      (64, 64, "cannot read image")])
 def test_load_rgb_refuses_bombs_and_truncation(tmp_path, width, height, fragment):
     from bench.metrics.preprocess import load_rgb
-    from bench.trials.fuzz_media import _png_with_size
+    from selfcheck.trials.fuzz_media import _png_with_size
 
     path = tmp_path / "x.png"
     path.write_bytes(_png_with_size(width, height))
@@ -174,15 +175,15 @@ def test_load_rgb_converts_modes(tmp_path, mode):
     assert arr.shape == (8, 8, 3) and arr.dtype == np.uint8 and converted == mode
 
 
-@pytest.mark.parametrize("name", sorted(__import__("bench.trials.fuzz_mutations", fromlist=["SPEC_HOSTILE"]).SPEC_HOSTILE))
+@pytest.mark.parametrize("name", sorted(__import__("selfcheck.trials.fuzz_mutations", fromlist=["SPEC_HOSTILE"]).SPEC_HOSTILE))
 def test_hostile_spec_mutations_are_refused_writing_nothing(inputs, name):
     """The fuzz trial's hostile-spec mutations, each once: exit 2, one line naming it, no file changed."""
     import random
 
-    from bench.trials.fuzz import judge, tree_hashes
-    from bench.trials.fuzz_mutations import SPEC_HOSTILE
-    from bench.trials.fuzz_run import run_inprocess
-    from bench.trials.fuzz_targets import COMMANDS, reset_live
+    from selfcheck.trials.fuzz import judge, tree_hashes
+    from selfcheck.trials.fuzz_mutations import SPEC_HOSTILE
+    from selfcheck.trials.fuzz_run import run_inprocess
+    from selfcheck.trials.fuzz_targets import COMMANDS, reset_live
 
     live = inputs / "live"
     reset_live(inputs / "pristine", live)

@@ -9,15 +9,14 @@ import json
 import os
 import shutil
 import sqlite3
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from bench.sweep.store import RunStore
-from bench.trials import kill_server, kill_sweep
-from bench.trials.rater_client import RaterLog
-from bench.trials.sweep_check import compare
+from selfcheck.trials import kill_server, kill_sweep
+from selfcheck.trials.rater_client import RaterLog
+from selfcheck.trials.sweep_check import compare
 
 os.environ.setdefault("IMAGEN_BENCH_THREADS", "1")
 
@@ -138,7 +137,7 @@ def test_concurrent_sweep_small(tmp_path):
     finishes, the folder equals the reference, nothing is generated twice."""
     import json
 
-    from bench.trials import concurrent_sweep
+    from selfcheck.trials import concurrent_sweep
 
     args = argparse.Namespace(rounds=2, seed=1, workdir=tmp_path / "cs", spec="small")
     assert concurrent_sweep.run(args) == 0

@@ -46,7 +46,7 @@ class Metric(Protocol):
     def reset(self) -> None: ...
 
 
-O = TypeVar("O")
+O = TypeVar("O")  # noqa: E741  (the output type, beside I for the input)
 
 
 def parse_options(cls: type[O], options: Mapping[str, Any] | None, metric: str) -> O:

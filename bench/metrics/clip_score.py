@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from imagen import __version__
-from imagen.checkpoint import sha256_file
+from common.files import sha256_file
+from common.version import __version__
 
 from .base import KeyedStates, MetricResult, ScoredImage, SumCount, check_image, parse_options
 
@@ -58,7 +58,8 @@ class _HFClip:
         pixels = self.processor(images=[Image.fromarray(im) for im in images], return_tensors="pt")["pixel_values"]
         text = self.tokenizer(prompts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt")
         img = _features(self.model.get_image_features(pixel_values=pixels.to(self.device)))
-        txt = _features(self.model.get_text_features(input_ids=text["input_ids"].to(self.device), attention_mask=text["attention_mask"].to(self.device)))
+        txt = _features(self.model.get_text_features(input_ids=text["input_ids"].to(self.device),
+                                                     attention_mask=text["attention_mask"].to(self.device)))
         return img.float().cpu(), txt.float().cpu()
 
 

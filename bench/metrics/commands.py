@@ -12,8 +12,7 @@ from pathlib import Path
 from common.files import check_writable
 
 from .features import DTYPES, FeatureConfig, FeatureExtractor
-from .preprocess import CROP_MODES, RESIZE_MODES
-from .preprocess import load_rgb
+from .preprocess import CROP_MODES, RESIZE_MODES, load_rgb
 from .reference import compute_reference, image_files, parse_spec, write_stats_file
 
 
@@ -77,7 +76,7 @@ def add_fid_parser(sub, name: str, help_text: str) -> None:
 
 def run_fid(args: argparse.Namespace) -> int:
     """FID and KID of one image folder against a reference, printed as JSON (one object per number)."""
-    from imagen.checkpoint import write_json_atomic  # noqa: PLC0415
+    from common.files import write_json_atomic  # noqa: PLC0415
 
     from .fid import FID, KID  # noqa: PLC0415
     if args.out is not None and args.out.exists():

@@ -19,10 +19,10 @@ import numpy as np
 import torch
 import torchmetrics
 
-from imagen.checkpoint import sha256_file
-
-from imagen.config import check_choice
+from common.errors import check_choice
+from common.files import sha256_file
 from imagen.device import autocast, resolve_device
+
 from .preprocess import RESIZE_MODES, resize_batch
 
 INCEPTION_SIZE = 299

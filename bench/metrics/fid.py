@@ -12,12 +12,12 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from imagen import __version__
-from imagen.config import check_choice
+from common.errors import check_choice
+from common.version import __version__
 
 from .base import KeyedStates, MetricResult, ScoredImage, check_image, parse_option_groups
-from .preprocess import CROP_MODES
 from .features import FeatureBank, FeatureConfig, FeatureExtractor, FeatureMoments
+from .preprocess import CROP_MODES
 from .reference import ReferenceStats, compute_reference, parse_spec
 from .stats import density_coverage, frechet_distance, kernel_inception_distance, precision_recall
 

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-from imagen import __version__
+
+from common.version import __version__
 
 from .base import KeyedStates, MetricResult, ScoredImage, SumCount, check_image, parse_options
 

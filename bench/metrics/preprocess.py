@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from imagen.config import check_choice
+from common.errors import check_choice
 
 RESIZE_MODES = ("pil_bicubic", "torch_bilinear")
 # How a reference image is brought to the evaluated resolution before the feature network's own
@@ -57,7 +57,7 @@ def resize_batch(images: list[np.ndarray], size: int, mode: str) -> torch.Tensor
 def load_rgb(path: Path) -> tuple[np.ndarray, str | None]:
     """(H, W, 3) uint8 from an image file and the converted-from mode (None if it was RGB).
     Unreadable / truncated files raise ValueError naming the file."""
-    from bench.imagestore import open_image
+    from common.imagestore import open_image
 
     with open_image(path) as im:
         mode = im.mode

@@ -13,17 +13,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
 
-from imagen import __version__
-from imagen.checkpoint import sha256_file
-
-from bench.imagestore import IMAGE_SUFFIXES, coco_files
+from common.files import atomic_path, sha256_file
+from common.imagestore import IMAGE_SUFFIXES, coco_files
+from common.version import __version__
 
 from .features import FeatureExtractor
 from .preprocess import load_rgb, to_eval_resolution
@@ -66,7 +64,7 @@ def image_files(kind: str, arg: str) -> list[Path]:
 
 
 def coco_image_files(root: Path) -> list[Path]:
-    """The images of a COCO folder (bench.imagestore.coco_files: the official layout or captions.json
+    """The images of a COCO folder (common.imagestore.coco_files: the official layout or captions.json
     + images/), each once, sorted."""
     return sorted(set(coco_files(root)[1].values()))
 
@@ -127,14 +125,12 @@ def write_stats_file(path: Path, ref: ReferenceStats, overwrite: bool = False, w
     path = Path(path)
     if path.exists() and not overwrite:
         raise ValueError(f"{path} exists; refusing to overwrite it (choose another --out or remove it)")
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     arrays = {"mu": ref.mu, "sigma": ref.sigma, "n": np.int64(ref.n), "meta": np.array(json.dumps(ref.meta, sort_keys=True))}
     if with_features and ref.features is not None:
         # lossless: features come out of the network in float32 (or bf16); mu/sigma stay float64
         arrays["features"] = ref.features.astype(np.float32)
-    with open(tmp, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)
-    os.replace(tmp, path)
 
 
 def read_stats_file(path: Path) -> ReferenceStats:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from imagen import __version__
+from common.version import __version__
 
 from .base import KeyedStates, MetricResult, ScoredImage, SumCount, check_image, parse_options
 
@@ -57,7 +57,8 @@ class ShapesVerifier:
             for cat in (OVERALL, v.category, self._pair_group(parsed)):
                 self.prompts[(im.cell_id, cat)].update([float(v.correct)])
                 self.claims[(im.cell_id, cat)].update(passed)
-            out.append({"shapes_correct": float(v.correct), "shapes_claim_accuracy": sum(passed) / len(passed)})  # every caption has >= 1 claim ("nothing else")
+            # every caption has >= 1 claim ("nothing else"), so the share is defined
+            out.append({"shapes_correct": float(v.correct), "shapes_claim_accuracy": sum(passed) / len(passed)})
         return out
 
     def compute(self) -> list[MetricResult]:

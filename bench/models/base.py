@@ -12,7 +12,7 @@ from typing import Iterator, Protocol, Sequence
 import numpy as np
 import pandas as pd
 
-SAMPLING_AXES = ("sampler", "steps", "guidance", "thresholding", "percentile", "aug_level")
+from common.runs import SAMPLING_AXES  # noqa: F401  (each field of Sampling is one axis)
 
 
 @dataclass(frozen=True)

@@ -45,8 +45,8 @@ class DiffusersModel:
         self.pipe.set_progress_bar_config(disable=True)
 
     def describe(self) -> dict:
-        from imagen import __version__
-        from imagen.checkpoint import sha256_file
+        from common.files import sha256_file
+        from common.version import __version__
 
         weights = sorted(p for p in self.path.rglob("*") if p.suffix in {".safetensors", ".bin"})
         return {"kind": self.kind, "path": str(self.path.resolve()), "diffusers_version": self.version, "package_version": __version__,

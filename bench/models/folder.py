@@ -1,5 +1,5 @@
 """`kind = "folder"`: precomputed images named by prompt id (how closed models are compared), read
-with bench.imagestore.read_folder. Sampling settings do not apply; the files are copied into the
+with common.imagestore.read_folder. Sampling settings do not apply; the files are copied into the
 run byte for byte, so their sha256 in the manifest is the sha256 of the source files."""
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ class FolderModel:
         return {"kind": self.kind, "path": str(self.path.resolve()), "seed": self.config.seed}
 
     def check(self, prompt_set: str, prompts: pd.DataFrame, samples: int, source: str) -> None:
-        from bench.imagestore import open_image, read_folder
+        from common.imagestore import open_image, read_folder
         from drawbench.sets import load_prompt_set
 
         # read_folder rejects files matching no prompt id, so map against the set's full frame

@@ -5,17 +5,13 @@ it, and prompt encodings come from an on-disk cache, so a G-point sweep costs ab
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Iterator, Sequence
 
 import pandas as pd
 
 from .base import SAMPLING_AXES, GeneratedImage, ImageRequest, Sampling, encode_png
-
-STAGE_KEYS = ("steps", "sampler", "guidance", "aug_level", "thresholding", "percentile")
 
 
 @dataclass(frozen=True)
@@ -50,6 +46,8 @@ class ImagenModel:
                 + ("" if config.checkpoint else " (the default shapes cascade is not installed; train one with "
                    "`imagen-bench train --out DIR` and set checkpoint = \"DIR\")")
             )
+        from imagen.pipeline import STAGE_KEYS
+
         for stage, keys in config.stages.items():
             if not isinstance(keys, dict):
                 raise ValueError(f"model {name!r}: stages.{stage} must be a table of sampling overrides "
@@ -89,7 +87,7 @@ class ImagenModel:
         return self._pipeline
 
     def describe(self) -> dict:
-        from imagen import __version__
+        from common.version import __version__
 
         return {
             "kind": self.kind, "checkpoint": str(self.checkpoint), "package_version": __version__,
@@ -112,20 +110,17 @@ class ImagenModel:
         self.stage_sampling(Sampling("ddpm", 1, 1.0, "none", 99.5, 0.0))  # validates the overrides early
 
     def stage_sampling(self, s: Sampling):
-        """Per-stage StageSampling: the grid point for every stage, then the fixed overrides.
-        Reuses imagen.commands.stage_settings (the `sample` command's STAGE.KEY=VALUE rules)."""
-        from imagen.commands import stage_settings
+        """Per-stage StageSampling: the grid point for every stage, then the spec's fixed per-stage
+        overrides, passed as the typed values they are (imagen.pipeline.stage_samplings)."""
+        from imagen.pipeline import STAGE_KEYS, stage_samplings
 
-        overrides = []
         for stage, keys in self.config.stages.items():
-            for key, value in dict(keys).items():
+            for key in dict(keys):
                 if key not in STAGE_KEYS:
                     raise ValueError(f"model {self.name!r}: stage {stage!r} override {key!r}; allowed: {', '.join(STAGE_KEYS)}")
-                overrides.append(f"{stage}.{key}={json.dumps(value) if not isinstance(value, str) else value}")
-        args = SimpleNamespace(steps=s.steps, sampler=s.sampler, guidance=s.guidance, aug_level=s.aug_level,
-                               thresholding=s.thresholding, percentile=s.percentile if s.percentile is not None else 99.5,
-                               set=overrides)
-        return stage_settings(args, self.stage_names)
+        base = dict(steps=s.steps, sampler=s.sampler, guidance=s.guidance, aug_level=s.aug_level, thresholding=s.thresholding,
+                    percentile=s.percentile if s.percentile is not None else 99.5)
+        return stage_samplings(self.stage_names, base, {stage: dict(keys) for stage, keys in self.config.stages.items()})
 
     def generate(self, sampling: Sampling, requests: Sequence[ImageRequest]) -> Iterator[GeneratedImage]:
         settings = self.stage_sampling(sampling)

@@ -17,15 +17,14 @@ from dataclasses import asdict, dataclass
 
 import pandas as pd
 
-from bench.models import SAMPLING_AXES, ImageRequest, Sampling
+from bench.models import ImageRequest, Sampling
+from common.runs import CELL_AXES, SAMPLING_AXES  # noqa: F401  (the run-folder contract's axes)
 
 from .spec import Grid, SweepSpec
-
 
 # The columns of cells.parquet that say how a cell's images were made: what reports group, label and
 # pair cells by. Everything else there (cell_id, name, weights, descriptions, counts) is per-cell
 # bookkeeping that would split every group into one-cell "series".
-CELL_AXES = ("model", "prompt_set", *SAMPLING_AXES, "seed")
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,8 @@ def add_parser(sub, name: str, help_text: str) -> None:
                        "Rerunning with the same --out resumes; under `torchrun --nproc_per_node N` the images are sharded across ranks.")
     p.add_argument("spec", type=Path, help="sweep spec (TOML), e.g. bench/specs/demo.toml")
     p.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<sweep name>)")
-    p.add_argument("--cache-dir", type=Path, default=None, help="text-encoding / FID-reference cache (default: $IMAGEN_BENCH_CACHE or ~/.cache/imagen-bench)")
+    p.add_argument("--cache-dir", type=Path, default=None,
+                   help="text-encoding / FID-reference cache (default: $IMAGEN_BENCH_CACHE or ~/.cache/imagen-bench)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--wait", action="store_true", help="if another sweep is using --out, wait for it to finish (default: refuse)")
     p.add_argument("--max-images", type=_positive, default=DEFAULT_MAX_IMAGES, metavar="N",
@@ -32,10 +33,10 @@ def add_parser(sub, name: str, help_text: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from common.files import check_writable
+
     from .runner import run_sweep
     from .spec import load_spec
-
-    from common.files import check_writable
 
     out = check_writable(args.out or Path("runs") / load_spec(args.spec)[0].name)
     r = run_sweep(args.spec, out, cache_dir=args.cache_dir, progress=not args.no_progress, wait=args.wait,

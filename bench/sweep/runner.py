@@ -20,10 +20,12 @@ from typing import Callable
 import pandas as pd
 from tqdm import tqdm
 
+from common.files import write_parquet_atomic
+
 from .cells import Cell, check_size, expand_cells, image_relpath, requests_for
 from .distributed import World
 from .spec import DEFAULT_MAX_IMAGES, SweepSpec, load_spec
-from .store import RunStore, write_parquet_atomic
+from .store import RunStore
 
 
 @dataclass(frozen=True)
@@ -174,8 +176,8 @@ def _cells_frame(cells: list[Cell], models: dict, descriptions: dict, prompts: d
 
 
 def _write_results(store: RunStore, spec: SweepSpec, cells: list[Cell], descriptions: dict, image_rows: list, cell_rows: list) -> None:
-    from imagen import __version__
-    from imagen.checkpoint import write_json_atomic
+    from common.files import write_json_atomic
+    from common.version import __version__
 
     img = pd.DataFrame(image_rows, columns=["cell_id", "prompt_set", "prompt_id", "sample", "metric", "value"])
     cel = pd.DataFrame(cell_rows, columns=["cell_id", "metric", "value", "n", "details"])

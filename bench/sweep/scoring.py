@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from imagen.checkpoint import write_json_atomic
+from common.files import write_json_atomic
 
 from .distributed import World
 from .spec import MetricSpec
@@ -33,7 +33,7 @@ def scope(manifest: pd.DataFrame, cell_id: str, m: MetricSpec) -> pd.DataFrame:
 
 
 def cache_key(m: MetricSpec, images: pd.DataFrame) -> str:
-    from imagen import __version__
+    from common.version import __version__
 
     payload = {"metric": m.name, "label": m.label, "options": m.options, "prompt_sets": m.prompt_sets, "categories": m.categories,
                "package_version": __version__, "images": images[["prompt_id", "sample", "sha256"]].astype(str).values.tolist()}
@@ -98,7 +98,8 @@ def score(store: RunStore, manifest: pd.DataFrame, cells: list[str], metrics: tu
             values = metric.update(_load(store.root, batch))
             for r, vals in zip(batch.itertuples(), values):
                 per_image += [{"cell_id": cell, "prompt_set": r.prompt_set, "prompt_id": str(r.prompt_id), "sample": int(r.sample),
-                               "metric": name if m.label == m.name else f"{m.label}/{name}", "value": None if v is None else float(v)} for name, v in vals.items()]
+                               "metric": name if m.label == m.name else f"{m.label}/{name}", "value": None if v is None else float(v)}
+                              for name, v in vals.items()]
             bar.update(len(batch))
         results = metric.compute()
         gathered = [row for part in world.gather(per_image) for row in part]

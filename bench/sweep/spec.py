@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-THRESHOLDING = ("none", "static", "dynamic")
 # The Imagen paper's guidance grid (fig. 4 / A.11); the spec may list any subset or other values.
 PAPER_GUIDANCE = (1.0, 1.25, 1.5, 1.75, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0)
 # A sweep larger than this is refused unless the user confirms its size (`sweep --max-images N`):
@@ -108,10 +107,12 @@ def _grid(table: dict) -> Grid:
     types = {"sampler": str, "steps": int, "guidance": float, "thresholding": str, "percentile": float, "aug_level": float, "seeds": int}
     _keys("[grid]", table, tuple(types))
     grid = Grid(**{k: _list(f"grid.{k}", v, types[k]) for k, v in table.items()})
-    bad = sorted(set(grid.thresholding) - set(THRESHOLDING))
-    if bad:
-        raise ValueError(f"spec: grid.thresholding {bad}; choose from {', '.join(THRESHOLDING)}")
+    from imagen.guidance import THRESHOLDING_MODES
     from imagen.samplers import SAMPLERS
+
+    bad = sorted(set(grid.thresholding) - set(THRESHOLDING_MODES))
+    if bad:
+        raise ValueError(f"spec: grid.thresholding {bad}; choose from {', '.join(THRESHOLDING_MODES)}")
 
     bad = sorted(set(grid.sampler) - set(SAMPLERS))
     if bad:
@@ -195,7 +196,8 @@ def _parse_spec(text: bytes, source: str) -> SweepSpec:
     for m in metrics:
         unknown = sorted(set(m.prompt_sets or ()) - {p.label for p in sets})
         if unknown:
-            raise ValueError(f"spec: metric {m.label!r} names prompt sets {unknown} that the spec does not define ({', '.join(p.label for p in sets)})")
+            raise ValueError(f"spec: metric {m.label!r} names prompt sets {unknown} that the spec does not define "
+                             f"({', '.join(p.label for p in sets)})")
     return SweepSpec(name=check_name("sweep.name", sweep["name"]), samples_per_prompt=samples, models=tuple(models), prompt_sets=tuple(sets),
                      grid=_grid(data.get("grid", {})), metrics=tuple(metrics), sha256=hashlib.sha256(text).hexdigest())
 

@@ -19,24 +19,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from common.files import python_process_alive
-from imagen.checkpoint import config_diff, sha256_file, write_json_atomic
+from common.files import python_process_alive, sha256_file, write_bytes_atomic, write_json_atomic, write_parquet_atomic
+from imagen.checkpoint import config_diff
 
 LOCK_FILE = ".lock"  # held (flock) by the sweep using the folder; its text names the holder
 MANIFEST_COLUMNS = ["cell_id", "model", "prompt_set", "prompt_id", "category", "prompt", "sample", "seed", "path", "sha256", "width", "height"]
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def write_parquet_atomic(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
 
 
 class RunStore:
@@ -67,7 +54,7 @@ class RunStore:
         self.remove_temp_files()  # of an initialisation a kill interrupted
         import torch
 
-        from imagen import __version__
+        from common.version import __version__
         from imagen.device import cpu_capability, cpu_native_bf16
 
         write_json_atomic(run_json, {

@@ -13,8 +13,8 @@ import shutil
 import time
 from pathlib import Path
 
-from imagen import __version__
-from imagen.checkpoint import write_json_atomic
+from common.files import temp_path, write_json_atomic
+from common.version import __version__
 
 from .dataset import split_item
 from .grammar import format_caption
@@ -29,7 +29,7 @@ def export_coco(split: str, n: int, out_dir: str | Path, size: int = 256) -> Pat
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ValueError(f"{out} exists and is not an empty folder; refusing to overwrite it")
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    tmp = temp_path(out)  # a folder built beside OUT and renamed into place
     (tmp / "images").mkdir(parents=True)
     try:
         images, annotations = [], []

@@ -34,8 +34,8 @@ def run_export(args) -> int:
 
 
 def run_verifier_accuracy(args) -> int:
-    from imagen import __version__  # noqa: PLC0415
-    from imagen.checkpoint import write_json_atomic  # noqa: PLC0415
+    from common.files import write_json_atomic  # noqa: PLC0415
+    from common.version import __version__  # noqa: PLC0415
 
     from .detect import MIN_SIDE  # noqa: PLC0415
     from .measure import BLUR_RADIUS_AT_64, NOISE_SIGMA, measure_size  # noqa: PLC0415

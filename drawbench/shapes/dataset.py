@@ -91,3 +91,16 @@ def reference_images(split: str, size: int, n: int | None = None) -> Iterator[np
     check_name("split", split, SPLITS)
     for i in range(200 if n is None else n):
         yield np.asarray(render_scene(split_item(split, i)[0], size))
+
+
+def from_spec(arg: str, size: int) -> ShapesDataset:
+    """The training dataset of a `--data shapes:SPLIT[:CATEGORY,...]` spec (`arg` is what follows
+    "shapes:"): the split (default train) and an optional category mix, a category named twice
+    drawn twice as often."""
+    split, _, mix = arg.partition(":")
+    if not mix:
+        return ShapesDataset(split=split or "train", size=size)
+    return ShapesDataset(split=split or "train", size=size, categories=tuple(c.strip() for c in mix.split(",")))
+
+
+DATASET_KINDS = {"shapes": from_spec}  # what the shell hands `imagen-bench train --data` (imagen_bench.cli.WIRING)

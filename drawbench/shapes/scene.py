@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 
-from imagen.config import check_choice as check_name  # re-exported: the shapes modules import it from here
+from common.errors import check_choice as check_name  # re-exported: the shapes modules import it from here
 
 SHAPES = ("circle", "square", "triangle")
 # Hues far apart (closest pair orange/yellow is 83 apart in RGB) so the verifier separates them after

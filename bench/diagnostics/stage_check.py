@@ -1,7 +1,7 @@
 """Which stage of a shapes cascade loses prompts: feed each stage ground-truth low-res renders
 instead of the previous stage's output and verify at the stage's own resolution.
 
-    python -m drawbench.shapes.stage_check imagen/weights/shapes [--n-per-category 20]
+    python -m bench.diagnostics.stage_check imagen/weights/shapes [--n-per-category 20]
 
 Rows (prompt accuracy of the exact verifier, overall and per category):
   gt-16-nearest      the ground-truth 16^2 render, nearest-upsampled to 64^2: what a 16^2 base can carry
@@ -32,18 +32,17 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from common.errors import check_choice
+from drawbench.shapes.dataset import split_item
+from drawbench.shapes.grammar import PAIR_GROUPS, format_caption, pair_group, parse_caption
+from drawbench.shapes.render import render_scene
+from drawbench.shapes.scene import CATEGORIES
+from drawbench.shapes.verify import relation_direction, verify
 from imagen.checkpoint import load_cascade, load_stage
-from imagen.config import check_choice
 from imagen.conditioning import downsample, to_uint8
 from imagen.data import image_to_tensor
 from imagen.guidance import Thresholding
 from imagen.pipeline import Cascade, Runtime, StageSampling, sample_stage
-
-from .dataset import split_item
-from .grammar import PAIR_GROUPS, format_caption, pair_group, parse_caption
-from .render import render_scene
-from .scene import CATEGORIES
-from .verify import relation_direction, verify
 
 
 def accuracy(x: torch.Tensor, captions: list[str]) -> dict[str, float | int]:

@@ -36,7 +36,7 @@ def configure_threads(threads: int | None) -> int:
 def machine_info() -> dict:
     import torch
 
-    from imagen import __version__
+    from common.version import __version__
     from imagen.device import cpu_capability, cpu_native_bf16, resolve
 
     return {

@@ -1,7 +1,7 @@
 """Sampling: images/s of our cascade's base stage vs diffusers and imagen-pytorch at the same
 parameter count, resolution, steps, guidance and batch; plus our achieved FLOP/s vs the peak.
 
-Every implementation runs in its own process (bench/perf/peers/*.py): ours with this venv's
+Every implementation runs in its own process (selfcheck/perf/peers/*.py): ours with this venv's
 python, the peers with the benchmark venv's (.perf-venv, `make perf-env`), so the peers' pins
 never touch the project. Order of work:
   1. probe: each peer times every (bf16 autocast, channels_last) variant once and the fastest is

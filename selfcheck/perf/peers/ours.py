@@ -16,7 +16,6 @@ from _common import StageBench, count_flops, emit, param_count, parse_settings, 
 from imagen.checkpoint import load_cascade_checkpoint  # noqa: E402
 from imagen.pipeline import Runtime, StageSampling, make_denoiser, sample_stage  # noqa: E402
 
-
 # aten ops that carry the counted FLOPs (convolutions, matmuls); everything else is "other"
 COMPUTE_OPS = ("conv", "mm", "matmul", "linear", "baddbmm", "mkldnn")
 

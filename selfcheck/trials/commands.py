@@ -5,11 +5,11 @@ import importlib
 
 # trial name -> (module, one-line help)
 TRIALS: dict[str, tuple[str, str]] = {
-    "kill-sweep": ("bench.trials.kill_sweep", "SIGKILL a sweep at random moments; reruns must equal an uninterrupted run"),
-    "concurrent-sweep": ("bench.trials.concurrent_sweep", "two sweeps on one run folder, round after round: refused or waits, nothing twice"),
-    "kill-server": ("bench.trials.kill_server", "SIGKILL the rating server mid-batch; restart; no answer lost or duplicated"),
-    "fuzz": ("bench.trials.fuzz", "malformed sweep TOML, prompt CSVs, study files, images, checkpoints: clear errors only"),
-    "security": ("bench.trials.security", "token entropy, constant-time compare, forged tokens, other raters' ids, path traversal"),
+    "kill-sweep": ("selfcheck.trials.kill_sweep", "SIGKILL a sweep at random moments; reruns must equal an uninterrupted run"),
+    "concurrent-sweep": ("selfcheck.trials.concurrent_sweep", "two sweeps on one run folder, round after round: refused or waits, nothing twice"),
+    "kill-server": ("selfcheck.trials.kill_server", "SIGKILL the rating server mid-batch; restart; no answer lost or duplicated"),
+    "fuzz": ("selfcheck.trials.fuzz", "malformed sweep TOML, prompt CSVs, study files, images, checkpoints: clear errors only"),
+    "security": ("selfcheck.trials.security", "token entropy, constant-time compare, forged tokens, other raters' ids, path traversal"),
 }
 
 

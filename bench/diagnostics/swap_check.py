@@ -1,6 +1,6 @@
 """Does a shapes base follow word order? Sample each relation caption and its swap with the same seed.
 
-    python -m drawbench.shapes.swap_check imagen/weights/shapes [--stage base=DIR] [--n 64] [--base-guidance 5]
+    python -m bench.diagnostics.swap_check imagen/weights/shapes [--stage base=DIR] [--n 64] [--base-guidance 5]
 
 Captions: the first n Positional captions of the validation split (trained colour x shape pairs
 only, so composition does not interfere). For each, the base samples "A rel B" and "B rel A" with
@@ -27,6 +27,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from drawbench.shapes.dataset import split_item
+from drawbench.shapes.generate import relation_scene
+from drawbench.shapes.grammar import format_caption, parse_caption
+from drawbench.shapes.render import render_scene
+from drawbench.shapes.verify import relation_direction, verify
 from imagen.checkpoint import load_cascade
 from imagen.conditioning import to_uint8
 from imagen.data import image_to_tensor
@@ -35,13 +40,8 @@ from imagen.guidance import Thresholding
 from imagen.pipeline import Cascade, Runtime, StageSampling
 from imagen.schedule import make_logsnr
 
-from .dataset import split_item
-from .generate import relation_scene
-from .grammar import format_caption, parse_caption
 from .order_check import swapped
-from .render import render_scene
 from .stage_check import run_stage, stage_arg, with_stage
-from .verify import relation_direction, verify
 
 
 def relation_captions(n: int) -> list[str]:

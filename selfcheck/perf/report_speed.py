@@ -1,7 +1,7 @@
 """Benchmark (not a test): build a report from 100,000 simulated DrawBench side-by-side answers
 with 10,000 bootstrap resamples, and print the seconds it took and the machine.
 
-    .venv/bin/python bench/perf/report_speed.py [--answers 100000] [--resamples 10000] [--power-effect 0]
+    .venv/bin/python selfcheck/perf/report_speed.py [--answers 100000] [--resamples 10000] [--power-effect 0]
 
 Times: `build_report` in-process with imports done (what the statistics and writing cost), and the
 imports a cold `imagen-bench report` additionally pays (measured on this process's first call). The
@@ -36,8 +36,9 @@ class ReportTiming:
 
 def measure_report(answers: int = 100_000, resamples: int = 10_000, power_effect: float = 0.0, power_studies: int = 200) -> ReportTiming:
     t0 = time.perf_counter()
-    import imagen.checkpoint  # noqa: F401  (torch: what the report.json writer imports)
     import matplotlib.pyplot  # noqa: F401
+
+    import imagen.checkpoint  # noqa: F401  (torch: what the report.json writer imports)
     from drawbench import load_drawbench
     from reports.build import ReportInputs, ReportOptions, build_report
     from reports.preference import CIConfig

@@ -5,7 +5,7 @@ folder model, a captions CSV, two image folders, a rating study with answers, a 
 and copied to WORK/live before every case, so every path in them stays the same.
 
     DOMAINS   name -> (path inside live/, mutation table)
-    COMMANDS  name -> argv builder (live dir, fresh output dir, cache dir) for bench.cli.main
+    COMMANDS  name -> argv builder (live dir, fresh output dir, cache dir) for imagen_bench.cli.main
     PLAN      (command, domain) pairs the cases cycle through (every pair reads that domain)
 """
 from __future__ import annotations
@@ -107,10 +107,9 @@ PLAN: tuple[tuple[str, str], ...] = (
 
 def build_pristine(root: Path, live: Path) -> None:
     """Valid inputs in `live` (paths inside them point into `live`), then copied to `root`."""
+    from bench.sweep.runner import run_sweep
     from human_eval.plan import PlanSettings
     from human_eval.study import StudySettings, create_study
-
-    from bench.sweep.runner import run_sweep
 
     from .study_sources import synthetic_sources
     from .tiny_cascade import make_tiny_checkpoint

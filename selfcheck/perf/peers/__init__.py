@@ -5,5 +5,5 @@
     imagen_pytorch_peer.py  lucidrains' imagen-pytorch Unet + Imagen sampler; the benchmark venv
 
 They share _common.py (stdlib + torch only: the benchmark venv does not have this package) and
-print one line `PERF-RESULT {json}` that bench/perf/sampling.py parses.
+print one line `PERF-RESULT {json}` that selfcheck/perf/sampling.py parses.
 """

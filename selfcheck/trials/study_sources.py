@@ -1,6 +1,6 @@
 """Synthetic study sources built in code, shared by the fuzz/security trials and the test suite
 (tests/human_eval_fixtures.py imports from here): a captions CSV and two folders of images named by
-caption id. The tiny cascade checkpoint lives in bench.trials.tiny_cascade."""
+caption id. The tiny cascade checkpoint lives in selfcheck.trials.tiny_cascade."""
 from __future__ import annotations
 
 from pathlib import Path

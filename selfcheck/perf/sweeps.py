@@ -184,7 +184,8 @@ def measure(s: SweepSettings) -> Section:
                              "reading the spec, prompt sets and U-Net weights, the run's records, and rewriting the results "
                              "tables; with a first run this short that fixed cost is above 2 % (it shrinks with sweep size)")
         if s.cli_rerun:
-            cmd = [sys.executable, "-m", "bench.cli", "sweep", str(spec_g), "--out", str(root / "g-0"), "--cache-dir", str(cache), "--no-progress"]
+            cmd = [sys.executable, "-m", "imagen_bench.cli", "sweep", str(spec_g), "--out", str(root / "g-0"), "--cache-dir", str(cache),
+                   "--no-progress"]
             t0 = time.perf_counter()
             proc = subprocess.run(cmd, capture_output=True, text=True)
             cli_s = time.perf_counter() - t0

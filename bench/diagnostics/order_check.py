@@ -1,6 +1,6 @@
 """How much does a text encoder tell "A rel B" from "B rel A"? (the shapes model card's encoder check)
 
-    python -m drawbench.shapes.order_check [--n 100] [--reader]
+    python -m bench.diagnostics.order_check [--n 100] [--reader]
 
 The U-Net's cross-attention sees the *set* of (layer-normed) token features and its FiLM
 conditioning sees their masked mean, so a caption and its swap differ for the U-Net only through
@@ -22,11 +22,10 @@ import json
 import torch
 import torch.nn.functional as F
 
+from drawbench.shapes.dataset import ShapesDataset, split_item
+from drawbench.shapes.grammar import format_caption, parse_caption
+from drawbench.shapes.scene import COLORS
 from imagen.unet import masked_mean
-
-from .dataset import ShapesDataset, split_item
-from .grammar import format_caption, parse_caption
-from .scene import COLORS
 
 
 def swapped(caption: str) -> str:

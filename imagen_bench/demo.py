@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-DEMO_SPEC = Path(__file__).parent / "specs" / "demo.toml"
+from bench import SPECS
+
+DEMO_SPEC = SPECS / "demo.toml"
 
 
 def add_parser(sub, name: str, help_text: str) -> None:
@@ -22,9 +24,8 @@ def add_parser(sub, name: str, help_text: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from bench.sweep.runner import run_sweep
     from reports.build import ReportInputs, ReportOptions, build_report
-
-    from .sweep.runner import run_sweep
 
     result = run_sweep(args.spec, args.out, cache_dir=args.cache_dir)
     print(f"{result.run}: {result.images_total} images ({result.images_generated} generated now) in {result.seconds:.0f}s")

@@ -1,5 +1,5 @@
 """Run one `imagen-bench` command line and capture what the user would see: in this process via
-bench.cli.main (the console script's entry point) or as a real subprocess of the console script."""
+imagen_bench.cli.main (the console script's entry point) or as a real subprocess of the console script."""
 from __future__ import annotations
 
 import contextlib
@@ -28,13 +28,13 @@ class _Timeout(BaseException):  # BaseException: product code's `except Exceptio
 
 def console_script() -> list[str]:
     exe = Path(sys.executable).with_name("imagen-bench")
-    return [str(exe)] if exe.is_file() else [sys.executable, "-m", "bench.cli"]
+    return [str(exe)] if exe.is_file() else [sys.executable, "-m", "imagen_bench.cli"]
 
 
 def run_inprocess(argv: list[str], timeout: float) -> Outcome:
-    """bench.cli.main(argv) with stdout/stderr captured; an exception escaping main() is printed
+    """imagen_bench.cli.main(argv) with stdout/stderr captured; an exception escaping main() is printed
     as the interpreter would print it (a traceback reaching the user)."""
-    from bench.cli import main
+    from imagen_bench.cli import main
 
     out, err = io.StringIO(), io.StringIO()
 

@@ -1,8 +1,8 @@
 """`imagen-bench trials fuzz`: malformed user inputs through the real commands.
 
-Each case copies the valid inputs (bench.trials.fuzz_targets) to WORK/live, applies one seeded
-mutation (bench.trials.fuzz_mutations / fuzz_media) to one input, and runs one user-facing command
-that reads it: in this process through bench.cli.main (what the console script calls; an exception
+Each case copies the valid inputs (selfcheck.trials.fuzz_targets) to WORK/live, applies one seeded
+mutation (selfcheck.trials.fuzz_mutations / fuzz_media) to one input, and runs one user-facing command
+that reads it: in this process through imagen_bench.cli.main (what the console script calls; an exception
 escaping main() is a traceback reaching the user), and every --subprocess-every'th case through the
 real `imagen-bench` console script in a subprocess. A case passes when
   - the exit code is 0 (a harmless or converted input; not allowed for mutations that must fail)

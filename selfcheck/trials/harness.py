@@ -21,9 +21,9 @@ class Check:
 
 
 def console_script() -> list[str]:
-    """The `imagen-bench` entry point of this interpreter's environment (or `python -m bench.cli`)."""
+    """The `imagen-bench` entry point of this interpreter's environment (or `python -m imagen_bench.cli`)."""
     exe = Path(sys.executable).with_name("imagen-bench")
-    return [str(exe)] if exe.is_file() else [sys.executable, "-m", "bench.cli"]
+    return [str(exe)] if exe.is_file() else [sys.executable, "-m", "imagen_bench.cli"]
 
 
 def child_env() -> dict[str, str]:

@@ -3,6 +3,7 @@
 Each subcommand lives with its feature; this router only knows where. A module listed here
 provides `add_parser(subparsers)` which registers the subcommand and sets `func(args) -> int`.
 Modules are imported only when their subcommand runs, so `imagen-bench --help` stays fast.
+WIRING gives a command what its own package may not import (docs/ARCHITECTURE.md's arrows).
 """
 from __future__ import annotations
 
@@ -10,12 +11,22 @@ import argparse
 import importlib
 import sys
 
-# subcommand -> (module, one-line help)
+from common.errors import UserError
+
+# subcommand -> (module, one-line help), in the groups `--help` shows
+GROUPS: dict[str, tuple[str, ...]] = {
+    "model": ("train", "sample", "pack"),
+    "evaluate": ("sweep", "fid-stats", "fid", "shapes"),
+    "people": ("study", "rate"),
+    "analyse": ("report", "power"),
+    "end to end": ("demo",),
+    "this suite": ("perf", "trials"),
+}
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("imagen.commands", "train one stage (or all stages) of a cascade"),
     "sample": ("imagen.commands", "generate images from prompts with a cascade checkpoint"),
     "pack": ("imagen.commands", "pack a trained cascade's EMA weights (half precision) for shipping"),
-    "demo": ("bench.demo", "the main job on the offline default: demo sweep + report"),
+    "demo": ("imagen_bench.demo", "the main job on the offline default: demo sweep + report"),
     "shapes": ("drawbench.shapes.commands", "shapes world: export a split as COCO, measure the verifier"),
     "report": ("reports.commands", "HTML report with CIs, tables and plots from run folders and rating studies"),
     "power": ("reports.commands", "raters / prompts a side-by-side study needs (simulation-based power)"),
@@ -24,13 +35,32 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sweep": ("bench.sweep.commands", "run a benchmark sweep (models x prompt sets x sampling grid) into a run folder"),
     "study": ("human_eval.commands", "human evaluation studies: create, links, reissue, status, export"),
     "rate": ("human_eval.commands", "serve a study's rating app and print the invite links"),
-    "perf": ("bench.perf.commands", "speed vs peers and the hardware, side by side in one run (table + JSON)"),
-    "trials": ("bench.trials.commands", "reliability trials: kill a sweep / the rating server, fuzz inputs, security checks"),
+    "perf": ("selfcheck.perf.commands", "speed vs peers and the hardware, side by side in one run (table + JSON)"),
+    "trials": ("selfcheck.trials.commands", "reliability trials: kill a sweep / the rating server, fuzz inputs, security checks"),
 }
 
 
-class UserError(Exception):
-    """An error caused by the user's input; printed as one clear line, no traceback."""
+# subcommand -> {argparse default: "module:attribute"}, set after the command's parser is built:
+#   train gets the shapes world as a dataset kind (imagen imports no prompt world);
+#   report gets the simulated ratings of two DrawBench folders (reports imports no drawbench).
+WIRING: dict[str, dict[str, str]] = {
+    "train": {"dataset_kinds": "drawbench.shapes.dataset:DATASET_KINDS"},
+    "report": {"simulate": "imagen_bench.simulated:simulated_ratings"},
+}
+
+
+def _resolve(target: str):
+    module, _, attribute = target.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def _help(parser: argparse.ArgumentParser) -> str:
+    lines = [parser.format_usage(), parser.description or "", "", "subcommands, by workflow:"]
+    for group, names in GROUPS.items():
+        lines.append(f"  {group}:")
+        lines += [f"    {name:<10} {COMMANDS[name][1]}" for name in names]
+    lines.append("\n`imagen-bench SUBCOMMAND --help` gives each one's options.")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,15 +71,19 @@ def main(argv: list[str] | None = None) -> int:
     for name, (module, help_text) in COMMANDS.items():
         if name == chosen:
             importlib.import_module(module).add_parser(sub, name, help_text)
+            sub.choices[name].set_defaults(**{key: _resolve(target) for key, target in WIRING.get(name, {}).items()})
         else:
             sub.add_parser(name, help=help_text, add_help=False)
+    if argv in ([], ["-h"], ["--help"]):
+        print(_help(parser), end="")
+        return 0
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
-        parser.print_help()
-        return 0 if not argv else 2
+        print(_help(parser), end="")
+        return 2
     try:
         return int(args.func(args) or 0)
-    except (UserError, FileNotFoundError, FileExistsError, ValueError) as e:
+    except (UserError, FileNotFoundError, FileExistsError, ValueError) as e:  # NotWritable is a ValueError
         print(f"imagen-bench {args.command}: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # a disk that filled up or went read-only mid-run: the file and the reason, one line

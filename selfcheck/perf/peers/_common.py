@@ -54,7 +54,7 @@ class StageBench:
 
 
 def parse_settings() -> StageBench:
-    p = argparse.ArgumentParser(description="time one sampling loop (see bench/perf/peers/__init__.py)")
+    p = argparse.ArgumentParser(description="time one sampling loop (see selfcheck/perf/peers/__init__.py)")
     p.add_argument("--settings", required=True, help="StageBench as JSON")
     s = StageBench.from_json(p.parse_args().settings)
     torch.set_num_threads(s.threads)

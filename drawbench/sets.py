@@ -3,6 +3,8 @@
     load_prompt_set("drawbench", {"categories": ["Text"]})
     load_prompt_set("coco", {"n": 100, "seed": 0, "no_people": True})
     load_prompt_set("shapes", {"n_per_category": 5})
+    load_prompt_set("parti", {"challenges": ["Quantity"]})
+    load_prompt_set("geneval", {"tags": ["counting"]})
 
 Unknown set names and unknown options are errors that list what is allowed.
 """
@@ -35,7 +37,20 @@ def _shapes(n_per_category: int = 50, start: int = 0) -> pd.DataFrame:
     return test_prompts(n_per_category=n_per_category, start=start)
 
 
-PROMPT_SETS: dict[str, Callable[..., pd.DataFrame]] = {"drawbench": _drawbench, "coco": _coco, "shapes": _shapes}
+def _parti(categories: list[str] | None = None, challenges: list[str] | None = None) -> pd.DataFrame:
+    from .suites import load_parti
+
+    return load_parti(categories=categories, challenges=challenges)
+
+
+def _geneval(tags: list[str] | None = None) -> pd.DataFrame:
+    from .suites import load_geneval
+
+    return load_geneval(tags=tags)
+
+
+PROMPT_SETS: dict[str, Callable[..., pd.DataFrame]] = {"drawbench": _drawbench, "coco": _coco, "shapes": _shapes,
+                                                       "parti": _parti, "geneval": _geneval}
 
 
 def prompt_set_options(name: str) -> list[str]:

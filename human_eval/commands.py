@@ -52,7 +52,9 @@ def _add_study(p: argparse.ArgumentParser) -> None:
     c.add_argument("--a", required=True, help="model A images: run:DIR@CELL (cell id or KEY=VALUE,... of its settings) or folder:DIR")
     c.add_argument("--b", default=None, help="model B (or, for coco_realism, the reference images): run:DIR[@CELL] or folder:DIR")
     c.add_argument("--out", required=True, type=Path, help="new study directory")
-    c.add_argument("--prompts", default="drawbench", help="drawbench, drawbench:CAT[,CAT...] or csv:PATH (default drawbench)")
+    c.add_argument("--prompts", default="drawbench",
+                   help="drawbench, drawbench:CAT[,CAT...], coco[:KEY=VALUE,...], parti[:KEY=VALUE,...], geneval[:tags=A|B] or csv:PATH "
+                        "(default drawbench)")
     c.add_argument("--raters", type=int, default=25, help="raters in the pool (default %(default)s)")
     c.add_argument("--design", choices=list(DESIGNS), default=None,
                    help="per_category: each category its own evaluation with its own raters (default for drawbench_sbs, "

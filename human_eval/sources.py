@@ -13,6 +13,8 @@ Prompt sets:
                                val2014 captions). Each caption's category is coco-no-people or
                                coco-people (drawbench.coco.people_subset), so the report gives Table 2's
                                rows for all captions and for those without people.
+    parti[:KEY=VALUE,...]      PartiPrompts, as a sweep's parti prompt set: categories, challenges (A|B|C)
+    geneval[:tags=A|B]         GenEval's prompts, as a sweep's geneval prompt set (category = tag)
     csv:PATH                   your own prompts (columns id, category, prompt)
 """
 from __future__ import annotations
@@ -26,7 +28,9 @@ from common.imagestore import ImageRecord, read_coco, read_folder, read_run
 from drawbench import load_drawbench
 
 SOURCE_FORMS = "run:DIR[@CELL], run:DIR@KEY=VALUE[,KEY=VALUE...], folder:DIR or coco:DIR"
-PROMPT_FORMS = "drawbench, drawbench:CAT[,CAT...], coco[:n=N,seed=S,no_people=true,path=CAPTIONS.json] or csv:PATH"
+PROMPT_FORMS = ("drawbench, drawbench:CAT[,CAT...], coco[:n=N,seed=S,no_people=true,path=CAPTIONS.json], "
+                "parti[:categories=A|B,challenges=C|D], geneval[:tags=A|B] or csv:PATH")
+SUITES = ("parti", "geneval")  # shipped suites read with their sweep options (drawbench.sets)
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,10 @@ def load_prompts(spec: str) -> tuple[pd.DataFrame, str]:
 
         prompts = load_prompt_set("coco", options_from_text("coco", rest))
         return prompts.assign(category=prompts["prompt"].map(people_subset)), "coco"
+    if kind in SUITES:
+        from drawbench.sets import load_prompt_set, options_from_text
+
+        return load_prompt_set(kind, options_from_text(kind, rest)), kind
     raise ValueError(f"prompt set {spec!r} not understood; use {PROMPT_FORMS}")
 
 
@@ -82,7 +90,12 @@ def read_source(source: Source, prompts: pd.DataFrame, prompt_set: str) -> list[
         records = read_coco(source.path, prompts, prompt_set)
     else:
         # read_folder must see every prompt the folder may hold; selection happens below
-        all_prompts = load_drawbench() if prompt_set == "drawbench" else prompts
+        if prompt_set in SUITES:
+            from drawbench.sets import load_prompt_set
+
+            all_prompts = load_prompt_set(prompt_set)
+        else:
+            all_prompts = load_drawbench() if prompt_set == "drawbench" else prompts
         records = read_folder(source.path, all_prompts, prompt_set=prompt_set)
     wanted = {str(i) for i in prompts["id"]}
     category = dict(zip(prompts["id"].astype(str), prompts["category"].astype(str)))

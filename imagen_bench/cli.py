@@ -18,7 +18,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "model": ("train", "sample", "pack"),
     "evaluate": ("sweep", "fid-stats", "fid", "shapes"),
     "people": ("study", "rate"),
-    "analyse": ("report", "power"),
+    "analyse": ("report", "leaderboard", "power"),
     "end to end": ("demo",),
     "this suite": ("perf", "trials"),
 }
@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("imagen_bench.demo", "the main job on the offline default: demo sweep + report"),
     "shapes": ("drawbench.shapes.commands", "shapes world: export a split as COCO, measure the verifier"),
     "report": ("reports.commands", "HTML report with CIs, tables and plots from run folders and rating studies"),
+    "leaderboard": ("reports.commands", "models x metrics across run folders: intervals, paired ranks, refusal to mix numbers"),
     "power": ("reports.commands", "raters / prompts a side-by-side study needs (simulation-based power)"),
     "fid-stats": ("bench.metrics.commands", "Inception reference statistics (mu, sigma, features) for FID/KID"),
     "fid": ("bench.metrics.commands", "FID and KID of an image folder against a reference (folder, COCO, stats file, shapes)"),

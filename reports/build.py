@@ -24,6 +24,7 @@ from .paired import paired_table
 from .power import DEFAULT_STUDIES
 from .preference import CIConfig
 from .publish import MARKER, check_target, staged
+from .run_overview import overview_sections
 from .runs import RunMetrics, headline_table, read_run_metrics, shapes_table, split_how
 
 # 0.05: the smallest preference difference the paper's DrawBench comparisons read as meaningful;
@@ -71,7 +72,7 @@ def run_sections(run: RunMetrics, stage: Path, ci: CIConfig = CIConfig()) -> lis
         blocks.append(Table(f"paired_guidance_{slug}", paired,
                             f"Each cell against the cell that differs only in guidance (its smallest w), on the same prompts "
                             f"and seeds (from metrics_image.parquet): difference of per-image means with a {ci.level:.0%} "
-                            f"percentile interval from {PAIRED_RESAMPLES:,} resamples of prompts; for 0/1 metrics 'better' / "
+                            f"interval (mean +- t x bootstrap SE from {PAIRED_RESAMPLES:,} resamples of prompts); for 0/1 metrics 'better' / "
                             "'worse' count the prompts only one of the two got right, and McNemar p is the exact two-sided "
                             "test on them."))
     blocks.append(figure_block(stage, f"pareto_{slug}", lambda: plots.pareto_plot(run),
@@ -126,6 +127,8 @@ def build_report(inputs: ReportInputs, out: str | Path, options: ReportOptions =
                                               settings_of(inputs.study_settings, "fast_answer_ms", DEFAULT_FAST_ANSWER_MS))
             sections += human_sections(clean, exclusion, options.ci, inputs.images, options.power_effect,
                                        options.power_studies, stage, unfiltered=answers[~answers["is_control"]])
+        if runs:
+            sections += overview_sections([r.run for r in runs], stage, options.ci.level)
         for run in runs:
             sections += run_sections(run, stage, options.ci)
         sections.append(methods_section(options))

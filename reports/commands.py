@@ -6,6 +6,7 @@ from pathlib import Path
 
 from .answers import DEFAULT_CONTROL_THRESHOLD
 from .bootstrap import DEFAULT_METHOD, DEFAULT_RESAMPLES, METHODS
+from .paired import DEFAULT_RESAMPLES as DEFAULT_RESAMPLES_PAIRED
 from .power import DEFAULT_POWER_RESAMPLES, DEFAULT_STUDIES, DEFAULT_TARGET, VARY, PowerQuery, needed, power_curve
 from .simulate import RaterModel
 
@@ -15,7 +16,7 @@ DEMO_PREFERENCE = 0.45  # for model A (the first folder), i.e. 0.55 for the seco
 
 
 def add_parser(sub, name: str, help_text: str) -> None:
-    {"report": _add_report, "power": _add_power}[name](sub.add_parser(name, help=help_text, description=help_text))
+    {"report": _add_report, "power": _add_power, "leaderboard": _add_leaderboard}[name](sub.add_parser(name, help=help_text, description=help_text))
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -48,6 +49,61 @@ def _add_report(p: argparse.ArgumentParser) -> None:
     p.add_argument("--true-preference", type=float, default=DEMO_PREFERENCE,
                    help="demo: true preference for IMAGES_A, ties half (default: %(default)s)")
     p.set_defaults(func=run_report, simulate=None)  # simulate: the shell's (imagen_bench.cli.WIRING; reads DrawBench prompts)
+
+
+def _names(text: str) -> tuple[str, ...]:
+    names = tuple(v.strip() for v in text.split(",") if v.strip())
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected comma-separated metric names, got {text!r}")
+    return names
+
+
+def _add_leaderboard(p: argparse.ArgumentParser) -> None:
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run folders (imagen-bench sweep), any number")
+    p.add_argument("--out", type=Path, default=None, help="new folder for leaderboard.csv/.parquet, pairs.csv/.parquet, leaderboard.json")
+    p.add_argument("--metrics", type=_names, default=None, help="comma-separated metrics to compare (default: all of the runs')")
+    p.add_argument("--resamples", type=int, default=DEFAULT_RESAMPLES_PAIRED, help="bootstrap resamples (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: %(default)s)")
+    p.add_argument("--level", type=float, default=0.95, help="confidence level (default: %(default)s)")
+    p.set_defaults(func=run_leaderboard)
+
+
+def run_leaderboard(args) -> int:
+    import json
+    from datetime import datetime, timezone
+
+    import pandas as pd
+
+    from common.files import check_writable, write_json_atomic
+    from common.tables import to_csv
+    from common.version import __version__
+
+    from .leaderboard import LeaderboardOptions, leaderboard, wide
+
+    options = LeaderboardOptions(metrics=args.metrics, resamples=args.resamples, seed=args.seed, level=args.level)
+    if args.out is not None:
+        check_writable(args.out)
+        if args.out.exists() and any(args.out.iterdir()):
+            raise ValueError(f"{args.out} exists and is not empty; refusing to overwrite it (choose a new --out)")
+    board, pairs = leaderboard(args.runs, options)
+    with pd.option_context("display.max_columns", None, "display.width", 200, "display.max_colwidth", 60):
+        print(wide(board).to_string(index=False))
+    print(f"\n{options.method()}. Set metrics (FID, KID, precision/recall, ...) carry no interval: the run folder keeps no features.")
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        for name, frame in (("leaderboard", board), ("pairs", pairs)):
+            to_csv(frame, args.out / f"{name}.csv")
+            frame.to_parquet(args.out / f"{name}.parquet", index=False)
+        runs = {str(r): json.loads((Path(r) / "run.json").read_text()).get("spec_sha256") if (Path(r) / "run.json").is_file() else None
+                for r in args.runs}
+        write_json_atomic(args.out / "leaderboard.json", {
+            "format": "imagen-bench-leaderboard/1", "package_version": __version__,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "runs": runs,
+            "options": {"metrics": list(options.metrics) if options.metrics else None, "resamples": options.resamples,
+                        "seed": options.seed, "level": options.level},
+            "method": options.method()})
+        print(f"leaderboard written to {args.out}")
+    return 0
 
 
 def _add_power(p: argparse.ArgumentParser) -> None:

@@ -1,0 +1,131 @@
+"""The leaderboard across run folders: built from real sweeps of a tiny cascade (shapes verifier per
+image, FID as a set metric), intervals whose coverage is checked by simulation, ranks from paired
+comparisons, and the refusal to put numbers made differently side by side."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sweep_fixtures import make_tiny_checkpoint
+
+from bench.sweep.runner import run_sweep
+from imagen_bench.cli import main as cli
+from reports.leaderboard import LeaderboardOptions, direction, leaderboard, wide
+from reports.paired import prompt_bootstrap
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+SPEC = '''
+[sweep]
+name = "{name}"
+samples_per_prompt = 2
+
+[[models]]
+name = "tiny"
+kind = "imagen"
+checkpoint = "{checkpoint}"
+batch_size = 8
+precision = "fp32"
+[models.stages.sr32]
+steps = 2
+
+[[prompt_sets]]
+name = "shapes"
+n_per_category = 3
+
+[grid]
+steps = [2]
+guidance = [{guidance}]
+thresholding = ["static"]
+
+[[metrics]]
+name = "shapes_verifier"
+
+[[metrics]]
+name = "fid"
+options = {{ reference = "shapes:test", n = {reference_n}, shapes_size = 32 }}
+'''
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("lb")
+    checkpoint = make_tiny_checkpoint(d / "ckpt")
+    out = {}
+    for name, guidance, reference_n in (("a", "1.0, 5.0", 12), ("b", "3.0", 12), ("c", "3.0", 8)):
+        (d / f"{name}.toml").write_text(SPEC.format(name=name, checkpoint=checkpoint, guidance=guidance, reference_n=reference_n))
+        run_sweep(d / f"{name}.toml", d / name, cache_dir=d / "cache", progress=False)
+        out[name] = d / name
+    return out
+
+
+def test_board_from_real_runs(runs):
+    board, pairs = leaderboard([runs["a"], runs["b"]], LeaderboardOptions(resamples=500))
+    shapes = board[board.metric == "shapes_accuracy"]
+    assert len(shapes) == 3 and shapes["entry"].str.startswith(("a/", "b/")).all()
+    images = pd.concat([pd.read_parquet(runs[r] / "metrics_image.parquet") for r in ("a", "b")])
+    means = images[images.metric == "shapes_correct"].groupby("cell_id")["value"].mean()
+    assert shapes.set_index("cell_id")["value"].to_dict() == pytest.approx(means.to_dict())  # the run's own numbers
+    assert (shapes["CI low"] <= shapes["value"]).all() and (shapes["value"] <= shapes["CI high"]).all()
+    assert shapes["value"].is_monotonic_decreasing and shapes["rank"].between(1, 3).all()  # higher is better
+    fid = board[board.metric == "fid"]
+    assert fid["CI low"].isna().all() and fid["rank"].isna().all() and fid["value"].is_monotonic_increasing  # set metric: ordered, not ranked
+    assert "reference=shapes:test" in fid["how"].iloc[0] and "reference_n=12" in fid["how"].iloc[0]
+    binary = pairs[pairs.metric == "shapes_accuracy"]
+    assert len(binary) == 3 and binary["McNemar p"].between(0, 1).all() and (binary["N pairs"] == 24).all()  # 12 prompts x 2 samples
+    # a rank counts the entries that beat this one in a paired comparison, nothing else
+    for row in shapes.itertuples():
+        beaten_by = sum(1 for p in binary.to_dict("records")  # mean(A - B): CI above 0 means A beat B
+                        if (p["B"] == row.entry and p["CI low"] > 0) or (p["A"] == row.entry and p["CI high"] < 0))
+        assert row.rank == 1 + beaten_by
+    text = wide(board)
+    assert list(text.columns[:1]) == ["entry"] and text["shapes_accuracy"].str.contains(r"\[.*\] #\d").all()
+
+
+def test_numbers_made_differently_are_refused_naming_the_difference(runs):
+    with pytest.raises(ValueError, match=r"fid was made differently for a/.* and c/.* \(reference_n: 12 vs 8\); only numbers made the same way"):
+        leaderboard([runs["a"], runs["c"]])
+    board, _ = leaderboard([runs["a"], runs["c"]], LeaderboardOptions(metrics=("shapes_accuracy",), resamples=200))
+    assert set(board.metric) == {"shapes_accuracy"} and len(board) == 3
+
+
+def test_leaderboard_command_writes_what_made_it(runs, tmp_path, capsys):
+    out = tmp_path / "lb"
+    assert cli(["leaderboard", str(runs["a"]), str(runs["b"]), "--out", str(out), "--resamples", "300"]) == 0
+    printed = capsys.readouterr().out
+    assert "shapes_accuracy" in printed and "resamples of prompts" in printed
+    assert {p.name for p in out.iterdir()} == {"leaderboard.csv", "leaderboard.parquet", "pairs.csv", "pairs.parquet", "leaderboard.json"}
+    made = json.loads((out / "leaderboard.json").read_text())
+    assert made["options"]["resamples"] == 300 and set(made["runs"]) == {str(runs["a"]), str(runs["b"])} and made["package_version"]
+    assert cli(["leaderboard", str(runs["a"]), "--out", str(out)]) == 2
+    assert "refusing to overwrite" in capsys.readouterr().err
+    assert cli(["leaderboard", str(runs["a"]), "--metrics", "fidd"]) == 2
+    assert "no metric ['fidd'] in these runs; metrics:" in capsys.readouterr().err
+
+
+def test_directions():
+    assert direction("fid") == "lower" and direction("clip_score") == "higher" and direction("my_label/ocr_score") == "higher"
+    assert direction("kid_std") is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("n_prompts, binary", [(21, False), (100, True)])
+def test_prompt_bootstrap_interval_covers_the_truth(n_prompts, binary):
+    """Simulated per-image scores, two samples per prompt with a prompt effect: the 95 % interval
+    holds the true mean in 94-96 % of 2,000 data sets (21 prompts: DrawBench Text; 100: a binary
+    verifier score)."""
+    rng = np.random.default_rng(1)
+    prompt = np.repeat(np.arange(n_prompts), 2)
+    truth = float(np.mean(1 / (1 + np.exp(-rng.normal(0.5, 1, 1_000_000))))) if binary else 0.0
+    hits = 0
+    for k in range(2000):
+        if binary:
+            p = 1 / (1 + np.exp(-rng.normal(0.5, 1, n_prompts)))
+            y = (rng.random(2 * n_prompts) < p[prompt]).astype(float)
+        else:
+            y = rng.normal(0, 1, n_prompts)[prompt] + rng.normal(0, 1, 2 * n_prompts)
+        _, lo, hi = prompt_bootstrap(prompt, y, resamples=1000, seed=k)
+        hits += lo <= truth <= hi
+    assert 0.94 <= hits / 2000 <= 0.96

@@ -18,6 +18,7 @@ REGISTRY: dict[str, tuple[str, str]] = {
     "fid": ("bench.metrics.fid", "FID"),
     "kid": ("bench.metrics.fid", "KID"),
     "prdc": ("bench.metrics.fid", "PRDC"),  # precision / recall, density / coverage
+    "cmmd": ("bench.metrics.fid", "CMMD"),  # CLIP-MMD (needs local CLIP weights)
     "clip_score": ("bench.metrics.clip_score", "CLIPScore"),
     "ocr": ("bench.metrics.ocr", "OCRScore"),
     "shapes_verifier": ("bench.metrics.shapes", "ShapesVerifier"),

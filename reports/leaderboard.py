@@ -4,10 +4,11 @@ the sweeps wrote (contract 1); recomputes nothing.
 
     value     per-image metrics (metrics_image.parquet: CLIP score, OCR, shapes verifier, ...): the
               mean over images with a 95 % interval from resampling prompts (the samples of one
-              prompt stay together; mean +- t x bootstrap SE, paired.prompt_bootstrap). Set metrics (metrics_cell only:
-              FID, KID, precision / recall / density / coverage): the value as written and no
-              interval: a run folder keeps no features to resample, and FID-N is biased upward as
-              N shrinks, so such numbers compare only at equal N (which the refusal below enforces).
+              prompt stay together; mean +- t x bootstrap SE, paired.prompt_bootstrap). Set metrics
+              (metrics_cell only: FID, KID, precision / recall / density / coverage): the value as
+              written, with the interval the metric recorded (FID with bootstrap = B: ci_low /
+              ci_high) and none otherwise: a run folder keeps no features to resample. FID-N is
+              biased upward as N shrinks, so such numbers compare only at equal N (enforced below).
     rank      per-image metrics with a known direction: 1 + the number of entries that beat this
               one in a paired comparison on their shared (prompt set, prompt, sample) images (the
               prompt-bootstrap interval of the mean difference excludes 0). Entries no comparison
@@ -90,7 +91,8 @@ def entries(runs: list[str | Path]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["run", "cell_id", "entry", "model", "metric", "value", "n", "details"])
 
 
-PROVENANCE_ONLY = frozenset({"package_version"})  # recorded, but not part of how a number is made
+# recorded with a number but not part of how it was made: provenance, and a set metric's own interval
+NOT_HOW = frozenset({"package_version", "ci_low", "ci_high"})
 
 
 def made_differently(frame: pd.DataFrame) -> dict[str, str]:
@@ -100,7 +102,7 @@ def made_differently(frame: pd.DataFrame) -> dict[str, str]:
     for metric, group in frame.groupby("metric", sort=True):
         made = [(r.entry, r.details) for r in group.itertuples() if not r.details.get("unavailable")]
         for (a, da), (b, db) in zip(made, made[1:]):
-            keys = sorted(k for k in set(da) | set(db) if da.get(k) != db.get(k) and k not in PROVENANCE_ONLY)
+            keys = sorted(k for k in set(da) | set(db) if da.get(k) != db.get(k) and k not in NOT_HOW)
             if keys:
                 k = keys[0]
                 out[metric] = f"{metric} was made differently for {a} and {b} ({k}: {da.get(k)!r} vs {db.get(k)!r})"
@@ -147,10 +149,13 @@ def leaderboard(runs: list[str | Path], options: LeaderboardOptions = Leaderboar
         rows = []
         for r in group.itertuples():
             row = {"metric": metric, "entry": r.entry, "model": r.model, "value": r.value, "CI low": np.nan, "CI high": np.nan,
-                   "n": r.n, "rank": np.nan, "how": "; ".join(f"{k}={v}" for k, v in sorted(r.details.items()) if k != "unavailable"),
+                   "n": r.n, "rank": np.nan,
+                   "how": "; ".join(f"{k}={v}" for k, v in sorted(r.details.items()) if k not in NOT_HOW | {"unavailable"}),
                    "unavailable": r.details.get("unavailable", ""), "run": r.run, "cell_id": r.cell_id}
             key = (r.run, r.cell_id)
-            if key in per.index and np.isfinite(r.value):
+            if "ci_low" in r.details:  # a set metric's own interval (FID with bootstrap = B)
+                row["CI low"], row["CI high"] = float(r.details["ci_low"]), float(r.details["ci_high"])
+            elif key in per.index and np.isfinite(r.value):
                 cell = per.loc[[key]]
                 mean, low, high = prompt_bootstrap(cell["prompt_id"].astype(str).to_numpy(), cell["value"].to_numpy(),
                                                    options.resamples, options.seed, options.level)

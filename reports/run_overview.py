@@ -31,8 +31,8 @@ def overview_sections(runs: list[Path], stage: Path, level: float = 0.95) -> lis
                     "Every cell of every run: per-image metrics as mean [interval] #rank (interval: mean +- t x bootstrap SE over "
                     "prompts; a rank counts the entries that beat this one in a paired comparison on the same images, so tied "
                     "ranks were not separated); set metrics (FID, KID, precision / recall, ...) as the value the sweep wrote, with "
-                    "the interval it recorded (FID with bootstrap = B) and none otherwise, not ranked; FID-N is biased upward as N shrinks. Full numbers "
-                    "and how each was made: tables/leaderboard_long.csv."),
+                    "the interval it recorded (FID with bootstrap = B) and none otherwise, not ranked; FID-N is biased upward "
+                    "as N shrinks. Full numbers and how each was made: tables/leaderboard_long.csv."),
               Table("leaderboard_legend", legend[["label", "entry", "model", "cell_id", "run"]], "What each label stands for.")]
     long = board.drop(columns=["run"])  # too wide for the page: a file only (one row per metric and entry, with how)
     to_csv(long, stage / "tables" / "leaderboard_long.csv")

@@ -20,6 +20,7 @@ REGISTRY: dict[str, tuple[str, str]] = {
     "prdc": ("bench.metrics.fid", "PRDC"),  # precision / recall, density / coverage
     "cmmd": ("bench.metrics.fid", "CMMD"),  # CLIP-MMD (needs local CLIP weights)
     "clip_score": ("bench.metrics.clip_score", "CLIPScore"),
+    "vqascore": ("bench.metrics.vqa", "VQAScore"),  # P("Yes") from a local vision-language model
     "ocr": ("bench.metrics.ocr", "OCRScore"),
     "shapes_verifier": ("bench.metrics.shapes", "ShapesVerifier"),
 }

@@ -1,0 +1,134 @@
+"""A question-answering alignment judge: VQAScore (Lin et al. 2024, "Evaluating text-to-visual
+generation with image-to-text generation"): the probability a vision-language model gives to the
+answer "Yes" when asked whether the image shows the prompt,
+
+    score(image, prompt) = P("Yes" | image, 'Does this figure show "{prompt}"? Please answer yes or no.')
+
+read from the model's next-token distribution after the question (one forward pass, no sampling).
+
+Model: a local Hugging Face folder (save_pretrained) loaded with AutoProcessor +
+AutoModelForImageTextToText. Families it accepts: those whose processor takes (images, text) and
+returns input_ids / pixel_values for one forward pass: BLIP-2 (OPT or Flan-T5 language models:
+Salesforce/blip2-opt-2.7b, Salesforce/blip2-flan-t5-xl; the original VQAScore used CLIP-FlanT5),
+InstructBLIP, LLaVA-1.5 / LLaVA-NeXT (their processors' chat template is used when they have one).
+Encoder-decoder language models are read at the decoder's first step, decoder-only ones at the
+last prompt position (left padding). Without a model folder the result is "unavailable: ..."; it
+is never replaced by another metric. Per-image scores feed the leaderboard's intervals and ranks.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from common.files import sha256_file
+from common.version import __version__
+
+from .base import KeyedStates, MetricResult, ScoredImage, SumCount, check_image, parse_options
+
+QUESTION = 'Does this figure show "{prompt}"? Please answer yes or no.'  # VQAScore's question
+UNAVAILABLE = ("unavailable: VQAScore needs a local vision-language model: set options model = DIR, a Hugging Face folder for "
+               "AutoModelForImageTextToText + AutoProcessor (e.g. Salesforce/blip2-flan-t5-xl or llava-hf/llava-1.5-7b-hf saved with "
+               "save_pretrained)")
+
+
+@dataclass(frozen=True)
+class VQAOptions:
+    model: str = ""  # local HF folder; "" = unavailable
+    question: str = QUESTION  # must contain {prompt}
+    answer: str = "Yes"  # the answer whose first token's probability is the score
+    batch_size: int = 4
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if "{prompt}" not in self.question:
+            raise ValueError(f"vqascore question must contain {{prompt}}, got {self.question!r}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+
+
+class _Judge:
+    def __init__(self, folder: Path, options: VQAOptions):
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        self.processor = AutoProcessor.from_pretrained(folder)
+        self.model = AutoModelForImageTextToText.from_pretrained(folder).to(options.device).eval()
+        self.options, self.device = options, options.device
+        tokenizer = self.processor.tokenizer
+        self.encoder_decoder = bool(getattr(self.model.config, "is_encoder_decoder", False)
+                                    or getattr(getattr(self.model.config, "text_config", None), "is_encoder_decoder", False))
+        if not self.encoder_decoder:
+            tokenizer.padding_side = "left"  # the next-token logits are the last position's
+        ids = tokenizer(options.answer, add_special_tokens=False)["input_ids"]
+        if not ids:
+            raise ValueError(f"vqascore: the tokenizer of {folder} maps answer {options.answer!r} to no token")
+        self.answer_id = int(ids[0])
+        weights = sorted(folder.glob("*.safetensors"))
+        self.weights_sha256 = sha256_file(weights[0]) if weights else None
+        self.model_class = type(self.model).__name__
+
+    def text(self, prompt: str) -> str:
+        question = self.options.question.format(prompt=prompt)
+        if getattr(self.processor, "chat_template", None):
+            chat = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+            return self.processor.apply_chat_template(chat, add_generation_prompt=True)
+        return f"Question: {question} Answer:"
+
+    @torch.inference_mode()
+    def scores(self, images: list[np.ndarray], prompts: list[str]) -> torch.Tensor:
+        from PIL import Image
+
+        inputs = self.processor(images=[Image.fromarray(im) for im in images], text=[self.text(p) for p in prompts],
+                                return_tensors="pt", padding=True).to(self.device)
+        if self.encoder_decoder:
+            start = self.model.config.text_config.decoder_start_token_id
+            inputs["decoder_input_ids"] = torch.full((len(images), 1), start, dtype=torch.long, device=self.device)
+        logits = self.model(**inputs).logits[:, -1, :].float()  # (B, vocab): the first answer token
+        return torch.softmax(logits, dim=-1)[:, self.answer_id].cpu()  # (B,) P(answer)
+
+
+class VQAScore:
+    name = "vqascore"
+
+    def __init__(self, options: Mapping[str, Any] | None = None, *, cache_dir: Path | None = None):
+        self.options = parse_options(VQAOptions, options, self.name)
+        folder = Path(self.options.model).expanduser() if self.options.model else None
+        if folder is not None and not (folder / "config.json").is_file():
+            raise FileNotFoundError(f"vqascore model={folder} is not a Hugging Face model folder (no config.json)")
+        self.judge = _Judge(folder, self.options) if folder is not None else None
+        self.scores: KeyedStates[SumCount] = KeyedStates(SumCount)
+
+    def update(self, images: Sequence[ScoredImage]) -> list[dict[str, float]]:
+        for im in images:
+            check_image(im.image, f"vqascore cell {im.cell_id} prompt {im.prompt_id}")
+        if self.judge is None:
+            for im in images:
+                self.scores[im.cell_id].update([0.0])  # counts the images; no value is reported
+            return [{} for _ in images]
+        out = []
+        bs = self.options.batch_size
+        for i in range(0, len(images), bs):
+            chunk = images[i : i + bs]
+            for im, s in zip(chunk, self.judge.scores([im.image for im in chunk], [im.prompt for im in chunk])):
+                self.scores[im.cell_id].update(s.double().reshape(1))
+                out.append({"vqascore": float(s)})
+        return out
+
+    def compute(self) -> list[MetricResult]:
+        out = []
+        for cell, state in self.scores.synced_items():
+            total, n = state.compute()
+            details = {"model": self.options.model or None, "question": self.options.question, "answer": self.options.answer,
+                       "model_class": getattr(self.judge, "model_class", None), "weights_sha256": getattr(self.judge, "weights_sha256", None),
+                       "package_version": __version__}
+            if self.judge is None:
+                out.append(MetricResult("vqascore", None, n, {**details, "unavailable": UNAVAILABLE}, cell_id=cell))
+            else:
+                out.append(MetricResult("vqascore", total / n, n, details, cell_id=cell))
+        return out
+
+    def reset(self) -> None:
+        self.scores.reset()

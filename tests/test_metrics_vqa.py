@@ -1,0 +1,84 @@
+"""VQAScore with a tiny randomly initialised BLIP-2 (OPT language model) saved in the real Hugging
+Face format (model + processor + tokenizer folder): the metric's per-image score is P("Yes") of the
+next token, computed directly with transformers; batching and padding do not change it; without a
+model folder the metric says how to supply one."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from bench.metrics import build_metric
+from bench.metrics.base import ScoredImage
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+WORDS = ["<pad>", "<unk>", "</s>", "<s>", "<image>", "Question:", "Does", "this", "figure", "show", '"a', 'circle"?', '"two',
+         'squares"?', '"a', 'long', 'red', 'circle"?', "Please", "answer", "yes", "or", "no.", "Answer:", "Yes", "No"]
+
+
+@pytest.fixture(scope="module")
+def blip2(tmp_path_factory):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import Blip2Config, Blip2ForConditionalGeneration, Blip2Processor, OPTConfig, PreTrainedTokenizerFast
+    from transformers.models.blip.image_processing_pil_blip import BlipImageProcessorPil
+
+    vocab = {w: i for i, w in enumerate(dict.fromkeys(WORDS))}
+    tk = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="<unk>", pad_token="<pad>", eos_token="</s>", bos_token="<s>")
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    torch.manual_seed(0)
+    config = Blip2Config(
+        vision_config={"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "image_size": 32,
+                       "patch_size": 16},
+        qformer_config={"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32,
+                        "encoder_hidden_size": 16, "vocab_size": 50},
+        text_config=OPTConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1, ffn_dim=32, num_attention_heads=2,
+                              word_embed_proj_dim=16, max_position_embeddings=64).to_dict(),
+        num_query_tokens=4, image_token_index=vocab["<image>"])
+    folder = tmp_path_factory.mktemp("blip2")
+    Blip2ForConditionalGeneration(config).save_pretrained(folder)
+    Blip2Processor(image_processor=BlipImageProcessorPil(size={"height": 32, "width": 32}), tokenizer=tokenizer,
+                   num_query_tokens=4).save_pretrained(folder)
+    return folder
+
+
+def _images(n: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 255, (40, 48, 3), dtype=np.uint8) for _ in range(n)]
+
+
+def _direct(folder, image: np.ndarray, prompt: str) -> float:
+    """P('Yes') as transformers computes it for one image, no project code."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    processor, model = AutoProcessor.from_pretrained(folder), AutoModelForImageTextToText.from_pretrained(folder).eval()
+    text = f'Question: Does this figure show "{prompt}"? Please answer yes or no. Answer:'
+    inputs = processor(images=[Image.fromarray(image)], text=[text], return_tensors="pt")
+    with torch.no_grad():
+        logits = model(**inputs).logits[0, -1]
+    return float(torch.softmax(logits.float(), -1)[processor.tokenizer("Yes", add_special_tokens=False)["input_ids"][0]])
+
+
+def test_vqascore_is_p_yes_of_the_next_token(blip2):
+    images, prompts = _images(3), ["a circle", "two squares", "a long red circle"]  # different lengths: padding in a batch
+    metric = build_metric("vqascore", {"model": str(blip2), "batch_size": 3})
+    per_image = metric.update([ScoredImage("c", "p", str(i), "x", p, 0, im) for i, (im, p) in enumerate(zip(images, prompts))])
+    expected = [_direct(blip2, im, p) for im, p in zip(images, prompts)]
+    assert [r["vqascore"] for r in per_image] == pytest.approx(expected, abs=1e-5)
+    (result,) = metric.compute()
+    assert result.metric == "vqascore" and result.value == pytest.approx(np.mean(expected), abs=1e-5) and result.n == 3
+    assert result.details["model_class"] == "Blip2ForConditionalGeneration" and len(result.details["weights_sha256"]) == 64
+
+
+def test_vqascore_without_a_model_says_how_to_supply_one(tmp_path):
+    metric = build_metric("vqascore", {})
+    metric.update([ScoredImage("c", "p", "1", "x", "a circle", 0, _images(1)[0])])
+    (result,) = metric.compute()
+    assert result.value is None and result.n == 1 and result.details["unavailable"].startswith("unavailable: VQAScore needs a local")
+    with pytest.raises(FileNotFoundError, match="is not a Hugging Face model folder"):
+        build_metric("vqascore", {"model": str(tmp_path)})
+    with pytest.raises(ValueError, match=r"question must contain \{prompt\}"):
+        build_metric("vqascore", {"question": "Is it good?"})

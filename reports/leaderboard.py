@@ -223,3 +223,28 @@ def wide(board: pd.DataFrame, labels: dict[str, str] | None = None) -> pd.DataFr
     if labels:
         table["entry"] = table["entry"].map(labels)
     return table.rename_axis(columns=None)
+
+
+def by_category(runs: list[str | Path], options: LeaderboardOptions = LeaderboardOptions()) -> pd.DataFrame:
+    """Per-image metrics broken down by prompt category (the manifest's: DrawBench, PartiPrompts and
+    GenEval categories / tags): one row per (metric, category, entry) with the mean, its
+    prompt-bootstrap interval and N images. Empty when the runs have no per-image values."""
+    images = _per_image(runs)
+    if images.empty:
+        return pd.DataFrame()
+    frames = []
+    for run in runs:
+        manifest = pd.read_parquet(Path(run) / "manifest.parquet", columns=["cell_id", *PAIR_KEYS, "category"])
+        cells = pd.read_parquet(Path(run) / "cells.parquet")
+        names = dict(zip(cells["cell_id"], cells["name"] if "name" in cells.columns else cells["cell_id"]))
+        part = images[images["run"] == str(Path(run))].merge(manifest, on=["cell_id", *PAIR_KEYS], how="left")
+        frames.append(part.assign(entry=[f"{Path(run).resolve().name}/{names.get(c, c)}" for c in part["cell_id"]]))
+    joined = pd.concat(frames, ignore_index=True)
+    if options.metrics is not None:
+        joined = joined[joined["metric"].isin(options.metrics)]
+    rows = []
+    for (metric, category, entry), g in joined.groupby(["metric", "category", "entry"], sort=True):
+        mean, low, high = prompt_bootstrap(g["prompt_id"].astype(str).to_numpy(), g["value"].to_numpy(), options.resamples,
+                                           options.seed, options.level)
+        rows.append({"metric": metric, "category": category, "entry": entry, "value": mean, "CI low": low, "CI high": high, "n": len(g)})
+    return pd.DataFrame(rows)

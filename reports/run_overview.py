@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from PIL import Image as PILImage
 
@@ -12,7 +13,7 @@ from common.imagestore import read_run
 from common.tables import to_csv
 
 from .html import Gallery, Image, Paragraph, Section, Table, file_slug
-from .leaderboard import LeaderboardOptions, leaderboard, wide
+from .leaderboard import LeaderboardOptions, by_category, leaderboard, wide
 
 THUMBNAIL = 128  # px: a row of 6 cells fits 1200 px
 GALLERY_PROMPTS = 4  # prompts shown, the first ones every cell has
@@ -37,6 +38,15 @@ def overview_sections(runs: list[Path], stage: Path, level: float = 0.95) -> lis
     long = board.drop(columns=["run"])  # too wide for the page: a file only (one row per metric and entry, with how)
     to_csv(long, stage / "tables" / "leaderboard_long.csv")
     long.to_parquet(stage / "tables" / "leaderboard_long.parquet", index=False)
+    categories = by_category(runs, LeaderboardOptions(level=level))
+    if not categories.empty and categories["category"].nunique() > 1:
+        shown = categories.assign(entry=categories["entry"].map(labels).fillna(categories["entry"]),
+                                  text=[f"{v:.3g} [{lo:.3g}, {hi:.3g}]" if np.isfinite(lo) else f"{v:.3g}"
+                                        for v, lo, hi in zip(categories["value"], categories["CI low"], categories["CI high"])])
+        table = shown.pivot_table(index=["metric", "category"], columns="entry", values="text", aggfunc="first").reset_index()
+        blocks.append(Table("leaderboard_by_category", table.rename_axis(columns=None),
+                            "Per-image metrics per prompt category (DrawBench categories, PartiPrompts categories, GenEval tags, ...): "
+                            "mean [interval over the category's prompts, as above]. Few prompts per category give wide intervals."))
     for metric, why in board.attrs.get("left_out", {}).items():
         blocks.append(Paragraph(f"Left out of the leaderboard: {why}.", kind="note"))
     return [Section("Leaderboard", blocks)] + ([gallery] if gallery else [])

@@ -129,3 +129,25 @@ def test_prompt_bootstrap_interval_covers_the_truth(n_prompts, binary):
         _, lo, hi = prompt_bootstrap(prompt, y, resamples=1000, seed=k)
         hits += lo <= truth <= hi
     assert 0.94 <= hits / 2000 <= 0.96
+
+
+def test_per_category_breakdown_and_the_report_opening(runs, tmp_path):
+    from reports.build import ReportInputs, build_report
+    from reports.leaderboard import by_category
+
+    table = by_category([runs["a"]], LeaderboardOptions(resamples=200))
+    shapes = table[table.metric == "shapes_correct"]
+    assert set(shapes.category) == {"Colors", "Counting", "Descriptions", "Positional"} and shapes.entry.nunique() == 2
+    images = pd.read_parquet(runs["a"] / "metrics_image.parquet")
+    per_cell = images[images.metric == "shapes_correct"].groupby("cell_id").size()
+    assert shapes.groupby("entry")["n"].sum().tolist() == per_cell.tolist()  # every image in exactly one category
+    weighted = (shapes["value"] * shapes["n"]).groupby(shapes["entry"]).sum() / shapes.groupby("entry")["n"].sum()
+    board, _ = leaderboard([runs["a"]], LeaderboardOptions(resamples=200))
+    overall = board[board.metric == "shapes_accuracy"].set_index("entry")["value"]
+    assert weighted.to_dict() == pytest.approx(overall.to_dict())
+    report = build_report(ReportInputs(runs=(runs["a"], runs["b"])), tmp_path / "report")
+    html = (report / "index.html").read_text()
+    assert html.index("Leaderboard") < html.index("Automated metrics")  # the report opens with it
+    for name in ("leaderboard", "leaderboard_legend", "leaderboard_by_category", "leaderboard_long"):
+        assert (report / "tables" / f"{name}.csv").is_file(), name
+    assert len(list((report / "images").glob("overview-*.png"))) == 3 * 4  # 3 cells x the first 4 shared prompts

@@ -352,3 +352,29 @@ def test_fid_bootstrap_interval_equals_a_plain_loop(data, tmp_path):
     assert "biased upward" in b.details["ci_method"] and "ci_low" not in p.details
     with pytest.raises(ValueError, match=r"bootstrap must be 0 \(off\) or in \[100, 10000\]"):
         FID({"reference": f"folder:{folder}", "bootstrap": 5})
+
+
+def test_kid_and_prdc_bootstrap_intervals_equal_plain_loops(data):
+    """KID and precision / recall / density / coverage with bootstrap: the interval is the
+    percentiles of the metric recomputed on the same resampled generated rows (reference fixed)."""
+    from bench.metrics.fid import KID, PRDC
+    from bench.metrics.stats import density_coverage, kernel_inception_distance, precision_recall
+
+    ref, gen, folder = data
+    fr, fg = tiny_features(ref), tiny_features(gen)
+    opts = {"reference": f"folder:{folder}", "batch_size": 8, "bootstrap": 100, "bootstrap_seed": 5}
+    kid = KID({**opts, "subsets": 10, "subset_size": 20}, extractor=extractor())
+    prdc = PRDC(opts, extractor=extractor())
+    for m in (kid, prdc):
+        m.update(scored(gen))
+    results = {r.metric: r for m in (kid, prdc) for r in m.compute()}
+    rng = np.random.default_rng(5)
+    rows = [rng.integers(0, len(fg), len(fg)) for _ in range(100)]
+    kid_reps = [kernel_inception_distance(fr, fg[i], 10, 20, 0)[0] for i in rows]
+    assert (results["kid_mean"].details["ci_low"], results["kid_mean"].details["ci_high"]) == pytest.approx(
+        tuple(np.quantile(kid_reps, [0.025, 0.975])), rel=1e-6, abs=1e-12)
+    four = np.array([(*precision_recall(fr, fg[i], 3), *density_coverage(fr, fg[i], 5)) for i in rows])
+    for j, name in enumerate(("precision", "recall", "density", "coverage")):
+        low, high = np.quantile(four[:, j], [0.025, 0.975])
+        assert (results[name].details["ci_low"], results[name].details["ci_high"]) == pytest.approx((low, high), abs=1e-12), name
+    assert "ci_low" not in results["kid_std"].details

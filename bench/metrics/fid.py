@@ -31,6 +31,7 @@ from .stats import (
     frechet_distance,
     kernel_inception_distance,
     precision_recall,
+    resampled,
 )
 
 
@@ -137,11 +138,11 @@ class _FeatureMetric:
 
 
 @dataclass(frozen=True)
-class FIDOptions:
+class BootstrapOptions:
     # bootstrap > 0: a percentile interval from that many resamples of each cell's generated images
-    # (the reference fixed), stored as ci_low / ci_high in the result's details. Off by default: at
-    # D = 2048 a resample costs one 2048 x 2048 eigendecomposition (~1-2 s on 2 CPU cores), and the
-    # features must be kept (a FeatureBank instead of the streaming moments).
+    # (the reference fixed), stored as ci_low / ci_high in the result's details (FID, KID, PRDC).
+    # Off by default: for FID at D = 2048 a resample costs one 2048 x 2048 eigendecomposition (~1-2 s
+    # on 2 CPU cores), KID one full KID (its subsets), and FID must keep the features (a FeatureBank).
     bootstrap: int = 0
     bootstrap_seed: int = 0
 
@@ -150,12 +151,17 @@ class FIDOptions:
             raise ValueError(f"bootstrap must be 0 (off) or in [100, 10000] resamples, got {self.bootstrap}")
 
 
+def ci_method(o: BootstrapOptions, what: str) -> str:
+    return (f"95% percentile of {o.bootstrap} resamples of the generated images (reference fixed), seed {o.bootstrap_seed}; "
+            f"{what} at this N: FID-N is biased upward as N shrinks, compare equal N only")
+
+
 class FID(_FeatureMetric):
     """Frechet distance on a feature space: "fid" on the FID Inception, "fd_dinov2" (FD-DINOv2,
     Stein et al. 2023) or "fd_clip" on the others; optionally with a bootstrap interval."""
 
     name = "fid"
-    option_classes = (FeatureConfig, ReferenceOptions, FIDOptions)
+    option_classes = (FeatureConfig, ReferenceOptions, BootstrapOptions)
 
     def _new_state(self):
         if self.extra_options[0].bootstrap:
@@ -171,7 +177,7 @@ class FID(_FeatureMetric):
     def compute(self) -> list[MetricResult]:
         if self.unavailable:
             return self.results_unavailable([self.result_name()])
-        o: FIDOptions = self.extra_options[0]
+        o: BootstrapOptions = self.extra_options[0]
         out = []
         for cell, state in self.states.synced_items():
             ref = self.reference()
@@ -179,9 +185,7 @@ class FID(_FeatureMetric):
                 feats = state.compute()
                 (mu, sigma), n = feature_stats(feats), len(feats)
                 low, high, _ = frechet_bootstrap(ref.mu, ref.sigma, feats, o.bootstrap, o.bootstrap_seed)
-                details = {**self.details(n), "ci_low": low, "ci_high": high,
-                           "ci_method": f"95% percentile of {o.bootstrap} resamples of the generated images (reference fixed), "
-                                        f"seed {o.bootstrap_seed}; FID-N is biased upward as N shrinks: compare equal N only"}
+                details = {**self.details(n), "ci_low": low, "ci_high": high, "ci_method": ci_method(o, "FID")}
             else:
                 mu, sigma, n = state.compute()
                 details = self.details(n)
@@ -224,7 +228,7 @@ class PRDC(_BankMetric):
     density / coverage (k_dc) of each cell's images against the reference set."""
 
     name = "prdc"
-    option_classes = (FeatureConfig, ReferenceOptions, ManifoldOptions)
+    option_classes = (FeatureConfig, ReferenceOptions, ManifoldOptions, BootstrapOptions)
 
     def compute(self) -> list[MetricResult]:
         if self.unavailable:
@@ -235,16 +239,22 @@ class PRDC(_BankMetric):
         for cell, state in self.states.synced_items():
             fake = state.compute()
             details = {"feature_space": "fid_inception_pool3", **self.details(len(fake)), "k_pr": o.k_pr, "k_dc": o.k_dc}
-            p, r = precision_recall(real, fake, o.k_pr)
-            d, c = density_coverage(real, fake, o.k_dc)
-            out += [MetricResult(name, value, len(fake), details, cell_id=cell)
-                    for name, value in (("precision", p), ("recall", r), ("density", d), ("coverage", c))]
+
+            def four(f, o=o):
+                return (*precision_recall(real, f, o.k_pr), *density_coverage(real, f, o.k_dc))
+
+            values = four(fake)
+            b: BootstrapOptions = self.extra_options[1]
+            ci = resampled(four, fake, b.bootstrap, b.bootstrap_seed) if b.bootstrap else None
+            for i, name in enumerate(("precision", "recall", "density", "coverage")):
+                extra = {"ci_low": float(ci[0][i]), "ci_high": float(ci[1][i]), "ci_method": ci_method(b, name)} if ci else {}
+                out.append(MetricResult(name, values[i], len(fake), {**details, **extra}, cell_id=cell))
         return out
 
 
 class KID(_BankMetric):
     name = "kid"
-    option_classes = (FeatureConfig, ReferenceOptions, KernelOptions)
+    option_classes = (FeatureConfig, ReferenceOptions, KernelOptions, BootstrapOptions)
 
     def compute(self) -> list[MetricResult]:
         if self.unavailable:
@@ -257,7 +267,14 @@ class KID(_BankMetric):
             mean, std, m = kernel_inception_distance(real, feats, k.subsets, k.subset_size, k.seed, k.degree, k.gamma, k.coef)
             details = {**self.details(len(feats)), "subsets": k.subsets, "subset_size": m, "degree": k.degree,
                        "gamma": k.gamma, "coef": k.coef, "seed": k.seed}
-            out += [MetricResult("kid_mean", mean, len(feats), details, cell_id=cell),
+            b: BootstrapOptions = self.extra_options[1]
+            if b.bootstrap:
+                low, high = resampled(lambda f, k=k: kernel_inception_distance(real, f, k.subsets, k.subset_size, k.seed, k.degree, k.gamma,
+                                                                               k.coef)[0], feats, b.bootstrap, b.bootstrap_seed)
+                mean_details = {**details, "ci_low": float(low[0]), "ci_high": float(high[0]), "ci_method": ci_method(b, "KID")}
+            else:
+                mean_details = details
+            out += [MetricResult("kid_mean", mean, len(feats), mean_details, cell_id=cell),
                     MetricResult("kid_std", std, len(feats), details, cell_id=cell)]
         return out
 

@@ -70,6 +70,17 @@ def frechet_bootstrap(mu_ref: np.ndarray, sigma_ref: np.ndarray, features: np.nd
     return float(low), float(high), out
 
 
+def resampled(fn, features: np.ndarray, resamples: int, seed: int = 0, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile interval of fn (features -> a vector of K numbers) over resamples of the rows of
+    `features` (N, D) with replacement. Returns (low (K,), high (K,)). Used for KID and precision /
+    recall / density / coverage, the reference held fixed as for FID (frechet_bootstrap)."""
+    f = np.asarray(features, np.float64)
+    rng = np.random.default_rng(seed)
+    reps = np.array([np.atleast_1d(fn(f[rng.integers(0, len(f), len(f))])) for _ in range(resamples)], dtype=float)  # (R, K)
+    low, high = np.quantile(reps, [(1 - level) / 2, (1 + level) / 2], axis=0)
+    return low, high
+
+
 def polynomial_kernel(x: np.ndarray, y: np.ndarray, degree: int = 3, gamma: float | None = None, coef: float = 1.0) -> np.ndarray:
     """k(x, y) = (gamma x.y + coef)^degree; gamma defaults to 1 / D. (N, D), (M, D) -> (N, M)."""
     gamma = 1.0 / x.shape[1] if gamma is None else gamma

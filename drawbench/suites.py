@@ -92,3 +92,31 @@ def _select(df: pd.DataFrame, keep: pd.Series) -> pd.DataFrame:
     out = df.loc[keep, ["id", "category", "prompt"]].reset_index(drop=True)
     out.attrs["source"] = df.attrs["source"]  # named by errors about these prompts (e.g. images matching no id)
     return out
+
+
+_NUMBERS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight", 9: "nine", 10: "ten"}
+
+
+def geneval_questions(include: str | list) -> list[str]:
+    """TIFA / DSG-style yes/no questions from a GenEval prompt's `include` metadata (JSON text or the
+    parsed list): one per object (its presence, or its count when more than one), one per colour,
+    one per relative position. GenEval's own `exclude` (e.g. "not three clocks") is left out: a
+    yes/no question about an absence reads ambiguously to a VQA model.
+
+    [{"class": "teddy bear", "count": 1}, {"class": "dog", "count": 1, "position": ["right of", 0]}] ->
+    ['Is there a teddy bear in the image?', 'Is there a dog in the image?', 'Is the dog right of the teddy bear?']"""
+    objects = json.loads(include) if isinstance(include, str) else list(include)
+    questions = []
+    for obj in objects:
+        name, count = obj["class"], int(obj.get("count", 1))
+        article = "an" if name[0].lower() in "aeiou" else "a"
+        questions.append(f"Is there {article} {name} in the image?" if count == 1 else
+                         f"Are there {_NUMBERS.get(count, count)} {name}{'' if name.endswith('s') else 's'} in the image?")
+    for obj in objects:
+        if "color" in obj:
+            questions.append(f"Is the {obj['class']} {obj['color']}?")
+    for obj in objects:
+        if "position" in obj:
+            relation, other = obj["position"]
+            questions.append(f"Is the {obj['class']} {relation} the {objects[int(other)]['class']}?")
+    return questions

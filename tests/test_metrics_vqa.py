@@ -82,3 +82,40 @@ def test_vqascore_without_a_model_says_how_to_supply_one(tmp_path):
         build_metric("vqascore", {"model": str(tmp_path)})
     with pytest.raises(ValueError, match=r"question must contain \{prompt\}"):
         build_metric("vqascore", {"question": "Is it good?"})
+
+
+def test_geneval_questions_from_the_metadata():
+    from drawbench.suites import geneval_metadata, geneval_questions
+
+    meta = geneval_metadata().set_index("id")
+    assert geneval_questions(meta.loc["354", "include"]) == ["Is there a teddy bear in the image?", "Is there a dog in the image?",
+                                                             "Is the dog right of the teddy bear?"]
+    assert geneval_questions(meta.loc["180", "include"]) == ["Are there two clocks in the image?"]
+    assert geneval_questions(meta.loc["454", "include"])[1:] == ["Is there an apple in the image?", "Is the wine glass purple?",
+                                                                 "Is the apple black?"]
+    assert sum(len(geneval_questions(i)) for i in meta["include"]) == 1246  # every prompt has at least one question
+
+
+def test_vqa_questions_average_p_yes_over_each_prompts_questions(blip2):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from drawbench.suites import geneval_metadata, geneval_questions
+
+    meta = geneval_metadata().set_index("id")
+    ids, images = ["1", "354", "454"], _images(3)
+    metric = build_metric("vqa_questions", {"model": str(blip2), "batch_size": 4})
+    per_image = metric.update([ScoredImage("c", "geneval", i, "x", meta.loc[i, "prompt"], 0, im) for i, im in zip(ids, images)])
+    processor, model = AutoProcessor.from_pretrained(blip2), AutoModelForImageTextToText.from_pretrained(blip2).eval()
+    yes = processor.tokenizer("Yes", add_special_tokens=False)["input_ids"][0]
+    for i, im, got in zip(ids, images, per_image):
+        p = []
+        for q in geneval_questions(meta.loc[i, "include"]):
+            inputs = processor(images=[Image.fromarray(im)], text=[f"Question: {q} Answer:"], return_tensors="pt")
+            with torch.no_grad():
+                p.append(float(torch.softmax(model(**inputs).logits[0, -1].float(), -1)[yes]))
+        assert got["vqa_question_score"] == pytest.approx(np.mean(p), abs=1e-5)
+        assert got["vqa_all_questions"] == float(all(x > 0.5 for x in p))
+    names = [r.metric for r in metric.compute()]
+    assert names == ["vqa_question_score", "vqa_all_questions"]
+    with pytest.raises(ValueError, match="has no GenEval metadata"):
+        metric.update([ScoredImage("c", "drawbench", "99999", "x", "a cat", 0, images[0])])

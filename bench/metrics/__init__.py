@@ -21,6 +21,7 @@ REGISTRY: dict[str, tuple[str, str]] = {
     "cmmd": ("bench.metrics.fid", "CMMD"),  # CLIP-MMD (needs local CLIP weights)
     "clip_score": ("bench.metrics.clip_score", "CLIPScore"),
     "vqascore": ("bench.metrics.vqa", "VQAScore"),  # P("Yes") from a local vision-language model
+    "vqa_questions": ("bench.metrics.vqa", "VQAQuestions"),  # TIFA / DSG-style questions from GenEval metadata
     "ocr": ("bench.metrics.ocr", "OCRScore"),
     "shapes_verifier": ("bench.metrics.shapes", "ShapesVerifier"),
 }

@@ -70,18 +70,18 @@ class _Judge:
         self.weights_sha256 = sha256_file(weights[0]) if weights else None
         self.model_class = type(self.model).__name__
 
-    def text(self, prompt: str) -> str:
-        question = self.options.question.format(prompt=prompt)
+    def text(self, question: str) -> str:
         if getattr(self.processor, "chat_template", None):
             chat = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
             return self.processor.apply_chat_template(chat, add_generation_prompt=True)
         return f"Question: {question} Answer:"
 
     @torch.inference_mode()
-    def scores(self, images: list[np.ndarray], prompts: list[str]) -> torch.Tensor:
+    def p_answer(self, images: list[np.ndarray], questions: list[str]) -> torch.Tensor:
+        """(B,) P(answer's first token | image_i, question_i)."""
         from PIL import Image
 
-        inputs = self.processor(images=[Image.fromarray(im) for im in images], text=[self.text(p) for p in prompts],
+        inputs = self.processor(images=[Image.fromarray(im) for im in images], text=[self.text(q) for q in questions],
                                 return_tensors="pt", padding=True).to(self.device)
         if self.encoder_decoder:
             start = self.model.config.text_config.decoder_start_token_id
@@ -112,7 +112,8 @@ class VQAScore:
         bs = self.options.batch_size
         for i in range(0, len(images), bs):
             chunk = images[i : i + bs]
-            for im, s in zip(chunk, self.judge.scores([im.image for im in chunk], [im.prompt for im in chunk])):
+            questions = [self.options.question.format(prompt=im.prompt) for im in chunk]
+            for im, s in zip(chunk, self.judge.p_answer([im.image for im in chunk], questions)):
                 self.scores[im.cell_id].update(s.double().reshape(1))
                 out.append({"vqascore": float(s)})
         return out
@@ -132,3 +133,85 @@ class VQAScore:
 
     def reset(self) -> None:
         self.scores.reset()
+
+
+@dataclass(frozen=True)
+class QuestionOptions:
+    model: str = ""  # local HF folder, as for vqascore; "" = unavailable
+    questions: str = "geneval"  # where each prompt's questions come from: GenEval's include metadata (drawbench.suites)
+    answer: str = "Yes"
+    batch_size: int = 4
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.questions != "geneval":
+            raise ValueError(f"vqa_questions: questions must be 'geneval' (the prompt set with structured metadata), got {self.questions!r}")
+
+
+class VQAQuestions:
+    """TIFA / DSG-style scoring (Hu et al. 2023; Cho et al. 2024): each prompt's yes/no questions
+    (GenEval's objects, counts, colours and positions: drawbench.suites.geneval_questions) asked of
+    the same vision-language judge as vqascore. Per image: vqa_question_score = mean P("Yes") over
+    its questions, vqa_all_questions = 1 when every question gets P("Yes") > 0.5 (a GenEval-like
+    pass / fail). Use it on the `geneval` prompt set (metric prompt_sets = [...])."""
+
+    name = "vqa_questions"
+
+    def __init__(self, options: Mapping[str, Any] | None = None, *, cache_dir: Path | None = None):
+        from drawbench.suites import geneval_metadata, geneval_questions
+
+        self.options = parse_options(QuestionOptions, options, self.name)
+        folder = Path(self.options.model).expanduser() if self.options.model else None
+        if folder is not None and not (folder / "config.json").is_file():
+            raise FileNotFoundError(f"vqa_questions model={folder} is not a Hugging Face model folder (no config.json)")
+        judge_options = VQAOptions(model=self.options.model, answer=self.options.answer, batch_size=self.options.batch_size,
+                                   device=self.options.device)
+        self.judge = _Judge(folder, judge_options) if folder is not None else None
+        meta = geneval_metadata()
+        self.questions = {str(i): geneval_questions(inc) for i, inc in zip(meta["id"], meta["include"])}
+        self.scores: KeyedStates[SumCount] = KeyedStates(SumCount)
+        self.passed: KeyedStates[SumCount] = KeyedStates(SumCount)
+
+    def update(self, images: Sequence[ScoredImage]) -> list[dict[str, float]]:
+        for im in images:
+            check_image(im.image, f"vqa_questions cell {im.cell_id} prompt {im.prompt_id}")
+            if im.prompt_id not in self.questions:
+                raise ValueError(f"vqa_questions: prompt {im.prompt_id} of prompt set {im.prompt_set!r} has no GenEval metadata; "
+                                 "score the geneval prompt set only (the metric's prompt_sets)")
+        if self.judge is None:
+            for im in images:
+                self.scores[im.cell_id].update([0.0])
+            return [{} for _ in images]
+        pairs = [(k, q) for k, im in enumerate(images) for q in self.questions[im.prompt_id]]  # (image index, question)
+        p_yes = torch.cat([self.judge.p_answer([images[k].image for k, _ in pairs[i : i + self.options.batch_size]],
+                                               [q for _, q in pairs[i : i + self.options.batch_size]])
+                           for i in range(0, len(pairs), self.options.batch_size)])
+        out = []
+        for k, im in enumerate(images):
+            mine = p_yes[[j for j, (kk, _) in enumerate(pairs) if kk == k]].double()
+            score, passed = float(mine.mean()), float(bool((mine > 0.5).all()))
+            self.scores[im.cell_id].update([score])
+            self.passed[im.cell_id].update([passed])
+            out.append({"vqa_question_score": score, "vqa_all_questions": passed})
+        return out
+
+    def compute(self) -> list[MetricResult]:
+        passed = dict(self.passed.synced_items())
+        out = []
+        for cell, state in self.scores.synced_items():
+            total, n = state.compute()
+            details = {"model": self.options.model or None, "questions": "drawbench.suites.geneval_questions", "answer": self.options.answer,
+                       "model_class": getattr(self.judge, "model_class", None), "weights_sha256": getattr(self.judge, "weights_sha256", None),
+                       "package_version": __version__}
+            if self.judge is None:
+                out += [MetricResult(name, None, n, {**details, "unavailable": UNAVAILABLE.replace("VQAScore", "vqa_questions")}, cell_id=cell)
+                        for name in ("vqa_question_score", "vqa_all_questions")]
+                continue
+            ok, _ = passed[cell].compute()
+            out += [MetricResult("vqa_question_score", total / n, n, details, cell_id=cell),
+                    MetricResult("vqa_all_questions", ok / n, n, details, cell_id=cell)]
+        return out
+
+    def reset(self) -> None:
+        self.scores.reset()
+        self.passed.reset()

@@ -234,11 +234,15 @@ def by_category(runs: list[str | Path], options: LeaderboardOptions = Leaderboar
         return pd.DataFrame()
     frames = []
     for run in runs:
+        if not (Path(run) / "manifest.parquet").is_file():
+            continue  # a run folder without its manifest: no categories to break down by
         manifest = pd.read_parquet(Path(run) / "manifest.parquet", columns=["cell_id", *PAIR_KEYS, "category"])
         cells = pd.read_parquet(Path(run) / "cells.parquet")
         names = dict(zip(cells["cell_id"], cells["name"] if "name" in cells.columns else cells["cell_id"]))
         part = images[images["run"] == str(Path(run))].merge(manifest, on=["cell_id", *PAIR_KEYS], how="left")
         frames.append(part.assign(entry=[f"{Path(run).resolve().name}/{names.get(c, c)}" for c in part["cell_id"]]))
+    if not frames:
+        return pd.DataFrame()
     joined = pd.concat(frames, ignore_index=True)
     if options.metrics is not None:
         joined = joined[joined["metric"].isin(options.metrics)]

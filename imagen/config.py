@@ -26,6 +26,8 @@ def from_dict(cls: type[T], data: dict[str, Any]) -> T:
     Unknown keys raise ValueError naming the allowed keys (kwargs never swallow typos).
     """
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    if cls.__name__ in _LEGACY:
+        data = _LEGACY[cls.__name__](dict(data))
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ValueError(f"{cls.__name__}: unknown keys {unknown}; allowed: {sorted(fields)}")
@@ -68,23 +70,14 @@ def to_json(obj: Any) -> str:
 
 
 @dataclass(frozen=True)
-class UNetConfig:
-    """Efficient U-Net (Imagen appendix B.1). One entry per resolution level in the tuples."""
+class UNetExtras:
+    """Switches beyond the paper's Efficient U-Net, grouped so UNetConfig reads as the paper's
+    (imagen/unet_extras.py has their modules). All default to off; each starts as a no-op, so it can
+    be added to a trained U-Net (train.ADDABLE). Four were negative results on the shapes world's
+    word-order failures (pos_emb_resolution, text_layers, text_positions, order_pool); the shipped
+    shapes base uses layout_resolution. Checkpoints saved before the grouping (these keys flat in
+    UNetConfig) load unchanged (UNetConfig's legacy keys, from_dict)."""
 
-    in_channels: int = 3
-    dim: int = 64  # channels at the first level; level i has dim * channel_mults[i]
-    channel_mults: tuple[int, ...] = (1, 2, 4)
-    # Efficient U-Net change 1: more residual blocks at *low* resolution, where they are cheap.
-    num_res_blocks: tuple[int, ...] = (1, 2, 3)
-    self_attn: tuple[bool, ...] = (False, False, True)  # self-attention per level
-    cross_attn: tuple[bool, ...] = (False, True, True)  # text cross-attention per level
-    attn_heads: int = 4
-    attn_head_dim: int = 32
-    text_embed_dim: int = 384  # D of the frozen text encoder's token embeddings
-    cond_dim: int = 256  # width of the time / pooled-text conditioning vector
-    lowres_cond: bool = False  # super-resolution stage: takes the upsampled low-res image
-    dropout: float = 0.0
-    num_groups: int = 8  # GroupNorm groups
     # Learned 2-D position embedding, added to the feature map before every attention block, for
     # inputs of exactly this side length (None: none, the U-Net stays fully convolutional, as SR
     # stages trained on crops must). Zero-initialised, so adding it to a trained U-Net keeps its output.
@@ -111,15 +104,41 @@ class UNetConfig:
     layout_resolution: int | None = None
 
     def __post_init__(self) -> None:
+        if self.text_layers < 0:
+            raise ValueError(f"UNetConfig.extras.text_layers must be >= 0, got {self.text_layers}")
+        if self.text_positions < 0:
+            raise ValueError(f"UNetConfig.extras.text_positions must be >= 0 (0: none), got {self.text_positions}")
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """Efficient U-Net (Imagen appendix B.1). One entry per resolution level in the tuples."""
+
+    in_channels: int = 3
+    dim: int = 64  # channels at the first level; level i has dim * channel_mults[i]
+    channel_mults: tuple[int, ...] = (1, 2, 4)
+    # Efficient U-Net change 1: more residual blocks at *low* resolution, where they are cheap.
+    num_res_blocks: tuple[int, ...] = (1, 2, 3)
+    self_attn: tuple[bool, ...] = (False, False, True)  # self-attention per level
+    cross_attn: tuple[bool, ...] = (False, True, True)  # text cross-attention per level
+    attn_heads: int = 4
+    attn_head_dim: int = 32
+    text_embed_dim: int = 384  # D of the frozen text encoder's token embeddings
+    cond_dim: int = 256  # width of the time / pooled-text conditioning vector
+    lowres_cond: bool = False  # super-resolution stage: takes the upsampled low-res image
+    dropout: float = 0.0
+    num_groups: int = 8  # GroupNorm groups
+    # Modules beyond the paper (imagen/unet_extras.py); UNetExtras() (all off) is the paper's U-Net.
+    extras: UNetExtras = field(default_factory=lambda: UNetExtras())
+
+    def __post_init__(self) -> None:
         n = len(self.channel_mults)
         for name in ("num_res_blocks", "self_attn", "cross_attn"):
             if len(getattr(self, name)) != n:
                 raise ValueError(f"UNetConfig.{name} needs {n} entries (one per level), got {getattr(self, name)}")
-        if self.text_layers < 0 or (self.text_layers and self.text_embed_dim % self.attn_heads):
-            raise ValueError(f"UNetConfig.text_layers must be >= 0 (and text_embed_dim={self.text_embed_dim} divisible by "
-                             f"attn_heads={self.attn_heads}), got {self.text_layers}")
-        if self.text_positions < 0:
-            raise ValueError(f"UNetConfig.text_positions must be >= 0 (0: none), got {self.text_positions}")
+        if self.extras.text_layers and self.text_embed_dim % self.attn_heads:
+            raise ValueError(f"UNetConfig.extras.text_layers needs text_embed_dim={self.text_embed_dim} divisible by "
+                             f"attn_heads={self.attn_heads}")
         if self.dim % self.num_groups:
             raise ValueError(f"UNetConfig.dim={self.dim} must be divisible by num_groups={self.num_groups}")
 
@@ -159,9 +178,10 @@ class StageConfig:
         levels = len(self.unet.channel_mults)
         if self.resolution % (2 ** (levels - 1)):
             raise ValueError(f"stage {self.name!r}: resolution {self.resolution} not divisible by 2**{levels - 1}")
-        if self.unet.pos_emb_resolution not in (None, self.resolution) or (self.unet.pos_emb_resolution and self.train_crop):
-            raise ValueError(f"stage {self.name!r}: unet.pos_emb_resolution must be None or the stage resolution "
-                             f"{self.resolution} (and None when training on crops), got {self.unet.pos_emb_resolution}")
+        pos = self.unet.extras.pos_emb_resolution
+        if pos not in (None, self.resolution) or (pos and self.train_crop):
+            raise ValueError(f"stage {self.name!r}: unet.extras.pos_emb_resolution must be None or the stage resolution "
+                             f"{self.resolution} (and None when training on crops), got {pos}")
 
     @property
     def is_super_resolution(self) -> bool:
@@ -233,7 +253,7 @@ class TrainConfig:
     num_threads: int | None = None
     # Start from the EMA weights of this stage checkpoint, or of this stage in a cascade folder
     # (fresh optimiser, step 0, warm-up again) instead of random init. Its config must match, except
-    # that options whose parameters start as a no-op (train.ADDABLE: pos_emb_resolution, text_layers,
+    # that options whose parameters start as a no-op (train.ADDABLE: the UNetExtras pos_emb_resolution, text_layers,
     # text_positions, order_pool, layout_resolution) may be added, and the prediction target may change (eps -> v).
     init_from: str | None = None
 
@@ -250,7 +270,22 @@ class TrainConfig:
 
 _NESTED = {
     "UNetConfig": UNetConfig,
+    "UNetExtras": UNetExtras,
     "DiffusionConfig": DiffusionConfig,
     "StageConfig": StageConfig,
     "TextEncoderConfig": TextEncoderConfig,
 }
+
+
+def _unet_extras_from_flat(data: dict) -> dict:
+    """A UNetConfig dict saved before UNetExtras existed holds its five keys flat: move them in."""
+    flat = {k: data.pop(k) for k in [f.name for f in dataclasses.fields(UNetExtras)] if k in data}
+    if flat:
+        if "extras" in data:
+            raise ValueError(f"UNetConfig: {sorted(flat)} belong in 'extras', which is given too")
+        data["extras"] = flat
+    return data
+
+
+# class name -> upgrade of dicts written by older versions (checkpoints' config.json)
+_LEGACY = {"UNetConfig": _unet_extras_from_flat}

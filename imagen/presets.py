@@ -77,10 +77,11 @@ def shapes() -> CascadeConfig:
     return CascadeConfig(text_encoder=te, stages=(base, sr64, sr256))
 
 
-def _shapes_base_with(prediction: str = "eps", **unet_changes) -> CascadeConfig:
-    """The shapes cascade with the base U-Net's config (and prediction target) changed (ablations trained with init_from)."""
+def _shapes_base_with(prediction: str = "eps", **extras) -> CascadeConfig:
+    """The shapes cascade with the base U-Net's extras (and prediction target) changed (ablations trained with init_from)."""
     c = shapes()
-    base = dataclasses.replace(c.stages[0], unet=dataclasses.replace(c.stages[0].unet, **unet_changes),
+    unet = c.stages[0].unet
+    base = dataclasses.replace(c.stages[0], unet=dataclasses.replace(unet, extras=dataclasses.replace(unet.extras, **extras)),
                                diffusion=dataclasses.replace(c.stages[0].diffusion, prediction=prediction))
     return dataclasses.replace(c, stages=(base, *c.stages[1:]))
 
@@ -106,7 +107,7 @@ def shapes_order_v() -> CascadeConfig:  # shapes-order with a v-prediction base 
     return shapes_order("v")
 
 
-def shapes_layout_v() -> CascadeConfig:  # a v-prediction base with the text-to-layout path (UNetConfig.layout_resolution)
+def shapes_layout_v() -> CascadeConfig:  # a v-prediction base with the text-to-layout path (UNetExtras.layout_resolution)
     return _shapes_base_with("v", layout_resolution=shapes().stages[0].resolution)
 
 

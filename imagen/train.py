@@ -31,7 +31,7 @@ from .distributed import init_from_env
 from .schedule import make_logsnr
 from .unet import EfficientUNet
 
-# UNetConfig options whose new parameters are a no-op at init (zero-initialised position tables and
+# UNetExtras options whose new parameters are a no-op at init (zero-initialised position tables and
 # output projections, identity text layers): init_from may add them to a trained U-Net without changing its output.
 ADDABLE = ("pos_emb_resolution", "text_layers", "text_positions", "order_pool", "layout_resolution")
 
@@ -164,8 +164,9 @@ class Trainer:
         src_stage, src_te, source, meta = load_stage(src)
         # options whose new parameters start as a no-op may be switched on (never off): take the
         # asked-for value of each one the source lacks, then everything else must match
-        added = {f: getattr(self.stage.unet, f) for f in ADDABLE if not getattr(src_stage.unet, f)}
-        src_stage = dataclasses.replace(src_stage, unet=dataclasses.replace(src_stage.unet, **added))
+        added = {f: getattr(self.stage.unet.extras, f) for f in ADDABLE if not getattr(src_stage.unet.extras, f)}
+        src_unet = src_stage.unet
+        src_stage = dataclasses.replace(src_stage, unet=dataclasses.replace(src_unet, extras=dataclasses.replace(src_unet.extras, **added)))
         # the prediction target may change (eps -> v): same network, its output head re-learns
         # in the first few hundred steps; recorded in `init`
         src_prediction = src_stage.diffusion.prediction

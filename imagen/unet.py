@@ -8,9 +8,9 @@ The paper's three changes to the DDPM U-Net, all here:
 
 Conditioning: noise level (log-SNR) embedding + pooled text embedding (+ augmentation level for
 super-resolution stages) form one vector that FiLMs every residual block; text tokens (layer
-normed, optionally re-read by `text_layers` trainable causal transformer layers, optionally plus a
-learned token-index embedding `text_positions`) are attended to by cross-attention at the levels
-`cross_attn` selects; `order_pool` adds a position-weighted pooled vector to the FiLM conditioning.
+normed) are attended to by cross-attention at the levels `cross_attn` selects. Beyond the paper,
+UNetConfig.extras switches on the modules of unet_extras.py (text layers, token-index and 2-D
+position tables, an order-aware pooled vector, a text-to-layout path); all off is the paper's U-Net.
 
 Shapes: x (B, C, H, W); text (B, L, D) with mask (B, L) bool (True = real token);
 logsnr (B,); aug_logsnr (B,) for SR stages; lowres (B, C, H, W) already upsampled to H x W.
@@ -23,7 +23,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .attention import multihead, text_keys_values  # noqa: F401  (multihead: tests compare its two paths)
 from .config import UNetConfig
+from .unet_extras import LayoutQueries, TextLayer, order_pooled
 
 SKIP_SCALE = 2**-0.5  # Efficient U-Net change 2
 
@@ -43,58 +45,6 @@ def masked_mean(text: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     the pooled text embedding that conditions every residual block."""
     m = mask.to(text.dtype)[..., None]  # (B, L, 1)
     return (text * m).sum(1) / m.sum(1).clamp(min=1.0)
-
-
-def order_pooled(text: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """(B, L, D), (B, L) -> (B, D): sum_j r_j t_j / n over the n real tokens, with r_j the token's
-    centred relative position in [-1/2, 1/2] (first token -1/2, last +1/2; 0 for a single token).
-    Reversing the word order negates it; the masked mean is blind to order."""
-    m = mask.to(text.dtype)  # (B, L)
-    n = m.sum(1, keepdim=True)  # (B, 1)
-    j = torch.arange(text.shape[1], device=text.device, dtype=text.dtype)[None]  # (1, L)
-    r = (j - (n - 1) / 2) / (n - 1).clamp(min=1.0) * m  # (B, L), 0 on padding
-    return (text * r[..., None]).sum(1) / n.clamp(min=1.0)
-
-
-def token_position_embedding(length: int, dim: int) -> torch.Tensor:
-    """(L, dim) sinusoidal embedding of token positions 0..L-1 (Vaswani et al. 2017)."""
-    half = dim // 2
-    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32) / half)
-    args = torch.arange(length, dtype=torch.float32)[:, None] * freqs[None]
-    return torch.cat([args.sin(), args.cos()], dim=1)
-
-
-class TextLayer(nn.Module):
-    """One pre-LN transformer layer over text tokens with *causal* self-attention: each token gets a
-    summary of the words before it, so "blue square" after "left of" is no longer the same vector
-    as "blue square" before it (the order the U-Net's set-like cross-attention cannot see).
-    Token positions enter the attention input only, and both residual branches end in
-    zero-initialised projections: at init the layer is the identity."""
-
-    def __init__(self, dim: int, heads: int):
-        super().__init__()
-        self.heads = heads
-        self.norm1 = nn.LayerNorm(dim)
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.proj = nn.Linear(dim, dim)
-        self.norm2 = nn.LayerNorm(dim)
-        self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
-        for lin in (self.proj, self.mlp[-1]):
-            nn.init.zeros_(lin.weight)
-            nn.init.zeros_(lin.bias)
-
-    def forward(self, text: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        b, n, d = text.shape
-        h = self.norm1(text) + token_position_embedding(n, d).to(text)
-        q, k, v = (t.unflatten(-1, (self.heads, -1)).transpose(1, 2) for t in self.qkv(h).chunk(3, dim=-1))  # (B, h, L, d/h)
-        # key j is visible to query i if j <= i and j is a real token; i always sees itself, so a
-        # fully masked (unconditional) text stays finite. Padding outputs are ignored downstream.
-        eye = torch.eye(n, dtype=torch.bool, device=text.device)
-        allowed = (torch.ones(n, n, dtype=torch.bool, device=text.device).tril() & mask[:, None, None, :]) | eye
-        scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5  # (B, h, L, L)
-        out = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min).softmax(-1) @ v
-        text = text + self.proj(out.transpose(1, 2).flatten(2))
-        return text + self.mlp(self.norm2(text))
 
 
 class ResBlock(nn.Module):
@@ -118,33 +68,6 @@ class ResBlock(nn.Module):
         h = self.norm2(h) * (1 + scale) + shift
         h = self.conv2(self.dropout(F.silu(h)))
         return h + self.skip(x)
-
-
-def text_keys_values(to_kv: nn.Linear, null_kv: torch.Tensor, text: torch.Tensor, mask: torch.Tensor):
-    """Keys and values of the text tokens behind a learned null token (so attention stays defined when
-    every token is masked: the unconditional branch of guidance): (B, 1 + L, inner) twice, keep (B, 1 + L)."""
-    b = text.shape[0]
-    k, v = to_kv(text).chunk(2, dim=-1)  # (B, L, inner)
-    nk, nv = (t.to(k.dtype).expand(b, 1, -1) for t in null_kv)
-    return torch.cat([nk, k], 1), torch.cat([nv, v], 1), torch.cat([mask.new_ones(b, 1), mask], 1)
-
-
-def multihead(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, keep: torch.Tensor | None = None,
-              fused: bool | None = None) -> torch.Tensor:
-    """softmax(q k^T / sqrt(d)) v over `heads` heads: q (B, N, inner), k and v (B, M, inner), keep
-    (B, M) or None -> (B, N, inner). On CPU plain matmuls: with <= 256 queries and short contexts they
-    are several times faster there than the fused kernel, whose backward pass dominated training time.
-    On CUDA the fused kernel (flash / memory-efficient; measured on an H200: 39 -> 42 % of the bf16
-    peak for the paper-size base), which computes the same softmax attention. `fused` overrides the
-    choice (None: fused exactly on CUDA)."""
-    q, k, v = (t.unflatten(-1, (heads, -1)).transpose(1, 2) for t in (q, k, v))  # (B, h, N, d)
-    if q.is_cuda if fused is None else fused:
-        mask = None if keep is None else keep[:, None, None, :]  # True = attend
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask).transpose(1, 2).flatten(2)
-    scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5  # (B, h, N, M)
-    if keep is not None:
-        scores = scores.masked_fill(~keep[:, None, None, :], torch.finfo(scores.dtype).min)
-    return (scores.softmax(dim=-1) @ v).transpose(1, 2).flatten(2)
 
 
 class Attention(nn.Module):
@@ -175,29 +98,6 @@ class Attention(nn.Module):
             k, v, keep = text_keys_values(self.to_kv, self.null_kv, text, mask)
         out = self.out(multihead(q, k, v, self.heads, keep))  # (B, HW, C)
         return x + out.transpose(1, 2).reshape(b, c, hgt, wid)
-
-
-class LayoutQueries(nn.Module):
-    """(B, L, D) text -> (B, C, S, S): S*S learned queries, one per place, attend over the text tokens
-    (and a learned null token, as cross-attention); a zero-initialised projection makes it a no-op at init."""
-
-    def __init__(self, side: int, ch: int, cfg: UNetConfig):
-        super().__init__()
-        inner = cfg.attn_heads * cfg.attn_head_dim
-        self.side, self.heads = side, cfg.attn_heads
-        self.query = nn.Parameter(torch.randn(side * side, inner) * 0.1)  # (S*S, inner)
-        self.to_kv = nn.Linear(cfg.text_embed_dim, 2 * inner, bias=False)
-        self.null_kv = nn.Parameter(torch.randn(2, inner) * 0.02)
-        self.out = nn.Linear(inner, ch)
-        nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
-
-    def forward(self, text: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        b = text.shape[0]
-        k, v, keep = text_keys_values(self.to_kv, self.null_kv, text, mask)
-        q = self.query.to(k.dtype).expand(b, -1, -1)  # (B, S*S, inner): the same queries for every caption
-        out = self.out(multihead(q, k, v, self.heads, keep))  # (B, S*S, C)
-        return out.transpose(1, 2).reshape(b, -1, self.side, self.side)
 
 
 class AttnBlock(nn.Module):
@@ -231,7 +131,7 @@ class Block(nn.Module):
         attn = cfg.self_attn[level] or cfg.cross_attn[level]
         self.attn = AttnBlock(cout, cfg, cfg.self_attn[level], cfg.cross_attn[level]) if attn else None
         # (1, C, S, S) learned "where" for attention at this level (S = R / 2**level); zero at init.
-        side = (cfg.pos_emb_resolution or 0) // 2**level
+        side = (cfg.extras.pos_emb_resolution or 0) // 2**level
         self.pos_emb = nn.Parameter(torch.zeros(1, cout, side, side)) if (attn and side) else None
         self.post = nn.Conv2d(cout, cnext, 3, padding=1) if (not down and resample) else None  # change 3
 
@@ -258,12 +158,12 @@ class EfficientUNet(nn.Module):
         self.time_mlp = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
         self.aug_mlp = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d)) if cfg.lowres_cond else None
         self.text_norm = nn.LayerNorm(cfg.text_embed_dim)  # paper: layer norm on text embeddings
-        self.text_layers = nn.ModuleList(TextLayer(cfg.text_embed_dim, cfg.attn_heads) for _ in range(cfg.text_layers))
+        self.text_layers = nn.ModuleList(TextLayer(cfg.text_embed_dim, cfg.attn_heads) for _ in range(cfg.extras.text_layers))
         self.text_pool = nn.Sequential(nn.Linear(cfg.text_embed_dim, d), nn.SiLU(), nn.Linear(d, d))
         # (L, D) token-index embedding for cross-attention only; zero-init so it starts as a no-op
-        self.text_pos = nn.Parameter(torch.zeros(cfg.text_positions, cfg.text_embed_dim)) if cfg.text_positions else None
+        self.text_pos = nn.Parameter(torch.zeros(cfg.extras.text_positions, cfg.text_embed_dim)) if cfg.extras.text_positions else None
         self.null_pooled = nn.Parameter(torch.zeros(d))
-        self.order_pool = nn.Sequential(nn.Linear(cfg.text_embed_dim, d), nn.SiLU(), nn.Linear(d, d)) if cfg.order_pool else None
+        self.order_pool = nn.Sequential(nn.Linear(cfg.text_embed_dim, d), nn.SiLU(), nn.Linear(d, d)) if cfg.extras.order_pool else None
         if self.order_pool is not None:  # a no-op at init, so it can be added to a trained U-Net
             nn.init.zeros_(self.order_pool[-1].weight)
             nn.init.zeros_(self.order_pool[-1].bias)
@@ -276,7 +176,7 @@ class EfficientUNet(nn.Module):
             self.down.append(Block(prev, ch, cfg.num_res_blocks[i], cfg, i, down=True, resample=i > 0))
             prev = ch
         last = len(chs) - 1
-        self.layout = LayoutQueries(cfg.layout_resolution // 2**last, prev, cfg) if cfg.layout_resolution else None
+        self.layout = LayoutQueries(cfg.extras.layout_resolution // 2**last, prev, cfg) if cfg.extras.layout_resolution else None
         self.mid = Block(prev, prev, 2, cfg, last, down=True, resample=False)
         self.up = nn.ModuleList()
         for i in reversed(range(len(chs))):
@@ -299,12 +199,12 @@ class EfficientUNet(nn.Module):
         cfg = self.cfg
         if cfg.lowres_cond != (lowres is not None) or cfg.lowres_cond != (aug_logsnr is not None):
             raise ValueError("super-resolution U-Nets need lowres and aug_logsnr; base U-Nets take neither")
-        for side in {s for s in (cfg.pos_emb_resolution, cfg.layout_resolution) if s}:  # None / 0: none
+        for side in {s for s in (cfg.extras.pos_emb_resolution, cfg.extras.layout_resolution) if s}:  # None / 0: none
             if tuple(x.shape[-2:]) != (side, side):
                 raise ValueError(f"this U-Net has position embeddings / layout queries for {side}x{side} inputs only, "
                                  f"got {tuple(x.shape[-2:])}")
-        if self.text_pos is not None and text.shape[1] > cfg.text_positions:
-            raise ValueError(f"this U-Net embeds token positions 0..{cfg.text_positions - 1} only, got {text.shape[1]} tokens")
+        if self.text_pos is not None and text.shape[1] > cfg.extras.text_positions:
+            raise ValueError(f"this U-Net embeds token positions 0..{cfg.extras.text_positions - 1} only, got {text.shape[1]} tokens")
         text = self.text_norm(text)
         for layer in self.text_layers:
             text = layer(text, mask)

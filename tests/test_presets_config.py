@@ -5,7 +5,8 @@ import torch
 
 from imagen.config import CascadeConfig, StageConfig, TrainConfig, UNetConfig, from_dict, to_dict
 from imagen.presets import PRESETS, get_preset
-from imagen.unet import EfficientUNet, TextLayer, order_pooled
+from imagen.unet import EfficientUNet
+from imagen.unet_extras import TextLayer, order_pooled
 
 PAPER_PARAMS = {"base": 2.0e9, "sr256": 600e6, "sr1024": 400e6}  # Saharia et al. 2022, sec. 4.1 / appendix
 
@@ -87,7 +88,7 @@ def test_position_embedding_starts_as_a_no_op_then_breaks_translation_symmetry()
     """pos_emb_resolution adds one zero-initialised (1, C, S, S) table per attention block: the
     U-Net computes exactly what it did without them until they are trained."""
     base, plain = _random_tiny_base()
-    with_pos = EfficientUNet(dataclasses.replace(base.unet, pos_emb_resolution=8)).eval()
+    with_pos = EfficientUNet(with_extras(base.unet, pos_emb_resolution=8)).eval()
     missing = with_pos.load_state_dict(plain.state_dict(), strict=False).missing_keys
     assert missing == ["down.1.pos_emb", "mid.pos_emb", "up.0.pos_emb"]  # the blocks with attention, at 4x4
     assert tuple(with_pos.mid.pos_emb.shape) == (1, 32, 4, 4) and not with_pos.mid.pos_emb.any()
@@ -104,7 +105,7 @@ def test_text_layers_start_as_the_identity():
     """text_layers adds causal transformer layers over the token features whose residual branches
     end in zero-initialised projections: a trained U-Net's output is unchanged until they train."""
     base, plain = _random_tiny_base()
-    with_text = EfficientUNet(dataclasses.replace(base.unet, text_layers=2)).eval()
+    with_text = EfficientUNet(with_extras(base.unet, text_layers=2)).eval()
     missing = with_text.load_state_dict(plain.state_dict(), strict=False).missing_keys
     assert missing and all(k.startswith(("text_layers.0.", "text_layers.1.")) for k in missing)
     mask = torch.ones(3, 5, dtype=torch.bool)
@@ -116,8 +117,8 @@ def test_text_layers_start_as_the_identity():
         with_text.text_layers[1].proj.weight.normal_(0, 0.2)
     out = with_text(*args)
     assert torch.isfinite(out).all() and not torch.allclose(out, plain(*args))
-    with pytest.raises(ValueError, match="text_layers must be >= 0"):
-        dataclasses.replace(base.unet, text_layers=-1)
+    with pytest.raises(ValueError, match="extras.text_layers must be >= 0"):
+        with_extras(base.unet, text_layers=-1)
 
 
 def test_text_positions_start_as_a_no_op_then_make_token_order_visible():
@@ -125,7 +126,7 @@ def test_text_positions_start_as_a_no_op_then_make_token_order_visible():
     unchanged (cross-attention and the masked mean are both order-free). text_positions adds a
     zero-initialised token-index table (a no-op at init); once trained, the order matters."""
     base, plain = _random_tiny_base()
-    with_pos = EfficientUNet(dataclasses.replace(base.unet, text_positions=6)).eval()
+    with_pos = EfficientUNet(with_extras(base.unet, text_positions=6)).eval()
     assert with_pos.load_state_dict(plain.state_dict(), strict=False).missing_keys == ["text_pos"]
     text, mask = torch.randn(2, 6, 384), torch.ones(2, 6, dtype=torch.bool)
     mask[:, 4:] = False
@@ -138,8 +139,8 @@ def test_text_positions_start_as_a_no_op_then_make_token_order_visible():
     assert not torch.allclose(with_pos(*args, swapped, mask), with_pos(*args, text, mask), atol=1e-4)
     with pytest.raises(ValueError, match="token positions 0..5 only, got 7 tokens"):
         with_pos(*args, torch.randn(2, 7, 384), torch.ones(2, 7, dtype=torch.bool))
-    with pytest.raises(ValueError, match="text_positions must be >= 0"):
-        dataclasses.replace(base.unet, text_positions=-1)
+    with pytest.raises(ValueError, match="extras.text_positions must be >= 0"):
+        with_extras(base.unet, text_positions=-1)
 
 
 def test_order_pooled_is_negated_by_reversing_the_words_and_order_pool_starts_as_a_no_op():
@@ -156,7 +157,7 @@ def test_order_pooled_is_negated_by_reversing_the_words_and_order_pool_starts_as
     assert not order_pooled(text[:1], one).any()  # a single token has no order
 
     base, plain = _random_tiny_base()
-    with_pool = EfficientUNet(dataclasses.replace(base.unet, order_pool=True)).eval()
+    with_pool = EfficientUNet(with_extras(base.unet, order_pool=True)).eval()
     missing = with_pool.load_state_dict(plain.state_dict(), strict=False).missing_keys
     assert missing and all(k.startswith("order_pool.") for k in missing)
     t, m = torch.randn(2, 6, 384), torch.ones(2, 6, dtype=torch.bool)
@@ -177,7 +178,7 @@ def test_layout_queries_start_as_a_no_op_and_give_each_place_its_own_reading_of_
     before the middle block, zero at init. Once trained, places differ for the same caption even on a
     constant input (position from the text path alone), and the unconditional branch stays finite."""
     base, plain = _random_tiny_base()
-    with_layout = EfficientUNet(dataclasses.replace(base.unet, layout_resolution=8)).eval()
+    with_layout = EfficientUNet(with_extras(base.unet, layout_resolution=8)).eval()
     missing = with_layout.load_state_dict(plain.state_dict(), strict=False).missing_keys
     assert missing and all(k.startswith("layout.") for k in missing) and with_layout.layout.side == 4
     t, m = torch.randn(2, 6, 384), torch.ones(2, 6, dtype=torch.bool)
@@ -219,8 +220,13 @@ def test_text_layer_is_causal_and_ignores_padding():
 
 def test_position_embedding_must_match_the_stage_resolution_and_not_crops():
     c = get_preset("tiny")
-    with pytest.raises(ValueError, match="pos_emb_resolution must be None or the stage resolution 8"):
-        dataclasses.replace(c.stages[0], unet=dataclasses.replace(c.stages[0].unet, pos_emb_resolution=16))
+    with pytest.raises(ValueError, match="extras.pos_emb_resolution must be None or the stage resolution 8"):
+        dataclasses.replace(c.stages[0], unet=with_extras(c.stages[0].unet, pos_emb_resolution=16))
     last = c.stages[2]  # trained on crops: must stay fully convolutional
     with pytest.raises(ValueError, match="None when training on crops"):
-        dataclasses.replace(last, unet=dataclasses.replace(last.unet, pos_emb_resolution=last.resolution))
+        dataclasses.replace(last, unet=with_extras(last.unet, pos_emb_resolution=last.resolution))
+
+
+def with_extras(unet, **changes):
+    """The U-Net config with some of its extras (beyond the paper) changed."""
+    return dataclasses.replace(unet, extras=dataclasses.replace(unet.extras, **changes))

@@ -32,7 +32,7 @@ def test_shipped_cascade_is_the_layout_preset():
     preset = get_preset("shapes-layout-v")
     assert [to_dict(s) for s in config.stages] == [to_dict(s) for s in preset.stages]
     assert to_dict(config.text_encoder) == to_dict(preset.text_encoder)
-    assert config.stages[0].diffusion.prediction == "v" and config.stages[0].unet.layout_resolution
+    assert config.stages[0].diffusion.prediction == "v" and config.stages[0].unet.extras.layout_resolution
 
 
 def test_sample_without_checkpoint_uses_the_shipped_cascade(tmp_path):

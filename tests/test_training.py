@@ -149,7 +149,8 @@ def test_init_from_starts_a_new_run_from_trained_weights(trained, tmp_path, mini
     warm-up again); an added position embedding starts at zero; the source is recorded in every save."""
     src, _ = trained
     stage, te = tiny().stages[0], tiny().text_encoder
-    with_pos = dataclasses.replace(stage, unet=dataclasses.replace(stage.unet, pos_emb_resolution=stage.resolution))
+    extras = dataclasses.replace(stage.unet.extras, pos_emb_resolution=stage.resolution)
+    with_pos = dataclasses.replace(stage, unet=dataclasses.replace(stage.unet, extras=extras))
     cfg = dataclasses.replace(FAST, steps=3, init_from=str(src))  # a cascade folder: its base stage is used
     t = Trainer(with_pos, te, cfg, ToySet(), minilm, tmp_path / "base", log=lambda s: None)
     _, _, source, _ = load_stage(src / "base")
@@ -162,7 +163,7 @@ def test_init_from_starts_a_new_run_from_trained_weights(trained, tmp_path, mini
     meta = json.loads((tmp_path / "base" / "config.json").read_text())
     src_meta = json.loads((src / "base" / "config.json").read_text())
     assert meta["init"] == {"path": str(src / "base"), "weights_sha256": src_meta["weights_sha256"], "step": 300}
-    assert meta["train"]["init_from"] == str(src) and meta["stage"]["unet"]["pos_emb_resolution"] == stage.resolution
+    assert meta["train"]["init_from"] == str(src) and meta["stage"]["unet"]["extras"]["pos_emb_resolution"] == stage.resolution
     assert Trainer(with_pos, te, dataclasses.replace(cfg, steps=4), ToySet(), minilm, tmp_path / "base", log=lambda s: None).init == meta["init"]
     # the loss history of the new weights: the source's 300 steps, then these 3 numbered 301-303
     history = [r.split(",") for r in training_history(tmp_path / "base")]
@@ -209,7 +210,7 @@ def test_init_from_adds_text_options_but_never_drops_them(trained, tmp_path, min
     back is refused."""
     src, _ = trained
     stage, te = tiny().stages[0], tiny().text_encoder
-    added = dataclasses.replace(stage, unet=dataclasses.replace(stage.unet, **{option: value}))
+    added = dataclasses.replace(stage, unet=dataclasses.replace(stage.unet, extras=dataclasses.replace(stage.unet.extras, **{option: value})))
     cfg = dataclasses.replace(FAST, steps=2, init_from=str(src / "base"))
     t = Trainer(added, te, cfg, ToySet(), minilm, tmp_path / "text", log=lambda s: None)
     _, _, source, _ = load_stage(src / "base")
@@ -218,7 +219,7 @@ def test_init_from_adds_text_options_but_never_drops_them(trained, tmp_path, min
     args = (torch.randn(2, 3, 8, 8), torch.zeros(2), text, mask)
     torch.testing.assert_close(t.ema(*args), source(*args), rtol=0, atol=0)
     t.train()
-    with pytest.raises(CheckpointError, match=rf"unet\.{option}: checkpoint has {value}, asked for {off}"):
+    with pytest.raises(CheckpointError, match=rf"unet\.extras\.{option}: checkpoint has {value}, asked for {off}"):
         Trainer(stage, te, dataclasses.replace(FAST, init_from=str(tmp_path / "text")), ToySet(), minilm, tmp_path / "back", log=lambda s: None)
 
 
@@ -228,11 +229,16 @@ def test_checkpoint_saved_before_a_config_field_existed_still_loads(trained, tmp
     src, _ = trained
     stage = tiny().stages[0]
     meta = json.loads((src / "base" / "config.json").read_text())
-    del meta["stage"]["unet"]["text_layers"]
+    del meta["stage"]["unet"]["extras"]["text_layers"]
     old = tmp_path / "base"
     old.mkdir()
     (old / "config.json").write_text(json.dumps(meta))
     (old / "model.safetensors").write_bytes((src / "base" / "model.safetensors").read_bytes())
+    assert load_stage(old, expect=stage)[0] == stage
+    # the layout before UNetExtras existed: its options flat in the U-Net's table (the shipped weights' config.json)
+    flat = json.loads((src / "base" / "config.json").read_text())
+    flat["stage"]["unet"].update(flat["stage"]["unet"].pop("extras"))
+    (old / "config.json").write_text(json.dumps(flat))
     assert load_stage(old, expect=stage)[0] == stage
 
 

@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .attention import multihead, text_keys_values  # noqa: F401  (multihead: tests compare its two paths)
+from .attention import multihead, text_keys_values
 from .config import UNetConfig
 from .unet_extras import LayoutQueries, TextLayer, order_pooled
 

@@ -79,7 +79,7 @@ def test_sample_records_the_resolved_precision(tmp_path, fake_cpu):
 def test_fused_attention_used_on_cuda_computes_the_plain_attention():
     """imagen.unet.multihead takes torch's fused kernel on CUDA and plain matmuls on CPU: the two
     give the same numbers (checked here on CPU tensors, float64), masks included."""
-    from imagen.unet import multihead
+    from imagen.attention import multihead
 
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(3, n, 4 * 8, generator=g, dtype=torch.float64) for n in (16, 5, 5))

@@ -92,7 +92,7 @@ def entries(runs: list[str | Path]) -> pd.DataFrame:
 
 
 # recorded with a number but not part of how it was made: provenance, and a set metric's own interval
-NOT_HOW = frozenset({"package_version", "ci_low", "ci_high"})
+NOT_HOW = frozenset({"package_version", "ci_low", "ci_high", "bootstrap_shift"})
 
 
 def made_differently(frame: pd.DataFrame) -> dict[str, str]:

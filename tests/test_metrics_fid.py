@@ -347,8 +347,10 @@ def test_fid_bootstrap_interval_equals_a_plain_loop(data, tmp_path):
     fr, fg = tiny_features(ref), tiny_features(gen)
     rng = np.random.default_rng(3)
     reps = [numpy_fid(fr, fg[rng.integers(0, len(fg), len(fg))]) for _ in range(200)]
-    assert (b.details["ci_low"], b.details["ci_high"]) == pytest.approx(tuple(np.quantile(reps, [0.025, 0.975])), rel=1e-6)
-    assert b.details["ci_low"] <= b.value <= b.details["ci_high"] or b.details["ci_low"] > b.value  # FID-N's bias can put it below
+    lo, med, hi = np.quantile(reps, [0.025, 0.5, 0.975])  # the replicates' spread around their median, moved onto the estimate
+    assert (b.details["ci_low"], b.details["ci_high"]) == pytest.approx((b.value + lo - med, b.value + hi - med), rel=1e-6)
+    assert b.details["bootstrap_shift"] == pytest.approx(med - b.value, rel=1e-6)
+    assert b.details["ci_low"] <= b.value <= b.details["ci_high"]
     assert "biased upward" in b.details["ci_method"] and "ci_low" not in p.details
     with pytest.raises(ValueError, match=r"bootstrap must be 0 \(off\) or in \[100, 10000\]"):
         FID({"reference": f"folder:{folder}", "bootstrap": 5})
@@ -370,11 +372,15 @@ def test_kid_and_prdc_bootstrap_intervals_equal_plain_loops(data):
     results = {r.metric: r for m in (kid, prdc) for r in m.compute()}
     rng = np.random.default_rng(5)
     rows = [rng.integers(0, len(fg), len(fg)) for _ in range(100)]
+    def recentred(value, reps):
+        lo, med, hi = np.quantile(reps, [0.025, 0.5, 0.975])
+        return value + lo - med, value + hi - med
+
     kid_reps = [kernel_inception_distance(fr, fg[i], 10, 20, 0)[0] for i in rows]
-    assert (results["kid_mean"].details["ci_low"], results["kid_mean"].details["ci_high"]) == pytest.approx(
-        tuple(np.quantile(kid_reps, [0.025, 0.975])), rel=1e-6, abs=1e-12)
+    kid = results["kid_mean"]
+    assert (kid.details["ci_low"], kid.details["ci_high"]) == pytest.approx(recentred(kid.value, kid_reps), rel=1e-6, abs=1e-12)
     four = np.array([(*precision_recall(fr, fg[i], 3), *density_coverage(fr, fg[i], 5)) for i in rows])
     for j, name in enumerate(("precision", "recall", "density", "coverage")):
-        low, high = np.quantile(four[:, j], [0.025, 0.975])
-        assert (results[name].details["ci_low"], results[name].details["ci_high"]) == pytest.approx((low, high), abs=1e-12), name
+        r = results[name]
+        assert (r.details["ci_low"], r.details["ci_high"]) == pytest.approx(recentred(r.value, four[:, j]), abs=1e-12), name
     assert "ci_low" not in results["kid_std"].details

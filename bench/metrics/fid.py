@@ -31,6 +31,7 @@ from .stats import (
     frechet_distance,
     kernel_inception_distance,
     precision_recall,
+    recentred,
     resampled,
 )
 
@@ -152,8 +153,10 @@ class BootstrapOptions:
 
 
 def ci_method(o: BootstrapOptions, what: str) -> str:
-    return (f"95% percentile of {o.bootstrap} resamples of the generated images (reference fixed), seed {o.bootstrap_seed}; "
-            f"{what} at this N: FID-N is biased upward as N shrinks, compare equal N only")
+    return (f"{what}: spread (2.5-97.5 percentiles around the median) of {o.bootstrap} resamples of the generated images "
+            f"(reference fixed, seed {o.bootstrap_seed}), recentred on the estimate; bootstrap_shift = how far duplicates in a "
+            "resample moved the median (stats.recentred). It measures sampling variability at this N; FID-N is biased upward "
+            "as N shrinks: compare equal N only")
 
 
 class FID(_FeatureMetric):
@@ -184,8 +187,10 @@ class FID(_FeatureMetric):
             if o.bootstrap:
                 feats = state.compute()
                 (mu, sigma), n = feature_stats(feats), len(feats)
-                low, high, _ = frechet_bootstrap(ref.mu, ref.sigma, feats, o.bootstrap, o.bootstrap_seed)
-                details = {**self.details(n), "ci_low": low, "ci_high": high, "ci_method": ci_method(o, "FID")}
+                _, _, reps = frechet_bootstrap(ref.mu, ref.sigma, feats, o.bootstrap, o.bootstrap_seed)
+                value = frechet_distance(ref.mu, ref.sigma, mu, sigma)
+                low, high, shift = recentred(value, reps)
+                details = {**self.details(n), "ci_low": low, "ci_high": high, "bootstrap_shift": shift, "ci_method": ci_method(o, "FID")}
             else:
                 mu, sigma, n = state.compute()
                 details = self.details(n)
@@ -245,9 +250,12 @@ class PRDC(_BankMetric):
 
             values = four(fake)
             b: BootstrapOptions = self.extra_options[1]
-            ci = resampled(four, fake, b.bootstrap, b.bootstrap_seed) if b.bootstrap else None
+            reps = resampled(four, fake, b.bootstrap, b.bootstrap_seed) if b.bootstrap else None
             for i, name in enumerate(("precision", "recall", "density", "coverage")):
-                extra = {"ci_low": float(ci[0][i]), "ci_high": float(ci[1][i]), "ci_method": ci_method(b, name)} if ci else {}
+                extra = {}
+                if reps is not None:
+                    low, high, shift = recentred(values[i], reps[:, i])
+                    extra = {"ci_low": low, "ci_high": high, "bootstrap_shift": shift, "ci_method": ci_method(b, name)}
                 out.append(MetricResult(name, values[i], len(fake), {**details, **extra}, cell_id=cell))
         return out
 
@@ -269,9 +277,10 @@ class KID(_BankMetric):
                        "gamma": k.gamma, "coef": k.coef, "seed": k.seed}
             b: BootstrapOptions = self.extra_options[1]
             if b.bootstrap:
-                low, high = resampled(lambda f, k=k: kernel_inception_distance(real, f, k.subsets, k.subset_size, k.seed, k.degree, k.gamma,
-                                                                               k.coef)[0], feats, b.bootstrap, b.bootstrap_seed)
-                mean_details = {**details, "ci_low": float(low[0]), "ci_high": float(high[0]), "ci_method": ci_method(b, "KID")}
+                reps = resampled(lambda f, k=k: kernel_inception_distance(real, f, k.subsets, k.subset_size, k.seed, k.degree, k.gamma,
+                                                                          k.coef)[0], feats, b.bootstrap, b.bootstrap_seed)
+                low, high, shift = recentred(mean, reps[:, 0])
+                mean_details = {**details, "ci_low": low, "ci_high": high, "bootstrap_shift": shift, "ci_method": ci_method(b, "KID")}
             else:
                 mean_details = details
             out += [MetricResult("kid_mean", mean, len(feats), mean_details, cell_id=cell),

@@ -70,15 +70,29 @@ def frechet_bootstrap(mu_ref: np.ndarray, sigma_ref: np.ndarray, features: np.nd
     return float(low), float(high), out
 
 
-def resampled(fn, features: np.ndarray, resamples: int, seed: int = 0, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile interval of fn (features -> a vector of K numbers) over resamples of the rows of
-    `features` (N, D) with replacement. Returns (low (K,), high (K,)). Used for KID and precision /
-    recall / density / coverage, the reference held fixed as for FID (frechet_bootstrap)."""
+def recentred(value: float, replicates: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
+    """(low, high, shift): the bootstrap replicates' percentile spread around their median, moved to
+    sit around the estimate; shift = median - value.
+
+    Why: a resample drawn with replacement holds ~63 % distinct images, and duplicates move every set
+    metric the same way FID-N's small-sample bias does (FID, KID and precision up / recall and
+    coverage down: on 200 SD images FID 102.8 gave replicates 124-138, and the self-comparison FID 0
+    gave 44-61). The plain percentile interval then need not even contain the estimate. The spread
+    is what resampling measures well; the shift is recorded beside it (a bias-correction assumption:
+    the same shift at the estimate)."""
+    reps = np.asarray(replicates, float)
+    lo, med, hi = np.quantile(reps, [(1 - level) / 2, 0.5, (1 + level) / 2])
+    return float(value + lo - med), float(value + hi - med), float(med - value)
+
+
+def resampled(fn, features: np.ndarray, resamples: int, seed: int = 0) -> np.ndarray:
+    """(R, K) replicates of fn (features -> K numbers) over resamples of the rows of `features`
+    (N, D) with replacement (intervals: recentred). Used for KID and precision / recall / density /
+    coverage, the reference held fixed as for FID (frechet_bootstrap)."""
     f = np.asarray(features, np.float64)
     rng = np.random.default_rng(seed)
     reps = np.array([np.atleast_1d(fn(f[rng.integers(0, len(f), len(f))])) for _ in range(resamples)], dtype=float)  # (R, K)
-    low, high = np.quantile(reps, [(1 - level) / 2, (1 + level) / 2], axis=0)
-    return low, high
+    return reps
 
 
 def polynomial_kernel(x: np.ndarray, y: np.ndarray, degree: int = 3, gamma: float | None = None, coef: float = 1.0) -> np.ndarray:

@@ -34,7 +34,7 @@ from .runs import read_run_metrics
 
 # Which way is better, by metric name (the part after "label/" when a spec labels a metric).
 # A metric named in neither set (kid_std, a test metric) is shown but never ranked.
-LOWER_IS_BETTER = frozenset({"fid", "kid_mean"})
+LOWER_IS_BETTER = frozenset({"fid", "kid_mean", "cmmd", "fd_dinov2", "fd_clip"})
 HIGHER_IS_BETTER = frozenset({"clip_score", "vqascore", "vqa_question_score", "vqa_all_questions", "ocr_score", "shapes_accuracy",
                               "shapes_correct", "shapes_claim_accuracy", "precision", "recall", "density", "coverage"})
 

@@ -131,3 +131,16 @@ def test_metrics_on_one_space_extract_each_image_once(weights, tmp_path):
     names = [r.metric for m in metrics for r in m.compute()]
     assert names == ["fd_dinov2", "kid_mean", "kid_std", "precision", "recall", "density", "coverage"]
     assert extractor.extracted - before == len(gen) + len(ref)  # not 3 x
+
+
+def test_cmmd_bootstrap_interval_is_the_recentred_spread_of_resamples(weights, tmp_path):
+    ref, gen = _images(7, 8), _images(8, 8)
+    m = build_metric("cmmd", {"weights": str(weights / "clip"), "reference": f"folder:{_folder(tmp_path / 'ref', ref)}",
+                              "bootstrap": 100, "bootstrap_seed": 2})
+    m.update(_scored(gen))
+    (res,) = m.compute()
+    fr, fg = _direct("clip", weights / "clip", ref), _direct("clip", weights / "clip", gen)
+    rng = np.random.default_rng(2)
+    reps = [cmmd(fr, fg[rng.integers(0, len(fg), len(fg))]) for _ in range(100)]
+    lo, med, hi = np.quantile(reps, [0.025, 0.5, 0.975])
+    assert (res.details["ci_low"], res.details["ci_high"]) == pytest.approx((res.value + lo - med, res.value + hi - med), rel=1e-3, abs=1e-6)

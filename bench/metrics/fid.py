@@ -300,15 +300,20 @@ class CMMD(_BankMetric):
     CLIP ViT-L/14@336px; the weights folder used is recorded with its checksum."""
 
     name = "cmmd"
-    option_classes = (CMMDFeatures, ReferenceOptions)
+    option_classes = (CMMDFeatures, ReferenceOptions, BootstrapOptions)
 
     def compute(self) -> list[MetricResult]:
         if self.unavailable:
             return self.results_unavailable(("cmmd",))
         real = self.reference_features()
+        b: BootstrapOptions = self.extra_options[0]
         out = []
         for cell, state in self.states.synced_items():
             fake = state.compute()
+            value = cmmd(real, fake)
             details = {**self.details(len(fake)), "sigma": CMMD_SIGMA, "scale": CMMD_SCALE, "estimator": "unbiased", "normalised": True}
-            out.append(MetricResult("cmmd", cmmd(real, fake), len(fake), details, cell_id=cell))
+            if b.bootstrap:
+                low, high, shift = recentred(value, resampled(lambda f: cmmd(real, f), fake, b.bootstrap, b.bootstrap_seed)[:, 0])
+                details.update({"ci_low": low, "ci_high": high, "bootstrap_shift": shift, "ci_method": ci_method(b, "CMMD")})
+            out.append(MetricResult("cmmd", value, len(fake), details, cell_id=cell))
         return out

@@ -72,14 +72,28 @@ def prompt_bootstrap(prompt: np.ndarray, y: np.ndarray, resamples: int = DEFAULT
     return mean, mean - half, mean + half
 
 
+def paired_p(mean: float, low: float, high: float, n_prompts: int, level: float = 0.95) -> float:
+    """Two-sided p of "no difference" that matches the interval: t = mean / se with the se behind
+    prompt_bootstrap's interval ((high - low) / 2 / t quantile) and P - 1 degrees of freedom; 1 when
+    the differences do not vary (se 0, mean 0), 0 when they are all the same non-zero value."""
+    from scipy.special import stdtr  # Student t CDF
+
+    if not np.isfinite(low) or n_prompts < 2:
+        return float("nan")
+    se = (high - low) / 2 / float(stdtrit(n_prompts - 1, (1 + level) / 2))
+    if se == 0:
+        return 1.0 if mean == 0 else 0.0
+    return float(2 * stdtr(n_prompts - 1, -abs(mean) / se))
+
+
 def paired_difference(prompt: np.ndarray, y: np.ndarray, y_base: np.ndarray, resamples: int = DEFAULT_RESAMPLES,
                       seed: int = 0, level: float = 0.95) -> dict:
-    """Mean of y - y_base over pairs, with the prompt-bootstrap interval (prompt_bootstrap). For 0/1
-    values also the discordant counts and McNemar's exact p."""
+    """Mean of y - y_base over pairs, with the prompt-bootstrap interval (prompt_bootstrap) and its
+    p-value (paired_p). For 0/1 values also the discordant counts and McNemar's exact p."""
     d = y.astype(float) - y_base.astype(float)
     mean, lo, hi = prompt_bootstrap(prompt, d, resamples, seed, level)
     row = {"N pairs": len(d), "baseline": float(y_base.mean()), "value": float(y.mean()), "difference": mean,
-           "CI low": lo, "CI high": hi}
+           "CI low": lo, "CI high": hi, "p": paired_p(mean, lo, hi, len(np.unique(prompt)), level)}
     if np.isin(y, (0.0, 1.0)).all() and np.isin(y_base, (0.0, 1.0)).all():
         better, worse = int(((y == 1) & (y_base == 0)).sum()), int(((y == 0) & (y_base == 1)).sum())
         row.update({"better": better, "worse": worse, "McNemar p": mcnemar_exact(better, worse)})

@@ -107,3 +107,19 @@ def test_report_shows_the_paired_guidance_table(tmp_path, capsys):
     table = pd.read_parquet(out / "tables" / "paired_guidance_run.parquet")
     assert table.loc[0, "better"] == 6
     assert "McNemar" in (out / "index.html").read_text()
+
+
+def test_paired_p_matches_the_interval():
+    """p < 0.05 exactly when the 95 % interval of the difference excludes 0, and equals the t test
+    with the bootstrap SE."""
+    from reports.paired import paired_difference
+
+    rng = np.random.default_rng(0)
+    prompt = np.repeat(np.arange(40), 2).astype(str)
+    for shift in (0.0, 0.05, 0.2, 0.5):
+        y_base = rng.normal(size=80)
+        row = paired_difference(prompt, y_base + shift + rng.normal(0, 0.5, 80), y_base, resamples=2000, seed=1)
+        assert (row["p"] < 0.05) == (row["CI low"] > 0 or row["CI high"] < 0)
+        assert 0 <= row["p"] <= 1
+    same = paired_difference(prompt, np.ones(80), np.ones(80), resamples=200)
+    assert same["p"] == 1.0

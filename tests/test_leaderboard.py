@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from sweep_fixtures import make_tiny_checkpoint
+from sweep_fixtures import make_tiny_checkpoint, tiny_spec
 
 from bench.sweep.runner import run_sweep
 from imagen_bench.cli import main as cli
@@ -17,29 +17,7 @@ from reports.paired import prompt_bootstrap
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-SPEC = '''
-[sweep]
-name = "{name}"
-samples_per_prompt = 2
-
-[[models]]
-name = "tiny"
-kind = "imagen"
-checkpoint = "{checkpoint}"
-batch_size = 8
-precision = "fp32"
-[models.stages.sr32]
-steps = 2
-
-[[prompt_sets]]
-name = "shapes"
-n_per_category = 3
-
-[grid]
-steps = [2]
-guidance = [{guidance}]
-thresholding = ["static"]
-
+METRICS = '''
 [[metrics]]
 name = "shapes_verifier"
 
@@ -49,13 +27,21 @@ options = {{ reference = "shapes:test", n = {reference_n}, shapes_size = 32 }}
 '''
 
 
+def spec(checkpoint, guidance: tuple, reference_n: int) -> str:
+    """The sweep tests' tiny spec on 3 shapes prompts per category (12), 2 samples, with the shapes
+    verifier (per image) and FID (a set metric) against `reference_n` reference renders."""
+    text = tiny_spec(checkpoint, guidance=guidance, thresholding=("static",), samples=2, metrics=False,
+                     extra=METRICS.format(reference_n=reference_n))
+    return text.replace('name = "drawbench"\ncategories = ["Rare Words"]', 'name = "shapes"\nn_per_category = 3')
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     d = tmp_path_factory.mktemp("lb")
     checkpoint = make_tiny_checkpoint(d / "ckpt")
     out = {}
-    for name, guidance, reference_n in (("a", "1.0, 5.0", 12), ("b", "3.0", 12), ("c", "3.0", 8)):
-        (d / f"{name}.toml").write_text(SPEC.format(name=name, checkpoint=checkpoint, guidance=guidance, reference_n=reference_n))
+    for name, guidance, reference_n in (("a", (1.0, 5.0), 12), ("b", (3.0,), 12), ("c", (3.0,), 8)):
+        (d / f"{name}.toml").write_text(spec(checkpoint, guidance, reference_n))
         run_sweep(d / f"{name}.toml", d / name, cache_dir=d / "cache", progress=False)
         out[name] = d / name
     return out

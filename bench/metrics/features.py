@@ -117,11 +117,11 @@ class FeatureExtractor:
     @torch.inference_mode()
     def __call__(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         keys = [hashlib.blake2b(np.ascontiguousarray(im).tobytes() + str(im.shape).encode(), digest_size=16).digest() for im in images]
-        todo = [i for i, k in enumerate(keys) if k not in self._cache]
-        fresh = self._extract([images[i] for i in todo]) if todo else None
-        for j, i in enumerate(todo):
+        missing = [i for i, k in enumerate(keys) if k not in self._cache]
+        fresh = self._extract([images[i] for i in missing]) if missing else None
+        for j, i in enumerate(missing):
             self._cache[keys[i]] = fresh[j]
-        self.extracted += len(todo)
+        self.extracted += len(missing)
         out = [self._cache[k] for k in keys]
         while len(self._cache) > max(self.CACHE_IMAGES, len(keys)):
             self._cache.popitem(last=False)

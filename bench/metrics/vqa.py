@@ -90,15 +90,22 @@ class _Judge:
         return torch.softmax(logits, dim=-1)[:, self.answer_id].cpu()  # (B,) P(answer)
 
 
+def load_judge(metric: str, options: VQAOptions) -> _Judge | None:
+    """The judge of options.model (None when no model is given: the metric reports "unavailable")."""
+    if not options.model:
+        return None
+    folder = Path(options.model).expanduser()
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"{metric} model={folder} is not a Hugging Face model folder (no config.json)")
+    return _Judge(folder, options)
+
+
 class VQAScore:
     name = "vqascore"
 
     def __init__(self, options: Mapping[str, Any] | None = None, *, cache_dir: Path | None = None):
         self.options = parse_options(VQAOptions, options, self.name)
-        folder = Path(self.options.model).expanduser() if self.options.model else None
-        if folder is not None and not (folder / "config.json").is_file():
-            raise FileNotFoundError(f"vqascore model={folder} is not a Hugging Face model folder (no config.json)")
-        self.judge = _Judge(folder, self.options) if folder is not None else None
+        self.judge = load_judge(self.name, self.options)
         self.scores: KeyedStates[SumCount] = KeyedStates(SumCount)
 
     def update(self, images: Sequence[ScoredImage]) -> list[dict[str, float]]:
@@ -161,12 +168,8 @@ class VQAQuestions:
         from drawbench.suites import geneval_metadata, geneval_questions
 
         self.options = parse_options(QuestionOptions, options, self.name)
-        folder = Path(self.options.model).expanduser() if self.options.model else None
-        if folder is not None and not (folder / "config.json").is_file():
-            raise FileNotFoundError(f"vqa_questions model={folder} is not a Hugging Face model folder (no config.json)")
-        judge_options = VQAOptions(model=self.options.model, answer=self.options.answer, batch_size=self.options.batch_size,
-                                   device=self.options.device)
-        self.judge = _Judge(folder, judge_options) if folder is not None else None
+        self.judge = load_judge(self.name, VQAOptions(model=self.options.model, answer=self.options.answer,
+                                                      batch_size=self.options.batch_size, device=self.options.device))
         meta = geneval_metadata()
         self.questions = {str(i): geneval_questions(inc) for i, inc in zip(meta["id"], meta["include"])}
         self.scores: KeyedStates[SumCount] = KeyedStates(SumCount)

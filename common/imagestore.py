@@ -9,19 +9,19 @@ from pathlib import Path
 
 import pandas as pd
 
+from common.runs import PromptRef
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
 
 @dataclass(frozen=True)
 class ImageRecord:
-    model: str
-    prompt_set: str
-    prompt_id: str
-    category: str
-    prompt: str
-    sample: int
+    """One image on disk and the prompt it is of."""
+
+    model: str  # the run's cell id, or the name of a folder of images
+    ref: PromptRef
     path: Path  # absolute
-    seed: int | None = None
+    seed: int | None = None  # None where unknown (a folder of images)
 
 
 def open_image(path: str | Path):
@@ -64,8 +64,7 @@ def read_run(run_dir: str | Path, cell_id: str | None = None) -> list[ImageRecor
             raise ValueError(f"cell {cell_id!r} not in {run}; cells: {', '.join(sorted(set(df.cell_id)))}")
         df = df[df.cell_id == cell_id]
     return [
-        ImageRecord(model=str(r.cell_id), prompt_set=str(r.prompt_set), prompt_id=str(r.prompt_id), category=str(r.category),
-                    prompt=str(r.prompt), sample=int(r.sample), path=(run / r.path).resolve(), seed=int(r.seed))
+        ImageRecord(model=str(r.cell_id), ref=PromptRef.of(r), path=(run / r.path).resolve(), seed=int(r.seed))
         for r in df.itertuples()
     ]
 
@@ -106,8 +105,8 @@ def read_coco(root: str | Path, prompts: pd.DataFrame, prompt_set: str = "coco")
         raise ValueError(f"COCO folder {root}: {len(missing)} of {len(prompts)} prompts have no image there "
                          f"(e.g. id {missing[0]}{f', {files[missing[0]].name}' if missing[0] in files else ''})")
     model = f"coco-{name}" if name != "coco" else "coco"
-    return [ImageRecord(model=model, prompt_set=prompt_set, prompt_id=str(i), category=str(c), prompt=str(p), sample=0,
-                        path=files[str(i)].resolve()) for i, c, p in zip(prompts["id"], prompts["category"], prompts["prompt"])]
+    return [ImageRecord(model=model, ref=PromptRef(prompt_set, str(i), str(c), str(p), 0), path=files[str(i)].resolve())
+            for i, c, p in zip(prompts["id"], prompts["category"], prompts["prompt"])]
 
 
 COCO_NAME = re.compile(r"COCO_(?:train|val|test)20\d\d_(\d{12})")  # official MS-COCO 2014 file names
@@ -136,8 +135,8 @@ def read_folder(folder: str | Path, prompts: pd.DataFrame, model: str | None = N
             raise ValueError(f"{folder}: {seen[key]} and {f.name} are both prompt {pid} sample {key[1]}; keep one")
         seen[key] = f.name
         prompt, category = by_id[pid]
-        records.append(ImageRecord(model=model or folder.name, prompt_set=prompt_set, prompt_id=pid, category=category,
-                                   prompt=prompt, sample=int(m.group(2) or 0), path=f.resolve()))
+        records.append(ImageRecord(model=model or folder.name, ref=PromptRef(prompt_set, pid, str(category), str(prompt), key[1]),
+                                   path=f.resolve()))
     if unknown:
         raise ValueError(f"{folder}: {len(unknown)} images match no prompt id of {prompts.attrs.get('source', 'the prompt set')} "
                          f"(e.g. {unknown[0]}); name them <prompt id>.<ext>")

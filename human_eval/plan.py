@@ -87,10 +87,10 @@ def items_for(protocol: Protocol, a: dict[str, list[ImageRecord]], b: dict[str, 
         if protocol.layout == "single":
             for side, recs in (("a", ra), ("b", rb)) if rb else (("", ra),):
                 out[f"{pid}/{side}" if side else pid] = Item(
-                    prompt_id=pid, category=recs[0].category, caption=recs[0].prompt, model_a=recs[0].model, model_b="",
+                    prompt_id=pid, category=recs[0].ref.category, caption=recs[0].ref.prompt, model_a=recs[0].model, model_b="",
                     paths_a=tuple(r.path for r in recs), paths_b=())
             continue
-        out[pid] = Item(prompt_id=pid, category=ra[0].category, caption=ra[0].prompt, model_a=ra[0].model,
+        out[pid] = Item(prompt_id=pid, category=ra[0].ref.category, caption=ra[0].ref.prompt, model_a=ra[0].model,
                         model_b=rb[0].model if rb else "", paths_a=tuple(r.path for r in ra), paths_b=tuple(r.path for r in rb))
     return out
 

@@ -81,7 +81,7 @@ def read_source(source: Source, prompts: pd.DataFrame, prompt_set: str) -> list[
     """The source's images for the given prompts (other prompts' images are ignored)."""
     if source.kind == "run":
         cell = select_cell(source) if source.cell and "=" in source.cell else source.cell
-        records = [r for r in read_run(source.path, cell) if r.prompt_set == prompt_set]
+        records = [r for r in read_run(source.path, cell) if r.ref.prompt_set == prompt_set]
         cells = sorted({r.model for r in records})  # a run record's model is its cell id
         if len(cells) > 1:  # one side of a study is one model at one setting, never a mix of cells
             raise ValueError(f"{source.spec}: the run has {len(cells)} cells with {prompt_set} images; choose one as "
@@ -100,7 +100,7 @@ def read_source(source: Source, prompts: pd.DataFrame, prompt_set: str) -> list[
     wanted = {str(i) for i in prompts["id"]}
     category = dict(zip(prompts["id"].astype(str), prompts["category"].astype(str)))
     # the study's prompt set decides each prompt's category (a run's manifest says "coco" for every caption)
-    chosen = [replace(r, category=category[r.prompt_id]) for r in records if r.prompt_id in wanted]
+    chosen = [replace(r, ref=replace(r.ref, category=category[r.ref.prompt_id])) for r in records if r.ref.prompt_id in wanted]
     if not chosen:
         raise ValueError(f"{source.spec}: no images for the chosen prompts ({len(wanted)} {prompt_set} prompts)")
     return chosen
@@ -136,10 +136,10 @@ def by_prompt(records: list[ImageRecord], images_per_set: int, source: str = "so
     """prompt id -> exactly `images_per_set` records (the first ones in sample order). A prompt with
     fewer is refused, naming it: a set of fewer images is not the design the study says it has."""
     out: dict[str, list[ImageRecord]] = {}
-    for r in sorted(records, key=lambda r: (r.prompt_id, r.sample)):
-        out.setdefault(r.prompt_id, [])
-        if len(out[r.prompt_id]) < images_per_set:
-            out[r.prompt_id].append(r)
+    for r in sorted(records, key=lambda r: (r.ref.prompt_id, r.ref.sample)):
+        out.setdefault(r.ref.prompt_id, [])
+        if len(out[r.ref.prompt_id]) < images_per_set:
+            out[r.ref.prompt_id].append(r)
     short = {pid: len(recs) for pid, recs in out.items() if len(recs) < images_per_set}
     if short:
         first = ", ".join(f"{pid} ({k})" for pid, k in sorted(short.items())[:5])

@@ -23,7 +23,7 @@ def simulated_ratings(folders, preference: float, seed: int):
     records = {Path(f).name: read_folder(f, prompts, model=Path(f).name) for f in folders}
     if len(records) != 2:
         raise ValueError("--simulate-ratings needs two folders with different names")
-    shared = set.intersection(*({r.prompt_id for r in recs} for recs in records.values()))
+    shared = set.intersection(*({r.ref.prompt_id for r in recs} for recs in records.values()))
     rated = prompts[prompts["id"].astype(str).isin(shared)].reset_index(drop=True)
     if rated.empty:
         raise ValueError(f"{folders[0]} and {folders[1]} share no DrawBench prompt ids")

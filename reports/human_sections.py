@@ -137,19 +137,19 @@ def gallery_section(images: dict[str, list[ImageRecord]], answers: pd.DataFrame,
             break
     else:
         return None
-    by_b = {r.prompt_id: r for r in images[model_b]}
+    by_b = {r.ref.prompt_id: r for r in images[model_b]}
     first_per_category: dict[str, ImageRecord] = {}
-    for record in sorted(images[model_a], key=lambda r: (r.category, _numeric(r.prompt_id))):
-        if record.prompt_id in by_b and record.category not in first_per_category:
-            first_per_category[record.category] = record
+    for record in sorted(images[model_a], key=lambda r: (r.ref.category, _numeric(r.ref.prompt_id))):
+        if record.ref.prompt_id in by_b and record.ref.category not in first_per_category:
+            first_per_category[record.ref.category] = record
     (stage / "images").mkdir(exist_ok=True)
     shown = []
     for category, record in first_per_category.items():
-        for model, rec in ((model_a, record), (model_b, by_b[record.prompt_id])):
-            name = f"images/{file_slug(model)}-{file_slug(rec.prompt_id)}.png"
+        for model, rec in ((model_a, record), (model_b, by_b[record.ref.prompt_id])):
+            name = f"images/{file_slug(model)}-{file_slug(rec.ref.prompt_id)}.png"
             with PILImage.open(rec.path) as im:
                 im.convert("RGB").resize((THUMBNAIL, THUMBNAIL)).save(stage / name)
-            shown.append(Image(name, f"{category} #{rec.prompt_id} {model}: {rec.prompt[:60]}"))
+            shown.append(Image(name, f"{category} #{rec.ref.prompt_id} {model}: {rec.ref.prompt[:60]}"))
     return Section(f"Examples: {model_a} (left) vs {model_b} (right)", [Gallery(tuple(shown))])
 
 

@@ -53,14 +53,14 @@ def overview_sections(runs: list[Path], stage: Path, level: float = 0.95) -> lis
 
 
 def _gallery(runs: list[Path], stage: Path) -> Section | None:
-    records = [(f"{Path(run).resolve().name}/", r) for run in runs for r in read_run(run) if r.sample == 0]
+    records = [(f"{Path(run).resolve().name}/", r) for run in runs for r in read_run(run) if r.ref.sample == 0]
     if not records:
         return None
     cells = pd.concat([pd.read_parquet(Path(run) / "cells.parquet").assign(prefix=f"{Path(run).resolve().name}/") for run in runs])
     names = {(row.prefix, row.cell_id): row.prefix + str(getattr(row, "name", row.cell_id)) for row in cells.itertuples()}
     by_cell: dict[str, dict[tuple[str, str], object]] = {}
     for prefix, r in records:
-        by_cell.setdefault(names.get((prefix, r.model), prefix + r.model), {})[(r.prompt_set, r.prompt_id)] = r
+        by_cell.setdefault(names.get((prefix, r.model), prefix + r.model), {})[(r.ref.prompt_set, r.ref.prompt_id)] = r
     shared = set.intersection(*(set(v) for v in by_cell.values()))
     chosen = sorted(shared, key=lambda k: (k[0], (0, int(k[1])) if k[1].isdigit() else (1, k[1])))[:GALLERY_PROMPTS]
     if not chosen:
@@ -73,5 +73,5 @@ def _gallery(runs: list[Path], stage: Path) -> Section | None:
             name = f"images/overview-{file_slug(entry)}-{file_slug(key[1])}.png"
             with PILImage.open(rec.path) as im:
                 im.convert("RGB").resize((THUMBNAIL, THUMBNAIL)).save(stage / name)
-            shown.append(Image(name, f"{entry} #{rec.prompt_id}: {rec.prompt[:50]}"))
+            shown.append(Image(name, f"{entry} #{rec.ref.prompt_id}: {rec.ref.prompt[:50]}"))
     return Section(f"The same {len(chosen)} prompts in every cell (first sample)", [Gallery(tuple(shown))])

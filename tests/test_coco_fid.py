@@ -57,4 +57,4 @@ def test_image_folders_with_official_coco_names(tmp_path):
     coco = make_coco(tmp_path / "coco", n=3)
     prompts = pd.DataFrame({"id": ["100", "137", "174"], "prompt": ["a", "b", "c"], "category": ["coco"] * 3})
     records = read_folder(coco / "val2014", prompts, prompt_set="coco")
-    assert sorted(r.prompt_id for r in records) == ["100", "137", "174"] and {r.sample for r in records} == {0}
+    assert sorted(r.ref.prompt_id for r in records) == ["100", "137", "174"] and {r.ref.sample for r in records} == {0}

@@ -13,6 +13,7 @@ from bench.metrics import build_metric
 from bench.metrics.base import ScoredImage
 from bench.metrics.features import FeatureConfig, shared_extractor
 from bench.metrics.stats import cmmd, frechet_distance, gaussian_mmd2_unbiased
+from common.runs import PromptRef
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -49,7 +50,7 @@ def _folder(path, images):
 
 
 def _scored(images, cell="c"):
-    return [ScoredImage(cell, "p", str(i), "x", "prompt", 0, im) for i, im in enumerate(images)]
+    return [ScoredImage(cell, PromptRef("p", str(i), "x", "prompt", 0), im) for i, im in enumerate(images)]
 
 
 def _direct(space: str, folder, images) -> np.ndarray:

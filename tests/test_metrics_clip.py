@@ -12,6 +12,7 @@ from PIL import Image
 
 from bench.metrics import ScoredImage, build_metric
 from bench.metrics.clip_score import UNAVAILABLE
+from common.runs import PromptRef
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +53,7 @@ def test_clip_score_equals_hand_computation(tiny_clip):
     prompts = ["a red cube", "two dogs on a sofa", "x" * 30 + " " + "y " * 60]  # the last is > 77 tokens
     ims = _images(3)
     m = build_metric("clip_score", {"model": str(tiny_clip), "batch_size": 2})
-    per_image = m.update([ScoredImage("c1", "t", str(i), "cat", p, 0, im) for i, (p, im) in enumerate(zip(prompts, ims))])
+    per_image = m.update([ScoredImage("c1", PromptRef("t", str(i), "cat", p, 0), im) for i, (p, im) in enumerate(zip(prompts, ims))])
 
     model = CLIPModel.from_pretrained(tiny_clip).eval()
     tok = CLIPTokenizer.from_pretrained(tiny_clip)
@@ -76,7 +77,7 @@ def test_clip_score_equals_hand_computation(tiny_clip):
 
 def test_without_weights_reports_unavailable():
     m = build_metric("clip_score")
-    assert m.update([ScoredImage("c1", "t", "1", "cat", "a cat", 0, _images(1)[0])]) == [{}]
+    assert m.update([ScoredImage("c1", PromptRef("t", "1", "cat", "a cat", 0), _images(1)[0])]) == [{}]
     (res,) = m.compute()
     assert res.value is None and res.n == 1 and res.details["unavailable"] == UNAVAILABLE
 

@@ -19,6 +19,7 @@ from bench.metrics.features import FeatureConfig, FeatureExtractor
 from bench.metrics.fid import FID, KID
 from bench.metrics.reference import read_stats_file
 from bench.metrics.stats import feature_stats, frechet_distance, kernel_inception_distance
+from common.runs import PromptRef
 
 DIM = 16
 SIZE = 299  # images already at the Inception size, so no resize differs between pipelines
@@ -61,7 +62,7 @@ def images(n: int, seed: int, bright: int = 0) -> list[np.ndarray]:
 
 
 def scored(ims: list[np.ndarray], cell: str = "a") -> list[ScoredImage]:
-    return [ScoredImage(cell, "test", str(i), "c", "p", 0, im) for i, im in enumerate(ims)]
+    return [ScoredImage(cell, PromptRef("test", str(i), "c", "p", 0), im) for i, im in enumerate(ims)]
 
 
 def write_folder(folder: Path, ims: list[np.ndarray]) -> Path:

@@ -12,6 +12,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from bench.metrics import ScoredImage, build_metric
 from bench.metrics.ocr import levenshtein, quoted_text, similarity
+from common.runs import PromptRef
 from drawbench import load_drawbench
 
 
@@ -58,9 +59,9 @@ def render(text: str) -> np.ndarray:
 def test_rapidocr_reads_a_clean_render():
     prompt = "A sign that says 'Hello World'."
     m = build_metric("ocr")
-    images = [ScoredImage("good", "drawbench", "187", "Text", prompt, 0, render("Hello World")),
-              ScoredImage("bad", "drawbench", "187", "Text", prompt, 0, render("Pizza Cafe")),
-              ScoredImage("bad", "drawbench", "1", "Colors", "A red colored car.", 0, render("Hello World"))]
+    images = [ScoredImage("good", PromptRef("drawbench", "187", "Text", prompt, 0), render("Hello World")),
+              ScoredImage("bad", PromptRef("drawbench", "187", "Text", prompt, 0), render("Pizza Cafe")),
+              ScoredImage("bad", PromptRef("drawbench", "1", "Colors", "A red colored car.", 0), render("Hello World"))]
     per_image = m.update(images)
     assert per_image[0]["ocr_score"] >= 0.95
     assert per_image[1]["ocr_score"] < 0.5

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bench.metrics import ScoredImage, build_metric
+from common.runs import PromptRef
 
 shapes = pytest.importorskip("drawbench.shapes", reason="drawbench.shapes (the shapes world) is not importable")
 if not hasattr(shapes, "verify") or not hasattr(shapes, "accuracy"):
@@ -28,23 +29,23 @@ def items():
 
 def test_matches_drawbench_accuracy(items):
     # cell "true": each render with its own caption; cell "swapped": with the next item's caption
-    true = [ScoredImage("true", "shapes", str(i), "x", cap, 0, im) for i, (im, cap) in enumerate(items)]
-    swapped = [ScoredImage("swapped", "shapes", str(i), "x", items[(i + 1) % N][1], 0, im) for i, (im, _) in enumerate(items)]
+    true = [ScoredImage("true", PromptRef("shapes", str(i), "x", cap, 0), im) for i, (im, cap) in enumerate(items)]
+    swapped = [ScoredImage("swapped", PromptRef("shapes", str(i), "x", items[(i + 1) % N][1], 0), im) for i, (im, _) in enumerate(items)]
     m = build_metric("shapes_verifier")
     per_image = m.update(true + swapped)
     got = {(r.cell_id, r.metric): r for r in m.compute()}
     for cell, imgs in (("true", true), ("swapped", swapped)):
-        ref = shapes.accuracy([shapes.verify(s.image, s.prompt) for s in imgs])
+        ref = shapes.accuracy([shapes.verify(s.image, s.ref.prompt) for s in imgs])
         assert got[(cell, "shapes_accuracy")].value == pytest.approx(ref["overall"]["prompt_accuracy"])
         assert got[(cell, "shapes_claim_accuracy")].value == pytest.approx(ref["overall"]["claim_accuracy"])
         assert got[(cell, "shapes_accuracy")].n == N
         for cat in shapes.CATEGORIES:
             assert got[(cell, f"shapes_accuracy/{cat}")].value == pytest.approx(ref[cat]["prompt_accuracy"]), (cell, cat)
             assert got[(cell, f"shapes_accuracy/{cat}")].n == ref[cat]["n_prompts"]
-        groups = {g: [s for s in imgs if pair_group(parse_caption(s.prompt)) == g] for g in PAIR_GROUPS}
+        groups = {g: [s for s in imgs if pair_group(parse_caption(s.ref.prompt)) == g] for g in PAIR_GROUPS}
         assert len(groups["held-out"]) and len(groups["seen"])  # both present among the 8 test prompts
         for g, sub in groups.items():
-            ref = shapes.accuracy([shapes.verify(s.image, s.prompt) for s in sub])["overall"]
+            ref = shapes.accuracy([shapes.verify(s.image, s.ref.prompt) for s in sub])["overall"]
             assert got[(cell, f"shapes_accuracy/{g}")].value == pytest.approx(ref["prompt_accuracy"]), (cell, g)
             assert got[(cell, f"shapes_claim_accuracy/{g}")].n == len(sub)
     assert got[("true", "shapes_accuracy")].value >= 0.75  # the verifier accepts most ground-truth renders
@@ -55,7 +56,7 @@ def test_matches_drawbench_accuracy(items):
 def test_non_shapes_prompt_gets_no_value(items):
     m = build_metric("shapes_verifier", {"per_category": False})
     im = items[0][0]
-    assert m.update([ScoredImage("c", "drawbench", "1", "Colors", "A red colored car.", 0, im)]) == [{}]
+    assert m.update([ScoredImage("c", PromptRef("drawbench", "1", "Colors", "A red colored car.", 0), im)]) == [{}]
     assert m.compute() == []
     with pytest.raises(ValueError, match="allowed: per_category"):
         build_metric("shapes_verifier", {"per_categry": False})

@@ -11,6 +11,7 @@ from PIL import Image
 
 from bench.metrics import build_metric
 from bench.metrics.base import ScoredImage
+from common.runs import PromptRef
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -65,7 +66,7 @@ def _direct(folder, image: np.ndarray, prompt: str) -> float:
 def test_vqascore_is_p_yes_of_the_next_token(blip2):
     images, prompts = _images(3), ["a circle", "two squares", "a long red circle"]  # different lengths: padding in a batch
     metric = build_metric("vqascore", {"model": str(blip2), "batch_size": 3})
-    per_image = metric.update([ScoredImage("c", "p", str(i), "x", p, 0, im) for i, (im, p) in enumerate(zip(images, prompts))])
+    per_image = metric.update([ScoredImage("c", PromptRef("p", str(i), "x", p, 0), im) for i, (im, p) in enumerate(zip(images, prompts))])
     expected = [_direct(blip2, im, p) for im, p in zip(images, prompts)]
     assert [r["vqascore"] for r in per_image] == pytest.approx(expected, abs=1e-5)
     (result,) = metric.compute()
@@ -75,7 +76,7 @@ def test_vqascore_is_p_yes_of_the_next_token(blip2):
 
 def test_vqascore_without_a_model_says_how_to_supply_one(tmp_path):
     metric = build_metric("vqascore", {})
-    metric.update([ScoredImage("c", "p", "1", "x", "a circle", 0, _images(1)[0])])
+    metric.update([ScoredImage("c", PromptRef("p", "1", "x", "a circle", 0), _images(1)[0])])
     (result,) = metric.compute()
     assert result.value is None and result.n == 1 and result.details["unavailable"].startswith("unavailable: VQAScore needs a local")
     with pytest.raises(FileNotFoundError, match="is not a Hugging Face model folder"):
@@ -104,7 +105,7 @@ def test_vqa_questions_average_p_yes_over_each_prompts_questions(blip2):
     meta = geneval_metadata().set_index("id")
     ids, images = ["1", "354", "454"], _images(3)
     metric = build_metric("vqa_questions", {"model": str(blip2), "batch_size": 4})
-    per_image = metric.update([ScoredImage("c", "geneval", i, "x", meta.loc[i, "prompt"], 0, im) for i, im in zip(ids, images)])
+    per_image = metric.update([ScoredImage("c", PromptRef("geneval", i, "x", meta.loc[i, "prompt"], 0), im) for i, im in zip(ids, images)])
     processor, model = AutoProcessor.from_pretrained(blip2), AutoModelForImageTextToText.from_pretrained(blip2).eval()
     yes = processor.tokenizer("Yes", add_special_tokens=False)["input_ids"][0]
     for i, im, got in zip(ids, images, per_image):
@@ -118,4 +119,4 @@ def test_vqa_questions_average_p_yes_over_each_prompts_questions(blip2):
     names = [r.metric for r in metric.compute()]
     assert names == ["vqa_question_score", "vqa_all_questions"]
     with pytest.raises(ValueError, match="has no GenEval metadata"):
-        metric.update([ScoredImage("c", "drawbench", "99999", "x", "a cat", 0, images[0])])
+        metric.update([ScoredImage("c", PromptRef("drawbench", "99999", "x", "a cat", 0), images[0])])

@@ -15,6 +15,7 @@ diffusers = pytest.importorskip(
 torch = pytest.importorskip("torch")
 
 from bench.models import ImageRequest, Sampling, build_model, model_config  # noqa: E402
+from common.runs import PromptRef  # noqa: E402
 
 SIZE = 16  # unet sample_size 8 x vae scale factor 2
 
@@ -76,7 +77,7 @@ def model(pipeline_dir):
 
 def _requests(seeds, prompts=None):
     prompts = prompts or ["a red cube"] * len(seeds)
-    return [ImageRequest("drawbench", str(i), "Colors", p, 0, s) for i, (p, s) in enumerate(zip(prompts, seeds))]
+    return [ImageRequest(PromptRef("drawbench", str(i), "Colors", p, 0), s) for i, (p, s) in enumerate(zip(prompts, seeds))]
 
 
 def _pixels(img) -> np.ndarray:

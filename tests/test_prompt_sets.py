@@ -163,4 +163,4 @@ def test_a_study_reads_a_folder_of_all_parti_images_for_some_prompts(tmp_path):
         (tmp_path / n).write_bytes(b"")
     prompts, name = load_prompts("parti:categories=Abstract")
     records = read_source(parse_source(f"folder:{tmp_path}"), prompts, name)
-    assert [(r.prompt_id, r.category, r.prompt) for r in records] == [("1", "Abstract", "bond"), ("2", "Abstract", "element")]
+    assert [(r.ref.prompt_id, r.ref.category, r.ref.prompt) for r in records] == [("1", "Abstract", "bond"), ("2", "Abstract", "element")]

@@ -11,17 +11,15 @@ import numpy as np
 import torch
 import torchmetrics
 
+from common.runs import PromptRef
+
 
 @dataclass(frozen=True)
 class ScoredImage:
     """One generated image with its prompt."""
 
     cell_id: str
-    prompt_set: str
-    prompt_id: str
-    category: str
-    prompt: str
-    sample: int
+    ref: PromptRef
     image: np.ndarray  # (H, W, 3) uint8
 
 

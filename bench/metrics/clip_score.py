@@ -116,7 +116,7 @@ class CLIPScore:
 
     def update(self, images: Sequence[ScoredImage]) -> list[dict[str, float]]:
         for im in images:
-            check_image(im.image, f"clip_score cell {im.cell_id} prompt {im.prompt_id}")
+            check_image(im.image, f"clip_score cell {im.cell_id} prompt {im.ref.prompt_id}")
         if self.backend is None:
             for im in images:  # keep counts so n is right even when the value is unavailable
                 self.scores[im.cell_id].update([])
@@ -126,7 +126,7 @@ class CLIPScore:
         bs = self.options.batch_size
         for i in range(0, len(images), bs):
             chunk = images[i : i + bs]
-            prompts = [im.prompt for im in chunk]
+            prompts = [im.ref.prompt for im in chunk]
             cut = [float(n > self.backend.max_tokens) for n in self.backend.token_lengths(prompts)]
             scores = clip_score(*self.backend.embed([im.image for im in chunk], prompts))  # (B,)
             for im, s, c in zip(chunk, scores, cut):

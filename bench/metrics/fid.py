@@ -109,7 +109,7 @@ class _FeatureMetric:
 
     def update(self, images: Sequence[ScoredImage]) -> list[dict[str, float]]:
         for im in images:
-            check_image(im.image, f"{self.name} cell {im.cell_id} prompt {im.prompt_id} sample {im.sample}")
+            check_image(im.image, f"{self.name} cell {im.cell_id} prompt {im.ref.prompt_id} sample {im.ref.sample}")
         if self.unavailable:
             for im in images:
                 self.unavailable_counts[im.cell_id] = self.unavailable_counts.get(im.cell_id, 0) + 1

@@ -95,8 +95,8 @@ class OCRScore:
     def update(self, images: Sequence[ScoredImage]) -> list[dict[str, float]]:
         out: list[dict[str, float]] = []
         for im in images:
-            check_image(im.image, f"ocr cell {im.cell_id} prompt {im.prompt_id}")
-            expected = quoted_text(im.prompt)
+            check_image(im.image, f"ocr cell {im.cell_id} prompt {im.ref.prompt_id}")
+            expected = quoted_text(im.ref.prompt)
             state = self.scores[im.cell_id]  # created even if no prompt has text: the cell is reported
             if expected is None:
                 out.append({})  # no text asked for: no value (not 0)

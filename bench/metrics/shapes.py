@@ -40,17 +40,17 @@ class ShapesVerifier:
     def update(self, images: Sequence[ScoredImage]) -> list[dict[str, float]]:
         out: list[dict[str, float]] = []
         for im in images:
-            where = f"shapes_verifier cell {im.cell_id} prompt {im.prompt_id} sample {im.sample}"
+            where = f"shapes_verifier cell {im.cell_id} prompt {im.ref.prompt_id} sample {im.ref.sample}"
             check_image(im.image, where)
             self.skipped[im.cell_id].update([])  # the cell is known even if every prompt is skipped
             try:
-                parsed = self._parse(im.prompt)
+                parsed = self._parse(im.ref.prompt)
             except ValueError:
                 self.skipped[im.cell_id].update([1.0])
                 out.append({})  # not a shapes caption: no value (not 0)
                 continue
             try:
-                v = self._verify(im.image, im.prompt)
+                v = self._verify(im.image, im.ref.prompt)
             except ValueError as e:
                 raise ValueError(f"{where}: {e}") from None
             passed = [float(ok) for _, ok in v.claims]  # one 0/1 per claim

@@ -110,7 +110,7 @@ class VQAScore:
 
     def update(self, images: Sequence[ScoredImage]) -> list[dict[str, float]]:
         for im in images:
-            check_image(im.image, f"vqascore cell {im.cell_id} prompt {im.prompt_id}")
+            check_image(im.image, f"vqascore cell {im.cell_id} prompt {im.ref.prompt_id}")
         if self.judge is None:
             for im in images:
                 self.scores[im.cell_id].update([0.0])  # counts the images; no value is reported
@@ -119,7 +119,7 @@ class VQAScore:
         bs = self.options.batch_size
         for i in range(0, len(images), bs):
             chunk = images[i : i + bs]
-            questions = [self.options.question.format(prompt=im.prompt) for im in chunk]
+            questions = [self.options.question.format(prompt=im.ref.prompt) for im in chunk]
             for im, s in zip(chunk, self.judge.p_answer([im.image for im in chunk], questions)):
                 self.scores[im.cell_id].update(s.double().reshape(1))
                 out.append({"vqascore": float(s)})
@@ -177,15 +177,15 @@ class VQAQuestions:
 
     def update(self, images: Sequence[ScoredImage]) -> list[dict[str, float]]:
         for im in images:
-            check_image(im.image, f"vqa_questions cell {im.cell_id} prompt {im.prompt_id}")
-            if im.prompt_id not in self.questions:
-                raise ValueError(f"vqa_questions: prompt {im.prompt_id} of prompt set {im.prompt_set!r} has no GenEval metadata; "
+            check_image(im.image, f"vqa_questions cell {im.cell_id} prompt {im.ref.prompt_id}")
+            if im.ref.prompt_id not in self.questions:
+                raise ValueError(f"vqa_questions: prompt {im.ref.prompt_id} of prompt set {im.ref.prompt_set!r} has no GenEval metadata; "
                                  "score the geneval prompt set only (the metric's prompt_sets)")
         if self.judge is None:
             for im in images:
                 self.scores[im.cell_id].update([0.0])
             return [{} for _ in images]
-        pairs = [(k, q) for k, im in enumerate(images) for q in self.questions[im.prompt_id]]  # (image index, question)
+        pairs = [(k, q) for k, im in enumerate(images) for q in self.questions[im.ref.prompt_id]]  # (image index, question)
         p_yes = torch.cat([self.judge.p_answer([images[k].image for k, _ in pairs[i : i + self.options.batch_size]],
                                                [q for _, q in pairs[i : i + self.options.batch_size]])
                            for i in range(0, len(pairs), self.options.batch_size)])

@@ -12,7 +12,7 @@ from typing import Iterator, Protocol, Sequence
 import numpy as np
 import pandas as pd
 
-from common.runs import SAMPLING_AXES  # noqa: F401  (each field of Sampling is one axis)
+from common.runs import SAMPLING_AXES, PromptRef  # noqa: F401  (each field of Sampling is one axis)
 
 
 @dataclass(frozen=True)
@@ -29,11 +29,9 @@ class Sampling:
 
 @dataclass(frozen=True)
 class ImageRequest:
-    prompt_set: str
-    prompt_id: str
-    category: str
-    prompt: str
-    sample: int
+    """One image a model is asked to make."""
+
+    ref: PromptRef
     seed: int  # -1 when unknown (precomputed images)
 
 

@@ -62,7 +62,7 @@ class DiffusersModel:
         size = {k: v for k, v in (("height", self.config.height), ("width", self.config.width)) if v is not None}
         for i in range(0, len(requests), bs):
             batch = requests[i : i + bs]
-            out = self.pipe(prompt=[r.prompt for r in batch], num_inference_steps=sampling.steps, guidance_scale=sampling.guidance,
+            out = self.pipe(prompt=[r.ref.prompt for r in batch], num_inference_steps=sampling.steps, guidance_scale=sampling.guidance,
                             generator=[torch.Generator().manual_seed(r.seed) for r in batch], output_type="np", **size)
             for im in np.asarray(out.images):  # (B, H, W, 3) float in [0, 1]
                 yield encode_png((im * 255).round().clip(0, 255).astype(np.uint8))

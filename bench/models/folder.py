@@ -40,7 +40,7 @@ class FolderModel:
         # read_folder rejects files matching no prompt id, so map against the set's full frame
         # (all 200 DrawBench prompts, say) and select the requested subset afterwards
         records = read_folder(self.path, load_prompt_set(source), model=self.name, prompt_set=prompt_set)
-        files = self._files[prompt_set] = {(r.prompt_id, r.sample): r.path for r in records}
+        files = self._files[prompt_set] = {(r.ref.prompt_id, r.ref.sample): r.path for r in records}
         missing = [f"{pid}" + (f"_{s}" if s else "") for pid in prompts["id"] for s in range(samples) if (str(pid), s) not in files]
         if missing:
             raise ValueError(
@@ -55,6 +55,6 @@ class FolderModel:
 
     def generate(self, sampling: Sampling, requests: Sequence[ImageRequest]) -> Iterator[GeneratedImage]:
         for r in requests:
-            path = self._files[r.prompt_set][(r.prompt_id, r.sample)]  # check() ran at cell expansion
+            path = self._files[r.ref.prompt_set][(r.ref.prompt_id, r.ref.sample)]  # check() ran at cell expansion
             w, h = self._sizes[path]  # and decoded every file it maps
             yield GeneratedImage(path.read_bytes(), path.suffix.lower(), w, h)

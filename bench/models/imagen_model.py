@@ -127,6 +127,6 @@ class ImagenModel:
         bs = self.config.batch_size
         for i in range(0, len(requests), bs):
             batch = requests[i : i + bs]
-            images = self.pipeline()([r.prompt for r in batch], [r.seed for r in batch], settings)
+            images = self.pipeline()([r.ref.prompt for r in batch], [r.seed for r in batch], settings)
             for im in images:
                 yield encode_png(im.numpy())

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 import pandas as pd
 
 from bench.models import ImageRequest, Sampling
-from common.runs import CELL_AXES, SAMPLING_AXES  # noqa: F401  (the run-folder contract's axes)
+from common.runs import CELL_AXES, SAMPLING_AXES, PromptRef  # noqa: F401  (the run-folder contract's axes)
 
 from .spec import Grid, SweepSpec
 
@@ -112,7 +112,7 @@ def image_seed(seed: int | None, prompt_set: str, prompt_id: str, sample: int) -
 def requests_for(cell: Cell, prompts: pd.DataFrame, samples: int, fixed_seed: int = -1) -> list[ImageRequest]:
     """The cell's images in a stable order (prompt order, then sample)."""
     return [
-        ImageRequest(cell.prompt_set, str(r.id), str(r.category), str(r.prompt), k,
+        ImageRequest(PromptRef(cell.prompt_set, str(r.id), str(r.category), str(r.prompt), k),
                      image_seed(cell.seed, cell.prompt_set, str(r.id), k) if cell.seed is not None else fixed_seed)
         for r in prompts.itertuples() for k in range(samples)
     ]
@@ -120,8 +120,8 @@ def requests_for(cell: Cell, prompts: pd.DataFrame, samples: int, fixed_seed: in
 
 def image_relpath(cell: Cell, req: ImageRequest, suffix: str) -> str:
     """Contract 1: images/<cell_id>/<prompt_set>-<prompt_id>-<sample><suffix>."""
-    pid = re.sub(r"[^A-Za-z0-9._-]+", "_", req.prompt_id)
-    return f"images/{cell.cell_id}/{req.prompt_set}-{pid}-{req.sample}{suffix}"
+    pid = re.sub(r"[^A-Za-z0-9._-]+", "_", req.ref.prompt_id)
+    return f"images/{cell.cell_id}/{req.ref.prompt_set}-{pid}-{req.ref.sample}{suffix}"
 
 
 def planned_images(spec: SweepSpec, axes_of: dict[str, tuple[str, ...]], prompt_counts: dict[str, int]) -> tuple[int, int]:

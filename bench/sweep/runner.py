@@ -113,7 +113,7 @@ def _run_sweep(spec, spec_bytes: bytes, prompts: dict, store: RunStore, cache_di
     done = store.records()
     world.barrier()  # every rank has read the same finished set before anyone appends
     mine = world.shard(units)
-    pending = [(c, reqs) for c, reqs in mine if any((c.cell_id, r.prompt_set, r.prompt_id, r.sample) not in done for r in reqs)]
+    pending = [(c, reqs) for c, reqs in mine if any((c.cell_id, *r.ref.key()) not in done for r in reqs)]
     generated = _generate(store, models, pending, done, progress and world.rank == 0, sum(len(r) for _, r in mine))
     world.barrier()
 
@@ -137,15 +137,14 @@ def _run_sweep(spec, spec_bytes: bytes, prompts: dict, store: RunStore, cache_di
 
 def _generate(store: RunStore, models: dict, pending: list, done: dict, progress: bool, share: int) -> int:
     """Generate each unit whole; record only its images that are not recorded yet."""
-    missing = sum(1 for c, reqs in pending for r in reqs if (c.cell_id, r.prompt_set, r.prompt_id, r.sample) not in done)
+    missing = sum(1 for c, reqs in pending for r in reqs if (c.cell_id, *r.ref.key()) not in done)
     bar = tqdm(total=share, initial=share - missing, desc="images", unit="img", disable=not progress, smoothing=0.1)
     n = 0
     for cell, reqs in pending:
         for req, img in zip(reqs, models[cell.model].generate(cell.sampling, reqs)):
-            if (cell.cell_id, req.prompt_set, req.prompt_id, req.sample) in done:
+            if (cell.cell_id, *req.ref.key()) in done:
                 continue
-            store.add_image({"cell_id": cell.cell_id, "model": cell.model, "prompt_set": req.prompt_set, "prompt_id": req.prompt_id,
-                             "category": req.category, "prompt": req.prompt, "sample": req.sample, "seed": req.seed,
+            store.add_image({"cell_id": cell.cell_id, "model": cell.model, **req.ref.row(), "seed": req.seed,
                              "path": image_relpath(cell, req, img.suffix), "sha256": hashlib.sha256(img.data).hexdigest(),
                              "width": img.width, "height": img.height}, img.data)
             n += 1
@@ -156,7 +155,7 @@ def _generate(store: RunStore, models: dict, pending: list, done: dict, progress
 
 def _write_manifest(store: RunStore, spec: SweepSpec, work: list) -> pd.DataFrame:
     records = store.records()
-    keys = [(c.cell_id, r.prompt_set, r.prompt_id, r.sample) for c, r in work]
+    keys = [(c.cell_id, *r.ref.key()) for c, r in work]
     missing = [k for k in keys if k not in records]
     if missing:
         raise RuntimeError(f"{len(missing)} images are not recorded after generation (first: {missing[0]}); rerun the sweep to finish them")

@@ -15,6 +15,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from common.files import write_json_atomic
+from common.runs import PROMPT_KEY_COLUMNS, PromptRef
 
 from .distributed import World
 from .spec import MetricSpec
@@ -49,7 +50,7 @@ def _load(run: Path, rows: pd.DataFrame):
     for r in rows.itertuples():
         with Image.open(run / r.path) as im:
             arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
-        out.append(ScoredImage(r.cell_id, r.prompt_set, str(r.prompt_id), r.category, r.prompt, int(r.sample), arr))
+        out.append(ScoredImage(r.cell_id, PromptRef.of(r), arr))
     return out
 
 
@@ -97,7 +98,7 @@ def score(store: RunStore, manifest: pd.DataFrame, cells: list[str], metrics: tu
             batch = rows.iloc[mine[i : i + BATCH]]
             values = metric.update(_load(store.root, batch))
             for r, vals in zip(batch.itertuples(), values):
-                per_image += [{"cell_id": cell, "prompt_set": r.prompt_set, "prompt_id": str(r.prompt_id), "sample": int(r.sample),
+                per_image += [{"cell_id": cell, **dict(zip(PROMPT_KEY_COLUMNS, PromptRef.of(r).key())),
                                "metric": name if m.label == m.name else f"{m.label}/{name}", "value": None if v is None else float(v)}
                               for name, v in vals.items()]
             bar.update(len(batch))

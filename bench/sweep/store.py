@@ -20,10 +20,11 @@ from pathlib import Path
 import pandas as pd
 
 from common.files import python_process_alive, sha256_file, write_bytes_atomic, write_json_atomic, write_parquet_atomic
+from common.runs import PROMPT_REF_COLUMNS, PromptRef
 from imagen.checkpoint import config_diff
 
 LOCK_FILE = ".lock"  # held (flock) by the sweep using the folder; its text names the holder
-MANIFEST_COLUMNS = ["cell_id", "model", "prompt_set", "prompt_id", "category", "prompt", "sample", "seed", "path", "sha256", "width", "height"]
+MANIFEST_COLUMNS = ["cell_id", "model", *PROMPT_REF_COLUMNS, "seed", "path", "sha256", "width", "height"]
 
 
 class RunStore:
@@ -205,7 +206,7 @@ def _writer_alive(tmp: Path) -> bool:
 
 
 def record_key(rec: dict) -> tuple:
-    return (rec["cell_id"], rec["prompt_set"], str(rec["prompt_id"]), int(rec["sample"]))
+    return (rec["cell_id"], *PromptRef.of(rec).key())
 
 
 def _spec_diff(old: bytes, new: bytes) -> list[str]:

@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip install -c constraints.txt
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast system-deps clean perf-env perf
+.PHONY: install demo test test-fast system-deps clean perf-env perf gpu-check
 
 $(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -52,6 +52,10 @@ perf-env: $(PERF_STAMP)
 
 perf: $(STAMP) $(PERF_STAMP)
 	$(VENV)/bin/imagen-bench perf --out perf/
+
+# On a machine with a CUDA GPU: tests/test_cuda.py + perf on CUDA, into gpu-check/ (.ci/gpu-check says what)
+gpu-check:
+	bash .ci/gpu-check gpu-check
 
 clean:
 	rm -rf $(VENV) $(PERF_VENV) runs .pytest_cache

@@ -25,7 +25,7 @@ def add_parser(sub, name: str, help_text: str) -> None:
         p.add_argument("--steps", type=int, help="total optimisation steps (resumes up to this)")
         p.add_argument("--train-config", type=Path, help="JSON file of TrainConfig fields")
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one TrainConfig field")
-        p.add_argument("--t5", help="local Hugging Face T5 directory (preset 'paper')")
+        p.add_argument("--t5", help="local Hugging Face T5 directory: the preset's text encoder (the paper's is T5-XXL)")
         p.add_argument("--device", default="auto", help="auto (cuda if present) | cpu | cuda | cuda:N; under torchrun each rank "
                        "takes cuda:LOCAL_RANK (DDP over --set batch_size, the global batch)")
         p.set_defaults(func=run_train, dataset_kinds={})  # the shell adds "shapes" (imagen_bench.cli.WIRING)
@@ -55,6 +55,8 @@ def add_parser(sub, name: str, help_text: str) -> None:
         p.add_argument("--memory-format", default="auto", help="auto | channels_last | contiguous (auto: channels_last on CPU)")
         p.add_argument("--device", default="auto", help="auto (cuda if present) | cpu | cuda | cuda:N")
         p.add_argument("--deterministic", action="store_true", help="torch deterministic algorithms: bit-exact reruns on CUDA (slower)")
+        p.add_argument("--compile", default="off", help="off | default | reduce-overhead | max-autotune: torch.compile the U-Nets "
+                       "(pays only for long jobs: minutes of compilation first; docs/devices.md)")
         p.set_defaults(func=run_sample)
 
 
@@ -80,13 +82,11 @@ def train_config_from_args(args) -> TrainConfig:
 def run_train(args) -> int:
     from .checkpoint import save_cascade_index
     from .data import resolve_dataset
-    from .presets import get_preset, paper
+    from .presets import get_preset, with_t5
     from .text_encoders import CachedTextEncoder, encoder_placement, load_text_encoder
     from .train import Trainer
 
-    if args.t5 and args.preset != "paper":
-        raise ValueError(f"--t5 goes with --preset paper (preset {args.preset!r} uses {get_preset(args.preset).text_encoder.kind})")
-    cascade = paper(args.t5) if args.t5 else get_preset(args.preset)
+    cascade = with_t5(get_preset(args.preset), args.t5) if args.t5 else get_preset(args.preset)
     names = [s.name for s in cascade.stages]
     if args.stage != "all" and args.stage not in names:
         raise ValueError(f"stage {args.stage!r} is not in preset {args.preset!r}; choose one of {', '.join(names)}, all")
@@ -164,7 +164,7 @@ def run_sample(args) -> int:
     from .pipeline import CascadePipeline, Runtime
 
     rt = Runtime(device=args.device, precision=args.precision, memory_format=args.memory_format, batch_size=args.batch_size,
-                 deterministic=args.deterministic)
+                 deterministic=args.deterministic, compile=args.compile)
     device = rt.placement().device  # a wrong or absent device fails before anything loads
     ckpt = args.checkpoint or DEFAULT_CHECKPOINT
     if not ckpt.exists():
@@ -188,7 +188,8 @@ def run_sample(args) -> int:
     if clash:
         raise ValueError(f"{args.out} already has {clash[0]} (and {len(clash) - 1} more); choose another --out, nothing was overwritten")
     pipeline = CascadePipeline(cascade, rt)
-    print(f"sampling on {pipeline.placement.device} in {pipeline.placement.precision} ({pipeline.placement.reason})")
+    print(f"sampling on {pipeline.placement.device} in {pipeline.placement.precision} ({pipeline.placement.reason})"
+          + (f", U-Nets compiled ({rt.compile}): each stage's first batch includes the compilation" if rt.compile != "off" else ""))
     t0 = time.perf_counter()
     images = pipeline(prompts, seeds, settings)
     seconds = time.perf_counter() - t0
@@ -201,6 +202,7 @@ def run_sample(args) -> int:
         "text_encoder_fingerprint": cascade.text_encoder.fingerprint, "settings": {n: to_dict(s) for n, s in zip(names, settings)},
         "images": [{"file": f, "prompt": p, "seed": s} for f, p, s in zip(files, prompts, seeds)],
         "seconds": round(seconds, 2),
+        **({"compile_first_batch_seconds": pipeline.first_batch_seconds} if pipeline.first_batch_seconds else {}),
     }
     (args.out / "sample.json").write_text(json.dumps(record, indent=2) + "\n")
     print(f"wrote {len(files)} images ({images.shape[1]}x{images.shape[2]}) to {args.out} in {seconds:.1f}s")

@@ -18,6 +18,10 @@ T = TypeVar("T")
 # Run-time choices shared by sampling, sweeps, training and perf (resolved by imagen.device).
 PRECISIONS = ("auto", "bf16", "fp32")
 MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
+# torch.compile of the U-Nets: "off" (eager, the default everywhere) or a torch.compile mode
+# ("reduce-overhead" adds CUDA graphs: for small, launch-bound models on a GPU). imagen.device has
+# the measurements behind the default.
+COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
 
 
 def from_dict(cls: type[T], data: dict[str, Any]) -> T:

@@ -131,6 +131,23 @@ def tiny(text_embed_dim: int = 384) -> CascadeConfig:
     )
 
 
+def with_t5(cascade: CascadeConfig, t5_path: str) -> CascadeConfig:
+    """`cascade` conditioned on the T5 encoder in the local Hugging Face directory `t5_path`: every
+    U-Net's text width becomes the T5's d_model (4,096 for T5-XXL, as the paper preset has); the
+    preset's token length is kept. For `imagen-bench train --t5 DIR` with any preset."""
+    import json
+    from pathlib import Path
+
+    config = Path(t5_path).expanduser() / "config.json"
+    try:
+        d = int(json.loads(config.read_text())["d_model"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"--t5 {t5_path}: not a Hugging Face T5 directory (need config.json with d_model): {e}") from None
+    te = dataclasses.replace(cascade.text_encoder, kind="t5", path=str(t5_path))
+    stages = tuple(dataclasses.replace(s, unet=dataclasses.replace(s.unet, text_embed_dim=d)) for s in cascade.stages)
+    return dataclasses.replace(cascade, text_encoder=te, stages=stages)
+
+
 PRESETS: dict[str, Callable[[], CascadeConfig]] = {
     "paper": paper, "shapes": shapes, "tiny": tiny,
     # base ablations, each trained with init_from the shapes base (MODEL_CARD.md of the shapes weights)

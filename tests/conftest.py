@@ -26,6 +26,26 @@ def randomize_(module: torch.nn.Module, seed: int = 0, std: float = 0.05) -> tor
 
 
 @pytest.fixture(scope="session")
+def tiny_t5_dir(tmp_path_factory):
+    """A tiny random T5 encoder (d_model 32) saved as Hugging Face saves one, with a word-level
+    tokenizer built offline: the real format of a user's T5 directory."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast, T5Config, T5EncoderModel
+
+    words = "a red blue green circle square triangle on the left right of above below".split()
+    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, **{w: i + 3 for i, w in enumerate(words)}}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+    torch.manual_seed(0)
+    model = T5EncoderModel(T5Config(vocab_size=len(vocab), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4))
+    d = tmp_path_factory.mktemp("t5")
+    model.save_pretrained(d)
+    fast.save_pretrained(d)
+    return d
+
+
+@pytest.fixture(scope="session")
 def minilm():
     from imagen.config import TextEncoderConfig
     from imagen.text_encoders import CachedTextEncoder, load_text_encoder

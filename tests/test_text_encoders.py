@@ -7,24 +7,6 @@ from imagen.config import TextEncoderConfig
 from imagen.text_encoders import CachedTextEncoder, load_text_encoder
 
 
-@pytest.fixture(scope="module")
-def tiny_t5_dir(tmp_path_factory):
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast, T5Config, T5EncoderModel
-
-    words = "a red blue green circle square triangle on the left right of above below".split()
-    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, **{w: i + 3 for i, w in enumerate(words)}}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
-    torch.manual_seed(0)
-    model = T5EncoderModel(T5Config(vocab_size=len(vocab), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4))
-    d = tmp_path_factory.mktemp("t5")
-    model.save_pretrained(d)
-    fast.save_pretrained(d)
-    return d
-
-
 def test_t5_from_local_directory(tiny_t5_dir):
     enc = load_text_encoder(TextEncoderConfig(kind="t5", path=str(tiny_t5_dir), max_length=12))
     emb, mask = enc.encode(["a red circle", "a blue square to the left of a green triangle"])
@@ -55,3 +37,21 @@ def test_minilm_offline_default_and_disk_cache(minilm, tmp_path):
     assert again.encoded_count == 0
     assert torch.equal(b[0], a[2]) and torch.equal(b[1], a[0])
     torch.testing.assert_close(a[0], emb[0])
+
+
+def test_train_any_preset_on_a_local_t5(tiny_t5_dir, tmp_path, capsys):
+    """`train --t5 DIR` gives any preset that T5 as its text encoder, U-Nets as wide as its d_model."""
+    import json
+
+    from imagen.presets import get_preset, with_t5
+    from imagen_bench.cli import main
+
+    cfg = with_t5(get_preset("tiny"), str(tiny_t5_dir))
+    assert cfg.text_encoder.kind == "t5" and cfg.text_encoder.max_length == get_preset("tiny").text_encoder.max_length
+    assert {s.unet.text_embed_dim for s in cfg.stages} == {32}
+    assert main(["train", "--preset", "tiny", "--stage", "base", "--data", "toy", "--t5", str(tiny_t5_dir), "--device", "cpu",
+                 "--steps", "2", "--set", "batch_size=4", "--out", str(tmp_path / "ckpt")]) == 0
+    saved = json.loads((tmp_path / "ckpt" / "base" / "config.json").read_text())
+    assert saved["text_encoder"]["kind"] == "t5" and saved["stage"]["unet"]["text_embed_dim"] == 32
+    assert main(["train", "--preset", "tiny", "--t5", str(tmp_path), "--out", str(tmp_path / "x")]) == 2  # no config.json there
+    assert "not a Hugging Face T5 directory" in capsys.readouterr().err

@@ -27,6 +27,9 @@ class ImagenModelConfig:
     memory_format: str = "auto"  # auto | channels_last | contiguous (auto: channels_last on CPU)
     device: str = "auto"  # auto (cuda if present) | cpu | cuda | cuda:N; under torchrun "cuda" is cuda:LOCAL_RANK
     deterministic: bool = False  # torch deterministic algorithms: bit-exact CUDA reruns (slower); no effect on CPU
+    # off | default | reduce-overhead | max-autotune: torch.compile the U-Nets (changes the last bits of
+    # pixels, so part of the cell identity; compilation costs minutes first: docs/devices.md)
+    compile: str = "off"
     # fixed per-stage settings that override the swept grid for that stage, e.g. {"sr256": {"steps": 16}}
     stages: dict = field(default_factory=dict)
 
@@ -56,7 +59,7 @@ class ImagenModel:
 
         try:
             self.runtime = Runtime(device=config.device, precision=config.precision, memory_format=config.memory_format,
-                                   batch_size=config.batch_size, deterministic=config.deterministic)
+                                   batch_size=config.batch_size, deterministic=config.deterministic, compile=config.compile)
             self.placement = self.runtime.placement()
         except ValueError as e:
             raise ValueError(f"model {name!r}: {e}") from None
@@ -101,10 +104,11 @@ class ImagenModel:
 
     def identity(self) -> dict:
         """What changes this model's pixels besides its table and the grid point: the resolved
-        precision, memory format and device type (part of the cell id, so cells never mix them)."""
+        precision, memory format and device type, compilation (part of the cell id, so cells never
+        mix them; eager cells keep the ids they had before compilation existed)."""
         p = self.placement
         return {"device": p.device.split(":")[0], "precision": p.precision, "memory_format": p.memory_format,
-                "deterministic": self.config.deterministic}
+                "deterministic": self.config.deterministic, **({"compile": self.config.compile} if self.config.compile != "off" else {})}
 
     def check(self, prompt_set: str, prompts: pd.DataFrame, samples: int, source: str) -> None:
         self.stage_sampling(Sampling("ddpm", 1, 1.0, "none", 99.5, 0.0))  # validates the overrides early

@@ -11,13 +11,14 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-SECTIONS = ("peak", "sampling", "scoring", "sweeps", "app")
+SECTIONS = ("peak", "sampling", "paper", "scoring", "sweeps", "app")
 FORMAT = "imagen-bench-perf/1"
 
 
 def add_parser(sub, name: str, help_text: str) -> None:
     p = sub.add_parser(name, help=help_text, description=help_text + ". Sections: peak (matmul FLOP/s), sampling "
-                       "(our base stage vs diffusers / imagen-pytorch from the benchmark venv: `make perf-env`), scoring (FID "
+                       "(our base stage vs diffusers / imagen-pytorch from the benchmark venv: `make perf-env`), paper (the paper-size "
+                       "U-Nets' share of the peak, eager and compiled, with the compile cost: for a GPU), scoring (FID "
                        "features vs torchmetrics), sweeps (guidance sweep cost, rerun, caching), app (report, submit latency).")
     p.add_argument("--out", type=Path, default=Path("perf"), help="folder for perf.json and perf.md (default: perf/)")
     p.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections (default: all): {','.join(SECTIONS)}")
@@ -34,8 +35,11 @@ def add_parser(sub, name: str, help_text: str) -> None:
     g.add_argument("--rounds", type=int, help="alternating rounds of all implementations (default 2)")
     g.add_argument("--repeats", type=int, help="timed repeats per measurement, every section (defaults per section)")
     g.add_argument("--checkpoint", default="", help="cascade whose base stage is timed (default: the shipped one)")
+    g = p.add_argument_group("paper")
+    g.add_argument("--compile-modes", default=None, help="comma-separated torch.compile modes timed beside eager (default: default)")
+    g.add_argument("--paper-batch", default=None, help="images per call for base,sr256,sr1024 (default 64,16,4)")
     g = p.add_argument_group("other sizes")
-    g.add_argument("--matmul-n", type=int, help="peak: square matmul size (default 2048)")
+    g.add_argument("--matmul-n", type=int, help="peak: square matmul size (default 2048; 8192 on CUDA)")
     g.add_argument("--fid-images", type=int, help="scoring: images (default 64)")
     g.add_argument("--sweep-prompts", type=int, help="sweeps: shapes prompts per category, x4 categories (default 4)")
     g.add_argument("--answers", type=int, help="app: simulated report answers (default 100000)")
@@ -46,17 +50,21 @@ def add_parser(sub, name: str, help_text: str) -> None:
 def settings_from_args(args: argparse.Namespace, threads: int) -> dict:
     """Each section's frozen settings: defaults (or --quick's small sizes), then the explicit sizes."""
     from .app import AppSettings
+    from .paper import PaperSettings
     from .peak import PeakSettings
     from .sampling import SamplingSettings
     from .scoring import ScoringSettings
     from .sweeps import SweepSettings
 
     dev = args.device
-    s = {"peak": PeakSettings(device=dev), "sampling": SamplingSettings(device=dev, threads=threads),
+    # a GPU reaches its matmul peak only on large products (a 2048^2 bf16 one takes ~20 us on an H100)
+    peak = PeakSettings(device=dev, n=8192) if dev.startswith("cuda") else PeakSettings(device=dev)
+    s = {"peak": peak, "sampling": SamplingSettings(device=dev, threads=threads), "paper": PaperSettings(device=dev),
          "scoring": ScoringSettings(device=dev), "sweeps": SweepSettings(device=dev), "app": AppSettings()}
     if args.quick:  # every code path, minutes not tens of minutes; numbers are a smoke check only
         s["peak"] = replace(s["peak"], n=1024, repeats=3)
         s["sampling"] = replace(s["sampling"], batch=2, steps=4, repeats=1, rounds=1, peer_variants=((True, True), (False, False)))
+        s["paper"] = replace(s["paper"], batch=(1, 1, 1), scale=16, resolution_scale=4, compile=("off",), repeats=1, warmup=1)
         s["scoring"] = replace(s["scoring"], images=8, batch=4, repeats=1)
         s["sweeps"] = replace(s["sweeps"], per_category=1, steps=4, batch=4, reference_n=8, repeats=1, cli_rerun=False)
         s["app"] = replace(s["app"], answers=10_000, resamples=1_000, answers_per_rater=20)
@@ -65,6 +73,9 @@ def settings_from_args(args: argparse.Namespace, threads: int) -> dict:
     s["sampling"] = replace(s["sampling"], **opt(batch=args.batch, steps=args.steps, guidance=args.guidance, rounds=args.rounds,
                                                  repeats=args.repeats), checkpoint=args.checkpoint, peer_python=args.peer_python,
                             peers=() if args.no_peers else s["sampling"].peers)
+    s["paper"] = replace(s["paper"], **opt(repeats=args.repeats,
+                                           compile=("off", *_items(args.compile_modes)) if args.compile_modes else None,
+                                           batch=tuple(int(b) for b in _items(args.paper_batch)) if args.paper_batch else None))
     s["scoring"] = replace(s["scoring"], **opt(images=args.fid_images, repeats=args.repeats))
     s["sweeps"] = replace(s["sweeps"], **opt(per_category=args.sweep_prompts, steps=args.steps, repeats=args.repeats),
                           checkpoint=args.checkpoint)
@@ -72,12 +83,16 @@ def settings_from_args(args: argparse.Namespace, threads: int) -> dict:
     return s
 
 
+def _items(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
 def parse_only(text: str) -> list[str]:
     chosen = [x.strip() for x in text.split(",") if x.strip()]
     unknown = [x for x in chosen if x not in SECTIONS]
     if unknown or not chosen:
         raise ValueError(f"--only {text!r}: unknown sections {unknown}; choose from {','.join(SECTIONS)}")
-    if "sampling" in chosen and "peak" not in chosen:
+    if {"sampling", "paper"} & set(chosen) and "peak" not in chosen:
         chosen.insert(0, "peak")  # the FLOP/s fraction needs this machine's measured peak
     return [x for x in SECTIONS if x in chosen]
 
@@ -141,6 +156,10 @@ def _measure(name: str, s, done: dict):
     if name == "sampling":
         from .peak import peak_flops
         from .sampling import measure
+        return measure(s, {dt: peak_flops(done.get("peak"), dt) for dt in ("float32", "bfloat16")})
+    if name == "paper":
+        from .paper import measure
+        from .peak import peak_flops
         return measure(s, {dt: peak_flops(done.get("peak"), dt) for dt in ("float32", "bfloat16")})
     if name == "scoring":
         from .scoring import measure

@@ -1,0 +1,74 @@
+"""torch.compile of the U-Nets (issue 18): asked for, never on by itself; compiled images stay within
+a level or two of eager ones; the mode is recorded and is part of a sweep cell's identity, while eager
+cells keep the ids they always had; the perf section reports the compile cost and its break-even."""
+from __future__ import annotations
+
+import pytest
+
+PROMPTS = ["a red square on the left", "a blue circle", "a green triangle on the right"]
+
+
+def _settings():
+    from imagen.guidance import Thresholding
+    from imagen.pipeline import StageSampling
+
+    return [StageSampling(steps=3, guidance=3.0, thresholding=Thresholding("dynamic")),
+            StageSampling(steps=2, guidance=1.0, aug_level=0.1), StageSampling(steps=2, sampler="ddim", aug_level=0.05)]
+
+
+def test_compile_is_off_by_default_and_unknown_modes_are_refused():
+    from imagen.pipeline import Runtime
+
+    assert Runtime().compile == "off"
+    with pytest.raises(ValueError, match="compile.*off, default, reduce-overhead, max-autotune"):
+        Runtime(compile="fast")
+
+
+def test_compiled_cell_has_its_own_identity_and_eager_ids_are_unchanged():
+    from bench.models.imagen_model import ImagenModel, ImagenModelConfig
+
+    eager = ImagenModel("m", ImagenModelConfig(precision="fp32", device="cpu"))
+    compiled = ImagenModel("m", ImagenModelConfig(precision="fp32", device="cpu", compile="default"))
+    # the identity eager cells had before compilation existed: resumed run folders keep their cell ids
+    assert eager.identity() == {"device": "cpu", "precision": "fp32", "memory_format": "channels_last", "deterministic": False}
+    assert compiled.identity() == {**eager.identity(), "compile": "default"}
+
+
+@pytest.mark.slow  # compilation: about a minute on 2 cores
+def test_compiled_cascade_matches_eager_within_two_levels(tiny_cascade):
+    from imagen.pipeline import CascadePipeline, Runtime
+
+    eager = CascadePipeline(tiny_cascade, Runtime(device="cpu", precision="fp32", batch_size=3))
+    compiled = CascadePipeline(tiny_cascade, Runtime(device="cpu", precision="fp32", batch_size=3, compile="default"))
+    # the base stage only: each stage compiles for about a minute on 2 cores, and the path is the same
+    a = eager(PROMPTS, [0, 1, 2], _settings(), num_stages=1)
+    b = compiled(PROMPTS, [0, 1, 2], _settings(), num_stages=1)
+    assert a.shape == b.shape == (3, 8, 8, 3)
+    assert (a.int() - b.int()).abs().max() <= 2  # other kernels, same model: the last bits only
+    assert set(compiled.first_batch_seconds) == {"base"} and eager.first_batch_seconds == {}
+    assert all(s > 0 for s in compiled.first_batch_seconds.values())
+    assert tiny_cascade.unets[0].__class__.__name__ == "EfficientUNet"  # the cascade's own modules are not replaced
+
+
+def test_payback_is_where_n_compiled_calls_cost_n_eager_ones():
+    from selfcheck.perf.paper import payback
+
+    p = payback(eager_seconds=0.405, compiled_seconds=0.233, first_call_seconds=81.0)  # the H200 base step, by hand
+    n = p["break_even_calls"]
+    assert n == pytest.approx(469.6, abs=0.1) and p["speedup"] == pytest.approx(1.738, abs=1e-3)
+    assert 81.0 + (n - 1) * 0.233 == pytest.approx(n * 0.405)  # the definition, checked directly
+    assert payback(0.1, 0.12, 30.0)["break_even_calls"] is None  # slower when compiled: never
+
+
+def test_paper_stages_scale_down_for_a_smoke_run_and_keep_full_size_otherwise():
+    from imagen.presets import paper
+    from selfcheck.perf.paper import PaperSettings, stage_config
+
+    full = {s.name: s for s in paper().stages}
+    assert stage_config("base") == full["base"]
+    small = stage_config("sr1024", scale=16, resolution_scale=4)
+    assert (small.resolution, small.lowres_resolution, small.unet.dim) == (256, 64, 8)
+    with pytest.raises(ValueError, match="unknown stages or compile modes"):
+        PaperSettings(stages=("base", "sr2048"), batch=(1, 1))
+    with pytest.raises(ValueError, match="one batch >= 1 per stage"):
+        PaperSettings(batch=(64,))

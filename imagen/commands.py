@@ -7,8 +7,10 @@ import re
 import time
 from pathlib import Path
 
+from common.errors import check_choice
+
 from . import __version__
-from .config import TrainConfig, from_dict, to_dict
+from .config import COMPILE_MODES, TrainConfig, from_dict, to_dict
 from .presets import PRESETS
 
 DEFAULT_CHECKPOINT = Path(__file__).parent / "weights" / "shapes"
@@ -28,6 +30,8 @@ def add_parser(sub, name: str, help_text: str) -> None:
         p.add_argument("--t5", help="local Hugging Face T5 directory: the preset's text encoder (the paper's is T5-XXL)")
         p.add_argument("--device", default="auto", help="auto (cuda if present) | cpu | cuda | cuda:N; under torchrun each rank "
                        "takes cuda:LOCAL_RANK (DDP over --set batch_size, the global batch)")
+        p.add_argument("--compile", default="off", help="off | default | reduce-overhead | max-autotune: torch.compile the U-Net's "
+                       "training step (the first steps pay the compilation; docs/devices.md)")
         p.set_defaults(func=run_train, dataset_kinds={})  # the shell adds "shapes" (imagen_bench.cli.WIRING)
     elif name == "pack":
         p = sub.add_parser(name, help=help_text, description=help_text)
@@ -86,6 +90,7 @@ def run_train(args) -> int:
     from .text_encoders import CachedTextEncoder, encoder_placement, load_text_encoder
     from .train import Trainer
 
+    check_choice("compile", args.compile, COMPILE_MODES)  # before anything loads
     cascade = with_t5(get_preset(args.preset), args.t5) if args.t5 else get_preset(args.preset)
     names = [s.name for s in cascade.stages]
     if args.stage != "all" and args.stage not in names:
@@ -105,7 +110,7 @@ def run_train(args) -> int:
         data = resolve_dataset(args.data, stage.resolution, args.dataset_kinds)
         if main:
             print(f"training {stage.name} ({stage.resolution}x{stage.resolution}) on {args.data} ({len(data)} items) for {cfg.steps} steps")
-        Trainer(stage, cascade.text_encoder, cfg, data, encoder, args.out / stage.name, device=placement.device).train()
+        Trainer(stage, cascade.text_encoder, cfg, data, encoder, args.out / stage.name, device=placement.device, compile=args.compile).train()
     if not main:
         return 0
     trained = [s for s in cascade.stages if (args.out / s.name / "model.safetensors").is_file()]

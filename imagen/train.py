@@ -18,14 +18,15 @@ from typing import Callable
 
 import torch
 
+from common.errors import check_choice
 from common.files import atomic_path
 from common.training_log import LOG_HEADER, split_log_rows, training_history
 
 from .checkpoint import CheckpointError, check_matches, config_diff, load_stage, read_stage_meta, save_stage, torch_load_state
 from .conditioning import augment_lowres, downsample, upsample
-from .config import StageConfig, TextEncoderConfig, TrainConfig, to_dict
+from .config import COMPILE_MODES, StageConfig, TextEncoderConfig, TrainConfig, to_dict
 from .data import CaptionedImages, image_to_tensor
-from .device import Placement, resolve
+from .device import Placement, compile_unet, resolve
 from .diffusion import diffusion_loss, q_sample, training_target
 from .distributed import init_from_env
 from .schedule import make_logsnr
@@ -78,8 +79,9 @@ def random_crop(x: torch.Tensor, lowres: torch.Tensor, size: int, gen: torch.Gen
 
 class Trainer:
     def __init__(self, stage: StageConfig, text_encoder_cfg: TextEncoderConfig, cfg: TrainConfig, data: CaptionedImages, encoder, out_dir: Path,
-                 log: Callable[[str], None] = print, device: str = "auto"):
+                 log: Callable[[str], None] = print, device: str = "auto", compile: str = "off"):
         self.stage, self.te_cfg, self.cfg, self.data, self.encoder = stage, text_encoder_cfg, cfg, data, encoder
+        self.compile = check_choice("compile", compile, COMPILE_MODES)  # how the step runs, not what it computes: not in TrainConfig
         self.placement = resolve(device, cfg.precision)
         self.dist = init_from_env(self.placement.device)  # a 1-process world without torchrun
         if cfg.batch_size % self.dist.size:
@@ -108,8 +110,11 @@ class Trainer:
 
             cuda = torch.device(self.placement.device).type == "cuda"
             self.model = DistributedDataParallel(self.unet, device_ids=[torch.device(self.placement.device)] if cuda else None)
+        # compiled around DDP (torch's supported order); parameters, EMA and checkpoints stay the module's own
+        self.model = compile_unet(self.model, self.compile)
         where = f"{self.placement.device} x {self.dist.size} ranks" if self.dist.size > 1 else self.placement.device
-        self.log(f"{stage.name}: training on {where} in {self.placement.precision} ({self.placement.reason})")
+        compiled = f", compiled ({self.compile}): the first steps include the compilation" if self.compile != "off" else ""
+        self.log(f"{stage.name}: training on {where} in {self.placement.precision} ({self.placement.reason}){compiled}")
 
     def _resume(self) -> None:
         state_path = self.out / "train_state.pt"
@@ -270,7 +275,7 @@ class Trainer:
 
     def save(self) -> None:
         extra = {"train": to_dict(self.cfg), "step": self.step, "train_seconds": round(self.elapsed, 1),
-                 "runtime": {**self.placement.record(), "world_size": self.dist.size,
+                 "runtime": {**self.placement.record(), "world_size": self.dist.size, **({"compile": self.compile} if self.compile != "off" else {}),
                              "text_encoder_fingerprint": getattr(self.encoder, "fingerprint", None)}}
         if self.init is not None:
             extra["init"] = self.init

@@ -225,5 +225,5 @@ class CascadePipeline:
             if self.rt.compile != "off" and stage.name not in self.first_batch_seconds:
                 if torch.device(self.rt.device).type == "cuda":
                     torch.cuda.synchronize(self.rt.device)  # the stage's kernels, not only their launches
-                self.first_batch_seconds.setdefault(stage.name, round(time.perf_counter() - t0, 2))
+                self.first_batch_seconds[stage.name] = round(time.perf_counter() - t0, 2)
         return to_uint8(x.cpu())  # step 4

@@ -74,8 +74,8 @@ def settings_from_args(args: argparse.Namespace, threads: int) -> dict:
                                                  repeats=args.repeats), checkpoint=args.checkpoint, peer_python=args.peer_python,
                             peers=() if args.no_peers else s["sampling"].peers)
     s["paper"] = replace(s["paper"], **opt(repeats=args.repeats,
-                                           compile=("off", *_items(args.compile_modes)) if args.compile_modes else None,
-                                           batch=tuple(int(b) for b in _items(args.paper_batch)) if args.paper_batch else None))
+                                           compile=tuple(dict.fromkeys(("off", *_items(args.compile_modes)))) if args.compile_modes else None,
+                                           batch=_batches(args.paper_batch) if args.paper_batch else None))
     s["scoring"] = replace(s["scoring"], **opt(images=args.fid_images, repeats=args.repeats))
     s["sweeps"] = replace(s["sweeps"], **opt(per_category=args.sweep_prompts, steps=args.steps, repeats=args.repeats),
                           checkpoint=args.checkpoint)
@@ -87,8 +87,15 @@ def _items(text: str) -> list[str]:
     return [x.strip() for x in text.split(",") if x.strip()]
 
 
+def _batches(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(b) for b in _items(text))
+    except ValueError:
+        raise ValueError(f"--paper-batch {text!r}: give whole numbers, one per stage, e.g. 64,16,4") from None
+
+
 def parse_only(text: str) -> list[str]:
-    chosen = [x.strip() for x in text.split(",") if x.strip()]
+    chosen = _items(text)
     unknown = [x for x in chosen if x not in SECTIONS]
     if unknown or not chosen:
         raise ValueError(f"--only {text!r}: unknown sections {unknown}; choose from {','.join(SECTIONS)}")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,10 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# torch.compile's kernel cache, private to this test session: compiled tests then measure what a fresh
+# machine does, and never load kernels another configuration left in /tmp/torchinductor_$USER (with
+# torch and oneDNN held to AVX2 on an AVX-512 CPU, kernels cached by an unrestricted run crashed)
+os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="imagen-bench-inductor-"))
 torch.set_num_threads(int(os.environ.get("IMAGEN_BENCH_THREADS", "2")))  # 1 when the machine is shared
 
 REPO = Path(__file__).resolve().parents[1]

@@ -13,11 +13,21 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # torch.compile's kernel cache, private to this test session: compiled tests then measure what a fresh
 # machine does, and never load kernels another configuration left in /tmp/torchinductor_$USER (with
 # torch and oneDNN held to AVX2 on an AVX-512 CPU, kernels cached by an unrestricted run crashed)
-os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="imagen-bench-inductor-"))
+_INDUCTOR_CACHE = None if "TORCHINDUCTOR_CACHE_DIR" in os.environ else tempfile.mkdtemp(prefix="imagen-bench-inductor-")
+if _INDUCTOR_CACHE:
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = _INDUCTOR_CACHE
+
 torch.set_num_threads(int(os.environ.get("IMAGEN_BENCH_THREADS", "2")))  # 1 when the machine is shared
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _INDUCTOR_CACHE:
+        import shutil
+
+        shutil.rmtree(_INDUCTOR_CACHE, ignore_errors=True)
 
 
 def randomize_(module: torch.nn.Module, seed: int = 0, std: float = 0.05) -> torch.nn.Module:

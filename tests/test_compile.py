@@ -38,12 +38,15 @@ def test_compiled_cell_has_its_own_identity_and_eager_ids_are_unchanged():
 def test_compiled_cascade_matches_eager_within_two_levels(tiny_cascade):
     from imagen.pipeline import CascadePipeline, Runtime
 
-    eager = CascadePipeline(tiny_cascade, Runtime(device="cpu", precision="fp32", batch_size=3))
-    compiled = CascadePipeline(tiny_cascade, Runtime(device="cpu", precision="fp32", batch_size=3, compile="default"))
+    # batch 7, as the compiled sweep test below: same graph and shapes, so one of them compiles and the
+    # other finds the kernels in the session's cache
+    eager = CascadePipeline(tiny_cascade, Runtime(device="cpu", precision="fp32", batch_size=7))
+    compiled = CascadePipeline(tiny_cascade, Runtime(device="cpu", precision="fp32", batch_size=7, compile="default"))
     # the base stage only: each stage compiles for about a minute on 2 cores, and the path is the same
-    a = eager(PROMPTS, [0, 1, 2], _settings(), num_stages=1)
-    b = compiled(PROMPTS, [0, 1, 2], _settings(), num_stages=1)
-    assert a.shape == b.shape == (3, 8, 8, 3)
+    prompts = (PROMPTS * 3)[:7]
+    a = eager(prompts, list(range(7)), _settings(), num_stages=1)
+    b = compiled(prompts, list(range(7)), _settings(), num_stages=1)
+    assert a.shape == b.shape == (7, 8, 8, 3)
     assert (a.int() - b.int()).abs().max() <= 2  # other kernels, same model: the last bits only
     assert set(compiled.first_batch_seconds) == {"base"} and eager.first_batch_seconds == {}
     assert all(s > 0 for s in compiled.first_batch_seconds.values())
@@ -100,3 +103,32 @@ def test_compiled_training_matches_eager_and_saves_the_same_checkpoint(tmp_path,
     assert "compile" not in json.loads((tmp_path / "off" / "config.json").read_text())["runtime"]
     with pytest.raises(ValueError, match="compile.*off, default"):
         Trainer(stage, te, tc, ToySet(8), minilm, tmp_path / "x", log=lambda s: None, device="cpu", compile="on")
+
+
+@pytest.mark.slow  # one compilation of the base stage: about 40 s on 2 cores
+def test_a_compiled_sweep_is_recorded_has_its_own_cells_and_stays_near_the_eager_sweep(tmp_path):
+    """A real sweep of the tiny checkpoint, eager and with compile = "default": the run folder records
+    the mode, the cells differ, and the images agree within 2 levels."""
+    import json
+
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
+    from sweep_fixtures import make_tiny_checkpoint, tiny_spec
+
+    from bench.sweep.runner import run_sweep
+
+    spec = (tiny_spec(make_tiny_checkpoint(tmp_path / "ckpt"), guidance=(3.0,), thresholding=("static",), samples=1, metrics=False)
+            .replace("batch_size = 3", "batch_size = 7\nnum_stages = 1").replace("[models.stages.sr32]\nsteps = 2\n", ""))
+    runs = {}
+    for mode in ("off", "default"):
+        (tmp_path / f"{mode}.toml").write_text(spec.replace('precision = "fp32"', f'precision = "fp32"\ncompile = "{mode}"'))
+        run_sweep(tmp_path / f"{mode}.toml", tmp_path / mode, cache_dir=tmp_path / "cache", progress=False)
+        runs[mode] = pd.read_parquet(tmp_path / mode / "manifest.parquet").sort_values("prompt_id").reset_index(drop=True)
+    assert json.loads((tmp_path / "default" / "run.json").read_text())["models"]["tiny"]["runtime"]["compile"] == "default"
+    assert "compile" not in json.loads((tmp_path / "off" / "run.json").read_text())["models"]["tiny"]["runtime"]
+    assert set(runs["off"].cell_id).isdisjoint(runs["default"].cell_id) and len(runs["off"]) == len(runs["default"]) == 7
+    for a, b in zip(runs["off"].path, runs["default"].path):
+        pa = np.asarray(Image.open(tmp_path / "off" / a), dtype=int)
+        pb = np.asarray(Image.open(tmp_path / "default" / b), dtype=int)
+        assert pa.shape == pb.shape == (8, 8, 3) and np.abs(pa - pb).max() <= 2

@@ -96,9 +96,9 @@ def score(store: RunStore, manifest: pd.DataFrame, cells: list[str], metrics: tu
         mine, per_image = world.shard(list(range(len(rows)))), []
         for i in range(0, len(mine), BATCH):
             batch = rows.iloc[mine[i : i + BATCH]]
-            values = metric.update(_load(store.root, batch))
-            for r, vals in zip(batch.itertuples(), values):
-                per_image += [{"cell_id": cell, **dict(zip(PROMPT_KEY_COLUMNS, PromptRef.of(r).key())),
+            images = _load(store.root, batch)
+            for im, vals in zip(images, metric.update(images)):
+                per_image += [{"cell_id": cell, **dict(zip(PROMPT_KEY_COLUMNS, im.ref.key())),
                                "metric": name if m.label == m.name else f"{m.label}/{name}", "value": None if v is None else float(v)}
                               for name, v in vals.items()]
             bar.update(len(batch))

@@ -177,3 +177,9 @@ def compile_unet(module: torch.nn.Module, mode: str) -> torch.nn.Module:
     if check_choice("compile", mode, COMPILE_MODES) == "off":
         return module
     return torch.compile(module, mode=None if mode == "default" else mode)
+
+
+def compile_record(mode: str) -> dict:
+    """What a result records of compilation: {"compile": mode} when on, nothing for "off", so
+    eager results (sweep cell ids, training runtime records) stay what they were before it existed."""
+    return {} if check_choice("compile", mode, COMPILE_MODES) == "off" else {"compile": mode}

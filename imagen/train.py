@@ -26,7 +26,7 @@ from .checkpoint import CheckpointError, check_matches, config_diff, load_stage,
 from .conditioning import augment_lowres, downsample, upsample
 from .config import COMPILE_MODES, StageConfig, TextEncoderConfig, TrainConfig, to_dict
 from .data import CaptionedImages, image_to_tensor
-from .device import Placement, compile_unet, resolve
+from .device import Placement, compile_record, compile_unet, resolve
 from .diffusion import diffusion_loss, q_sample, training_target
 from .distributed import init_from_env
 from .schedule import make_logsnr
@@ -275,7 +275,7 @@ class Trainer:
 
     def save(self) -> None:
         extra = {"train": to_dict(self.cfg), "step": self.step, "train_seconds": round(self.elapsed, 1),
-                 "runtime": {**self.placement.record(), "world_size": self.dist.size, **({"compile": self.compile} if self.compile != "off" else {}),
+                 "runtime": {**self.placement.record(), "world_size": self.dist.size, **compile_record(self.compile),
                              "text_encoder_fingerprint": getattr(self.encoder, "fingerprint", None)}}
         if self.init is not None:
             extra["init"] = self.init

@@ -106,9 +106,11 @@ class ImagenModel:
         """What changes this model's pixels besides its table and the grid point: the resolved
         precision, memory format and device type, compilation (part of the cell id, so cells never
         mix them; eager cells keep the ids they had before compilation existed)."""
+        from imagen.device import compile_record
+
         p = self.placement
         return {"device": p.device.split(":")[0], "precision": p.precision, "memory_format": p.memory_format,
-                "deterministic": self.config.deterministic, **({"compile": self.config.compile} if self.config.compile != "off" else {})}
+                "deterministic": self.config.deterministic, **compile_record(self.config.compile)}
 
     def check(self, prompt_set: str, prompts: pd.DataFrame, samples: int, source: str) -> None:
         self.stage_sampling(Sampling("ddpm", 1, 1.0, "none", 99.5, 0.0))  # validates the overrides early

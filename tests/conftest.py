@@ -17,10 +17,29 @@ _INDUCTOR_CACHE = None if "TORCHINDUCTOR_CACHE_DIR" in os.environ else tempfile.
 if _INDUCTOR_CACHE:
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = _INDUCTOR_CACHE
 
-torch.set_num_threads(int(os.environ.get("IMAGEN_BENCH_THREADS", "2")))  # 1 when the machine is shared
+# Torch threads per test process. `make test` runs the suite in pytest-xdist workers (one per core, at
+# most 4): each gets its share of the cores, and so do the CLIs and torchrun ranks it starts
+# (OMP_NUM_THREADS is what a fresh torch reads). Alone: $IMAGEN_BENCH_THREADS, else 2.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+_CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
+THREADS = int(os.environ.get("IMAGEN_BENCH_THREADS") or (max(1, _CORES // _WORKERS) if _WORKERS > 1 else 2))
+if _WORKERS > 1:
+    os.environ.setdefault("IMAGEN_BENCH_THREADS", str(THREADS))
+    os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
+torch.set_num_threads(THREADS)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    """Each test leaves torch's thread count as it found it (a Trainer sets its TrainConfig.num_threads
+    process-wide): a later test's float reductions must not depend on which tests ran before it."""
+    before = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != before:
+        torch.set_num_threads(before)
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -11,6 +11,7 @@ import argparse
 import importlib
 import sys
 
+from common.allocator import reuse_freed_memory
 from common.errors import UserError
 
 # subcommand -> (module, one-line help), in the groups `--help` shows
@@ -39,6 +40,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "perf": ("selfcheck.perf.commands", "speed vs peers and the hardware, side by side in one run (table + JSON)"),
     "trials": ("selfcheck.trials.commands", "reliability trials: kill a sweep / the rating server, fuzz inputs, security checks"),
 }
+
+# the subcommands that run networks on CPU tensors: they get common/allocator.py's malloc rule (the
+# rating server, studies and reports keep the system's, which returns freed memory at once)
+RUN_NETWORKS = frozenset({"train", "sample", "demo", "shapes", "fid-stats", "fid", "sweep", "perf", "trials"})
 
 
 # subcommand -> {argparse default: "module:attribute"}, set after the command's parser is built:
@@ -83,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         print(_help(parser), end="")
         return 2
     try:
+        if args.command in RUN_NETWORKS:
+            reuse_freed_memory()  # big CPU tensors reuse freed heap memory (common/allocator.py: same bits, faster)
         return int(args.func(args) or 0)
     except (UserError, FileNotFoundError, FileExistsError, ValueError) as e:  # NotWritable is a ValueError
         print(f"imagen-bench {args.command}: error: {e}", file=sys.stderr)

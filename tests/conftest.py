@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from common.allocator import reuse_freed_memory
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # torch.compile's kernel cache, private to this test session: compiled tests then measure what a fresh
@@ -27,6 +29,7 @@ if _WORKERS > 1:
     os.environ.setdefault("IMAGEN_BENCH_THREADS", str(THREADS))
     os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
 torch.set_num_threads(THREADS)
+reuse_freed_memory()  # as every imagen-bench command does (common/allocator.py)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

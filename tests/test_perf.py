@@ -23,7 +23,7 @@ def test_perf_quick_writes_every_section(tmp_path, capsys, monkeypatch):
     assert (tmp_path / "perf.md").read_text().startswith("Measured ")
     m = doc["machine"]
     assert m["cpu_model"] and m["cores"] >= 1 and m["torch_version"] and m["torch_threads"] >= 1 and m["package_version"]
-    assert set(doc["sections"]) == {"peak", "sampling", "paper", "scoring", "sweeps", "app"}
+    assert set(doc["sections"]) == {"peak", "sampling", "paper", "memory", "scoring", "sweeps", "app"}
     for name, sec in doc["sections"].items():
         assert sec["skipped"] is None, (name, sec["skipped"])
         assert sec["rows"], name
@@ -40,6 +40,9 @@ def test_perf_quick_writes_every_section(tmp_path, capsys, monkeypatch):
     paper = {k: v for k, v in doc["sections"]["paper"]["measurements"].items() if k != "section_seconds"}
     assert set(paper) == {"base", "sr256", "sr1024"}  # scaled down by --quick, each through the real denoiser call
     assert all(m["flop_per_call"] > 0 and m["modes"]["off"]["peak_share_percent"] > 0 for m in paper.values())
+    memory = doc["sections"]["memory"]["measurements"]  # the malloc rules side by side, in fresh processes
+    assert memory["system"]["rule"].startswith("system malloc") and len(memory["reuse"]["sha256"]) == 1
+    assert memory["reuse"]["sha256"] == memory["system"]["sha256"]  # bit-identical results under either rule
     assert doc["sections"]["scoring"]["measurements"]["torchmetrics"]["images_per_second"] > 0
     sweeps = doc["sections"]["sweeps"]["measurements"]
     assert sweeps["cold"]["reference_stats"] == 1 and sweeps["rerun"]["images_generated"] == 0

@@ -55,6 +55,7 @@ class RunStore:
         self.remove_temp_files()  # of an initialisation a kill interrupted
         import torch
 
+        from common.allocator import setting as malloc_setting
         from common.version import __version__
         from imagen.device import cpu_capability, cpu_native_bf16
 
@@ -63,7 +64,8 @@ class RunStore:
             "spec_sha256": spec_sha256, "machine": {"hostname": socket.gethostname(), "platform": platform.platform(),
                                                     "processor": platform.machine(), "cpus": os.cpu_count(),
                                                     "cpu_capability": cpu_capability(), "cpu_native_bf16": cpu_native_bf16()[1],
-                                                    "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]},
+                                                    "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
+                                                    "malloc": malloc_setting()},
             "torch_version": torch.__version__, "models": models,
         })
         write_bytes_atomic(spec_file, spec_bytes)  # last: its presence marks a complete initialisation

@@ -11,15 +11,16 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-SECTIONS = ("peak", "sampling", "paper", "scoring", "sweeps", "app")
+SECTIONS = ("peak", "sampling", "paper", "memory", "scoring", "sweeps", "app")
 FORMAT = "imagen-bench-perf/1"
 
 
 def add_parser(sub, name: str, help_text: str) -> None:
     p = sub.add_parser(name, help=help_text, description=help_text + ". Sections: peak (matmul FLOP/s), sampling "
                        "(our base stage vs diffusers / imagen-pytorch from the benchmark venv: `make perf-env`), paper (the paper-size "
-                       "U-Nets' share of the peak, eager and compiled, with the compile cost: for a GPU), scoring (FID "
-                       "features vs torchmetrics), sweeps (guidance sweep cost, rerun, caching), app (report, submit latency).")
+                       "U-Nets' share of the peak, eager and compiled, with the compile cost: for a GPU), memory (our malloc rule vs "
+                       "the system's on the 256² stage), scoring (FID features vs torchmetrics), sweeps (guidance sweep cost, rerun, "
+                       "caching), app (report, submit latency).")
     p.add_argument("--out", type=Path, default=Path("perf"), help="folder for perf.json and perf.md (default: perf/)")
     p.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections (default: all): {','.join(SECTIONS)}")
     p.add_argument("--quick", action="store_true", help="tiny sizes (a smoke run of every section in a few minutes)")
@@ -32,7 +33,7 @@ def add_parser(sub, name: str, help_text: str) -> None:
     g.add_argument("--batch", type=int, help="images per sampling loop (default 8)")
     g.add_argument("--steps", type=int, help="sampling steps (default 32)")
     g.add_argument("--guidance", type=float, help="guidance weight (default 3)")
-    g.add_argument("--rounds", type=int, help="alternating rounds of all implementations (default 2)")
+    g.add_argument("--rounds", type=int, help="alternating rounds of all implementations (default 2; also the memory section's processes per rule)")
     g.add_argument("--repeats", type=int, help="timed repeats per measurement, every section (defaults per section)")
     g.add_argument("--checkpoint", default="", help="cascade whose base stage is timed (default: the shipped one)")
     g = p.add_argument_group("paper")
@@ -50,6 +51,7 @@ def add_parser(sub, name: str, help_text: str) -> None:
 def settings_from_args(args: argparse.Namespace, threads: int) -> dict:
     """Each section's frozen settings: defaults (or --quick's small sizes), then the explicit sizes."""
     from .app import AppSettings
+    from .memory import MemorySettings
     from .paper import PaperSettings
     from .peak import PeakSettings
     from .sampling import SamplingSettings
@@ -60,11 +62,13 @@ def settings_from_args(args: argparse.Namespace, threads: int) -> dict:
     # a GPU reaches its matmul peak only on large products (a 2048^2 bf16 one takes ~20 us on an H100)
     peak = PeakSettings(device=dev, n=8192) if dev.startswith("cuda") else PeakSettings(device=dev)
     s = {"peak": peak, "sampling": SamplingSettings(device=dev, threads=threads), "paper": PaperSettings(device=dev),
+         "memory": MemorySettings(device=dev, threads=threads),
          "scoring": ScoringSettings(device=dev), "sweeps": SweepSettings(device=dev), "app": AppSettings()}
     if args.quick:  # every code path, minutes not tens of minutes; numbers are a smoke check only
         s["peak"] = replace(s["peak"], n=1024, repeats=3)
         s["sampling"] = replace(s["sampling"], batch=2, steps=4, repeats=1, rounds=1, peer_variants=((True, True), (False, False)))
         s["paper"] = replace(s["paper"], batch=(1, 1, 1), scale=16, resolution_scale=4, compile=("off",), repeats=1, warmup=1)
+        s["memory"] = replace(s["memory"], steps=2, rounds=1)
         s["scoring"] = replace(s["scoring"], images=8, batch=4, repeats=1)
         s["sweeps"] = replace(s["sweeps"], per_category=1, steps=4, batch=4, reference_n=8, repeats=1, cli_rerun=False)
         s["app"] = replace(s["app"], answers=10_000, resamples=1_000, answers_per_rater=20)
@@ -76,6 +80,7 @@ def settings_from_args(args: argparse.Namespace, threads: int) -> dict:
     s["paper"] = replace(s["paper"], **opt(repeats=args.repeats,
                                            compile=tuple(dict.fromkeys(("off", *_items(args.compile_modes)))) if args.compile_modes else None,
                                            batch=_batches(args.paper_batch) if args.paper_batch else None))
+    s["memory"] = replace(s["memory"], **opt(rounds=args.rounds), checkpoint=args.checkpoint)
     s["scoring"] = replace(s["scoring"], **opt(images=args.fid_images, repeats=args.repeats))
     s["sweeps"] = replace(s["sweeps"], **opt(per_category=args.sweep_prompts, steps=args.steps, repeats=args.repeats),
                           checkpoint=args.checkpoint)
@@ -168,6 +173,9 @@ def _measure(name: str, s, done: dict):
         from .paper import measure
         from .peak import peak_flops
         return measure(s, {dt: peak_flops(done.get("peak"), dt) for dt in ("float32", "bfloat16")})
+    if name == "memory":
+        from .memory import measure
+        return measure(s)
     if name == "scoring":
         from .scoring import measure
         return measure(s)

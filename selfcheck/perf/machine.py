@@ -36,6 +36,7 @@ def configure_threads(threads: int | None) -> int:
 def machine_info() -> dict:
     import torch
 
+    from common.allocator import setting as malloc_setting
     from common.version import __version__
     from imagen.device import cpu_capability, cpu_native_bf16, resolve
 
@@ -51,5 +52,6 @@ def machine_info() -> dict:
         "cpu_capability": cpu_capability(),
         "cpu_native_bf16": cpu_native_bf16()[1],  # what precision "auto" follows (imagen.device)
         "auto_precision": resolve("cpu").precision,
+        "malloc": malloc_setting(),  # common/allocator.py; perf's runner processes get the same
         "load_average_1min": round(os.getloadavg()[0], 2),
     }

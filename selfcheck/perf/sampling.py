@@ -20,6 +20,8 @@ import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from common.allocator import child_env
+
 from .peers._common import MARKER, StageBench
 from .results import Row, Section
 
@@ -72,7 +74,8 @@ def run_runner(python: Path | str, name: str, bench: StageBench, timeout: float)
     """One runner process; its `PERF-RESULT {json}` line, or {"error": ...} with the stderr tail."""
     cmd = [str(python), str(PEERS_DIR / RUNNERS[name]), "--settings", bench.to_json()]
     # threads as configured (the runner also calls torch.set_num_threads); nothing may reach a model hub
-    env = {**os.environ, "OMP_NUM_THREADS": str(bench.threads), "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+    # and the malloc rule this process runs with (common/allocator.py), for ours and the peers alike
+    env = child_env({**os.environ, "OMP_NUM_THREADS": str(bench.threads), "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"})
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:

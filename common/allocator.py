@@ -8,10 +8,11 @@ per U-Net call. Raising glibc's mmap and trim thresholds to LIMIT keeps them in 
 
 The arithmetic is untouched (images are bit-identical, tested). Measured on 2 cores (AMD EPYC),
 float32, the shipped sr256 stage for a batch of 8 at 16 steps: 15.4 s -> 10.0 s; with torch and
-oneDNN held to AVX2: 17.1 s -> 10.0 s. What it costs: up to LIMIT of freed memory may stay with the
-process instead of going back to the system.
+oneDNN held to AVX2: 17.1 s -> 10.0 s. What it costs: freed memory stays with the process for reuse
+(up to LIMIT at the heap's top, plus free chunks between live ones) instead of going back at once.
 
-Applied by every `imagen-bench` command (imagen_bench.cli) and by the test suite; `perf`'s runner
+Applied by the `imagen-bench` commands that run networks (imagen_bench.cli.RUN_NETWORKS) and by the
+test suite; `perf`'s runner
 processes (ours and the peers') get the same setting through GLIBC_TUNABLES, so its ratios stay like
 for like. IMAGEN_BENCH_MALLOC=system, a GLIBC_TUNABLES that sets malloc tunables already, or a C
 library other than glibc (macOS, musl) keeps the system's behaviour; `setting()` says which held.
@@ -29,6 +30,7 @@ ENV = "IMAGEN_BENCH_MALLOC"
 CHOICES = ("reuse", "system")  # reuse (default): the thresholds below; system: glibc's own
 LIMIT = 1 << 30  # 1 GiB: one activation of the paper's 1024² stage at batch 1 (128 x 1024² x 4 B = 512 MiB) fits
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters, <malloc.h>
+MALLOC_TUNABLES = "glibc.malloc."  # the GLIBC_TUNABLES entries that set what this rule sets
 
 _applied: str | None = None
 
@@ -51,7 +53,7 @@ def reuse_freed_memory() -> str:
     libc = _glibc()
     if choice == "system":
         _applied = f"system malloc ({ENV}=system)"
-    elif "glibc.malloc" in os.environ.get("GLIBC_TUNABLES", ""):
+    elif MALLOC_TUNABLES in os.environ.get("GLIBC_TUNABLES", ""):
         _applied = "system malloc (GLIBC_TUNABLES sets malloc tunables)"
     elif libc is None:
         _applied = "system malloc (not glibc)"
@@ -72,6 +74,6 @@ def child_env(env: dict[str, str]) -> dict[str, str]:
     included): the same thresholds through GLIBC_TUNABLES when this process holds them."""
     if not reuse_freed_memory().startswith("glibc malloc"):
         return dict(env)
-    tunables = f"glibc.malloc.mmap_threshold={LIMIT}:glibc.malloc.trim_threshold={LIMIT}"
+    tunables = f"{MALLOC_TUNABLES}mmap_threshold={LIMIT}:{MALLOC_TUNABLES}trim_threshold={LIMIT}"
     old = env.get("GLIBC_TUNABLES", "")
     return {**env, "GLIBC_TUNABLES": f"{old}:{tunables}" if old else tunables}

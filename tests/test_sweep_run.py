@@ -12,6 +12,7 @@ from sweep_fixtures import Brightness, build_test_metric, make_tiny_checkpoint, 
 
 from bench.sweep.runner import run_sweep
 from bench.sweep.store import MANIFEST_COLUMNS
+from common import allocator
 from common.imagestore import read_run
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: exact float order, no oversubscription
@@ -38,6 +39,7 @@ def test_run_folder_follows_contract_1(finished):
     assert (run / "spec.toml").read_bytes() == (d / "spec.toml").read_bytes()
     info = json.loads((run / "run.json").read_text())
     assert {"package_version", "created", "spec_sha256", "machine", "torch_version", "models"} <= set(info)
+    assert info["machine"]["malloc"] == allocator.setting()  # the malloc rule this process ran with (conftest applies it)
     assert len(info["models"]["tiny"]["stages"]) == 3 and all(len(s["weights_sha256"]) == 64 for s in info["models"]["tiny"]["stages"])
     m = pd.read_parquet(run / "manifest.parquet")
     assert list(m.columns) == MANIFEST_COLUMNS and len(m) == 28 and m.sha256.is_unique

@@ -20,7 +20,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 
-from common.allocator import CHOICES, ENV, reuse_freed_memory
+from common.allocator import CHOICES, ENV, MALLOC_TUNABLES, reuse_freed_memory
 
 from .results import Row, Section
 
@@ -70,7 +70,7 @@ def one_process(s: MemorySettings) -> dict:
 
 def run_process(s: MemorySettings, rule: str) -> dict:
     env = {**os.environ, ENV: rule}
-    kept = [t for t in env.pop("GLIBC_TUNABLES", "").split(":") if t and not t.startswith("glibc.malloc.")]  # the rule decides
+    kept = [t for t in env.pop("GLIBC_TUNABLES", "").split(":") if t and not t.startswith(MALLOC_TUNABLES)]  # the rule decides
     if kept:
         env["GLIBC_TUNABLES"] = ":".join(kept)
     if s.threads:

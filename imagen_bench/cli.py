@@ -21,7 +21,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "people": ("study", "rate"),
     "analyse": ("report", "leaderboard", "power"),
     "end to end": ("demo",),
-    "this suite": ("perf", "trials"),
+    "this suite": ("perf", "trials", "coverage"),
 }
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("imagen.commands", "train one stage (or all stages) of a cascade"),
@@ -39,6 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rate": ("human_eval.commands", "serve a study's rating app and print the invite links"),
     "perf": ("selfcheck.perf.commands", "speed vs peers and the hardware, side by side in one run (table + JSON)"),
     "trials": ("selfcheck.trials.commands", "reliability trials: kill a sweep / the rating server, fuzz inputs, security checks"),
+    "coverage": ("selfcheck.coverage.commands", "do the intervals cover their truth 95 % of the time? simulation with known truths"),
 }
 
 # the subcommands that run networks on CPU tensors: they get common/allocator.py's malloc rule (the

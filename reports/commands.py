@@ -89,7 +89,7 @@ def run_leaderboard(args) -> int:
     with pd.option_context("display.max_columns", None, "display.width", 200, "display.max_colwidth", 60):
         print(wide(board).to_string(index=False))
     print(f"\n{options.method()}. Set metrics (FID, KID, precision/recall, ...) carry an interval only where the metric recorded one "
-          f"(fid with bootstrap = B); FID-N is biased upward as N shrinks: compare equal N.")
+          f"(blocks = G); FID / FD below 2,048 images is marked not comparable and never ranked.")
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         for name, frame in (("leaderboard", board), ("pairs", pairs)):

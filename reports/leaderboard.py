@@ -1,80 +1,74 @@
 """A leaderboard across runs: every cell of every run folder (an entry: a model at its sampling
-settings) x every metric, each value with its interval, N and how it was made. Reads only what
-the sweeps wrote (contract 1); recomputes nothing.
+settings on one prompt set) x every metric, each value with its interval, N and how it was made.
+Reads only what the sweeps wrote (contract 1); recomputes no metric.
+
+What a number means comes from the result itself: each metric records its MetricMeta in
+details["meta"] (bench.metrics.base: direction, range, interval method, min_n). A result without
+one (a run made before it was recorded) is shown without interval or rank, and says so.
 
     value     per-image metrics (metrics_image.parquet: CLIP score, OCR, shapes verifier, ...): the
-              mean over images with a 95 % interval from resampling prompts (the samples of one
-              prompt stay together; mean +- t x bootstrap SE, paired.prompt_bootstrap). Set metrics
-              (metrics_cell only: FID, KID, precision / recall / density / coverage): the value as
-              written, with the interval the metric recorded (FID with bootstrap = B: ci_low /
-              ci_high) and none otherwise: a run folder keeps no features to resample. FID-N is
-              biased upward as N shrinks, so such numbers compare only at equal N (enforced below).
-    rank      per-image metrics with a known direction: 1 + the number of entries that beat this
-              one in a paired comparison on their shared (prompt set, prompt, sample) images (the
-              prompt-bootstrap interval of the mean difference excludes 0). Entries no comparison
-              separates share a rank. Set metrics are ordered by value but not ranked.
-    refusal   a metric made differently in two entries (another resize, N, reference, feature
-              weights or precision: any key of its details but the package version) is refused,
-              naming the key and both values; choose the metrics to compare with `metrics`.
+              mean over images with a 95 % interval over prompts kept in the metric's range
+              (reports.intervals.bounded_mean: Wilson at the prompt-cluster effective size for
+              proportions, t for continuous values). Set metrics (metrics_cell only): the value as
+              written with the interval the metric recorded (blocks = G: ci_low / ci_high), none
+              otherwise: a run folder keeps no features to resample.
+    small N   a metric with min_n (FID / FD: 2,048) below it is marked "N < 2,048: not comparable",
+              never ordered or ranked.
+    rank      within one prompt set: 1 + the number of entries that beat this one in a paired
+              comparison on their shared images (per-image metrics: the prompt-bootstrap t test;
+              set metrics with blocks: the t test on the block-by-block pseudo-value differences),
+              a pair separated when its Holm-adjusted p (over all pairs of the metric and prompt
+              set) is below 1 - level. Entries no comparison separates share a rank.
+    refusal   within one prompt set, a metric made differently in two entries (another resize, N,
+              reference, feature weights or precision: any key of its details but provenance and
+              the interval's own numbers) is refused, naming the key and both values; choose the
+              metrics to compare with `metrics`. Different prompt sets are never compared.
     default   every metric of the runs but per-category breakdowns (details category other than
               "overall", e.g. shapes_accuracy/Colors): those are the report's per-category tables.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.special import stdtr, stdtrit
 
-from .paired import DEFAULT_RESAMPLES, PAIR_KEYS, paired_difference, prompt_bootstrap
-from .runs import read_run_metrics
-
-# Which way is better, by metric name (the part after "label/" when a spec labels a metric).
-# A metric named in neither set (kid_std, a test metric) is shown but never ranked.
-LOWER_IS_BETTER = frozenset({"fid", "kid_mean", "cmmd", "fd_dinov2", "fd_clip"})
-HIGHER_IS_BETTER = frozenset({"clip_score", "vqascore", "vqa_question_score", "vqa_all_questions", "ocr_score", "shapes_accuracy",
-                              "shapes_correct", "shapes_claim_accuracy", "precision", "recall", "density", "coverage"})
+from .intervals import bounded_mean, holm
+from .paired import DEFAULT_RESAMPLES, PAIR_KEYS, paired_difference
+from .runs import image_metric_meta, meta_of, parse_details, read_run_metrics
 
 
 @dataclass(frozen=True)
 class LeaderboardOptions:
     metrics: tuple[str, ...] | None = None  # None: every metric of the runs
     leave_out_mixed: bool = False  # True: a metric made differently is left out (and named) instead of refused
-    resamples: int = DEFAULT_RESAMPLES
+    resamples: int = DEFAULT_RESAMPLES  # paired comparisons of per-image metrics (prompt bootstrap)
     seed: int = 0
     level: float = 0.95
 
     def __post_init__(self):
-        if self.resamples < 100:
-            raise ValueError(f"resamples must be >= 100 for a percentile interval, got {self.resamples}")
+        if not 100 <= self.resamples <= 100_000:
+            raise ValueError(f"resamples must be in [100, 100000], got {self.resamples}")
         if not 0 < self.level < 1:
             raise ValueError(f"level must be in (0, 1), got {self.level}")
 
     def method(self) -> str:
-        return (f"{self.level:.0%} interval: mean +- t x bootstrap SE from {self.resamples} resamples of prompts (seed {self.seed}); "
-                f"ranks from paired prompt-bootstrap differences on shared images")
+        return (f"{self.level:.0%} intervals: per-image means over prompts kept in the metric's range (Wilson at the prompt-cluster "
+                f"effective size, or t for continuous metrics); set metrics as each recorded (blocks = G); ranks within a prompt set "
+                f"from paired comparisons on shared images ({self.resamples} prompt resamples, seed {self.seed}; block differences for "
+                f"set metrics), Holm-corrected over each table's pairs")
 
 
-def direction(metric: str) -> str | None:
-    base = metric.rsplit("/", 1)[-1]
-    return "lower" if base in LOWER_IS_BETTER else "higher" if base in HIGHER_IS_BETTER else None
-
-
-def _details(text) -> dict:
-    if text is None or (isinstance(text, float) and np.isnan(text)):
-        return {}
-    try:
-        parsed = json.loads(text) if isinstance(text, str) else text
-    except json.JSONDecodeError:
-        return {"details": str(text)}
-    return parsed if isinstance(parsed, dict) else {"details": parsed}
+def direction(details: dict) -> str | None:
+    way = meta_of(details).get("direction")
+    return way if way in ("higher", "lower") else None
 
 
 def entries(runs: list[str | Path]) -> pd.DataFrame:
-    """One row per (entry, metric): run, cell_id, entry label, model, metric, value, n, details (dict)."""
+    """One row per (entry, metric): run, cell_id, entry label, model, prompt_set, metric, value, n, details (dict)."""
     rows = []
     names = [Path(r).resolve().name for r in runs]
     if len(set(names)) != len(names):
@@ -85,21 +79,25 @@ def entries(runs: list[str | Path]) -> pd.DataFrame:
         cells = rm.cells.set_index("cell_id", drop=False)
         label = cells["name"] if "name" in cells.columns else cells["cell_id"]
         model = cells["model"] if "model" in cells.columns else label
+        prompt_set = cells["prompt_set"].astype(str) if "prompt_set" in cells.columns else pd.Series("", index=cells.index)
         for m in metrics.itertuples(index=False):
             rows.append({"run": str(Path(run)), "cell_id": m.cell_id, "entry": f"{rm.name}/{label[m.cell_id]}", "model": model[m.cell_id],
-                         "metric": m.metric, "value": pd.to_numeric(m.value, errors="coerce"), "n": m.n, "details": _details(m.details)})
-    return pd.DataFrame(rows, columns=["run", "cell_id", "entry", "model", "metric", "value", "n", "details"])
+                         "prompt_set": prompt_set[m.cell_id], "metric": m.metric, "value": pd.to_numeric(m.value, errors="coerce"),
+                         "n": m.n, "details": parse_details(m.details)})
+    return pd.DataFrame(rows, columns=["run", "cell_id", "entry", "model", "prompt_set", "metric", "value", "n", "details"])
 
 
 # recorded with a number but not part of how it was made: provenance, and a set metric's own interval
-NOT_HOW = frozenset({"package_version", "ci_low", "ci_high", "bootstrap_shift"})
+NOT_HOW = frozenset({"package_version", "ci_low", "ci_high", "se", "ci_method", "blocks", "block_values", "block_key", "meta"})
 
 
 def made_differently(frame: pd.DataFrame) -> dict[str, str]:
-    """metric -> the first difference in how two entries made it (the details key and both values),
-    for every metric whose details differ between entries (unavailable entries aside)."""
+    """metric -> the first difference in how two entries on the same prompt set made it (the details
+    key and both values), for every metric whose details differ so (unavailable entries aside)."""
     out = {}
-    for metric, group in frame.groupby("metric", sort=True):
+    for (metric, _), group in frame.groupby(["metric", "prompt_set"], sort=True):
+        if metric in out:
+            continue
         made = [(r.entry, r.details) for r in group.itertuples() if not r.details.get("unavailable")]
         for (a, da), (b, db) in zip(made, made[1:]):
             keys = sorted(k for k in set(da) | set(db) if da.get(k) != db.get(k) and k not in NOT_HOW)
@@ -121,9 +119,9 @@ def _per_image(runs: list[str | Path]) -> pd.DataFrame:
 
 
 def leaderboard(runs: list[str | Path], options: LeaderboardOptions = LeaderboardOptions()) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(board: one row per (metric, entry) with value, interval, n, rank, how; pairs: one row per
-    compared pair of entries and per-image metric, with the difference, its interval and McNemar's
-    p for 0/1 metrics). board.attrs["left_out"]: metric -> why, with options.leave_out_mixed."""
+    """(board: one row per (metric, entry) with value, interval, n, rank, note, how; pairs: one row
+    per compared pair of entries and metric, with the difference, its interval, p and Holm's p (and
+    McNemar's p for 0/1 metrics)). board.attrs["left_out"]: metric -> why, with options.leave_out_mixed."""
     frame = entries(runs)
     if frame.empty:
         raise ValueError("leaderboard: the runs hold no metrics (metrics_cell.parquet is empty); add [[metrics]] to the specs")
@@ -142,53 +140,67 @@ def leaderboard(runs: list[str | Path], options: LeaderboardOptions = Leaderboar
     frame = frame[~frame["metric"].isin(mixed)]
     images = _per_image(runs)
     board, pairs = [], []
-    for metric, group in frame.groupby("metric", sort=True):
+    for (metric, prompt_set), group in frame.groupby(["metric", "prompt_set"], sort=True):
         # the per-image values this cell metric is the mean of: the same name, or the one its details name
         image_metric = next((d["per_image_metric"] for d in group["details"] if "per_image_metric" in d), metric)
         per = images[images["metric"] == image_metric].set_index(["run", "cell_id"])
-        rows = []
-        for r in group.itertuples():
-            row = {"metric": metric, "entry": r.entry, "model": r.model, "value": r.value, "CI low": np.nan, "CI high": np.nan,
-                   "n": r.n, "rank": np.nan,
-                   "how": "; ".join(f"{k}={v}" for k, v in sorted(r.details.items()) if k not in NOT_HOW | {"unavailable"}),
-                   "unavailable": r.details.get("unavailable", ""), "run": r.run, "cell_id": r.cell_id}
-            key = (r.run, r.cell_id)
-            if "ci_low" in r.details:  # a set metric's own interval (FID with bootstrap = B)
-                row["CI low"], row["CI high"] = float(r.details["ci_low"]), float(r.details["ci_high"])
-            elif key in per.index and np.isfinite(r.value):
-                cell = per.loc[[key]]
-                mean, low, high = prompt_bootstrap(cell["prompt_id"].astype(str).to_numpy(), cell["value"].to_numpy(),
-                                                   options.resamples, options.seed, options.level)
-                if np.isclose(mean, r.value, rtol=1e-9, atol=1e-12):  # else the cell value is not that mean (claim-weighted, ...)
-                    row["CI low"], row["CI high"] = low, high
-            rows.append(row)
-        way = direction(metric)
-        measured = [row for row in rows if np.isfinite(row["value"])]
-        if way is not None and not per.empty and measured and any(np.isfinite(row["CI low"]) for row in measured):
-            beaten = {row["entry"]: 0 for row in measured}
-            for a, b in combinations(measured, 2):
-                result = _pair(per, a, b, metric, options)
-                if result is None:
-                    continue
-                pairs.append(result)
-                above, below = result["CI low"] > 0, result["CI high"] < 0  # mean(a - b) is clearly > 0 / < 0
-                if (above and way == "higher") or (below and way == "lower"):
-                    beaten[b["entry"]] += 1
-                elif (below and way == "higher") or (above and way == "lower"):
-                    beaten[a["entry"]] += 1
-            if any(p["metric"] == metric for p in pairs):
-                for row in measured:
-                    row["rank"] = 1 + beaten[row["entry"]]
-        reverse = way != "lower"
-        board += sorted(rows, key=lambda row: (not np.isfinite(row["value"]), -row["value"] if reverse else row["value"]))
-    board = pd.DataFrame(board)
+        rows = [_board_row(r, metric, per, options) for r in group.itertuples()]
+        way = next((direction(r.details) for r in group.itertuples() if direction(r.details)), None)
+        comparable = [row for row in rows if np.isfinite(row["value"]) and not row["note"]]
+        group_pairs = []
+        if way is not None:
+            for a, b in combinations(comparable, 2):
+                result = _pair(per, a, b, options) if a["per_image"] else _pair_blocks(a, b, options.level)
+                if result is not None:
+                    group_pairs.append({"metric": metric, "prompt_set": prompt_set, "A": a["entry"], "B": b["entry"], **result})
+        if group_pairs:
+            beaten = {row["entry"]: 0 for row in comparable}
+            for pair, p_holm in zip(group_pairs, holm([pair["p"] for pair in group_pairs])):
+                pair["p (Holm)"] = float(p_holm)
+                pair["separated"] = bool(p_holm < 1 - options.level)
+                if pair["separated"]:
+                    a_better = (pair["difference"] > 0) == (way == "higher")
+                    beaten[pair["B"] if a_better else pair["A"]] += 1
+            for row in comparable:
+                row["rank"] = 1 + beaten[row["entry"]]
+        pairs += group_pairs
+        sign = -1 if way != "lower" else 1
+        board += sorted(rows, key=lambda row: (not np.isfinite(row["value"]), bool(row["note"]),
+                                               sign * row["value"] if np.isfinite(row["value"]) else 0.0))
+    board = pd.DataFrame([{k: v for k, v in row.items() if k not in ("per_image", "block_values", "block_key", "range")} for row in board])
     board.attrs["left_out"] = mixed
     return board, pd.DataFrame(pairs)
 
 
-def _pair(per: pd.DataFrame, a: dict, b: dict, metric: str, options: LeaderboardOptions) -> dict | None:
-    """Entry a minus entry b on their shared images (`per`: the per-image values behind `metric`);
-    None when they share none (other prompts)."""
+def _board_row(r, metric: str, per: pd.DataFrame, options: LeaderboardOptions) -> dict:
+    meta = meta_of(r.details)
+    low, high = (meta.get("range") or [None, None])
+    row = {"metric": metric, "prompt_set": r.prompt_set, "entry": r.entry, "model": r.model, "value": r.value, "CI low": np.nan,
+           "CI high": np.nan, "n": r.n, "rank": np.nan, "note": "", "interval": "",
+           "how": "; ".join(f"{k}={v}" for k, v in sorted(r.details.items()) if k not in NOT_HOW | {"unavailable"}),
+           "unavailable": r.details.get("unavailable", ""), "run": r.run, "cell_id": r.cell_id, "per_image": False,
+           "block_values": r.details.get("block_values"), "block_key": r.details.get("block_key"), "range": (low, high)}
+    if meta.get("min_n") and np.isfinite(r.value) and int(r.n) < int(meta["min_n"]):
+        row["note"] = f"N < {int(meta['min_n']):,}: not comparable"
+    key = (r.run, r.cell_id)
+    if "ci_low" in r.details:  # a set metric's own interval (blocks = G)
+        row["CI low"], row["CI high"] = float(r.details["ci_low"]), float(r.details["ci_high"])
+        row["interval"] = r.details.get("ci_method", meta.get("interval", ""))
+    elif meta.get("interval") in ("wilson-eff", "t") and key in per.index and np.isfinite(r.value):
+        cell = per.loc[[key]]
+        iv = bounded_mean(cell["prompt_id"].astype(str).to_numpy(), cell["value"].to_numpy(), float(low), float(high), options.level,
+                          meta["interval"])
+        if np.isclose(iv.mean, r.value, rtol=1e-9, atol=1e-12):  # else the cell value is not that mean (claim-weighted, ...)
+            row.update({"CI low": iv.low, "CI high": iv.high, "interval": f"{meta['interval']} over {iv.n_prompts} prompts",
+                        "per_image": True})
+    elif not meta and np.isfinite(r.value):
+        row["interval"] = "none: this run records no MetricMeta (made before it was recorded); rerun the sweep's scoring"
+    return row
+
+
+def _pair(per: pd.DataFrame, a: dict, b: dict, options: LeaderboardOptions) -> dict | None:
+    """Entry a minus entry b on their shared images (`per`: the per-image values behind the
+    metric), the interval kept inside +-(high - low); None when they share no image."""
     keys = list(PAIR_KEYS)
     try:
         ya = per.loc[[(a["run"], a["cell_id"])]].set_index(keys)["value"]
@@ -196,12 +208,27 @@ def _pair(per: pd.DataFrame, a: dict, b: dict, metric: str, options: Leaderboard
     except KeyError:
         return None
     joined = pd.concat({"a": ya, "b": yb}, axis=1, join="inner").dropna()
-    if joined.empty:
+    if joined.empty or not b["per_image"]:
         return None
     prompt = joined.index.get_level_values("prompt_id").astype(str).to_numpy()
     stats = paired_difference(prompt, joined["a"].to_numpy(), joined["b"].to_numpy(), options.resamples, options.seed, options.level)
-    stats = {("value A" if k == "value" else "value B" if k == "baseline" else k): v for k, v in stats.items()}
-    return {"metric": metric, "A": a["entry"], "B": b["entry"], **stats}
+    width = float(a["range"][1]) - float(a["range"][0])
+    stats["CI low"], stats["CI high"] = max(stats["CI low"], -width), min(stats["CI high"], width)
+    return {("value A" if k == "value" else "value B" if k == "baseline" else k): v for k, v in stats.items()}
+
+
+def _pair_blocks(a: dict, b: dict, level: float) -> dict | None:
+    """Entry a minus entry b for a set metric with blocks on the same prompts (equal block_key):
+    the mean of the G block-by-block pseudo-value differences, t(G-1) interval and p."""
+    if not (a["block_values"] and b["block_values"] and a["block_key"] and a["block_key"] == b["block_key"]):
+        return None
+    d = np.asarray(a["block_values"], float) - np.asarray(b["block_values"], float)
+    g = len(d)
+    mean, se = float(d.mean()), float(d.std(ddof=1) / np.sqrt(g))
+    half = float(stdtrit(g - 1, 0.5 + level / 2)) * se
+    p = (1.0 if mean == 0 else 0.0) if se == 0 else float(2 * stdtr(g - 1, -abs(mean) / se))
+    return {"N pairs": g, "value A": a["value"], "value B": b["value"], "difference": mean, "CI low": mean - half, "CI high": mean + half,
+            "p": p}
 
 
 def wide(board: pd.DataFrame, labels: dict[str, str] | None = None) -> pd.DataFrame:
@@ -211,6 +238,8 @@ def wide(board: pd.DataFrame, labels: dict[str, str] | None = None) -> pd.DataFr
         if not np.isfinite(r["value"]):
             return r["unavailable"] or "-"
         text = f"{r['value']:.4g}"
+        if r.get("note"):
+            return f"{text} ({r['note']})"
         if np.isfinite(r["CI low"]) and np.isfinite(r["CI high"]):
             text += f" [{r['CI low']:.4g}, {r['CI high']:.4g}]"
         if np.isfinite(r["rank"]):
@@ -227,8 +256,9 @@ def wide(board: pd.DataFrame, labels: dict[str, str] | None = None) -> pd.DataFr
 
 def by_category(runs: list[str | Path], options: LeaderboardOptions = LeaderboardOptions()) -> pd.DataFrame:
     """Per-image metrics broken down by prompt category (the manifest's: DrawBench, PartiPrompts and
-    GenEval categories / tags): one row per (metric, category, entry) with the mean, its
-    prompt-bootstrap interval and N images. Empty when the runs have no per-image values."""
+    GenEval categories / tags): one row per (metric, category, entry) with the mean, its interval
+    over the category's prompts (intervals.bounded_mean with the metric's recorded range and method;
+    none when the run records no MetricMeta) and N images. Empty when the runs have no per-image values."""
     images = _per_image(runs)
     if images.empty:
         return pd.DataFrame()
@@ -246,9 +276,15 @@ def by_category(runs: list[str | Path], options: LeaderboardOptions = Leaderboar
     joined = pd.concat(frames, ignore_index=True)
     if options.metrics is not None:
         joined = joined[joined["metric"].isin(options.metrics)]
+    metas = image_metric_meta(runs)
     rows = []
     for (metric, category, entry), g in joined.groupby(["metric", "category", "entry"], sort=True):
-        mean, low, high = prompt_bootstrap(g["prompt_id"].astype(str).to_numpy(), g["value"].to_numpy(), options.resamples,
-                                           options.seed, options.level)
+        meta = metas.get(metric, {})
+        prompt, y = g["prompt_id"].astype(str).to_numpy(), g["value"].to_numpy()
+        if meta.get("interval") in ("wilson-eff", "t"):
+            iv = bounded_mean(prompt, y, float(meta["range"][0]), float(meta["range"][1]), options.level, meta["interval"])
+            mean, low, high = iv.mean, iv.low, iv.high
+        else:
+            mean, low, high = float(y.mean()), float("nan"), float("nan")
         rows.append({"metric": metric, "category": category, "entry": entry, "value": mean, "CI low": low, "CI high": high, "n": len(g)})
     return pd.DataFrame(rows)

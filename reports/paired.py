@@ -17,6 +17,7 @@ from scipy.special import stdtrit  # Student t quantile (scipy.stats is slow to 
 from common.runs import CELL_AXES
 
 from .bootstrap import multiplicities, resample_indices
+from .runs import image_metric_meta
 
 PAIR_KEYS = ("prompt_set", "prompt_id", "sample")
 DEFAULT_RESAMPLES = 10_000  # percentile-bootstrap tails at 95 % need ~10^4 replicates to be stable to ~0.5 pt
@@ -110,6 +111,7 @@ def paired_table(run_dir: str | Path, cells: pd.DataFrame, vary: str = "guidance
     if not path.is_file() or not pairs:
         return pd.DataFrame()
     images = pd.read_parquet(path)
+    metas = image_metric_meta([run_dir])  # a difference lies in +-(high - low) of the metric's range
     values = images.set_index(["cell_id", "metric", *PAIR_KEYS])["value"]
     param = cells.set_index("cell_id")[vary]
     rows = []
@@ -124,6 +126,9 @@ def paired_table(run_dir: str | Path, cells: pd.DataFrame, vary: str = "guidance
                 continue
             prompt = joined.index.get_level_values("prompt_id").to_numpy()
             stats = paired_difference(prompt, joined["y"].to_numpy(), joined["base"].to_numpy(), resamples, level=level)
+            low, high = (metas.get(metric, {}).get("range") or [None, None])
+            if low is not None and high is not None:
+                stats["CI low"], stats["CI high"] = max(stats["CI low"], low - high), min(stats["CI high"], high - low)
             rows.append({"metric": metric, "cell_id": cell, "baseline cell": base,
                          vary: param[cell], f"baseline {vary}": param[base], **stats})
     return pd.DataFrame(rows)

@@ -29,11 +29,12 @@ def overview_sections(runs: list[Path], stage: Path, level: float = 0.95) -> lis
     labels = {e: f"E{i}" for i, e in enumerate(entries, start=1)}
     legend = board.drop_duplicates("entry")[["entry", "model", "run", "cell_id"]].assign(label=lambda f: f["entry"].map(labels))
     blocks = [Table("leaderboard", wide(board, labels),
-                    "Every cell of every run: per-image metrics as mean [interval] #rank (interval: mean +- t x bootstrap SE over "
-                    "prompts; a rank counts the entries that beat this one in a paired comparison on the same images, so tied "
-                    "ranks were not separated); set metrics (FID, KID, precision / recall, ...) as the value the sweep wrote, with "
-                    "the interval it recorded (FID with bootstrap = B) and none otherwise, not ranked; FID-N is biased upward "
-                    "as N shrinks. Full numbers and how each was made: tables/leaderboard_long.csv."),
+                    "Every cell of every run: value [95 % interval] #rank. Per-image metrics: the mean, its interval over prompts "
+                    "inside the metric's range (Wilson at the prompt-cluster effective size; t for CLIP score). Set metrics: the "
+                    "interval each recorded (blocks = G: disjoint prompt blocks), none otherwise. A rank counts the entries on the "
+                    "same prompt set that beat this one in a paired comparison on the same images, Holm-corrected over the "
+                    "table's pairs; tied ranks were not separated. FID / FD below 2,048 images is marked not comparable and never "
+                    "ranked. Full numbers and how each was made: tables/leaderboard_long.csv."),
               Table("leaderboard_legend", legend[["label", "entry", "model", "cell_id", "run"]], "What each label stands for.")]
     long = board.drop(columns=["run"])  # too wide for the page: a file only (one row per metric and entry, with how)
     to_csv(long, stage / "tables" / "leaderboard_long.csv")
@@ -46,7 +47,8 @@ def overview_sections(runs: list[Path], stage: Path, level: float = 0.95) -> lis
         table = shown.pivot_table(index=["metric", "category"], columns="entry", values="text", aggfunc="first").reset_index()
         blocks.append(Table("leaderboard_by_category", table.rename_axis(columns=None),
                             "Per-image metrics per prompt category (DrawBench categories, PartiPrompts categories, GenEval tags, ...): "
-                            "mean [interval over the category's prompts, as above]. Few prompts per category give wide intervals."))
+                            "mean [interval over the category's prompts, as above, inside the metric's range]. Few prompts per "
+                            "category give wide intervals."))
     for metric, why in board.attrs.get("left_out", {}).items():
         blocks.append(Paragraph(f"Left out of the leaderboard: {why}.", kind="note"))
     return [Section("Leaderboard", blocks)] + ([gallery] if gallery else [])

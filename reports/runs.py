@@ -14,6 +14,9 @@ from common.runs import CELL_AXES
 METRIC_COLUMNS = ("cell_id", "metric", "value", "n", "details")
 SHAPES_PREFIX = "shapes_accuracy/"
 SHA_CHARS = 12  # enough of a sha256 to identify weights in a table
+# details not shown as "how": the unavailable text (its own column), the metric's meaning (MetricMeta,
+# shown as the interval method) and the per-block numbers behind an interval (read by paired comparisons)
+HIDDEN_DETAILS = frozenset({"unavailable", "meta", "block_values", "block_key"})
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,36 @@ def read_run_metrics(run_dir: str | Path) -> RunMetrics:
     return RunMetrics(run=run, name=run.name, cells=cells.reset_index(drop=True), long=long)
 
 
+def parse_details(text) -> dict:
+    """A metrics_cell details JSON string as a dict (non-dict JSON under "details")."""
+    if text is None or (isinstance(text, float) and np.isnan(text)):
+        return {}
+    try:
+        parsed = json.loads(text) if isinstance(text, str) else text
+    except json.JSONDecodeError:
+        return {"details": str(text)}
+    return parsed if isinstance(parsed, dict) else {"details": parsed}
+
+
+def meta_of(details: dict) -> dict:
+    """The MetricMeta record of a result ({} when the run predates it)."""
+    meta = details.get("meta")
+    return meta if isinstance(meta, dict) else {}
+
+
+def image_metric_meta(runs: list[str | Path]) -> dict[str, dict]:
+    """per-image metric name (as in metrics_image.parquet) -> the MetricMeta record of the cell
+    metric that is its mean (the same name, or the one whose details name it as per_image_metric)."""
+    out: dict[str, dict] = {}
+    for run in runs:
+        cells = pd.read_parquet(Path(run) / "metrics_cell.parquet", columns=["metric", "details"])
+        for metric, text in zip(cells["metric"], cells["details"]):
+            details = parse_details(text)
+            if meta_of(details) and details.get("category", "overall") == "overall":
+                out.setdefault(details.get("per_image_metric", metric), meta_of(details))
+    return out
+
+
 def describe_details(details: object) -> tuple[str, str]:
     """(how the number was made, "unavailable: ..." text or ""), from the details JSON string."""
     if details is None or (isinstance(details, float) and np.isnan(details)):
@@ -78,7 +111,7 @@ def describe_details(details: object) -> tuple[str, str]:
         unavailable = f"unavailable: {unavailable}"
     parts = []
     for key, value in parsed.items():
-        if key == "unavailable":
+        if key in HIDDEN_DETAILS:
             continue
         if isinstance(value, str) and "sha256" in key:
             value = value[:SHA_CHARS]

@@ -134,14 +134,25 @@ def test_metrics_on_one_space_extract_each_image_once(weights, tmp_path):
     assert extractor.extracted - before == len(gen) + len(ref)  # not 3 x
 
 
-def test_cmmd_bootstrap_interval_is_the_recentred_spread_of_resamples(weights, tmp_path):
-    ref, gen = _images(7, 8), _images(8, 8)
-    m = build_metric("cmmd", {"weights": str(weights / "clip"), "reference": f"folder:{_folder(tmp_path / 'ref', ref)}",
-                              "bootstrap": 100, "bootstrap_seed": 2})
+def test_cmmd_blocks_interval_is_the_jackknife_of_leave_one_block_out_cmmd(weights, tmp_path):
+    """CMMD with blocks = 5: the value is CMMD on all images and the SE the delete-a-block jackknife
+    of CMMD recomputed (stats.cmmd on the direct CLIP features) without each block."""
+    import hashlib
+
+    from scipy.stats import t as student
+
+    ref, gen = _images(7, 8), _images(8, 10)
+    m = build_metric("cmmd", {"weights": str(weights / "clip"), "reference": f"folder:{_folder(tmp_path / 'ref', ref)}", "blocks": 5})
     m.update(_scored(gen))
     (res,) = m.compute()
     fr, fg = _direct("clip", weights / "clip", ref), _direct("clip", weights / "clip", gen)
-    rng = np.random.default_rng(2)
-    reps = [cmmd(fr, fg[rng.integers(0, len(fg), len(fg))]) for _ in range(100)]
-    lo, med, hi = np.quantile(reps, [0.025, 0.5, 0.975])
-    assert (res.details["ci_low"], res.details["ci_high"]) == pytest.approx((res.value + lo - med, res.value + hi - med), rel=1e-3, abs=1e-6)
+    codes = [int(hashlib.sha256(f"p\0{i}".encode()).hexdigest()[:13], 16) for i in range(len(gen))]
+    b = np.empty(len(gen), int)
+    b[np.argsort(codes)] = np.arange(len(gen)) % 5
+    assert res.value == pytest.approx(cmmd(fr, fg), rel=1e-4)
+    pseudo = 5 * cmmd(fr, fg) - 4 * np.array([cmmd(fr, fg[b != g]) for g in range(5)])
+    se = pseudo.std(ddof=1) / np.sqrt(5)
+    assert res.details["se"] == pytest.approx(se, rel=1e-3, abs=1e-6)
+    half = student.ppf(0.975, 4) * se
+    assert (res.details["ci_low"], res.details["ci_high"]) == pytest.approx((res.value - half, res.value + half), rel=1e-3, abs=1e-6)
+

@@ -55,16 +55,20 @@ def test_board_from_real_runs(runs):
     means = images[images.metric == "shapes_correct"].groupby("cell_id")["value"].mean()
     assert shapes.set_index("cell_id")["value"].to_dict() == pytest.approx(means.to_dict())  # the run's own numbers
     assert (shapes["CI low"] <= shapes["value"]).all() and (shapes["value"] <= shapes["CI high"]).all()
+    assert (shapes["CI low"] >= 0).all() and (shapes["CI high"] <= 1).all() and shapes["interval"].str.startswith("wilson-eff over 12").all()
     assert shapes["value"].is_monotonic_decreasing and shapes["rank"].between(1, 3).all()  # higher is better
     fid = board[board.metric == "fid"]
-    assert fid["CI low"].isna().all() and fid["rank"].isna().all() and fid["value"].is_monotonic_increasing  # set metric: ordered, not ranked
+    # 24 images: far below 2,048, so marked, never ranked or ordered (and no interval: blocks off)
+    assert fid["CI low"].isna().all() and fid["rank"].isna().all() and (fid["note"] == "N < 2,048: not comparable").all()
     assert "reference=shapes:test" in fid["how"].iloc[0] and "reference_n=12" in fid["how"].iloc[0]
+    assert not pairs["metric"].eq("fid").any()
     binary = pairs[pairs.metric == "shapes_accuracy"]
     assert len(binary) == 3 and binary["McNemar p"].between(0, 1).all() and (binary["N pairs"] == 24).all()  # 12 prompts x 2 samples
-    # a rank counts the entries that beat this one in a paired comparison, nothing else
+    assert (binary["p (Holm)"] >= binary["p"]).all() and (binary["separated"] == (binary["p (Holm)"] < 0.05)).all()
+    # a rank counts the entries that beat this one in a Holm-separated paired comparison, nothing else
     for row in shapes.itertuples():
-        beaten_by = sum(1 for p in binary.to_dict("records")  # mean(A - B): CI above 0 means A beat B
-                        if (p["B"] == row.entry and p["CI low"] > 0) or (p["A"] == row.entry and p["CI high"] < 0))
+        beaten_by = sum(1 for p in binary.to_dict("records")  # mean(A - B) > 0: A beat B
+                        if p["separated"] and ((p["B"] == row.entry and p["difference"] > 0) or (p["A"] == row.entry and p["difference"] < 0)))
         assert row.rank == 1 + beaten_by
     text = wide(board)
     assert list(text.columns[:1]) == ["entry"] and text["shapes_accuracy"].str.contains(r"\[.*\] #\d").all()
@@ -81,7 +85,7 @@ def test_leaderboard_command_writes_what_made_it(runs, tmp_path, capsys):
     out = tmp_path / "lb"
     assert cli(["leaderboard", str(runs["a"]), str(runs["b"]), "--out", str(out), "--resamples", "300"]) == 0
     printed = capsys.readouterr().out
-    assert "shapes_accuracy" in printed and "resamples of prompts" in printed
+    assert "shapes_accuracy" in printed and "Holm-corrected" in printed
     assert {p.name for p in out.iterdir()} == {"leaderboard.csv", "leaderboard.parquet", "pairs.csv", "pairs.parquet", "leaderboard.json"}
     made = json.loads((out / "leaderboard.json").read_text())
     assert made["options"]["resamples"] == 300 and set(made["runs"]) == {str(runs["a"]), str(runs["b"])} and made["package_version"]
@@ -91,9 +95,19 @@ def test_leaderboard_command_writes_what_made_it(runs, tmp_path, capsys):
     assert "no metric ['fidd'] in these runs; metrics:" in capsys.readouterr().err
 
 
-def test_directions():
-    assert direction("fid") == "lower" and direction("clip_score") == "higher" and direction("my_label/ocr_score") == "higher"
-    assert direction("kid_std") is None
+def test_direction_comes_from_the_metric_own_declaration(runs):
+    """Which way is better is read from each result's recorded MetricMeta, declared beside the
+    metric: every registered metric declares every result it gives."""
+    from bench.metrics import REGISTRY
+    from reports.leaderboard import entries
+
+    frame = entries([runs["a"]])
+    ways = {m: direction(d) for m, d in zip(frame["metric"], frame["details"])}
+    assert ways["fid"] == "lower" and ways["shapes_accuracy"] == "higher" and ways["shapes_claim_accuracy"] == "higher"
+    assert direction({}) is None and direction({"meta": {"direction": "none"}}) is None
+    import importlib
+    for name, (module, cls) in REGISTRY.items():
+        assert getattr(importlib.import_module(module), cls).meta, name
 
 
 @pytest.mark.slow

@@ -335,53 +335,86 @@ def test_prdc_metric_on_features_of_images(data):
     assert got["precision"] < 1.0 and got["coverage"] < 1.0 and got["density"] < by["density"].value
 
 
-def test_fid_bootstrap_interval_equals_a_plain_loop(data, tmp_path):
-    """FID with bootstrap: the same value as without, and the interval the percentiles of FIDs
-    recomputed from the same resampled rows with the plain numpy reference."""
+def plain_blocks(n_images: int, blocks: int) -> np.ndarray:
+    """The block rule written out: prompts (here one image each, ids "0".."n-1" of prompt set
+    "test") in the order of their sha256 code, dealt round-robin."""
+    import hashlib
+
+    codes = [int(hashlib.sha256(f"test\0{i}".encode()).hexdigest()[:13], 16) for i in range(n_images)]
+    out = np.empty(n_images, int)
+    out[np.argsort(codes)] = np.arange(n_images) % blocks
+    return out
+
+
+def test_fid_blocks_equal_a_plain_jackknife_loop(data):
+    """FID with blocks = 5: "fid" is the plain value; "fid_debiased" is G FD_N - (G-1) mean FD_(-g)
+    with FD_(-g) recomputed by the numpy reference without block g, and the interval
+    value +- t(G-1) SE_J (floored at 0)."""
+    from scipy.stats import t as student
+
     ref, gen, folder = data
     plain = FID({"reference": f"folder:{folder}", "batch_size": 8}, extractor=extractor())
-    boot = FID({"reference": f"folder:{folder}", "batch_size": 8, "bootstrap": 200, "bootstrap_seed": 3}, extractor=extractor())
-    for m in (plain, boot):
+    blocked = FID({"reference": f"folder:{folder}", "batch_size": 8, "blocks": 5}, extractor=extractor())
+    for m in (plain, blocked):
         m.update(scored(gen))
-    (p,), (b,) = plain.compute(), boot.compute()
-    assert b.value == pytest.approx(p.value, rel=1e-9)
+    (p,), (f, d) = plain.compute(), blocked.compute()
+    assert (f.metric, d.metric) == ("fid", "fid_debiased") and f.value == pytest.approx(p.value, rel=1e-9)
     fr, fg = tiny_features(ref), tiny_features(gen)
-    rng = np.random.default_rng(3)
-    reps = [numpy_fid(fr, fg[rng.integers(0, len(fg), len(fg))]) for _ in range(200)]
-    lo, med, hi = np.quantile(reps, [0.025, 0.5, 0.975])  # the replicates' spread around their median, moved onto the estimate
-    assert (b.details["ci_low"], b.details["ci_high"]) == pytest.approx((b.value + lo - med, b.value + hi - med), rel=1e-6)
-    assert b.details["bootstrap_shift"] == pytest.approx(med - b.value, rel=1e-6)
-    assert b.details["ci_low"] <= b.value <= b.details["ci_high"]
-    assert "biased upward" in b.details["ci_method"] and "ci_low" not in p.details
-    with pytest.raises(ValueError, match=r"bootstrap must be 0 \(off\) or in \[100, 10000\]"):
-        FID({"reference": f"folder:{folder}", "bootstrap": 5})
+    b = plain_blocks(len(gen), 5)
+    leave = np.array([numpy_fid(fr, fg[b != g]) for g in range(5)])
+    pseudo = 5 * numpy_fid(fr, fg) - 4 * leave
+    assert d.value == pytest.approx(pseudo.mean(), rel=1e-4)
+    se = pseudo.std(ddof=1) / np.sqrt(5)
+    assert d.details["se"] == pytest.approx(se, rel=1e-3)
+    half = student.ppf(0.975, 4) * se
+    assert (d.details["ci_low"], d.details["ci_high"]) == pytest.approx((max(0, d.value - half), d.value + half), rel=1e-3)
+    assert d.details["block_values"] == pytest.approx(list(pseudo), rel=1e-4) and "ci_low" not in f.details
+    with pytest.raises(ValueError, match=r"blocks must be 0 \(off\) or a whole number in \[5, 100\]"):
+        FID({"reference": f"folder:{folder}", "blocks": 3})
+    with pytest.raises(ValueError, match="blocks must be"):
+        FID({"reference": f"folder:{folder}", "blocks": 20.5})
+    with pytest.raises(ValueError, match="'bootstrap' was removed.*use blocks = 20"):
+        FID({"reference": f"folder:{folder}", "bootstrap": 200})
 
 
-def test_kid_and_prdc_bootstrap_intervals_equal_plain_loops(data):
-    """KID and precision / recall / density / coverage with bootstrap: the interval is the
-    percentiles of the metric recomputed on the same resampled generated rows (reference fixed)."""
-    from bench.metrics.fid import KID, PRDC
-    from bench.metrics.stats import density_coverage, kernel_inception_distance, precision_recall
+def test_kid_and_prdc_blocks_equal_plain_loops(data):
+    """KID with blocks: the subsets' mean +- t(G-1) sqrt(SE_J^2 + std^2 / subsets), SE_J the
+    jackknife of the all-images U-statistic written as a plain double loop; precision / recall /
+    density / coverage: the mean over blocks of each block's metric computed directly."""
+    from scipy.stats import t as student
+
+    from bench.metrics.fid import PRDC
+    from bench.metrics.stats import density_coverage, precision_recall
 
     ref, gen, folder = data
     fr, fg = tiny_features(ref), tiny_features(gen)
-    opts = {"reference": f"folder:{folder}", "batch_size": 8, "bootstrap": 100, "bootstrap_seed": 5}
+    opts = {"reference": f"folder:{folder}", "batch_size": 8, "blocks": 5}
     kid = KID({**opts, "subsets": 10, "subset_size": 20}, extractor=extractor())
     prdc = PRDC(opts, extractor=extractor())
     for m in (kid, prdc):
         m.update(scored(gen))
     results = {r.metric: r for m in (kid, prdc) for r in m.compute()}
-    rng = np.random.default_rng(5)
-    rows = [rng.integers(0, len(fg), len(fg)) for _ in range(100)]
-    def recentred(value, reps):
-        lo, med, hi = np.quantile(reps, [0.025, 0.5, 0.975])
-        return value + lo - med, value + hi - med
+    b = plain_blocks(len(gen), 5)
 
-    kid_reps = [kernel_inception_distance(fr, fg[i], 10, 20, 0)[0] for i in rows]
-    kid = results["kid_mean"]
-    assert (kid.details["ci_low"], kid.details["ci_high"]) == pytest.approx(recentred(kid.value, kid_reps), rel=1e-6, abs=1e-12)
-    four = np.array([(*precision_recall(fr, fg[i], 3), *density_coverage(fr, fg[i], 5)) for i in rows])
-    for j, name in enumerate(("precision", "recall", "density", "coverage")):
+    def u_stat(x):  # the generated-dependent part of the unbiased MMD^2 (the reference term is a constant)
+        k = (x @ x.T / DIM + 1) ** 3
+        n = len(x)
+        return (k.sum() - np.trace(k)) / (n * (n - 1)) - 2 * ((x @ fr.T / DIM + 1) ** 3).mean()
+
+    pseudo = 5 * u_stat(fg) - 4 * np.array([u_stat(fg[b != g]) for g in range(5)])
+    k = results["kid_mean"]
+    mean, std, _ = kernel_inception_distance(fr, fg, 10, 20, 0)
+    assert k.value == pytest.approx(mean, rel=1e-6)
+    se = np.sqrt(pseudo.var(ddof=1) / 5 + results["kid_std"].value ** 2 / 10)
+    half = student.ppf(0.975, 4) * se
+    assert (k.details["ci_low"], k.details["ci_high"]) == pytest.approx((k.value - half, k.value + half), rel=1e-4)
+    for name, fn in (("precision", lambda f: precision_recall(fr, f, 3)[0]), ("recall", lambda f: precision_recall(fr, f, 3)[1]),
+                     ("density", lambda f: density_coverage(fr, f, 5)[0]), ("coverage", lambda f: density_coverage(fr, f, 5)[1])):
+        per = np.array([fn(fg[b == g]) for g in range(5)])
         r = results[name]
-        assert (r.details["ci_low"], r.details["ci_high"]) == pytest.approx(recentred(r.value, four[:, j]), abs=1e-12), name
+        assert r.value == pytest.approx(per.mean(), abs=1e-12) and r.details["set_size"] == 8, name
+        half = student.ppf(0.975, 4) * per.std(ddof=1) / np.sqrt(5)
+        hi = per.mean() + half if name == "density" else min(1.0, per.mean() + half)
+        assert (r.details["ci_low"], r.details["ci_high"]) == pytest.approx((max(0.0, per.mean() - half), hi), abs=1e-12), name
+        assert 0 <= r.details["ci_low"] <= r.details["ci_high"] and (name == "density" or r.details["ci_high"] <= 1)
     assert "ci_low" not in results["kid_std"].details

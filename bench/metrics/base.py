@@ -34,8 +34,57 @@ class MetricResult:
     cell_id: str = ""  # the cell it aggregates (added field; defaulted so 4-argument construction still works)
 
 
+DIRECTIONS = ("higher", "lower", "none")
+# How an interval is made (the leaderboard and report read this from each result's details):
+#   wilson-eff        per-image proportions (0/1, or fractions whose spread is at most a coin's): Wilson
+#                     score interval at the prompt-cluster effective sample size (reports.intervals)
+#   t                 per-image continuous values: mean +- t(P-1) x cluster SE, kept in the range
+#   jackknife-blocks  set metrics: delete-a-block jackknife over prompt blocks (bench.metrics.blocks)
+#   block-means       k-NN set metrics: mean of disjoint prompt blocks at a stated set size
+#   none              no interval (a protocol value at N, a spread, a count)
+INTERVALS = ("wilson-eff", "t", "jackknife-blocks", "block-means", "none")
+
+
+@dataclass(frozen=True)
+class MetricMeta:
+    """What a metric's number means, declared beside the metric (HELM's MetricMetadata) and
+    recorded in every result's details as details["meta"]: the report and leaderboard read
+    direction, range and interval method from there, never from a list of names."""
+
+    direction: str  # higher | lower | none (not ranked)
+    low: float | None  # the range the value can take (None: unbounded on that side)
+    high: float | None
+    interval: str  # one of INTERVALS
+    estimator: str  # one line: what the value estimates and how
+    min_n: int = 0  # below this many images the value is not comparable (FID / FD: 2,048, the feature dimension)
+
+    def __post_init__(self) -> None:
+        if self.direction not in DIRECTIONS or self.interval not in INTERVALS:
+            raise ValueError(f"MetricMeta: direction in {DIRECTIONS}, interval in {INTERVALS}; got {self.direction!r}, {self.interval!r}")
+
+    def record(self) -> dict:
+        return {"direction": self.direction, "range": [self.low, self.high], "interval": self.interval, "estimator": self.estimator,
+                "min_n": self.min_n}
+
+
+PROPORTION = MetricMeta("higher", 0.0, 1.0, "wilson-eff", "mean over images of a value in [0, 1]")
+
+
+def described(metric: "Metric", results: Sequence[MetricResult]) -> list[MetricResult]:
+    """`results` with details["meta"] from the metric's declaration (`metric.meta`, keyed by result
+    name before any "/category"); a result the metric did not declare is an error."""
+    out = []
+    for r in results:
+        base = r.metric.split("/", 1)[0]
+        if base not in metric.meta:
+            raise ValueError(f"metric {metric.name!r} gave a result {r.metric!r} it declares no MetricMeta for ({', '.join(metric.meta)})")
+        out.append(dataclasses.replace(r, details={**r.details, "meta": metric.meta[base].record()}))
+    return out
+
+
 class Metric(Protocol):
     name: str
+    meta: Mapping[str, MetricMeta]  # result name -> what it means
 
     def update(self, images: Sequence[ScoredImage]) -> list[dict[str, float]]: ...
 

@@ -18,7 +18,7 @@ from PIL import Image
 from common.files import sha256_file
 from common.version import __version__
 
-from .base import KeyedStates, MetricResult, ScoredImage, SumCount, check_image, parse_options
+from .base import KeyedStates, MetricMeta, MetricResult, ScoredImage, SumCount, check_image, parse_options
 
 UNAVAILABLE = "CLIP score needs weights: set clip_score model=<local HF CLIP dir or open_clip checkpoint>"
 
@@ -92,6 +92,8 @@ def clip_score(image_features: torch.Tensor, text_features: torch.Tensor) -> tor
 
 class CLIPScore:
     name = "clip_score"
+    # continuous and far from its bounds (typically 20-35): the t interval on the prompt means, kept in range
+    meta = {"clip_score": MetricMeta("higher", 0.0, 100.0, "t", "mean over images of max(100 cos(image, text), 0)")}
 
     def __init__(self, options: Mapping[str, Any] | None = None, *, cache_dir: Path | None = None):
         self.options = parse_options(CLIPOptions, options, self.name)

@@ -94,8 +94,9 @@ def run_fid(args: argparse.Namespace) -> int:
         cell = args.images.name
         for i in range(0, len(files), 64):  # decode 64 at a time: bounded memory for large folders
             feats = fid.extractor([load_rgb(f)[0] for f in files[i : i + 64]])  # (B, 2048), extracted once for both metrics
-            fid.add_features([cell] * len(feats), feats)
-            kid.add_features([cell] * len(feats), feats)
+            codes = [float(i + j) for j in range(len(feats))]  # a folder has no prompts: each image its own
+            fid.add_features([cell] * len(feats), feats, codes)
+            kid.add_features([cell] * len(feats), feats, codes)
         results = [dataclasses.asdict(r) for r in fid.compute() + kid.compute()]
     summary = {"images": str(args.images), "device": fid.extractor.device, "seconds": round(time.time() - start, 1), "results": results}
     print(json.dumps(summary, indent=2, sort_keys=True))

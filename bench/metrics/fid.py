@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import numpy as np
 import torch
 
 from common.errors import check_choice
 from common.version import __version__
 
-from .base import KeyedStates, MetricResult, ScoredImage, check_image, parse_option_groups
+from . import blocks as B
+from .base import KeyedStates, MetricMeta, MetricResult, ScoredImage, check_image, parse_option_groups
 from .feature_spaces import unavailable
 from .features import FeatureBank, FeatureConfig, FeatureExtractor, FeatureMoments, shared_extractor
 from .preprocess import CROP_MODES
@@ -26,14 +29,16 @@ from .stats import (
     CMMD_SIGMA,
     cmmd,
     density_coverage,
-    feature_stats,
-    frechet_bootstrap,
     frechet_distance,
+    gaussian_kernel,
     kernel_inception_distance,
+    polynomial_kernel,
     precision_recall,
-    recentred,
-    resampled,
 )
+
+# FID-N below the feature dimension: the covariance is rank-deficient and the 1/N bias dominates
+# (TTUR's README: N > 2048, 10,000 recommended), so the report marks such values and never orders them.
+FD_MIN_N = 2048
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,9 @@ class _FeatureMetric:
     def __init__(self, options: Mapping[str, Any] | None = None, *, cache_dir: Path | None = None,
                  extractor: FeatureExtractor | None = None):
         """`extractor` replaces the default Inception extractor (tests); its config must match the options."""
+        if options and "bootstrap" in options:
+            raise ValueError(f"metric {self.name!r}: 'bootstrap' was removed: resampling generated images with replacement gives "
+                             "invalid set-metric intervals (duplicates; docs/metrics.md); use blocks = 20 (disjoint prompt blocks)")
         groups = parse_option_groups(self.option_classes, options, self.name)
         self.features_config, self.ref_options = groups[0], groups[1]
         self.extra_options = groups[2:]
@@ -114,16 +122,31 @@ class _FeatureMetric:
             for im in images:
                 self.unavailable_counts[im.cell_id] = self.unavailable_counts.get(im.cell_id, 0) + 1
             return [{} for _ in images]
-        self.add_features([im.cell_id for im in images], self.extractor([im.image for im in images]))
+        codes = [B.prompt_code(im.ref.prompt_set, im.ref.prompt_id) for im in images]
+        self.add_features([im.cell_id for im in images], self.extractor([im.image for im in images]), codes)
         return [{} for _ in images]  # set-level metric: no per-image values
 
-    def add_features(self, cell_ids: Sequence[str], feats: torch.Tensor) -> None:
-        """Accumulate already-extracted (B, D) float64 features (made by self.extractor) per cell."""
+    def blocks(self) -> int:
+        """G, the number of prompt blocks for intervals (0: none)."""
+        return next((o.blocks for o in self.extra_options if isinstance(o, IntervalOptions)), 0)
+
+    def add_features(self, cell_ids: Sequence[str], feats: torch.Tensor, codes: Sequence[float]) -> None:
+        """Accumulate already-extracted (B, D) float64 features (made by self.extractor) per cell, with
+        each image's prompt code (blocks.prompt_code) as a last column when intervals are on."""
+        if self.blocks():
+            feats = torch.cat([feats.to(torch.float64), torch.tensor(codes, dtype=torch.float64)[:, None]], 1)  # (B, D + 1)
         by_cell: dict[str, list[int]] = {}
         for i, cell in enumerate(cell_ids):
             by_cell.setdefault(cell, []).append(i)
         for cell, idx in by_cell.items():
             self.states[cell].update(feats[idx])
+
+    def features_and_blocks(self, state) -> tuple:
+        """(features (N, D), None) without intervals; with them (features, ((N,) block index, block key))."""
+        f = state.compute()
+        if not self.blocks():
+            return f, None
+        return f[:, :-1], (B.assign_blocks(f[:, -1], self.blocks()), B.block_key(f[:, -1], self.blocks()))
 
     def details(self, n: int) -> dict:
         ref = self.reference()
@@ -139,38 +162,46 @@ class _FeatureMetric:
 
 
 @dataclass(frozen=True)
-class BootstrapOptions:
-    # bootstrap > 0: a percentile interval from that many resamples of each cell's generated images
-    # (the reference fixed), stored as ci_low / ci_high in the result's details (FID, KID, PRDC).
-    # Off by default: for FID at D = 2048 a resample costs one 2048 x 2048 eigendecomposition (~1-2 s
-    # on 2 CPU cores), KID one full KID (its subsets), and FID must keep the features (a FeatureBank).
-    bootstrap: int = 0
-    bootstrap_seed: int = 0
+class IntervalOptions:
+    # blocks = G: intervals from G disjoint blocks of the cell's prompts (bench.metrics.blocks; every
+    # interval conditional on the fixed reference). 0 = off (the default: FID then keeps only moments,
+    # not every feature, and costs no extra eigendecompositions; with G blocks it costs G + 1).
+    blocks: int = 0
 
     def __post_init__(self) -> None:
-        if not 0 <= self.bootstrap <= 10_000 or (0 < self.bootstrap < 100):
-            raise ValueError(f"bootstrap must be 0 (off) or in [100, 10000] resamples, got {self.bootstrap}")
+        if type(self.blocks) is not int or not (self.blocks == 0 or B.MIN_BLOCKS <= self.blocks <= 100):
+            raise ValueError(f"blocks must be 0 (off) or a whole number in [{B.MIN_BLOCKS}, 100], got {self.blocks!r}")
 
 
-def ci_method(o: BootstrapOptions, what: str) -> str:
-    return (f"{what}: spread (2.5-97.5 percentiles around the median) of {o.bootstrap} resamples of the generated images "
-            f"(reference fixed, seed {o.bootstrap_seed}), recentred on the estimate; bootstrap_shift = how far duplicates in a "
-            "resample moved the median (stats.recentred). It measures sampling variability at this N; FID-N is biased upward "
-            "as N shrinks: compare equal N only")
+def interval_details(r: dict, blocks: tuple[np.ndarray, str], method: str) -> dict:
+    """What a blocked interval records: bounds, SE, the per-block pseudo-values (paired comparisons
+    of two entries subtract them block by block) and which prompts the blocks hold (block_key:
+    entries with the same key are on the same prompts in the same blocks)."""
+    index, key = blocks
+    return {"ci_low": r["ci_low"], "ci_high": r["ci_high"], "se": r["se"], "blocks": int(len(np.unique(index))), "ci_method": method,
+            "block_values": [float(v) for v in r["pseudo"]], "block_key": key}
+
+
+FD_META = MetricMeta("lower", 0.0, None, "none", "Frechet distance of Gaussian fits at N images (biased upward by ~c / N)", FD_MIN_N)
+FD_DEBIASED_META = MetricMeta("lower", 0.0, None, "jackknife-blocks",
+                              "delete-a-block jackknife G FD_N - (G-1) mean FD_(-g): the c / N bias removed", FD_MIN_N)
 
 
 class FID(_FeatureMetric):
     """Frechet distance on a feature space: "fid" on the FID Inception, "fd_dinov2" (FD-DINOv2,
-    Stein et al. 2023) or "fd_clip" on the others; optionally with a bootstrap interval."""
+    Stein et al. 2023) or "fd_clip" on the others; with blocks = G also "<name>_debiased", the
+    jackknife value with its interval."""
 
     name = "fid"
-    option_classes = (FeatureConfig, ReferenceOptions, BootstrapOptions)
+    option_classes = (FeatureConfig, ReferenceOptions, IntervalOptions)
+    meta = {**{n: FD_META for n in ("fid", "fd_dinov2", "fd_clip")},
+            **{f"{n}_debiased": FD_DEBIASED_META for n in ("fid", "fd_dinov2", "fd_clip")}}
 
     def _new_state(self):
-        if self.extra_options[0].bootstrap:
+        if self.blocks():
             bank = FeatureBank()
             if not self.unavailable:
-                bank.update(torch.zeros(0, self.extractor.feature_dim, dtype=torch.float64))
+                bank.update(torch.zeros(0, self.extractor.feature_dim + 1, dtype=torch.float64))
             return bank
         return FeatureMoments(self.extractor.feature_dim)
 
@@ -180,21 +211,21 @@ class FID(_FeatureMetric):
     def compute(self) -> list[MetricResult]:
         if self.unavailable:
             return self.results_unavailable([self.result_name()])
-        o: BootstrapOptions = self.extra_options[0]
         out = []
+        name = self.result_name()
         for cell, state in self.states.synced_items():
             ref = self.reference()
-            if o.bootstrap:
-                feats = state.compute()
-                (mu, sigma), n = feature_stats(feats), len(feats)
-                _, _, reps = frechet_bootstrap(ref.mu, ref.sigma, feats, o.bootstrap, o.bootstrap_seed)
-                value = frechet_distance(ref.mu, ref.sigma, mu, sigma)
-                low, high, shift = recentred(value, reps)
-                details = {**self.details(n), "ci_low": low, "ci_high": high, "bootstrap_shift": shift, "ci_method": ci_method(o, "FID")}
+            if self.blocks():
+                feats, blocks = self.features_and_blocks(state)
+                r = B.frechet_blocks(ref.mu, ref.sigma, feats, blocks[0])
+                details = self.details(len(feats))
+                out += [MetricResult(name, r["value_n"], len(feats), details, cell_id=cell),
+                        MetricResult(f"{name}_debiased", r["value_debiased"], len(feats),
+                                     {**details, **interval_details(r, blocks, "delete-a-block jackknife over prompt blocks, t(G-1)")},
+                                     cell_id=cell)]
             else:
                 mu, sigma, n = state.compute()
-                details = self.details(n)
-            out.append(MetricResult(self.result_name(), frechet_distance(ref.mu, ref.sigma, mu, sigma), n, details, cell_id=cell))
+                out.append(MetricResult(name, frechet_distance(ref.mu, ref.sigma, mu, sigma), n, self.details(n), cell_id=cell))
         return out
 
 
@@ -217,7 +248,7 @@ class _BankMetric(_FeatureMetric):
             return bank
         # a (0, D) entry: a rank that sees no image of a cell must still gather a 2-D tensor
         # (torchmetrics would substitute a 1-D empty one, a shape mismatch in the all-gather)
-        bank.update(torch.zeros(0, self.extractor.feature_dim, dtype=torch.float64))
+        bank.update(torch.zeros(0, self.extractor.feature_dim + (1 if self.blocks() else 0), dtype=torch.float64))
         return bank
 
     def reference_features(self):
@@ -233,7 +264,13 @@ class PRDC(_BankMetric):
     density / coverage (k_dc) of each cell's images against the reference set."""
 
     name = "prdc"
-    option_classes = (FeatureConfig, ReferenceOptions, ManifoldOptions, BootstrapOptions)
+    option_classes = (FeatureConfig, ReferenceOptions, ManifoldOptions, IntervalOptions)
+    # with blocks = G each is the metric of m = N / G generated images (recall and coverage depend on m),
+    # the mean over G disjoint blocks; without, the metric of all N images and no interval
+    meta = {"precision": MetricMeta("higher", 0.0, 1.0, "block-means", "share of generated images inside the reference manifold"),
+            "recall": MetricMeta("higher", 0.0, 1.0, "block-means", "share of reference images inside the generated manifold"),
+            "density": MetricMeta("higher", 0.0, None, "block-means", "mean count of reference balls holding a generated image / k"),
+            "coverage": MetricMeta("higher", 0.0, 1.0, "block-means", "share of reference balls holding a generated image")}
 
     def compute(self) -> list[MetricResult]:
         if self.unavailable:
@@ -242,27 +279,25 @@ class PRDC(_BankMetric):
         real = self.reference_features()
         out = []
         for cell, state in self.states.synced_items():
-            fake = state.compute()
+            fake, blocks = self.features_and_blocks(state)
             details = {"feature_space": "fid_inception_pool3", **self.details(len(fake)), "k_pr": o.k_pr, "k_dc": o.k_dc}
-
-            def four(f, o=o):
-                return (*precision_recall(real, f, o.k_pr), *density_coverage(real, f, o.k_dc))
-
-            values = four(fake)
-            b: BootstrapOptions = self.extra_options[1]
-            reps = resampled(four, fake, b.bootstrap, b.bootstrap_seed) if b.bootstrap else None
-            for i, name in enumerate(("precision", "recall", "density", "coverage")):
-                extra = {}
-                if reps is not None:
-                    low, high, shift = recentred(values[i], reps[:, i])
-                    extra = {"ci_low": low, "ci_high": high, "bootstrap_shift": shift, "ci_method": ci_method(b, name)}
-                out.append(MetricResult(name, values[i], len(fake), {**details, **extra}, cell_id=cell))
+            if blocks is None:
+                values = (*precision_recall(real, fake, o.k_pr), *density_coverage(real, fake, o.k_dc))
+                out += [MetricResult(name, v, len(fake), {**details, "set_size": len(fake)}, cell_id=cell)
+                        for name, v in zip(("precision", "recall", "density", "coverage"), values)]
+                continue
+            for name, r in B.prdc_blocks(real, fake, blocks[0], o.k_pr, o.k_dc).items():
+                extra = interval_details(r, blocks, "mean of disjoint prompt blocks, t(G-1), kept in range")
+                out.append(MetricResult(name, r["value"], len(fake), {**details, **extra, "set_size": r["set_size"]}, cell_id=cell))
         return out
 
 
 class KID(_BankMetric):
     name = "kid"
-    option_classes = (FeatureConfig, ReferenceOptions, KernelOptions, BootstrapOptions)
+    option_classes = (FeatureConfig, ReferenceOptions, KernelOptions, IntervalOptions)
+    meta = {"kid_mean": MetricMeta("lower", None, None, "jackknife-blocks",
+                                   "unbiased MMD^2 (cubic kernel), mean over random subsets (clean-fid); may be < 0 near 0"),
+            "kid_std": MetricMeta("none", 0.0, None, "none", "spread of the subsets' MMD^2 (torch-fidelity's kid_std), not an SE")}
 
     def compute(self) -> list[MetricResult]:
         if self.unavailable:
@@ -271,18 +306,19 @@ class KID(_BankMetric):
         real = self.reference_features()
         out = []
         for cell, state in self.states.synced_items():
-            feats = state.compute()
+            feats, blocks = self.features_and_blocks(state)
             mean, std, m = kernel_inception_distance(real, feats, k.subsets, k.subset_size, k.seed, k.degree, k.gamma, k.coef)
             details = {**self.details(len(feats)), "subsets": k.subsets, "subset_size": m, "degree": k.degree,
                        "gamma": k.gamma, "coef": k.coef, "seed": k.seed}
-            b: BootstrapOptions = self.extra_options[1]
-            if b.bootstrap:
-                reps = resampled(lambda f, k=k: kernel_inception_distance(real, f, k.subsets, k.subset_size, k.seed, k.degree, k.gamma,
-                                                                          k.coef)[0], feats, b.bootstrap, b.bootstrap_seed)
-                low, high, shift = recentred(mean, reps[:, 0])
-                mean_details = {**details, "ci_low": low, "ci_high": high, "bootstrap_shift": shift, "ci_method": ci_method(b, "KID")}
-            else:
-                mean_details = details
+            mean_details = details
+            if blocks is not None:
+                def kernel(a, b, k=k):
+                    return polynomial_kernel(a, b, k.degree, k.gamma, k.coef)
+                # the subsets' mean is, given the images, an unbiased Monte Carlo estimate of the all-images
+                # U-statistic: its variance adds std^2 / subsets to the U-statistic's
+                r = B.mmd_blocks(kernel, feats, real, blocks[0], mean, std**2 / k.subsets if k.subsets > 1 else 0.0)
+                mean_details = {**details, **interval_details(r, blocks, "delete-a-block jackknife of the all-images U-statistic "
+                                                                         "over prompt blocks + the subsets' Monte Carlo variance, t(G-1)")}
             out += [MetricResult("kid_mean", mean, len(feats), mean_details, cell_id=cell),
                     MetricResult("kid_std", std, len(feats), details, cell_id=cell)]
         return out
@@ -300,20 +336,22 @@ class CMMD(_BankMetric):
     CLIP ViT-L/14@336px; the weights folder used is recorded with its checksum."""
 
     name = "cmmd"
-    option_classes = (CMMDFeatures, ReferenceOptions, BootstrapOptions)
+    option_classes = (CMMDFeatures, ReferenceOptions, IntervalOptions)
+    meta = {"cmmd": MetricMeta("lower", None, None, "jackknife-blocks", "1000 x unbiased Gaussian-kernel MMD^2 of CLIP embeddings; "
+                               "may be < 0 near 0")}
 
     def compute(self) -> list[MetricResult]:
         if self.unavailable:
             return self.results_unavailable(("cmmd",))
         real = self.reference_features()
-        b: BootstrapOptions = self.extra_options[0]
         out = []
         for cell, state in self.states.synced_items():
-            fake = state.compute()
+            fake, blocks = self.features_and_blocks(state)
             value = cmmd(real, fake)
             details = {**self.details(len(fake)), "sigma": CMMD_SIGMA, "scale": CMMD_SCALE, "estimator": "unbiased", "normalised": True}
-            if b.bootstrap:
-                low, high, shift = recentred(value, resampled(lambda f: cmmd(real, f), fake, b.bootstrap, b.bootstrap_seed)[:, 0])
-                details.update({"ci_low": low, "ci_high": high, "bootstrap_shift": shift, "ci_method": ci_method(b, "CMMD")})
+            if blocks is not None:
+                unit_real, unit_fake = (a / np.linalg.norm(a, axis=1, keepdims=True) for a in (real, fake))
+                r = B.mmd_blocks(partial(gaussian_kernel, sigma=CMMD_SIGMA), unit_fake, unit_real, blocks[0], value, scale=CMMD_SCALE)
+                details.update(interval_details(r, blocks, "delete-a-block jackknife over prompt blocks, t(G-1)"))
             out.append(MetricResult("cmmd", value, len(fake), details, cell_id=cell))
         return out

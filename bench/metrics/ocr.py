@@ -16,7 +16,7 @@ import numpy as np
 
 from common.version import __version__
 
-from .base import KeyedStates, MetricResult, ScoredImage, SumCount, check_image, parse_options
+from .base import KeyedStates, MetricMeta, MetricResult, ScoredImage, SumCount, check_image, parse_options
 
 # quote pairs seen in prompt sets: DrawBench uses '...'; "..." and typographic quotes also count.
 # A single quote must not be an apostrophe inside a word (it's, Google's): require non-letters around it.
@@ -67,6 +67,8 @@ class OCROptions:
 
 class OCRScore:
     name = "ocr"
+    meta = {"ocr_score": MetricMeta("higher", 0.0, 1.0, "wilson-eff", "mean over images of the normalised similarity of the read text "
+                                    "to the quoted text, in [0, 1]")}
 
     def __init__(self, options: Mapping[str, Any] | None = None, *, cache_dir: Path | None = None):
         self.options = parse_options(OCROptions, options, self.name)

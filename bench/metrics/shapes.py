@@ -6,13 +6,13 @@ group ("held-out": the caption names a colour x shape pair never seen in trainin
 Prompts outside the shapes caption grammar get no value and are counted in details."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from common.version import __version__
 
-from .base import KeyedStates, MetricResult, ScoredImage, SumCount, check_image, parse_options
+from .base import PROPORTION, KeyedStates, MetricResult, ScoredImage, SumCount, check_image, parse_options
 
 OVERALL = ""  # category key of the whole cell
 
@@ -26,6 +26,10 @@ class ShapesOptions:
 
 class ShapesVerifier:
     name = "shapes_verifier"
+    meta = {
+        "shapes_accuracy": replace(PROPORTION, estimator="share of images whose every claim the exact verifier accepts"),
+        "shapes_claim_accuracy": replace(PROPORTION, interval="none", estimator="share of all claims accepted (claim-weighted)"),
+    }
 
     def __init__(self, options: Mapping[str, Any] | None = None, *, cache_dir: Path | None = None):
         self.options = parse_options(ShapesOptions, options, self.name)

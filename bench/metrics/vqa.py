@@ -27,7 +27,7 @@ import torch
 from common.files import sha256_file
 from common.version import __version__
 
-from .base import KeyedStates, MetricResult, ScoredImage, SumCount, check_image, parse_options
+from .base import KeyedStates, MetricMeta, MetricResult, ScoredImage, SumCount, check_image, parse_options
 
 QUESTION = 'Does this figure show "{prompt}"? Please answer yes or no.'  # VQAScore's question
 UNAVAILABLE = ("unavailable: VQAScore needs a local vision-language model: set options model = DIR, a Hugging Face folder for "
@@ -102,6 +102,7 @@ def load_judge(metric: str, options: VQAOptions) -> _Judge | None:
 
 class VQAScore:
     name = "vqascore"
+    meta = {"vqascore": MetricMeta("higher", 0.0, 1.0, "wilson-eff", "mean over images of P(answer | image, question)")}
 
     def __init__(self, options: Mapping[str, Any] | None = None, *, cache_dir: Path | None = None):
         self.options = parse_options(VQAOptions, options, self.name)
@@ -163,6 +164,8 @@ class VQAQuestions:
     pass / fail). Use it on the `geneval` prompt set (metric prompt_sets = [...])."""
 
     name = "vqa_questions"
+    meta = {"vqa_question_score": MetricMeta("higher", 0.0, 1.0, "wilson-eff", "mean over images of the share of questions answered yes"),
+            "vqa_all_questions": MetricMeta("higher", 0.0, 1.0, "wilson-eff", "share of images with every question answered yes")}
 
     def __init__(self, options: Mapping[str, Any] | None = None, *, cache_dir: Path | None = None):
         from drawbench.suites import geneval_metadata, geneval_questions

@@ -87,6 +87,8 @@ def score(store: RunStore, manifest: pd.DataFrame, cells: list[str], metrics: tu
                 pending.append((m, cell, rows, key))
     bar = tqdm(total=sum(-(-len(r) // world.size) for _, _, r, _ in pending), desc="scoring", unit="img",
                disable=not progress or world.rank != 0 or not pending)
+    from bench.metrics.base import described  # noqa: PLC0415  (torch: only when something is scored)
+
     built: dict[str, object] = {}
     for m, cell, rows, key in pending:
         if m.label not in built:  # built once per metric spec, only when something needs it
@@ -102,7 +104,7 @@ def score(store: RunStore, manifest: pd.DataFrame, cells: list[str], metrics: tu
                                "metric": name if m.label == m.name else f"{m.label}/{name}", "value": None if v is None else float(v)}
                               for name, v in vals.items()]
             bar.update(len(batch))
-        results = metric.compute()
+        results = described(metric, metric.compute())  # each result with its MetricMeta (direction, range, interval)
         gathered = [row for part in world.gather(per_image) for row in part]
         if world.rank == 0:
             store.metric_cache(cell, m.label).parent.mkdir(parents=True, exist_ok=True)

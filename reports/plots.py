@@ -85,22 +85,58 @@ def _alignment_metric(wide: pd.DataFrame) -> str:
     raise SkipPlot(f"no alignment metric with values ({' or '.join(ALIGNMENT_METRICS)}) in this run")
 
 
-def _curves(run: RunMetrics, along: str) -> tuple[pd.DataFrame, str, list[str]]:
+def fidelity_metric(run: RunMetrics) -> str:
+    """The figures' fidelity axis: FID where every value is at a comparable N (>= its min_n, 2,048);
+    else KID, which is unbiased at any N; else FID, its axis marked not comparable (fid_label)."""
+    rows = run.long[run.long["value"].notna()]
+    fid = rows[rows["metric"] == "fid"]
+    if not fid.empty and (fid["n"] >= fid["min_n"]).all():
+        return "fid"
+    if (rows["metric"] == "kid_mean").any():
+        return "kid_mean"
+    if fid.empty:
+        raise SkipPlot("the run has no FID or KID values (metrics 'fid' / 'kid' in metrics_cell.parquet)")
+    return "fid"
+
+
+def fid_label(run: RunMetrics, metric: str) -> str:
+    """The fidelity axis label, with N; FID / FD below its min_n (2,048) marked as not comparable
+    (the covariance is rank-deficient and FID-N's 1/N bias dominates); KID says why it stands in."""
+    rows = run.long[(run.long["metric"] == metric) & run.long["value"].notna()]
+    sizes = "/".join(str(int(v)) for v in sorted(rows["n"].unique()))
+    if metric == "kid_mean":
+        fid = run.long[(run.long["metric"] == "fid") & run.long["value"].notna()]
+        why = f"; FID at N = {'/'.join(str(int(v)) for v in sorted(fid['n'].unique()))} < 2,048 is not comparable" if not fid.empty else ""
+        return f"KID at N = {sizes} images (lower is better{why})"
+    note = ", N < 2,048: not comparable to other N" if (rows["n"] < rows["min_n"]).any() else ""
+    return f"FID at N = {sizes} images (lower is better{note})"
+
+
+def _curves(run: RunMetrics, along: str) -> tuple[pd.DataFrame, str, list[str], str]:
+    """(cells sorted along `along`, the alignment metric, the axes one curve each, the fidelity metric)."""
+    y_metric = fidelity_metric(run)
     wide = run.wide()
-    if "fid" not in wide.columns or wide["fid"].isna().all():
-        raise SkipPlot("the run has no FID values (metric 'fid' in metrics_cell.parquet)")
     if along not in wide.columns or wide[along].nunique() < 2:
         raise SkipPlot(f"the run has fewer than two values of {along!r}; a curve needs at least two")
     x_metric = _alignment_metric(wide)
     group_by = [c for c in run.varying() if c != along]  # cell axes only: one curve per setting, not per cell
-    return wide.sort_values(along), x_metric, group_by
+    return wide.sort_values(along), x_metric, group_by, y_metric
 
 
-def _series(wide: pd.DataFrame, group_by: list[str]):
+def _bounds(run: RunMetrics, metric: str, cells) -> tuple[np.ndarray, np.ndarray]:
+    """(low, high) of a set metric's recorded interval per cell (nan where none was recorded)."""
+    rows = run.long[run.long["metric"] == metric].drop_duplicates("cell_id").set_index("cell_id")
+    return rows["ci_low"].reindex(cells).to_numpy(float), rows["ci_high"].reindex(cells).to_numpy(float)
+
+
+def _series(wide: pd.DataFrame, group_by: list[str], needs: tuple[str, ...] = ()):
     """(label, rows) per curve; a setting absent from some cells (percentile of none / static
-    thresholding) is a value of its own, not a dropped group."""
+    thresholding) is a value of its own, not a dropped group. Rows lacking any of `needs` (a prompt
+    set the metric was not computed on) are dropped, and a curve left with no rows is not drawn."""
+    wide = wide.dropna(subset=list(needs)) if needs else wide
     if not group_by:
-        yield "all cells", wide
+        if not wide.empty:
+            yield "all cells", wide
         return
     for keys, rows in wide.groupby(group_by, sort=True, dropna=False):
         keys = keys if isinstance(keys, tuple) else (keys,)
@@ -108,41 +144,46 @@ def _series(wide: pd.DataFrame, group_by: list[str]):
 
 
 def pareto_plot(run: RunMetrics) -> Plotted:
-    """Imagen Fig. A.8: FID vs alignment across guidance weights, one curve per thresholding mode
-    (and per any other cell axis that varies in the run)."""
-    wide, x_metric, group_by = _curves(run, "guidance")
+    """Imagen Fig. A.8: fidelity (FID, or KID where FID's N is too small) vs alignment across
+    guidance weights, one curve per thresholding mode (and per any other cell axis that varies in
+    the run), with the recorded interval of the fidelity metric as bars."""
+    wide, x_metric, group_by, y_metric = _curves(run, "guidance")
     if "thresholding" not in wide.columns:
         raise SkipPlot("cells.parquet has no 'thresholding' column")
-    fig, ax = plt.subplots(figsize=(6, 4.5))
+    fig, ax = plt.subplots(figsize=(6.5, 4.8))
     points = []
-    for label, rows in _series(wide, group_by):
-        ax.plot(rows[x_metric], rows["fid"], "o-", label=label)
-        for _, r in rows.iterrows():
-            ax.annotate(f"w={r['guidance']:g}", (r[x_metric], r["fid"]), fontsize=7, textcoords="offset points", xytext=(3, 3))
-            points.append({"panel": "", "series": label, "x_name": x_metric, "x": r[x_metric], "y_name": "fid", "y": r["fid"],
-                           "low": None, "high": None, "label": f"w={r['guidance']:g}"})
+    for label, rows in _series(wide, group_by, (x_metric, y_metric)):
+        low, high = _bounds(run, y_metric, rows["cell_id"])
+        line = ax.plot(rows[x_metric], rows[y_metric], "o-", label=label)[0]
+        if np.isfinite(low).any():
+            ax.errorbar(rows[x_metric], rows[y_metric], yerr=np.vstack([rows[y_metric] - low, high - rows[y_metric]]), fmt="none",
+                        capsize=3, color=line.get_color())
+        for (_, r), lo, hi in zip(rows.iterrows(), low, high):
+            ax.annotate(f"w={r['guidance']:g}", (r[x_metric], r[y_metric]), fontsize=7, textcoords="offset points", xytext=(3, 3))
+            points.append({"panel": "", "series": label, "x_name": x_metric, "x": r[x_metric], "y_name": y_metric, "y": r[y_metric],
+                           "low": lo if np.isfinite(lo) else None, "high": hi if np.isfinite(hi) else None, "label": f"w={r['guidance']:g}"})
     ax.set_xlabel(x_metric)
-    ax.set_ylabel("FID (lower is better)")
-    ax.set_title(f"{run.name}: FID vs {x_metric} over guidance weight")
+    ax.set_ylabel(fid_label(run, y_metric), fontsize=7)
+    ax.set_title(f"{run.name}: {y_metric} vs {x_metric} over guidance weight")
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig, _points(points)
 
 
 def aug_level_plot(run: RunMetrics) -> Plotted:
-    """Imagen Fig. A.11: FID and alignment over the super-resolution noise-augmentation level,
-    one curve per guidance weight (and other varying cell axes)."""
-    wide, x_metric, group_by = _curves(run, "aug_level")
+    """Imagen Fig. A.11: fidelity (as pareto_plot) and alignment over the super-resolution
+    noise-augmentation level, one curve per guidance weight (and other varying cell axes)."""
+    wide, x_metric, group_by, y_metric = _curves(run, "aug_level")
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     points = []
-    for label, rows in _series(wide, group_by):
-        for ax, metric in zip(axes, ("fid", x_metric)):
+    for label, rows in _series(wide, group_by, (x_metric, y_metric)):
+        for ax, metric in zip(axes, (y_metric, x_metric)):
             ax.plot(rows["aug_level"], rows[metric], "o-", label=label)
             points += [{"panel": metric, "series": label, "x_name": "aug_level", "x": r["aug_level"], "y_name": metric,
                         "y": r[metric], "low": None, "high": None, "label": ""} for _, r in rows.iterrows()]
-    for ax, metric in zip(axes, ("FID (lower is better)", x_metric)):
+    for ax, metric in zip(axes, (fid_label(run, y_metric), x_metric)):
         ax.set_xlabel("SR noise augmentation level")
-        ax.set_ylabel(metric)
+        ax.set_ylabel(metric, fontsize=7)
         ax.legend(fontsize=7)
     fig.suptitle(f"{run.name}: metrics over SR aug level")
     fig.tight_layout()

@@ -1,6 +1,6 @@
-"""The report's opening for run folders: the leaderboard of every cell of every run (short labels
-E1, E2, ... with the full names in a legend, so the table fits a laptop screen) and a gallery of the
-same prompts across cells, so a reader sees what the numbers mean."""
+"""The report's opening for run folders: what the runs found in words (reports/findings.py), the
+leaderboard of every cell of every run (entries named by what differs between them, full names in
+a legend) and a gallery of the same prompts across cells, so a reader sees what the numbers mean."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,6 +12,7 @@ from PIL import Image as PILImage
 from common.imagestore import read_run
 from common.tables import to_csv
 
+from .findings import findings, short_labels
 from .html import Gallery, Image, Paragraph, Section, Table, file_slug
 from .leaderboard import LeaderboardOptions, by_category, leaderboard, wide
 
@@ -24,11 +25,12 @@ def overview_sections(runs: list[Path], stage: Path, level: float = 0.95) -> lis
     if all(pd.read_parquet(Path(r) / "metrics_cell.parquet").empty for r in runs):
         return [Section("Leaderboard", [Paragraph("No metrics in these runs ([[metrics]] in the spec): nothing to rank.", kind="note")])] \
             + ([gallery] if gallery else [])
-    board, _ = leaderboard(runs, LeaderboardOptions(leave_out_mixed=True, level=level))
-    entries = list(dict.fromkeys(board["entry"]))
-    labels = {e: f"E{i}" for i, e in enumerate(entries, start=1)}
+    board, pairs = leaderboard(runs, LeaderboardOptions(leave_out_mixed=True, level=level))
+    labels = short_labels(runs, board)  # entries named by what differs between them
     legend = board.drop_duplicates("entry")[["entry", "model", "run", "cell_id"]].assign(label=lambda f: f["entry"].map(labels))
-    blocks = [Table("leaderboard", wide(board, labels),
+    found = findings(board, pairs, labels, level)
+    blocks = [Paragraph("What the run found: " + (" ".join(found) if found else "no paired comparison and no note."), kind="plain"),
+              Table("leaderboard", wide(board, labels),
                     "Every cell of every run: value [95 % interval] #rank. Per-image metrics: the mean, its interval over prompts "
                     "inside the metric's range (Wilson at the prompt-cluster effective size; t for CLIP score). Set metrics: the "
                     "interval each recorded (blocks = G: disjoint prompt blocks), none otherwise. A rank counts the entries on the "
@@ -55,25 +57,32 @@ def overview_sections(runs: list[Path], stage: Path, level: float = 0.95) -> lis
 
 
 def _gallery(runs: list[Path], stage: Path) -> Section | None:
+    """The first GALLERY_PROMPTS prompts of each prompt set, in every cell that has them (first
+    sample): cells on another prompt set have their own rows, so a run over several prompt sets
+    still gets a gallery."""
     records = [(f"{Path(run).resolve().name}/", r) for run in runs for r in read_run(run) if r.ref.sample == 0]
     if not records:
         return None
     cells = pd.concat([pd.read_parquet(Path(run) / "cells.parquet").assign(prefix=f"{Path(run).resolve().name}/") for run in runs])
     names = {(row.prefix, row.cell_id): row.prefix + str(getattr(row, "name", row.cell_id)) for row in cells.itertuples()}
-    by_cell: dict[str, dict[tuple[str, str], object]] = {}
+    by_set: dict[str, dict[str, dict[str, object]]] = {}  # prompt set -> entry -> prompt id -> record
     for prefix, r in records:
-        by_cell.setdefault(names.get((prefix, r.model), prefix + r.model), {})[(r.ref.prompt_set, r.ref.prompt_id)] = r
-    shared = set.intersection(*(set(v) for v in by_cell.values()))
-    chosen = sorted(shared, key=lambda k: (k[0], (0, int(k[1])) if k[1].isdigit() else (1, k[1])))[:GALLERY_PROMPTS]
-    if not chosen:
-        return None
+        by_set.setdefault(r.ref.prompt_set, {}).setdefault(names.get((prefix, r.model), prefix + r.model), {})[r.ref.prompt_id] = r
     (stage / "images").mkdir(exist_ok=True)
-    shown = []
-    for key in chosen:
-        for entry, recs in by_cell.items():
-            rec = recs[key]
-            name = f"images/overview-{file_slug(entry)}-{file_slug(key[1])}.png"
-            with PILImage.open(rec.path) as im:
-                im.convert("RGB").resize((THUMBNAIL, THUMBNAIL)).save(stage / name)
-            shown.append(Image(name, f"{entry} #{rec.ref.prompt_id}: {rec.ref.prompt[:50]}"))
-    return Section(f"The same {len(chosen)} prompts in every cell (first sample)", [Gallery(tuple(shown))])
+    shown, sets = [], []
+    for prompt_set, by_cell in sorted(by_set.items()):
+        shared = set.intersection(*(set(v) for v in by_cell.values()))
+        chosen = sorted(shared, key=lambda k: (0, int(k)) if k.isdigit() else (1, k))[:GALLERY_PROMPTS]
+        if not chosen:
+            continue
+        sets.append(f"{prompt_set}: {len(chosen)}")
+        for key in chosen:
+            for entry, recs in by_cell.items():
+                rec = recs[key]
+                name = f"images/overview-{file_slug(entry)}-{file_slug(prompt_set)}-{file_slug(key)}.png"
+                with PILImage.open(rec.path) as im:
+                    im.convert("RGB").resize((THUMBNAIL, THUMBNAIL)).save(stage / name)
+                shown.append(Image(name, f"{entry} {prompt_set} #{rec.ref.prompt_id}: {rec.ref.prompt[:50]}"))
+    if not shown:
+        return None
+    return Section(f"The same prompts in every cell (first sample; {', '.join(sets)} prompts)", [Gallery(tuple(shown))])

@@ -24,7 +24,7 @@ class RunMetrics:
     run: Path
     name: str
     cells: pd.DataFrame
-    long: pd.DataFrame  # one row per (cell, metric): cell parameters, metric, value, n, how, unavailable
+    long: pd.DataFrame  # one row per (cell, metric): cell parameters, metric, value, n, how, unavailable, min_n, ci_low, ci_high
 
     def wide(self) -> pd.DataFrame:
         """Cells x metrics, numeric (nan where a metric was unavailable)."""
@@ -60,6 +60,10 @@ def read_run_metrics(run_dir: str | Path) -> RunMetrics:
     long["value"] = pd.to_numeric(long["value"], errors="coerce")
     long["how"] = [how for how, _ in described]
     long["unavailable"] = [u for _, u in described]
+    parsed = [parse_details(d) for d in metrics["details"]]
+    long["min_n"] = [int(meta_of(d).get("min_n") or 0) for d in parsed]  # below it the value is not comparable (FID: 2,048)
+    long["ci_low"] = [float(d["ci_low"]) if "ci_low" in d else np.nan for d in parsed]  # a set metric's own interval
+    long["ci_high"] = [float(d["ci_high"]) if "ci_high" in d else np.nan for d in parsed]
     long = cells.merge(long, on="cell_id", how="right")
     return RunMetrics(run=run, name=run.name, cells=cells.reset_index(drop=True), long=long)
 

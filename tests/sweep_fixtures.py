@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.metrics.base import KeyedStates, MetricResult, SumCount
+from bench.metrics.base import KeyedStates, MetricMeta, MetricResult, SumCount
 from selfcheck.trials.tiny_cascade import make_tiny_checkpoint, tiny_spec  # noqa: F401  (shared with the trials)
 
 
@@ -18,6 +18,7 @@ class Brightness:
     """Mean pixel value / 255 per image; per-cell mean via a synced SumCount."""
 
     name = "brightness"
+    meta = {"brightness": MetricMeta("none", 0.0, 1.0, "t", "mean pixel value / 255")}
     built = 0  # how many times the sweep built this metric (cache tests)
 
     def __init__(self):

@@ -132,3 +132,64 @@ def test_report_of_a_mixed_imagen_and_folder_run(shared_data, checkpoint, tmp_pa
     tiny_cells = cells[cells.model == "tiny"].set_index("guidance").cell_id
     assert pairs == {tiny_cells[3.0]: tiny_cells[1.0]}  # only the imagen cells pair; folders are left out
     assert (build_report(ReportInputs(runs=(tmp_path / "run",)), tmp_path / "report") / "index.html").is_file()
+
+
+TWO_SETS_SPEC = '''
+[sweep]
+name = "two_sets"
+samples_per_prompt = 1
+''' + TINY_MODEL + '''
+[[prompt_sets]]
+name = "shapes"
+n_per_category = 2
+
+[[prompt_sets]]
+name = "drawbench"
+categories = ["Rare Words"]
+
+[grid]
+steps = [2]
+guidance = [1.0, 3.0]
+thresholding = ["static", "dynamic"]
+
+[[metrics]]
+name = "shapes_verifier"
+prompt_sets = ["shapes"]
+
+[[metrics]]
+name = "fid"
+options = {{ reference = "shapes:test", n = 12, shapes_size = 32, blocks = 5 }}
+'''
+
+
+def test_a_two_prompt_set_run_reports_whole(checkpoint, tmp_path):
+    """A real sweep over two prompt sets (8 shapes + 7 DrawBench prompts): FID's N differs between the
+    sets (8 vs 7 images) and is not "made differently"; each set is ranked on its own; FID below
+    2,048 images is marked, never ranked; the Pareto figure has no empty series; the gallery shows
+    both sets; no interval leaves its metric's range."""
+    from reports.leaderboard import LeaderboardOptions, by_category, leaderboard
+
+    spec = tmp_path / "two.toml"
+    spec.write_text(TWO_SETS_SPEC.format(checkpoint=checkpoint))
+    run = tmp_path / "run"
+    run_sweep(spec, run, cache_dir=tmp_path / "cache", progress=False)
+    board, pairs = leaderboard([run], LeaderboardOptions(resamples=200))
+    fid = board[board.metric == "fid"]
+    assert set(fid["prompt_set"]) == {"shapes", "drawbench"} and set(fid["n"]) == {8, 7}
+    assert (fid["note"] == "N < 2,048: not comparable").all() and fid["rank"].isna().all()
+    debiased = board[board.metric == "fid_debiased"]
+    assert len(debiased) == 8 and (debiased["CI low"] >= 0).all() and (debiased["note"] != "").all()
+    assert not pairs["metric"].str.startswith("fid").any()  # never compared at N < 2,048
+    shapes = board[board.metric == "shapes_accuracy"]
+    assert set(shapes["prompt_set"]) == {"shapes"} and len(shapes) == 4
+    assert ((shapes["CI low"] >= 0) & (shapes["CI high"] <= 1)).all()
+    cats = by_category([run], LeaderboardOptions(resamples=200))
+    assert ((cats["CI low"].fillna(0) >= 0) & (cats["CI high"].fillna(1) <= 1)).all()
+    report = build_report(ReportInputs(runs=(run,)), tmp_path / "report")
+    points = pd.read_csv(report / "tables" / "pareto_run.csv")
+    assert points.groupby("series")["y"].count().min() >= 2 and points["y"].notna().all()  # no empty legend entries
+    assert set(points["series"]) == {"prompt_set=shapes, thresholding=dynamic", "prompt_set=shapes, thresholding=static"}
+    gallery = list((report / "images").glob("overview-*.png"))
+    assert any("-shapes-" in p.name for p in gallery) and any("-drawbench-" in p.name for p in gallery)
+    html = (report / "index.html").read_text()
+    assert "N &lt; 2,048: not comparable" in html or "N < 2,048: not comparable" in html

@@ -76,8 +76,8 @@ def described(metric: "Metric", results: Sequence[MetricResult]) -> list[MetricR
     out = []
     for r in results:
         base = r.metric.split("/", 1)[0]
-        if base not in metric.meta:
-            raise ValueError(f"metric {metric.name!r} gave a result {r.metric!r} it declares no MetricMeta for ({', '.join(metric.meta)})")
+        if base not in getattr(metric, "meta", {}):
+            raise ValueError(f"metric {metric.name!r} gave a result {r.metric!r} it declares no MetricMeta for (declared: {', '.join(getattr(metric, 'meta', {})) or 'none'})")
         out.append(dataclasses.replace(r, details={**r.details, "meta": metric.meta[base].record()}))
     return out
 

@@ -1,0 +1,79 @@
+"""What a set of runs found, in words: generated from the leaderboard (board + pairs), never
+written by hand. Each sentence carries its interval and whether the paired comparison separates
+it after Holm's correction; what is not comparable or unavailable is said once per metric.
+
+Entries are named by what differs between them (the cell axes that vary: "w=5, dynamic"), not by
+an opaque E1, E2, ...: short_labels."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from common.runs import CELL_AXES
+
+AXIS_NAMES = {"guidance": "w", "thresholding": "", "prompt_set": "", "model": "", "aug_level": "aug", "steps": "steps",
+              "sampler": "", "percentile": "p", "seed": "seed"}
+
+
+def short_labels(runs: list[Path], board: pd.DataFrame) -> dict[str, str]:
+    """entry -> the values of the cell axes that vary among the entries ("w=5, dynamic"), with the
+    run's name in front when there are several runs; the full entry name when nothing varies."""
+    frames = []
+    for run in runs:
+        cells = pd.read_parquet(Path(run) / "cells.parquet")
+        label = cells["name"] if "name" in cells.columns else cells["cell_id"]
+        frames.append(cells.assign(entry=[f"{Path(run).resolve().name}/{x}" for x in label], run=Path(run).resolve().name))
+    cells = pd.concat(frames, ignore_index=True)
+    cells = cells[cells["entry"].isin(set(board["entry"]))]
+    varying = [c for c in CELL_AXES if c in cells.columns and cells[c].astype(str).nunique() > 1]
+    # the percentile of dynamic thresholding goes with its mode ("dynamic99.5" -> "dynamic")
+    varying = [c for c in varying if c != "percentile" or "thresholding" not in varying]
+    several = cells["run"].nunique() > 1
+    out = {}
+    for row in cells.to_dict("records"):
+        parts = [f"{AXIS_NAMES.get(c, c)}={_fmt(row[c])}" if AXIS_NAMES.get(c, c) else _fmt(row[c]) for c in varying
+                 if not pd.isna(row[c])]
+        text = ", ".join(parts) or row["entry"]
+        out[row["entry"]] = f"{row['run']}: {text}" if several else text
+    if len(set(out.values())) < len(out):  # two entries alike in every axis (two runs of one spec): keep them apart
+        return {e: e for e in out}
+    return out
+
+
+def _fmt(v) -> str:
+    return f"{v:g}" if isinstance(v, (float, np.floating)) else str(v)
+
+
+def _num(metric: str, v: float) -> str:
+    return f"{v:.3f}" if abs(v) < 10 else f"{v:.1f}"
+
+
+def findings(board: pd.DataFrame, pairs: pd.DataFrame, labels: dict[str, str], level: float = 0.95) -> list[str]:
+    """Sentences, headline first: every separated pair (largest difference first), then how many
+    comparisons were not separated, then what is not comparable or unavailable, once per metric."""
+    out = []
+    name = {e: labels.get(e, e) for e in board["entry"]}
+    if not pairs.empty:
+        for (metric, prompt_set), group in pairs.groupby(["metric", "prompt_set"], sort=True):
+            n = int(group["N pairs"].max())
+            sep = group[group["separated"]]
+            for p in sorted(sep.to_dict("records"), key=lambda r: -abs(r["difference"])):
+                up = p["difference"] > 0
+                a, b = (p["A"], p["B"]) if up else (p["B"], p["A"])
+                d, lo, hi = (p["difference"], p["CI low"], p["CI high"]) if up else (-p["difference"], -p["CI high"], -p["CI low"])
+                out.append(f"{metric} on {prompt_set} ({n} paired images): {name[a]} is higher than {name[b]} by {_num(metric, d)} "
+                           f"[{_num(metric, lo)}, {_num(metric, hi)}] ({level:.0%} interval), Holm-adjusted p = {p['p (Holm)']:.2g}: "
+                           "separated.")
+            rest = group[~group["separated"]]
+            if len(rest):
+                out.append(f"{metric} on {prompt_set}: {len(rest)} of {len(group)} comparisons not separated at {n} paired images "
+                           f"(Holm-adjusted p >= {1 - level:.2g}); their intervals include no difference.")
+    if "note" in board.columns:
+        for metric, group in board[board["note"] != ""].groupby("metric", sort=True):
+            out.append(f"{metric}: {group['note'].iloc[0]} (N = {', '.join(str(int(n)) for n in sorted(set(group['n'])))}): shown, "
+                       f"never ordered or ranked.")
+    for metric, group in board[board["unavailable"] != ""].groupby("metric", sort=True):
+        out.append(f"{metric}: {group['unavailable'].iloc[0]}")
+    return out

@@ -74,11 +74,13 @@ def described(metric: "Metric", results: Sequence[MetricResult]) -> list[MetricR
     """`results` with details["meta"] from the metric's declaration (`metric.meta`, keyed by result
     name before any "/category"); a result the metric did not declare is an error."""
     out = []
+    declared = getattr(metric, "meta", {})
     for r in results:
         base = r.metric.split("/", 1)[0]
-        if base not in getattr(metric, "meta", {}):
-            raise ValueError(f"metric {metric.name!r} gave a result {r.metric!r} it declares no MetricMeta for (declared: {', '.join(getattr(metric, 'meta', {})) or 'none'})")
-        out.append(dataclasses.replace(r, details={**r.details, "meta": metric.meta[base].record()}))
+        if base not in declared:
+            raise ValueError(f"metric {metric.name!r} gave a result {r.metric!r} it declares no MetricMeta for "
+                             f"(declared: {', '.join(declared) or 'none'})")
+        out.append(dataclasses.replace(r, details={**r.details, "meta": declared[base].record()}))
     return out
 
 

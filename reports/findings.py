@@ -51,25 +51,32 @@ def _num(metric: str, v: float) -> str:
 
 
 def findings(board: pd.DataFrame, pairs: pd.DataFrame, labels: dict[str, str], level: float = 0.95) -> list[str]:
-    """Sentences, headline first: every separated pair (largest difference first), then how many
-    comparisons were not separated, then what is not comparable or unavailable, once per metric."""
-    out = []
+    """Sentences, headline first: what was compared; for each metric (per-image metrics first) every
+    separated pair, better first, largest difference first; how many comparisons were not
+    separated; then what is not comparable or unavailable, once per metric."""
     name = {e: labels.get(e, e) for e in board["entry"]}
+    out = []
+    for prompt_set, group in board.groupby("prompt_set", sort=True):
+        entries = list(dict.fromkeys(group["entry"]))
+        n = int(group["n"].max())
+        out.append(f"Compared: {len(entries)} entries ({'; '.join(name[e] for e in entries)}) on {prompt_set}, up to {n} images each.")
     if not pairs.empty:
-        for (metric, prompt_set), group in pairs.groupby(["metric", "prompt_set"], sort=True):
-            n = int(group["N pairs"].max())
-            sep = group[group["separated"]]
-            for p in sorted(sep.to_dict("records"), key=lambda r: -abs(r["difference"])):
-                up = p["difference"] > 0
-                a, b = (p["A"], p["B"]) if up else (p["B"], p["A"])
-                d, lo, hi = (p["difference"], p["CI low"], p["CI high"]) if up else (-p["difference"], -p["CI high"], -p["CI low"])
-                out.append(f"{metric} on {prompt_set} ({n} paired images): {name[a]} is higher than {name[b]} by {_num(metric, d)} "
-                           f"[{_num(metric, lo)}, {_num(metric, hi)}] ({level:.0%} interval), Holm-adjusted p = {p['p (Holm)']:.2g}: "
-                           "separated.")
+        order = pairs.assign(_set=pairs["unit"] != "images").groupby(["_set", "metric", "prompt_set"], sort=True)
+        for (_, metric, prompt_set), group in order:
+            n, unit = int(group["N pairs"].max()), group["unit"].iloc[0]
+            lower = group["direction"].iloc[0] == "lower"
+            for p in sorted(group[group["separated"]].to_dict("records"), key=lambda r: -abs(r["difference"])):
+                a_better = (p["difference"] < 0) if lower else (p["difference"] > 0)
+                better, worse = (p["A"], p["B"]) if a_better else (p["B"], p["A"])
+                # separated after Holm, so the interval lies on one side of 0: the lead and its bounds as positive numbers
+                d, (lo, hi) = abs(p["difference"]), sorted((abs(p["CI low"]), abs(p["CI high"])))
+                way = "lower" if lower else "higher"
+                out.append(f"{metric} on {prompt_set}: {name[better]} beats {name[worse]}, {way} by {_num(metric, d)} "
+                           f"[{_num(metric, lo)}, {_num(metric, hi)}] ({level:.0%} interval; {n} paired {unit}), "
+                           f"Holm-adjusted p = {p['p (Holm)']:.2g}.")
             rest = group[~group["separated"]]
             if len(rest):
-                out.append(f"{metric} on {prompt_set}: {len(rest)} of {len(group)} comparisons not separated at {n} paired images "
-                           f"(Holm-adjusted p >= {1 - level:.2g}); their intervals include no difference.")
+                out.append(f"{metric} on {prompt_set}: {len(rest)} of {len(group)} comparisons not separated after Holm's correction.")
     if "note" in board.columns:
         for metric, group in board[board["note"] != ""].groupby("metric", sort=True):
             out.append(f"{metric}: {group['note'].iloc[0]} (N = {', '.join(str(int(n)) for n in sorted(set(group['n'])))}): shown, "

@@ -152,7 +152,8 @@ def leaderboard(runs: list[str | Path], options: LeaderboardOptions = Leaderboar
             for a, b in combinations(comparable, 2):
                 result = _pair(per, a, b, options) if a["per_image"] else _pair_blocks(a, b, options.level)
                 if result is not None:
-                    group_pairs.append({"metric": metric, "prompt_set": prompt_set, "A": a["entry"], "B": b["entry"], **result})
+                    group_pairs.append({"metric": metric, "prompt_set": prompt_set, "direction": way, "unit": "images" if a["per_image"]
+                                        else "prompt blocks", "A": a["entry"], "B": b["entry"], **result})
         if group_pairs:
             beaten = {row["entry"]: 0 for row in comparable}
             for pair, p_holm in zip(group_pairs, holm([pair["p"] for pair in group_pairs])):

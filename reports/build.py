@@ -72,7 +72,8 @@ def run_sections(run: RunMetrics, stage: Path, ci: CIConfig = CIConfig()) -> lis
         blocks.append(Table(f"paired_guidance_{slug}", paired,
                             f"Each cell against the cell that differs only in guidance (its smallest w), on the same prompts "
                             f"and seeds (from metrics_image.parquet): difference of per-image means with a {ci.level:.0%} "
-                            f"interval (mean +- t x bootstrap SE from {PAIRED_RESAMPLES:,} resamples of prompts) and its p; "
+                            f"interval (mean +- t x bootstrap SE from {PAIRED_RESAMPLES:,} resamples of prompts, kept inside "
+                            "the metric's range) and its p, with Holm's correction across each metric's rows (p (Holm)); "
                             "for 0/1 metrics 'better' / "
                             "'worse' count the prompts only one of the two got right, and McNemar p is the exact two-sided "
                             "test on them."))

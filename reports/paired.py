@@ -17,6 +17,7 @@ from scipy.special import stdtrit  # Student t quantile (scipy.stats is slow to 
 from common.runs import CELL_AXES
 
 from .bootstrap import multiplicities, resample_indices
+from .intervals import holm
 from .runs import image_metric_meta
 
 PAIR_KEYS = ("prompt_set", "prompt_id", "sample")
@@ -104,8 +105,9 @@ def paired_difference(prompt: np.ndarray, y: np.ndarray, y_base: np.ndarray, res
 def paired_table(run_dir: str | Path, cells: pd.DataFrame, vary: str = "guidance", resamples: int = DEFAULT_RESAMPLES,
                  level: float = 0.95) -> pd.DataFrame:
     """One row per (metric, cell with a baseline): the cell's and the baseline's mean on their
-    shared (prompt, sample) pairs, the difference with its interval, and for 0/1 metrics the
-    discordant counts and McNemar's p. Empty if the run has no per-image metrics or no pairs."""
+    shared (prompt, sample) pairs, the difference with its interval (inside +-(high - low) of the
+    metric's range) and p, Holm's p across the metric's rows, and for 0/1 metrics the discordant
+    counts and McNemar's p. Empty if the run has no per-image metrics or no pairs."""
     path = Path(run_dir) / "metrics_image.parquet"
     pairs = baselines(cells, vary) if vary in cells.columns else {}
     if not path.is_file() or not pairs:
@@ -131,4 +133,7 @@ def paired_table(run_dir: str | Path, cells: pd.DataFrame, vary: str = "guidance
                 stats["CI low"], stats["CI high"] = max(stats["CI low"], low - high), min(stats["CI high"], high - low)
             rows.append({"metric": metric, "cell_id": cell, "baseline cell": base,
                          vary: param[cell], f"baseline {vary}": param[base], **stats})
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    if not table.empty:  # Holm across the table's comparisons of each metric (family-wise error <= 5 %)
+        table["p (Holm)"] = table.groupby("metric")["p"].transform(lambda p: holm(p.to_numpy()))
+    return table

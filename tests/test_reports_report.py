@@ -97,7 +97,7 @@ def test_sd_demo_report_renders_with_every_plot(tmp_path, capsys):
         assert f"plots/{plot}" in images
     assert sum(src.startswith("images/") for src in images) == 22  # one pair per DrawBench category
     assert "SIMULATED RATINGS" in text
-    assert "Figure &#x27;pareto_flat-run&#x27; skipped: the run has no FID values" in text
+    assert "Figure &#x27;pareto_flat-run&#x27; skipped: the run has no FID or KID values" in text
     assert "excluded" in text and "Krippendorff" in text and "Satterthwaite" in text
     sbs = pd.read_parquet(out / "tables" / "drawbench_sbs.parquet")
     assert set(sbs.category) == {"All", "Colors", "Conflicting", "Counting", "DALL-E", "Descriptions", "Gary Marcus et al.",

@@ -162,15 +162,17 @@ def mmd_blocks(kernel, x: np.ndarray, y: np.ndarray, blocks: np.ndarray, value: 
 
 # -- precision / recall / density / coverage -----------------------------------------------------
 
-def prdc_blocks(real: np.ndarray, fake: np.ndarray, blocks: np.ndarray, k_pr: int, k_dc: int, level: float = 0.95) -> dict[str, dict]:
+def prdc_blocks(real: np.ndarray, fake: np.ndarray, blocks: np.ndarray, k_pr: int, k_dc: int, level: float = 0.95,
+                real_radii: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, dict]:
     """name -> {value, ci_low, ci_high, se, block_values, set_size} for precision, recall, density,
     coverage of each disjoint block of generated images (m ~ N / G each) against the whole
     reference: value = mean over blocks (the metric at m generated images), t(G-1) interval kept in
     [0, 1] ([0, inf) for density). The reference radii and the reference-x-generated distances are
-    computed once."""
+    computed once per call; `real_radii` = (k_pr, k_dc radii of the reference, (M,) each) when the
+    caller already has them (one reference, many cells)."""
     real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
     ids = np.unique(blocks)
-    r_pr, r_dc = knn_radii(real, k_pr), knn_radii(real, k_dc)
+    r_pr, r_dc = real_radii if real_radii is not None else (knn_radii(real, k_pr), knn_radii(real, k_dc))
     d = _pairwise(real, fake)  # (M, N)
     per = {name: [] for name in ("precision", "recall", "density", "coverage")}
     for g in ids:

@@ -32,6 +32,7 @@ from .stats import (
     frechet_distance,
     gaussian_kernel,
     kernel_inception_distance,
+    knn_radii,
     polynomial_kernel,
     precision_recall,
 )
@@ -277,6 +278,7 @@ class PRDC(_BankMetric):
             return self.results_unavailable(("precision", "recall", "density", "coverage"))
         o: ManifoldOptions = self.extra_options[0]
         real = self.reference_features()
+        radii = None  # the reference's k-NN radii: computed once for all cells
         out = []
         for cell, state in self.states.synced_items():
             fake, blocks = self.features_and_blocks(state)
@@ -286,7 +288,8 @@ class PRDC(_BankMetric):
                 out += [MetricResult(name, v, len(fake), {**details, "set_size": len(fake)}, cell_id=cell)
                         for name, v in zip(("precision", "recall", "density", "coverage"), values)]
                 continue
-            for name, r in B.prdc_blocks(real, fake, blocks[0], o.k_pr, o.k_dc).items():
+            radii = radii or (knn_radii(real, o.k_pr), knn_radii(real, o.k_dc))
+            for name, r in B.prdc_blocks(real, fake, blocks[0], o.k_pr, o.k_dc, real_radii=radii).items():
                 extra = interval_details(r, blocks, "mean of disjoint prompt blocks, t(G-1), kept in range")
                 out.append(MetricResult(name, r["value"], len(fake), {**details, **extra, "set_size": r["set_size"]}, cell_id=cell))
         return out

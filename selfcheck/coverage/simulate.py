@@ -39,8 +39,8 @@ from bench.metrics.stats import (
     feature_stats,
     frechet_distance,
     gaussian_kernel,
-    gaussian_mmd2_unbiased,
     kernel_inception_distance,
+    knn_radii,
     polynomial_kernel,
 )
 from reports.intervals import bounded_mean, holm
@@ -205,6 +205,9 @@ def set_metrics(sizes: Sizes, seed: int = 0, only: tuple[str, ...] = ("fd", "kid
     ref = rng.multivariate_normal(np.zeros(d), sigma, sizes.reference)
     mu_ref, sigma_ref = feature_stats(ref)
     rbf_s = float(np.sqrt(2 * d))
+    kyy = gaussian_kernel(ref, ref, rbf_s)
+    u_yy = float((kyy.sum() - np.trace(kyy)) / (len(ref) * (len(ref) - 1)))  # CMMD's reference term, the same in every replicate
+    radii = (knn_radii(ref, 3), knn_radii(ref, 5))  # the reference's k-NN radii, the same in every replicate
     rows = []
     n = sizes.prompts * sizes.samples
     kid_subsets, kid_size = 20, n // 2
@@ -222,11 +225,12 @@ def set_metrics(sizes: Sizes, seed: int = 0, only: tuple[str, ...] = ("fd", "kid
                 r = B.mmd_blocks(polynomial_kernel, feats, ref, blocks, mean, std**2 / kid_subsets, LEVEL)
                 new["kid"].append((r["ci_low"], r["ci_high"]))
             if "cmmd" in only:
-                value = gaussian_mmd2_unbiased(ref, feats, rbf_s)
+                kxx = gaussian_kernel(feats, feats, rbf_s)  # = gaussian_mmd2_unbiased(ref, feats, rbf_s), reference term cached
+                value = u_yy + (kxx.sum() - np.trace(kxx)) / (n * (n - 1)) - 2 * gaussian_kernel(feats, ref, rbf_s).mean()
                 r = B.mmd_blocks(partial(gaussian_kernel, sigma=rbf_s), feats, ref, blocks, value, 0.0, LEVEL)
                 new["cmmd"].append((r["ci_low"], r["ci_high"]))
             if "prdc" in only:
-                r = B.prdc_blocks(ref, feats, blocks, 3, 5, LEVEL)
+                r = B.prdc_blocks(ref, feats, blocks, 3, 5, LEVEL, real_radii=radii)
                 new["prdc"].append({k: (v["ci_low"], v["ci_high"]) for k, v in r.items()})
         for metric in only:
             if metric == "prdc":
@@ -249,7 +253,7 @@ def _prdc_truth(rng, mu, sig, ref, sizes: Sizes) -> dict[str, float]:
     per_block = sizes.prompts // sizes.blocks
     feats, codes = _generate(rng, mu, sig, sizes, prompts=per_block * sizes.prdc_truth_sets)
     blocks = (codes.astype(int) % sizes.prdc_truth_sets)  # set t holds prompts t, t + T, ...: per_block prompts each
-    return {name: r["value"] for name, r in B.prdc_blocks(ref, feats, blocks, 3, 5).items()}
+    return {name: r["value"] for name, r in B.prdc_blocks(ref, feats, blocks, 3, 5, real_radii=(knn_radii(ref, 3), knn_radii(ref, 5))).items()}
 
 
 def _old_arms(rng, mu, sig, ref, mu_ref, sigma_ref, sizes, scen, truths, former, rbf_s, kid_size) -> list[dict]:

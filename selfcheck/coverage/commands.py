@@ -32,8 +32,8 @@ def _replicates(text: str) -> int:
         value = int(text)
     except ValueError:
         value = 0
-    if not 50 <= value <= 100_000:
-        raise argparse.ArgumentTypeError(f"--replicates must be a whole number in [50, 100000], got {text!r}")
+    if not 20 <= value <= 100_000:
+        raise argparse.ArgumentTypeError(f"replicates must be a whole number in [20, 100000], got {text!r}")
     return value
 
 
@@ -43,6 +43,8 @@ def add_parser(sub, name: str, help_text: str) -> None:
     p.add_argument("--quick", action="store_true", help="small sizes (the CI test's): minutes, with Monte Carlo error ~1.3 points")
     p.add_argument("--parts", type=_parts, default=PARTS, help=f"comma-separated subset of {', '.join(PARTS)} (default: all)")
     p.add_argument("--replicates", type=_replicates, default=None, help="replicates per cell of the suite's methods (default 1000; quick 300)")
+    p.add_argument("--former-replicates", type=_replicates, default=None,
+                   help="replicates per cell of the former bootstrap (each costs 100 metric evaluations; default 100, quick 60)")
     p.add_argument("--seed", type=int, default=0, help="simulation seed (default %(default)s)")
     p.set_defaults(func=run)
 
@@ -63,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
     sizes = QUICK if args.quick else Sizes()
     if args.replicates:
         sizes = dataclasses.replace(sizes, replicates=args.replicates)
+    if args.former_replicates:
+        sizes = dataclasses.replace(sizes, old_replicates=args.former_replicates)
     start = time.time()
     rows = simulate(sizes, args.parts, args.seed, log=lambda m: print(m, flush=True))
     frame = pd.DataFrame(rows)

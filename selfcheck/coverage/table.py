@@ -1,6 +1,7 @@
 """The coverage results as the markdown of docs/intervals.md: one table per family."""
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 
@@ -28,7 +29,8 @@ def _per_image(frame: pd.DataFrame) -> list[str]:
                     cells.append("")
                     continue
                 text = f"{r.coverage:.1f}" if r.pass_ else f"**{r.coverage:.1f}**"
-                cells.append(text + ("†" if getattr(r, "attainable", True) is False else ""))
+                attainable = getattr(r, "attainable", True)  # True / False for exact binary cells, nan (or absent) otherwise
+                cells.append(text + ("†" if isinstance(attainable, (bool, np.bool_)) and not attainable else ""))
             out.append(f"| {metric} | {n} | " + " | ".join(cells) + " |")
         oor = sub["out_of_range"].max()
         out += ["", f"Largest share of intervals reaching outside [0, 1]: {oor:.1f} %.", ""]

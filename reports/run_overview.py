@@ -29,7 +29,8 @@ def overview_sections(runs: list[Path], stage: Path, level: float = 0.95) -> lis
     labels = short_labels(runs, board)  # entries named by what differs between them
     legend = board.drop_duplicates("entry")[["entry", "model", "run", "cell_id"]].assign(label=lambda f: f["entry"].map(labels))
     found = findings(board, pairs, labels, level)
-    blocks = [Paragraph("What the run found: " + (" ".join(found) if found else "no paired comparison and no note."), kind="plain"),
+    blocks = [Paragraph("What the run found:" if found else "What the run found: no paired comparison and no note.", kind="plain"),
+              *[Paragraph(f"• {line}", kind="plain") for line in found],
               Table("leaderboard", wide(board, labels),
                     "Every cell of every run: value [95 % interval] #rank. Per-image metrics: the mean, its interval over prompts "
                     "inside the metric's range (Wilson at the prompt-cluster effective size; t for CLIP score). Set metrics: the "

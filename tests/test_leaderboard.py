@@ -151,3 +151,22 @@ def test_per_category_breakdown_and_the_report_opening(runs, tmp_path):
     for name in ("leaderboard", "leaderboard_legend", "leaderboard_by_category", "leaderboard_long"):
         assert (report / "tables" / f"{name}.csv").is_file(), name
     assert len(list((report / "images").glob("overview-*.png"))) == 3 * 4  # 3 cells x the first 4 shared prompts
+
+
+def test_findings_say_each_separated_pair_once_with_its_interval(runs):
+    """The report's opening sentences, from real runs: what was compared, one sentence per
+    Holm-separated pair (the better entry first, its lead inside the pair's interval), the count
+    of pairs not separated, and FID's small-N note once."""
+    from reports.findings import findings, short_labels
+
+    board, pairs = leaderboard([runs["a"], runs["b"]], LeaderboardOptions(resamples=300))
+    labels = short_labels([runs["a"], runs["b"]], board)
+    assert len(set(labels.values())) == len(labels) and all(":" in v for v in labels.values())  # two runs: run name in front
+    lines = findings(board, pairs, labels)
+    assert lines[0].startswith("Compared: 3 entries") and "on shapes" in lines[0]
+    shapes = pairs[pairs.metric == "shapes_accuracy"]
+    beats = [x for x in lines if x.startswith("shapes_accuracy on shapes:") and " beats " in x]
+    assert len(beats) == int(shapes["separated"].sum())
+    rest = int((~shapes["separated"]).sum())
+    assert (f"{rest} of {len(shapes)} comparisons not separated" in " ".join(lines)) == (rest > 0)
+    assert sum(x.startswith("fid: N < 2,048: not comparable") for x in lines) == 1

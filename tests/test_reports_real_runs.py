@@ -193,3 +193,4 @@ def test_a_two_prompt_set_run_reports_whole(checkpoint, tmp_path):
     assert any("-shapes-" in p.name for p in gallery) and any("-drawbench-" in p.name for p in gallery)
     html = (report / "index.html").read_text()
     assert "N &lt; 2,048: not comparable" in html or "N < 2,048: not comparable" in html
+    assert "What the run found:" in html and "• Compared: 4 entries" in html  # the opening, one line per finding

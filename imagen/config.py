@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from common.errors import check_choice
+from common.fields import check_value
 
 T = TypeVar("T")
 
@@ -46,23 +47,9 @@ def from_dict(cls: type[T], data: dict[str, Any]) -> T:
         elif isinstance(value, list):
             value = tuple(value)
         else:
-            _check_scalar(cls, name, ftype, value)
+            check_value(cls.__name__, fields[name], value)
         kwargs[name] = value
     return cls(**kwargs)
-
-
-_SCALARS = {"int": int, "float": (int, float), "bool": bool, "str": str, "dict": dict, "None": type(None)}
-
-
-def _check_scalar(cls: type, name: str, ftype: str, value: Any) -> None:
-    """A field annotated with scalar types only (`int`, `float`, `str | None`, `dict`, ...) must hold
-    one of them (bool is not an int here); other annotations (tuples, nested configs) are not checked."""
-    names = [t.strip() for t in ftype.split("|")]
-    if not all(n in _SCALARS for n in names):
-        return
-    allowed = tuple(_SCALARS[n] for n in names)
-    if not isinstance(value, allowed) or (isinstance(value, bool) and "bool" not in names):
-        raise ValueError(f"{cls.__name__}: {name} must be {' or '.join(names)}, got {value!r}")
 
 
 def to_dict(obj: Any) -> dict[str, Any]:

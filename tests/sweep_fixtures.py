@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.metrics import REGISTRY
 from bench.metrics.base import KeyedStates, MetricMeta, MetricResult, SumCount
 from selfcheck.trials.tiny_cascade import make_tiny_checkpoint, tiny_spec  # noqa: F401  (shared with the trials)
 
@@ -18,10 +19,11 @@ class Brightness:
     """Mean pixel value / 255 per image; per-cell mean via a synced SumCount."""
 
     name = "brightness"
+    option_classes = ()  # no options
     meta = {"brightness": MetricMeta("none", 0.0, 1.0, "t", "mean pixel value / 255")}
     built = 0  # how many times the sweep built this metric (cache tests)
 
-    def __init__(self):
+    def __init__(self, options=None, *, cache_dir=None):
         Brightness.built += 1
         self.states = KeyedStates(SumCount)
 
@@ -42,6 +44,11 @@ class Brightness:
 
     def reset(self):
         self.states.reset()
+
+
+# registered like a shipped metric, so a spec naming it passes the spec's metric check
+# (bench.metrics.check_metric); the sweep tests build it through build_test_metric below
+REGISTRY.setdefault("brightness", ("tests.sweep_fixtures", "Brightness"))
 
 
 def build_test_metric(name, options=None, *, cache_dir=None):

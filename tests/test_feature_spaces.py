@@ -108,14 +108,20 @@ def test_gaussian_mmd_matches_a_double_loop():
 @pytest.mark.parametrize("name, options, names, text", [
     ("fid", {"space": "dinov2"}, ["fd_dinov2"], "unavailable: FD-DINOv2 needs DINOv2 weights: set options weights = DIR"),
     ("cmmd", {}, ["cmmd"], "unavailable: CLIP image features need CLIP weights"),
-    ("prdc", {"space": "clip", "weights": "/nowhere"}, ["precision", "recall", "density", "coverage"], "(/nowhere holds no config.json"),
 ])
 def test_without_weights_the_metric_says_how_to_supply_them(name, options, names, text, tmp_path):
-    m = build_metric(name, {**options, "reference": "folder:/also/nowhere"})
+    m = build_metric(name, {**options, "reference": "shapes:test"})
     m.update(_scored(_images(4, 3)))
     results = m.compute()
     assert [r.metric for r in results] == names and all(r.value is None and r.n == 3 for r in results)
     assert text in results[0].details["unavailable"]
+
+
+@pytest.mark.parametrize("weights, text", [("/nowhere", "folder /nowhere does not exist"), ("{tmp}", "holds no config.json")])
+def test_a_weights_folder_that_is_not_there_is_an_error_not_unavailable(weights, text, tmp_path):
+    """A mistyped weights folder used to pass as "unavailable" (exit 0, no number): now the options are refused."""
+    with pytest.raises(ValueError, match=f"metric 'prdc': weights: .*{text}"):
+        build_metric("prdc", {"space": "clip", "weights": weights.format(tmp=tmp_path), "reference": "shapes:test"})
 
 
 def test_metrics_on_one_space_extract_each_image_once(weights, tmp_path):

@@ -85,5 +85,5 @@ def test_without_weights_reports_unavailable():
 def test_bad_options(tmp_path):
     with pytest.raises(ValueError, match="allowed: .*model"):
         build_metric("clip_score", {"modle": "x"})
-    with pytest.raises(FileNotFoundError, match="neither"):
+    with pytest.raises(ValueError, match="model: .*missing is neither"):
         build_metric("clip_score", {"model": str(tmp_path / "missing")})

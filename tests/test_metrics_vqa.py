@@ -79,7 +79,7 @@ def test_vqascore_without_a_model_says_how_to_supply_one(tmp_path):
     metric.update([ScoredImage("c", PromptRef("p", "1", "x", "a circle", 0), _images(1)[0])])
     (result,) = metric.compute()
     assert result.value is None and result.n == 1 and result.details["unavailable"].startswith("unavailable: VQAScore needs a local")
-    with pytest.raises(FileNotFoundError, match="is not a Hugging Face model folder"):
+    with pytest.raises(ValueError, match="metric .vqascore.: model: .* holds no config.json"):
         build_metric("vqascore", {"model": str(tmp_path)})
     with pytest.raises(ValueError, match=r"question must contain \{prompt\}"):
         build_metric("vqascore", {"question": "Is it good?"})

@@ -3,6 +3,7 @@ no work, resume refuses another spec, a torn run finishes identically, the folde
 Stable Diffusion images."""
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 
@@ -86,6 +87,47 @@ def test_resume_refuses_another_spec(finished, checkpoint):
     other.write_text(tiny_spec(checkpoint, guidance=(1.0, 5.0), samples=1))
     with pytest.raises(ValueError, match=r"different spec.*grid\.guidance: run has \[1, 3\], new spec has \[1, 5\].*new --out"):
         run_sweep(other, d / "run", cache_dir=d / "cache", metric_factory=build_test_metric, progress=False)
+
+
+@pytest.mark.parametrize("option, named", [
+    ('name = "kid"\noptions = { reference = "shapes:test", subset_size = 0 }', "subset_size must be an integer in \\[2, "),
+    ('name = "kid"\noptions = { reference = "shapes:test", subsets = 1000000000 }', "subsets must be an integer in \\[1, 10,000\\]"),
+    ('name = "fid"\noptions = { reference = "shapes:test", blocks = 150.5 }', "blocks must be an integer"),
+    ('name = "fid"\noptions = { reference = "shapes:test", bootstrap = 200 }', "'bootstrap' was removed.*blocks = 20"),
+    ('name = "fid"\noptions = { reference = "shapes:test", n = 0 }', "n must be an integer in \\[2, "),
+    ('name = "fid"\noptions = { reference = "folder:/no/such/refs" }', "reference: folder /no/such/refs does not exist"),
+    ('name = "cmmd"\noptions = { reference = "shapes:test", weights = "/no/such/clip" }', "weights: folder /no/such/clip does not exist"),
+])
+def test_a_metric_option_typo_is_refused_before_the_first_image(checkpoint, tmp_path, option, named):
+    """Metrics used to be built after generation: one wrong character cost every image (issue 33)."""
+    (tmp_path / "spec.toml").write_text(tiny_spec(checkpoint, samples=1) + f"\n[[metrics]]\n{option}\n")
+    with pytest.raises(ValueError, match=named):
+        run_sweep(tmp_path / "spec.toml", tmp_path / "run", cache_dir=tmp_path / "cache", metric_factory=build_test_metric, progress=False)
+    assert not (tmp_path / "run").exists()  # nothing written: no folder tied to the bad spec
+
+
+def test_a_metric_only_change_rescores_without_regenerating(finished, tmp_path):
+    """A finished run's spec with another metric: every image kept, only the new metric computed, the
+    old spec kept in spec_history/; a change of the images' settings is still refused."""
+    d, _ = finished
+    run = tmp_path / "run"
+    shutil.copytree(d / "run", run)
+    images = {p: p.read_bytes() for p in (run / "images").rglob("*.png")}
+    spec = tmp_path / "spec.toml"
+    spec.write_text((d / "spec.toml").read_text() + '\n[[metrics]]\nname = "brightness"\nlabel = "brightness_again"\n')
+    built = Brightness.built
+    again = run_sweep(spec, run, cache_dir=d / "cache", metric_factory=build_test_metric, progress=False)
+    assert again.images_generated == 0 and again.metric_pairs_computed == 4 and Brightness.built == built + 1
+    assert {p: p.read_bytes() for p in images} == images
+    assert (run / "spec.toml").read_bytes() == spec.read_bytes()
+    (kept,) = (run / "spec_history").iterdir()
+    assert kept.read_bytes() == (d / "spec.toml").read_bytes()
+    info = json.loads((run / "run.json").read_text())
+    assert info["spec_sha256"] == hashlib.sha256(spec.read_bytes()).hexdigest() and len(info["spec_history"]) == 1
+    assert sorted({p.name for p in (run / "metric_cache").rglob("*.json")}) == ["brightness.json", "brightness_again.json"]
+    spec.write_text(spec.read_text().replace("steps = [3]", "steps = [4]"))
+    with pytest.raises(ValueError, match=r"different spec.*grid\.steps"):
+        run_sweep(spec, run, cache_dir=d / "cache", metric_factory=build_test_metric, progress=False)
 
 
 def test_torn_run_finishes_identically(finished, tmp_path):

@@ -119,7 +119,7 @@ REGRESSIONS = {  # name -> (command, edit of live/, fragment of the one-line err
                                       "captions.csv is not a readable"),
     "prompt CSV duplicate id": ("study-create", _write("captions.csv", b"id,category,prompt\n1,a,x\n1,a,y\n"), "duplicate id 1"),
     "spec error names the file": ("sweep", _spec_edit('[grid]', '[grid]\nstepz = [1]'), "spec.toml: unknown keys ['stepz']"),
-    "model option of the wrong type": ("sweep", _spec_edit("batch_size = 4", 'batch_size = "four"'), "batch_size must be int"),
+    "model option of the wrong type": ("sweep", _spec_edit("batch_size = 4", 'batch_size = "four"'), "batch_size must be an integer"),
     "stage override not a table": ("sweep", _spec_edit("[models.stages.sr16]\nsteps = 1", "[models.stages]\nsr16 = 2.5"),
                                    "stages.sr16 must be a table"),
     # issue 22 (hostile specs, odd files): each refused with one line, nothing written

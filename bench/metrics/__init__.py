@@ -11,7 +11,7 @@ import importlib
 from pathlib import Path
 from typing import Any, Mapping
 
-from .base import Metric, MetricResult, ScoredImage
+from .base import Metric, MetricResult, ScoredImage, parse_option_groups
 
 # name -> (module, class); modules import heavy dependencies only when their metric is built
 REGISTRY: dict[str, tuple[str, str]] = {
@@ -27,12 +27,24 @@ REGISTRY: dict[str, tuple[str, str]] = {
 }
 
 
-def build_metric(name: str, options: Mapping[str, Any] | None = None, *, cache_dir: Path | None = None) -> Metric:
-    """A metric by registry name; options are parsed into the metric's frozen dataclass(es)."""
+def metric_class(name: str) -> type:
     if name not in REGISTRY:
         raise ValueError(f"unknown metric {name!r}; choose one of {', '.join(REGISTRY)}")
     module, cls = REGISTRY[name]
-    return getattr(importlib.import_module(module), cls)(options, cache_dir=cache_dir)
+    return getattr(importlib.import_module(module), cls)
 
 
-__all__ = ["REGISTRY", "Metric", "MetricResult", "ScoredImage", "build_metric"]
+def check_metric(name: str, options: Mapping[str, Any] | None, *, paths: bool) -> None:
+    """The metric's options checked without building it (no network loads, nothing written): names,
+    types, bounds and removed options; with `paths` also the files and folders they name. A sweep
+    runs this when it reads the spec (paths=False) and again before its first image (paths=True)."""
+    cls = metric_class(name)
+    parse_option_groups(cls.option_classes, options, name, removed=getattr(cls, "removed_options", None), paths=paths)
+
+
+def build_metric(name: str, options: Mapping[str, Any] | None = None, *, cache_dir: Path | None = None) -> Metric:
+    """A metric by registry name; options are parsed into the metric's frozen dataclass(es)."""
+    return metric_class(name)(options, cache_dir=cache_dir)
+
+
+__all__ = ["REGISTRY", "Metric", "MetricResult", "ScoredImage", "build_metric", "check_metric", "metric_class"]

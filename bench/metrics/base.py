@@ -11,6 +11,7 @@ import numpy as np
 import torch
 import torchmetrics
 
+from common.fields import check_paths, check_values
 from common.runs import PromptRef
 
 
@@ -99,24 +100,36 @@ O = TypeVar("O")  # noqa: E741  (the output type, beside I for the input)
 
 
 def parse_options(cls: type[O], options: Mapping[str, Any] | None, metric: str) -> O:
-    """`options` -> frozen dataclass `cls`; unknown keys raise ValueError listing the allowed ones."""
-    options = dict(options or {})
-    allowed = sorted(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise ValueError(f"metric {metric!r}: unknown options {unknown}; allowed: {', '.join(allowed)}")
-    return cls(**options)
+    """`options` -> frozen dataclass `cls` (parse_option_groups with one class)."""
+    return parse_option_groups((cls,), options, metric)[0]
 
 
-def parse_option_groups(classes: tuple[type, ...], options: Mapping[str, Any] | None, metric: str) -> tuple:
+def parse_option_groups(classes: tuple[type, ...], options: Mapping[str, Any] | None, metric: str, *,
+                        removed: Mapping[str, str] | None = None, paths: bool = True) -> tuple:
     """Flat `options` split over several frozen dataclasses by field name (e.g. feature settings +
-    reference settings); a key no class knows raises ValueError listing all allowed keys."""
+    reference settings). Every problem is one ValueError naming the metric and the option: a key no
+    class knows (listing the allowed ones), a `removed` key (with its replacement), a value of the
+    wrong type or outside the field's bounds (common.fields), and with `paths` a path that is not
+    there. A spec is checked with paths=False when read and with paths=True before the sweep starts."""
     options = dict(options or {})
+    gone = sorted(set(options) & set(removed or {}))
+    if gone:
+        raise ValueError(f"metric {metric!r}: option {gone[0]!r} was removed: {removed[gone[0]]}")
     names = [{f.name for f in dataclasses.fields(c)} for c in classes]
     unknown = sorted(set(options) - set().union(*names))
     if unknown:
         raise ValueError(f"metric {metric!r}: unknown options {unknown}; allowed: {', '.join(sorted(set().union(*names)))}")
-    return tuple(c(**{k: v for k, v in options.items() if k in n}) for c, n in zip(classes, names))
+    groups = []
+    for cls, keys in zip(classes, names):
+        values = {k: v for k, v in options.items() if k in keys}
+        check_values(f"metric {metric!r}", cls, values)
+        try:
+            groups.append(cls(**values))
+        except ValueError as e:
+            raise ValueError(f"metric {metric!r}: {e}") from None
+        if paths:
+            check_paths(f"metric {metric!r}", groups[-1])
+    return tuple(groups)
 
 
 def check_image(image: np.ndarray, where: str) -> None:

@@ -15,19 +15,29 @@ import numpy as np
 import torch
 from PIL import Image
 
+from common.fields import bounded, path_field
 from common.files import sha256_file
 from common.version import __version__
 
 from .base import KeyedStates, MetricMeta, MetricResult, ScoredImage, SumCount, check_image, parse_options
+from .feature_spaces import check_weights_folder
 
 UNAVAILABLE = "CLIP score needs weights: set clip_score model=<local HF CLIP dir or open_clip checkpoint>"
 
 
+def _check_model(value: str) -> None:
+    path = Path(value).expanduser()
+    if path.is_dir():
+        check_weights_folder(value)
+    elif not path.is_file():
+        raise FileNotFoundError(f"{path} is neither a Hugging Face CLIP folder nor an open_clip checkpoint file")
+
+
 @dataclass(frozen=True)
 class CLIPOptions:
-    model: str = ""  # local HF CLIP directory or open_clip checkpoint file; "" = unavailable
+    model: str = path_field("", _check_model)  # local HF CLIP directory or open_clip checkpoint file; "" = unavailable
     open_clip_arch: str = "ViT-B-32"  # architecture of an open_clip checkpoint file
-    batch_size: int = 16
+    batch_size: int = bounded(16, 1, 4096)
     device: str = "cpu"
 
 
@@ -92,27 +102,26 @@ def clip_score(image_features: torch.Tensor, text_features: torch.Tensor) -> tor
 
 class CLIPScore:
     name = "clip_score"
+    option_classes = (CLIPOptions,)
     # continuous and far from its bounds (typically 20-35): the t interval on the prompt means, kept in range
     meta = {"clip_score": MetricMeta("higher", 0.0, 100.0, "t", "mean over images of max(100 cos(image, text), 0)")}
 
     def __init__(self, options: Mapping[str, Any] | None = None, *, cache_dir: Path | None = None):
-        self.options = parse_options(CLIPOptions, options, self.name)
+        self.options = parse_options(CLIPOptions, options, self.name)  # the model path checked there
         self.unavailable: str | None = None
         self.backend: _HFClip | _OpenClip | None = None
-        path = Path(self.options.model) if self.options.model else None
+        path = Path(self.options.model).expanduser() if self.options.model else None
         if path is None:
             self.unavailable = UNAVAILABLE
         elif path.is_dir():
             self.backend = _HFClip(path, self.options.device)
-        elif path.is_file():
+        else:  # a file (the options' check refused anything else)
             try:
                 self.backend = _OpenClip(path, self.options.open_clip_arch, self.options.device)
             except ImportError as e:
                 self.unavailable = (f"open_clip checkpoint {path} needs open_clip ({e}): install the optional extra "
                                     "`pip install -c constraints.txt 'imagen-bench[clip]'` (needs a working torchvision), "
                                     "or set clip_score model=<local HF CLIP dir>")
-        else:
-            raise FileNotFoundError(f"clip_score model={path} is neither a Hugging Face CLIP directory nor an open_clip checkpoint file")
         self.scores: KeyedStates[SumCount] = KeyedStates(SumCount)
         self.truncated: KeyedStates[SumCount] = KeyedStates(SumCount)  # total = prompts cut at the token window
 

@@ -36,6 +36,16 @@ HOW_TO_SUPPLY = {
 }
 
 
+def check_weights_folder(weights: str) -> None:
+    """A weights folder given by the user must be a saved Hugging Face model: a missing or mistyped
+    one is an error where the options are used, never a quiet "unavailable"."""
+    folder = Path(weights).expanduser()
+    if not folder.is_dir():
+        raise FileNotFoundError(f"folder {folder} does not exist")
+    if not (folder / "config.json").is_file() or not list(folder.glob("*.safetensors")):
+        raise ValueError(f"{folder} holds no config.json + *.safetensors (a Hugging Face save_pretrained folder)")
+
+
 def unavailable(space: str, weights: str) -> str:
     """'' when the space can run, else "unavailable: <how to supply weights>"."""
     if space == "inception":

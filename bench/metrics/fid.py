@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from common.errors import check_choice
+from common.fields import bounded, path_field
 from common.version import __version__
 
 from . import blocks as B
@@ -23,7 +24,7 @@ from .base import KeyedStates, MetricMeta, MetricResult, ScoredImage, check_imag
 from .feature_spaces import unavailable
 from .features import FeatureBank, FeatureConfig, FeatureExtractor, FeatureMoments, shared_extractor
 from .preprocess import CROP_MODES
-from .reference import ReferenceStats, compute_reference, parse_spec
+from .reference import ReferenceStats, check_reference, compute_reference, parse_spec
 from .stats import (
     CMMD_SCALE,
     CMMD_SIGMA,
@@ -44,32 +45,34 @@ FD_MIN_N = 2048
 
 @dataclass(frozen=True)
 class ReferenceOptions:
-    reference: str = ""  # folder:DIR | coco:DIR | stats:FILE.npz | shapes:SPLIT (required)
-    n: int | None = None  # use the first n reference images (sorted by name); None = all
-    shapes_size: int = 256  # render size of shapes:SPLIT references (the shapes dataset's size)
+    # folder:DIR | coco:DIR | stats:FILE.npz | shapes:SPLIT (required; checked to be there before a sweep starts)
+    reference: str = path_field("", check_reference)
+    # the first n reference images (sorted by name); None = all. Two at least: a covariance needs them
+    n: int | None = bounded(None, 2, 10_000_000)
+    shapes_size: int = bounded(256, 16, 4096)  # render size of shapes:SPLIT references (the shapes dataset's size)
     # Reference images brought to the evaluated resolution before the Inception resize: crop "center"
     # (largest centred square) and size = the generated images' side (COCO FID-30K for Imagen:
     # crop = "center", size = 256). Defaults: the reference as stored.
     crop: str = "none"
-    size: int | None = None
+    size: int | None = bounded(None, 16, 8192)
 
     def __post_init__(self) -> None:
         check_choice("crop", self.crop, CROP_MODES)
-        if self.size is not None and self.size < 1:
-            raise ValueError(f"size must be >= 1, got {self.size}")
         if not self.reference:
             raise ValueError("FID/KID need a reference: set reference=folder:DIR | coco:DIR | stats:FILE.npz | shapes:SPLIT")
-        parse_spec(self.reference)  # a malformed spec fails at build time, before any model loads
+        parse_spec(self.reference)  # a malformed spec fails where the spec is read, before any model loads
 
 
 @dataclass(frozen=True)
 class KernelOptions:
-    subsets: int = 100  # torch-fidelity / torchmetrics defaults
-    subset_size: int = 1000  # capped at the smaller set's size (clean-fid)
-    degree: int = 3
-    gamma: float | None = None  # None = 1 / feature dim
-    coef: float = 1.0
-    seed: int = 0  # subset draws are seeded: the same images give the same KID
+    # torch-fidelity / torchmetrics defaults; the bounds keep a typo from running for days: 10,000
+    # subsets of 100,000 images are already ~10^14 kernel evaluations
+    subsets: int = bounded(100, 1, 10_000)
+    subset_size: int = bounded(1000, 2, 100_000)  # capped at the smaller set's size (clean-fid); the unbiased MMD needs 2
+    degree: int = bounded(3, 1, 10)
+    gamma: float | None = bounded(None, 1e-12, None)  # None = 1 / feature dim
+    coef: float = bounded(1.0, 0.0, None)
+    seed: int = bounded(0, 0, 2**63 - 1)  # subset draws are seeded: the same images give the same KID
 
 
 class _FeatureMetric:
@@ -77,14 +80,13 @@ class _FeatureMetric:
 
     name = ""
     option_classes: tuple[type, ...] = (FeatureConfig, ReferenceOptions)
+    removed_options = {"bootstrap": "resampling generated images with replacement gives invalid set-metric intervals "
+                                    "(duplicates; docs/metrics.md); use blocks = 20 (disjoint prompt blocks)"}
 
     def __init__(self, options: Mapping[str, Any] | None = None, *, cache_dir: Path | None = None,
                  extractor: FeatureExtractor | None = None):
         """`extractor` replaces the default Inception extractor (tests); its config must match the options."""
-        if options and "bootstrap" in options:
-            raise ValueError(f"metric {self.name!r}: 'bootstrap' was removed: resampling generated images with replacement gives "
-                             "invalid set-metric intervals (duplicates; docs/metrics.md); use blocks = 20 (disjoint prompt blocks)")
-        groups = parse_option_groups(self.option_classes, options, self.name)
+        groups = parse_option_groups(self.option_classes, options, self.name, removed=self.removed_options)
         self.features_config, self.ref_options = groups[0], groups[1]
         self.extra_options = groups[2:]
         if extractor is not None and extractor.config != self.features_config:
@@ -167,10 +169,10 @@ class IntervalOptions:
     # blocks = G: intervals from G disjoint blocks of the cell's prompts (bench.metrics.blocks; every
     # interval conditional on the fixed reference). 0 = off (the default: FID then keeps only moments,
     # not every feature, and costs no extra eigendecompositions; with G blocks it costs G + 1).
-    blocks: int = 0
+    blocks: int = bounded(0, 0, 100)
 
     def __post_init__(self) -> None:
-        if type(self.blocks) is not int or not (self.blocks == 0 or B.MIN_BLOCKS <= self.blocks <= 100):
+        if not (self.blocks == 0 or B.MIN_BLOCKS <= self.blocks <= 100):
             raise ValueError(f"blocks must be 0 (off) or a whole number in [{B.MIN_BLOCKS}, 100], got {self.blocks!r}")
 
 
@@ -232,12 +234,8 @@ class FID(_FeatureMetric):
 
 @dataclass(frozen=True)
 class ManifoldOptions:
-    k_pr: int = 3  # Kynkaanniemi et al. 2019's k for precision / recall
-    k_dc: int = 5  # Naeem et al. 2020's k for density / coverage
-
-    def __post_init__(self) -> None:
-        if self.k_pr < 1 or self.k_dc < 1:
-            raise ValueError(f"k_pr and k_dc must be >= 1, got {self.k_pr}, {self.k_dc}")
+    k_pr: int = bounded(3, 1, 100)  # Kynkaanniemi et al. 2019's k for precision / recall
+    k_dc: int = bounded(5, 1, 100)  # Naeem et al. 2020's k for density / coverage
 
 
 class _BankMetric(_FeatureMetric):

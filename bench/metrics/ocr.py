@@ -14,6 +14,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from common.fields import bounded
 from common.version import __version__
 
 from .base import KeyedStates, MetricMeta, MetricResult, ScoredImage, SumCount, check_image, parse_options
@@ -62,11 +63,12 @@ def best_similarity(expected: str, lines: Sequence[str]) -> tuple[float, str]:
 
 @dataclass(frozen=True)
 class OCROptions:
-    text_score: float = 0.5  # RapidOCR's own default confidence threshold for a line to count
+    text_score: float = bounded(0.5, 0.0, 1.0)  # RapidOCR's own default confidence threshold for a line to count
 
 
 class OCRScore:
     name = "ocr"
+    option_classes = (OCROptions,)
     meta = {"ocr_score": MetricMeta("higher", 0.0, 1.0, "wilson-eff", "mean over images of the normalised similarity of the read text "
                                     "to the quoted text, in [0, 1]")}
 

@@ -47,6 +47,24 @@ def parse_spec(spec: str) -> tuple[str, str]:
     return kind, arg
 
 
+def check_reference(spec: str) -> None:
+    """`spec` names something that is there (before a sweep starts; the images are read on use):
+    a folder, a COCO folder with its captions, a statistics file, a shapes split."""
+    kind, arg = parse_spec(spec)
+    root = Path(arg).expanduser()
+    if kind == "folder" and not root.is_dir():
+        raise FileNotFoundError(f"folder {root} does not exist")
+    if kind == "coco":
+        coco_files(root)  # the captions JSON found, its shape checked, its file names confined to the folder
+    if kind == "stats" and not root.is_file():
+        raise FileNotFoundError(f"statistics file {root} does not exist (make one with imagen-bench fid-stats)")
+    if kind == "shapes":
+        from drawbench.shapes.scene import SPLITS  # noqa: PLC0415  (the shapes world is optional here)
+
+        if arg not in SPLITS:
+            raise ValueError(f"shapes split {arg!r} is unknown; choose from {', '.join(SPLITS)}")
+
+
 def image_files(kind: str, arg: str) -> list[Path]:
     root = Path(arg)
     if kind == "folder":

@@ -26,6 +26,7 @@ class ShapesOptions:
 
 class ShapesVerifier:
     name = "shapes_verifier"
+    option_classes = (ShapesOptions,)
     meta = {
         "shapes_accuracy": replace(PROPORTION, estimator="share of images whose every claim the exact verifier accepts"),
         "shapes_claim_accuracy": replace(PROPORTION, interval="none", estimator="share of all claims accepted (claim-weighted)"),

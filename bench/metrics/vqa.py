@@ -24,10 +24,12 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
+from common.fields import bounded, path_field
 from common.files import sha256_file
 from common.version import __version__
 
 from .base import KeyedStates, MetricMeta, MetricResult, ScoredImage, SumCount, check_image, parse_options
+from .feature_spaces import check_weights_folder
 
 QUESTION = 'Does this figure show "{prompt}"? Please answer yes or no.'  # VQAScore's question
 UNAVAILABLE = ("unavailable: VQAScore needs a local vision-language model: set options model = DIR, a Hugging Face folder for "
@@ -37,17 +39,15 @@ UNAVAILABLE = ("unavailable: VQAScore needs a local vision-language model: set o
 
 @dataclass(frozen=True)
 class VQAOptions:
-    model: str = ""  # local HF folder; "" = unavailable
+    model: str = path_field("", check_weights_folder)  # local HF folder; "" = unavailable
     question: str = QUESTION  # must contain {prompt}
     answer: str = "Yes"  # the answer whose first token's probability is the score
-    batch_size: int = 4
+    batch_size: int = bounded(4, 1, 1024)
     device: str = "cpu"
 
     def __post_init__(self) -> None:
         if "{prompt}" not in self.question:
             raise ValueError(f"vqascore question must contain {{prompt}}, got {self.question!r}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
 
 
 class _Judge:
@@ -94,14 +94,12 @@ def load_judge(metric: str, options: VQAOptions) -> _Judge | None:
     """The judge of options.model (None when no model is given: the metric reports "unavailable")."""
     if not options.model:
         return None
-    folder = Path(options.model).expanduser()
-    if not (folder / "config.json").is_file():
-        raise FileNotFoundError(f"{metric} model={folder} is not a Hugging Face model folder (no config.json)")
-    return _Judge(folder, options)
+    return _Judge(Path(options.model).expanduser(), options)  # a Hugging Face folder: checked with the options
 
 
 class VQAScore:
     name = "vqascore"
+    option_classes = (VQAOptions,)
     meta = {"vqascore": MetricMeta("higher", 0.0, 1.0, "wilson-eff", "mean over images of P(answer | image, question)")}
 
     def __init__(self, options: Mapping[str, Any] | None = None, *, cache_dir: Path | None = None):
@@ -145,10 +143,10 @@ class VQAScore:
 
 @dataclass(frozen=True)
 class QuestionOptions:
-    model: str = ""  # local HF folder, as for vqascore; "" = unavailable
+    model: str = path_field("", check_weights_folder)  # local HF folder, as for vqascore; "" = unavailable
     questions: str = "geneval"  # where each prompt's questions come from: GenEval's include metadata (drawbench.suites)
     answer: str = "Yes"
-    batch_size: int = 4
+    batch_size: int = bounded(4, 1, 1024)
     device: str = "cpu"
 
     def __post_init__(self) -> None:
@@ -164,6 +162,7 @@ class VQAQuestions:
     pass / fail). Use it on the `geneval` prompt set (metric prompt_sets = [...])."""
 
     name = "vqa_questions"
+    option_classes = (QuestionOptions,)
     meta = {"vqa_question_score": MetricMeta("higher", 0.0, 1.0, "wilson-eff", "mean over images of the share of questions answered yes"),
             "vqa_all_questions": MetricMeta("higher", 0.0, 1.0, "wilson-eff", "share of images with every question answered yes")}
 

@@ -51,6 +51,16 @@ def _default_metric_factory() -> Callable:
     return build_metric
 
 
+def check_metric_inputs(spec: SweepSpec) -> None:
+    """The files and folders the metrics name (references, weights) are there: checked before the
+    first image, so a typo in a path never costs the generation (parse_spec checked the rest)."""
+    if spec.metrics:
+        from bench.metrics import check_metric
+
+        for m in spec.metrics:
+            check_metric(m.name, m.options, paths=True)
+
+
 def run_sweep(spec_path: str | Path, out: str | Path, *, cache_dir: Path | None = None, metric_factory: Callable | None = None,
               progress: bool = True, wait: bool = False, max_images: int = DEFAULT_MAX_IMAGES) -> SweepResult:
     """Run (or resume) the sweep; rank 0 holds the run folder's lock throughout (`wait`: wait for
@@ -60,6 +70,7 @@ def run_sweep(spec_path: str | Path, out: str | Path, *, cache_dir: Path | None 
     from drawbench.sets import load_prompt_set
 
     spec, spec_bytes = load_spec(spec_path)
+    check_metric_inputs(spec)
     prompts = {p.label: load_prompt_set(p.name, p.options) for p in spec.prompt_sets}
     check_size(spec, {m.name: axes_of_kind(m.kind) for m in spec.models}, {k: len(v) for k, v in prompts.items()}, max_images)
     store = RunStore(Path(out), int(os.environ.get("RANK", "0")))

@@ -151,6 +151,7 @@ def parse_spec(text: bytes, source: str = "spec") -> SweepSpec:
 
 
 def _parse_spec(text: bytes, source: str) -> SweepSpec:
+    from bench.metrics import check_metric
     from bench.models import model_config
     from drawbench.sets import check_prompt_set_options, prompt_set_options
 
@@ -190,6 +191,7 @@ def _parse_spec(text: bytes, source: str) -> SweepSpec:
                                   prompt_sets=_list("metrics.prompt_sets", ps, str) if ps is not None else None,
                                   categories=_list("metrics.categories", m["categories"], str) if "categories" in m else None,
                                   options=dict(m.get("options", {}))))
+        check_metric(str(m["name"]), m.get("options", {}), paths=False)  # a typo costs no image: refused here
     _unique("model names", [m.name for m in models])
     _unique("prompt set labels", [p.label for p in sets])
     _unique("metric labels", [m.label for m in metrics])

@@ -10,6 +10,7 @@ but no spec.toml yet) is initialised again.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -35,12 +36,13 @@ class RunStore:
     def init(self, spec_bytes: bytes, spec_sha256: str, models: dict[str, dict], wait: bool = False) -> bool:
         """Rank 0: create the folder or check that it belongs to this spec, holding the folder's lock
         from here to `unlock()` (refused, or with `wait` waited for, while another sweep holds it).
-        Returns True when resuming."""
+        Returns True when resuming. A spec that differs only in its [[metrics]] is adopted (the
+        images are kept and rescored); any other difference is refused, naming it."""
         spec_file, run_json = self.root / "spec.toml", self.root / "run.json"
         self.claim(wait)
         if spec_file.exists():
             old = spec_file.read_bytes()
-            if old != spec_bytes:
+            if old != spec_bytes and _generation(old) != _generation(spec_bytes):
                 raise ValueError(f"{self.root} holds a run of a different spec; refusing to mix them. "
                                  f"Differences: {'; '.join(_spec_diff(old, spec_bytes)) or 'formatting/comments only'}. "
                                  "Use a new --out for the new spec (nothing was changed).")
@@ -51,6 +53,8 @@ class RunStore:
                                  + "\n  ".join(d.replace("checkpoint has", "run has").replace("asked for", "now") for d in diff)
                                  + "\nUse a new --out.")
             self.remove_temp_files()
+            if old != spec_bytes:
+                self._adopt_metrics(old, spec_bytes, spec_sha256)
             return True
         self.remove_temp_files()  # of an initialisation a kill interrupted
         import torch
@@ -70,6 +74,19 @@ class RunStore:
         })
         write_bytes_atomic(spec_file, spec_bytes)  # last: its presence marks a complete initialisation
         return False
+
+    def _adopt_metrics(self, old: bytes, new: bytes, new_sha256: str) -> None:
+        """The spec changed only in its [[metrics]] (images belong to the generation settings, scores
+        to the metric settings): keep every image, set the old spec aside in spec_history/ (nothing a
+        user made is lost), record the new one; the scoring step then computes what its cache lacks."""
+        history = self.root / "spec_history"
+        history.mkdir(exist_ok=True)
+        write_bytes_atomic(history / f"spec-{hashlib.sha256(old).hexdigest()[:12]}.toml", old)
+        record = _run_record(self.root / "run.json")
+        record.setdefault("spec_history", []).append({"spec_sha256": record.get("spec_sha256"),
+                                                      "replaced": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+        write_json_atomic(self.root / "run.json", {**record, "spec_sha256": new_sha256})
+        write_bytes_atomic(self.root / "spec.toml", new)
 
     def claim(self, wait: bool = False) -> None:
         """Rank 0, first thing: refuse a folder that is not a run folder, create it if missing and take
@@ -209,6 +226,16 @@ def _writer_alive(tmp: Path) -> bool:
 
 def record_key(rec: dict) -> tuple:
     return (rec["cell_id"], *PromptRef.of(rec).key())
+
+
+def _generation(spec: bytes) -> dict | None:
+    """What makes the images: the spec's tables other than [[metrics]] (None: not valid TOML)."""
+    import tomllib
+
+    try:
+        return {k: v for k, v in tomllib.loads(spec.decode()).items() if k != "metrics"}
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return None
 
 
 def _spec_diff(old: bytes, new: bytes) -> list[str]:

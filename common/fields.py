@@ -1,0 +1,74 @@
+"""The one check for a value a user wrote into a typed config field (a model config, a metric's
+options): its type from the field's annotation, its bounds and its path rule from the field's
+metadata. Bounds live beside the field they bound, declared once:
+
+    subsets: int = bounded(100, 1, 10_000)          # [lo, hi], inclusive
+    n: int | None = bounded(None, 2, None)          # None passes; hi None = unbounded
+    weights: str = path_field("", check_weights)    # a function raising ValueError, run on use
+
+A type or a bound is checked where the config is read (a spec is refused before any image); a
+path rule only where the config is used (a spec may be read on another machine)."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable
+
+# annotation word -> the Python types it admits (bool is never an int here; an int is a float)
+SCALARS = {"int": int, "float": (int, float), "bool": bool, "str": str, "dict": dict, "None": type(None)}
+WORDS = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string", "dict": "a table", "None": "none"}
+
+
+def bounded(default: Any, lo: float | None, hi: float | None) -> Any:
+    """A dataclass field whose numeric value must lie in [lo, hi] (None: unbounded on that side)."""
+    return dataclasses.field(default=default, metadata={"range": (lo, hi)})
+
+
+def path_field(default: str, check: Callable[[str], None]) -> Any:
+    """A dataclass field naming a local path; `check(value)` raises ValueError / FileNotFoundError
+    when a non-empty value is not usable (run by check_paths, where the config is used)."""
+    return dataclasses.field(default=default, metadata={"path": check})
+
+
+def _range_text(names: list[str], lo: float | None, hi: float | None) -> str:
+    what = " or ".join(WORDS[n] for n in names if n != "None")
+    if lo is not None and hi is not None:
+        return f"{what} in [{lo:,}, {hi:,}]"
+    return f"{what} >= {lo:,}" if lo is not None else f"{what} <= {hi:,}" if hi is not None else what
+
+
+def check_value(owner: str, field: dataclasses.Field, value: Any) -> None:
+    """Raise ValueError "<owner>: <name> must be <what>, got <value>" when `value` does not fit the
+    field. Annotations of other kinds (tuples, nested configs) are left to their own checks."""
+    typ = field.type.__name__ if isinstance(field.type, type) else str(field.type)
+    names = [t.strip() for t in typ.split("|")]
+    if not all(n in SCALARS for n in names):
+        return
+    lo, hi = field.metadata.get("range", (None, None))
+    fits = isinstance(value, tuple(SCALARS[n] for n in names)) and not (isinstance(value, bool) and "bool" not in names)
+    if fits and isinstance(value, float):
+        fits = math.isfinite(value)
+    if fits and value is not None and not isinstance(value, bool) and isinstance(value, (int, float)):
+        fits = (lo is None or value >= lo) and (hi is None or value <= hi)
+    if not fits:
+        shown = repr(value) if not isinstance(value, int) or abs(value) < 10**15 else f"{value:.3g}"
+        raise ValueError(f"{owner}: {field.name} must be {_range_text(names, lo, hi)}, got {shown[:80]}")
+
+
+def check_values(owner: str, cls: type, values: dict[str, Any]) -> None:
+    """check_value for each key of `values` that is a field of dataclass `cls`."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key, value in values.items():
+        if key in fields:
+            check_value(owner, fields[key], value)
+
+
+def check_paths(owner: str, config: Any) -> None:
+    """Run each path field's rule on its non-empty value: '<owner>: <name> <what is wrong>'."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if "path" in f.metadata and value:
+            try:
+                f.metadata["path"](value)
+            except (ValueError, FileNotFoundError) as e:
+                raise ValueError(f"{owner}: {f.name}: {e}") from None

@@ -77,7 +77,7 @@ def coco_files(root: str | Path) -> tuple[str, dict[str, Path]]:
     captions_<split>.json beside <split>/ (COCO_val2014_000000203564.jpg or, for 2017,
     000000203564.jpg: the JSON's file_name is the truth), or the suite's captions.json + images/.
     The layout name is the split ("val2014") or "coco" for captions.json + images/."""
-    import json
+    from common.coco_json import coco_image_files, read_coco_json
 
     root = Path(root)
     if (root / "captions.json").is_file():
@@ -85,12 +85,8 @@ def coco_files(root: str | Path) -> tuple[str, dict[str, Path]]:
     else:
         candidates = [(split, root / "annotations" / f"captions_{split}.json", root / split) for split in COCO_SPLITS]
     for name, ann, images in candidates:
-        if ann.is_file():
-            try:
-                listed = {str(int(img["id"])): images / img["file_name"] for img in json.loads(ann.read_text())["images"]}
-            except (ValueError, KeyError, TypeError) as e:
-                raise ValueError(f"{ann} is not a COCO captions file (need images with id and file_name): {e}") from None
-            return name, listed
+        if ann.is_file():  # shape checked and file names confined to the image folder (common.coco_json)
+            return name, {str(i): f for i, f in coco_image_files(ann, read_coco_json(ann), images).items()}
     raise FileNotFoundError(f"COCO folder {root}: found neither annotations/captions_<split>.json ({', '.join(COCO_SPLITS)}) "
                             "with its <split>/ image folder, nor captions.json + images/")
 
@@ -103,7 +99,7 @@ def read_coco(root: str | Path, prompts: pd.DataFrame, prompt_set: str = "coco")
     missing = [str(i) for i in prompts["id"] if str(i) not in files or not files[str(i)].is_file()]
     if missing:
         raise ValueError(f"COCO folder {root}: {len(missing)} of {len(prompts)} prompts have no image there "
-                         f"(e.g. id {missing[0]}{f', {files[missing[0]].name}' if missing[0] in files else ''})")
+                         f"(e.g. id {missing[0]}{f', {files[missing[0]].name}' if missing[0] in files else ': not among the images its captions JSON lists'})")
     model = f"coco-{name}" if name != "coco" else "coco"
     return [ImageRecord(model=model, ref=PromptRef(prompt_set, str(i), str(c), str(p), 0), path=files[str(i)].resolve())
             for i, c, p in zip(prompts["id"], prompts["category"], prompts["prompt"])]

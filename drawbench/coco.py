@@ -10,11 +10,12 @@ drop costs one caption out of 30K, a missed person spoils a "no people" comparis
 """
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import pandas as pd
+
+from common.coco_json import coco_captions, read_coco_json
 
 from .prompts import DATA, verify_sha256
 
@@ -59,11 +60,10 @@ def _read_shipped(path: Path) -> pd.DataFrame:
 def _read_json(path: Path) -> pd.DataFrame:
     """Official COCO captions JSON: {"annotations": [{"image_id", "id", "caption"}, ...]}. The first
     caption per image (lowest annotation id) is used, so the set has one prompt per image."""
-    try:
-        data = json.loads(path.read_text())
-        ann = pd.DataFrame(data["annotations"])[["image_id", "id", "caption"]]
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise ValueError(f"{path} is not a COCO captions JSON (need annotations with image_id, id, caption): {e}") from None
+    captions = coco_captions(path, read_coco_json(path))  # every entry's shape checked, naming the file
+    if not captions:
+        raise ValueError(f"{path} holds no captions (its annotations list is empty)")
+    ann = pd.DataFrame(captions, columns=["id", "image_id", "caption"])
     ann = ann.sort_values(["image_id", "id"]).drop_duplicates("image_id")
     return pd.DataFrame({"id": ann["image_id"].astype(str), "prompt": ann["caption"].str.strip()})
 

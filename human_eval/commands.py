@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
+import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -135,8 +136,18 @@ def links(study_dir: Path, base_url: str) -> tuple[dict[str, str | None], str | 
     return invites, None if admin_stale else f"{base}/?admin={tokens['admin']}"
 
 
+ALL_INTERFACES = ("0.0.0.0", "::")  # --host values that listen everywhere and name no machine
+
+
+def _link_host(host: str) -> str:
+    """The host a rater's browser can reach: this machine's name for an all-interfaces address
+    (http://0.0.0.0 is not an address a browser can open elsewhere); IPv6 literals in brackets."""
+    name = socket.gethostname() if host in ALL_INTERFACES else host
+    return f"[{name}]" if ":" in name else name
+
+
 def _base_url(args) -> str:
-    return args.public_url or f"http://{args.host}:{args.port}"
+    return args.public_url or f"http://{_link_host(args.host)}:{args.port}"
 
 
 def _invite_line(study: Path, rater: str, url: str | None) -> str:
@@ -149,6 +160,9 @@ def _admin_line(study: Path, url: str | None) -> str:
 
 def _print_links(args) -> None:
     invites, admin = links(args.study, _base_url(args))
+    if args.host in ALL_INTERFACES and not args.public_url:
+        print(f"the server listens on all interfaces ({args.host}); links name this machine, {socket.gethostname()} "
+              "(give --public-url if raters reach it by another name)")
     print("invite links (one per rater; each is a secret):")
     for rater, url in invites.items():
         print(_invite_line(args.study, rater, url))
@@ -196,15 +210,23 @@ def cmd_export(args) -> int:
 
 
 def cmd_rate(args) -> int:
+    from .serve_process import check_port_free, serve
     from .study import load_study
 
     load_study(args.study)
+    check_port_free(args.host, args.port)
     _print_links(args)
     cmd = [sys.executable, "-m", "streamlit", "run", str(SERVER), "--server.address", args.host, "--server.port", str(args.port),
            "--server.headless", "true", "--browser.gatherUsageStats", "false", "--client.showErrorDetails", "false",
            "--client.toolbarMode", "minimal", "--server.fileWatcherType", "none", "--server.runOnSave", "false"]
     env = {**os.environ, "HUMAN_EVAL_STUDY": str(args.study.resolve())}
-    code = subprocess.call(cmd, env=env)
-    if code not in (0, -2, 130):
-        raise UserError(f"the rating server stopped with exit code {code} (is port {args.port} already in use?)")
+    served = serve(cmd, env)
+    if served.stopped_by is not None:  # a service manager, `kill` or Ctrl-C: a clean stop, not a failure
+        print(f"imagen-bench rate: stopped by {signal.Signals(served.stopped_by).name}; the rating server has ended "
+              "(every submitted answer is saved)", file=sys.stderr)
+        return 0
+    if served.code < 0:
+        raise UserError(f"the rating server was ended by {signal.Signals(-served.code).name} from outside imagen-bench rate")
+    if served.code != 0:
+        raise UserError(f"the rating server stopped with exit code {served.code}; its messages are above")
     return 0

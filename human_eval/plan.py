@@ -107,7 +107,19 @@ def assignment(protocol: Protocol, items: dict[str, Item], settings: PlanSetting
         return {"all": pool}
     k = settings.raters_per_category or len(pool)
     categories = sorted({it.category for it in items.values()})
+    check_pool_used(len(pool), k, len(categories))
     return {c: sorted((pool[(i * k + j) % len(pool)] for j in range(k)), key=pool.index) for i, c in enumerate(categories)}
+
+
+def check_pool_used(raters: int, per_category: int, categories: int) -> None:
+    """Refuse a pool larger than the seats the categories have: raters beyond them would get no task,
+    and the study would silently have fewer raters than --raters says."""
+    seats = per_category * categories
+    if seats < raters:
+        raise ValueError(f"--raters {raters} with --raters-per-category {per_category}: {categories} "
+                         f"categor{'y' if categories == 1 else 'ies'} x {per_category} give work to only {seats}, so "
+                         f"{raters - seats} raters would get no task; use --raters {seats}, or --raters-per-category "
+                         f"{math.ceil(raters / categories)} to give all {raters} work")
 
 
 def plan(protocol: Protocol, items: dict[str, Item], settings: PlanSettings) -> list[PlannedTask]:

@@ -9,7 +9,7 @@ import time
 import streamlit as st
 
 from .protocols import Protocol, get_protocol
-from .store import Store, Task
+from .store import Store, SubmitResult, Task
 from .study import Study
 
 
@@ -79,19 +79,35 @@ def _form(protocol: Protocol, task: Task) -> dict[str, str] | None:
     return {k: protocol.question(k).option_for(v).value for k, v in chosen.items()}
 
 
+KEPT_NOTICE = "This task had already been answered (perhaps in another tab); your first answer was kept."
+
+
+def task_to_show(tasks: list[Task], done: set[str], showing: str | None) -> Task | None:
+    """The task this session shows: the one it showed last until this session submits it, even when
+    another tab has answered it meanwhile (else that submit would meet a different form and vanish
+    without the notice; the store keeps the first answer and says so), otherwise the first
+    unanswered task; None when every task is answered."""
+    shown = next((t for t in tasks if t.task_id == showing), None)
+    return shown or next((t for t in tasks if t.task_id not in done), None)
+
+
+def submit_notice(result: SubmitResult) -> str | None:
+    """What the page tells the rater after a submit: the documented notice when the first answer stood."""
+    return KEPT_NOTICE if result.kept else None
+
+
 def render(study: Study, store: Store, rater: str) -> None:
     protocol = get_protocol(study.protocol)
     tasks = store.tasks(rater)
     answered = store.answered(rater)
     n_q = len(protocol.questions)
     done = {tid for tid, a in answered.items() if len(a) == n_q}
-    pending = [t for t in tasks if t.task_id not in done]
+    task = task_to_show(tasks, done, st.session_state.get("showing"))
     st.title(protocol.title)
-    if not pending:
+    if task is None:
         st.progress(1.0, text=f"All {len(tasks)} tasks done")
         st.success("You have finished every task. Thank you! You can close this page.")
         return
-    task = pending[0]
     batch = [t for t in tasks if t.batch == task.batch]
     n_done = sum(t.task_id in done for t in batch)
     n_batches = tasks[-1].batch
@@ -107,11 +123,14 @@ def render(study: Study, store: Store, rater: str) -> None:
         st.info(st.session_state.pop("notice"))
     shown_at = st.session_state.setdefault("shown_at", {})
     shown_at.setdefault(task.task_id, time.monotonic())
+    st.session_state["showing"] = task.task_id
     _show_task(study, protocol, task)
     choice = _form(protocol, task)
     if choice is not None:
         ms = int(round((time.monotonic() - shown_at[task.task_id]) * 1000))
         result = store.submit(rater, task.task_id, choice, ms)
-        if result.kept:  # answered already (another tab or a double click): the first answer stands
-            st.session_state["notice"] = "This task had already been answered (perhaps in another tab); your first answer was kept."
+        st.session_state.pop("showing")
+        notice = submit_notice(result)  # answered already (another tab or a double click): the first answer stands
+        if notice:
+            st.session_state["notice"] = notice
         st.rerun()

@@ -147,3 +147,38 @@ def by_prompt(records: list[ImageRecord], images_per_set: int, source: str = "so
                          f"(prompt id (images): {first}{', ...' if len(short) > 5 else ''}); generate more samples per prompt "
                          f"or choose another design with --images-per-set N")
     return out
+
+
+def distinct_models(a: Source, recs_a: dict[str, list[ImageRecord]], b: Source,
+                    recs_b: dict[str, list[ImageRecord]]) -> tuple[dict[str, list[ImageRecord]], dict[str, list[ImageRecord]]]:
+    """The two sides of a study under names that tell them apart. Two sources whose models share a
+    name (folders X/sd and Y/sd, one cell id in two runs) are named by the shortest tail of their
+    paths that differs (X/sd, Y/sd); the same images on both sides are refused, naming both."""
+    name_a, name_b = _model(recs_a), _model(recs_b)
+    if name_a != name_b:
+        return recs_a, recs_b
+    if a.path == b.path:
+        raise ValueError(f"--a {a.spec} and --b {b.spec} are the same images ({a.path}, model {name_a!r}); "
+                         "compare two different models")
+    tail_a, tail_b = _distinct_tails(a.path, b.path)
+    return _renamed(recs_a, a.path, tail_a), _renamed(recs_b, b.path, tail_b)
+
+
+def _model(recs: dict[str, list[ImageRecord]]) -> str:
+    return next(iter(recs.values()))[0].model
+
+
+def _distinct_tails(pa: Path, pb: Path) -> tuple[str, str]:
+    """The shortest trailing parts of two different paths that differ: (X/sd, Y/sd) for /d/X/sd, /d/Y/sd."""
+    k = 1
+    while pa.parts[-k:] == pb.parts[-k:]:
+        k += 1
+    return str(Path(*pa.parts[-k:])), str(Path(*pb.parts[-k:]))
+
+
+def _renamed(recs: dict[str, list[ImageRecord]], path: Path, tail: str) -> dict[str, list[ImageRecord]]:
+    """A folder's model is its folder's name, so its tail replaces it; a run's cell keeps its id after '@'."""
+    def name(model: str) -> str:
+        return tail if model == path.name else f"{tail}@{model}"
+    return {pid: [replace(r, model=name(r.model)) for r in rs] for pid, rs in recs.items()}
+

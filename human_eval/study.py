@@ -12,6 +12,7 @@
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -29,7 +30,7 @@ from .contract import DEFAULT_CONTROL_THRESHOLD, DEFAULT_FAST_ANSWER_MS
 from .controls import DegradeSettings, degrade
 from .plan import PlannedTask, PlanSettings, assignment, items_for, plan
 from .protocols import get_protocol, wording
-from .sources import by_prompt, load_prompts, parse_source, read_source
+from .sources import by_prompt, distinct_models, load_prompts, parse_source, read_source
 from .store import AccessDenied, Store, Task, is_postgres_url
 from .tokens import match_token, new_token
 
@@ -221,6 +222,17 @@ def resolved(protocol, settings: PlanSettings) -> dict:
     return {"design": design, "raters_per_category": (settings.raters_per_category or settings.raters) if design == "per_category" else None}
 
 
+DISK_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG})  # the disk written to, never the source
+
+
+def write_error(e: OSError, dst: Path, out: Path) -> OSError:
+    """An error while writing an image's copy: a disk error names the copy and the study being made
+    (shutil names its *source* on ENOSPC, which blamed the rated image for a full disk)."""
+    if e.errno not in DISK_ERRORS:
+        return e
+    return OSError(e.errno, f"{os.strerror(e.errno)} (writing the study's image copies for {out})", str(dst))
+
+
 def create_study(out: str | Path, s: StudySettings) -> Study:
     """Build the study directory. Refuses an existing non-empty `out`; builds in a temporary
     sibling and renames it into place, so a failure leaves nothing half-made."""
@@ -238,10 +250,9 @@ def create_study(out: str | Path, s: StudySettings) -> Study:
     per_set = s.images_per_set or protocol.images_per_set
     recs_a = by_prompt(read_source(src_a, prompts, prompt_set), per_set, s.a)
     recs_b = by_prompt(read_source(src_b, prompts, prompt_set), per_set, s.b) if src_b else None
+    if src_b is not None:
+        recs_a, recs_b = distinct_models(src_a, recs_a, src_b, recs_b)
     items = items_for(protocol, recs_a, recs_b)
-    models = {it.model_a for it in items.values()} | {it.model_b for it in items.values() if it.model_b}
-    if recs_b is not None and len(models) < 2:
-        raise ValueError(f"both sources are called {models.pop()!r}; compare two different models")
     planned = plan(protocol, items, s.plan)
     name = s.name or out.name
 
@@ -265,10 +276,13 @@ def create_study(out: str | Path, s: StudySettings) -> Study:
                 iid = secrets.token_hex(16)
                 dst = tmp / "images" / f"{iid}{path.suffix.lower()}"
                 entry = {"source": str(path), "model": model, "degraded": degraded}
-                if degraded:
-                    entry["degrade"] = degrade(path, dst, seed=s.plan.seed + len(copies), settings=s.degrade)
-                else:
-                    shutil.copyfile(path, dst)
+                try:
+                    if degraded:
+                        entry["degrade"] = degrade(path, dst, seed=s.plan.seed + len(copies), settings=s.degrade)
+                    else:
+                        shutil.copyfile(path, dst)
+                except OSError as e:
+                    raise write_error(e, dst, out) from None
                 images[iid] = {"file": dst.name, "sha256": sha256_file(dst), **entry}
                 copies[key] = iid
             return copies[key]

@@ -6,13 +6,14 @@ imagen imports no prompt world, so the `train` command gets it from the shell (i
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Callable, Mapping, Protocol
 
 import numpy as np
 import torch
 from PIL import Image
+
+from common.coco_json import coco_captions, coco_image_files, read_coco_json
 
 
 class CaptionedImages(Protocol):
@@ -29,9 +30,13 @@ class CocoFolder:
         path = self.root / captions
         if not path.is_file():
             raise FileNotFoundError(f"COCO dataset {self.root}: {captions} not found (expected {captions} + {images}/)")
-        data = json.loads(path.read_text())
-        files = {img["id"]: img["file_name"] for img in data["images"]}
-        self.items = [(self.root / images / files[a["image_id"]], a["caption"]) for a in data["annotations"]]
+        data = read_coco_json(path)  # shape checked, file names confined to images/ (common.coco_json)
+        files = coco_image_files(path, data, self.root / images)
+        captions = coco_captions(path, data)
+        unknown = [image_id for _, image_id, _ in captions if image_id not in files]
+        if unknown:
+            raise ValueError(f"{path}: {len(unknown)} annotations name an image id not in its images list (e.g. {unknown[0]})")
+        self.items = [(files[image_id], caption) for _, image_id, caption in captions]
         if not self.items:
             raise ValueError(f"COCO dataset {self.root} has no annotations")
 

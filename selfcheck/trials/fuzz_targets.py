@@ -1,8 +1,8 @@
 """What the fuzz trial mutates and which user-facing command reads it.
 
 Valid inputs are built once in WORK/pristine (a sweep spec for a tiny random cascade plus an image
-folder model, a captions CSV, two image folders, a rating study with answers, a finished run folder)
-and copied to WORK/live before every case, so every path in them stays the same.
+folder model, a captions CSV, two image folders, a COCO folder as downloaded, a rating study with
+answers, a finished run folder) and copied to WORK/live before every case, so every path in them stays the same.
 
     DOMAINS   name -> (path inside live/, mutation table)
     COMMANDS  name -> argv builder (live dir, fresh output dir, cache dir) for imagen_bench.cli.main
@@ -58,6 +58,7 @@ class Domain:
 
 
 def _domains() -> dict[str, Domain]:
+    from .fuzz_coco import coco_mutations
     from .fuzz_media import IMAGE, checkpoint_mutations
 
     db_bytes = {k: BYTES[k] for k in ("empty", "garbage", "truncated", "flip_byte")}
@@ -69,6 +70,7 @@ def _domains() -> dict[str, Domain]:
         "study_json": Domain("study/study.json", lambda: {**BYTES, **structure("json")}),
         "secrets": Domain("study/secrets.json", lambda: {**BYTES, **structure("json")}),
         "ratings_db": Domain("study/ratings.sqlite", lambda: db_bytes),
+        "coco": Domain("coco/annotations/captions_val2014.json", coco_mutations),  # selfcheck.trials.fuzz_coco
     }
 
 
@@ -85,6 +87,10 @@ COMMANDS: dict[str, Callable[[Path, Path, Path], list[str]]] = {
     "study-create": lambda live, out, cache: [
         "study", "create", "--protocol", "coco_alignment", "--a", f"folder:{live / 'model-x'}",
         "--prompts", f"csv:{live / 'captions.csv'}", "--raters", "1", "--batch-size", "4", "--out", str(out / "study")],
+    "study-create-coco": lambda live, out, cache: [  # reference photographs from a COCO folder as downloaded
+        "study", "create", "--protocol", "coco_realism", "--a", f"folder:{live / 'model-x'}", "--b", f"coco:{live / 'coco'}",
+        "--prompts", f"coco:path={live / 'coco' / 'annotations' / 'captions_val2014.json'}", "--raters", "1",
+        "--batch-size", "4", "--out", str(out / "study")],
     "study-status": lambda live, out, cache: ["study", "status", str(live / "study")],
     "study-links": lambda live, out, cache: ["study", "links", str(live / "study")],
     "study-export": lambda live, out, cache: ["study", "export", str(live / "study"), "--out", str(out / "answers.csv")],
@@ -99,9 +105,9 @@ COMMANDS: dict[str, Callable[[Path, Path, Path], list[str]]] = {
 PLAN: tuple[tuple[str, str], ...] = (
     ("sweep", "spec"), ("study-create", "prompts"), ("study-status", "study_json"), ("sample", "checkpoint"),
     ("study-links", "secrets"), ("sweep-resume", "spec"), ("study-export", "ratings_db"), ("study-create", "images"),
-    ("sweep", "checkpoint"), ("sweep", "images"), ("sweep", "prompts"), ("study-status", "ratings_db"),
+    ("sweep", "checkpoint"), ("sweep", "images"), ("sweep", "prompts"), ("study-create-coco", "coco"),
     ("fid", "images"), ("sweep-resume", "checkpoint"), ("study-export", "study_json"), ("study-links", "study_json"),
-    ("sweep-resume", "images"), ("sweep-resume", "prompts"),
+    ("sweep-resume", "images"), ("sweep-resume", "prompts"), ("study-status", "ratings_db"), ("study-create-coco", "coco"),
 )
 
 
@@ -111,12 +117,13 @@ def build_pristine(root: Path, live: Path) -> None:
     from human_eval.plan import PlanSettings
     from human_eval.study import StudySettings, create_study
 
-    from .study_sources import synthetic_sources
+    from .study_sources import synthetic_coco, synthetic_sources
     from .tiny_cascade import make_tiny_checkpoint
 
     live.mkdir(parents=True)
     make_tiny_checkpoint(live / "ckpt")
     captions, model, _ = synthetic_sources(live, n=4, size=32)
+    synthetic_coco(live / "coco", n=4, size=32)  # the same ids 1..4 as the captions and model-x/
     (live / "spec.toml").write_text(SPEC.format(live=live))
     study = create_study(live / "study", StudySettings(
         protocol="coco_alignment", a=f"folder:{model}", b=None, prompts=f"csv:{captions}",

@@ -6,8 +6,10 @@ may be lost or duplicated.
     3. N raters, each a headless Chromium context with their invite link, answer their queue
        through the real app; an answer counts as acknowledged when the page moves past it;
     4. K times, once the raters have between them acknowledged a randomly drawn number of answers
-       (plus a random fraction of a second, so some kills land mid-submit), SIGKILL the server's
-       process group and restart it on the same port; the raters reload and continue;
+       (plus a random fraction of a second, so some kills land mid-submit), stop the server in
+       turn by KILL_WAYS (SIGKILL its process group; SIGTERM or SIGKILL the `rate` parent alone, whose
+       Streamlit child must end with it: the port must refuse connections within 30 s), and
+       restart it on the same port; the raters reload and continue;
     5. read the database: every acknowledged answer is there exactly once with the value the
        rater submitted (first answer kept), no (rater, task, question) twice, the answer count
        equals the tasks answered, and every rater finished.
@@ -22,6 +24,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import socket
 import sqlite3
 import time
@@ -29,9 +32,15 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from common.options import seed_int
+
 from .harness import Check, console_script, finish, fresh_workdir, kill_group, start, wait_group_gone
 
 CHROMIUM = "/usr/bin/chromium"
+# how the kills stop the server, in turn: the whole group, or only the `rate` parent (a service
+# manager's or `kill`'s SIGTERM, a SIGKILL no handler sees), after which its child must be gone too
+KILL_WAYS = ("SIGKILL group", "SIGTERM parent", "SIGKILL parent")
+PORT_CLOSE_S = 30.0
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
@@ -71,6 +80,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def port_refused(port: int, timeout: float) -> bool:
+    """Whether connections to 127.0.0.1:port are refused within `timeout` seconds (nothing listens)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except ConnectionRefusedError:
+            return True
+        except OSError:  # a timeout or reset: something may still be there
+            pass
+        time.sleep(0.1)
+    return False
+
+
 def _healthy(url: str) -> bool:
     try:
         return urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200
@@ -104,15 +127,24 @@ class Server:
             await asyncio.sleep(0.3)
         raise RuntimeError(f"the rating server did not answer at {self.url} within {timeout:.0f} s")
 
-    def kill(self) -> None:
+    def kill(self, how: str = "SIGKILL group") -> float:
+        """Stop the server one of KILL_WAYS; seconds until its port refused connections (no stray child)."""
         self.generation += 1
-        kill_group(self.proc)
-        wait_group_gone(self.proc.pid)
+        t0 = time.monotonic()
+        if how == "SIGKILL group":
+            kill_group(self.proc)
+            wait_group_gone(self.proc.pid)
+        else:  # the parent alone, as `kill PID` does: its Streamlit child must end with it
+            sig = signal.SIGTERM if how == "SIGTERM parent" else signal.SIGKILL
+            os.kill(self.proc.pid, sig)
+            self.proc.wait(timeout=60)
+        if not port_refused(self.port, PORT_CLOSE_S):
+            raise RuntimeError(f"after {how} the rating server still answers on port {self.port} "
+                               f"{PORT_CLOSE_S:.0f} s later: a child outlived `imagen-bench rate`")
+        return round(time.monotonic() - t0, 2)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            import signal
-
             kill_group(self.proc, signal.SIGTERM)
 
 
@@ -134,7 +166,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kills", type=int, default=d.kills, help=f"server SIGKILLs mid-batch (default {d.kills})")
     p.add_argument("--prompts", type=int, default=d.prompts, help=f"prompts in the study: every rater rates each once (default {d.prompts})")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"tasks per batch, a quarter of them controls (default {d.batch_size})")
-    p.add_argument("--seed", type=int, default=d.seed, help="seed of the kill moments and the study plan")
+    p.add_argument("--seed", type=seed_int, default=d.seed, help="seed of the kill moments and the study plan")
     p.add_argument("--workdir", type=Path, default=d.workdir, help=f"trial work directory (default {d.workdir})")
     p.add_argument("--port", type=int, default=d.port, help="server port (default: a free one)")
 
@@ -217,14 +249,15 @@ async def _session(s: KillServerSettings, browser_path: str, server: Server, sec
                 await asyncio.sleep(0.02)  # fast raters could otherwise finish the session inside the delay
             up.clear()
             at = last = acked[0]
-            await asyncio.to_thread(server.kill)
+            how = KILL_WAYS[len(done) % len(KILL_WAYS)]
+            port_free_s = await asyncio.to_thread(server.kill, how)
             t0 = time.monotonic()
             server.start()
             await server.wait_healthy()
             up.set()
-            done.append({"n": len(done) + 1, "after_answers": target, "delay_s": round(delay, 2), "acked_at_kill": at, "mid_session": at < total,
+            done.append({"n": len(done) + 1, "how": how, "port_free_s": port_free_s, "after_answers": target, "delay_s": round(delay, 2), "acked_at_kill": at, "mid_session": at < total,
                          "restart_s": round(time.monotonic() - t0, 1)})
-            print(f"  kill {len(done)} after {at} acknowledged answers (+{delay:.2f} s); back in {time.monotonic() - t0:.1f} s", flush=True)
+            print(f"  kill {len(done)} ({how}) after {at} acknowledged answers (+{delay:.2f} s); back in {time.monotonic() - t0:.1f} s", flush=True)
         return done
 
     def on_ack() -> None:

@@ -27,3 +27,26 @@ def synthetic_sources(root: Path, n: int = 6, size: int = 64) -> tuple[Path, Pat
             Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(d / f"{i}.png")
         folders.append(d)
     return captions, folders[0], folders[1]
+
+
+def synthetic_coco(root: Path, n: int = 4, size: int = 32) -> Path:
+    """A COCO folder as downloaded, for ids 1..n (the ids of synthetic_sources' captions and images):
+    root/annotations/captions_val2014.json (one caption per image, no people) + root/val2014/
+    COCO_val2014_<12-digit id>.jpg, small random photographs. Returns root."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    root = Path(root)
+    (root / "val2014").mkdir(parents=True)
+    (root / "annotations").mkdir()
+    rng = np.random.default_rng(1)
+    images, annotations = [], []
+    for i in range(1, n + 1):
+        name = f"COCO_val2014_{i:012d}.jpg"
+        Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(root / "val2014" / name, quality=90)
+        images.append({"id": i, "file_name": name, "height": size, "width": size})
+        annotations.append({"id": 100 + i, "image_id": i, "caption": f"a photo of object number {i}"})
+    (root / "annotations" / "captions_val2014.json").write_text(json.dumps({"images": images, "annotations": annotations}))
+    return root

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from common.folder_manifest import folder_manifest, prompt_key
 from common.runs import PromptRef
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
@@ -108,34 +109,59 @@ def read_coco(root: str | Path, prompts: pd.DataFrame, prompt_set: str = "coco")
 COCO_NAME = re.compile(r"COCO_(?:train|val|test)20\d\d_(\d{12})")  # official MS-COCO 2014 file names
 
 
+def file_key(path: Path) -> tuple[str, int]:
+    """(prompt id, sample) a file's name gives: 007.jpg -> ("7", 0), 7_2.png -> ("7", 2), an official
+    COCO name COCO_val2014_000000203564.jpg -> ("203564", 0)."""
+    official = COCO_NAME.fullmatch(path.stem)
+    m = re.fullmatch(r"(.+?)(?:_(\d+))?", official.group(1) if official else path.stem)
+    return prompt_key(m.group(1)), int(m.group(2) or 0)
+
+
+def folder_images(folder: Path) -> list[Path]:
+    return [f for f in sorted(folder.iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
+
+
 def read_folder(folder: str | Path, prompts: pd.DataFrame, model: str | None = None, prompt_set: str = "drawbench") -> list[ImageRecord]:
     """Images named `<id>.<ext>` or `<id>_<sample>.<ext>` (id may be zero-padded, e.g. 007.jpg, or an
-    official COCO name, COCO_val2014_000000203564.jpg = id 203564),
-    matched to `prompts` (columns id, prompt, category). Files that match no prompt id are an error."""
+    official COCO name, COCO_val2014_000000203564.jpg = id 203564), for the prompts of `prompts`
+    (columns id, prompt, category) among them. The folder's manifest (common.folder_manifest) says
+    which prompt text each id's images were made for: a file it does not list is an error, and so is
+    an id whose text differs from `prompts`' (the folder answers another prompt set or version)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder {folder} does not exist")
-    by_id = {str(int(i)) if str(i).isdigit() else str(i): (p, c) for i, p, c in zip(prompts["id"], prompts["prompt"], prompts["category"])}
-    records, unknown, seen = [], [], {}
-    for f in sorted(folder.iterdir()):
-        if f.suffix.lower() not in IMAGE_SUFFIXES:
-            continue
-        official = COCO_NAME.fullmatch(f.stem)  # COCO_val2014_000000203564: image id 203564, sample 0
-        m = re.fullmatch(r"(.+?)(?:_(\d+))?", official.group(1) if official else f.stem)
-        pid = m.group(1).lstrip("0") or "0" if m.group(1).isdigit() else m.group(1)
-        if pid not in by_id:
+    files = folder_images(folder)
+    if not files:
+        raise ValueError(f"{folder} holds no images ({', '.join(IMAGE_SUFFIXES)}) named by prompt id")
+    manifest = folder_manifest(folder, files)
+    wanted = {prompt_key(i): (p, c) for i, p, c in zip(prompts["id"], prompts["prompt"], prompts["category"])}
+    records, unknown, other, seen = [], [], [], {}
+    for f in files:
+        key = file_key(f)
+        pid = key[0]
+        if pid not in manifest.prompts:
             unknown.append(f.name)
             continue
-        key = (pid, int(m.group(2) or 0))
         if key in seen:  # 3.jpg beside 003.jpg: two files for one image, never one silently
             raise ValueError(f"{folder}: {seen[key]} and {f.name} are both prompt {pid} sample {key[1]}; keep one")
         seen[key] = f.name
-        prompt, category = by_id[pid]
+        if pid not in wanted:
+            continue  # an image of a prompt not asked for (another category, say)
+        prompt, category = wanted[pid]
+        if manifest.prompts[pid].strip() != str(prompt).strip():
+            other.append((pid, manifest.prompts[pid], str(prompt)))
+            continue
         records.append(ImageRecord(model=model or folder.name, ref=PromptRef(prompt_set, pid, str(category), str(prompt), key[1]),
                                    path=f.resolve()))
     if unknown:
-        raise ValueError(f"{folder}: {len(unknown)} images match no prompt id of {prompts.attrs.get('source', 'the prompt set')} "
+        raise ValueError(f"{folder}: {len(unknown)} images match no prompt id its manifest ({manifest.source}) lists "
                          f"(e.g. {unknown[0]}); name them <prompt id>.<ext>")
+    if other:
+        pid, made_for, asked = other[0]
+        raise ValueError(f"{folder} answers prompt set {manifest.prompt_set!r}, not {prompt_set!r}: {len(other)} prompt ids name "
+                         f"other prompts, e.g. id {pid}: its image was made for {made_for[:60]!r}, {prompt_set} id {pid} is "
+                         f"{asked[:60]!r} (manifest: {manifest.source})")
     if not records:
-        raise ValueError(f"{folder} holds no images ({', '.join(IMAGE_SUFFIXES)}) named by prompt id")
+        raise ValueError(f"{folder} holds no images for the {len(wanted)} prompts asked for (its manifest lists "
+                         f"{len(manifest.prompts)} prompts of {manifest.prompt_set!r})")
     return records

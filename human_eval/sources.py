@@ -88,15 +88,8 @@ def read_source(source: Source, prompts: pd.DataFrame, prompt_set: str) -> list[
                              f"run:{source.path}@CELL, CELL one of: {', '.join(cells)}")
     elif source.kind == "coco":
         records = read_coco(source.path, prompts, prompt_set)
-    else:
-        # read_folder must see every prompt the folder may hold; selection happens below
-        if prompt_set in SUITES:
-            from drawbench.sets import load_prompt_set
-
-            all_prompts = load_prompt_set(prompt_set)
-        else:
-            all_prompts = load_drawbench() if prompt_set == "drawbench" else prompts
-        records = read_folder(source.path, all_prompts, prompt_set=prompt_set)
+    else:  # the folder's manifest says which prompts its images answer: another set's folder is refused
+        records = read_folder(source.path, prompts, prompt_set=prompt_set)
     wanted = {str(i) for i in prompts["id"]}
     category = dict(zip(prompts["id"].astype(str), prompts["category"].astype(str)))
     # the study's prompt set decides each prompt's category (a run's manifest says "coco" for every caption)

@@ -17,7 +17,7 @@ from common.errors import UserError
 # subcommand -> (module, one-line help), in the groups `--help` shows
 GROUPS: dict[str, tuple[str, ...]] = {
     "model": ("train", "sample", "pack"),
-    "evaluate": ("sweep", "fid-stats", "fid", "shapes"),
+    "evaluate": ("sweep", "fid-stats", "fid", "shapes", "folder-manifest"),
     "people": ("study", "rate"),
     "analyse": ("report", "leaderboard", "power"),
     "end to end": ("demo",),
@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "power": ("reports.commands", "raters / prompts a side-by-side study needs (simulation-based power)"),
     "fid-stats": ("bench.metrics.commands", "Inception reference statistics (mu, sigma, features) for FID/KID"),
     "fid": ("bench.metrics.commands", "FID and KID of an image folder against a reference (folder, COCO, stats file, shapes)"),
+    "folder-manifest": ("bench.models.commands", "say which prompt set a folder of images was made for (FOLDER/prompt_set.json)"),
     "sweep": ("bench.sweep.commands", "run a benchmark sweep (models x prompt sets x sampling grid) into a run folder"),
     "study": ("human_eval.commands", "human evaluation studies: create, links, reissue, status, export"),
     "rate": ("human_eval.commands", "serve a study's rating app and print the invite links"),

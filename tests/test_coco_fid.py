@@ -13,6 +13,7 @@ from sweep_fixtures import make_coco, make_tiny_checkpoint
 
 from bench.sweep.runner import run_sweep
 from bench.sweep.spec import load_spec
+from common.folder_manifest import write_manifest
 from common.imagestore import read_folder
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -56,5 +57,6 @@ def test_reference_crop_is_the_centred_square_then_the_size():
 def test_image_folders_with_official_coco_names(tmp_path):
     coco = make_coco(tmp_path / "coco", n=3)
     prompts = pd.DataFrame({"id": ["100", "137", "174"], "prompt": ["a", "b", "c"], "category": ["coco"] * 3})
+    write_manifest(coco / "val2014", "coco", dict(zip(prompts["id"], prompts["prompt"])))
     records = read_folder(coco / "val2014", prompts, prompt_set="coco")
     assert sorted(r.ref.prompt_id for r in records) == ["100", "137", "174"] and {r.ref.sample for r in records} == {0}

@@ -8,6 +8,7 @@ import pytest
 from human_eval_fixtures import APP, coco_study, sbs_study, tokens
 from streamlit.testing.v1 import AppTest
 
+from common.folder_manifest import write_manifest
 from human_eval.export import answers_frame
 from selfcheck.trials.security_app import page as _page  # one page reader for the tests and the security trial
 from selfcheck.trials.security_app import shows_nothing
@@ -144,6 +145,7 @@ def test_captions_are_shown_exactly_as_written(tmp_path, monkeypatch):
     df = pd.read_csv(captions)
     df["prompt"] = weird
     df.to_csv(captions, index=False)
+    write_manifest(model, "captions", {str(i): weird for i in df["id"]}, force=True)  # the images answer the new captions
     study = create_study(tmp_path / "study", StudySettings(protocol="coco_alignment", a=f"folder:{model}", b=None,
                                                            prompts=f"csv:{captions}", plan=PlanSettings(raters=1, batch_size=4)))
     at = _app(monkeypatch, study, t=tokens(study)["raters"]["r01"])

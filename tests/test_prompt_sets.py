@@ -158,9 +158,11 @@ def test_suites_are_usable_from_a_sweep_spec_and_a_study():
 
 def test_a_study_reads_a_folder_of_all_parti_images_for_some_prompts(tmp_path):
     from human_eval.sources import load_prompts, parse_source, read_source
+    from imagen_bench.cli import main
 
     for n in ("0001.png", "2.png", "500.png"):  # 500 is World Knowledge: not chosen, yet no error
         (tmp_path / n).write_bytes(b"")
+    assert main(["folder-manifest", str(tmp_path), "--prompt-set", "parti"]) == 0  # the folder says it answers PartiPrompts
     prompts, name = load_prompts("parti:categories=Abstract")
     records = read_source(parse_source(f"folder:{tmp_path}"), prompts, name)
     assert [(r.ref.prompt_id, r.ref.category, r.ref.prompt) for r in records] == [("1", "Abstract", "bond"), ("2", "Abstract", "element")]

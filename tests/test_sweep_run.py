@@ -252,6 +252,9 @@ def test_image_folders_refuse_two_files_for_one_image_and_fifos(tmp_path):
     folder.mkdir()
     from PIL import Image
 
+    from common.folder_manifest import write_manifest
+
+    write_manifest(folder, "t", {"3": "a", "4": "b"})
     Image.new("RGB", (8, 8)).save(folder / "3.png")
     Image.new("RGB", (8, 8)).save(folder / "003.png")
     with pytest.raises(ValueError, match=r"003\.png and 3\.png are both prompt 3 sample 0"):

@@ -1,5 +1,6 @@
 """`kind = "folder"`: precomputed images named by prompt id (how closed models are compared), read
-with common.imagestore.read_folder. Sampling settings do not apply; the files are copied into the
+with common.imagestore.read_folder; the folder says which prompts they were made for (its
+prompt_set.json: `imagen-bench folder-manifest`). Sampling settings do not apply; the files are copied into the
 run byte for byte, so their sha256 in the manifest is the sha256 of the source files."""
 from __future__ import annotations
 
@@ -35,11 +36,10 @@ class FolderModel:
 
     def check(self, prompt_set: str, prompts: pd.DataFrame, samples: int, source: str) -> None:
         from common.imagestore import open_image, read_folder
-        from drawbench.sets import load_prompt_set
 
-        # read_folder rejects files matching no prompt id, so map against the set's full frame
-        # (all 200 DrawBench prompts, say) and select the requested subset afterwards
-        records = read_folder(self.path, load_prompt_set(source), model=self.name, prompt_set=prompt_set)
+        # the folder's manifest says which prompt each id's images were made for: a folder made for
+        # another prompt set (or version) is refused here, naming both
+        records = read_folder(self.path, prompts, model=self.name, prompt_set=prompt_set)
         files = self._files[prompt_set] = {(r.ref.prompt_id, r.ref.sample): r.path for r in records}
         missing = [f"{pid}" + (f"_{s}" if s else "") for pid in prompts["id"] for s in range(samples) if (str(pid), s) not in files]
         if missing:

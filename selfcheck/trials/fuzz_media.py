@@ -2,6 +2,7 @@
 Each `(folder, rng) -> Mutated` rewrites one randomly chosen image / stage of the folder in place."""
 from __future__ import annotations
 
+import json
 import random
 import struct
 import zlib
@@ -90,6 +91,21 @@ def _unmatched_name(folder: Path, rng: random.Random) -> Mutated:
     return Mutated("zz-extra.png: an image whose name matches no prompt id", ANY, ("zz-extra.png",))
 
 
+def _manifest_removed(folder: Path, rng: random.Random) -> Mutated:
+    (folder / "prompt_set.json").unlink()
+    return Mutated("prompt_set.json deleted: the folder no longer says which prompts it answers", ERROR, ("folder-manifest",))
+
+
+def _manifest_other_text(folder: Path, rng: random.Random) -> Mutated:
+    """The images made for other wordings (another prompt set or version): never paired silently."""
+    path = folder / "prompt_set.json"
+    data = json.loads(path.read_text())
+    pid = rng.choice(sorted(data["prompts"]))
+    data["prompts"][pid] = "a photo of a bench"
+    path.write_text(json.dumps(data))
+    return Mutated(f"prompt_set.json: prompt {pid} made for 'a photo of a bench'", ERROR, ("answers prompt set",))
+
+
 IMAGE: dict[str, Mutation] = {
     "corrupt_bytes": _edit(_corrupt, ANY, "32 bytes of the image data overwritten"),
     "truncated_png": _replace(lambda r: (lambda d: d[: len(d) // 2])(_encode("RGB", "PNG", r)), ERROR, "PNG cut in half", ".png"),
@@ -107,6 +123,8 @@ IMAGE: dict[str, Mutation] = {
     "text_named_png": _replace(lambda r: b"this is not an image\n", ERROR, "a text file named .png", ".png"),
     "folder_named_png": _dir_named_png,
     "unmatched_name": _unmatched_name,
+    "manifest_removed": _manifest_removed,
+    "manifest_other_text": _manifest_other_text,
 }
 
 # -- checkpoints ---------------------------------------------------------------------------------

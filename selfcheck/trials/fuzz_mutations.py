@@ -202,6 +202,25 @@ SPEC_HOSTILE: dict[str, Mutation] = {
     "inf_guidance": _hostile(lambda d: d.setdefault("grid", {}).update(guidance=[float("inf")]), "guidance inf", ("guidance",)),
     "huge_steps": _hostile(lambda d: d.setdefault("grid", {}).update(steps=[10 ** 12]), "steps 10**12", ("steps",)),
     "huge_samples": _hostile(lambda d: d["sweep"].update(samples_per_prompt=10 ** 9), "samples_per_prompt 10**9", ("samples_per_prompt",)),
+    # issue 33: a metric option's typo, refused before the first image (bench.metrics.check_metric)
+    "metric_option_zero": _hostile(lambda d: d.setdefault("metrics", []).append(
+        {"name": "kid", "options": {"reference": "shapes:test", "subset_size": 0}}), "kid subset_size 0", ("subset_size",)),
+    "metric_option_huge": _hostile(lambda d: d.setdefault("metrics", []).append(
+        {"name": "kid", "options": {"reference": "shapes:test", "subsets": 10 ** 9}}), "kid subsets 10**9", ("subsets",)),
+    "metric_option_float": _hostile(lambda d: d.setdefault("metrics", []).append(
+        {"name": "fid", "options": {"reference": "shapes:test", "blocks": 150.5}}), "fid blocks 150.5", ("blocks",)),
+    "metric_option_text": _hostile(lambda d: d.setdefault("metrics", []).append(
+        {"name": "fid", "options": {"reference": "shapes:test", "n": "200"}}), "fid n '200'", ("n must be",)),
+    "metric_removed_option": _hostile(lambda d: d.setdefault("metrics", []).append(
+        {"name": "fid", "options": {"reference": "shapes:test", "bootstrap": -1}}), "fid bootstrap -1", ("bootstrap",)),
+    "metric_weights_typo": _hostile(lambda d: d.setdefault("metrics", []).append(
+        {"name": "cmmd", "options": {"reference": "shapes:test", "weights": "/no/such/clip-weights"}}),
+        "cmmd weights /no/such/clip-weights", ("weights",)),
+    "metric_reference_typo": _hostile(lambda d: d.setdefault("metrics", []).append(
+        {"name": "fid", "options": {"reference": "folder:/no/such/reference"}}), "fid reference folder:/no/such/reference", ("reference",)),
+    # a folder of images made for one prompt set, used with another (issue 33): refused, naming both
+    "folder_other_prompt_set": _hostile(lambda d: d["prompt_sets"][0].clear() or d["prompt_sets"][0].update(
+        name="parti", label="mine"), "prompt set parti for the captions folder", ("answers prompt set",)),
     "huge_grid": _hostile(lambda d: d.setdefault("grid", {}).update(guidance=[1.0 + i / 100 for i in range(100)],
                                                                      aug_level=[i / 1000 for i in range(100)],
                                                                      seeds=list(range(100))),

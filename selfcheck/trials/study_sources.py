@@ -13,6 +13,8 @@ def synthetic_sources(root: Path, n: int = 6, size: int = 64) -> tuple[Path, Pat
     import pandas as pd
     from PIL import Image
 
+    from common.folder_manifest import write_manifest
+
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     captions = root / "captions.csv"
@@ -25,6 +27,7 @@ def synthetic_sources(root: Path, n: int = 6, size: int = 64) -> tuple[Path, Pat
         d.mkdir()
         for i in range(1, n + 1):
             Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(d / f"{i}.png")
+        write_manifest(d, "captions", {str(i): f"a photo of object number {i}" for i in range(1, n + 1)})  # what they answer
         folders.append(d)
     return captions, folders[0], folders[1]
 

@@ -1,6 +1,7 @@
 """Files: where a command will write, checked before any work (one clear line instead of a
 traceback after minutes of computation: a read-only folder, a file where a folder is needed, a full
-disk); content checksums; and the one family of atomic writes.
+disk); content checksums; the one family of atomic writes; and the one rule for output folders
+(staged_folder: built beside the target, published whole).
 
 Atomic writes: the data goes to `.NAME.PID.tmp` beside NAME and is renamed over NAME only when
 complete, so a reader never sees half a file and a kill leaves the old file (or none) plus a temp
@@ -9,9 +10,13 @@ file that RunStore.remove_temp_files recognises by its name (the PID says whethe
 from __future__ import annotations
 
 import contextlib
+import errno
+import glob
 import hashlib
 import json
 import os
+import secrets
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -54,6 +59,18 @@ def python_process_alive(pid: int) -> bool:
         return any(b"python" in (proc / part).read_bytes() for part in ("comm", "cmdline"))
     except OSError:
         return False
+
+
+def read_json_object(path: str | Path, remedy: str) -> dict:
+    """A JSON file holding an object (a record the suite wrote), or one line naming the file, what is
+    wrong with it and `remedy` (what the user can do)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not valid JSON ({e}); {remedy}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} must hold a JSON object, got {type(data).__name__}; {remedy}")
+    return data
 
 
 def sha256_file(path: str | Path) -> str:
@@ -109,3 +126,91 @@ def write_parquet_atomic(df, path: str | Path) -> None:
     """A pandas DataFrame as parquet (no index), written atomically."""
     with atomic_path(path) as tmp:
         df.to_parquet(tmp, index=False)
+
+
+# -- output folders ------------------------------------------------------------------------------
+# A command's output folder (a report, a leaderboard) is built in `.NAME.partial-PID-RANDOM` beside
+# NAME and renamed into place only when complete: a reader never sees half a folder, and a failure
+# (a full disk, a bad input found late, a kill) never leaves one where the next run would refuse it.
+# The PID says whether the writer lives: the next run into the same parent removes the leftovers of
+# writers that are gone. `.NAME.replaced-PID-RANDOM` holds the folder a forced replacement moves
+# aside for the moment of the swap.
+STAGING, REPLACED = ".partial-", ".replaced-"
+# write errors that say "the disk, not the input": a file inside the folder being written is named
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG})
+
+
+def _writer_pid(leftover: Path, marker: str) -> int | None:
+    """PID of `.NAME<marker>PID-RANDOM`, None for a name not of that form."""
+    pid = leftover.name.split(marker, 1)[1].split("-", 1)[0]
+    return int(pid) if pid.isdigit() else None
+
+
+def remove_stale_staging(target: str | Path) -> list[Path]:
+    """Remove the staging folders of `target` whose writer process is gone; a replaced folder whose
+    swap a kill interrupted is put back when `target` is missing, else removed. Returns what was handled."""
+    target = Path(target)
+    if not target.parent.is_dir():
+        return []
+    handled = []
+    for marker in (STAGING, REPLACED):
+        for leftover in sorted(target.parent.glob(f".{glob.escape(target.name)}{marker}*")):
+            pid = _writer_pid(leftover, marker)
+            if pid is None or python_process_alive(pid):
+                continue
+            if marker == REPLACED and not target.exists():
+                os.replace(leftover, target)  # the kill came between moving the old folder aside and the swap
+            else:
+                shutil.rmtree(leftover, ignore_errors=True)
+            handled.append(leftover)
+    return handled
+
+
+@contextlib.contextmanager
+def staged_folder(target: str | Path, replace: bool = False) -> Iterator[Path]:
+    """Yield an empty staging folder beside `target`; when the block completes it becomes `target`
+    whole (an empty or missing `target`; with `replace`, an existing one is swapped out atomically);
+    on any error it is removed and `target` is left as it was. Write errors of the disk name `target`
+    and the file (NotWritable: one line)."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)  # --out names a new folder, made with its parents (as sweep's)
+    remove_stale_staging(target)
+    tag = f"{os.getpid()}-{secrets.token_hex(4)}"
+    staging = target.with_name(f".{target.name}{STAGING}{tag}")
+    staging.mkdir(mode=0o777)  # the umask applies: published like any new folder (mkdtemp's 0700 would not be)
+    try:
+        try:
+            yield staging
+        except OSError as e:
+            if e.errno not in WRITE_ERRNOS:
+                raise
+            raise NotWritable(f"cannot write {_published_name(e.filename, staging, target)}: {e.strerror or e}; "
+                              f"nothing was written there") from e
+        _publish(staging, target, replace, tag)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _published_name(filename, staging: Path, target: Path) -> Path:
+    """Where the file a write error names would have been published (`target` when it names none)."""
+    try:
+        return target / Path(filename).relative_to(staging)
+    except (TypeError, ValueError):
+        return target
+
+
+def _publish(staging: Path, target: Path, replace: bool, tag: str) -> None:
+    if target.exists() and not (target.is_dir() and not any(target.iterdir())):
+        if not replace:
+            raise FileExistsError(f"{target} exists and is not empty (it appeared while this command ran); choose a new --out")
+        old = target.with_name(f".{target.name}{REPLACED}{tag}")
+        os.replace(target, old)
+        try:
+            os.replace(staging, target)
+        except OSError:
+            os.replace(old, target)  # put the previous folder back
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staging, target)  # rename(2) replaces an empty folder atomically

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from common.errors import UserError
 from common.files import check_writable
+from common.options import seed_int
 
 from .contract import DEFAULT_CONTROL_THRESHOLD, DEFAULT_FAST_ANSWER_MS
 from .protocols import DESIGNS, PROTOCOLS
@@ -71,7 +72,7 @@ def _add_study(p: argparse.ArgumentParser) -> None:
     c.add_argument("--images-per-set", type=int, default=None,
                    help="images per side, exactly (default: the protocol's: 8 for drawbench_sbs as in the paper, 1 for COCO); "
                         "recorded in study.json")
-    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--seed", type=seed_int, default=0)
     c.add_argument("--name", default=None, help="study name in the database (default: the --out directory's name)")
     c.add_argument("--db", default=None, help="postgresql://USER@HOST/DB (password via PGPASSWORD or ~/.pgpass); default SQLite in STUDY")
     c.set_defaults(func=cmd_create)

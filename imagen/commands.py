@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from common.errors import check_choice
+from common.options import seed_int
 
 from . import __version__
 from .config import COMPILE_MODES, TrainConfig, from_dict, to_dict
@@ -44,7 +45,7 @@ def add_parser(sub, name: str, help_text: str) -> None:
         p.add_argument("--checkpoint", type=Path, default=None, help="cascade or stage directory (default: the shipped shapes cascade)")
         p.add_argument("--prompt", action="append", required=True, help="text prompt (repeatable)")
         p.add_argument("--num", type=int, default=1, help="images per prompt")
-        p.add_argument("--seed", type=int, default=0, help="seed of the first image; image k uses seed+k")
+        p.add_argument("--seed", type=seed_int, default=0, help="seed of the first image; image k uses seed+k")
         p.add_argument("--out", type=Path, default=Path("samples"), help="output folder for PNGs + sample.json")
         p.add_argument("--stages", type=int, default=None, help="run only the first N stages")
         p.add_argument("--steps", type=int, default=32)

@@ -19,13 +19,14 @@ from . import plots
 from .answers import DEFAULT_CONTROL_THRESHOLD, apply_controls, check_answers
 from .html import Paragraph, Section, Table, file_slug, render, tables_of
 from .human_sections import figure_block, human_sections
+from .leaderboard import LeaderboardOptions
 from .paired import DEFAULT_RESAMPLES as PAIRED_RESAMPLES
 from .paired import paired_table
 from .power import DEFAULT_STUDIES
 from .preference import CIConfig
 from .publish import MARKER, check_target, staged
 from .run_overview import overview_sections
-from .runs import RunMetrics, headline_table, read_run_metrics, shapes_table, split_how
+from .runs import RunMetrics, headline_table, read_run_metrics, shapes_table, spec_sha256, split_how
 
 # 0.05: the smallest preference difference the paper's DrawBench comparisons read as meaningful;
 # 0 turns the power section off.
@@ -34,7 +35,8 @@ DEFAULT_POWER_EFFECT = 0.05
 
 @dataclass(frozen=True)
 class ReportOptions:
-    ci: CIConfig = CIConfig()
+    ci: CIConfig = CIConfig()  # rating studies; its seed and level also serve the run folders' comparisons
+    run_resamples: int = PAIRED_RESAMPLES  # run folders' paired comparisons (prompt bootstrap)
     # None: each study's own recorded threshold (study.json / the database; the default where none
     # is recorded); a value: that threshold for every study
     control_threshold: float | None = None
@@ -52,7 +54,7 @@ class ReportInputs:
     images: dict[str, list[ImageRecord]] = field(default_factory=dict)  # model -> images, for an example gallery
 
 
-def run_sections(run: RunMetrics, stage: Path, ci: CIConfig = CIConfig()) -> list[Section]:
+def run_sections(run: RunMetrics, stage: Path, ci: CIConfig = CIConfig(), resamples: int = PAIRED_RESAMPLES) -> list[Section]:
     slug = file_slug(run.name)
     values, methods = split_how(headline_table(run))
     blocks = [Table(f"metrics_{slug}", values,
@@ -67,12 +69,12 @@ def run_sections(run: RunMetrics, stage: Path, ci: CIConfig = CIConfig()) -> lis
     else:
         blocks.append(Table(f"shapes_accuracy_{slug}", shapes, "Shapes-verifier accuracy per category = share of images the "
                                                               "verifier judged to match their caption; N images per cell."))
-    paired = paired_table(run.run, run.cells, "guidance", PAIRED_RESAMPLES, ci.level)
+    paired = paired_table(run.run, run.cells, "guidance", resamples, ci.level, ci.seed)
     if not paired.empty:
         blocks.append(Table(f"paired_guidance_{slug}", paired,
                             f"Each cell against the cell that differs only in guidance (its smallest w), on the same prompts "
                             f"and seeds (from metrics_image.parquet): difference of per-image means with a {ci.level:.0%} "
-                            f"interval (mean +- t x bootstrap SE from {PAIRED_RESAMPLES:,} resamples of prompts, kept inside "
+                            f"interval (mean +- t x bootstrap SE from {resamples:,} resamples of prompts, seed {ci.seed}, kept inside "
                             "the metric's range) and its p, with Holm's correction across each metric's rows (p (Holm)); "
                             "for 0/1 metrics 'better' / "
                             "'worse' count the prompts only one of the two got right, and McNemar p is the exact two-sided "
@@ -103,6 +105,7 @@ def provenance(inputs: ReportInputs, options: ReportOptions) -> dict:
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": f"{platform.node()} {platform.machine()} {platform.system()} python {platform.python_version()}",
         "runs": [str(r) for r in inputs.runs], "ratings": [src for src, _ in inputs.answers],
+        "run_specs": {str(r): spec_sha256(r) for r in inputs.runs},  # each run's spec, as its run.json records it
         "options": {**asdict(options), "ci": asdict(options.ci)},
     }
 
@@ -130,9 +133,10 @@ def build_report(inputs: ReportInputs, out: str | Path, options: ReportOptions =
             sections += human_sections(clean, exclusion, options.ci, inputs.images, options.power_effect,
                                        options.power_studies, stage, unfiltered=answers[~answers["is_control"]])
         if runs:
-            sections += overview_sections([r.run for r in runs], stage, options.ci.level)
+            compare = LeaderboardOptions(resamples=options.run_resamples, seed=options.ci.seed, level=options.ci.level)
+            sections += overview_sections([r.run for r in runs], stage, compare)
         for run in runs:
-            sections += run_sections(run, stage, options.ci)
+            sections += run_sections(run, stage, options.ci, options.run_resamples)
         sections.append(methods_section(options))
         for table in tables_of(sections):
             to_csv(table.frame, stage / "tables" / f"{table.name}.csv")  # formula cells neutralised; parquet exact

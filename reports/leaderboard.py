@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import stdtr, stdtrit
 
+from .bootstrap import RESAMPLES_RANGE
 from .intervals import bounded_mean, holm
 from .paired import DEFAULT_RESAMPLES, PAIR_KEYS, paired_difference
 from .runs import image_metric_meta, meta_of, parse_details, read_run_metrics
@@ -50,8 +51,8 @@ class LeaderboardOptions:
     level: float = 0.95
 
     def __post_init__(self):
-        if not 100 <= self.resamples <= 100_000:
-            raise ValueError(f"resamples must be in [100, 100000], got {self.resamples}")
+        if not RESAMPLES_RANGE[0] <= self.resamples <= RESAMPLES_RANGE[1]:
+            raise ValueError(f"resamples must be in [{RESAMPLES_RANGE[0]}, {RESAMPLES_RANGE[1]}], got {self.resamples}")
         if not 0 < self.level < 1:
             raise ValueError(f"level must be in (0, 1), got {self.level}")
 
@@ -71,8 +72,10 @@ def entries(runs: list[str | Path]) -> pd.DataFrame:
     """One row per (entry, metric): run, cell_id, entry label, model, prompt_set, metric, value, n, details (dict)."""
     rows = []
     names = [Path(r).resolve().name for r in runs]
-    if len(set(names)) != len(names):
-        raise ValueError(f"two run folders share a name ({', '.join(names)}); entries are labelled RUN/CELL, rename one")
+    same = [r for r, n in zip(runs, names) if names.count(n) > 1]
+    if same:
+        raise ValueError(f"run folders {', '.join(map(str, same[:3]))} share the name {Path(same[0]).resolve().name!r}; "
+                         f"entries are labelled RUN/CELL: rename one")
     for run in runs:
         rm = read_run_metrics(run)
         metrics = pd.read_parquet(Path(run) / "metrics_cell.parquet")
@@ -102,10 +105,26 @@ def made_differently(frame: pd.DataFrame) -> dict[str, str]:
         for (a, da), (b, db) in zip(made, made[1:]):
             keys = sorted(k for k in set(da) | set(db) if da.get(k) != db.get(k) and k not in NOT_HOW)
             if keys:
-                k = keys[0]
-                out[metric] = f"{metric} was made differently for {a} and {b} ({k}: {da.get(k)!r} vs {db.get(k)!r})"
+                out[metric] = _difference(metric, a, b, keys, da, db)
                 break
     return out
+
+
+# a refusal is read on one terminal line: entry names and values are clipped to these many characters
+ENTRY_CHARS, VALUE_CHARS = 36, 16
+
+
+def clip(text: str, n: int) -> str:
+    """`text` in at most n characters: its head and tail (a run name and a cell's hash) around "..."."""
+    return text if len(text) <= n else f"{text[:n - 3 - n // 3]}...{text[-(n // 3):]}"
+
+
+def _difference(metric: str, a: str, b: str, keys: list[str], da: dict, db: dict) -> str:
+    """The first differing key with both values, and how many more keys differ: ~200 characters at most."""
+    k = keys[0]
+    more = f" and {len(keys) - 1} more key{'s' if len(keys) > 2 else ''}" if len(keys) > 1 else ""
+    return (f"{metric} was made differently for {clip(a, ENTRY_CHARS)} and {clip(b, ENTRY_CHARS)} ({clip(k, VALUE_CHARS)}: "
+            f"{clip(repr(da.get(k)), VALUE_CHARS)} vs {clip(repr(db.get(k)), VALUE_CHARS)}{more})")
 
 
 def _per_image(runs: list[str | Path]) -> pd.DataFrame:
@@ -136,7 +155,7 @@ def leaderboard(runs: list[str | Path], options: LeaderboardOptions = Leaderboar
     mixed = made_differently(frame)
     if mixed and not options.leave_out_mixed:
         metric, why = next(iter(mixed.items()))
-        raise ValueError(f"leaderboard: {why}; only numbers made the same way stand side by side: leave {metric} out with --metrics")
+        raise ValueError(f"{why}; not compared: leave it out with --metrics")
     frame = frame[~frame["metric"].isin(mixed)]
     images = _per_image(runs)
     board, pairs = [], []

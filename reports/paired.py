@@ -103,7 +103,7 @@ def paired_difference(prompt: np.ndarray, y: np.ndarray, y_base: np.ndarray, res
 
 
 def paired_table(run_dir: str | Path, cells: pd.DataFrame, vary: str = "guidance", resamples: int = DEFAULT_RESAMPLES,
-                 level: float = 0.95) -> pd.DataFrame:
+                 level: float = 0.95, seed: int = 0) -> pd.DataFrame:
     """One row per (metric, cell with a baseline): the cell's and the baseline's mean on their
     shared (prompt, sample) pairs, the difference with its interval (inside +-(high - low) of the
     metric's range) and p, Holm's p across the metric's rows, and for 0/1 metrics the discordant
@@ -127,7 +127,7 @@ def paired_table(run_dir: str | Path, cells: pd.DataFrame, vary: str = "guidance
             if joined.empty:
                 continue
             prompt = joined.index.get_level_values("prompt_id").to_numpy()
-            stats = paired_difference(prompt, joined["y"].to_numpy(), joined["base"].to_numpy(), resamples, level=level)
+            stats = paired_difference(prompt, joined["y"].to_numpy(), joined["base"].to_numpy(), resamples, seed, level)
             low, high = (metas.get(metric, {}).get("range") or [None, None])
             if low is not None and high is not None:
                 stats["CI low"], stats["CI high"] = max(stats["CI low"], low - high), min(stats["CI high"], high - low)

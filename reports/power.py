@@ -24,6 +24,18 @@ DEFAULT_TARGET = 0.8
 DEFAULT_STUDIES = 200
 # 200 resamples per simulated study: the interval's bootstrap noise is averaged over many studies.
 DEFAULT_POWER_RESAMPLES = 200
+# Bounds of the command-line options (reports/commands.py). Studies per point: 10 places a power
+# within +-0.25 (a first look); 10,000 within +-0.008, finer than any decision needs, at ~10 ms a
+# study (default design, 2 cores) already minutes per point. Raters / prompts of a simulated study:
+# 2 is the least an interval needs; 10,000 is beyond any human side-by-side study. Answers per rater:
+# at most the prompts (a rater answers a prompt once), so the same 10,000.
+STUDIES_RANGE = (10, 10_000)
+COUNT_RANGE = (2, 10_000)
+ANSWERS_RANGE = (1, 10_000)
+GRID_POINTS = 100  # a curve, not a sweep: each point costs `studies` simulated studies
+# Each simulated study's bootstrap holds resamples x (prompts + raters) 8-byte indices: refused above
+# this before the first study, instead of an allocation failure (or swapping) partway through.
+MAX_INDEX_BYTES = 2 * 2 ** 30
 
 
 @dataclass(frozen=True)
@@ -50,8 +62,14 @@ class PowerQuery:
             raise ValueError(f"effect must be a preference difference in (0, 0.5) (true preference 0.5 + effect), got {self.effect}")
         if not self.grid or min(self.grid) < 2:
             raise ValueError(f"grid values must be >= 2, got {self.grid}")
-        if self.studies < 10:
-            raise ValueError(f"studies must be >= 10, got {self.studies}")
+        if self.studies < STUDIES_RANGE[0]:
+            raise ValueError(f"studies must be >= {STUDIES_RANGE[0]}, got {self.studies}")
+        units = max(d.n_prompts + d.n_raters for d in map(self.design, self.grid))
+        need = 8 * self.resamples * units
+        if need > MAX_INDEX_BYTES:
+            raise ValueError(f"resamples x (prompts + raters) = {self.resamples} x {units} needs "
+                             f"{need / 2**30:.1f} GiB per simulated study (at most {MAX_INDEX_BYTES / 2**30:.0f} GiB); lower --resamples "
+                             f"or the largest --grid / --prompts / --raters")
 
     def model(self) -> RaterModel:
         return dataclasses.replace(self.rater_model, preference=0.5 + self.effect)

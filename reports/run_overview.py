@@ -3,6 +3,7 @@ leaderboard of every cell of every run (entries named by what differs between th
 a legend) and a gallery of the same prompts across cells, so a reader sees what the numbers mean."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -20,15 +21,16 @@ THUMBNAIL = 128  # px: a row of 6 cells fits 1200 px
 GALLERY_PROMPTS = 4  # prompts shown, the first ones every cell has
 
 
-def overview_sections(runs: list[Path], stage: Path, level: float = 0.95) -> list[Section]:
+def overview_sections(runs: list[Path], stage: Path, options: LeaderboardOptions = LeaderboardOptions()) -> list[Section]:
+    """The opening of a report of run folders; `options` (resamples, seed, level) are the report's."""
     gallery = _gallery(runs, stage) if all((Path(r) / "manifest.parquet").is_file() for r in runs) else None
     if all(pd.read_parquet(Path(r) / "metrics_cell.parquet").empty for r in runs):
         return [Section("Leaderboard", [Paragraph("No metrics in these runs ([[metrics]] in the spec): nothing to rank.", kind="note")])] \
             + ([gallery] if gallery else [])
-    board, pairs = leaderboard(runs, LeaderboardOptions(leave_out_mixed=True, level=level))
+    board, pairs = leaderboard(runs, dataclasses.replace(options, leave_out_mixed=True))
     labels = short_labels(runs, board)  # entries named by what differs between them
     legend = board.drop_duplicates("entry")[["entry", "model", "run", "cell_id"]].assign(label=lambda f: f["entry"].map(labels))
-    found = findings(board, pairs, labels, level)
+    found = findings(board, pairs, labels, options.level)
     blocks = [Paragraph("What the run found:" if found else "What the run found: no paired comparison and no note.", kind="plain"),
               *[Paragraph(f"• {line}", kind="plain") for line in found],
               Table("leaderboard", wide(board, labels),
@@ -42,7 +44,7 @@ def overview_sections(runs: list[Path], stage: Path, level: float = 0.95) -> lis
     long = board.drop(columns=["run"])  # too wide for the page: a file only (one row per metric and entry, with how)
     to_csv(long, stage / "tables" / "leaderboard_long.csv")
     long.to_parquet(stage / "tables" / "leaderboard_long.parquet", index=False)
-    categories = by_category(runs, LeaderboardOptions(level=level))
+    categories = by_category(runs, options)
     if not categories.empty and categories["category"].nunique() > 1:
         shown = categories.assign(entry=categories["entry"].map(labels).fillna(categories["entry"]),
                                   text=[f"{v:.3g} [{lo:.3g}, {hi:.3g}]" if np.isfinite(lo) else f"{v:.3g}"

@@ -9,9 +9,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from common.runs import CELL_AXES
+from common.files import read_json_object
+from common.runs import CELL_AXES, PROMPT_REF_COLUMNS
 
 METRIC_COLUMNS = ("cell_id", "metric", "value", "n", "details")
+MANIFEST_NEEDS = ("cell_id", *PROMPT_REF_COLUMNS, "path", "seed")  # read by the gallery and the per-category tables
 SHAPES_PREFIX = "shapes_accuracy/"
 SHA_CHARS = 12  # enough of a sha256 to identify weights in a table
 # details not shown as "how": the unavailable text (its own column), the metric's meaning (MetricMeta,
@@ -52,6 +54,7 @@ def read_run_metrics(run_dir: str | Path) -> RunMetrics:
         missing = [c for c in need if c not in frame.columns]
         if missing:
             raise ValueError(f"{path}: missing columns {missing}; contract 1 needs {', '.join(need)}")
+    check_manifest(run)
     unknown_cells = sorted(set(metrics["cell_id"]) - set(cells["cell_id"]))
     if unknown_cells:
         raise ValueError(f"{metrics_path}: cells {unknown_cells[:5]} are not in cells.parquet")
@@ -66,6 +69,35 @@ def read_run_metrics(run_dir: str | Path) -> RunMetrics:
     long["ci_high"] = [float(d["ci_high"]) if "ci_high" in d else np.nan for d in parsed]
     long = cells.merge(long, on="cell_id", how="right")
     return RunMetrics(run=run, name=run.name, cells=cells.reset_index(drop=True), long=long)
+
+
+def spec_sha256(run_dir: str | Path) -> str | None:
+    """The sha256 of the spec a run was made from, as RUN/run.json records it (None: a run without
+    run.json, or one that records none). A run.json that is not a JSON object is refused, naming it."""
+    path = Path(run_dir) / "run.json"
+    if not path.is_file():
+        return None
+    sha = read_json_object(path, "restore the sweep's run.json or leave the run out").get("spec_sha256")
+    if sha is not None and not isinstance(sha, str):
+        raise ValueError(f"{path}: spec_sha256 must be text, got {sha!r:.60}")
+    return sha
+
+
+def check_manifest(run: Path) -> None:
+    """RUN/manifest.parquet, where there is one, has the columns the report's gallery and per-category
+    tables read (contract 1: every sweep has written them); else one line naming the file and what is missing."""
+    import pyarrow.parquet as pq
+
+    path = run / "manifest.parquet"
+    if not path.is_file():
+        return
+    try:
+        names = set(pq.read_schema(path).names)
+    except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError
+        raise ValueError(f"{path} is not a readable parquet file ({str(e)[:120]})") from None
+    missing = [c for c in MANIFEST_NEEDS if c not in names]
+    if missing:
+        raise ValueError(f"{path}: missing columns {missing}; contract 1 needs {', '.join(MANIFEST_NEEDS)} (edited or damaged: restore it)")
 
 
 def parse_details(text) -> dict:

@@ -131,3 +131,14 @@ def fake_cpu(monkeypatch):
         device.cpu_native_bf16.cache_clear()
     yield set_cpu
     device.cpu_native_bf16.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def dead_pid() -> int:
+    """The PID of a Python process that has exited, as a killed writer's is (its leftovers are stale)."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid

@@ -297,7 +297,7 @@ def test_implausibly_fast_answers_are_recorded_and_flagged(tmp_path, monkeypatch
     table = rater_table(study, store, answers_frame(study.root))
     assert table.set_index("rater").loc["r01", "n_fast"] == 3
     out = tmp_path / "report"
-    assert cli(["report", str(study.root), "--out", str(out), "--resamples", "100", "--power-studies", "5"]) == 0
+    assert cli(["report", str(study.root), "--out", str(out), "--resamples", "100", "--power-studies", "10"]) == 0
     acc = pd.read_csv(out / "tables" / "rater_control_accuracy.csv")
     assert acc.n_fast.tolist() == [3] and "3 answers were faster than their study" in (out / "index.html").read_text()
 

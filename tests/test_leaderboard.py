@@ -3,7 +3,10 @@ image, FID as a set metric), intervals whose coverage is checked by simulation, 
 comparisons, and the refusal to put numbers made differently side by side."""
 from __future__ import annotations
 
+import errno
 import json
+import re
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -75,8 +78,10 @@ def test_board_from_real_runs(runs):
 
 
 def test_numbers_made_differently_are_refused_naming_the_difference(runs):
-    with pytest.raises(ValueError, match=r"fid was made differently for a/.* and c/.* \(reference_n: 12 vs 8\); only numbers made the same way"):
+    with pytest.raises(ValueError, match=r"fid was made differently for a/.* and c/.* \(reference_n: 12 vs 8 and 1 more key\); not "
+                                         r"compared: leave it out with --metrics$") as refused:
         leaderboard([runs["a"], runs["c"]])
+    assert len(str(refused.value)) <= 200  # one terminal line
     board, _ = leaderboard([runs["a"], runs["c"]], LeaderboardOptions(metrics=("shapes_accuracy",), resamples=200))
     assert set(board.metric) == {"shapes_accuracy"} and len(board) == 3
 
@@ -170,3 +175,104 @@ def test_findings_say_each_separated_pair_once_with_its_interval(runs):
     rest = int((~shapes["separated"]).sum())
     assert (f"{rest} of {len(shapes)} comparisons not separated" in " ".join(lines)) == (rest > 0)
     assert sum(x.startswith("fid: N < 2,048: not comparable") for x in lines) == 1
+
+
+def test_a_difference_in_long_names_and_values_stays_one_short_line(runs):
+    """A COCO FID's reference is a long path and cells have long names (the refusal was 564 characters):
+    both entries, the key and both values are clipped, and the other differing keys counted."""
+    from reports.leaderboard import entries, made_differently
+
+    frame = entries([runs["a"], runs["c"]])
+    frame["entry"] = frame["entry"] + "-" + "x" * 80
+    frame["details"] = [{**d, "reference": f"folder:{'/very/long/reference/photographs' * 6}/{r}"} for d, r in zip(frame["details"], frame["run"])]
+    why = made_differently(frame)["fid"]
+    assert why.startswith("fid was made differently for a/") and " and c/" in why and len(why) <= 200
+    # the reference differs first (head and tail of each value), reference_n and reference_sha256 are counted
+    assert re.search(r"\(reference: 'folder:\.\.\..{2}/a' vs 'folder:\.\.\..{2}/c' and 2 more keys\)$", why), why
+
+
+def _fill_disk_at(monkeypatch, call: int) -> None:
+    """The `call`-th parquet write finds the disk full (as open() reports it: errno and file)."""
+    real, calls = pd.DataFrame.to_parquet, []
+
+    def write(self, path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == call:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", write)
+
+
+def _hidden(folder) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def test_leaderboard_on_a_full_disk_writes_nothing_and_the_rerun_works(runs, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "lb"
+    _fill_disk_at(monkeypatch, 2)  # pairs.parquet: leaderboard.csv, leaderboard.parquet and pairs.csv are written by then
+    assert cli(["leaderboard", str(runs["b"]), "--out", str(out), "--resamples", "100"]) == 2
+    seen = capsys.readouterr()
+    assert seen.err == f"imagen-bench leaderboard: error: cannot write {out / 'pairs.parquet'}: No space left on device; nothing was written there\n"
+    assert seen.out == "" and list(tmp_path.iterdir()) == []  # no table printed, no folder, no staging left
+    monkeypatch.undo()
+    assert cli(["leaderboard", str(runs["b"]), "--out", str(out), "--resamples", "100"]) == 0  # not "exists and is not empty"
+    assert (out / "leaderboard.json").is_file() and _hidden(tmp_path) == []
+
+
+def test_a_bad_run_json_is_refused_before_anything_is_printed_or_written(runs, tmp_path, capsys):
+    run = tmp_path / "a"
+    shutil.copytree(runs["a"], run)
+    (run / "run.json").write_text('{"spec_sha256": ')
+    out = tmp_path / "lb"
+    for argv in (["leaderboard", str(run), "--out", str(out)], ["report", str(run), "--out", str(out)]):
+        assert cli(argv) == 2
+        seen = capsys.readouterr()
+        assert seen.out == "" and seen.err.startswith(f"imagen-bench {argv[0]}: error: {run / 'run.json'} is not valid JSON (")
+        assert len(seen.err.splitlines()) == 1 and not out.exists() and _hidden(tmp_path) == []
+    shutil.copy(runs["a"] / "run.json", run / "run.json")
+    assert cli(["leaderboard", str(run), "--out", str(out), "--resamples", "100"]) == 0
+    assert json.loads((out / "leaderboard.json").read_text())["runs"][str(run)] == json.loads((run / "run.json").read_text())["spec_sha256"]
+
+
+def test_report_on_a_full_disk_keeps_the_old_report_and_a_killed_one_is_cleaned(runs, tmp_path, monkeypatch, capsys, dead_pid):
+    out = tmp_path / "report"
+    argv = ["report", str(runs["b"]), "--out", str(out), "--resamples", "100", "--force"]
+    assert cli(argv) == 0
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    _fill_disk_at(monkeypatch, 3)
+    assert cli(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"imagen-bench report: error: cannot write {out / 'tables'}/") and err.endswith(
+        ": No space left on device; nothing was written there\n")
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before and _hidden(tmp_path) == []
+    monkeypatch.undo()
+    killed = tmp_path / f".report.partial-{dead_pid}-0badc0de"  # what `report --power-studies 10**9`, killed, left
+    (killed / "plots").mkdir(parents=True)
+    assert cli(argv) == 0 and _hidden(tmp_path) == []
+
+
+def test_report_resamples_and_seed_reach_the_run_folder_comparisons(runs, tmp_path):
+    from reports.paired import paired_table
+
+    out = tmp_path / "report"
+    assert cli(["report", str(runs["a"]), "--out", str(out), "--resamples", "150", "--seed", "7"]) == 0
+    made = json.loads((out / "report.json").read_text())["options"]
+    assert made["run_resamples"] == 150 and made["ci"]["seed"] == 7
+    shown = pd.read_csv(out / "tables" / "paired_guidance_a.csv")
+    cells = pd.read_parquet(runs["a"] / "cells.parquet")
+    for seed, same in ((7, True), (0, False)):
+        direct = paired_table(runs["a"], cells, "guidance", 150, seed=seed)
+        assert np.allclose(shown["CI low"], direct["CI low"]) == same
+    assert "from 150 resamples of prompts, seed 7" in (out / "index.html").read_text()
+
+
+def test_a_manifest_without_category_is_one_line(runs, tmp_path, capsys):
+    run = tmp_path / "b"
+    shutil.copytree(runs["b"], run)
+    manifest = pd.read_parquet(run / "manifest.parquet")
+    manifest.drop(columns=["category"]).to_parquet(run / "manifest.parquet", index=False)
+    assert cli(["report", str(run), "--out", str(tmp_path / "report")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"imagen-bench report: error: {run / 'manifest.parquet'}: missing columns ['category']; contract 1 needs ")
+    assert len(err.splitlines()) == 1 and not (tmp_path / "report").exists()

@@ -104,7 +104,7 @@ def test_power_null_effect_has_false_positive_rate_near_level():
 
 def test_power_cli(capsys):
     assert main(["power", "--effect", "0.1", "--grid", "5,30", "--prompts", "40", "--answers-per-rater", "20",
-                 "--studies", "20", "--resamples", "50"]) == 0
+                 "--studies", "20", "--resamples", "100"]) == 0
     out = capsys.readouterr().out
     assert "power" in out and "Simulated power: true preference 0.6" in out
     assert main(["power", "--effect", "0.7"]) == 2

@@ -5,6 +5,8 @@ import platform
 import time
 from pathlib import Path
 
+from common.options import seed_int
+
 from .scene import SPLITS
 
 
@@ -20,7 +22,7 @@ def add_parser(sub, name: str, help_text: str) -> None:
     v = actions.add_parser("verifier-accuracy", help="verifier vs ground truth: clean, blurred+noisy, wrong captions")
     v.add_argument("--n", type=int, default=2000, help="renders per size (test split items 0..n-1)")
     v.add_argument("--sizes", type=int, nargs="+", default=[64, 256], help="image sides to test (>= 32)")
-    v.add_argument("--seed", type=int, default=0, help="seed of the degradations and caption perturbations")
+    v.add_argument("--seed", type=seed_int, default=0, help="seed of the degradations and caption perturbations")
     v.add_argument("--out", type=Path, help="write the numbers and what made them to this JSON file (must not exist)")
     v.set_defaults(func=run_verifier_accuracy)
 

@@ -16,6 +16,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from common.options import int_in, seed_int
+
 PARTS = ("per-image", "fd", "kid", "cmmd", "prdc", "ranks")
 
 
@@ -27,14 +29,7 @@ def _parts(text: str) -> tuple[str, ...]:
     return names
 
 
-def _replicates(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if not 20 <= value <= 100_000:
-        raise argparse.ArgumentTypeError(f"replicates must be a whole number in [20, 100000], got {text!r}")
-    return value
+_replicates = int_in(20, 100_000)
 
 
 def add_parser(sub, name: str, help_text: str) -> None:
@@ -45,14 +40,14 @@ def add_parser(sub, name: str, help_text: str) -> None:
     p.add_argument("--replicates", type=_replicates, default=None, help="replicates per cell of the suite's methods (default 1000; quick 300)")
     p.add_argument("--former-replicates", type=_replicates, default=None,
                    help="replicates per cell of the former bootstrap (each costs 100 metric evaluations; default 100, quick 60)")
-    p.add_argument("--seed", type=int, default=0, help="simulation seed (default %(default)s)")
+    p.add_argument("--seed", type=seed_int, default=0, help="simulation seed (default %(default)s)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     import pandas as pd  # noqa: PLC0415
 
-    from common.files import check_writable, write_json_atomic, write_text_atomic  # noqa: PLC0415
+    from common.files import check_writable, staged_folder, write_json_atomic, write_text_atomic  # noqa: PLC0415
     from common.version import __version__  # noqa: PLC0415
 
     from .simulate import QUICK, Sizes  # noqa: PLC0415
@@ -70,14 +65,14 @@ def run(args: argparse.Namespace) -> int:
     start = time.time()
     rows = simulate(sizes, args.parts, args.seed, log=lambda m: print(m, flush=True))
     frame = pd.DataFrame(rows)
-    args.out.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(args.out / "coverage.csv", index=False)
     made = {"format": "imagen-bench-coverage/1", "package_version": __version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "sizes": dataclasses.asdict(sizes), "quick": args.quick, "parts": list(args.parts), "seed": args.seed,
             "machine": {"cpu": platform.processor() or platform.machine(), "python": platform.python_version()},
             "seconds": round(time.time() - start, 1)}
-    write_text_atomic(args.out / "coverage.md", markdown(frame, made))
-    write_json_atomic(args.out / "coverage.json", made)
+    with staged_folder(args.out) as stage:  # published whole: a full disk or a kill leaves no half folder
+        frame.to_csv(stage / "coverage.csv", index=False)
+        write_text_atomic(stage / "coverage.md", markdown(frame, made))
+        write_json_atomic(stage / "coverage.json", made)
     failing = frame[(~frame["pass"]) & ~frame["method"].str.contains("former")]
     print(markdown(frame, made))
     print(f"coverage written to {args.out} in {made['seconds']:.0f} s; {len(failing)} of the suite's cells outside the criteria")

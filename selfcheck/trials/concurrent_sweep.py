@@ -20,6 +20,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from common.options import seed_int
+
 from .harness import Check, console_script, finish, fresh_workdir, start
 from .sweep_check import SIZES, compare, spec_text
 
@@ -42,7 +44,7 @@ class ConcurrentSweepSettings:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     d = ConcurrentSweepSettings()
     p.add_argument("--rounds", type=int, default=d.rounds, help=f"rounds of two sweeps on one folder (default {d.rounds})")
-    p.add_argument("--seed", type=int, default=d.seed, help="seed of the second sweep's start delays")
+    p.add_argument("--seed", type=seed_int, default=d.seed, help="seed of the second sweep's start delays")
     p.add_argument("--workdir", type=Path, default=d.workdir, help=f"trial work directory (default {d.workdir})")
     p.add_argument("--spec", default=d.spec, choices=list(SIZES), help="sweep size (default %(default)s)")
 

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bench.sweep.store import LOCK_FILE
+from common.options import seed_int
 
 from .fuzz_run import Outcome, run_inprocess, run_subprocess
 from .fuzz_targets import COMMANDS, DOMAINS, PLAN, build_pristine, reset_live
@@ -52,7 +53,7 @@ class FuzzSettings:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     d = FuzzSettings()
     p.add_argument("--cases", type=int, default=d.cases, help="number of mutated inputs (CI: 12, full: 200)")
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--seed", type=seed_int, default=d.seed)
     p.add_argument("--workdir", type=Path, required=True, help="scratch folder (new or from an earlier fuzz run); summary JSON goes here")
     p.add_argument("--timeout", type=float, default=d.timeout, help="seconds per case")
     p.add_argument("--subprocess-every", type=int, default=d.subprocess_every,

@@ -21,6 +21,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from common.options import seed_int
+
 from .harness import Check, console_script, finish, fresh_workdir, kill_group, start, wait_group_gone
 from .sweep_check import SIZES, SweepSize, compare, kill_phase, spec_text, valid_records, write_marks
 
@@ -128,7 +130,7 @@ def valid_count(run: Path) -> int:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     d = KillSweepSettings()
     p.add_argument("--kills", type=int, default=d.kills, help=f"SIGKILLs to deliver (default {d.kills})")
-    p.add_argument("--seed", type=int, default=d.seed, help="seed of the random kill moments")
+    p.add_argument("--seed", type=seed_int, default=d.seed, help="seed of the random kill moments")
     p.add_argument("--workdir", type=Path, default=d.workdir, help=f"trial work directory (default {d.workdir})")
     p.add_argument("--spec", default=d.spec, choices=list(SIZES),
                    help="sweep size: " + "; ".join(f"{k} = {v.images} images" for k, v in SIZES.items()) + f" (default {d.spec})")

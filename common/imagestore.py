@@ -158,9 +158,10 @@ def read_folder(folder: str | Path, prompts: pd.DataFrame, model: str | None = N
                          f"(e.g. {unknown[0]}); name them <prompt id>.<ext>")
     if other:
         pid, made_for, asked = other[0]
+        theirs = f"{prompt_set} ({prompts.attrs['source']})" if "source" in prompts.attrs else prompt_set
         raise ValueError(f"{folder} answers prompt set {manifest.prompt_set!r}, not {prompt_set!r}: {len(other)} prompt ids name "
-                         f"other prompts, e.g. id {pid}: its image was made for {made_for[:60]!r}, {prompt_set} id {pid} is "
-                         f"{asked[:60]!r} (manifest: {manifest.source})")
+                         f"other prompts, e.g. id {pid}: its image was made for {made_for[:60]!r} (manifest: {manifest.source}), "
+                         f"{theirs} id {pid} is {asked[:60]!r}")
     if not records:
         raise ValueError(f"{folder} holds no images for the {len(wanted)} prompts asked for (its manifest lists "
                          f"{len(manifest.prompts)} prompts of {manifest.prompt_set!r})")

@@ -318,6 +318,23 @@ def test_precision_recall_density_coverage_equal_the_papers_definitions(shift):
     assert density_coverage(real, fake, 5) == pytest.approx((d, c), abs=1e-12)
 
 
+@pytest.mark.parametrize("entries", [7, 64, 2**24])
+def test_prdc_in_bounded_memory_equals_the_papers_definitions_per_group(monkeypatch, entries):
+    """The streamed computation (BLOCK_ENTRIES distances at a time: 7 = one row per block, 64 =
+    uneven blocks, 2^24 = all at once) gives exactly the loops' values, for every group of images."""
+    from bench.metrics import stats
+
+    monkeypatch.setattr(stats, "BLOCK_ENTRIES", entries)
+    rng = np.random.default_rng(2)
+    real, fake = rng.normal(size=(37, 5)), rng.normal(0.4, 1.2, size=(33, 5))
+    groups = np.arange(33) % 3
+    got = stats.prdc_groups(real, fake, groups, 3, 5)
+    for g in range(3):
+        want = _loops_prdc(real, fake[groups == g], 3, 5)
+        assert [got[n][g] for n in ("precision", "recall", "density", "coverage")] == pytest.approx(want, abs=1e-12)
+    assert stats.knn_radii(real, 4) == pytest.approx(np.sort(stats._pairwise(real, real), axis=1)[:, 4], abs=1e-12)  # 1 ulp: GEMM blocking
+
+
 def test_prdc_metric_on_features_of_images(data):
     """The registry's `prdc` on the tests' tiny feature network: a set of the reference's own images
     has precision, recall and coverage 1; a shifted set scores lower."""

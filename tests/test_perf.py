@@ -23,7 +23,7 @@ def test_perf_quick_writes_every_section(tmp_path, capsys, monkeypatch):
     assert (tmp_path / "perf.md").read_text().startswith("Measured ")
     m = doc["machine"]
     assert m["cpu_model"] and m["cores"] >= 1 and m["torch_version"] and m["torch_threads"] >= 1 and m["package_version"]
-    assert set(doc["sections"]) == {"peak", "sampling", "paper", "memory", "scoring", "sweeps", "app"}
+    assert set(doc["sections"]) == {"peak", "sampling", "paper", "memory", "scoring", "setmetrics", "sweeps", "app"}
     for name, sec in doc["sections"].items():
         assert sec["skipped"] is None, (name, sec["skipped"])
         assert sec["rows"], name
@@ -44,6 +44,8 @@ def test_perf_quick_writes_every_section(tmp_path, capsys, monkeypatch):
     assert memory["system"]["rule"].startswith("system malloc") and len(memory["reuse"]["sha256"]) == 1
     assert memory["reuse"]["sha256"] == memory["system"]["sha256"]  # bit-identical results under either rule
     assert doc["sections"]["scoring"]["measurements"]["torchmetrics"]["images_per_second"] > 0
+    sets = doc["sections"]["setmetrics"]["measurements"]  # each set metric in a fresh process: seconds and peak memory
+    assert all(sets[j]["seconds"] > 0 and sets[j]["peak_rss_mib"] > 0 for j in ("fid", "kid", "prdc", "cmmd", "prdc_blocks"))
     sweeps = doc["sections"]["sweeps"]["measurements"]
     assert sweeps["cold"]["reference_stats"] == 1 and sweeps["rerun"]["images_generated"] == 0
     assert doc["sections"]["app"]["measurements"]["submit"]["p95_ms"] > 0

@@ -33,7 +33,7 @@ import hashlib
 import numpy as np
 from scipy.special import stdtrit
 
-from .stats import _pairwise, knn_radii
+from .stats import prdc_groups, row_slices
 
 MIN_BLOCKS = 5  # t(G-1) with fewer blocks is too wide to be useful; 20 is the default of the specs
 
@@ -115,17 +115,17 @@ def frechet_blocks(mu_ref: np.ndarray, sigma_ref: np.ndarray, feats: np.ndarray,
 
 # -- MMD (KID, CMMD) -----------------------------------------------------------------------------
 
-def _block_kernel_sums(kernel, x: np.ndarray, y: np.ndarray, blocks: np.ndarray, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+def _block_kernel_sums(kernel, x: np.ndarray, y: np.ndarray, blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(A (G, G): sums of k(x_i, x_j) over i in block a, j in block b, i != j; c (G,): sums of
-    k(x_i, y_j) over i in block a and every reference y_j), in row chunks of x."""
+    k(x_i, y_j) over i in block a and every reference y_j), in row chunks of x (stats.row_slices:
+    bounded memory at any N)."""
     ids, b = np.unique(blocks, return_inverse=True)
     g = len(ids)
     onehot = np.eye(g)[b]  # (N, G)
     a, c = np.zeros((g, g)), np.zeros(g)
-    for start in range(0, len(x), chunk):
-        rows = slice(start, start + chunk)
-        kxx = kernel(x[rows], x)  # (chunk, N)
-        kxx[np.arange(kxx.shape[0]), np.arange(start, start + kxx.shape[0])] = 0.0  # i != j
+    for rows in row_slices(len(x), max(len(x), len(y))):
+        kxx = kernel(x[rows], x)  # (rows, N)
+        kxx[np.arange(kxx.shape[0]), np.arange(rows.start, rows.stop)] = 0.0  # i != j
         a += onehot[rows].T @ kxx @ onehot
         c += onehot[rows].T @ kernel(x[rows], y).sum(1)
     return a, c
@@ -170,21 +170,8 @@ def prdc_blocks(real: np.ndarray, fake: np.ndarray, blocks: np.ndarray, k_pr: in
     [0, 1] ([0, inf) for density). The reference radii and the reference-x-generated distances are
     computed once per call; `real_radii` = (k_pr, k_dc radii of the reference, (M,) each) when the
     caller already has them (one reference, many cells)."""
-    real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
+    per = prdc_groups(real, fake, blocks, k_pr, k_dc, real_radii)  # streamed: bounded memory at any N
     ids = np.unique(blocks)
-    r_pr, r_dc = real_radii if real_radii is not None else (knn_radii(real, k_pr), knn_radii(real, k_dc))
-    d = _pairwise(real, fake)  # (M, N)
-    per = {name: [] for name in ("precision", "recall", "density", "coverage")}
-    for g in ids:
-        cols = np.flatnonzero(blocks == g)
-        dg = d[:, cols]
-        if len(cols) <= k_pr:
-            raise ValueError(f"recall needs more than k_pr = {k_pr} images per block, got {len(cols)}: use fewer blocks")
-        per["precision"].append((dg <= r_pr[:, None]).any(axis=0).mean())
-        per["recall"].append((dg <= knn_radii(fake[cols], k_pr)[None, :]).any(axis=1).mean())
-        inside = dg <= r_dc[:, None]
-        per["density"].append(inside.sum() / (k_dc * len(cols)))
-        per["coverage"].append(inside.any(axis=1).mean())
     out = {}
     for name, values in per.items():
         vals = np.asarray(values, np.float64)

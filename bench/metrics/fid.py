@@ -29,13 +29,12 @@ from .stats import (
     CMMD_SCALE,
     CMMD_SIGMA,
     cmmd,
-    density_coverage,
     frechet_distance,
     gaussian_kernel,
     kernel_inception_distance,
-    knn_radii,
+    knn_radii_many,
     polynomial_kernel,
-    precision_recall,
+    prdc_groups,
 )
 
 # FID-N below the feature dimension: the covariance is rank-deficient and the 1/N bias dominates
@@ -281,12 +280,12 @@ class PRDC(_BankMetric):
         for cell, state in self.states.synced_items():
             fake, blocks = self.features_and_blocks(state)
             details = {"feature_space": "fid_inception_pool3", **self.details(len(fake)), "k_pr": o.k_pr, "k_dc": o.k_dc}
+            radii = radii or tuple(knn_radii_many(real, (o.k_pr, o.k_dc)))
             if blocks is None:
-                values = (*precision_recall(real, fake, o.k_pr), *density_coverage(real, fake, o.k_dc))
-                out += [MetricResult(name, v, len(fake), {**details, "set_size": len(fake)}, cell_id=cell)
-                        for name, v in zip(("precision", "recall", "density", "coverage"), values)]
+                values = prdc_groups(real, fake, np.zeros(len(fake)), o.k_pr, o.k_dc, radii)
+                out += [MetricResult(name, float(v[0]), len(fake), {**details, "set_size": len(fake)}, cell_id=cell)
+                        for name, v in values.items()]
                 continue
-            radii = radii or (knn_radii(real, o.k_pr), knn_radii(real, o.k_dc))
             for name, r in B.prdc_blocks(real, fake, blocks[0], o.k_pr, o.k_dc, real_radii=radii).items():
                 extra = interval_details(r, blocks, "mean of disjoint prompt blocks, t(G-1), kept in range")
                 out.append(MetricResult(name, r["value"], len(fake), {**details, **extra, "set_size": r["set_size"]}, cell_id=cell))

@@ -44,6 +44,39 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * trace_sqrt_product(sigma1, sigma2))
 
 
+# The k-NN set metrics and the all-pairs kernel sums (CMMD, KID's blocks) make their distances and
+# kernel values BLOCK_ENTRIES at a time (rows x columns; 2^24 float64 = 128 MiB), never the whole
+# N x M matrix: at the 30 K protocol size that matrix is 7.2 GB, and PRDC needed several at once.
+# Each distance equals the dense matrix's up to the last bit (BLAS may block a smaller product
+# differently), so PRDC's counts equal the dense computation's except at exact ties and sums agree to
+# rounding (tests/test_metrics_fid.py; time and memory at 30 K: `imagen-bench perf --only setmetrics`).
+BLOCK_ENTRIES = 2**24
+
+
+def _pairwise(a: np.ndarray, b: np.ndarray, chunk: int = 2048) -> np.ndarray:
+    """(N, M) Euclidean distances between rows of a (N, D) and b (M, D), float64, in row chunks."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    bb = (b * b).sum(1)
+    out = np.empty((len(a), len(b)))
+    for i in range(0, len(a), chunk):
+        x = a[i : i + chunk]
+        d2 = (x * x).sum(1)[:, None] + bb[None, :] - 2.0 * x @ b.T
+        out[i : i + chunk] = np.sqrt(np.clip(d2, 0.0, None))
+    return out
+
+
+def row_slices(n_rows: int, n_cols: int) -> list[slice]:
+    """Row ranges of an (n_rows, n_cols) matrix, each at most BLOCK_ENTRIES entries (one row at least)."""
+    step = max(1, BLOCK_ENTRIES // max(n_cols, 1))
+    return [slice(i, min(i + step, n_rows)) for i in range(0, n_rows, step)]
+
+
+def _row_blocks(a: np.ndarray, b: np.ndarray):
+    """(row slice of a, (rows, M) distances to all of b) over a's rows, BLOCK_ENTRIES at a time."""
+    for rows in row_slices(len(a), len(b)):
+        yield rows, _pairwise(a[rows], b)
+
+
 def polynomial_kernel(x: np.ndarray, y: np.ndarray, degree: int = 3, gamma: float | None = None, coef: float = 1.0) -> np.ndarray:
     """k(x, y) = (gamma x.y + coef)^degree; gamma defaults to 1 / D. (N, D), (M, D) -> (N, M)."""
     gamma = 1.0 / x.shape[1] if gamma is None else gamma
@@ -96,8 +129,19 @@ def gaussian_mmd2_unbiased(x: np.ndarray, y: np.ndarray, sigma: float = CMMD_SIG
     n, m = len(x), len(y)
     if n < 2 or m < 2:
         raise ValueError(f"MMD needs at least 2 samples on each side, got {n} and {m}")
-    kxx, kyy, kxy = (gaussian_kernel(a, b, sigma) for a, b in ((x, x), (y, y), (x, y)))
-    return float((kxx.sum() - np.trace(kxx)) / (n * (n - 1)) + (kyy.sum() - np.trace(kyy)) / (m * (m - 1)) - 2 * kxy.mean())
+    kernel = lambda a, b: gaussian_kernel(a, b, sigma)  # noqa: E731
+    return float(kernel_sum(kernel, x, x, True) / (n * (n - 1)) + kernel_sum(kernel, y, y, True) / (m * (m - 1))
+                 - 2 * kernel_sum(kernel, x, y, False) / (n * m))
+
+
+def kernel_sum(kernel, a: np.ndarray, b: np.ndarray, off_diagonal: bool) -> float:
+    """sum_{i,j} k(a_i, b_j) (with off_diagonal, a is b and i = j is left out), BLOCK_ENTRIES kernel
+    values at a time: CMMD at 30 K images would otherwise hold three 7.2 GB matrices."""
+    total = 0.0
+    for rows in row_slices(len(a), len(b)):
+        k = kernel(a[rows], b)
+        total += k.sum() - (np.trace(k, offset=rows.start) if off_diagonal else 0.0)
+    return total
 
 
 def cmmd(real: np.ndarray, fake: np.ndarray) -> float:
@@ -118,39 +162,63 @@ def cmmd(real: np.ndarray, fake: np.ndarray) -> float:
 # density = (1 / kM) sum_j #{real balls containing fake j}; coverage = share of real samples whose
 # ball contains at least one generated sample. Distances are Euclidean on the feature space.
 
-def _pairwise(a: np.ndarray, b: np.ndarray, chunk: int = 2048) -> np.ndarray:
-    """(N, M) Euclidean distances between rows of a (N, D) and b (M, D), float64, in row chunks."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    bb = (b * b).sum(1)
-    out = np.empty((len(a), len(b)))
-    for i in range(0, len(a), chunk):
-        x = a[i : i + chunk]
-        d2 = (x * x).sum(1)[:, None] + bb[None, :] - 2.0 * x @ b.T
-        out[i : i + chunk] = np.sqrt(np.clip(d2, 0.0, None))
+
+def knn_radii_many(features: np.ndarray, ks: tuple[int, ...]) -> list[np.ndarray]:
+    """[(N,) distance of each row to its k-th nearest other row, for each k in ks]: one pass over the
+    distances (the row itself, at distance 0, is index 0 of its sorted row)."""
+    f = np.asarray(features, dtype=np.float64)
+    if not all(1 <= k < len(f) for k in ks):
+        raise ValueError(f"k = {max(ks)} needs more than k samples, got {len(f)}")
+    out = [np.empty(len(f)) for _ in ks]
+    for rows, d in _row_blocks(f, f):
+        part = np.partition(d, sorted(set(ks)), axis=1)
+        for o, k in zip(out, ks):
+            o[rows] = part[:, k]
     return out
 
 
 def knn_radii(features: np.ndarray, k: int) -> np.ndarray:
     """(N,) distance of each row to its k-th nearest other row (the row itself excluded)."""
-    f = np.asarray(features, dtype=np.float64)
-    if not 1 <= k < len(f):
-        raise ValueError(f"k = {k} needs more than k samples, got {len(f)}")
-    d = _pairwise(f, f)
-    return np.partition(d, k, axis=1)[:, k]  # index 0 is the row itself (distance 0)
+    return knn_radii_many(features, (k,))[0]
+
+
+def prdc_groups(real: np.ndarray, fake: np.ndarray, groups: np.ndarray, k_pr: int = 3, k_dc: int = 5,
+                real_radii: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """Precision, recall (Kynkaanniemi et al. 2019, k_pr) and density, coverage (Naeem et al. 2020,
+    k_dc) of each group of generated images against all of `real`: name -> (G,) values in the order
+    of np.unique(groups). fake (N, D), groups (N,) labels, real (M, D); `real_radii` = the reference's
+    (k_pr, k_dc) radii when the caller has them. Recall's generated radii are within each group.
+    Memory: a few BLOCK_ENTRIES blocks plus O(G (N + M)) flags, whatever N and M."""
+    real, fake, groups = np.asarray(real, np.float64), np.asarray(fake, np.float64), np.asarray(groups)
+    cols = [np.flatnonzero(groups == g) for g in np.unique(groups)]
+    r_pr, r_dc = real_radii if real_radii is not None else knn_radii_many(real, (k_pr, k_dc))
+    r_fake = np.empty(len(fake))  # each generated image's k_pr-NN radius among its own group
+    for c in cols:
+        if len(c) <= k_pr:
+            raise ValueError(f"recall needs more than k_pr = {k_pr} generated images per group, got {len(c)}: use fewer blocks")
+        r_fake[c] = knn_radii(fake[c], k_pr)
+    in_manifold = np.zeros(len(fake), bool)  # generated j inside some reference ball (precision)
+    balls = np.zeros(len(fake))  # reference k_dc-balls holding generated j (density)
+    recalled = np.zeros((len(cols), len(real)), bool)  # reference i inside a ball of group g (recall)
+    covered = np.zeros((len(cols), len(real)), bool)  # reference i's k_dc-ball holds an image of group g (coverage)
+    for rows, d in _row_blocks(real, fake):  # d: (rows, N)
+        in_pr, in_dc, in_fake = d <= r_pr[rows, None], d <= r_dc[rows, None], d <= r_fake[None, :]
+        in_manifold |= in_pr.any(axis=0)
+        balls += in_dc.sum(axis=0)
+        for g, c in enumerate(cols):
+            recalled[g, rows] = in_fake[:, c].any(axis=1)
+            covered[g, rows] = in_dc[:, c].any(axis=1)
+    return {"precision": np.array([in_manifold[c].mean() for c in cols]), "recall": recalled.mean(axis=1),
+            "density": np.array([balls[c].sum() / (k_dc * len(c)) for c in cols]), "coverage": covered.mean(axis=1)}
 
 
 def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3) -> tuple[float, float]:
     """(precision, recall) of generated features `fake` (M, D) against `real` (N, D)."""
-    d = _pairwise(real, fake)  # (N, M)
-    precision = float((d <= knn_radii(real, k)[:, None]).any(axis=0).mean())
-    recall = float((d <= knn_radii(fake, k)[None, :]).any(axis=1).mean())
-    return precision, recall
+    r = prdc_groups(real, fake, np.zeros(len(fake)), k, k)
+    return float(r["precision"][0]), float(r["recall"][0])
 
 
 def density_coverage(real: np.ndarray, fake: np.ndarray, k: int = 5) -> tuple[float, float]:
     """(density, coverage) of generated features `fake` (M, D) against `real` (N, D)."""
-    radii = knn_radii(real, k)[:, None]
-    inside = _pairwise(real, fake) <= radii  # (N, M): fake j inside real i's ball
-    density = float(inside.sum() / (k * inside.shape[1]))
-    coverage = float(inside.any(axis=1).mean())
-    return density, coverage
+    r = prdc_groups(real, fake, np.zeros(len(fake)), 1, k)
+    return float(r["density"][0]), float(r["coverage"][0])

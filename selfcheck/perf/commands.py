@@ -11,7 +11,7 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-SECTIONS = ("peak", "sampling", "paper", "memory", "scoring", "sweeps", "app")
+SECTIONS = ("peak", "sampling", "paper", "memory", "scoring", "setmetrics", "sweeps", "app")
 FORMAT = "imagen-bench-perf/1"
 
 
@@ -42,6 +42,7 @@ def add_parser(sub, name: str, help_text: str) -> None:
     g = p.add_argument_group("other sizes")
     g.add_argument("--matmul-n", type=int, help="peak: square matmul size (default 2048; 8192 on CUDA)")
     g.add_argument("--fid-images", type=int, help="scoring: images (default 64)")
+    g.add_argument("--set-features", type=int, help="setmetrics: features per side (default 30000, COCO FID-30K)")
     g.add_argument("--sweep-prompts", type=int, help="sweeps: shapes prompts per category, x4 categories (default 4)")
     g.add_argument("--answers", type=int, help="app: simulated report answers (default 100000)")
     g.add_argument("--raters", type=int, help="app: concurrent raters (default 50)")
@@ -56,6 +57,7 @@ def settings_from_args(args: argparse.Namespace, threads: int) -> dict:
     from .peak import PeakSettings
     from .sampling import SamplingSettings
     from .scoring import ScoringSettings
+    from .setmetrics import SetMetricSettings
     from .sweeps import SweepSettings
 
     dev = args.device
@@ -63,13 +65,15 @@ def settings_from_args(args: argparse.Namespace, threads: int) -> dict:
     peak = PeakSettings(device=dev, n=8192) if dev.startswith("cuda") else PeakSettings(device=dev)
     s = {"peak": peak, "sampling": SamplingSettings(device=dev, threads=threads), "paper": PaperSettings(device=dev),
          "memory": MemorySettings(device=dev, threads=threads),
-         "scoring": ScoringSettings(device=dev), "sweeps": SweepSettings(device=dev), "app": AppSettings()}
+         "scoring": ScoringSettings(device=dev), "setmetrics": SetMetricSettings(device=dev), "sweeps": SweepSettings(device=dev),
+         "app": AppSettings()}
     if args.quick:  # every code path, minutes not tens of minutes; numbers are a smoke check only
         s["peak"] = replace(s["peak"], n=1024, repeats=3)
         s["sampling"] = replace(s["sampling"], batch=2, steps=4, repeats=1, rounds=1, peer_variants=((True, True), (False, False)))
         s["paper"] = replace(s["paper"], batch=(1, 1, 1), scale=16, resolution_scale=4, compile=("off",), repeats=1, warmup=1)
         s["memory"] = replace(s["memory"], steps=2, rounds=1)
         s["scoring"] = replace(s["scoring"], images=8, batch=4, repeats=1)
+        s["setmetrics"] = replace(s["setmetrics"], n=1000, dim=256, clip_dim=64)
         s["sweeps"] = replace(s["sweeps"], per_category=1, steps=4, batch=4, reference_n=8, repeats=1, cli_rerun=False)
         s["app"] = replace(s["app"], answers=10_000, resamples=1_000, answers_per_rater=20)
     opt = lambda **kw: {k: v for k, v in kw.items() if v is not None}  # noqa: E731  (only what was given)
@@ -82,6 +86,7 @@ def settings_from_args(args: argparse.Namespace, threads: int) -> dict:
                                            batch=_batches(args.paper_batch) if args.paper_batch else None))
     s["memory"] = replace(s["memory"], **opt(rounds=args.rounds), checkpoint=args.checkpoint)
     s["scoring"] = replace(s["scoring"], **opt(images=args.fid_images, repeats=args.repeats))
+    s["setmetrics"] = replace(s["setmetrics"], **opt(n=args.set_features))
     s["sweeps"] = replace(s["sweeps"], **opt(per_category=args.sweep_prompts, steps=args.steps, repeats=args.repeats),
                           checkpoint=args.checkpoint)
     s["app"] = replace(s["app"], **opt(answers=args.answers, raters=args.raters))
@@ -178,6 +183,9 @@ def _measure(name: str, s, done: dict):
         return measure(s)
     if name == "scoring":
         from .scoring import measure
+        return measure(s)
+    if name == "setmetrics":
+        from .setmetrics import measure
         return measure(s)
     if name == "sweeps":
         from .sweeps import measure

@@ -99,8 +99,8 @@ def read_coco(root: str | Path, prompts: pd.DataFrame, prompt_set: str = "coco")
     name, files = coco_files(root)
     missing = [str(i) for i in prompts["id"] if str(i) not in files or not files[str(i)].is_file()]
     if missing:
-        raise ValueError(f"COCO folder {root}: {len(missing)} of {len(prompts)} prompts have no image there "
-                         f"(e.g. id {missing[0]}{f', {files[missing[0]].name}' if missing[0] in files else ': not among the images its captions JSON lists'})")
+        why = f", {files[missing[0]].name}" if missing[0] in files else ": not among the images its captions JSON lists"
+        raise ValueError(f"COCO folder {root}: {len(missing)} of {len(prompts)} prompts have no image there (e.g. id {missing[0]}{why})")
     model = f"coco-{name}" if name != "coco" else "coco"
     return [ImageRecord(model=model, ref=PromptRef(prompt_set, str(i), str(c), str(p), 0), path=files[str(i)].resolve())
             for i, c, p in zip(prompts["id"], prompts["category"], prompts["prompt"])]

@@ -15,14 +15,13 @@ import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
 
 from common.allocator import CHOICES, ENV, MALLOC_TUNABLES, reuse_freed_memory
 
-from .results import Row, Section
+from .results import Row, Section, run_marked
 
 MARKER = "MEMORY-RESULT "
 
@@ -75,12 +74,7 @@ def run_process(s: MemorySettings, rule: str) -> dict:
         env["GLIBC_TUNABLES"] = ":".join(kept)
     if s.threads:
         env["OMP_NUM_THREADS"] = str(s.threads)
-    proc = subprocess.run([sys.executable, "-m", "selfcheck.perf.memory", json.dumps(asdict(s))], capture_output=True, text=True, env=env)
-    for line in proc.stdout.splitlines():
-        if line.startswith(MARKER):
-            return json.loads(line[len(MARKER):])
-    tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
-    raise RuntimeError(f"memory: the {rule} process exited {proc.returncode}: {tail}")
+    return run_marked("selfcheck.perf.memory", asdict(s), MARKER, f"memory: the {rule} process", env)
 
 
 def measure(s: MemorySettings) -> Section:

@@ -115,3 +115,18 @@ def fmt_value(v: float, unit: str) -> str:
     if unit == "%":
         return f"{v:.1f} %"
     return f"{_fmt(v)} {unit}"
+
+
+def run_marked(module: str, payload: dict, marker: str, what: str, env: dict | None = None) -> dict:
+    """Run `python -m module JSON(payload)` in a fresh process and return the JSON object it prints
+    after `marker` (sections that measure a process's own peak memory or its allocator rule)."""
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", module, json.dumps(payload)], capture_output=True, text=True, env=env)
+    for line in proc.stdout.splitlines():
+        if line.startswith(marker):
+            return json.loads(line[len(marker):])
+    tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
+    raise RuntimeError(f"{what} exited {proc.returncode}: {tail}")

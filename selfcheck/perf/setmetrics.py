@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import resource
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from .results import Row, Section
+from .results import Row, Section, run_marked
 
 MARKER = "SETMETRIC-RESULT "
 JOBS = ("fid", "fid_blocks", "kid", "kid_blocks", "prdc", "prdc_blocks", "cmmd", "cmmd_blocks")
@@ -73,13 +72,7 @@ def one_process(s: SetMetricSettings, job: str) -> dict:
 
 
 def run_process(s: SetMetricSettings, job: str) -> dict:
-    proc = subprocess.run([sys.executable, "-m", "selfcheck.perf.setmetrics", json.dumps({**asdict(s), "job": job})],
-                          capture_output=True, text=True)
-    for line in proc.stdout.splitlines():
-        if line.startswith(MARKER):
-            return json.loads(line[len(MARKER):])
-    tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
-    raise RuntimeError(f"setmetrics: the {job} process exited {proc.returncode}: {tail}")
+    return run_marked("selfcheck.perf.setmetrics", {**asdict(s), "job": job}, MARKER, f"setmetrics: the {job} process")
 
 
 def measure(s: SetMetricSettings) -> Section:

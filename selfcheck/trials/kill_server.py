@@ -255,8 +255,8 @@ async def _session(s: KillServerSettings, browser_path: str, server: Server, sec
             server.start()
             await server.wait_healthy()
             up.set()
-            done.append({"n": len(done) + 1, "how": how, "port_free_s": port_free_s, "after_answers": target, "delay_s": round(delay, 2), "acked_at_kill": at, "mid_session": at < total,
-                         "restart_s": round(time.monotonic() - t0, 1)})
+            done.append({"n": len(done) + 1, "how": how, "port_free_s": port_free_s, "after_answers": target, "delay_s": round(delay, 2),
+                         "acked_at_kill": at, "mid_session": at < total, "restart_s": round(time.monotonic() - t0, 1)})
             print(f"  kill {len(done)} ({how}) after {at} acknowledged answers (+{delay:.2f} s); back in {time.monotonic() - t0:.1f} s", flush=True)
         return done
 

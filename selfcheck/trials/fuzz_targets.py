@@ -50,6 +50,24 @@ thresholding = ["static"]
 seeds = [0]
 '''
 
+# a run with metrics (the shapes verifier on 4 shapes prompts, two guidance cells) beside run-done,
+# which has none: `leaderboard` needs a metric to rank and the report's paired comparisons a pair
+SCORED_SPEC = SPEC.split("[[models]]\nname = \"pics\"")[0].replace('name = "fuzz"', 'name = "scored"') + '''
+[[prompt_sets]]
+name = "shapes"
+n_per_category = 1
+
+[grid]
+sampler = ["ddim"]
+steps = [1]
+guidance = [1.0, 3.0]
+thresholding = ["static"]
+seeds = [0]
+
+[[metrics]]
+name = "shapes_verifier"
+'''
+
 
 @dataclass(frozen=True)
 class Domain:
@@ -70,6 +88,7 @@ def _domains() -> dict[str, Domain]:
         "study_json": Domain("study/study.json", lambda: {**BYTES, **structure("json")}),
         "secrets": Domain("study/secrets.json", lambda: {**BYTES, **structure("json")}),
         "ratings_db": Domain("study/ratings.sqlite", lambda: db_bytes),
+        "run_json": Domain("run-done/run.json", lambda: {**BYTES, **structure("json")}),  # read by leaderboard and report
         "coco": Domain("coco/annotations/captions_val2014.json", coco_mutations),  # selfcheck.trials.fuzz_coco
     }
 
@@ -98,6 +117,11 @@ COMMANDS: dict[str, Callable[[Path, Path, Path], list[str]]] = {
                                      "--cache-dir", str(cache), "--kid-subset-size", "2", "--batch-size", "8"],
     "sample": lambda live, out, cache: ["sample", "--checkpoint", str(live / "ckpt"), "--prompt", "a red circle",
                                         "--steps", "1", "--sampler", "ddim", "--precision", "fp32", "--out", str(out / "samples")],
+    # outputs go to a fresh folder: a refusal must leave none there, half-made or staged (common.files.staged_folder)
+    "leaderboard": lambda live, out, cache: ["leaderboard", str(live / "run-done"), str(live / "run-scored"), "--out",
+                                             str(out / "leaderboard"), "--resamples", "200"],
+    "report-run": lambda live, out, cache: ["report", str(live / "run-done"), str(live / "run-scored"), "--out", str(out / "report"),
+                                            "--resamples", "200"],
 }
 
 # The first 12 (the CI size) fuzz every domain once; the FID cases (Inception on CPU: ~30-90 s each
@@ -108,6 +132,7 @@ PLAN: tuple[tuple[str, str], ...] = (
     ("sweep", "checkpoint"), ("sweep", "images"), ("sweep", "prompts"), ("study-create-coco", "coco"),
     ("fid", "images"), ("sweep-resume", "checkpoint"), ("study-export", "study_json"), ("study-links", "study_json"),
     ("sweep-resume", "images"), ("sweep-resume", "prompts"), ("study-status", "ratings_db"), ("study-create-coco", "coco"),
+    ("leaderboard", "run_json"), ("report-run", "run_json"),
 )
 
 
@@ -133,6 +158,8 @@ def build_pristine(root: Path, live: Path) -> None:
         store.submit("r01", t.task_id, {"caption": "yes"}, 900)
     store.close()
     run_sweep(live / "spec.toml", live / "run-done", cache_dir=root.parent / "cache", progress=False)
+    (live / "scored.toml").write_text(SCORED_SPEC.format(live=live))
+    run_sweep(live / "scored.toml", live / "run-scored", cache_dir=root.parent / "cache", progress=False)
     shutil.copytree(live, root, symlinks=True)
 
 

@@ -4,7 +4,9 @@ answer "Yes" when asked whether the image shows the prompt,
 
     score(image, prompt) = P("Yes" | image, 'Does this figure show "{prompt}"? Please answer yes or no.')
 
-read from the model's next-token distribution after the question (one forward pass, no sampling).
+the answer scored as it follows the question, teacher-forced in one forward pass (no sampling);
+for an answer of several tokens the exp of the mean log-probability, as t2v_metrics computes it
+(_Judge has the details and the reference's files).
 
 Model: a local Hugging Face folder (save_pretrained) loaded with AutoProcessor +
 AutoModelForImageTextToText. Families it accepts: those whose processor takes (images, text) and
@@ -41,7 +43,7 @@ UNAVAILABLE = ("unavailable: VQAScore needs a local vision-language model: set o
 class VQAOptions:
     model: str = path_field("", check_weights_folder)  # local HF folder; "" = unavailable
     question: str = QUESTION  # must contain {prompt}
-    answer: str = "Yes"  # the answer whose first token's probability is the score
+    answer: str = "Yes"  # the answer whose (teacher-forced, per-token geometric mean) probability is the score
     batch_size: int = bounded(4, 1, 1024)
     device: str = "cpu"
 
@@ -51,21 +53,30 @@ class VQAOptions:
 
 
 class _Judge:
+    """score(image, question) = exp(mean over the answer's tokens of log P(token | image, question,
+    the answer's earlier tokens)), teacher-forced: t2v_metrics' VQAScore (linzhiqiu/t2v_metrics,
+    t2v_metrics/models/vqascore_models/llava_model.py @1bec390 and clip_t5_model.py @8b7a7b2: the
+    exp of minus the mean cross-entropy over the answer's labels).
+
+    The answer's tokens are those the model reads when the answer follows the prompt as text
+    ('... Answer:' + ' Yes'): a byte-level BPE tokenizer (OPT, GPT-2, LLaMA-3) gives ' Yes' as its own
+    token, not the 'Yes' of the answer tokenized alone. Decoder-only models: the continuation of the
+    tokenized prompt (no end-of-sequence token, as in the reference). Encoder-decoder models: the
+    decoder's labels are tokenizer(answer) with its special tokens (Flan-T5: 'Yes' + '</s>')."""
+
     def __init__(self, folder: Path, options: VQAOptions):
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
         self.processor = AutoProcessor.from_pretrained(folder)
         self.model = AutoModelForImageTextToText.from_pretrained(folder).to(options.device).eval()
         self.options, self.device = options, options.device
-        tokenizer = self.processor.tokenizer
+        self.tokenizer = self.processor.tokenizer
         self.encoder_decoder = bool(getattr(self.model.config, "is_encoder_decoder", False)
                                     or getattr(getattr(self.model.config, "text_config", None), "is_encoder_decoder", False))
         if not self.encoder_decoder:
-            tokenizer.padding_side = "left"  # the next-token logits are the last position's
-        ids = tokenizer(options.answer, add_special_tokens=False)["input_ids"]
-        if not ids:
+            self.tokenizer.padding_side = "left"  # every row's answer ends at the last position
+        elif not self.tokenizer(options.answer)["input_ids"]:
             raise ValueError(f"vqascore: the tokenizer of {folder} maps answer {options.answer!r} to no token")
-        self.answer_id = int(ids[0])
         weights = sorted(folder.glob("*.safetensors"))
         self.weights_sha256 = sha256_file(weights[0]) if weights else None
         self.model_class = type(self.model).__name__
@@ -76,18 +87,40 @@ class _Judge:
             return self.processor.apply_chat_template(chat, add_generation_prompt=True)
         return f"Question: {question} Answer:"
 
+    def with_answer(self, prompt: str) -> tuple[str, list[int]]:
+        """(prompt + answer as text, the answer's token ids as the tokenizer splits that text)."""
+        full = prompt + ("" if prompt[-1:].isspace() else " ") + self.options.answer
+        ids, head = self.tokenizer(full)["input_ids"], self.tokenizer(prompt)["input_ids"]
+        if ids[: len(head)] != head or len(ids) == len(head):
+            raise ValueError(f"vqascore: the tokenizer does not split {full[-40:]!r} as {prompt[-30:]!r} then the answer "
+                             f"{self.options.answer!r}; choose another question or answer")
+        return full, ids[len(head):]
+
     @torch.inference_mode()
     def p_answer(self, images: list[np.ndarray], questions: list[str]) -> torch.Tensor:
-        """(B,) P(answer's first token | image_i, question_i)."""
+        """(B,) the answer's score for each (image, question)."""
         from PIL import Image
 
-        inputs = self.processor(images=[Image.fromarray(im) for im in images], text=[self.text(q) for q in questions],
-                                return_tensors="pt", padding=True).to(self.device)
+        pil = [Image.fromarray(im) for im in images]
+        prompts = [self.text(q) for q in questions]
         if self.encoder_decoder:
-            start = self.model.config.text_config.decoder_start_token_id
-            inputs["decoder_input_ids"] = torch.full((len(images), 1), start, dtype=torch.long, device=self.device)
-        logits = self.model(**inputs).logits[:, -1, :].float()  # (B, vocab): the first answer token
-        return torch.softmax(logits, dim=-1)[:, self.answer_id].cpu()  # (B,) P(answer)
+            inputs = self.processor(images=pil, text=prompts, return_tensors="pt", padding=True).to(self.device)
+            labels = torch.tensor([self.tokenizer(self.options.answer)["input_ids"]] * len(images), device=self.device)  # (B, K)
+            start = torch.full_like(labels[:, :1], self.model.config.text_config.decoder_start_token_id)
+            logits = self.model(**inputs, decoder_input_ids=torch.cat([start, labels[:, :-1]], 1)).logits  # (B, K, V)
+            return _mean_log_p(logits, labels).exp().cpu()
+        texts, answers = zip(*(self.with_answer(p) for p in prompts))
+        inputs = self.processor(images=pil, text=list(texts), return_tensors="pt", padding=True).to(self.device)
+        ids, logits = inputs["input_ids"], self.model(**inputs).logits  # (B, L), (B, L', V): L' >= L when image tokens are prepended
+        k = len(answers[0])
+        if any(len(a) != k for a in answers) or ids[:, -k:].tolist() != [list(a) for a in answers]:
+            raise ValueError("vqascore: the processor's input ids do not end with the answer's tokens")
+        return _mean_log_p(logits[:, -k - 1 : -1], ids[:, -k:]).exp().cpu()  # position t predicts token t + 1
+
+
+def _mean_log_p(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """(B,) mean over K of log softmax(logits)[label]: logits (B, K, V), labels (B, K)."""
+    return torch.log_softmax(logits.float(), dim=-1).gather(-1, labels[..., None])[..., 0].mean(1)
 
 
 def load_judge(metric: str, options: VQAOptions) -> _Judge | None:

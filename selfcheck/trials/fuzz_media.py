@@ -92,8 +92,8 @@ def _unmatched_name(folder: Path, rng: random.Random) -> Mutated:
 
 
 def _manifest_removed(folder: Path, rng: random.Random) -> Mutated:
-    (folder / "prompt_set.json").unlink()
-    return Mutated("prompt_set.json deleted: the folder no longer says which prompts it answers", ERROR, ("folder-manifest",))
+    (folder / "prompt_set.json").unlink()  # refused where images are paired with prompts; FID reads images alone (exit 0)
+    return Mutated("prompt_set.json deleted: the folder no longer says which prompts it answers", ANY, ("folder-manifest",))
 
 
 def _manifest_other_text(folder: Path, rng: random.Random) -> Mutated:
@@ -103,7 +103,7 @@ def _manifest_other_text(folder: Path, rng: random.Random) -> Mutated:
     pid = rng.choice(sorted(data["prompts"]))
     data["prompts"][pid] = "a photo of a bench"
     path.write_text(json.dumps(data))
-    return Mutated(f"prompt_set.json: prompt {pid} made for 'a photo of a bench'", ERROR, ("answers prompt set",))
+    return Mutated(f"prompt_set.json: prompt {pid} made for 'a photo of a bench'", ANY, ("answers prompt set",))  # as above
 
 
 IMAGE: dict[str, Mutation] = {

@@ -23,7 +23,7 @@ from . import blocks as B
 from .base import KeyedStates, MetricMeta, MetricResult, ScoredImage, check_image, parse_option_groups
 from .feature_spaces import unavailable
 from .features import FeatureBank, FeatureConfig, FeatureExtractor, FeatureMoments, shared_extractor
-from .preprocess import CROP_MODES
+from .preprocess import CROP_MODES, to_eval_resolution
 from .reference import ReferenceStats, check_reference, compute_reference, parse_spec
 from .stats import (
     CMMD_SCALE,
@@ -49,11 +49,16 @@ class ReferenceOptions:
     # the first n reference images (sorted by name); None = all. Two at least: a covariance needs them
     n: int | None = bounded(None, 2, 10_000_000)
     shapes_size: int = bounded(256, 16, 4096)  # render size of shapes:SPLIT references (the shapes dataset's size)
-    # Reference images brought to the evaluated resolution before the Inception resize: crop "center"
-    # (largest centred square) and size = the generated images' side (COCO FID-30K for Imagen:
-    # crop = "center", size = 256). Defaults: the reference as stored.
+    # The evaluated resolution, for both sides, before the Inception resize: crop "center" (largest
+    # centred square), then PIL bicubic to size x size (preprocess.to_eval_resolution). COCO FID-30K
+    # at 256 (Imagen): crop = "center", size = 256: the photographs are cropped and brought to 256,
+    # and a model's 512 or 1024 images are brought to 256 the same way, so the number is "FID at
+    # 256 x 256" whatever the model's size. Defaults: both sides as they are.
     crop: str = "none"
     size: int | None = bounded(None, 16, 8192)
+    # the cached reference statistics are found by the files' names, sizes and modification times;
+    # true: also rehash every byte and compare with the sha256 recorded when they were made
+    verify: bool = False
 
     def __post_init__(self) -> None:
         check_choice("crop", self.crop, CROP_MODES)
@@ -114,7 +119,7 @@ class _FeatureMetric:
     def reference(self) -> ReferenceStats:
         if self._reference is None:
             o = self.ref_options
-            self._reference = compute_reference(o.reference, self.extractor, o.n, o.shapes_size, self.cache_dir, o.crop, o.size)
+            self._reference = compute_reference(o.reference, self.extractor, o.n, o.shapes_size, self.cache_dir, o.crop, o.size, o.verify)
         return self._reference
 
     def update(self, images: Sequence[ScoredImage]) -> list[dict[str, float]]:
@@ -125,7 +130,9 @@ class _FeatureMetric:
                 self.unavailable_counts[im.cell_id] = self.unavailable_counts.get(im.cell_id, 0) + 1
             return [{} for _ in images]
         codes = [B.prompt_code(im.ref.prompt_set, im.ref.prompt_id) for im in images]
-        self.add_features([im.cell_id for im in images], self.extractor([im.image for im in images]), codes)
+        o = self.ref_options  # the evaluated resolution applies to the generated side too
+        pixels = [to_eval_resolution(im.image, o.crop, o.size) for im in images]
+        self.add_features([im.cell_id for im in images], self.extractor(pixels), codes)
         return [{} for _ in images]  # set-level metric: no per-image values
 
     def blocks(self) -> int:
@@ -155,6 +162,8 @@ class _FeatureMetric:
         return {**self.extractor.details(), "n": n, "reference": self.ref_options.reference, "reference_n": ref.n,
                 # as the reference statistics were made (a stats file carries its own)
                 "reference_crop": ref.meta.get("reference_crop", "none"), "reference_size": ref.meta.get("reference_size"),
+                "generated_crop": self.ref_options.crop, "generated_size": self.ref_options.size,
+                "reference_checked": "sha256 of every byte" if self.ref_options.verify else "names, sizes and modification times",
                 "reference_sha256": ref.meta.get("content_sha256"), "reference_converted_to_rgb": ref.meta.get("converted_to_rgb", {}),
                 "package_version": __version__}
 

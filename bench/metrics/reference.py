@@ -87,38 +87,57 @@ def coco_image_files(root: Path) -> list[Path]:
     return sorted(set(coco_files(root)[1].values()))
 
 
-def _source(kind: str, arg: str, n: int | None, shapes_size: int) -> tuple[Callable[[], Iterator[tuple[np.ndarray, str | None]]], str, int]:
-    """(iterator factory over (image, converted-from mode), content sha256, count)."""
-    h = hashlib.sha256()
+def _source(kind: str, arg: str, n: int | None, shapes_size: int) -> tuple[Callable[[], Iterator[tuple[np.ndarray, str | None]]], str, int,
+                                                                         Callable[[], str]]:
+    """(iterator factory over (image, converted-from mode), inputs key, count, content sha256).
+    Files are keyed by name, size and modification time, read by nobody: a COCO-30K reference's
+    second run reads no image (6 GB of val2014 used to be hashed on every run to make the key). The
+    content sha256 of every byte is computed when the statistics are made and on `verify`."""
     if kind == "shapes":
         from drawbench.shapes import reference_images  # noqa: PLC0415  (the shapes world is optional here)
 
         images = list(reference_images(arg, shapes_size, n))
+        h = hashlib.sha256()
         for im in images:  # content hash of the renders: changes whenever the renderer or scenes change
             h.update(np.ascontiguousarray(im).tobytes())
-        return (lambda: ((im, None) for im in images)), h.hexdigest(), len(images)
+        return (lambda: ((im, None) for im in images)), h.hexdigest(), len(images), h.hexdigest
     files = image_files(kind, arg)[:n]
+    stat = hashlib.sha256()
     for f in files:
-        h.update(f"{f.name}\0{sha256_file(f)}\n".encode())
-    return (lambda: (load_rgb(f) for f in files)), h.hexdigest(), len(files)
+        st = f.stat()
+        stat.update(f"{f.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+
+    def content() -> str:
+        h = hashlib.sha256()
+        for f in files:
+            h.update(f"{f.name}\0{sha256_file(f)}\n".encode())
+        return h.hexdigest()
+
+    return (lambda: (load_rgb(f) for f in files)), stat.hexdigest(), len(files), content
 
 
 def compute_reference(spec: str, extractor: FeatureExtractor, n: int | None = None, shapes_size: int = 256,
-                      cache_dir: Path | None = None, crop: str = "none", size: int | None = None) -> ReferenceStats:
-    """Reference features + statistics for `spec`, from the cache when every input matches. Each
-    reference image is first brought to the evaluated resolution (preprocess.to_eval_resolution:
-    `crop`, then `size`), then resized for the feature network as the generated images are."""
+                      cache_dir: Path | None = None, crop: str = "none", size: int | None = None, verify: bool = False) -> ReferenceStats:
+    """Reference features + statistics for `spec`, from the cache when every input matches (the
+    files by name, size and modification time; with `verify` also by the sha256 of every byte,
+    against the one recorded when the statistics were made). Each reference image is first brought
+    to the evaluated resolution (preprocess.to_eval_resolution: `crop`, then `size`), then resized
+    for the feature network as the generated images are."""
     kind, arg = parse_spec(spec)
     if kind == "stats":
         return load_stats(Path(arg), extractor)
-    images, content_sha, count = _source(kind, arg, n, shapes_size)
-    key = {"spec": spec if kind == "shapes" else f"{kind}:{Path(arg).resolve()}", "content_sha256": content_sha, "n": count,
+    images, inputs_key, count, content = _source(kind, arg, n, shapes_size)
+    key = {"spec": spec if kind == "shapes" else f"{kind}:{Path(arg).resolve()}", "inputs_key": inputs_key, "n": count,
            "shapes_size": shapes_size if kind == "shapes" else None, "reference_crop": crop, "reference_size": size,
            **extractor.details()}
     key_sha = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
     cached = Path(cache_dir) / f"fid-ref-{key_sha[:24]}.npz" if cache_dir is not None else None
     if cached is not None and cached.is_file():
-        return read_stats_file(cached)
+        ref = read_stats_file(cached)
+        if verify and content() != ref.meta.get("content_sha256"):
+            raise ValueError(f"reference {spec}: the images' bytes differ from those the cached statistics {cached} were made from "
+                             "(same names, sizes and times); remove that file to recompute them")
+        return ref
     feats, converted, batch = [], {}, []
     for i, (im, mode) in enumerate(images()):
         if mode is not None:
@@ -130,7 +149,7 @@ def compute_reference(spec: str, extractor: FeatureExtractor, n: int | None = No
     features = np.concatenate(feats)
     mu, sigma = feature_stats(features)
     meta = {"format": STATS_FORMAT, "reference": spec, "key_sha256": key_sha, "converted_to_rgb": converted,
-            "package_version": __version__, **key}
+            "package_version": __version__, "content_sha256": content(), **key}
     ref = ReferenceStats(mu=mu, sigma=sigma, n=count, features=features, meta=meta)
     if cached is not None:
         cached.parent.mkdir(parents=True, exist_ok=True)

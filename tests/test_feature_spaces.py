@@ -56,12 +56,15 @@ def _scored(images, cell="c"):
 def _direct(space: str, folder, images) -> np.ndarray:
     """The features as transformers computes them from the folder, no project code."""
     from transformers import CLIPModel, Dinov2Model
-    from transformers.models.bit.image_processing_pil_bit import BitImageProcessorPil
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
-    proc = (BitImageProcessorPil if space == "dinov2" else CLIPImageProcessorPil).from_pretrained(folder)
     model = (Dinov2Model if space == "dinov2" else CLIPModel).from_pretrained(folder).eval()
-    x = proc(images=[Image.fromarray(im) for im in images], return_tensors="pt")["pixel_values"]
+    if space == "dinov2":  # dgm-eval's transform, transcribed: PIL bicubic to 224 x 224, / 255, ImageNet mean / std
+        mean, std = torch.tensor([0.485, 0.456, 0.406])[:, None, None], torch.tensor([0.229, 0.224, 0.225])[:, None, None]
+        x = torch.stack([(torch.from_numpy(np.array(Image.fromarray(im).resize((224, 224), Image.BICUBIC))).permute(2, 0, 1) / 255.0
+                          - mean) / std for im in images]).float()
+    else:
+        x = CLIPImageProcessorPil.from_pretrained(folder)(images=[Image.fromarray(im) for im in images], return_tensors="pt")["pixel_values"]
     with torch.no_grad():
         out = model(pixel_values=x).pooler_output if space == "dinov2" else model.get_image_features(pixel_values=x)
     out = out if isinstance(out, torch.Tensor) else out.pooler_output
@@ -80,7 +83,7 @@ def test_fd_dinov2_equals_the_frechet_distance_of_direct_features(weights, tmp_p
     cov = lambda f: np.cov(f, rowvar=False)  # noqa: E731
     assert res.metric == "fd_dinov2" and res.value == pytest.approx(frechet_distance(mu(fr), cov(fr), mu(fg), cov(fg)), rel=1e-4)
     assert res.details["feature_space"] == "dinov2" and res.details["feature_model"] == "Dinov2Model"
-    assert len(res.details["feature_weights_sha256"]) == 64 and "crop_size" in res.details["preprocessing"]
+    assert len(res.details["feature_weights_sha256"]) == 64 and "dgm-eval@d57a6d2" in res.details["preprocessing"]
 
 
 def test_cmmd_equals_a_direct_computation(weights, tmp_path):

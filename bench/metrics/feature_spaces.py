@@ -4,15 +4,17 @@ No weights are downloaded and none are substituted: without a directory the metr
 "unavailable: <how to supply weights>".
 
     space    model (transformers)   feature                                    preprocessing
-    dinov2   Dinov2Model            pooler_output: the final layer-normed CLS   the folder's image processor
-             (FD-DINOv2, Stein et al. 2023: ViT-L/14, facebook/dinov2-large)    (BitImageProcessor: resize 256,
-                                                                                 centre crop 224, ImageNet norm)
+    dinov2   Dinov2Model            pooler_output: the final layer-normed CLS   dgm-eval's (DGM_EVAL_DINOV2 below):
+             (FD-DINOv2, Stein et al. 2023: ViT-L/14, facebook/dinov2-large)    the whole image, PIL bicubic to
+                                                                                 224 x 224, ImageNet mean / std
     clip     CLIPModel              get_image_features: the projected image     the folder's image processor
              (CMMD, Jayasumana et al. 2024: ViT-L/14@336px,                      (CLIPImageProcessor)
               openai/clip-vit-large-patch14-336)
 
-Processors run as transformers' PIL implementations (no torchvision on this torch), configured
-by the folder's preprocessor_config.json; their settings are recorded with every result.
+FD-DINOv2 follows the implementation that defined it and publishes its numbers, not the model
+folder's processor (which resizes to 256 and crops the centre 224, cutting content away). The CLIP
+processor runs as transformers' PIL implementation (no torchvision on this torch), configured by the
+folder's preprocessor_config.json. The preprocessing is recorded with every result.
 """
 from __future__ import annotations
 
@@ -78,6 +80,23 @@ def _processor(folder: Path):
     return cls.from_pretrained(folder)
 
 
+# dgm-eval (layer6ai-labs/dgm-eval @d57a6d2, dgm_eval/models/dinov2.py, DINOv2Encoder.transform with
+# clean_resize off, its command line's default): torchvision Resize((224, 224), BICUBIC) of the PIL
+# image (PIL's own bicubic resize for a PIL input), ToTensor (/ 255), Normalize(ImageNet mean, std)
+DGM_EVAL_DINOV2 = {"size": 224, "resample": "PIL bicubic, whole image (no crop)", "mean": (0.485, 0.456, 0.406),
+                   "std": (0.229, 0.224, 0.225), "source": "layer6ai-labs/dgm-eval@d57a6d2 dgm_eval/models/dinov2.py"}
+
+
+def dgm_eval_pixels(images: Sequence[np.ndarray]) -> torch.Tensor:
+    """(H, W, 3) uint8 images -> (B, 3, 224, 224) float32 as dgm-eval feeds DINOv2."""
+    from PIL import Image
+
+    s = DGM_EVAL_DINOV2["size"]
+    x = np.stack([np.asarray(Image.fromarray(im).resize((s, s), Image.BICUBIC), np.float32) / 255.0 for im in images])
+    x = (x - np.array(DGM_EVAL_DINOV2["mean"], np.float32)) / np.array(DGM_EVAL_DINOV2["std"], np.float32)
+    return torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
+
+
 def load_backbone(space: str, weights: str, device: str) -> Backbone:
     from PIL import Image
     from transformers import CLIPModel, Dinov2Model
@@ -85,15 +104,18 @@ def load_backbone(space: str, weights: str, device: str) -> Backbone:
     folder = Path(weights).expanduser()
     model_cls = {"dinov2": Dinov2Model, "clip": CLIPModel}[space]
     model = model_cls.from_pretrained(folder).to(device).eval()
-    processor = _processor(folder)
-    settings = {k: v for k, v in processor.to_dict().items() if k in ("size", "crop_size", "do_center_crop", "image_mean", "image_std",
-                                                                    "resample", "do_normalize", "rescale_factor")}
+    if space == "dinov2":
+        processor, settings = None, DGM_EVAL_DINOV2
+    else:
+        processor = _processor(folder)
+        settings = {k: v for k, v in processor.to_dict().items() if k in ("size", "crop_size", "do_center_crop", "image_mean", "image_std",
+                                                                        "resample", "do_normalize", "rescale_factor")}
 
     @torch.inference_mode()
     def embed(images: Sequence[np.ndarray]) -> torch.Tensor:
-        pixels = processor(images=[Image.fromarray(im) for im in images], return_tensors="pt")["pixel_values"].to(device)
         if space == "dinov2":
-            return model(pixel_values=pixels).pooler_output  # (B, hidden): layer-normed CLS token
+            return model(pixel_values=dgm_eval_pixels(images).to(device)).pooler_output  # (B, hidden): layer-normed CLS token
+        pixels = processor(images=[Image.fromarray(im) for im in images], return_tensors="pt")["pixel_values"].to(device)
         out = model.get_image_features(pixel_values=pixels)
         return out if isinstance(out, torch.Tensor) else out.pooler_output  # (B, projection_dim)
 

@@ -112,8 +112,9 @@ def test_a_512_model_through_the_fid30k_spec_equals_its_images_brought_to_256_by
 def test_verify_rehashes_the_reference_and_catches_changed_bytes(tmp_path):
     import os
 
-    from bench.metrics.reference import compute_reference
     from test_metrics_fid import extractor  # the tests' tiny feature network
+
+    from bench.metrics.reference import compute_reference
 
     coco = make_coco(tmp_path / "coco", n=4)
     ext = extractor()

@@ -26,6 +26,7 @@ from .features import FeatureBank, FeatureConfig, FeatureExtractor, FeatureMomen
 from .preprocess import CROP_MODES, to_eval_resolution
 from .reference import ReferenceStats, check_reference, compute_reference, parse_spec
 from .stats import (
+    CMMD_ESTIMATORS,
     CMMD_SCALE,
     CMMD_SIGMA,
     cmmd,
@@ -339,13 +340,24 @@ class CMMDFeatures(FeatureConfig):
     space: str = "clip"
 
 
+@dataclass(frozen=True)
+class CMMDOptions:
+    # "unbiased": the U-statistic (diagonals left out; no O(1/n) bias, may be < 0); "released": the
+    # released code's V-statistic (every pair, i = j included), for numbers comparable to its
+    # published ones. The interval is the U-statistic's jackknife either way (the two differ by O(1/n))
+    estimator: str = "unbiased"
+
+    def __post_init__(self) -> None:
+        check_choice("estimator", self.estimator, CMMD_ESTIMATORS)
+
+
 class CMMD(_BankMetric):
-    """CMMD (Jayasumana et al. 2024): 1000 x unbiased Gaussian-kernel MMD^2 (sigma 10) between the
+    """CMMD (Jayasumana et al. 2024): 1000 x Gaussian-kernel MMD^2 (sigma 10) between the
     reference's and each cell's L2-normalised CLIP image embeddings (stats.cmmd). The paper uses
     CLIP ViT-L/14@336px; the weights folder used is recorded with its checksum."""
 
     name = "cmmd"
-    option_classes = (CMMDFeatures, ReferenceOptions, IntervalOptions)
+    option_classes = (CMMDFeatures, ReferenceOptions, CMMDOptions, IntervalOptions)
     meta = {"cmmd": MetricMeta("lower", None, None, "jackknife-blocks", "1000 x unbiased Gaussian-kernel MMD^2 of CLIP embeddings; "
                                "may be < 0 near 0")}
 
@@ -356,8 +368,9 @@ class CMMD(_BankMetric):
         out = []
         for cell, state in self.states.synced_items():
             fake, blocks = self.features_and_blocks(state)
-            value = cmmd(real, fake)
-            details = {**self.details(len(fake)), "sigma": CMMD_SIGMA, "scale": CMMD_SCALE, "estimator": "unbiased", "normalised": True}
+            estimator = self.extra_options[0].estimator
+            value = cmmd(real, fake, estimator)
+            details = {**self.details(len(fake)), "sigma": CMMD_SIGMA, "scale": CMMD_SCALE, "estimator": estimator, "normalised": True}
             if blocks is not None:
                 unit_real, unit_fake = (a / np.linalg.norm(a, axis=1, keepdims=True) for a in (real, fake))
                 r = B.mmd_blocks(partial(gaussian_kernel, sigma=CMMD_SIGMA), unit_fake, unit_real, blocks[0], value, scale=CMMD_SCALE)

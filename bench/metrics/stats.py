@@ -144,13 +144,28 @@ def kernel_sum(kernel, a: np.ndarray, b: np.ndarray, off_diagonal: bool) -> floa
     return total
 
 
-def cmmd(real: np.ndarray, fake: np.ndarray) -> float:
-    """CMMD = 1000 x unbiased Gaussian MMD^2 (sigma 10) between L2-normalised embeddings."""
+CMMD_ESTIMATORS = ("unbiased", "released")
+
+
+def gaussian_mmd2_released(x: np.ndarray, y: np.ndarray, sigma: float = CMMD_SIGMA) -> float:
+    """The released CMMD code's estimator (google-research/google-research @4c42994, cmmd/distance.py,
+    `mmd`): the minimum-variance (biased, V-statistic) MMD^2 of Gretton et al. 2012 eq. 5, every pair
+    averaged, i = j included: mean k(x, x') + mean k(y, y') - 2 mean k(x, y)."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    kernel = lambda a, b: gaussian_kernel(a, b, sigma)  # noqa: E731
+    n, m = len(x), len(y)
+    return float(kernel_sum(kernel, x, x, False) / n**2 + kernel_sum(kernel, y, y, False) / m**2 - 2 * kernel_sum(kernel, x, y, False) / (n * m))
+
+
+def cmmd(real: np.ndarray, fake: np.ndarray, estimator: str = "unbiased") -> float:
+    """CMMD = 1000 x Gaussian MMD^2 (sigma 10) between L2-normalised embeddings; `estimator`
+    "unbiased" (U-statistic, diagonals left out) or "released" (the released code's V-statistic)."""
     def unit(a):
         a = np.asarray(a, np.float64)
         return a / np.linalg.norm(a, axis=1, keepdims=True)
 
-    return CMMD_SCALE * gaussian_mmd2_unbiased(unit(real), unit(fake))
+    mmd2 = gaussian_mmd2_unbiased if estimator == "unbiased" else gaussian_mmd2_released
+    return CMMD_SCALE * mmd2(unit(real), unit(fake))
 
 
 # -- fidelity and diversity apart ---------------------------------------------------------------

@@ -17,7 +17,7 @@ from common.errors import UserError
 # subcommand -> (module, one-line help), in the groups `--help` shows
 GROUPS: dict[str, tuple[str, ...]] = {
     "model": ("train", "sample", "pack"),
-    "evaluate": ("sweep", "fid-stats", "fid", "shapes", "folder-manifest"),
+    "evaluate": ("sweep", "fid-stats", "fid", "shapes", "folder-manifest", "parity"),
     "people": ("study", "rate"),
     "analyse": ("report", "leaderboard", "power"),
     "end to end": ("demo",),
@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fid-stats": ("bench.metrics.commands", "Inception reference statistics (mu, sigma, features) for FID/KID"),
     "fid": ("bench.metrics.commands", "FID and KID of an image folder against a reference (folder, COCO, stats file, shapes)"),
     "folder-manifest": ("bench.models.commands", "say which prompt set a folder of images was made for (FOLDER/prompt_set.json)"),
+    "parity": ("bench.metrics.parity", "our metric numbers beside the reference implementation's, with your own weights"),
     "sweep": ("bench.sweep.commands", "run a benchmark sweep (models x prompt sets x sampling grid) into a run folder"),
     "study": ("human_eval.commands", "human evaluation studies: create, links, reissue, status, export"),
     "rate": ("human_eval.commands", "serve a study's rating app and print the invite links"),
@@ -45,7 +46,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 # the subcommands that run networks on CPU tensors: they get common/allocator.py's malloc rule (the
 # rating server, studies and reports keep the system's, which returns freed memory at once)
-RUN_NETWORKS = frozenset({"train", "sample", "demo", "shapes", "fid-stats", "fid", "sweep", "perf", "trials"})
+RUN_NETWORKS = frozenset({"train", "sample", "demo", "shapes", "fid-stats", "fid", "parity", "sweep", "perf", "trials"})
 
 
 # subcommand -> {argparse default: "module:attribute"}, set after the command's parser is built:

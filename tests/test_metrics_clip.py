@@ -12,6 +12,7 @@ from PIL import Image
 
 from bench.metrics import ScoredImage, build_metric
 from bench.metrics.clip_score import UNAVAILABLE
+from common.folder_manifest import write_manifest
 from common.runs import PromptRef
 
 
@@ -89,34 +90,29 @@ def test_bad_options(tmp_path):
         build_metric("clip_score", {"model": str(tmp_path / "missing")})
 
 
-def test_clip_score_equals_torchmetrics_per_image(tiny_clip):
+def test_clip_score_equals_torchmetrics_per_image(tiny_clip, capsys):
     """Parity with the reference implementation (torchmetrics 1.9 `clip_score`, its own CLIPProcessor
     and CLIPModel calls) on prompts inside the 77-token window: one call per image, so torchmetrics'
-    max(mean, 0) is the per-image max(100 cos, 0) (Hessel et al.'s w = 100 clamp) that we average."""
-    from torchmetrics.functional.multimodal import clip_score
-    from transformers import CLIPModel, CLIPProcessor
-
-    class Projected(torch.nn.Module):  # transformers 5 returns output objects where torchmetrics 1.9 expects tensors
-        def __init__(self, model):
-            super().__init__()
-            self.model, self.config = model, model.config
-
-        def get_image_features(self, *a, **k):
-            out = self.model.get_image_features(*a, **k)
-            return out if isinstance(out, torch.Tensor) else out.pooler_output
-
-        def get_text_features(self, *a, **k):
-            out = self.model.get_text_features(*a, **k)
-            return out if isinstance(out, torch.Tensor) else out.pooler_output
-
-    def load():
-        return Projected(CLIPModel.from_pretrained(tiny_clip).eval()), CLIPProcessor.from_pretrained(tiny_clip)
+    max(mean, 0) is the per-image max(100 cos, 0) (Hessel et al.'s w = 100 clamp) that we average.
+    The same comparison is `imagen-bench parity --clip DIR` for a user's real weights."""
+    from bench.metrics.parity import torchmetrics_clip_scores
+    from imagen_bench.cli import main
 
     prompts = ["a red cube", "two dogs on a sofa", "a photo of the number 7 written in chalk"]
     ims = _images(3)
     m = build_metric("clip_score", {"model": str(tiny_clip), "batch_size": 3})
     ours = [d["clip_score"] for d in m.update([ScoredImage("c", PromptRef("t", str(i), "x", p, 0), im)
                                                 for i, (p, im) in enumerate(zip(prompts, ims))])]
-    with torch.no_grad():
-        theirs = [float(clip_score(torch.from_numpy(im).permute(2, 0, 1), p, model_name_or_path=load)) for p, im in zip(prompts, ims)]
+    theirs = torchmetrics_clip_scores(tiny_clip, list(zip(prompts, ims)))
     assert sum(v > 0 for v in ours) >= 2 and ours == pytest.approx(theirs, rel=1e-5, abs=1e-5)  # not all clamped to 0
+    folder = tiny_clip.parent / "parity-images"
+    folder.mkdir(exist_ok=True)
+    for i, im in enumerate(ims):
+        Image.fromarray(im).save(folder / f"{i + 1}.png")
+    write_manifest(folder, "mine", {str(i + 1): p for i, p in enumerate(prompts)}, force=True)
+    csv = folder.parent / "parity-prompts.csv"
+    csv.write_text("id,category,prompt\n" + "".join(f"{i + 1},x,{p}\n" for i, p in enumerate(prompts)))
+    assert main(["parity", "--clip", str(tiny_clip), "--images", str(folder), "--prompt-set", "drawbench", "--options",
+                 f"path={csv}", "--n", "3"]) == 0
+    lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("clip_score")]
+    assert len(lines) == 3 and all(float(x.split("|diff| ")[1].split()[0]) < 1e-4 for x in lines)

@@ -126,7 +126,7 @@ REGRESSIONS = {  # name -> (command, edit of live/, fragment of the one-line err
     "prompt-set label traversal": ("sweep", _spec_edit('label = "mine"', 'label = "../../../../escape/pwned"'), "label must be 1-100 characters"),
     "sweep name traversal": ("sweep", _spec_edit('name = "fuzz"', 'name = "../escape"'), "sweep.name must be 1-100 characters"),
     "nan guidance": ("sweep", _spec_edit("guidance = [1.0]", "guidance = [nan]"), "must hold finite numbers"),
-    "steps 10**12": ("sweep", _spec_edit("steps = [1]", "steps = [1000000000000]"), "grid.steps must be in [1, 10000]"),
+    "steps 10**12": ("sweep", _spec_edit("steps = [1]", "steps = [1000000000000]"), "grid.steps = 1000000000000: steps must be in [1, 10000]"),
     "samples_per_prompt true": ("sweep", _spec_edit("samples_per_prompt = 1", "samples_per_prompt = true"), "samples_per_prompt must be an integer"),
     "empty categories": ("sweep", _spec_edit('label = "mine"', 'label = "mine"\ncategories = []'), "categories must be a non-empty list"),
     "metric options not a table": ("sweep", _spec_edit("[grid]", '[[metrics]]\nname = "fid"\noptions = 5\n\n[grid]'), "options must be a table"),

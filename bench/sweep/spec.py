@@ -107,23 +107,20 @@ def _grid(table: dict) -> Grid:
     types = {"sampler": str, "steps": int, "guidance": float, "thresholding": str, "percentile": float, "aug_level": float, "seeds": int}
     _keys("[grid]", table, tuple(types))
     grid = Grid(**{k: _list(f"grid.{k}", v, types[k]) for k, v in table.items()})
-    from imagen.guidance import THRESHOLDING_MODES
-    from imagen.samplers import SAMPLERS
+    from imagen.guidance import Thresholding
+    from imagen.pipeline import StageSampling
 
-    bad = sorted(set(grid.thresholding) - set(THRESHOLDING_MODES))
-    if bad:
-        raise ValueError(f"spec: grid.thresholding {bad}; choose from {', '.join(THRESHOLDING_MODES)}")
-
-    bad = sorted(set(grid.sampler) - set(SAMPLERS))
-    if bad:
-        raise ValueError(f"spec: grid.sampler {bad}; choose from {', '.join(SAMPLERS)}")
-    for key, lo, hi in (("percentile", 0.0, 100.0), ("aug_level", 0.0, 1.0)):
-        if any(not lo <= v <= hi for v in getattr(grid, key)):
-            raise ValueError(f"spec: grid.{key} values must lie in [{lo:g}, {hi:g}], got {list(getattr(grid, key))}")
-    from imagen.pipeline import MAX_STEPS
-
-    if any(not 1 <= s <= MAX_STEPS for s in grid.steps):
-        raise ValueError(f"spec: grid.steps must be in [1, {MAX_STEPS}], got {list(grid.steps)}")
+    # each value checked by the pipeline's own classes (their bounds and names, declared once there):
+    # a value the sampler would refuse is refused here, before any image, naming the grid key
+    checks = {"sampler": lambda v: StageSampling(sampler=v), "steps": lambda v: StageSampling(steps=v),
+              "guidance": lambda v: StageSampling(guidance=v), "aug_level": lambda v: StageSampling(aug_level=v),
+              "thresholding": lambda v: Thresholding(mode=v), "percentile": lambda v: Thresholding(mode="dynamic", percentile=v)}
+    for key, check in checks.items():
+        for value in getattr(grid, key):
+            try:
+                check(value)
+            except ValueError as e:
+                raise ValueError(f"spec: grid.{key} = {value!r}: {e}") from None
     return grid
 
 

@@ -3,6 +3,7 @@
     imagen     a cascade checkpoint directory (imagen.pipeline)
     folder     precomputed images named by prompt id (closed models)
     diffusers  a local diffusers pipeline directory (optional extra)
+    diffusers_cascade  local diffusers pipeline directories run as a pixel cascade (DeepFloyd IF)
 """
 from __future__ import annotations
 
@@ -13,15 +14,16 @@ from .base import SAMPLING_AXES, GeneratedImage, ImageModel, ImageRequest, Sampl
 
 
 def _kinds() -> dict[str, tuple[type, type]]:
+    from .diffusers_cascade import DiffusersCascadeConfig, DiffusersCascadeModel
     from .diffusers_model import DiffusersModel, DiffusersModelConfig
     from .folder import FolderModel, FolderModelConfig
     from .imagen_model import ImagenModel, ImagenModelConfig
 
     return {"imagen": (ImagenModel, ImagenModelConfig), "folder": (FolderModel, FolderModelConfig),
-            "diffusers": (DiffusersModel, DiffusersModelConfig)}
+            "diffusers": (DiffusersModel, DiffusersModelConfig), "diffusers_cascade": (DiffusersCascadeModel, DiffusersCascadeConfig)}
 
 
-MODEL_KINDS = ("imagen", "folder", "diffusers")
+MODEL_KINDS = ("imagen", "folder", "diffusers", "diffusers_cascade")
 
 
 def model_config(kind: str, options: Mapping[str, Any]):

@@ -4,7 +4,7 @@
 Swept axes: steps (num_inference_steps), guidance (guidance_scale; note diffusers' scale is the same
 w as Imagen's: 1 = no guidance), seed. One torch.Generator per image, so batch composition does not
 matter. A multi-stage cascade such as DeepFloyd IF is one pipeline directory per stage; this adapter
-runs one directory (e.g. IF stage I at 64x64).
+runs one directory (e.g. IF stage I at 64x64); kind "diffusers_cascade" runs the chain.
 """
 from __future__ import annotations
 

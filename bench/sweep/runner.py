@@ -112,6 +112,8 @@ def _run_sweep(spec, spec_bytes: bytes, prompts: dict, store: RunStore, cache_di
 
     cells = expand_cells(spec, {name: m.axes for name, m in models.items()},
                          {name: m.identity() for name, m in models.items() if hasattr(m, "identity")})
+    for c in cells:  # a grid point a model cannot take (e.g. past a stage's noise_level bound) is refused before any image
+        getattr(models[c.model], "check_sampling", lambda s: None)(c.sampling)
     work = [(c, r) for c in cells for r in requests_for(c, prompts[c.prompt_set], spec.samples_per_prompt,
                                                          getattr(models[c.model].config, "seed", -1))]
     # the unit of work is a fixed batch of one cell's images: batch composition (which can change

@@ -75,7 +75,8 @@ def _upscaler(directory):
                         down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3, scaling_factor=0.08333)
     _perturb(text, unet, vae)
     StableDiffusionUpscalePipeline(vae=vae, text_encoder=text, tokenizer=tokenizer, unet=unet, low_res_scheduler=DDPMScheduler(),
-                                   scheduler=DDIMScheduler(prediction_type="v_prediction", steps_offset=1), max_noise_level=350).save_pretrained(directory)
+                                   scheduler=DDIMScheduler(prediction_type="v_prediction", steps_offset=1),
+                                   max_noise_level=350).save_pretrained(directory)
 
 
 def make_tiny_if(root):
@@ -257,3 +258,27 @@ def test_order_and_grid_bounds_are_refused(paths):
         _model([paths[1], paths[0]])
     with pytest.raises(ValueError, match=r"stage 'stage3': .*aug_level 0.4 -> noise_level 400 > its max_noise_level 350"):
         _model(paths).check_sampling(Sampling(steps=1, guidance=1.0, aug_level=0.4))
+
+
+def test_if_coco_recipe_runs_stage_one_and_two_as_documented(paths):
+    """bench/specs/if_coco_fid30k.toml with its IF paths pointed at the tiny stages: stage II's calls
+    are IF's defaults whatever stage I's guidance; 256 px would come from IF-II's sample_size."""
+    from pathlib import Path
+
+    from bench.sweep.cells import grid_points
+    from bench.sweep.spec import parse_spec
+
+    text = (Path(__file__).parents[1] / "bench" / "specs" / "if_coco_fid30k.toml").read_text()
+    for old, new in (('["/models/IF-I-XL-v1.0", "/models/IF-II-L-v1.0"]', json.dumps(paths[:2])), ('variant = "fp16"\n', ""),
+                     ('device = "auto"', 'device = "cpu"')):
+        assert old in text
+        text = text.replace(old, new)
+    spec = parse_spec(text.encode())
+    m = spec.models[0]
+    model = build_model(m.name, m.kind, m.config)
+    points = grid_points(spec.grid, model.axes)
+    assert [s.guidance for _, s in points] == [1.0, 3.0, 5.0, 7.0]
+    for _, s in points:
+        one, two = (c.kwargs() for c in model.calls(s))
+        assert one == {"num_inference_steps": 100, "guidance_scale": s.guidance}
+        assert two == {"num_inference_steps": 50, "guidance_scale": 4.0, "noise_level": 250}

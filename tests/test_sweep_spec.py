@@ -129,7 +129,8 @@ def test_image_seeds_are_deterministic_distinct_and_shared_across_cells():
     assert image_seed(0, "drawbench", "1", 0) == image_seed(0, "drawbench", "1", 0) != image_seed(1, "drawbench", "1", 0)
 
 
-@pytest.mark.parametrize("name", ["demo", "shapes_eval", "shapes_confirm", "shapes_eval_w10", "pareto_3x3", "coco_fid30k", "sd_drawbench"])
+@pytest.mark.parametrize("name", ["demo", "shapes_eval", "shapes_confirm", "shapes_eval_w10", "pareto_3x3", "coco_fid30k", "sd_drawbench",
+                                  "if_coco_fid30k"])
 def test_shipped_specs_parse(name):
     """The specs the README and the shapes model card tell users to run are valid as shipped."""
     from pathlib import Path

@@ -247,6 +247,7 @@ def test_describe_and_identity_cover_every_stage(paths):
     ({"num_stages": 2, "stages": {"stage3": {"steps": 2}}}, r"settings for stages \['stage3'\] that do not run"),
     ({"num_stages": 4}, r"num_stages = 4 but paths lists 3"),
     ({"precision": "fp16"}, r"precision fp16 needs a CUDA device"),
+    ({"offload": True}, r"offload = true needs a CUDA device \(device resolved to 'cpu'\)"),
 ])
 def test_unsupported_settings_are_refused_in_one_line(paths, options, message):
     with pytest.raises(ValueError, match=message):

@@ -71,6 +71,8 @@ class DiffusersCascadeModel:
         self.precision = self._precision()
         if config.offload and not self.device.startswith("cuda"):
             raise ValueError(f"model {name!r}: offload = true needs a CUDA device (device resolved to {self.device!r})")
+        if config.offload and not diffusers.utils.is_accelerate_available():
+            raise ValueError(f"model {name!r}: offload = true needs accelerate installed (pip install accelerate)")
         if config.clean_caption:
             from diffusers.utils import is_bs4_available, is_ftfy_available
 

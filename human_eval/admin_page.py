@@ -39,19 +39,23 @@ def render(study: Study, store: Store) -> None:
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("answers", len(frame))
     c2.metric("tasks done", f"{int(table['done'].sum())} / {int(table['tasks'].sum())}")
-    c3.metric(f"raters flagged (< {study.control_threshold:.0%} controls right)", int(table["flagged"].sum()))
+    c3.metric(f"raters flagged (under {study.control_threshold:.0%} of check questions right)", int(table["flagged"].sum()))
     c4.metric(f"answers faster than {study.fast_answer_ms:.0f} ms", int(table["n_fast"].sum()))
     st.dataframe(table, hide_index=True, column_config={
         "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent"),
-        "accuracy": st.column_config.NumberColumn("control accuracy", format="percent"),
+        "n_control": st.column_config.NumberColumn("check questions answered"),
+        "n_correct": st.column_config.NumberColumn("check questions right"),
+        "accuracy": st.column_config.NumberColumn("share right", format="percent"),
+        "n_fast": st.column_config.NumberColumn(f"answers under {study.fast_answer_ms:.0f} ms"),
     })
     by_category = category_table(store)
     if len(by_category) > 1:
         st.subheader("Progress per category")
         st.dataframe(by_category, hide_index=True, column_config={
             "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent")})
-    st.caption("Flagged raters are excluded from reports (human_eval.contract.reliable_answers). "
-               "Answers are final once given: the first answer wins.")
+    st.caption(f"A rater is flagged when fewer than {study.control_threshold:.0%} of their check questions (tasks with a "
+               "known right answer, mixed in among the others) were answered right; the report leaves out all answers of "
+               "flagged raters. Answers are final once given: a rater's first answer to a task is the one kept.")
     parquet = io.BytesIO()
     frame.to_parquet(parquet, index=False)
     d1, d2 = st.columns(2)

@@ -17,15 +17,15 @@ from human_eval.contract import DEFAULT_FAST_ANSWER_MS, settings_of
 
 from . import plots
 from .answers import DEFAULT_CONTROL_THRESHOLD, apply_controls, check_answers
-from .html import Paragraph, Section, Table, file_slug, render, tables_of
-from .human_sections import figure_block, human_sections
+from .html import Paragraph, Section, Table, file_slug, natural_key, render, tables_of
+from .human_sections import figure_block, human_sections, study_images
 from .leaderboard import LeaderboardOptions
 from .paired import DEFAULT_RESAMPLES as PAIRED_RESAMPLES
 from .paired import paired_table
 from .power import DEFAULT_STUDIES
 from .preference import CIConfig
 from .publish import MARKER, check_target, staged
-from .run_overview import overview_sections
+from .run_overview import overview
 from .runs import RunMetrics, headline_table, read_run_metrics, shapes_table, spec_sha256, split_how
 
 # 0.05: the smallest preference difference the paper's DrawBench comparisons read as meaningful;
@@ -54,21 +54,24 @@ class ReportInputs:
     images: dict[str, list[ImageRecord]] = field(default_factory=dict)  # model -> images, for an example gallery
 
 
-def run_sections(run: RunMetrics, stage: Path, ci: CIConfig = CIConfig(), resamples: int = PAIRED_RESAMPLES) -> list[Section]:
+def run_sections(run: RunMetrics, stage: Path, ci: CIConfig = CIConfig(), resamples: int = PAIRED_RESAMPLES,
+                 labels: dict[str, str] | None = None, skipped: Paragraph | None = None) -> tuple[list[Section], list[Section]]:
+    """(the run's sections, its collapsed details: how each metric was computed). `labels`: entry
+    ("run/cell name") -> the overview's short label, shown in front of the cell ids, rows in label order;
+    `skipped`: why the overview drew no Pareto figure for this run."""
     slug = file_slug(run.name)
     values, methods = split_how(headline_table(run))
-    blocks = [Table(f"metrics_{slug}", values,
-                    f"From {run.run}/metrics_cell.parquet as the sweep wrote it (nothing recomputed): value per cell, N = images "
-                    "it was computed on; how each value was made is in the next table."),
-              Table(f"metric_methods_{slug}", methods,
-                    "How each metric was computed, from its recorded details (resize mode, reference, feature weights sha256, "
-                    "N) or why it is unavailable; 'cells' says which rows above it applies to.")]
+    blocks = [skipped] if skipped else []
+    blocks.append(Table(f"metrics_{slug}", _labelled(values, run, labels),
+                        f"From {run.run}/metrics_cell.parquet as the sweep wrote it (nothing recomputed): value per cell, N = images "
+                        "it was computed on; how each value was made: 'How each metric was computed' below."))
     shapes = shapes_table(run)
     if shapes.empty:
         blocks.append(Paragraph("No shapes-verifier accuracy (metrics shapes_accuracy/<category>) in this run.", kind="note"))
     else:
-        blocks.append(Table(f"shapes_accuracy_{slug}", shapes, "Shapes-verifier accuracy per category = share of images the "
-                                                              "verifier judged to match their caption; N images per cell."))
+        blocks.append(Table(f"shapes_accuracy_{slug}", _labelled(shapes, run, labels),
+                            "Shapes-verifier accuracy per category = share of images the verifier judged to match their caption; "
+                            "N images per cell."))
     paired = paired_table(run.run, run.cells, "guidance", resamples, ci.level, ci.seed)
     if not paired.empty:
         blocks.append(Table(f"paired_guidance_{slug}", paired,
@@ -79,15 +82,28 @@ def run_sections(run: RunMetrics, stage: Path, ci: CIConfig = CIConfig(), resamp
                             "for 0/1 metrics 'better' / "
                             "'worse' count the prompts only one of the two got right, and McNemar p is the exact two-sided "
                             "test on them."))
-    blocks.append(figure_block(stage, f"pareto_{slug}", lambda: plots.pareto_plot(run),
-                               "FID vs alignment over guidance weights, one curve per thresholding mode (Imagen Fig. A.8)."))
     blocks.append(figure_block(stage, f"aug_level_{slug}", lambda: plots.aug_level_plot(run),
                                "FID and alignment over the SR noise-augmentation level (Imagen Fig. A.11)."))
-    return [Section(f"Automated metrics: {run.name}", blocks)]
+    how = Table(f"metric_methods_{slug}", methods,
+                "How each metric was computed, from its recorded details (resize mode, reference, feature weights sha256, "
+                "N) or why it is unavailable; 'cells' says which rows of the run's metrics table it applies to.")
+    return [Section(f"Automated metrics: {run.name}", blocks)], [Section(f"How each metric was computed: {run.name}", [how],
+                                                                         details=True)]
+
+
+def _labelled(table: pd.DataFrame, run: RunMetrics, labels: dict[str, str] | None) -> pd.DataFrame:
+    """`table` (a cell_id column) with the overview's label in front, rows in label order."""
+    if not labels:
+        return table
+    names = dict(zip(run.cells["cell_id"], run.cells["name"] if "name" in run.cells.columns else run.cells["cell_id"]))
+    prefix = f"{Path(run.run).resolve().name}/"
+    label = [labels.get(prefix + str(names.get(c, c)), str(c)) for c in table["cell_id"]]
+    out = table.assign(label=label)[["label", *table.columns]]
+    return out.iloc[sorted(range(len(out)), key=lambda i: natural_key(label[i]))].reset_index(drop=True)
 
 
 def methods_section(options: ReportOptions) -> Section:
-    return Section("Methods", [Paragraph(t, kind="plain") for t in (
+    return Section("Methods", details=True, blocks=[Paragraph(t, kind="plain") for t in (
         f"Default interval: {options.ci.describe()}. The estimand is the population preference over prompts and raters; "
         "answers are clustered by prompt and by rater, so intervals that treat answers as independent (Wilson) are too narrow "
         "and the plain two-way bootstrap is too wide. See docs/reports.md.",
@@ -123,21 +139,35 @@ def build_report(inputs: ReportInputs, out: str | Path, options: ReportOptions =
         (stage / "plots").mkdir()
         (stage / "tables").mkdir()
         head = [Paragraph(options.banner, kind="banner")] if options.banner else []
-        head.append(Paragraph(f"imagen-bench {__version__}, created {meta['created']} on {meta['machine']}; "
-                              f"inputs: {', '.join(meta['runs'] + meta['ratings'])}.", kind="plain"))
-        sections = [Section("Provenance", head)]
+        summaries, samples, body, details = [], [], [], []
+        if runs:
+            compare = LeaderboardOptions(resamples=options.run_resamples, seed=options.ci.seed, level=options.ci.level)
+            opening = overview(runs, stage, compare)
+            summaries.append(opening.summary)
+            samples += opening.samples
+            body += opening.body
+            details += opening.details
+            for run in runs:
+                shown, how = run_sections(run, stage, options.ci, options.run_resamples, opening.labels, opening.skipped.get(run.name))
+                body += shown
+                details += how
         if answers is not None:
             recorded = settings_of(inputs.study_settings, "control_threshold", DEFAULT_CONTROL_THRESHOLD)
             clean, exclusion = apply_controls(answers, recorded if options.control_threshold is None else options.control_threshold,
                                               settings_of(inputs.study_settings, "fast_answer_ms", DEFAULT_FAST_ANSWER_MS))
-            sections += human_sections(clean, exclusion, options.ci, inputs.images, options.power_effect,
-                                       options.power_studies, stage, unfiltered=answers[~answers["is_control"]])
-        if runs:
-            compare = LeaderboardOptions(resamples=options.run_resamples, seed=options.ci.seed, level=options.ci.level)
-            sections += overview_sections([r.run for r in runs], stage, compare)
-        for run in runs:
-            sections += run_sections(run, stage, options.ci, options.run_resamples)
-        sections.append(methods_section(options))
+            images = inputs.images or study_images([src for src, _ in inputs.answers])
+            human = human_sections(clean, exclusion, options.ci, images, options.power_effect,
+                                   options.power_studies, stage, unfiltered=answers[~answers["is_control"]])
+            summaries.append(human.summary)
+            samples += human.samples
+            body += human.body
+        if head:
+            summaries[0] = Section(summaries[0].title, head + summaries[0].blocks)
+        provenance_text = (f"imagen-bench {__version__}, created {meta['created']} on {meta['machine']}; "
+                           f"inputs: {', '.join(meta['runs'] + meta['ratings'])}.")
+        details = [Section("Provenance", [Paragraph(provenance_text, kind="plain")], details=True), *details,
+                   methods_section(options)]
+        sections = summaries + samples + body + details
         for table in tables_of(sections):
             to_csv(table.frame, stage / "tables" / f"{table.name}.csv")  # formula cells neutralised; parquet exact
             table.frame.to_parquet(stage / "tables" / f"{table.name}.parquet", index=False)

@@ -1,18 +1,21 @@
 """Report sections for human ratings: rater quality, DrawBench side by side, ranking, COCO, power."""
 from __future__ import annotations
 
+import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 from PIL import Image as PILImage
 
 from common.imagestore import ImageRecord
+from common.runs import PromptRef
 from common.tables import to_csv
 
 from . import plots
 from .agreement import agreement_table
 from .answers import Exclusion
-from .html import Gallery, Image, Paragraph, Section, Table, file_slug
+from .html import Bullets, Figures, Grid, Image, Paragraph, Section, Table, file_slug, natural_key
 from .power import PowerQuery, needed, power_curve
 from .preference import ALL, CIConfig, RatingsAnalysis, coco_alignment_table, coco_realism_table, sbs_table
 from .ranking import bradley_terry_table
@@ -47,12 +50,13 @@ def quality_section(answers: pd.DataFrame, exclusion: Exclusion) -> Section:
     ])
 
 
-def sbs_sections(analysis: RatingsAnalysis, filtered: RatingsAnalysis, stage: Path, after: str) -> list[Section]:
+def sbs_sections(analysis: RatingsAnalysis, filtered: RatingsAnalysis, stage: Path, after: str) -> tuple[list[Section], list]:
     """The paper's DrawBench numbers: every rater's answers (the paper did no post-filtering for
-    DrawBench), with the control-filtered numbers beside them."""
+    DrawBench), with the control-filtered numbers beside them; and the preference figures (for the
+    report's opening)."""
     table = sbs_table(analysis)
     if table.empty:
-        return [Section("DrawBench side by side", [Paragraph("No drawbench_sbs answers in the inputs.", kind="note")])]
+        return [Section("DrawBench side by side", [Paragraph("No drawbench_sbs answers in the inputs.", kind="note")])], []
     ci = analysis.config.describe()
     how = (f"All raters' answers, as the paper reports DrawBench (no post-filtering; control rows not counted). share_A / "
            f"share_tie / share_B = shares of A / indifferent / B answers, each with {ci}; pref_A = (#A + #tie/2) / N with the "
@@ -62,10 +66,12 @@ def sbs_sections(analysis: RatingsAnalysis, filtered: RatingsAnalysis, stage: Pa
     blocks = [Table("drawbench_sbs", table, how),
               Table("drawbench_sbs_control_filtered", sbs_table(filtered),
                     f"The same after control exclusions (beside the headline, not instead of it). {after}")]
+    figures = []
     for (model_a, model_b), _ in table.groupby(["model_a", "model_b"], sort=True):
         name = f"drawbench_{file_slug(model_a)}_vs_{file_slug(model_b)}"
-        blocks.append(figure_block(stage, name, lambda a=model_a, b=model_b: plots.preference_bars(table, a, b, ci),
-                                   f"Preference for {model_a} over {model_b} per category (Imagen Fig. 3 / A.15); bars: {ci}."))
+        figures.append(figure_block(stage, name, lambda a=model_a, b=model_b: plots.preference_bars(table, a, b, ci),
+                                    f"Preference for {model_a} over {model_b} per category and overall (Imagen Fig. 3 / A.15), "
+                                    f"alignment and fidelity side by side; bars: {ci}; dashed: no preference."))
     sections = [Section("DrawBench side by side", blocks)]
     rank_blocks = []
     for question in sorted(table.question.unique()):
@@ -77,13 +83,52 @@ def sbs_sections(analysis: RatingsAnalysis, filtered: RatingsAnalysis, stage: Pa
         if ranking.empty:
             rank_blocks.append(Paragraph(f"Ranking ({question}) skipped: fewer than three models compared.", kind="note"))
             continue
+        rank_blocks.append(figure_block(stage, f"bradley_terry_{question}", lambda r=ranking: plots.ranking_plot(r),
+                                        f"Bradley-Terry ranking, {question}."))
         rank_blocks.append(Table(f"bradley_terry_{question}", ranking,
                                  "Bradley-Terry log strengths (MM algorithm, ties as half wins, mean 0); interval: percentile of "
                                  f"{ranking.resamples.iloc[0]} two-way (prompts x raters) bootstrap refits, seed {ranking.seed.iloc[0]}."))
-        rank_blocks.append(figure_block(stage, f"bradley_terry_{question}", lambda r=ranking: plots.ranking_plot(r),
-                                        f"Bradley-Terry ranking, {question}."))
     sections.append(Section("Ranking of more than two models", rank_blocks))
-    return sections
+    return sections, figures
+
+
+def human_findings(analysis: RatingsAnalysis, filtered: RatingsAnalysis, exclusion: Exclusion) -> list[str]:
+    """The human study in sentences, from the same tables the report shows: what was compared, each
+    pair's overall preference per question with its interval and whether the interval excludes no
+    preference (0.5), how many categories do, the COCO rates, and how many raters were excluded.
+    `analysis`: every rater (DrawBench's headline); `filtered`: after control exclusions (COCO's)."""
+    out = []
+    table = sbs_table(analysis)
+    level = f"{analysis.config.level:.0%}"
+    for (a, b), pair in table.groupby(["model_a", "model_b"], sort=True):
+        overall = pair[pair["category"] == ALL]
+        if overall.empty:
+            continue
+        first = overall.iloc[0]
+        out.append(f"Compared side by side: {a} vs {b} on {int(first['n_prompts'])} DrawBench prompts, "
+                   f"{int(first['n_answers'])} answers per question from {int(first['n_raters'])} raters.")
+        for r in overall.itertuples():
+            separated = r.pref_A_low > 0.5 or r.pref_A_high < 0.5
+            lead, p, lo, hi = (a, r.pref_A, r.pref_A_low, r.pref_A_high) if r.pref_A >= 0.5 else \
+                (b, 1 - r.pref_A, 1 - r.pref_A_high, 1 - r.pref_A_low)
+            cats = pair[(pair["question"] == r.question) & (pair["category"] != ALL)]
+            sep = int(((cats["pref_A_low"] > 0.5) | (cats["pref_A_high"] < 0.5)).sum())
+            out.append(f"{r.question}: {lead} preferred in {p:.0%} [{lo:.0%}, {hi:.0%}] of answers (ties half; {level} interval) - "
+                       + ("separated from no preference (the interval excludes 50 %)" if separated else
+                          "not separated from no preference (the interval contains 50 %)")
+                       + (f"; {sep} of {len(cats)} categories separated on their own (each at {level}, no correction across "
+                          "categories)." if len(cats) > 1 else "."))
+    for name, frame, prefix, unit in (("COCO photorealism vs the reference", coco_realism_table(filtered), "realism_pref", "{:.0%}"),
+                                      ("COCO caption alignment (0-100)", coco_alignment_table(filtered), "alignment_score", "{:.1f}")):
+        for r in frame[frame["captions"] == ALL].to_dict("records") if not frame.empty else []:
+            low, high = r.get(f"{prefix}_low"), r.get(f"{prefix}_high")
+            bounds = f" [{unit.format(low)}, {unit.format(high)}] ({level} interval)" if low is not None and high is not None else ""
+            out.append(f"{name}: {r['model']} {unit.format(r[prefix])}{bounds}, {int(r['n_answers'])} answers.")
+    if exclusion.raters_total:
+        out.append(f"Raters: {len(exclusion.raters_excluded)} of {exclusion.raters_total} below {exclusion.threshold_text()} "
+                   "(excluded from the COCO numbers and the control-filtered DrawBench table; DrawBench's headline keeps "
+                   "every rater, as the paper did).")
+    return out
 
 
 def coco_section(analysis: RatingsAnalysis, after: str) -> Section:
@@ -130,44 +175,102 @@ def power_section(analysis: RatingsAnalysis, effect: float, studies: int, stage:
 
 
 def gallery_section(images: dict[str, list[ImageRecord]], answers: pd.DataFrame, stage: Path) -> Section | None:
-    """One example pair per category for the first rated pair of models that has images."""
-    pairs = answers[answers.protocol == "drawbench_sbs"][["model_a", "model_b"]].drop_duplicates()
+    """The same prompts side by side for the first rated pair of models that has images: one row per
+    prompt category (its first rated prompt), the two models in two columns; thumbnails link to the
+    full image. For a single-image protocol (COCO alignment), the rated model alone."""
+    pairs = answers[["model_a", "model_b"]].drop_duplicates()
+    models = None
     for model_a, model_b in pairs.itertuples(index=False):
-        if model_a in images and model_b in images:
+        if model_a in images and (model_b in images or not model_b):
+            models = [model_a, model_b] if model_b else [model_a]
             break
-    else:
+    if models is None:
         return None
-    by_b = {r.ref.prompt_id: r for r in images[model_b]}
+    by_model = [{r.ref.prompt_id: r for r in images[m]} for m in models]
+    rated = set(answers["prompt_id"].astype(str))
     first_per_category: dict[str, ImageRecord] = {}
-    for record in sorted(images[model_a], key=lambda r: (r.ref.category, _numeric(r.ref.prompt_id))):
-        if record.ref.prompt_id in by_b and record.ref.category not in first_per_category:
+    for record in sorted(images[models[0]], key=lambda r: (natural_key(r.ref.category), natural_key(r.ref.prompt_id))):
+        key = record.ref.prompt_id
+        if key in rated and all(key in m for m in by_model) and record.ref.category not in first_per_category:
             first_per_category[record.ref.category] = record
-    (stage / "images").mkdir(exist_ok=True)
-    shown = []
+    if not first_per_category:
+        return None
+    rows = []
     for category, record in first_per_category.items():
-        for model, rec in ((model_a, record), (model_b, by_b[record.ref.prompt_id])):
-            name = f"images/{file_slug(model)}-{file_slug(rec.ref.prompt_id)}.png"
-            with PILImage.open(rec.path) as im:
-                im.convert("RGB").resize((THUMBNAIL, THUMBNAIL)).save(stage / name)
-            shown.append(Image(name, f"{category} #{rec.ref.prompt_id} {model}: {rec.ref.prompt[:60]}"))
-    return Section(f"Examples: {model_a} (left) vs {model_b} (right)", [Gallery(tuple(shown))])
+        key = record.ref.prompt_id
+        shown = []
+        for model, recs in zip(models, by_model):
+            shown.append(thumbnail(stage, recs[key].path, f"{file_slug(model)}-{file_slug(key)}", f"{category} #{key} {model}",
+                                   THUMBNAIL))
+        rows.append((f"{category} #{key}: {record.ref.prompt}", tuple(shown)))
+    title = f"Sample images: {models[0]} and {models[1]} on the same prompts" if len(models) == 2 else f"Sample images: {models[0]}"
+    return Section(title, [Grid(tuple(models), tuple(rows), THUMBNAIL),
+                           Paragraph("The first rated prompt of each category, as the raters saw it (sides not shuffled here); "
+                                     "click an image for the full size.", kind="how")])
+
+
+def thumbnail(stage: Path, source: Path, stem: str, caption: str, size: int) -> Image:
+    """images/STEM.png (long side `size` px) linking to a copy of the full image, images/full/STEM.<its suffix>."""
+    thumb, full = f"images/{stem}.png", f"images/full/{stem}{Path(source).suffix.lower() or '.png'}"
+    (stage / "images" / "full").mkdir(parents=True, exist_ok=True)
+    with PILImage.open(source) as im:
+        small = im.convert("RGB")
+        small.thumbnail((size, size))
+        small.save(stage / thumb)
+    shutil.copyfile(source, stage / full)
+    return Image(thumb, caption, link=full)
+
+
+def study_images(sources: list[str]) -> dict[str, list[ImageRecord]]:
+    """model -> the images a study showed its raters (ordinary tasks, first image of each set, the
+    study's own copies), for every source that is a study folder; {} for ratings files or databases."""
+    from human_eval.study import load_study
+
+    out: dict[str, dict[str, ImageRecord]] = {}
+    for source in sources:
+        root = Path(source)
+        if not (root / "study.json").is_file():
+            continue
+        study = load_study(root)
+        store = study.store()
+        try:
+            raters = [r for r, _, _ in store.progress()]
+            tasks = [t for r in raters for t in store.tasks(r) if not t.is_control]
+        finally:
+            store.close()
+        for t in tasks:
+            for model, ids in ((t.model_a, t.images_a), (t.model_b, t.images_b)):
+                if model and ids and t.prompt_id not in out.setdefault(model, {}):
+                    ref = PromptRef(prompt_set=study.name, prompt_id=t.prompt_id, category=t.category, prompt=t.caption, sample=0)
+                    out[model][t.prompt_id] = ImageRecord(model, ref, study.image_path(ids[0]))
+    return {m: list(recs.values()) for m, recs in out.items()}
 
 
 def _numeric(prompt_id: str) -> tuple:
     return (0, int(prompt_id), "") if prompt_id.isdigit() else (1, 0, prompt_id)
 
 
+@dataclass
+class HumanReport:
+    summary: Section  # findings and the preference figures: the first screen
+    samples: list[Section] = field(default_factory=list)
+    body: list[Section] = field(default_factory=list)
+
+
 def human_sections(answers: pd.DataFrame, exclusion: Exclusion, config: CIConfig, images: dict[str, list[ImageRecord]],
-                   power_effect: float, power_studies: int, stage: Path, unfiltered: pd.DataFrame | None = None) -> list[Section]:
+                   power_effect: float, power_studies: int, stage: Path, unfiltered: pd.DataFrame | None = None) -> HumanReport:
     """`answers`: after control exclusions (the COCO protocols' headline, as in the paper);
     `unfiltered`: every rater's non-control answers (DrawBench's headline; default `answers`)."""
     analysis = RatingsAnalysis(answers, config)
     everyone = analysis if unfiltered is None else RatingsAnalysis(unfiltered.reset_index(drop=True), config)
     after = (f"Answers after control exclusions ({len(exclusion.raters_excluded)} of {exclusion.raters_total} raters below "
              f"{exclusion.threshold_text()}, {exclusion.answers_dropped} answers dropped; control rows not counted).")
-    sections = [quality_section(answers, exclusion)]
-    gallery = gallery_section(images, answers, stage) if images else None
-    sections += sbs_sections(everyone, analysis, stage, after) + ([gallery] if gallery else [])
-    sections += [coco_section(analysis, after), power_section(analysis, power_effect, power_studies, stage)]
-    return sections
-
+    sbs, figures = sbs_sections(everyone, analysis, stage, after)
+    found = human_findings(everyone, analysis, exclusion)
+    coco = coco_section(analysis, after)
+    summary = Section("What the study found", [Bullets(tuple(found)) if found else Paragraph("No ratings to summarise.", kind="note"),
+                                               Figures(tuple(f for f in figures if isinstance(f, Image)))]
+                      + [f for f in figures if not isinstance(f, Image)])
+    gallery = gallery_section(images, pd.concat([answers, everyone.answers]), stage) if images else None
+    body = [*sbs, coco, power_section(analysis, power_effect, power_studies, stage), quality_section(answers, exclusion)]
+    return HumanReport(summary, [gallery] if gallery else [], body)

@@ -190,6 +190,80 @@ def aug_level_plot(run: RunMetrics) -> Plotted:
     return fig, _points(points)
 
 
+def _panels(n: int, width: float = 4.2, height: float = 3.4):
+    cols = min(n, 3)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat[:n])
+
+
+def interval_plot(board: pd.DataFrame, labels: dict[str, str], metrics: list[str], directions: dict[str, str]) -> Plotted:
+    """The leaderboard as a picture: one panel per metric, each entry's value with its interval
+    (where one was computed) as a horizontal bar, one row per entry (in the order of `labels`), one
+    colour per prompt set; `directions`: metric -> "higher" / "lower" (is better) where recorded."""
+    rows = board[board["metric"].isin(metrics) & np.isfinite(board["value"].astype(float))]
+    if rows.empty:
+        raise SkipPlot("no metric values to draw")
+    order = list(dict.fromkeys(e for e in labels if e in set(rows["entry"])))
+    sets = sorted(rows["prompt_set"].unique())
+    present = [m for m in metrics if m in set(rows["metric"])]
+    fig, axes = _panels(len(present), height=0.35 * len(order) + 1.6)
+    points = []
+    for ax, metric in zip(axes, present):
+        part = rows[rows["metric"] == metric]
+        for k, prompt_set in enumerate(sets):
+            sub = part[part["prompt_set"] == prompt_set]
+            if sub.empty:
+                continue
+            y = np.array([len(order) - 1 - order.index(e) for e in sub["entry"]]) + (k - (len(sets) - 1) / 2) * 0.18
+            low, high = sub["CI low"].to_numpy(float), sub["CI high"].to_numpy(float)
+            v = sub["value"].to_numpy(float)
+            err = np.vstack([np.where(np.isfinite(low), v - low, 0), np.where(np.isfinite(high), high - v, 0)])
+            ax.errorbar(v, y, xerr=err, fmt="o", capsize=3, ms=4, label=prompt_set if len(sets) > 1 else None)
+            points += [{"panel": metric, "series": prompt_set, "x_name": metric, "x": r["value"], "y_name": "entry",
+                        "y": labels.get(r["entry"], r["entry"]), "low": r["CI low"], "high": r["CI high"],
+                        "label": r["note"] or ""} for r in sub.to_dict("records")]
+        ax.set_yticks(range(len(order))[::-1], [labels.get(e, e) for e in order], fontsize=8)
+        note = " (not comparable)" if (part["note"] != "").any() else ""
+        ax.set_title(f"{metric}{note}", fontsize=9)
+        if metric in directions:
+            ax.set_xlabel(f"{directions[metric]} is better", fontsize=7)
+        ax.grid(axis="x", alpha=0.3)
+        if len(sets) > 1:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig, _points(points)
+
+
+def category_plot(categories: pd.DataFrame, labels: dict[str, str], metric: str) -> Plotted:
+    """Per-category bars with their intervals for one per-image metric: categories along x, one bar
+    per entry (in the order of `labels`)."""
+    rows = categories[categories["metric"] == metric]
+    if rows.empty or rows["category"].nunique() < 2:
+        raise SkipPlot(f"{metric} has fewer than two prompt categories")
+    cats = sorted(rows["category"].unique())
+    order = [e for e in labels if e in set(rows["entry"])]
+    width = 0.8 / max(len(order), 1)
+    fig, ax = plt.subplots(figsize=(min(10, 2 + 0.9 * len(cats) * max(1, len(order) / 4)), 3.4))
+    points = []
+    for k, entry in enumerate(order):
+        sub = rows[rows["entry"] == entry].set_index("category").reindex(cats)
+        v, low, high = (sub[c].to_numpy(float) for c in ("value", "CI low", "CI high"))
+        err = np.vstack([np.where(np.isfinite(low), v - low, 0), np.where(np.isfinite(high), high - v, 0)])
+        ax.bar(np.arange(len(cats)) + (k - (len(order) - 1) / 2) * width, v, width, yerr=err, capsize=2,
+               label=labels.get(entry, entry))
+        points += [{"panel": metric, "series": labels.get(entry, entry), "x_name": "category", "x": c, "y_name": metric,
+                    "y": val, "low": lo, "high": hi, "label": ""} for c, val, lo, hi in zip(cats, v, low, high)]
+    ax.set_xticks(np.arange(len(cats)), cats, fontsize=8)
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric} per prompt category (bars: 95 % intervals over the category's prompts)", fontsize=9)
+    ax.legend(fontsize=7, ncols=min(4, len(order)))
+    fig.tight_layout()
+    return fig, _points(points)
+
+
 def power_plot(curve: pd.DataFrame, vary: str, effect: float, target: float) -> Plotted:
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.errorbar(curve[vary], curve["power"], yerr=1.96 * curve["mc_se"], fmt="o-", capsize=3)

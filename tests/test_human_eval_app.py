@@ -127,6 +127,8 @@ def test_admin_page(tmp_path, monkeypatch):
     table = at.dataframe[0].value.set_index("rater")
     assert table.loc["r02", "done"] == 6 and table.loc["r01", "done"] == 0
     assert [d.label for d in at.get("download_button")] == ["Download answers (CSV)", "Download answers (parquet)"]
+    words = " ".join([at.title[0].value, *(c.value for c in at.caption), *(m.label for m in at.metric)])
+    assert "check questions" in words and not re.search(r"\w+\.\w+\.\w+|_answers|\(\)", words), words  # no internal names
 
 
 def test_captions_are_shown_exactly_as_written(tmp_path, monkeypatch):

@@ -193,4 +193,116 @@ def test_a_two_prompt_set_run_reports_whole(checkpoint, tmp_path):
     assert any("-shapes-" in p.name for p in gallery) and any("-drawbench-" in p.name for p in gallery)
     html = (report / "index.html").read_text()
     assert "N &lt; 2,048: not comparable" in html or "N < 2,048: not comparable" in html
-    assert "What the run found:" in html and "• Compared: 4 entries" in html  # the opening, one line per finding
+    assert "What the run found" in html and "<li>Compared: 4 entries" in html  # the opening, one line per finding
+
+
+# --- the reports as a person sees them: Chromium at laptop size --------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+LAPTOP = {"width": 1366, "height": 768}
+PAGE_FACTS = """() => {
+  const el = document.scrollingElement, first = document.querySelector('table');
+  const before = n => !first || (n.compareDocumentPosition(first) & Node.DOCUMENT_POSITION_FOLLOWING);
+  const summary = document.querySelector('ul.findings');
+  const figure = [...document.querySelectorAll('figure img')].find(before);
+  const samples = [...document.querySelectorAll('.grid img')];
+  const outside = [...document.body.childNodes].filter(n => n.nodeName !== 'DETAILS').map(n => n.textContent).join(' ');
+  return {scrollWidth: el.scrollWidth, viewport: window.innerWidth, tables: document.querySelectorAll('table').length,
+          summaryFirst: !!summary && before(summary), summaryTop: summary ? summary.getBoundingClientRect().top : null,
+          figureFirst: !!figure, figureTop: figure ? figure.getBoundingClientRect().top : null,
+          samples: samples.length, loaded: samples.filter(i => i.complete && i.naturalWidth > 0).length,
+          links: samples.map(i => i.closest('a') && i.closest('a').getAttribute('href')),
+          heads: [...document.querySelectorAll('.grid .head')].map(h => h.textContent).filter(t => t),
+          firstColumn: [...document.querySelectorAll('table')].slice(0, 1).flatMap(t => [...t.querySelectorAll('tbody tr')]
+                         .map(r => r.cells[0].textContent)),
+          visibleText: outside, detailsOpen: [...document.querySelectorAll('details')].filter(d => d.open).length};
+}"""
+
+
+@pytest.fixture(scope="module")
+def browser():
+    import os
+    import shutil
+
+    if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
+        pytest.skip(f"chromium not installed at {CHROMIUM}: run `make system-deps` (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (python package) not installed: pip install '.[browser]'")
+    with sync_api.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"])
+        yield chromium
+        chromium.close()
+
+
+def _look(browser, report, shots) -> dict:
+    """Open REPORT/index.html at 1366 x 768 as a reader would; screenshots of the first screen and the
+    whole page go to `shots` (the test's temp dir) for a person to look at."""
+    page = browser.new_page(viewport=LAPTOP)
+    page.goto((report / "index.html").as_uri(), wait_until="load")
+    page.evaluate("() => Promise.all([...document.images].map(i => i.decode().catch(() => null)))")  # lazy thumbnails too
+    facts = page.evaluate(PAGE_FACTS)
+    shots.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(shots / f"{report.name}-first-screen.png"))
+    page.screenshot(path=str(shots / f"{report.name}-page.png"), full_page=True)
+    page.close()
+    return facts
+
+
+def _as_a_reader_sees_it(facts: dict, report) -> None:
+    from reports.html import natural_key
+
+    assert facts["scrollWidth"] <= facts["viewport"] == LAPTOP["width"], facts["scrollWidth"]  # no page-level sideways scroll
+    assert facts["tables"] and facts["summaryFirst"] and facts["figureFirst"]  # findings and a figure before any table
+    assert facts["summaryTop"] < LAPTOP["height"] and facts["figureTop"] < LAPTOP["height"]  # both on the first screen
+    assert facts["samples"] >= 4 and facts["loaded"] == facts["samples"]  # sample images, every one decoded
+    assert all(link and (report / link).is_file() for link in facts["links"])  # each thumbnail opens its full image
+    assert facts["heads"] == sorted(facts["heads"], key=natural_key)  # sample columns in natural order
+    assert facts["detailsOpen"] == 0 and "Provenance" not in facts["visibleText"].split("Details: provenance")[0]
+
+
+def test_natural_order():
+    from reports.html import natural_key
+
+    assert sorted(["E10", "E2", "E1"], key=natural_key) == ["E1", "E2", "E10"]
+    assert sorted(["w=10, static", "w=5, static", "w=1.5, static"], key=natural_key) == ["w=1.5, static", "w=5, static",
+                                                                                       "w=10, static"]
+
+
+@pytest.mark.browser
+def test_sweep_report_in_chromium_at_laptop_width(grid_report, browser, tmp_path):
+    """The 3 x 2 guidance x thresholding sweep's report: findings and the leaderboard / Pareto figures on
+    the first screen, a prompts x cells sample grid, entries in natural order (w=1 before w=3 before w=5)."""
+    _, report = grid_report
+    facts = _look(browser, report, tmp_path / "screenshots")
+    _as_a_reader_sees_it(facts, report)
+    guidance = [float(label.split(",")[0].removeprefix("w=")) for label in facts["heads"]]
+    assert guidance == [1, 1, 3, 3, 5, 5] and facts["firstColumn"][:2] == ["w=1, dynamic", "w=1, static"]
+
+
+@pytest.mark.browser
+def test_human_study_report_in_chromium_at_laptop_width(browser, tmp_path):
+    """A side-by-side study of the real SD v1.4 and v1.5 DrawBench images (two categories, every task
+    answered as the app stores answers): its report read in Chromium as the sweep's is, the study's
+    own images side by side."""
+    import random
+
+    from human_eval_fixtures import sbs_study
+
+    from reports.answers import load_answers
+    from reports.build import ReportOptions
+    from reports.preference import CIConfig
+
+    study = sbs_study(tmp_path / "study", prompts="drawbench:Colors,Counting", raters=3, batch_size=8, control_share=0.2, seed=1)
+    store, rng = study.store(), random.Random(0)
+    for rater in ("r01", "r02", "r03"):
+        for task in store.tasks(rater):
+            right = dict(task.expected)
+            want = {q: right[q] if task.is_control and q in right else rng.choice(["A", "A", "B", "tie"]) for q in ("quality", "alignment")}
+            store.submit(rater, task.task_id, {q: "tie" if w == "tie" else "left" if (w == "A") == task.a_on_left else "right"
+                                               for q, w in want.items()}, 3000)
+    store.close()
+    frame, settings = load_answers(study.root)
+    report = build_report(ReportInputs(answers=((str(study.root), frame),), study_settings=settings), tmp_path / "human",
+                          ReportOptions(ci=CIConfig(resamples=200), power_studies=10))
+    facts = _look(browser, report, tmp_path / "screenshots")
+    _as_a_reader_sees_it(facts, report)
+    assert facts["heads"] == ["sd-v1-4", "sd-v1-5"] and "quality: sd-v1-" in facts["visibleText"]

@@ -14,6 +14,8 @@ from pathlib import Path
 import pandas as pd
 
 from common.files import atomic_path
+from common.imagestore import ImageRecord
+from common.runs import PromptRef
 from common.tables import to_csv
 
 from .contract import COLUMNS as CONTRACT_COLUMNS
@@ -97,3 +99,26 @@ def write_answers(source: str | Path, out: str | Path) -> pd.DataFrame:
         to_csv(df, tmp) if out.suffix == ".csv" else df.to_parquet(tmp, index=False)
     sidecar.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return df
+
+
+def study_images(sources: list[str]) -> dict[str, list[ImageRecord]]:
+    """model -> the images a study showed its raters (ordinary tasks, first image of each set, the
+    study's own copies), for every source that is a study folder; {} for ratings files or databases."""
+    out: dict[str, dict[str, ImageRecord]] = {}
+    for source in sources:
+        root = Path(source)
+        if not (root / "study.json").is_file():
+            continue
+        study = load_study(root)
+        store = study.store()
+        try:
+            raters = [r for r, _, _ in store.progress()]
+            tasks = [t for r in raters for t in store.tasks(r) if not t.is_control]
+        finally:
+            store.close()
+        for t in tasks:
+            for model, ids in ((t.model_a, t.images_a), (t.model_b, t.images_b)):
+                if model and ids and t.prompt_id not in out.setdefault(model, {}):
+                    ref = PromptRef(prompt_set=study.name, prompt_id=t.prompt_id, category=t.category, prompt=t.caption, sample=0)
+                    out[model][t.prompt_id] = ImageRecord(model, ref, study.image_path(ids[0]))
+    return {m: list(recs.values()) for m, recs in out.items()}

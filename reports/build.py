@@ -14,11 +14,12 @@ from common.imagestore import ImageRecord
 from common.tables import to_csv
 from common.version import __version__
 from human_eval.contract import DEFAULT_FAST_ANSWER_MS, settings_of
+from human_eval.export import study_images
 
 from . import plots
 from .answers import DEFAULT_CONTROL_THRESHOLD, apply_controls, check_answers
 from .html import Paragraph, Section, Table, file_slug, natural_key, render, tables_of
-from .human_sections import figure_block, human_sections, study_images
+from .human_sections import figure_block, human_sections
 from .leaderboard import LeaderboardOptions
 from .paired import DEFAULT_RESAMPLES as PAIRED_RESAMPLES
 from .paired import paired_table
@@ -155,7 +156,7 @@ def build_report(inputs: ReportInputs, out: str | Path, options: ReportOptions =
             recorded = settings_of(inputs.study_settings, "control_threshold", DEFAULT_CONTROL_THRESHOLD)
             clean, exclusion = apply_controls(answers, recorded if options.control_threshold is None else options.control_threshold,
                                               settings_of(inputs.study_settings, "fast_answer_ms", DEFAULT_FAST_ANSWER_MS))
-            images = inputs.images or study_images([src for src, _ in inputs.answers])
+            images = inputs.images or study_images([src for src, _ in inputs.answers])  # human_eval.export: the study's own copies
             human = human_sections(clean, exclusion, options.ci, images, options.power_effect,
                                    options.power_studies, stage, unfiltered=answers[~answers["is_control"]])
             summaries.append(human.summary)

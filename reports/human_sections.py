@@ -9,7 +9,6 @@ import pandas as pd
 from PIL import Image as PILImage
 
 from common.imagestore import ImageRecord
-from common.runs import PromptRef
 from common.tables import to_csv
 
 from . import plots
@@ -98,9 +97,9 @@ def human_findings(analysis: RatingsAnalysis, filtered: RatingsAnalysis, exclusi
     preference (0.5), how many categories do, the COCO rates, and how many raters were excluded.
     `analysis`: every rater (DrawBench's headline); `filtered`: after control exclusions (COCO's)."""
     out = []
-    table = sbs_table(analysis)
+    table = sbs_table(analysis)  # empty, without columns, for a study with no side-by-side answers (COCO only)
     level = f"{analysis.config.level:.0%}"
-    for (a, b), pair in table.groupby(["model_a", "model_b"], sort=True):
+    for (a, b), pair in (table.groupby(["model_a", "model_b"], sort=True) if not table.empty else ()):
         overall = pair[pair["category"] == ALL]
         if overall.empty:
             continue
@@ -219,31 +218,6 @@ def thumbnail(stage: Path, source: Path, stem: str, caption: str, size: int) -> 
         small.save(stage / thumb)
     shutil.copyfile(source, stage / full)
     return Image(thumb, caption, link=full)
-
-
-def study_images(sources: list[str]) -> dict[str, list[ImageRecord]]:
-    """model -> the images a study showed its raters (ordinary tasks, first image of each set, the
-    study's own copies), for every source that is a study folder; {} for ratings files or databases."""
-    from human_eval.study import load_study
-
-    out: dict[str, dict[str, ImageRecord]] = {}
-    for source in sources:
-        root = Path(source)
-        if not (root / "study.json").is_file():
-            continue
-        study = load_study(root)
-        store = study.store()
-        try:
-            raters = [r for r, _, _ in store.progress()]
-            tasks = [t for r in raters for t in store.tasks(r) if not t.is_control]
-        finally:
-            store.close()
-        for t in tasks:
-            for model, ids in ((t.model_a, t.images_a), (t.model_b, t.images_b)):
-                if model and ids and t.prompt_id not in out.setdefault(model, {}):
-                    ref = PromptRef(prompt_set=study.name, prompt_id=t.prompt_id, category=t.category, prompt=t.caption, sample=0)
-                    out[model][t.prompt_id] = ImageRecord(model, ref, study.image_path(ids[0]))
-    return {m: list(recs.values()) for m, recs in out.items()}
 
 
 def _numeric(prompt_id: str) -> tuple:

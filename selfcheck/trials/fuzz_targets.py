@@ -129,10 +129,10 @@ COMMANDS: dict[str, Callable[[Path, Path, Path], list[str]]] = {
 PLAN: tuple[tuple[str, str], ...] = (
     ("sweep", "spec"), ("study-create", "prompts"), ("study-status", "study_json"), ("sample", "checkpoint"),
     ("study-links", "secrets"), ("sweep-resume", "spec"), ("study-export", "ratings_db"), ("study-create", "images"),
-    ("sweep", "checkpoint"), ("sweep", "images"), ("sweep", "prompts"), ("study-create-coco", "coco"),
+    ("leaderboard", "run_json"), ("sweep", "images"), ("sweep", "prompts"), ("study-create-coco", "coco"),
     ("fid", "images"), ("sweep-resume", "checkpoint"), ("study-export", "study_json"), ("study-links", "study_json"),
     ("sweep-resume", "images"), ("sweep-resume", "prompts"), ("study-status", "ratings_db"), ("study-create-coco", "coco"),
-    ("leaderboard", "run_json"), ("report-run", "run_json"),
+    ("sweep", "checkpoint"), ("report-run", "run_json"),
 )
 
 

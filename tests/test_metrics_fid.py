@@ -335,6 +335,25 @@ def test_prdc_in_bounded_memory_equals_the_papers_definitions_per_group(monkeypa
     assert stats.knn_radii(real, 4) == pytest.approx(np.sort(stats._pairwise(real, real), axis=1)[:, 4], abs=1e-12)  # 1 ulp: GEMM blocking
 
 
+@pytest.mark.parametrize("n", [12, 60])
+def test_fid_blocks_with_fewer_images_than_dimensions_equal_the_moments_path(n):
+    """n <= D (FID-N below 2,048): each FD from an n x n eigendecomposition of the features equals the
+    D x D one from their moments (stats.frechet_distance), leave-one-block-out sets included."""
+    from bench.metrics import blocks as B
+    from bench.metrics.stats import feature_stats, frechet_distance
+
+    rng = np.random.default_rng(n)
+    ref, gen = rng.normal(size=(80, 40)), rng.normal(0.2, 1.1, size=(n, 40))
+    mu, sigma = feature_stats(ref)
+    groups = np.arange(n) % 5
+    r = B.frechet_blocks(mu, sigma, gen, groups)
+    # 1e-7: the D x D path sums the square roots of D - n + 1 round-off eigenvalues (~1e-15 each) of a
+    # rank-deficient matrix; the n x n path has none of them
+    assert r["value_n"] == pytest.approx(frechet_distance(mu, sigma, *feature_stats(gen)), rel=1e-7)
+    loo = [frechet_distance(mu, sigma, *feature_stats(gen[groups != g])) for g in range(5)]
+    assert r["value_debiased"] == pytest.approx(5 * r["value_n"] - 4 * np.mean(loo), rel=1e-6)  # G FD - (G-1) mean: x9 the error
+
+
 def test_prdc_metric_on_features_of_images(data):
     """The registry's `prdc` on the tests' tiny feature network: a set of the reference's own images
     has precision, recall and coverage 1; a shifted set scores lower."""

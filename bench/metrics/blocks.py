@@ -83,6 +83,12 @@ def jackknife(full: float, leave_out: np.ndarray) -> tuple[float, float, np.ndar
 
 # -- Frechet distance ----------------------------------------------------------------------------
 
+def reference_root(sigma_ref: np.ndarray) -> np.ndarray:
+    """S_ref^{1/2} (D, D) by a symmetric eigendecomposition, negative round-off clipped to 0."""
+    w, v = np.linalg.eigh(np.asarray(sigma_ref, np.float64))
+    return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+
+
 def _fd_given_root(mu_ref, sigma_ref_trace, root_ref, mu, sigma) -> float:
     a = root_ref @ sigma @ root_ref
     trace = float(np.sqrt(np.clip(np.linalg.eigvalsh((a + a.T) / 2), 0, None)).sum())
@@ -90,24 +96,42 @@ def _fd_given_root(mu_ref, sigma_ref_trace, root_ref, mu, sigma) -> float:
     return float(diff @ diff + sigma_ref_trace + np.trace(sigma) - 2 * trace)
 
 
-def frechet_blocks(mu_ref: np.ndarray, sigma_ref: np.ndarray, feats: np.ndarray, blocks: np.ndarray, level: float = 0.95) -> dict:
-    """FD_N, the jackknife FD_J with its interval, and the pseudo-values, for generated features
-    (N, D) in blocks (N,) against fixed reference statistics. One D x D eigendecomposition per
-    block (the reference's square root is reused); block moments by subtraction from the total."""
-    f = np.asarray(feats, np.float64)
-    w, v = np.linalg.eigh(np.asarray(sigma_ref, np.float64))
-    root = (v * np.sqrt(np.clip(w, 0, None))) @ v.T  # S_ref^{1/2}
-    tr_ref = float(np.trace(sigma_ref))
-    n = len(f)
-    s1, s2 = f.sum(0), f.T @ f
+def _fd_few(mu_ref, sigma_ref_trace, root_ref, x: np.ndarray) -> float:
+    """The same FD for the features x (n, D) themselves, when n <= D: with M = (x - mean) S_ref^{1/2}
+    / sqrt(n - 1), S_ref^{1/2} S S_ref^{1/2} = M^T M has the nonzero eigenvalues of the n x n M M^T,
+    and Tr S = |x - mean|^2 / (n - 1): one n x n eigendecomposition instead of a D x D one (FID-N at
+    N < 2,048, where the covariance has rank n - 1 anyway)."""
+    mu = x.mean(0)
+    c = (x - mu) / np.sqrt(len(x) - 1)  # (n, D): S = c^T c
+    m = c @ root_ref  # (n, D)
+    trace = float(np.sqrt(np.clip(np.linalg.eigvalsh(m @ m.T), 0, None)).sum())
+    diff = mu_ref - mu
+    return float(diff @ diff + sigma_ref_trace + float((c * c).sum()) - 2 * trace)
 
-    def fd(count, t1, t2):
-        mu = t1 / count
+
+def frechet_blocks(mu_ref: np.ndarray, sigma_ref: np.ndarray, feats: np.ndarray, blocks: np.ndarray, level: float = 0.95,
+                   root: np.ndarray | None = None) -> dict:
+    """FD_N, the jackknife FD_J with its interval, and the pseudo-values, for generated features
+    (N, D) in blocks (N,) against fixed reference statistics. `root` = S_ref^{1/2} when the caller
+    has it (one reference, many cells). One eigendecomposition per leave-one-block-out set: D x D
+    from moments by subtraction, or n x n from the features themselves when n <= D (_fd_few)."""
+    f = np.asarray(feats, np.float64)
+    if root is None:
+        root = reference_root(sigma_ref)
+    tr_ref = float(np.trace(sigma_ref))
+    n, dim = f.shape
+    s1, s2 = (f.sum(0), f.T @ f) if n > dim else (None, None)
+
+    def fd(keep: np.ndarray) -> float:
+        if keep.sum() <= dim:
+            return _fd_few(mu_ref, tr_ref, root, f[keep])
+        count, t1 = keep.sum(), s1 - f[~keep].sum(0)
+        t2, mu = s2 - f[~keep].T @ f[~keep], t1 / count
         return _fd_given_root(mu_ref, tr_ref, root, mu, (t2 - count * np.outer(mu, mu)) / (count - 1))
 
-    full = fd(n, s1, s2)
+    full = fd(np.ones(n, bool))
     ids = np.unique(blocks)
-    leave = np.array([fd(n - (blocks == g).sum(), s1 - f[blocks == g].sum(0), s2 - f[blocks == g].T @ f[blocks == g]) for g in ids])
+    leave = np.array([fd(blocks != g) for g in ids])
     value, se, pseudo = jackknife(full, leave)
     low, high = t_interval(value, se, len(ids) - 1, level, 0.0, None)
     return {"value_n": full, "value_debiased": value, "se": se, "ci_low": low, "ci_high": high, "pseudo": pseudo.tolist()}

@@ -225,11 +225,13 @@ class FID(_FeatureMetric):
             return self.results_unavailable([self.result_name()])
         out = []
         name = self.result_name()
+        root = None  # S_ref^{1/2}
         for cell, state in self.states.synced_items():
             ref = self.reference()
             if self.blocks():
                 feats, blocks = self.features_and_blocks(state)
-                r = B.frechet_blocks(ref.mu, ref.sigma, feats, blocks[0])
+                root = root if root is not None else B.reference_root(ref.sigma)  # once for every cell
+                r = B.frechet_blocks(ref.mu, ref.sigma, feats, blocks[0], root=root)
                 details = self.details(len(feats))
                 out += [MetricResult(name, r["value_n"], len(feats), details, cell_id=cell),
                         MetricResult(f"{name}_debiased", r["value_debiased"], len(feats),

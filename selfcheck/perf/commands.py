@@ -73,7 +73,7 @@ def settings_from_args(args: argparse.Namespace, threads: int) -> dict:
         s["paper"] = replace(s["paper"], batch=(1, 1, 1), scale=16, resolution_scale=4, compile=("off",), repeats=1, warmup=1)
         s["memory"] = replace(s["memory"], steps=2, rounds=1)
         s["scoring"] = replace(s["scoring"], images=8, batch=4, repeats=1)
-        s["setmetrics"] = replace(s["setmetrics"], n=1000, dim=256, clip_dim=64)
+        s["setmetrics"] = replace(s["setmetrics"], n=400, dim=64, clip_dim=32, jobs=("fid", "kid", "prdc", "prdc_blocks", "cmmd"))
         s["sweeps"] = replace(s["sweeps"], per_category=1, steps=4, batch=4, reference_n=8, repeats=1, cli_rerun=False)
         s["app"] = replace(s["app"], answers=10_000, resamples=1_000, answers_per_rater=20)
     opt = lambda **kw: {k: v for k, v in kw.items() if v is not None}  # noqa: E731  (only what was given)

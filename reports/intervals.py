@@ -73,14 +73,19 @@ def bounded_mean(prompt: np.ndarray, y: np.ndarray, low: float, high: float, lev
     Fewer than 2 prompts: the interval is nan (nothing to estimate the between-prompt spread from)."""
     if method not in METHODS:
         raise ValueError(f"interval method must be one of {', '.join(METHODS)}, got {method!r}")
-    if not (np.isfinite(low) and np.isfinite(high) and high > low):
-        raise ValueError(f"a bounded mean needs a finite range low < high, got [{low}, {high}]")
+    low, high = (-np.inf if low is None else float(low)), (np.inf if high is None else float(high))
+    if not high > low or (method != "t" and not (np.isfinite(low) and np.isfinite(high))):
+        raise ValueError(f"{method}: a mean needs a range low < high (finite for wilson-eff), got [{low}, {high}]")
     y = np.asarray(y, np.float64)
     sums, counts = cluster_sums(prompt, y)
     p, n = len(sums), len(y)
     mean = float(y.mean())
     if p < 2:
         return MeanInterval(mean, float("nan"), float("nan"), float("nan"), p, n, method)
+    if method == "t" and not (np.isfinite(low) and np.isfinite(high)):  # open on a side: kept inside the finite one only
+        se = float(np.sqrt(cluster_variance(sums, counts)))
+        half = float(stdtrit(p - 1, 0.5 + level / 2)) * se
+        return MeanInterval(mean, max(low, mean - half), min(high, mean + half), se, p, n, method)
     width = high - low
     u_sums = (sums - low * counts) / width
     u = float(u_sums.sum() / n)

@@ -208,7 +208,7 @@ def _board_row(r, metric: str, per: pd.DataFrame, options: LeaderboardOptions) -
         row["interval"] = r.details.get("ci_method", meta.get("interval", ""))
     elif meta.get("interval") in ("wilson-eff", "t") and key in per.index and np.isfinite(r.value):
         cell = per.loc[[key]]
-        iv = bounded_mean(cell["prompt_id"].astype(str).to_numpy(), cell["value"].to_numpy(), float(low), float(high), options.level,
+        iv = bounded_mean(cell["prompt_id"].astype(str).to_numpy(), cell["value"].to_numpy(), low, high, options.level,
                           meta["interval"])
         if np.isclose(iv.mean, r.value, rtol=1e-9, atol=1e-12):  # else the cell value is not that mean (claim-weighted, ...)
             row.update({"CI low": iv.low, "CI high": iv.high, "interval": f"{meta['interval']} over {iv.n_prompts} prompts",
@@ -232,7 +232,8 @@ def _pair(per: pd.DataFrame, a: dict, b: dict, options: LeaderboardOptions) -> d
         return None
     prompt = joined.index.get_level_values("prompt_id").astype(str).to_numpy()
     stats = paired_difference(prompt, joined["a"].to_numpy(), joined["b"].to_numpy(), options.resamples, options.seed, options.level)
-    width = float(a["range"][1]) - float(a["range"][0])
+    lo, hi = a["range"]
+    width = np.inf if lo is None or hi is None else float(hi) - float(lo)  # a difference lies in +-width
     stats["CI low"], stats["CI high"] = max(stats["CI low"], -width), min(stats["CI high"], width)
     return {("value A" if k == "value" else "value B" if k == "baseline" else k): v for k, v in stats.items()}
 
@@ -302,7 +303,7 @@ def by_category(runs: list[str | Path], options: LeaderboardOptions = Leaderboar
         meta = metas.get(metric, {})
         prompt, y = g["prompt_id"].astype(str).to_numpy(), g["value"].to_numpy()
         if meta.get("interval") in ("wilson-eff", "t"):
-            iv = bounded_mean(prompt, y, float(meta["range"][0]), float(meta["range"][1]), options.level, meta["interval"])
+            iv = bounded_mean(prompt, y, meta["range"][0], meta["range"][1], options.level, meta["interval"])
             mean, low, high = iv.mean, iv.low, iv.high
         else:
             mean, low, high = float(y.mean()), float("nan"), float("nan")

@@ -20,9 +20,6 @@ from matplotlib.figure import Figure  # noqa: E402
 from .preference import ALL  # noqa: E402
 from .runs import RunMetrics  # noqa: E402
 
-ALIGNMENT_METRICS = ("clip_score", "shapes_accuracy")  # x axis of the Pareto curves, first available wins
-
-
 POINT_COLUMNS = ["panel", "series", "x_name", "x", "y_name", "y", "low", "high", "label"]
 Plotted = tuple[Figure, pd.DataFrame]
 
@@ -78,25 +75,33 @@ def ranking_plot(table: pd.DataFrame) -> Plotted:
     return fig, _points(points)
 
 
-def _alignment_metric(wide: pd.DataFrame) -> str:
-    for metric in ALIGNMENT_METRICS:
-        if metric in wide.columns and wide[metric].notna().any():
-            return metric
-    raise SkipPlot(f"no alignment metric with values ({' or '.join(ALIGNMENT_METRICS)}) in this run")
+def _role_metrics(run: RunMetrics, role: str) -> list[str]:
+    """The run's overall (not per-category) metrics that declare `role` (MetricMeta.role, recorded
+    with every result) and have values, in the order the spec lists them."""
+    rows = run.long[(run.long["role"] == role) & run.long["value"].notna() & ~run.long["metric"].str.contains("/")]
+    return list(dict.fromkeys(rows["metric"]))
+
+
+def _alignment_metric(run: RunMetrics) -> str:
+    found = _role_metrics(run, "alignment")
+    if not found:
+        raise SkipPlot("no alignment metric with values in this run (a metric declaring role='alignment': clip_score, vqascore, "
+                       "shapes_verifier, ...)")
+    return found[0]
 
 
 def fidelity_metric(run: RunMetrics) -> str:
-    """The figures' fidelity axis: FID where every value is at a comparable N (>= its min_n, 2,048);
-    else KID, which is unbiased at any N; else FID, its axis marked not comparable (fid_label)."""
-    rows = run.long[run.long["value"].notna()]
-    fid = rows[rows["metric"] == "fid"]
-    if not fid.empty and (fid["n"] >= fid["min_n"]).all():
-        return "fid"
-    if (rows["metric"] == "kid_mean").any():
-        return "kid_mean"
-    if fid.empty:
-        raise SkipPlot("the run has no FID or KID values (metrics 'fid' / 'kid' in metrics_cell.parquet)")
-    return "fid"
+    """The figures' fidelity axis: the first fidelity metric (FID, KID, CMMD, ...) whose every value is
+    at a comparable N (>= its min_n: FID's 2,048), so KID stands in for FID-N below 2,048; else the
+    first one with values, its axis marked not comparable (fid_label)."""
+    found = _role_metrics(run, "fidelity")
+    if not found:
+        raise SkipPlot("the run has no fidelity metric with values (FID, KID, CMMD, ...: role='fidelity')")
+    for metric in found:
+        rows = run.long[(run.long["metric"] == metric) & run.long["value"].notna()]
+        if (rows["n"] >= rows["min_n"]).all():
+            return metric
+    return found[0]
 
 
 def fid_label(run: RunMetrics, metric: str) -> str:
@@ -118,7 +123,7 @@ def _curves(run: RunMetrics, along: str) -> tuple[pd.DataFrame, str, list[str], 
     wide = run.wide()
     if along not in wide.columns or wide[along].nunique() < 2:
         raise SkipPlot(f"the run has fewer than two values of {along!r}; a curve needs at least two")
-    x_metric = _alignment_metric(wide)
+    x_metric = _alignment_metric(run)
     group_by = [c for c in run.varying() if c != along]  # cell axes only: one curve per setting, not per cell
     return wide.sort_values(along), x_metric, group_by, y_metric
 

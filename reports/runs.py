@@ -65,6 +65,7 @@ def read_run_metrics(run_dir: str | Path) -> RunMetrics:
     long["unavailable"] = [u for _, u in described]
     parsed = [parse_details(d) for d in metrics["details"]]
     long["min_n"] = [int(meta_of(d).get("min_n") or 0) for d in parsed]  # below it the value is not comparable (FID: 2,048)
+    long["role"] = [str(meta_of(d).get("role") or "") for d in parsed]  # alignment | fidelity | "" (the figures' axes)
     long["ci_low"] = [float(d["ci_low"]) if "ci_low" in d else np.nan for d in parsed]  # a set metric's own interval
     long["ci_high"] = [float(d["ci_high"]) if "ci_high" in d else np.nan for d in parsed]
     long = cells.merge(long, on="cell_id", how="right")

@@ -306,3 +306,65 @@ def test_human_study_report_in_chromium_at_laptop_width(browser, tmp_path):
     facts = _look(browser, report, tmp_path / "screenshots")
     _as_a_reader_sees_it(facts, report)
     assert facts["heads"] == ["sd-v1-4", "sd-v1-5"] and "quality: sd-v1-" in facts["visibleText"]
+
+
+# --- a metric the reports were never told about -----------------------------------------------------
+
+class Toy:
+    """Two per-cell numbers from pixels, declared only here: "redness" (alignment, higher is better,
+    in [0, 1]) and "flatness" (fidelity, lower is better): the share of red among the channels and the
+    mean absolute difference between neighbouring pixels."""
+
+    name = "toy"
+    option_classes = ()
+
+    def __init__(self, options=None, *, cache_dir=None):
+        from bench.metrics.base import MetricMeta
+
+        self.meta = {"redness": MetricMeta("higher", 0.0, 1.0, "t", "mean red share", role="alignment"),
+                     "flatness": MetricMeta("lower", 0.0, None, "t", "mean neighbour difference", role="fidelity")}
+        self.values: dict[str, list] = {}
+
+    def update(self, images):
+        import numpy as np
+
+        out = []
+        for im in images:
+            x = im.image.astype(float)
+            v = (x[..., 0].sum() / max(x.sum(), 1.0), np.abs(np.diff(x, axis=1)).mean())
+            self.values.setdefault(im.cell_id, []).append(v)
+            out.append({"redness": v[0], "flatness": v[1]})  # per image: the leaderboard's paired comparisons
+        return out
+
+    def compute(self):
+        import numpy as np
+
+        from bench.metrics.base import MetricResult
+
+        return [MetricResult(name, float(np.mean([v[i] for v in vals])), len(vals), {}, cell_id=cell)
+                for cell, vals in sorted(self.values.items()) for i, name in enumerate(("redness", "flatness"))]
+
+    def reset(self):
+        self.values = {}
+
+
+def test_a_metric_the_reports_never_heard_of_is_ranked_and_plotted(checkpoint, tmp_path, monkeypatch):
+    """Issue 31: a new metric touches bench/metrics only. Declared with its MetricMeta (direction,
+    range, role), it is ranked by the leaderboard the way it says and drawn on the Pareto axes its
+    roles name, with no name of it anywhere in reports/."""
+    from bench import metrics
+    from reports.leaderboard import LeaderboardOptions, leaderboard
+
+    monkeypatch.setitem(metrics.REGISTRY, "toy", (__name__, "Toy"))
+    spec = tmp_path / "toy.toml"
+    spec.write_text(GRID_SPEC.format(checkpoint=checkpoint).split("[[metrics]]")[0].replace("5.0]", "5.0]\n") + '[[metrics]]\nname = "toy"\n')
+    run_sweep(spec, tmp_path / "run", cache_dir=tmp_path / "cache", progress=False)
+    board, pairs = leaderboard([tmp_path / "run"], LeaderboardOptions(resamples=200))
+    for metric, way in (("redness", "higher"), ("flatness", "lower")):
+        rows = board[board.metric == metric]
+        assert len(rows) == 6 and rows["rank"].notna().all()  # compared and ranked, by nothing but its declaration
+        assert list(rows["value"]) == sorted(rows["value"], reverse=way == "higher")  # best first, its declared way
+        assert set(pairs.loc[pairs.metric == metric, "direction"]) == {way}
+    report = build_report(ReportInputs(runs=(tmp_path / "run",)), tmp_path / "report")
+    points = pd.read_csv(report / "tables" / "pareto_run.csv")
+    assert set(points["x_name"]) == {"redness"} and set(points["y_name"]) == {"flatness"} and len(points) == 6

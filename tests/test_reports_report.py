@@ -16,10 +16,19 @@ from reports.runs import headline_table, read_run_metrics, shapes_table
 SD = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "drawbench-sd"
 
 
+def _meta(name: str, result: str) -> dict:
+    """The MetricMeta record a sweep writes into each result's details (bench.metrics.base.described)."""
+    from bench.metrics import metric_class
+
+    return {"meta": metric_class(name).meta[result].record()}
+
+
 def write_run(run: Path, guidance=(1.0, 3.0, 5.0), thresholding=("static", "dynamic"), aug_levels=(0.0, 0.3), fid=True) -> Path:
-    """A tiny run folder per contract 1 (cells + per-cell metrics; no images needed for the tables)."""
+    """A tiny run folder per contract 1 (cells + per-cell metrics with their meta, as a sweep writes
+    them; no images needed for the tables)."""
     run.mkdir(parents=True)
     cells, metrics = [], []
+    shapes = json.dumps(_meta("shapes_verifier", "shapes_accuracy"))
     for g in guidance:
         for t in thresholding:
             for a in aug_levels:
@@ -29,12 +38,15 @@ def write_run(run: Path, guidance=(1.0, 3.0, 5.0), thresholding=("static", "dyna
                 fid_value = 30 - 2 * g + (8 if t == "static" else 0) * g / 5 + 10 * a
                 if fid:
                     metrics.append({"cell_id": cid, "metric": "fid", "value": fid_value, "n": 500,
-                                    "details": json.dumps({"resize": "clean", "reference": "folder:ref", "feature_weights_sha256": "ab" * 32})})
+                                    "details": json.dumps({"resize": "clean", "reference": "folder:ref", "feature_weights_sha256": "ab" * 32,
+                                                           **_meta("fid", "fid")})})
                 metrics.append({"cell_id": cid, "metric": "clip_score", "value": None, "n": 500,
-                                "details": json.dumps({"unavailable": "CLIP score needs weights: set clip_score model=<dir>"})})
-                metrics.append({"cell_id": cid, "metric": "shapes_accuracy", "value": 0.3 + 0.05 * g - 0.1 * a, "n": 500, "details": "{}"})
+                                "details": json.dumps({"unavailable": "CLIP score needs weights: set clip_score model=<dir>",
+                                                       **_meta("clip_score", "clip_score")})})
+                metrics.append({"cell_id": cid, "metric": "shapes_accuracy", "value": 0.3 + 0.05 * g - 0.1 * a, "n": 500, "details": shapes})
                 for cat, off in (("Colors", 0.1), ("Counting", -0.1)):
-                    metrics.append({"cell_id": cid, "metric": f"shapes_accuracy/{cat}", "value": 0.3 + off + 0.05 * g, "n": 250, "details": "{}"})
+                    metrics.append({"cell_id": cid, "metric": f"shapes_accuracy/{cat}", "value": 0.3 + off + 0.05 * g, "n": 250,
+                                    "details": json.dumps({"category": cat, **_meta("shapes_verifier", "shapes_accuracy")})})
     pd.DataFrame(cells).to_parquet(run / "cells.parquet")
     pd.DataFrame(metrics).to_parquet(run / "metrics_cell.parquet")
     return run
@@ -97,7 +109,7 @@ def test_sd_demo_report_renders_with_every_plot(tmp_path, capsys):
         assert f"plots/{plot}" in images
     assert sum(src.startswith("images/") for src in images) == 22  # one pair per DrawBench category
     assert "SIMULATED RATINGS" in text
-    assert "Figure &#x27;pareto_flat-run&#x27; skipped: the run has no FID or KID values" in text
+    assert "Figure &#x27;pareto_flat-run&#x27; skipped: the run has no fidelity metric with values" in text
     assert "excluded" in text and "Krippendorff" in text and "Satterthwaite" in text
     sbs = pd.read_parquet(out / "tables" / "drawbench_sbs.parquet")
     assert set(sbs.category) == {"All", "Colors", "Conflicting", "Counting", "DALL-E", "Descriptions", "Gary Marcus et al.",

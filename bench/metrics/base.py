@@ -44,6 +44,9 @@ DIRECTIONS = ("higher", "lower", "none")
 #   block-means       k-NN set metrics: mean of disjoint prompt blocks at a stated set size
 #   none              no interval (a protocol value at N, a spread, a count)
 INTERVALS = ("wilson-eff", "t", "jackknife-blocks", "block-means", "none")
+# What a metric measures, for the report's figures: the Pareto curves put an "alignment" metric
+# (text-image agreement) on x and a "fidelity" one (distance to real images) on y; "" = neither.
+ROLES = ("alignment", "fidelity", "")
 
 
 @dataclass(frozen=True)
@@ -58,14 +61,16 @@ class MetricMeta:
     interval: str  # one of INTERVALS
     estimator: str  # one line: what the value estimates and how
     min_n: int = 0  # below this many images the value is not comparable (FID / FD: 2,048, the feature dimension)
+    role: str = ""  # one of ROLES
 
     def __post_init__(self) -> None:
-        if self.direction not in DIRECTIONS or self.interval not in INTERVALS:
-            raise ValueError(f"MetricMeta: direction in {DIRECTIONS}, interval in {INTERVALS}; got {self.direction!r}, {self.interval!r}")
+        if self.direction not in DIRECTIONS or self.interval not in INTERVALS or self.role not in ROLES:
+            raise ValueError(f"MetricMeta: direction in {DIRECTIONS}, interval in {INTERVALS}, role in {ROLES}; "
+                             f"got {self.direction!r}, {self.interval!r}, {self.role!r}")
 
     def record(self) -> dict:
         return {"direction": self.direction, "range": [self.low, self.high], "interval": self.interval, "estimator": self.estimator,
-                "min_n": self.min_n}
+                "min_n": self.min_n, "role": self.role}
 
 
 PROPORTION = MetricMeta("higher", 0.0, 1.0, "wilson-eff", "mean over images of a value in [0, 1]")

@@ -104,7 +104,8 @@ class CLIPScore:
     name = "clip_score"
     option_classes = (CLIPOptions,)
     # continuous and far from its bounds (typically 20-35): the t interval on the prompt means, kept in range
-    meta = {"clip_score": MetricMeta("higher", 0.0, 100.0, "t", "mean over images of max(100 cos(image, text), 0)")}
+    meta = {"clip_score": MetricMeta("higher", 0.0, 100.0, "t", "mean over images of max(100 cos(image, text), 0)",
+                                      role="alignment")}
 
     def __init__(self, options: Mapping[str, Any] | None = None, *, cache_dir: Path | None = None):
         self.options = parse_options(CLIPOptions, options, self.name)  # the model path checked there

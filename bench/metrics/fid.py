@@ -194,9 +194,10 @@ def interval_details(r: dict, blocks: tuple[np.ndarray, str], method: str) -> di
             "block_values": [float(v) for v in r["pseudo"]], "block_key": key}
 
 
-FD_META = MetricMeta("lower", 0.0, None, "none", "Frechet distance of Gaussian fits at N images (biased upward by ~c / N)", FD_MIN_N)
+FD_META = MetricMeta("lower", 0.0, None, "none", "Frechet distance of Gaussian fits at N images (biased upward by ~c / N)", FD_MIN_N,
+                     role="fidelity")
 FD_DEBIASED_META = MetricMeta("lower", 0.0, None, "jackknife-blocks",
-                              "delete-a-block jackknife G FD_N - (G-1) mean FD_(-g): the c / N bias removed", FD_MIN_N)
+                              "delete-a-block jackknife G FD_N - (G-1) mean FD_(-g): the c / N bias removed", FD_MIN_N, role="fidelity")
 
 
 class FID(_FeatureMetric):
@@ -308,7 +309,8 @@ class KID(_BankMetric):
     name = "kid"
     option_classes = (FeatureConfig, ReferenceOptions, KernelOptions, IntervalOptions)
     meta = {"kid_mean": MetricMeta("lower", None, None, "jackknife-blocks",
-                                   "unbiased MMD^2 (cubic kernel), mean over random subsets (clean-fid); may be < 0 near 0"),
+                                   "unbiased MMD^2 (cubic kernel), mean over random subsets (clean-fid); may be < 0 near 0",
+                                   role="fidelity"),
             "kid_std": MetricMeta("none", 0.0, None, "none", "spread of the subsets' MMD^2 (torch-fidelity's kid_std), not an SE")}
 
     def compute(self) -> list[MetricResult]:
@@ -361,7 +363,7 @@ class CMMD(_BankMetric):
     name = "cmmd"
     option_classes = (CMMDFeatures, ReferenceOptions, CMMDOptions, IntervalOptions)
     meta = {"cmmd": MetricMeta("lower", None, None, "jackknife-blocks", "1000 x unbiased Gaussian-kernel MMD^2 of CLIP embeddings; "
-                               "may be < 0 near 0")}
+                               "may be < 0 near 0", role="fidelity")}
 
     def compute(self) -> list[MetricResult]:
         if self.unavailable:

@@ -28,7 +28,7 @@ class ShapesVerifier:
     name = "shapes_verifier"
     option_classes = (ShapesOptions,)
     meta = {
-        "shapes_accuracy": replace(PROPORTION, estimator="share of images whose every claim the exact verifier accepts"),
+        "shapes_accuracy": replace(PROPORTION, estimator="share of images whose every claim the exact verifier accepts", role="alignment"),
         "shapes_claim_accuracy": replace(PROPORTION, interval="none", estimator="share of all claims accepted (claim-weighted)"),
     }
 

@@ -133,7 +133,7 @@ def load_judge(metric: str, options: VQAOptions) -> _Judge | None:
 class VQAScore:
     name = "vqascore"
     option_classes = (VQAOptions,)
-    meta = {"vqascore": MetricMeta("higher", 0.0, 1.0, "wilson-eff", "mean over images of P(answer | image, question)")}
+    meta = {"vqascore": MetricMeta("higher", 0.0, 1.0, "wilson-eff", "mean over images of P(answer | image, question)", role="alignment")}
 
     def __init__(self, options: Mapping[str, Any] | None = None, *, cache_dir: Path | None = None):
         self.options = parse_options(VQAOptions, options, self.name)
@@ -196,7 +196,8 @@ class VQAQuestions:
 
     name = "vqa_questions"
     option_classes = (QuestionOptions,)
-    meta = {"vqa_question_score": MetricMeta("higher", 0.0, 1.0, "wilson-eff", "mean over images of the share of questions answered yes"),
+    meta = {"vqa_question_score": MetricMeta("higher", 0.0, 1.0, "wilson-eff", "mean over images of the share of questions answered yes",
+                                                role="alignment"),
             "vqa_all_questions": MetricMeta("higher", 0.0, 1.0, "wilson-eff", "share of images with every question answered yes")}
 
     def __init__(self, options: Mapping[str, Any] | None = None, *, cache_dir: Path | None = None):

@@ -117,6 +117,7 @@ def score(store: RunStore, manifest: pd.DataFrame, cells: list[str], metrics: tu
     world.barrier()
     image_rows, cell_rows = [], []
     for m in metrics:
+        declared = _declared_meta(m.name)
         for cell in cells:
             f = store.metric_cache(cell, m.label)
             if scope(manifest, cell, m).empty or not f.is_file():
@@ -124,6 +125,23 @@ def score(store: RunStore, manifest: pd.DataFrame, cells: list[str], metrics: tu
             cached = json.loads(f.read_text())
             image_rows += cached["per_image"]
             cell_rows += [{"cell_id": cell, "metric": r["metric"] if m.label == m.name else f"{m.label}/{r['metric']}",
-                           "value": r["value"], "n": r["n"], "details": json.dumps(r["details"], sort_keys=True, default=str)}
+                           "value": r["value"], "n": r["n"], "details": json.dumps(_current_meta(r, declared), sort_keys=True, default=str)}
                           for r in cached["results"]]
     return image_rows, cell_rows, len(pending)
+
+
+def _declared_meta(name: str) -> dict:
+    """The metric's MetricMeta declarations as the installed code states them ({} for a metric the
+    registry does not know, e.g. one a test builds through its own factory)."""
+    from bench.metrics import REGISTRY, metric_class  # noqa: PLC0415
+
+    return getattr(metric_class(name), "meta", {}) if name in REGISTRY else {}
+
+
+def _current_meta(result: dict, declared: dict) -> dict:
+    """A cached result's details with its meta as the code declares it now: what a metric means
+    (direction, range, role) is not part of the number, so a cached number is not recomputed for it."""
+    base = result["metric"].split("/", 1)[0]
+    if base not in declared or "meta" not in result["details"]:
+        return result["details"]
+    return {**result["details"], "meta": declared[base].record()}

@@ -23,24 +23,31 @@ WORDS = ["<pad>", "<unk>", "</s>", "<s>", "<image>", "Question:", "Does", "this"
 @pytest.fixture(scope="module")
 def blip2(tmp_path_factory):
     from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import Blip2Config, Blip2ForConditionalGeneration, Blip2Processor, OPTConfig, PreTrainedTokenizerFast
-    from transformers.models.blip.image_processing_pil_blip import BlipImageProcessorPil
+    from transformers import OPTConfig, PreTrainedTokenizerFast
 
     vocab = {w: i for i, w in enumerate(dict.fromkeys(WORDS))}
     tk = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tk.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="<unk>", pad_token="<pad>", eos_token="</s>", bos_token="<s>")
     tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    text = OPTConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1, ffn_dim=32, num_attention_heads=2,
+                     word_embed_proj_dim=16, max_position_embeddings=64)
+    return _save_blip2(tmp_path_factory.mktemp("blip2"), tokenizer, text)
+
+
+def _save_blip2(folder, tokenizer, text_config):
+    """A tiny random BLIP-2 judge around `text_config` (OPT or T5), saved with its processor in the
+    real Hugging Face format."""
+    from transformers import Blip2Config, Blip2ForConditionalGeneration, Blip2Processor
+    from transformers.models.blip.image_processing_pil_blip import BlipImageProcessorPil
+
     torch.manual_seed(0)
     config = Blip2Config(
         vision_config={"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "image_size": 32,
                        "patch_size": 16},
         qformer_config={"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32,
                         "encoder_hidden_size": 16, "vocab_size": 50},
-        text_config=OPTConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1, ffn_dim=32, num_attention_heads=2,
-                              word_embed_proj_dim=16, max_position_embeddings=64).to_dict(),
-        num_query_tokens=4, image_token_index=vocab["<image>"])
-    folder = tmp_path_factory.mktemp("blip2")
+        text_config=text_config.to_dict(), num_query_tokens=4, image_token_index=tokenizer.convert_tokens_to_ids("<image>"))
     Blip2ForConditionalGeneration(config).save_pretrained(folder)
     Blip2Processor(image_processor=BlipImageProcessorPil(size={"height": 32, "width": 32}), tokenizer=tokenizer,
                    num_query_tokens=4).save_pretrained(folder)
@@ -157,8 +164,7 @@ def _tokenizer(kind: str):
 
 
 def _judge_folder(root, kind: str, encoder_decoder: bool):
-    from transformers import Blip2Config, Blip2ForConditionalGeneration, Blip2Processor, OPTConfig, T5Config
-    from transformers.models.blip.image_processing_pil_blip import BlipImageProcessorPil
+    from transformers import OPTConfig, T5Config
 
     tok = _tokenizer(kind)
     small = {"vocab_size": len(tok)}
@@ -166,18 +172,7 @@ def _judge_folder(root, kind: str, encoder_decoder: bool):
                      pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id) if encoder_decoder else
             OPTConfig(**small, hidden_size=16, num_hidden_layers=1, ffn_dim=32, num_attention_heads=2, word_embed_proj_dim=16,
                       max_position_embeddings=128, pad_token_id=tok.pad_token_id))
-    torch.manual_seed(0)
-    config = Blip2Config(
-        vision_config={"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "image_size": 32,
-                       "patch_size": 16},
-        qformer_config={"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32,
-                        "encoder_hidden_size": 16, "vocab_size": 50},
-        text_config=text.to_dict(), num_query_tokens=4, image_token_index=tok.convert_tokens_to_ids("<image>"))
-    folder = root / f"{kind}-{'t5' if encoder_decoder else 'opt'}"
-    Blip2ForConditionalGeneration(config).save_pretrained(folder)
-    Blip2Processor(image_processor=BlipImageProcessorPil(size={"height": 32, "width": 32}), tokenizer=tok,
-                   num_query_tokens=4).save_pretrained(folder)
-    return folder
+    return _save_blip2(root / f"{kind}-{'t5' if encoder_decoder else 'opt'}", tok, text)
 
 
 def _reference_score(folder, image, prompt: str, encoder_decoder: bool) -> tuple[float, list[str]]:

@@ -12,8 +12,7 @@ import pytest
 
 diffusers = pytest.importorskip(
     "diffusers", reason='diffusers is not installed (optional extra: pip install -e ".[diffusers]"; the test extra includes it)')
-torch = pytest.importorskip("torch")
-
+import torch  # noqa: E402  (a core dependency: never skipped)
 from test_models_diffusers import _tiny_tokenizer  # noqa: E402  (CLIP tokenizer over characters)
 
 from bench.models import ImageRequest, Sampling, build_model, model_config  # noqa: E402

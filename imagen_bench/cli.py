@@ -21,7 +21,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "people": ("study", "rate"),
     "analyse": ("report", "leaderboard", "power"),
     "end to end": ("demo",),
-    "this suite": ("perf", "trials", "coverage"),
+    "this suite": ("perf", "trials", "coverage", "sequential"),
 }
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("imagen.commands", "train one stage (or all stages) of a cascade"),
@@ -42,6 +42,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "perf": ("selfcheck.perf.commands", "speed vs peers and the hardware, side by side in one run (table + JSON)"),
     "trials": ("selfcheck.trials.commands", "reliability trials: kill a sweep / the rating server, fuzz inputs, security checks"),
     "coverage": ("selfcheck.coverage.commands", "do the intervals cover their truth 95 % of the time? simulation with known truths"),
+    "sequential": ("selfcheck.sequential.commands", "sequential A-vs-B studies vs the paper's fixed design: ratings, errors, coverage (simulation)"),
 }
 
 # the subcommands that run networks on CPU tensors: they get common/allocator.py's malloc rule (the

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import platform
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 from common.options import int_in, seed_int
@@ -47,16 +45,12 @@ def add_parser(sub, name: str, help_text: str) -> None:
 def run(args: argparse.Namespace) -> int:
     import pandas as pd  # noqa: PLC0415
 
-    from common.files import check_writable, staged_folder, write_json_atomic, write_text_atomic  # noqa: PLC0415
-    from common.version import __version__  # noqa: PLC0415
-
+    from ..results import fresh_folder, publish, stamp  # noqa: PLC0415
     from .simulate import QUICK, Sizes  # noqa: PLC0415
     from .simulate import run as simulate
     from .table import markdown  # noqa: PLC0415
 
-    if args.out.exists() and any(args.out.iterdir()):
-        raise ValueError(f"{args.out} exists and is not empty; refusing to overwrite it (choose a new --out)")
-    check_writable(args.out)
+    fresh_folder(args.out)
     sizes = QUICK if args.quick else Sizes()
     if args.replicates:
         sizes = dataclasses.replace(sizes, replicates=args.replicates)
@@ -65,14 +59,9 @@ def run(args: argparse.Namespace) -> int:
     start = time.time()
     rows = simulate(sizes, args.parts, args.seed, log=lambda m: print(m, flush=True))
     frame = pd.DataFrame(rows)
-    made = {"format": "imagen-bench-coverage/1", "package_version": __version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "sizes": dataclasses.asdict(sizes), "quick": args.quick, "parts": list(args.parts), "seed": args.seed,
-            "machine": {"cpu": platform.processor() or platform.machine(), "python": platform.python_version()},
-            "seconds": round(time.time() - start, 1)}
-    with staged_folder(args.out) as stage:  # published whole: a full disk or a kill leaves no half folder
-        frame.to_csv(stage / "coverage.csv", index=False)
-        write_text_atomic(stage / "coverage.md", markdown(frame, made))
-        write_json_atomic(stage / "coverage.json", made)
+    made = stamp("coverage") | {"sizes": dataclasses.asdict(sizes), "quick": args.quick, "parts": list(args.parts), "seed": args.seed,
+                                "seconds": round(time.time() - start, 1)}
+    publish(args.out, "coverage", frame, markdown(frame, made), made)
     failing = frame[(~frame["pass"]) & ~frame["method"].str.contains("former")]
     print(markdown(frame, made))
     print(f"coverage written to {args.out} in {made['seconds']:.0f} s; {len(failing)} of the suite's cells outside the criteria")

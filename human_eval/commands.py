@@ -113,7 +113,8 @@ def cmd_create(args) -> int:
     per = {len(r) for r in t["evaluations"].values()}
     how = (f"{len(t['evaluations'])} evaluations (one per category, {'/'.join(map(str, sorted(per)))} raters each)"
            if design == "per_category" else "every rater rates every prompt")
-    print(f"study {study.name}: {meta['prompts']['n']} prompts, {t['raters']} raters, {how}, {t['total']} tasks "
+    print(f"study {study.name}: {meta['prompts']['n']} prompts (+{len(meta['prompts']['control'])} set aside for controls), "
+          f"{t['raters']} raters, {how}, {t['total']} tasks "
           f"({t['controls']} controls), {len(study.images)} images -> {study.root}")
     print(f"serve it with: imagen-bench rate {args.out}")
     return 0

@@ -1,12 +1,23 @@
-"""Control trials: tasks with a known right answer, built automatically and shown exactly like
-ordinary tasks (same protocol, same layout, opaque ids).
+"""Control trials: tasks with a known right answer, shown exactly like ordinary tasks (same
+protocol, same layout, same image encoding and serving: human_eval.serving).
 
-- alignment control: the prompt paired with images the same model made for an UNRELATED prompt
-  (another category where possible). Right answer: the matching set ("A"), or "no" for
-  coco_alignment. A side-by-side alignment control scores only the alignment question; its quality
-  answer has no right answer: it is kept in the database but left out of the export frame.
-- fidelity control: a set paired with a heavily degraded copy of itself (Gaussian blur + noise).
-  Right answer: the non-degraded set ("A") for every question of the protocol.
+Controls are made from a control pool: per evaluation, a few of its prompts are set aside and
+never rated as ordinary tasks (human_eval.plan). Every rater of the evaluation gets the same
+control tasks, as every rater gets the same ordinary tasks, so nothing a client receives tells a
+control apart, for one rater or for raters comparing notes (issue 30): no caption or image a rater
+sees in a control appears anywhere else in their queue, and a colluding rater sees the very same
+task, not a different version of it.
+
+- fidelity control (pair protocols): a pool prompt's images from one source beside the OTHER
+  source's images of that prompt, degraded (Gaussian blur + noise). Right answer: the clean side
+  ("A") for every question. Two different images side by side, as in an ordinary task (a copy of
+  the same image on both sides was itself a fingerprint).
+- alignment control: two pool prompts P and Q swap images. Pair protocols: P's caption with P's
+  images (source m) beside Q's images (the other source), and Q's caption with Q's images (m)
+  beside P's (the other source); right answer: the matching set ("A") on the alignment question
+  (the quality answer has no right answer: kept in the database, left out of the export frame).
+  coco_alignment: P's caption with Q's image and the other way round; right answer "no".
+  Each pool image is shown once.
 
 In a control, model_a is the correct side and model_b names the control (`control:degraded`,
 `control:unrelated`), so the de-randomised answer "A" is the right one.
@@ -14,7 +25,7 @@ In a control, model_a is the correct side and model_b names the control (`contro
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +39,9 @@ UNRELATED = "control:unrelated"
 @dataclass(frozen=True)
 class DegradeSettings:
     blur_fraction: float = 0.04  # Gaussian blur radius as a fraction of the image width (20 px at 512)
-    noise_std: float = 40.0  # additive Gaussian noise, in 0..255 units
+    # additive Gaussian noise, 0..255 units. The served size no longer depends on it (every image is
+    # padded to one length), so it only needs to make the copy look bad, not to match a file size.
+    noise_std: float = 12.0
 
 
 @dataclass(frozen=True)
@@ -44,60 +57,39 @@ class Item:
     is_control: bool = False
     control_kind: str = ""
     expected: tuple[tuple[str, str], ...] = ()
-    degrade_b: bool = False  # paths_b are copied through `degrade`
+    degrade_b: bool = False  # paths_b are shown through `degrade`
 
 
-def degrade(src: Path, dst: Path, seed: int, settings: DegradeSettings = DegradeSettings()) -> dict:
-    """A heavily blurred, noisy copy of `src` with the same size and format (decided by dst's suffix),
-    encoded to about the same number of bytes as `src`: a control must not stand out by its file size
-    (noise alone made degraded copies 3-40x larger than their originals, visible in Content-Length).
-    The blur is always the full `blur_fraction`; the noise level (PNG) or noise and JPEG quality are
-    chosen from a fixed ladder as the encoding whose size is closest to the source's. Returns them."""
-    import io
-
+def degrade(src: Path, seed: int, settings: DegradeSettings = DegradeSettings()) -> Image.Image:
+    """A heavily blurred, noisy copy of `src`, same size (encoded by the caller like every image)."""
     with Image.open(src) as im:
         rgb = im.convert("RGB")
-    target = src.stat().st_size
     blurred = np.asarray(rgb.filter(ImageFilter.GaussianBlur(radius=max(1.0, settings.blur_fraction * rgb.width))), dtype=np.float32)
-    unit = np.random.default_rng(seed).normal(0.0, 1.0, size=(rgb.height, rgb.width, 3)).astype(np.float32)
-    jpeg = dst.suffix.lower() in (".jpg", ".jpeg")
-    noises = sorted({settings.noise_std * f for f in (0.0, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0)})
-    best = None
-    for noise in noises:
-        img = Image.fromarray(np.clip(blurred + noise * unit, 0, 255).astype(np.uint8))
-        for quality in ((95, 90, 75, 60, 45, 30, 15) if jpeg else (None,)):
-            buf = io.BytesIO()
-            img.save(buf, format="JPEG", quality=quality) if jpeg else img.save(buf, format="PNG")
-            gap = abs(buf.tell() - target)
-            if best is None or gap < best[0]:
-                best = (gap, buf.getvalue(), {"noise_std": round(noise, 2), "jpeg_quality": quality, "bytes": buf.tell(),
-                                             "source_bytes": target})
-    dst.write_bytes(best[1])
-    return best[2]
+    noise = np.random.default_rng(seed).normal(0.0, settings.noise_std, size=blurred.shape).astype(np.float32)
+    return Image.fromarray(np.clip(blurred + noise, 0, 255).astype(np.uint8))
 
 
-def _unrelated(rng: random.Random, item: Item, pool: dict[str, Item]) -> Item:
-    """An item of another prompt, from another category when there is one."""
-    others = [o for _, o in sorted(pool.items()) if o.prompt_id != item.prompt_id]
-    if not others:
-        raise ValueError("alignment controls need at least 2 prompts with images")
-    elsewhere = [o for o in others if o.category != item.category]
-    return rng.choice(elsewhere or others)
+def _sides(rng: random.Random, item: Item, pair: bool) -> tuple[str, tuple[Path, ...], str, tuple[Path, ...]]:
+    """(model, paths) of the side a control keeps clean and of the other source."""
+    if pair and rng.random() < 0.5:
+        return item.model_b, item.paths_b, item.model_a, item.paths_a
+    return item.model_a, item.paths_a, item.model_b, item.paths_b
 
 
-def make_control(rng: random.Random, kind: str, protocol: str, question_keys: tuple[str, ...],
-                 base: Item, pool: dict[str, Item]) -> Item:
-    """A control task of `kind` built from the ordinary item `base` (prompt and model images)."""
-    if kind not in CONTROL_KINDS:
-        raise ValueError(f"unknown control kind {kind!r}; choose from {', '.join(CONTROL_KINDS)}")
-    use_b = protocol == "drawbench_sbs" and rng.random() < 0.5  # whose images the control is built from
-    model, paths = (base.model_b, base.paths_b) if use_b else (base.model_a, base.paths_a)
-    common = dict(prompt_id=base.prompt_id, category=base.category, caption=base.caption, is_control=True, control_kind=kind)
-    if kind == "fidelity":
-        return Item(model_a=model, model_b=DEGRADED, paths_a=paths, paths_b=paths, degrade_b=True,
-                    expected=tuple((q, "A") for q in question_keys), **common)
-    other = _unrelated(rng, base, pool)
-    other_paths = other.paths_b if use_b else other.paths_a
-    if protocol == "coco_alignment":
-        return Item(model_a=model, model_b="", paths_a=other_paths, paths_b=(), expected=(("caption", "no"),), **common)
-    return Item(model_a=model, model_b=UNRELATED, paths_a=paths, paths_b=other_paths, expected=(("alignment", "A"),), **common)
+def fidelity(rng: random.Random, item: Item, question_keys: tuple[str, ...]) -> Item:
+    model, clean, _, other = _sides(rng, item, pair=True)
+    return replace(item, model_a=model, model_b=DEGRADED, paths_a=clean, paths_b=other, degrade_b=True, is_control=True,
+                   control_kind="fidelity", expected=tuple((q, "A") for q in question_keys))
+
+
+def alignment_pair(rng: random.Random, x: Item, y: Item, pair: bool) -> tuple[Item, Item]:
+    """Two alignment controls from two pool items of different prompts: each caption with the other's images."""
+    if x.prompt_id == y.prompt_id:
+        raise ValueError(f"an alignment control needs two different prompts, got {x.prompt_id!r} twice")
+    if not pair:  # one image: the caption with the other prompt's image
+        return tuple(replace(own, model_a=other.model_a, model_b="", paths_a=other.paths_a, paths_b=(), is_control=True,
+                             control_kind="alignment", expected=(("caption", "no"),)) for own, other in ((x, y), (y, x)))
+    on_b = rng.random() < 0.5  # the matching sets come from source b (the unrelated ones from a), or the other way round
+    return tuple(replace(own, model_a=own.model_b if on_b else own.model_a, model_b=UNRELATED,
+                         paths_a=own.paths_b if on_b else own.paths_a, paths_b=other.paths_a if on_b else other.paths_b,
+                         is_control=True, control_kind="alignment", expected=(("alignment", "A"),)) for own, other in ((x, y), (y, x)))

@@ -1,6 +1,13 @@
 """The task plan: which rater rates which prompt, in which order, with sides randomised per task,
 split into batches with control trials interleaved at random positions.
 
+Controls (human_eval.controls) come from a control pool: each evaluation sets aside
+round(prompts x control_share) of its prompts (at least one; two for alignment-only protocols),
+which no one rates as ordinary tasks; every rater of the evaluation gets the same control tasks
+made from them, spread over their batches of that evaluation. So no caption or image repeats in a
+rater's queue, and two raters comparing notes see the same controls just as they see the same
+ordinary tasks (issue 30). The pool's prompts are listed in study.json (prompts.control).
+
 Designs (protocols.DESIGNS; each protocol has its default, the paper's):
     per_category  each category is its own evaluation (the Imagen paper's DrawBench design): it gets
                   `raters_per_category` raters of the pool (all of them by default), each rates every
@@ -19,7 +26,7 @@ from dataclasses import dataclass
 
 from common.imagestore import ImageRecord
 
-from .controls import Item, make_control
+from .controls import Item, alignment_pair, fidelity
 from .protocols import DESIGNS, Protocol
 
 
@@ -122,29 +129,75 @@ def check_pool_used(raters: int, per_category: int, categories: int) -> None:
                          f"{math.ceil(raters / categories)} to give all {raters} work")
 
 
+def pool_size(n: int, share: float, kinds: tuple[str, ...], evaluation: str) -> int:
+    """Prompts an evaluation of `n` sets aside for controls."""
+    if share == 0:
+        return 0
+    h = max(1, round(n * share))
+    if kinds == ("alignment",):  # alignment controls come in pairs (two prompts swap images)
+        h = max(2, h + h % 2)
+    if n - h < 1:
+        raise ValueError(f"evaluation {evaluation!r} has {n} prompt(s): none left to rate after {h} control prompt(s); "
+                         "lower --control-share (0 for no controls) or give more prompts")
+    return h
+
+
+def pool_controls(rng: random.Random, protocol: Protocol, members: list[Item], share: float, evaluation: str) -> tuple[list[Item], list[Item]]:
+    """(the evaluation's ordinary items, its control items made from the pool set aside)."""
+    h = pool_size(len(members), share, protocol.control_kinds, evaluation)
+    # about half of each kind where the protocol has both; alignment controls come in pairs
+    n_fid = 0 if "fidelity" not in protocol.control_kinds else h if "alignment" not in protocol.control_kinds else h - 2 * round(h / 4)
+    keys = tuple(q.key for q in protocol.questions)
+    for _ in range(50):  # an alignment pair needs two different prompts (coco_alignment rates a prompt's two images apart)
+        pool = rng.sample(members, h)
+        half = (h - n_fid) // 2
+        pairs = list(zip(pool[n_fid:n_fid + half], pool[n_fid + half:]))
+        if all(x.prompt_id != y.prompt_id for x, y in pairs):
+            break
+    else:
+        raise ValueError(f"evaluation {evaluation!r}: its prompts cannot make alignment controls from two different prompts")
+    controls = [fidelity(rng, it, keys) for it in pool[:n_fid]]
+    for x, y in pairs:
+        controls += alignment_pair(rng, x, y, pair=protocol.layout == "pair")
+    chosen = {id(it) for it in pool}
+    return [it for it in members if id(it) not in chosen], controls
+
+
+def _sizes(n: int, k: int, rng: random.Random) -> list[int]:
+    """`n` things in `k` parts whose sizes differ by at most one, the larger parts at random places."""
+    q, r = divmod(n, k)
+    sizes = [q + 1] * r + [q] * (k - r)
+    rng.shuffle(sizes)
+    return sizes
+
+
+def _batches(ordinary: list[Item], controls: list[Item], batch_size: int, rng: random.Random) -> list[list[Item]]:
+    """One evaluation's tasks in batches of near-equal size (at most `batch_size`), controls spread evenly."""
+    n = math.ceil((len(ordinary) + len(controls)) / batch_size)
+    out, o, c = [], 0, 0
+    for size, k in zip(_sizes(len(ordinary) + len(controls), n, rng), _sizes(len(controls), n, rng)):
+        batch = ordinary[o:o + size - k] + controls[c:c + k]
+        o, c = o + size - k, c + k
+        rng.shuffle(batch)
+        out.append(batch)
+    return out
+
+
 def plan(protocol: Protocol, items: dict[str, Item], settings: PlanSettings) -> list[PlannedTask]:
     rng = random.Random(settings.seed)
-    keys = tuple(q.key for q in protocol.questions)
-    n_ctrl = settings.controls_per_batch
-    per_batch = settings.batch_size - n_ctrl
     evaluations = assignment(protocol, items, settings)
-    members = {ev: [it for it in items.values() if ev == "all" or it.category == ev] for ev in evaluations}
+    pools = {ev: pool_controls(rng, protocol, [it for it in items.values() if ev == "all" or it.category == ev],
+                               settings.control_share, ev) for ev in evaluations}
     out: list[PlannedTask] = []
     for rater in rater_names(settings.raters):
         mine = [ev for ev, raters in evaluations.items() if rater in raters]
         rng.shuffle(mine)  # the order a rater meets their categories in
         b = 0
-        for ev in mine:
-            order = list(members[ev])
-            rng.shuffle(order)
-            for start in range(0, len(order), per_batch):  # a batch never spans two evaluations
+        for ev in mine:  # a batch never spans two evaluations
+            ordinary, controls = list(pools[ev][0]), list(pools[ev][1])
+            rng.shuffle(ordinary)
+            rng.shuffle(controls)
+            for batch in _batches(ordinary, controls, settings.batch_size, rng):
                 b += 1
-                chunk = order[start:start + per_batch]
-                k = n_ctrl if len(chunk) == per_batch else (
-                    max(1, math.ceil(len(chunk) * settings.control_share / (1 - settings.control_share))) if n_ctrl else 0)
-                controls = [make_control(rng, rng.choice(protocol.control_kinds), protocol.name, keys, rng.choice(order), items)
-                            for _ in range(k)]
-                batch = chunk + controls
-                rng.shuffle(batch)
                 out += [PlannedTask(rater, b, p, it, rng.random() < 0.5) for p, it in enumerate(batch, start=1)]
     return out

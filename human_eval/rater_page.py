@@ -9,6 +9,7 @@ import time
 import streamlit as st
 
 from .protocols import Protocol, get_protocol
+from .serving import served_url
 from .store import Store, SubmitResult, Task
 from .study import Study
 
@@ -25,14 +26,16 @@ MISSING_IMAGE = "This image cannot be shown right now. Please tell the study's o
 
 
 def _image(where, study: Study, iid: str) -> None:
-    """One image, or a neutral line when its file is gone: a rater never sees a server path."""
+    """One image as a data: URL with fresh padding (human_eval.serving: never Streamlit's
+    content-hashed /media/ URL), or a neutral line when its file is gone: a rater never sees a
+    server path."""
     try:
         path = study.image_path(iid)
-        if not path.is_file():
-            raise FileNotFoundError(iid)
-        where.image(str(path), width="stretch")
+        url = served_url(path.read_bytes(), study.served_bytes, path.suffix)
     except (OSError, ValueError):
         where.info(MISSING_IMAGE)
+        return
+    where.image(url, width="stretch")
 
 
 def _images(study: Study, image_ids: tuple[str, ...]) -> None:

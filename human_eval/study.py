@@ -30,6 +30,7 @@ from .contract import DEFAULT_CONTROL_THRESHOLD, DEFAULT_FAST_ANSWER_MS
 from .controls import DegradeSettings, degrade
 from .plan import PlannedTask, PlanSettings, assignment, items_for, plan
 from .protocols import get_protocol, wording
+from .serving import ENCODING, encode, padded_length
 from .sources import by_prompt, distinct_models, load_prompts, parse_source, read_source
 from .store import AccessDenied, Store, Task, is_postgres_url
 from .tokens import match_token, new_token
@@ -82,6 +83,10 @@ class Study:
     control_threshold: float
     images: dict[str, str]  # image id -> file name inside images/
     fast_answer_ms: float = DEFAULT_FAST_ANSWER_MS
+    # every served image is padded to this many bytes (human_eval.serving); None: a study made
+    # before uniform serving: its files are served as they are (sizes and JPEG tables may tell
+    # degraded copies apart; the admin page says so: recreate it before a crowd sees it)
+    served_bytes: int | None = None
 
     def store(self) -> Store:
         return Store(self.db_url, self.name)
@@ -132,12 +137,15 @@ def load_study(study_dir: str | Path) -> Study:
     threshold = meta["settings"].get("control_threshold") if isinstance(meta["settings"], dict) else None
     if not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
         raise ValueError(f"{path}: settings.control_threshold must be a number in [0, 1], got {threshold!r}")
+    served = meta.get("serving", {}).get("served_bytes") if isinstance(meta.get("serving", {}), dict) else "?"
+    if served is not None and not (isinstance(served, int) and served > 0):
+        raise ValueError(f"{path}: serving.served_bytes must be a positive integer, got {served!r}")
     if not is_postgres_url(db):
         check_sqlite(root / db)
     return Study(root=root.resolve(), name=str(meta["name"]), protocol=meta["protocol"],
                  db_url=db if is_postgres_url(db) else str(root.resolve() / db),
                  control_threshold=float(threshold), images={k: v["file"] for k, v in images.items()},
-                 fast_answer_ms=float(meta["settings"].get("fast_answer_ms", DEFAULT_FAST_ANSWER_MS)))
+                 fast_answer_ms=float(meta["settings"].get("fast_answer_ms", DEFAULT_FAST_ANSWER_MS)), served_bytes=served)
 
 
 def check_sqlite(path: Path) -> None:
@@ -266,38 +274,34 @@ def create_study(out: str | Path, s: StudySettings) -> Study:
         images: dict[str, dict] = {}
         copies: dict[tuple, str] = {}
 
-        def image_id(path: Path, degraded: bool, model: str, control: int | None) -> str:
-            """Ordinary images are copied once and shared; every control task gets copies of its own, so
-            no control shows a URL its rater also sees in an ordinary task (or under another caption)."""
-            key = (path, degraded, control)
+        def image_id(path: Path, degraded: bool, model: str) -> str:
+            """Each source image (and each degraded copy) is written once, by the one encoder every
+            served image goes through (human_eval.serving); the control pool keeps every image to one
+            task per rater (human_eval.plan)."""
+            key = (path, degraded)
             if key not in copies:
-                with open_image(path):  # a corrupt / truncated / non-image file is refused here, naming it
-                    pass
+                with open_image(path) as im:  # a corrupt / truncated / non-image file is refused here, naming it
+                    data = encode(degrade(path, seed=s.plan.seed + len(copies), settings=s.degrade) if degraded else im)
                 iid = secrets.token_hex(16)
-                dst = tmp / "images" / f"{iid}{path.suffix.lower()}"
-                entry = {"source": str(path), "model": model, "degraded": degraded}
+                dst = tmp / "images" / f"{iid}.jpg"
                 try:
-                    if degraded:
-                        entry["degrade"] = degrade(path, dst, seed=s.plan.seed + len(copies), settings=s.degrade)
-                    else:
-                        shutil.copyfile(path, dst)
+                    dst.write_bytes(data)
                 except OSError as e:
                     raise write_error(e, dst, out) from None
-                images[iid] = {"file": dst.name, "sha256": sha256_file(dst), **entry}
+                images[iid] = {"file": dst.name, "sha256": sha256_file(dst), "source": str(path), "model": model, "degraded": degraded}
                 copies[key] = iid
             return copies[key]
 
-        def task(n: int, p: PlannedTask) -> Task:
+        def task(p: PlannedTask) -> Task:
             it = p.item
-            control = n if it.is_control else None
             return Task(task_id=secrets.token_hex(12), rater=p.rater, batch=p.batch, position=p.position,
                         prompt_id=it.prompt_id, category=it.category, caption=it.caption, model_a=it.model_a,
                         model_b=it.model_b, a_on_left=p.a_on_left if protocol.layout == "pair" else True,
-                        images_a=tuple(image_id(x, False, it.model_a, control) for x in it.paths_a),
-                        images_b=tuple(image_id(x, it.degrade_b, it.model_b, control) for x in it.paths_b),
+                        images_a=tuple(image_id(x, False, it.model_a) for x in it.paths_a),
+                        images_b=tuple(image_id(x, it.degrade_b, it.model_b) for x in it.paths_b),
                         is_control=it.is_control, control_kind=it.control_kind, expected=it.expected)
 
-        tasks = [task(n, p) for n, p in enumerate(planned)]
+        tasks = [task(p) for p in planned]
         tokens = {"admin": new_token(), "raters": {r: new_token() for r in sorted({t.rater for t in tasks})}}
         db = s.db or DEFAULT_DB
         settings = {"control_threshold": s.control_threshold, "fast_answer_ms": s.fast_answer_ms,
@@ -310,18 +314,21 @@ def create_study(out: str | Path, s: StudySettings) -> Study:
         store.close()
         write_secrets(tmp, tokens)
         first = next(iter(items.values()))
+        order = list(dict.fromkeys(it.prompt_id for it in items.values()))
+        rated = [pid for pid in order if pid in {t.prompt_id for t in tasks if not t.is_control}]
         write_json_atomic(tmp / "study.json", {
             "format": STUDY_FORMAT, "name": name, "protocol": s.protocol, "title": protocol.title,
             "wording": wording(protocol),
             "models": {"a": {"source": s.a, "model": recs_a[first.prompt_id][0].model},
                        **({"b": {"source": s.b, "model": recs_b[first.prompt_id][0].model}} if s.b else {})},
-            "prompts": {"spec": s.prompts, "prompt_set": prompt_set, "rated": list(dict.fromkeys(it.prompt_id for it in items.values())),
-                        "n": len({it.prompt_id for it in items.values()})},
+            "prompts": {"spec": s.prompts, "prompt_set": prompt_set, "rated": rated, "n": len(rated),
+                        "control": sorted({t.prompt_id for t in tasks if t.is_control} - set(rated), key=order.index)},
             "settings": settings, "database": _strip_password(db), "package_version": __version__,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "tasks": {"total": len(tasks), "controls": sum(t.is_control for t in tasks), "raters": len(tokens["raters"]),
                       "evaluations": assignment(protocol, items, s.plan)},  # category (or "all") -> its raters
             "images": images,
+            "serving": {"encoding": asdict(ENCODING), "served_bytes": padded_length(max(im.stat().st_size for im in (tmp / "images").iterdir()))},
         })
         if out.exists():
             out.rmdir()

@@ -47,7 +47,7 @@ def test_sbs_flow_controls_and_resume(tmp_path, monkeypatch):
         assert sum(t == "Image" for t in types) == 2  # one SD image per set
         joined = "\n".join(texts)
         assert task.task_id not in joined and "control" not in joined.lower()
-        assert all(re.fullmatch(r"/media/[0-9a-f]+\.(jpg|jpeg|png)", u) for u in texts if u.startswith("/media"))
+        assert not any("/media/" in u for u in texts)  # images are data: URLs with fresh padding (human_eval.serving)
         layouts.setdefault(task.is_control, set()).add(tuple(types))
         at = _answer(at, ["I prefer set A", "I prefer set B"])
         assert not at.exception
@@ -67,7 +67,8 @@ def test_sbs_flow_controls_and_resume(tmp_path, monkeypatch):
     assert at2.get("progress")[0].proto.text.startswith("Batch 2 of ") and len(at2.radio) == 2
     # the other rater has their own untouched queue
     at3 = _app(monkeypatch, study, t=tokens(study)["raters"]["r02"])
-    assert at3.get("progress")[0].proto.text.startswith("Batch 1 of ") and at3.get("progress")[0].proto.text.endswith(": 0 of 6 done")
+    first = sum(t.batch == 1 for t in store.tasks("r02"))
+    assert at3.get("progress")[0].proto.text.startswith("Batch 1 of ") and at3.get("progress")[0].proto.text.endswith(f": 0 of {first} done")
 
 
 def test_unanswered_question_is_not_submitted(tmp_path, monkeypatch):

@@ -61,9 +61,9 @@ def test_table_2_end_to_end_from_coco_as_downloaded(coco_run, tmp_path, capsys):
     cell = pd.read_parquet(d / "run" / "cells.parquet").cell_id.item()
 
     meta = json.loads((tmp_path / "realism" / "study.json").read_text())
-    assert meta["models"]["b"]["model"] == "coco-val2014" and meta["prompts"]["n"] == 6
-    manifest = pd.read_parquet(d / "run" / "manifest.parquet")
-    assert meta["prompts"]["rated"] == sorted(manifest.prompt_id, key=int)  # the sweep's captions: same path, n, seed
+    assert meta["models"]["b"]["model"] == "coco-val2014" and meta["prompts"]["n"] == 5 and len(meta["prompts"]["control"]) == 1
+    manifest = pd.read_parquet(d / "run" / "manifest.parquet")  # the sweep's captions: same path, n, seed; one set aside for controls
+    assert sorted(meta["prompts"]["rated"] + meta["prompts"]["control"], key=int) == sorted(manifest.prompt_id, key=int)
     references = {im["source"] for im in meta["images"].values() if im["model"] == "coco-val2014" and not im["degraded"]}
     assert references and all(src.startswith(str(coco / "val2014" / "COCO_val2014_")) for src in references)  # official names
 
@@ -73,7 +73,8 @@ def test_table_2_end_to_end_from_coco_as_downloaded(coco_run, tmp_path, capsys):
         ordinary = [t for t in store.tasks("r01") if not t.is_control]
     finally:
         store.close()
-    assert sorted(t.model_a for t in ordinary) == sorted([cell] * 6 + ["coco-val2014"] * 6)  # both sources, one image per task
+    # both sources, one image per task; two of the 12 (prompt, source) images are the alignment controls' pool
+    assert len(ordinary) == 10 and set(t.model_a for t in ordinary) == {cell, "coco-val2014"}
     no_people = {t.prompt_id for t in ordinary if t.category == NO_PEOPLE}
     assert no_people == {t.prompt_id for t in ordinary if not mentions_people(t.caption)} and 0 < len(no_people) < 6
 
@@ -85,7 +86,8 @@ def test_table_2_end_to_end_from_coco_as_downloaded(coco_run, tmp_path, capsys):
                 "--power-studies", "10"]) == 0, capsys.readouterr().err
     realism = pd.read_csv(out / "tables" / "coco_realism.csv")
     assert list(zip(realism.model, realism.captions)) == [(cell, "All"), (cell, "No people")]
-    assert list(realism.n_prompts) == [6, len(no_people)] and (realism.n_raters == 3).all()
+    realism_rated = set(meta["prompts"]["rated"])
+    assert list(realism.n_prompts) == [5, len(no_people & realism_rated)] and (realism.n_raters == 3).all()
     assert realism.realism_pref.between(0, 1).all() and (realism.realism_pref_low <= realism.realism_pref).all()
     alignment = pd.read_csv(out / "tables" / "coco_alignment.csv")
     assert set(zip(alignment.model, alignment.captions)) == {(m, c) for m in (cell, "coco-val2014") for c in ("All", "No people")}

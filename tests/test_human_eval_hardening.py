@@ -41,7 +41,7 @@ def _coco_create(src: Path, out: Path) -> int:
 
 def test_a_coco_study_from_a_folder_as_downloaded(sources, tmp_path, capsys):
     assert _coco_create(sources, tmp_path / "study") == 0, capsys.readouterr().err
-    assert "4 prompts" in capsys.readouterr().out
+    assert "3 prompts (+1 set aside for controls)" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("name", sorted(COCO))
@@ -172,10 +172,14 @@ def test_all_interfaces_links_name_this_machine(tmp_path, capsys):
 def test_a_full_disk_while_copying_names_the_copy_not_the_source(sources, tmp_path, capsys, monkeypatch):
     import errno
 
-    def full_disk(src, dst, *args, **kwargs):  # as shutil raises it: ENOSPC with the *source* as filename
-        raise OSError(errno.ENOSPC, "No space left on device", str(src))
+    write_bytes = Path.write_bytes
 
-    monkeypatch.setattr(shutil, "copyfile", full_disk)
+    def full_disk(self, data):  # the image copies hit a full disk (the error may name any path; the message must name the copy)
+        if self.parent.name == "images":
+            raise OSError(errno.ENOSPC, "No space left on device", str(self))
+        return write_bytes(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", full_disk)
     out = tmp_path / "study"
     code = cli(["study", "create", "--protocol", "coco_alignment", "--a", f"folder:{sources / 'model-x'}",
                 "--prompts", f"csv:{sources / 'captions.csv'}", "--raters", "1", "--batch-size", "4", "--out", str(out)])

@@ -56,15 +56,22 @@ def _scored(images, cell="c"):
 def _direct(space: str, folder, images) -> np.ndarray:
     """The features as transformers computes them from the folder, no project code."""
     from transformers import CLIPModel, Dinov2Model
-    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
     model = (Dinov2Model if space == "dinov2" else CLIPModel).from_pretrained(folder).eval()
     if space == "dinov2":  # dgm-eval's transform, transcribed: PIL bicubic to 224 x 224, / 255, ImageNet mean / std
         mean, std = torch.tensor([0.485, 0.456, 0.406])[:, None, None], torch.tensor([0.229, 0.224, 0.225])[:, None, None]
         x = torch.stack([(torch.from_numpy(np.array(Image.fromarray(im).resize((224, 224), Image.BICUBIC))).permute(2, 0, 1) / 255.0
                           - mean) / std for im in images]).float()
-    else:
-        x = CLIPImageProcessorPil.from_pretrained(folder)(images=[Image.fromarray(im) for im in images], return_tensors="pt")["pixel_values"]
+    else:  # the released CMMD's transform, transcribed (io_util._center_crop_and_resize; embedding._clip_preprocess)
+        size = model.config.vision_config.image_size
+        mean, std = np.array([0.48145466, 0.4578275, 0.40821073]), np.array([0.26862954, 0.26130258, 0.27577711])
+        arrays = []
+        for im in images:
+            side = min(im.shape[:2])
+            top, left = (im.shape[0] - side) // 2, (im.shape[1] - side) // 2
+            square = Image.fromarray(np.ascontiguousarray(im[top:top + side, left:left + side]))
+            arrays.append((np.asarray(square.resize((size, size), Image.BICUBIC), np.float64) / 255.0 - mean) / std)
+        x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float()
     with torch.no_grad():
         out = model(pixel_values=x).pooler_output if space == "dinov2" else model.get_image_features(pixel_values=x)
     out = out if isinstance(out, torch.Tensor) else out.pooler_output
@@ -179,7 +186,25 @@ def test_cmmd_blocks_interval_is_the_jackknife_of_leave_one_block_out_cmmd(weigh
     assert res.value == pytest.approx(cmmd(fr, fg), rel=1e-4)
     pseudo = 5 * cmmd(fr, fg) - 4 * np.array([cmmd(fr, fg[b != g]) for g in range(5)])
     se = pseudo.std(ddof=1) / np.sqrt(5)
-    assert res.details["se"] == pytest.approx(se, rel=1e-3, abs=1e-6)
+    assert res.details["se"] == res.details["se_jackknife"] == pytest.approx(se, rel=1e-3, abs=1e-6)  # CMMD: the plain jackknife
     half = student.ppf(0.975, 4) * se
     assert (res.details["ci_low"], res.details["ci_high"]) == pytest.approx((res.value - half, res.value + half), rel=1e-3, abs=1e-6)
 
+
+
+def test_clip_features_crop_the_square_before_resizing_as_the_released_cmmd(weights):
+    """The released CMMD crops the centred square and then resizes; the folder's CLIPImageProcessor
+    resizes the short side and then crops. On square images both give the same pixels (checked with
+    transformers' own processor, code we did not write); on a 40 x 48 image they differ, and ours
+    follows the released code."""
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    from bench.metrics.feature_spaces import cmmd_pixels
+
+    processor = CLIPImageProcessorPil.from_pretrained(weights / "clip")
+    square = [np.random.default_rng(3).integers(0, 255, (45, 45, 3), dtype=np.uint8)]
+    hf = processor(images=[Image.fromarray(im) for im in square], return_tensors="pt")["pixel_values"]
+    assert torch.allclose(cmmd_pixels(square, 32), hf, atol=1e-5)
+    wide = _images(4, 1)
+    hf_wide = processor(images=[Image.fromarray(im) for im in wide], return_tensors="pt")["pixel_values"]
+    assert not torch.allclose(cmmd_pixels(wide, 32), hf_wide, atol=1e-3)

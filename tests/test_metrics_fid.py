@@ -414,8 +414,9 @@ def test_fid_blocks_equal_a_plain_jackknife_loop(data):
 
 
 def test_kid_and_prdc_blocks_equal_plain_loops(data):
-    """KID with blocks: the subsets' mean +- t(G-1) sqrt(SE_J^2 + std^2 / subsets), SE_J the
-    jackknife of the all-images U-statistic written as a plain double loop; precision / recall /
+    """KID with blocks: the subsets' mean +- t(G-1) sqrt(SE^2 + std^2 / subsets), SE^2 the
+    jackknife variance of the all-images U-statistic written as a plain double loop, less its
+    second-order excess; precision / recall /
     density / coverage: the mean over blocks of each block's metric computed directly."""
     from scipy.stats import t as student
 
@@ -441,7 +442,26 @@ def test_kid_and_prdc_blocks_equal_plain_loops(data):
     k = results["kid_mean"]
     mean, std, _ = kernel_inception_distance(fr, fg, 10, 20, 0)
     assert k.value == pytest.approx(mean, rel=1e-6)
-    se = np.sqrt(pseudo.var(ddof=1) / 5 + results["kid_std"].value ** 2 / 10)
+    v_j = pseudo.var(ddof=1) / 5
+    assert k.details["se_jackknife"] == pytest.approx(np.sqrt(v_j), rel=1e-4)
+    # less the jackknife's second-order excess (blocks.mmd_second_order; its truth is checked by
+    # simulation in test_intervals_blocks.py): block-pair kernel means, U-centred, in loops
+    kxx = (fg @ fg.T / DIM + 1) ** 3
+    g, n = 5, len(fg)
+    size = [int((b == a).sum()) for a in range(g)]
+    pair = np.zeros((g, g))
+    for a in range(g):
+        for c in range(g):
+            if a != c:
+                pair[a, c] = kxx[np.ix_(b == a, b == c)].sum() / (size[a] * size[c])
+    row = [sum(pair[a, c] for c in range(g) if c != a) for a in range(g)]
+    tau2 = sum((pair[a, c] - row[a] / (g - 2) - row[c] / (g - 2) + pair.sum() / ((g - 1) * (g - 2))) ** 2
+               for a in range(g) for c in range(g) if a != c) / (g * (g - 3))
+    m = n / g
+    alpha, alpha_out = g * (g - 1) * m * m / (n * (n - 1)), (g - 1) * (g - 2) * m * m / ((n - m) * (n - m - 1))
+    excess = alpha_out ** 2 * 4 * tau2 / (g * (g - 2)) - alpha ** 2 * 2 * tau2 / (g * (g - 1))
+    v = min(v_j, max(v_j - excess, v_j * (g - 2) / (2 * (g - 1))))
+    se = np.sqrt(v + results["kid_std"].value ** 2 / 10)
     half = student.ppf(0.975, 4) * se
     assert (k.details["ci_low"], k.details["ci_high"]) == pytest.approx((k.value - half, k.value + half), rel=1e-4)
     for name, fn in (("precision", lambda f: precision_recall(fr, f, 3)[0]), ("recall", lambda f: precision_recall(fr, f, 3)[1]),

@@ -7,14 +7,16 @@ No weights are downloaded and none are substituted: without a directory the metr
     dinov2   Dinov2Model            pooler_output: the final layer-normed CLS   dgm-eval's (DGM_EVAL_DINOV2 below):
              (FD-DINOv2, Stein et al. 2023: ViT-L/14, facebook/dinov2-large)    the whole image, PIL bicubic to
                                                                                  224 x 224, ImageNet mean / std
-    clip     CLIPModel              get_image_features: the projected image     the folder's image processor
-             (CMMD, Jayasumana et al. 2024: ViT-L/14@336px,                      (CLIPImageProcessor)
-              openai/clip-vit-large-patch14-336)
+    clip     CLIPModel              get_image_features: the projected image     the released CMMD code's
+             (CMMD, Jayasumana et al. 2024: ViT-L/14@336px,      embedding       (CMMD_RELEASED below): centre
+              openai/clip-vit-large-patch14-336)                                  square crop, PIL bicubic to the
+                                                                                 model's size, CLIP mean / std
 
 FD-DINOv2 follows the implementation that defined it and publishes its numbers, not the model
-folder's processor (which resizes to 256 and crops the centre 224, cutting content away). The CLIP
-processor runs as transformers' PIL implementation (no torchvision on this torch), configured by the
-folder's preprocessor_config.json. The preprocessing is recorded with every result.
+folder's processor (which resizes to 256 and crops the centre 224, cutting content away). CLIP
+follows the code that defined CMMD, which crops before it resizes (the folder's processor resizes
+the short side first, then crops: the same pixels only for square images). The preprocessing is
+recorded with every result.
 """
 from __future__ import annotations
 
@@ -67,19 +69,6 @@ class Backbone:
     details: dict  # recorded with every result: space, model class, processor settings
 
 
-def _processor(folder: Path):
-    """The folder's image processor as transformers' PIL implementation (same settings)."""
-    kind = json.loads((folder / "preprocessor_config.json").read_text()).get("image_processor_type", "")
-    if kind.startswith("BitImageProcessor"):
-        from transformers.models.bit.image_processing_pil_bit import BitImageProcessorPil as cls
-    elif kind.startswith("CLIPImageProcessor"):
-        from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil as cls
-    else:
-        raise ValueError(f"{folder}/preprocessor_config.json: image processor {kind!r} is not supported; "
-                         "supported: BitImageProcessor (DINOv2), CLIPImageProcessor (CLIP)")
-    return cls.from_pretrained(folder)
-
-
 # dgm-eval (layer6ai-labs/dgm-eval @d57a6d2, dgm_eval/models/dinov2.py, DINOv2Encoder.transform with
 # clean_resize off, its command line's default): torchvision Resize((224, 224), BICUBIC) of the PIL
 # image (PIL's own bicubic resize for a PIL input), ToTensor (/ 255), Normalize(ImageNet mean, std)
@@ -97,26 +86,44 @@ def dgm_eval_pixels(images: Sequence[np.ndarray]) -> torch.Tensor:
     return torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
 
 
-def load_backbone(space: str, weights: str, device: str) -> Backbone:
+# The released CMMD (google-research/google-research @4c42994, cmmd/io_util.py `_center_crop_and_resize`
+# and cmmd/embedding.py `_clip_preprocess`): PIL crop of the centred square of side min(w, h) (offsets
+# (h - l) // 2, (w - l) // 2), PIL BICUBIC resize to the model's input size (336 for ViT-L/14@336px),
+# / 255, then jax.image.resize to the same size (the identity) and CLIP's mean / std.
+CMMD_RELEASED = {"size": "the model's image_size (336 for ViT-L/14@336px)", "resample": "centre square crop, then PIL bicubic",
+                 "mean": (0.48145466, 0.4578275, 0.40821073), "std": (0.26862954, 0.26130258, 0.27577711),
+                 "source": "google-research/google-research@4c42994 cmmd/io_util.py, cmmd/embedding.py"}
+
+
+def cmmd_pixels(images: Sequence[np.ndarray], size: int) -> torch.Tensor:
+    """(H, W, 3) uint8 images -> (B, 3, size, size) float32 as the released CMMD feeds CLIP."""
     from PIL import Image
+
+    out = []
+    for im in images:
+        h, w = im.shape[:2]
+        side = min(h, w)
+        top, left = (h - side) // 2, (w - side) // 2
+        square = Image.fromarray(im).crop((left, top, left + side, top + side))
+        out.append(np.asarray(square.resize((size, size), Image.BICUBIC), np.float32) / 255.0)
+    x = (np.stack(out) - np.array(CMMD_RELEASED["mean"], np.float32)) / np.array(CMMD_RELEASED["std"], np.float32)
+    return torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
+
+
+def load_backbone(space: str, weights: str, device: str) -> Backbone:
     from transformers import CLIPModel, Dinov2Model
 
     folder = Path(weights).expanduser()
     model_cls = {"dinov2": Dinov2Model, "clip": CLIPModel}[space]
     model = model_cls.from_pretrained(folder).to(device).eval()
-    if space == "dinov2":
-        processor, settings = None, DGM_EVAL_DINOV2
-    else:
-        processor = _processor(folder)
-        settings = {k: v for k, v in processor.to_dict().items() if k in ("size", "crop_size", "do_center_crop", "image_mean", "image_std",
-                                                                        "resample", "do_normalize", "rescale_factor")}
+    size = model.config.vision_config.image_size if space == "clip" else DGM_EVAL_DINOV2["size"]
+    settings = DGM_EVAL_DINOV2 if space == "dinov2" else {**CMMD_RELEASED, "size": size}
 
     @torch.inference_mode()
     def embed(images: Sequence[np.ndarray]) -> torch.Tensor:
         if space == "dinov2":
             return model(pixel_values=dgm_eval_pixels(images).to(device)).pooler_output  # (B, hidden): layer-normed CLS token
-        pixels = processor(images=[Image.fromarray(im) for im in images], return_tensors="pt")["pixel_values"].to(device)
-        out = model.get_image_features(pixel_values=pixels)
+        out = model.get_image_features(pixel_values=cmmd_pixels(images, size).to(device))
         return out if isinstance(out, torch.Tensor) else out.pooler_output  # (B, projection_dim)
 
     dim = model.config.hidden_size if space == "dinov2" else model.config.projection_dim

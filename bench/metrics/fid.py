@@ -191,7 +191,8 @@ def interval_details(r: dict, blocks: tuple[np.ndarray, str], method: str) -> di
     entries with the same key are on the same prompts in the same blocks)."""
     index, key = blocks
     return {"ci_low": r["ci_low"], "ci_high": r["ci_high"], "se": r["se"], "blocks": int(len(np.unique(index))), "ci_method": method,
-            "block_values": [float(v) for v in r["pseudo"]], "block_key": key}
+            "block_values": [float(v) for v in r["pseudo"]], "block_key": key,
+            **({"se_jackknife": r["se_jackknife"]} if "se_jackknife" in r else {})}
 
 
 FD_META = MetricMeta("lower", 0.0, None, "none", "Frechet distance of Gaussian fits at N images (biased upward by ~c / N)", FD_MIN_N,
@@ -330,9 +331,11 @@ class KID(_BankMetric):
                     return polynomial_kernel(a, b, k.degree, k.gamma, k.coef)
                 # the subsets' mean is, given the images, an unbiased Monte Carlo estimate of the all-images
                 # U-statistic: its variance adds std^2 / subsets to the U-statistic's
-                r = B.mmd_blocks(kernel, feats, real, blocks[0], mean, std**2 / k.subsets if k.subsets > 1 else 0.0)
+                r = B.mmd_blocks(kernel, feats, real, blocks[0], mean, std**2 / k.subsets if k.subsets > 1 else 0.0,
+                                 second_order=B.SECOND_ORDER["kid"])
                 mean_details = {**details, **interval_details(r, blocks, "delete-a-block jackknife of the all-images U-statistic "
-                                                                         "over prompt blocks + the subsets' Monte Carlo variance, t(G-1)")}
+                                                                         "over prompt blocks less its second-order excess + the "
+                                                                         "subsets' Monte Carlo variance, t(G-1)")}
             out += [MetricResult("kid_mean", mean, len(feats), mean_details, cell_id=cell),
                     MetricResult("kid_std", std, len(feats), details, cell_id=cell)]
         return out
@@ -377,7 +380,8 @@ class CMMD(_BankMetric):
             details = {**self.details(len(fake)), "sigma": CMMD_SIGMA, "scale": CMMD_SCALE, "estimator": estimator, "normalised": True}
             if blocks is not None:
                 unit_real, unit_fake = (a / np.linalg.norm(a, axis=1, keepdims=True) for a in (real, fake))
-                r = B.mmd_blocks(partial(gaussian_kernel, sigma=CMMD_SIGMA), unit_fake, unit_real, blocks[0], value, scale=CMMD_SCALE)
+                r = B.mmd_blocks(partial(gaussian_kernel, sigma=CMMD_SIGMA), unit_fake, unit_real, blocks[0], value, scale=CMMD_SCALE,
+                                 second_order=B.SECOND_ORDER["cmmd"])
                 details.update(interval_details(r, blocks, "delete-a-block jackknife over prompt blocks, t(G-1)"))
             out.append(MetricResult("cmmd", value, len(fake), details, cell_id=cell))
         return out

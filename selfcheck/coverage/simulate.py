@@ -222,12 +222,12 @@ def set_metrics(sizes: Sizes, seed: int = 0, only: tuple[str, ...] = ("fd", "kid
                 new["fd"].append((r["ci_low"], r["ci_high"]))
             if "kid" in only:
                 mean, std, _ = kernel_inception_distance(ref, feats, kid_subsets, kid_size, int(rng.integers(1 << 30)))
-                r = B.mmd_blocks(polynomial_kernel, feats, ref, blocks, mean, std**2 / kid_subsets, LEVEL)
+                r = B.mmd_blocks(polynomial_kernel, feats, ref, blocks, mean, std**2 / kid_subsets, LEVEL, second_order=B.SECOND_ORDER["kid"])
                 new["kid"].append((r["ci_low"], r["ci_high"]))
             if "cmmd" in only:
                 kxx = gaussian_kernel(feats, feats, rbf_s)  # = gaussian_mmd2_unbiased(ref, feats, rbf_s), reference term cached
                 value = u_yy + (kxx.sum() - np.trace(kxx)) / (n * (n - 1)) - 2 * gaussian_kernel(feats, ref, rbf_s).mean()
-                r = B.mmd_blocks(partial(gaussian_kernel, sigma=rbf_s), feats, ref, blocks, value, 0.0, LEVEL)
+                r = B.mmd_blocks(partial(gaussian_kernel, sigma=rbf_s), feats, ref, blocks, value, 0.0, LEVEL, second_order=B.SECOND_ORDER["cmmd"])
                 new["cmmd"].append((r["ci_low"], r["ci_high"]))
             if "prdc" in only:
                 r = B.prdc_blocks(ref, feats, blocks, 3, 5, LEVEL, real_radii=radii)

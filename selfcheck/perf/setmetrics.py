@@ -57,7 +57,7 @@ def one_process(s: SetMetricSettings, job: str) -> dict:
     elif job == "kid":
         value = stats.kernel_inception_distance(real, fake)[0]
     elif job == "kid_blocks":
-        value = B.mmd_blocks(stats.polynomial_kernel, fake, real, blocks, 0.0)["se"]
+        value = B.mmd_blocks(stats.polynomial_kernel, fake, real, blocks, 0.0, second_order=B.SECOND_ORDER["kid"])["se"]
     elif job == "prdc":
         value = float(stats.prdc_groups(real, fake, np.zeros(s.n))["precision"][0])
     elif job == "prdc_blocks":
@@ -66,7 +66,8 @@ def one_process(s: SetMetricSettings, job: str) -> dict:
         value = stats.cmmd(real, fake)
     else:
         unit = [a / np.linalg.norm(a, axis=1, keepdims=True) for a in (real, fake)]
-        value = B.mmd_blocks(stats.gaussian_kernel, unit[1], unit[0], blocks, 0.0, scale=stats.CMMD_SCALE)["se"]
+        value = B.mmd_blocks(stats.gaussian_kernel, unit[1], unit[0], blocks, 0.0, scale=stats.CMMD_SCALE,
+                             second_order=B.SECOND_ORDER["cmmd"])["se"]
     return {"job": job, "seconds": time.perf_counter() - t0, "value": float(value),
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 

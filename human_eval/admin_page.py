@@ -11,6 +11,8 @@ from common.tables import to_csv
 
 from .contract import control_accuracy
 from .export import answers_frame
+from .sequential_page import render as render_sequence
+from .sequential_page import study_state
 from .store import Store
 from .study import Study
 
@@ -51,6 +53,9 @@ def render(study: Study, store: Store) -> None:
         "accuracy": st.column_config.NumberColumn("share right", format="percent"),
         "n_fast": st.column_config.NumberColumn(f"answers under {study.fast_answer_ms:.0f} ms"),
     })
+    sequential = study_state(study, store, frame)  # None unless the study was made with --design sequential
+    if sequential is not None:
+        render_sequence(sequential)
     by_category = category_table(store)
     if len(by_category) > 1:
         st.subheader("Progress per category")

@@ -13,6 +13,7 @@ from common.errors import UserError
 from common.files import check_writable
 from common.options import seed_int
 
+from .confseq import METHODS as SEQUENCES
 from .contract import DEFAULT_CONTROL_THRESHOLD, DEFAULT_FAST_ANSWER_MS
 from .protocols import DESIGNS, PROTOCOLS
 
@@ -75,6 +76,13 @@ def _add_study(p: argparse.ArgumentParser) -> None:
     c.add_argument("--seed", type=seed_int, default=0)
     c.add_argument("--name", default=None, help="study name in the database (default: the --out directory's name)")
     c.add_argument("--db", default=None, help="postgresql://USER@HOST/DB (password via PGPASSWORD or ~/.pgpass); default SQLite in STUDY")
+    seq = c.add_argument_group("sequential design (--design sequential: one batch per rater, the study stops by this plan, "
+                               "fixed at creation; docs/human_eval_sequential.md)")
+    seq.add_argument("--alpha", type=float, default=None, help="1 - coverage of the interval at the stop (default 0.05)")
+    seq.add_argument("--half-width", type=float, default=None, help="stop once the interval is this narrow each side (default 0.03)")
+    seq.add_argument("--look-every", type=int, default=None, help="counted batches between looks (default 1)")
+    seq.add_argument("--sequence", choices=list(SEQUENCES), default=None, help="confidence sequence (default betting)")
+    seq.add_argument("--question", default=None, help="the question the rule watches (default: the protocol's first)")
     c.set_defaults(func=cmd_create)
     for action, func, helptext in (("links", cmd_links, "print the invite links and the admin link"),
                                    ("status", cmd_status, "progress and control accuracy per rater")):
@@ -96,6 +104,19 @@ def _add_study(p: argparse.ArgumentParser) -> None:
     e.set_defaults(func=cmd_export)
 
 
+def _sequential(args):
+    """The stopping plan of --design sequential; its options are refused with any other design."""
+    from .sequential import SequentialPlan
+
+    flags = {"alpha": "alpha", "half_width": "half-width", "look_every": "look-every", "method": "sequence", "question": "question"}
+    given = {field: getattr(args, flag.replace("-", "_")) for field, flag in flags.items() if getattr(args, flag.replace("-", "_")) is not None}
+    if args.design != "sequential":
+        if given:
+            raise ValueError(f"--{flags[next(iter(given))]} applies to --design sequential only")
+        return None
+    return SequentialPlan(**given)
+
+
 def cmd_create(args) -> int:
     from .plan import PlanSettings
     from .study import StudySettings, create_study
@@ -104,7 +125,7 @@ def cmd_create(args) -> int:
         protocol=args.protocol, a=args.a, b=args.b, prompts=args.prompts, name=args.name, db=args.db,
         control_threshold=args.control_threshold, images_per_set=args.images_per_set, fast_answer_ms=args.fast_answer_ms,
         plan=PlanSettings(raters=args.raters, batch_size=args.batch_size, control_share=args.control_share, seed=args.seed,
-                          design=args.design, raters_per_category=args.raters_per_category))
+                          design=args.design, raters_per_category=args.raters_per_category, sequential=_sequential(args)))
     check_writable(args.out)
     study = create_study(args.out, settings)
     meta = json.loads((study.root / "study.json").read_text())
@@ -112,7 +133,8 @@ def cmd_create(args) -> int:
     design = meta["settings"]["plan"]["design"]
     per = {len(r) for r in t["evaluations"].values()}
     how = (f"{len(t['evaluations'])} evaluations (one per category, {'/'.join(map(str, sorted(per)))} raters each)"
-           if design == "per_category" else "every rater rates every prompt")
+           if design == "per_category" else "every rater rates every prompt" if design == "all_prompts" else
+           "one batch per rater, stopping by the plan in study.json (settings.plan.sequential)")
     print(f"study {study.name}: {meta['prompts']['n']} prompts (+{len(meta['prompts']['control'])} set aside for controls), "
           f"{t['raters']} raters, {how}, {t['total']} tasks "
           f"({t['controls']} controls), {len(study.images)} images -> {study.root}")

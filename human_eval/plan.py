@@ -14,6 +14,9 @@ Designs (protocols.DESIGNS; each protocol has its default, the paper's):
                   prompt of the category once; batches never mix categories. Raters are dealt to
                   categories in rotation, so each serves about as many categories as any other.
     all_prompts   every rater rates every prompt once, in their own random order (COCO).
+    sequential    A-vs-B protocols: every rater rates ONE batch, dealt from stratified passes over the
+                  prompts (human_eval.sequential_deal); the study stops by the pre-registered rule of
+                  `sequential` (human_eval.sequential), the pool (--raters) being the cap.
 
 Reproducible from the seed: the same sources, prompts and settings give the same plan (assignment,
 order, sides, controls). Ids (tasks, images) are random and opaque, never derived from the plan.
@@ -28,6 +31,7 @@ from common.imagestore import ImageRecord
 
 from .controls import Item, alignment_pair, fidelity
 from .protocols import DESIGNS, Protocol
+from .sequential import SequentialPlan
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,7 @@ class PlanSettings:
     seed: int = 0
     design: str | None = None  # None: the protocol's (per_category for DrawBench, all_prompts for COCO)
     raters_per_category: int | None = None  # per_category only; None: every rater of the pool (25 by default, the paper's)
+    sequential: SequentialPlan | None = None  # the sequential design's stopping plan (that design only, and required there)
 
     def __post_init__(self):
         if not 1 <= self.raters <= 1000:
@@ -54,6 +59,8 @@ class PlanSettings:
                 raise ValueError("raters per category applies to the per_category design only")
             if not 1 <= self.raters_per_category <= self.raters:
                 raise ValueError(f"raters per category must be in [1, {self.raters}] (the pool, --raters), got {self.raters_per_category}")
+        if (self.design == "sequential") != (self.sequential is not None):
+            raise ValueError("a sequential plan (alpha, half width, looks) goes with --design sequential, and that design needs one")
 
     @property
     def controls_per_batch(self) -> int:
@@ -63,6 +70,12 @@ class PlanSettings:
         design = self.design or protocol.design
         if self.raters_per_category is not None and design != "per_category":
             raise ValueError(f"raters per category applies to the per_category design; {protocol.name} uses {design}")
+        if design == "sequential":
+            keys = [q.key for q in protocol.questions]
+            if protocol.layout != "pair":
+                raise ValueError(f"the sequential design compares A with B; {protocol.name} rates one image (use drawbench_sbs or coco_realism)")
+            if self.sequential.question is not None and self.sequential.question not in keys:
+                raise ValueError(f"sequential question must be one of {', '.join(keys)} ({protocol.name}), got {self.sequential.question!r}")
         return design
 
 
@@ -110,7 +123,7 @@ def assignment(protocol: Protocol, items: dict[str, Item], settings: PlanSetting
     """Evaluation -> its raters: one evaluation per category (per_category) or one of all prompts
     ("all"). Category c of C gets raters c*k, c*k+1, ... (mod the pool) for k raters per category."""
     pool = rater_names(settings.raters)
-    if settings.design_for(protocol) == "all_prompts":
+    if settings.design_for(protocol) in ("all_prompts", "sequential"):
         return {"all": pool}
     k = settings.raters_per_category or len(pool)
     categories = sorted({it.category for it in items.values()})
@@ -188,6 +201,10 @@ def plan(protocol: Protocol, items: dict[str, Item], settings: PlanSettings) -> 
     evaluations = assignment(protocol, items, settings)
     pools = {ev: pool_controls(rng, protocol, [it for it in items.values() if ev == "all" or it.category == ev],
                                settings.control_share, ev) for ev in evaluations}
+    if settings.design_for(protocol) == "sequential":
+        from .sequential_deal import planned  # noqa: PLC0415  (it builds PlannedTask: imported here, not at the top)
+
+        return planned(rng, *pools["all"], settings)
     out: list[PlannedTask] = []
     for rater in rater_names(settings.raters):
         mine = [ev for ev, raters in evaluations.items() if rater in raters]

@@ -34,8 +34,9 @@ class Question:
 
 
 # How tasks are dealt to raters (human_eval.plan): the Imagen paper ran each DrawBench category as
-# its own evaluation with 25 raters (sec. 4.3, App. E), and COCO over all sampled captions.
-DESIGNS = ("per_category", "all_prompts")
+# its own evaluation with 25 raters (sec. 4.3, App. E), and COCO over all sampled captions;
+# "sequential" (A-vs-B protocols): one batch per rater, stopping by rule (human_eval.sequential).
+DESIGNS = ("per_category", "all_prompts", "sequential")
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import time
 import streamlit as st
 
 from .protocols import Protocol, get_protocol
+from .sequential_page import ENDED, ended
 from .serving import served_url
 from .store import Store, SubmitResult, Task
 from .study import Study
@@ -107,6 +108,9 @@ def render(study: Study, store: Store, rater: str) -> None:
     done = {tid for tid, a in answered.items() if len(a) == n_q}
     task = task_to_show(tasks, done, st.session_state.get("showing"))
     st.title(protocol.title)
+    if not answered and ended(study, store):  # a sequential study that has stopped takes no new raters
+        st.info(ENDED)
+        return
     if task is None:
         st.progress(1.0, text=f"All {len(tasks)} tasks done")
         st.success("You have finished every task. Thank you! You can close this page.")

@@ -85,6 +85,8 @@ def stops(low: np.ndarray, high: np.ndarray, covered: np.ndarray, plan: Sequenti
     """(t, reason) per row of (R, T) interval arrays: the first look t (1-based; 0: not stopped
     yet) where the rule fires and its reason's index in REASONS (-1 if not stopped). covered[r, t-1]:
     one full pass is in after t batches."""
+    if low.shape[1] == 0:  # no batch counted yet
+        return np.zeros(low.shape[0], int), np.full(low.shape[0], -1)
     t = np.arange(1, low.shape[1] + 1)
     look = covered & ((t % plan.look_every == 0) | (t == cap))
     with np.errstate(invalid="ignore"):  # nan: an empty interval (every mean rejected) decides nothing
@@ -135,6 +137,7 @@ class State:
 
 def batch_table(frame: pd.DataFrame, rec: Recorded, threshold: float) -> pd.DataFrame:
     """One row per rater with a complete batch (every task answered), oldest completion first."""
+    frame = frame.assign(answered_at=pd.to_datetime(frame["answered_at"], utc=True, format="ISO8601"))  # a CSV export holds text
     done = frame.groupby("rater").agg(tasks=("task_id", "nunique"), done_at=("answered_at", "max")).reset_index()
     done = done[done["tasks"] == rec.tasks_per_batch]
     ordinary = frame[~frame["is_control"].astype(bool) & (frame["question"] == rec.question)]

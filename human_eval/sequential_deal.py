@@ -6,7 +6,11 @@ and the pass is sorted by that key, so every stretch of a pass holds the categor
 shares). The passes are laid end to end and cut into batches of `per_batch`, so the first
 ceil(P / per_batch) batches rate every prompt at least once, and every batch has the same size (a
 batch that straddles two passes never holds a prompt twice: a repeat is swapped with a later prompt
-of the new pass).
+of the new pass). Each batch also holds controls_per_batch control tasks drawn from the study's
+control pool (human_eval.plan.pool_controls) without repeats inside the batch: with a pool of
+share x P prompts and share x batch controls, a control task is as likely to be in a given batch as
+an ordinary prompt is (batch / P each), so raters comparing their batches see controls recur exactly
+as often as ordinary tasks.
 """
 from __future__ import annotations
 
@@ -14,6 +18,11 @@ import math
 import random
 from collections import defaultdict
 from collections.abc import Sequence
+
+from .controls import Item
+from .plan import PlannedTask, PlanSettings, rater_names
+from .protocols import Protocol
+from .sequential import record
 
 
 def one_pass(rng: random.Random, keys: Sequence[str], categories: Sequence[str]) -> list[str]:
@@ -54,3 +63,32 @@ def deal(rng: random.Random, keys: Sequence[str], categories: Sequence[str], per
 
 def batches_per_pass(n_prompts: int, per_batch: int) -> int:
     return math.ceil(n_prompts / per_batch)
+
+
+def planned(rng: random.Random, ordinary: list[Item], controls: list[Item], settings: PlanSettings) -> list[PlannedTask]:
+    """Every rater of the pool one batch (batch 1): ordinary tasks from the passes, controls from the pool, shuffled."""
+    k = min(settings.controls_per_batch, len(controls))
+    per_batch = settings.batch_size - k
+    need = batches_per_pass(len(ordinary), per_batch) if per_batch >= 1 else 0
+    if settings.raters < need:
+        raise ValueError(f"--raters {settings.raters} is the sequential design's cap (one batch each), but one full pass over the "
+                         f"{len(ordinary)} prompts takes {need} batches of {per_batch}; use --raters {need} or more")
+    index = {str(i): it for i, it in enumerate(ordinary)}
+    batches = deal(rng, list(index), [it.category for it in ordinary], per_batch, settings.raters)
+    out: list[PlannedTask] = []
+    for rater, keys in zip(rater_names(settings.raters), batches):
+        batch = [index[key] for key in keys] + rng.sample(controls, k)
+        rng.shuffle(batch)
+        out += [PlannedTask(rater, 1, p, it, rng.random() < 0.5) for p, it in enumerate(batch, start=1)]
+    return out
+
+
+def sequential_record(protocol: Protocol, settings: PlanSettings, tasks: list[PlannedTask]) -> dict:
+    """The sequential plan with what the deal fixed (question, cap, tasks per batch, prompts), for
+    the study's recorded settings (human_eval.sequential.recorded reads it back)."""
+    sizes = {n for n in (sum(t.rater == r for t in tasks) for r in {t.rater for t in tasks})}
+    if len(sizes) != 1:
+        raise RuntimeError(f"a sequential deal gave batches of sizes {sorted(sizes)}; every batch must be equal")
+    question = settings.sequential.question or protocol.questions[0].key
+    n_prompts = len({t.item.prompt_id for t in tasks if not t.item.is_control})
+    return record(settings.sequential, question, settings.raters, sizes.pop(), n_prompts)

@@ -30,6 +30,7 @@ from .contract import DEFAULT_CONTROL_THRESHOLD, DEFAULT_FAST_ANSWER_MS
 from .controls import DegradeSettings, degrade
 from .plan import PlannedTask, PlanSettings, assignment, items_for, plan
 from .protocols import get_protocol, wording
+from .sequential_deal import sequential_record
 from .serving import ENCODING, encode, padded_length
 from .sources import by_prompt, distinct_models, load_prompts, parse_source, read_source
 from .store import AccessDenied, Store, Task, is_postgres_url
@@ -307,6 +308,8 @@ def create_study(out: str | Path, s: StudySettings) -> Study:
         settings = {"control_threshold": s.control_threshold, "fast_answer_ms": s.fast_answer_ms,
                     "plan": asdict(s.plan) | resolved(protocol, s.plan), "degrade": asdict(s.degrade),
                     "images_per_set": per_set}
+        if s.plan.sequential is not None:  # the stopping plan as fixed before the first rating (human_eval.sequential)
+            settings["plan"]["sequential"] = sequential_record(protocol, s.plan, planned)
         if not s.db:  # ratings and token hashes: owner-only, like secrets.json (SQLite gives its
             (tmp / db).touch(mode=0o600)  # -wal / -shm files the database file's permissions)
         store = Store(db if s.db else tmp / db, name)

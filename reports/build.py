@@ -28,6 +28,7 @@ from .preference import CIConfig
 from .publish import MARKER, check_target, staged
 from .run_overview import overview
 from .runs import RunMetrics, headline_table, read_run_metrics, shapes_table, spec_sha256, split_how
+from .sequential_section import sequential_sections
 
 # 0.05: the smallest preference difference the paper's DrawBench comparisons read as meaningful;
 # 0 turns the power section off.
@@ -160,6 +161,7 @@ def build_report(inputs: ReportInputs, out: str | Path, options: ReportOptions =
             human = human_sections(clean, exclusion, options.ci, images, options.power_effect,
                                    options.power_studies, stage, unfiltered=answers[~answers["is_control"]])
             summaries.append(human.summary)
+            summaries += sequential_sections(answers, inputs.study_settings)  # why a sequential study stopped, its interval
             samples += human.samples
             body += human.body
         if head:

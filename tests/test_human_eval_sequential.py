@@ -108,3 +108,123 @@ def test_simulation_ci_size_meets_the_goal_and_catches_peeking():
     assert (default.loc[[0.6, 0.7], "savings"] >= 40).all() and (default["coverage_prompts"] >= 95).all()
     peeking = frame[frame["design"] == PEEKING].set_index("rate")
     assert peeking.loc[0.5, "error"] > 10 and peeking.loc[0.5, "coverage_population"] < 90
+
+
+def _sequential_study(out, plan: SequentialPlan, raters: int = 40):
+    from human_eval_fixtures import sd_folders
+
+    from human_eval.plan import PlanSettings
+    from human_eval.study import StudySettings, create_study
+
+    a, b = sd_folders()
+    return create_study(out, StudySettings(
+        protocol="drawbench_sbs", a=f"folder:{a}", b=f"folder:{b}", prompts="drawbench:Colors,Counting", images_per_set=1,
+        plan=PlanSettings(raters=raters, batch_size=12, control_share=0.1, design="sequential", sequential=plan)))
+
+
+def _answer_batch(store, rater: str, rng: random.Random, prefer_b: float, controls_right: bool = True) -> None:
+    """A simulated rater answering every task of their batch through the store: on ordinary tasks
+    model B (sd-v1-5) with probability prefer_b, else A, sometimes indifferent; checks right or wrong."""
+    for t in store.tasks(rater):
+        if t.is_control:
+            side = "A" if controls_right else "B"
+        else:
+            side = "tie" if rng.random() < 0.15 else ("B" if rng.random() < prefer_b else "A")
+        shown = "tie" if side == "tie" else "left" if (side == "A") == t.a_on_left else "right"
+        store.submit(rater, t.task_id, {"quality": shown, "alignment": shown}, 3000)
+
+
+def test_a_real_study_stops_by_its_rule_while_raters_answer_through_the_store(tmp_path, capsys):
+    """A sequential study of the real SD v1.4 / v1.5 DrawBench images (Colors + Counting): simulated
+    raters answer one batch each through the store, preferring v1.5; after every batch the app's
+    state is read back; the study stops once the sequence excludes 1/2, never before a full pass;
+    a flagged rater's batch does not count; a new rater is then turned away, the report states
+    the reason and the interval, and an edited study.json plan is refused."""
+    import json
+
+    from human_eval.export import answers_frame
+    from human_eval.sequential_page import ENDED, ended, study_state
+    from imagen_bench.cli import main as cli
+
+    study = _sequential_study(tmp_path / "s", SequentialPlan())
+    meta = json.loads((study.root / "study.json").read_text())
+    seq = meta["settings"]["plan"]["sequential"]
+    assert seq == {"alpha": 0.05, "half_width": 0.03, "look_every": 1, "method": "betting", "question": "quality", "cap_batches": 40,
+                   "tasks_per_batch": 12, "n_prompts": meta["prompts"]["n"]}
+    store = study.store()
+    rng = random.Random(1)
+    raters = sorted(store.token_hashes()[1])
+    assert all(len(store.tasks(r)) == 12 and {t.batch for t in store.tasks(r)} == {1} for r in raters)
+    _answer_batch(store, raters[0], rng, 0.85, controls_right=False)  # fails the checks: answered, never counted
+    state = None
+    for n, rater in enumerate(raters[1:], start=1):
+        assert not ended(study, store)
+        _answer_batch(store, rater, rng, 0.85)
+        state = study_state(study, store, answers_frame(study.root))
+        assert len(state.low) == n and not state.batches.set_index("rater").loc[raters[0], "counted"]
+        if state.reason:
+            break
+    assert state.reason == "decided" and state.high[-1] < 0.5  # v1.5 (model B) preferred: A's rate below 1/2
+    assert state.stop_at == n and state.covered[n - 1] and n >= math.ceil(meta["prompts"]["n"] / 10) and n < 39
+    assert (state.low[:n - 1] <= 0.5).all() or not state.covered[:n - 1].all()  # not stopped earlier by the rule
+    assert ended(study, store)
+    assert "Stopped after" in state.describe() and "B preferred" in state.describe()
+
+    late = raters[n + 1]  # a rater who had begun before the stop may finish; the batch comes after the stop
+    _answer_batch(store, late, rng, 0.85)
+    after = study_state(study, store, answers_frame(study.root))
+    assert (after.stop_at, after.reason, after.interval()) == (state.stop_at, state.reason, state.interval())
+
+    report = tmp_path / "report"
+    assert cli(["report", str(study.root), "--out", str(report), "--resamples", "100", "--power-studies", "10"]) == 0
+    page = (report / "index.html").read_text()
+    low, high = state.interval()
+    assert f"Stopped after {n} counted batches because the interval excludes 1/2 (B preferred)" in page
+    assert f"interval at the stop [{low:.3f}, {high:.3f}]" in page
+
+    meta["settings"]["plan"]["sequential"]["half_width"] = 0.2  # an edit after creation changes nothing: refused
+    (study.root / "study.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="a plan cannot change once made"):
+        study_state(study, store, answers_frame(study.root))
+    assert ENDED.startswith("This study has collected")
+    store.close()
+
+
+def test_indifferent_raters_stop_when_the_interval_is_narrow(tmp_path):
+    from human_eval.export import answers_frame
+    from human_eval.sequential_page import study_state
+
+    study = _sequential_study(tmp_path / "s", SequentialPlan(half_width=0.2, look_every=2), raters=30)
+    store = study.store()
+    rng = random.Random(2)
+    for rater in sorted(store.token_hashes()[1]):
+        _answer_batch(store, rater, rng, 0.5)
+        state = study_state(study, store, answers_frame(study.root))
+        if state.reason:
+            break
+    assert state.reason == "precise" and state.stop_at % 2 == 0
+    low, high = state.interval()
+    assert low < 0.5 < high and high - low <= 0.4
+    store.close()
+
+
+def test_sequential_options_are_checked(tmp_path, capsys):
+    from human_eval_fixtures import sd_folders
+
+    from imagen_bench.cli import main as cli
+
+    a, b = sd_folders()
+    base = ["study", "create", "--a", f"folder:{a}", "--images-per-set", "1", "--prompts", "drawbench:Colors", "--out", str(tmp_path / "s")]
+    for extra, message in ((["--protocol", "drawbench_sbs", "--b", f"folder:{b}", "--alpha", "0.1"], "--alpha applies to --design sequential only"),
+                           (["--protocol", "coco_alignment", "--design", "sequential"], "the sequential design compares A with B"),
+                           (["--protocol", "drawbench_sbs", "--b", f"folder:{b}", "--design", "sequential", "--question", "realism"],
+                            "sequential question must be one of quality, alignment"),
+                           (["--protocol", "drawbench_sbs", "--b", f"folder:{b}", "--design", "sequential", "--raters", "2", "--batch-size", "10"],
+                            "one full pass over the 23 prompts takes 3 batches of 9; use --raters 3 or more"),
+                           (["--protocol", "drawbench_sbs", "--b", f"folder:{b}", "--design", "sequential"],
+                            "a sequential batch holds 1..23 ordinary tasks (the study's prompts), got 48"),
+                           (["--protocol", "drawbench_sbs", "--b", f"folder:{b}", "--design", "sequential", "--half-width", "0.6"],
+                            r"half width must be in (0, 0.5)")):
+        assert cli(base + extra) == 2, extra
+        assert message in capsys.readouterr().err
+        assert not (tmp_path / "s").exists()

@@ -141,12 +141,12 @@ def batch_table(frame: pd.DataFrame, rec: Recorded, threshold: float) -> pd.Data
     done = frame.groupby("rater").agg(tasks=("task_id", "nunique"), done_at=("answered_at", "max")).reset_index()
     done = done[done["tasks"] == rec.tasks_per_batch]
     ordinary = frame[~frame["is_control"].astype(bool) & (frame["question"] == rec.question)]
-    scored = ordinary.assign(score=ordinary["answer"].map(SCORES))
+    scored = ordinary.assign(score=ordinary["answer"].map(SCORES).astype(float))
     if scored["score"].isna().any():
         raise ValueError(f"answers to {rec.question!r} must be A, tie or B for a sequential study")
-    means = scored.groupby("rater").agg(mean=("score", "mean"), answers=("score", "size"), prompts=("prompt_id", lambda s: frozenset(s)))
+    means = scored.groupby("rater").agg(mean=("score", "mean"), answers=("score", "size"), prompts=("prompt_id", frozenset)).reset_index()
     acc = control_accuracy(frame, threshold).set_index("rater")["flagged"]
-    out = done.merge(means, left_on="rater", right_index=True, how="inner")
+    out = done.merge(means, on="rater", how="inner")
     out["counted"] = ~out["rater"].map(acc).fillna(False).astype(bool)
     return out.sort_values(["done_at", "rater"]).reset_index(drop=True)
 

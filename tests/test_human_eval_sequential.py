@@ -228,3 +228,40 @@ def test_sequential_options_are_checked(tmp_path, capsys):
         assert cli(base + extra) == 2, extra
         assert message in capsys.readouterr().err
         assert not (tmp_path / "s").exists()
+
+
+def test_app_shows_the_live_sequence_and_turns_away_raters_after_the_stop(tmp_path, monkeypatch):
+    """Through the Streamlit app (AppTest): the admin page shows the sequence and the verdict; once
+    stopped, a rater who has not begun sees that the study has ended, one mid-batch may go on."""
+    from human_eval_fixtures import APP, tokens
+    from streamlit.testing.v1 import AppTest
+
+    from human_eval.sequential_page import ENDED
+
+    def app(**params) -> AppTest:
+        monkeypatch.setenv("HUMAN_EVAL_STUDY", str(study.root))
+        at = AppTest.from_file(str(APP), default_timeout=60)
+        for k, v in params.items():
+            at.query_params[k] = v
+        return at.run()
+
+    study = _sequential_study(tmp_path / "s", SequentialPlan())
+    store = study.store()
+    raters = sorted(store.token_hashes()[1])
+    rng = random.Random(3)
+    mid = raters[-1]
+    first = store.tasks(mid)[0]
+    store.submit(mid, first.task_id, {"quality": "tie", "alignment": "tie"}, 2500)  # began before the stop
+    admin = app(admin=tokens(study)["admin"])
+    assert not admin.exception and "Still running after 0 counted batches" in admin.info[0].value
+    for rater in raters[:12]:
+        _answer_batch(store, rater, rng, 0.95)
+    admin = app(admin=tokens(study)["admin"])
+    assert not admin.exception and not admin.error
+    assert "Sequential design: the live confidence sequence" in [h.value for h in admin.subheader]
+    assert "Stopped after" in admin.success[0].value and "B preferred" in admin.success[0].value
+    fresh = app(t=tokens(study)["raters"][raters[20]])
+    assert not fresh.exception and [i.value for i in fresh.info] == [ENDED] and not fresh.radio
+    going_on = app(t=tokens(study)["raters"][mid])
+    assert not going_on.exception and len(going_on.radio) == 2  # the next task of the batch they began
+    store.close()

@@ -166,12 +166,13 @@ def state(frame: pd.DataFrame, settings: dict, threshold: float) -> State:
         covered.append(len(seen) >= rec.n_prompts)
     x = counted["mean"].to_numpy()[None, :]
     low, high = sequence(x, rec.plan.alpha, rec.plan.method) if x.size else (np.empty((1, 0)), np.empty((1, 0)))
-    cap = rec.cap_batches - int((~table["counted"]).sum())  # excluded raters' batches will never count
-    t, reason = stops(low, high, np.array(covered, bool)[None, :], rec.plan, cap)
+    t, reason = stops(low, high, np.array(covered, bool)[None, :], rec.plan, rec.cap_batches)
+    stop_at, why = int(t[0]), REASONS[reason[0]] if reason[0] >= 0 else None
+    if why is None and len(table) == rec.cap_batches:  # every planned batch is in (some flagged): the cap,
+        stop_at, why = len(counted), "cap"  # at the last one, never moved back to an earlier look
     table["look"] = 0
     table.loc[table["counted"], "look"] = np.arange(1, len(counted) + 1)
-    return State(rec, table.drop(columns="prompts"), low[0], high[0], np.array(covered, bool), int(t[0]),
-                 REASONS[reason[0]] if reason[0] >= 0 else None)
+    return State(rec, table.drop(columns="prompts"), low[0], high[0], np.array(covered, bool), stop_at, why)
 
 
 __all__ = ["METHODS", "REASONS", "Recorded", "SequentialPlan", "State", "record", "recorded", "state", "stops"]

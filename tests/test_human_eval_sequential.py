@@ -7,6 +7,7 @@ import random
 from collections import Counter
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from human_eval.confseq import bernstein, betting, sequence
@@ -97,8 +98,6 @@ def test_simulation_ci_size_meets_the_goal_and_catches_peeking():
     """The docs' comparison at 120 replicates (seconds): the default plan saves >= 40 % of the fixed
     design's ratings at 0.6 and 0.7 with no more errors, its final intervals cover; the peeking arm
     (a fixed-sample interval re-checked at every look) is shown failing, so a broken sequence would be too."""
-    import pandas as pd
-
     from selfcheck.sequential.simulate import PEEKING, Sizes, run
     from selfcheck.sequential.table import goal_failures
 
@@ -265,3 +264,28 @@ def test_app_shows_the_live_sequence_and_turns_away_raters_after_the_stop(tmp_pa
     going_on = app(t=tokens(study)["raters"][mid])
     assert not going_on.exception and len(going_on.radio) == 2  # the next task of the batch they began
     store.close()
+
+
+def _rows(rater: str, prompt: str, answer: str, control_right: bool, minute: int) -> list[dict]:
+    at = pd.Timestamp("2026-01-01", tz="UTC") + pd.Timedelta(minutes=minute)
+    common = dict(study="s", protocol="drawbench_sbs", rater=rater, question="quality", model_a="a", model_b="b", category="Colors",
+                  response_ms=3000, answered_at=at)
+    return [common | dict(task_id=f"{rater}-o", answer=answer, prompt_id=prompt, is_control=False, control_correct=None),
+            common | dict(task_id=f"{rater}-c", answer="A" if control_right else "B", prompt_id="99", is_control=True,
+                          control_correct=control_right)]
+
+
+def test_the_cap_is_reached_when_every_planned_batch_is_in_flagged_ones_too():
+    """Three planned batches, the third rater fails the checks: the study stops at the cap when that
+    third batch is in, at the last counted batch, not earlier (no look is ever moved back)."""
+    from human_eval.sequential import record, state
+
+    settings = {"control_threshold": 0.8, "plan": {"design": "sequential", "sequential": record(
+        SequentialPlan(half_width=0.01), "quality", cap_batches=3, tasks_per_batch=2, n_prompts=2)}}
+    two = pd.DataFrame(_rows("r1", "1", "tie", True, 1) + _rows("r2", "2", "A", True, 2))
+    running = state(two, settings, 0.8)
+    assert running.reason is None and running.stop_at == 0 and len(running.low) == 2 and running.covered.tolist() == [False, True]
+    three = pd.concat([two, pd.DataFrame(_rows("r3", "1", "A", False, 3))], ignore_index=True)
+    capped = state(three, settings, 0.8)
+    assert (capped.reason, capped.stop_at) == ("cap", 2) and capped.batches["counted"].tolist() == [True, True, False]
+    assert capped.estimate == 0.75 and "the cap was reached" in capped.describe()

@@ -1,7 +1,7 @@
 """The ratings contract (docs/ARCHITECTURE.md, contract 2), defined once: the columns of a ratings
 frame, the answers each protocol's questions allow, the control threshold and the exclusion rule.
 The app, the store's export and the report all use these; nothing here imports more than pandas
-(and drawbench.coco's category names).
+and human_eval.protocols (a leaf: tests/test_architecture.py RULES_INSIDE).
 
 Rater identity is (study, rater): rater names (r01, r02, ...) restart in every study, so r01 of one
 study is another person than r01 of the next, and is judged by that study's own threshold.
@@ -11,8 +11,6 @@ from __future__ import annotations
 from typing import Mapping
 
 import pandas as pd
-
-from drawbench.coco import NO_PEOPLE  # noqa: F401  (the COCO category the report's "No people" rows select)
 
 from .protocols import PROTOCOLS, derandomise
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from human_eval.contract import NO_PEOPLE
+from drawbench.coco import NO_PEOPLE
 
 from .bootstrap import DEFAULT_METHOD, DEFAULT_RESAMPLES, CrossedBootstrap, check_method, wilson
 

@@ -12,12 +12,14 @@ task, not a different version of it.
   source's images of that prompt, degraded (Gaussian blur + noise). Right answer: the clean side
   ("A") for every question. Two different images side by side, as in an ordinary task (a copy of
   the same image on both sides was itself a fingerprint).
-- alignment control: two pool prompts P and Q swap images. Pair protocols: P's caption with P's
-  images (source m) beside Q's images (the other source), and Q's caption with Q's images (m)
-  beside P's (the other source); right answer: the matching set ("A") on the alignment question
-  (the quality answer has no right answer: kept in the database, left out of the export frame).
-  coco_alignment: P's caption with Q's image and the other way round; right answer "no".
-  Each pool image is shown once.
+- alignment control: pair protocols: a pool prompt P's caption with its images from one source
+  beside a second pool prompt Q's images from the other source; Q's caption and its first
+  source's images are never shown (two models' images of one prompt can be near-identical, e.g.
+  SD v1.4 and v1.5 from one seed, so showing both in two tasks would link them). Right answer: the
+  matching set ("A") on the alignment question (the quality answer has no right answer: kept in
+  the database, left out of the export frame). coco_alignment: two pool prompts swap images (P's
+  caption with Q's image and the other way round); right answer "no". Each pool image is shown
+  at most once.
 
 In a control, model_a is the correct side and model_b names the control (`control:degraded`,
 `control:unrelated`), so the de-randomised answer "A" is the right one.
@@ -69,27 +71,27 @@ def degrade(src: Path, seed: int, settings: DegradeSettings = DegradeSettings())
     return Image.fromarray(np.clip(blurred + noise, 0, 255).astype(np.uint8))
 
 
-def _sides(rng: random.Random, item: Item, pair: bool) -> tuple[str, tuple[Path, ...], str, tuple[Path, ...]]:
-    """(model, paths) of the side a control keeps clean and of the other source."""
-    if pair and rng.random() < 0.5:
-        return item.model_b, item.paths_b, item.model_a, item.paths_a
-    return item.model_a, item.paths_a, item.model_b, item.paths_b
-
-
 def fidelity(rng: random.Random, item: Item, question_keys: tuple[str, ...]) -> Item:
-    model, clean, _, other = _sides(rng, item, pair=True)
+    """One source's images kept clean beside the other source's images of the prompt, degraded."""
+    flip = rng.random() < 0.5
+    model, clean, other = (item.model_b, item.paths_b, item.paths_a) if flip else (item.model_a, item.paths_a, item.paths_b)
     return replace(item, model_a=model, model_b=DEGRADED, paths_a=clean, paths_b=other, degrade_b=True, is_control=True,
                    control_kind="fidelity", expected=tuple((q, "A") for q in question_keys))
 
 
-def alignment_pair(rng: random.Random, x: Item, y: Item, pair: bool) -> tuple[Item, Item]:
-    """Two alignment controls from two pool items of different prompts: each caption with the other's images."""
+def alignment(rng: random.Random, own: Item, donor: Item) -> Item:
+    """Pair protocols: `own`'s caption and images from one source beside `donor`'s images from the other."""
+    if own.prompt_id == donor.prompt_id:
+        raise ValueError(f"an alignment control needs two different prompts, got {own.prompt_id!r} twice")
+    on_b = rng.random() < 0.5  # the matching set comes from source b (the unrelated one from a), or the other way round
+    return replace(own, model_a=own.model_b if on_b else own.model_a, model_b=UNRELATED,
+                   paths_a=own.paths_b if on_b else own.paths_a, paths_b=donor.paths_a if on_b else donor.paths_b,
+                   is_control=True, control_kind="alignment", expected=(("alignment", "A"),))
+
+
+def caption_swap(x: Item, y: Item) -> tuple[Item, Item]:
+    """One-image protocols: each caption with the other prompt's image (right answer "no")."""
     if x.prompt_id == y.prompt_id:
         raise ValueError(f"an alignment control needs two different prompts, got {x.prompt_id!r} twice")
-    if not pair:  # one image: the caption with the other prompt's image
-        return tuple(replace(own, model_a=other.model_a, model_b="", paths_a=other.paths_a, paths_b=(), is_control=True,
-                             control_kind="alignment", expected=(("caption", "no"),)) for own, other in ((x, y), (y, x)))
-    on_b = rng.random() < 0.5  # the matching sets come from source b (the unrelated ones from a), or the other way round
-    return tuple(replace(own, model_a=own.model_b if on_b else own.model_a, model_b=UNRELATED,
-                         paths_a=own.paths_b if on_b else own.paths_a, paths_b=other.paths_a if on_b else other.paths_b,
-                         is_control=True, control_kind="alignment", expected=(("alignment", "A"),)) for own, other in ((x, y), (y, x)))
+    return tuple(replace(own, model_a=other.model_a, model_b="", paths_a=other.paths_a, paths_b=(), is_control=True,
+                         control_kind="alignment", expected=(("caption", "no"),)) for own, other in ((x, y), (y, x)))

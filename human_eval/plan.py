@@ -4,7 +4,8 @@ split into batches with control trials interleaved at random positions.
 Controls (human_eval.controls) come from a control pool: each evaluation sets aside
 round(prompts x control_share) of its prompts (at least one; two for alignment-only protocols),
 which no one rates as ordinary tasks; every rater of the evaluation gets the same control tasks
-made from them, spread over their batches of that evaluation. So no caption or image repeats in a
+made from them (one per prompt, or one per two for an alignment control with a donor), spread
+over their batches of that evaluation. So no caption or image repeats in a
 rater's queue, and two raters comparing notes see the same controls just as they see the same
 ordinary tasks (issue 30). The pool's prompts are listed in study.json (prompts.control).
 
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 
 from common.imagestore import ImageRecord
 
-from .controls import Item, alignment_pair, fidelity
+from .controls import Item, alignment, caption_swap, fidelity
 from .protocols import DESIGNS, Protocol
 from .sequential import SequentialPlan
 
@@ -147,7 +148,7 @@ def pool_size(n: int, share: float, kinds: tuple[str, ...], evaluation: str) -> 
     if share == 0:
         return 0
     h = max(1, round(n * share))
-    if kinds == ("alignment",):  # alignment controls come in pairs (two prompts swap images)
+    if kinds == ("alignment",):  # one-image alignment controls come in pairs (two prompts swap images)
         h = max(2, h + h % 2)
     if n - h < 1:
         raise ValueError(f"evaluation {evaluation!r} has {n} prompt(s): none left to rate after {h} control prompt(s); "
@@ -156,22 +157,24 @@ def pool_size(n: int, share: float, kinds: tuple[str, ...], evaluation: str) -> 
 
 
 def pool_controls(rng: random.Random, protocol: Protocol, members: list[Item], share: float, evaluation: str) -> tuple[list[Item], list[Item]]:
-    """(the evaluation's ordinary items, its control items made from the pool set aside)."""
+    """(the evaluation's ordinary items, its control items made from the pool set aside). Pair
+    protocols with both kinds: a fidelity control uses one pool prompt, an alignment control two
+    (its own and a donor's); about a third of their controls are alignment controls."""
     h = pool_size(len(members), share, protocol.control_kinds, evaluation)
-    # about half of each kind where the protocol has both; alignment controls come in pairs
-    n_fid = 0 if "fidelity" not in protocol.control_kinds else h if "alignment" not in protocol.control_kinds else h - 2 * round(h / 4)
+    pair = protocol.layout == "pair"
+    n_ali = 0 if "alignment" not in protocol.control_kinds else h // 2 if "fidelity" not in protocol.control_kinds else h // 4
+    n_fid = h - 2 * n_ali if "fidelity" in protocol.control_kinds else 0
     keys = tuple(q.key for q in protocol.questions)
-    for _ in range(50):  # an alignment pair needs two different prompts (coco_alignment rates a prompt's two images apart)
+    for _ in range(50):  # an alignment control needs two different prompts (coco_alignment rates a prompt's two images apart)
         pool = rng.sample(members, h)
-        half = (h - n_fid) // 2
-        pairs = list(zip(pool[n_fid:n_fid + half], pool[n_fid + half:]))
+        pairs = list(zip(pool[n_fid:n_fid + n_ali], pool[n_fid + n_ali:]))
         if all(x.prompt_id != y.prompt_id for x, y in pairs):
             break
     else:
         raise ValueError(f"evaluation {evaluation!r}: its prompts cannot make alignment controls from two different prompts")
     controls = [fidelity(rng, it, keys) for it in pool[:n_fid]]
-    for x, y in pairs:
-        controls += alignment_pair(rng, x, y, pair=protocol.layout == "pair")
+    for own, other in pairs:
+        controls += [alignment(rng, own, other)] if pair else list(caption_swap(own, other))
     chosen = {id(it) for it in pool}
     return [it for it in members if id(it) not in chosen], controls
 

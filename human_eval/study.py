@@ -325,7 +325,7 @@ def create_study(out: str | Path, s: StudySettings) -> Study:
             "models": {"a": {"source": s.a, "model": recs_a[first.prompt_id][0].model},
                        **({"b": {"source": s.b, "model": recs_b[first.prompt_id][0].model}} if s.b else {})},
             "prompts": {"spec": s.prompts, "prompt_set": prompt_set, "rated": rated, "n": len(rated),
-                        "control": sorted({t.prompt_id for t in tasks if t.is_control} - set(rated), key=order.index)},
+                        "control": [pid for pid in order if pid not in rated]},  # the pool: set aside, rated by no one
             "settings": settings, "database": _strip_password(db), "package_version": __version__,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "tasks": {"total": len(tasks), "controls": sum(t.is_control for t in tasks), "raters": len(tokens["raters"]),

@@ -39,7 +39,7 @@ def test_study_dir_records_what_made_it(study):
     meta = json.loads((study.root / "study.json").read_text())
     assert meta["package_version"] == "0.1.0" and meta["protocol"] == "drawbench_sbs"
     assert meta["settings"]["plan"] == {"raters": 3, "batch_size": 10, "control_share": 0.2, "seed": 0,
-                                        "design": "per_category", "raters_per_category": 3}
+                                        "design": "per_category", "raters_per_category": 3, "sequential": None}
     assert meta["wording"]["alignment"]["text"] == "Which set of images better represents the text caption: {caption}?"
     assert meta["models"]["a"]["model"] == "sd-v1-4" and meta["models"]["b"]["model"] == "sd-v1-5"
     assert meta["prompts"]["n"] == 20 and len(meta["prompts"]["control"]) == 5  # DrawBench Colors: 25 prompts, 20 % set aside for controls
@@ -59,11 +59,14 @@ def test_plan_batches_controls_and_sides(study):
         tasks = store.tasks(rater)
         ordinary = [t for t in tasks if not t.is_control]
         assert sorted(t.prompt_id for t in ordinary) == sorted({t.prompt_id for t in ordinary})  # each prompt once
-        assert len(ordinary) == 20 and len(tasks) == 25  # 5 of Colors' 25 prompts are the control pool
+        # 5 of Colors' 25 prompts are the control pool: 3 fidelity controls (one prompt each) and one
+        # alignment control (its prompt and a donor's images)
+        assert len(ordinary) == 20 and len(tasks) == 24
+        assert Counter(t.control_kind for t in tasks if t.is_control) == {"fidelity": 3, "alignment": 1}
         sizes = Counter(t.batch for t in tasks)
-        assert sorted(sizes.values()) == [8, 8, 9]  # 25 tasks in ceil(25 / 10) batches of near-equal size
+        assert sorted(sizes.values()) == [8, 8, 8]  # 24 tasks in ceil(24 / 10) batches of near-equal size
         for b in sizes:
-            assert sum(t.is_control for t in tasks if t.batch == b) in (1, 2)  # the 5 controls spread over the batches
+            assert sum(t.is_control for t in tasks if t.batch == b) in (1, 2)  # the 4 controls spread over the batches
         # no caption and no image twice in a rater's queue: a control repeats nothing the rater sees elsewhere
         assert len({t.caption for t in tasks}) == len(tasks)
         images = [i for t in tasks for i in (*t.images_a, *t.images_b)]

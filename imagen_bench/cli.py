@@ -51,11 +51,9 @@ RUN_NETWORKS = frozenset({"train", "sample", "demo", "shapes", "fid-stats", "fid
 
 
 # subcommand -> {argparse default: "module:attribute"}, set after the command's parser is built:
-#   train gets the shapes world as a dataset kind (imagen imports no prompt world);
-#   report gets the simulated ratings of two DrawBench folders (reports imports no drawbench).
+#   train gets the shapes world as a dataset kind (imagen imports no prompt world).
 WIRING: dict[str, dict[str, str]] = {
     "train": {"dataset_kinds": "drawbench.shapes.dataset:DATASET_KINDS"},
-    "report": {"simulate": "imagen_bench.simulated:simulated_ratings"},
 }
 
 

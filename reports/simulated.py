@@ -1,14 +1,14 @@
 """Simulated DrawBench side-by-side ratings of two real image folders (`imagen-bench report
---simulate-ratings A B`): the report's human-evaluation sections without people. It lives in the
-shell because it joins the DrawBench prompts (drawbench) with the report's rater model (reports),
-two packages that do not import each other."""
+--simulate-ratings A B`): the report's human-evaluation sections without people: the DrawBench
+prompts (drawbench) joined with the report's rater model (reports.simulate)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from common.imagestore import read_folder
 from drawbench import load_drawbench
-from reports.simulate import RaterModel, StudyDesign, simulate_sbs_frame
+
+from .simulate import RaterModel, StudyDesign, simulate_sbs_frame
 
 # 40 raters x 50 prompts ~ a real crowd study of 2,000 tasks
 DEMO_RATERS = 40

@@ -3,7 +3,7 @@
     answers_frame(study_dir_or_db_url)      one row per answer, side-by-side answers de-randomised
     study_settings(study_dir_or_db_url)     study -> its recorded settings (control threshold, fast-answer time)
     write_answers(source, out)              CSV or parquet + a sidecar <out>.meta.json saying what made it
-(the exclusion rule itself, control_accuracy / reliable_answers by (study, rater), is contract.py's;
+(the frame's validation and the exclusion rule, check_answers / apply_controls by (study, rater), are contract.py's;
 a sequential study's stopping state, sequential_state, is sequential.py's)
 """
 from __future__ import annotations
@@ -20,7 +20,6 @@ from common.runs import PromptRef
 from common.tables import to_csv
 
 from .contract import COLUMNS as CONTRACT_COLUMNS
-from .contract import control_accuracy, reliable_answers  # noqa: F401  (the rule lives in contract.py)
 from .sequential import state as sequential_state  # noqa: F401  (a sequential study's stop, for the report)
 from .store import Store, is_postgres_url
 from .study import load_study

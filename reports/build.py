@@ -13,11 +13,10 @@ from common.files import write_json_atomic
 from common.imagestore import ImageRecord
 from common.tables import to_csv
 from common.version import __version__
-from human_eval.contract import DEFAULT_FAST_ANSWER_MS, settings_of
+from human_eval.contract import DEFAULT_CONTROL_THRESHOLD, DEFAULT_FAST_ANSWER_MS, apply_controls, check_answers, settings_of
 from human_eval.export import study_images
 
 from . import plots
-from .answers import DEFAULT_CONTROL_THRESHOLD, apply_controls, check_answers
 from .html import Paragraph, Section, Table, file_slug, natural_key, render, tables_of
 from .human_sections import figure_block, human_sections
 from .leaderboard import LeaderboardOptions

@@ -5,8 +5,8 @@ import argparse
 from pathlib import Path
 
 from common.options import int_in, seed_int
+from human_eval.contract import DEFAULT_CONTROL_THRESHOLD
 
-from .answers import DEFAULT_CONTROL_THRESHOLD
 from .bootstrap import DEFAULT_METHOD, DEFAULT_RESAMPLES, METHODS, RESAMPLES_RANGE
 from .paired import DEFAULT_RESAMPLES as DEFAULT_RESAMPLES_PAIRED
 from .power import (

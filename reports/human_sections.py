@@ -10,10 +10,10 @@ from PIL import Image as PILImage
 
 from common.imagestore import ImageRecord
 from common.tables import to_csv
+from human_eval.contract import Exclusion
 
 from . import plots
 from .agreement import agreement_table
-from .answers import Exclusion
 from .html import Bullets, Figures, Grid, Image, Paragraph, Section, Table, file_slug, natural_key
 from .power import PowerQuery, needed, power_curve
 from .preference import ALL, CIConfig, RatingsAnalysis, coco_alignment_table, coco_realism_table, sbs_table

@@ -14,8 +14,9 @@ import pytest
 from human_eval_fixtures import coco_study, sbs_study, tokens
 from PIL import Image
 
+from human_eval.contract import apply_controls, control_accuracy
 from human_eval.controls import degrade
-from human_eval.export import answers_frame, control_accuracy, reliable_answers, write_answers
+from human_eval.export import answers_frame, write_answers
 from human_eval.store import AccessDenied
 from human_eval.study import load_study
 from human_eval.tokens import hash_token, match_token, new_token
@@ -134,7 +135,8 @@ def test_control_accuracy_flags_and_excludes(tmp_path):
     acc = control_accuracy(df, 0.8).set_index("rater")
     assert acc.loc["r01", "accuracy"] == 1.0 and not acc.loc["r01", "flagged"]
     assert acc.loc["r02", "accuracy"] == 0.0 and acc.loc["r02", "flagged"]
-    kept = reliable_answers(df, 0.8)
+    kept, exclusion = apply_controls(df, 0.8)
+    assert [r for _, r in exclusion.raters_excluded] == ["r02"]
     assert set(kept.rater) == {"r01"} and not kept.is_control.any() and len(kept) == 2 * 20
 
 

@@ -5,9 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from human_eval.contract import apply_controls, check_answers
 from imagen_bench.cli import main
 from reports.agreement import krippendorff_alpha
-from reports.answers import apply_controls, check_answers
 from reports.power import PowerQuery, power_curve
 from reports.preference import CIConfig, RatingsAnalysis
 from reports.ranking import bradley_terry_table, fit_bradley_terry

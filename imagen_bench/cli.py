@@ -21,7 +21,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "people": ("study", "rate"),
     "analyse": ("report", "leaderboard", "power"),
     "end to end": ("demo",),
-    "this suite": ("perf", "trials", "coverage", "sequential"),
+    "this suite": ("perf", "gpu-hours", "trials", "coverage", "sequential"),
 }
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("imagen.commands", "train one stage (or all stages) of a cascade"),
@@ -40,6 +40,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "study": ("human_eval.commands", "human evaluation studies: create, links, reissue, status, export"),
     "rate": ("human_eval.commands", "serve a study's rating app and print the invite links"),
     "perf": ("selfcheck.perf.commands", "speed vs peers and the hardware, side by side in one run (table + JSON)"),
+    "gpu-hours": ("bench.sweep.commands", "a diffusers-cascade spec's expected GPU time on DeepFloyd IF's real-size networks (an estimate)"),
     "trials": ("selfcheck.trials.commands", "reliability trials: kill a sweep / the rating server, fuzz inputs, security checks"),
     "coverage": ("selfcheck.coverage.commands", "do the intervals cover their truth 95 % of the time? simulation with known truths"),
     "sequential": ("selfcheck.sequential.commands", "sequential A-vs-B studies vs the paper's fixed design: ratings, errors, coverage (simulation)"),

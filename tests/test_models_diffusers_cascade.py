@@ -282,3 +282,36 @@ def test_if_coco_recipe_runs_stage_one_and_two_as_documented(paths):
         one, two = (c.kwargs() for c in model.calls(s))
         assert one == {"num_inference_steps": 100, "guidance_scale": s.guidance}
         assert two == {"num_inference_steps": 50, "guidance_scale": 4.0, "noise_level": 250}
+
+
+def test_if_drawbench_recipe_parses_without_weights_and_runs_as_documented(paths, tmp_path):
+    """bench/specs/if_drawbench_sbs.toml parses as shipped (no weights: the folders are checked when
+    the sweep runs, before its run folder is made); pointed at the tiny stages, its three stages get
+    IF's defaults (100 / 50 / 75 steps, w = 7 / 4 / 9, noise_level 250 / 100)."""
+    from pathlib import Path
+
+    from bench.sweep.cells import grid_points, planned_images
+    from bench.sweep.runner import run_sweep
+    from bench.sweep.spec import parse_spec
+
+    source = Path(__file__).parents[1] / "bench" / "specs" / "if_drawbench_sbs.toml"
+    spec = parse_spec(source.read_bytes())
+    assert [(m.name, m.kind) for m in spec.models] == [("deepfloyd-if", "diffusers_cascade"), ("my-model", "folder")]
+    assert spec.samples_per_prompt == 8 and [m.name for m in spec.metrics] == ["clip_score", "ocr"]
+    axes = {"deepfloyd-if": ("steps", "guidance", "aug_level", "seed"), "my-model": ()}
+    assert planned_images(spec, axes, {"drawbench": 200}) == (2, 2 * 200 * 8)
+    with pytest.raises(ValueError, match=r"metric .clip_score.: model: /models/clip-vit-large-patch14 is neither"):
+        run_sweep(source, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+    old = '["/models/IF-I-XL-v1.0", "/models/IF-II-L-v1.0", "/models/stable-diffusion-x4-upscaler"]'
+    text = source.read_text()
+    assert old in text
+    spec = parse_spec(text.replace(old, json.dumps(paths)).replace('variant = "fp16"', "").replace('device = "auto"', 'device = "cpu"').encode())
+    m = spec.models[0]
+    model = build_model(m.name, m.kind, m.config)
+    [(_, s)] = grid_points(spec.grid, model.axes)
+    assert [c.kwargs() for c in model.calls(s)] == [
+        {"num_inference_steps": 100, "guidance_scale": 7.0},
+        {"num_inference_steps": 50, "guidance_scale": 4.0, "noise_level": 250},
+        {"num_inference_steps": 75, "guidance_scale": 9.0, "noise_level": 100}]

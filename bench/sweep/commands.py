@@ -1,4 +1,5 @@
-"""`imagen-bench sweep SPEC [--out RUN]` (also under torchrun: one process per rank)."""
+"""`imagen-bench sweep SPEC [--out RUN]` (also under torchrun: one process per rank) and
+`imagen-bench gpu-hours SPEC`: a spec's expected GPU time on IF's real-size networks (bench.sweep.cost)."""
 from __future__ import annotations
 
 import argparse
@@ -19,6 +20,8 @@ def _positive(text: str) -> int:
 
 
 def add_parser(sub, name: str, help_text: str) -> None:
+    if name == "gpu-hours":
+        return _add_gpu_hours(sub.add_parser(name, help=help_text, description=help_text + ". " + COST_NOTE))
     p = sub.add_parser(name, help=help_text, description=help_text + ". Format of SPEC: docs/sweeps.md. "
                        "Rerunning with the same --out resumes; under `torchrun --nproc_per_node N` the images are sharded across ranks.")
     p.add_argument("spec", type=Path, help="sweep spec (TOML), e.g. bench/specs/demo.toml")
@@ -44,4 +47,35 @@ def run(args: argparse.Namespace) -> int:
     if os.environ.get("RANK", "0") == "0":
         print(f"{r.run}: {r.images_total} images ({r.images_generated} generated now), "
               f"{r.metric_pairs_computed} cell x metric results computed, {r.seconds:.1f}s")
+    return 0
+
+
+COST_NOTE = ("An estimate from FLOPs (each network built from its published config on the meta device and counted with "
+             "torch.utils.flop_counter) and the utilisation measured on an H200 for the paper-size U-Nets; not a run.")
+
+
+def _add_gpu_hours(p: argparse.ArgumentParser) -> None:
+    from .cost import DEFAULT_NETWORKS
+
+    p.add_argument("spec", type=Path, help="sweep spec with a diffusers_cascade model, e.g. bench/specs/if_coco_fid30k.toml")
+    p.add_argument("--networks", default=",".join(DEFAULT_NETWORKS),
+                   help="the real-size network of each stage, in order (default %(default)s)")
+    p.set_defaults(func=gpu_hours)
+
+
+def gpu_hours(args: argparse.Namespace) -> int:
+    from .cost import GPU_KINDS, MEASURED_PEAK, SHARES, estimate
+    from .cost import gpu_hours as hours
+
+    networks = tuple(n.strip() for n in args.networks.split(",") if n.strip())
+    costs = estimate(args.spec, networks)
+    print(f"{args.spec}: expected GPU time. {COST_NOTE}")
+    base, (sr_low, sr_high) = SHARES["base"][0], SHARES["sr"]
+    print(f"basis: bf16 peak {MEASURED_PEAK / 1e12:.0f} TFLOP/s; shares: base {base:.0%}, SR {sr_low:.0%}-{sr_high:.0%}")
+    for c in costs:
+        flops = " + ".join(f"{f / 1e12:,.0f}" for f in c.stage_flops)
+        print(f"  {c.model} [{c.cell}]: {c.images:,} images x ({flops}) TFLOP = {c.seconds[0]:.2f}-{c.seconds[1]:.2f} s per image")
+    for kind in GPU_KINDS:
+        span = "-".join(dict.fromkeys(f"{h:,.1f}" for h in hours(costs, kind)))  # one number when both ends round alike
+        print(f"  {kind.name}: {span} GPU-hours ({kind.basis})")
     return 0

@@ -66,27 +66,52 @@ def bernstein(x, alpha: float) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(centre - half, 0, 1), np.clip(centre + half, 0, 1)
 
 
+class Betting:
+    """The betting sequence of `rows` independent streams, one observation at a time per stream
+    (a study's batches; one stream per model pair when several pairs are rated): update(rows, x)
+    adds x[k] to stream rows[k] and returns the streams' intervals. Same numbers as betting()."""
+
+    def __init__(self, rows: int, alpha: float, grid: int = GRID):
+        _check(np.empty((1, 0)), alpha)
+        self.alpha, self.m = alpha, np.linspace(0, 1, grid)
+        with np.errstate(divide="ignore"):
+            self.cap_up, self.cap_down = C / self.m, C / (1 - self.m)  # inf at m = 0 / m = 1: no truncation needed there
+        self.n, self.total, self.ss = np.zeros(rows, int), np.zeros(rows), np.zeros(rows)  # count, sum x_i, sum (x_i - mu_i)^2
+        self.log_up, self.log_down = np.zeros((rows, grid)), np.zeros((rows, grid))
+
+    def update(self, rows, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x = _check(x, self.alpha)[0]
+        if len(rows) == len(self.n) and (rows == np.arange(len(rows))).all():
+            rows = slice(None)  # every stream: views, not gathered copies
+        t = self.n[rows] + 1
+        s2_prev = (0.25 + self.ss[rows]) / t  # s2_{t-1}: from x_1..x_{t-1} only
+        lam = np.sqrt(2 * np.log(2 / self.alpha) / (s2_prev * t * np.log1p(t)))
+        dev = x[:, None] - self.m
+        for log, bet in ((self.log_up, np.minimum(lam[:, None], self.cap_up) * dev),
+                         (self.log_down, -np.minimum(lam[:, None], self.cap_down) * dev)):
+            if isinstance(rows, slice):
+                log += np.log1p(bet)  # in place (a[:] += b would copy the whole array back onto itself)
+            else:
+                log[rows] += np.log1p(bet)
+        self.n[rows], self.total[rows] = t, self.total[rows] + x
+        self.ss[rows] += (x - (0.5 + self.total[rows]) / (t + 1)) ** 2
+        return self.interval(rows)
+
+    def interval(self, rows) -> tuple[np.ndarray, np.ndarray]:
+        keep = np.logaddexp(self.log_up[rows], self.log_down[rows]) - np.log(2) < np.log(1 / self.alpha)
+        grid, step = len(self.m), 1 / (len(self.m) - 1)
+        first, last = np.argmax(keep, axis=1), grid - 1 - np.argmax(keep[:, ::-1], axis=1)
+        any_kept = keep.any(axis=1)
+        return (np.where(any_kept, np.maximum(self.m[first] - step, 0), np.nan),
+                np.where(any_kept, np.minimum(self.m[last] + step, 1), np.nan))
+
+
 def betting(x, alpha: float, grid: int = GRID) -> tuple[np.ndarray, np.ndarray]:
     x = _check(x, alpha)
-    lam, _ = predictable_bets(x, alpha)
-    m = np.linspace(0, 1, grid)
-    with np.errstate(divide="ignore"):
-        cap_up, cap_down = C / m, C / (1 - m)  # inf at m = 0 / m = 1: no truncation needed there
-    log_up = np.zeros((x.shape[0], grid))
-    log_down = np.zeros((x.shape[0], grid))
-    bound = np.log(1 / alpha)
+    state, rows = Betting(x.shape[0], alpha, grid), np.arange(x.shape[0])
     low, high = np.empty(x.shape), np.empty(x.shape)
-    step = 1 / (grid - 1)
     for t in range(x.shape[1]):
-        dev = x[:, t, None] - m  # (R, grid)
-        log_up += np.log1p(np.minimum(lam[:, t, None], cap_up) * dev)
-        log_down += np.log1p(-np.minimum(lam[:, t, None], cap_down) * dev)
-        keep = np.logaddexp(log_up, log_down) - np.log(2) < bound
-        any_kept = keep.any(axis=1)
-        first = np.argmax(keep, axis=1)
-        last = grid - 1 - np.argmax(keep[:, ::-1], axis=1)
-        low[:, t] = np.where(any_kept, np.maximum(m[first] - step, 0), np.nan)
-        high[:, t] = np.where(any_kept, np.minimum(m[last] + step, 1), np.nan)
+        low[:, t], high[:, t] = state.update(rows, x[:, t])
     return low, high
 
 

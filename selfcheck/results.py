@@ -26,8 +26,10 @@ def stamp(kind: str) -> dict:
             "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "python": platform.python_version()}}
 
 
-def publish(out: Path, stem: str, frame: pd.DataFrame, markdown: str, made: dict) -> None:
+def publish(out: Path, stem: str, tables: dict[str, pd.DataFrame], markdown: str, made: dict) -> None:
+    """OUT/<stem>.md, OUT/<stem>.json and OUT/<name>.csv for each of `tables`."""
     with staged_folder(out) as stage:  # published whole: a full disk or a kill leaves no half folder
-        frame.to_csv(stage / f"{stem}.csv", index=False)
+        for name, frame in tables.items():
+            frame.to_csv(stage / f"{name}.csv", index=False)
         write_text_atomic(stage / f"{stem}.md", markdown)
         write_json_atomic(stage / f"{stem}.json", made)

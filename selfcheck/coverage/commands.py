@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     frame = pd.DataFrame(rows)
     made = stamp("coverage") | {"sizes": dataclasses.asdict(sizes), "quick": args.quick, "parts": list(args.parts), "seed": args.seed,
                                 "seconds": round(time.time() - start, 1)}
-    publish(args.out, "coverage", frame, markdown(frame, made), made)
+    publish(args.out, "coverage", {"coverage": frame}, markdown(frame, made), made)
     failing = frame[(~frame["pass"]) & ~frame["method"].str.contains("former")]
     print(markdown(frame, made))
     print(f"coverage written to {args.out} in {made['seconds']:.0f} s; {len(failing)} of the suite's cells outside the criteria")

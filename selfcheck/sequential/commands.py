@@ -4,8 +4,10 @@ ratings than the paper's fixed design for the same error rates, and does its fin
 Simulates both designs on the same simulated raters and prompts (selfcheck/sequential/simulate.py)
 at true preference rates 0.5, 0.55, 0.6, 0.7 and writes the table of docs/human_eval.md:
 
-    imagen-bench sequential --out runs/sequential          # the docs' table (1,000 replicates, minutes)
-    imagen-bench sequential --quick --out /tmp/seq          # the CI size (120 replicates, seconds)
+    imagen-bench sequential --out runs/sequential          # the docs' tables (1,000 / 300 replicates, minutes)
+    imagen-bench sequential --quick --out /tmp/seq          # the CI size (120 / 40 replicates, seconds)
+
+and, for several models, the ranking table (selfcheck/sequential/ranking.py).
 
 Exit status 1 when the default plan misses the goal (table.goal_failures).
 """
@@ -24,6 +26,8 @@ def add_parser(sub, name: str, help_text: str) -> None:
     p.add_argument("--out", type=Path, required=True, help="new folder for sequential.csv, sequential.md and sequential.json")
     p.add_argument("--quick", action="store_true", help="the CI size: 120 replicates per rate, 200 bootstrap resamples (seconds)")
     p.add_argument("--replicates", type=int_in(10, 100_000), default=None, help="replicates per rate (default 1000; quick 120)")
+    p.add_argument("--ranking-replicates", type=int_in(10, 100_000), default=None,
+                   help="replicates per scenario of the several-models table (default 300; quick 40)")
     p.add_argument("--seed", type=seed_int, default=0, help="simulation seed (default %(default)s)")
     p.set_defaults(func=run)
 
@@ -32,18 +36,21 @@ def run(args: argparse.Namespace) -> int:
     import pandas as pd  # noqa: PLC0415
 
     from ..results import fresh_folder, publish, stamp  # noqa: PLC0415
+    from .ranking import run as rank  # noqa: PLC0415
     from .simulate import QUICK, Sizes  # noqa: PLC0415
     from .simulate import run as simulate
     from .table import goal_failures, markdown  # noqa: PLC0415
 
     fresh_folder(args.out)
-    sizes = dataclasses.replace(QUICK if args.quick else Sizes(), **({"replicates": args.replicates} if args.replicates else {}))
+    given = {"replicates": args.replicates, "ranking_replicates": args.ranking_replicates}
+    sizes = dataclasses.replace(QUICK if args.quick else Sizes(), **{k: v for k, v in given.items() if v})
     start = time.time()
     frame = pd.DataFrame(simulate(sizes, args.seed, log=lambda m: print(m, flush=True)))
-    made = stamp("sequential") | {"quick": args.quick, "seed": args.seed, "replicates": sizes.replicates,
-                                  "fixed_resamples": sizes.fixed_resamples, "plans": [dataclasses.asdict(p) for p in sizes.plans],
-                                  "seconds": round(time.time() - start, 1), "goal_failures": goal_failures(frame)}
-    publish(args.out, "sequential", frame, markdown(frame, made), made)
-    print(markdown(frame, made))
+    ranking = pd.DataFrame(rank(sizes, args.seed, log=lambda m: print(m, flush=True)))
+    made = stamp("sequential") | dataclasses.asdict(sizes) | {
+        "quick": args.quick, "seed": args.seed, "seconds": round(time.time() - start, 1), "goal_failures": goal_failures(frame)}
+    text = markdown(frame, ranking, made)
+    publish(args.out, "sequential", {"sequential": frame, "sequential_ranking": ranking}, text, made)
+    print(text)
     print(f"written to {args.out} in {made['seconds']:.0f} s")
     return 1 if made["goal_failures"] else 0

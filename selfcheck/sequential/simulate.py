@@ -49,16 +49,21 @@ class Sizes:
     # the default plan first (the goal is checked on it), then a wider precision target and the other sequence
     plans: tuple[SequentialPlan, ...] = (SequentialPlan(), SequentialPlan(half_width=0.05), SequentialPlan(method="bernstein"))
     fixed_resamples: int = DEFAULT_RESAMPLES
+    models: int = 4  # several models: the ranking table (ranking.py)
+    ranking_adjacent: tuple[float, ...] = (0.6, 0.55)  # preference between adjacent models
+    ranking_replicates: int = 300
 
     def __post_init__(self):
-        if self.replicates < 10:
-            raise ValueError(f"replicates must be >= 10, got {self.replicates}")
+        if min(self.replicates, self.ranking_replicates) < 10:
+            raise ValueError(f"replicates must be >= 10, got {self.replicates} and {self.ranking_replicates} (ranking)")
+        if not 3 <= self.models <= 6:
+            raise ValueError(f"models to rank must be 3..6, got {self.models}")
         bad = [p for p in self.rates if not 0.1 < p < 0.9]
         if bad:
             raise ValueError(f"true preference rates must lie in (0.1, 0.9) (reachable with 20 % ties), got {bad}")
 
 
-QUICK = Sizes(replicates=120, fixed_resamples=200)
+QUICK = Sizes(replicates=120, fixed_resamples=200, ranking_replicates=40)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ def goal_failures(frame: pd.DataFrame, tolerance: float = 0.0) -> list[str]:
     return out
 
 
-def markdown(frame: pd.DataFrame, made: dict) -> str:
+def markdown(frame: pd.DataFrame, ranking: pd.DataFrame, made: dict) -> str:
     head = [f"Made by `imagen-bench sequential{' --quick' if made['quick'] else ''} --seed {made['seed']}` (imagen-bench "
             f"{made['package_version']}, {made['replicates']:,} replicates per rate, {made['seconds']:.0f} s on {made['machine']['cpu']}, "
             f"{made['machine']['cores']} cores).", "",
@@ -38,5 +38,11 @@ def markdown(frame: pd.DataFrame, made: dict) -> str:
             f"{r.wrong:.1f} | {r.undecided:.1f} | {r.coverage_prompts:.1f} | {r.coverage_population:.1f} | {r.median_width:.3f} | {r.stops} |"
             for r in frame.itertuples()]
     missed = goal_failures(frame)
-    tail = ["", "Goal (issue 30) on the default plan: " + ("met." if not missed else "MISSED: " + "; ".join(missed) + ".")]
+    tail = ["", "Goal (issue 30) on the default plan: " + ("met." if not missed else "MISSED: " + "; ".join(missed) + "."), "",
+            f"Several models ({made['ranking_replicates']:,} replicates per row): ratings until the full order is decided, at a "
+            "Bonferroni alpha / pairs per pair.", "",
+            "| models | adjacent preference | design | ratings (mean) | fewer than fixed | right order % | wrong order % | no order % "
+            "| all pair intervals cover % |", "|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
+    tail += [f"| {r.models} | {r.adjacent:g} | {r.design} | {r.mean_ratings:,.0f} | {r.savings:.0f} % | {r.right_order:.1f} | "
+             f"{r.wrong_order:.1f} | {r.no_order:.1f} | {r.coverage_all_pairs:.1f} |" for r in ranking.itertuples()]
     return "\n".join(head + rows + tail) + "\n"

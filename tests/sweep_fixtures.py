@@ -86,3 +86,17 @@ def make_coco(root: Path, n: int = 8, people_every: int = 0) -> Path:
         annotations += [{"image_id": image_id, "id": 1000 + 2 * k + j, "caption": f"{who}a photo number {k}, caption {j}"} for j in (0, 1)]
     (root / "annotations" / "captions_val2014.json").write_text(json.dumps({"images": images, "annotations": annotations}))
     return root
+
+
+def sigkill_after_records(proc, run: Path, records: int, timeout: float = 300) -> int:
+    """SIGKILL the sweep process `proc` once its rank-0 shard of `run` holds `records` image records
+    (a real kill mid-run, as a crash or an OOM kill would); the records it had when it died."""
+    import signal
+
+    shard = run / "shards" / "images-rank0.jsonl"
+    deadline = time.time() + timeout
+    while time.time() < deadline and (not shard.is_file() or len(shard.read_text().splitlines()) < records):
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return len(shard.read_text().splitlines()) if shard.is_file() else 0

@@ -2,12 +2,10 @@
 preprocessor) vs a hand computation through the model's sub-modules; and the no-weights path."""
 from __future__ import annotations
 
-import json
-import string
-
 import numpy as np
 import pytest
 import torch
+from clip_fixtures import make_tiny_clip
 from PIL import Image
 
 from bench.metrics import ScoredImage, build_metric
@@ -18,28 +16,7 @@ from common.runs import PromptRef
 
 @pytest.fixture(scope="module")
 def tiny_clip(tmp_path_factory):
-    from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
-    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
-
-    d = tmp_path_factory.mktemp("tiny_clip")
-    chars = string.ascii_lowercase + string.digits + string.punctuation
-    # byte-level BPE vocabulary without merges: each character is a token, "</w>" marks a word end
-    tokens = ["<|startoftext|>", "<|endoftext|>"] + list(chars) + [c + "</w>" for c in chars]
-    (d / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}))
-    (d / "merges.txt").write_text("#version: 0.2\n")
-    tok = CLIPTokenizer(vocab_file=str(d / "vocab.json"), merges_file=str(d / "merges.txt"))
-    torch.manual_seed(0)
-    cfg = CLIPConfig(
-        text_config=dict(vocab_size=len(tokens), hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=2,
-                         max_position_embeddings=77, bos_token_id=0, eos_token_id=1, pad_token_id=1),
-        vision_config=dict(image_size=32, patch_size=8, hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=2),
-        projection_dim=16,
-    )
-    model = CLIPModel(cfg).eval()
-    model.save_pretrained(d)
-    tok.save_pretrained(d)
-    CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(d)
-    return d
+    return make_tiny_clip(tmp_path_factory.mktemp("tiny_clip"))
 
 
 def _images(n: int) -> list[np.ndarray]:

@@ -3,7 +3,6 @@ processes (gloo) == 1 process (same manifest checksums, same metrics)."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from sweep_fixtures import make_tiny_checkpoint, tiny_spec
+from sweep_fixtures import make_tiny_checkpoint, sigkill_after_records, tiny_spec
 
 HERE = Path(__file__).parent
 WORKER = HERE / "sweep_worker.py"
@@ -37,13 +36,7 @@ def frames(run: Path):
 def test_sigkill_then_rerun_gives_the_uninterrupted_manifest(setup):
     d = setup
     proc = subprocess.Popen([sys.executable, str(WORKER), d / "spec.toml", d / "killed", d / "cache"], env=ENV)
-    shard = d / "killed" / "shards" / "images-rank0.jsonl"
-    deadline = time.time() + 300
-    while time.time() < deadline and (not shard.is_file() or len(shard.read_text().splitlines()) < 8):
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    n_before = len(shard.read_text().splitlines())
+    n_before = sigkill_after_records(proc, d / "killed", 8)
     assert 8 <= n_before < 28 and not (d / "killed" / "manifest.parquet").exists()  # really interrupted
     subprocess.run([sys.executable, str(WORKER), d / "spec.toml", d / "killed", d / "cache"], env=ENV, check=True, timeout=600)
     (m1, c1, i1), (m2, c2, i2) = frames(d / "one"), frames(d / "killed")

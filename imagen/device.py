@@ -155,6 +155,15 @@ class Placement:
             out["gpu"] = torch.cuda.get_device_name(torch.device(self.device))
         return out
 
+    def summary(self) -> dict:
+        """What a metric or an outside model records beside its numbers: the device kind ("cuda",
+        not "cuda:3": every rank of one torchrun run records the same), the precision and why, and
+        the GPU's name on CUDA."""
+        out = {"device": torch.device(self.device).type, "precision": self.precision, "precision_reason": self.reason}
+        if out["device"] == "cuda":
+            out["gpu"] = torch.cuda.get_device_name(torch.device(self.device))
+        return out
+
 
 def resolve(device: str = "cpu", precision: str = "auto", memory_format: str = "auto") -> Placement:
     device = resolve_device(device)

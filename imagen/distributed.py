@@ -24,6 +24,27 @@ class Dist:
     def is_main(self) -> bool:
         return self.rank == 0
 
+    def gather(self, obj):
+        """Every rank's picklable `obj`, in rank order, on every rank (a collective: all ranks call it)."""
+        if self.size == 1:
+            return [obj]
+        import torch.distributed as dist
+
+        out = [None] * self.size
+        dist.all_gather_object(out, obj)
+        return out
+
+
+def joined() -> Dist:
+    """This process's rank in the process group it has joined (init_from_env), else a 1-process world:
+    for code that runs inside a torchrun job without being handed its world (metrics, whose
+    torchmetrics states sync through the same group)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return Dist()
+    return Dist(dist.get_rank(), dist.get_world_size())
+
 
 def world_size_from_env() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))

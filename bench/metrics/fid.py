@@ -160,7 +160,8 @@ class _FeatureMetric:
 
     def details(self, n: int) -> dict:
         ref = self.reference()
-        return {**self.extractor.details(), "n": n, "reference": self.ref_options.reference, "reference_n": ref.n,
+        return {**self.extractor.details(), **self.extractor.placement.summary(), "n": n, "reference": self.ref_options.reference,
+                "reference_n": ref.n,
                 # as the reference statistics were made (a stats file carries its own)
                 "reference_crop": ref.meta.get("reference_crop", "none"), "reference_size": ref.meta.get("reference_size"),
                 "generated_crop": self.ref_options.crop, "generated_size": self.ref_options.size,

@@ -6,22 +6,26 @@ Specs:  folder:DIR      an image folder (sorted file names; .png .jpg .jpeg .web
         stats:FILE.npz  statistics saved by `imagen-bench fid-stats` (mu, sigma, n [, features])
         shapes:SPLIT    renders of the shapes world's ground-truth scenes (drawbench.shapes)
 The cache key holds everything that changes the features: the spec, a content hash of the images,
-the crop / size the references are brought to, resize mode, feature weights sha256, n, dtype and
-memory format.
+the crop / size the references are brought to, resize mode, feature weights sha256, n, dtype,
+memory format, and the device kind (cpu / cuda) and precision the features were made on: statistics
+made on one are recomputed on the other, and a stats file made on another is refused, never mixed.
+Under torchrun the ranks share the extraction (compute_reference).
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 
 from common.files import atomic_path, sha256_file
 from common.imagestore import IMAGE_SUFFIXES, coco_files
 from common.version import __version__
+from imagen.distributed import Dist, joined
 
 from .features import FeatureExtractor
 from .preprocess import load_rgb, to_eval_resolution
@@ -87,12 +91,13 @@ def coco_image_files(root: Path) -> list[Path]:
     return sorted(set(coco_files(root)[1].values()))
 
 
-def _source(kind: str, arg: str, n: int | None, shapes_size: int) -> tuple[Callable[[], Iterator[tuple[np.ndarray, str | None]]], str, int,
-                                                                         Callable[[], str]]:
-    """(iterator factory over (image, converted-from mode), inputs key, count, content sha256).
+def _source(kind: str, arg: str, n: int | None, shapes_size: int) -> tuple[Callable[[int], tuple[np.ndarray, str | None]], str, int,
+                                                                         Callable[[Dist], str]]:
+    """(image i -> (image, converted-from mode), inputs key, count, content sha256 of a world).
     Files are keyed by name, size and modification time, read by nobody: a COCO-30K reference's
     second run reads no image (6 GB of val2014 used to be hashed on every run to make the key). The
-    content sha256 of every byte is computed when the statistics are made and on `verify`."""
+    content sha256 of every byte is computed when the statistics are made and on `verify`, each
+    rank of a torchrun job hashing its share of the files."""
     if kind == "shapes":
         from drawbench.shapes import reference_images  # noqa: PLC0415  (the shapes world is optional here)
 
@@ -100,20 +105,47 @@ def _source(kind: str, arg: str, n: int | None, shapes_size: int) -> tuple[Calla
         h = hashlib.sha256()
         for im in images:  # content hash of the renders: changes whenever the renderer or scenes change
             h.update(np.ascontiguousarray(im).tobytes())
-        return (lambda: ((im, None) for im in images)), h.hexdigest(), len(images), h.hexdigest
+        return (lambda i: (images[i], None)), h.hexdigest(), len(images), lambda world: h.hexdigest()
     files = image_files(kind, arg)[:n]
     stat = hashlib.sha256()
     for f in files:
         st = f.stat()
         stat.update(f"{f.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
 
-    def content() -> str:
+    def content(world: Dist) -> str:
+        hashes: dict[int, str] = {}
+        for part in world.gather({i: sha256_file(files[i]) for i in range(world.rank, len(files), world.size)}):
+            hashes.update(part)
         h = hashlib.sha256()
-        for f in files:
-            h.update(f"{f.name}\0{sha256_file(f)}\n".encode())
+        for i, f in enumerate(files):
+            h.update(f"{f.name}\0{hashes[i]}\n".encode())
         return h.hexdigest()
 
-    return (lambda: (load_rgb(f) for f in files)), stat.hexdigest(), len(files), content
+    return (lambda i: load_rgb(files[i])), stat.hexdigest(), len(files), content
+
+
+def _extract_shared(load: Callable[[int], tuple[np.ndarray, str | None]], count: int, extractor: FeatureExtractor, crop: str,
+                    size: int | None, world: Dist) -> tuple[np.ndarray, dict]:
+    """((count, D) features in image order, {converted-from mode: images}). Batch b (images
+    [b B, (b + 1) B), B = the extractor's batch size) is extracted by rank b mod world size and
+    gathered round by round: every batch is the one a single process makes, so the features (a
+    convolution's last bits can depend on its batch) and everything computed from them equal one
+    process's, bit for bit, while each rank reads and runs only its share of the images."""
+    bs = extractor.config.batch_size
+    batches = [range(i, min(i + bs, count)) for i in range(0, count, bs)]
+    feats, converted = [], {}
+    for first in range(0, len(batches), world.size):
+        part = None
+        if first + world.rank < len(batches):
+            loaded = [load(i) for i in batches[first + world.rank]]
+            pixels = [to_eval_resolution(im, crop, size) for im, _ in loaded]
+            part = (extractor(pixels).numpy(), [mode for _, mode in loaded if mode is not None])  # RGBA / L / P -> RGB, recorded
+        for got in world.gather(part):
+            if got is not None:
+                feats.append(got[0])
+                for mode in got[1]:
+                    converted[mode] = converted.get(mode, 0) + 1
+    return np.concatenate(feats), converted
 
 
 def compute_reference(spec: str, extractor: FeatureExtractor, n: int | None = None, shapes_size: int = 256,
@@ -122,36 +154,35 @@ def compute_reference(spec: str, extractor: FeatureExtractor, n: int | None = No
     files by name, size and modification time; with `verify` also by the sha256 of every byte,
     against the one recorded when the statistics were made). Each reference image is first brought
     to the evaluated resolution (preprocess.to_eval_resolution: `crop`, then `size`), then resized
-    for the feature network as the generated images are."""
+    for the feature network as the generated images are.
+
+    Inside a torchrun job (a joined process group) this is a collective, as a metric's compute() is:
+    every rank calls it, each extracts its share of the images (_extract_shared) and all get the
+    statistics one process makes. The cache is used only when every rank finds it (ranks on other
+    nodes may not share the cache folder); each node's local rank 0 writes it."""
     kind, arg = parse_spec(spec)
     if kind == "stats":
         return load_stats(Path(arg), extractor)
-    images, inputs_key, count, content = _source(kind, arg, n, shapes_size)
+    world = joined()
+    load, inputs_key, count, content = _source(kind, arg, n, shapes_size)
     key = {"spec": spec if kind == "shapes" else f"{kind}:{Path(arg).resolve()}", "inputs_key": inputs_key, "n": count,
            "shapes_size": shapes_size if kind == "shapes" else None, "reference_crop": crop, "reference_size": size,
            **extractor.details()}
     key_sha = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
     cached = Path(cache_dir) / f"fid-ref-{key_sha[:24]}.npz" if cache_dir is not None else None
-    if cached is not None and cached.is_file():
+    have = cached is not None and cached.is_file()
+    if all(world.gather(have)):
         ref = read_stats_file(cached)
-        if verify and content() != ref.meta.get("content_sha256"):
+        if verify and content(world) != ref.meta.get("content_sha256"):
             raise ValueError(f"reference {spec}: the images' bytes differ from those the cached statistics {cached} were made from "
                              "(same names, sizes and times); remove that file to recompute them")
         return ref
-    feats, converted, batch = [], {}, []
-    for i, (im, mode) in enumerate(images()):
-        if mode is not None:
-            converted[mode] = converted.get(mode, 0) + 1  # RGBA / L / P -> RGB, recorded
-        batch.append(to_eval_resolution(im, crop, size))
-        if len(batch) == extractor.config.batch_size or i == count - 1:
-            feats.append(extractor(batch).numpy())
-            batch = []
-    features = np.concatenate(feats)
+    features, converted = _extract_shared(load, count, extractor, crop, size, world)
     mu, sigma = feature_stats(features)
     meta = {"format": STATS_FORMAT, "reference": spec, "key_sha256": key_sha, "converted_to_rgb": converted,
-            "package_version": __version__, "content_sha256": content(), **key}
+            "package_version": __version__, "content_sha256": content(world), **key}
     ref = ReferenceStats(mu=mu, sigma=sigma, n=count, features=features, meta=meta)
-    if cached is not None:
+    if cached is not None and not have and int(os.environ.get("LOCAL_RANK", "0")) == 0:
         cached.parent.mkdir(parents=True, exist_ok=True)
         write_stats_file(cached, ref, overwrite=True)  # a cache entry: same key, same content
     return ref
@@ -190,7 +221,8 @@ def load_stats(path: Path, extractor: FeatureExtractor) -> ReferenceStats:
     """A saved statistics file, checked to be made with the same features and preprocessing."""
     ref = read_stats_file(path)
     ours = extractor.details()
-    diff = [f"{k}: file {ref.meta.get(k)!r}, metric {v!r}" for k, v in ours.items() if ref.meta.get(k) != v]
+    diff = [f"{k}: file {repr(ref.meta[k]) if k in ref.meta else '(not recorded)'}, metric {v!r}" for k, v in ours.items()
+            if ref.meta.get(k) != v]
     if diff:
         raise ValueError(f"{path} was made with other feature settings; refusing to compare: " + "; ".join(diff))
     return ref

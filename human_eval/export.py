@@ -102,12 +102,13 @@ def write_answers(source: str | Path, out: str | Path) -> pd.DataFrame:
     return df
 
 
-def study_images(sources: list[str]) -> dict[str, list[ImageRecord]]:
+def study_images(sources: list[str], labels: dict[tuple[str, str], str] | None = None) -> dict[str, list[ImageRecord]]:
     """model -> the images a study showed its raters (ordinary tasks, first image of each set, the
-    study's own copies), for every source that is a study folder; {} for ratings files or databases."""
+    study's own copies), for every source that is a study folder (each folder once, however it is
+    written); {} for ratings files or databases. `labels`: (study key, model) -> the report's name
+    for that model (reports.studies.combine_answers), so two studies' models never share a key."""
     out: dict[str, dict[str, ImageRecord]] = {}
-    for source in sources:
-        root = Path(source)
+    for root in dict.fromkeys(Path(s).resolve() for s in sources):
         if not (root / "study.json").is_file():
             continue
         study = load_study(root)
@@ -119,7 +120,8 @@ def study_images(sources: list[str]) -> dict[str, list[ImageRecord]]:
             store.close()
         for t in tasks:
             for model, ids in ((t.model_a, t.images_a), (t.model_b, t.images_b)):
-                if model and ids and t.prompt_id not in out.setdefault(model, {}):
+                name = (labels or {}).get((study.key, model), model)
+                if model and ids and t.prompt_id not in out.setdefault(name, {}):
                     ref = PromptRef(prompt_set=study.name, prompt_id=t.prompt_id, category=t.category, prompt=t.caption, sample=0)
-                    out[model][t.prompt_id] = ImageRecord(model, ref, study.image_path(ids[0]))
+                    out[name][t.prompt_id] = ImageRecord(name, ref, study.image_path(ids[0]))
     return {m: list(recs.values()) for m, recs in out.items()}

@@ -39,6 +39,7 @@ from .tokens import match_token, new_token
 STUDY_FORMAT = "imagen-bench-study/1"
 DEFAULT_DB = "ratings.sqlite"
 _IMAGE_ID = re.compile(r"[0-9a-f]{32}")
+_STUDY_ID = re.compile(r"[0-9a-f]{16}")
 RATINGS_TABLES = ("studies", "raters", "tasks", "answers")
 _IMAGE_FILE = re.compile(r"[0-9a-f]{32}\.(?:png|jpe?g|webp)")
 
@@ -88,9 +89,16 @@ class Study:
     # before uniform serving: its files are served as they are (sizes and JPEG tables may tell
     # degraded copies apart; the admin page says so: recreate it before a crowd sees it)
     served_bytes: int | None = None
+    id: str | None = None  # random, made at creation; None: a study made before study ids (keyed by its name)
+
+    @property
+    def key(self) -> str:
+        """The study's key in the database and in every ratings frame: name@id, so two studies named
+        alike are never merged (a study made before ids keeps its name)."""
+        return study_key(self.name, self.id)
 
     def store(self) -> Store:
-        return Store(self.db_url, self.name)
+        return Store(self.db_url, self.key)
 
     def image_path(self, image_id: str) -> Path:
         """The file of a study image, by id. Anything else (a path, an unknown id) is refused."""
@@ -101,6 +109,10 @@ class Study:
         if path.parent != images_dir or not path.is_file():
             raise AccessDenied(f"image {image_id!r} is missing from {images_dir}")
         return path
+
+
+def study_key(name: str, study_id: str | None) -> str:
+    return name if study_id is None else f"{name}@{study_id}"
 
 
 def _strip_password(url: str) -> str:
@@ -141,12 +153,15 @@ def load_study(study_dir: str | Path) -> Study:
     served = meta.get("serving", {}).get("served_bytes") if isinstance(meta.get("serving", {}), dict) else "?"
     if served is not None and not (isinstance(served, int) and served > 0):
         raise ValueError(f"{path}: serving.served_bytes must be a positive integer, got {served!r}")
+    study_id = meta.get("id")
+    if study_id is not None and not (isinstance(study_id, str) and _STUDY_ID.fullmatch(study_id)):
+        raise ValueError(f"{path}: 'id' must be 16 hex digits (made at creation), got {study_id!r}")
     if not is_postgres_url(db):
         check_sqlite(root / db)
     return Study(root=root.resolve(), name=str(meta["name"]), protocol=meta["protocol"],
                  db_url=db if is_postgres_url(db) else str(root.resolve() / db),
                  control_threshold=float(threshold), images={k: v["file"] for k, v in images.items()},
-                 fast_answer_ms=float(meta["settings"].get("fast_answer_ms", DEFAULT_FAST_ANSWER_MS)), served_bytes=served)
+                 fast_answer_ms=float(meta["settings"].get("fast_answer_ms", DEFAULT_FAST_ANSWER_MS)), served_bytes=served, id=study_id)
 
 
 def check_sqlite(path: Path) -> None:
@@ -264,6 +279,7 @@ def create_study(out: str | Path, s: StudySettings) -> Study:
     items = items_for(protocol, recs_a, recs_b)
     planned = plan(protocol, items, s.plan)
     name = s.name or out.name
+    study_id = secrets.token_hex(8)  # the study's identity: ratings are keyed by name@id (study_key)
 
     for stale in out.parent.glob(f".{out.name}.creating-*") if out.parent.is_dir() else ():  # a killed create's half-made folder
         pid = stale.name.rsplit(".creating-", 1)[1].split("-")[0]
@@ -312,18 +328,21 @@ def create_study(out: str | Path, s: StudySettings) -> Study:
             settings["plan"]["sequential"] = sequential_record(protocol, s.plan, planned)
         if not s.db:  # ratings and token hashes: owner-only, like secrets.json (SQLite gives its
             (tmp / db).touch(mode=0o600)  # -wal / -shm files the database file's permissions)
-        store = Store(db if s.db else tmp / db, name)
+        first = next(iter(items.values()))
+        # each source as resolved (absolute path): a model is its source, whatever its folder is called
+        models = {side: {"source": f"{src.kind}:{src.path}" + (f"@{src.cell}" if src.cell else ""), "model": recs[first.prompt_id][0].model}
+                  for side, src, recs in (("a", src_a, recs_a), ("b", src_b, recs_b)) if src is not None}
+        settings["study"] = {"name": name, "id": study_id, "models": models}  # who made what: in the database too (reports' labels)
+        store = Store(db if s.db else tmp / db, study_key(name, study_id))
         store.create(s.protocol, tokens["admin"], tokens["raters"], tasks, __version__, settings)
         store.close()
         write_secrets(tmp, tokens)
-        first = next(iter(items.values()))
         order = list(dict.fromkeys(it.prompt_id for it in items.values()))
         rated = [pid for pid in order if pid in {t.prompt_id for t in tasks if not t.is_control}]
         write_json_atomic(tmp / "study.json", {
-            "format": STUDY_FORMAT, "name": name, "protocol": s.protocol, "title": protocol.title,
+            "format": STUDY_FORMAT, "name": name, "id": study_id, "protocol": s.protocol, "title": protocol.title,
             "wording": wording(protocol),
-            "models": {"a": {"source": s.a, "model": recs_a[first.prompt_id][0].model},
-                       **({"b": {"source": s.b, "model": recs_b[first.prompt_id][0].model}} if s.b else {})},
+            "models": models,
             "prompts": {"spec": s.prompts, "prompt_set": prompt_set, "rated": rated, "n": len(rated),
                         "control": [pid for pid in order if pid not in rated]},  # the pool: set aside, rated by no one
             "settings": settings, "database": _strip_password(db), "package_version": __version__,

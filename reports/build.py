@@ -13,7 +13,7 @@ from common.files import write_json_atomic
 from common.imagestore import ImageRecord
 from common.tables import to_csv
 from common.version import __version__
-from human_eval.contract import DEFAULT_CONTROL_THRESHOLD, DEFAULT_FAST_ANSWER_MS, apply_controls, check_answers, settings_of
+from human_eval.contract import DEFAULT_CONTROL_THRESHOLD, DEFAULT_FAST_ANSWER_MS, apply_controls, settings_of
 from human_eval.export import study_images
 
 from . import plots
@@ -28,6 +28,7 @@ from .publish import MARKER, check_target, staged
 from .run_overview import overview
 from .runs import RunMetrics, headline_table, read_run_metrics, shapes_table, spec_sha256, split_how
 from .sequential_section import sequential_sections
+from .studies import combine_answers
 
 # 0.05: the smallest preference difference the paper's DrawBench comparisons read as meaningful;
 # 0 turns the power section off.
@@ -134,7 +135,8 @@ def build_report(inputs: ReportInputs, out: str | Path, options: ReportOptions =
     if not inputs.runs and not inputs.answers:
         raise ValueError("nothing to report: give run folders and/or rating studies / ratings files")
     runs = [read_run_metrics(r) for r in inputs.runs]  # read and validate everything before writing anything
-    answers = pd.concat([check_answers(df, src) for src, df in inputs.answers], ignore_index=True) if inputs.answers else None
+    # a study given twice counted once, namesakes refused, models named by study and source (reports.studies)
+    answers, labels = combine_answers(list(inputs.answers), inputs.study_settings) if inputs.answers else (None, {})
     meta = provenance(inputs, options)
     with staged(out, force) as stage:
         (stage / "plots").mkdir()
@@ -156,7 +158,7 @@ def build_report(inputs: ReportInputs, out: str | Path, options: ReportOptions =
             recorded = settings_of(inputs.study_settings, "control_threshold", DEFAULT_CONTROL_THRESHOLD)
             clean, exclusion = apply_controls(answers, recorded if options.control_threshold is None else options.control_threshold,
                                               settings_of(inputs.study_settings, "fast_answer_ms", DEFAULT_FAST_ANSWER_MS))
-            images = inputs.images or study_images([src for src, _ in inputs.answers])  # human_eval.export: the study's own copies
+            images = inputs.images or study_images([src for src, _ in inputs.answers], labels)  # human_eval.export: the study's own copies
             human = human_sections(clean, exclusion, options.ci, images, options.power_effect,
                                    options.power_studies, stage, unfiltered=answers[~answers["is_control"]])
             summaries.append(human.summary)

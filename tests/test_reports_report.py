@@ -223,8 +223,8 @@ def test_report_over_two_studies_keeps_their_raters_apart_and_applies_each_thres
     assert main(["report", str(one.root), str(two.root), "--out", str(out), "--resamples", "200", "--power-studies", "10"]) == 0, \
         capsys.readouterr().err
     acc = pd.read_csv(out / "tables" / "rater_control_accuracy.csv").set_index(["study", "rater"])
-    assert acc.loc[(one.name, "r01"), "flagged"] and not acc.loc[(two.name, "r01"), "flagged"]
-    assert acc.loc[(two.name, "r02"), "threshold"] == 0.0 and not acc.loc[(two.name, "r02"), "flagged"]
+    assert acc.loc[(one.key, "r01"), "flagged"] and not acc.loc[(two.key, "r01"), "flagged"]
+    assert acc.loc[(two.key, "r02"), "threshold"] == 0.0 and not acc.loc[(two.key, "r02"), "flagged"]
     assert acc["flagged"].sum() == 1
     html = (out / "index.html").read_text()
     assert "1 of 4 raters excluded" in html
@@ -240,7 +240,7 @@ def test_report_over_two_studies_keeps_their_raters_apart_and_applies_each_thres
     assert main(["report", str(one.root), str(two.root), "--out", str(out2), "--resamples", "200", "--power-studies", "10",
                  "--control-threshold", "0.8"]) == 0
     acc2 = pd.read_csv(out2 / "tables" / "rater_control_accuracy.csv").set_index(["study", "rater"])
-    assert acc2["flagged"].sum() == 2 and acc2.loc[(two.name, "r02"), "flagged"]
+    assert acc2["flagged"].sum() == 2 and acc2.loc[(two.key, "r02"), "flagged"]
 
 
 def test_user_text_in_names_is_drawn_literally_and_kept_apart(tmp_path):

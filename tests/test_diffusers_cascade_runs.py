@@ -86,3 +86,43 @@ def test_the_run_goes_through_leaderboard_report_and_study(setup):
                 "--batch-size", "4", "--images-per-set", "1", "--a", f"run:{run}@guidance=4,aug_level=0.25",
                 "--b", f"run:{run}@guidance=1,aug_level=0.25", "--out", str(setup / "study")]) == 0
     assert json.loads((setup / "study" / "study.json").read_text())["protocol"] == "drawbench_sbs"
+
+
+def test_drawbench_recipe_runs_to_a_study(setup, tmp_path):
+    """bench/specs/if_drawbench_sbs.toml as docs/sweeps.md runs it, on the tiny stages (steps cut to
+    2 / 2 / 1) and the 7 Rare Words prompts: your folder of <id>_<sample>.png images gets its
+    manifest, the sweep makes 8 IF images per prompt beside it, `study create` takes each side by
+    `@model=` and shows sets of 8."""
+    import numpy as np
+    from PIL import Image
+
+    from drawbench.sets import load_prompt_set
+    from imagen_bench.cli import main as cli
+
+    mine = tmp_path / "my-model"
+    mine.mkdir()
+    rng = np.random.default_rng(0)
+    for pid in load_prompt_set("drawbench", {"categories": ["Rare Words"]})["id"]:
+        for k in range(8):
+            Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(mine / f"{pid}_{k}.png")
+    assert cli(["folder-manifest", str(mine), "--prompt-set", "drawbench"]) == 0
+    text = (Path(__file__).parents[1] / "bench" / "specs" / "if_drawbench_sbs.toml").read_text()
+    paths = [str(setup / "if" / s) for s in ("I", "II", "III")]  # make_tiny_if's three stage folders
+    for old, new in (('["/models/IF-I-XL-v1.0", "/models/IF-II-L-v1.0", "/models/stable-diffusion-x4-upscaler"]', json.dumps(paths)),
+                     ('variant = "fp16"', ""), ('device = "auto"', 'device = "cpu"'), ("/data/my-model-drawbench", str(mine)),
+                     ("/models/clip-vit-large-patch14", str(setup / "clip")),
+                     ('name = "drawbench"', 'name = "drawbench"\ncategories = ["Rare Words"]'),
+                     ("steps = [100]", "steps = [2]"), ("steps = 50", "steps = 2"), ("steps = 75", "steps = 1")):
+        assert old in text
+        text = text.replace(old, new)
+    (tmp_path / "spec.toml").write_text(text)
+    r = run_sweep(tmp_path / "spec.toml", tmp_path / "run", cache_dir=setup / "cache", progress=False)
+    assert r.images_total == 2 * 7 * 8
+    m = pd.read_parquet(tmp_path / "run" / "manifest.parquet")
+    assert m.groupby("model").size().to_dict() == {"deepfloyd-if": 56, "my-model": 56}
+    run = tmp_path / "run"
+    assert cli(["study", "create", "--protocol", "drawbench_sbs", "--prompts", "drawbench:Rare Words", "--raters", "2",
+                "--a", f"run:{run}@model=deepfloyd-if", "--b", f"run:{run}@model=my-model", "--out", str(tmp_path / "study")]) == 0
+    study = json.loads((tmp_path / "study" / "study.json").read_text())
+    assert study["settings"]["images_per_set"] == 8  # the paper's sets of 8, from 8 samples per prompt
+    assert study["models"]["a"]["model"].startswith("deepfloyd-if_") and study["models"]["b"]["model"].startswith("my-model_")

@@ -22,9 +22,8 @@ import numpy as np
 import pandas as pd
 
 from .base import GeneratedImage, ImageRequest, Sampling, encode_png
+from .diffusers_load import pipeline_precision
 from .diffusers_stages import StageInfo, check_overrides, read_stage, resolve_call, scheduler_overrides, stage_names
-
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")  # auto: fp16 on CUDA (IF's released variant), fp32 on CPU
 
 
 @dataclass(frozen=True)
@@ -68,7 +67,10 @@ class DiffusersCascadeModel:
             self.device = resolve_device(config.device)
         except ValueError as e:
             raise ValueError(f"model {name!r}: {e}") from None
-        self.precision = self._precision()
+        try:
+            self.precision, self.precision_reason = pipeline_precision(config.precision, self.device)
+        except ValueError as e:
+            raise ValueError(f"model {name!r}: {e}") from None
         if config.offload and not self.device.startswith("cuda"):
             raise ValueError(f"model {name!r}: offload = true needs a CUDA device (device resolved to {self.device!r})")
         if config.offload and not diffusers.utils.is_accelerate_available():
@@ -80,16 +82,6 @@ class DiffusersCascadeModel:
                 raise ValueError(f"model {name!r}: clean_caption = true needs beautifulsoup4 and ftfy installed")
         self._pipes = None
         self._weights: list[dict] | None = None
-
-    def _precision(self) -> str:
-        p = self.config.precision
-        if p not in PRECISIONS:
-            raise ValueError(f"model {self.name!r}: precision {p!r}; allowed: {', '.join(PRECISIONS)}")
-        if p == "auto":
-            return "fp16" if self.device.startswith("cuda") else "fp32"
-        if p == "fp16" and not self.device.startswith("cuda"):
-            raise ValueError(f"model {self.name!r}: precision fp16 needs a CUDA device; on {self.device} use fp32 or bf16")
-        return p
 
     def weights(self) -> list[dict]:
         """Per stage: sha256 of each weights file of the components it loads (hashed once)."""

@@ -6,6 +6,23 @@ from __future__ import annotations
 from .diffusers_stages import StageInfo, scheduler_overrides
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+PRECISIONS = ("auto", *DTYPES)
+
+
+def pipeline_precision(precision: str, device: str) -> tuple[str, str]:
+    """(precision, why) of a diffusers pipeline on resolved `device`, for both diffusers kinds.
+    auto: fp16 on CUDA (every CUDA GPU computes it natively, and it is the half precision IF and
+    Stable Diffusion are released and run in), fp32 on a CPU (the precision the pipelines are
+    checked in there; half-precision CPU kernels are slow or missing). Explicit ones are honoured,
+    but fp16 needs CUDA."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r}; allowed: {', '.join(PRECISIONS)}")
+    cuda = device.startswith("cuda")
+    if precision == "auto":
+        return ("fp16", "auto: CUDA, the pipelines' released half precision") if cuda else ("fp32", "auto: CPU")
+    if precision == "fp16" and not cuda:
+        raise ValueError(f"precision fp16 needs a CUDA device; on {device} use fp32 or bf16")
+    return precision, "asked for"
 
 
 def load_stage(st: StageInfo, config, device: str, precision: str):

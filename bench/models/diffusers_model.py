@@ -22,7 +22,8 @@ from .base import GeneratedImage, ImageRequest, Sampling, encode_png
 class DiffusersModelConfig:
     path: str  # local directory with model_index.json
     batch_size: int = 4
-    device: str = "cpu"
+    device: str = "auto"  # auto | cpu | cuda | cuda:N (imagen.device.resolve_device: this rank's GPU under torchrun)
+    precision: str = "auto"  # auto | fp32 | fp16 | bf16 (diffusers_load.pipeline_precision: auto = fp16 on CUDA, fp32 on CPU)
     height: int | None = None  # None = the pipeline's default resolution
     width: int | None = None
 
@@ -41,7 +42,19 @@ class DiffusersModel:
         if not (self.path / "model_index.json").is_file():
             raise FileNotFoundError(f"model {name!r}: {self.path} is not a saved diffusers pipeline (model_index.json missing)")
         self.version = diffusers.__version__
-        self.pipe = diffusers.DiffusionPipeline.from_pretrained(self.path, local_files_only=True).to(config.device)
+        import torch
+
+        from imagen.device import resolve_device
+
+        from .diffusers_load import DTYPES, pipeline_precision
+
+        try:
+            self.device = resolve_device(config.device)
+            self.precision, self.precision_reason = pipeline_precision(config.precision, self.device)
+        except ValueError as e:
+            raise ValueError(f"model {name!r}: {e}") from None
+        dtype = getattr(torch, DTYPES[self.precision])
+        self.pipe = diffusers.DiffusionPipeline.from_pretrained(self.path, local_files_only=True, dtype=dtype).to(self.device)
         self.pipe.set_progress_bar_config(disable=True)
 
     def describe(self) -> dict:
@@ -50,7 +63,15 @@ class DiffusersModel:
 
         weights = sorted(p for p in self.path.rglob("*") if p.suffix in {".safetensors", ".bin"})
         return {"kind": self.kind, "path": str(self.path.resolve()), "diffusers_version": self.version, "package_version": __version__,
+                "runtime": {"device": self.device.split(":")[0], "precision": self.precision, "precision_reason": self.precision_reason},
                 "weights_sha256": {p.relative_to(self.path).as_posix(): sha256_file(p) for p in weights}}
+
+    def identity(self) -> dict:
+        """Part of the cell id: where and in what the images are made. Empty for CPU fp32, the only
+        placement this kind had before device = "auto", so cells made then keep their ids."""
+        if (self.device, self.precision) == ("cpu", "fp32"):
+            return {}
+        return {"device": self.device.split(":")[0], "precision": self.precision}
 
     def check(self, prompt_set: str, prompts: pd.DataFrame, samples: int, source: str) -> None:
         pass  # any prompt is a valid request

@@ -11,7 +11,10 @@ an estimate from FLOPs and measured utilisation, not a run.
     The IF U-Nets are not the paper's Efficient U-Nets: their own shares are unmeasured, so the
     estimate borrows the paper-size ones stage by stage (base -> IF-I, SR -> IF-II and the upscaler).
     Text encoders get the base share (they are < 1 % of the FLOPs); the upscaler's VAE runs in
-    float32 in diffusers (force_upcast), counted at half the bf16 peak (TF32) x the SR share.
+    float32 in diffusers (force_upcast), counted at half the bf16 peak (TF32) x the SR share. Of its
+    19 TFLOP per image 8.8 are one self-attention over 256 x 256 latent positions, whose float32
+    matmuls torch keeps off TF32 by default: that part may run slower than counted (the VAE is
+    ~3 % of a three-stage image's time as estimated).
 """
 from __future__ import annotations
 

@@ -49,5 +49,7 @@ def test_unknown_networks_and_too_few_are_refused():
 
     with pytest.raises(ValueError, match=r"networks if-i-m: allowed: if-i-xl, if-ii-l, x4-upscaler"):
         cost.estimate("bench/specs/if_coco_fid30k.toml", ("if-i-m",))
+    with pytest.raises(ValueError, match=r"networks if-ii-l, if-i-xl: if-i-xl first \(stage I\), then if-ii-l / x4-upscaler"):
+        cost.estimate("bench/specs/if_coco_fid30k.toml", ("if-ii-l", "if-i-xl"))
     with pytest.raises(ValueError, match=r"runs 2 stages but 1 networks were named: if-i-xl"):
         cost.estimate("bench/specs/if_coco_fid30k.toml", ("if-i-xl",))

@@ -77,7 +77,7 @@ def estimate(spec_path: str | Path, networks: tuple[str, ...] = DEFAULT_NETWORKS
     """One CellCost per (diffusers_cascade model, grid point), images summed over prompt sets. Stage k
     of each model is `networks[k]`; the spec's stage settings and grid decide steps and guidance."""
     from bench.models.diffusers_flops import NETWORKS
-    from bench.models.diffusers_stages import StageInfo, resolve_call, stage_names
+    from bench.models.diffusers_stages import ROLES, StageInfo, resolve_call, stage_names
 
     from .cells import grid_points
     from .spec import load_spec
@@ -85,6 +85,8 @@ def estimate(spec_path: str | Path, networks: tuple[str, ...] = DEFAULT_NETWORKS
     unknown = [n for n in networks if n not in NETWORKS]
     if unknown or not networks:
         raise ValueError(f"networks {', '.join(unknown) or '(none)'}: allowed: {', '.join(NETWORKS)}")
+    if networks[0] != "if-i-xl" or "if-i-xl" in networks[1:]:  # a cascade's stage I is its one IFPipeline (read_stage)
+        raise ValueError(f"networks {', '.join(networks)}: if-i-xl first (stage I), then if-ii-l / x4-upscaler")
     spec, _ = load_spec(spec_path)
     models = [m for m in spec.models if m.kind == "diffusers_cascade"]
     if not models:
@@ -95,9 +97,10 @@ def estimate(spec_path: str | Path, networks: tuple[str, ...] = DEFAULT_NETWORKS
         n = m.config.num_stages or len(m.config.paths)
         if n > len(networks):
             raise ValueError(f"model {m.name!r} runs {n} stages but {len(networks)} networks were named: {', '.join(networks)}")
-        stages = [StageInfo(name, Path(p), NETWORKS[net][0], "base" if k == 0 else ("upscaler" if net == "x4-upscaler" else "sr"),
-                            {"_class_name": "DDPMScheduler"}, 1000, 350 if net == "x4-upscaler" else None)
-                  for k, (name, p, net) in enumerate(zip(stage_names(n), m.config.paths, networks))]
+        # each stage as read_stage would see IF's folders (1,000 noising steps; the upscaler's max_noise_level 350)
+        stages = [StageInfo(name, Path(p), NETWORKS[net][0], ROLES[NETWORKS[net][0]][0], {"_class_name": "DDPMScheduler"}, 1000,
+                            350 if net == "x4-upscaler" else None)
+                  for name, p, net in zip(stage_names(n), m.config.paths, networks)]
         for _, s in grid_points(spec.grid, ("steps", "guidance", "aug_level", "seed")):
             calls = [resolve_call(st, s.steps, s.guidance, s.aug_level, m.config.stages.get(st.name, {})) for st in stages]
             per = [stage_seconds(net, c.steps, c.guidance) for net, c in zip(networks, calls)]

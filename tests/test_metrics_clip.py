@@ -51,6 +51,19 @@ def test_clip_score_equals_hand_computation(tiny_clip):
     assert res.value == pytest.approx(np.mean(expected), rel=1e-5, abs=1e-6)
     assert res.details["prompts_truncated"] == 1 and res.details["max_tokens"] == 77
     assert len(res.details["weights_sha256"]) == 64
+    if not torch.cuda.is_available():  # device auto; fp32 unless asked, on every machine (issue 32)
+        assert (res.details["device"], res.details["precision"]) == ("cpu", "fp32")
+
+
+def test_clip_score_in_bf16_when_asked_stays_near_fp32(tiny_clip):
+    """precision = "bf16" runs the towers under bf16 autocast (the path auto takes where bf16 is
+    native) and says so; the scores move by bf16 rounding only."""
+    images = [ScoredImage("c1", PromptRef("t", str(i), "cat", p, 0), im) for i, (p, im) in enumerate(zip(["a red cube", "two dogs"], _images(2)))]
+    fp32, bf16 = (build_metric("clip_score", {"model": str(tiny_clip), "device": "cpu", "precision": p}) for p in ("fp32", "bf16"))
+    got = [[d["clip_score"] for d in m.update(images)] for m in (fp32, bf16)]
+    assert got[1] == pytest.approx(got[0], abs=1.0) and got[1] != got[0]
+    (res,) = bf16.compute()
+    assert (res.details["device"], res.details["precision"], res.details["precision_reason"]) == ("cpu", "bf16", "asked for")
 
 
 def test_without_weights_reports_unavailable():

@@ -73,13 +73,29 @@ def _direct(folder, image: np.ndarray, prompt: str) -> float:
 
 def test_vqascore_is_p_yes_of_the_next_token(blip2):
     images, prompts = _images(3), ["a circle", "two squares", "a long red circle"]  # different lengths: padding in a batch
-    metric = build_metric("vqascore", {"model": str(blip2), "batch_size": 3})
+    metric = build_metric("vqascore", {"model": str(blip2), "batch_size": 3, "precision": "fp32"})  # as _direct
     per_image = metric.update([ScoredImage("c", PromptRef("p", str(i), "x", p, 0), im) for i, (im, p) in enumerate(zip(images, prompts))])
     expected = [_direct(blip2, im, p) for im, p in zip(images, prompts)]
     assert [r["vqascore"] for r in per_image] == pytest.approx(expected, abs=1e-5)
     (result,) = metric.compute()
     assert result.metric == "vqascore" and result.value == pytest.approx(np.mean(expected), abs=1e-5) and result.n == 3
     assert result.details["model_class"] == "Blip2ForConditionalGeneration" and len(result.details["weights_sha256"]) == 64
+    if not torch.cuda.is_available():
+        assert (result.details["device"], result.details["precision"]) == ("cpu", "fp32")
+
+
+def test_a_bf16_judge_loads_its_weights_in_bf16_and_scores_near_fp32(blip2):
+    """precision bf16 (what auto picks on a GPU or CPU with native bf16): the weights are loaded in
+    bf16 (half the memory of a multi-billion-parameter judge), the pixels cast to them, and the
+    record says so."""
+    images, prompts = _images(2), ["a circle", "two squares"]
+    scored = [ScoredImage("c", PromptRef("p", str(i), "x", p, 0), im) for i, (im, p) in enumerate(zip(images, prompts))]
+    fp32, bf16 = (build_metric("vqascore", {"model": str(blip2), "device": "cpu", "precision": p}) for p in ("fp32", "bf16"))
+    assert next(bf16.judge.model.parameters()).dtype == torch.bfloat16
+    got = [[d["vqascore"] for d in m.update(scored)] for m in (fp32, bf16)]
+    assert got[1] == pytest.approx(got[0], abs=0.02)
+    (result,) = bf16.compute()
+    assert (result.details["device"], result.details["precision"]) == ("cpu", "bf16")
 
 
 def test_vqascore_without_a_model_says_how_to_supply_one(tmp_path):
@@ -112,7 +128,7 @@ def test_vqa_questions_average_p_yes_over_each_prompts_questions(blip2):
 
     meta = geneval_metadata().set_index("id")
     ids, images = ["1", "354", "454"], _images(3)
-    metric = build_metric("vqa_questions", {"model": str(blip2), "batch_size": 4})
+    metric = build_metric("vqa_questions", {"model": str(blip2), "batch_size": 4, "precision": "fp32"})
     per_image = metric.update([ScoredImage("c", PromptRef("geneval", i, "x", meta.loc[i, "prompt"], 0), im) for i, im in zip(ids, images)])
     processor, model = AutoProcessor.from_pretrained(blip2), AutoModelForImageTextToText.from_pretrained(blip2).eval()
     yes = processor.tokenizer("Yes", add_special_tokens=False)["input_ids"][0]
@@ -202,7 +218,7 @@ def _reference_score(folder, image, prompt: str, encoder_decoder: bool) -> tuple
 def test_vqascore_scores_the_answer_as_it_follows_the_question(tmp_path, kind, encoder_decoder):
     folder = _judge_folder(tmp_path, kind, encoder_decoder)
     images, prompts = _images(3), ["a circle", "two squares", "a long red circle"]  # different lengths: padding in a batch
-    metric = build_metric("vqascore", {"model": str(folder), "batch_size": 3})
+    metric = build_metric("vqascore", {"model": str(folder), "batch_size": 3, "precision": "fp32"})
     per_image = metric.update([ScoredImage("c", PromptRef("p", str(i), "x", p, 0), im) for i, (im, p) in enumerate(zip(images, prompts))])
     expected = [_reference_score(folder, im, p, encoder_decoder) for im, p in zip(images, prompts)]
     assert [r["vqascore"] for r in per_image] == pytest.approx([e[0] for e in expected], rel=1e-4)

@@ -15,9 +15,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from common.errors import check_choice
 from common.fields import bounded, path_field
 from common.files import sha256_file
 from common.version import __version__
+from imagen.config import PRECISIONS
+from imagen.device import Placement, resolve
 
 from .base import KeyedStates, MetricMeta, MetricResult, ScoredImage, SumCount, check_image, parse_options
 from .feature_spaces import check_weights_folder
@@ -38,7 +41,18 @@ class CLIPOptions:
     model: str = path_field("", _check_model)  # local HF CLIP directory or open_clip checkpoint file; "" = unavailable
     open_clip_arch: str = "ViT-B-32"  # architecture of an open_clip checkpoint file
     batch_size: int = bounded(16, 1, 4096)
-    device: str = "cpu"
+    device: str = "auto"  # auto (the GPU if there is one; this rank's under torchrun) | cpu | cuda | cuda:N
+    # fp32 on every machine unless asked, as FID features: a CLIP score is compared with other runs'
+    # and papers', and one image tower per image is little beside generating it. "auto": bf16 where
+    # it is native (imagen.device's rule), "bf16" always
+    precision: str = "fp32"
+
+    def __post_init__(self) -> None:
+        check_choice("precision", self.precision, PRECISIONS)
+
+
+def clip_placement(options: CLIPOptions) -> Placement:
+    return resolve(options.device, options.precision)
 
 
 def _features(out: Any) -> torch.Tensor:
@@ -47,10 +61,11 @@ def _features(out: Any) -> torch.Tensor:
 
 
 class _HFClip:
-    def __init__(self, directory: Path, device: str):
+    def __init__(self, directory: Path, placement: Placement):
         from transformers import AutoTokenizer, CLIPModel  # noqa: PLC0415
         from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil  # noqa: PLC0415  (no torchvision)
 
+        device, self.placement = placement.device, placement
         self.model = CLIPModel.from_pretrained(directory).to(device).eval()
         self.tokenizer = AutoTokenizer.from_pretrained(directory)
         self.processor = CLIPImageProcessorPil.from_pretrained(directory)
@@ -67,16 +82,18 @@ class _HFClip:
         """-> image features (B, E), text features (B, E), unnormalised."""
         pixels = self.processor(images=[Image.fromarray(im) for im in images], return_tensors="pt")["pixel_values"]
         text = self.tokenizer(prompts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt")
-        img = _features(self.model.get_image_features(pixel_values=pixels.to(self.device)))
-        txt = _features(self.model.get_text_features(input_ids=text["input_ids"].to(self.device),
-                                                     attention_mask=text["attention_mask"].to(self.device)))
+        with self.placement.autocast():
+            img = _features(self.model.get_image_features(pixel_values=pixels.to(self.device)))
+            txt = _features(self.model.get_text_features(input_ids=text["input_ids"].to(self.device),
+                                                         attention_mask=text["attention_mask"].to(self.device)))
         return img.float().cpu(), txt.float().cpu()
 
 
 class _OpenClip:
-    def __init__(self, path: Path, arch: str, device: str):
+    def __init__(self, path: Path, arch: str, placement: Placement):
         import open_clip  # noqa: PLC0415  (optional extra)
 
+        device, self.placement = placement.device, placement
         self.model, _, self.preprocess = open_clip.create_model_and_transforms(arch, pretrained=str(path), device=device)
         self.model.eval()
         self.tokenizer = open_clip.get_tokenizer(arch)
@@ -91,7 +108,8 @@ class _OpenClip:
     @torch.inference_mode()
     def embed(self, images: list[np.ndarray], prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         pixels = torch.stack([self.preprocess(Image.fromarray(im)) for im in images]).to(self.device)
-        return self.model.encode_image(pixels).float().cpu(), self.model.encode_text(self.tokenizer(prompts).to(self.device)).float().cpu()
+        with self.placement.autocast():
+            return self.model.encode_image(pixels).float().cpu(), self.model.encode_text(self.tokenizer(prompts).to(self.device)).float().cpu()
 
 
 def clip_score(image_features: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
@@ -111,14 +129,15 @@ class CLIPScore:
         self.options = parse_options(CLIPOptions, options, self.name)  # the model path checked there
         self.unavailable: str | None = None
         self.backend: _HFClip | _OpenClip | None = None
+        self.placement = clip_placement(self.options)
         path = Path(self.options.model).expanduser() if self.options.model else None
         if path is None:
             self.unavailable = UNAVAILABLE
         elif path.is_dir():
-            self.backend = _HFClip(path, self.options.device)
+            self.backend = _HFClip(path, self.placement)
         else:  # a file (the options' check refused anything else)
             try:
-                self.backend = _OpenClip(path, self.options.open_clip_arch, self.options.device)
+                self.backend = _OpenClip(path, self.options.open_clip_arch, self.placement)
             except ImportError as e:
                 self.unavailable = (f"open_clip checkpoint {path} needs open_clip ({e}): install the optional extra "
                                     "`pip install -c constraints.txt 'imagen-bench[clip]'` (needs a working torchvision), "
@@ -155,7 +174,7 @@ class CLIPScore:
             cut, n_images = truncated[cell].compute()
             details = {"model": self.options.model or None, "package_version": __version__, "n": n_images,
                        "prompts_truncated": int(cut), "max_tokens": getattr(self.backend, "max_tokens", None),
-                       "weights_sha256": getattr(self.backend, "weights_sha256", None)}
+                       "weights_sha256": getattr(self.backend, "weights_sha256", None), **self.placement.summary()}
             if self.unavailable:
                 out.append(MetricResult("clip_score", None, n_images, {**details, "unavailable": self.unavailable}, cell_id=cell))
             else:

@@ -123,7 +123,7 @@ class FeatureExtractor:
         """Everything that makes the features what they are; the reference statistics' cache key and
         what a statistics file must match. The device kind is in it: CPU and GPU float32 features
         agree only to rounding, and an FID never mixes the two sides' devices."""
-        where = {"device": torch.device(self.device).type, "precision": self.placement.precision}
+        where = {"device": torch.device(self.placement.device).type, "precision": self.placement.precision}
         if self.backbone is not None:
             return {**self.backbone.details, "dtype": self.config.dtype, "feature_weights_sha256": self.weights_sha256, **where}
         return {"resize": self.config.resize, "size": INCEPTION_SIZE, "dtype": self.config.dtype,

@@ -16,6 +16,7 @@ import numpy as np
 
 from common.fields import bounded
 from common.version import __version__
+from imagen.device import resolve_device
 
 from .base import KeyedStates, MetricMeta, MetricResult, ScoredImage, SumCount, check_image, parse_options
 
@@ -64,6 +65,29 @@ def best_similarity(expected: str, lines: Sequence[str]) -> tuple[float, str]:
 @dataclass(frozen=True)
 class OCROptions:
     text_score: float = bounded(0.5, 0.0, 1.0)  # RapidOCR's own default confidence threshold for a line to count
+    # auto: the GPU (this rank's under torchrun) when there is one AND onnxruntime has its CUDA
+    # provider (the onnxruntime-gpu build), else the CPU, with the reason recorded | cpu | cuda | cuda:N
+    device: str = "auto"
+
+
+CUDA_PROVIDER = "CUDAExecutionProvider"
+
+
+def ocr_device(options: OCROptions) -> tuple[str, str]:
+    """(device, why). RapidOCR runs its ONNX models through onnxruntime, not torch: the GPU is usable
+    only through onnxruntime's CUDA provider; the models run in float32 either way."""
+    device = resolve_device(options.device)
+    if device == "cpu":
+        return device, "asked for" if options.device == "cpu" else "auto: no CUDA GPU here"
+    import onnxruntime  # noqa: PLC0415
+
+    providers = onnxruntime.get_available_providers()
+    if CUDA_PROVIDER in providers:
+        return device, f"onnxruntime {onnxruntime.__version__} {CUDA_PROVIDER}"
+    why = f"onnxruntime {onnxruntime.__version__} here has no {CUDA_PROVIDER} (providers: {', '.join(providers)})"
+    if options.device != "auto":
+        raise ValueError(f"ocr device {options.device!r}: {why}; use device = \"cpu\" or install onnxruntime-gpu")
+    return "cpu", f"auto: {why}; onnxruntime-gpu would run it on the GPU"
 
 
 class OCRScore:
@@ -74,6 +98,7 @@ class OCRScore:
 
     def __init__(self, options: Mapping[str, Any] | None = None, *, cache_dir: Path | None = None):
         self.options = parse_options(OCROptions, options, self.name)
+        self.device, self.device_reason = ocr_device(self.options)
         self._engine = None
         self.scores: KeyedStates[SumCount] = KeyedStates(SumCount)
 
@@ -82,7 +107,10 @@ class OCRScore:
         if self._engine is None:  # the ONNX models ship inside the rapidocr wheel; loaded on first use
             from rapidocr import RapidOCR  # noqa: PLC0415
 
-            self._engine = RapidOCR(params={"Global.log_level": "critical", "Global.text_score": self.options.text_score})
+            on_gpu = self.device != "cpu"
+            gpu = {"EngineConfig.onnxruntime.use_cuda": True,
+                   "EngineConfig.onnxruntime.cuda_ep_cfg.device_id": int(self.device.partition(":")[2] or 0)} if on_gpu else {}
+            self._engine = RapidOCR(params={"Global.log_level": "critical", "Global.text_score": self.options.text_score, **gpu})
         return self._engine
 
     def model_details(self) -> dict:
@@ -90,7 +118,8 @@ class OCRScore:
         models = {part: f"{cfg[part].ocr_version.value}/{cfg[part].model_type.value}/{cfg[part].lang_type.value}" for part in ("Det", "Cls", "Rec")}
         return {"ocr_package": f"rapidocr {importlib.metadata.version('rapidocr')}",
                 "onnxruntime": importlib.metadata.version("onnxruntime"), "ocr_models": models,
-                "text_score": self.options.text_score}
+                "text_score": self.options.text_score, "device": self.device.partition(":")[0], "precision": "fp32",
+                "device_reason": self.device_reason}
 
     def read(self, image: np.ndarray) -> list[str]:
         out = self.engine(image)

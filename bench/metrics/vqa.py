@@ -26,9 +26,12 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
+from common.errors import check_choice
 from common.fields import bounded, path_field
 from common.files import sha256_file
 from common.version import __version__
+from imagen.config import PRECISIONS
+from imagen.device import DTYPES, Placement, resolve
 
 from .base import KeyedStates, MetricMeta, MetricResult, ScoredImage, SumCount, check_image, parse_options
 from .feature_spaces import check_weights_folder
@@ -45,9 +48,13 @@ class VQAOptions:
     question: str = QUESTION  # must contain {prompt}
     answer: str = "Yes"  # the answer whose (teacher-forced, per-token geometric mean) probability is the score
     batch_size: int = bounded(4, 1, 1024)
-    device: str = "cpu"
+    device: str = "auto"  # auto (the GPU if there is one; this rank's under torchrun) | cpu | cuda | cuda:N
+    # auto: bf16 where it is native (imagen.device's rule, as for the cascade): the judges are
+    # billion-parameter language models, whose weights are loaded in that precision (half the memory)
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
+        check_choice("precision", self.precision, PRECISIONS)
         if "{prompt}" not in self.question:
             raise ValueError(f"vqascore question must contain {{prompt}}, got {self.question!r}")
 
@@ -67,9 +74,10 @@ class _Judge:
     def __init__(self, folder: Path, options: VQAOptions):
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
+        self.placement = judge_placement(options)
+        self.options, self.device, self.dtype = options, self.placement.device, DTYPES[self.placement.precision]
         self.processor = AutoProcessor.from_pretrained(folder)
-        self.model = AutoModelForImageTextToText.from_pretrained(folder).to(options.device).eval()
-        self.options, self.device = options, options.device
+        self.model = AutoModelForImageTextToText.from_pretrained(folder, dtype=self.dtype).to(self.device).eval()
         self.tokenizer = self.processor.tokenizer
         self.encoder_decoder = bool(getattr(self.model.config, "is_encoder_decoder", False)
                                     or getattr(getattr(self.model.config, "text_config", None), "is_encoder_decoder", False))
@@ -104,13 +112,13 @@ class _Judge:
         pil = [Image.fromarray(im) for im in images]
         prompts = [self.text(q) for q in questions]
         if self.encoder_decoder:
-            inputs = self.processor(images=pil, text=prompts, return_tensors="pt", padding=True).to(self.device)
+            inputs = self.processor(images=pil, text=prompts, return_tensors="pt", padding=True).to(device=self.device, dtype=self.dtype)
             labels = torch.tensor([self.tokenizer(self.options.answer)["input_ids"]] * len(images), device=self.device)  # (B, K)
             start = torch.full_like(labels[:, :1], self.model.config.text_config.decoder_start_token_id)
             logits = self.model(**inputs, decoder_input_ids=torch.cat([start, labels[:, :-1]], 1)).logits  # (B, K, V)
             return _mean_log_p(logits, labels).exp().cpu()
         texts, answers = zip(*(self.with_answer(p) for p in prompts))
-        inputs = self.processor(images=pil, text=list(texts), return_tensors="pt", padding=True).to(self.device)
+        inputs = self.processor(images=pil, text=list(texts), return_tensors="pt", padding=True).to(device=self.device, dtype=self.dtype)
         ids, logits = inputs["input_ids"], self.model(**inputs).logits  # (B, L), (B, L', V): L' >= L when image tokens are prepended
         k = len(answers[0])
         if any(len(a) != k for a in answers) or ids[:, -k:].tolist() != [list(a) for a in answers]:
@@ -121,6 +129,10 @@ class _Judge:
 def _mean_log_p(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """(B,) mean over K of log softmax(logits)[label]: logits (B, K, V), labels (B, K)."""
     return torch.log_softmax(logits.float(), dim=-1).gather(-1, labels[..., None])[..., 0].mean(1)
+
+
+def judge_placement(options: VQAOptions) -> Placement:
+    return resolve(options.device, options.precision)
 
 
 def load_judge(metric: str, options: VQAOptions) -> _Judge | None:
@@ -163,6 +175,7 @@ class VQAScore:
             total, n = state.compute()
             details = {"model": self.options.model or None, "question": self.options.question, "answer": self.options.answer,
                        "model_class": getattr(self.judge, "model_class", None), "weights_sha256": getattr(self.judge, "weights_sha256", None),
+                       **(self.judge.placement.summary() if self.judge is not None else {}),
                        "package_version": __version__}
             if self.judge is None:
                 out.append(MetricResult("vqascore", None, n, {**details, "unavailable": UNAVAILABLE}, cell_id=cell))
@@ -180,9 +193,11 @@ class QuestionOptions:
     questions: str = "geneval"  # where each prompt's questions come from: GenEval's include metadata (drawbench.suites)
     answer: str = "Yes"
     batch_size: int = bounded(4, 1, 1024)
-    device: str = "cpu"
+    device: str = "auto"  # as for vqascore
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
+        check_choice("precision", self.precision, PRECISIONS)
         if self.questions != "geneval":
             raise ValueError(f"vqa_questions: questions must be 'geneval' (the prompt set with structured metadata), got {self.questions!r}")
 
@@ -205,7 +220,8 @@ class VQAQuestions:
 
         self.options = parse_options(QuestionOptions, options, self.name)
         self.judge = load_judge(self.name, VQAOptions(model=self.options.model, answer=self.options.answer,
-                                                      batch_size=self.options.batch_size, device=self.options.device))
+                                                      batch_size=self.options.batch_size, device=self.options.device,
+                                                      precision=self.options.precision))
         meta = geneval_metadata()
         self.questions = {str(i): geneval_questions(inc) for i, inc in zip(meta["id"], meta["include"])}
         self.scores: KeyedStates[SumCount] = KeyedStates(SumCount)
@@ -241,6 +257,7 @@ class VQAQuestions:
             total, n = state.compute()
             details = {"model": self.options.model or None, "questions": "drawbench.suites.geneval_questions", "answer": self.options.answer,
                        "model_class": getattr(self.judge, "model_class", None), "weights_sha256": getattr(self.judge, "weights_sha256", None),
+                       **(self.judge.placement.summary() if self.judge is not None else {}),
                        "package_version": __version__}
             if self.judge is None:
                 out += [MetricResult(name, None, n, {**details, "unavailable": UNAVAILABLE.replace("VQAScore", "vqa_questions")}, cell_id=cell)

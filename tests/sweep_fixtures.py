@@ -95,8 +95,9 @@ def sigkill_after_records(proc, run: Path, records: int, timeout: float = 300) -
 
     shard = run / "shards" / "images-rank0.jsonl"
     deadline = time.time() + timeout
-    while time.time() < deadline and (not shard.is_file() or len(shard.read_text().splitlines()) < records):
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
+    while time.time() < deadline and proc.poll() is None and (not shard.is_file() or len(shard.read_text().splitlines()) < records):
+        time.sleep(0.02)  # (a sweep that exits by itself is not waited for: the caller's "interrupted" check fails at once)
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     return len(shard.read_text().splitlines()) if shard.is_file() else 0

@@ -9,6 +9,8 @@ TRIALS: dict[str, tuple[str, str]] = {
     "concurrent-sweep": ("selfcheck.trials.concurrent_sweep", "two sweeps on one run folder, round after round: refused or waits, nothing twice"),
     "kill-server": ("selfcheck.trials.kill_server", "SIGKILL the rating server mid-batch; restart; no answer lost or duplicated"),
     "fuzz": ("selfcheck.trials.fuzz", "malformed sweep TOML, prompt CSVs, study files, images, checkpoints: clear errors only"),
+    "detect-controls": ("selfcheck.trials.detect_controls", "bot raters in Chromium try to tell controls apart from what the page receives: "
+                        "detectors at chance, the bots' pass rate of the control filter"),
     "security": ("selfcheck.trials.security", "token entropy, constant-time compare, forged tokens, other raters' ids, path traversal"),
 }
 

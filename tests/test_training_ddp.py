@@ -1,6 +1,9 @@
 """Training under torchrun with DistributedDataParallel (gloo on CPU): 2 processes with the global
 batch split between them train the weights 1 process trains on the whole batch, and resume exactly;
-a checkpoint keeps its format whatever device made it. CUDA checks are in test_cuda.py."""
+a checkpoint keeps its format whatever device made it. CUDA checks are in test_cuda.py.
+
+The one-step test runs in `make test` (CI): two real ranks on different rows end with identical,
+averaged gradients and weights. The torchrun runs of the whole command are marked slow."""
 from __future__ import annotations
 
 import json
@@ -68,6 +71,81 @@ def test_two_gloo_ranks_resume_exactly(runs, tmp_path):
     for k in straight:
         assert torch.equal(resumed[k], straight[k]), k
     assert losses(tmp_path / "r") == losses(runs / "two")
+
+
+class Encodings:
+    """The ToySet captions' MiniLM encodings made once by the test and looked up in every process: the
+    ranks start without loading a text encoder (seconds each on a shared 2-core machine)."""
+
+    def __init__(self, table: dict[str, tuple[torch.Tensor, torch.Tensor]]):
+        self.table = table
+
+    def encode(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.stack([self.table[c][0] for c in captions]), torch.stack([self.table[c][1] for c in captions])
+
+
+def _one_step(out: Path, table: dict) -> dict:
+    """One training step of the tiny base stage on a global batch of 8 (float32, no gradient clipping:
+    the raw averaged gradient is compared); this rank's batch rows, gradients and updated weights."""
+    from conftest import randomize_
+
+    from imagen.config import TrainConfig
+    from imagen.data import ToySet
+    from imagen.presets import tiny
+    from imagen.train import Trainer
+
+    cfg = TrainConfig(batch_size=8, steps=1, precision="fp32", num_threads=1, warmup_steps=1, lr=1e-3, grad_clip=1e9)
+    preset = tiny()
+    t = Trainer(preset.stages[0], preset.text_encoder, cfg, ToySet(), Encodings(table), out, log=lambda s: None, device="cpu")
+    randomize_(t.unet)  # the same on every rank: a fresh U-Net's zero-initialised layers pass gradients to its last layers only
+    state = t.rng.getstate()
+    x, _ = t.batch()  # the rows this rank trains on (drawn again by the step)
+    t.rng.setstate(state)
+    t.train()
+    return {"x": x, "params": {n: p.detach().clone() for n, p in t.unet.named_parameters()},
+            "grads": {n: p.grad.clone() for n, p in t.unet.named_parameters() if p.grad is not None}}
+
+
+def _ddp_rank(rank: int, world: int, port: int, out: str, table: dict) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    try:
+        torch.save(_one_step(Path(out) / "run", table), Path(out) / f"rank{rank}.pt")  # Trainer joins the gloo group (init_from_env)
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def test_two_gloo_ranks_on_different_rows_average_their_gradients(tmp_path, minilm):
+    """What DDP must guarantee, with two real ranks on one machine: they train on different rows of
+    the global batch, yet after the step both hold the same averaged gradient and the same weights,
+    those of one process stepping on the whole batch (float tolerance: another summation order)."""
+    import torch.multiprocessing as mp
+
+    from imagen.data import ToySet
+
+    captions = sorted({ToySet()[i][1] for i in range(len(ToySet()))})
+    table = {c: (t[0], m[0]) for c in captions for t, m in [minilm.encode([c])]}
+    mp.spawn(_ddp_rank, args=(2, 29700 + os.getpid() % 1000, str(tmp_path), table), nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1)]
+    threads = torch.get_num_threads()
+    try:
+        single = _one_step(tmp_path / "single", table)
+    finally:
+        torch.set_num_threads(threads)
+    assert ranks[0]["x"].shape[0] == ranks[1]["x"].shape[0] == 4 and not torch.equal(ranks[0]["x"], ranks[1]["x"])
+    assert torch.equal(torch.cat([ranks[0]["x"], ranks[1]["x"]]), single["x"])  # the two shares make the whole batch
+    assert ranks[0]["grads"].keys() == single["grads"].keys()
+    moved = 0
+    for name, g in single["grads"].items():
+        assert torch.equal(ranks[0]["grads"][name], ranks[1]["grads"][name]), name  # identical on both ranks, bit for bit
+        scale = float(g.abs().max())
+        assert float((ranks[0]["grads"][name] - g).abs().max()) <= 1e-5 * scale, name  # averaged (a sum would be 2x)
+        moved += scale > 0
+    assert moved == len(single["grads"]) > 50  # every layer got a real gradient
+    for name, p in single["params"].items():
+        assert torch.equal(ranks[0]["params"][name], ranks[1]["params"][name]), name
+        # Adam's first step is lr * g / (|g| + eps): a gradient near 0 amplifies rounding, so 1 % of lr
+        torch.testing.assert_close(ranks[0]["params"][name], p, rtol=0, atol=1e-5, msg=name)
 
 
 def test_global_batch_must_split_over_ranks(monkeypatch, tmp_path, minilm):

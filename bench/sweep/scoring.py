@@ -55,9 +55,10 @@ def _load(run: Path, rows: pd.DataFrame):
 
 
 def _build_rank0_first(build: Callable, m: MetricSpec, cache_dir: Path | None, world: World):
-    """Rank 0 builds first, so what a build computes and caches (FID reference statistics: minutes
-    of Inception work) is computed once and loaded by the other ranks. A build error on rank 0
-    stops every rank with the same message instead of leaving them waiting at the barrier."""
+    """Rank 0 builds first, so what a build writes is written once and a build error on rank 0 stops
+    every rank with the same message instead of leaving them waiting at the barrier. (FID-family
+    reference statistics are made later, at the first compute(), by all ranks together:
+    bench.metrics.reference.compute_reference.)"""
     metric, failure, message = None, None, None
     if world.rank == 0:
         try:

@@ -3,6 +3,7 @@ study directory in $HUMAN_EVAL_STUDY.
 
     /?t=<invite token>       a rater's page (their own tasks and answers only)
     /?admin=<admin token>    the admin page
+    /?e=<entry token>&<ids>  a crowd platform's participant (a platform study's only way in: human_eval.crowd_page)
 Without a valid token nothing of the study is shown. Errors are shown as one line, never a traceback.
 """
 from __future__ import annotations
@@ -12,7 +13,7 @@ import os
 
 import streamlit as st
 
-from human_eval import admin_page, rater_page
+from human_eval import admin_page, crowd_page, rater_page
 from human_eval.store import Store
 from human_eval.study import Study, load_study
 
@@ -40,6 +41,9 @@ def main() -> None:
                 admin_page.render(study, store)
             else:
                 st.error("This admin link is not valid.")
+            return
+        if study.platform is not None:  # invite links are not a way into a crowd study
+            crowd_page.render(study, store, params)
             return
         rater = store.rater_for_token(params.get("t"))
         if rater is None:

@@ -83,6 +83,7 @@ def _add_study(p: argparse.ArgumentParser) -> None:
     seq.add_argument("--look-every", type=int, default=None, help="counted batches between looks (default 1)")
     seq.add_argument("--sequence", choices=list(SEQUENCES), default=None, help="confidence sequence (default betting)")
     seq.add_argument("--question", default=None, help="the question the rule watches (default: the protocol's first)")
+    _add_platform(c)
     c.set_defaults(func=cmd_create)
     for action, func, helptext in (("links", cmd_links, "print the invite links and the admin link"),
                                    ("status", cmd_status, "progress and control accuracy per rater")):
@@ -100,8 +101,39 @@ def _add_study(p: argparse.ArgumentParser) -> None:
     r.set_defaults(func=cmd_reissue)
     e = ss.add_parser("export", help="write every answer (export contract columns) to CSV or parquet")
     e.add_argument("study", type=Path)
-    e.add_argument("--out", required=True, type=Path, help="FILE.csv or FILE.parquet (never overwritten)")
+    e.add_argument("--out", required=True, type=Path, help="FILE.csv or FILE.parquet (never overwritten); with --payments the bonus CSV")
+    e.add_argument("--payments", action="store_true",
+                   help="a crowd study's bonus CSV (participant id,amount: Prolific's bulk bonus format) for every answered task "
+                        "not paid before, + OUT.decisions.csv (payment and analysis decisions); docs/human_eval.md")
     e.set_defaults(func=cmd_export)
+
+
+def _add_platform(c: argparse.ArgumentParser) -> None:
+    from .platforms import PLATFORMS
+
+    g = c.add_argument_group("crowd platform (raters come through one public link with the platform's ids; docs/human_eval.md)")
+    g.add_argument("--platform", choices=list(PLATFORMS), default=None,
+                   help="prolific (PROLIFIC_PID, STUDY_ID, SESSION_ID; back to app.prolific.com) or external (--id-params, --completion-url)")
+    g.add_argument("--completion-code", default=None, help="the platform's code for a completed submission (required with --platform)")
+    g.add_argument("--screened-out-code", default=None, help="the platform's code for a participant turned away (every place taken)")
+    g.add_argument("--bonus-per-task", default=None, help="bonus per answered task in the study's currency, e.g. 0.05 (default 0)")
+    g.add_argument("--id-params", default=None, help="external: PARTICIPANT,SESSION[,OTHER...] query parameters, e.g. workerId,assignmentId,hitId")
+    g.add_argument("--completion-url", default=None, help="external: where a participant goes when done, with {code} where the code goes")
+    g.add_argument("--reject-after", type=int, default=None, help="external: failed checks before the platform allows a rejection (default 2)")
+
+
+def _platform(args):
+    """The study's crowd platform from --platform and its options; the options are refused without it."""
+    from .platforms import make_platform
+
+    flags = ("completion_code", "screened_out_code", "bonus_per_task", "id_params", "completion_url", "reject_after")
+    if args.platform is None:
+        given = [f for f in flags if getattr(args, f) is not None]
+        if given:
+            raise ValueError(f"--{given[0].replace('_', '-')} applies to --platform prolific|external only")
+        return None
+    return make_platform(args.platform, args.completion_code, args.screened_out_code, args.bonus_per_task or "0",
+                         args.id_params, args.completion_url, args.reject_after)
 
 
 def _sequential(args):
@@ -124,6 +156,7 @@ def cmd_create(args) -> int:
     settings = StudySettings(
         protocol=args.protocol, a=args.a, b=args.b, prompts=args.prompts, name=args.name, db=args.db,
         control_threshold=args.control_threshold, images_per_set=args.images_per_set, fast_answer_ms=args.fast_answer_ms,
+        platform=_platform(args),
         plan=PlanSettings(raters=args.raters, batch_size=args.batch_size, control_share=args.control_share, seed=args.seed,
                           design=args.design, raters_per_category=args.raters_per_category, sequential=_sequential(args)))
     check_writable(args.out)
@@ -160,6 +193,19 @@ def links(study_dir: Path, base_url: str) -> tuple[dict[str, str | None], str | 
     return invites, None if admin_stale else f"{base}/?admin={tokens['admin']}"
 
 
+def entry_link(study_dir: Path, base_url: str) -> str | None:
+    """A crowd study's one public link (secrets.json 'entry' with the platform's id parameters); None for an invite-link study."""
+    from .study import load_study, read_secrets
+
+    study = load_study(study_dir)
+    if study.platform is None:
+        return None
+    token = read_secrets(study_dir).get("entry")
+    if not isinstance(token, str):
+        raise ValueError(f"{study_dir}/secrets.json has no 'entry' token: the platform link cannot be shown")
+    return study.platform.entry_link(base_url, token)
+
+
 ALL_INTERFACES = ("0.0.0.0", "::")  # --host values that listen everywhere and name no machine
 
 
@@ -184,12 +230,16 @@ def _admin_line(study: Path, url: str | None) -> str:
 
 def _print_links(args) -> None:
     invites, admin = links(args.study, _base_url(args))
+    entry = entry_link(args.study, _base_url(args))
     if args.host in ALL_INTERFACES and not args.public_url:
         print(f"the server listens on all interfaces ({args.host}); links name this machine, {socket.gethostname()} "
               "(give --public-url if raters reach it by another name)")
-    print("invite links (one per rater; each is a secret):")
-    for rater, url in invites.items():
-        print(_invite_line(args.study, rater, url))
+    if entry is not None:  # a crowd study: participants come through the platform, never an invite link
+        print(f"study link for the platform (its ids filled in by it; participants take rater slots in turn):\n  {entry}")
+    else:
+        print("invite links (one per rater; each is a secret):")
+        for rater, url in invites.items():
+            print(_invite_line(args.study, rater, url))
     print(_admin_line(args.study, admin))
 
 
@@ -228,8 +278,22 @@ def cmd_export(args) -> int:
     from .export import write_answers
 
     check_writable(args.out, folder=False)
+    if args.payments:
+        return _export_payments(args)
     df = write_answers(args.study, args.out)
     print(f"{len(df)} answers -> {args.out} (+ {args.out}.meta.json)")
+    return 0
+
+
+def _export_payments(args) -> int:
+    from .payments import export_payments
+
+    number, decisions = export_payments(args.study, args.out)
+    paid = [d for d in decisions if d.paid_now]
+    print(f"payment export {number}: {len(paid)} participants, {sum(d.paid_now for d in decisions)} tasks -> {args.out} "
+          f"(participant id,amount); decisions -> {args.out}.decisions.csv")
+    for d in decisions:
+        print(f"  {d.participant} ({d.rater}): bonus {d.bonus}, payment {d.payment}, analysis {d.analysis}: {d.reason}")
     return 0
 
 

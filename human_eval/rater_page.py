@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import time
+from typing import Callable
 
 import streamlit as st
 
@@ -100,7 +101,8 @@ def submit_notice(result: SubmitResult) -> str | None:
     return KEPT_NOTICE if result.kept else None
 
 
-def render(study: Study, store: Store, rater: str) -> None:
+def render(study: Study, store: Store, rater: str, finished: Callable[[], None] | None = None) -> None:
+    """`finished`: what ends a finished queue instead of the thank-you line (a crowd platform's redirect)."""
     protocol = get_protocol(study.protocol)
     tasks = store.tasks(rater)
     answered = store.answered(rater)
@@ -113,6 +115,9 @@ def render(study: Study, store: Store, rater: str) -> None:
         return
     if task is None:
         st.progress(1.0, text=f"All {len(tasks)} tasks done")
+        if finished is not None:
+            finished()
+            return
         st.success("You have finished every task. Thank you! You can close this page.")
         return
     batch = [t for t in tasks if t.batch == task.batch]

@@ -324,3 +324,35 @@ class Store:
             "t.category, t.is_control, t.expected, a.response_ms, a.answered_at "
             "FROM answers a JOIN tasks t ON t.task_id = a.task_id JOIN studies s ON s.study = a.study "
             f"{where} ORDER BY a.answered_at, a.rater, a.task_id, a.question", params)
+
+    # -- tables other modules keep (human_eval.participants, human_eval.payments) --------------
+    def query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        """The rows of one read (`?` placeholders on both engines)."""
+        return self._query(sql, params)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Tx]:
+        """One transaction (SQLite: BEGIN IMMEDIATE): Tx.run writes, Tx.rows reads; all or nothing."""
+        with self._tx() as cur:
+            yield Tx(self, cur)
+
+    def ensure_tables(self, ddl: str) -> None:
+        """CREATE TABLE IF NOT EXISTS statements (`;`-separated), in one transaction."""
+        with self._tx() as cur:
+            for stmt in filter(str.strip, ddl.split(";")):
+                cur.execute(stmt)
+
+
+class Tx:
+    """A transaction's cursor for modules outside the store: SQL written once with `?` placeholders."""
+
+    def __init__(self, store: Store, cur):
+        self._store, self._cur = store, cur
+
+    def run(self, sql: str, params: tuple = ()) -> int:
+        """Rows written by one statement (0 where ON CONFLICT DO NOTHING met a row already there)."""
+        return self._store._exec(self._cur, sql, params)
+
+    def rows(self, sql: str, params: tuple = ()) -> list[tuple]:
+        self._cur.execute(self._store._sql(sql), params)
+        return list(self._cur.fetchall())

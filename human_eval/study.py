@@ -28,7 +28,9 @@ from common.files import python_process_alive
 
 from .contract import DEFAULT_CONTROL_THRESHOLD, DEFAULT_FAST_ANSWER_MS
 from .controls import DegradeSettings, degrade
+from .participants import setup as setup_participants
 from .plan import PlannedTask, PlanSettings, assignment, items_for, plan
+from .platforms import Platform, from_record
 from .protocols import get_protocol, wording
 from .sequential_deal import sequential_record
 from .serving import ENCODING, encode, padded_length
@@ -57,6 +59,7 @@ class StudySettings:
     images_per_set: int | None = None  # None: the protocol's (8 for DrawBench, the paper's sets; 1 for COCO)
     plan: PlanSettings = PlanSettings()
     degrade: DegradeSettings = DegradeSettings()
+    platform: Platform | None = None  # a crowd platform's study: one public entry link (human_eval.participants)
 
     def __post_init__(self):
         proto = get_protocol(self.protocol)
@@ -90,6 +93,7 @@ class Study:
     # degraded copies apart; the admin page says so: recreate it before a crowd sees it)
     served_bytes: int | None = None
     id: str | None = None  # random, made at creation; None: a study made before study ids (keyed by its name)
+    platform: Platform | None = None  # raters come from this crowd platform through the entry link, not invite links
 
     @property
     def key(self) -> str:
@@ -156,12 +160,17 @@ def load_study(study_dir: str | Path) -> Study:
     study_id = meta.get("id")
     if study_id is not None and not (isinstance(study_id, str) and _STUDY_ID.fullmatch(study_id)):
         raise ValueError(f"{path}: 'id' must be 16 hex digits (made at creation), got {study_id!r}")
+    try:
+        platform = None if meta.get("platform") is None else from_record(meta["platform"])
+    except (ValueError, TypeError, KeyError) as e:
+        raise ValueError(f"{path}: 'platform': {e}") from None
     if not is_postgres_url(db):
         check_sqlite(root / db)
     return Study(root=root.resolve(), name=str(meta["name"]), protocol=meta["protocol"],
                  db_url=db if is_postgres_url(db) else str(root.resolve() / db),
                  control_threshold=float(threshold), images={k: v["file"] for k, v in images.items()},
-                 fast_answer_ms=float(meta["settings"].get("fast_answer_ms", DEFAULT_FAST_ANSWER_MS)), served_bytes=served, id=study_id)
+                 fast_answer_ms=float(meta["settings"].get("fast_answer_ms", DEFAULT_FAST_ANSWER_MS)), served_bytes=served, id=study_id,
+                 platform=platform)
 
 
 def check_sqlite(path: Path) -> None:
@@ -320,10 +329,15 @@ def create_study(out: str | Path, s: StudySettings) -> Study:
 
         tasks = [task(p) for p in planned]
         tokens = {"admin": new_token(), "raters": {r: new_token() for r in sorted({t.rater for t in tasks})}}
+        if s.platform is not None:  # the crowd's one public link (human_eval.participants)
+            tokens["entry"] = new_token()
+            settings_platform = {"platform": s.platform.record()}
+        else:
+            settings_platform = {}
         db = s.db or DEFAULT_DB
         settings = {"control_threshold": s.control_threshold, "fast_answer_ms": s.fast_answer_ms,
                     "plan": asdict(s.plan) | resolved(protocol, s.plan), "degrade": asdict(s.degrade),
-                    "images_per_set": per_set}
+                    "images_per_set": per_set} | settings_platform
         if s.plan.sequential is not None:  # the stopping plan as fixed before the first rating (human_eval.sequential)
             settings["plan"]["sequential"] = sequential_record(protocol, s.plan, planned)
         if not s.db:  # ratings and token hashes: owner-only, like secrets.json (SQLite gives its
@@ -335,12 +349,15 @@ def create_study(out: str | Path, s: StudySettings) -> Study:
         settings["study"] = {"name": name, "id": study_id, "models": models}  # who made what: in the database too (reports' labels)
         store = Store(db if s.db else tmp / db, study_key(name, study_id))
         store.create(s.protocol, tokens["admin"], tokens["raters"], tasks, __version__, settings)
+        if s.platform is not None:
+            setup_participants(store, tokens["entry"])
         store.close()
         write_secrets(tmp, tokens)
         order = list(dict.fromkeys(it.prompt_id for it in items.values()))
         rated = [pid for pid in order if pid in {t.prompt_id for t in tasks if not t.is_control}]
         write_json_atomic(tmp / "study.json", {
             "format": STUDY_FORMAT, "name": name, "id": study_id, "protocol": s.protocol, "title": protocol.title,
+            **settings_platform,
             "wording": wording(protocol),
             "models": models,
             "prompts": {"spec": s.prompts, "prompt_set": prompt_set, "rated": rated, "n": len(rated),

@@ -1,7 +1,8 @@
 """The ratings database: the one storage layer used by the app, the load test and the export.
 
 SQLite by default (WAL mode, busy timeout; one connection per thread) or PostgreSQL by URL
-(`postgresql://...`, needs the `postgres` extra: psycopg). SQL is written once with `?`
+(`postgresql://...`, needs the `postgres` extra: psycopg; a bounded pool of connections shared by
+every thread, human_eval.pg_pool). SQL is written once with `?`
 placeholders and `ON CONFLICT DO NOTHING`, which both engines understand.
 
 Idempotency rule: FIRST ANSWER WINS. answers has UNIQUE(rater, task_id, question); a second
@@ -19,6 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
+from .pg_pool import PgPool
 from .protocols import derandomise, get_protocol
 from .tokens import hash_token, match_token
 
@@ -98,42 +100,49 @@ class Store:
         if not self.postgres and self.url.startswith("sqlite:///"):
             self.url = self.url[len("sqlite:///"):]
         self._local = threading.local()
+        self._pool: PgPool | None = None
+        self._pool_lock = threading.Lock()
         self._protocol = None
 
     # -- connections -------------------------------------------------------------------------
+    # SQLite: one connection per thread. PostgreSQL: a bounded pool shared by every thread
+    # (human_eval.pg_pool: one connection per thread ran out at 200 concurrent raters).
     def _conn(self):
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            if self.postgres:
-                try:
-                    import psycopg
-                except ImportError as e:
-                    raise ValueError("a PostgreSQL database needs psycopg: pip install -c constraints.txt 'imagen-bench[postgres]'") from e
-                try:
-                    conn = psycopg.connect(self.url, autocommit=True)
-                except psycopg.OperationalError as e:
-                    raise ValueError(f"cannot open the PostgreSQL ratings database: {e} "
-                                     "(give the password with PGPASSWORD or ~/.pgpass)") from e
-            else:
-                try:
-                    conn = sqlite3.connect(self.url, timeout=30.0, isolation_level=None, check_same_thread=False)
-                    conn.execute("PRAGMA journal_mode=WAL")
-                    conn.execute("PRAGMA busy_timeout=30000")
-                    conn.execute("PRAGMA synchronous=NORMAL")
-                    conn.execute("PRAGMA foreign_keys=ON")
-                except sqlite3.DatabaseError as e:
-                    raise ValueError(f"cannot open the ratings database {self.url}: {e} (restore it from a backup)") from None
+            try:
+                conn = sqlite3.connect(self.url, timeout=30.0, isolation_level=None, check_same_thread=False)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA busy_timeout=30000")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute("PRAGMA foreign_keys=ON")
+            except sqlite3.DatabaseError as e:
+                raise ValueError(f"cannot open the ratings database {self.url}: {e} (restore it from a backup)") from None
             self._local.conn = conn
         return conn
+
+    @contextmanager
+    def _borrow(self) -> Iterator:
+        """A connection for one query or transaction: the thread's own (SQLite) or one from the pool (PostgreSQL)."""
+        if not self.postgres:
+            yield self._conn()
+            return
+        if self._pool is None:
+            with self._pool_lock:
+                if self._pool is None:
+                    self._pool = PgPool(self.url)
+        with self._pool.connection() as conn:
+            yield conn
 
     def _sql(self, sql: str) -> str:
         return sql.replace("?", "%s") if self.postgres else sql
 
     def _query(self, sql: str, params: tuple = ()) -> list[tuple]:
-        cur = self._conn().cursor()
         try:
-            cur.execute(self._sql(sql), params)
-            return list(cur.fetchall())
+            with self._borrow() as conn:
+                cur = conn.cursor()
+                cur.execute(self._sql(sql), params)
+                return list(cur.fetchall())
         except sqlite3.DatabaseError as e:
             if isinstance(e, sqlite3.OperationalError) and "locked" in str(e):
                 raise
@@ -142,12 +151,11 @@ class Store:
 
     @contextmanager
     def _tx(self) -> Iterator:
-        conn = self._conn()
         if self.postgres:
-            with conn.transaction():
+            with self._borrow() as conn, conn.transaction():
                 yield conn.cursor()
             return
-        cur = conn.cursor()
+        cur = self._conn().cursor()
         cur.execute("BEGIN IMMEDIATE")
         try:
             yield cur
@@ -165,6 +173,8 @@ class Store:
         if conn is not None:
             conn.close()
             self._local.conn = None
+        if self._pool is not None:
+            self._pool.close()
 
     # -- creating a study ----------------------------------------------------------------------
     def create(self, protocol: str, admin_token: str, rater_tokens: dict[str, str], tasks: list[Task],
@@ -172,13 +182,12 @@ class Store:
         """Write a new study (raters with hashed tokens, all tasks) in one transaction.
         Refuses a study name that is already in the database: nothing is overwritten."""
         get_protocol(protocol)
-        conn = self._conn()
         if self.postgres:
-            with conn.transaction():
+            with self._tx() as cur:
                 for stmt in filter(str.strip, SCHEMA.split(";")):
-                    conn.execute(stmt)
+                    cur.execute(stmt)
         else:
-            conn.executescript(SCHEMA)
+            self._conn().executescript(SCHEMA)
         if self._query("SELECT 1 FROM studies WHERE study = ?", (self.study,)):
             raise ValueError(f"study {self.study!r} already exists in {self.url}; refusing to overwrite its ratings")
         with self._tx() as cur:

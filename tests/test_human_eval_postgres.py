@@ -37,7 +37,7 @@ def test_postgres_study_submit_export(tmp_path, monkeypatch):
     tasks = {r: store.tasks(r) for r in ("r01", "r02", "r03", "r04")}
 
     def rate(rater: str) -> None:
-        s = Store(URL, name)  # its own connection, like another app process
+        s = Store(URL, study.key)  # its own connections, like another app process
         for t in tasks[rater]:
             for _ in range(2):  # double submit
                 s.submit(rater, t.task_id, {"realism": "left"}, 100)
@@ -52,6 +52,10 @@ def test_postgres_study_submit_export(tmp_path, monkeypatch):
     assert len(df) == sum(len(v) for v in tasks.values()) and not df.duplicated(["rater", "task_id", "question"]).any()
     again = store.submit("r01", tasks["r01"][0].task_id, {"realism": "right"}, 5)
     assert again.kept == ("realism",)
-    assert set(answers_frame(URL).study) >= {name}
-    with pytest.raises(ValueError, match="already exists"):
-        create_study(tmp_path / "study2", settings)
+    assert set(answers_frame(URL).study) >= {study.key}
+    # the same name again is another study (its own random id), never merged with the first (issue 30)
+    twin = create_study(tmp_path / "study2", settings)
+    assert twin.name == study.name and twin.key != study.key
+    assert len(answers_frame(twin.root)) == 0 and len(answers_frame(study.root)) == len(df)
+    with pytest.raises(ValueError, match="already exists"):  # a key already in the database is never overwritten
+        Store(URL, study.key).create("coco_realism", "a" * 43, {}, [], "test", {})

@@ -51,10 +51,11 @@ def choice(task) -> str:
     return "left" if int(task.prompt_id) % 3 else "right"
 
 
-def submit_load(db: Path, raters: int = 50, answers: int = 100, join_timeout: float = 60.0) -> SubmitLoad:
-    """A study of raters x answers tasks in the SQLite database `db`; every rater submits all its
-    tasks from one thread (every 5th twice: a double click; every 10th again with the other answer,
-    which must not replace the first) while a second tab of the same rater races on every 4th task."""
+def submit_load(db: Path | str, raters: int = 50, answers: int = 100, join_timeout: float = 60.0, pause_s: float = 0.0) -> SubmitLoad:
+    """A study of raters x answers tasks in the database `db` (a SQLite file or a postgresql:// URL);
+    every rater submits all its tasks from one thread (every 5th twice: a double click; every 10th
+    again with the other answer, which must not replace the first), `pause_s` between tasks (0: back
+    to back, the worst case), while a second tab of the same rater races on every 4th task."""
     from human_eval.store import Store, Task
 
     tasks = [Task(task_id=secrets.token_hex(12), rater=f"r{r:02d}", batch=1 + i // 50, position=1 + i % 50,
@@ -90,6 +91,8 @@ def submit_load(db: Path, raters: int = 50, answers: int = 100, join_timeout: fl
                     submit(rater, task, choice(task))
                 if i % 10 == 0:
                     submit(rater, task, "right" if choice(task) == "left" else "left")
+                if pause_s:
+                    time.sleep(pause_s)
         except Exception as e:  # noqa: BLE001 - reported with the result
             errors.append(repr(e))
 

@@ -11,6 +11,8 @@ TRIALS: dict[str, tuple[str, str]] = {
     "fuzz": ("selfcheck.trials.fuzz", "malformed sweep TOML, prompt CSVs, study files, images, checkpoints: clear errors only"),
     "detect-controls": ("selfcheck.trials.detect_controls", "bot raters in Chromium try to tell controls apart from what the page receives: "
                         "detectors at chance, the bots' pass rate of the control filter"),
+    "load-pg": ("selfcheck.trials.load_pg", "200 concurrent raters submit through the store on PostgreSQL: none lost or duplicated, "
+                "submit p95 stated"),
     "security": ("selfcheck.trials.security", "token entropy, constant-time compare, forged tokens, other raters' ids, path traversal"),
 }
 

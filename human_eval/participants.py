@@ -60,27 +60,37 @@ def bind(store: Store, platform: Platform, ids: dict[str, str], take: bool = Tru
     taken. Idempotent: a reload records nothing new. Raises Refused when the participant id is recorded
     with other ids."""
     participant = ids[platform.participant_param]
-    for _ in range(3):  # PostgreSQL: two arrivals may pick the same free slot; the UNIQUE slot lets one win
-        with store.transaction() as tx:
-            mine = tx.rows("SELECT rater, ids FROM participants WHERE study = ? AND participant = ?", (store.study, participant))
-            if mine:
-                differ = _same(json.loads(mine[0][1]), ids)
-                if differ:
-                    raise Refused(f"This {platform.participant_param} is already taking part with another "
-                                  f"{' and '.join(differ)}. Please continue in the window where you started, "
-                                  "or contact the researcher through the platform.")
-                return mine[0][0]
-            if not take:
-                return None
-            free = tx.rows("SELECT rater FROM raters WHERE study = ? AND rater NOT IN "
-                           "(SELECT rater FROM participants WHERE study = ?) ORDER BY rater LIMIT 1", (store.study, store.study))
-            if not free:
-                return None
-            if tx.run("INSERT INTO participants VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                      (store.study, participant, free[0][0], json.dumps(ids, sort_keys=True),
-                       datetime.now(timezone.utc).isoformat(timespec="milliseconds"))) == 1:
-                return free[0][0]
-    raise RuntimeError("could not take a rater slot after 3 tries (concurrent arrivals); the participant may reload")
+    with store.transaction() as tx:
+        mine = _recorded(tx, store.study, platform, participant, ids)
+        if mine is not None or not take:
+            return mine
+        # One slot-taker at a time per study: a write on the study's entry row is a row lock until
+        # commit on PostgreSQL (else two arrivals read the same free slot); SQLite's BEGIN IMMEDIATE
+        # already serialises. Then look again: the same participant may have just taken a slot.
+        tx.run("UPDATE platform_entry SET entry_sha256 = entry_sha256 WHERE study = ?", (store.study,))
+        mine = _recorded(tx, store.study, platform, participant, ids)
+        if mine is not None:
+            return mine
+        free = tx.rows("SELECT rater FROM raters WHERE study = ? AND rater NOT IN "
+                       "(SELECT rater FROM participants WHERE study = ?) ORDER BY rater LIMIT 1", (store.study, store.study))
+        if not free:
+            return None
+        tx.run("INSERT INTO participants VALUES (?, ?, ?, ?, ?)", (store.study, participant, free[0][0], json.dumps(ids, sort_keys=True),
+                                                                   datetime.now(timezone.utc).isoformat(timespec="milliseconds")))
+        return free[0][0]
+
+
+def _recorded(tx, study: str, platform: Platform, participant: str, ids: dict[str, str]) -> str | None:
+    """The participant's recorded slot, None if they have none; Refused when their recorded ids differ."""
+    mine = tx.rows("SELECT rater, ids FROM participants WHERE study = ? AND participant = ?", (study, participant))
+    if not mine:
+        return None
+    differ = _same(json.loads(mine[0][1]), ids)
+    if differ:
+        raise Refused(f"This {platform.participant_param} is already taking part with another "
+                      f"{' and '.join(differ)}. Please continue in the window where you started, "
+                      "or contact the researcher through the platform.")
+    return mine[0][0]
 
 
 def participants(store: Store) -> dict[str, tuple[str, dict[str, str]]]:

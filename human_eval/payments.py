@@ -155,6 +155,8 @@ def export_payments(study_dir: str | Path, out: str | Path) -> tuple[int, list[D
         bonus_csv = "".join(f"{p},{amount_text(c)}\n" for p, c in sorted(cents.items()))  # Prolific: <participant_id>,<amount>
         rater_of = {d.participant: d.rater for d in decisions}
         with store.transaction() as tx:  # all of it or none: a concurrent export paying one of these tasks undoes this one
+            # one export at a time, as participants.bind takes slots: a row lock on PostgreSQL
+            tx.run("UPDATE platform_entry SET entry_sha256 = entry_sha256 WHERE study = ?", (store.study,))
             number = int(tx.rows("SELECT COALESCE(MAX(export), 0) FROM payment_exports WHERE study = ?", (store.study,))[0][0]) + 1
             tx.run("INSERT INTO payment_exports VALUES (?, ?, ?, ?, ?, ?, ?)",
                    (store.study, number, datetime.now(timezone.utc).isoformat(timespec="seconds"), str(out.resolve()),

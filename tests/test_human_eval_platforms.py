@@ -4,6 +4,8 @@ rule apart from the analysis' 80 % control filter. The browser flow is test_huma
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import threading
 
 import pandas as pd
@@ -142,3 +144,29 @@ def test_payments_refused_for_a_study_without_platform_or_bonus(tmp_path):
                                                                    prompts=f"csv:{captions}", plan=PlanSettings(raters=1)))
     with pytest.raises(ValueError, match="has no crowd platform"):
         export_payments(plain.root, tmp_path / "c.csv")
+
+
+@pytest.mark.skipif(not os.environ.get("HUMAN_EVAL_PG_URL"), reason="HUMAN_EVAL_PG_URL not set: no PostgreSQL server to test against")
+def test_slots_and_payments_on_postgres(tmp_path):
+    """The same rules on PostgreSQL, where two arrivals can pick the same free slot at once (the UNIQUE slot decides)."""
+    pytest.importorskip("psycopg", reason="psycopg not installed: pip install -c constraints.txt '.[postgres]'")
+    captions, model, _ = synthetic_sources(tmp_path)
+    study = create_study(tmp_path / "study", StudySettings(
+        protocol="coco_alignment", a=f"folder:{model}", b=None, prompts=f"csv:{captions}", db=os.environ["HUMAN_EVAL_PG_URL"],
+        name=f"crowd-{secrets.token_hex(4)}", plan=PlanSettings(raters=4, batch_size=50, control_share=0.25),
+        platform=make_platform("prolific", "C0MPL3TE", None, "0.05")))
+    got: dict[int, str | None] = {}
+    threads = [threading.Thread(target=lambda n=n: got.__setitem__(n, participants.bind(study.store(), study.platform, ids(n))))
+               for n in range(1, 7)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(v for v in got.values() if v) == ["r01", "r02", "r03", "r04"] and list(got.values()).count(None) == 2
+    store = study.store()
+    for rater in ("r01", "r02"):
+        answer(store, rater, failed_checks=0)
+    number, decisions = export_payments(study.root, tmp_path / "b1.csv")
+    assert number == 1 and len((tmp_path / "b1.csv").read_text().splitlines()) == 2
+    with pytest.raises(AlreadyPaid, match="nothing to pay"):
+        export_payments(study.root, tmp_path / "b2.csv")

@@ -11,6 +11,7 @@ from common.tables import to_csv
 
 from .contract import control_accuracy
 from .export import answers_frame
+from .payments import participant_table
 from .sequential_page import render as render_sequence
 from .sequential_page import study_state
 from .store import Store
@@ -56,6 +57,9 @@ def render(study: Study, store: Store) -> None:
     sequential = study_state(study, store, frame)  # None unless the study was made with --design sequential
     if sequential is not None:
         render_sequence(sequential)
+    if study.platform is not None:  # a crowd study: who took which slot, what was exported as paid
+        st.subheader(f"Participants from {study.platform.label}")
+        st.dataframe(participant_table(study, store), hide_index=True)
     by_category = category_table(store)
     if len(by_category) > 1:
         st.subheader("Progress per category")

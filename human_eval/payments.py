@@ -172,3 +172,14 @@ def export_payments(study_dir: str | Path, out: str | Path) -> tuple[int, list[D
     _write_new(out, bonus_csv)
     _write_new(log, to_csv(pd.DataFrame([asdict(d) for d in decisions])))
     return number, decisions
+
+
+def participant_table(study: Study, store) -> pd.DataFrame:
+    """The admin page's view of a crowd study: each taken slot, its participant's ids, what was exported as paid."""
+    store.ensure_tables(SCHEMA)
+    paid = {r: (int(n), int(c)) for r, n, c in store.query(
+        "SELECT rater, COUNT(*), SUM(cents) FROM payments WHERE study = ? GROUP BY rater", (store.study,))}
+    rows = [{"rater": r, "participant": p, **{k: v for k, v in ids.items() if k != study.platform.participant_param},
+             "tasks paid": paid.get(r, (0, 0))[0], "bonus paid": amount_text(paid.get(r, (0, 0))[1])}
+            for r, (p, ids) in participants(store).items()]
+    return pd.DataFrame(rows, columns=["rater", "participant", *study.platform.params[1:], "tasks paid", "bonus paid"])

@@ -13,7 +13,7 @@ import pytest
 from human_eval_fixtures import synthetic_sources
 
 from human_eval import participants
-from human_eval.payments import AlreadyPaid, export_payments
+from human_eval.payments import AlreadyPaid, export_payments, participant_table
 from human_eval.plan import PlanSettings
 from human_eval.platforms import PROLIFIC_COMPLETION, from_record, make_platform
 from human_eval.study import StudySettings, create_study, load_study
@@ -57,6 +57,9 @@ def test_platform_options_are_checked_in_one_line():
             bad()
     ext = make_platform("external", "OK", None, "0.05", "workerId, assignmentId,hitId", "https://ex.org/done?c={code}", 3)
     assert (ext.participant_param, ext.session_param, ext.other_params, ext.min_failed_checks) == ("workerId", "assignmentId", ("hitId",), 3)
+    assert ext.finish_url("completed") == "https://ex.org/done?c=OK" and ext.read_ids(
+        {"workerId": "W1", "assignmentId": "A1", "hitId": "H1", "t": "x"}) == {"workerId": "W1", "assignmentId": "A1", "hitId": "H1"}
+    assert ext.entry_link("http://h:1/", "tok") == "http://h:1/?e=tok&workerId=<workerId>&assignmentId=<assignmentId>&hitId=<hitId>"
     with pytest.raises(ValueError, match="This link lacks SESSION_ID"):
         p.read_ids({"PROLIFIC_PID": "a" * 24, "STUDY_ID": "b" * 24})
     with pytest.raises(ValueError, match="PROLIFIC_PID is not an id"):
@@ -130,6 +133,9 @@ def test_payments_pay_each_task_once_and_keep_rejection_apart_from_analysis(tmp_
         export_payments(study.root, tmp_path / "bonus-3.csv")
     rows = store.query("SELECT task_id, COUNT(*) FROM payments WHERE study = ? GROUP BY task_id", (store.study,))
     assert len(rows) == 12 and all(n == 1 for _, n in rows)
+    table = participant_table(study, store)  # the admin page's view
+    assert list(table.columns) == ["rater", "participant", "SESSION_ID", "STUDY_ID", "tasks paid", "bonus paid"]
+    assert list(table["tasks paid"]) == [6, 6, 0] and list(table["bonus paid"]) == ["0.30", "0.30", "0.00"]
     with store.transaction() as tx:  # the table itself takes no second row for a paid task, whatever writes it
         assert tx.run("INSERT INTO payments VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (study, task_id) DO NOTHING",
                       (store.study, rows[0][0], "x", good, 5, 9)) == 0
@@ -170,3 +176,35 @@ def test_slots_and_payments_on_postgres(tmp_path):
     assert number == 1 and len((tmp_path / "b1.csv").read_text().splitlines()) == 2
     with pytest.raises(AlreadyPaid, match="nothing to pay"):
         export_payments(study.root, tmp_path / "b2.csv")
+
+
+def test_app_bad_crowd_links_show_nothing_and_admin_lists_participants(tmp_path, monkeypatch):
+    from human_eval_fixtures import APP
+    from streamlit.testing.v1 import AppTest
+
+    from selfcheck.trials.security_app import page
+
+    study = crowd_study(tmp_path, raters=2)
+    secrets_ = json.loads((study.root / "secrets.json").read_text())
+    participants.bind(study.store(), study.platform, ids(1))
+    monkeypatch.setenv("HUMAN_EVAL_STUDY", str(study.root))
+
+    def app(**params) -> AppTest:
+        at = AppTest.from_file(str(APP), default_timeout=60)
+        for k, v in params.items():
+            at.query_params[k] = v
+        return at.run()
+
+    for params, message in (({"t": secrets_["raters"]["r01"]}, "This link is not valid"),  # invite links: no way in
+                            ({**ids(5), "e": secrets_["entry"][:-2] + "xx"}, "This link is not valid"),
+                            ({"e": secrets_["entry"], "PROLIFIC_PID": ids(5)["PROLIFIC_PID"]}, "This link lacks SESSION_ID"),
+                            ({**ids(1, session="e" * 24), "e": secrets_["entry"]}, "already taking part with another SESSION_ID")):
+        at = app(**params)
+        assert not at.exception and len(at.error) == 1 and message in at.error[0].value
+        assert "Image" not in page(at)[0] and not at.radio and not at.get("arrow_data_frame")  # nothing of the study
+    at = app(**ids(1), e=secrets_["entry"])
+    assert not at.exception and not at.error and len(at.radio) == 1 and "Image" in page(at)[0]  # participant 1's own first task
+    at = app(admin=secrets_["admin"])
+    assert not at.exception and "Participants from Prolific" in [h.value for h in at.subheader]
+    table = next(d.value for d in at.dataframe if "participant" in d.value.columns)
+    assert list(table["participant"]) == [ids(1)["PROLIFIC_PID"]] and list(table["SESSION_ID"]) == [ids(1)["SESSION_ID"]]

@@ -126,9 +126,10 @@ def test_kill_server_small(tmp_path):
     summary = json.loads((wd / "summary.json").read_text())
     assert code == 0, summary["checks"]
     assert summary["passed"] and all(c["passed"] for c in summary["checks"])
-    assert summary["tasks"] == 8 and summary["answers"] == 8  # 2 raters x (3 prompts + 1 control)
+    # 2 raters x (1 prompt + 2 alignment controls: the other 2 prompts are the control pool and swap images)
+    assert summary["tasks"] == 6 and summary["answers"] == 6
     assert len(summary["kills"]) == 1 and summary["kills"][0]["mid_session"]
-    assert summary["acknowledged"] + summary["in_flight_kept"] == 8
+    assert summary["acknowledged"] + summary["in_flight_kept"] == 6
 
 
 @pytest.mark.slow

@@ -109,10 +109,14 @@ def test_explicit_choices_are_honoured_and_bad_ones_are_one_line(cuda):
 
 
 def test_ocr_records_where_it_ran():
-    details = OCRScore().model_details()
+    ocr = OCRScore()
+    assert ocr.model_details()["onnxruntime_provider"] is None  # nothing read yet: no session
+    ocr.read(np.full((32, 96, 3), 255, np.uint8))
+    details = ocr.model_details()
     assert details["device"] in ("cpu", "cuda") and details["precision"] == "fp32" and details["device_reason"]
     if not torch.cuda.is_available():
         assert details["device"] == "cpu" and details["device_reason"] == "auto: no CUDA GPU here"
+        assert details["onnxruntime_provider"] == "CPUExecutionProvider"
 
 
 def test_reference_statistics_of_another_device_are_recomputed_or_refused(tmp_path):
@@ -139,3 +143,16 @@ def test_reference_statistics_of_another_device_are_recomputed_or_refused(tmp_pa
     with pytest.raises(ValueError, match=r"cpu.npz was made with other feature settings; refusing to compare: device: file 'cpu', "
                                          r"metric 'cuda'$"):
         load_stats(tmp_path / "cpu.npz", gpu)
+
+
+def test_ocr_refuses_to_run_on_the_cpu_when_it_was_placed_on_the_gpu(cuda, monkeypatch):
+    """RapidOCR only warns when onnxruntime cannot give it the CUDA provider and runs on the CPU:
+    an OCR placed on the GPU checks what the session got and stops instead of recording a lie."""
+    import onnxruntime
+
+    cuda(gpus=1)
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    ocr = OCRScore()
+    assert ocr.device == "cuda"
+    with pytest.raises(RuntimeError, match=r"^ocr on cuda: onnxruntime ran the text detector with CPUExecutionProvider, not CUDA"):
+        ocr.read(np.full((32, 96, 3), 255, np.uint8))

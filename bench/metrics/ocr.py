@@ -119,10 +119,18 @@ class OCRScore:
         return {"ocr_package": f"rapidocr {importlib.metadata.version('rapidocr')}",
                 "onnxruntime": importlib.metadata.version("onnxruntime"), "ocr_models": models,
                 "text_score": self.options.text_score, "device": self.device.partition(":")[0], "precision": "fp32",
-                "device_reason": self.device_reason}
+                "device_reason": self.device_reason, "onnxruntime_provider": self.provider()}
+
+    def provider(self) -> str | None:
+        """The execution provider onnxruntime gave the text detector (RapidOCR 3.10 creates its
+        sessions on first use; None before any image was read)."""
+        det = self.engine.text_det
+        return None if det is None else det.session.session.get_providers()[0]
 
     def read(self, image: np.ndarray) -> list[str]:
         out = self.engine(image)
+        if self.device != "cpu" and self.provider() != CUDA_PROVIDER:  # RapidOCR itself only warns and runs on the CPU
+            raise RuntimeError(f"ocr on {self.device}: onnxruntime ran the text detector with {self.provider()}, not {CUDA_PROVIDER}")
         return list(out.txts or ())
 
     def update(self, images: Sequence[ScoredImage]) -> list[dict[str, float]]:

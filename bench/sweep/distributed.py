@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from imagen.distributed import init_from_env, world_size_from_env
+from imagen.distributed import Dist, init_from_env, world_size_from_env
 
 
 @dataclass(frozen=True)
@@ -32,13 +32,7 @@ class World:
 
     def gather(self, obj: Any) -> list[Any]:
         """Every rank's `obj`, in rank order (on every rank)."""
-        if self.size == 1:
-            return [obj]
-        import torch.distributed as dist
-
-        out: list[Any] = [None] * self.size
-        dist.all_gather_object(out, obj)
-        return out
+        return Dist(self.rank, self.size).gather(obj)
 
     def broadcast(self, obj: Any) -> Any:
         """Rank 0's `obj` on every rank (used to share rank 0's errors so all ranks stop together)."""

@@ -39,7 +39,7 @@ def render(study: Study, store: Store, params) -> None:
     try:
         ids = platform.read_ids(params)
         rater = participants.bind(store, platform, ids, take=False)
-        if rater is None and ended(study, store):  # a stopped sequential study takes no one new
+        if (rater is None or not store.answered(rater)) and ended(study, store):  # a stopped sequential study: no one new
             finish(study, "screened_out", ENDED)
             return
         rater = rater or participants.bind(store, platform, ids)

@@ -208,3 +208,30 @@ def test_app_bad_crowd_links_show_nothing_and_admin_lists_participants(tmp_path,
     assert not at.exception and "Participants from Prolific" in [h.value for h in at.subheader]
     table = next(d.value for d in at.dataframe if "participant" in d.value.columns)
     assert list(table["participant"]) == [ids(1)["PROLIFIC_PID"]] and list(table["SESSION_ID"]) == [ids(1)["SESSION_ID"]]
+
+
+def test_a_stopped_study_screens_out_who_has_not_begun(tmp_path, monkeypatch):
+    """A sequential study that has stopped (sequential_page.ended) sends a participant who has not
+    answered yet back with the screened-out code; one who has begun finishes their batch."""
+    from human_eval_fixtures import APP
+    from streamlit.testing.v1 import AppTest
+
+    from human_eval import crowd_page
+
+    study = crowd_study(tmp_path, raters=3)
+    entry = json.loads((study.root / "secrets.json").read_text())["entry"]
+    store = study.store()
+    begun = participants.bind(store, study.platform, ids(1))
+    participants.bind(store, study.platform, ids(2))  # a slot, no answer yet
+    store.submit(begun, store.tasks(begun)[0].task_id, {"caption": "yes"}, 4000)
+    monkeypatch.setattr(crowd_page, "ended", lambda study, store: True)
+    monkeypatch.setenv("HUMAN_EVAL_STUDY", str(study.root))
+    for n, screened in ((1, False), (2, True), (3, True)):
+        at = AppTest.from_file(str(APP), default_timeout=60)
+        for k, v in {**ids(n), "e": entry}.items():
+            at.query_params[k] = v
+        at.run()
+        links = [b.proto.url for b in at.get("link_button")]
+        assert not at.exception and not at.error
+        assert links == (["https://app.prolific.com/submissions/complete?cc=SCR33N"] if screened else []) and bool(at.radio) != screened
+    assert sorted(participants.participants(store)) == ["r01", "r02"]  # the third took no slot

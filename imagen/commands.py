@@ -48,20 +48,11 @@ def add_parser(sub, name: str, help_text: str) -> None:
         p.add_argument("--seed", type=seed_int, default=0, help="seed of the first image; image k uses seed+k")
         p.add_argument("--out", type=Path, default=Path("samples"), help="output folder for PNGs + sample.json")
         p.add_argument("--stages", type=int, default=None, help="run only the first N stages")
-        p.add_argument("--steps", type=int, default=32)
-        p.add_argument("--sampler", default="ddpm", help="ddpm | ddim")
-        p.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance weight w (1 = none)")
-        p.add_argument("--thresholding", default="dynamic", help="none | static | dynamic")
-        p.add_argument("--percentile", type=float, default=99.5, help="dynamic thresholding percentile p")
-        p.add_argument("--aug-level", type=float, default=0.0, help="SR noise-conditioning augmentation level")
+        from .pipeline import add_arguments
+
+        add_arguments(p, "sampling")  # --steps --sampler --guidance --aug-level --thresholding --percentile
         p.add_argument("--set", action="append", default=[], metavar="STAGE.KEY=VALUE", help="per-stage override, e.g. sr64.steps=16")
-        p.add_argument("--batch-size", type=int, default=8)
-        p.add_argument("--precision", default="auto", help="auto | bf16 | fp32 (auto: bf16 only where it is fast, imagen.device)")
-        p.add_argument("--memory-format", default="auto", help="auto | channels_last | contiguous (auto: channels_last on CPU)")
-        p.add_argument("--device", default="auto", help="auto (cuda if present) | cpu | cuda | cuda:N")
-        p.add_argument("--deterministic", action="store_true", help="torch deterministic algorithms: bit-exact reruns on CUDA (slower)")
-        p.add_argument("--compile", default="off", help="off | default | reduce-overhead | max-autotune: torch.compile the U-Nets "
-                       "(pays only for long jobs: minutes of compilation first; docs/devices.md)")
+        add_arguments(p, "runtime")  # --device --precision --memory-format --batch-size --deterministic --compile
         p.set_defaults(func=run_sample)
 
 
@@ -145,8 +136,7 @@ def stage_settings(args, stage_names: list[str]):
     --set STAGE.KEY=VALUE (parsed here, once) as typed overrides (pipeline.stage_samplings)."""
     from .pipeline import STAGE_KEYS, stage_samplings
 
-    base = dict(steps=args.steps, sampler=args.sampler, guidance=args.guidance, aug_level=args.aug_level,
-                thresholding=args.thresholding, percentile=args.percentile)
+    base = {key: getattr(args, key) for key in STAGE_KEYS}  # the flags add_arguments(p, "sampling") made
     overrides: dict[str, dict] = {}
     for item in args.set:
         m = re.fullmatch(r"(\w+)\.(\w+)=(.+)", item)
@@ -167,10 +157,9 @@ def run_sample(args) -> int:
     from PIL import Image
 
     from .checkpoint import load_cascade, load_cascade_checkpoint
-    from .pipeline import CascadePipeline, Runtime
+    from .pipeline import CascadePipeline, runtime_from
 
-    rt = Runtime(device=args.device, precision=args.precision, memory_format=args.memory_format, batch_size=args.batch_size,
-                 deterministic=args.deterministic, compile=args.compile)
+    rt = runtime_from(args)
     device = rt.placement().device  # a wrong or absent device fails before anything loads
     ckpt = args.checkpoint or DEFAULT_CHECKPOINT
     if not ckpt.exists():

@@ -7,7 +7,7 @@ Saharia et al. 2022, sec. 2.2-2.3:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -23,7 +23,7 @@ def static_threshold(x0: torch.Tensor) -> torch.Tensor:
     return x0.clamp(-1.0, 1.0)
 
 
-def dynamic_threshold(x0: torch.Tensor, percentile: float = 99.5) -> torch.Tensor:
+def dynamic_threshold(x0: torch.Tensor, percentile: float) -> torch.Tensor:
     """Per-sample s = p-th percentile of |x0| (over all pixels and channels), s = max(s, 1)."""
     if not 0.0 < percentile <= 100.0:
         raise ValueError(f"dynamic thresholding percentile must be in (0, 100], got {percentile}")
@@ -35,8 +35,9 @@ def dynamic_threshold(x0: torch.Tensor, percentile: float = 99.5) -> torch.Tenso
 
 @dataclass(frozen=True)
 class Thresholding:
-    mode: str = "dynamic"
-    percentile: float = 99.5  # paper default for dynamic thresholding
+    mode: str = field(default="dynamic", metadata={"help": "thresholding of the predicted x0", "choices": THRESHOLDING_MODES})
+    # 99.5: the paper's dynamic thresholding percentile (the one place it is written)
+    percentile: float = field(default=99.5, metadata={"help": "dynamic thresholding percentile p"})
 
     def __post_init__(self) -> None:
         if self.mode not in THRESHOLDING_MODES:

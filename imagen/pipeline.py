@@ -30,7 +30,7 @@ from .config import COMPILE_MODES, MEMORY_FORMATS, PRECISIONS, CascadeConfig, St
 from .device import Placement, autocast, compile_unet, resolve, use_deterministic_algorithms
 from .diffusion import x0_from_prediction
 from .guidance import Thresholding, classifier_free_guidance
-from .samplers import Denoiser, get_sampler
+from .samplers import SAMPLERS, Denoiser, get_sampler
 from .schedule import make_logsnr
 from .seeding import PerSampleNoise
 from .unet import EfficientUNet
@@ -40,11 +40,17 @@ MAX_STEPS = 10_000  # 10x the paper's 1,000 training steps; more only allocates 
 
 @dataclass(frozen=True)
 class StageSampling:
-    steps: int = 32
-    sampler: str = "ddpm"
-    guidance: float = 1.0  # w in eps~ = w eps(z,c) + (1-w) eps(z); 1 = no guidance
+    """One stage's sampling settings: the only declaration of the sampling axes, their defaults,
+    bounds and help (the `sample` flags, the sweep grid's defaults and checks, per-stage overrides
+    are all made from it: SAMPLING_FIELDS)."""
+
+    steps: int = field(default=32, metadata={"help": "denoising steps"})
+    sampler: str = field(default="ddpm", metadata={"help": "sampler", "choices": tuple(SAMPLERS)})
+    # w in eps~ = w eps(z,c) + (1-w) eps(z); 1 = no guidance. 3.0: a moderate weight, inside the
+    # paper's sweep (1-10) where its FID-vs-CLIP curve bends; the one place the default is written
+    guidance: float = field(default=3.0, metadata={"help": "classifier-free guidance weight w (1 = none)"})
     thresholding: Thresholding = field(default_factory=Thresholding)
-    aug_level: float = 0.0  # SR stages only: noise-conditioning augmentation level in [0, 1]
+    aug_level: float = field(default=0.0, metadata={"help": "SR stages only: noise-conditioning augmentation level in [0, 1]"})
 
     def __post_init__(self) -> None:
         get_sampler(self.sampler)  # validates the name
@@ -56,7 +62,43 @@ class StageSampling:
             raise ValueError(f"aug_level must be in [0, 1], got {self.aug_level}")
 
 
-STAGE_KEYS = ("steps", "sampler", "guidance", "aug_level", "thresholding", "percentile")  # what a stage's sampling sets
+@dataclass(frozen=True)
+class SamplingField:
+    """One flat sampling key (Thresholding's two fields flattened as `thresholding`, `percentile`)."""
+
+    name: str
+    type: type
+    default: Any
+    help: str
+    choices: tuple | None
+
+
+def _flat_fields() -> dict[str, SamplingField]:
+    out = {}
+    for owner, rename in ((StageSampling, {}), (Thresholding, {"mode": "thresholding"})):
+        defaults = owner()
+        for f in dataclasses.fields(owner):
+            if f.name == "thresholding":
+                continue  # flattened from Thresholding below
+            value = getattr(defaults, f.name)
+            name = rename.get(f.name, f.name)
+            out[name] = SamplingField(name, type(value), value, f.metadata["help"], f.metadata.get("choices"))
+    return out
+
+
+SAMPLING_FIELDS: dict[str, SamplingField] = _flat_fields()  # steps, sampler, guidance, aug_level, thresholding, percentile
+STAGE_KEYS = tuple(SAMPLING_FIELDS)  # what a stage's sampling sets
+
+
+def stage_sampling(values: Mapping[str, Any]) -> StageSampling:
+    """A StageSampling from flat keys (any subset of STAGE_KEYS; the rest default): the one way a
+    flat table (grid point, --set override, spec stage table) becomes settings, bounds checked."""
+    unknown = sorted(set(values) - set(STAGE_KEYS))
+    if unknown:
+        raise ValueError(f"sampling keys {unknown} unknown; the keys are {', '.join(STAGE_KEYS)}")
+    v = {**{k: f.default for k, f in SAMPLING_FIELDS.items()}, **values}
+    own = {f.name: v[f.name] for f in dataclasses.fields(StageSampling) if f.name != "thresholding"}
+    return StageSampling(**own, thresholding=Thresholding(mode=v["thresholding"], percentile=v["percentile"]))
 
 
 def stage_samplings(stage_names: Sequence[str], base: Mapping[str, Any],
@@ -74,9 +116,7 @@ def stage_samplings(stage_names: Sequence[str], base: Mapping[str, Any],
         bad = sorted(set(values) ^ set(STAGE_KEYS))
         if bad:
             raise ValueError(f"stage {name!r}: sampling keys {bad} unknown or missing; the keys are {', '.join(STAGE_KEYS)}")
-        thresholding = Thresholding(mode=values["thresholding"], percentile=values["percentile"])
-        out.append(StageSampling(steps=values["steps"], sampler=values["sampler"], guidance=values["guidance"],
-                                 aug_level=values["aug_level"], thresholding=thresholding))
+        out.append(stage_sampling(values))
     return out
 
 
@@ -85,18 +125,19 @@ class Runtime:
     """Where and how to run; nothing is hard-wired to CPU. "auto" values are resolved by
     imagen.device (bf16 only where it is fast; channels_last on CPU, contiguous on CUDA)."""
 
-    device: str = "auto"  # auto (cuda if present) | cpu | cuda | cuda:N
-    precision: str = "auto"  # auto | bf16 (autocast) | fp32
-    memory_format: str = "auto"  # auto | channels_last | contiguous
-    batch_size: int = 8  # small batches are fastest per image on 2 cores
+    device: str = field(default="auto", metadata={"help": "auto (cuda if present) | cpu | cuda | cuda:N"})
+    precision: str = field(default="auto", metadata={"help": "auto: bf16 only where it is fast (imagen.device)", "choices": PRECISIONS})
+    memory_format: str = field(default="auto", metadata={"help": "auto: channels_last on CPU", "choices": MEMORY_FORMATS})
+    batch_size: int = field(default=8, metadata={"help": "images per batch (small batches are fastest per image on 2 cores)"})
     # torch's deterministic algorithms (imagen.device.use_deterministic_algorithms): bit-exact CUDA
     # reruns at some speed cost; CPU results are deterministic without it
-    deterministic: bool = False
+    deterministic: bool = field(default=False, metadata={"help": "torch deterministic algorithms: bit-exact reruns on CUDA (slower)"})
     # "off" (eager) or a torch.compile mode for every U-Net (imagen.device: what it costs, what it
     # gains; compiled images differ from eager ones in the last bits)
-    compile: str = "off"
+    compile: str = field(default="off", metadata={"help": "torch.compile the U-Nets (pays only for long jobs: minutes of "
+                                                           "compilation first; docs/devices.md)", "choices": COMPILE_MODES})
 
-    def __post_init__(self) -> None:
+    def __post_init__(self) -> None:  # the flags' choices are checked again here: Runtime is also built from dicts
         check_choice("precision", self.precision, PRECISIONS)
         check_choice("memory_format", self.memory_format, MEMORY_FORMATS)
         check_choice("compile", self.compile, COMPILE_MODES)
@@ -130,6 +171,29 @@ class Cascade:
     @property
     def stages(self) -> tuple[StageConfig, ...]:
         return self.config.stages
+
+
+def add_arguments(parser, owner: str) -> None:
+    """argparse flags made from the declaration: owner "sampling" (SAMPLING_FIELDS) or "runtime"
+    (Runtime's fields): name, type, default, help and choices written once, in the dataclasses."""
+    if owner == "sampling":
+        items = [(f.name, f.type, f.default, f.help, f.choices) for f in SAMPLING_FIELDS.values()]
+    elif owner == "runtime":
+        items = [(f.name, type(f.default), f.default, f.metadata["help"], f.metadata.get("choices")) for f in dataclasses.fields(Runtime)]
+    else:
+        raise ValueError(f"owner {owner!r}; choose one of sampling, runtime")
+    for name, typ, default, help_text, choices in items:
+        flag = "--" + name.replace("_", "-")
+        if typ is bool:
+            parser.add_argument(flag, action="store_true", help=help_text)
+        else:  # choices shown, checked by the dataclass itself (one line naming them, exit 2, as every bad value)
+            parser.add_argument(flag, type=typ, default=default, metavar=" | ".join(choices) if choices else None,
+                                help=f"{help_text} (default: {default})")
+
+
+def runtime_from(args) -> Runtime:
+    """The Runtime a command's parsed flags (add_arguments(p, "runtime")) describe."""
+    return Runtime(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Runtime)})
 
 
 def make_denoiser(unet: EfficientUNet, stage: StageConfig, text, mask, s: StageSampling, rt: Runtime, lowres=None, aug_logsnr=None) -> Denoiser:

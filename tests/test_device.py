@@ -55,7 +55,7 @@ def test_auto_device_is_cpu_without_a_gpu():
 
 def test_pipeline_resolves_and_the_choice_matches_explicit(fake_cpu, tiny_cascade):
     """Auto on a CPU without bf16 makes exactly the images of explicit fp32; with bf16 those of bf16."""
-    s = [StageSampling(steps=2)] * 3
+    s = [StageSampling(steps=2, guidance=1.0)] * 3
     fake_cpu(avx512_bf16=False, amx=False)
     auto = CascadePipeline(tiny_cascade, Runtime(device="cpu"))
     assert auto.rt.precision == "fp32" and auto.rt.memory_format == "channels_last"

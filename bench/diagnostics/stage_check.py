@@ -111,8 +111,8 @@ def stage_check(checkpoint: Path, n_per_category: int, base_guidance: float, rt:
     gt64, gt16 = downsample(gt256, 64), downsample(gt256, 16)  # how training makes SR inputs
     static = Thresholding("static")
     base_s = StageSampling(steps=32, sampler="ddpm", guidance=base_guidance, thresholding=static)
-    sr64 = StageSampling(steps=32, sampler="ddpm", thresholding=static)
-    sr256 = StageSampling(steps=16, sampler="ddpm", thresholding=static)
+    sr64 = StageSampling(steps=32, sampler="ddpm", guidance=1.0, thresholding=static)
+    sr256 = StageSampling(steps=16, sampler="ddpm", guidance=1.0, thresholding=static)
     base16 = run_stage(cascade, 0, captions, base_s, rt, None) if {"base-nearest", "base->sr64"} & set(rows) else None
     compute = {
         "gt-16-nearest": lambda: F.interpolate(gt16, size=64, mode="nearest"),

@@ -166,6 +166,9 @@ def scheduler_overrides(keys: Mapping[str, Any]) -> dict:
     if mode is None:
         return {}
     if mode == "dynamic":
-        out = {"thresholding": True, "dynamic_thresholding_ratio": float(keys.get("percentile", 99.5)) / 100}
+        from imagen.pipeline import SAMPLING_FIELDS
+
+        percentile = keys.get("percentile", SAMPLING_FIELDS["percentile"].default)
+        out = {"thresholding": True, "dynamic_thresholding_ratio": float(percentile) / 100}
         return out | ({"sample_max_value": float(keys["sample_max_value"])} if "sample_max_value" in keys else {})
     return {"thresholding": False, "clip_sample": mode == "static"} | ({"clip_sample_range": 1.0} if mode == "static" else {})

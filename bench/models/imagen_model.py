@@ -5,6 +5,7 @@ it, and prompt encodings come from an on-disk cache, so a G-point sweep costs ab
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -113,19 +114,22 @@ class ImagenModel:
                 "deterministic": self.config.deterministic, **compile_record(self.config.compile)}
 
     def check(self, prompt_set: str, prompts: pd.DataFrame, samples: int, source: str) -> None:
-        self.stage_sampling(Sampling("ddpm", 1, 1.0, "none", 99.5, 0.0))  # validates the overrides early
+        from imagen.pipeline import SAMPLING_FIELDS
+
+        self.stage_sampling(Sampling(**{k: f.default for k, f in SAMPLING_FIELDS.items()}))  # validates the overrides early
 
     def stage_sampling(self, s: Sampling):
         """Per-stage StageSampling: the grid point for every stage, then the spec's fixed per-stage
         overrides, passed as the typed values they are (imagen.pipeline.stage_samplings)."""
-        from imagen.pipeline import STAGE_KEYS, stage_samplings
+        from imagen.pipeline import SAMPLING_FIELDS, STAGE_KEYS, stage_samplings
 
         for stage, keys in self.config.stages.items():
             for key in dict(keys):
                 if key not in STAGE_KEYS:
                     raise ValueError(f"model {self.name!r}: stage {stage!r} override {key!r}; allowed: {', '.join(STAGE_KEYS)}")
-        base = dict(steps=s.steps, sampler=s.sampler, guidance=s.guidance, aug_level=s.aug_level, thresholding=s.thresholding,
-                    percentile=s.percentile if s.percentile is not None else 99.5)
+        # the grid point, field for field (Sampling's fields are the sampling axes); percentile is None
+        # where thresholding is not dynamic: the declared default then (unused by the sampler)
+        base = {k: v if v is not None else SAMPLING_FIELDS[k].default for k, v in dataclasses.asdict(s).items()}
         return stage_samplings(self.stage_names, base, {stage: dict(keys) for stage, keys in self.config.stages.items()})
 
     def generate(self, sampling: Sampling, requests: Sequence[ImageRequest]) -> Iterator[GeneratedImage]:

@@ -6,9 +6,11 @@ import hashlib
 import math
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from imagen.pipeline import SAMPLING_FIELDS, stage_sampling
 
 # The Imagen paper's guidance grid (fig. 4 / A.11); the spec may list any subset or other values.
 PAPER_GUIDANCE = (1.0, 1.25, 1.5, 1.75, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0)
@@ -46,16 +48,22 @@ class PromptSetSpec:
     options: dict = field(default_factory=dict)
 
 
+def _default(axis: str):
+    """One axis's default as a one-point tuple, from the pipeline's declaration (StageSampling)."""
+    return field(default_factory=lambda: (SAMPLING_FIELDS[axis].default,))
+
+
 @dataclass(frozen=True)
 class Grid:
-    """Sampling axes; a model expands only the axes it declares. Defaults = `imagen-bench sample`'s."""
+    """Sampling axes; a model expands only the axes it declares. Defaults, types, bounds and names
+    are imagen.pipeline.StageSampling's (SAMPLING_FIELDS), the same as `imagen-bench sample`'s."""
 
-    sampler: tuple[str, ...] = ("ddpm",)
-    steps: tuple[int, ...] = (32,)
-    guidance: tuple[float, ...] = (3.0,)
-    thresholding: tuple[str, ...] = ("dynamic",)
-    percentile: tuple[float, ...] = (99.5,)  # applies to dynamic thresholding only
-    aug_level: tuple[float, ...] = (0.0,)
+    sampler: tuple[str, ...] = _default("sampler")
+    steps: tuple[int, ...] = _default("steps")
+    guidance: tuple[float, ...] = _default("guidance")
+    thresholding: tuple[str, ...] = _default("thresholding")
+    percentile: tuple[float, ...] = _default("percentile")  # applies to dynamic thresholding only
+    aug_level: tuple[float, ...] = _default("aug_level")
     seeds: tuple[int, ...] = (0,)  # sweep seeds; each image's seed is derived from (seed, prompt, sample)
 
 
@@ -104,21 +112,15 @@ def _list(where: str, value: Any, typ: type) -> tuple:
 
 
 def _grid(table: dict) -> Grid:
-    types = {"sampler": str, "steps": int, "guidance": float, "thresholding": str, "percentile": float, "aug_level": float, "seeds": int}
+    types = {f.name: SAMPLING_FIELDS[f.name].type if f.name in SAMPLING_FIELDS else int for f in fields(Grid)}  # seeds: int
     _keys("[grid]", table, tuple(types))
     grid = Grid(**{k: _list(f"grid.{k}", v, types[k]) for k, v in table.items()})
-    from imagen.guidance import Thresholding
-    from imagen.pipeline import StageSampling
-
     # each value checked by the pipeline's own classes (their bounds and names, declared once there):
     # a value the sampler would refuse is refused here, before any image, naming the grid key
-    checks = {"sampler": lambda v: StageSampling(sampler=v), "steps": lambda v: StageSampling(steps=v),
-              "guidance": lambda v: StageSampling(guidance=v), "aug_level": lambda v: StageSampling(aug_level=v),
-              "thresholding": lambda v: Thresholding(mode=v), "percentile": lambda v: Thresholding(mode="dynamic", percentile=v)}
-    for key, check in checks.items():
+    for key in SAMPLING_FIELDS:
         for value in getattr(grid, key):
             try:
-                check(value)
+                stage_sampling({key: value} if key != "percentile" else {key: value, "thresholding": "dynamic"})
             except ValueError as e:
                 raise ValueError(f"spec: grid.{key} = {value!r}: {e}") from None
     return grid

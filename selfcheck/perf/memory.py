@@ -61,7 +61,7 @@ def one_process(s: MemorySettings) -> dict:
     mask = torch.ones(s.batch, cfg.text_encoder.max_length, dtype=torch.bool)
     prev = torch.rand(s.batch, 3, prev_res, prev_res, generator=g) * 2 - 1
     t0 = time.perf_counter()
-    x = sample_stage(unet, stage, text, mask, list(range(s.batch)), index, StageSampling(steps=s.steps), rt, prev=prev)
+    x = sample_stage(unet, stage, text, mask, list(range(s.batch)), index, StageSampling(steps=s.steps, guidance=1.0), rt, prev=prev)
     seconds = time.perf_counter() - t0
     return {"seconds": seconds, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "sha256": hashlib.sha256(x.numpy().tobytes()).hexdigest(), "stage": stage.name, "resolution": stage.resolution}

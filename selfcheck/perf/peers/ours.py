@@ -48,7 +48,7 @@ def main() -> int:
         raise SystemExit(f"settings do not match the checkpoint's base stage: {stage.resolution}, {stage.unet.text_embed_dim}, "
                          f"{cfg.text_encoder.max_length}")
     text, mask = random_context(s)
-    sampling = StageSampling(steps=s.steps, sampler="ddpm", guidance=s.guidance)  # thresholding: dynamic 99.5 (default)
+    sampling = StageSampling(steps=s.steps, sampler="ddpm", guidance=s.guidance)  # thresholding: dynamic, the declared default percentile
     seeds = list(range(s.batch))
 
     def make_loop(bf16: bool, channels_last: bool):
@@ -70,7 +70,7 @@ def main() -> int:
           "unet_forwards_per_step": 1, "unet_batch": 2 * s.batch if s.guidance != 1 else s.batch,
           "config": {"stage": stage.name, "dim": stage.unet.dim, "channel_mults": list(stage.unet.channel_mults),
                      "num_res_blocks": list(stage.unet.num_res_blocks), "sampler": "ddpm (imagen.samplers)",
-                     "thresholding": "dynamic 99.5", "weights_sha256": metas[0]["weights_sha256"]},
+                     "thresholding": f"dynamic {sampling.thresholding.percentile}", "weights_sha256": metas[0]["weights_sha256"]},
           "profile": profile, **timing})
     return 0
 

@@ -36,7 +36,7 @@ import hashlib
 import numpy as np
 from scipy.special import stdtrit
 
-from .stats import prdc_groups, row_slices
+from .stats import prdc_groups, psd_root, row_slices
 
 MIN_BLOCKS = 5  # t(G-1) with fewer blocks is too wide to be useful; 20 is the default of the specs
 
@@ -86,12 +86,6 @@ def jackknife(full: float, leave_out: np.ndarray) -> tuple[float, float, np.ndar
 
 # -- Frechet distance ----------------------------------------------------------------------------
 
-def reference_root(sigma_ref: np.ndarray) -> np.ndarray:
-    """S_ref^{1/2} (D, D) by a symmetric eigendecomposition, negative round-off clipped to 0."""
-    w, v = np.linalg.eigh(np.asarray(sigma_ref, np.float64))
-    return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
-
-
 def _fd_given_root(mu_ref, sigma_ref_trace, root_ref, mu, sigma) -> float:
     a = root_ref @ sigma @ root_ref
     trace = float(np.sqrt(np.clip(np.linalg.eigvalsh((a + a.T) / 2), 0, None)).sum())
@@ -120,7 +114,7 @@ def frechet_blocks(mu_ref: np.ndarray, sigma_ref: np.ndarray, feats: np.ndarray,
     from moments by subtraction, or n x n from the features themselves when n <= D (_fd_few)."""
     f = np.asarray(feats, np.float64)
     if root is None:
-        root = reference_root(sigma_ref)
+        root = psd_root(sigma_ref)
     tr_ref = float(np.trace(sigma_ref))
     n, dim = f.shape
     s1, s2 = (f.sum(0), f.T @ f) if n > dim else (None, None)

@@ -36,6 +36,7 @@ from .stats import (
     knn_radii_many,
     polynomial_kernel,
     prdc_groups,
+    psd_root,
 )
 
 # FID-N below the feature dimension: the covariance is rank-deficient and the 1/N bias dominates
@@ -233,7 +234,7 @@ class FID(_FeatureMetric):
             ref = self.reference()
             if self.blocks():
                 feats, blocks = self.features_and_blocks(state)
-                root = root if root is not None else B.reference_root(ref.sigma)  # once for every cell
+                root = root if root is not None else psd_root(ref.sigma)  # once for every cell
                 r = B.frechet_blocks(ref.mu, ref.sigma, feats, blocks[0], root=root)
                 details = self.details(len(feats))
                 out += [MetricResult(name, r["value_n"], len(feats), details, cell_id=cell),
@@ -242,7 +243,8 @@ class FID(_FeatureMetric):
                                      cell_id=cell)]
             else:
                 mu, sigma, n = state.compute()
-                out.append(MetricResult(name, frechet_distance(ref.mu, ref.sigma, mu, sigma), n, self.details(n), cell_id=cell))
+                root = root if root is not None else psd_root(ref.sigma)  # once: a D x D eigh per cell saved
+                out.append(MetricResult(name, frechet_distance(ref.mu, ref.sigma, mu, sigma, root), n, self.details(n), cell_id=cell))
         return out
 
 

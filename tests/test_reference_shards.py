@@ -44,13 +44,21 @@ def _rank(rank: int, world: int, port: int, folder: str, cache: str, out: str) -
         made = ext.extracted
         again = compute_reference(f"folder:{folder}", ext, cache_dir=Path(cache), verify=True)  # both ranks find it; bytes rehashed
         np.savez(Path(out) / f"rank{rank}.npz", mu=ref.mu, sigma=ref.sigma, features=ref.features, cached_mu=again.mu)
-        (Path(out) / f"rank{rank}.json").write_text(json.dumps({"extracted": [made, ext.extracted], "meta": ref.meta}))
+        try:  # a broken file in rank 1's share: both ranks stop (rank 0 must not wait for it forever)
+            compute_reference(f"folder:{Path(folder).parent / 'broken'}", extractor())
+            error = None
+        except (ValueError, RuntimeError) as e:
+            error = f"{type(e).__name__}: {e}"
+        (Path(out) / f"rank{rank}.json").write_text(json.dumps({"extracted": [made, ext.extracted], "meta": ref.meta, "error": error}))
     finally:
         torch.distributed.destroy_process_group()
 
 
 def test_two_gloo_ranks_share_the_reference_extraction_and_equal_one_process(tmp_path):
     folder = reference_folder(tmp_path / "ref")
+    (tmp_path / "broken").mkdir()
+    for i in range(6):  # batches 0 (rank 0) and 1 (rank 1, holding 005.png)
+        (tmp_path / "broken" / f"{i:03d}.png").write_bytes((folder / f"{i:03d}.png").read_bytes() if i != 5 else b"not a png")
     (tmp_path / "cache").mkdir()
     port = 29600 + os.getpid() % 1000
     mp.spawn(_rank, args=(2, port, str(folder), str(tmp_path / "cache"), str(tmp_path)), nprocs=2, join=True)
@@ -73,3 +81,5 @@ def test_two_gloo_ranks_share_the_reference_extraction_and_equal_one_process(tmp
         assert records[r]["meta"] == single.meta  # content sha256 (hashed in shares), converted modes, key
     assert single.meta["converted_to_rgb"] == {"RGBA": 1} and single.meta["device"] == "cpu" and single.meta["precision"] == "fp32"
     assert len(list((tmp_path / "cache").iterdir())) == 1  # written once (local rank 0), no temp file left
+    assert records[1]["error"].startswith("ValueError: ") and "005.png" in records[1]["error"]
+    assert records[0]["error"] == f"RuntimeError: reference extraction failed on rank 1: {records[1]['error']}"

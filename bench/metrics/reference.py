@@ -135,12 +135,20 @@ def _extract_shared(load: Callable[[int], tuple[np.ndarray, str | None]], count:
     batches = [range(i, min(i + bs, count)) for i in range(0, count, bs)]
     feats, converted = [], {}
     for first in range(0, len(batches), world.size):
-        part = None
+        part, failure = None, None
         if first + world.rank < len(batches):
-            loaded = [load(i) for i in batches[first + world.rank]]
-            pixels = [to_eval_resolution(im, crop, size) for im, _ in loaded]
-            part = (extractor(pixels).numpy(), [mode for _, mode in loaded if mode is not None])  # RGBA / L / P -> RGB, recorded
-        for got in world.gather(part):
+            try:
+                loaded = [load(i) for i in batches[first + world.rank]]
+                pixels = [to_eval_resolution(im, crop, size) for im, _ in loaded]
+                part = (extractor(pixels).numpy(), [mode for _, mode in loaded if mode is not None])  # RGBA / L / P -> RGB, recorded
+            except Exception as e:  # noqa: BLE001 - re-raised below; the other ranks stop on its message instead of waiting
+                failure, part = e, f"{type(e).__name__}: {e}"
+        parts = world.gather(part)
+        if failure is not None:
+            raise failure
+        for rank, got in enumerate(parts):
+            if isinstance(got, str):
+                raise RuntimeError(f"reference extraction failed on rank {rank}: {got}")
             if got is not None:
                 feats.append(got[0])
                 for mode in got[1]:

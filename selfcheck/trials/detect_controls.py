@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import random
 import re
 import shutil
@@ -95,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_trial(s: DetectSettings) -> int:
+    from scipy.stats import binom
+
     from human_eval.contract import control_accuracy
     from human_eval.export import answers_frame
     from human_eval.plan import PlanSettings
@@ -127,6 +130,11 @@ def run_trial(s: DetectSettings) -> int:
     facts["bots"] = [{"rater": r.rater, "controls": int(r.n_control), "right": int(r.n_correct), "accuracy": round(float(r.accuracy), 3),
                       "passes_filter": not bool(r.flagged)} for r in bots.itertuples()]
     facts["bot_pass_rate"] = f"{sum(b['passes_filter'] for b in facts['bots'])} of {len(facts['bots'])}"
+    # with no signal the bot guesses among the three options: its chance of passing the filter anyway
+    n_ctrl = min(b["controls"] for b in facts["bots"])
+    facts["guesser_pass_probability"] = float(binom.sf(math.ceil(study.control_threshold * n_ctrl) - 1, n_ctrl, 1 / 3))
+    print(f"  a rater guessing at random passes the {study.control_threshold:.0%} filter over {n_ctrl} control answers with "
+          f"probability {facts['guesser_pass_probability']:.1e}", flush=True)
     for b in facts["bots"]:
         print(f"  bot {b['rater']}: {b['right']}/{b['controls']} control answers right ({b['accuracy']:.0%}); "
               f"{'passes' if b['passes_filter'] else 'fails'} the {study.control_threshold:.0%} filter", flush=True)

@@ -381,3 +381,23 @@ def test_all_prompts_design_gives_every_rater_every_prompt(tmp_path):
     finally:
         store.close()
 
+
+
+def test_one_image_controls_repeat_nothing_a_rater_sees(tmp_path):
+    """coco_alignment with the reference rates each prompt's two images in two tasks: every caption
+    shows twice, controls included (two pool images swap captions), and every image once (issue 30)."""
+    from human_eval.plan import PlanSettings
+    from human_eval.study import StudySettings, create_study
+    from selfcheck.trials.study_sources import synthetic_sources
+
+    captions, model, reference = synthetic_sources(tmp_path / "src", n=12)
+    study = create_study(tmp_path / "s", StudySettings(protocol="coco_alignment", a=f"folder:{model}", b=f"folder:{reference}",
+                                                       prompts=f"csv:{captions}", plan=PlanSettings(raters=2, batch_size=8, control_share=0.25)))
+    store = study.store()
+    for rater in ("r01", "r02"):
+        tasks = store.tasks(rater)
+        assert sum(t.is_control for t in tasks) == 6 and all(dict(t.expected) == {"caption": "no"} for t in tasks if t.is_control)
+        assert set(Counter(t.caption for t in tasks).values()) == {2}
+        images = [i for t in tasks for i in t.images_a]
+        assert len(images) == len(set(images)) == len(tasks)
+    store.close()

@@ -65,6 +65,9 @@ def test_prolific_participant_finishes_a_batch_and_lands_on_the_completion_url(s
             if i == 2:  # a reload mid-batch: the same slot, the ids recorded once, the queue where it was
                 page.reload()
                 expect(page.get_by_text(f"Batch 1 of 1: {i} of {len(tasks)} done")).to_be_visible(timeout=60_000)
+            # click only once the run that drew this task is over: a click while it still renders can be
+            # lost when the form is drawn again (the server then sees no answer and asks for one)
+            page.locator("[data-testid='stApp'][data-test-script-state='notRunning']").wait_for(timeout=60_000)
             radio = page.locator("[data-testid='stRadio']").first
             label = "No" if task.is_control else "Yes"
             radio.get_by_text(label, exact=True).click()

@@ -50,10 +50,23 @@ def _num(metric: str, v: float) -> str:
     return f"{v:.3f}" if abs(v) < 10 else f"{v:.1f}"
 
 
+def _lead(pair: dict, lower: bool, metric: str) -> tuple[str, str, str]:
+    """(better entry, worse entry, "d [lo, hi]"): the pair's difference A - B and its interval turned
+    to the better entry's lead in the metric's direction (positive d; a bound below 0 when the
+    interval crosses it, i.e. the pair is not separated)."""
+    d, lo, hi = pair["difference"], pair["CI low"], pair["CI high"]
+    a_better = (d < 0) if lower else (d > 0)
+    if a_better == lower:  # lead = B - A
+        d, lo, hi = -d, -hi, -lo
+    better, worse = (pair["A"], pair["B"]) if a_better else (pair["B"], pair["A"])
+    return better, worse, f"{_num(metric, abs(d))} [{_num(metric, lo)}, {_num(metric, hi)}]"  # abs: a tie reads 0, not -0
+
+
 def findings(board: pd.DataFrame, pairs: pd.DataFrame, labels: dict[str, str], level: float = 0.95) -> list[str]:
     """Sentences, headline first: what was compared; for each metric (per-image metrics first) every
     separated pair, better first, largest difference first; how many comparisons were not
-    separated; then what is not comparable or unavailable, once per metric."""
+    separated (none separated: the largest difference with its interval, so a small run still
+    says how sure it is); then what is not comparable or unavailable, once per metric."""
     name = {e: labels.get(e, e) for e in board["entry"]}
     out = []
     for prompt_set, group in board.groupby("prompt_set", sort=True):
@@ -65,18 +78,22 @@ def findings(board: pd.DataFrame, pairs: pd.DataFrame, labels: dict[str, str], l
         for (_, metric, prompt_set), group in order:
             n, unit = int(group["N pairs"].max()), group["unit"].iloc[0]
             lower = group["direction"].iloc[0] == "lower"
-            for p in sorted(group[group["separated"]].to_dict("records"), key=lambda r: -abs(r["difference"])):
-                a_better = (p["difference"] < 0) if lower else (p["difference"] > 0)
-                better, worse = (p["A"], p["B"]) if a_better else (p["B"], p["A"])
-                # separated after Holm, so the interval lies on one side of 0: the lead and its bounds as positive numbers
-                d, (lo, hi) = abs(p["difference"]), sorted((abs(p["CI low"]), abs(p["CI high"])))
-                way = "lower" if lower else "higher"
-                out.append(f"{metric} on {prompt_set}: {name[better]} beats {name[worse]}, {way} by {_num(metric, d)} "
-                           f"[{_num(metric, lo)}, {_num(metric, hi)}] ({level:.0%} interval; {n} paired {unit}), "
-                           f"Holm-adjusted p = {p['p (Holm)']:.2g}.")
+            way = "lower" if lower else "higher"
+            separated = sorted(group[group["separated"]].to_dict("records"), key=lambda r: -abs(r["difference"]))
+            for p in separated:
+                better, worse, lead = _lead(p, lower, metric)
+                out.append(f"{metric} on {prompt_set}: {name[better]} beats {name[worse]}, {way} by {lead} ({level:.0%} interval; "
+                           f"{n} paired {unit}), Holm-adjusted p = {p['p (Holm)']:.2g}.")
             rest = group[~group["separated"]]
-            if len(rest):
+            if len(rest) and separated:
                 out.append(f"{metric} on {prompt_set}: {len(rest)} of {len(group)} comparisons not separated after Holm's correction.")
+            elif len(rest):  # nothing separated: the largest difference still stated, with its interval (how sure the run is)
+                p = max(rest.to_dict("records"), key=lambda r: abs(r["difference"]))
+                better, worse, lead = _lead(p, lower, metric)
+                which = "largest difference" if len(rest) > 1 else "difference"
+                out.append(f"{metric} on {prompt_set}: {len(rest)} of {len(group)} comparisons not separated after Holm's correction; "
+                           f"{which}: {name[better]} over {name[worse]}, {way} by {lead} ({level:.0%} interval; {n} paired "
+                           f"{unit}), Holm-adjusted p = {p['p (Holm)']:.2g}.")
     if "note" in board.columns:
         for metric, group in board[board["note"] != ""].groupby("metric", sort=True):
             out.append(f"{metric}: {group['note'].iloc[0]} (N = {', '.join(str(int(n)) for n in sorted(set(group['n'])))}): shown, "

@@ -91,7 +91,9 @@ def entries(runs: list[str | Path]) -> pd.DataFrame:
 
 
 # recorded with a number but not part of how it was made: provenance, and a set metric's own interval
-NOT_HOW = frozenset({"package_version", "ci_low", "ci_high", "se", "ci_method", "blocks", "block_values", "block_key", "meta"})
+# (se_jackknife: KID's block jackknife SE before its second-order correction, a per-cell number)
+NOT_HOW = frozenset({"package_version", "ci_low", "ci_high", "se", "se_jackknife", "ci_method", "blocks", "block_values", "block_key",
+                     "meta"})
 
 
 def made_differently(frame: pd.DataFrame) -> dict[str, str]:

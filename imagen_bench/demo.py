@@ -1,7 +1,7 @@
 """`imagen-bench demo`: the suite's main job on the offline default, in one command.
 
-    1. sweep bench/specs/demo.toml (shipped shapes cascade; shapes test prompts + DrawBench Text;
-       guidance x {none, static, dynamic} thresholding) into OUT, resuming whatever is there;
+    1. sweep bench/specs/demo.toml (shipped shapes cascade; 100 held-out shapes prompts; guidance
+       w {1, 5} x {none, dynamic} thresholding) into OUT, resuming whatever is there;
     2. build the HTML report of that run folder into OUT/report (derived only from OUT's files,
        so it is rebuilt atomically on every call).
 """

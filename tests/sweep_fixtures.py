@@ -14,6 +14,21 @@ from bench.metrics import REGISTRY
 from bench.metrics.base import KeyedStates, MetricMeta, MetricResult, SumCount
 from selfcheck.trials.tiny_cascade import make_tiny_checkpoint, tiny_spec  # noqa: F401  (shared with the trials)
 
+# The real Stable Diffusion v1.4 and v1.5 DrawBench images (../shared/data/drawbench-sd, seed 0) as two
+# folder models of a sweep spec; {root} is that folder.
+SD_FOLDER_MODELS = '''
+[[models]]
+name = "sd-v1-4"
+kind = "folder"
+path = "{root}/sd-v1-4"
+seed = 0
+
+[[models]]
+name = "sd-v1-5"
+kind = "folder"
+path = "{root}/sd-v1-5"
+seed = 0
+'''
 
 class Brightness:
     """Mean pixel value / 255 per image; per-cell mean via a synced SumCount."""

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from sweep_fixtures import make_tiny_checkpoint
+from report_browser import as_a_reader_sees_it, chromium, look
+from sweep_fixtures import SD_FOLDER_MODELS, make_tiny_checkpoint
 
 from bench.sweep.runner import run_sweep
 from reports.build import ReportInputs, build_report
@@ -50,19 +51,7 @@ FOLDERS_SPEC = '''
 [sweep]
 name = "sd"
 samples_per_prompt = 1
-{extra_model}
-[[models]]
-name = "sd-v1-4"
-kind = "folder"
-path = "{root}/sd-v1-4"
-seed = 0
-
-[[models]]
-name = "sd-v1-5"
-kind = "folder"
-path = "{root}/sd-v1-5"
-seed = 0
-
+{extra_model}''' + SD_FOLDER_MODELS + '''
 [[prompt_sets]]
 name = "drawbench"
 categories = ["Rare Words"]
@@ -108,16 +97,6 @@ def test_every_report_figure_has_its_points_table(grid_report):
     _, report = grid_report
     for png in (report / "plots").glob("*.png"):
         assert (report / "tables" / f"{png.stem}.csv").is_file(), png.name
-
-
-def test_report_of_two_folder_models_on_real_images(shared_data, tmp_path):
-    """Image folders have no sampling axes: no paired-guidance rows, and no 'all NA' crash."""
-    spec = tmp_path / "sd.toml"
-    spec.write_text(FOLDERS_SPEC.format(root=shared_data / "drawbench-sd", extra_model=""))
-    run_sweep(spec, tmp_path / "run", cache_dir=tmp_path / "cache", progress=False)
-    report = build_report(ReportInputs(runs=(tmp_path / "run",)), tmp_path / "report")
-    assert (report / "index.html").is_file() and not list((report / "tables").glob("paired_guidance_*"))
-    assert read_run_metrics(tmp_path / "run").varying() == ["model"]
 
 
 def test_report_of_a_mixed_imagen_and_folder_run(shared_data, checkpoint, tmp_path):
@@ -198,65 +177,10 @@ def test_a_two_prompt_set_run_reports_whole(checkpoint, tmp_path):
 
 # --- the reports as a person sees them: Chromium at laptop size --------------------------------
 
-CHROMIUM = "/usr/bin/chromium"
-LAPTOP = {"width": 1366, "height": 768}
-PAGE_FACTS = """() => {
-  const el = document.scrollingElement, first = document.querySelector('table');
-  const before = n => !first || (n.compareDocumentPosition(first) & Node.DOCUMENT_POSITION_FOLLOWING);
-  const summary = document.querySelector('ul.findings');
-  const figure = [...document.querySelectorAll('figure img')].find(before);
-  const samples = [...document.querySelectorAll('.grid img')];
-  const outside = [...document.body.childNodes].filter(n => n.nodeName !== 'DETAILS').map(n => n.textContent).join(' ');
-  return {scrollWidth: el.scrollWidth, viewport: window.innerWidth, tables: document.querySelectorAll('table').length,
-          summaryFirst: !!summary && before(summary), summaryTop: summary ? summary.getBoundingClientRect().top : null,
-          figureFirst: !!figure, figureTop: figure ? figure.getBoundingClientRect().top : null,
-          samples: samples.length, loaded: samples.filter(i => i.complete && i.naturalWidth > 0).length,
-          links: samples.map(i => i.closest('a') && i.closest('a').getAttribute('href')),
-          heads: [...document.querySelectorAll('.grid .head')].map(h => h.textContent).filter(t => t),
-          firstColumn: [...document.querySelectorAll('table')].slice(0, 1).flatMap(t => [...t.querySelectorAll('tbody tr')]
-                         .map(r => r.cells[0].textContent)),
-          visibleText: outside, detailsOpen: [...document.querySelectorAll('details')].filter(d => d.open).length};
-}"""
-
-
 @pytest.fixture(scope="module")
 def browser():
-    import os
-    import shutil
-
-    if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
-        pytest.skip(f"chromium not installed at {CHROMIUM}: run `make system-deps` (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (python package) not installed: pip install '.[browser]'")
-    with sync_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"])
-        yield chromium
-        chromium.close()
-
-
-def _look(browser, report, shots) -> dict:
-    """Open REPORT/index.html at 1366 x 768 as a reader would; screenshots of the first screen and the
-    whole page go to `shots` (the test's temp dir) for a person to look at."""
-    page = browser.new_page(viewport=LAPTOP)
-    page.goto((report / "index.html").as_uri(), wait_until="load")
-    page.evaluate("() => Promise.all([...document.images].map(i => i.decode().catch(() => null)))")  # lazy thumbnails too
-    facts = page.evaluate(PAGE_FACTS)
-    shots.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(shots / f"{report.name}-first-screen.png"))
-    page.screenshot(path=str(shots / f"{report.name}-page.png"), full_page=True)
-    page.close()
-    return facts
-
-
-def _as_a_reader_sees_it(facts: dict, report) -> None:
-    from reports.html import natural_key
-
-    assert facts["scrollWidth"] <= facts["viewport"] == LAPTOP["width"], facts["scrollWidth"]  # no page-level sideways scroll
-    assert facts["tables"] and facts["summaryFirst"] and facts["figureFirst"]  # findings and a figure before any table
-    assert facts["summaryTop"] < LAPTOP["height"] and facts["figureTop"] < LAPTOP["height"]  # both on the first screen
-    assert facts["samples"] >= 4 and facts["loaded"] == facts["samples"]  # sample images, every one decoded
-    assert all(link and (report / link).is_file() for link in facts["links"])  # each thumbnail opens its full image
-    assert facts["heads"] == sorted(facts["heads"], key=natural_key)  # sample columns in natural order
-    assert facts["detailsOpen"] == 0 and "Provenance" not in facts["visibleText"].split("Details: provenance")[0]
+    with chromium() as b:
+        yield b
 
 
 def test_natural_order():
@@ -272,8 +196,8 @@ def test_sweep_report_in_chromium_at_laptop_width(grid_report, browser, tmp_path
     """The 3 x 2 guidance x thresholding sweep's report: findings and the leaderboard / Pareto figures on
     the first screen, a prompts x cells sample grid, entries in natural order (w=1 before w=3 before w=5)."""
     _, report = grid_report
-    facts = _look(browser, report, tmp_path / "screenshots")
-    _as_a_reader_sees_it(facts, report)
+    facts = look(browser, report, tmp_path / "screenshots", "sweep")
+    as_a_reader_sees_it(facts, report)
     guidance = [float(label.split(",")[0].removeprefix("w=")) for label in facts["heads"]]
     assert guidance == [1, 1, 3, 3, 5, 5] and facts["firstColumn"][:2] == ["w=1, dynamic", "w=1, static"]
 
@@ -303,8 +227,8 @@ def test_human_study_report_in_chromium_at_laptop_width(browser, tmp_path):
     frame, settings = load_answers(study.root)
     report = build_report(ReportInputs(answers=((str(study.root), frame),), study_settings=settings), tmp_path / "human",
                           ReportOptions(ci=CIConfig(resamples=200), power_studies=10))
-    facts = _look(browser, report, tmp_path / "screenshots")
-    _as_a_reader_sees_it(facts, report)
+    facts = look(browser, report, tmp_path / "screenshots", "sd-study")
+    as_a_reader_sees_it(facts, report)
     assert facts["heads"] == ["sd-v1-4", "sd-v1-5"] and "quality: sd-v1-" in facts["visibleText"]
 
 

@@ -103,9 +103,9 @@ def decide(study: Study, paid: set[str]) -> tuple[list[Decision], dict[str, list
                       "no bonus, tasks left unpaid")
         else:
             reason = f"{failed} of {n_checks} checks failed (rejection needs {platform.min_failed_checks})"
-        if analysis == "excluded":
-            reason += f"; excluded from the analysis (control accuracy {accuracy:.0%} < {study.control_threshold:.0%}), still paid" \
-                if not reject else f"; excluded from the analysis (control accuracy {accuracy:.0%})"
+        if analysis == "excluded":  # the filter's verdict, said apart: it never decides pay
+            reason += f"; excluded from the analysis (control accuracy {accuracy:.0%} < {study.control_threshold:.0%})"
+            reason += "" if reject else ", still paid"
         paid_now = [] if reject else new
         if paid_now:
             pay[participant] = paid_now
@@ -122,7 +122,8 @@ def _write_new(path: Path, text: str) -> None:
     try:
         os.link(tmp, path)
     except FileExistsError:
-        raise AlreadyPaid(f"{path} appeared while exporting; the export is recorded in the database (payment_exports)") from None
+        raise ValueError(f"{path} appeared while exporting; this export is recorded in the database (payment_exports "
+                         "holds its lines): do not export again to pay it") from None
     finally:
         tmp.unlink(missing_ok=True)
 

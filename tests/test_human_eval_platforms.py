@@ -77,7 +77,14 @@ def test_cli_refuses_platform_options_without_a_platform(tmp_path, capsys):
     assert cli(["study", "links", str(tmp_path / "s2")]) == 0
     out = capsys.readouterr().out
     assert "PROLIFIC_PID={{%PROLIFIC_PID%}}&SESSION_ID={{%SESSION_ID%}}&STUDY_ID={{%STUDY_ID%}}" in out and "?t=" not in out
-    assert load_study(tmp_path / "s2").platform.completed_code == "C0MPL3TE"
+    study = load_study(tmp_path / "s2")
+    assert study.platform.completed_code == "C0MPL3TE"
+    answer(study.store(), participants.bind(study.store(), study.platform, ids(7)), failed_checks=0)
+    assert cli(["study", "export", str(study.root), "--payments", "--out", str(tmp_path / "pay.csv")]) == 0
+    assert "payment export 1: 1 participants, 6 tasks" in capsys.readouterr().out
+    assert cli(["study", "export", str(study.root), "--payments", "--out", str(tmp_path / "again.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "nothing to pay" in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "again.csv").exists()
 
 
 def test_a_participant_takes_one_slot_once_and_never_another(tmp_path):

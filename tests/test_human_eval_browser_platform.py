@@ -53,7 +53,9 @@ def test_prolific_participant_finishes_a_batch_and_lands_on_the_completion_url(s
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
         page = browser.new_page(viewport={"width": 1200, "height": 1000})
+        referers: list[str | None] = []  # no-referrer (web_guard): the entry token and ids never reach Prolific
         page.route("https://app.prolific.com/**", lambda route: (prolific.append(route.request.url),
+                                                                 referers.append(route.request.headers.get("referer")),
                                                                  route.fulfill(status=200, body="Prolific: submission complete")))
         page.goto(f"http://127.0.0.1:{port}/?t={rater_token}")  # invite links are no way into a crowd study
         expect(page.get_by_text("This link is not valid")).to_be_visible(timeout=60_000)
@@ -86,6 +88,7 @@ def test_prolific_participant_finishes_a_batch_and_lands_on_the_completion_url(s
         other.goto(link(port, entry, pid="8" * 24, session="a" * 24))
         other.wait_for_url("https://app.prolific.com/submissions/complete?cc=SCR33N0UT", timeout=60_000)
         browser.close()
+    assert referers == [None]
     assert prolific == ["https://app.prolific.com/submissions/complete?cc=C0MPL3TE",
                         "https://app.prolific.com/submissions/complete?cc=SCR33N0UT"]
     answered = store.answered("r01")

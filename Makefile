@@ -32,6 +32,7 @@ demo: $(STAMP)
 XDIST := -n logical --maxprocesses 4 --dist loadfile
 
 test: $(STAMP) system-deps
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 	@url=$$(bash .ci/pg-start); HUMAN_EVAL_PG_URL=$$url $(PY) -m pytest -q --timeout=900 $(XDIST); rc=$$?; bash .ci/pg-stop; exit $$rc
 

@@ -5,7 +5,7 @@ before anything is read, computed or written."""
 from __future__ import annotations
 
 import argparse
-from typing import Callable
+from collections.abc import Callable
 
 # Seeds: non-negative 32-bit. numpy's legacy RandomState and many tools accept no more, every seed
 # the suite records (run.json, study.json, report.json) stays an ordinary JSON integer, and a

@@ -11,8 +11,9 @@ Unknown set names and unknown options are errors that list what is allowed.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import pandas as pd
 

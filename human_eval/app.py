@@ -52,7 +52,7 @@ def main() -> None:
         rater_page.render(study, store, rater)
     except (FileNotFoundError, ValueError) as e:
         st.error(str(e))
-    except Exception:  # noqa: BLE001 - a rater must never see a traceback; the server log keeps it
+    except Exception:
         log.exception("rating app error")
         st.error("Something went wrong on the server. Your earlier answers are saved; please reload the page in a minute.")
 

@@ -9,8 +9,8 @@ study is another person than r01 of the next, and is judged by that study's own 
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import pandas as pd
 

@@ -9,7 +9,7 @@ a sequential study's stopping state, sequential_state, is sequential.py's)
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -90,7 +90,7 @@ def write_answers(source: str | Path, out: str | Path) -> pd.DataFrame:
         raise ValueError(f"{out} already exists; refusing to overwrite it (choose another --out)")
     df = answers_frame(source)
     meta = {"package_version": __version__, "source": str(source) if not is_postgres_url(str(source)) else "postgresql",
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "rows": len(df),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"), "rows": len(df),
             "contract": "docs/ARCHITECTURE.md contract 2", "answer_rule": "first answer wins",
             "study_settings": study_settings(source)}
     sidecar = Path(f"{out}.meta.json")

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hmac
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from .platforms import Platform
 from .store import Store
@@ -76,7 +76,7 @@ def bind(store: Store, platform: Platform, ids: dict[str, str], take: bool = Tru
         if not free:
             return None
         tx.run("INSERT INTO participants VALUES (?, ?, ?, ?, ?)", (store.study, participant, free[0][0], json.dumps(ids, sort_keys=True),
-                                                                   datetime.now(timezone.utc).isoformat(timespec="milliseconds")))
+                                                                   datetime.now(UTC).isoformat(timespec="milliseconds")))
         return free[0][0]
 
 

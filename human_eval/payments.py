@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -160,7 +160,7 @@ def export_payments(study_dir: str | Path, out: str | Path) -> tuple[int, list[D
             tx.run("UPDATE platform_entry SET entry_sha256 = entry_sha256 WHERE study = ?", (store.study,))
             number = int(tx.rows("SELECT COALESCE(MAX(export), 0) FROM payment_exports WHERE study = ?", (store.study,))[0][0]) + 1
             tx.run("INSERT INTO payment_exports VALUES (?, ?, ?, ?, ?, ?, ?)",
-                   (store.study, number, datetime.now(timezone.utc).isoformat(timespec="seconds"), str(out.resolve()),
+                   (store.study, number, datetime.now(UTC).isoformat(timespec="seconds"), str(out.resolve()),
                     sum(cents.values()), bonus_csv, json.dumps([asdict(d) for d in decisions])))
             for participant, tasks in pay.items():
                 for task_id in tasks:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 POOL_SIZE = 10  # per Store (one per study in the server process): a tenth of PostgreSQL's default max_connections
 WAIT_S = 60.0

@@ -205,7 +205,7 @@ def plan(protocol: Protocol, items: dict[str, Item], settings: PlanSettings) -> 
     pools = {ev: pool_controls(rng, protocol, [it for it in items.values() if ev == "all" or it.category == ev],
                                settings.control_share, ev) for ev in evaluations}
     if settings.design_for(protocol) == "sequential":
-        from .sequential_deal import planned  # noqa: PLC0415  (it builds PlannedTask: imported here, not at the top)
+        from .sequential_deal import planned
 
         return planned(rng, *pools["all"], settings)
     out: list[PlannedTask] = []

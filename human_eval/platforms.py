@@ -13,9 +13,9 @@ participants to rater slots, human_eval.crowd_page serves them, human_eval.payme
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Mapping
 
 PLATFORMS = ("prolific", "external")
 OUTCOMES = ("completed", "screened_out")

@@ -20,7 +20,7 @@ import secrets
 import shutil
 import sqlite3
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -363,7 +363,7 @@ def create_study(out: str | Path, s: StudySettings) -> Study:
             "prompts": {"spec": s.prompts, "prompt_set": prompt_set, "rated": rated, "n": len(rated),
                         "control": [pid for pid in order if pid not in rated]},  # the pool: set aside, rated by no one
             "settings": settings, "database": _strip_password(db), "package_version": __version__,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "tasks": {"total": len(tasks), "controls": sum(t.is_control for t in tasks), "raters": len(tokens["raters"]),
                       "evaluations": assignment(protocol, items, s.plan)},  # category (or "all") -> its raters
             "images": images,

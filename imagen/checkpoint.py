@@ -71,7 +71,7 @@ def read_weights(path: Path) -> dict:
     """A safetensors file's tensors; a damaged file is a CheckpointError naming it."""
     try:
         return load_file(str(path))
-    except Exception as e:  # noqa: BLE001 - safetensors raises its own SafetensorError (not an OSError)
+    except Exception as e:
         raise CheckpointError(f"{path} is not a readable safetensors file ({e})") from None
 
 
@@ -124,7 +124,7 @@ def load_stage(directory: Path, expect: StageConfig | None = None) -> tuple[Stag
         check_matches(meta, expect, te, directory)
     try:
         unet = EfficientUNet(stage.unet)
-    except Exception as e:  # noqa: BLE001 - values of the wrong type / range in config.json
+    except Exception as e:
         raise CheckpointError(f"{directory}/config.json has an invalid U-Net config ({type(e).__name__}: {e})") from None
     weights = directory / "model.safetensors"
     if not weights.is_file():

@@ -6,8 +6,9 @@ imagen imports no prompt world, so the `train` command gets it from the shell (i
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Callable, Mapping, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch

@@ -78,7 +78,7 @@ def _cpu_flags() -> set[str]:
     return set()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cpu_native_bf16() -> tuple[bool, str]:
     """(has native bf16 arithmetic, why) for this CPU. Detected, never timed: the answer is the
     same on every run of one machine, so auto-precision cells keep their identity across runs."""

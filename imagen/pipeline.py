@@ -18,8 +18,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 
@@ -147,7 +148,7 @@ class Runtime:
     def placement(self) -> Placement:
         return resolve(self.device, self.precision, self.memory_format)
 
-    def resolved(self) -> "Runtime":
+    def resolved(self) -> Runtime:
         """This runtime with "auto" replaced by what runs on this machine (idempotent)."""
         p = self.placement()
         return dataclasses.replace(self, device=p.device, precision=p.precision, memory_format=p.memory_format)

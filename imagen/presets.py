@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 from .config import CascadeConfig, DiffusionConfig, StageConfig, TextEncoderConfig, UNetConfig
 

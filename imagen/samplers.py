@@ -12,7 +12,7 @@ The last step returns x0_hat itself (the posterior variance there is ~0).
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

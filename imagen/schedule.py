@@ -6,7 +6,7 @@ the variance-preserving choice alpha_t^2 = sigmoid(lambda), sigma_t^2 = sigmoid(
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

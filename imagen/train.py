@@ -13,8 +13,8 @@ import dataclasses
 import math
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -22,7 +22,15 @@ from common.errors import check_choice
 from common.files import atomic_path
 from common.training_log import LOG_HEADER, split_log_rows, training_history
 
-from .checkpoint import CheckpointError, check_matches, config_diff, load_stage, read_stage_meta, save_stage, torch_load_state
+from .checkpoint import (
+    CheckpointError,
+    check_matches,
+    config_diff,
+    load_stage,
+    read_stage_meta,
+    save_stage,
+    torch_load_state,
+)
 from .conditioning import augment_lowres, downsample, upsample
 from .config import COMPILE_MODES, StageConfig, TextEncoderConfig, TrainConfig, to_dict
 from .data import CaptionedImages, image_to_tensor

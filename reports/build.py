@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import platform
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -56,7 +56,9 @@ class ReportInputs:
     images: dict[str, list[ImageRecord]] = field(default_factory=dict)  # model -> images, for an example gallery
 
 
-def run_sections(run: RunMetrics, stage: Path, ci: CIConfig = CIConfig(), resamples: int = PAIRED_RESAMPLES,
+DEFAULT_CI = CIConfig()  # the report's intervals unless told otherwise (a frozen default, shared)
+
+def run_sections(run: RunMetrics, stage: Path, ci: CIConfig = DEFAULT_CI, resamples: int = PAIRED_RESAMPLES,
                  labels: dict[str, str] | None = None, skipped: Paragraph | None = None) -> tuple[list[Section], list[Section]]:
     """(the run's sections, its collapsed details: how each metric was computed). `labels`: entry
     ("run/cell name") -> the overview's short label, shown in front of the cell ids, rows in label order;
@@ -120,7 +122,7 @@ def methods_section(options: ReportOptions) -> Section:
 def provenance(inputs: ReportInputs, options: ReportOptions) -> dict:
     return {
         "format": "imagen-bench-report/1", "package_version": __version__,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.node()} {platform.machine()} {platform.system()} python {platform.python_version()}",
         "runs": [str(r) for r in inputs.runs], "ratings": [src for src, _ in inputs.answers],
         "run_specs": {str(r): spec_sha256(r) for r in inputs.runs},  # each run's spec, as its run.json records it

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from datetime import UTC
 from pathlib import Path
 
 from common.options import int_in, seed_int
@@ -126,7 +127,7 @@ def run_leaderboard(args) -> int:
 def write_leaderboard(out: Path, board, pairs, specs: dict[str, str | None], options) -> None:
     """leaderboard.csv/.parquet, pairs.csv/.parquet and leaderboard.json (what made them), published
     as one folder (common.files.staged_folder): a full disk or a kill leaves no half folder."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from common.files import staged_folder, write_json_atomic
     from common.tables import to_csv
@@ -138,7 +139,7 @@ def write_leaderboard(out: Path, board, pairs, specs: dict[str, str | None], opt
             frame.to_parquet(stage / f"{name}.parquet", index=False)
         write_json_atomic(stage / "leaderboard.json", {
             "format": "imagen-bench-leaderboard/1", "package_version": __version__,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "runs": specs,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"), "runs": specs,
             "options": {"metrics": list(options.metrics) if options.metrics else None, "resamples": options.resamples,
                         "seed": options.seed, "level": options.level},
             "method": options.method()})

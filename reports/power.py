@@ -95,7 +95,7 @@ def power_curve(query: PowerQuery) -> pd.DataFrame:
     for value in sorted(set(query.grid)):
         design = query.design(value)
         detected = 0
-        for study in range(query.studies):
+        for _study in range(query.studies):
             sim = simulate(model, design, rng)
             boot = CrossedBootstrap(design.n_prompts, design.n_raters, query.resamples, seed=int(rng.integers(2**31)))
             iv = boot.interval(sim.prompt, sim.rater, sim.score, query.method, query.level)

@@ -4,9 +4,9 @@ An existing folder is never touched without --force, and --force replaces only a
 package wrote (it holds report.json)."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from common.errors import UserError
 from common.files import staged_folder

@@ -37,7 +37,9 @@ class Overview:
     skipped: dict[str, Paragraph] = field(default_factory=dict)  # run name -> why its Pareto figure was skipped
 
 
-def overview(runs: list[RunMetrics], stage: Path, options: LeaderboardOptions = LeaderboardOptions()) -> Overview:
+DEFAULT_OPTIONS = LeaderboardOptions()  # a frozen default, shared
+
+def overview(runs: list[RunMetrics], stage: Path, options: LeaderboardOptions = DEFAULT_OPTIONS) -> Overview:
     """The opening of a report of run folders; `options` (resamples, seed, level) are the report's."""
     folders = [r.run for r in runs]
     figures, skipped = [], {}
@@ -98,7 +100,7 @@ def overview(runs: list[RunMetrics], stage: Path, options: LeaderboardOptions = 
                             "Per-image metrics per prompt category (DrawBench categories, PartiPrompts categories, GenEval tags, ...): "
                             "mean [interval over the category's prompts, as above, inside the metric's range]. Few prompts per "
                             "category give wide intervals."))
-    for metric, why in board.attrs.get("left_out", {}).items():
+    for why in board.attrs.get("left_out", {}).values():
         blocks.append(Paragraph(f"Left out of the leaderboard: {why}.", kind="note"))
     details = [Section("Labels and cell ids", [Table("leaderboard_legend", legend[["label", "entry", "model", "cell_id", "run"]],
                                                      "What each label stands for.")], details=True)]

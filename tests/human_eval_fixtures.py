@@ -10,7 +10,7 @@ import pytest
 
 from human_eval.plan import PlanSettings
 from human_eval.study import StudySettings, create_study
-from selfcheck.trials.study_sources import synthetic_sources  # noqa: F401  (shared with the trials)
+from selfcheck.trials.study_sources import synthetic_sources
 
 REPO = Path(__file__).resolve().parents[1]
 SD = REPO.parent / "shared" / "data" / "drawbench-sd"

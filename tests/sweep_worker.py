@@ -5,9 +5,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from sweep_fixtures import build_test_metric  # noqa: E402
+from sweep_fixtures import build_test_metric
 
-from bench.sweep.runner import run_sweep  # noqa: E402
+from bench.sweep.runner import run_sweep
 
 if __name__ == "__main__":
     spec, out, cache = sys.argv[1:4]

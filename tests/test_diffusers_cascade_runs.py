@@ -15,11 +15,11 @@ import pandas as pd
 import pytest
 
 pytest.importorskip("diffusers", reason='diffusers is not installed (optional extra: pip install -e ".[diffusers]")')
-from clip_fixtures import make_tiny_clip  # noqa: E402
-from sweep_fixtures import sigkill_after_records  # noqa: E402
-from test_models_diffusers_cascade import SPEC, make_tiny_if  # noqa: E402
+from clip_fixtures import make_tiny_clip
+from sweep_fixtures import sigkill_after_records
+from test_models_diffusers_cascade import SPEC, make_tiny_if
 
-from bench.sweep.runner import run_sweep  # noqa: E402
+from bench.sweep.runner import run_sweep
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 # one thread, as in this process (one_torch_thread): the same kernels, so the same bits

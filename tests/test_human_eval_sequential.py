@@ -22,7 +22,7 @@ def test_betting_interval_is_the_set_the_two_bettors_cannot_win_on():
     alpha, c = 0.05, 0.75
     low, high = betting(x[None, :], alpha)
     mu, s2, lam = [0.5], [0.25], []
-    for t, xi in enumerate(x, start=1):
+    for t, _xi in enumerate(x, start=1):
         lam.append(math.sqrt(2 * math.log(2 / alpha) / (s2[-1] * t * math.log(1 + t))))
         mu.append((0.5 + x[:t].sum()) / (t + 1))
         s2.append((0.25 + sum((x[i] - mu[i + 1]) ** 2 for i in range(t))) / (t + 1))

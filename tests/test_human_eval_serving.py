@@ -34,7 +34,7 @@ def test_every_image_one_encoder_and_every_serve_one_length(tmp_path):
         degraded += info["degraded"]
     assert degraded and len(tables) == 1  # originals and degraded copies share one quantization table
     urls = []
-    for iid, info in meta["images"].items():
+    for _iid, info in meta["images"].items():
         raw = (study.root / "images" / info["file"]).read_bytes()
         for _ in range(2):
             urls.append(served_url(raw, study.served_bytes))

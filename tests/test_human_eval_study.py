@@ -45,7 +45,7 @@ def test_study_dir_records_what_made_it(study):
     assert meta["models"]["a"]["model"] == "sd-v1-4" and meta["models"]["b"]["model"] == "sd-v1-5"
     assert meta["prompts"]["n"] == 20 and len(meta["prompts"]["control"]) == 5  # DrawBench Colors: 25 prompts, 20 % set aside for controls
     assert not set(meta["prompts"]["rated"]) & set(meta["prompts"]["control"])
-    for iid, info in meta["images"].items():
+    for _iid, info in meta["images"].items():
         path = study.root / "images" / info["file"]
         assert hashlib.sha256(path.read_bytes()).hexdigest() == info["sha256"]
     assert (study.root / "secrets.json").stat().st_mode & 0o777 == 0o600

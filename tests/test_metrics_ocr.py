@@ -17,7 +17,7 @@ from drawbench import load_drawbench
 
 
 def naive_levenshtein(a: str, b: str) -> int:
-    @functools.lru_cache(maxsize=None)
+    @functools.cache
     def d(i: int, j: int) -> int:
         if i == 0 or j == 0:
             return i + j

@@ -1,6 +1,8 @@
 """Sweep spec parsing, bad-input errors, and cell expansion (no model is run)."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from bench.sweep.cells import expand_cells, grid_points, image_seed, requests_for
@@ -52,7 +54,7 @@ def test_spec_parses_into_frozen_dataclasses():
     assert [p.label for p in spec.prompt_sets] == ["drawbench", "coco-np"]
     assert spec.prompt_sets[1].options == {"n": 10, "no_people": True}
     assert spec.metrics[0].categories == ("Text",) and spec.metrics[0].label == "ocr"
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         spec.name = "x"  # frozen
     assert len(spec.sha256) == 64
 

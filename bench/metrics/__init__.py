@@ -8,8 +8,9 @@ score and shapes-verifier accuracy, behind one interface (base.Metric) and one r
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .base import Metric, MetricResult, ScoredImage, parse_option_groups
 

@@ -4,8 +4,9 @@ state that syncs across torch.distributed ranks."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Generic, Mapping, Protocol, Sequence, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -76,7 +77,7 @@ class MetricMeta:
 PROPORTION = MetricMeta("higher", 0.0, 1.0, "wilson-eff", "mean over images of a value in [0, 1]")
 
 
-def described(metric: "Metric", results: Sequence[MetricResult]) -> list[MetricResult]:
+def described(metric: Metric, results: Sequence[MetricResult]) -> list[MetricResult]:
     """`results` with details["meta"] from the metric's declaration (`metric.meta`, keyed by result
     name before any "/category"); a result the metric did not declare is an error."""
     out = []

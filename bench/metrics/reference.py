@@ -16,9 +16,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -63,7 +63,7 @@ def check_reference(spec: str) -> None:
     if kind == "stats" and not root.is_file():
         raise FileNotFoundError(f"statistics file {root} does not exist (make one with imagen-bench fid-stats)")
     if kind == "shapes":
-        from drawbench.shapes.scene import SPLITS  # noqa: PLC0415  (the shapes world is optional here)
+        from drawbench.shapes.scene import SPLITS
 
         if arg not in SPLITS:
             raise ValueError(f"shapes split {arg!r} is unknown; choose from {', '.join(SPLITS)}")
@@ -99,7 +99,7 @@ def _source(kind: str, arg: str, n: int | None, shapes_size: int) -> tuple[Calla
     content sha256 of every byte is computed when the statistics are made and on `verify`, each
     rank of a torchrun job hashing its share of the files."""
     if kind == "shapes":
-        from drawbench.shapes import reference_images  # noqa: PLC0415  (the shapes world is optional here)
+        from drawbench.shapes import reference_images
 
         images = list(reference_images(arg, shapes_size, n))
         h = hashlib.sha256()
@@ -141,7 +141,7 @@ def _extract_shared(load: Callable[[int], tuple[np.ndarray, str | None]], count:
                 loaded = [load(i) for i in batches[first + world.rank]]
                 pixels = [to_eval_resolution(im, crop, size) for im, _ in loaded]
                 part = (extractor(pixels).numpy(), [mode for _, mode in loaded if mode is not None])  # RGBA / L / P -> RGB, recorded
-            except Exception as e:  # noqa: BLE001 - re-raised below; the other ranks stop on its message instead of waiting
+            except Exception as e:
                 failure, part = e, f"{type(e).__name__}: {e}"
         parts = world.gather(part)
         if failure is not None:

@@ -6,9 +6,10 @@ group ("held-out": the caption names a colour x shape pair never seen in trainin
 Prompts outside the shapes caption grammar get no value and are counted in details."""
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from common.version import __version__
 
@@ -34,8 +35,8 @@ class ShapesVerifier:
 
     def __init__(self, options: Mapping[str, Any] | None = None, *, cache_dir: Path | None = None):
         self.options = parse_options(ShapesOptions, options, self.name)
-        from drawbench.shapes import verify  # noqa: PLC0415  (the shapes world is imported only for this metric)
-        from drawbench.shapes.grammar import pair_group, parse_caption  # noqa: PLC0415
+        from drawbench.shapes import verify
+        from drawbench.shapes.grammar import pair_group, parse_caption
 
         self._verify, self._parse, self._pair_group = verify, parse_caption, pair_group
         self.prompts: KeyedStates[SumCount] = KeyedStates(SumCount)  # (cell, category or pair group) -> correct prompts / prompts

@@ -19,9 +19,10 @@ is never replaced by another metric. Per-image scores feed the leaderboard's int
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch

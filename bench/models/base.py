@@ -6,8 +6,9 @@ over those, so a folder of precomputed images is one cell per prompt set, not on
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 import pandas as pd

@@ -14,9 +14,9 @@ batch. Pipelines load on the first image, so a finished sweep's rerun loads none
 """
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 import pandas as pd

@@ -23,7 +23,7 @@ Configs (diffusers format), where each value was read:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 TEXT_TOKENS = 77  # IF's encode_prompt and the upscaler's CLIP tokenizer both pad / cut to 77
 
@@ -77,7 +77,7 @@ def _count(fn) -> float:
     return float(counter.get_total_flops())
 
 
-@lru_cache(maxsize=None)
+@cache
 def network_flops(name: str) -> NetworkFlops:
     """Build `name` on the meta device and count one call at batch 1 (64 x 64 stage I; 256 x 256
     output of stage II; the upscaler's 256 x 256 latent = 1024 x 1024 output)."""

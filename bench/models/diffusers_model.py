@@ -8,9 +8,9 @@ runs one directory (e.g. IF stage I at 64x64); kind "diffusers_cascade" runs the
 """
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 import pandas as pd

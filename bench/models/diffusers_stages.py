@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 # pipeline class -> (role, the stage keys it accepts). The x4 upscaler denoises latents: pixel-space
 # thresholding does not apply to it, so it is not offered there.

@@ -4,9 +4,9 @@ prompt_set.json: `imagen-bench folder-manifest`). Sampling settings do not apply
 run byte for byte, so their sha256 in the manifest is the sha256 of the source files."""
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import pandas as pd
 

@@ -6,9 +6,9 @@ it, and prompt encodings come from an on-disk cache, so a G-point sweep costs ab
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import pandas as pd
 

@@ -15,7 +15,7 @@ class World:
     size: int = 1
 
     @staticmethod
-    def from_env() -> "World":
+    def from_env() -> World:
         """Joins torchrun's process group when WORLD_SIZE > 1."""
         if world_size_from_env() == 1:
             return World()

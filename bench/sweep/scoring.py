@@ -7,8 +7,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -63,7 +63,7 @@ def _build_rank0_first(build: Callable, m: MetricSpec, cache_dir: Path | None, w
     if world.rank == 0:
         try:
             metric = build(m.name, m.options, cache_dir=cache_dir)
-        except Exception as e:  # noqa: BLE001 - re-raised below; the other ranks get its message
+        except Exception as e:
             failure, message = e, f"{type(e).__name__}: {e}"
     message = world.broadcast(message)
     if failure is not None:
@@ -88,7 +88,7 @@ def score(store: RunStore, manifest: pd.DataFrame, cells: list[str], metrics: tu
                 pending.append((m, cell, rows, key))
     bar = tqdm(total=sum(-(-len(r) // world.size) for _, _, r, _ in pending), desc="scoring", unit="img",
                disable=not progress or world.rank != 0 or not pending)
-    from bench.metrics.base import described  # noqa: PLC0415  (torch: only when something is scored)
+    from bench.metrics.base import described
 
     built: dict[str, object] = {}
     for m, cell, rows, key in pending:
@@ -134,7 +134,7 @@ def score(store: RunStore, manifest: pd.DataFrame, cells: list[str], metrics: tu
 def _declared_meta(name: str) -> dict:
     """The metric's MetricMeta declarations as the installed code states them ({} for a metric the
     registry does not know, e.g. one a test builds through its own factory)."""
-    from bench.metrics import REGISTRY, metric_class  # noqa: PLC0415
+    from bench.metrics import REGISTRY, metric_class
 
     return getattr(metric_class(name), "meta", {}) if name in REGISTRY else {}
 

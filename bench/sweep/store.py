@@ -15,7 +15,7 @@ import json
 import os
 import platform
 import socket
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -64,7 +64,7 @@ class RunStore:
         from imagen.device import cpu_capability, cpu_native_bf16
 
         write_json_atomic(run_json, {
-            "package_version": __version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "package_version": __version__, "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "spec_sha256": spec_sha256, "machine": {"hostname": socket.gethostname(), "platform": platform.platform(),
                                                     "processor": platform.machine(), "cpus": os.cpu_count(),
                                                     "cpu_capability": cpu_capability(), "cpu_native_bf16": cpu_native_bf16()[1],
@@ -84,7 +84,7 @@ class RunStore:
         write_bytes_atomic(history / f"spec-{hashlib.sha256(old).hexdigest()[:12]}.toml", old)
         record = _run_record(self.root / "run.json")
         record.setdefault("spec_history", []).append({"spec_sha256": record.get("spec_sha256"),
-                                                      "replaced": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+                                                      "replaced": datetime.now(UTC).isoformat(timespec="seconds")})
         write_json_atomic(self.root / "run.json", {**record, "spec_sha256": new_sha256})
         write_bytes_atomic(self.root / "spec.toml", new)
 
@@ -245,5 +245,7 @@ def _spec_diff(old: bytes, new: bytes) -> list[str]:
         a, b = tomllib.loads(old.decode()), tomllib.loads(new.decode())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError):
         return ["the recorded spec.toml is not valid TOML"]
-    flat = lambda d: {k: (dict(enumerate(v)) if isinstance(v, list) and v and isinstance(v[0], dict) else v) for k, v in d.items()}  # noqa: E731
+    def flat(d):  # lists of tables compared entry by entry
+        return {k: (dict(enumerate(v)) if isinstance(v, list) and v and isinstance(v[0], dict) else v) for k, v in d.items()}
+
     return [d.replace("checkpoint has", "run has").replace("asked for", "new spec has") for d in config_diff(flat(a), flat(b))]

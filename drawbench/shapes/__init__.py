@@ -21,7 +21,7 @@ __all__ = [
 def __getattr__(name: str):
     # export_coco imports imagen (torch) for provenance; load it only when asked for
     if name == "export_coco":
-        from .coco import export_coco  # noqa: PLC0415
+        from .coco import export_coco
 
         return export_coco
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -28,7 +28,7 @@ def add_parser(sub, name: str, help_text: str) -> None:
 
 
 def run_export(args) -> int:
-    from .coco import export_coco  # noqa: PLC0415
+    from .coco import export_coco
 
     out = export_coco(args.split, args.n, args.out, args.size)
     print(f"wrote {args.n} {args.size}x{args.size} images of split {args.split!r} + captions.json to {out}")
@@ -36,11 +36,11 @@ def run_export(args) -> int:
 
 
 def run_verifier_accuracy(args) -> int:
-    from common.files import write_json_atomic  # noqa: PLC0415
-    from common.version import __version__  # noqa: PLC0415
+    from common.files import write_json_atomic
+    from common.version import __version__
 
-    from .detect import MIN_SIDE  # noqa: PLC0415
-    from .measure import BLUR_RADIUS_AT_64, NOISE_SIGMA, measure_size  # noqa: PLC0415
+    from .detect import MIN_SIDE
+    from .measure import BLUR_RADIUS_AT_64, NOISE_SIGMA, measure_size
 
     if args.n < 1:
         raise ValueError(f"--n must be >= 1, got {args.n}")

@@ -14,7 +14,21 @@ from __future__ import annotations
 import numpy as np
 
 from .grammar import Caption, Phrase
-from .scene import BACKGROUNDS, CATEGORIES, COLORS, EDGE, GAP, HELD_OUT, RELATIONS, SHAPES, SIZES, SPLITS, Obj, Scene, check_name
+from .scene import (
+    BACKGROUNDS,
+    CATEGORIES,
+    COLORS,
+    EDGE,
+    GAP,
+    HELD_OUT,
+    RELATIONS,
+    SHAPES,
+    SIZES,
+    SPLITS,
+    Obj,
+    Scene,
+    check_name,
+)
 
 ALL_PAIRS = tuple((c, s) for c in COLORS for s in SHAPES)
 # A relation is drawn with the main-axis centre distance >= 2x the cross-axis distance (and a clear

@@ -43,12 +43,12 @@ def add_parser(sub, name: str, help_text: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import pandas as pd  # noqa: PLC0415
+    import pandas as pd
 
-    from ..results import fresh_folder, publish, stamp  # noqa: PLC0415
-    from .simulate import QUICK, Sizes  # noqa: PLC0415
+    from ..results import fresh_folder, publish, stamp
+    from .simulate import QUICK, Sizes
     from .simulate import run as simulate
-    from .table import markdown  # noqa: PLC0415
+    from .table import markdown
 
     fresh_folder(args.out)
     sizes = QUICK if args.quick else Sizes()

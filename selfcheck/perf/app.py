@@ -93,7 +93,7 @@ def submit_load(db: Path | str, raters: int = 50, answers: int = 100, join_timeo
                     submit(rater, task, "right" if choice(task) == "left" else "left")
                 if pause_s:
                     time.sleep(pause_s)
-        except Exception as e:  # noqa: BLE001 - reported with the result
+        except Exception as e:
             errors.append(repr(e))
 
     def second_tab(rater: str) -> None:
@@ -101,7 +101,7 @@ def submit_load(db: Path | str, raters: int = 50, answers: int = 100, join_timeo
             start.wait()
             for task in by_rater[rater][::4]:
                 submit(rater, task, choice(task))
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             errors.append(repr(e))
 
     threads = [threading.Thread(target=f, args=(r,)) for r in by_rater for f in (rater_tab, second_tab)]

@@ -8,7 +8,7 @@ import json
 import sys
 import time
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 SECTIONS = ("peak", "sampling", "paper", "memory", "scoring", "setmetrics", "sweeps", "app")
@@ -141,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
         t = time.perf_counter()
         results[name] = _measure(name, settings[name], results)
         results[name].measurements["section_seconds"] = time.perf_counter() - t
-    doc = {"format": FORMAT, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    doc = {"format": FORMAT, "created": datetime.now(UTC).isoformat(timespec="seconds"),
            "command": command_line(args), "quick": args.quick, "machine": machine_info(),
            "seconds": time.perf_counter() - t0, "sections": {k: v.as_dict() for k, v in results.items()}}
     rows = [{"section": k, **r.as_dict()} for k, v in results.items() for r in v.rows]

@@ -125,7 +125,7 @@ def measure_stage(s: PaperSettings, name: str, batch: int, peak: dict[str, float
     for mode in s.compile:
         denoise = make_denoiser(compile_unet(unet, mode), stage, text, mask, sampling, rt, lowres, aug)
 
-        def call() -> None:
+        def call(denoise=denoise) -> None:
             denoise(z, logsnr)
             _sync(rt.device)
 

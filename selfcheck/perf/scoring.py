@@ -95,7 +95,7 @@ def measure(s: ScoringSettings) -> Section:
     timings = time_interleaved(paths, s.repeats, s.warmup, items=len(images))
     sec = Section("scoring", settings={**s.__dict__, "threads": torch.get_num_threads()})
     sec.measurements = {k: t.as_dict("images") for k, t in timings.items()}
-    sec.measurements["ours"]["config"] = "FeatureConfig() default: float32, channels_last, pil_bicubic resize, batch %d" % s.batch
+    sec.measurements["ours"]["config"] = f"FeatureConfig() default: float32, channels_last, pil_bicubic resize, batch {s.batch}"
     sec.measurements["ours_bf16"]["config"] = "FeatureConfig(dtype='bfloat16'): bf16 autocast, channels_last, pil_bicubic"
     sec.measurements["ours_nchw"]["config"] = "FeatureConfig(channels_last=False): float32 NCHW, pil_bicubic (diagnostic)"
     sec.measurements["torchmetrics"]["config"] = ("FrechetInceptionDistance(feature=<uint8 -> float32 -> bilinear 299 antialias -> "

@@ -33,13 +33,13 @@ def add_parser(sub, name: str, help_text: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import pandas as pd  # noqa: PLC0415
+    import pandas as pd
 
-    from ..results import fresh_folder, publish, stamp  # noqa: PLC0415
-    from .ranking import run as rank  # noqa: PLC0415
-    from .simulate import QUICK, Sizes  # noqa: PLC0415
+    from ..results import fresh_folder, publish, stamp
+    from .ranking import run as rank
+    from .simulate import QUICK, Sizes
     from .simulate import run as simulate
-    from .table import goal_failures, markdown  # noqa: PLC0415
+    from .table import goal_failures, markdown
 
     fresh_folder(args.out)
     given = {"replicates": args.replicates, "ranking_replicates": args.ranking_replicates}

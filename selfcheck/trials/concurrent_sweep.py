@@ -61,7 +61,7 @@ def _sweep(spec: Path, out: Path, cache: Path, log: Path, wait: bool):
 def _finish(proc, timeout: float) -> int:
     try:
         return proc.wait(timeout=timeout)
-    except Exception:  # noqa: BLE001 - a hung sweep is a failed round, not a crashed trial
+    except Exception:
         proc.kill()
         return -9
 

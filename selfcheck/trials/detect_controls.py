@@ -208,7 +208,7 @@ async def _state(page, moved_from: int | None, sizes: dict[int, int]) -> tuple[s
         try:
             text = await page.inner_text("body", timeout=2000)
             idle = await page.evaluate(IDLE_JS)
-        except Exception:  # noqa: BLE001 - the page is re-rendering: look again
+        except Exception:
             idle = False
         if idle and ALL_DONE.search(text):
             return "done", None

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .fuzz_mutations import ANY, BYTES, ERROR, Mutated, Mutation, structure
 

@@ -6,8 +6,8 @@ import json
 import random
 import struct
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from .fuzz_mutations import ANY, ERROR, Mutated, Mutation
 

@@ -18,9 +18,10 @@ import io
 import json
 import random
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .fuzz_toml import dumps_toml
 

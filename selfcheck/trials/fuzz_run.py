@@ -52,7 +52,7 @@ def run_inprocess(argv: list[str], timeout: float) -> Outcome:
                 code = e.code if isinstance(e.code, int) else 1
             except _Timeout:
                 code = "timeout"
-            except BaseException:  # noqa: BLE001 - exactly what the trial looks for
+            except BaseException:
                 traceback.print_exc(file=err)
                 code = 1
     finally:

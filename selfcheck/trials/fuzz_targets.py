@@ -11,9 +11,9 @@ answers, a finished run folder) and copied to WORK/live before every case, so ev
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from .fuzz_mutations import BYTES, CSV, SPEC_HOSTILE, Mutation, structure
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable
 
 PROGRESS = re.compile(r"Batch (\d+) of (\d+): (\d+) of (\d+) done")
 ALL_DONE = re.compile(r"All (\d+) tasks done")
@@ -57,7 +57,7 @@ class Rater:
             try:
                 text = await self.page.inner_text("body", timeout=2000)
                 idle = await self.page.evaluate(IDLE_JS)
-            except Exception:  # noqa: BLE001 - page navigating / server gone: look again
+            except Exception:
                 await asyncio.sleep(0.2)
                 continue
             if idle and ALL_DONE.search(text):
@@ -116,7 +116,7 @@ class Rater:
                 if after is not None:  # the page moved on: the server stored it and re-rendered
                     self.log.acked[task] = VALUES[label]
                     self.on_ack()
-            except Exception as e:  # noqa: BLE001 - a kill, a timeout: wait for the server, reload, go on
+            except Exception as e:
                 if self.generation() == gen:
                     self.log.errors.append(f"{type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}")
                 await self._reload()

@@ -31,9 +31,9 @@ import stat
 import statistics
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 MARKER = ".imagen-bench-trial-security"
 
@@ -245,7 +245,7 @@ def check_csv(s: SecuritySettings, study_root: Path, details: dict) -> list[str]
 
     frame = answers_frame(study_root)
     problems = []
-    for i, start in enumerate(FORMULA_STARTS):
+    for _i, start in enumerate(FORMULA_STARTS):
         evil = frame.assign(category=f"{start}HYPERLINK(\"http://evil.example\",\"x\")")
         back = pd.read_csv(__import__("io").StringIO(to_csv(evil)), dtype=str, keep_default_na=False)
         if not back["category"].str.startswith("'").all():
@@ -331,7 +331,7 @@ def run(args: argparse.Namespace) -> int:
         c0 = time.perf_counter()
         try:
             problems = check(s, root, details)
-        except Exception as e:  # noqa: BLE001 - a crashing check is a failed check, reported
+        except Exception as e:
             problems = [f"check crashed: {type(e).__name__}: {e}"]
         results[name] = {"passed": not problems, "problems": problems, "details": details,
                          "seconds": round(time.perf_counter() - c0, 2)}

@@ -12,8 +12,8 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
-from typing import Callable
 
 import torch
 
@@ -40,7 +40,7 @@ class StageBench:
     checkpoint: str = ""  # ours only: the cascade whose base stage is timed
 
     @classmethod
-    def from_json(cls, text: str) -> "StageBench":
+    def from_json(cls, text: str) -> StageBench:
         raw = json.loads(text)
         unknown = set(raw) - {f.name for f in fields(cls)}
         if unknown:

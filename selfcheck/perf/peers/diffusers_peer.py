@@ -15,7 +15,17 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import StageBench, autocast, closest_width, count_flops, emit, param_count, parse_settings, random_context, time_variants  # noqa: E402
+from _common import (
+    StageBench,
+    autocast,
+    closest_width,
+    count_flops,
+    emit,
+    param_count,
+    parse_settings,
+    random_context,
+    time_variants,
+)
 
 
 def main() -> int:

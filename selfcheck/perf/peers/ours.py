@@ -11,10 +11,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import StageBench, count_flops, emit, param_count, parse_settings, random_context, time_variants  # noqa: E402
+from _common import StageBench, count_flops, emit, param_count, parse_settings, random_context, time_variants
 
-from imagen.checkpoint import load_cascade_checkpoint  # noqa: E402
-from imagen.pipeline import Runtime, StageSampling, make_denoiser, sample_stage  # noqa: E402
+from imagen.checkpoint import load_cascade_checkpoint
+from imagen.pipeline import Runtime, StageSampling, make_denoiser, sample_stage
 
 # aten ops that carry the counted FLOPs (convolutions, matmuls); everything else is "other"
 COMPUTE_OPS = ("conv", "mm", "matmul", "linear", "baddbmm", "mkldnn")

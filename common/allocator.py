@@ -17,6 +17,7 @@ processes (ours and the peers') get the same setting through GLIBC_TUNABLES, so 
 for like. IMAGEN_BENCH_MALLOC=system, a GLIBC_TUNABLES that sets malloc tunables already, or a C
 library other than glibc (macOS, musl) keeps the system's behaviour; `setting()` says which held.
 """
+
 from __future__ import annotations
 
 import ctypes

@@ -7,6 +7,7 @@ A captions file is input from outside (downloaded, shared, edited): every entry 
 file_name must stay inside the image folder once resolved (no absolute names, no `..`, no symlink
 leading out), so a study never copies and serves an arbitrary readable file as a "photograph".
 Every refusal is one line naming the file and the offending entry."""
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,10 @@ def read_coco_json(path: str | Path) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{path} is not a COCO captions JSON: not valid JSON ({e})") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path} is not a COCO captions JSON: the top level must be an object with images and annotations, "
-                         f"got {type(data).__name__}")
+        raise ValueError(
+            f"{path} is not a COCO captions JSON: the top level must be an object with images and annotations, "
+            f"got {type(data).__name__}"
+        )
     return data
 
 
@@ -37,8 +40,10 @@ def _is_int(value: Any) -> bool:
 def _entries(path: Path, data: dict[str, Any], key: str, shape: str) -> list[Any]:
     entries = data.get(key)
     if not isinstance(entries, list):
-        raise ValueError(f"{path} is not a COCO captions JSON: {key!r} must be a list of entries, each {shape}; "
-                         f"got {type(entries).__name__ if key in data else 'nothing'}")
+        raise ValueError(
+            f"{path} is not a COCO captions JSON: {key!r} must be a list of entries, each {shape}; "
+            f"got {type(entries).__name__ if key in data else 'nothing'}"
+        )
     return entries
 
 
@@ -52,8 +57,12 @@ def coco_image_files(path: str | Path, data: dict[str, Any], folder: str | Path)
     path, root = Path(path), Path(folder).resolve()
     out: dict[int, Path] = {}
     for i, entry in enumerate(_entries(path, data, "images", IMAGE_KEYS)):
-        if not (isinstance(entry, dict) and _is_int(entry.get("id")) and isinstance(entry.get("file_name"), str)
-                and entry["file_name"].strip()):
+        if not (
+            isinstance(entry, dict)
+            and _is_int(entry.get("id"))
+            and isinstance(entry.get("file_name"), str)
+            and entry["file_name"].strip()
+        ):
             raise _bad(path, "images", i, entry, IMAGE_KEYS)
         out[entry["id"]] = confined(path, i, entry["file_name"], root)
     return out
@@ -66,8 +75,10 @@ def confined(path: Path, i: int, name: str, root: Path) -> Path:
     named_outside = Path(name).is_absolute() or ".." in Path(name).parts
     target = root if named_outside else (root / name).resolve()
     if named_outside or not target.is_relative_to(root) or target == root:
-        raise ValueError(f"{path}: images[{i}] file_name {name!r} leads outside the image folder {root}; "
-                         "file names must be relative to it, without '..' or symlinks that leave it")
+        raise ValueError(
+            f"{path}: images[{i}] file_name {name!r} leads outside the image folder {root}; "
+            "file names must be relative to it, without '..' or symlinks that leave it"
+        )
     return target
 
 
@@ -76,8 +87,12 @@ def coco_captions(path: str | Path, data: dict[str, Any]) -> list[tuple[int, int
     path = Path(path)
     out = []
     for i, entry in enumerate(_entries(path, data, "annotations", CAPTION_KEYS)):
-        if not (isinstance(entry, dict) and _is_int(entry.get("id")) and _is_int(entry.get("image_id"))
-                and isinstance(entry.get("caption"), str)):
+        if not (
+            isinstance(entry, dict)
+            and _is_int(entry.get("id"))
+            and _is_int(entry.get("image_id"))
+            and isinstance(entry.get("caption"), str)
+        ):
             raise _bad(path, "annotations", i, entry, CAPTION_KEYS)
         out.append((entry["id"], entry["image_id"], entry["caption"]))
     return out

@@ -1,4 +1,5 @@
 """Errors the user can act on: the router (imagen_bench.cli) prints them as one line, exit 2."""
+
 from __future__ import annotations
 
 

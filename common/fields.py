@@ -8,6 +8,7 @@ metadata. Bounds live beside the field they bound, declared once:
 
 A type or a bound is checked where the config is read (a spec is refused before any image); a
 path rule only where the config is used (a spec may be read on another machine)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -17,7 +18,14 @@ from typing import Any
 
 # annotation word -> the Python types it admits (bool is never an int here; an int is a float)
 SCALARS = {"int": int, "float": (int, float), "bool": bool, "str": str, "dict": dict, "None": type(None)}
-WORDS = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string", "dict": "a table", "None": "none"}
+WORDS = {
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true or false",
+    "str": "a string",
+    "dict": "a table",
+    "None": "none",
+}
 
 
 def bounded(default: Any, lo: float | None, hi: float | None) -> Any:
@@ -46,7 +54,9 @@ def check_value(owner: str, field: dataclasses.Field, value: Any) -> None:
     if not all(n in SCALARS for n in names):
         return
     lo, hi = field.metadata.get("range", (None, None))
-    fits = isinstance(value, tuple(SCALARS[n] for n in names)) and not (isinstance(value, bool) and "bool" not in names)
+    fits = isinstance(value, tuple(SCALARS[n] for n in names)) and not (
+        isinstance(value, bool) and "bool" not in names
+    )
     if fits and isinstance(value, float):
         fits = math.isfinite(value)
     if fits and value is not None and not isinstance(value, bool) and isinstance(value, (int, float)):

@@ -7,6 +7,7 @@ Atomic writes: the data goes to `.NAME.PID.tmp` beside NAME and is renamed over 
 complete, so a reader never sees half a file and a kill leaves the old file (or none) plus a temp
 file that RunStore.remove_temp_files recognises by its name (the PID says whether its writer lives).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -184,8 +185,10 @@ def staged_folder(target: str | Path, replace: bool = False) -> Iterator[Path]:
         except OSError as e:
             if e.errno not in WRITE_ERRNOS:
                 raise
-            raise NotWritable(f"cannot write {_published_name(e.filename, staging, target)}: {e.strerror or e}; "
-                              f"nothing was written there") from e
+            raise NotWritable(
+                f"cannot write {_published_name(e.filename, staging, target)}: {e.strerror or e}; "
+                f"nothing was written there"
+            ) from e
         _publish(staging, target, replace, tag)
     finally:
         if staging.exists():
@@ -203,7 +206,9 @@ def _published_name(filename, staging: Path, target: Path) -> Path:
 def _publish(staging: Path, target: Path, replace: bool, tag: str) -> None:
     if target.exists() and not (target.is_dir() and not any(target.iterdir())):
         if not replace:
-            raise FileExistsError(f"{target} exists and is not empty (it appeared while this command ran); choose a new --out")
+            raise FileExistsError(
+                f"{target} exists and is not empty (it appeared while this command ran); choose a new --out"
+            )
         old = target.with_name(f".{target.name}{REPLACED}{tag}")
         os.replace(target, old)
         try:

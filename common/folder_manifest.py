@@ -11,6 +11,7 @@ the set. Folders the suite documents but cannot write into (the read-only SD Dra
 ../shared/data) are known by the checksums of their files: common/image_folders/*.json, each a
 manifest plus {"files": {name: sha256}}; a folder matches one when every image in it is listed
 there with that checksum (a copied subset matches too)."""
+
 from __future__ import annotations
 
 import json
@@ -43,10 +44,18 @@ def _parse(path: Path) -> FolderManifest:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{path} is not valid JSON ({e}); rewrite it with imagen-bench folder-manifest") from None
     prompts = data.get("prompts") if isinstance(data, dict) else None
-    if (not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("prompt_set"), str)
-            or not isinstance(prompts, dict) or not prompts or not all(isinstance(v, str) for v in prompts.values())):
-        raise ValueError(f"{path} is not an image-folder manifest ({{'format': {FORMAT!r}, 'prompt_set': NAME, "
-                         "'prompts': {ID: TEXT}}); rewrite it with imagen-bench folder-manifest")
+    if (
+        not isinstance(data, dict)
+        or data.get("format") != FORMAT
+        or not isinstance(data.get("prompt_set"), str)
+        or not isinstance(prompts, dict)
+        or not prompts
+        or not all(isinstance(v, str) for v in prompts.values())
+    ):
+        raise ValueError(
+            f"{path} is not an image-folder manifest ({{'format': {FORMAT!r}, 'prompt_set': NAME, "
+            "'prompts': {ID: TEXT}}); rewrite it with imagen-bench folder-manifest"
+        )
     return FolderManifest(data["prompt_set"], {prompt_key(k): v for k, v in prompts.items()}, str(path))
 
 
@@ -67,9 +76,11 @@ def folder_manifest(folder: Path, files: list[Path]) -> FolderManifest:
         return _parse(folder / MANIFEST)
     known = _known(files) if files else None
     if known is None:
-        raise ValueError(f"{folder} does not say which prompts its images were made for (no {MANIFEST}); matching files by bare "
-                         f"prompt id could pair an image with another set's prompt. Write it with: imagen-bench folder-manifest "
-                         f"{folder} --prompt-set NAME")
+        raise ValueError(
+            f"{folder} does not say which prompts its images were made for (no {MANIFEST}); matching files by bare "
+            f"prompt id could pair an image with another set's prompt. Write it with: imagen-bench folder-manifest "
+            f"{folder} --prompt-set NAME"
+        )
     return known
 
 
@@ -81,6 +92,8 @@ def write_manifest(folder: Path, prompt_set: str, prompts: dict[str, str], *, fo
     """FOLDER/prompt_set.json (atomic); an existing one is replaced only with `force`."""
     path = folder / MANIFEST
     if path.exists() and not force:
-        raise FileExistsError(f"{path} exists (it says the images answer {_parse(path).prompt_set!r}); pass --force to replace it")
+        raise FileExistsError(
+            f"{path} exists (it says the images answer {_parse(path).prompt_set!r}); pass --force to replace it"
+        )
     write_json_atomic(path, manifest_record(prompt_set, prompts))
     return path

@@ -1,6 +1,7 @@
 """The image store: images mapped to prompts, from a sweep's run folder or from a plain folder
 of images named by prompt id (how precomputed / closed models are compared, e.g.
 `../shared/data/drawbench-sd/sd-v1-4/NNN.jpg`). The one reader human_eval and reports use."""
+
 from __future__ import annotations
 
 import re
@@ -88,8 +89,10 @@ def coco_files(root: str | Path) -> tuple[str, dict[str, Path]]:
     for name, ann, images in candidates:
         if ann.is_file():  # shape checked and file names confined to the image folder (common.coco_json)
             return name, {str(i): f for i, f in coco_image_files(ann, read_coco_json(ann), images).items()}
-    raise FileNotFoundError(f"COCO folder {root}: found neither annotations/captions_<split>.json ({', '.join(COCO_SPLITS)}) "
-                            "with its <split>/ image folder, nor captions.json + images/")
+    raise FileNotFoundError(
+        f"COCO folder {root}: found neither annotations/captions_<split>.json ({', '.join(COCO_SPLITS)}) "
+        "with its <split>/ image folder, nor captions.json + images/"
+    )
 
 
 def read_coco(root: str | Path, prompts: pd.DataFrame, prompt_set: str = "coco") -> list[ImageRecord]:
@@ -99,11 +102,17 @@ def read_coco(root: str | Path, prompts: pd.DataFrame, prompt_set: str = "coco")
     name, files = coco_files(root)
     missing = [str(i) for i in prompts["id"] if str(i) not in files or not files[str(i)].is_file()]
     if missing:
-        why = f", {files[missing[0]].name}" if missing[0] in files else ": not among the images its captions JSON lists"
-        raise ValueError(f"COCO folder {root}: {len(missing)} of {len(prompts)} prompts have no image there (e.g. id {missing[0]}{why})")
+        why = (
+            f", {files[missing[0]].name}" if missing[0] in files else ": not among the images its captions JSON lists"
+        )
+        raise ValueError(
+            f"COCO folder {root}: {len(missing)} of {len(prompts)} prompts have no image there (e.g. id {missing[0]}{why})"
+        )
     model = f"coco-{name}" if name != "coco" else "coco"
-    return [ImageRecord(model=model, ref=PromptRef(prompt_set, str(i), str(c), str(p), 0), path=files[str(i)].resolve())
-            for i, c, p in zip(prompts["id"], prompts["category"], prompts["prompt"])]
+    return [
+        ImageRecord(model=model, ref=PromptRef(prompt_set, str(i), str(c), str(p), 0), path=files[str(i)].resolve())
+        for i, c, p in zip(prompts["id"], prompts["category"], prompts["prompt"])
+    ]
 
 
 COCO_NAME = re.compile(r"COCO_(?:train|val|test)20\d\d_(\d{12})")  # official MS-COCO 2014 file names
@@ -121,7 +130,9 @@ def folder_images(folder: Path) -> list[Path]:
     return [f for f in sorted(folder.iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
 
 
-def read_folder(folder: str | Path, prompts: pd.DataFrame, model: str | None = None, prompt_set: str = "drawbench") -> list[ImageRecord]:
+def read_folder(
+    folder: str | Path, prompts: pd.DataFrame, model: str | None = None, prompt_set: str = "drawbench"
+) -> list[ImageRecord]:
     """Images named `<id>.<ext>` or `<id>_<sample>.<ext>` (id may be zero-padded, e.g. 007.jpg, or an
     official COCO name, COCO_val2014_000000203564.jpg = id 203564), for the prompts of `prompts`
     (columns id, prompt, category) among them. The folder's manifest (common.folder_manifest) says
@@ -151,18 +162,29 @@ def read_folder(folder: str | Path, prompts: pd.DataFrame, model: str | None = N
         if manifest.prompts[pid].strip() != str(prompt).strip():
             other.append((pid, manifest.prompts[pid], str(prompt)))
             continue
-        records.append(ImageRecord(model=model or folder.name, ref=PromptRef(prompt_set, pid, str(category), str(prompt), key[1]),
-                                   path=f.resolve()))
+        records.append(
+            ImageRecord(
+                model=model or folder.name,
+                ref=PromptRef(prompt_set, pid, str(category), str(prompt), key[1]),
+                path=f.resolve(),
+            )
+        )
     if unknown:
-        raise ValueError(f"{folder}: {len(unknown)} images match no prompt id its manifest ({manifest.source}) lists "
-                         f"(e.g. {unknown[0]}); name them <prompt id>.<ext>")
+        raise ValueError(
+            f"{folder}: {len(unknown)} images match no prompt id its manifest ({manifest.source}) lists "
+            f"(e.g. {unknown[0]}); name them <prompt id>.<ext>"
+        )
     if other:
         pid, made_for, asked = other[0]
         theirs = f"{prompt_set} ({prompts.attrs['source']})" if "source" in prompts.attrs else prompt_set
-        raise ValueError(f"{folder} answers prompt set {manifest.prompt_set!r}, not {prompt_set!r}: {len(other)} prompt ids name "
-                         f"other prompts, e.g. id {pid}: its image was made for {made_for[:60]!r} (manifest: {manifest.source}), "
-                         f"{theirs} id {pid} is {asked[:60]!r}")
+        raise ValueError(
+            f"{folder} answers prompt set {manifest.prompt_set!r}, not {prompt_set!r}: {len(other)} prompt ids name "
+            f"other prompts, e.g. id {pid}: its image was made for {made_for[:60]!r} (manifest: {manifest.source}), "
+            f"{theirs} id {pid} is {asked[:60]!r}"
+        )
     if not records:
-        raise ValueError(f"{folder} holds no images for the {len(wanted)} prompts asked for (its manifest lists "
-                         f"{len(manifest.prompts)} prompts of {manifest.prompt_set!r})")
+        raise ValueError(
+            f"{folder} holds no images for the {len(wanted)} prompts asked for (its manifest lists "
+            f"{len(manifest.prompts)} prompts of {manifest.prompt_set!r})"
+        )
     return records

@@ -2,6 +2,7 @@
 command line is parsed, as one line naming the option and the allowed range
 (`imagen-bench report: error: argument --resamples: must be an integer in [100, 100000], got '-1'`),
 before anything is read, computed or written."""
+
 from __future__ import annotations
 
 import argparse
@@ -10,11 +11,12 @@ from collections.abc import Callable
 # Seeds: non-negative 32-bit. numpy's legacy RandomState and many tools accept no more, every seed
 # the suite records (run.json, study.json, report.json) stays an ordinary JSON integer, and a
 # negative seed is what a typo ("--seed -1" for "--seed 1") gives, never an intended value.
-SEED_MAX = 2 ** 32 - 1
+SEED_MAX = 2**32 - 1
 
 
 def int_in(low: int, high: int) -> Callable[[str], int]:
     """A type function accepting the integers in [low, high] (written as plain integers: 1000, not 1e3)."""
+
     def parse(text: str) -> int:
         try:
             value = int(text)

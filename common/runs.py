@@ -1,6 +1,7 @@
 """The run folder's axes (docs/ARCHITECTURE.md, contract 1): what a cell of a sweep varies over
 (bench.sweep writes them as cells.parquet columns; the report groups and pairs cells by them), and
 which prompt an image is of (PromptRef: manifest.parquet's prompt columns)."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
@@ -38,7 +39,9 @@ class PromptRef:
     def of(cls, row: Any) -> PromptRef:
         """From a manifest row (a pandas itertuples() row or a mapping), typed as the contract says."""
         get = row.__getitem__ if isinstance(row, dict) else lambda name: getattr(row, name)
-        return cls(str(get("prompt_set")), str(get("prompt_id")), str(get("category")), str(get("prompt")), int(get("sample")))
+        return cls(
+            str(get("prompt_set")), str(get("prompt_id")), str(get("category")), str(get("prompt")), int(get("sample"))
+        )
 
 
 PROMPT_REF_COLUMNS = tuple(f.name for f in fields(PromptRef))

@@ -6,6 +6,7 @@ model name): OWASP's CSV-injection guidance is to prefix such a cell with a sing
 spreadsheet shows as text. Only text columns are touched: numbers (a negative difference) stay
 numbers. Parquet files are written exactly; use them where the exact text matters.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,8 +27,11 @@ def csv_safe(frame: pd.DataFrame) -> pd.DataFrame:
     """A copy with every text cell that a spreadsheet would run as a formula prefixed by "'"."""
     out = frame.copy()
     for col in out.columns:
-        if not (pd.api.types.is_numeric_dtype(out[col]) or pd.api.types.is_bool_dtype(out[col])
-                or pd.api.types.is_datetime64_any_dtype(out[col])):
+        if not (
+            pd.api.types.is_numeric_dtype(out[col])
+            or pd.api.types.is_bool_dtype(out[col])
+            or pd.api.types.is_datetime64_any_dtype(out[col])
+        ):
             out[col] = out[col].map(neutralise)
     out.columns = [neutralise(str(c)) for c in out.columns]
     return out

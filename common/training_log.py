@@ -1,9 +1,10 @@
 """A stage's training log, written by imagen.train and read by the report (no torch here).
 
-    log.csv        step,loss,lr,seconds of this run
-    init_log.csv   only for runs started from other weights: the log of everything that trained
-                   those weights, already in total steps
+log.csv        step,loss,lr,seconds of this run
+init_log.csv   only for runs started from other weights: the log of everything that trained
+               those weights, already in total steps
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,7 +28,7 @@ def training_history(directory: Path, upto: int | None = None) -> list[str]:
     rows = init.read_text().splitlines()[1:] if init.is_file() else []
     step0, sec0 = (int(rows[-1].split(",")[0]), float(rows[-1].split(",")[3])) if rows else (0, 0.0)
     log = directory / "log.csv"
-    for r in (log.read_text().splitlines()[1:] if log.is_file() else []):
+    for r in log.read_text().splitlines()[1:] if log.is_file() else []:
         step, loss, lr, sec = r.split(",")
         if upto is None or int(step) <= upto:
             rows.append(f"{int(step) + step0},{loss},{lr},{float(sec) + sec0:.1f}")

@@ -1,2 +1,3 @@
 """The package version, defined once (pyproject.toml reads it): every result on disk records it."""
+
 __version__ = "0.1.0"

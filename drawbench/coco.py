@@ -8,6 +8,7 @@ The paper does not publish its word list; ours (PEOPLE_WORDS) drops a caption wh
 in COCO captions (skier, batter, ...), or a personal pronoun. It is deliberately broad: a false
 drop costs one caption out of 30K, a missed person spoils a "no people" comparison.
 """
+
 from __future__ import annotations
 
 import re
@@ -68,7 +69,9 @@ def _read_json(path: Path) -> pd.DataFrame:
     return pd.DataFrame({"id": ann["image_id"].astype(str), "prompt": ann["caption"].str.strip()})
 
 
-def load_coco_captions(n: int | None = None, seed: int = 0, no_people: bool = False, path: str | Path | None = None) -> pd.DataFrame:
+def load_coco_captions(
+    n: int | None = None, seed: int = 0, no_people: bool = False, path: str | Path | None = None
+) -> pd.DataFrame:
     """DataFrame(id: str COCO image id, category, prompt). `n` captions sampled without replacement
     with `seed` (all when None), after the optional no-people filter; rows sorted by id so the
     same (n, seed, filter) always gives the same set. category is "coco" or "coco-no-people"."""
@@ -83,7 +86,9 @@ def load_coco_captions(n: int | None = None, seed: int = 0, no_people: bool = Fa
         df = df[~df["prompt"].map(mentions_people)]
     if n is not None:
         if not 0 < n <= len(df):
-            raise ValueError(f"coco: n={n} but {len(df)} captions are available{' after the no-people filter' if no_people else ''}")
+            raise ValueError(
+                f"coco: n={n} but {len(df)} captions are available{' after the no-people filter' if no_people else ''}"
+            )
         df = df.sample(n=n, random_state=seed)
     df = df.assign(category=NO_PEOPLE if no_people else ALL_CAPTIONS)
     df = df.sort_values("id", key=lambda s: s.str.zfill(12)).reset_index(drop=True)

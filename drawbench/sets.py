@@ -8,6 +8,7 @@
 
 Unknown set names and unknown options are errors that list what is allowed.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -34,7 +35,9 @@ def _shapes(n_per_category: int = 50, start: int = 0) -> pd.DataFrame:
     try:
         from .shapes import test_prompts
     except ImportError as e:
-        raise ValueError(f"prompt set 'shapes' needs the shapes world (drawbench.shapes), which failed to import: {e}") from None
+        raise ValueError(
+            f"prompt set 'shapes' needs the shapes world (drawbench.shapes), which failed to import: {e}"
+        ) from None
     return test_prompts(n_per_category=n_per_category, start=start)
 
 
@@ -50,8 +53,13 @@ def _geneval(tags: list[str] | None = None) -> pd.DataFrame:
     return load_geneval(tags=tags)
 
 
-PROMPT_SETS: dict[str, Callable[..., pd.DataFrame]] = {"drawbench": _drawbench, "coco": _coco, "shapes": _shapes,
-                                                       "parti": _parti, "geneval": _geneval}
+PROMPT_SETS: dict[str, Callable[..., pd.DataFrame]] = {
+    "drawbench": _drawbench,
+    "coco": _coco,
+    "shapes": _shapes,
+    "parti": _parti,
+    "geneval": _geneval,
+}
 
 
 def prompt_set_options(name: str) -> list[str]:
@@ -74,17 +82,26 @@ def check_prompt_set_options(name: str, options: Mapping[str, Any]) -> None:
         if value is None and "None" in kinds:
             continue
         if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
-            raise ValueError(f"prompt set {name!r}: {key} must be {' or '.join(k for k in kinds if k != 'None')}, got {value!r}")
+            raise ValueError(
+                f"prompt set {name!r}: {key} must be {' or '.join(k for k in kinds if k != 'None')}, got {value!r}"
+            )
         if isinstance(value, list) and (not value or not all(isinstance(v, str) for v in value)):
-            raise ValueError(f"prompt set {name!r}: {key} must be a non-empty list of names (omit it for all), got {value!r}")
-        if isinstance(value, int) and not isinstance(value, bool) and key in ("n", "n_per_category") and not 1 <= value <= MAX_COUNT:
+            raise ValueError(
+                f"prompt set {name!r}: {key} must be a non-empty list of names (omit it for all), got {value!r}"
+            )
+        if (
+            isinstance(value, int)
+            and not isinstance(value, bool)
+            and key in ("n", "n_per_category")
+            and not 1 <= value <= MAX_COUNT
+        ):
             raise ValueError(f"prompt set {name!r}: {key} must be in [1, {MAX_COUNT}], got {value}")
         if isinstance(value, int) and not isinstance(value, bool) and value < 0:
             raise ValueError(f"prompt set {name!r}: {key} must be >= 0, got {value}")
 
 
 def options_from_text(name: str, text: str) -> dict[str, Any]:
-    """"n=200,seed=0,no_people=true" -> {"n": 200, "seed": 0, "no_people": True}: a prompt set's
+    """ "n=200,seed=0,no_people=true" -> {"n": 200, "seed": 0, "no_people": True}: a prompt set's
     options written on a command line, each converted by its loader's annotation (int, bool as
     true/false, str; list[str] as A|B|C), then checked like a spec's."""
     params = inspect.signature(_get(name)).parameters
@@ -122,10 +139,14 @@ def load_prompt_set(name: str, options: Mapping[str, Any] | None = None) -> pd.D
     fn, options = _get(name), dict(options or {})
     unknown = sorted(set(options) - set(prompt_set_options(name)))
     if unknown:
-        raise ValueError(f"prompt set {name!r}: unknown options {unknown}; allowed: {', '.join(prompt_set_options(name))}")
+        raise ValueError(
+            f"prompt set {name!r}: unknown options {unknown}; allowed: {', '.join(prompt_set_options(name))}"
+        )
     df = fn(**options)
     attrs = dict(df.attrs)
-    df = pd.DataFrame({"id": df["id"].astype(str), "category": df["category"].astype(str), "prompt": df["prompt"].astype(str)})
+    df = pd.DataFrame(
+        {"id": df["id"].astype(str), "category": df["category"].astype(str), "prompt": df["prompt"].astype(str)}
+    )
     df.attrs.update(attrs)
     if df["id"].duplicated().any():
         raise ValueError(f"prompt set {name!r} has duplicate ids, e.g. {df['id'][df['id'].duplicated()].iloc[0]!r}")

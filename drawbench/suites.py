@@ -11,6 +11,7 @@ GenEval's tag. The rest of each record (Parti's challenge and note; GenEval's ta
 exclude as JSON text) is in parti_metadata() / geneval_metadata(), keyed by the same ids.
 Prompts are stripped of surrounding spaces (ten Parti prompts have them).
 """
+
 from __future__ import annotations
 
 import csv
@@ -24,12 +25,31 @@ PARTI_FILE, GENEVAL_FILE = "PartiPrompts.tsv", "geneval_evaluation_metadata.json
 PARTI_SHA256 = "fab29e41bb512a169b56acab4cf2a41dcb675e285df2efcde6640c7dd3c440eb"
 GENEVAL_SHA256 = "5c48e0813e812e3c373fa5c8ed07a8f0a483be30272b4427b0559c8048e67c13"
 PARTI_CATEGORIES = (
-    "Abstract", "Animals", "Artifacts", "Arts", "Food & Beverage", "Illustrations", "Indoor Scenes",
-    "Outdoor Scenes", "People", "Produce & Plants", "Vehicles", "World Knowledge",
+    "Abstract",
+    "Animals",
+    "Artifacts",
+    "Arts",
+    "Food & Beverage",
+    "Illustrations",
+    "Indoor Scenes",
+    "Outdoor Scenes",
+    "People",
+    "Produce & Plants",
+    "Vehicles",
+    "World Knowledge",
 )
 PARTI_CHALLENGES = (
-    "Basic", "Complex", "Fine-grained Detail", "Imagination", "Linguistic Structures", "Perspective",
-    "Properties & Positioning", "Quantity", "Simple Detail", "Style & Format", "Writing & Symbols",
+    "Basic",
+    "Complex",
+    "Fine-grained Detail",
+    "Imagination",
+    "Linguistic Structures",
+    "Perspective",
+    "Properties & Positioning",
+    "Quantity",
+    "Simple Detail",
+    "Style & Format",
+    "Writing & Symbols",
 )
 GENEVAL_TAGS = ("single_object", "two_object", "counting", "colors", "position", "color_attr")  # GenEval's task order
 
@@ -46,13 +66,22 @@ def parti_metadata() -> pd.DataFrame:
     prompts.verify_sha256(src, PARTI_SHA256)
     # QUOTE_NONE: the file is plain TSV; with CSV quoting one prompt ('"G I G G L E" painted ...') would lose its quotes
     df = pd.read_csv(src, sep="\t", dtype=str, keep_default_na=False, quoting=csv.QUOTE_NONE, encoding="utf-8")
-    out = pd.DataFrame({"id": [str(i) for i in range(1, len(df) + 1)], "category": df["Category"], "prompt": df["Prompt"].str.strip(),
-                        "challenge": df["Challenge"], "note": df["Note"]})
+    out = pd.DataFrame(
+        {
+            "id": [str(i) for i in range(1, len(df) + 1)],
+            "category": df["Category"],
+            "prompt": df["Prompt"].str.strip(),
+            "challenge": df["Challenge"],
+            "note": df["Note"],
+        }
+    )
     out.attrs["source"] = str(src)
     return out
 
 
-def load_parti(categories: list[str] | tuple[str, ...] | None = None, challenges: list[str] | tuple[str, ...] | None = None) -> pd.DataFrame:
+def load_parti(
+    categories: list[str] | tuple[str, ...] | None = None, challenges: list[str] | tuple[str, ...] | None = None
+) -> pd.DataFrame:
     """PartiPrompts as DataFrame(id, category, prompt); optionally only some categories and/or
     challenge aspects (a prompt is kept when it matches both selections)."""
     _check("Parti categories", categories, PARTI_CATEGORIES)
@@ -64,7 +93,9 @@ def load_parti(categories: list[str] | tuple[str, ...] | None = None, challenges
     if challenges:
         keep &= df["challenge"].isin(challenges)
     if not keep.any():  # e.g. no Abstract prompt is Complex
-        raise ValueError(f"no PartiPrompts are in categories {sorted(categories or ())} with challenges {sorted(challenges or ())}")
+        raise ValueError(
+            f"no PartiPrompts are in categories {sorted(categories or ())} with challenges {sorted(challenges or ())}"
+        )
     return _select(df, keep)
 
 
@@ -74,9 +105,16 @@ def geneval_metadata() -> pd.DataFrame:
     src = prompts.DATA / GENEVAL_FILE
     prompts.verify_sha256(src, GENEVAL_SHA256)
     rows = [json.loads(line) for line in src.read_text(encoding="utf-8").splitlines()]
-    out = pd.DataFrame({"id": [str(i) for i in range(1, len(rows) + 1)], "category": [r["tag"] for r in rows],
-                        "prompt": [r["prompt"].strip() for r in rows], "tag": [r["tag"] for r in rows],
-                        "include": [json.dumps(r["include"]) for r in rows], "exclude": [json.dumps(r.get("exclude", [])) for r in rows]})
+    out = pd.DataFrame(
+        {
+            "id": [str(i) for i in range(1, len(rows) + 1)],
+            "category": [r["tag"] for r in rows],
+            "prompt": [r["prompt"].strip() for r in rows],
+            "tag": [r["tag"] for r in rows],
+            "include": [json.dumps(r["include"]) for r in rows],
+            "exclude": [json.dumps(r.get("exclude", [])) for r in rows],
+        }
+    )
     out.attrs["source"] = str(src)
     return out
 
@@ -94,7 +132,18 @@ def _select(df: pd.DataFrame, keep: pd.Series) -> pd.DataFrame:
     return out
 
 
-_NUMBERS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight", 9: "nine", 10: "ten"}
+_NUMBERS = {
+    1: "one",
+    2: "two",
+    3: "three",
+    4: "four",
+    5: "five",
+    6: "six",
+    7: "seven",
+    8: "eight",
+    9: "nine",
+    10: "ten",
+}
 
 
 def geneval_questions(include: str | list) -> list[str]:
@@ -110,8 +159,11 @@ def geneval_questions(include: str | list) -> list[str]:
     for obj in objects:
         name, count = obj["class"], int(obj.get("count", 1))
         article = "an" if name[0].lower() in "aeiou" else "a"
-        questions.append(f"Is there {article} {name} in the image?" if count == 1 else
-                         f"Are there {_NUMBERS.get(count, count)} {name}{'' if name.endswith('s') else 's'} in the image?")
+        questions.append(
+            f"Is there {article} {name} in the image?"
+            if count == 1
+            else f"Are there {_NUMBERS.get(count, count)} {name}{'' if name.endswith('s') else 's'} in the image?"
+        )
     for obj in objects:
         if "color" in obj:
             questions.append(f"Is the {obj['class']} {obj['color']}?")

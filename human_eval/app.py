@@ -6,6 +6,7 @@ study directory in $HUMAN_EVAL_STUDY.
     /?e=<entry token>&<ids>  a crowd platform's participant (a platform study's only way in: human_eval.crowd_page)
 Without a valid token nothing of the study is shown. Errors are shown as one line, never a traceback.
 """
+
 from __future__ import annotations
 
 import logging
@@ -54,7 +55,9 @@ def main() -> None:
         st.error(str(e))
     except Exception:
         log.exception("rating app error")
-        st.error("Something went wrong on the server. Your earlier answers are saved; please reload the page in a minute.")
+        st.error(
+            "Something went wrong on the server. Your earlier answers are saved; please reload the page in a minute."
+        )
 
 
 main()

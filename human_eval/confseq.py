@@ -19,6 +19,7 @@ bernstein (WSR thm. 2, predictable plug-in empirical Bernstein), closed form:
     l_t = min(lam_t, c),  centre_t = sum l_i x_i / sum l_i,
     half_t = (log(2/alpha) + sum 4 (x_i - mu_{i-1})^2 psi(l_i)) / sum l_i,  psi(l) = (-log(1 - l) - l) / 4.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -75,8 +76,15 @@ class Betting:
         _check(np.empty((1, 0)), alpha)
         self.alpha, self.m = alpha, np.linspace(0, 1, grid)
         with np.errstate(divide="ignore"):
-            self.cap_up, self.cap_down = C / self.m, C / (1 - self.m)  # inf at m = 0 / m = 1: no truncation needed there
-        self.n, self.total, self.ss = np.zeros(rows, int), np.zeros(rows), np.zeros(rows)  # count, sum x_i, sum (x_i - mu_i)^2
+            self.cap_up, self.cap_down = (
+                C / self.m,
+                C / (1 - self.m),
+            )  # inf at m = 0 / m = 1: no truncation needed there
+        self.n, self.total, self.ss = (
+            np.zeros(rows, int),
+            np.zeros(rows),
+            np.zeros(rows),
+        )  # count, sum x_i, sum (x_i - mu_i)^2
         self.log_up, self.log_down = np.zeros((rows, grid)), np.zeros((rows, grid))
 
     def update(self, rows, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -87,8 +95,10 @@ class Betting:
         s2_prev = (0.25 + self.ss[rows]) / t  # s2_{t-1}: from x_1..x_{t-1} only
         lam = np.sqrt(2 * np.log(2 / self.alpha) / (s2_prev * t * np.log1p(t)))
         dev = x[:, None] - self.m
-        for log, bet in ((self.log_up, np.minimum(lam[:, None], self.cap_up) * dev),
-                         (self.log_down, -np.minimum(lam[:, None], self.cap_down) * dev)):
+        for log, bet in (
+            (self.log_up, np.minimum(lam[:, None], self.cap_up) * dev),
+            (self.log_down, -np.minimum(lam[:, None], self.cap_down) * dev),
+        ):
             if isinstance(rows, slice):
                 log += np.log1p(bet)  # in place (a[:] += b would copy the whole array back onto itself)
             else:
@@ -102,8 +112,10 @@ class Betting:
         grid, step = len(self.m), 1 / (len(self.m) - 1)
         first, last = np.argmax(keep, axis=1), grid - 1 - np.argmax(keep[:, ::-1], axis=1)
         any_kept = keep.any(axis=1)
-        return (np.where(any_kept, np.maximum(self.m[first] - step, 0), np.nan),
-                np.where(any_kept, np.minimum(self.m[last] + step, 1), np.nan))
+        return (
+            np.where(any_kept, np.maximum(self.m[first] - step, 0), np.nan),
+            np.where(any_kept, np.minimum(self.m[last] + step, 1), np.nan),
+        )
 
 
 def betting(x, alpha: float, grid: int = GRID) -> tuple[np.ndarray, np.ndarray]:

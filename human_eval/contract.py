@@ -7,6 +7,7 @@ and human_eval.protocols (a leaf: tests/test_architecture.py RULES_INSIDE).
 Rater identity is (study, rater): rater names (r01, r02, ...) restart in every study, so r01 of one
 study is another person than r01 of the next, and is judged by that study's own threshold.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -16,13 +17,29 @@ import pandas as pd
 
 from .protocols import PROTOCOLS, derandomise
 
-COLUMNS = ("study", "protocol", "task_id", "rater", "question", "answer", "model_a", "model_b", "prompt_id",
-           "category", "is_control", "control_correct", "response_ms", "answered_at")
+COLUMNS = (
+    "study",
+    "protocol",
+    "task_id",
+    "rater",
+    "question",
+    "answer",
+    "model_a",
+    "model_b",
+    "prompt_id",
+    "category",
+    "is_control",
+    "control_correct",
+    "response_ms",
+    "answered_at",
+)
 RATER = ["study", "rater"]  # who answered
 
 # protocol -> question -> allowed answers, as exported (shown sides de-randomised to A / tie / B)
-ANSWERS = {name: {q.key: tuple(dict.fromkeys(derandomise(o.value, a_on_left=True) for o in q.options)) for q in p.questions}
-           for name, p in PROTOCOLS.items()}
+ANSWERS = {
+    name: {q.key: tuple(dict.fromkeys(derandomise(o.value, a_on_left=True) for o in q.options)) for q in p.questions}
+    for name, p in PROTOCOLS.items()
+}
 
 # 80 %: the paper does not publish its threshold; 80 % on easy controls separates attentive raters
 # (>= 95 % in practice) from random clicking (33-50 %) with a wide margin. Each study records the
@@ -54,8 +71,11 @@ def settings_of(settings: Mapping[str, Mapping], key: str, default: float) -> di
     return {str(study): float(values.get(key, default)) for study, values in settings.items()}
 
 
-def control_accuracy(frame: pd.DataFrame, thresholds: Thresholds = DEFAULT_CONTROL_THRESHOLD,
-                     fast_ms: float | Mapping[str, float] = DEFAULT_FAST_ANSWER_MS) -> pd.DataFrame:
+def control_accuracy(
+    frame: pd.DataFrame,
+    thresholds: Thresholds = DEFAULT_CONTROL_THRESHOLD,
+    fast_ms: float | Mapping[str, float] = DEFAULT_FAST_ANSWER_MS,
+) -> pd.DataFrame:
     """Per (study, rater): scored control answers, how many right, accuracy, the study's threshold
     and `flagged` (accuracy below it); answers faster than the study's fast-answer time (`n_fast`).
     Raters with no scored control answer have accuracy NaN and are not flagged (there is nothing to
@@ -69,9 +89,17 @@ def control_accuracy(frame: pd.DataFrame, thresholds: Thresholds = DEFAULT_CONTR
     out["accuracy"] = (out["n_correct"] / out["n_control"].where(out["n_control"] > 0)).astype("float64")
     out["threshold"] = [threshold_of(thresholds, s) for s in out["study"]]
     out["flagged"] = out["accuracy"] < out["threshold"]
-    limit = pd.Series([fast_ms.get(st, DEFAULT_FAST_ANSWER_MS) if isinstance(fast_ms, Mapping) else fast_ms
-                       for st in frame["study"]], index=frame.index, dtype=float)
-    fast = (pd.to_numeric(frame["response_ms"], errors="coerce") < limit).groupby([frame["study"], frame["rater"]]).sum()
+    limit = pd.Series(
+        [
+            fast_ms.get(st, DEFAULT_FAST_ANSWER_MS) if isinstance(fast_ms, Mapping) else fast_ms
+            for st in frame["study"]
+        ],
+        index=frame.index,
+        dtype=float,
+    )
+    fast = (
+        (pd.to_numeric(frame["response_ms"], errors="coerce") < limit).groupby([frame["study"], frame["rater"]]).sum()
+    )
     out["n_fast"] = [int(fast.get((st, r), 0)) for st, r in zip(out["study"], out["rater"])]
     return out.sort_values(RATER).reset_index(drop=True)
 
@@ -83,6 +111,7 @@ def _flags(col: pd.Series, name: str, source: str, missing) -> pd.Series:
     """A True/False column as booleans, whether it was read from parquet (bool) or CSV (text): the text
     "False" is False (a plain astype(bool) makes every non-empty string True); anything else is refused.
     Empty cells become `missing` (False for is_control; NA for control_correct, empty on ordinary rows)."""
+
     def one(v):
         if v is None or (isinstance(v, float) and v != v) or v is pd.NA or (isinstance(v, str) and v.strip() == ""):
             return missing
@@ -92,6 +121,7 @@ def _flags(col: pd.Series, name: str, source: str, missing) -> pd.Series:
         if text in TRUE or text in FALSE:
             return text in TRUE
         raise ValueError(f"{source}: {name} value {v!r} is not a truth value; allowed: True, False (or 1, 0)")
+
     values = [one(v) for v in col.tolist()]
     return pd.Series(values, index=col.index, dtype="boolean" if missing is None else bool)
 
@@ -114,10 +144,14 @@ def check_answers(df: pd.DataFrame, source: str = "ratings") -> pd.DataFrame:
     for (protocol, question), group in df.groupby(["protocol", "question"]):
         allowed = ANSWERS[protocol].get(question)
         if allowed is None:
-            raise ValueError(f"{source}: protocol {protocol} has no question {question!r}; allowed: {', '.join(ANSWERS[protocol])}")
+            raise ValueError(
+                f"{source}: protocol {protocol} has no question {question!r}; allowed: {', '.join(ANSWERS[protocol])}"
+            )
         bad = sorted(set(group.loc[~group["is_control"], "answer"].astype(str).unique()) - set(allowed))
         if bad:
-            raise ValueError(f"{source}: {protocol}/{question} answers {bad} not allowed; allowed: {', '.join(allowed)}")
+            raise ValueError(
+                f"{source}: {protocol}/{question} answers {bad} not allowed; allowed: {', '.join(allowed)}"
+            )
     return df
 
 
@@ -139,14 +173,19 @@ class Exclusion:
         return "per study: " + ", ".join(f"{s} {t:.0%}" for s, t in sorted(self.thresholds.items()))
 
     def describe(self) -> str:
-        return (f"Control-accuracy threshold {self.threshold_text()} (raters are (study, rater)): {len(self.raters_excluded)} of "
-                f"{self.raters_total} raters excluded ({self.answers_dropped} answers dropped); {self.raters_without_controls} "
-                f"raters had no control answers and were kept; {self.control_answers} control answers used only for this; "
-                f"{self.fast_answers} answers were faster than their study's fast-answer time (flagged per rater as n_fast, not dropped).")
+        return (
+            f"Control-accuracy threshold {self.threshold_text()} (raters are (study, rater)): {len(self.raters_excluded)} of "
+            f"{self.raters_total} raters excluded ({self.answers_dropped} answers dropped); {self.raters_without_controls} "
+            f"raters had no control answers and were kept; {self.control_answers} control answers used only for this; "
+            f"{self.fast_answers} answers were faster than their study's fast-answer time (flagged per rater as n_fast, not dropped)."
+        )
 
 
-def apply_controls(df: pd.DataFrame, thresholds: Thresholds = DEFAULT_CONTROL_THRESHOLD,
-                   fast_ms: float | dict[str, float] = DEFAULT_FAST_ANSWER_MS) -> tuple[pd.DataFrame, Exclusion]:
+def apply_controls(
+    df: pd.DataFrame,
+    thresholds: Thresholds = DEFAULT_CONTROL_THRESHOLD,
+    fast_ms: float | dict[str, float] = DEFAULT_FAST_ANSWER_MS,
+) -> tuple[pd.DataFrame, Exclusion]:
     """(non-control answers of raters at or above their study's threshold, what was excluded).
     `thresholds` / `fast_ms`: one value for every study, or study -> value (studies absent: the default)."""
     acc = control_accuracy(df, thresholds, fast_ms)
@@ -155,6 +194,12 @@ def apply_controls(df: pd.DataFrame, thresholds: Thresholds = DEFAULT_CONTROL_TH
     bad = set(excluded)
     keep = pd.Series([k not in bad for k in zip(answers["study"], answers["rater"])], index=answers.index, dtype=bool)
     return answers[keep].reset_index(drop=True), Exclusion(
-        thresholds=dict(zip(acc["study"], acc["threshold"])), raters_total=len(acc), raters_excluded=excluded,
-        raters_without_controls=int((acc["n_control"] == 0).sum()), answers_dropped=int((~keep).sum()),
-        control_answers=int(df["is_control"].sum()), accuracy=acc, fast_answers=int(acc["n_fast"].sum()))
+        thresholds=dict(zip(acc["study"], acc["threshold"])),
+        raters_total=len(acc),
+        raters_excluded=excluded,
+        raters_without_controls=int((acc["n_control"] == 0).sum()),
+        answers_dropped=int((~keep).sum()),
+        control_answers=int(df["is_control"].sum()),
+        accuracy=acc,
+        fast_answers=int(acc["n_fast"].sum()),
+    )

@@ -24,6 +24,7 @@ task, not a different version of it.
 In a control, model_a is the correct side and model_b names the control (`control:degraded`,
 `control:unrelated`), so the de-randomised answer "A" is the right one.
 """
+
 from __future__ import annotations
 
 import random
@@ -49,6 +50,7 @@ class DegradeSettings:
 @dataclass(frozen=True)
 class Item:
     """A planned task before it gets ids: which source images go on which side."""
+
     prompt_id: str
     category: str
     caption: str
@@ -66,7 +68,9 @@ def degrade(src: Path, seed: int, settings: DegradeSettings = DegradeSettings())
     """A heavily blurred, noisy copy of `src`, same size (encoded by the caller like every image)."""
     with Image.open(src) as im:
         rgb = im.convert("RGB")
-    blurred = np.asarray(rgb.filter(ImageFilter.GaussianBlur(radius=max(1.0, settings.blur_fraction * rgb.width))), dtype=np.float32)
+    blurred = np.asarray(
+        rgb.filter(ImageFilter.GaussianBlur(radius=max(1.0, settings.blur_fraction * rgb.width))), dtype=np.float32
+    )
     noise = np.random.default_rng(seed).normal(0.0, settings.noise_std, size=blurred.shape).astype(np.float32)
     return Image.fromarray(np.clip(blurred + noise, 0, 255).astype(np.uint8))
 
@@ -74,24 +78,55 @@ def degrade(src: Path, seed: int, settings: DegradeSettings = DegradeSettings())
 def fidelity(rng: random.Random, item: Item, question_keys: tuple[str, ...]) -> Item:
     """One source's images kept clean beside the other source's images of the prompt, degraded."""
     flip = rng.random() < 0.5
-    model, clean, other = (item.model_b, item.paths_b, item.paths_a) if flip else (item.model_a, item.paths_a, item.paths_b)
-    return replace(item, model_a=model, model_b=DEGRADED, paths_a=clean, paths_b=other, degrade_b=True, is_control=True,
-                   control_kind="fidelity", expected=tuple((q, "A") for q in question_keys))
+    model, clean, other = (
+        (item.model_b, item.paths_b, item.paths_a) if flip else (item.model_a, item.paths_a, item.paths_b)
+    )
+    return replace(
+        item,
+        model_a=model,
+        model_b=DEGRADED,
+        paths_a=clean,
+        paths_b=other,
+        degrade_b=True,
+        is_control=True,
+        control_kind="fidelity",
+        expected=tuple((q, "A") for q in question_keys),
+    )
 
 
 def alignment(rng: random.Random, own: Item, donor: Item) -> Item:
     """Pair protocols: `own`'s caption and images from one source beside `donor`'s images from the other."""
     if own.prompt_id == donor.prompt_id:
         raise ValueError(f"an alignment control needs two different prompts, got {own.prompt_id!r} twice")
-    on_b = rng.random() < 0.5  # the matching set comes from source b (the unrelated one from a), or the other way round
-    return replace(own, model_a=own.model_b if on_b else own.model_a, model_b=UNRELATED,
-                   paths_a=own.paths_b if on_b else own.paths_a, paths_b=donor.paths_a if on_b else donor.paths_b,
-                   is_control=True, control_kind="alignment", expected=(("alignment", "A"),))
+    on_b = (
+        rng.random() < 0.5
+    )  # the matching set comes from source b (the unrelated one from a), or the other way round
+    return replace(
+        own,
+        model_a=own.model_b if on_b else own.model_a,
+        model_b=UNRELATED,
+        paths_a=own.paths_b if on_b else own.paths_a,
+        paths_b=donor.paths_a if on_b else donor.paths_b,
+        is_control=True,
+        control_kind="alignment",
+        expected=(("alignment", "A"),),
+    )
 
 
 def caption_swap(x: Item, y: Item) -> tuple[Item, Item]:
     """One-image protocols: each caption with the other prompt's image (right answer "no")."""
     if x.prompt_id == y.prompt_id:
         raise ValueError(f"an alignment control needs two different prompts, got {x.prompt_id!r} twice")
-    return tuple(replace(own, model_a=other.model_a, model_b="", paths_a=other.paths_a, paths_b=(), is_control=True,
-                         control_kind="alignment", expected=(("caption", "no"),)) for own, other in ((x, y), (y, x)))
+    return tuple(
+        replace(
+            own,
+            model_a=other.model_a,
+            model_b="",
+            paths_a=other.paths_a,
+            paths_b=(),
+            is_control=True,
+            control_kind="alignment",
+            expected=(("caption", "no"),),
+        )
+        for own, other in ((x, y), (y, x))
+    )

@@ -2,6 +2,7 @@
 the participant's rater slot (human_eval.participants) and shows that slot's queue with the rater
 page; when the queue is done, or when no slot is left, the browser goes back to the platform with
 the completed / screened-out code (platforms.Platform.finish_url)."""
+
 from __future__ import annotations
 
 import json
@@ -39,7 +40,9 @@ def render(study: Study, store: Store, params) -> None:
     try:
         ids = platform.read_ids(params)
         rater = participants.bind(store, platform, ids, take=False)
-        if (rater is None or not store.answered(rater)) and ended(study, store):  # a stopped sequential study: no one new
+        if (rater is None or not store.answered(rater)) and ended(
+            study, store
+        ):  # a stopped sequential study: no one new
             finish(study, "screened_out", ENDED)
             return
         rater = rater or participants.bind(store, platform, ids)
@@ -49,4 +52,6 @@ def render(study: Study, store: Store, params) -> None:
     if rater is None:
         finish(study, "screened_out", "Every place in this study is taken.")
         return
-    rater_page.render(study, store, rater, finished=lambda: finish(study, "completed", "You have finished every task. Thank you!"))
+    rater_page.render(
+        study, store, rater, finished=lambda: finish(study, "completed", "You have finished every task. Thank you!")
+    )

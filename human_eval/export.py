@@ -6,6 +6,7 @@
 (the frame's validation and the exclusion rule, check_answers / apply_controls by (study, rater), are contract.py's;
 a sequential study's stopping state, sequential_state, is sequential.py's)
 """
+
 from __future__ import annotations
 
 import json
@@ -33,7 +34,7 @@ def _store(source: str | Path) -> Store:
     s = str(source)
     if is_postgres_url(s):
         return Store(s, None)
-    path = Path(s[len("sqlite:///"):] if s.startswith("sqlite:///") else s)
+    path = Path(s[len("sqlite:///") :] if s.startswith("sqlite:///") else s)
     if path.is_dir():
         return load_study(path).store()
     if path.is_file():
@@ -52,8 +53,9 @@ def answers_frame(study_dir_or_db_url: str | Path) -> pd.DataFrame:
     # A control question with no right answer (the quality question of an alignment control) is
     # neither data nor evidence: it stays in the database but not in the frame, so every control
     # row has control_correct True/False as contract 2 says.
-    scored = pd.Series([not c or e is not None for c, e in zip(raw["is_control"].astype(bool), expected)],
-                       index=raw.index, dtype=bool)
+    scored = pd.Series(
+        [not c or e is not None for c, e in zip(raw["is_control"].astype(bool), expected)], index=raw.index, dtype=bool
+    )
     raw, expected = raw[scored].reset_index(drop=True), [e for e, k in zip(expected, scored) if k]
     correct = [pd.NA if exp is None else ans == exp for exp, ans in zip(expected, raw["answer"])]  # NA: ordinary rows
     df = raw.drop(columns="expected").assign(
@@ -89,10 +91,15 @@ def write_answers(source: str | Path, out: str | Path) -> pd.DataFrame:
     if out.exists():
         raise ValueError(f"{out} already exists; refusing to overwrite it (choose another --out)")
     df = answers_frame(source)
-    meta = {"package_version": __version__, "source": str(source) if not is_postgres_url(str(source)) else "postgresql",
-            "created": datetime.now(UTC).isoformat(timespec="seconds"), "rows": len(df),
-            "contract": "docs/ARCHITECTURE.md contract 2", "answer_rule": "first answer wins",
-            "study_settings": study_settings(source)}
+    meta = {
+        "package_version": __version__,
+        "source": str(source) if not is_postgres_url(str(source)) else "postgresql",
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "rows": len(df),
+        "contract": "docs/ARCHITECTURE.md contract 2",
+        "answer_rule": "first answer wins",
+        "study_settings": study_settings(source),
+    }
     sidecar = Path(f"{out}.meta.json")
     if sidecar.exists():
         raise ValueError(f"{sidecar} already exists; refusing to overwrite it (choose another --out)")
@@ -122,6 +129,8 @@ def study_images(sources: list[str], labels: dict[tuple[str, str], str] | None =
             for model, ids in ((t.model_a, t.images_a), (t.model_b, t.images_b)):
                 name = (labels or {}).get((study.key, model), model)
                 if model and ids and t.prompt_id not in out.setdefault(name, {}):
-                    ref = PromptRef(prompt_set=study.name, prompt_id=t.prompt_id, category=t.category, prompt=t.caption, sample=0)
+                    ref = PromptRef(
+                        prompt_set=study.name, prompt_id=t.prompt_id, category=t.category, prompt=t.caption, sample=0
+                    )
                     out[name][t.prompt_id] = ImageRecord(name, ref, study.image_path(ids[0]))
     return {m: list(recs.values()) for m, recs in out.items()}

@@ -13,6 +13,7 @@ never through the per-rater invite links (?t=...). Rules:
     answer another's queue by typing their participant id.
   - No free slot: the caller screens the participant out (platforms.Platform.finish_url).
 """
+
 from __future__ import annotations
 
 import hmac
@@ -39,9 +40,16 @@ def setup(store: Store, entry_token: str) -> None:
     """At study creation: the tables and the entry token's hash (refused if this study has one already)."""
     store.ensure_tables(SCHEMA)
     with store.transaction() as tx:
-        if tx.run("INSERT INTO platform_entry VALUES (?, ?) ON CONFLICT (study) DO NOTHING",
-                  (store.study, hash_token(entry_token))) != 1:
-            raise ValueError(f"study {store.study!r} already has a platform entry link in {store.url}; refusing to replace it")
+        if (
+            tx.run(
+                "INSERT INTO platform_entry VALUES (?, ?) ON CONFLICT (study) DO NOTHING",
+                (store.study, hash_token(entry_token)),
+            )
+            != 1
+        ):
+            raise ValueError(
+                f"study {store.study!r} already has a platform entry link in {store.url}; refusing to replace it"
+            )
 
 
 def entry_ok(store: Store, token: str | None) -> bool:
@@ -71,12 +79,23 @@ def bind(store: Store, platform: Platform, ids: dict[str, str], take: bool = Tru
         mine = _recorded(tx, store.study, platform, participant, ids)
         if mine is not None:
             return mine
-        free = tx.rows("SELECT rater FROM raters WHERE study = ? AND rater NOT IN "
-                       "(SELECT rater FROM participants WHERE study = ?) ORDER BY rater LIMIT 1", (store.study, store.study))
+        free = tx.rows(
+            "SELECT rater FROM raters WHERE study = ? AND rater NOT IN "
+            "(SELECT rater FROM participants WHERE study = ?) ORDER BY rater LIMIT 1",
+            (store.study, store.study),
+        )
         if not free:
             return None
-        tx.run("INSERT INTO participants VALUES (?, ?, ?, ?, ?)", (store.study, participant, free[0][0], json.dumps(ids, sort_keys=True),
-                                                                   datetime.now(UTC).isoformat(timespec="milliseconds")))
+        tx.run(
+            "INSERT INTO participants VALUES (?, ?, ?, ?, ?)",
+            (
+                store.study,
+                participant,
+                free[0][0],
+                json.dumps(ids, sort_keys=True),
+                datetime.now(UTC).isoformat(timespec="milliseconds"),
+            ),
+        )
         return free[0][0]
 
 
@@ -87,14 +106,20 @@ def _recorded(tx, study: str, platform: Platform, participant: str, ids: dict[st
         return None
     differ = _same(json.loads(mine[0][1]), ids)
     if differ:
-        raise Refused(f"This {platform.participant_param} is already taking part with another "
-                      f"{' and '.join(differ)}. Please continue in the window where you started, "
-                      "or contact the researcher through the platform.")
+        raise Refused(
+            f"This {platform.participant_param} is already taking part with another "
+            f"{' and '.join(differ)}. Please continue in the window where you started, "
+            "or contact the researcher through the platform."
+        )
     return mine[0][0]
 
 
 def participants(store: Store) -> dict[str, tuple[str, dict[str, str]]]:
     """rater -> (participant id, every id recorded at their first arrival), for this study."""
     store.ensure_tables(SCHEMA)
-    return {rater: (participant, json.loads(ids)) for participant, rater, ids in store.query(
-        "SELECT participant, rater, ids FROM participants WHERE study = ? ORDER BY rater", (store.study,))}
+    return {
+        rater: (participant, json.loads(ids))
+        for participant, rater, ids in store.query(
+            "SELECT participant, rater, ids FROM participants WHERE study = ? ORDER BY rater", (store.study,)
+        )
+    }

@@ -18,6 +18,7 @@ written in the same transaction as the export's record (its bonus lines and deci
 that would pay a task already paid, by this or a concurrent export, writes nothing. An export with
 nothing new to pay is refused. The bonus file is written after the commit and never over a file.
 """
+
 from __future__ import annotations
 
 import json
@@ -99,8 +100,10 @@ def decide(study: Study, paid: set[str]) -> tuple[list[Decision], dict[str, list
         new = [t for t in done[rater] if t not in paid]
         reject = failed >= platform.min_failed_checks
         if reject:
-            reason = (f"{failed} of {n_checks} checks failed: the platform allows a rejection from {platform.min_failed_checks}; "
-                      "no bonus, tasks left unpaid")
+            reason = (
+                f"{failed} of {n_checks} checks failed: the platform allows a rejection from {platform.min_failed_checks}; "
+                "no bonus, tasks left unpaid"
+            )
         else:
             reason = f"{failed} of {n_checks} checks failed (rejection needs {platform.min_failed_checks})"
         if analysis == "excluded":  # the filter's verdict, said apart: it never decides pay
@@ -109,9 +112,22 @@ def decide(study: Study, paid: set[str]) -> tuple[list[Decision], dict[str, list
         paid_now = [] if reject else new
         if paid_now:
             pay[participant] = paid_now
-        decisions.append(Decision(participant, rater, len(done[rater]), len(done[rater]) - len(new), len(paid_now),
-                                  amount_text(len(paid_now) * platform.bonus_cents_per_task), n_checks, failed,
-                                  "reject_allowed" if reject else "approve", analysis, accuracy, reason))
+        decisions.append(
+            Decision(
+                participant,
+                rater,
+                len(done[rater]),
+                len(done[rater]) - len(new),
+                len(paid_now),
+                amount_text(len(paid_now) * platform.bonus_cents_per_task),
+                n_checks,
+                failed,
+                "reject_allowed" if reject else "approve",
+                analysis,
+                accuracy,
+                reason,
+            )
+        )
     return decisions, pay
 
 
@@ -122,8 +138,10 @@ def _write_new(path: Path, text: str) -> None:
     try:
         os.link(tmp, path)
     except FileExistsError:
-        raise ValueError(f"{path} appeared while exporting; this export is recorded in the database (payment_exports "
-                         "holds its lines): do not export again to pay it") from None
+        raise ValueError(
+            f"{path} appeared while exporting; this export is recorded in the database (payment_exports "
+            "holds its lines): do not export again to pay it"
+        ) from None
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -133,7 +151,9 @@ def export_payments(study_dir: str | Path, out: str | Path) -> tuple[int, list[D
     study = load_study(study_dir)
     platform = study.platform
     if platform is None:
-        raise ValueError(f"study {study.name!r} has no crowd platform (create it with --platform prolific|external) to pay")
+        raise ValueError(
+            f"study {study.name!r} has no crowd platform (create it with --platform prolific|external) to pay"
+        )
     if platform.bonus_cents_per_task == 0:
         raise ValueError(f"study {study.name!r} was created without --bonus-per-task: there is no bonus to export")
     out = Path(out)
@@ -145,29 +165,67 @@ def export_payments(study_dir: str | Path, out: str | Path) -> tuple[int, list[D
     try:
         store.ensure_tables(SCHEMA)
         paid = {t for (t,) in store.query("SELECT task_id FROM payments WHERE study = ?", (store.study,))}
-        earlier = store.query("SELECT export, file FROM payment_exports WHERE study = ? ORDER BY export", (store.study,))
+        earlier = store.query(
+            "SELECT export, file FROM payment_exports WHERE study = ? ORDER BY export", (store.study,)
+        )
         decisions, pay = decide(study, paid)
         if not pay:
             before = ", ".join(f"{n}: {f}" for n, f in earlier) or "none"
             withheld = sum(d.payment == "reject_allowed" for d in decisions)
-            raise AlreadyPaid(f"nothing to pay in study {study.name!r}: every answered task of its {len(decisions)} participants "
-                              f"is paid already (earlier exports {before}) or withheld ({withheld} with rejection allowed); no file written")
+            raise AlreadyPaid(
+                f"nothing to pay in study {study.name!r}: every answered task of its {len(decisions)} participants "
+                f"is paid already (earlier exports {before}) or withheld ({withheld} with rejection allowed); no file written"
+            )
         cents = {p: len(tasks) * platform.bonus_cents_per_task for p, tasks in pay.items()}
-        bonus_csv = "".join(f"{p},{amount_text(c)}\n" for p, c in sorted(cents.items()))  # Prolific: <participant_id>,<amount>
+        bonus_csv = "".join(
+            f"{p},{amount_text(c)}\n" for p, c in sorted(cents.items())
+        )  # Prolific: <participant_id>,<amount>
         rater_of = {d.participant: d.rater for d in decisions}
-        with store.transaction() as tx:  # all of it or none: a concurrent export paying one of these tasks undoes this one
+        with (
+            store.transaction() as tx
+        ):  # all of it or none: a concurrent export paying one of these tasks undoes this one
             # one export at a time, as participants.bind takes slots: a row lock on PostgreSQL
             tx.run("UPDATE platform_entry SET entry_sha256 = entry_sha256 WHERE study = ?", (store.study,))
-            number = int(tx.rows("SELECT COALESCE(MAX(export), 0) FROM payment_exports WHERE study = ?", (store.study,))[0][0]) + 1
-            tx.run("INSERT INTO payment_exports VALUES (?, ?, ?, ?, ?, ?, ?)",
-                   (store.study, number, datetime.now(UTC).isoformat(timespec="seconds"), str(out.resolve()),
-                    sum(cents.values()), bonus_csv, json.dumps([asdict(d) for d in decisions])))
+            number = (
+                int(
+                    tx.rows("SELECT COALESCE(MAX(export), 0) FROM payment_exports WHERE study = ?", (store.study,))[0][
+                        0
+                    ]
+                )
+                + 1
+            )
+            tx.run(
+                "INSERT INTO payment_exports VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    store.study,
+                    number,
+                    datetime.now(UTC).isoformat(timespec="seconds"),
+                    str(out.resolve()),
+                    sum(cents.values()),
+                    bonus_csv,
+                    json.dumps([asdict(d) for d in decisions]),
+                ),
+            )
             for participant, tasks in pay.items():
                 for task_id in tasks:
-                    if tx.run("INSERT INTO payments VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (study, task_id) DO NOTHING",
-                              (store.study, task_id, participant, rater_of[participant], platform.bonus_cents_per_task, number)) != 1:
-                        raise AlreadyPaid(f"task {task_id} of participant {participant} was paid by another export meanwhile; "
-                                          "this export is undone, run it again")
+                    if (
+                        tx.run(
+                            "INSERT INTO payments VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (study, task_id) DO NOTHING",
+                            (
+                                store.study,
+                                task_id,
+                                participant,
+                                rater_of[participant],
+                                platform.bonus_cents_per_task,
+                                number,
+                            ),
+                        )
+                        != 1
+                    ):
+                        raise AlreadyPaid(
+                            f"task {task_id} of participant {participant} was paid by another export meanwhile; "
+                            "this export is undone, run it again"
+                        )
     finally:
         store.close()
     _write_new(out, bonus_csv)
@@ -178,9 +236,20 @@ def export_payments(study_dir: str | Path, out: str | Path) -> tuple[int, list[D
 def participant_table(study: Study, store) -> pd.DataFrame:
     """The admin page's view of a crowd study: each taken slot, its participant's ids, what was exported as paid."""
     store.ensure_tables(SCHEMA)
-    paid = {r: (int(n), int(c)) for r, n, c in store.query(
-        "SELECT rater, COUNT(*), SUM(cents) FROM payments WHERE study = ? GROUP BY rater", (store.study,))}
-    rows = [{"rater": r, "participant": p, **{k: v for k, v in ids.items() if k != study.platform.participant_param},
-             "tasks paid": paid.get(r, (0, 0))[0], "bonus paid": amount_text(paid.get(r, (0, 0))[1])}
-            for r, (p, ids) in participants(store).items()]
+    paid = {
+        r: (int(n), int(c))
+        for r, n, c in store.query(
+            "SELECT rater, COUNT(*), SUM(cents) FROM payments WHERE study = ? GROUP BY rater", (store.study,)
+        )
+    }
+    rows = [
+        {
+            "rater": r,
+            "participant": p,
+            **{k: v for k, v in ids.items() if k != study.platform.participant_param},
+            "tasks paid": paid.get(r, (0, 0))[0],
+            "bonus paid": amount_text(paid.get(r, (0, 0))[1]),
+        }
+        for r, (p, ids) in participants(store).items()
+    ]
     return pd.DataFrame(rows, columns=["rater", "participant", *study.platform.params[1:], "tasks paid", "bonus paid"])

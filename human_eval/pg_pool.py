@@ -8,6 +8,7 @@ Here a thread borrows a connection for one query or one transaction and gives it
 `size` are open, a thread waits (up to `wait_s`) for a free one. A submit holds its connection for
 milliseconds, so a few serve hundreds of raters.
 """
+
 from __future__ import annotations
 
 import threading
@@ -36,11 +37,15 @@ class PgPool:
         try:
             import psycopg
         except ImportError as e:
-            raise ValueError("a PostgreSQL database needs psycopg: pip install -c constraints.txt 'imagen-bench[postgres]'") from e
+            raise ValueError(
+                "a PostgreSQL database needs psycopg: pip install -c constraints.txt 'imagen-bench[postgres]'"
+            ) from e
         try:
             return psycopg.connect(self.url, autocommit=True)
         except psycopg.OperationalError as e:
-            raise ValueError(f"cannot open the PostgreSQL ratings database: {e} (give the password with PGPASSWORD or ~/.pgpass)") from e
+            raise ValueError(
+                f"cannot open the PostgreSQL ratings database: {e} (give the password with PGPASSWORD or ~/.pgpass)"
+            ) from e
 
     def _take(self):
         """An idle connection, or None: a slot of the pool to open a new one in."""
@@ -57,7 +62,9 @@ class PgPool:
             with self._lock:
                 if ticket in self._waiters:
                     self._waiters.remove(ticket)
-                    raise ValueError(f"no PostgreSQL connection came free within {self.wait_s:.0f} s (the server is overloaded or stuck)")
+                    raise ValueError(
+                        f"no PostgreSQL connection came free within {self.wait_s:.0f} s (the server is overloaded or stuck)"
+                    )
         return ticket[1]  # handed over (perhaps just as the wait ran out)
 
     def _give(self, conn) -> None:
@@ -87,7 +94,9 @@ class PgPool:
                 conn.close()
             raise
         finally:
-            self._give(conn if conn is not None and not conn.closed and not conn.broken and _idle(conn) else _closed(conn))
+            self._give(
+                conn if conn is not None and not conn.closed and not conn.broken and _idle(conn) else _closed(conn)
+            )
 
     def close(self) -> None:
         """Close every idle connection (the pool opens new ones when used again)."""

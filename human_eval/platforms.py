@@ -10,6 +10,7 @@ participants to rater slots, human_eval.crowd_page serves them, human_eval.payme
     external   any platform (Amazon Mechanical Turk closes on 30 September 2026): the id parameters,
                the completion URL (with {code}) and the rejection rule are given at creation.
 """
+
 from __future__ import annotations
 
 import re
@@ -31,8 +32,10 @@ _CODE = re.compile(r"[A-Za-z0-9_-]{1,40}")
 
 def _check_param(name: str) -> str:
     if not isinstance(name, str) or not _PARAM.fullmatch(name) or name in RESERVED_PARAMS:
-        raise ValueError(f"id parameter {name!r} must be a letter then letters, digits or _ (at most 40), "
-                         f"and not one of the app's own: {', '.join(RESERVED_PARAMS)}")
+        raise ValueError(
+            f"id parameter {name!r} must be a letter then letters, digits or _ (at most 40), "
+            f"and not one of the app's own: {', '.join(RESERVED_PARAMS)}"
+        )
     return name
 
 
@@ -48,7 +51,9 @@ def parse_amount(text: str) -> int:
     except InvalidOperation:
         value = Decimal("NaN")
     if not value.is_finite() or value < 0 or value != value.quantize(Decimal("0.01")):
-        raise ValueError(f"an amount must be a non-negative number with at most two decimals (e.g. 0.05), got {text!r}")
+        raise ValueError(
+            f"an amount must be a non-negative number with at most two decimals (e.g. 0.05), got {text!r}"
+        )
     return int(value * 100)
 
 
@@ -80,19 +85,30 @@ class Platform:
             raise ValueError(f"id parameters must be distinct, got {', '.join(params)}")
         object.__setattr__(self, "params", params)
         if not self.completed_code:
-            raise ValueError("a platform study needs its completion code (--completion-code, as the platform shows it)")
+            raise ValueError(
+                "a platform study needs its completion code (--completion-code, as the platform shows it)"
+            )
         _check_code("completion code", self.completed_code)
         _check_code("screened-out code", self.screened_out_code)
         url = self.completion_url
         if not (isinstance(url, str) and re.fullmatch(r"https?://[^\s<>\"'{}]+\{code\}[^\s<>\"'{}]*", url)):
-            raise ValueError(f"the completion URL must be an http(s) URL with {{code}} once where the code goes, got {url!r}")
+            raise ValueError(
+                f"the completion URL must be an http(s) URL with {{code}} once where the code goes, got {url!r}"
+            )
         if not (isinstance(self.bonus_cents_per_task, int) and self.bonus_cents_per_task >= 0):
             raise ValueError(f"the bonus per task must be a non-negative amount, got {self.bonus_cents_per_task!r}")
         if not (isinstance(self.min_failed_checks, int) and self.min_failed_checks >= 1):
-            raise ValueError(f"failed checks before a rejection must be an integer >= 1, got {self.min_failed_checks!r}")
-        if self.kind == "prolific" and (params != PROLIFIC_PARAMS or url != PROLIFIC_COMPLETION
-                                        or self.min_failed_checks != PROLIFIC_MIN_FAILED_CHECKS):
-            raise ValueError("Prolific's id parameters, completion URL and rejection rule are fixed; use --platform external to change them")
+            raise ValueError(
+                f"failed checks before a rejection must be an integer >= 1, got {self.min_failed_checks!r}"
+            )
+        if self.kind == "prolific" and (
+            params != PROLIFIC_PARAMS
+            or url != PROLIFIC_COMPLETION
+            or self.min_failed_checks != PROLIFIC_MIN_FAILED_CHECKS
+        ):
+            raise ValueError(
+                "Prolific's id parameters, completion URL and rejection rule are fixed; use --platform external to change them"
+            )
 
     def read_ids(self, query: Mapping[str, str]) -> dict[str, str]:
         """The platform's ids from a request's query parameters; a missing or malformed one is one line naming it."""
@@ -100,11 +116,15 @@ class Platform:
         for p in self.params:
             value = query.get(p)
             if not value:
-                raise ValueError(f"This link lacks {p}. Please open the study from {self.label}'s study page "
-                                 f"(its link adds {', '.join(self.params)}).")
+                raise ValueError(
+                    f"This link lacks {p}. Please open the study from {self.label}'s study page "
+                    f"(its link adds {', '.join(self.params)})."
+                )
             if not _ID.fullmatch(value):
-                raise ValueError(f"This link's {p} is not an id (1-64 letters, digits, - or _). "
-                                 f"Please open the study from {self.label}'s study page.")
+                raise ValueError(
+                    f"This link's {p} is not an id (1-64 letters, digits, - or _). "
+                    f"Please open the study from {self.label}'s study page."
+                )
             ids[p] = value
         return ids
 
@@ -127,42 +147,93 @@ class Platform:
 
     def record(self) -> dict:
         """What study.json and the database record (settings.platform)."""
-        return {"kind": self.kind, "participant_param": self.participant_param, "session_param": self.session_param,
-                "other_params": list(self.other_params), "completion_url": self.completion_url,
-                "completed_code": self.completed_code, "screened_out_code": self.screened_out_code,
-                "bonus_per_task": amount_text(self.bonus_cents_per_task), "min_failed_checks": self.min_failed_checks}
+        return {
+            "kind": self.kind,
+            "participant_param": self.participant_param,
+            "session_param": self.session_param,
+            "other_params": list(self.other_params),
+            "completion_url": self.completion_url,
+            "completed_code": self.completed_code,
+            "screened_out_code": self.screened_out_code,
+            "bonus_per_task": amount_text(self.bonus_cents_per_task),
+            "min_failed_checks": self.min_failed_checks,
+        }
 
 
 def from_record(record: dict) -> Platform:
     """A Platform from study.json's 'platform' (as record() wrote it); anything else raises ValueError."""
-    keys = {"kind", "participant_param", "session_param", "other_params", "completion_url", "completed_code",
-            "screened_out_code", "bonus_per_task", "min_failed_checks"}
+    keys = {
+        "kind",
+        "participant_param",
+        "session_param",
+        "other_params",
+        "completion_url",
+        "completed_code",
+        "screened_out_code",
+        "bonus_per_task",
+        "min_failed_checks",
+    }
     if not isinstance(record, dict) or set(record) != keys:
         raise ValueError(f"'platform' must hold exactly {', '.join(sorted(keys))}")
-    return Platform(kind=record["kind"], participant_param=record["participant_param"], session_param=record["session_param"],
-                    other_params=tuple(record["other_params"]), completion_url=record["completion_url"],
-                    completed_code=record["completed_code"], screened_out_code=record["screened_out_code"],
-                    bonus_cents_per_task=parse_amount(record["bonus_per_task"]), min_failed_checks=record["min_failed_checks"])
+    return Platform(
+        kind=record["kind"],
+        participant_param=record["participant_param"],
+        session_param=record["session_param"],
+        other_params=tuple(record["other_params"]),
+        completion_url=record["completion_url"],
+        completed_code=record["completed_code"],
+        screened_out_code=record["screened_out_code"],
+        bonus_cents_per_task=parse_amount(record["bonus_per_task"]),
+        min_failed_checks=record["min_failed_checks"],
+    )
 
 
-def make_platform(kind: str, completed_code: str | None, screened_out_code: str | None = None, bonus_per_task: str = "0",
-                  id_params: str | None = None, completion_url: str | None = None, reject_after: int | None = None) -> Platform:
+def make_platform(
+    kind: str,
+    completed_code: str | None,
+    screened_out_code: str | None = None,
+    bonus_per_task: str = "0",
+    id_params: str | None = None,
+    completion_url: str | None = None,
+    reject_after: int | None = None,
+) -> Platform:
     """A platform from `study create`'s options: prolific takes its fixed ids, URL and rule; external
     needs --id-params PARTICIPANT,SESSION[,OTHER...] and --completion-url (with {code})."""
     if kind not in PLATFORMS:
         raise ValueError(f"unknown platform {kind!r}; choose from {', '.join(PLATFORMS)}")
-    common = dict(completed_code=completed_code or "", screened_out_code=screened_out_code,
-                  bonus_cents_per_task=parse_amount(bonus_per_task))
+    common = dict(
+        completed_code=completed_code or "",
+        screened_out_code=screened_out_code,
+        bonus_cents_per_task=parse_amount(bonus_per_task),
+    )
     if kind == "prolific":
-        given = [flag for flag, v in (("--id-params", id_params), ("--completion-url", completion_url), ("--reject-after", reject_after))
-                 if v is not None]
+        given = [
+            flag
+            for flag, v in (
+                ("--id-params", id_params),
+                ("--completion-url", completion_url),
+                ("--reject-after", reject_after),
+            )
+            if v is not None
+        ]
         if given:
             raise ValueError(f"{given[0]} is fixed by Prolific; it applies to --platform external only")
         return Platform("prolific", *PROLIFIC_PARAMS[:2], other_params=PROLIFIC_PARAMS[2:], **common)
     if not id_params or not completion_url:
-        raise ValueError("--platform external needs --id-params PARTICIPANT,SESSION[,OTHER...] and --completion-url URL (with {code})")
+        raise ValueError(
+            "--platform external needs --id-params PARTICIPANT,SESSION[,OTHER...] and --completion-url URL (with {code})"
+        )
     params = tuple(p.strip() for p in id_params.split(","))
     if len(params) < 2:
-        raise ValueError(f"--id-params needs the participant's and the session's parameter (e.g. workerId,assignmentId), got {id_params!r}")
-    return Platform("external", params[0], params[1], other_params=params[2:], completion_url=completion_url,
-                    min_failed_checks=PROLIFIC_MIN_FAILED_CHECKS if reject_after is None else reject_after, **common)
+        raise ValueError(
+            f"--id-params needs the participant's and the session's parameter (e.g. workerId,assignmentId), got {id_params!r}"
+        )
+    return Platform(
+        "external",
+        params[0],
+        params[1],
+        other_params=params[2:],
+        completion_url=completion_url,
+        min_failed_checks=PROLIFIC_MIN_FAILED_CHECKS if reject_after is None else reject_after,
+        **common,
+    )

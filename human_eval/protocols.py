@@ -4,6 +4,7 @@ answer options, layout, and how a shown answer is de-randomised into the export'
 A protocol is data; the app renders any of them with the same code, so control tasks (built with
 the same protocol) look exactly like ordinary tasks.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -30,7 +31,9 @@ class Question:
         for o in self.options:
             if o.label == label:
                 return o
-        raise ValueError(f"{label!r} is not an answer to {self.key!r}; answers: {', '.join(o.label for o in self.options)}")
+        raise ValueError(
+            f"{label!r} is not an answer to {self.key!r}; answers: {', '.join(o.label for o in self.options)}"
+        )
 
 
 # How tasks are dealt to raters (human_eval.plan): the Imagen paper ran each DrawBench category as
@@ -45,7 +48,9 @@ class Protocol:
     title: str
     layout: str  # "pair": two sides shown next to each other; "single": one image and its caption
     side_label: str  # "set" or "image": how each side is named on screen ("Set A", "Image B")
-    images_per_set: int  # per side, exactly (the paper: sets of 8 for DrawBench, 1 image for COCO); a study may choose another
+    images_per_set: (
+        int  # per side, exactly (the paper: sets of 8 for DrawBench, 1 image for COCO); a study may choose another
+    )
     second_source: str  # "required" (model B; the reference for coco_realism), "optional" (coco_alignment:
     #                     the reference images rated in the same pool, one image per task), "none"
     design: str  # default task design: "per_category" (the paper's DrawBench: one evaluation per
@@ -64,28 +69,52 @@ _SETS = (Option("I prefer set A", "left"), Option("I am indifferent", "tie"), Op
 
 PROTOCOLS: dict[str, Protocol] = {
     "drawbench_sbs": Protocol(
-        name="drawbench_sbs", title="Compare two sets of images", layout="pair", side_label="Set", images_per_set=8,
-        second_source="required", design="per_category", control_kinds=("alignment", "fidelity"),
+        name="drawbench_sbs",
+        title="Compare two sets of images",
+        layout="pair",
+        side_label="Set",
+        images_per_set=8,
+        second_source="required",
+        design="per_category",
+        control_kinds=("alignment", "fidelity"),
         questions=(
             Question("quality", "Which set of images is of higher quality?", _SETS),
             Question("alignment", "Which set of images better represents the text caption: {caption}?", _SETS),
         ),
     ),
     "coco_realism": Protocol(
-        name="coco_realism", title="Which image looks more real?", layout="pair", side_label="Image", images_per_set=1,
-        second_source="required", design="all_prompts", control_kinds=("fidelity",),
+        name="coco_realism",
+        title="Which image looks more real?",
+        layout="pair",
+        side_label="Image",
+        images_per_set=1,
+        second_source="required",
+        design="all_prompts",
+        control_kinds=("fidelity",),
         # The paper forces a choice here: no "indifferent" option (ARCHITECTURE.md contract 2).
         questions=(
-            Question("realism", "Which image is more photorealistic (looks more real)?",
-                     (Option("Image A", "left"), Option("Image B", "right"))),
+            Question(
+                "realism",
+                "Which image is more photorealistic (looks more real)?",
+                (Option("Image A", "left"), Option("Image B", "right")),
+            ),
         ),
     ),
     "coco_alignment": Protocol(
-        name="coco_alignment", title="Does the caption fit the image?", layout="single", side_label="Image", images_per_set=1,
-        second_source="optional", design="all_prompts", control_kinds=("alignment",),
+        name="coco_alignment",
+        title="Does the caption fit the image?",
+        layout="single",
+        side_label="Image",
+        images_per_set=1,
+        second_source="optional",
+        design="all_prompts",
+        control_kinds=("alignment",),
         questions=(
-            Question("caption", "Does the caption accurately describe the above image?",
-                     (Option("Yes", "yes"), Option("Somewhat", "somewhat"), Option("No", "no"))),
+            Question(
+                "caption",
+                "Does the caption accurately describe the above image?",
+                (Option("Yes", "yes"), Option("Somewhat", "somewhat"), Option("No", "no")),
+            ),
         ),
     ),
 }

@@ -1,6 +1,7 @@
 """The rater's page: one task at a time from the rater's own queue, a progress bar for the batch,
 a break between batches, resume where they stopped. Controls are rendered by the same code as
 ordinary tasks; widget keys use batch/position only (never task ids or control flags)."""
+
 from __future__ import annotations
 
 import html
@@ -73,8 +74,14 @@ def _form(protocol: Protocol, task: Task) -> dict[str, str] | None:
         for q in protocol.questions:
             question = q.text.format(caption=task.caption.rstrip(". "))
             st.html(literal("", question))  # shown literally; the radio keeps the text as its (hidden) label
-            chosen[q.key] = st.radio(question, [o.label for o in q.options], index=None, horizontal=True,
-                                     key=f"{q.key}-{slot}", label_visibility="collapsed")
+            chosen[q.key] = st.radio(
+                question,
+                [o.label for o in q.options],
+                index=None,
+                horizontal=True,
+                key=f"{q.key}-{slot}",
+                label_visibility="collapsed",
+            )
         submitted = st.form_submit_button("Submit", type="primary")
     if not submitted:
         return None

@@ -21,6 +21,7 @@ validity), which a fixed-sample interval would not.
 The plan is recorded in the database with the tasks at creation (and in study.json); the rule reads
 the database's copy, so editing study.json afterwards changes nothing (and is refused, plan_of).
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
@@ -56,6 +57,7 @@ class SequentialPlan:
 @dataclass(frozen=True)
 class Recorded:
     """The plan as recorded at creation, with what the deal fixed."""
+
     plan: SequentialPlan
     question: str
     cap_batches: int  # one batch per rater of the pool
@@ -64,7 +66,12 @@ class Recorded:
 
 
 def record(plan: SequentialPlan, question: str, cap_batches: int, tasks_per_batch: int, n_prompts: int) -> dict:
-    return asdict(plan) | {"question": question, "cap_batches": cap_batches, "tasks_per_batch": tasks_per_batch, "n_prompts": n_prompts}
+    return asdict(plan) | {
+        "question": question,
+        "cap_batches": cap_batches,
+        "tasks_per_batch": tasks_per_batch,
+        "n_prompts": n_prompts,
+    }
 
 
 def recorded(settings: dict) -> Recorded | None:
@@ -75,13 +82,22 @@ def recorded(settings: dict) -> Recorded | None:
     seq = dict(plan.get("sequential") or {})
     names = {f.name for f in fields(SequentialPlan)}
     try:
-        return Recorded(SequentialPlan(**{k: v for k, v in seq.items() if k in names}), str(seq["question"]),
-                        int(seq["cap_batches"]), int(seq["tasks_per_batch"]), int(seq["n_prompts"]))
+        return Recorded(
+            SequentialPlan(**{k: v for k, v in seq.items() if k in names}),
+            str(seq["question"]),
+            int(seq["cap_batches"]),
+            int(seq["tasks_per_batch"]),
+            int(seq["n_prompts"]),
+        )
     except KeyError as e:
-        raise ValueError(f"the study's sequential plan lacks {e}; it was not written by `study create --design sequential`") from None
+        raise ValueError(
+            f"the study's sequential plan lacks {e}; it was not written by `study create --design sequential`"
+        ) from None
 
 
-def stops(low: np.ndarray, high: np.ndarray, covered: np.ndarray, plan: SequentialPlan, cap: int) -> tuple[np.ndarray, np.ndarray]:
+def stops(
+    low: np.ndarray, high: np.ndarray, covered: np.ndarray, plan: SequentialPlan, cap: int
+) -> tuple[np.ndarray, np.ndarray]:
     """(t, reason) per row of (R, T) interval arrays: the first look t (1-based; 0: not stopped
     yet) where the rule fires and its reason's index in REASONS (-1 if not stopped). covered[r, t-1]:
     one full pass is in after t batches."""
@@ -101,6 +117,7 @@ def stops(low: np.ndarray, high: np.ndarray, covered: np.ndarray, plan: Sequenti
 @dataclass(frozen=True)
 class State:
     """Where a sequential study stands: the counted batches in arrival order and the interval after each."""
+
     recorded: Recorded
     batches: pd.DataFrame  # rater, done_at, mean, answers, counted (False: flagged by the control filter), look
     low: np.ndarray  # the interval after each counted batch
@@ -123,28 +140,40 @@ class State:
     def describe(self) -> str:
         r, n = self.recorded, self.stop_at or len(self.low)
         low, high = self.interval()
-        plan = (f"sequential design: {r.plan.method} confidence sequence at {1 - r.plan.alpha:.0%} on question {r.question!r}, "
-                f"stop when it excludes 1/2 or its half-width reaches {r.plan.half_width:g}, or at the cap of {r.cap_batches} batches, "
-                f"after one full pass over the {r.n_prompts} prompts; looks every {r.plan.look_every} batch(es)")
+        plan = (
+            f"sequential design: {r.plan.method} confidence sequence at {1 - r.plan.alpha:.0%} on question {r.question!r}, "
+            f"stop when it excludes 1/2 or its half-width reaches {r.plan.half_width:g}, or at the cap of {r.cap_batches} batches, "
+            f"after one full pass over the {r.n_prompts} prompts; looks every {r.plan.look_every} batch(es)"
+        )
         if self.reason is None:
             return f"Still running after {n} counted batches: interval [{low:.3f}, {high:.3f}] ({plan})."
-        why = {"decided": f"the interval excludes 1/2 ({'A' if low > 0.5 else 'B'} preferred)",
-               "precise": f"the interval's half-width reached {r.plan.half_width:g} without excluding 1/2",
-               "cap": "the cap was reached"}[self.reason]
-        return (f"Stopped after {n} counted batches because {why}: preference for A {self.estimate:.3f}, interval at the stop "
-                f"[{low:.3f}, {high:.3f}] ({plan}).")
+        why = {
+            "decided": f"the interval excludes 1/2 ({'A' if low > 0.5 else 'B'} preferred)",
+            "precise": f"the interval's half-width reached {r.plan.half_width:g} without excluding 1/2",
+            "cap": "the cap was reached",
+        }[self.reason]
+        return (
+            f"Stopped after {n} counted batches because {why}: preference for A {self.estimate:.3f}, interval at the stop "
+            f"[{low:.3f}, {high:.3f}] ({plan})."
+        )
 
 
 def batch_table(frame: pd.DataFrame, rec: Recorded, threshold: float) -> pd.DataFrame:
     """One row per rater with a complete batch (every task answered), oldest completion first."""
-    frame = frame.assign(answered_at=pd.to_datetime(frame["answered_at"], utc=True, format="ISO8601"))  # a CSV export holds text
+    frame = frame.assign(
+        answered_at=pd.to_datetime(frame["answered_at"], utc=True, format="ISO8601")
+    )  # a CSV export holds text
     done = frame.groupby("rater").agg(tasks=("task_id", "nunique"), done_at=("answered_at", "max")).reset_index()
     done = done[done["tasks"] == rec.tasks_per_batch]
     ordinary = frame[~frame["is_control"].astype(bool) & (frame["question"] == rec.question)]
     scored = ordinary.assign(score=ordinary["answer"].map(SCORES).astype(float))
     if scored["score"].isna().any():
         raise ValueError(f"answers to {rec.question!r} must be A, tie or B for a sequential study")
-    means = scored.groupby("rater").agg(mean=("score", "mean"), answers=("score", "size"), prompts=("prompt_id", frozenset)).reset_index()
+    means = (
+        scored.groupby("rater")
+        .agg(mean=("score", "mean"), answers=("score", "size"), prompts=("prompt_id", frozenset))
+        .reset_index()
+    )
     acc = control_accuracy(frame, threshold).set_index("rater")["flagged"]
     out = done.merge(means, on="rater", how="inner")
     out["counted"] = ~out["rater"].map(acc).fillna(False).astype(bool)

@@ -12,6 +12,7 @@ share x P prompts and share x batch controls, a control task is as likely to be 
 an ordinary prompt is (batch / P each), so raters comparing their batches see controls recur exactly
 as often as ordinary tasks.
 """
+
 from __future__ import annotations
 
 import math
@@ -38,11 +39,15 @@ def one_pass(rng: random.Random, keys: Sequence[str], categories: Sequence[str])
     return [key for _, _, key in sorted(placed)]
 
 
-def deal(rng: random.Random, keys: Sequence[str], categories: Sequence[str], per_batch: int, n_batches: int) -> list[list[str]]:
+def deal(
+    rng: random.Random, keys: Sequence[str], categories: Sequence[str], per_batch: int, n_batches: int
+) -> list[list[str]]:
     """n_batches batches of per_batch distinct keys, dealt in stratified passes."""
     if not 1 <= per_batch <= len(keys):
-        raise ValueError(f"a sequential batch holds 1..{len(keys)} ordinary tasks (the study's prompts), got {per_batch}; "
-                         "use a smaller --batch-size or more prompts")
+        raise ValueError(
+            f"a sequential batch holds 1..{len(keys)} ordinary tasks (the study's prompts), got {per_batch}; "
+            "use a smaller --batch-size or more prompts"
+        )
     batches: list[list[str]] = []
     chunk: list[str] = []
     while len(batches) < n_batches:
@@ -65,14 +70,18 @@ def batches_per_pass(n_prompts: int, per_batch: int) -> int:
     return math.ceil(n_prompts / per_batch)
 
 
-def planned(rng: random.Random, ordinary: list[Item], controls: list[Item], settings: PlanSettings) -> list[PlannedTask]:
+def planned(
+    rng: random.Random, ordinary: list[Item], controls: list[Item], settings: PlanSettings
+) -> list[PlannedTask]:
     """Every rater of the pool one batch (batch 1): ordinary tasks from the passes, controls from the pool, shuffled."""
     k = min(settings.controls_per_batch, len(controls))
     per_batch = settings.batch_size - k
     need = batches_per_pass(len(ordinary), per_batch) if per_batch >= 1 else 0
     if settings.raters < need:
-        raise ValueError(f"--raters {settings.raters} is the sequential design's cap (one batch each), but one full pass over the "
-                         f"{len(ordinary)} prompts takes {need} batches of {per_batch}; use --raters {need} or more")
+        raise ValueError(
+            f"--raters {settings.raters} is the sequential design's cap (one batch each), but one full pass over the "
+            f"{len(ordinary)} prompts takes {need} batches of {per_batch}; use --raters {need} or more"
+        )
     index = {str(i): it for i, it in enumerate(ordinary)}
     batches = deal(rng, list(index), [it.category for it in ordinary], per_batch, settings.raters)
     out: list[PlannedTask] = []

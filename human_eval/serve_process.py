@@ -10,6 +10,7 @@ Streamlit child would keep answering raters on the port and block the restart ("
     which covers a SIGKILL of the parent, where no handler runs. Answers are committed per submit,
     so a killed server loses nothing (the kill-server trial checks it).
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -45,7 +46,9 @@ def check_port_free(host: str, port: int) -> None:
             s.bind((host, port))
         except OSError as e:
             if e.errno == errno.EADDRINUSE:
-                raise UserError(f"port {port} on {host} is already in use (another rating server?); stop it or choose another --port") from None
+                raise UserError(
+                    f"port {port} on {host} is already in use (another rating server?); stop it or choose another --port"
+                ) from None
             raise UserError(f"cannot serve on {host}:{port}: {e.strerror or e}") from None
 
 
@@ -59,6 +62,7 @@ def _die_with_parent(parent: int) -> Callable[[], None] | None:
         prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != parent:  # the parent died between fork and prctl: nobody would kill us later
             os._exit(1)
+
     return in_child
 
 

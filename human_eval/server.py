@@ -1,6 +1,7 @@
 """The rating server as `imagen-bench rate` starts it: `streamlit run human_eval/server.py` finds
 `app` (an st.App: Streamlit's own server for human_eval/app.py) with the WebGuard middleware in
 front (human_eval/web_guard.py: no metrics or upload endpoints, security headers)."""
+
 from pathlib import Path
 
 import streamlit as st

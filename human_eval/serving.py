@@ -11,6 +11,7 @@ ordinary task (issue 30).
   a URL or bytes, every image has the same size, and there is no per-image HTTP request (headers,
   timing) at all.
 """
+
 from __future__ import annotations
 
 import base64
@@ -43,8 +44,9 @@ ENCODING = Encoding()
 def encode(image: Image.Image, enc: Encoding = ENCODING) -> bytes:
     """`image` as the study serves it: RGB baseline JPEG at one quality, no EXIF / ICC / comment."""
     buf = io.BytesIO()
-    image.convert("RGB").save(buf, format="JPEG", quality=enc.quality, subsampling=enc.subsampling,
-                              optimize=False, progressive=False)
+    image.convert("RGB").save(
+        buf, format="JPEG", quality=enc.quality, subsampling=enc.subsampling, optimize=False, progressive=False
+    )
     return buf.getvalue()
 
 
@@ -61,7 +63,9 @@ def pad(jpeg: bytes, length: int) -> bytes:
         raise ValueError("not a JPEG file (no start-of-image marker); recreate the study")
     extra = length - len(jpeg)
     if extra < MIN_PAD + 4:
-        raise ValueError(f"an image of {len(jpeg)} bytes does not fit the study's served size {length}; recreate the study")
+        raise ValueError(
+            f"an image of {len(jpeg)} bytes does not fit the study's served size {length}; recreate the study"
+        )
     segments = []
     while extra:
         body = min(_COM_MAX, extra - 4)

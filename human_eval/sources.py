@@ -17,6 +17,7 @@ Prompt sets:
     geneval[:tags=A|B]         GenEval's prompts, as a sweep's geneval prompt set (category = tag)
     csv:PATH                   your own prompts (columns id, category, prompt)
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -28,8 +29,10 @@ from common.imagestore import ImageRecord, read_coco, read_folder, read_run
 from drawbench import load_drawbench
 
 SOURCE_FORMS = "run:DIR[@CELL], run:DIR@KEY=VALUE[,KEY=VALUE...], folder:DIR or coco:DIR"
-PROMPT_FORMS = ("drawbench, drawbench:CAT[,CAT...], coco[:n=N,seed=S,no_people=true,path=CAPTIONS.json], "
-                "parti[:categories=A|B,challenges=C|D], geneval[:tags=A|B] or csv:PATH")
+PROMPT_FORMS = (
+    "drawbench, drawbench:CAT[,CAT...], coco[:n=N,seed=S,no_people=true,path=CAPTIONS.json], "
+    "parti[:categories=A|B,challenges=C|D], geneval[:tags=A|B] or csv:PATH"
+)
 SUITES = ("parti", "geneval")  # shipped suites read with their sweep options (drawbench.sets)
 
 
@@ -84,8 +87,10 @@ def read_source(source: Source, prompts: pd.DataFrame, prompt_set: str) -> list[
         records = [r for r in read_run(source.path, cell) if r.ref.prompt_set == prompt_set]
         cells = sorted({r.model for r in records})  # a run record's model is its cell id
         if len(cells) > 1:  # one side of a study is one model at one setting, never a mix of cells
-            raise ValueError(f"{source.spec}: the run has {len(cells)} cells with {prompt_set} images; choose one as "
-                             f"run:{source.path}@CELL, CELL one of: {', '.join(cells)}")
+            raise ValueError(
+                f"{source.spec}: the run has {len(cells)} cells with {prompt_set} images; choose one as "
+                f"run:{source.path}@CELL, CELL one of: {', '.join(cells)}"
+            )
     elif source.kind == "coco":
         records = read_coco(source.path, prompts, prompt_set)
     else:  # the folder's manifest says which prompts its images answer: another set's folder is refused
@@ -93,7 +98,11 @@ def read_source(source: Source, prompts: pd.DataFrame, prompt_set: str) -> list[
     wanted = {str(i) for i in prompts["id"]}
     category = dict(zip(prompts["id"].astype(str), prompts["category"].astype(str)))
     # the study's prompt set decides each prompt's category (a run's manifest says "coco" for every caption)
-    chosen = [replace(r, ref=replace(r.ref, category=category[r.ref.prompt_id])) for r in records if r.ref.prompt_id in wanted]
+    chosen = [
+        replace(r, ref=replace(r.ref, category=category[r.ref.prompt_id]))
+        for r in records
+        if r.ref.prompt_id in wanted
+    ]
     if not chosen:
         raise ValueError(f"{source.spec}: no images for the chosen prompts ({len(wanted)} {prompt_set} prompts)")
     return chosen
@@ -107,7 +116,9 @@ def select_cell(source: Source) -> str:
     for part in source.cell.split(","):
         key, sep, value = part.partition("=")
         if not sep or key.strip() not in cells.columns:
-            raise ValueError(f"{source.spec}: selector {part!r} must be KEY=VALUE with KEY one of {', '.join(map(str, cells.columns))}")
+            raise ValueError(
+                f"{source.spec}: selector {part!r} must be KEY=VALUE with KEY one of {', '.join(map(str, cells.columns))}"
+            )
         wanted[key.strip()] = value.strip()
 
     def same(actual, text: str) -> bool:
@@ -120,8 +131,10 @@ def select_cell(source: Source) -> str:
 
     hits = [r.cell_id for r in cells.itertuples() if all(same(getattr(r, k), v) for k, v in wanted.items())]
     if len(hits) != 1:
-        raise ValueError(f"{source.spec}: {len(hits)} cells match {source.cell!r} (need exactly one); cells: "
-                         + ", ".join(sorted(hits or cells.cell_id)))
+        raise ValueError(
+            f"{source.spec}: {len(hits)} cells match {source.cell!r} (need exactly one); cells: "
+            + ", ".join(sorted(hits or cells.cell_id))
+        )
     return hits[0]
 
 
@@ -136,14 +149,17 @@ def by_prompt(records: list[ImageRecord], images_per_set: int, source: str = "so
     short = {pid: len(recs) for pid, recs in out.items() if len(recs) < images_per_set}
     if short:
         first = ", ".join(f"{pid} ({k})" for pid, k in sorted(short.items())[:5])
-        raise ValueError(f"{source}: {len(short)} of {len(out)} prompts have fewer than {images_per_set} images per set "
-                         f"(prompt id (images): {first}{', ...' if len(short) > 5 else ''}); generate more samples per prompt "
-                         f"or choose another design with --images-per-set N")
+        raise ValueError(
+            f"{source}: {len(short)} of {len(out)} prompts have fewer than {images_per_set} images per set "
+            f"(prompt id (images): {first}{', ...' if len(short) > 5 else ''}); generate more samples per prompt "
+            f"or choose another design with --images-per-set N"
+        )
     return out
 
 
-def distinct_models(a: Source, recs_a: dict[str, list[ImageRecord]], b: Source,
-                    recs_b: dict[str, list[ImageRecord]]) -> tuple[dict[str, list[ImageRecord]], dict[str, list[ImageRecord]]]:
+def distinct_models(
+    a: Source, recs_a: dict[str, list[ImageRecord]], b: Source, recs_b: dict[str, list[ImageRecord]]
+) -> tuple[dict[str, list[ImageRecord]], dict[str, list[ImageRecord]]]:
     """The two sides of a study under names that tell them apart. Two sources whose models share a
     name (folders X/sd and Y/sd, one cell id in two runs) are named by the shortest tail of their
     paths that differs (X/sd, Y/sd); the same images on both sides are refused, naming both."""
@@ -151,8 +167,10 @@ def distinct_models(a: Source, recs_a: dict[str, list[ImageRecord]], b: Source,
     if name_a != name_b:
         return recs_a, recs_b
     if a.path == b.path:
-        raise ValueError(f"--a {a.spec} and --b {b.spec} are the same images ({a.path}, model {name_a!r}); "
-                         "compare two different models")
+        raise ValueError(
+            f"--a {a.spec} and --b {b.spec} are the same images ({a.path}, model {name_a!r}); "
+            "compare two different models"
+        )
     tail_a, tail_b = _distinct_tails(a.path, b.path)
     return _renamed(recs_a, a.path, tail_a), _renamed(recs_b, b.path, tail_b)
 
@@ -171,7 +189,8 @@ def _distinct_tails(pa: Path, pb: Path) -> tuple[str, str]:
 
 def _renamed(recs: dict[str, list[ImageRecord]], path: Path, tail: str) -> dict[str, list[ImageRecord]]:
     """A folder's model is its folder's name, so its tail replaces it; a run's cell keeps its id after '@'."""
+
     def name(model: str) -> str:
         return tail if model == path.name else f"{tail}@{model}"
-    return {pid: [replace(r, model=name(r.model)) for r in rs] for pid, rs in recs.items()}
 
+    return {pid: [replace(r, model=name(r.model)) for r in rs] for pid, rs in recs.items()}

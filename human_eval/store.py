@@ -9,6 +9,7 @@ Idempotency rule: FIRST ANSWER WINS. answers has UNIQUE(rater, task_id, question
 submit of the same question (double click, refresh, retry after a network error) is a no-op and
 `submit` reports the answer already kept. Raters cannot change an answer once given.
 """
+
 from __future__ import annotations
 
 import json
@@ -98,7 +99,7 @@ class Store:
         self.study = study
         self.postgres = is_postgres_url(self.url)
         if not self.postgres and self.url.startswith("sqlite:///"):
-            self.url = self.url[len("sqlite:///"):]
+            self.url = self.url[len("sqlite:///") :]
         self._local = threading.local()
         self._pool: PgPool | None = None
         self._pool_lock = threading.Lock()
@@ -117,7 +118,9 @@ class Store:
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.execute("PRAGMA foreign_keys=ON")
             except sqlite3.DatabaseError as e:
-                raise ValueError(f"cannot open the ratings database {self.url}: {e} (restore it from a backup)") from None
+                raise ValueError(
+                    f"cannot open the ratings database {self.url}: {e} (restore it from a backup)"
+                ) from None
             self._local.conn = conn
         return conn
 
@@ -146,8 +149,9 @@ class Store:
         except sqlite3.DatabaseError as e:
             if isinstance(e, sqlite3.OperationalError) and "locked" in str(e):
                 raise
-            raise ValueError(f"the ratings database {self.url} is damaged or not a ratings database: {e} "
-                             "(restore it from a backup)") from None
+            raise ValueError(
+                f"the ratings database {self.url} is damaged or not a ratings database: {e} (restore it from a backup)"
+            ) from None
 
     @contextmanager
     def _tx(self) -> Iterator:
@@ -177,8 +181,15 @@ class Store:
             self._pool.close()
 
     # -- creating a study ----------------------------------------------------------------------
-    def create(self, protocol: str, admin_token: str, rater_tokens: dict[str, str], tasks: list[Task],
-               package_version: str, settings: dict) -> None:
+    def create(
+        self,
+        protocol: str,
+        admin_token: str,
+        rater_tokens: dict[str, str],
+        tasks: list[Task],
+        package_version: str,
+        settings: dict,
+    ) -> None:
         """Write a new study (raters with hashed tokens, all tasks) in one transaction.
         Refuses a study name that is already in the database: nothing is overwritten."""
         get_protocol(protocol)
@@ -191,15 +202,43 @@ class Store:
         if self._query("SELECT 1 FROM studies WHERE study = ?", (self.study,)):
             raise ValueError(f"study {self.study!r} already exists in {self.url}; refusing to overwrite its ratings")
         with self._tx() as cur:
-            self._exec(cur, "INSERT INTO studies VALUES (?, ?, ?, ?, ?, ?)",
-                       (self.study, protocol, hash_token(admin_token), _now(), package_version, json.dumps(settings, sort_keys=True)))
+            self._exec(
+                cur,
+                "INSERT INTO studies VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    self.study,
+                    protocol,
+                    hash_token(admin_token),
+                    _now(),
+                    package_version,
+                    json.dumps(settings, sort_keys=True),
+                ),
+            )
             for rater, token in rater_tokens.items():
                 self._exec(cur, "INSERT INTO raters VALUES (?, ?, ?)", (self.study, rater, hash_token(token)))
             for t in tasks:
-                self._exec(cur, "INSERT INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (
-                    t.task_id, self.study, t.rater, t.batch, t.position, t.prompt_id, t.category, t.caption,
-                    t.model_a, t.model_b, int(t.a_on_left), json.dumps(list(t.images_a)), json.dumps(list(t.images_b)),
-                    int(t.is_control), t.control_kind, json.dumps(dict(t.expected))))
+                self._exec(
+                    cur,
+                    "INSERT INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        t.task_id,
+                        self.study,
+                        t.rater,
+                        t.batch,
+                        t.position,
+                        t.prompt_id,
+                        t.category,
+                        t.caption,
+                        t.model_a,
+                        t.model_b,
+                        int(t.a_on_left),
+                        json.dumps(list(t.images_a)),
+                        json.dumps(list(t.images_b)),
+                        int(t.is_control),
+                        t.control_kind,
+                        json.dumps(dict(t.expected)),
+                    ),
+                )
 
     # -- authentication ------------------------------------------------------------------------
     def protocol(self) -> str:
@@ -228,8 +267,11 @@ class Store:
         """Store the hash of a rater's new token in one transaction: the old token stops working at
         the commit. Tasks and answers are keyed by the rater's name, so they stay theirs, unchanged."""
         with self._tx() as cur:
-            n = self._exec(cur, "UPDATE raters SET token_sha256 = ? WHERE study = ? AND rater = ?",
-                           (hash_token(token), self.study, rater))
+            n = self._exec(
+                cur,
+                "UPDATE raters SET token_sha256 = ? WHERE study = ? AND rater = ?",
+                (hash_token(token), self.study, rater),
+            )
             if n != 1:
                 raise ValueError(f"study {self.study!r} has no rater {rater!r} in {self.url}")
 
@@ -241,24 +283,59 @@ class Store:
                 raise FileNotFoundError(f"study {self.study!r} is not in the database {self.url}")
 
     # -- a rater's work ------------------------------------------------------------------------
-    _TASK_COLS = ("task_id, rater, batch, position, prompt_id, category, caption, model_a, model_b, a_on_left, "
-                  "images_a, images_b, is_control, control_kind, expected")
+    _TASK_COLS = (
+        "task_id, rater, batch, position, prompt_id, category, caption, model_a, model_b, a_on_left, "
+        "images_a, images_b, is_control, control_kind, expected"
+    )
 
     @staticmethod
     def _task(row: tuple) -> Task:
-        (task_id, rater, batch, position, prompt_id, category, caption, model_a, model_b, a_on_left,
-         images_a, images_b, is_control, control_kind, expected) = row
-        return Task(task_id, rater, int(batch), int(position), prompt_id, category, caption, model_a, model_b,
-                    bool(a_on_left), tuple(json.loads(images_a)), tuple(json.loads(images_b)), bool(is_control),
-                    control_kind, tuple(sorted(json.loads(expected).items())))
+        (
+            task_id,
+            rater,
+            batch,
+            position,
+            prompt_id,
+            category,
+            caption,
+            model_a,
+            model_b,
+            a_on_left,
+            images_a,
+            images_b,
+            is_control,
+            control_kind,
+            expected,
+        ) = row
+        return Task(
+            task_id,
+            rater,
+            int(batch),
+            int(position),
+            prompt_id,
+            category,
+            caption,
+            model_a,
+            model_b,
+            bool(a_on_left),
+            tuple(json.loads(images_a)),
+            tuple(json.loads(images_b)),
+            bool(is_control),
+            control_kind,
+            tuple(sorted(json.loads(expected).items())),
+        )
 
     def tasks(self, rater: str) -> list[Task]:
-        rows = self._query(f"SELECT {self._TASK_COLS} FROM tasks WHERE study = ? AND rater = ? ORDER BY batch, position",
-                           (self.study, rater))
+        rows = self._query(
+            f"SELECT {self._TASK_COLS} FROM tasks WHERE study = ? AND rater = ? ORDER BY batch, position",
+            (self.study, rater),
+        )
         return [self._task(r) for r in rows]
 
     def task(self, rater: str, task_id: str) -> Task:
-        rows = self._query(f"SELECT {self._TASK_COLS} FROM tasks WHERE study = ? AND task_id = ?", (self.study, task_id))
+        rows = self._query(
+            f"SELECT {self._TASK_COLS} FROM tasks WHERE study = ? AND task_id = ?", (self.study, task_id)
+        )
         if not rows or rows[0][1] != rater:
             raise AccessDenied(f"task {task_id!r} is not one of rater {rater!r}'s tasks")
         return self._task(rows[0])
@@ -267,7 +344,8 @@ class Store:
         """task_id -> {question: de-randomised answer}, only this rater's own answers."""
         out: dict[str, dict[str, str]] = {}
         for task_id, question, answer in self._query(
-                "SELECT task_id, question, answer FROM answers WHERE study = ? AND rater = ?", (self.study, rater)):
+            "SELECT task_id, question, answer FROM answers WHERE study = ? AND rater = ?", (self.study, rater)
+        ):
             out.setdefault(task_id, {})[question] = answer
         return out
 
@@ -289,10 +367,21 @@ class Store:
         at = _now()
         with self._tx() as cur:
             for key in sorted(shown):
-                n = self._exec(cur, "INSERT INTO answers VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
-                                    "ON CONFLICT (rater, task_id, question) DO NOTHING",
-                               (self.study, rater, task_id, key, shown[key], derandomise(shown[key], task.a_on_left),
-                                response_ms, at))
+                n = self._exec(
+                    cur,
+                    "INSERT INTO answers VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (rater, task_id, question) DO NOTHING",
+                    (
+                        self.study,
+                        rater,
+                        task_id,
+                        key,
+                        shown[key],
+                        derandomise(shown[key], task.a_on_left),
+                        response_ms,
+                        at,
+                    ),
+                )
                 (stored if n == 1 else kept).append(key)
         return SubmitResult(tuple(stored), tuple(kept))
 
@@ -300,28 +389,41 @@ class Store:
     def progress(self) -> list[tuple[str, int, int]]:
         """(rater, tasks, tasks fully answered) for every rater of the study."""
         n_q = len(get_protocol(self.protocol()).questions)
-        return [(r, int(n), int(done)) for r, n, done in self._query(
-            "SELECT r.rater, COUNT(t.task_id), "
-            "  SUM(CASE WHEN (SELECT COUNT(*) FROM answers a WHERE a.task_id = t.task_id AND a.rater = r.rater) = ? "
-            "      THEN 1 ELSE 0 END) "
-            "FROM raters r LEFT JOIN tasks t ON t.study = r.study AND t.rater = r.rater "
-            "WHERE r.study = ? GROUP BY r.rater ORDER BY r.rater", (n_q, self.study))]
+        return [
+            (r, int(n), int(done))
+            for r, n, done in self._query(
+                "SELECT r.rater, COUNT(t.task_id), "
+                "  SUM(CASE WHEN (SELECT COUNT(*) FROM answers a WHERE a.task_id = t.task_id AND a.rater = r.rater) = ? "
+                "      THEN 1 ELSE 0 END) "
+                "FROM raters r LEFT JOIN tasks t ON t.study = r.study AND t.rater = r.rater "
+                "WHERE r.study = ? GROUP BY r.rater ORDER BY r.rater",
+                (n_q, self.study),
+            )
+        ]
 
     def category_progress(self) -> list[tuple[str, int, int, int]]:
         """(category, ordinary tasks, of them fully answered, raters with tasks in it) per prompt
         category of the study: DrawBench runs one evaluation per category, watched per category."""
         n_q = len(get_protocol(self.protocol()).questions)
-        return [(c, int(n), int(done or 0), int(raters)) for c, n, done, raters in self._query(
-            "SELECT t.category, COUNT(t.task_id), "
-            "  SUM(CASE WHEN (SELECT COUNT(*) FROM answers a WHERE a.task_id = t.task_id AND a.rater = t.rater) = ? "
-            "      THEN 1 ELSE 0 END), COUNT(DISTINCT t.rater) "
-            "FROM tasks t WHERE t.study = ? AND t.is_control = 0 GROUP BY t.category ORDER BY t.category", (n_q, self.study))]
+        return [
+            (c, int(n), int(done or 0), int(raters))
+            for c, n, done, raters in self._query(
+                "SELECT t.category, COUNT(t.task_id), "
+                "  SUM(CASE WHEN (SELECT COUNT(*) FROM answers a WHERE a.task_id = t.task_id AND a.rater = t.rater) = ? "
+                "      THEN 1 ELSE 0 END), COUNT(DISTINCT t.rater) "
+                "FROM tasks t WHERE t.study = ? AND t.is_control = 0 GROUP BY t.category ORDER BY t.category",
+                (n_q, self.study),
+            )
+        ]
 
     def study_settings(self) -> dict[str, dict]:
         """study -> its recorded settings (control threshold, fast-answer time, plan, ...): this
         study, or every study when `study` is None."""
         where, params = ("WHERE study = ?", (self.study,)) if self.study else ("", ())
-        return {s: json.loads(settings) for s, settings in self._query(f"SELECT study, settings FROM studies {where}", params)}
+        return {
+            s: json.loads(settings)
+            for s, settings in self._query(f"SELECT study, settings FROM studies {where}", params)
+        }
 
     def answer_rows(self) -> list[tuple]:
         """Joined answer rows (this study, or every study when `study` is None), oldest first:
@@ -332,7 +434,9 @@ class Store:
             "SELECT a.study, s.protocol, a.task_id, a.rater, a.question, a.answer, t.model_a, t.model_b, t.prompt_id, "
             "t.category, t.is_control, t.expected, a.response_ms, a.answered_at "
             "FROM answers a JOIN tasks t ON t.task_id = a.task_id JOIN studies s ON s.study = a.study "
-            f"{where} ORDER BY a.answered_at, a.rater, a.task_id, a.question", params)
+            f"{where} ORDER BY a.answered_at, a.rater, a.task_id, a.question",
+            params,
+        )
 
     # -- tables other modules keep (human_eval.participants, human_eval.payments) --------------
     def query(self, sql: str, params: tuple = ()) -> list[tuple]:

@@ -1,15 +1,16 @@
 """A study directory: what is rated, by whom, with which wording; the only images the app serves.
 
-    STUDY/
-      study.json      protocol, models and sources, prompts, wording, settings (seed, batch size,
-                      control share, threshold), package version, created, database, images' sha256
-      images/         copies of the rated images (and degraded control copies) under opaque ids
-      ratings.sqlite  the database (unless --db postgresql://...): raters (hashed tokens), tasks, answers
-      secrets.json    invite and admin tokens in clear (mode 0600; for `imagen-bench rate` to print the
-                      links; the database keeps only their hashes). Keep it private.
-                      `imagen-bench study reissue STUDY --rater NAME | --admin` replaces one token (the
-                      database hash first, then this file); nothing else in the study changes.
+STUDY/
+  study.json      protocol, models and sources, prompts, wording, settings (seed, batch size,
+                  control share, threshold), package version, created, database, images' sha256
+  images/         copies of the rated images (and degraded control copies) under opaque ids
+  ratings.sqlite  the database (unless --db postgresql://...): raters (hashed tokens), tasks, answers
+  secrets.json    invite and admin tokens in clear (mode 0600; for `imagen-bench rate` to print the
+                  links; the database keeps only their hashes). Keep it private.
+                  `imagen-bench study reissue STUDY --rater NAME | --admin` replaces one token (the
+                  database hash first, then this file); nothing else in the study changes.
 """
+
 from __future__ import annotations
 
 import errno
@@ -75,12 +76,15 @@ class StudySettings:
         if not 0.0 <= self.control_threshold <= 1.0:
             raise ValueError(f"control threshold must be in [0, 1], got {self.control_threshold}")
         if self.db is not None and not is_postgres_url(self.db):
-            raise ValueError(f"--db must be a postgresql:// URL (default: {DEFAULT_DB} in the study directory), got {self.db!r}")
+            raise ValueError(
+                f"--db must be a postgresql:// URL (default: {DEFAULT_DB} in the study directory), got {self.db!r}"
+            )
 
 
 @dataclass(frozen=True)
 class Study:
     """A loaded study.json; everything the app needs, nothing it could be tricked with."""
+
     root: Path
     name: str
     protocol: str
@@ -132,21 +136,29 @@ def load_study(study_dir: str | Path) -> Study:
     root = Path(study_dir)
     path = root / "study.json"
     if not path.is_file():
-        raise FileNotFoundError(f"{root} is not a study directory: study.json is missing (make one with `imagen-bench study create`)")
+        raise FileNotFoundError(
+            f"{root} is not a study directory: study.json is missing (make one with `imagen-bench study create`)"
+        )
     try:
         meta = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{path} is not valid JSON ({e}); restore it from a backup or recreate the study") from e
     if not isinstance(meta, dict) or meta.get("format") != STUDY_FORMAT:
-        raise ValueError(f"{path}: format must be {STUDY_FORMAT!r}, got {meta.get('format') if isinstance(meta, dict) else type(meta).__name__!r}")
+        raise ValueError(
+            f"{path}: format must be {STUDY_FORMAT!r}, got {meta.get('format') if isinstance(meta, dict) else type(meta).__name__!r}"
+        )
     missing = sorted({"name", "protocol", "database", "images", "settings"} - set(meta))
     if missing:
         raise ValueError(f"{path}: missing keys {missing}")
     get_protocol(meta["protocol"])
     images = meta["images"]
     if not isinstance(images, dict) or not all(
-            isinstance(v, dict) and isinstance(v.get("file"), str) and _IMAGE_FILE.fullmatch(v["file"]) and _IMAGE_ID.fullmatch(k)
-            for k, v in images.items()):
+        isinstance(v, dict)
+        and isinstance(v.get("file"), str)
+        and _IMAGE_FILE.fullmatch(v["file"])
+        and _IMAGE_ID.fullmatch(k)
+        for k, v in images.items()
+    ):
         raise ValueError(f"{path}: 'images' must map 32-hex ids to {{'file': '<id>.<png|jpg|webp>'}} entries")
     db = meta["database"]
     if not isinstance(db, str) or not (is_postgres_url(db) or re.fullmatch(r"[\w.-]+", db)):
@@ -166,18 +178,27 @@ def load_study(study_dir: str | Path) -> Study:
         raise ValueError(f"{path}: 'platform': {e}") from None
     if not is_postgres_url(db):
         check_sqlite(root / db)
-    return Study(root=root.resolve(), name=str(meta["name"]), protocol=meta["protocol"],
-                 db_url=db if is_postgres_url(db) else str(root.resolve() / db),
-                 control_threshold=float(threshold), images={k: v["file"] for k, v in images.items()},
-                 fast_answer_ms=float(meta["settings"].get("fast_answer_ms", DEFAULT_FAST_ANSWER_MS)), served_bytes=served, id=study_id,
-                 platform=platform)
+    return Study(
+        root=root.resolve(),
+        name=str(meta["name"]),
+        protocol=meta["protocol"],
+        db_url=db if is_postgres_url(db) else str(root.resolve() / db),
+        control_threshold=float(threshold),
+        images={k: v["file"] for k, v in images.items()},
+        fast_answer_ms=float(meta["settings"].get("fast_answer_ms", DEFAULT_FAST_ANSWER_MS)),
+        served_bytes=served,
+        id=study_id,
+        platform=platform,
+    )
 
 
 def check_sqlite(path: Path) -> None:
     """A study's SQLite ratings file must exist and hold the ratings tables; checked read-only
     before anything opens it for writing (SQLite would turn an empty file into a database)."""
     if not path.is_file():
-        raise FileNotFoundError(f"the ratings database {path} is missing (study.json names it); restore it from a backup")
+        raise FileNotFoundError(
+            f"the ratings database {path} is missing (study.json names it); restore it from a backup"
+        )
     try:
         con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
         try:
@@ -195,14 +216,22 @@ def read_secrets(study_dir: str | Path) -> dict:
     """secrets.json: {"admin": token, "raters": {rater: token}}; anything else names the file."""
     path = Path(study_dir) / "secrets.json"
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: invite links cannot be shown (tokens are stored only hashed in the database)")
+        raise FileNotFoundError(
+            f"{path} is missing: invite links cannot be shown (tokens are stored only hashed in the database)"
+        )
     try:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{path} is not valid JSON ({e}); invite links cannot be shown") from None
-    if not (isinstance(data, dict) and isinstance(data.get("admin"), str) and isinstance(data.get("raters"), dict)
-            and all(isinstance(k, str) and isinstance(v, str) for k, v in data["raters"].items())):
-        raise ValueError(f"{path} must hold {{\"admin\": TOKEN, \"raters\": {{RATER: TOKEN}}}}; invite links cannot be shown")
+    if not (
+        isinstance(data, dict)
+        and isinstance(data.get("admin"), str)
+        and isinstance(data.get("raters"), dict)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in data["raters"].items())
+    ):
+        raise ValueError(
+            f'{path} must hold {{"admin": TOKEN, "raters": {{RATER: TOKEN}}}}; invite links cannot be shown'
+        )
     return data
 
 
@@ -230,7 +259,9 @@ def reissue_token(study_dir: str | Path, rater: str | None) -> str:
     try:
         known = sorted(store.token_hashes()[1])
         if rater is not None and rater not in known:
-            raise ValueError(f"study {study.name!r} has no rater {rater!r}; its raters are: {', '.join(known) or '(none)'}")
+            raise ValueError(
+                f"study {study.name!r} has no rater {rater!r}; its raters are: {', '.join(known) or '(none)'}"
+            )
         token = new_token()
         # Database first, then secrets.json. The database decides who gets in, so a leaked token is
         # dead from this commit on. A crash before secrets.json is written leaves it holding the old
@@ -252,10 +283,15 @@ def reissue_token(study_dir: str | Path, rater: str | None) -> str:
 def resolved(protocol, settings: PlanSettings) -> dict:
     """The plan's defaults as this study resolved them (recorded in study.json)."""
     design = settings.design_for(protocol)
-    return {"design": design, "raters_per_category": (settings.raters_per_category or settings.raters) if design == "per_category" else None}
+    return {
+        "design": design,
+        "raters_per_category": (settings.raters_per_category or settings.raters) if design == "per_category" else None,
+    }
 
 
-DISK_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG})  # the disk written to, never the source
+DISK_ERRORS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
+)  # the disk written to, never the source
 
 
 def write_error(e: OSError, dst: Path, out: Path) -> OSError:
@@ -290,7 +326,9 @@ def create_study(out: str | Path, s: StudySettings) -> Study:
     name = s.name or out.name
     study_id = secrets.token_hex(8)  # the study's identity: ratings are keyed by name@id (study_key)
 
-    for stale in out.parent.glob(f".{out.name}.creating-*") if out.parent.is_dir() else ():  # a killed create's half-made folder
+    for stale in (
+        out.parent.glob(f".{out.name}.creating-*") if out.parent.is_dir() else ()
+    ):  # a killed create's half-made folder
         pid = stale.name.rsplit(".creating-", 1)[1].split("-")[0]
         if not (pid.isdigit() and python_process_alive(int(pid))):
             shutil.rmtree(stale, ignore_errors=True)
@@ -307,25 +345,44 @@ def create_study(out: str | Path, s: StudySettings) -> Study:
             key = (path, degraded)
             if key not in copies:
                 with open_image(path) as im:  # a corrupt / truncated / non-image file is refused here, naming it
-                    data = encode(degrade(path, seed=s.plan.seed + len(copies), settings=s.degrade) if degraded else im)
+                    data = encode(
+                        degrade(path, seed=s.plan.seed + len(copies), settings=s.degrade) if degraded else im
+                    )
                 iid = secrets.token_hex(16)
                 dst = tmp / "images" / f"{iid}.jpg"
                 try:
                     dst.write_bytes(data)
                 except OSError as e:
                     raise write_error(e, dst, out) from None
-                images[iid] = {"file": dst.name, "sha256": sha256_file(dst), "source": str(path), "model": model, "degraded": degraded}
+                images[iid] = {
+                    "file": dst.name,
+                    "sha256": sha256_file(dst),
+                    "source": str(path),
+                    "model": model,
+                    "degraded": degraded,
+                }
                 copies[key] = iid
             return copies[key]
 
         def task(p: PlannedTask) -> Task:
             it = p.item
-            return Task(task_id=secrets.token_hex(12), rater=p.rater, batch=p.batch, position=p.position,
-                        prompt_id=it.prompt_id, category=it.category, caption=it.caption, model_a=it.model_a,
-                        model_b=it.model_b, a_on_left=p.a_on_left if protocol.layout == "pair" else True,
-                        images_a=tuple(image_id(x, False, it.model_a) for x in it.paths_a),
-                        images_b=tuple(image_id(x, it.degrade_b, it.model_b) for x in it.paths_b),
-                        is_control=it.is_control, control_kind=it.control_kind, expected=it.expected)
+            return Task(
+                task_id=secrets.token_hex(12),
+                rater=p.rater,
+                batch=p.batch,
+                position=p.position,
+                prompt_id=it.prompt_id,
+                category=it.category,
+                caption=it.caption,
+                model_a=it.model_a,
+                model_b=it.model_b,
+                a_on_left=p.a_on_left if protocol.layout == "pair" else True,
+                images_a=tuple(image_id(x, False, it.model_a) for x in it.paths_a),
+                images_b=tuple(image_id(x, it.degrade_b, it.model_b) for x in it.paths_b),
+                is_control=it.is_control,
+                control_kind=it.control_kind,
+                expected=it.expected,
+            )
 
         tasks = [task(p) for p in planned]
         tokens = {"admin": new_token(), "raters": {r: new_token() for r in sorted({t.rater for t in tasks})}}
@@ -335,18 +392,32 @@ def create_study(out: str | Path, s: StudySettings) -> Study:
         else:
             settings_platform = {}
         db = s.db or DEFAULT_DB
-        settings = {"control_threshold": s.control_threshold, "fast_answer_ms": s.fast_answer_ms,
-                    "plan": asdict(s.plan) | resolved(protocol, s.plan), "degrade": asdict(s.degrade),
-                    "images_per_set": per_set} | settings_platform
+        settings = {
+            "control_threshold": s.control_threshold,
+            "fast_answer_ms": s.fast_answer_ms,
+            "plan": asdict(s.plan) | resolved(protocol, s.plan),
+            "degrade": asdict(s.degrade),
+            "images_per_set": per_set,
+        } | settings_platform
         if s.plan.sequential is not None:  # the stopping plan as fixed before the first rating (human_eval.sequential)
             settings["plan"]["sequential"] = sequential_record(protocol, s.plan, planned)
         if not s.db:  # ratings and token hashes: owner-only, like secrets.json (SQLite gives its
             (tmp / db).touch(mode=0o600)  # -wal / -shm files the database file's permissions)
         first = next(iter(items.values()))
         # each source as resolved (absolute path): a model is its source, whatever its folder is called
-        models = {side: {"source": f"{src.kind}:{src.path}" + (f"@{src.cell}" if src.cell else ""), "model": recs[first.prompt_id][0].model}
-                  for side, src, recs in (("a", src_a, recs_a), ("b", src_b, recs_b)) if src is not None}
-        settings["study"] = {"name": name, "id": study_id, "models": models}  # who made what: in the database too (reports' labels)
+        models = {
+            side: {
+                "source": f"{src.kind}:{src.path}" + (f"@{src.cell}" if src.cell else ""),
+                "model": recs[first.prompt_id][0].model,
+            }
+            for side, src, recs in (("a", src_a, recs_a), ("b", src_b, recs_b))
+            if src is not None
+        }
+        settings["study"] = {
+            "name": name,
+            "id": study_id,
+            "models": models,
+        }  # who made what: in the database too (reports' labels)
         store = Store(db if s.db else tmp / db, study_key(name, study_id))
         store.create(s.protocol, tokens["admin"], tokens["raters"], tasks, __version__, settings)
         if s.platform is not None:
@@ -355,20 +426,41 @@ def create_study(out: str | Path, s: StudySettings) -> Study:
         write_secrets(tmp, tokens)
         order = list(dict.fromkeys(it.prompt_id for it in items.values()))
         rated = [pid for pid in order if pid in {t.prompt_id for t in tasks if not t.is_control}]
-        write_json_atomic(tmp / "study.json", {
-            "format": STUDY_FORMAT, "name": name, "id": study_id, "protocol": s.protocol, "title": protocol.title,
-            **settings_platform,
-            "wording": wording(protocol),
-            "models": models,
-            "prompts": {"spec": s.prompts, "prompt_set": prompt_set, "rated": rated, "n": len(rated),
-                        "control": [pid for pid in order if pid not in rated]},  # the pool: set aside, rated by no one
-            "settings": settings, "database": _strip_password(db), "package_version": __version__,
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "tasks": {"total": len(tasks), "controls": sum(t.is_control for t in tasks), "raters": len(tokens["raters"]),
-                      "evaluations": assignment(protocol, items, s.plan)},  # category (or "all") -> its raters
-            "images": images,
-            "serving": {"encoding": asdict(ENCODING), "served_bytes": padded_length(max(im.stat().st_size for im in (tmp / "images").iterdir()))},
-        })
+        write_json_atomic(
+            tmp / "study.json",
+            {
+                "format": STUDY_FORMAT,
+                "name": name,
+                "id": study_id,
+                "protocol": s.protocol,
+                "title": protocol.title,
+                **settings_platform,
+                "wording": wording(protocol),
+                "models": models,
+                "prompts": {
+                    "spec": s.prompts,
+                    "prompt_set": prompt_set,
+                    "rated": rated,
+                    "n": len(rated),
+                    "control": [pid for pid in order if pid not in rated],
+                },  # the pool: set aside, rated by no one
+                "settings": settings,
+                "database": _strip_password(db),
+                "package_version": __version__,
+                "created": datetime.now(UTC).isoformat(timespec="seconds"),
+                "tasks": {
+                    "total": len(tasks),
+                    "controls": sum(t.is_control for t in tasks),
+                    "raters": len(tokens["raters"]),
+                    "evaluations": assignment(protocol, items, s.plan),
+                },  # category (or "all") -> its raters
+                "images": images,
+                "serving": {
+                    "encoding": asdict(ENCODING),
+                    "served_bytes": padded_length(max(im.stat().st_size for im in (tmp / "images").iterdir())),
+                },
+            },
+        )
         if out.exists():
             out.rmdir()
         os.replace(tmp, out)

@@ -1,5 +1,6 @@
 """Invite and admin secrets: made with `secrets.token_urlsafe(32)`, stored only as SHA-256, and
 checked in constant time against every stored hash (no early exit that would leak which matched)."""
+
 from __future__ import annotations
 
 import hashlib

@@ -9,6 +9,7 @@ own routes (human_eval/server.py installs it).
   the browser from sending it to any other site. Framing is refused (clickjacking a rater into
   answering), and responses are never content-sniffed.
 """
+
 from __future__ import annotations
 
 BLOCKED_PREFIXES = ("/_stcore/metrics", "/_stcore/upload_file", "/_stcore/script-health-check")
@@ -46,8 +47,11 @@ class WebGuard:
         async def with_headers(message):
             if message["type"] == "http.response.start":
                 names = {k.lower() for k, _ in SECURITY_HEADERS}
-                message = {**message, "headers": [(k, v) for k, v in message.get("headers", []) if k.lower() not in names]
-                           + list(SECURITY_HEADERS)}
+                message = {
+                    **message,
+                    "headers": [(k, v) for k, v in message.get("headers", []) if k.lower() not in names]
+                    + list(SECURITY_HEADERS),
+                }
             await send(message)
 
         return await self.app(scope, receive, with_headers)

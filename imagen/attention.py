@@ -4,6 +4,7 @@ itself (fused SDPA on CUDA, plain matmuls elsewhere; the same numbers, checked i
 
 Shapes: q (B, N, inner); k, v (B, M, inner); keep (B, M) bool or None.
 """
+
 from __future__ import annotations
 
 import torch
@@ -20,8 +21,14 @@ def text_keys_values(to_kv: nn.Linear, null_kv: torch.Tensor, text: torch.Tensor
     return torch.cat([nk, k], 1), torch.cat([nv, v], 1), torch.cat([mask.new_ones(b, 1), mask], 1)
 
 
-def multihead(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, keep: torch.Tensor | None = None,
-              fused: bool | None = None) -> torch.Tensor:
+def multihead(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    heads: int,
+    keep: torch.Tensor | None = None,
+    fused: bool | None = None,
+) -> torch.Tensor:
     """softmax(q k^T / sqrt(d)) v over `heads` heads: q (B, N, inner), k and v (B, M, inner), keep
     (B, M) or None -> (B, N, inner). On CPU plain matmuls: with <= 256 queries and short contexts they
     are several times faster there than the fused kernel, whose backward pass dominated training time.

@@ -11,6 +11,7 @@ A cascade directory:
     cascade.json       {"format", "text_encoder", "stages": [names in order], "package_version"}
     <name>/            one stage directory per stage
 """
+
 from __future__ import annotations
 
 import json
@@ -45,17 +46,25 @@ def config_diff(a: dict, b: dict, prefix: str = "") -> list[str]:
         va, vb = a.get(k), b.get(k)
         if isinstance(va, dict) and isinstance(vb, dict):
             out += config_diff(va, vb, f"{prefix}{k}.")
-        elif va != vb and not (isinstance(va, (list, tuple)) and isinstance(vb, (list, tuple)) and list(va) == list(vb)):
+        elif va != vb and not (
+            isinstance(va, (list, tuple)) and isinstance(vb, (list, tuple)) and list(va) == list(vb)
+        ):
             out.append(f"{prefix}{k}: checkpoint has {va!r}, asked for {vb!r}")
     return out
 
 
-def save_stage(directory: Path, stage: StageConfig, text_encoder: TextEncoderConfig, ema_state: dict, extra: dict) -> None:
+def save_stage(
+    directory: Path, stage: StageConfig, text_encoder: TextEncoderConfig, ema_state: dict, extra: dict
+) -> None:
     """Write model.safetensors + config.json atomically (each via a temp file and rename)."""
     directory.mkdir(parents=True, exist_ok=True)
     weights = directory / "model.safetensors"
     with atomic_path(weights) as tmp:
-        save_file({k: v.detach().contiguous().cpu() for k, v in ema_state.items()}, str(tmp), metadata={"format": STAGE_FORMAT})
+        save_file(
+            {k: v.detach().contiguous().cpu() for k, v in ema_state.items()},
+            str(tmp),
+            metadata={"format": STAGE_FORMAT},
+        )
     meta = {
         "format": STAGE_FORMAT,
         "stage": to_dict(stage),
@@ -108,10 +117,14 @@ def stage_config_diff(meta: dict, stage: StageConfig, text_encoder: TextEncoderC
 def check_matches(meta: dict, stage: StageConfig, text_encoder: TextEncoderConfig, where: Path) -> None:
     diff = stage_config_diff(meta, stage, text_encoder)
     if diff:
-        raise CheckpointError(f"checkpoint {where} was made with another config; refusing to mix them:\n  " + "\n  ".join(diff))
+        raise CheckpointError(
+            f"checkpoint {where} was made with another config; refusing to mix them:\n  " + "\n  ".join(diff)
+        )
 
 
-def load_stage(directory: Path, expect: StageConfig | None = None) -> tuple[StageConfig, TextEncoderConfig, EfficientUNet, dict]:
+def load_stage(
+    directory: Path, expect: StageConfig | None = None
+) -> tuple[StageConfig, TextEncoderConfig, EfficientUNet, dict]:
     """Build the stage's U-Net from config.json and load its EMA weights (strict shapes)."""
     directory = Path(directory)
     meta = read_stage_meta(directory)
@@ -125,20 +138,32 @@ def load_stage(directory: Path, expect: StageConfig | None = None) -> tuple[Stag
     try:
         unet = EfficientUNet(stage.unet)
     except Exception as e:
-        raise CheckpointError(f"{directory}/config.json has an invalid U-Net config ({type(e).__name__}: {e})") from None
+        raise CheckpointError(
+            f"{directory}/config.json has an invalid U-Net config ({type(e).__name__}: {e})"
+        ) from None
     weights = directory / "model.safetensors"
     if not weights.is_file():
         raise CheckpointError(f"{directory}: model.safetensors is missing")
     state = read_weights(weights)
     own = unet.state_dict()
     problems = [f"missing {k}" for k in own if k not in state] + [f"unexpected {k}" for k in state if k not in own]
-    problems += [f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}" for k, v in state.items() if k in own and v.shape != own[k].shape]
+    problems += [
+        f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+        for k, v in state.items()
+        if k in own and v.shape != own[k].shape
+    ]
     if problems:
-        raise CheckpointError(f"{weights} does not fit the U-Net in config.json: " + "; ".join(problems[:5]) + (" ..." if len(problems) > 5 else ""))
+        raise CheckpointError(
+            f"{weights} does not fit the U-Net in config.json: "
+            + "; ".join(problems[:5])
+            + (" ..." if len(problems) > 5 else "")
+        )
     recorded = meta.get("weights_sha256")
     if recorded is not None and sha256_file(weights) != recorded:
-        raise CheckpointError(f"{weights} does not match the weights_sha256 recorded in config.json: "
-                              "the file was changed or damaged after it was saved")
+        raise CheckpointError(
+            f"{weights} does not match the weights_sha256 recorded in config.json: "
+            "the file was changed or damaged after it was saved"
+        )
     unet.load_state_dict(state)
     return stage, te, unet.eval().requires_grad_(False), meta
 
@@ -162,15 +187,25 @@ def load_cascade_checkpoint(directory: Path, num_stages: int | None = None):
     if (directory / "cascade.json").is_file():
         index = _read_json(directory / "cascade.json")
         if index.get("format") != CASCADE_FORMAT:
-            raise CheckpointError(f"{directory}/cascade.json: format {index.get('format')!r}, expected {CASCADE_FORMAT!r}")
+            raise CheckpointError(
+                f"{directory}/cascade.json: format {index.get('format')!r}, expected {CASCADE_FORMAT!r}"
+            )
         stages = index.get("stages")
-        if not (isinstance(stages, list) and stages and all(isinstance(n, str) and _STAGE_NAME.fullmatch(n) for n in stages)
-                and len(set(stages)) == len(stages)):
-            raise CheckpointError(f"{directory}/cascade.json: 'stages' must list the stage folder names in cascade order "
-                                  f"(distinct names of letters, digits, _ and -), got {stages!r}")
+        if not (
+            isinstance(stages, list)
+            and stages
+            and all(isinstance(n, str) and _STAGE_NAME.fullmatch(n) for n in stages)
+            and len(set(stages)) == len(stages)
+        ):
+            raise CheckpointError(
+                f"{directory}/cascade.json: 'stages' must list the stage folder names in cascade order "
+                f"(distinct names of letters, digits, _ and -), got {stages!r}"
+            )
         if num_stages is not None and not 1 <= num_stages <= len(stages):
-            raise CheckpointError(f"{directory} has {len(stages)} stages ({', '.join(stages)}); num_stages must be in "
-                                  f"[1, {len(stages)}], got {num_stages}")
+            raise CheckpointError(
+                f"{directory} has {len(stages)} stages ({', '.join(stages)}); num_stages must be in "
+                f"[1, {len(stages)}], got {num_stages}"
+            )
         names = stages[:num_stages] if num_stages else stages
         dirs = [directory / n for n in names]
     elif (directory / "config.json").is_file():
@@ -212,7 +247,11 @@ def pack_cascade(src: Path, dst: Path, dtype: torch.dtype = torch.float16) -> li
     config, _, metas = load_cascade_checkpoint(src)
     for stage, meta in zip(config.stages, metas):
         state = load_file(str(src / stage.name / "model.safetensors"))
-        extra = {k: v for k, v in meta.items() if k not in {"format", "stage", "text_encoder", "package_version", "weights_sha256"}}
+        extra = {
+            k: v
+            for k, v in meta.items()
+            if k not in {"format", "stage", "text_encoder", "package_version", "weights_sha256"}
+        }
         extra["packed_from"] = {"weights_sha256": meta["weights_sha256"], "dtype": str(dtype).removeprefix("torch.")}
         save_stage(dst / stage.name, stage, config.text_encoder, {k: v.to(dtype) for k, v in state.items()}, extra)
         log = src / stage.name / "log.csv"

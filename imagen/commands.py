@@ -1,4 +1,5 @@
 """`imagen-bench train`, `imagen-bench sample` and `imagen-bench pack`."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -22,17 +23,32 @@ def add_parser(sub, name: str, help_text: str) -> None:
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("--preset", default="shapes", help="cascade preset: " + ", ".join(sorted(PRESETS)))
         p.add_argument("--stage", default="all", help="stage name to train, or 'all' (in cascade order)")
-        p.add_argument("--data", default="shapes:train",
-                       help="toy | coco:DIR | shapes:SPLIT[:CATEGORY,...] (category mix, e.g. shapes:train:Positional)")
+        p.add_argument(
+            "--data",
+            default="shapes:train",
+            help="toy | coco:DIR | shapes:SPLIT[:CATEGORY,...] (category mix, e.g. shapes:train:Positional)",
+        )
         p.add_argument("--out", required=True, type=Path, help="cascade directory (a stage goes to OUT/<stage>)")
         p.add_argument("--steps", type=int, help="total optimisation steps (resumes up to this)")
         p.add_argument("--train-config", type=Path, help="JSON file of TrainConfig fields")
-        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one TrainConfig field")
-        p.add_argument("--t5", help="local Hugging Face T5 directory: the preset's text encoder (the paper's is T5-XXL)")
-        p.add_argument("--device", default="auto", help="auto (cuda if present) | cpu | cuda | cuda:N; under torchrun each rank "
-                       "takes cuda:LOCAL_RANK (DDP over --set batch_size, the global batch)")
-        p.add_argument("--compile", default="off", help="off | default | reduce-overhead | max-autotune: torch.compile the U-Net's "
-                       "training step (the first steps pay the compilation; docs/devices.md)")
+        p.add_argument(
+            "--set", action="append", default=[], metavar="KEY=VALUE", help="override one TrainConfig field"
+        )
+        p.add_argument(
+            "--t5", help="local Hugging Face T5 directory: the preset's text encoder (the paper's is T5-XXL)"
+        )
+        p.add_argument(
+            "--device",
+            default="auto",
+            help="auto (cuda if present) | cpu | cuda | cuda:N; under torchrun each rank "
+            "takes cuda:LOCAL_RANK (DDP over --set batch_size, the global batch)",
+        )
+        p.add_argument(
+            "--compile",
+            default="off",
+            help="off | default | reduce-overhead | max-autotune: torch.compile the U-Net's "
+            "training step (the first steps pay the compilation; docs/devices.md)",
+        )
         p.set_defaults(func=run_train, dataset_kinds={})  # the shell adds "shapes" (imagen_bench.cli.WIRING)
     elif name == "pack":
         p = sub.add_parser(name, help=help_text, description=help_text)
@@ -42,7 +58,12 @@ def add_parser(sub, name: str, help_text: str) -> None:
         p.set_defaults(func=run_pack)
     else:
         p = sub.add_parser(name, help=help_text, description=help_text)
-        p.add_argument("--checkpoint", type=Path, default=None, help="cascade or stage directory (default: the shipped shapes cascade)")
+        p.add_argument(
+            "--checkpoint",
+            type=Path,
+            default=None,
+            help="cascade or stage directory (default: the shipped shapes cascade)",
+        )
         p.add_argument("--prompt", action="append", required=True, help="text prompt (repeatable)")
         p.add_argument("--num", type=int, default=1, help="images per prompt")
         p.add_argument("--seed", type=seed_int, default=0, help="seed of the first image; image k uses seed+k")
@@ -51,7 +72,13 @@ def add_parser(sub, name: str, help_text: str) -> None:
         from .pipeline import add_arguments
 
         add_arguments(p, "sampling")  # --steps --sampler --guidance --aug-level --thresholding --percentile
-        p.add_argument("--set", action="append", default=[], metavar="STAGE.KEY=VALUE", help="per-stage override, e.g. sr64.steps=16")
+        p.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="STAGE.KEY=VALUE",
+            help="per-stage override, e.g. sr64.steps=16",
+        )
         add_arguments(p, "runtime")  # --device --precision --memory-format --batch-size --deterministic --compile
         p.set_defaults(func=run_sample)
 
@@ -86,7 +113,9 @@ def run_train(args) -> int:
     cascade = with_t5(get_preset(args.preset), args.t5) if args.t5 else get_preset(args.preset)
     names = [s.name for s in cascade.stages]
     if args.stage != "all" and args.stage not in names:
-        raise ValueError(f"stage {args.stage!r} is not in preset {args.preset!r}; choose one of {', '.join(names)}, all")
+        raise ValueError(
+            f"stage {args.stage!r} is not in preset {args.preset!r}; choose one of {', '.join(names)}, all"
+        )
     cfg = train_config_from_args(args)
     from .device import resolve
     from .distributed import init_from_env
@@ -101,8 +130,19 @@ def run_train(args) -> int:
             continue
         data = resolve_dataset(args.data, stage.resolution, args.dataset_kinds)
         if main:
-            print(f"training {stage.name} ({stage.resolution}x{stage.resolution}) on {args.data} ({len(data)} items) for {cfg.steps} steps")
-        Trainer(stage, cascade.text_encoder, cfg, data, encoder, args.out / stage.name, device=placement.device, compile=args.compile).train()
+            print(
+                f"training {stage.name} ({stage.resolution}x{stage.resolution}) on {args.data} ({len(data)} items) for {cfg.steps} steps"
+            )
+        Trainer(
+            stage,
+            cascade.text_encoder,
+            cfg,
+            data,
+            encoder,
+            args.out / stage.name,
+            device=placement.device,
+            compile=args.compile,
+        ).train()
     if not main:
         return 0
     trained = [s for s in cascade.stages if (args.out / s.name / "model.safetensors").is_file()]
@@ -164,8 +204,13 @@ def run_sample(args) -> int:
     ckpt = args.checkpoint or DEFAULT_CHECKPOINT
     if not ckpt.exists():
         raise FileNotFoundError(
-            f"checkpoint {ckpt} not found" + ("" if args.checkpoint else "; the default shapes cascade is not installed, "
-                                              "train one with `imagen-bench train --out DIR` and pass --checkpoint DIR")
+            f"checkpoint {ckpt} not found"
+            + (
+                ""
+                if args.checkpoint
+                else "; the default shapes cascade is not installed, "
+                "train one with `imagen-bench train --out DIR` and pass --checkpoint DIR"
+            )
         )
     if args.num < 1:
         raise ValueError(f"--num must be >= 1, got {args.num}")
@@ -181,20 +226,30 @@ def run_sample(args) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     clash = [f for f in files + ["sample.json"] if (args.out / f).exists()]
     if clash:
-        raise ValueError(f"{args.out} already has {clash[0]} (and {len(clash) - 1} more); choose another --out, nothing was overwritten")
+        raise ValueError(
+            f"{args.out} already has {clash[0]} (and {len(clash) - 1} more); choose another --out, nothing was overwritten"
+        )
     pipeline = CascadePipeline(cascade, rt)
-    print(f"sampling on {pipeline.placement.device} in {pipeline.placement.precision} ({pipeline.placement.reason})"
-          + (f", U-Nets compiled ({rt.compile}): each stage's first batch includes the compilation" if rt.compile != "off" else ""))
+    print(
+        f"sampling on {pipeline.placement.device} in {pipeline.placement.precision} ({pipeline.placement.reason})"
+        + (
+            f", U-Nets compiled ({rt.compile}): each stage's first batch includes the compilation"
+            if rt.compile != "off"
+            else ""
+        )
+    )
     t0 = time.perf_counter()
     images = pipeline(prompts, seeds, settings)
     seconds = time.perf_counter() - t0
     for f, im in zip(files, images):
         Image.fromarray(im.numpy()).save(args.out / f)
     record = {
-        "package_version": __version__, "checkpoint": str(ckpt),
+        "package_version": __version__,
+        "checkpoint": str(ckpt),
         "weights_sha256": {n: m["weights_sha256"] for n, m in zip(names, metas)},
         "runtime": {**to_dict(pipeline.rt), **pipeline.placement.record()},
-        "text_encoder_fingerprint": cascade.text_encoder.fingerprint, "settings": {n: to_dict(s) for n, s in zip(names, settings)},
+        "text_encoder_fingerprint": cascade.text_encoder.fingerprint,
+        "settings": {n: to_dict(s) for n, s in zip(names, settings)},
         "images": [{"file": f, "prompt": p, "seed": s} for f, p, s in zip(files, prompts, seeds)],
         "seconds": round(seconds, 2),
         **({"compile_first_batch_seconds": pipeline.first_batch_seconds} if pipeline.first_batch_seconds else {}),

@@ -3,6 +3,7 @@ super-resolution stages see exactly the same kind of conditioning in both.
 
 Images are float tensors (B, 3, H, W) in [-1, 1].
 """
+
 from __future__ import annotations
 
 import torch
@@ -22,7 +23,9 @@ def upsample(x: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
 
 
-def augment_lowres(lowres_up: torch.Tensor, aug_level: torch.Tensor, logsnr_fn: LogSNR, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def augment_lowres(
+    lowres_up: torch.Tensor, aug_level: torch.Tensor, logsnr_fn: LogSNR, noise: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Noise-conditioning augmentation (paper sec. 2.5): corrupt the upsampled low-res image with
     the stage's own forward process at time aug_level in [0, 1]; return it and its log-SNR (B,),
     which the SR U-Net is conditioned on."""

@@ -4,6 +4,7 @@ Every config is a frozen dataclass that round-trips through JSON (`to_dict` /
 `from_dict`), and `from_dict` rejects unknown keys so a typo in a saved config or
 a CLI override is an error, never silently ignored.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -128,8 +129,10 @@ class UNetConfig:
             if len(getattr(self, name)) != n:
                 raise ValueError(f"UNetConfig.{name} needs {n} entries (one per level), got {getattr(self, name)}")
         if self.extras.text_layers and self.text_embed_dim % self.attn_heads:
-            raise ValueError(f"UNetConfig.extras.text_layers needs text_embed_dim={self.text_embed_dim} divisible by "
-                             f"attn_heads={self.attn_heads}")
+            raise ValueError(
+                f"UNetConfig.extras.text_layers needs text_embed_dim={self.text_embed_dim} divisible by "
+                f"attn_heads={self.attn_heads}"
+            )
         if self.dim % self.num_groups:
             raise ValueError(f"UNetConfig.dim={self.dim} must be divisible by num_groups={self.num_groups}")
 
@@ -165,14 +168,18 @@ class StageConfig:
 
     def __post_init__(self) -> None:
         if self.unet.lowres_cond != (self.lowres_resolution is not None):
-            raise ValueError(f"stage {self.name!r}: unet.lowres_cond must be True exactly when lowres_resolution is set")
+            raise ValueError(
+                f"stage {self.name!r}: unet.lowres_cond must be True exactly when lowres_resolution is set"
+            )
         levels = len(self.unet.channel_mults)
         if self.resolution % (2 ** (levels - 1)):
             raise ValueError(f"stage {self.name!r}: resolution {self.resolution} not divisible by 2**{levels - 1}")
         pos = self.unet.extras.pos_emb_resolution
         if pos not in (None, self.resolution) or (pos and self.train_crop):
-            raise ValueError(f"stage {self.name!r}: unet.extras.pos_emb_resolution must be None or the stage resolution "
-                             f"{self.resolution} (and None when training on crops), got {pos}")
+            raise ValueError(
+                f"stage {self.name!r}: unet.extras.pos_emb_resolution must be None or the stage resolution "
+                f"{self.resolution} (and None when training on crops), got {pos}"
+            )
 
     @property
     def is_super_resolution(self) -> bool:
@@ -249,7 +256,14 @@ class TrainConfig:
     init_from: str | None = None
 
     def __post_init__(self) -> None:
-        for name, least in (("steps", 1), ("batch_size", 1), ("log_every", 1), ("ckpt_every", 1), ("warmup_steps", 0), ("cooldown_steps", 0)):
+        for name, least in (
+            ("steps", 1),
+            ("batch_size", 1),
+            ("log_every", 1),
+            ("ckpt_every", 1),
+            ("warmup_steps", 0),
+            ("cooldown_steps", 0),
+        ):
             if getattr(self, name) < least:
                 raise ValueError(f"{name} must be >= {least}, got {getattr(self, name)}")
         check_choice("precision", self.precision, PRECISIONS)

@@ -4,6 +4,7 @@ Built in: a COCO-format folder (captions JSON + image folder) and a tiny toy set
 The shapes world (drawbench.shapes) provides its own procedural dataset with the same interface;
 imagen imports no prompt world, so the `train` command gets it from the shell (imagen_bench.cli.WIRING).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
@@ -30,13 +31,17 @@ class CocoFolder:
         self.root = Path(root)
         path = self.root / captions
         if not path.is_file():
-            raise FileNotFoundError(f"COCO dataset {self.root}: {captions} not found (expected {captions} + {images}/)")
+            raise FileNotFoundError(
+                f"COCO dataset {self.root}: {captions} not found (expected {captions} + {images}/)"
+            )
         data = read_coco_json(path)  # shape checked, file names confined to images/ (common.coco_json)
         files = coco_image_files(path, data, self.root / images)
         captions = coco_captions(path, data)
         unknown = [image_id for _, image_id, _ in captions if image_id not in files]
         if unknown:
-            raise ValueError(f"{path}: {len(unknown)} annotations name an image id not in its images list (e.g. {unknown[0]})")
+            raise ValueError(
+                f"{path}: {len(unknown)} annotations name an image id not in its images list (e.g. {unknown[0]})"
+            )
         self.items = [(files[image_id], caption) for _, image_id, caption in captions]
         if not self.items:
             raise ValueError(f"COCO dataset {self.root} has no annotations")
@@ -99,6 +104,7 @@ def resolve_dataset(spec: str, size: int, kinds: Mapping[str, DatasetFactory] | 
     kind, _, arg = spec.partition(":")
     available = {**BUILT_IN, **(kinds or {})}
     if kind not in available:
-        raise ValueError(f"unknown dataset {spec!r}; use one of: toy, coco:DIR"
-                         + "".join(f", {k}:..." for k in sorted(kinds or {})))
+        raise ValueError(
+            f"unknown dataset {spec!r}; use one of: toy, coco:DIR" + "".join(f", {k}:..." for k in sorted(kinds or {}))
+        )
     return available[kind](arg, size)

@@ -24,6 +24,7 @@ Explicit "bf16" / "fp32" are always honoured: the result is the same on every ma
         steps. `imagen-bench perf --only paper` measures that break-even per stage on the machine
         at hand; until it has run on a GPU here, compilation is asked for, never switched on by itself.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -42,7 +43,7 @@ DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 
 
 def resolve_device(device: str) -> str:
-    """"auto" -> "cuda" when a GPU is present, else "cpu"; under torchrun (WORLD_SIZE > 1) a bare
+    """ "auto" -> "cuda" when a GPU is present, else "cpu"; under torchrun (WORLD_SIZE > 1) a bare
     "cuda" is this rank's own GPU, cuda:LOCAL_RANK. Returns a device this machine has, or raises
     one clear line: "cpu", "cuda" or "cuda:N"."""
     if device == "auto":
@@ -54,10 +55,12 @@ def resolve_device(device: str) -> str:
         return device
     if kind == "cuda" and (not index or index.isdigit()):
         if not torch.cuda.is_available():
-            raise ValueError(f"device {device!r}: no CUDA GPU is available here; use \"cpu\"")
+            raise ValueError(f'device {device!r}: no CUDA GPU is available here; use "cpu"')
         if index and int(index) >= torch.cuda.device_count():
-            raise ValueError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s) (cuda:0 .. "
-                             f"cuda:{torch.cuda.device_count() - 1})")
+            raise ValueError(
+                f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s) (cuda:0 .. "
+                f"cuda:{torch.cuda.device_count() - 1})"
+            )
         return device
     raise ValueError(f"unknown device {device!r}; choose from auto, cpu, cuda, cuda:N")
 
@@ -86,7 +89,11 @@ def cpu_native_bf16() -> tuple[bool, str]:
     if machine in ("x86_64", "amd64", "i386", "i686"):
         cpu = getattr(torch, "cpu", None)
         if hasattr(cpu, "_is_avx512_bf16_supported") and hasattr(cpu, "_is_amx_tile_supported"):
-            found = [n for n, ok in (("avx512_bf16", cpu._is_avx512_bf16_supported()), ("amx", cpu._is_amx_tile_supported())) if ok]
+            found = [
+                n
+                for n, ok in (("avx512_bf16", cpu._is_avx512_bf16_supported()), ("amx", cpu._is_amx_tile_supported()))
+                if ok
+            ]
         else:  # older torch: the kernel's flags say the same
             flags = _cpu_flags()
             found = [n for n in ("avx512_bf16", "amx_bf16") if n in flags]
@@ -149,8 +156,13 @@ class Placement:
         return autocast(self.device, self.precision)
 
     def record(self) -> dict:
-        out = {"device": self.device, "precision": self.precision, "memory_format": self.memory_format,
-               "precision_reason": self.reason, "cpu_capability": self.cpu_capability}
+        out = {
+            "device": self.device,
+            "precision": self.precision,
+            "memory_format": self.memory_format,
+            "precision_reason": self.reason,
+            "cpu_capability": self.cpu_capability,
+        }
         if torch.device(self.device).type == "cuda":
             out["gpu"] = torch.cuda.get_device_name(torch.device(self.device))
         return out

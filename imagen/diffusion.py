@@ -2,6 +2,7 @@
 
 Shapes: x, z, eps, v are (B, C, H, W); t and logsnr are (B,).
 """
+
 from __future__ import annotations
 
 import torch

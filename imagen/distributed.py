@@ -7,6 +7,7 @@ so CPU-side collectives such as metric states and object exchange keep working b
 Several nodes: the same commands under `torchrun --nnodes N --node_rank K --rdzv_backend c10d
 --rdzv_endpoint HOST:PORT`; nothing here depends on the node count.
 """
+
 from __future__ import annotations
 
 import os

@@ -5,6 +5,7 @@ Saharia et al. 2022, sec. 2.2-2.3:
   static:     x0 <- clip(x0, -1, 1)
   dynamic:    s = percentile(|x0|, p) per sample; if s > 1: x0 <- clip(x0, -s, s) / s
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -35,7 +36,9 @@ def dynamic_threshold(x0: torch.Tensor, percentile: float) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class Thresholding:
-    mode: str = field(default="dynamic", metadata={"help": "thresholding of the predicted x0", "choices": THRESHOLDING_MODES})
+    mode: str = field(
+        default="dynamic", metadata={"help": "thresholding of the predicted x0", "choices": THRESHOLDING_MODES}
+    )
     # 99.5: the paper's dynamic thresholding percentile (the one place it is written)
     percentile: float = field(default=99.5, metadata={"help": "dynamic thresholding percentile p"})
 

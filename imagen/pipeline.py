@@ -13,6 +13,7 @@ on CPU float32 ~1e-6 in the U-Net output, one level on 8 of 1.6 M subpixels of t
 on an H200 up to 9/255 in float32 and 35/255 in bf16), so sweeps fix batch composition (one unit
 of work = one batch of one cell, for any number of ranks or resumes).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -51,7 +52,9 @@ class StageSampling:
     # paper's sweep (1-10) where its FID-vs-CLIP curve bends; the one place the default is written
     guidance: float = field(default=3.0, metadata={"help": "classifier-free guidance weight w (1 = none)"})
     thresholding: Thresholding = field(default_factory=Thresholding)
-    aug_level: float = field(default=0.0, metadata={"help": "SR stages only: noise-conditioning augmentation level in [0, 1]"})
+    aug_level: float = field(
+        default=0.0, metadata={"help": "SR stages only: noise-conditioning augmentation level in [0, 1]"}
+    )
 
     def __post_init__(self) -> None:
         get_sampler(self.sampler)  # validates the name
@@ -87,7 +90,9 @@ def _flat_fields() -> dict[str, SamplingField]:
     return out
 
 
-SAMPLING_FIELDS: dict[str, SamplingField] = _flat_fields()  # steps, sampler, guidance, aug_level, thresholding, percentile
+SAMPLING_FIELDS: dict[str, SamplingField] = (
+    _flat_fields()
+)  # steps, sampler, guidance, aug_level, thresholding, percentile
 STAGE_KEYS = tuple(SAMPLING_FIELDS)  # what a stage's sampling sets
 
 
@@ -102,8 +107,9 @@ def stage_sampling(values: Mapping[str, Any]) -> StageSampling:
     return StageSampling(**own, thresholding=Thresholding(mode=v["thresholding"], percentile=v["percentile"]))
 
 
-def stage_samplings(stage_names: Sequence[str], base: Mapping[str, Any],
-                    overrides: Mapping[str, Mapping[str, Any]] | None = None) -> list[StageSampling]:
+def stage_samplings(
+    stage_names: Sequence[str], base: Mapping[str, Any], overrides: Mapping[str, Mapping[str, Any]] | None = None
+) -> list[StageSampling]:
     """One StageSampling per stage, from typed values: `base` (every key of STAGE_KEYS) for all
     stages, then each stage's `overrides` (stage name -> {key: value}), e.g. the sweep's
     {"sr256": {"steps": 16}} or the `sample` command's parsed --set STAGE.KEY=VALUE."""
@@ -116,7 +122,9 @@ def stage_samplings(stage_names: Sequence[str], base: Mapping[str, Any],
         values = {**base, **overrides.get(name, {})}
         bad = sorted(set(values) ^ set(STAGE_KEYS))
         if bad:
-            raise ValueError(f"stage {name!r}: sampling keys {bad} unknown or missing; the keys are {', '.join(STAGE_KEYS)}")
+            raise ValueError(
+                f"stage {name!r}: sampling keys {bad} unknown or missing; the keys are {', '.join(STAGE_KEYS)}"
+            )
         out.append(stage_sampling(values))
     return out
 
@@ -127,16 +135,30 @@ class Runtime:
     imagen.device (bf16 only where it is fast; channels_last on CPU, contiguous on CUDA)."""
 
     device: str = field(default="auto", metadata={"help": "auto (cuda if present) | cpu | cuda | cuda:N"})
-    precision: str = field(default="auto", metadata={"help": "auto: bf16 only where it is fast (imagen.device)", "choices": PRECISIONS})
-    memory_format: str = field(default="auto", metadata={"help": "auto: channels_last on CPU", "choices": MEMORY_FORMATS})
-    batch_size: int = field(default=8, metadata={"help": "images per batch (small batches are fastest per image on 2 cores)"})
+    precision: str = field(
+        default="auto", metadata={"help": "auto: bf16 only where it is fast (imagen.device)", "choices": PRECISIONS}
+    )
+    memory_format: str = field(
+        default="auto", metadata={"help": "auto: channels_last on CPU", "choices": MEMORY_FORMATS}
+    )
+    batch_size: int = field(
+        default=8, metadata={"help": "images per batch (small batches are fastest per image on 2 cores)"}
+    )
     # torch's deterministic algorithms (imagen.device.use_deterministic_algorithms): bit-exact CUDA
     # reruns at some speed cost; CPU results are deterministic without it
-    deterministic: bool = field(default=False, metadata={"help": "torch deterministic algorithms: bit-exact reruns on CUDA (slower)"})
+    deterministic: bool = field(
+        default=False, metadata={"help": "torch deterministic algorithms: bit-exact reruns on CUDA (slower)"}
+    )
     # "off" (eager) or a torch.compile mode for every U-Net (imagen.device: what it costs, what it
     # gains; compiled images differ from eager ones in the last bits)
-    compile: str = field(default="off", metadata={"help": "torch.compile the U-Nets (pays only for long jobs: minutes of "
-                                                           "compilation first; docs/devices.md)", "choices": COMPILE_MODES})
+    compile: str = field(
+        default="off",
+        metadata={
+            "help": "torch.compile the U-Nets (pays only for long jobs: minutes of "
+            "compilation first; docs/devices.md)",
+            "choices": COMPILE_MODES,
+        },
+    )
 
     def __post_init__(self) -> None:  # the flags' choices are checked again here: Runtime is also built from dicts
         check_choice("precision", self.precision, PRECISIONS)
@@ -158,7 +180,10 @@ class Runtime:
 
     @property
     def channels_last(self) -> bool:
-        return check_choice("resolved memory_format", self.memory_format, ("channels_last", "contiguous")) == "channels_last"
+        return (
+            check_choice("resolved memory_format", self.memory_format, ("channels_last", "contiguous"))
+            == "channels_last"
+        )
 
 
 @dataclass
@@ -180,7 +205,10 @@ def add_arguments(parser, owner: str) -> None:
     if owner == "sampling":
         items = [(f.name, f.type, f.default, f.help, f.choices) for f in SAMPLING_FIELDS.values()]
     elif owner == "runtime":
-        items = [(f.name, type(f.default), f.default, f.metadata["help"], f.metadata.get("choices")) for f in dataclasses.fields(Runtime)]
+        items = [
+            (f.name, type(f.default), f.default, f.metadata["help"], f.metadata.get("choices"))
+            for f in dataclasses.fields(Runtime)
+        ]
     else:
         raise ValueError(f"owner {owner!r}; choose one of sampling, runtime")
     for name, typ, default, help_text, choices in items:
@@ -188,8 +216,13 @@ def add_arguments(parser, owner: str) -> None:
         if typ is bool:
             parser.add_argument(flag, action="store_true", help=help_text)
         else:  # choices shown, checked by the dataclass itself (one line naming them, exit 2, as every bad value)
-            parser.add_argument(flag, type=typ, default=default, metavar=" | ".join(choices) if choices else None,
-                                help=f"{help_text} (default: {default})")
+            parser.add_argument(
+                flag,
+                type=typ,
+                default=default,
+                metavar=" | ".join(choices) if choices else None,
+                help=f"{help_text} (default: {default})",
+            )
 
 
 def runtime_from(args) -> Runtime:
@@ -197,7 +230,9 @@ def runtime_from(args) -> Runtime:
     return Runtime(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Runtime)})
 
 
-def make_denoiser(unet: EfficientUNet, stage: StageConfig, text, mask, s: StageSampling, rt: Runtime, lowres=None, aug_logsnr=None) -> Denoiser:
+def make_denoiser(
+    unet: EfficientUNet, stage: StageConfig, text, mask, s: StageSampling, rt: Runtime, lowres=None, aug_logsnr=None
+) -> Denoiser:
     """Closure z, logsnr -> guided, thresholded x0 prediction. With guidance != 1 the conditional and
     unconditional (all text masked) branches run as one batch of 2B."""
     guided = s.guidance != 1.0
@@ -225,7 +260,9 @@ def make_denoiser(unet: EfficientUNet, stage: StageConfig, text, mask, s: StageS
 
 
 @torch.no_grad()
-def sample_stage(unet, stage: StageConfig, text, mask, seeds: list[int], index: int, s: StageSampling, rt: Runtime, prev=None) -> torch.Tensor:
+def sample_stage(
+    unet, stage: StageConfig, text, mask, seeds: list[int], index: int, s: StageSampling, rt: Runtime, prev=None
+) -> torch.Tensor:
     """One stage for one batch: returns x0 (B, 3, R, R) in [-1, 1] (float32)."""
     rt = rt.resolved()
     logsnr_fn = make_logsnr(stage.diffusion)
@@ -236,7 +273,9 @@ def sample_stage(unet, stage: StageConfig, text, mask, seeds: list[int], index: 
             raise ValueError(f"stage {stage.name!r} is super-resolution and needs the previous stage's images")
         up = upsample(prev, stage.resolution)
         aug = torch.full((len(seeds),), s.aug_level, device=rt.device)
-        lowres, aug_logsnr = augment_lowres(up, aug, logsnr_fn, PerSampleNoise(seeds, 2 * index + 1, shape, rt.device)())
+        lowres, aug_logsnr = augment_lowres(
+            up, aug, logsnr_fn, PerSampleNoise(seeds, 2 * index + 1, shape, rt.device)()
+        )
     denoise = make_denoiser(unet, stage, text, mask, s, rt, lowres, aug_logsnr)
     noise = PerSampleNoise(seeds, 2 * index, shape, rt.device)
     logsnrs = logsnr_fn(torch.linspace(1.0, 0.0, s.steps + 1, device=rt.device, dtype=torch.float64)).float()

@@ -10,6 +10,7 @@ noise()                         fresh standard-normal noise shaped like z (per-s
 
 The last step returns x0_hat itself (the posterior variance there is ~0).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -28,7 +29,9 @@ def _full(value: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     return value.to(z.dtype).expand(z.shape[0])
 
 
-def ddpm_step(z: torch.Tensor, x0: torch.Tensor, logsnr_t: torch.Tensor, logsnr_s: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+def ddpm_step(
+    z: torch.Tensor, x0: torch.Tensor, logsnr_t: torch.Tensor, logsnr_s: torch.Tensor, noise: torch.Tensor
+) -> torch.Tensor:
     """Ancestral step t -> s < t from the posterior q(z_s | z_t, x0) (VDM appendix A):
     c = 1 - SNR_t / SNR_s;  mean = alpha_s (z_t (1 - c) / alpha_t + c x0);  var = sigma_s^2 c."""
     alpha_t, _ = alpha_sigma(logsnr_t)

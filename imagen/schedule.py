@@ -3,6 +3,7 @@
 A schedule maps t in [0, 1] to lambda(t) = log(alpha_t^2 / sigma_t^2), decreasing in t, with
 the variance-preserving choice alpha_t^2 = sigmoid(lambda), sigma_t^2 = sigmoid(-lambda).
 """
+
 from __future__ import annotations
 
 import math

@@ -1,5 +1,6 @@
 """Per-sample random streams: each image's noise depends only on its own seed and stage, never on
 what else is in the batch, so a batch of 4 equals four batches of 1."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -11,6 +11,7 @@ CPU in float32 unless a placement is given: `encoder_placement()` puts it on the
 bf16 where the GPU computes it natively (a T5-XXL encoder is ~19 GB in float32). Encodings come back
 as float32 CPU tensors either way; the fingerprint names any placement other than CPU float32.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -52,7 +53,11 @@ def encoder_fingerprint(cfg: TextEncoderConfig, device: str = "cpu", precision: 
 def _dir_fingerprint(path: Path, kind: str, max_length: int, device: str = "cpu", precision: str = "fp32") -> str:
     """sha256 over the weight and tokenizer files' names and sizes + config contents (cheap, stable),
     and the placement where it is not CPU float32 (other devices and precisions round differently)."""
-    placed = "" if (torch.device(device).type, precision) == ("cpu", "fp32") else f"|{torch.device(device).type}|{precision}"
+    placed = (
+        ""
+        if (torch.device(device).type, precision) == ("cpu", "fp32")
+        else f"|{torch.device(device).type}|{precision}"
+    )
     h = hashlib.sha256(f"{kind}|{max_length}{placed}".encode())
     for f in sorted(path.rglob("*")):
         if f.is_file() and f.suffix in {".json", ".safetensors", ".bin", ".model", ".txt"}:
@@ -95,8 +100,12 @@ class HFTextEncoder:
         # Run the network on the longest prompt's length only (padding is masked out of attention,
         # so real tokens' outputs do not depend on it), then pad to max_length: static shapes
         # downstream, ~2x less encoder work for short captions.
-        tok = self.tokenizer(list(prompts), padding="longest", truncation=True, max_length=self.max_length, return_tensors="pt")
-        out = self.model(input_ids=tok.input_ids.to(self.device), attention_mask=tok.attention_mask.to(self.device)).last_hidden_state
+        tok = self.tokenizer(
+            list(prompts), padding="longest", truncation=True, max_length=self.max_length, return_tensors="pt"
+        )
+        out = self.model(
+            input_ids=tok.input_ids.to(self.device), attention_mask=tok.attention_mask.to(self.device)
+        ).last_hidden_state
         mask = tok.attention_mask.bool()
         out = out.float().cpu() * mask[..., None]  # zero the padding: encodings depend only on the prompt
         pad = self.max_length - out.shape[1]
@@ -153,7 +162,11 @@ class CachedTextEncoder:
                 f = self._file(p)
                 if f is not None:
                     with atomic_path(f) as tmp:
-                        save_file({"emb": e.contiguous(), "mask": m.to(torch.uint8)}, str(tmp), metadata={"prompt": json.dumps(p)})
+                        save_file(
+                            {"emb": e.contiguous(), "mask": m.to(torch.uint8)},
+                            str(tmp),
+                            metadata={"prompt": json.dumps(p)},
+                        )
         emb = torch.stack([self._memory[p][0] for p in prompts])
         mask = torch.stack([self._memory[p][1] for p in prompts])
         return emb, mask

@@ -4,6 +4,7 @@ with DistributedDataParallel (each rank takes its share of the global batch; ran
 10 % text dropout for classifier-free guidance, noise-conditioning augmentation for SR stages,
 random crops for the last SR stage, resumable atomic checkpoints, and new runs started from
 trained weights (TrainConfig.init_from)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -45,8 +46,18 @@ from .unet import EfficientUNet
 ADDABLE = ("pos_emb_resolution", "text_layers", "text_positions", "order_pool", "layout_resolution")
 
 
-def stage_loss(unet, stage: StageConfig, x: torch.Tensor, text: torch.Tensor, mask: torch.Tensor, cfg: TrainConfig, gen: torch.Generator,
-               placement: Placement | None = None, rows: slice | None = None, total: int | None = None) -> torch.Tensor:
+def stage_loss(
+    unet,
+    stage: StageConfig,
+    x: torch.Tensor,
+    text: torch.Tensor,
+    mask: torch.Tensor,
+    cfg: TrainConfig,
+    gen: torch.Generator,
+    placement: Placement | None = None,
+    rows: slice | None = None,
+    total: int | None = None,
+) -> torch.Tensor:
     """x: (b, 3, R, R) images at the stage resolution in [-1, 1], on the placement's device; returns the scalar loss.
 
     Every random draw is made on the CPU generator `gen` for the whole batch of `total` rows (default
@@ -78,7 +89,9 @@ def stage_loss(unet, stage: StageConfig, x: torch.Tensor, text: torch.Tensor, ma
     return diffusion_loss(pred, training_target(x, noise, logsnr, stage.diffusion.prediction))
 
 
-def random_crop(x: torch.Tensor, lowres: torch.Tensor, size: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def random_crop(
+    x: torch.Tensor, lowres: torch.Tensor, size: int, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The same random size x size window of the image and its upsampled low-res version."""
     r = x.shape[-1]
     i, j = (int(v) for v in torch.randint(0, r - size + 1, (2,), generator=gen))
@@ -86,16 +99,32 @@ def random_crop(x: torch.Tensor, lowres: torch.Tensor, size: int, gen: torch.Gen
 
 
 class Trainer:
-    def __init__(self, stage: StageConfig, text_encoder_cfg: TextEncoderConfig, cfg: TrainConfig, data: CaptionedImages, encoder, out_dir: Path,
-                 log: Callable[[str], None] = print, device: str = "auto", compile: str = "off"):
+    def __init__(
+        self,
+        stage: StageConfig,
+        text_encoder_cfg: TextEncoderConfig,
+        cfg: TrainConfig,
+        data: CaptionedImages,
+        encoder,
+        out_dir: Path,
+        log: Callable[[str], None] = print,
+        device: str = "auto",
+        compile: str = "off",
+    ):
         self.stage, self.te_cfg, self.cfg, self.data, self.encoder = stage, text_encoder_cfg, cfg, data, encoder
-        self.compile = check_choice("compile", compile, COMPILE_MODES)  # how the step runs, not what it computes: not in TrainConfig
+        self.compile = check_choice(
+            "compile", compile, COMPILE_MODES
+        )  # how the step runs, not what it computes: not in TrainConfig
         self.placement = resolve(device, cfg.precision)
         self.dist = init_from_env(self.placement.device)  # a 1-process world without torchrun
         if cfg.batch_size % self.dist.size:
-            raise ValueError(f"batch_size {cfg.batch_size} (the global batch) must split evenly over {self.dist.size} ranks")
+            raise ValueError(
+                f"batch_size {cfg.batch_size} (the global batch) must split evenly over {self.dist.size} ranks"
+            )
         share = cfg.batch_size // self.dist.size
-        self.rows = slice(self.dist.rank * share, (self.dist.rank + 1) * share)  # this rank's rows of each global batch
+        self.rows = slice(
+            self.dist.rank * share, (self.dist.rank + 1) * share
+        )  # this rank's rows of each global batch
         self.out = Path(out_dir)
         self.log = log if self.dist.is_main else (lambda _: None)
         if cfg.num_threads:
@@ -117,12 +146,18 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel
 
             cuda = torch.device(self.placement.device).type == "cuda"
-            self.model = DistributedDataParallel(self.unet, device_ids=[torch.device(self.placement.device)] if cuda else None)
+            self.model = DistributedDataParallel(
+                self.unet, device_ids=[torch.device(self.placement.device)] if cuda else None
+            )
         # compiled around DDP (torch's supported order); parameters, EMA and checkpoints stay the module's own
         self.model = compile_unet(self.model, self.compile)
         where = f"{self.placement.device} x {self.dist.size} ranks" if self.dist.size > 1 else self.placement.device
-        compiled = f", compiled ({self.compile}): the first steps include the compilation" if self.compile != "off" else ""
-        self.log(f"{stage.name}: training on {where} in {self.placement.precision} ({self.placement.reason}){compiled}")
+        compiled = (
+            f", compiled ({self.compile}): the first steps include the compilation" if self.compile != "off" else ""
+        )
+        self.log(
+            f"{stage.name}: training on {where} in {self.placement.precision} ({self.placement.reason}){compiled}"
+        )
 
     def _resume(self) -> None:
         state_path = self.out / "train_state.pt"
@@ -136,8 +171,10 @@ class Trainer:
         check_matches(meta, self.stage, self.te_cfg, self.out)
         before = meta.get("runtime", {}).get("precision")
         if before and before != self.placement.precision:
-            self.log(f"{self.stage.name}: steps up to {meta.get('step')} ran in {before}, the rest run in {self.placement.precision} "
-                     f"({self.placement.reason}); set precision={before} to continue as before")
+            self.log(
+                f"{self.stage.name}: steps up to {meta.get('step')} ran in {before}, the rest run in {self.placement.precision} "
+                f"({self.placement.reason}); set precision={before} to continue as before"
+            )
         st = torch_load_state(state_path)
         self.unet.load_state_dict(st["model"])
         self.ema.load_state_dict(st["ema"])
@@ -166,7 +203,9 @@ class Trainer:
         with open(aside, "a") as f:
             f.write("\n".join(lines) + "\n")
         log_file.write_text("\n".join([header, *kept]) + "\n")
-        self.log(f"{self.stage.name}: {len(later)} log rows after step {self.step} (never checkpointed) moved to {aside.name}")
+        self.log(
+            f"{self.stage.name}: {len(later)} log rows after step {self.step} (never checkpointed) moved to {aside.name}"
+        )
 
     def _init_weights(self, src: Path) -> None:
         """Load the EMA weights of stage checkpoint `src` (load_stage: checksum-verified, as float32)
@@ -179,12 +218,18 @@ class Trainer:
         # asked-for value of each one the source lacks, then everything else must match
         added = {f: getattr(self.stage.unet.extras, f) for f in ADDABLE if not getattr(src_stage.unet.extras, f)}
         src_unet = src_stage.unet
-        src_stage = dataclasses.replace(src_stage, unet=dataclasses.replace(src_unet, extras=dataclasses.replace(src_unet.extras, **added)))
+        src_stage = dataclasses.replace(
+            src_stage, unet=dataclasses.replace(src_unet, extras=dataclasses.replace(src_unet.extras, **added))
+        )
         # the prediction target may change (eps -> v): same network, its output head re-learns
         # in the first few hundred steps; recorded in `init`
         src_prediction = src_stage.diffusion.prediction
-        src_stage = dataclasses.replace(src_stage, diffusion=dataclasses.replace(src_stage.diffusion, prediction=self.stage.diffusion.prediction))
-        diff = config_diff(to_dict(src_stage), to_dict(self.stage)) + config_diff(to_dict(src_te), to_dict(self.te_cfg))
+        src_stage = dataclasses.replace(
+            src_stage, diffusion=dataclasses.replace(src_stage.diffusion, prediction=self.stage.diffusion.prediction)
+        )
+        diff = config_diff(to_dict(src_stage), to_dict(self.stage)) + config_diff(
+            to_dict(src_te), to_dict(self.te_cfg)
+        )
         if diff:
             raise CheckpointError(f"init_from {src} was made with another config:\n  " + "\n  ".join(diff))
         new = [k for k in self.unet.state_dict() if k not in source.state_dict()]  # only the added options' parameters
@@ -195,10 +240,18 @@ class Trainer:
             self.init["prediction"] = src_prediction
         if not self.dist.is_main:
             return
-        self.out.mkdir(parents=True, exist_ok=True)  # the loss curve of the shipped weights must show their whole history
-        (self.out / "init_log.csv").write_text("\n".join([LOG_HEADER, *training_history(src, upto=meta.get("step"))]) + "\n")
-        changed = f"; prediction {src_prediction} -> {self.stage.diffusion.prediction}" if "prediction" in self.init else ""
-        self.log(f"{self.stage.name}: weights from {src} (step {meta.get('step')}); new (a no-op at init): {', '.join(new) or 'none'}{changed}")
+        self.out.mkdir(
+            parents=True, exist_ok=True
+        )  # the loss curve of the shipped weights must show their whole history
+        (self.out / "init_log.csv").write_text(
+            "\n".join([LOG_HEADER, *training_history(src, upto=meta.get("step"))]) + "\n"
+        )
+        changed = (
+            f"; prediction {src_prediction} -> {self.stage.diffusion.prediction}" if "prediction" in self.init else ""
+        )
+        self.log(
+            f"{self.stage.name}: weights from {src} (step {meta.get('step')}); new (a no-op at init): {', '.join(new) or 'none'}{changed}"
+        )
 
     def lr_at(self, step: int) -> float:
         """lr of optimiser step `step` (0-based): linear warm-up, constant, optional linear cool-down to 0."""
@@ -210,7 +263,9 @@ class Trainer:
 
     def batch(self) -> tuple[torch.Tensor, list[str]]:
         """This rank's rows of the next global batch: (b, 3, R, R) on the device, and their captions."""
-        idx = [self.rng.randrange(len(self.data)) for _ in range(self.cfg.batch_size)]  # every rank draws the whole batch
+        idx = [
+            self.rng.randrange(len(self.data)) for _ in range(self.cfg.batch_size)
+        ]  # every rank draws the whole batch
         pairs = [self.data[i] for i in idx[self.rows]]
         x = torch.stack([image_to_tensor(im, self.stage.resolution) for im, _ in pairs])
         return x.to(self.placement.device), [c for _, c in pairs]
@@ -234,7 +289,7 @@ class Trainer:
         if main:
             self.out.mkdir(parents=True, exist_ok=True)
         new_log = not log_file.exists()
-        with (open(log_file, "a", newline="") if main else contextlib.nullcontext()) as f:
+        with open(log_file, "a", newline="") if main else contextlib.nullcontext() as f:
             writer = csv.writer(f) if main else None
             if main and new_log:
                 writer.writerow(LOG_HEADER.split(","))
@@ -243,7 +298,9 @@ class Trainer:
                 x, captions = self.batch()
                 text, mask = self.encoder.encode(captions)
                 text, mask = text.to(self.placement.device), mask.to(self.placement.device)
-                loss = stage_loss(self.model, self.stage, x, text, mask, cfg, self.gen, self.placement, self.rows, cfg.batch_size)
+                loss = stage_loss(
+                    self.model, self.stage, x, text, mask, cfg, self.gen, self.placement, self.rows, cfg.batch_size
+                )
                 value = self._global_mean(loss)
                 if not math.isfinite(value):
                     raise FloatingPointError(f"loss became {value} at step {self.step}; lower lr or check data")
@@ -263,7 +320,9 @@ class Trainer:
                 if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                     f.flush()
                     recent = losses[-cfg.log_every :]
-                    self.log(f"{self.stage.name} step {self.step}/{cfg.steps} loss {sum(recent) / len(recent):.4f} ({self.elapsed:.0f}s)")
+                    self.log(
+                        f"{self.stage.name} step {self.step}/{cfg.steps} loss {sum(recent) / len(recent):.4f} ({self.elapsed:.0f}s)"
+                    )
                 if self.step % cfg.ckpt_every == 0 or self.step == cfg.steps:
                     f.flush()
                     self.save()
@@ -282,15 +341,28 @@ class Trainer:
             e.copy_(b)
 
     def save(self) -> None:
-        extra = {"train": to_dict(self.cfg), "step": self.step, "train_seconds": round(self.elapsed, 1),
-                 "runtime": {**self.placement.record(), "world_size": self.dist.size, **compile_record(self.compile),
-                             "text_encoder_fingerprint": getattr(self.encoder, "fingerprint", None)}}
+        extra = {
+            "train": to_dict(self.cfg),
+            "step": self.step,
+            "train_seconds": round(self.elapsed, 1),
+            "runtime": {
+                **self.placement.record(),
+                "world_size": self.dist.size,
+                **compile_record(self.compile),
+                "text_encoder_fingerprint": getattr(self.encoder, "fingerprint", None),
+            },
+        }
         if self.init is not None:
             extra["init"] = self.init
         save_stage(self.out, self.stage, self.te_cfg, self.ema.state_dict(), extra)
         state = {  # CPU tensors: a checkpoint made on a GPU resumes (and samples) on a CPU and the reverse
-            "model": _to_cpu(self.unet.state_dict()), "ema": _to_cpu(self.ema.state_dict()), "opt": _to_cpu(self.opt.state_dict()),
-            "gen": self.gen.get_state(), "rng": self.rng.getstate(), "step": self.step, "elapsed": self.elapsed,
+            "model": _to_cpu(self.unet.state_dict()),
+            "ema": _to_cpu(self.ema.state_dict()),
+            "opt": _to_cpu(self.opt.state_dict()),
+            "gen": self.gen.get_state(),
+            "rng": self.rng.getstate(),
+            "step": self.step,
+            "elapsed": self.elapsed,
             "init": self.init,
         }
         with atomic_path(self.out / "train_state.pt") as tmp:

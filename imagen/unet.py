@@ -15,6 +15,7 @@ position tables, an order-aware pooled vector, a text-to-layout path); all off i
 Shapes: x (B, C, H, W); text (B, L, D) with mask (B, L) bool (True = real token);
 logsnr (B,); aug_logsnr (B,) for SR stages; lowres (B, C, H, W) already upsampled to H x W.
 """
+
 from __future__ import annotations
 
 import math
@@ -87,7 +88,9 @@ class Attention(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, x: torch.Tensor, text: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, text: torch.Tensor | None = None, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         b, c, hgt, wid = x.shape
         tokens = self.norm(x).flatten(2).transpose(1, 2)  # (B, HW, C)
         q = self.to_q(tokens)
@@ -107,7 +110,9 @@ class AttnBlock(nn.Module):
         super().__init__()
         g = cfg.num_groups
         self.self_attn = Attention(ch, cfg.attn_heads, cfg.attn_head_dim, None, g) if self_attn else None
-        self.cross_attn = Attention(ch, cfg.attn_heads, cfg.attn_head_dim, cfg.text_embed_dim, g) if cross_attn else None
+        self.cross_attn = (
+            Attention(ch, cfg.attn_heads, cfg.attn_head_dim, cfg.text_embed_dim, g) if cross_attn else None
+        )
         self.ff = nn.Sequential(nn.GroupNorm(g, ch), nn.Conv2d(ch, 2 * ch, 1), nn.GELU(), nn.Conv2d(2 * ch, ch, 1))
 
     def forward(self, x: torch.Tensor, text: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -121,7 +126,9 @@ class AttnBlock(nn.Module):
 class Block(nn.Module):
     """DBlock or UBlock: residual blocks then attention, with resampling before (down) or after (up)."""
 
-    def __init__(self, cin: int, cout: int, n_res: int, cfg: UNetConfig, level: int, down: bool, resample: bool, cnext: int = 0):
+    def __init__(
+        self, cin: int, cout: int, n_res: int, cfg: UNetConfig, level: int, down: bool, resample: bool, cnext: int = 0
+    ):
         super().__init__()
         self.pre = nn.Conv2d(cin, cout, 3, stride=2, padding=1) if (down and resample) else None  # change 3
         c = cout if self.pre is not None else cin
@@ -158,12 +165,22 @@ class EfficientUNet(nn.Module):
         self.time_mlp = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
         self.aug_mlp = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d)) if cfg.lowres_cond else None
         self.text_norm = nn.LayerNorm(cfg.text_embed_dim)  # paper: layer norm on text embeddings
-        self.text_layers = nn.ModuleList(TextLayer(cfg.text_embed_dim, cfg.attn_heads) for _ in range(cfg.extras.text_layers))
+        self.text_layers = nn.ModuleList(
+            TextLayer(cfg.text_embed_dim, cfg.attn_heads) for _ in range(cfg.extras.text_layers)
+        )
         self.text_pool = nn.Sequential(nn.Linear(cfg.text_embed_dim, d), nn.SiLU(), nn.Linear(d, d))
         # (L, D) token-index embedding for cross-attention only; zero-init so it starts as a no-op
-        self.text_pos = nn.Parameter(torch.zeros(cfg.extras.text_positions, cfg.text_embed_dim)) if cfg.extras.text_positions else None
+        self.text_pos = (
+            nn.Parameter(torch.zeros(cfg.extras.text_positions, cfg.text_embed_dim))
+            if cfg.extras.text_positions
+            else None
+        )
         self.null_pooled = nn.Parameter(torch.zeros(d))
-        self.order_pool = nn.Sequential(nn.Linear(cfg.text_embed_dim, d), nn.SiLU(), nn.Linear(d, d)) if cfg.extras.order_pool else None
+        self.order_pool = (
+            nn.Sequential(nn.Linear(cfg.text_embed_dim, d), nn.SiLU(), nn.Linear(d, d))
+            if cfg.extras.order_pool
+            else None
+        )
         if self.order_pool is not None:  # a no-op at init, so it can be added to a trained U-Net
             nn.init.zeros_(self.order_pool[-1].weight)
             nn.init.zeros_(self.order_pool[-1].bias)
@@ -176,14 +193,20 @@ class EfficientUNet(nn.Module):
             self.down.append(Block(prev, ch, cfg.num_res_blocks[i], cfg, i, down=True, resample=i > 0))
             prev = ch
         last = len(chs) - 1
-        self.layout = LayoutQueries(cfg.extras.layout_resolution // 2**last, prev, cfg) if cfg.extras.layout_resolution else None
+        self.layout = (
+            LayoutQueries(cfg.extras.layout_resolution // 2**last, prev, cfg) if cfg.extras.layout_resolution else None
+        )
         self.mid = Block(prev, prev, 2, cfg, last, down=True, resample=False)
         self.up = nn.ModuleList()
         for i in reversed(range(len(chs))):
             nxt = chs[i - 1] if i > 0 else chs[0]
-            self.up.append(Block(prev + chs[i], chs[i], cfg.num_res_blocks[i], cfg, i, down=False, resample=i > 0, cnext=nxt))
+            self.up.append(
+                Block(prev + chs[i], chs[i], cfg.num_res_blocks[i], cfg, i, down=False, resample=i > 0, cnext=nxt)
+            )
             prev = nxt
-        self.out = nn.Sequential(nn.GroupNorm(cfg.num_groups, chs[0]), nn.SiLU(), nn.Conv2d(chs[0], cfg.in_channels, 3, padding=1))
+        self.out = nn.Sequential(
+            nn.GroupNorm(cfg.num_groups, chs[0]), nn.SiLU(), nn.Conv2d(chs[0], cfg.in_channels, 3, padding=1)
+        )
         nn.init.zeros_(self.out[-1].weight)
         nn.init.zeros_(self.out[-1].bias)
 
@@ -201,10 +224,14 @@ class EfficientUNet(nn.Module):
             raise ValueError("super-resolution U-Nets need lowres and aug_logsnr; base U-Nets take neither")
         for side in {s for s in (cfg.extras.pos_emb_resolution, cfg.extras.layout_resolution) if s}:  # None / 0: none
             if tuple(x.shape[-2:]) != (side, side):
-                raise ValueError(f"this U-Net has position embeddings / layout queries for {side}x{side} inputs only, "
-                                 f"got {tuple(x.shape[-2:])}")
+                raise ValueError(
+                    f"this U-Net has position embeddings / layout queries for {side}x{side} inputs only, "
+                    f"got {tuple(x.shape[-2:])}"
+                )
         if self.text_pos is not None and text.shape[1] > cfg.extras.text_positions:
-            raise ValueError(f"this U-Net embeds token positions 0..{cfg.extras.text_positions - 1} only, got {text.shape[1]} tokens")
+            raise ValueError(
+                f"this U-Net embeds token positions 0..{cfg.extras.text_positions - 1} only, got {text.shape[1]} tokens"
+            )
         text = self.text_norm(text)
         for layer in self.text_layers:
             text = layer(text, mask)

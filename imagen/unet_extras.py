@@ -9,6 +9,7 @@ What they were for (the shapes world's word-order failures, bench.diagnostics.or
 The learned token-index table (extras.text_positions) and 2-D position embedding
 (extras.pos_emb_resolution) are single parameters, created in unet.py where they are added.
 """
+
 from __future__ import annotations
 
 import math
@@ -61,7 +62,9 @@ class TextLayer(nn.Module):
     def forward(self, text: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         b, n, d = text.shape
         h = self.norm1(text) + token_position_embedding(n, d).to(text)
-        q, k, v = (t.unflatten(-1, (self.heads, -1)).transpose(1, 2) for t in self.qkv(h).chunk(3, dim=-1))  # (B, h, L, d/h)
+        q, k, v = (
+            t.unflatten(-1, (self.heads, -1)).transpose(1, 2) for t in self.qkv(h).chunk(3, dim=-1)
+        )  # (B, h, L, d/h)
         # key j is visible to query i if j <= i and j is a real token; i always sees itself, so a
         # fully masked (unconditional) text stays finite. Padding outputs are ignored downstream.
         eye = torch.eye(n, dtype=torch.bool, device=text.device)

@@ -5,6 +5,7 @@ provides `add_parser(subparsers)` which registers the subcommand and sets `func(
 Modules are imported only when their subcommand runs, so `imagen-bench --help` stays fast.
 WIRING gives a command what its own package may not import (docs/ARCHITECTURE.md's arrows).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,25 +31,54 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("imagen_bench.demo", "the main job on the offline default: demo sweep + report"),
     "shapes": ("drawbench.shapes.commands", "shapes world: export a split as COCO, measure the verifier"),
     "report": ("reports.commands", "HTML report with CIs, tables and plots from run folders and rating studies"),
-    "leaderboard": ("reports.commands", "models x metrics across run folders: intervals, paired ranks, refusal to mix numbers"),
+    "leaderboard": (
+        "reports.commands",
+        "models x metrics across run folders: intervals, paired ranks, refusal to mix numbers",
+    ),
     "power": ("reports.commands", "raters / prompts a side-by-side study needs (simulation-based power)"),
     "fid-stats": ("bench.metrics.commands", "Inception reference statistics (mu, sigma, features) for FID/KID"),
-    "fid": ("bench.metrics.commands", "FID and KID of an image folder against a reference (folder, COCO, stats file, shapes)"),
-    "folder-manifest": ("bench.models.commands", "say which prompt set a folder of images was made for (FOLDER/prompt_set.json)"),
-    "parity": ("bench.metrics.parity", "our metric numbers beside the reference implementation's, with your own weights"),
-    "sweep": ("bench.sweep.commands", "run a benchmark sweep (models x prompt sets x sampling grid) into a run folder"),
+    "fid": (
+        "bench.metrics.commands",
+        "FID and KID of an image folder against a reference (folder, COCO, stats file, shapes)",
+    ),
+    "folder-manifest": (
+        "bench.models.commands",
+        "say which prompt set a folder of images was made for (FOLDER/prompt_set.json)",
+    ),
+    "parity": (
+        "bench.metrics.parity",
+        "our metric numbers beside the reference implementation's, with your own weights",
+    ),
+    "sweep": (
+        "bench.sweep.commands",
+        "run a benchmark sweep (models x prompt sets x sampling grid) into a run folder",
+    ),
     "study": ("human_eval.commands", "human evaluation studies: create, links, reissue, status, export"),
     "rate": ("human_eval.commands", "serve a study's rating app and print the invite links"),
     "perf": ("selfcheck.perf.commands", "speed vs peers and the hardware, side by side in one run (table + JSON)"),
-    "gpu-hours": ("bench.sweep.commands", "a diffusers-cascade spec's expected GPU time on DeepFloyd IF's real-size networks (an estimate)"),
-    "trials": ("selfcheck.trials.commands", "reliability trials: kill a sweep / the rating server, fuzz inputs, security checks"),
-    "coverage": ("selfcheck.coverage.commands", "do the intervals cover their truth 95 % of the time? simulation with known truths"),
-    "sequential": ("selfcheck.sequential.commands", "sequential A-vs-B studies vs the paper's fixed design: ratings, errors, coverage (simulation)"),
+    "gpu-hours": (
+        "bench.sweep.commands",
+        "a diffusers-cascade spec's expected GPU time on DeepFloyd IF's real-size networks (an estimate)",
+    ),
+    "trials": (
+        "selfcheck.trials.commands",
+        "reliability trials: kill a sweep / the rating server, fuzz inputs, security checks",
+    ),
+    "coverage": (
+        "selfcheck.coverage.commands",
+        "do the intervals cover their truth 95 % of the time? simulation with known truths",
+    ),
+    "sequential": (
+        "selfcheck.sequential.commands",
+        "sequential A-vs-B studies vs the paper's fixed design: ratings, errors, coverage (simulation)",
+    ),
 }
 
 # the subcommands that run networks on CPU tensors: they get common/allocator.py's malloc rule (the
 # rating server, studies and reports keep the system's, which returns freed memory at once)
-RUN_NETWORKS = frozenset({"train", "sample", "demo", "shapes", "fid-stats", "fid", "parity", "sweep", "perf", "trials"})
+RUN_NETWORKS = frozenset(
+    {"train", "sample", "demo", "shapes", "fid-stats", "fid", "parity", "sweep", "perf", "trials"}
+)
 
 
 # subcommand -> {argparse default: "module:attribute"}, set after the command's parser is built:
@@ -74,7 +104,9 @@ def _help(parser: argparse.ArgumentParser) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog="imagen-bench", description="Evaluate text-to-image diffusion models the Imagen way.")
+    parser = argparse.ArgumentParser(
+        prog="imagen-bench", description="Evaluate text-to-image diffusion models the Imagen way."
+    )
     sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND")
     chosen = next((a for a in argv if not a.startswith("-")), None)
     for name, (module, help_text) in COMMANDS.items():

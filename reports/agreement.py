@@ -7,6 +7,7 @@ with m_u >= 2 values, n_c = sum_k o_ck, n = sum_c n_c, and the difference functi
 nominal [c != k]; ordinal (sum_{g=c..k} n_g - (n_c + n_k) / 2)^2; interval (c - k)^2.
 (Krippendorff, "Computing Krippendorff's Alpha-Reliability", 2011.)
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -62,11 +63,22 @@ def agreement_table(answers: pd.DataFrame) -> pd.DataFrame:
     for (protocol, question), group in answers.groupby(["protocol", "question"], sort=True):
         scale = CAPTION_ORDER if protocol == "coco_alignment" else SIDE_ORDER
         values = group["answer"].map(scale).to_numpy(dtype=float)
-        units = (group["study"].astype(str) + "/" + group["model_a"].astype(str) + "/" + group["model_b"].astype(str)
-                 + "/" + group["prompt_id"].astype(str)).to_numpy()
+        units = (
+            group["study"].astype(str)
+            + "/"
+            + group["model_a"].astype(str)
+            + "/"
+            + group["model_b"].astype(str)
+            + "/"
+            + group["prompt_id"].astype(str)
+        ).to_numpy()
         per_unit = pd.Series(units).value_counts()
-        row = {"protocol": protocol, "question": question, "units_with_2plus_ratings": int((per_unit >= 2).sum()),
-               "ratings_in_those_units": int(per_unit[per_unit >= 2].sum())}
+        row = {
+            "protocol": protocol,
+            "question": question,
+            "units_with_2plus_ratings": int((per_unit >= 2).sum()),
+            "ratings_in_those_units": int(per_unit[per_unit >= 2].sum()),
+        }
         for metric in METRICS:
             row[f"alpha_{metric}"] = krippendorff_alpha(units, values, metric)
         rows.append(row)

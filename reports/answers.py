@@ -7,6 +7,7 @@ report is given one for all) are excluded with all their answers; raters who ans
 are kept and counted separately (there is nothing to judge them by). Control rows never enter the
 analysis.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,7 +29,11 @@ def load_answers(source: str | Path) -> tuple[pd.DataFrame, dict[str, dict]]:
     if path.suffix in RATINGS_FILE_SUFFIXES:
         if not path.is_file():
             raise FileNotFoundError(f"ratings file {path} does not exist")
-        df = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, dtype={"prompt_id": str, "rater": str})
+        df = (
+            pd.read_parquet(path)
+            if path.suffix == ".parquet"
+            else pd.read_csv(path, dtype={"prompt_id": str, "rater": str})
+        )
         meta = Path(f"{path}.meta.json")
         settings = json.loads(meta.read_text()).get("study_settings", {}) if meta.is_file() else {}
     else:

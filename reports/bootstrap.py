@@ -26,6 +26,7 @@ Methods (registry METHODS):
 - "wilson": Wilson score interval treating the N answers as independent Bernoulli trials (ties as
   half a success). Ignores prompt and rater clustering; shown alongside for comparison only.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -68,8 +69,10 @@ class Interval:
 
     def describe(self) -> str:
         boot = f", {self.resamples} resamples, seed {self.seed}" if self.resamples else ""
-        return (f"{self.method} {self.level:.0%} CI over N={self.n} answers, {self.n_prompts} prompts, "
-                f"{self.n_raters} raters{boot}")
+        return (
+            f"{self.method} {self.level:.0%} CI over N={self.n} answers, {self.n_prompts} prompts, "
+            f"{self.n_raters} raters{boot}"
+        )
 
 
 def z_value(level: float) -> float:
@@ -93,8 +96,10 @@ def resample_indices(seed: int, n_prompts: int, n_raters: int, resamples: int) -
     """The bootstrap draws: for each resample, n_prompts prompt indices and n_raters rater indices
     drawn uniformly with replacement (independent streams for prompts and raters)."""
     rng_prompts, rng_raters = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
-    return (rng_prompts.integers(0, n_prompts, size=(resamples, n_prompts)),
-            rng_raters.integers(0, n_raters, size=(resamples, n_raters)))
+    return (
+        rng_prompts.integers(0, n_prompts, size=(resamples, n_prompts)),
+        rng_raters.integers(0, n_raters, size=(resamples, n_raters)),
+    )
 
 
 def multiplicities(indices: np.ndarray, n_units: int) -> np.ndarray:
@@ -117,13 +122,17 @@ class CrossedBootstrap:
         self.prompt_weights = multiplicities(prompt_idx, n_prompts)
         self.rater_weights = multiplicities(rater_idx, n_raters)
 
-    def one_way_replicates(self, prompt: np.ndarray, rater: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def one_way_replicates(
+        self, prompt: np.ndarray, rater: np.ndarray, y: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """theta*_b for the prompt-only and the rater-only bootstrap: sum_i w_bi S_i / sum_i w_bi n_i.
         Resamples in which the subset drew no unit at all (possible for a small category) are nan."""
         reps_prompt, reps_rater = self._one_way_batch([(prompt, rater, y)])
         return reps_prompt[:, 0], reps_rater[:, 0]
 
-    def _one_way_batch(self, subsets: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    def _one_way_batch(
+        self, subsets: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
+    ) -> tuple[np.ndarray, np.ndarray]:
         """One-way replicates [resamples, subsets] for many (prompt, rater, y) subsets: per factor one
         matrix product of the weights with every subset's per-unit sums and counts."""
         out = []
@@ -133,7 +142,7 @@ class CrossedBootstrap:
             counts = [np.bincount(s[factor], minlength=size).astype(float) for s in subsets]
             both = weights @ np.column_stack(sums + counts)
             with np.errstate(invalid="ignore", divide="ignore"):
-                out.append(both[:, : len(subsets)] / both[:, len(subsets):])
+                out.append(both[:, : len(subsets)] / both[:, len(subsets) :])
         return out[0], out[1]
 
     def pigeonhole_replicates(self, prompt: np.ndarray, rater: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -146,31 +155,55 @@ class CrossedBootstrap:
                 reps[sl] = (w @ y) / w.sum(axis=1)
         return reps
 
-    def interval(self, prompt: np.ndarray, rater: np.ndarray, y: np.ndarray, method: str = DEFAULT_METHOD,
-                 level: float = 0.95) -> Interval:
+    def interval(
+        self, prompt: np.ndarray, rater: np.ndarray, y: np.ndarray, method: str = DEFAULT_METHOD, level: float = 0.95
+    ) -> Interval:
         """CI for mean(y); prompt and rater are integer codes into this bootstrap's units."""
         return self.intervals([(prompt, rater, y)], method, level)[0]
 
-    def intervals(self, subsets: list[tuple[np.ndarray, np.ndarray, np.ndarray]], method: str = DEFAULT_METHOD,
-                  level: float = 0.95) -> list[Interval]:
+    def intervals(
+        self,
+        subsets: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+        method: str = DEFAULT_METHOD,
+        level: float = 0.95,
+    ) -> list[Interval]:
         """Intervals for several (prompt codes, rater codes, y) subsets, batched (same resamples for all)."""
         check_method(method)
         z_value(level)  # validates level
-        subsets = [(np.asarray(p, dtype=np.int64), np.asarray(r, dtype=np.int64), np.asarray(y, dtype=float)) for p, r, y in subsets]
+        subsets = [
+            (np.asarray(p, dtype=np.int64), np.asarray(r, dtype=np.int64), np.asarray(y, dtype=float))
+            for p, r, y in subsets
+        ]
         for prompt, rater, y in subsets:
             if len(y) == 0:
                 raise ValueError("no answers to compute an interval from")
             if prompt.max() >= self.n_prompts or rater.max() >= self.n_raters:
                 raise ValueError("prompt/rater codes exceed the units this bootstrap was drawn for")
         reps = self._one_way_batch(subsets) if method == "crossed" and subsets else None
-        return [self._interval(p, r, y, method, level, None if reps is None else (reps[0][:, k], reps[1][:, k]))
-                for k, (p, r, y) in enumerate(subsets)]
+        return [
+            self._interval(p, r, y, method, level, None if reps is None else (reps[0][:, k], reps[1][:, k]))
+            for k, (p, r, y) in enumerate(subsets)
+        ]
 
-    def _interval(self, prompt: np.ndarray, rater: np.ndarray, y: np.ndarray, method: str, level: float,
-                  one_way: tuple[np.ndarray, np.ndarray] | None) -> Interval:
+    def _interval(
+        self,
+        prompt: np.ndarray,
+        rater: np.ndarray,
+        y: np.ndarray,
+        method: str,
+        level: float,
+        one_way: tuple[np.ndarray, np.ndarray] | None,
+    ) -> Interval:
         theta = float(y.mean())
-        base = dict(estimate=theta, n=len(y), n_prompts=len(np.unique(prompt)), n_raters=len(np.unique(rater)),
-                    seed=self.seed, level=level, method=method)
+        base = dict(
+            estimate=theta,
+            n=len(y),
+            n_prompts=len(np.unique(prompt)),
+            n_raters=len(np.unique(rater)),
+            seed=self.seed,
+            level=level,
+            method=method,
+        )
         if method == "wilson":
             low, high = wilson(float(y.sum()), len(y), level)
             return Interval(low=low, high=high, se=float("nan"), resamples=0, **base)
@@ -178,17 +211,23 @@ class CrossedBootstrap:
             reps = self.pigeonhole_replicates(prompt, rater, y)
             alpha = (1 - level) / 2  # percentile interval: the alpha/2 and 1 - alpha/2 quantiles
             low, high = np.nanquantile(reps, [alpha, 1 - alpha])
-            return Interval(low=float(low), high=float(high), se=float(np.nanstd(reps, ddof=1)), resamples=self.resamples, **base)
+            return Interval(
+                low=float(low), high=float(high), se=float(np.nanstd(reps, ddof=1)), resamples=self.resamples, **base
+            )
         rep_prompt, rep_rater = one_way
-        var, df = crossed_variance(prompt, rater, y, float(np.nanvar(rep_prompt, ddof=1)), float(np.nanvar(rep_rater, ddof=1)),
-                                   self.resamples)
+        var, df = crossed_variance(
+            prompt, rater, y, float(np.nanvar(rep_prompt, ddof=1)), float(np.nanvar(rep_rater, ddof=1)), self.resamples
+        )
         se = float(np.sqrt(var))
         z = float(stdtrit(df, 0.5 + level / 2.0)) if np.isfinite(df) else z_value(level)
-        return Interval(low=max(0.0, theta - z * se), high=min(1.0, theta + z * se), se=se, resamples=self.resamples, **base)
+        return Interval(
+            low=max(0.0, theta - z * se), high=min(1.0, theta + z * se), se=se, resamples=self.resamples, **base
+        )
 
 
-def crossed_variance(prompt: np.ndarray, rater: np.ndarray, y: np.ndarray, v_prompt: float, v_rater: float,
-                     resamples: float = np.inf) -> tuple[float, float]:
+def crossed_variance(
+    prompt: np.ndarray, rater: np.ndarray, y: np.ndarray, v_prompt: float, v_rater: float, resamples: float = np.inf
+) -> tuple[float, float]:
     """Var(theta) from the prompt-bootstrap variance v_prompt, the rater-bootstrap variance
     v_rater and the iid variance, via the variance components (see module docstring).
 
@@ -208,29 +247,36 @@ def crossed_variance(prompt: np.ndarray, rater: np.ndarray, y: np.ndarray, v_pro
     n_i = np.bincount(prompt).astype(float)
     n_j = np.bincount(rater).astype(float)
     n_i, n_j = n_i[n_i > 0], n_j[n_j > 0]
-    si2, sj2 = (n_i ** 2).sum(), (n_j ** 2).sum()
+    si2, sj2 = (n_i**2).sum(), (n_j**2).sum()
     cross = float((np.bincount(prompt)[prompt] * np.bincount(rater)[rater]).sum())
     _, cell_counts = np.unique(prompt * (int(rater.max()) + 1) + rater, return_counts=True)
     m2 = float((cell_counts.astype(float) ** 2).sum())
-    shared = m2 - 2 * cross / n + si2 * sj2 / n ** 2
-    expected = np.array([
-        [si2 - 2 * (n_i ** 3).sum() / n + si2 ** 2 / n ** 2, shared, n - si2 / n],
-        [shared, sj2 - 2 * (n_j ** 3).sum() / n + sj2 ** 2 / n ** 2, n - sj2 / n],
-        [n - si2 / n, n - sj2 / n, n - 1.0],
-    ]) / n  # rows scaled by N (not N^2) to keep the system well conditioned
-    v_iid = float(((y - theta) ** 2).sum()) / n ** 2
+    shared = m2 - 2 * cross / n + si2 * sj2 / n**2
+    expected = (
+        np.array(
+            [
+                [si2 - 2 * (n_i**3).sum() / n + si2**2 / n**2, shared, n - si2 / n],
+                [shared, sj2 - 2 * (n_j**3).sum() / n + sj2**2 / n**2, n - sj2 / n],
+                [n - si2 / n, n - sj2 / n, n - 1.0],
+            ]
+        )
+        / n
+    )  # rows scaled by N (not N^2) to keep the system well conditioned
+    v_iid = float(((y - theta) ** 2).sum()) / n**2
     observed = np.array([v_prompt, v_rater, v_iid]) * n
     components = nnls3(expected, np.nan_to_num(observed))  # sA2, sB2, sE2 >= 0
-    weights = np.array([si2, sj2, n]) / n ** 2  # Var(theta) = weights . (sA2, sB2, sE2)
+    weights = np.array([si2, sj2, n]) / n**2  # Var(theta) = weights . (sA2, sB2, sE2)
     var = float(components @ weights)
     # Satterthwaite: Var is (up to clipping) the linear combination c . observed of the three
     # variances, c = K^-T weights; each observed variance is a sum of squares over R prompts,
     # C raters or N answers, i.e. ~ chi^2 with R-1, C-1, N-1 degrees of freedom; the two one-way
     # variances are also Monte Carlo estimates from B resamples: 1/df = 1/(R-1) + 1/(B-1).
     coef = np.linalg.pinv(expected).T @ weights
-    dfs = 1.0 / (1.0 / np.maximum([len(n_i) - 1, len(n_j) - 1, n - 1], 1) + np.array([1.0, 1.0, 0.0]) / (resamples - 1))
+    dfs = 1.0 / (
+        1.0 / np.maximum([len(n_i) - 1, len(n_j) - 1, n - 1], 1) + np.array([1.0, 1.0, 0.0]) / (resamples - 1)
+    )
     denom = float(((coef * observed) ** 2 / dfs).sum())
-    return var, (var ** 2 / denom if denom > 0 else float("inf"))
+    return var, (var**2 / denom if denom > 0 else float("inf"))
 
 
 def nnls3(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -238,8 +284,8 @@ def nnls3(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     unconstrained least-squares fit on some subset of the unknowns (the others 0), so try every
     subset and keep the best feasible fit (2^3 = 8 small solves)."""
     k = a.shape[1]
-    best, best_resid = np.zeros(k), float(np.sum(b ** 2))
-    for mask in range(1, 2 ** k):
+    best, best_resid = np.zeros(k), float(np.sum(b**2))
+    for mask in range(1, 2**k):
         cols = [i for i in range(k) if mask >> i & 1]
         x_sub = np.linalg.lstsq(a[:, cols], b, rcond=None)[0]
         if (x_sub < 0).any():

@@ -1,5 +1,6 @@
 """Assemble a report: run folders and ratings in, one folder out (index.html, plots/*.png,
 tables/*.csv + *.parquet, report.json), written atomically (publish.py)."""
+
 from __future__ import annotations
 
 import platform
@@ -52,47 +53,83 @@ class ReportOptions:
 class ReportInputs:
     runs: tuple[Path, ...] = ()
     answers: tuple[tuple[str, pd.DataFrame], ...] = ()  # (where it came from, contract-2 frame)
-    study_settings: dict[str, dict] = field(default_factory=dict)  # study -> its recorded settings (threshold, fast-answer time)
+    study_settings: dict[str, dict] = field(
+        default_factory=dict
+    )  # study -> its recorded settings (threshold, fast-answer time)
     images: dict[str, list[ImageRecord]] = field(default_factory=dict)  # model -> images, for an example gallery
 
 
 DEFAULT_CI = CIConfig()  # the report's intervals unless told otherwise (a frozen default, shared)
 
-def run_sections(run: RunMetrics, stage: Path, ci: CIConfig = DEFAULT_CI, resamples: int = PAIRED_RESAMPLES,
-                 labels: dict[str, str] | None = None, skipped: Paragraph | None = None) -> tuple[list[Section], list[Section]]:
+
+def run_sections(
+    run: RunMetrics,
+    stage: Path,
+    ci: CIConfig = DEFAULT_CI,
+    resamples: int = PAIRED_RESAMPLES,
+    labels: dict[str, str] | None = None,
+    skipped: Paragraph | None = None,
+) -> tuple[list[Section], list[Section]]:
     """(the run's sections, its collapsed details: how each metric was computed). `labels`: entry
     ("run/cell name") -> the overview's short label, shown in front of the cell ids, rows in label order;
     `skipped`: why the overview drew no Pareto figure for this run."""
     slug = file_slug(run.name)
     values, methods = split_how(headline_table(run))
     blocks = [skipped] if skipped else []
-    blocks.append(Table(f"metrics_{slug}", _labelled(values, run, labels),
-                        f"From {run.run}/metrics_cell.parquet as the sweep wrote it (nothing recomputed): value per cell, N = images "
-                        "it was computed on; how each value was made: 'How each metric was computed' below."))
+    blocks.append(
+        Table(
+            f"metrics_{slug}",
+            _labelled(values, run, labels),
+            f"From {run.run}/metrics_cell.parquet as the sweep wrote it (nothing recomputed): value per cell, N = images "
+            "it was computed on; how each value was made: 'How each metric was computed' below.",
+        )
+    )
     shapes = shapes_table(run)
     if shapes.empty:
-        blocks.append(Paragraph("No shapes-verifier accuracy (metrics shapes_accuracy/<category>) in this run.", kind="note"))
+        blocks.append(
+            Paragraph("No shapes-verifier accuracy (metrics shapes_accuracy/<category>) in this run.", kind="note")
+        )
     else:
-        blocks.append(Table(f"shapes_accuracy_{slug}", _labelled(shapes, run, labels),
-                            "Shapes-verifier accuracy per category = share of images the verifier judged to match their caption; "
-                            "N images per cell."))
+        blocks.append(
+            Table(
+                f"shapes_accuracy_{slug}",
+                _labelled(shapes, run, labels),
+                "Shapes-verifier accuracy per category = share of images the verifier judged to match their caption; "
+                "N images per cell.",
+            )
+        )
     paired = paired_table(run.run, run.cells, "guidance", resamples, ci.level, ci.seed)
     if not paired.empty:
-        blocks.append(Table(f"paired_guidance_{slug}", paired,
-                            f"Each cell against the cell that differs only in guidance (its smallest w), on the same prompts "
-                            f"and seeds (from metrics_image.parquet): difference of per-image means with a {ci.level:.0%} "
-                            f"interval (mean +- t x bootstrap SE from {resamples:,} resamples of prompts, seed {ci.seed}, kept inside "
-                            "the metric's range) and its p, with Holm's correction across each metric's rows (p (Holm)); "
-                            "for 0/1 metrics 'better' / "
-                            "'worse' count the prompts only one of the two got right, and McNemar p is the exact two-sided "
-                            "test on them."))
-    blocks.append(figure_block(stage, f"aug_level_{slug}", lambda: plots.aug_level_plot(run),
-                               "FID and alignment over the SR noise-augmentation level (Imagen Fig. A.11)."))
-    how = Table(f"metric_methods_{slug}", methods,
-                "How each metric was computed, from its recorded details (resize mode, reference, feature weights sha256, "
-                "N) or why it is unavailable; 'cells' says which rows of the run's metrics table it applies to.")
-    return [Section(f"Automated metrics: {run.name}", blocks)], [Section(f"How each metric was computed: {run.name}", [how],
-                                                                         details=True)]
+        blocks.append(
+            Table(
+                f"paired_guidance_{slug}",
+                paired,
+                f"Each cell against the cell that differs only in guidance (its smallest w), on the same prompts "
+                f"and seeds (from metrics_image.parquet): difference of per-image means with a {ci.level:.0%} "
+                f"interval (mean +- t x bootstrap SE from {resamples:,} resamples of prompts, seed {ci.seed}, kept inside "
+                "the metric's range) and its p, with Holm's correction across each metric's rows (p (Holm)); "
+                "for 0/1 metrics 'better' / "
+                "'worse' count the prompts only one of the two got right, and McNemar p is the exact two-sided "
+                "test on them.",
+            )
+        )
+    blocks.append(
+        figure_block(
+            stage,
+            f"aug_level_{slug}",
+            lambda: plots.aug_level_plot(run),
+            "FID and alignment over the SR noise-augmentation level (Imagen Fig. A.11).",
+        )
+    )
+    how = Table(
+        f"metric_methods_{slug}",
+        methods,
+        "How each metric was computed, from its recorded details (resize mode, reference, feature weights sha256, "
+        "N) or why it is unavailable; 'cells' says which rows of the run's metrics table it applies to.",
+    )
+    return [Section(f"Automated metrics: {run.name}", blocks)], [
+        Section(f"How each metric was computed: {run.name}", [how], details=True)
+    ]
 
 
 def _labelled(table: pd.DataFrame, run: RunMetrics, labels: dict[str, str] | None) -> pd.DataFrame:
@@ -107,30 +144,44 @@ def _labelled(table: pd.DataFrame, run: RunMetrics, labels: dict[str, str] | Non
 
 
 def methods_section(options: ReportOptions) -> Section:
-    return Section("Methods", details=True, blocks=[Paragraph(t, kind="plain") for t in (
-        f"Default interval: {options.ci.describe()}. The estimand is the population preference over prompts and raters; "
-        "answers are clustered by prompt and by rater, so intervals that treat answers as independent (Wilson) are too narrow "
-        "and the plain two-way bootstrap is too wide. See docs/reports.md.",
-        ("Raters (a rater is a (study, rater) pair: names restart in every study) below their study's recorded control "
-         f"accuracy threshold (default {DEFAULT_CONTROL_THRESHOLD:.0%})" if options.control_threshold is None else
-         f"Raters below {options.control_threshold:.0%} control accuracy (the threshold given for every study)")
-        + " are excluded with all their answers; control rows never enter the analysis.",
-        "Automated metrics are read from the run folders as written by `imagen-bench sweep`; the report reruns nothing.",
-    )])
+    return Section(
+        "Methods",
+        details=True,
+        blocks=[
+            Paragraph(t, kind="plain")
+            for t in (
+                f"Default interval: {options.ci.describe()}. The estimand is the population preference over prompts and raters; "
+                "answers are clustered by prompt and by rater, so intervals that treat answers as independent (Wilson) are too narrow "
+                "and the plain two-way bootstrap is too wide. See docs/reports.md.",
+                (
+                    "Raters (a rater is a (study, rater) pair: names restart in every study) below their study's recorded control "
+                    f"accuracy threshold (default {DEFAULT_CONTROL_THRESHOLD:.0%})"
+                    if options.control_threshold is None
+                    else f"Raters below {options.control_threshold:.0%} control accuracy (the threshold given for every study)"
+                )
+                + " are excluded with all their answers; control rows never enter the analysis.",
+                "Automated metrics are read from the run folders as written by `imagen-bench sweep`; the report reruns nothing.",
+            )
+        ],
+    )
 
 
 def provenance(inputs: ReportInputs, options: ReportOptions) -> dict:
     return {
-        "format": "imagen-bench-report/1", "package_version": __version__,
+        "format": "imagen-bench-report/1",
+        "package_version": __version__,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.node()} {platform.machine()} {platform.system()} python {platform.python_version()}",
-        "runs": [str(r) for r in inputs.runs], "ratings": [src for src, _ in inputs.answers],
+        "runs": [str(r) for r in inputs.runs],
+        "ratings": [src for src, _ in inputs.answers],
         "run_specs": {str(r): spec_sha256(r) for r in inputs.runs},  # each run's spec, as its run.json records it
         "options": {**asdict(options), "ci": asdict(options.ci)},
     }
 
 
-def build_report(inputs: ReportInputs, out: str | Path, options: ReportOptions = ReportOptions(), force: bool = False) -> Path:
+def build_report(
+    inputs: ReportInputs, out: str | Path, options: ReportOptions = ReportOptions(), force: bool = False
+) -> Path:
     """Write the report folder `out`; refuses an existing folder unless force (then replaces it atomically)."""
     out = Path(out)
     check_target(out, force)
@@ -153,34 +204,62 @@ def build_report(inputs: ReportInputs, out: str | Path, options: ReportOptions =
             body += opening.body
             details += opening.details
             for run in runs:
-                shown, how = run_sections(run, stage, options.ci, options.run_resamples, opening.labels, opening.skipped.get(run.name))
+                shown, how = run_sections(
+                    run, stage, options.ci, options.run_resamples, opening.labels, opening.skipped.get(run.name)
+                )
                 body += shown
                 details += how
         if answers is not None:
             recorded = settings_of(inputs.study_settings, "control_threshold", DEFAULT_CONTROL_THRESHOLD)
-            clean, exclusion = apply_controls(answers, recorded if options.control_threshold is None else options.control_threshold,
-                                              settings_of(inputs.study_settings, "fast_answer_ms", DEFAULT_FAST_ANSWER_MS))
-            images = inputs.images or study_images([src for src, _ in inputs.answers], labels)  # human_eval.export: the study's own copies
-            human = human_sections(clean, exclusion, options.ci, images, options.power_effect,
-                                   options.power_studies, stage, unfiltered=answers[~answers["is_control"]])
+            clean, exclusion = apply_controls(
+                answers,
+                recorded if options.control_threshold is None else options.control_threshold,
+                settings_of(inputs.study_settings, "fast_answer_ms", DEFAULT_FAST_ANSWER_MS),
+            )
+            images = inputs.images or study_images(
+                [src for src, _ in inputs.answers], labels
+            )  # human_eval.export: the study's own copies
+            human = human_sections(
+                clean,
+                exclusion,
+                options.ci,
+                images,
+                options.power_effect,
+                options.power_studies,
+                stage,
+                unfiltered=answers[~answers["is_control"]],
+            )
             summaries.append(human.summary)
-            summaries += sequential_sections(answers, inputs.study_settings)  # why a sequential study stopped, its interval
+            summaries += sequential_sections(
+                answers, inputs.study_settings
+            )  # why a sequential study stopped, its interval
             samples += human.samples
             body += human.body
         if head:
             summaries[0] = Section(summaries[0].title, head + summaries[0].blocks)
-        provenance_text = (f"imagen-bench {__version__}, created {meta['created']} on {meta['machine']}; "
-                           f"inputs: {', '.join(meta['runs'] + meta['ratings'])}.")
-        details = [Section("Provenance", [Paragraph(provenance_text, kind="plain")], details=True), *details,
-                   methods_section(options)]
+        provenance_text = (
+            f"imagen-bench {__version__}, created {meta['created']} on {meta['machine']}; "
+            f"inputs: {', '.join(meta['runs'] + meta['ratings'])}."
+        )
+        details = [
+            Section("Provenance", [Paragraph(provenance_text, kind="plain")], details=True),
+            *details,
+            methods_section(options),
+        ]
         sections = summaries + samples + body + details
         for table in tables_of(sections):
             to_csv(table.frame, stage / "tables" / f"{table.name}.csv")  # formula cells neutralised; parquet exact
             table.frame.to_parquet(stage / "tables" / f"{table.name}.parquet", index=False)
         stamp = f"[imagen-bench {__version__}]"
         (stage / "index.html").write_text(render(options.title, sections, stamp), encoding="utf-8")
-        write_marker(stage / MARKER, {**meta, "tables": [t.name for t in tables_of(sections)],
-                                      "plots": sorted(p.name for p in (stage / "plots").iterdir())})
+        write_marker(
+            stage / MARKER,
+            {
+                **meta,
+                "tables": [t.name for t in tables_of(sections)],
+                "plots": sorted(p.name for p in (stage / "plots").iterdir()),
+            },
+        )
     return out
 
 

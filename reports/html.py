@@ -1,5 +1,6 @@
 """A self-contained HTML page from sections of paragraphs, tables and images (PNG files beside
 the HTML, referenced by relative path). Text is escaped; tables are pandas' to_html."""
+
 from __future__ import annotations
 
 import hashlib
@@ -84,12 +85,14 @@ class Image:
 @dataclass(frozen=True)
 class Figures:
     """Figures side by side (wrapping at the page's width)."""
+
     images: tuple[Image, ...]
 
 
 @dataclass(frozen=True)
 class Bullets:
     """Findings, one a line: the first `shown` visible, the rest behind a "more" toggle."""
+
     items: tuple[str, ...]
     shown: int = 7
 
@@ -98,6 +101,7 @@ class Bullets:
 class Grid:
     """Sample images: one row per prompt (`rows`: its caption and one Image or None per column),
     one column per compared entry (`columns`: their labels)."""
+
     columns: tuple[str, ...]
     rows: tuple[tuple[str, tuple[Image | None, ...]], ...]
     thumb: int = 128  # px
@@ -111,7 +115,9 @@ class Gallery:
 @dataclass(frozen=True)
 class Section:
     title: str
-    blocks: list = field(default_factory=list)  # Paragraph | Bullets | Table | Image | Figures | Gallery | Grid, in order
+    blocks: list = field(
+        default_factory=list
+    )  # Paragraph | Bullets | Table | Image | Figures | Gallery | Grid, in order
     details: bool = False  # provenance, methods, cell ids: a collapsed <details> at the end of the page
 
 
@@ -133,23 +139,30 @@ def _block(block, stamp: str) -> str:
         return f"<p{cls}>{html.escape(block.text)}</p>"
     if isinstance(block, Bullets):
         items = [f"<li>{html.escape(t)}</li>" for t in block.items]
-        more = items[block.shown:]
-        rest = (f'<li class="more"><details><summary>{len(more)} more</summary><ul>{"".join(more)}</ul></details></li>'
-                if more else "")
-        return f'<ul class="findings">{"".join(items[:block.shown])}{rest}</ul>'
+        more = items[block.shown :]
+        rest = (
+            f'<li class="more"><details><summary>{len(more)} more</summary><ul>{"".join(more)}</ul></details></li>'
+            if more
+            else ""
+        )
+        return f'<ul class="findings">{"".join(items[: block.shown])}{rest}</ul>'
 
     if isinstance(block, Table):
         links = f'<a href="tables/{block.name}.csv">CSV</a> / <a href="tables/{block.name}.parquet">parquet</a>'
         body = block.frame.to_html(index=False, float_format=FLOAT_FORMAT, na_rep="–", border=0)
         return f'<p class="how">{html.escape(block.how)} {html.escape(stamp)} ({links})</p>\n<div class="scroll">{body}</div>'
     if isinstance(block, Image):
-        return (f'<figure><img src="{html.escape(block.path)}" alt="{html.escape(block.caption)}">'
-                f"<figcaption class=\"how\">{html.escape(block.caption)}</figcaption></figure>")
+        return (
+            f'<figure><img src="{html.escape(block.path)}" alt="{html.escape(block.caption)}">'
+            f'<figcaption class="how">{html.escape(block.caption)}</figcaption></figure>'
+        )
     if isinstance(block, Figures):
         return '<div class="figures">' + "".join(_block(i, stamp) for i in block.images) + "</div>"
     if isinstance(block, Gallery):
-        cells = "".join(f'<figure>{_img(i)}<figcaption class="how">{html.escape(i.caption)}</figcaption></figure>'
-                        for i in block.images)
+        cells = "".join(
+            f'<figure>{_img(i)}<figcaption class="how">{html.escape(i.caption)}</figcaption></figure>'
+            for i in block.images
+        )
         return f'<div class="gallery">{cells}</div>'
     if isinstance(block, Grid):
         style = f"grid-template-columns: 190px repeat({len(block.columns)}, {block.thumb}px)"
@@ -164,9 +177,13 @@ def _block(block, stamp: str) -> str:
 def render(title: str, sections: list[Section], stamp: str = "") -> str:
     """The page; `stamp` (e.g. the package version) is appended to every table's how-line. Sections
     marked `details` (provenance, methods, cell ids) come last, each collapsed in a <details>."""
-    parts = [f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-             f"<title>{html.escape(title)}</title>", f"<style>{STYLE}</style></head><body>", f"<h1>{html.escape(title)}</h1>"]
+    parts = [
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{html.escape(title)}</title>",
+        f"<style>{STYLE}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+    ]
     main = [(i, s) for i, s in enumerate(sections) if not s.details]
     extra = [(i, s) for i, s in enumerate(sections) if s.details]
     toc = [f'<li><a href="#s{i}">{html.escape(s.title)}</a></li>' for i, s in main]

@@ -1,4 +1,5 @@
 """Report sections for human ratings: rater quality, DrawBench side by side, ranking, COCO, power."""
+
 from __future__ import annotations
 
 import shutil
@@ -39,38 +40,65 @@ def figure_block(stage: Path, name: str, make, caption: str):
 
 def quality_section(answers: pd.DataFrame, exclusion: Exclusion) -> Section:
     acc = exclusion.accuracy.sort_values("accuracy")
-    return Section("Raters: controls and agreement", [
-        Paragraph(exclusion.describe()),
-        Table("rater_control_accuracy", acc, "Per rater = (study, rater): control answers, correct ones, accuracy = "
-              "correct / controls, the study's threshold; flagged (excluded) when accuracy < threshold."),
-        Table("agreement", agreement_table(answers),
-              "Krippendorff's alpha (nominal, ordinal, interval metrics) over units = (model pair, prompt) items rated by 2+ raters, after "
-              "exclusions; side-by-side answers on the scale B < tie < A, captions no < somewhat < yes."),
-    ])
+    return Section(
+        "Raters: controls and agreement",
+        [
+            Paragraph(exclusion.describe()),
+            Table(
+                "rater_control_accuracy",
+                acc,
+                "Per rater = (study, rater): control answers, correct ones, accuracy = "
+                "correct / controls, the study's threshold; flagged (excluded) when accuracy < threshold.",
+            ),
+            Table(
+                "agreement",
+                agreement_table(answers),
+                "Krippendorff's alpha (nominal, ordinal, interval metrics) over units = (model pair, prompt) items rated by 2+ raters, after "
+                "exclusions; side-by-side answers on the scale B < tie < A, captions no < somewhat < yes.",
+            ),
+        ],
+    )
 
 
-def sbs_sections(analysis: RatingsAnalysis, filtered: RatingsAnalysis, stage: Path, after: str) -> tuple[list[Section], list]:
+def sbs_sections(
+    analysis: RatingsAnalysis, filtered: RatingsAnalysis, stage: Path, after: str
+) -> tuple[list[Section], list]:
     """The paper's DrawBench numbers: every rater's answers (the paper did no post-filtering for
     DrawBench), with the control-filtered numbers beside them; and the preference figures (for the
     report's opening)."""
     table = sbs_table(analysis)
     if table.empty:
-        return [Section("DrawBench side by side", [Paragraph("No drawbench_sbs answers in the inputs.", kind="note")])], []
+        return [
+            Section("DrawBench side by side", [Paragraph("No drawbench_sbs answers in the inputs.", kind="note")])
+        ], []
     ci = analysis.config.describe()
-    how = (f"All raters' answers, as the paper reports DrawBench (no post-filtering; control rows not counted). share_A / "
-           f"share_tie / share_B = shares of A / indifferent / B answers, each with {ci}; pref_A = (#A + #tie/2) / N with the "
-           f"same interval; pref_A_no_ties = #A / (#A + #B) over the N = n_decisive non-tie answers; *_wilson_*: Wilson score "
-           f"interval over the same answers (treats answers as independent, for comparison). Category '{ALL}' pools every "
-           "answer of the pair and question.")
-    blocks = [Table("drawbench_sbs", table, how),
-              Table("drawbench_sbs_control_filtered", sbs_table(filtered),
-                    f"The same after control exclusions (beside the headline, not instead of it). {after}")]
+    how = (
+        f"All raters' answers, as the paper reports DrawBench (no post-filtering; control rows not counted). share_A / "
+        f"share_tie / share_B = shares of A / indifferent / B answers, each with {ci}; pref_A = (#A + #tie/2) / N with the "
+        f"same interval; pref_A_no_ties = #A / (#A + #B) over the N = n_decisive non-tie answers; *_wilson_*: Wilson score "
+        f"interval over the same answers (treats answers as independent, for comparison). Category '{ALL}' pools every "
+        "answer of the pair and question."
+    )
+    blocks = [
+        Table("drawbench_sbs", table, how),
+        Table(
+            "drawbench_sbs_control_filtered",
+            sbs_table(filtered),
+            f"The same after control exclusions (beside the headline, not instead of it). {after}",
+        ),
+    ]
     figures = []
     for (model_a, model_b), _ in table.groupby(["model_a", "model_b"], sort=True):
         name = f"drawbench_{file_slug(model_a)}_vs_{file_slug(model_b)}"
-        figures.append(figure_block(stage, name, lambda a=model_a, b=model_b: plots.preference_bars(table, a, b, ci),
-                                    f"Preference for {model_a} over {model_b} per category and overall (Imagen Fig. 3 / A.15), "
-                                    f"alignment and fidelity side by side; bars: {ci}; dashed: no preference."))
+        figures.append(
+            figure_block(
+                stage,
+                name,
+                lambda a=model_a, b=model_b: plots.preference_bars(table, a, b, ci),
+                f"Preference for {model_a} over {model_b} per category and overall (Imagen Fig. 3 / A.15), "
+                f"alignment and fidelity side by side; bars: {ci}; dashed: no preference.",
+            )
+        )
     sections = [Section("DrawBench side by side", blocks)]
     rank_blocks = []
     for question in sorted(table.question.unique()):
@@ -80,13 +108,26 @@ def sbs_sections(analysis: RatingsAnalysis, filtered: RatingsAnalysis, stage: Pa
             rank_blocks.append(Paragraph(f"Ranking ({question}) skipped: {e}.", kind="note"))
             continue
         if ranking.empty:
-            rank_blocks.append(Paragraph(f"Ranking ({question}) skipped: fewer than three models compared.", kind="note"))
+            rank_blocks.append(
+                Paragraph(f"Ranking ({question}) skipped: fewer than three models compared.", kind="note")
+            )
             continue
-        rank_blocks.append(figure_block(stage, f"bradley_terry_{question}", lambda r=ranking: plots.ranking_plot(r),
-                                        f"Bradley-Terry ranking, {question}."))
-        rank_blocks.append(Table(f"bradley_terry_{question}", ranking,
-                                 "Bradley-Terry log strengths (MM algorithm, ties as half wins, mean 0); interval: percentile of "
-                                 f"{ranking.resamples.iloc[0]} two-way (prompts x raters) bootstrap refits, seed {ranking.seed.iloc[0]}."))
+        rank_blocks.append(
+            figure_block(
+                stage,
+                f"bradley_terry_{question}",
+                lambda r=ranking: plots.ranking_plot(r),
+                f"Bradley-Terry ranking, {question}.",
+            )
+        )
+        rank_blocks.append(
+            Table(
+                f"bradley_terry_{question}",
+                ranking,
+                "Bradley-Terry log strengths (MM algorithm, ties as half wins, mean 0); interval: percentile of "
+                f"{ranking.resamples.iloc[0]} two-way (prompts x raters) bootstrap refits, seed {ranking.seed.iloc[0]}.",
+            )
+        )
     sections.append(Section("Ranking of more than two models", rank_blocks))
     return sections, figures
 
@@ -99,34 +140,56 @@ def human_findings(analysis: RatingsAnalysis, filtered: RatingsAnalysis, exclusi
     out = []
     table = sbs_table(analysis)  # empty, without columns, for a study with no side-by-side answers (COCO only)
     level = f"{analysis.config.level:.0%}"
-    for (a, b), pair in (table.groupby(["model_a", "model_b"], sort=True) if not table.empty else ()):
+    for (a, b), pair in table.groupby(["model_a", "model_b"], sort=True) if not table.empty else ():
         overall = pair[pair["category"] == ALL]
         if overall.empty:
             continue
         first = overall.iloc[0]
-        out.append(f"Compared side by side: {a} vs {b} on {int(first['n_prompts'])} DrawBench prompts, "
-                   f"{int(first['n_answers'])} answers per question from {int(first['n_raters'])} raters.")
+        out.append(
+            f"Compared side by side: {a} vs {b} on {int(first['n_prompts'])} DrawBench prompts, "
+            f"{int(first['n_answers'])} answers per question from {int(first['n_raters'])} raters."
+        )
         for r in overall.itertuples():
             separated = r.pref_A_low > 0.5 or r.pref_A_high < 0.5
-            lead, p, lo, hi = (a, r.pref_A, r.pref_A_low, r.pref_A_high) if r.pref_A >= 0.5 else \
-                (b, 1 - r.pref_A, 1 - r.pref_A_high, 1 - r.pref_A_low)
+            lead, p, lo, hi = (
+                (a, r.pref_A, r.pref_A_low, r.pref_A_high)
+                if r.pref_A >= 0.5
+                else (b, 1 - r.pref_A, 1 - r.pref_A_high, 1 - r.pref_A_low)
+            )
             cats = pair[(pair["question"] == r.question) & (pair["category"] != ALL)]
             sep = int(((cats["pref_A_low"] > 0.5) | (cats["pref_A_high"] < 0.5)).sum())
-            out.append(f"{r.question}: {lead} preferred in {p:.0%} [{lo:.0%}, {hi:.0%}] of answers (ties half; {level} interval) - "
-                       + ("separated from no preference (the interval excludes 50 %)" if separated else
-                          "not separated from no preference (the interval contains 50 %)")
-                       + (f"; {sep} of {len(cats)} categories separated on their own (each at {level}, no correction across "
-                          "categories)." if len(cats) > 1 else "."))
-    for name, frame, prefix, unit in (("COCO photorealism vs the reference", coco_realism_table(filtered), "realism_pref", "{:.0%}"),
-                                      ("COCO caption alignment (0-100)", coco_alignment_table(filtered), "alignment_score", "{:.1f}")):
+            out.append(
+                f"{r.question}: {lead} preferred in {p:.0%} [{lo:.0%}, {hi:.0%}] of answers (ties half; {level} interval) - "
+                + (
+                    "separated from no preference (the interval excludes 50 %)"
+                    if separated
+                    else "not separated from no preference (the interval contains 50 %)"
+                )
+                + (
+                    f"; {sep} of {len(cats)} categories separated on their own (each at {level}, no correction across "
+                    "categories)."
+                    if len(cats) > 1
+                    else "."
+                )
+            )
+    for name, frame, prefix, unit in (
+        ("COCO photorealism vs the reference", coco_realism_table(filtered), "realism_pref", "{:.0%}"),
+        ("COCO caption alignment (0-100)", coco_alignment_table(filtered), "alignment_score", "{:.1f}"),
+    ):
         for r in frame[frame["captions"] == ALL].to_dict("records") if not frame.empty else []:
             low, high = r.get(f"{prefix}_low"), r.get(f"{prefix}_high")
-            bounds = f" [{unit.format(low)}, {unit.format(high)}] ({level} interval)" if low is not None and high is not None else ""
+            bounds = (
+                f" [{unit.format(low)}, {unit.format(high)}] ({level} interval)"
+                if low is not None and high is not None
+                else ""
+            )
             out.append(f"{name}: {r['model']} {unit.format(r[prefix])}{bounds}, {int(r['n_answers'])} answers.")
     if exclusion.raters_total:
-        out.append(f"Raters: {len(exclusion.raters_excluded)} of {exclusion.raters_total} below {exclusion.threshold_text()} "
-                   "(excluded from the COCO numbers and the control-filtered DrawBench table; DrawBench's headline keeps "
-                   "every rater, as the paper did).")
+        out.append(
+            f"Raters: {len(exclusion.raters_excluded)} of {exclusion.raters_total} below {exclusion.threshold_text()} "
+            "(excluded from the COCO numbers and the control-filtered DrawBench table; DrawBench's headline keeps "
+            "every rater, as the paper did)."
+        )
     return out
 
 
@@ -137,15 +200,27 @@ def coco_section(analysis: RatingsAnalysis, after: str) -> Section:
     if realism.empty:
         blocks.append(Paragraph("No coco_realism answers in the inputs.", kind="note"))
     else:
-        blocks.append(Table("coco_realism", realism, f"Photorealism preference = #model preferred / N (forced choice vs the "
-                                                     f"reference image) with {ci}; Wilson interval alongside. Rows: all captions "
-                                                     f"and those without people (Table 2's subset). {after}"))
+        blocks.append(
+            Table(
+                "coco_realism",
+                realism,
+                f"Photorealism preference = #model preferred / N (forced choice vs the "
+                f"reference image) with {ci}; Wilson interval alongside. Rows: all captions "
+                f"and those without people (Table 2's subset). {after}",
+            )
+        )
     if alignment.empty:
         blocks.append(Paragraph("No coco_alignment answers in the inputs.", kind="note"))
     else:
-        blocks.append(Table("coco_alignment", alignment, f"Caption alignment = mean of yes/somewhat/no = 100/50/0 with {ci} "
-                                                         f"(scaled to 0-100); Wilson interval alongside. Rows: all captions and those "
-                                                         f"without people (Table 2's subset). {after}"))
+        blocks.append(
+            Table(
+                "coco_alignment",
+                alignment,
+                f"Caption alignment = mean of yes/somewhat/no = 100/50/0 with {ci} "
+                f"(scaled to 0-100); Wilson interval alongside. Rows: all captions and those "
+                f"without people (Table 2's subset). {after}",
+            )
+        )
     return Section("COCO (Imagen Table 2)", blocks)
 
 
@@ -161,16 +236,38 @@ def power_section(analysis: RatingsAnalysis, effect: float, studies: int, stage:
     tie_rate = float(min((sbs.answer == "tie").mean(), 0.9))  # observed; capped so 0.5 + effect stays reachable
     grid = tuple(sorted({max(2, int(round(raters * f))) for f in POWER_RATER_FACTORS}))
     model = RaterModel(preference=0.5 + effect, tie_rate=tie_rate)
-    query = PowerQuery(effect=effect, grid=grid, n_prompts=prompts, answers_per_rater=int(min(per_rater.median(), prompts)),
-                       rater_model=model, studies=studies, method=analysis.config.method, seed=analysis.config.seed)
+    query = PowerQuery(
+        effect=effect,
+        grid=grid,
+        n_prompts=prompts,
+        answers_per_rater=int(min(per_rater.median(), prompts)),
+        rater_model=model,
+        studies=studies,
+        method=analysis.config.method,
+        seed=analysis.config.seed,
+    )
     curve = power_curve(query)
-    return Section("Power", [
-        Paragraph(query.describe() + " Prompt and rater spreads are the simulator's defaults, the tie rate is the observed one."),
-        Paragraph(needed(curve, query), kind="plain"),
-        Table("power", curve, "power = share of simulated studies whose interval excludes 0.5; mc_se = sqrt(p(1-p)/studies)."),
-        figure_block(stage, "power", lambda: plots.power_plot(curve, "raters", effect, query.target),
-                     f"Power vs raters; error bars: 95% Monte Carlo intervals; dashed: {query.target:.0%} target."),
-    ])
+    return Section(
+        "Power",
+        [
+            Paragraph(
+                query.describe()
+                + " Prompt and rater spreads are the simulator's defaults, the tie rate is the observed one."
+            ),
+            Paragraph(needed(curve, query), kind="plain"),
+            Table(
+                "power",
+                curve,
+                "power = share of simulated studies whose interval excludes 0.5; mc_se = sqrt(p(1-p)/studies).",
+            ),
+            figure_block(
+                stage,
+                "power",
+                lambda: plots.power_plot(curve, "raters", effect, query.target),
+                f"Power vs raters; error bars: 95% Monte Carlo intervals; dashed: {query.target:.0%} target.",
+            ),
+        ],
+    )
 
 
 def gallery_section(images: dict[str, list[ImageRecord]], answers: pd.DataFrame, stage: Path) -> Section | None:
@@ -199,13 +296,32 @@ def gallery_section(images: dict[str, list[ImageRecord]], answers: pd.DataFrame,
         key = record.ref.prompt_id
         shown = []
         for model, recs in zip(models, by_model):
-            shown.append(thumbnail(stage, recs[key].path, f"{file_slug(model)}-{file_slug(key)}", f"{category} #{key} {model}",
-                                   THUMBNAIL))
+            shown.append(
+                thumbnail(
+                    stage,
+                    recs[key].path,
+                    f"{file_slug(model)}-{file_slug(key)}",
+                    f"{category} #{key} {model}",
+                    THUMBNAIL,
+                )
+            )
         rows.append((f"{category} #{key}: {record.ref.prompt}", tuple(shown)))
-    title = f"Sample images: {models[0]} and {models[1]} on the same prompts" if len(models) == 2 else f"Sample images: {models[0]}"
-    return Section(title, [Grid(tuple(models), tuple(rows), THUMBNAIL),
-                           Paragraph("The first rated prompt of each category, as the raters saw it (sides not shuffled here); "
-                                     "click an image for the full size.", kind="how")])
+    title = (
+        f"Sample images: {models[0]} and {models[1]} on the same prompts"
+        if len(models) == 2
+        else f"Sample images: {models[0]}"
+    )
+    return Section(
+        title,
+        [
+            Grid(tuple(models), tuple(rows), THUMBNAIL),
+            Paragraph(
+                "The first rated prompt of each category, as the raters saw it (sides not shuffled here); "
+                "click an image for the full size.",
+                kind="how",
+            ),
+        ],
+    )
 
 
 def thumbnail(stage: Path, source: Path, stem: str, caption: str, size: int) -> Image:
@@ -231,20 +347,40 @@ class HumanReport:
     body: list[Section] = field(default_factory=list)
 
 
-def human_sections(answers: pd.DataFrame, exclusion: Exclusion, config: CIConfig, images: dict[str, list[ImageRecord]],
-                   power_effect: float, power_studies: int, stage: Path, unfiltered: pd.DataFrame | None = None) -> HumanReport:
+def human_sections(
+    answers: pd.DataFrame,
+    exclusion: Exclusion,
+    config: CIConfig,
+    images: dict[str, list[ImageRecord]],
+    power_effect: float,
+    power_studies: int,
+    stage: Path,
+    unfiltered: pd.DataFrame | None = None,
+) -> HumanReport:
     """`answers`: after control exclusions (the COCO protocols' headline, as in the paper);
     `unfiltered`: every rater's non-control answers (DrawBench's headline; default `answers`)."""
     analysis = RatingsAnalysis(answers, config)
     everyone = analysis if unfiltered is None else RatingsAnalysis(unfiltered.reset_index(drop=True), config)
-    after = (f"Answers after control exclusions ({len(exclusion.raters_excluded)} of {exclusion.raters_total} raters below "
-             f"{exclusion.threshold_text()}, {exclusion.answers_dropped} answers dropped; control rows not counted).")
+    after = (
+        f"Answers after control exclusions ({len(exclusion.raters_excluded)} of {exclusion.raters_total} raters below "
+        f"{exclusion.threshold_text()}, {exclusion.answers_dropped} answers dropped; control rows not counted)."
+    )
     sbs, figures = sbs_sections(everyone, analysis, stage, after)
     found = human_findings(everyone, analysis, exclusion)
     coco = coco_section(analysis, after)
-    summary = Section("What the study found", [Bullets(tuple(found)) if found else Paragraph("No ratings to summarise.", kind="note"),
-                                               Figures(tuple(f for f in figures if isinstance(f, Image)))]
-                      + [f for f in figures if not isinstance(f, Image)])
+    summary = Section(
+        "What the study found",
+        [
+            Bullets(tuple(found)) if found else Paragraph("No ratings to summarise.", kind="note"),
+            Figures(tuple(f for f in figures if isinstance(f, Image))),
+        ]
+        + [f for f in figures if not isinstance(f, Image)],
+    )
     gallery = gallery_section(images, pd.concat([answers, everyone.answers]), stage) if images else None
-    body = [*sbs, coco, power_section(analysis, power_effect, power_studies, stage), quality_section(answers, exclusion)]
+    body = [
+        *sbs,
+        coco,
+        power_section(analysis, power_effect, power_studies, stage),
+        quality_section(answers, exclusion),
+    ]
     return HumanReport(summary, [gallery] if gallery else [], body)

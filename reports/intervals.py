@@ -20,6 +20,7 @@ not images). A design effect below 1 is not taken (n_eff <= N, NCHS's rule for p
 [0, 1] value near 0 or 1 is skewed, and its spread on few prompts is under-estimated. The interval
 always lies inside [low, high].
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -67,8 +68,9 @@ def wilson_bounds(u: float, n_eff: float, z: float) -> tuple[float, float]:
     return float(max(0.0, centre - half)), float(min(1.0, centre + half))
 
 
-def bounded_mean(prompt: np.ndarray, y: np.ndarray, low: float, high: float, level: float = 0.95,
-                 method: str = DEFAULT_METHOD) -> MeanInterval:
+def bounded_mean(
+    prompt: np.ndarray, y: np.ndarray, low: float, high: float, level: float = 0.95, method: str = DEFAULT_METHOD
+) -> MeanInterval:
     """Mean of y (N,) over its prompts (N,) with an interval inside [low, high] (see module doc).
     Fewer than 2 prompts: the interval is nan (nothing to estimate the between-prompt spread from)."""
     if method not in METHODS:
@@ -82,7 +84,9 @@ def bounded_mean(prompt: np.ndarray, y: np.ndarray, low: float, high: float, lev
     mean = float(y.mean())
     if p < 2:
         return MeanInterval(mean, float("nan"), float("nan"), float("nan"), p, n, method)
-    if method == "t" and not (np.isfinite(low) and np.isfinite(high)):  # open on a side: kept inside the finite one only
+    if method == "t" and not (
+        np.isfinite(low) and np.isfinite(high)
+    ):  # open on a side: kept inside the finite one only
         se = float(np.sqrt(cluster_variance(sums, counts)))
         half = float(stdtrit(p - 1, 0.5 + level / 2)) * se
         return MeanInterval(mean, max(low, mean - half), min(high, mean + half), se, p, n, method)

@@ -26,6 +26,7 @@ one (a run made before it was recorded) is shown without interval or rank, and s
     default   every metric of the runs but per-category breakdowns (details category other than
               "overall", e.g. shapes_accuracy/Colors): those are the report's per-category tables.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -52,15 +53,19 @@ class LeaderboardOptions:
 
     def __post_init__(self):
         if not RESAMPLES_RANGE[0] <= self.resamples <= RESAMPLES_RANGE[1]:
-            raise ValueError(f"resamples must be in [{RESAMPLES_RANGE[0]}, {RESAMPLES_RANGE[1]}], got {self.resamples}")
+            raise ValueError(
+                f"resamples must be in [{RESAMPLES_RANGE[0]}, {RESAMPLES_RANGE[1]}], got {self.resamples}"
+            )
         if not 0 < self.level < 1:
             raise ValueError(f"level must be in (0, 1), got {self.level}")
 
     def method(self) -> str:
-        return (f"{self.level:.0%} intervals: per-image means over prompts kept in the metric's range (Wilson at the prompt-cluster "
-                f"effective size, or t for continuous metrics); set metrics as each recorded (blocks = G); ranks within a prompt set "
-                f"from paired comparisons on shared images ({self.resamples} prompt resamples, seed {self.seed}; block differences for "
-                f"set metrics), Holm-corrected over each table's pairs")
+        return (
+            f"{self.level:.0%} intervals: per-image means over prompts kept in the metric's range (Wilson at the prompt-cluster "
+            f"effective size, or t for continuous metrics); set metrics as each recorded (blocks = G); ranks within a prompt set "
+            f"from paired comparisons on shared images ({self.resamples} prompt resamples, seed {self.seed}; block differences for "
+            f"set metrics), Holm-corrected over each table's pairs"
+        )
 
 
 def direction(details: dict) -> str | None:
@@ -74,26 +79,54 @@ def entries(runs: list[str | Path]) -> pd.DataFrame:
     names = [Path(r).resolve().name for r in runs]
     same = [r for r, n in zip(runs, names) if names.count(n) > 1]
     if same:
-        raise ValueError(f"run folders {', '.join(map(str, same[:3]))} share the name {Path(same[0]).resolve().name!r}; "
-                         f"entries are labelled RUN/CELL: rename one")
+        raise ValueError(
+            f"run folders {', '.join(map(str, same[:3]))} share the name {Path(same[0]).resolve().name!r}; "
+            f"entries are labelled RUN/CELL: rename one"
+        )
     for run in runs:
         rm = read_run_metrics(run)
         metrics = pd.read_parquet(Path(run) / "metrics_cell.parquet")
         cells = rm.cells.set_index("cell_id", drop=False)
         label = cells["name"] if "name" in cells.columns else cells["cell_id"]
         model = cells["model"] if "model" in cells.columns else label
-        prompt_set = cells["prompt_set"].astype(str) if "prompt_set" in cells.columns else pd.Series("", index=cells.index)
+        prompt_set = (
+            cells["prompt_set"].astype(str) if "prompt_set" in cells.columns else pd.Series("", index=cells.index)
+        )
         for m in metrics.itertuples(index=False):
-            rows.append({"run": str(Path(run)), "cell_id": m.cell_id, "entry": f"{rm.name}/{label[m.cell_id]}", "model": model[m.cell_id],
-                         "prompt_set": prompt_set[m.cell_id], "metric": m.metric, "value": pd.to_numeric(m.value, errors="coerce"),
-                         "n": m.n, "details": parse_details(m.details)})
-    return pd.DataFrame(rows, columns=["run", "cell_id", "entry", "model", "prompt_set", "metric", "value", "n", "details"])
+            rows.append(
+                {
+                    "run": str(Path(run)),
+                    "cell_id": m.cell_id,
+                    "entry": f"{rm.name}/{label[m.cell_id]}",
+                    "model": model[m.cell_id],
+                    "prompt_set": prompt_set[m.cell_id],
+                    "metric": m.metric,
+                    "value": pd.to_numeric(m.value, errors="coerce"),
+                    "n": m.n,
+                    "details": parse_details(m.details),
+                }
+            )
+    return pd.DataFrame(
+        rows, columns=["run", "cell_id", "entry", "model", "prompt_set", "metric", "value", "n", "details"]
+    )
 
 
 # recorded with a number but not part of how it was made: provenance, and a set metric's own interval
 # (se_jackknife: KID's block jackknife SE before its second-order correction, a per-cell number)
-NOT_HOW = frozenset({"package_version", "ci_low", "ci_high", "se", "se_jackknife", "ci_method", "blocks", "block_values", "block_key",
-                     "meta"})
+NOT_HOW = frozenset(
+    {
+        "package_version",
+        "ci_low",
+        "ci_high",
+        "se",
+        "se_jackknife",
+        "ci_method",
+        "blocks",
+        "block_values",
+        "block_key",
+        "meta",
+    }
+)
 
 
 def made_differently(frame: pd.DataFrame) -> dict[str, str]:
@@ -118,15 +151,17 @@ ENTRY_CHARS, VALUE_CHARS = 36, 16
 
 def clip(text: str, n: int) -> str:
     """`text` in at most n characters: its head and tail (a run name and a cell's hash) around "..."."""
-    return text if len(text) <= n else f"{text[:n - 3 - n // 3]}...{text[-(n // 3):]}"
+    return text if len(text) <= n else f"{text[: n - 3 - n // 3]}...{text[-(n // 3) :]}"
 
 
 def _difference(metric: str, a: str, b: str, keys: list[str], da: dict, db: dict) -> str:
     """The first differing key with both values, and how many more keys differ: ~200 characters at most."""
     k = keys[0]
     more = f" and {len(keys) - 1} more key{'s' if len(keys) > 2 else ''}" if len(keys) > 1 else ""
-    return (f"{metric} was made differently for {clip(a, ENTRY_CHARS)} and {clip(b, ENTRY_CHARS)} ({clip(k, VALUE_CHARS)}: "
-            f"{clip(repr(da.get(k)), VALUE_CHARS)} vs {clip(repr(db.get(k)), VALUE_CHARS)}{more})")
+    return (
+        f"{metric} was made differently for {clip(a, ENTRY_CHARS)} and {clip(b, ENTRY_CHARS)} ({clip(k, VALUE_CHARS)}: "
+        f"{clip(repr(da.get(k)), VALUE_CHARS)} vs {clip(repr(db.get(k)), VALUE_CHARS)}{more})"
+    )
 
 
 def _per_image(runs: list[str | Path]) -> pd.DataFrame:
@@ -136,20 +171,28 @@ def _per_image(runs: list[str | Path]) -> pd.DataFrame:
         if path.is_file():
             frames.append(pd.read_parquet(path).assign(run=str(Path(run))))
     cols = ["run", "cell_id", "metric", *PAIR_KEYS, "value"]
-    return pd.concat(frames, ignore_index=True)[cols].dropna(subset=["value"]) if frames else pd.DataFrame(columns=cols)
+    return (
+        pd.concat(frames, ignore_index=True)[cols].dropna(subset=["value"]) if frames else pd.DataFrame(columns=cols)
+    )
 
 
-def leaderboard(runs: list[str | Path], options: LeaderboardOptions = LeaderboardOptions()) -> tuple[pd.DataFrame, pd.DataFrame]:
+def leaderboard(
+    runs: list[str | Path], options: LeaderboardOptions = LeaderboardOptions()
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(board: one row per (metric, entry) with value, interval, n, rank, note, how; pairs: one row
     per compared pair of entries and metric, with the difference, its interval, p and Holm's p (and
     McNemar's p for 0/1 metrics)). board.attrs["left_out"]: metric -> why, with options.leave_out_mixed."""
     frame = entries(runs)
     if frame.empty:
-        raise ValueError("leaderboard: the runs hold no metrics (metrics_cell.parquet is empty); add [[metrics]] to the specs")
+        raise ValueError(
+            "leaderboard: the runs hold no metrics (metrics_cell.parquet is empty); add [[metrics]] to the specs"
+        )
     if options.metrics is not None:
         unknown = sorted(set(options.metrics) - set(frame["metric"]))
         if unknown:
-            raise ValueError(f"leaderboard: no metric {unknown} in these runs; metrics: {', '.join(sorted(frame['metric'].unique()))}")
+            raise ValueError(
+                f"leaderboard: no metric {unknown} in these runs; metrics: {', '.join(sorted(frame['metric'].unique()))}"
+            )
         frame = frame[frame["metric"].isin(options.metrics)]
     else:
         breakdown = {m for m, d in zip(frame["metric"], frame["details"]) if d.get("category", "overall") != "overall"}
@@ -173,8 +216,17 @@ def leaderboard(runs: list[str | Path], options: LeaderboardOptions = Leaderboar
             for a, b in combinations(comparable, 2):
                 result = _pair(per, a, b, options) if a["per_image"] else _pair_blocks(a, b, options.level)
                 if result is not None:
-                    group_pairs.append({"metric": metric, "prompt_set": prompt_set, "direction": way, "unit": "images" if a["per_image"]
-                                        else "prompt blocks", "A": a["entry"], "B": b["entry"], **result})
+                    group_pairs.append(
+                        {
+                            "metric": metric,
+                            "prompt_set": prompt_set,
+                            "direction": way,
+                            "unit": "images" if a["per_image"] else "prompt blocks",
+                            "A": a["entry"],
+                            "B": b["entry"],
+                            **result,
+                        }
+                    )
         if group_pairs:
             beaten = {row["entry"]: 0 for row in comparable}
             for pair, p_holm in zip(group_pairs, holm([pair["p"] for pair in group_pairs])):
@@ -187,21 +239,48 @@ def leaderboard(runs: list[str | Path], options: LeaderboardOptions = Leaderboar
                 row["rank"] = 1 + beaten[row["entry"]]
         pairs += group_pairs
         sign = -1 if way != "lower" else 1
-        board += sorted(rows, key=lambda row: (not np.isfinite(row["value"]), bool(row["note"]),
-                                               sign * row["value"] if np.isfinite(row["value"]) else 0.0))
-    board = pd.DataFrame([{k: v for k, v in row.items() if k not in ("per_image", "block_values", "block_key", "range")} for row in board])
+        board += sorted(
+            rows,
+            key=lambda row: (
+                not np.isfinite(row["value"]),
+                bool(row["note"]),
+                sign * row["value"] if np.isfinite(row["value"]) else 0.0,
+            ),
+        )
+    board = pd.DataFrame(
+        [
+            {k: v for k, v in row.items() if k not in ("per_image", "block_values", "block_key", "range")}
+            for row in board
+        ]
+    )
     board.attrs["left_out"] = mixed
     return board, pd.DataFrame(pairs)
 
 
 def _board_row(r, metric: str, per: pd.DataFrame, options: LeaderboardOptions) -> dict:
     meta = meta_of(r.details)
-    low, high = (meta.get("range") or [None, None])
-    row = {"metric": metric, "prompt_set": r.prompt_set, "entry": r.entry, "model": r.model, "value": r.value, "CI low": np.nan,
-           "CI high": np.nan, "n": r.n, "rank": np.nan, "note": "", "interval": "",
-           "how": "; ".join(f"{k}={v}" for k, v in sorted(r.details.items()) if k not in NOT_HOW | {"unavailable"}),
-           "unavailable": r.details.get("unavailable", ""), "run": r.run, "cell_id": r.cell_id, "per_image": False,
-           "block_values": r.details.get("block_values"), "block_key": r.details.get("block_key"), "range": (low, high)}
+    low, high = meta.get("range") or [None, None]
+    row = {
+        "metric": metric,
+        "prompt_set": r.prompt_set,
+        "entry": r.entry,
+        "model": r.model,
+        "value": r.value,
+        "CI low": np.nan,
+        "CI high": np.nan,
+        "n": r.n,
+        "rank": np.nan,
+        "note": "",
+        "interval": "",
+        "how": "; ".join(f"{k}={v}" for k, v in sorted(r.details.items()) if k not in NOT_HOW | {"unavailable"}),
+        "unavailable": r.details.get("unavailable", ""),
+        "run": r.run,
+        "cell_id": r.cell_id,
+        "per_image": False,
+        "block_values": r.details.get("block_values"),
+        "block_key": r.details.get("block_key"),
+        "range": (low, high),
+    }
     if meta.get("min_n") and np.isfinite(r.value) and int(r.n) < int(meta["min_n"]):
         row["note"] = f"N < {int(meta['min_n']):,}: not comparable"
     key = (r.run, r.cell_id)
@@ -210,13 +289,29 @@ def _board_row(r, metric: str, per: pd.DataFrame, options: LeaderboardOptions) -
         row["interval"] = r.details.get("ci_method", meta.get("interval", ""))
     elif meta.get("interval") in ("wilson-eff", "t") and key in per.index and np.isfinite(r.value):
         cell = per.loc[[key]]
-        iv = bounded_mean(cell["prompt_id"].astype(str).to_numpy(), cell["value"].to_numpy(), low, high, options.level,
-                          meta["interval"])
-        if np.isclose(iv.mean, r.value, rtol=1e-9, atol=1e-12):  # else the cell value is not that mean (claim-weighted, ...)
-            row.update({"CI low": iv.low, "CI high": iv.high, "interval": f"{meta['interval']} over {iv.n_prompts} prompts",
-                        "per_image": True})
+        iv = bounded_mean(
+            cell["prompt_id"].astype(str).to_numpy(),
+            cell["value"].to_numpy(),
+            low,
+            high,
+            options.level,
+            meta["interval"],
+        )
+        if np.isclose(
+            iv.mean, r.value, rtol=1e-9, atol=1e-12
+        ):  # else the cell value is not that mean (claim-weighted, ...)
+            row.update(
+                {
+                    "CI low": iv.low,
+                    "CI high": iv.high,
+                    "interval": f"{meta['interval']} over {iv.n_prompts} prompts",
+                    "per_image": True,
+                }
+            )
     elif not meta and np.isfinite(r.value):
-        row["interval"] = "none: this run records no MetricMeta (made before it was recorded); rerun the sweep's scoring"
+        row["interval"] = (
+            "none: this run records no MetricMeta (made before it was recorded); rerun the sweep's scoring"
+        )
     return row
 
 
@@ -233,7 +328,9 @@ def _pair(per: pd.DataFrame, a: dict, b: dict, options: LeaderboardOptions) -> d
     if joined.empty or not b["per_image"]:
         return None
     prompt = joined.index.get_level_values("prompt_id").astype(str).to_numpy()
-    stats = paired_difference(prompt, joined["a"].to_numpy(), joined["b"].to_numpy(), options.resamples, options.seed, options.level)
+    stats = paired_difference(
+        prompt, joined["a"].to_numpy(), joined["b"].to_numpy(), options.resamples, options.seed, options.level
+    )
     lo, hi = a["range"]
     width = np.inf if lo is None or hi is None else float(hi) - float(lo)  # a difference lies in +-width
     stats["CI low"], stats["CI high"] = max(stats["CI low"], -width), min(stats["CI high"], width)
@@ -250,13 +347,21 @@ def _pair_blocks(a: dict, b: dict, level: float) -> dict | None:
     mean, se = float(d.mean()), float(d.std(ddof=1) / np.sqrt(g))
     half = float(stdtrit(g - 1, 0.5 + level / 2)) * se
     p = (1.0 if mean == 0 else 0.0) if se == 0 else float(2 * stdtr(g - 1, -abs(mean) / se))
-    return {"N pairs": g, "value A": a["value"], "value B": b["value"], "difference": mean, "CI low": mean - half, "CI high": mean + half,
-            "p": p}
+    return {
+        "N pairs": g,
+        "value A": a["value"],
+        "value B": b["value"],
+        "difference": mean,
+        "CI low": mean - half,
+        "CI high": mean + half,
+        "p": p,
+    }
 
 
 def wide(board: pd.DataFrame, labels: dict[str, str] | None = None) -> pd.DataFrame:
     """Entries x metrics as text, "value [low, high] #rank" (the console and HTML view); `labels`
     renames entries (the report's short E1, E2, ... with the full names in a legend)."""
+
     def cell(r: dict) -> str:
         if not np.isfinite(r["value"]):
             return r["unavailable"] or "-"
@@ -271,7 +376,9 @@ def wide(board: pd.DataFrame, labels: dict[str, str] | None = None) -> pd.DataFr
 
     shown = board.assign(text=[cell(r) for r in board.to_dict("records")])
     order = list(dict.fromkeys(board["entry"]))
-    table = shown.pivot_table(index="entry", columns="metric", values="text", aggfunc="first").reindex(order).reset_index()
+    table = (
+        shown.pivot_table(index="entry", columns="metric", values="text", aggfunc="first").reindex(order).reset_index()
+    )
     if labels:
         table["entry"] = table["entry"].map(labels)
     return table.rename_axis(columns=None)
@@ -309,5 +416,15 @@ def by_category(runs: list[str | Path], options: LeaderboardOptions = Leaderboar
             mean, low, high = iv.mean, iv.low, iv.high
         else:
             mean, low, high = float(y.mean()), float("nan"), float("nan")
-        rows.append({"metric": metric, "category": category, "entry": entry, "value": mean, "CI low": low, "CI high": high, "n": len(g)})
+        rows.append(
+            {
+                "metric": metric,
+                "category": category,
+                "entry": entry,
+                "value": mean,
+                "CI low": low,
+                "CI high": high,
+                "n": len(g),
+            }
+        )
     return pd.DataFrame(rows)

@@ -6,6 +6,7 @@ intervals overlap, so "w = 5 beats w = 1" can be read on 80 prompts where unpair
 Reads RUN/metrics_image.parquet (per-image values, as the sweep wrote them). Pure functions:
 pairs -> per-prompt sums -> bootstrap over prompts; binary metrics also get McNemar's exact test.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -50,8 +51,9 @@ def mcnemar_exact(better: int, worse: int) -> float:
     return 1.0 if n == 0 else float(binomtest(better, n, 0.5).pvalue)
 
 
-def prompt_bootstrap(prompt: np.ndarray, y: np.ndarray, resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
-                     level: float = 0.95) -> tuple[float, float, float]:
+def prompt_bootstrap(
+    prompt: np.ndarray, y: np.ndarray, resamples: int = DEFAULT_RESAMPLES, seed: int = 0, level: float = 0.95
+) -> tuple[float, float, float]:
     """(mean of y, interval low, high) from resampling prompts, the unit that was sampled (the
     several samples, or paired differences, of one prompt stay together). prompt, y: (N,).
 
@@ -88,22 +90,41 @@ def paired_p(mean: float, low: float, high: float, n_prompts: int, level: float 
     return float(2 * stdtr(n_prompts - 1, -abs(mean) / se))
 
 
-def paired_difference(prompt: np.ndarray, y: np.ndarray, y_base: np.ndarray, resamples: int = DEFAULT_RESAMPLES,
-                      seed: int = 0, level: float = 0.95) -> dict:
+def paired_difference(
+    prompt: np.ndarray,
+    y: np.ndarray,
+    y_base: np.ndarray,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict:
     """Mean of y - y_base over pairs, with the prompt-bootstrap interval (prompt_bootstrap) and its
     p-value (paired_p). For 0/1 values also the discordant counts and McNemar's exact p."""
     d = y.astype(float) - y_base.astype(float)
     mean, lo, hi = prompt_bootstrap(prompt, d, resamples, seed, level)
-    row = {"N pairs": len(d), "baseline": float(y_base.mean()), "value": float(y.mean()), "difference": mean,
-           "CI low": lo, "CI high": hi, "p": paired_p(mean, lo, hi, len(np.unique(prompt)), level)}
+    row = {
+        "N pairs": len(d),
+        "baseline": float(y_base.mean()),
+        "value": float(y.mean()),
+        "difference": mean,
+        "CI low": lo,
+        "CI high": hi,
+        "p": paired_p(mean, lo, hi, len(np.unique(prompt)), level),
+    }
     if np.isin(y, (0.0, 1.0)).all() and np.isin(y_base, (0.0, 1.0)).all():
         better, worse = int(((y == 1) & (y_base == 0)).sum()), int(((y == 0) & (y_base == 1)).sum())
         row.update({"better": better, "worse": worse, "McNemar p": mcnemar_exact(better, worse)})
     return row
 
 
-def paired_table(run_dir: str | Path, cells: pd.DataFrame, vary: str = "guidance", resamples: int = DEFAULT_RESAMPLES,
-                 level: float = 0.95, seed: int = 0) -> pd.DataFrame:
+def paired_table(
+    run_dir: str | Path,
+    cells: pd.DataFrame,
+    vary: str = "guidance",
+    resamples: int = DEFAULT_RESAMPLES,
+    level: float = 0.95,
+    seed: int = 0,
+) -> pd.DataFrame:
     """One row per (metric, cell with a baseline): the cell's and the baseline's mean on their
     shared (prompt, sample) pairs, the difference with its interval (inside +-(high - low) of the
     metric's range) and p, Holm's p across the metric's rows, and for 0/1 metrics the discordant
@@ -127,12 +148,22 @@ def paired_table(run_dir: str | Path, cells: pd.DataFrame, vary: str = "guidance
             if joined.empty:
                 continue
             prompt = joined.index.get_level_values("prompt_id").to_numpy()
-            stats = paired_difference(prompt, joined["y"].to_numpy(), joined["base"].to_numpy(), resamples, seed, level)
-            low, high = (metas.get(metric, {}).get("range") or [None, None])
+            stats = paired_difference(
+                prompt, joined["y"].to_numpy(), joined["base"].to_numpy(), resamples, seed, level
+            )
+            low, high = metas.get(metric, {}).get("range") or [None, None]
             if low is not None and high is not None:
                 stats["CI low"], stats["CI high"] = max(stats["CI low"], low - high), min(stats["CI high"], high - low)
-            rows.append({"metric": metric, "cell_id": cell, "baseline cell": base,
-                         vary: param[cell], f"baseline {vary}": param[base], **stats})
+            rows.append(
+                {
+                    "metric": metric,
+                    "cell_id": cell,
+                    "baseline cell": base,
+                    vary: param[cell],
+                    f"baseline {vary}": param[base],
+                    **stats,
+                }
+            )
     table = pd.DataFrame(rows)
     if not table.empty:  # Holm across the table's comparisons of each metric (family-wise error <= 5 %)
         table["p (Holm)"] = table.groupby("metric")["p"].transform(lambda p: holm(p.to_numpy()))

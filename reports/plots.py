@@ -4,6 +4,7 @@ with a one-line reason; the report prints that reason where the figure would be.
 Every plot function returns (figure, points): `points` has one row per plotted point (POINT_COLUMNS:
 panel, series label, x and y with their names, the interval where one is drawn, the point's
 annotation), which the report writes beside the picture as tables/<figure>.csv."""
+
 from __future__ import annotations
 
 import matplotlib
@@ -41,9 +42,20 @@ def preference_bars(table: pd.DataFrame, model_a: str, model_b: str, ci_text: st
     for ax, question in zip(axes[0], questions):
         rows = pair[pair.question == question]
         rows = pd.concat([rows[rows.category == ALL], rows[rows.category != ALL]])
-        points += [{"panel": question, "series": f"prefer {model_a} over {model_b}", "x_name": "category", "x": r.category,
-                    "y_name": "preference rate (ties = 1/2)", "y": r.pref_A, "low": r.pref_A_low, "high": r.pref_A_high,
-                    "label": ""} for r in rows.itertuples()]
+        points += [
+            {
+                "panel": question,
+                "series": f"prefer {model_a} over {model_b}",
+                "x_name": "category",
+                "x": r.category,
+                "y_name": "preference rate (ties = 1/2)",
+                "y": r.pref_A,
+                "low": r.pref_A_low,
+                "high": r.pref_A_high,
+                "label": "",
+            }
+            for r in rows.itertuples()
+        ]
         x = np.arange(len(rows))
         err = np.vstack([rows.pref_A - rows.pref_A_low, rows.pref_A_high - rows.pref_A])
         colors = ["#444444" if c == ALL else "#4C72B0" for c in rows.category]
@@ -70,8 +82,20 @@ def ranking_plot(table: pd.DataFrame) -> Plotted:
     ax.set_xlabel("Bradley-Terry log strength (0 = average model)")
     ax.set_title(f"{table.question.iloc[0]}: {table.resamples.iloc[0]} two-way bootstrap resamples")
     fig.tight_layout()
-    points = [{"panel": r.question, "series": "Bradley-Terry", "x_name": "model", "x": r.model, "y_name": "log strength",
-               "y": r.log_strength, "low": r.log_strength_low, "high": r.log_strength_high, "label": ""} for r in table.itertuples()]
+    points = [
+        {
+            "panel": r.question,
+            "series": "Bradley-Terry",
+            "x_name": "model",
+            "x": r.model,
+            "y_name": "log strength",
+            "y": r.log_strength,
+            "low": r.log_strength_low,
+            "high": r.log_strength_high,
+            "label": "",
+        }
+        for r in table.itertuples()
+    ]
     return fig, _points(points)
 
 
@@ -85,8 +109,10 @@ def _role_metrics(run: RunMetrics, role: str) -> list[str]:
 def _alignment_metric(run: RunMetrics) -> str:
     found = _role_metrics(run, "alignment")
     if not found:
-        raise SkipPlot("no alignment metric with values in this run (a metric declaring role='alignment': clip_score, vqascore, "
-                       "shapes_verifier, ...)")
+        raise SkipPlot(
+            "no alignment metric with values in this run (a metric declaring role='alignment': clip_score, vqascore, "
+            "shapes_verifier, ...)"
+        )
     return found[0]
 
 
@@ -111,7 +137,11 @@ def fid_label(run: RunMetrics, metric: str) -> str:
     sizes = "/".join(str(int(v)) for v in sorted(rows["n"].unique()))
     if metric == "kid_mean":
         fid = run.long[(run.long["metric"] == "fid") & run.long["value"].notna()]
-        why = f"; FID at N = {'/'.join(str(int(v)) for v in sorted(fid['n'].unique()))} < 2,048 is not comparable" if not fid.empty else ""
+        why = (
+            f"; FID at N = {'/'.join(str(int(v)) for v in sorted(fid['n'].unique()))} < 2,048 is not comparable"
+            if not fid.empty
+            else ""
+        )
         return f"KID at N = {sizes} images (lower is better{why})"
     note = ", N < 2,048: not comparable to other N" if (rows["n"] < rows["min_n"]).any() else ""
     return f"FID at N = {sizes} images (lower is better{note})"
@@ -161,12 +191,35 @@ def pareto_plot(run: RunMetrics) -> Plotted:
         low, high = _bounds(run, y_metric, rows["cell_id"])
         line = ax.plot(rows[x_metric], rows[y_metric], "o-", label=label)[0]
         if np.isfinite(low).any():
-            ax.errorbar(rows[x_metric], rows[y_metric], yerr=np.vstack([rows[y_metric] - low, high - rows[y_metric]]), fmt="none",
-                        capsize=3, color=line.get_color())
+            ax.errorbar(
+                rows[x_metric],
+                rows[y_metric],
+                yerr=np.vstack([rows[y_metric] - low, high - rows[y_metric]]),
+                fmt="none",
+                capsize=3,
+                color=line.get_color(),
+            )
         for (_, r), lo, hi in zip(rows.iterrows(), low, high):
-            ax.annotate(f"w={r['guidance']:g}", (r[x_metric], r[y_metric]), fontsize=7, textcoords="offset points", xytext=(3, 3))
-            points.append({"panel": "", "series": label, "x_name": x_metric, "x": r[x_metric], "y_name": y_metric, "y": r[y_metric],
-                           "low": lo if np.isfinite(lo) else None, "high": hi if np.isfinite(hi) else None, "label": f"w={r['guidance']:g}"})
+            ax.annotate(
+                f"w={r['guidance']:g}",
+                (r[x_metric], r[y_metric]),
+                fontsize=7,
+                textcoords="offset points",
+                xytext=(3, 3),
+            )
+            points.append(
+                {
+                    "panel": "",
+                    "series": label,
+                    "x_name": x_metric,
+                    "x": r[x_metric],
+                    "y_name": y_metric,
+                    "y": r[y_metric],
+                    "low": lo if np.isfinite(lo) else None,
+                    "high": hi if np.isfinite(hi) else None,
+                    "label": f"w={r['guidance']:g}",
+                }
+            )
     ax.set_xlabel(x_metric)
     ax.set_ylabel(fid_label(run, y_metric), fontsize=7)
     ax.set_title(f"{run.name}: {y_metric} vs {x_metric} over guidance weight")
@@ -184,8 +237,20 @@ def aug_level_plot(run: RunMetrics) -> Plotted:
     for label, rows in _series(wide, group_by, (x_metric, y_metric)):
         for ax, metric in zip(axes, (y_metric, x_metric)):
             ax.plot(rows["aug_level"], rows[metric], "o-", label=label)
-            points += [{"panel": metric, "series": label, "x_name": "aug_level", "x": r["aug_level"], "y_name": metric,
-                        "y": r[metric], "low": None, "high": None, "label": ""} for _, r in rows.iterrows()]
+            points += [
+                {
+                    "panel": metric,
+                    "series": label,
+                    "x_name": "aug_level",
+                    "x": r["aug_level"],
+                    "y_name": metric,
+                    "y": r[metric],
+                    "low": None,
+                    "high": None,
+                    "label": "",
+                }
+                for _, r in rows.iterrows()
+            ]
     for ax, metric in zip(axes, (fid_label(run, y_metric), x_metric)):
         ax.set_xlabel("SR noise augmentation level")
         ax.set_ylabel(metric, fontsize=7)
@@ -204,7 +269,9 @@ def _panels(n: int, width: float = 4.2, height: float = 3.4):
     return fig, list(axes.flat[:n])
 
 
-def interval_plot(board: pd.DataFrame, labels: dict[str, str], metrics: list[str], directions: dict[str, str]) -> Plotted:
+def interval_plot(
+    board: pd.DataFrame, labels: dict[str, str], metrics: list[str], directions: dict[str, str]
+) -> Plotted:
     """The leaderboard as a picture: one panel per metric, each entry's value with its interval
     (where one was computed) as a horizontal bar, one row per entry (in the order of `labels`), one
     colour per prompt set; `directions`: metric -> "higher" / "lower" (is better) where recorded."""
@@ -227,9 +294,20 @@ def interval_plot(board: pd.DataFrame, labels: dict[str, str], metrics: list[str
             v = sub["value"].to_numpy(float)
             err = np.vstack([np.where(np.isfinite(low), v - low, 0), np.where(np.isfinite(high), high - v, 0)])
             ax.errorbar(v, y, xerr=err, fmt="o", capsize=3, ms=4, label=prompt_set if len(sets) > 1 else None)
-            points += [{"panel": metric, "series": prompt_set, "x_name": metric, "x": r["value"], "y_name": "entry",
-                        "y": labels.get(r["entry"], r["entry"]), "low": r["CI low"], "high": r["CI high"],
-                        "label": r["note"] or ""} for r in sub.to_dict("records")]
+            points += [
+                {
+                    "panel": metric,
+                    "series": prompt_set,
+                    "x_name": metric,
+                    "x": r["value"],
+                    "y_name": "entry",
+                    "y": labels.get(r["entry"], r["entry"]),
+                    "low": r["CI low"],
+                    "high": r["CI high"],
+                    "label": r["note"] or "",
+                }
+                for r in sub.to_dict("records")
+            ]
         ax.set_yticks(range(len(order))[::-1], [labels.get(e, e) for e in order], fontsize=8)
         note = " (not comparable)" if (part["note"] != "").any() else ""
         ax.set_title(f"{metric}{note}", fontsize=9)
@@ -257,10 +335,28 @@ def category_plot(categories: pd.DataFrame, labels: dict[str, str], metric: str)
         sub = rows[rows["entry"] == entry].set_index("category").reindex(cats)
         v, low, high = (sub[c].to_numpy(float) for c in ("value", "CI low", "CI high"))
         err = np.vstack([np.where(np.isfinite(low), v - low, 0), np.where(np.isfinite(high), high - v, 0)])
-        ax.bar(np.arange(len(cats)) + (k - (len(order) - 1) / 2) * width, v, width, yerr=err, capsize=2,
-               label=labels.get(entry, entry))
-        points += [{"panel": metric, "series": labels.get(entry, entry), "x_name": "category", "x": c, "y_name": metric,
-                    "y": val, "low": lo, "high": hi, "label": ""} for c, val, lo, hi in zip(cats, v, low, high)]
+        ax.bar(
+            np.arange(len(cats)) + (k - (len(order) - 1) / 2) * width,
+            v,
+            width,
+            yerr=err,
+            capsize=2,
+            label=labels.get(entry, entry),
+        )
+        points += [
+            {
+                "panel": metric,
+                "series": labels.get(entry, entry),
+                "x_name": "category",
+                "x": c,
+                "y_name": metric,
+                "y": val,
+                "low": lo,
+                "high": hi,
+                "label": "",
+            }
+            for c, val, lo, hi in zip(cats, v, low, high)
+        ]
     ax.set_xticks(np.arange(len(cats)), cats, fontsize=8)
     ax.set_ylabel(metric)
     ax.set_title(f"{metric} per prompt category (bars: 95 % intervals over the category's prompts)", fontsize=9)
@@ -276,11 +372,25 @@ def power_plot(curve: pd.DataFrame, vary: str, effect: float, target: float) -> 
     ax.set_xlabel(vary)
     ax.set_ylabel("power")
     ax.set_ylim(0, 1.02)
-    ax.set_title(f"power for preference 0.5 + {effect:g}, {int(curve['studies'].iloc[0])} simulated studies per point", fontsize=9)
+    ax.set_title(
+        f"power for preference 0.5 + {effect:g}, {int(curve['studies'].iloc[0])} simulated studies per point",
+        fontsize=9,
+    )
     fig.tight_layout()
-    points = [{"panel": "", "series": f"effect {effect:g}", "x_name": vary, "x": r[vary], "y_name": "power", "y": r["power"],
-               "low": r["power"] - 1.96 * r["mc_se"], "high": r["power"] + 1.96 * r["mc_se"], "label": ""}
-              for _, r in curve.iterrows()]
+    points = [
+        {
+            "panel": "",
+            "series": f"effect {effect:g}",
+            "x_name": vary,
+            "x": r[vary],
+            "y_name": "power",
+            "y": r["power"],
+            "low": r["power"] - 1.96 * r["mc_se"],
+            "high": r["power"] + 1.96 * r["mc_se"],
+            "label": "",
+        }
+        for _, r in curve.iterrows()
+    ]
     return fig, _points(points)
 
 

@@ -6,6 +6,7 @@ For each design on the grid: simulate `studies` studies with the rater model of 
 interval (crossed bootstrap, bootstrap.py) for each, and count the studies whose interval
 excludes 0.5. power = that fraction; Monte Carlo standard error sqrt(p (1 - p) / studies).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -35,7 +36,7 @@ ANSWERS_RANGE = (1, 10_000)
 GRID_POINTS = 100  # a curve, not a sweep: each point costs `studies` simulated studies
 # Each simulated study's bootstrap holds resamples x (prompts + raters) 8-byte indices: refused above
 # this before the first study, instead of an allocation failure (or swapping) partway through.
-MAX_INDEX_BYTES = 2 * 2 ** 30
+MAX_INDEX_BYTES = 2 * 2**30
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,9 @@ class PowerQuery:
             raise ValueError(f"unknown --vary {self.vary!r}; choose from {', '.join(VARY)}")
         check_method(self.method)
         if not 0 < abs(self.effect) < 0.5:
-            raise ValueError(f"effect must be a preference difference in (0, 0.5) (true preference 0.5 + effect), got {self.effect}")
+            raise ValueError(
+                f"effect must be a preference difference in (0, 0.5) (true preference 0.5 + effect), got {self.effect}"
+            )
         if not self.grid or min(self.grid) < 2:
             raise ValueError(f"grid values must be >= 2, got {self.grid}")
         if self.studies < STUDIES_RANGE[0]:
@@ -67,9 +70,11 @@ class PowerQuery:
         units = max(d.n_prompts + d.n_raters for d in map(self.design, self.grid))
         need = 8 * self.resamples * units
         if need > MAX_INDEX_BYTES:
-            raise ValueError(f"resamples x (prompts + raters) = {self.resamples} x {units} needs "
-                             f"{need / 2**30:.1f} GiB per simulated study (at most {MAX_INDEX_BYTES / 2**30:.0f} GiB); lower --resamples "
-                             f"or the largest --grid / --prompts / --raters")
+            raise ValueError(
+                f"resamples x (prompts + raters) = {self.resamples} x {units} needs "
+                f"{need / 2**30:.1f} GiB per simulated study (at most {MAX_INDEX_BYTES / 2**30:.0f} GiB); lower --resamples "
+                f"or the largest --grid / --prompts / --raters"
+            )
 
     def model(self) -> RaterModel:
         return dataclasses.replace(self.rater_model, preference=0.5 + self.effect)
@@ -77,15 +82,19 @@ class PowerQuery:
     def design(self, value: int) -> StudyDesign:
         if self.vary == "raters":
             return StudyDesign(n_prompts=self.n_prompts, n_raters=value, answers_per_rater=self.answers_per_rater)
-        return StudyDesign(n_prompts=value, n_raters=self.n_raters, answers_per_rater=min(self.answers_per_rater, value))
+        return StudyDesign(
+            n_prompts=value, n_raters=self.n_raters, answers_per_rater=min(self.answers_per_rater, value)
+        )
 
     def describe(self) -> str:
         m = self.model()
         fixed = f"{self.n_prompts} prompts" if self.vary == "raters" else f"{self.n_raters} raters"
-        return (f"Simulated power: true preference {m.preference:g} (ties half), logit sd prompts {m.prompt_sd:g}, raters "
-                f"{m.rater_sd:g}, tie rate {m.tie_rate:g}; {fixed}, {self.answers_per_rater} answers per rater; "
-                f"{self.studies} studies per point, {self.method} {self.level:.0%} CI with {self.resamples} resamples; "
-                f"a study detects the effect when its interval excludes 0.5; seed {self.seed}.")
+        return (
+            f"Simulated power: true preference {m.preference:g} (ties half), logit sd prompts {m.prompt_sd:g}, raters "
+            f"{m.rater_sd:g}, tie rate {m.tie_rate:g}; {fixed}, {self.answers_per_rater} answers per rater; "
+            f"{self.studies} studies per point, {self.method} {self.level:.0%} CI with {self.resamples} resamples; "
+            f"a study detects the effect when its interval excludes 0.5; seed {self.seed}."
+        )
 
 
 def power_curve(query: PowerQuery) -> pd.DataFrame:
@@ -101,9 +110,16 @@ def power_curve(query: PowerQuery) -> pd.DataFrame:
             iv = boot.interval(sim.prompt, sim.rater, sim.score, query.method, query.level)
             detected += (iv.low > 0.5) or (iv.high < 0.5)
         power = detected / query.studies
-        rows.append({"prompts": design.n_prompts, "raters": design.n_raters,
-                     "answers": design.n_raters * design.answers_per_rater, "power": power,
-                     "mc_se": float(np.sqrt(power * (1 - power) / query.studies)), "studies": query.studies})
+        rows.append(
+            {
+                "prompts": design.n_prompts,
+                "raters": design.n_raters,
+                "answers": design.n_raters * design.answers_per_rater,
+                "power": power,
+                "mc_se": float(np.sqrt(power * (1 - power) / query.studies)),
+                "studies": query.studies,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -111,8 +127,12 @@ def needed(curve: pd.DataFrame, query: PowerQuery) -> str:
     """One line: the smallest grid value reaching the target power, or that none did."""
     hit = curve[curve["power"] >= query.target]
     if hit.empty:
-        return (f"no {query.vary} count on the grid {list(query.grid)} reaches {query.target:.0%} power "
-                f"(best {curve['power'].max():.0%}); try a larger grid")
+        return (
+            f"no {query.vary} count on the grid {list(query.grid)} reaches {query.target:.0%} power "
+            f"(best {curve['power'].max():.0%}); try a larger grid"
+        )
     first = hit.iloc[0]
-    return (f"{int(first[query.vary])} {query.vary} ({int(first['answers'])} answers) reach {first['power']:.0%} power "
-            f"(target {query.target:.0%}) to detect preference 0.5 + {query.effect:g} at {query.level:.0%} confidence")
+    return (
+        f"{int(first[query.vary])} {query.vary} ({int(first['answers'])} answers) reach {first['power']:.0%} power "
+        f"(target {query.target:.0%}) to detect preference 0.5 + {query.effect:g} at {query.level:.0%} confidence"
+    )

@@ -10,6 +10,7 @@
   (the reference images are a source like any model).
 Every estimate carries the default interval (see bootstrap.py) and the Wilson interval.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -47,8 +48,10 @@ class CIConfig:
         boot = f"{self.resamples} bootstrap resamples of prompts and of raters, seed {self.seed}"
         if self.method == "pigeonhole":
             return f"{self.level:.0%} percentile interval of the two-way (pigeonhole) bootstrap, {boot}"
-        return (f"{self.level:.0%} crossed-design interval: variance components from {boot} and the answer-level "
-                f"variance (Owen's moment correction of the pigeonhole bootstrap), Satterthwaite t quantile")
+        return (
+            f"{self.level:.0%} crossed-design interval: variance components from {boot} and the answer-level "
+            f"variance (Owen's moment correction of the pigeonhole bootstrap), Satterthwaite t quantile"
+        )
 
 
 class RatingsAnalysis:
@@ -59,30 +62,52 @@ class RatingsAnalysis:
         if answers.empty:
             raise ValueError("no answers left to analyse (after dropping controls and excluded raters)")
         self.answers, self.config = answers.reset_index(drop=True), config
-        self.prompt = pd.factorize(self.answers["protocol"].astype(str) + "/" + self.answers["prompt_id"].astype(str))[0]
+        self.prompt = pd.factorize(self.answers["protocol"].astype(str) + "/" + self.answers["prompt_id"].astype(str))[
+            0
+        ]
         # a rater is (study, rater): names restart in every study (human_eval.contract)
         self.rater = pd.factorize(self.answers["study"].astype(str) + "/" + self.answers["rater"].astype(str))[0]
-        self.boot = CrossedBootstrap(int(self.prompt.max()) + 1, int(self.rater.max()) + 1, config.resamples, config.seed)
+        self.boot = CrossedBootstrap(
+            int(self.prompt.max()) + 1, int(self.rater.max()) + 1, config.resamples, config.seed
+        )
 
     def rates(self, requests: list[tuple[np.ndarray, np.ndarray, str, float]]) -> list[dict]:
         """For each (mask, y, prefix, scale): estimate, default CI and Wilson CI of mean(y[mask]) as
         columns prefix, prefix_low, ... (times scale); all requests share one batched bootstrap."""
         live = [(m, y) for m, y, _, _ in requests if m.any()]
-        ivs = iter(self.boot.intervals([(self.prompt[m], self.rater[m], y[m]) for m, y in live], self.config.method, self.config.level))
+        ivs = iter(
+            self.boot.intervals(
+                [(self.prompt[m], self.rater[m], y[m]) for m, y in live], self.config.method, self.config.level
+            )
+        )
         out = []
         for mask, y, prefix, scale in requests:
             if not mask.any():
-                out.append({f"{prefix}{k}": np.nan for k in ("", "_low", "_high", "_se", "_wilson_low", "_wilson_high")})
+                out.append(
+                    {f"{prefix}{k}": np.nan for k in ("", "_low", "_high", "_se", "_wilson_low", "_wilson_high")}
+                )
                 continue
             iv = next(ivs)
             w_low, w_high = wilson(float(y[mask].sum()), int(mask.sum()), self.config.level)
-            out.append({prefix: iv.estimate * scale, f"{prefix}_low": iv.low * scale, f"{prefix}_high": iv.high * scale,
-                        f"{prefix}_se": iv.se * scale, f"{prefix}_wilson_low": w_low * scale, f"{prefix}_wilson_high": w_high * scale})
+            out.append(
+                {
+                    prefix: iv.estimate * scale,
+                    f"{prefix}_low": iv.low * scale,
+                    f"{prefix}_high": iv.high * scale,
+                    f"{prefix}_se": iv.se * scale,
+                    f"{prefix}_wilson_low": w_low * scale,
+                    f"{prefix}_wilson_high": w_high * scale,
+                }
+            )
         return out
 
 
 def _counts(mask: np.ndarray, analysis: RatingsAnalysis) -> dict:
-    return {"n_answers": int(mask.sum()), "n_prompts": len(np.unique(analysis.prompt[mask])), "n_raters": len(np.unique(analysis.rater[mask]))}
+    return {
+        "n_answers": int(mask.sum()),
+        "n_prompts": len(np.unique(analysis.prompt[mask])),
+        "n_raters": len(np.unique(analysis.rater[mask])),
+    }
 
 
 SHARES = ("A", "tie", "B")
@@ -103,17 +128,31 @@ def sbs_table(analysis: RatingsAnalysis) -> pd.DataFrame:
         in_group[group.index] = True
         for category in [ALL] + sorted(group["category"].astype(str).unique()):
             mask = in_group if category == ALL else in_group & (category_of == category)
-            rows.append({"model_a": model_a, "model_b": model_b, "question": question, "category": category,
-                         **_counts(mask, analysis), "n_decisive": int((mask & decisive).sum())})
+            rows.append(
+                {
+                    "model_a": model_a,
+                    "model_b": model_b,
+                    "question": question,
+                    "category": category,
+                    **_counts(mask, analysis),
+                    "n_decisive": int((mask & decisive).sum()),
+                }
+            )
             requests += [(mask, score, "pref_A", 1.0), (mask & decisive, score, "pref_A_no_ties", 1.0)]
             requests += [(mask, shares[k], f"share_{k}", 1.0) for k in SHARES]  # each share with its interval
     rates = analysis.rates(requests)
     per_row = 2 + len(SHARES)
-    return pd.DataFrame([row | {k: v for r in rates[per_row * i : per_row * (i + 1)] for k, v in r.items()}
-                         for i, row in enumerate(rows)])
+    return pd.DataFrame(
+        [
+            row | {k: v for r in rates[per_row * i : per_row * (i + 1)] for k, v in r.items()}
+            for i, row in enumerate(rows)
+        ]
+    )
 
 
-def _per_model(analysis: RatingsAnalysis, protocol: str, y: np.ndarray, prefix: str, scale: float, extra) -> pd.DataFrame:
+def _per_model(
+    analysis: RatingsAnalysis, protocol: str, y: np.ndarray, prefix: str, scale: float, extra
+) -> pd.DataFrame:
     """Table 2's rows: per model_a of `protocol`, one row for all its captions ("All") and one for
     the captions without people (category drawbench.coco.NO_PEOPLE) where there are any: counts,
     extra(mask) columns and the rate of y."""
@@ -140,5 +179,11 @@ def coco_alignment_table(analysis: RatingsAnalysis) -> pd.DataFrame:
     """Per source (model or reference): mean caption-alignment score on the 0-100 scale."""
     score = analysis.answers["answer"].map(CAPTION_SCORES).to_numpy(dtype=float)
     answer = analysis.answers["answer"].astype(str).to_numpy()
-    return _per_model(analysis, "coco_alignment", score, "alignment_score", 100.0,
-                      lambda mask: {f"share_{a}": (answer[mask] == a).mean() for a in CAPTION_SCORES})
+    return _per_model(
+        analysis,
+        "coco_alignment",
+        score,
+        "alignment_score",
+        100.0,
+        lambda mask: {f"share_{a}": (answer[mask] == a).mean() for a in CAPTION_SCORES},
+    )

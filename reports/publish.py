@@ -2,6 +2,7 @@
 (common.files.staged_folder; its parents are made), which is renamed into place only when complete.
 An existing folder is never touched without --force, and --force replaces only a folder this
 package wrote (it holds report.json)."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -19,7 +20,9 @@ def check_target(out: Path, force: bool) -> None:
     if out.exists() and not force:
         raise UserError(f"{out} already exists; choose another --out or pass --force to replace it")
     if out.exists() and not (out / MARKER).is_file():
-        raise ValueError(f"{out} exists and is not a report folder (no {MARKER}); refusing to replace it even with --force")
+        raise ValueError(
+            f"{out} exists and is not a report folder (no {MARKER}); refusing to replace it even with --force"
+        )
 
 
 @contextmanager

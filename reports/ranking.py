@@ -6,6 +6,7 @@ that mean(log pi) = 0; W_m = wins of m, n_mk = comparisons between m and k. Repo
 log pi (0 = average model). Intervals: percentile intervals of the two-way bootstrap (prompts and
 raters resampled; pigeonhole, hence conservative), every resample fitted at once (vectorised).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -49,7 +50,9 @@ def _check_connected(models: list[str], wins: np.ndarray) -> None:
                 pending.append(int(k))
     if len(seen) < len(models):
         apart = sorted(models[i] for i in set(range(len(models))) - seen)
-        raise ValueError(f"models {apart} were never compared (directly or through others) with {models[0]}; cannot rank")
+        raise ValueError(
+            f"models {apart} were never compared (directly or through others) with {models[0]}; cannot rank"
+        )
 
 
 def bradley_terry_table(analysis: RatingsAnalysis, question: str) -> pd.DataFrame:
@@ -87,9 +90,17 @@ def bradley_terry_table(analysis: RatingsAnalysis, question: str) -> pd.DataFram
     low, high = np.quantile(boot_strength, [alpha, 1 - alpha], axis=0)
     order = np.argsort(-strength)
     n_games = wins + wins.T
-    return pd.DataFrame({
-        "question": question, "rank": np.arange(1, m + 1), "model": [models[i] for i in order],
-        "log_strength": strength[order], "log_strength_low": low[order], "log_strength_high": high[order],
-        "wins": wins.sum(axis=1)[order], "comparisons": n_games.sum(axis=1)[order], "resamples": resamples,
-        "seed": boot.seed,
-    })
+    return pd.DataFrame(
+        {
+            "question": question,
+            "rank": np.arange(1, m + 1),
+            "model": [models[i] for i in order],
+            "log_strength": strength[order],
+            "log_strength_low": low[order],
+            "log_strength_high": high[order],
+            "wins": wins.sum(axis=1)[order],
+            "comparisons": n_games.sum(axis=1)[order],
+            "resamples": resamples,
+            "seed": boot.seed,
+        }
+    )

@@ -1,5 +1,6 @@
 """Automated-metric tables from a run folder (contract 1): RUN/cells.parquet joined with
 RUN/metrics_cell.parquet. Reads only what the sweep wrote; recomputes nothing."""
+
 from __future__ import annotations
 
 import json
@@ -26,11 +27,15 @@ class RunMetrics:
     run: Path
     name: str
     cells: pd.DataFrame
-    long: pd.DataFrame  # one row per (cell, metric): cell parameters, metric, value, n, how, unavailable, min_n, ci_low, ci_high
+    long: (
+        pd.DataFrame
+    )  # one row per (cell, metric): cell parameters, metric, value, n, how, unavailable, min_n, ci_low, ci_high
 
     def wide(self) -> pd.DataFrame:
         """Cells x metrics, numeric (nan where a metric was unavailable)."""
-        values = self.long.pivot_table(index="cell_id", columns="metric", values="value", aggfunc="first", dropna=False)
+        values = self.long.pivot_table(
+            index="cell_id", columns="metric", values="value", aggfunc="first", dropna=False
+        )
         return self.cells.merge(values.reset_index(), on="cell_id", how="left")
 
     def varying(self) -> list[str]:
@@ -48,7 +53,9 @@ def read_run_metrics(run_dir: str | Path) -> RunMetrics:
     cells_path, metrics_path = run / "cells.parquet", run / "metrics_cell.parquet"
     for p in (cells_path, metrics_path):
         if not p.is_file():
-            raise FileNotFoundError(f"{run} lacks {p.name}: run `imagen-bench sweep` to completion before reporting it")
+            raise FileNotFoundError(
+                f"{run} lacks {p.name}: run `imagen-bench sweep` to completion before reporting it"
+            )
     cells, metrics = pd.read_parquet(cells_path), pd.read_parquet(metrics_path)
     for frame, need, path in ((cells, ("cell_id",), cells_path), (metrics, METRIC_COLUMNS, metrics_path)):
         missing = [c for c in need if c not in frame.columns]
@@ -64,7 +71,9 @@ def read_run_metrics(run_dir: str | Path) -> RunMetrics:
     long["how"] = [how for how, _ in described]
     long["unavailable"] = [u for _, u in described]
     parsed = [parse_details(d) for d in metrics["details"]]
-    long["min_n"] = [int(meta_of(d).get("min_n") or 0) for d in parsed]  # below it the value is not comparable (FID: 2,048)
+    long["min_n"] = [
+        int(meta_of(d).get("min_n") or 0) for d in parsed
+    ]  # below it the value is not comparable (FID: 2,048)
     long["role"] = [str(meta_of(d).get("role") or "") for d in parsed]  # alignment | fidelity | "" (the figures' axes)
     long["ci_low"] = [float(d["ci_low"]) if "ci_low" in d else np.nan for d in parsed]  # a set metric's own interval
     long["ci_high"] = [float(d["ci_high"]) if "ci_high" in d else np.nan for d in parsed]
@@ -98,7 +107,9 @@ def check_manifest(run: Path) -> None:
         raise ValueError(f"{path} is not a readable parquet file ({str(e)[:120]})") from None
     missing = [c for c in MANIFEST_NEEDS if c not in names]
     if missing:
-        raise ValueError(f"{path}: missing columns {missing}; contract 1 needs {', '.join(MANIFEST_NEEDS)} (edited or damaged: restore it)")
+        raise ValueError(
+            f"{path}: missing columns {missing}; contract 1 needs {', '.join(MANIFEST_NEEDS)} (edited or damaged: restore it)"
+        )
 
 
 def parse_details(text) -> dict:
@@ -179,8 +190,13 @@ def split_how(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     rows = []
     for col in how_cols:
         for how, group in table.groupby(col, sort=False):  # NaN = metric not measured for those cells: no row
-            rows.append({"metric": col[: -len(" how")], "how it was computed": how,
-                         "cells": "all" if len(group) == len(table) else ", ".join(group["cell_id"])})
+            rows.append(
+                {
+                    "metric": col[: -len(" how")],
+                    "how it was computed": how,
+                    "cells": "all" if len(group) == len(table) else ", ".join(group["cell_id"]),
+                }
+            )
     return table.drop(columns=how_cols), pd.DataFrame(rows, columns=["metric", "how it was computed", "cells"])
 
 
@@ -189,7 +205,12 @@ def shapes_table(run: RunMetrics) -> pd.DataFrame:
     long = run.long[run.long["metric"].str.startswith(SHAPES_PREFIX)]
     if long.empty:
         return pd.DataFrame()
-    table = long.assign(category=long["metric"].str[len(SHAPES_PREFIX):]).pivot_table(
-        index="cell_id", columns="category", values="value", aggfunc="first")
+    table = long.assign(category=long["metric"].str[len(SHAPES_PREFIX) :]).pivot_table(
+        index="cell_id", columns="category", values="value", aggfunc="first"
+    )
     n = long.groupby("cell_id")["n"].max().rename("N images")
-    return run.cells[["cell_id"] + run.varying()].merge(table.reset_index(), on="cell_id").merge(n.reset_index(), on="cell_id")
+    return (
+        run.cells[["cell_id"] + run.varying()]
+        .merge(table.reset_index(), on="cell_id")
+        .merge(n.reset_index(), on="cell_id")
+    )

@@ -12,6 +12,7 @@ populations; mu is solved so that it equals `preference` exactly (Gauss-Hermite 
 Unreliable raters (a fraction of the pool) answer uniformly at random and fail controls; the truth
 is over reliable raters, who are what the control threshold keeps.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -40,7 +41,9 @@ class RaterModel:
             raise ValueError(f"tie_rate must be in [0, 1), got {self.tie_rate}")
         lo, hi = self.tie_rate / 2, 1 - self.tie_rate / 2  # reachable range of the tie-half preference
         if not lo < self.preference < hi:
-            raise ValueError(f"preference {self.preference} unreachable with tie_rate {self.tie_rate}; must be in ({lo}, {hi})")
+            raise ValueError(
+                f"preference {self.preference} unreachable with tie_rate {self.tie_rate}; must be in ({lo}, {hi})"
+            )
         if self.prompt_sd < 0 or self.rater_sd < 0 or not 0 <= self.unreliable_fraction < 1:
             raise ValueError("prompt_sd, rater_sd must be >= 0 and unreliable_fraction in [0, 1)")
 
@@ -93,11 +96,20 @@ def assign(design: StudyDesign, rng: np.random.Generator) -> tuple[np.ndarray, n
     return order.ravel(), np.repeat(np.arange(design.n_raters), design.answers_per_rater)
 
 
-def answers(model: RaterModel, prompt: np.ndarray, rater: np.ndarray, prompt_z: np.ndarray, rater_z: np.ndarray,
-            reliable: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def answers(
+    model: RaterModel,
+    prompt: np.ndarray,
+    rater: np.ndarray,
+    prompt_z: np.ndarray,
+    rater_z: np.ndarray,
+    reliable: np.ndarray,
+    rng: np.random.Generator,
+) -> np.ndarray:
     """Answer codes (0 = A, 1 = tie, 2 = B) for the given (prompt, rater) pairs; prompt_z / rater_z
     are standard normal effects (scaled here by prompt_sd / rater_sd)."""
-    p_a = (1 - model.tie_rate) * expit(model.logit_mean + model.prompt_sd * prompt_z[prompt] + model.rater_sd * rater_z[rater])
+    p_a = (1 - model.tie_rate) * expit(
+        model.logit_mean + model.prompt_sd * prompt_z[prompt] + model.rater_sd * rater_z[rater]
+    )
     draw = rng.random(len(prompt))
     answer = np.where(draw < p_a, 0, np.where(draw < p_a + model.tie_rate, 1, 2))
     random_answer = rng.integers(0, 3, len(prompt))  # unreliable raters click at random
@@ -109,12 +121,23 @@ def simulate(model: RaterModel, design: StudyDesign, rng: np.random.Generator) -
     prompt, rater = assign(design, rng)
     prompt_z, rater_z = rng.standard_normal(design.n_prompts), rng.standard_normal(design.n_raters)
     reliable = rng.random(design.n_raters) >= model.unreliable_fraction
-    return SimulatedAnswers(prompt=prompt, rater=rater, answer=answers(model, prompt, rater, prompt_z, rater_z, reliable, rng),
-                            reliable=reliable)
+    return SimulatedAnswers(
+        prompt=prompt,
+        rater=rater,
+        answer=answers(model, prompt, rater, prompt_z, rater_z, reliable, rng),
+        reliable=reliable,
+    )
 
 
-def simulate_sbs_frame(prompts: pd.DataFrame, model_a: str, model_b: str, models: dict[str, RaterModel],
-                       design: StudyDesign, seed: int, study: str = "simulated") -> pd.DataFrame:
+def simulate_sbs_frame(
+    prompts: pd.DataFrame,
+    model_a: str,
+    model_b: str,
+    models: dict[str, RaterModel],
+    design: StudyDesign,
+    seed: int,
+    study: str = "simulated",
+) -> pd.DataFrame:
     """A contract-2 answers frame (drawbench_sbs) for `prompts` (columns id, category; design.n_prompts
     must equal len(prompts)), one question per key of `models` (quality / alignment), with control
     rows. Every rater answers all questions of a task; prompt and rater effects and rater
@@ -126,8 +149,10 @@ def simulate_sbs_frame(prompts: pd.DataFrame, model_a: str, model_b: str, models
     prompt_z, rater_z = rng.standard_normal(design.n_prompts), rng.standard_normal(design.n_raters)
     first = next(iter(models.values()))
     reliable = rng.random(design.n_raters) >= first.unreliable_fraction
-    frames = [_frame(prompts, prompt, rater, ANSWERS[answers(m, prompt, rater, prompt_z, rater_z, reliable, rng)], q, None)
-              for q, m in models.items()]
+    frames = [
+        _frame(prompts, prompt, rater, ANSWERS[answers(m, prompt, rater, prompt_z, rater_z, reliable, rng)], q, None)
+        for q, m in models.items()
+    ]
     if design.controls_per_rater:
         c_rater = np.repeat(np.arange(design.n_raters), design.controls_per_rater)
         accuracy = np.where(reliable, first.reliable_control_accuracy, first.unreliable_control_accuracy)
@@ -140,21 +165,29 @@ def simulate_sbs_frame(prompts: pd.DataFrame, model_a: str, model_b: str, models
     return out
 
 
-def _frame(prompts: pd.DataFrame, prompt: np.ndarray, rater: np.ndarray, answer: np.ndarray, question: str,
-           correct: np.ndarray | None) -> pd.DataFrame:
+def _frame(
+    prompts: pd.DataFrame,
+    prompt: np.ndarray,
+    rater: np.ndarray,
+    answer: np.ndarray,
+    question: str,
+    correct: np.ndarray | None,
+) -> pd.DataFrame:
     """Contract-2 rows; `correct` given means these are control rows."""
     is_control = correct is not None
     ids = prompts["id"].astype(str).to_numpy()
-    return pd.DataFrame({
-        "protocol": "drawbench_sbs",
-        "task_id": [f"{'control' if is_control else 'task'}-{ids[p]}" for p in prompt],
-        "rater": [f"sim-rater-{r:04d}" for r in rater],
-        "question": question,
-        "answer": answer,
-        "prompt_id": ids[prompt],
-        "category": prompts["category"].to_numpy()[prompt],
-        "is_control": is_control,
-        "control_correct": correct if correct is not None else pd.array([pd.NA] * len(prompt), dtype="boolean"),
-        "response_ms": 4000,
-        "answered_at": pd.Timestamp("2024-01-01", tz="UTC"),
-    })
+    return pd.DataFrame(
+        {
+            "protocol": "drawbench_sbs",
+            "task_id": [f"{'control' if is_control else 'task'}-{ids[p]}" for p in prompt],
+            "rater": [f"sim-rater-{r:04d}" for r in rater],
+            "question": question,
+            "answer": answer,
+            "prompt_id": ids[prompt],
+            "category": prompts["category"].to_numpy()[prompt],
+            "is_control": is_control,
+            "control_correct": correct if correct is not None else pd.array([pd.NA] * len(prompt), dtype="boolean"),
+            "response_ms": 4000,
+            "answered_at": pd.Timestamp("2024-01-01", tz="UTC"),
+        }
+    )

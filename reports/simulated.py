@@ -1,6 +1,7 @@
 """Simulated DrawBench side-by-side ratings of two real image folders (`imagen-bench report
 --simulate-ratings A B`): the report's human-evaluation sections without people: the DrawBench
 prompts (drawbench) joined with the report's rater model (reports.simulate)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,9 +28,15 @@ def simulated_ratings(folders, preference: float, seed: int):
     rated = prompts[prompts["id"].astype(str).isin(shared)].reset_index(drop=True)
     if rated.empty:
         raise ValueError(f"{folders[0]} and {folders[1]} share no DrawBench prompt ids")
-    models = {"quality": RaterModel(preference=preference, unreliable_fraction=DEMO_UNRELIABLE),
-              "alignment": RaterModel(preference=preference, unreliable_fraction=DEMO_UNRELIABLE)}
-    design = StudyDesign(n_prompts=len(rated), n_raters=DEMO_RATERS, answers_per_rater=min(DEMO_ANSWERS_PER_RATER, len(rated)),
-                         controls_per_rater=DEMO_CONTROLS_PER_RATER)
+    models = {
+        "quality": RaterModel(preference=preference, unreliable_fraction=DEMO_UNRELIABLE),
+        "alignment": RaterModel(preference=preference, unreliable_fraction=DEMO_UNRELIABLE),
+    }
+    design = StudyDesign(
+        n_prompts=len(rated),
+        n_raters=DEMO_RATERS,
+        answers_per_rater=min(DEMO_ANSWERS_PER_RATER, len(rated)),
+        controls_per_rater=DEMO_CONTROLS_PER_RATER,
+    )
     names = list(records)
     return simulate_sbs_frame(rated, names[0], names[1], models, design, seed), records

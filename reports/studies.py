@@ -3,6 +3,7 @@ counted once, two studies named alike are never pooled, and models are named by 
 
 New studies are keyed name@id (a random id made at creation: human_eval.study.study_key), so two
 studies named alike have different keys; a study made before ids is keyed by its name alone."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -12,7 +13,9 @@ from human_eval.contract import check_answers
 ANSWER_KEY = ["study", "rater", "task_id", "question"]  # one answer (first answer wins: unique in the database)
 
 
-def combine_answers(inputs: list[tuple[str, pd.DataFrame]], settings: dict[str, dict]) -> tuple[pd.DataFrame, dict[tuple[str, str], str]]:
+def combine_answers(
+    inputs: list[tuple[str, pd.DataFrame]], settings: dict[str, dict]
+) -> tuple[pd.DataFrame, dict[tuple[str, str], str]]:
     """One ratings frame from every input, and (study, model) -> the model's label in the report.
 
     - A study given twice (S, S/, X/../S, or its folder and its export) is counted once: answers are
@@ -30,21 +33,32 @@ def combine_answers(inputs: list[tuple[str, pd.DataFrame]], settings: dict[str, 
         for study, group in df.groupby("study"):
             tasks = set(group["task_id"])
             if study in seen and not tasks & seen[study][1]:
-                raise ValueError(f"{seen[study][0]} and {src} both hold a study {study!r} but no task in common: two studies "
-                                 "with one name (made before study ids); report them separately")
+                raise ValueError(
+                    f"{seen[study][0]} and {src} both hold a study {study!r} but no task in common: two studies "
+                    "with one name (made before study ids); report them separately"
+                )
             seen.setdefault(str(study), (src, set()))[1].update(tasks)
     frame = pd.concat(frames, ignore_index=True).drop_duplicates(ANSWER_KEY).reset_index(drop=True)
     labels: dict[tuple[str, str], str] = {}
     where: dict[str, dict[str, str | None]] = {}  # model name -> study -> its source (None: not recorded)
     for study, group in frame.groupby("study"):
-        sources = {m["model"]: m["source"] for m in settings.get(str(study), {}).get("study", {}).get("models", {}).values()}
+        sources = {
+            m["model"]: m["source"] for m in settings.get(str(study), {}).get("study", {}).get("models", {}).values()
+        }
         for model in set(group["model_a"]) | set(group["model_b"]):
             if model and not str(model).startswith("control:"):
                 where.setdefault(model, {})[str(study)] = sources.get(model)
     for model, studies in where.items():
         found = set(studies.values())
-        if len(studies) > 1 and (len(found) > 1 or None in found):  # one name, two sources (or unknown ones): two models
-            labels.update({(study, model): f"{model} ({study}: {src})" if src else f"{model} ({study})" for study, src in studies.items()})
+        if len(studies) > 1 and (
+            len(found) > 1 or None in found
+        ):  # one name, two sources (or unknown ones): two models
+            labels.update(
+                {
+                    (study, model): f"{model} ({study}: {src})" if src else f"{model} ({study})"
+                    for study, src in studies.items()
+                }
+            )
     if labels:
         for col in ("model_a", "model_b"):
             frame[col] = [labels.get((st, m), m) for st, m in zip(frame["study"], frame[col])]

@@ -1,7 +1,8 @@
 """Loss curves of a trained cascade from each stage's log.csv (written by imagen.train).
 
-    python -m reports.training CASCADE_DIR --out loss_curves.png
+python -m reports.training CASCADE_DIR --out loss_curves.png
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,7 +45,12 @@ def plot_losses(logs: dict[str, pd.DataFrame], out: Path, window: int = 50) -> P
         if df.attrs.get("phase_start"):
             ax.axvline(df.attrs["phase_start"], color="gray", ls=":", lw=1, label="next phase (init_from)")
         ax.xaxis.set_major_formatter(lambda v, _: f"{v / 1000:g}k")  # 31000 -> 31k: tick labels stay apart
-        ax.set(title=f"{name}: {int(df.step.max())} steps, {df.seconds.max() / 60:.0f} min", xlabel="step", ylabel="loss", yscale="log")
+        ax.set(
+            title=f"{name}: {int(df.step.max())} steps, {df.seconds.max() / 60:.0f} min",
+            xlabel="step",
+            ylabel="loss",
+            yscale="log",
+        )
         ax.legend()
     fig.tight_layout()
     fig.savefig(out, dpi=80)

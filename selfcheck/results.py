@@ -1,5 +1,6 @@
 """A self-check simulation's results folder, shared by `imagen-bench coverage` and `sequential`:
 refused when it exists and is not empty, written whole (csv + md + json, common.files.staged_folder)."""
+
 from __future__ import annotations
 
 import os
@@ -21,9 +22,16 @@ def fresh_folder(out: Path) -> None:
 
 def stamp(kind: str) -> dict:
     """What every results file records: format, version, when, on what machine."""
-    return {"format": f"imagen-bench-{kind}/1", "package_version": __version__,
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "python": platform.python_version()}}
+    return {
+        "format": f"imagen-bench-{kind}/1",
+        "package_version": __version__,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
+        },
+    }
 
 
 def publish(out: Path, stem: str, tables: dict[str, pd.DataFrame], markdown: str, made: dict) -> None:

@@ -1,5 +1,6 @@
 """A tiny random Hugging Face CLIP saved offline (config + safetensors + a character BPE tokenizer +
 a PIL image processor): CLIP score's code path without real weights."""
+
 from __future__ import annotations
 
 import json
@@ -21,9 +22,25 @@ def make_tiny_clip(d: Path) -> Path:
     tok = CLIPTokenizer(vocab_file=str(d / "vocab.json"), merges_file=str(d / "merges.txt"))
     torch.manual_seed(0)
     cfg = CLIPConfig(
-        text_config=dict(vocab_size=len(tokens), hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=2,
-                         max_position_embeddings=77, bos_token_id=0, eos_token_id=1, pad_token_id=1),
-        vision_config=dict(image_size=32, patch_size=8, hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=2),
+        text_config=dict(
+            vocab_size=len(tokens),
+            hidden_size=32,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            max_position_embeddings=77,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+        ),
+        vision_config=dict(
+            image_size=32,
+            patch_size=8,
+            hidden_size=32,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+        ),
         projection_dim=16,
     )
     model = CLIPModel(cfg).eval()

@@ -1,4 +1,5 @@
 """Shared fixtures: tiny random components built in code (as diffusers' tests do)."""
+
 from __future__ import annotations
 
 import os
@@ -15,7 +16,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # torch.compile's kernel cache, private to this test session: compiled tests then measure what a fresh
 # machine does, and never load kernels another configuration left in /tmp/torchinductor_$USER (with
 # torch and oneDNN held to AVX2 on an AVX-512 CPU, kernels cached by an unrestricted run crashed)
-_INDUCTOR_CACHE = None if "TORCHINDUCTOR_CACHE_DIR" in os.environ else tempfile.mkdtemp(prefix="imagen-bench-inductor-")
+_INDUCTOR_CACHE = (
+    None if "TORCHINDUCTOR_CACHE_DIR" in os.environ else tempfile.mkdtemp(prefix="imagen-bench-inductor-")
+)
 if _INDUCTOR_CACHE:
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = _INDUCTOR_CACHE
 
@@ -129,6 +132,7 @@ def fake_cpu(monkeypatch):
         monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
         monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
         device.cpu_native_bf16.cache_clear()
+
     yield set_cpu
     device.cpu_native_bf16.cache_clear()
 

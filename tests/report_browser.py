@@ -2,6 +2,7 @@
 page's facts measured in the browser, screenshots kept for a human to look at. Used by the tests of
 real reports (test_reports_real_runs.py: a sweep and an SD study; test_reports_demo_and_sd.py: the
 demo and a two-model SD folder run)."""
+
 from __future__ import annotations
 
 import os
@@ -50,7 +51,9 @@ def chromium():
     """Headless Chromium, or a skip naming what to install."""
     if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
         pytest.skip(f"chromium not installed at {CHROMIUM}: run `make system-deps` (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (python package) not installed: pip install '.[browser]'")
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="playwright (python package) not installed: pip install '.[browser]'"
+    )
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"])
         try:
@@ -66,7 +69,9 @@ def look(browser, report: Path, shots: Path, name: str) -> dict:
     shots = Path(os.environ.get("IMAGEN_BENCH_SCREENSHOTS") or shots)
     page = browser.new_page(viewport=LAPTOP)
     page.goto((report / "index.html").as_uri(), wait_until="load")
-    page.evaluate("() => Promise.all([...document.images].map(i => i.decode().catch(() => null)))")  # lazy thumbnails too
+    page.evaluate(
+        "() => Promise.all([...document.images].map(i => i.decode().catch(() => null)))"
+    )  # lazy thumbnails too
     facts = page.evaluate(PAGE_FACTS)
     shots.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(shots / f"{name}-first-screen.png"))
@@ -78,7 +83,9 @@ def look(browser, report: Path, shots: Path, name: str) -> dict:
 def as_a_reader_sees_it(facts: dict, report: Path) -> None:
     from reports.html import natural_key
 
-    assert facts["scrollWidth"] <= facts["viewport"] == LAPTOP["width"], facts["scrollWidth"]  # no page-level sideways scroll
+    assert facts["scrollWidth"] <= facts["viewport"] == LAPTOP["width"], facts[
+        "scrollWidth"
+    ]  # no page-level sideways scroll
     assert facts["tables"] and facts["summaryFirst"] and facts["figureFirst"]  # findings and a figure before any table
     assert facts["summaryTop"] < LAPTOP["height"] and facts["figureTop"] < LAPTOP["height"]  # both on the first screen
     assert facts["samples"] >= 4 and facts["loaded"] == facts["samples"]  # sample images, every one decoded

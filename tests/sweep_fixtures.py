@@ -1,6 +1,7 @@
 """Tiny components for the sweep tests: a random 3-stage cascade checkpoint (imagen.presets.tiny,
 8 -> 16 -> 32 px) saved the way `imagen-bench train` saves one, a spec writer, and a small real
 metric (mean brightness per image, synced across ranks) so runner tests need no metric weights."""
+
 from __future__ import annotations
 
 import os
@@ -16,7 +17,7 @@ from selfcheck.trials.tiny_cascade import make_tiny_checkpoint, tiny_spec  # noq
 
 # The real Stable Diffusion v1.4 and v1.5 DrawBench images (../shared/data/drawbench-sd, seed 0) as two
 # folder models of a sweep spec; {root} is that folder.
-SD_FOLDER_MODELS = '''
+SD_FOLDER_MODELS = """
 [[models]]
 name = "sd-v1-4"
 kind = "folder"
@@ -28,7 +29,8 @@ name = "sd-v1-5"
 kind = "folder"
 path = "{root}/sd-v1-5"
 seed = 0
-'''
+"""
+
 
 class Brightness:
     """Mean pixel value / 255 per image; per-cell mean via a synced SumCount."""
@@ -98,8 +100,13 @@ def make_coco(root: Path, n: int = 8, people_every: int = 0) -> Path:
         Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(root / "val2014" / name, quality=95)
         images.append({"id": image_id, "file_name": name, "height": h, "width": w})
         who = "a man holding " if people_every and k % people_every == 0 else ""
-        annotations += [{"image_id": image_id, "id": 1000 + 2 * k + j, "caption": f"{who}a photo number {k}, caption {j}"} for j in (0, 1)]
-    (root / "annotations" / "captions_val2014.json").write_text(json.dumps({"images": images, "annotations": annotations}))
+        annotations += [
+            {"image_id": image_id, "id": 1000 + 2 * k + j, "caption": f"{who}a photo number {k}, caption {j}"}
+            for j in (0, 1)
+        ]
+    (root / "annotations" / "captions_val2014.json").write_text(
+        json.dumps({"images": images, "annotations": annotations})
+    )
     return root
 
 
@@ -110,8 +117,14 @@ def sigkill_after_records(proc, run: Path, records: int, timeout: float = 300) -
 
     shard = run / "shards" / "images-rank0.jsonl"
     deadline = time.time() + timeout
-    while time.time() < deadline and proc.poll() is None and (not shard.is_file() or len(shard.read_text().splitlines()) < records):
-        time.sleep(0.02)  # (a sweep that exits by itself is not waited for: the caller's "interrupted" check fails at once)
+    while (
+        time.time() < deadline
+        and proc.poll() is None
+        and (not shard.is_file() or len(shard.read_text().splitlines()) < records)
+    ):
+        time.sleep(
+            0.02
+        )  # (a sweep that exits by itself is not waited for: the caller's "interrupted" check fails at once)
     if proc.poll() is None:
         os.kill(proc.pid, signal.SIGKILL)
     proc.wait()

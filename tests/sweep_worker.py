@@ -1,5 +1,6 @@
 """Subprocess entry for the kill and torchrun tests: `python sweep_worker.py SPEC OUT CACHE` (or
 under torchrun) runs the sweep with the test metric (bench.metrics needs no weights here)."""
+
 import sys
 from pathlib import Path
 

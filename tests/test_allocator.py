@@ -2,6 +2,7 @@
 
 Each check runs in fresh processes: the malloc rule is process-wide and this test process holds it
 already (tests/conftest.py applies it, as every `imagen-bench` command does)."""
+
 from __future__ import annotations
 
 import os
@@ -14,7 +15,9 @@ import pytest
 from common import allocator
 
 REPO = Path(__file__).resolve().parents[1]
-glibc = pytest.mark.skipif(allocator._glibc() is None, reason="the rule changes glibc's malloc only; this C library is not glibc")
+glibc = pytest.mark.skipif(
+    allocator._glibc() is None, reason="the rule changes glibc's malloc only; this C library is not glibc"
+)
 
 FAULTS = """
 import resource, sys, torch
@@ -52,22 +55,62 @@ def test_images_are_bit_identical_under_either_rule(tmp_path):
     out = {}
     for m in allocator.CHOICES:
         env = {**os.environ, allocator.ENV: m}
-        subprocess.run([sys.executable, "-m", "imagen_bench.cli", "sample", "--prompt", "a red circle above a blue square",
-                        "--num", "8", "--steps", "2", "--precision", "fp32", "--out", str(tmp_path / m)],
-                       check=True, capture_output=True, env=env, cwd=REPO)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "imagen_bench.cli",
+                "sample",
+                "--prompt",
+                "a red circle above a blue square",
+                "--num",
+                "8",
+                "--steps",
+                "2",
+                "--precision",
+                "fp32",
+                "--out",
+                str(tmp_path / m),
+            ],
+            check=True,
+            capture_output=True,
+            env=env,
+            cwd=REPO,
+        )
         out[m] = {p.name: p.read_bytes() for p in sorted((tmp_path / m).glob("*.png"))}
     assert len(out["reuse"]) == 8 and out["reuse"] == out["system"]
 
 
 def test_an_unknown_rule_is_one_line_naming_the_choices(tmp_path):
     env = {**os.environ, allocator.ENV: "jemalloc"}
-    proc = subprocess.run([sys.executable, "-m", "imagen_bench.cli", "sweep", str(tmp_path / "spec.toml"), "--out", str(tmp_path / "run")],
-                          capture_output=True, text=True, env=env, cwd=REPO)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "imagen_bench.cli",
+            "sweep",
+            str(tmp_path / "spec.toml"),
+            "--out",
+            str(tmp_path / "run"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+    )
     assert proc.returncode == 2 and not (tmp_path / "run").exists()
-    assert proc.stderr.strip() == "imagen-bench sweep: error: unknown IMAGEN_BENCH_MALLOC 'jemalloc'; choose from reuse, system"
+    assert (
+        proc.stderr.strip()
+        == "imagen-bench sweep: error: unknown IMAGEN_BENCH_MALLOC 'jemalloc'; choose from reuse, system"
+    )
     # the commands that run no network never read it
-    proc = subprocess.run([sys.executable, "-m", "imagen_bench.cli", "leaderboard", str(tmp_path / "no-run")], capture_output=True,
-                          text=True, env=env, cwd=REPO)
+    proc = subprocess.run(
+        [sys.executable, "-m", "imagen_bench.cli", "leaderboard", str(tmp_path / "no-run")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+    )
     assert proc.returncode == 2 and "MALLOC" not in proc.stderr
 
 
@@ -78,7 +121,10 @@ def test_perf_runners_get_the_same_rule_through_glibc_tunables(monkeypatch):
     monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
     assert allocator.reuse_freed_memory().startswith("glibc malloc")
     env = allocator.child_env({"PATH": "/bin", "GLIBC_TUNABLES": "glibc.pthread.rseq=0"})
-    assert env["GLIBC_TUNABLES"] == f"glibc.pthread.rseq=0:glibc.malloc.mmap_threshold={1 << 30}:glibc.malloc.trim_threshold={1 << 30}"
+    assert (
+        env["GLIBC_TUNABLES"]
+        == f"glibc.pthread.rseq=0:glibc.malloc.mmap_threshold={1 << 30}:glibc.malloc.trim_threshold={1 << 30}"
+    )
     monkeypatch.setattr(allocator, "_applied", None)
     monkeypatch.setenv(allocator.ENV, "system")
     assert allocator.reuse_freed_memory() == "system malloc (IMAGEN_BENCH_MALLOC=system)"

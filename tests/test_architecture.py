@@ -14,6 +14,7 @@ package may depend on, so an allowed name cannot smuggle in a forbidden one; and
 by strings (the command table, WIRING, the metric registry, the trials table) resolve to modules
 that exist and are resolved the same way. Inside packages, rules where drift starts (RULES_INSIDE).
 """
+
 from __future__ import annotations
 
 import ast
@@ -36,9 +37,21 @@ ALLOWED = {
 }
 # module -> modules its closure must not reach (prefixes), and why
 RULES_INSIDE = {
-    "human_eval.contract": ({"common", "drawbench", "imagen", "bench", "reports", "human_eval.store", "human_eval.study",
-                             "human_eval.export", "human_eval.server", "human_eval.app"},
-                            "the ratings contract is a leaf: pandas and human_eval.protocols"),
+    "human_eval.contract": (
+        {
+            "common",
+            "drawbench",
+            "imagen",
+            "bench",
+            "reports",
+            "human_eval.store",
+            "human_eval.study",
+            "human_eval.export",
+            "human_eval.server",
+            "human_eval.app",
+        },
+        "the ratings contract is a leaf: pandas and human_eval.protocols",
+    ),
     "imagen.unet": ({"imagen.pipeline", "imagen.train"}, "the network never imports what drives it"),
     "imagen.samplers": ({"imagen.pipeline", "imagen.train"}, "samplers are plain functions of a denoiser"),
     "imagen.schedule": ({"imagen.pipeline", "imagen.train"}, "a schedule is a function of t"),
@@ -70,12 +83,15 @@ def violations() -> list[str]:
         for path in sorted((REPO / package).rglob("*.py")):
             for line, module in imports(path):
                 if not allowed(package, module):
-                    bad.append(f"{path.relative_to(REPO)}:{line} imports {module} ({package} may import: "
-                               f"{', '.join(sorted(ALLOWED[package])) or 'none of the project packages'})")
+                    bad.append(
+                        f"{path.relative_to(REPO)}:{line} imports {module} ({package} may import: "
+                        f"{', '.join(sorted(ALLOWED[package])) or 'none of the project packages'})"
+                    )
     return bad
 
 
 # -- closures --------------------------------------------------------------------------------------
+
 
 @cache
 def modules() -> dict[str, Path]:
@@ -134,7 +150,9 @@ def closure_violations() -> list[str]:
         may = {package} | {a.split(".")[0] for a in ALLOWED[package]}
         for other in sorted(closure(module)):
             if other.split(".")[0] not in may:
-                bad.append(f"{module} brings in {other} ({package} may depend on: {', '.join(sorted(may - {package}))})")
+                bad.append(
+                    f"{module} brings in {other} ({package} may depend on: {', '.join(sorted(may - {package}))})"
+                )
                 break
     for rule, (forbidden, why) in RULES_INSIDE.items():
         for module in [m for m in modules() if m == rule or m.startswith(rule + ".")]:
@@ -151,7 +169,11 @@ def string_wired() -> list[tuple[str, str]]:
     from selfcheck.trials.commands import TRIALS
 
     out = [(f"imagen_bench.cli COMMANDS[{k!r}]", m) for k, (m, _) in COMMANDS.items()]
-    out += [(f"imagen_bench.cli WIRING[{k!r}][{a!r}]", t.partition(":")[0]) for k, v in WIRING.items() for a, t in v.items()]
+    out += [
+        (f"imagen_bench.cli WIRING[{k!r}][{a!r}]", t.partition(":")[0])
+        for k, v in WIRING.items()
+        for a, t in v.items()
+    ]
     out += [(f"bench.metrics REGISTRY[{k!r}]", m) for k, (m, _) in REGISTRY.items()]
     out += [(f"selfcheck.trials TRIALS[{k!r}]", m) for k, (m, _) in TRIALS.items()]
     return out
@@ -200,9 +222,13 @@ def test_the_checker_sees_a_wrong_arrow(tmp_path):
 
 
 def test_the_report_side_imports_no_torch():
-    code = ("import sys, reports.build, reports.commands, human_eval.export, common.imagestore; "
-            "print(sorted(m for m in ('torch', 'imagen', 'bench') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True).stdout.strip()
+    code = (
+        "import sys, reports.build, reports.commands, human_eval.export, common.imagestore; "
+        "print(sorted(m for m in ('torch', 'imagen', 'bench') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True
+    ).stdout.strip()
     assert out == "[]"
 
 

@@ -1,6 +1,7 @@
 """Unwritable outputs are one line naming OUT and the reason (exit 2), found before any work,
 with nothing left behind: a read-only place (/sys, read-only even for root) and a file where a
 folder is needed, for every command that writes a run, a study, an export, a report or statistics."""
+
 from __future__ import annotations
 
 import time
@@ -24,8 +25,18 @@ def _commands(tmp_path: Path, out: Path, out_file: Path) -> dict[str, list[str]]
     spec = Path(__file__).parents[1] / "bench" / "specs" / "demo.toml"
     return {
         "sweep": ["sweep", str(spec), "--out", str(out)],
-        "study create": ["study", "create", "--protocol", "coco_alignment", "--a", f"folder:{tmp_path}", "--prompts",
-                         f"csv:{tmp_path / 'c.csv'}", "--out", str(out)],
+        "study create": [
+            "study",
+            "create",
+            "--protocol",
+            "coco_alignment",
+            "--a",
+            f"folder:{tmp_path}",
+            "--prompts",
+            f"csv:{tmp_path / 'c.csv'}",
+            "--out",
+            str(out),
+        ],
         "report": ["report", str(tmp_path), "--out", str(out)],
         "fid-stats": ["fid-stats", "shapes:test", "--out", str(out_file)],
         "fid": ["fid", str(tmp_path), "--reference", "shapes:test", "--out", str(out_file)],
@@ -46,7 +57,11 @@ def test_a_file_where_a_folder_goes_is_one_line(tmp_path, a_file, capsys):
     for name in ("sweep", "study create", "report"):
         assert cli(_commands(tmp_path, a_file, tmp_path / "x.npz")[name]) == 2, name
         err = capsys.readouterr().err
-        assert f"cannot write {a_file}: it is a file, not a folder" in err or "not a report folder" in err or "already exists" in err, err
+        assert (
+            f"cannot write {a_file}: it is a file, not a folder" in err
+            or "not a report folder" in err
+            or "already exists" in err
+        ), err
         assert a_file.read_text() == "mine"
 
 
@@ -56,8 +71,16 @@ def test_study_export_to_an_unwritable_place_leaves_nothing(tmp_path, capsys):
     from selfcheck.trials.study_sources import synthetic_sources
 
     captions, model, _ = synthetic_sources(tmp_path / "src")
-    study = create_study(tmp_path / "study", StudySettings(protocol="coco_alignment", a=f"folder:{model}", b=None,
-                                                           prompts=f"csv:{captions}", plan=PlanSettings(raters=1, batch_size=4)))
+    study = create_study(
+        tmp_path / "study",
+        StudySettings(
+            protocol="coco_alignment",
+            a=f"folder:{model}",
+            b=None,
+            prompts=f"csv:{captions}",
+            plan=PlanSettings(raters=1, batch_size=4),
+        ),
+    )
     if Path("/sys/kernel").is_dir():
         assert cli(["study", "export", str(study.root), "--out", str(READ_ONLY / "a.parquet")]) == 2
         assert "cannot write /sys/kernel/imagen-bench-test/a.parquet" in capsys.readouterr().err
@@ -65,7 +88,11 @@ def test_study_export_to_an_unwritable_place_leaves_nothing(tmp_path, capsys):
     (tmp_path / "b.parquet.meta.json").write_text("{}")  # an existing sidecar is never replaced
     assert cli(["study", "export", str(study.root), "--out", str(tmp_path / "b.parquet")]) == 2
     assert "b.parquet.meta.json already exists" in capsys.readouterr().err
-    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp")) and not (tmp_path / "b.parquet").exists()
+    assert (
+        not list(tmp_path.glob("*.tmp"))
+        and not list(tmp_path.glob(".*.tmp"))
+        and not (tmp_path / "b.parquet").exists()
+    )
 
 
 def test_rate_refuses_a_port_out_of_range(tmp_path, capsys):
@@ -84,8 +111,14 @@ def test_a_report_is_published_readable_like_any_new_folder(tmp_path):
     from reports.simulate import RaterModel, StudyDesign, simulate_sbs_frame
 
     prompts = pd.DataFrame({"id": range(1, 11), "category": ["Colors"] * 10})
-    frame = simulate_sbs_frame(prompts, "a", "b", {"quality": RaterModel(), "alignment": RaterModel()},
-                               StudyDesign(n_prompts=10, n_raters=3, answers_per_rater=10, controls_per_rater=2), seed=0)
+    frame = simulate_sbs_frame(
+        prompts,
+        "a",
+        "b",
+        {"quality": RaterModel(), "alignment": RaterModel()},
+        StudyDesign(n_prompts=10, n_raters=3, answers_per_rater=10, controls_per_rater=2),
+        seed=0,
+    )
     out = build_report(ReportInputs(answers=(("sim", frame),)), tmp_path / "report")
     umask = os.umask(0)
     os.umask(umask)

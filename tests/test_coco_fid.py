@@ -1,6 +1,7 @@
 """COCO FID end to end on a COCO folder as downloaded (official names and layout), made in the test:
 captions sampled from the captions JSON, images generated, FID against the reference images
 centre-cropped and resized to the evaluated resolution before the Inception, all recorded."""
+
 from __future__ import annotations
 
 import json
@@ -29,19 +30,35 @@ def test_shipped_fid30k_spec_states_the_protocol():
 
 def test_coco_fid_end_to_end_on_official_names(tmp_path):
     coco = make_coco(tmp_path / "coco")
-    text = SPEC.read_text().replace("/data/coco", str(coco)).replace("n = 30000", "n = 6").replace("size = 256", "size = 32")
-    text = text.replace('# checkpoint = "path/to/a/cascade"', f'checkpoint = "{make_tiny_checkpoint(tmp_path / "ckpt")}"\nprecision = "fp32"')
-    (tmp_path / "spec.toml").write_text(text.replace('[grid]\nguidance = [3.0]', '[grid]\nsteps = [2]\nguidance = [3.0]'))
+    text = (
+        SPEC.read_text()
+        .replace("/data/coco", str(coco))
+        .replace("n = 30000", "n = 6")
+        .replace("size = 256", "size = 32")
+    )
+    text = text.replace(
+        '# checkpoint = "path/to/a/cascade"',
+        f'checkpoint = "{make_tiny_checkpoint(tmp_path / "ckpt")}"\nprecision = "fp32"',
+    )
+    (tmp_path / "spec.toml").write_text(
+        text.replace("[grid]\nguidance = [3.0]", "[grid]\nsteps = [2]\nguidance = [3.0]")
+    )
     run_sweep(tmp_path / "spec.toml", tmp_path / "run", cache_dir=tmp_path / "cache", progress=False)
     m = pd.read_parquet(tmp_path / "run" / "manifest.parquet")
     captions = json.loads((coco / "annotations" / "captions_val2014.json").read_text())
     ids = {str(a["image_id"]) for a in captions["annotations"]}
-    assert len(m) == 6 and set(m.prompt_id) <= ids and m.prompt.str.endswith("caption 0").all()  # first caption per image
+    assert (
+        len(m) == 6 and set(m.prompt_id) <= ids and m.prompt.str.endswith("caption 0").all()
+    )  # first caption per image
     fid = pd.read_parquet(tmp_path / "run" / "metrics_cell.parquet").set_index("metric").loc["fid"]
     details = json.loads(fid.details)
     assert np.isfinite(fid.value) and fid.n == 6
     assert details["reference"] == f"coco:{coco}" and details["reference_n"] == 8
-    assert details["reference_crop"] == "center" and details["reference_size"] == 32 and details["resize"] == "pil_bicubic"
+    assert (
+        details["reference_crop"] == "center"
+        and details["reference_size"] == 32
+        and details["resize"] == "pil_bicubic"
+    )
 
 
 def test_reference_crop_is_the_centred_square_then_the_size():
@@ -87,20 +104,35 @@ def test_a_512_model_through_the_fid30k_spec_equals_its_images_brought_to_256_by
         im.save(big / f"{pid}.png")
         by_hand.append((pid, np.asarray(im.crop((0, 0, 512, 512)).resize((256, 256), Image.BICUBIC))))
     write_manifest(big, "coco", first)
-    text = (SPEC.read_text().replace("/data/coco", str(coco)).replace("n = 30000", "n = 6")
-            .replace('kind = "imagen"', f'kind = "folder"\npath = "{big}"').replace("batch_size = 8\n", "")
-            .replace('options = { reference = "coco:/data/coco", crop = "center", size = 256 }'.replace("/data/coco", str(coco)),
-                     f'options = {{ reference = "coco:{coco}", crop = "center", size = 256, batch_size = 6 }}'))
+    text = (
+        SPEC.read_text()
+        .replace("/data/coco", str(coco))
+        .replace("n = 30000", "n = 6")
+        .replace('kind = "imagen"', f'kind = "folder"\npath = "{big}"')
+        .replace("batch_size = 8\n", "")
+        .replace(
+            'options = { reference = "coco:/data/coco", crop = "center", size = 256 }'.replace(
+                "/data/coco", str(coco)
+            ),
+            f'options = {{ reference = "coco:{coco}", crop = "center", size = 256, batch_size = 6 }}',
+        )
+    )
     (tmp_path / "spec.toml").write_text(text)
     run_sweep(tmp_path / "spec.toml", tmp_path / "run", cache_dir=tmp_path / "cache", progress=False)
     row = pd.read_parquet(tmp_path / "run" / "metrics_cell.parquet").set_index("metric").loc["fid"]
     details = json.loads(row.details)
-    assert details["generated_size"] == 256 and details["generated_crop"] == "center" and details["reference_size"] == 256
+    assert (
+        details["generated_size"] == 256 and details["generated_crop"] == "center" and details["reference_size"] == 256
+    )
 
     def no_reads(*a, **k):
         raise AssertionError("a cached reference read an image file")
 
-    metric = build_metric("fid", {"reference": f"coco:{coco}", "crop": "center", "size": 256, "batch_size": 6}, cache_dir=tmp_path / "cache")
+    metric = build_metric(
+        "fid",
+        {"reference": f"coco:{coco}", "crop": "center", "size": 256, "batch_size": 6},
+        cache_dir=tmp_path / "cache",
+    )
     with pytest.MonkeyPatch.context() as mp:  # the second run of the reference side: names, sizes and times only
         mp.setattr(reference_module, "load_rgb", no_reads)
         mp.setattr(reference_module, "sha256_file", no_reads)
@@ -119,14 +151,19 @@ def test_verify_rehashes_the_reference_and_catches_changed_bytes(tmp_path):
     coco = make_coco(tmp_path / "coco", n=4)
     ext = extractor()
     first = compute_reference(f"coco:{coco}", ext, cache_dir=tmp_path / "cache", crop="center", size=32)
-    assert compute_reference(f"coco:{coco}", ext, cache_dir=tmp_path / "cache", crop="center", size=32, verify=True).n == first.n
+    assert (
+        compute_reference(f"coco:{coco}", ext, cache_dir=tmp_path / "cache", crop="center", size=32, verify=True).n
+        == first.n
+    )
     photo = sorted((coco / "val2014").iterdir())[0]
     st = photo.stat()
     data = bytearray(photo.read_bytes())
     data[-3] ^= 0xFF  # same size, same time, other bytes
     photo.write_bytes(bytes(data))
     os.utime(photo, ns=(st.st_atime_ns, st.st_mtime_ns))
-    assert compute_reference(f"coco:{coco}", ext, cache_dir=tmp_path / "cache", crop="center", size=32).n == first.n  # stat-keyed: cached
+    assert (
+        compute_reference(f"coco:{coco}", ext, cache_dir=tmp_path / "cache", crop="center", size=32).n == first.n
+    )  # stat-keyed: cached
     with pytest.raises(ValueError, match="bytes differ from those the cached statistics"):
         compute_reference(f"coco:{coco}", ext, cache_dir=tmp_path / "cache", crop="center", size=32, verify=True)
 

@@ -1,6 +1,7 @@
 """torch.compile of the U-Nets (issue 18): asked for, never on by itself; compiled images stay within
 a level or two of eager ones; the mode is recorded and is part of a sweep cell's identity, while eager
 cells keep the ids they always had; the perf section reports the compile cost and its break-even."""
+
 from __future__ import annotations
 
 import pytest
@@ -12,8 +13,11 @@ def _settings():
     from imagen.guidance import Thresholding
     from imagen.pipeline import StageSampling
 
-    return [StageSampling(steps=3, guidance=3.0, thresholding=Thresholding("dynamic")),
-            StageSampling(steps=2, guidance=1.0, aug_level=0.1), StageSampling(steps=2, sampler="ddim", aug_level=0.05)]
+    return [
+        StageSampling(steps=3, guidance=3.0, thresholding=Thresholding("dynamic")),
+        StageSampling(steps=2, guidance=1.0, aug_level=0.1),
+        StageSampling(steps=2, sampler="ddim", aug_level=0.05),
+    ]
 
 
 def test_compile_is_off_by_default_and_unknown_modes_are_refused():
@@ -30,7 +34,12 @@ def test_compiled_cell_has_its_own_identity_and_eager_ids_are_unchanged():
     eager = ImagenModel("m", ImagenModelConfig(precision="fp32", device="cpu"))
     compiled = ImagenModel("m", ImagenModelConfig(precision="fp32", device="cpu", compile="default"))
     # the identity eager cells had before compilation existed: resumed run folders keep their cell ids
-    assert eager.identity() == {"device": "cpu", "precision": "fp32", "memory_format": "channels_last", "deterministic": False}
+    assert eager.identity() == {
+        "device": "cpu",
+        "precision": "fp32",
+        "memory_format": "channels_last",
+        "deterministic": False,
+    }
     assert compiled.identity() == {**eager.identity(), "compile": "default"}
 
 
@@ -91,11 +100,18 @@ def test_compiled_training_matches_eager_and_saves_the_same_checkpoint(tmp_path,
 
     stage, te = tiny().stages[0], tiny().text_encoder
     tc = TrainConfig(steps=3, batch_size=4, lr=1e-3, warmup_steps=1, ckpt_every=3, precision="fp32", num_threads=2)
-    runs = {mode: Trainer(stage, te, tc, ToySet(8), minilm, tmp_path / mode, log=lambda s: None, device="cpu", compile=mode)
-            for mode in ("off", "default")}
+    runs = {
+        mode: Trainer(
+            stage, te, tc, ToySet(8), minilm, tmp_path / mode, log=lambda s: None, device="cpu", compile=mode
+        )
+        for mode in ("off", "default")
+    }
     losses = {mode: t.train() for mode, t in runs.items()}
     assert losses["default"] == pytest.approx(losses["off"], rel=1e-4)  # same data, noise and weights; other kernels
-    eager, compiled = load_file(str(tmp_path / "off" / "model.safetensors")), load_file(str(tmp_path / "default" / "model.safetensors"))
+    eager, compiled = (
+        load_file(str(tmp_path / "off" / "model.safetensors")),
+        load_file(str(tmp_path / "default" / "model.safetensors")),
+    )
     assert eager.keys() == compiled.keys()  # the module's own names, no compile wrapper prefix
     for k in eager:
         torch.testing.assert_close(compiled[k], eager[k], rtol=1e-3, atol=1e-5, msg=k)
@@ -118,16 +134,34 @@ def test_a_compiled_sweep_is_recorded_has_its_own_cells_and_stays_near_the_eager
 
     from bench.sweep.runner import run_sweep
 
-    spec = (tiny_spec(make_tiny_checkpoint(tmp_path / "ckpt"), guidance=(3.0,), thresholding=("static",), samples=1, metrics=False)
-            .replace("batch_size = 3", "batch_size = 7\nnum_stages = 1").replace("[models.stages.sr32]\nsteps = 2\n", ""))
+    spec = (
+        tiny_spec(
+            make_tiny_checkpoint(tmp_path / "ckpt"),
+            guidance=(3.0,),
+            thresholding=("static",),
+            samples=1,
+            metrics=False,
+        )
+        .replace("batch_size = 3", "batch_size = 7\nnum_stages = 1")
+        .replace("[models.stages.sr32]\nsteps = 2\n", "")
+    )
     runs = {}
     for mode in ("off", "default"):
-        (tmp_path / f"{mode}.toml").write_text(spec.replace('precision = "fp32"', f'precision = "fp32"\ncompile = "{mode}"'))
+        (tmp_path / f"{mode}.toml").write_text(
+            spec.replace('precision = "fp32"', f'precision = "fp32"\ncompile = "{mode}"')
+        )
         run_sweep(tmp_path / f"{mode}.toml", tmp_path / mode, cache_dir=tmp_path / "cache", progress=False)
-        runs[mode] = pd.read_parquet(tmp_path / mode / "manifest.parquet").sort_values("prompt_id").reset_index(drop=True)
-    assert json.loads((tmp_path / "default" / "run.json").read_text())["models"]["tiny"]["runtime"]["compile"] == "default"
+        runs[mode] = (
+            pd.read_parquet(tmp_path / mode / "manifest.parquet").sort_values("prompt_id").reset_index(drop=True)
+        )
+    assert (
+        json.loads((tmp_path / "default" / "run.json").read_text())["models"]["tiny"]["runtime"]["compile"]
+        == "default"
+    )
     assert "compile" not in json.loads((tmp_path / "off" / "run.json").read_text())["models"]["tiny"]["runtime"]
-    assert set(runs["off"].cell_id).isdisjoint(runs["default"].cell_id) and len(runs["off"]) == len(runs["default"]) == 7
+    assert (
+        set(runs["off"].cell_id).isdisjoint(runs["default"].cell_id) and len(runs["off"]) == len(runs["default"]) == 7
+    )
     for a, b in zip(runs["off"].path, runs["default"].path):
         pa = np.asarray(Image.open(tmp_path / "off" / a), dtype=int)
         pb = np.asarray(Image.open(tmp_path / "default" / b), dtype=int)

@@ -1,6 +1,7 @@
 """The intervals against known truths (selfcheck/coverage): the closed-form truths themselves against
 large Monte Carlo samples, then a small version of `imagen-bench coverage` in which the suite's
 intervals hold their coverage and stay in range, and the former ones visibly fail."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -54,14 +55,18 @@ def test_per_image_intervals_stay_in_range_and_cover():
     assert suite["coverage"].min() >= 89.0, suite.sort_values("coverage").head(3).to_string()
     exact = suite[suite["replicates"] == "exact"]
     assert len(exact) == 28 and exact["coverage"].min() >= 91.0
-    rare = former[former["scenario"].str.endswith(("p=0.02", "p=0.98")) & (former["n"] == 3) & (former["metric"] != "continuous")]
+    rare = former[
+        former["scenario"].str.endswith(("p=0.02", "p=0.98")) & (former["n"] == 3) & (former["metric"] != "continuous")
+    ]
     assert len(rare) == 6 and rare["coverage"].max() < 50 and former["out_of_range"].max() > 50
 
 
 def test_set_metric_intervals_cover_and_the_former_bootstrap_does_not():
     """FD (jackknife over prompt blocks), KID, CMMD and PRDC (blocks) cover their conditional truths
     on Gaussian features; the former with-replacement bootstrap misses FD and KID badly."""
-    sizes = dataclasses.replace(QUICK, replicates=120, old_replicates=40, old_resamples=40, prdc_truth_sets=200, prompts=60, reference=600)
+    sizes = dataclasses.replace(
+        QUICK, replicates=120, old_replicates=40, old_resamples=40, prdc_truth_sets=200, prompts=60, reference=600
+    )
     rows = pd.DataFrame(set_metrics(sizes, seed=1, former=("fd",)))
     suite, former = rows[rows["method"] != "bootstrap (former)"], rows[rows["method"] == "bootstrap (former)"]
     assert set(suite["metric"]) == {"fd", "kid", "cmmd", "precision", "recall", "density", "coverage"}

@@ -1,4 +1,5 @@
 """Precision, memory format and device chosen by capability (imagen.device), and recorded."""
+
 import json
 
 import pytest
@@ -69,7 +70,9 @@ def test_sample_records_the_resolved_precision(tmp_path, fake_cpu):
     from imagen_bench.cli import main as cli
 
     fake_cpu(avx512_bf16=False, amx=False)
-    assert cli(["sample", "--prompt", "a red circle", "--stages", "1", "--steps", "2", "--out", str(tmp_path / "s")]) == 0
+    assert (
+        cli(["sample", "--prompt", "a red circle", "--stages", "1", "--steps", "2", "--out", str(tmp_path / "s")]) == 0
+    )
     rt = json.loads((tmp_path / "s" / "sample.json").read_text())["runtime"]
     assert rt["precision"] == "fp32" and rt["device"] == "cpu" and rt["memory_format"] == "channels_last"
     assert "without AVX512-BF16/AMX" in rt["precision_reason"] and rt["cpu_capability"]

@@ -1,6 +1,7 @@
 """device = "auto" for every network the suite runs (issue 32), with CUDA faked present or absent at
 the level imagen.device reads it (torch.cuda.is_available / device_count / is_bf16_supported /
 get_device_name): each network resolves as docs/devices.md says, and no tensor goes to a GPU."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -45,14 +46,22 @@ def where(placement) -> tuple[str, str]:
 def test_with_a_bf16_gpu_every_torch_network_goes_to_it(cuda):
     cuda(gpus=1, bf16=True)
     assert where(resolve("auto")) == ("cuda", "bf16")  # the cascade
-    assert where(feature_placement(FeatureConfig())) == ("cuda", "fp32")  # Inception / DINOv2 / CLIP features: fp32 unless asked
+    assert where(feature_placement(FeatureConfig())) == (
+        "cuda",
+        "fp32",
+    )  # Inception / DINOv2 / CLIP features: fp32 unless asked
     assert where(feature_placement(FeatureConfig(dtype="bfloat16"))) == ("cuda", "bf16")
     assert where(clip_placement(CLIPOptions())) == ("cuda", "fp32")  # CLIP score: fp32 unless asked
     assert where(clip_placement(CLIPOptions(precision="auto"))) == ("cuda", "bf16")
     assert where(judge_placement(VQAOptions())) == ("cuda", "bf16")  # VQA judges: the cascade's rule
     assert pipeline_precision("auto", resolve_device("auto"))[0] == "fp16"  # diffusers pipelines
     summary = judge_placement(VQAOptions()).summary()
-    assert summary == {"device": "cuda", "precision": "bf16", "precision_reason": f"auto: {GPU} computes bf16 natively", "gpu": GPU}
+    assert summary == {
+        "device": "cuda",
+        "precision": "bf16",
+        "precision_reason": f"auto: {GPU} computes bf16 natively",
+        "gpu": GPU,
+    }
 
 
 def test_a_gpu_without_native_bf16_keeps_float32_where_auto_would_pick_bf16(cuda):
@@ -66,20 +75,34 @@ def test_a_gpu_without_native_bf16_keeps_float32_where_auto_would_pick_bf16(cuda
 def test_under_torchrun_each_rank_takes_its_own_gpu(cuda):
     cuda(gpus=2, rank=1)
     assert resolve("auto").device == "cuda:1"
-    for placement in (feature_placement(FeatureConfig()), clip_placement(CLIPOptions()), judge_placement(VQAOptions())):
-        assert placement.device == "cuda:1" and placement.summary()["device"] == "cuda"  # every rank records the same kind
+    for placement in (
+        feature_placement(FeatureConfig()),
+        clip_placement(CLIPOptions()),
+        judge_placement(VQAOptions()),
+    ):
+        assert (
+            placement.device == "cuda:1" and placement.summary()["device"] == "cuda"
+        )  # every rank records the same kind
     assert resolve_device(QuestionOptions().device) == "cuda:1"
 
 
 def test_without_a_gpu_everything_stays_on_the_cpu(cuda, fake_cpu):
     cuda(gpus=0)
     fake_cpu(avx512_bf16=False, amx=False)
-    for placement in (resolve("auto"), feature_placement(FeatureConfig()), clip_placement(CLIPOptions()), judge_placement(VQAOptions())):
+    for placement in (
+        resolve("auto"),
+        feature_placement(FeatureConfig()),
+        clip_placement(CLIPOptions()),
+        judge_placement(VQAOptions()),
+    ):
         assert where(placement) == ("cpu", "fp32")
     assert pipeline_precision("auto", resolve_device("auto")) == ("fp32", "auto: CPU")
     assert ocr_device(OCROptions()) == ("cpu", "auto: no CUDA GPU here")
     fake_cpu(avx512_bf16=True, amx=False)  # the judges follow the cascade's CPU rule; FID / CLIP score features do not
-    assert where(judge_placement(VQAOptions())) == ("cpu", "bf16") and where(feature_placement(FeatureConfig())) == ("cpu", "fp32")
+    assert where(judge_placement(VQAOptions())) == ("cpu", "bf16") and where(feature_placement(FeatureConfig())) == (
+        "cpu",
+        "fp32",
+    )
 
 
 def test_ocr_goes_to_the_gpu_only_through_onnxruntimes_cuda_provider(cuda, monkeypatch):
@@ -89,9 +112,13 @@ def test_ocr_goes_to_the_gpu_only_through_onnxruntimes_cuda_provider(cuda, monke
     monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])  # the CPU build
     device, why = ocr_device(OCROptions())
     assert device == "cpu" and "no CUDAExecutionProvider" in why and "onnxruntime-gpu" in why
-    with pytest.raises(ValueError, match=r"^ocr device 'cuda': onnxruntime .* has no CUDAExecutionProvider .*install onnxruntime-gpu$"):
+    with pytest.raises(
+        ValueError, match=r"^ocr device 'cuda': onnxruntime .* has no CUDAExecutionProvider .*install onnxruntime-gpu$"
+    ):
         ocr_device(OCROptions(device="cuda"))
-    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(
+        onnxruntime, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    )
     assert ocr_device(OCROptions())[0] == "cuda:1"
 
 
@@ -139,9 +166,14 @@ def test_reference_statistics_of_another_device_are_recomputed_or_refused(tmp_pa
     gpu = extractor()
     gpu.placement = dataclasses.replace(gpu.placement, device="cuda")
     again = compute_reference(f"folder:{tmp_path / 'ref'}", gpu, cache_dir=tmp_path / "cache")
-    assert again.meta["device"] == "cuda" and len(list((tmp_path / "cache").iterdir())) == 2  # recomputed, not the CPU entry
-    with pytest.raises(ValueError, match=r"cpu.npz was made with other feature settings; refusing to compare: device: file 'cpu', "
-                                         r"metric 'cuda'$"):
+    assert (
+        again.meta["device"] == "cuda" and len(list((tmp_path / "cache").iterdir())) == 2
+    )  # recomputed, not the CPU entry
+    with pytest.raises(
+        ValueError,
+        match=r"cpu.npz was made with other feature settings; refusing to compare: device: file 'cpu', "
+        r"metric 'cuda'$",
+    ):
         load_stats(tmp_path / "cpu.npz", gpu)
 
 
@@ -151,8 +183,12 @@ def test_ocr_refuses_to_run_on_the_cpu_when_it_was_placed_on_the_gpu(cuda, monke
     import onnxruntime
 
     cuda(gpus=1)
-    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(
+        onnxruntime, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    )
     ocr = OCRScore()
     assert ocr.device == "cuda"
-    with pytest.raises(RuntimeError, match=r"^ocr on cuda: onnxruntime ran the text detector with CPUExecutionProvider, not CUDA"):
+    with pytest.raises(
+        RuntimeError, match=r"^ocr on cuda: onnxruntime ran the text detector with CPUExecutionProvider, not CUDA"
+    ):
         ocr.read(np.full((32, 96, 3), 255, np.uint8))

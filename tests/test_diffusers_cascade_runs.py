@@ -2,6 +2,7 @@
 aug_level and scored with CLIP score (a tiny random CLIP): a real sweep subprocess SIGKILLed after its
 first batch and resumed writes the same bytes as an uninterrupted run, and the run folder goes
 through the leaderboard, the HTML report and `study create`."""
+
 from __future__ import annotations
 
 import hashlib
@@ -23,8 +24,14 @@ from bench.sweep.runner import run_sweep
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 # one thread, as in this process (one_torch_thread): the same kernels, so the same bits
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "IMAGEN_BENCH_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1]),
-       "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+ENV = {
+    **os.environ,
+    "OMP_NUM_THREADS": "1",
+    "IMAGEN_BENCH_THREADS": "1",
+    "PYTHONPATH": str(Path(__file__).parents[1]),
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+}
 IMAGES = 4 * 7  # (guidance x aug_level) x the 7 Rare Words prompts
 
 # the guidance x aug_level sweep of test_models_diffusers_cascade, scored
@@ -39,29 +46,48 @@ options = {{ model = "{clip}", batch_size = 8 }}
 def setup(tmp_path_factory):
     d = tmp_path_factory.mktemp("if-runs")
     (d / "clip").mkdir()
-    (d / "spec.toml").write_text((SPEC + METRICS).format(paths=json.dumps(make_tiny_if(d / "if")), clip=make_tiny_clip(d / "clip")))
+    (d / "spec.toml").write_text(
+        (SPEC + METRICS).format(paths=json.dumps(make_tiny_if(d / "if")), clip=make_tiny_clip(d / "clip"))
+    )
     run_sweep(d / "spec.toml", d / "one", cache_dir=d / "cache", progress=False)
     return d
 
 
 def _files(run: Path) -> dict[str, str]:
-    return {p.relative_to(run).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((run / "images").rglob("*"))
-            if p.is_file()}
+    return {
+        p.relative_to(run).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted((run / "images").rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.mark.slow
 def test_sigkill_mid_sweep_then_resume_writes_the_uninterrupted_bytes(setup):
     d = setup
-    cmd = [sys.executable, "-m", "imagen_bench.cli", "sweep", str(d / "spec.toml"), "--out", str(d / "killed"),
-           "--cache-dir", str(d / "cache"), "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "imagen_bench.cli",
+        "sweep",
+        str(d / "spec.toml"),
+        "--out",
+        str(d / "killed"),
+        "--cache-dir",
+        str(d / "cache"),
+        "--no-progress",
+    ]
     n_before = sigkill_after_records(subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL), d / "killed", 4)
     assert 4 <= n_before < IMAGES and not (d / "killed" / "manifest.parquet").exists()  # really interrupted mid-run
-    run_sweep(d / "spec.toml", d / "killed", cache_dir=d / "cache", progress=False)  # the resume, here (no second start-up)
+    run_sweep(
+        d / "spec.toml", d / "killed", cache_dir=d / "cache", progress=False
+    )  # the resume, here (no second start-up)
     one, killed = _files(d / "one"), _files(d / "killed")
     assert len(one) == IMAGES and killed == one  # every image, byte for byte
     m1, m2 = (pd.read_parquet(d / r / "manifest.parquet") for r in ("one", "killed"))
     assert m2.equals(m1) and not m2.duplicated(["cell_id", "prompt_id", "sample"]).any()
-    assert pd.read_parquet(d / "killed" / "metrics_cell.parquet").equals(pd.read_parquet(d / "one" / "metrics_cell.parquet"))
+    assert pd.read_parquet(d / "killed" / "metrics_cell.parquet").equals(
+        pd.read_parquet(d / "one" / "metrics_cell.parquet")
+    )
     assert not list((d / "killed").rglob("*.tmp"))
 
 
@@ -82,9 +108,31 @@ def test_the_run_goes_through_leaderboard_report_and_study(setup):
             assert f"w={w}, aug={aug:g}" in html
     samples = list((report / "images").glob("*.png"))
     assert samples and html.count("<img") >= 4 and all(p.stat().st_size > 0 for p in samples)
-    assert cli(["study", "create", "--protocol", "drawbench_sbs", "--prompts", "drawbench:Rare Words", "--raters", "2",
-                "--batch-size", "4", "--images-per-set", "1", "--a", f"run:{run}@guidance=4,aug_level=0.25",
-                "--b", f"run:{run}@guidance=1,aug_level=0.25", "--out", str(setup / "study")]) == 0
+    assert (
+        cli(
+            [
+                "study",
+                "create",
+                "--protocol",
+                "drawbench_sbs",
+                "--prompts",
+                "drawbench:Rare Words",
+                "--raters",
+                "2",
+                "--batch-size",
+                "4",
+                "--images-per-set",
+                "1",
+                "--a",
+                f"run:{run}@guidance=4,aug_level=0.25",
+                "--b",
+                f"run:{run}@guidance=1,aug_level=0.25",
+                "--out",
+                str(setup / "study"),
+            ]
+        )
+        == 0
+    )
     assert json.loads((setup / "study" / "study.json").read_text())["protocol"] == "drawbench_sbs"
 
 
@@ -108,11 +156,20 @@ def test_drawbench_recipe_runs_to_a_study(setup, tmp_path):
     assert cli(["folder-manifest", str(mine), "--prompt-set", "drawbench"]) == 0
     text = (Path(__file__).parents[1] / "bench" / "specs" / "if_drawbench_sbs.toml").read_text()
     paths = [str(setup / "if" / s) for s in ("I", "II", "III")]  # make_tiny_if's three stage folders
-    for old, new in (('["/models/IF-I-XL-v1.0", "/models/IF-II-L-v1.0", "/models/stable-diffusion-x4-upscaler"]', json.dumps(paths)),
-                     ('variant = "fp16"', ""), ('device = "auto"', 'device = "cpu"'), ("/data/my-model-drawbench", str(mine)),
-                     ("/models/clip-vit-large-patch14", str(setup / "clip")),
-                     ('name = "drawbench"', 'name = "drawbench"\ncategories = ["Rare Words"]'),
-                     ("steps = [100]", "steps = [2]"), ("steps = 50", "steps = 2"), ("steps = 75", "steps = 1")):
+    for old, new in (
+        (
+            '["/models/IF-I-XL-v1.0", "/models/IF-II-L-v1.0", "/models/stable-diffusion-x4-upscaler"]',
+            json.dumps(paths),
+        ),
+        ('variant = "fp16"', ""),
+        ('device = "auto"', 'device = "cpu"'),
+        ("/data/my-model-drawbench", str(mine)),
+        ("/models/clip-vit-large-patch14", str(setup / "clip")),
+        ('name = "drawbench"', 'name = "drawbench"\ncategories = ["Rare Words"]'),
+        ("steps = [100]", "steps = [2]"),
+        ("steps = 50", "steps = 2"),
+        ("steps = 75", "steps = 1"),
+    ):
         assert old in text
         text = text.replace(old, new)
     (tmp_path / "spec.toml").write_text(text)
@@ -121,8 +178,29 @@ def test_drawbench_recipe_runs_to_a_study(setup, tmp_path):
     m = pd.read_parquet(tmp_path / "run" / "manifest.parquet")
     assert m.groupby("model").size().to_dict() == {"deepfloyd-if": 56, "my-model": 56}
     run = tmp_path / "run"
-    assert cli(["study", "create", "--protocol", "drawbench_sbs", "--prompts", "drawbench:Rare Words", "--raters", "2",
-                "--a", f"run:{run}@model=deepfloyd-if", "--b", f"run:{run}@model=my-model", "--out", str(tmp_path / "study")]) == 0
+    assert (
+        cli(
+            [
+                "study",
+                "create",
+                "--protocol",
+                "drawbench_sbs",
+                "--prompts",
+                "drawbench:Rare Words",
+                "--raters",
+                "2",
+                "--a",
+                f"run:{run}@model=deepfloyd-if",
+                "--b",
+                f"run:{run}@model=my-model",
+                "--out",
+                str(tmp_path / "study"),
+            ]
+        )
+        == 0
+    )
     study = json.loads((tmp_path / "study" / "study.json").read_text())
     assert study["settings"]["images_per_set"] == 8  # the paper's sets of 8, from 8 samples per prompt
-    assert study["models"]["a"]["model"].startswith("deepfloyd-if_") and study["models"]["b"]["model"].startswith("my-model_")
+    assert study["models"]["a"]["model"].startswith("deepfloyd-if_") and study["models"]["b"]["model"].startswith(
+        "my-model_"
+    )

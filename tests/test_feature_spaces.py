@@ -2,6 +2,7 @@
 their real formats (Hugging Face save_pretrained folders: config.json, model.safetensors,
 preprocessor_config.json): FD-DINOv2 and CMMD against direct computations, "unavailable" without
 weights, and one extraction per image shared by every metric on a space."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -26,14 +27,42 @@ def weights(tmp_path_factory):
 
     d = tmp_path_factory.mktemp("weights")
     torch.manual_seed(0)
-    Dinov2Model(Dinov2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, image_size=28,
-                             patch_size=14)).save_pretrained(d / "dinov2")
-    BitImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 28, "width": 28}, image_mean=[0.485, 0.456, 0.406],
-                         image_std=[0.229, 0.224, 0.225], resample=3).save_pretrained(d / "dinov2")
-    text = {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32, "vocab_size": 100}
-    vision = {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32, "image_size": 32, "patch_size": 16}
+    Dinov2Model(
+        Dinov2Config(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            image_size=28,
+            patch_size=14,
+        )
+    ).save_pretrained(d / "dinov2")
+    BitImageProcessorPil(
+        size={"shortest_edge": 32},
+        crop_size={"height": 28, "width": 28},
+        image_mean=[0.485, 0.456, 0.406],
+        image_std=[0.229, 0.224, 0.225],
+        resample=3,
+    ).save_pretrained(d / "dinov2")
+    text = {
+        "hidden_size": 16,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "intermediate_size": 32,
+        "vocab_size": 100,
+    }
+    vision = {
+        "hidden_size": 16,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "intermediate_size": 32,
+        "image_size": 32,
+        "patch_size": 16,
+    }
     CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=8)).save_pretrained(d / "clip")
-    CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(d / "clip")
+    CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(
+        d / "clip"
+    )
     return d
 
 
@@ -59,9 +88,21 @@ def _direct(space: str, folder, images) -> np.ndarray:
 
     model = (Dinov2Model if space == "dinov2" else CLIPModel).from_pretrained(folder).eval()
     if space == "dinov2":  # dgm-eval's transform, transcribed: PIL bicubic to 224 x 224, / 255, ImageNet mean / std
-        mean, std = torch.tensor([0.485, 0.456, 0.406])[:, None, None], torch.tensor([0.229, 0.224, 0.225])[:, None, None]
-        x = torch.stack([(torch.from_numpy(np.array(Image.fromarray(im).resize((224, 224), Image.BICUBIC))).permute(2, 0, 1) / 255.0
-                          - mean) / std for im in images]).float()
+        mean, std = (
+            torch.tensor([0.485, 0.456, 0.406])[:, None, None],
+            torch.tensor([0.229, 0.224, 0.225])[:, None, None],
+        )
+        x = torch.stack(
+            [
+                (
+                    torch.from_numpy(np.array(Image.fromarray(im).resize((224, 224), Image.BICUBIC))).permute(2, 0, 1)
+                    / 255.0
+                    - mean
+                )
+                / std
+                for im in images
+            ]
+        ).float()
     else:  # the released CMMD's transform, transcribed (io_util._center_crop_and_resize; embedding._clip_preprocess)
         size = model.config.vision_config.image_size
         mean, std = np.array([0.48145466, 0.4578275, 0.40821073]), np.array([0.26862954, 0.26130258, 0.27577711])
@@ -69,7 +110,7 @@ def _direct(space: str, folder, images) -> np.ndarray:
         for im in images:
             side = min(im.shape[:2])
             top, left = (im.shape[0] - side) // 2, (im.shape[1] - side) // 2
-            square = Image.fromarray(np.ascontiguousarray(im[top:top + side, left:left + side]))
+            square = Image.fromarray(np.ascontiguousarray(im[top : top + side, left : left + side]))
             arrays.append((np.asarray(square.resize((size, size), Image.BICUBIC), np.float64) / 255.0 - mean) / std)
         x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float()
     with torch.no_grad():
@@ -80,22 +121,33 @@ def _direct(space: str, folder, images) -> np.ndarray:
 
 def test_fd_dinov2_equals_the_frechet_distance_of_direct_features(weights, tmp_path):
     ref, gen = _images(0, 12), _images(1, 10)
-    m = build_metric("fid", {"space": "dinov2", "weights": str(weights / "dinov2"), "reference": f"folder:{_folder(tmp_path / 'ref', ref)}"},
-                     cache_dir=tmp_path / "cache")
+    m = build_metric(
+        "fid",
+        {
+            "space": "dinov2",
+            "weights": str(weights / "dinov2"),
+            "reference": f"folder:{_folder(tmp_path / 'ref', ref)}",
+        },
+        cache_dir=tmp_path / "cache",
+    )
     m.update(_scored(gen))
     (res,) = m.compute()
     # the reference is read back from PNG files: identical pixels, so identical features
     fr, fg = _direct("dinov2", weights / "dinov2", ref), _direct("dinov2", weights / "dinov2", gen)
     mu = lambda f: f.mean(0)  # noqa: E731
     cov = lambda f: np.cov(f, rowvar=False)  # noqa: E731
-    assert res.metric == "fd_dinov2" and res.value == pytest.approx(frechet_distance(mu(fr), cov(fr), mu(fg), cov(fg)), rel=1e-4)
+    assert res.metric == "fd_dinov2" and res.value == pytest.approx(
+        frechet_distance(mu(fr), cov(fr), mu(fg), cov(fg)), rel=1e-4
+    )
     assert res.details["feature_space"] == "dinov2" and res.details["feature_model"] == "Dinov2Model"
     assert len(res.details["feature_weights_sha256"]) == 64 and "dgm-eval@d57a6d2" in res.details["preprocessing"]
 
 
 def test_cmmd_equals_a_direct_computation(weights, tmp_path):
     ref, gen = _images(2, 9), _images(3, 7)
-    m = build_metric("cmmd", {"weights": str(weights / "clip"), "reference": f"folder:{_folder(tmp_path / 'ref', ref)}"})
+    m = build_metric(
+        "cmmd", {"weights": str(weights / "clip"), "reference": f"folder:{_folder(tmp_path / 'ref', ref)}"}
+    )
     m.update(_scored(gen))
     (res,) = m.compute()
     direct = cmmd(_direct("clip", weights / "clip", ref), _direct("clip", weights / "clip", gen))
@@ -118,7 +170,9 @@ def test_cmmd_released_estimator_equals_the_released_code_transcribed():
 
     released = 1000 * (k_mean(ux, ux) + k_mean(uy, uy) - 2 * k_mean(ux, uy))
     assert cmmd(x, y, "released") == pytest.approx(released, rel=1e-10)
-    assert cmmd(x, y, "released") > cmmd(x, y, "unbiased")  # the V-statistic's O(1/n) upward bias (k(x, x) = 1 counted)
+    assert cmmd(x, y, "released") > cmmd(
+        x, y, "unbiased"
+    )  # the V-statistic's O(1/n) upward bias (k(x, x) = 1 counted)
 
 
 def test_gaussian_mmd_matches_a_double_loop():
@@ -129,14 +183,26 @@ def test_gaussian_mmd_matches_a_double_loop():
     yy = sum(k(y[i], y[j]) for i in range(5) for j in range(5) if i != j) / 20
     xy = sum(k(a, b) for a in x for b in y) / 30
     assert gaussian_mmd2_unbiased(x, y) == pytest.approx(xx + yy - 2 * xy, rel=1e-12)
-    assert cmmd(x, x * 3.0) == pytest.approx(1000 * gaussian_mmd2_unbiased(x / np.linalg.norm(x, axis=1, keepdims=True),
-                                                                          x / np.linalg.norm(x, axis=1, keepdims=True)))
+    assert cmmd(x, x * 3.0) == pytest.approx(
+        1000
+        * gaussian_mmd2_unbiased(
+            x / np.linalg.norm(x, axis=1, keepdims=True), x / np.linalg.norm(x, axis=1, keepdims=True)
+        )
+    )
 
 
-@pytest.mark.parametrize("name, options, names, text", [
-    ("fid", {"space": "dinov2"}, ["fd_dinov2"], "unavailable: FD-DINOv2 needs DINOv2 weights: set options weights = DIR"),
-    ("cmmd", {}, ["cmmd"], "unavailable: CLIP image features need CLIP weights"),
-])
+@pytest.mark.parametrize(
+    "name, options, names, text",
+    [
+        (
+            "fid",
+            {"space": "dinov2"},
+            ["fd_dinov2"],
+            "unavailable: FD-DINOv2 needs DINOv2 weights: set options weights = DIR",
+        ),
+        ("cmmd", {}, ["cmmd"], "unavailable: CLIP image features need CLIP weights"),
+    ],
+)
 def test_without_weights_the_metric_says_how_to_supply_them(name, options, names, text, tmp_path):
     m = build_metric(name, {**options, "reference": "shapes:test"})
     m.update(_scored(_images(4, 3)))
@@ -145,7 +211,9 @@ def test_without_weights_the_metric_says_how_to_supply_them(name, options, names
     assert text in results[0].details["unavailable"]
 
 
-@pytest.mark.parametrize("weights, text", [("/nowhere", "folder /nowhere does not exist"), ("{tmp}", "holds no config.json")])
+@pytest.mark.parametrize(
+    "weights, text", [("/nowhere", "folder /nowhere does not exist"), ("{tmp}", "holds no config.json")]
+)
 def test_a_weights_folder_that_is_not_there_is_an_error_not_unavailable(weights, text, tmp_path):
     """A mistyped weights folder used to pass as "unavailable" (exit 0, no number): now the options are refused."""
     with pytest.raises(ValueError, match=f"metric 'prdc': weights: .*{text}"):
@@ -156,8 +224,16 @@ def test_metrics_on_one_space_extract_each_image_once(weights, tmp_path):
     """FID, KID and PRDC on the same space, fed the same batches as a sweep feeds them: the network
     sees each generated image and each reference image once."""
     ref, gen = _images(5, 8), _images(6, 6)
-    opts = {"space": "dinov2", "weights": str(weights / "dinov2"), "reference": f"folder:{_folder(tmp_path / 'ref', ref)}"}
-    metrics = [build_metric("fid", opts), build_metric("kid", {**opts, "subsets": 3, "subset_size": 4}), build_metric("prdc", opts)]
+    opts = {
+        "space": "dinov2",
+        "weights": str(weights / "dinov2"),
+        "reference": f"folder:{_folder(tmp_path / 'ref', ref)}",
+    }
+    metrics = [
+        build_metric("fid", opts),
+        build_metric("kid", {**opts, "subsets": 3, "subset_size": 4}),
+        build_metric("prdc", opts),
+    ]
     extractor = shared_extractor(FeatureConfig(space="dinov2", weights=str(weights / "dinov2")))
     before = extractor.extracted
     for batch in (gen[:3], gen[3:]):
@@ -176,7 +252,10 @@ def test_cmmd_blocks_interval_is_the_jackknife_of_leave_one_block_out_cmmd(weigh
     from scipy.stats import t as student
 
     ref, gen = _images(7, 8), _images(8, 10)
-    m = build_metric("cmmd", {"weights": str(weights / "clip"), "reference": f"folder:{_folder(tmp_path / 'ref', ref)}", "blocks": 5})
+    m = build_metric(
+        "cmmd",
+        {"weights": str(weights / "clip"), "reference": f"folder:{_folder(tmp_path / 'ref', ref)}", "blocks": 5},
+    )
     m.update(_scored(gen))
     (res,) = m.compute()
     fr, fg = _direct("clip", weights / "clip", ref), _direct("clip", weights / "clip", gen)
@@ -186,10 +265,13 @@ def test_cmmd_blocks_interval_is_the_jackknife_of_leave_one_block_out_cmmd(weigh
     assert res.value == pytest.approx(cmmd(fr, fg), rel=1e-4)
     pseudo = 5 * cmmd(fr, fg) - 4 * np.array([cmmd(fr, fg[b != g]) for g in range(5)])
     se = pseudo.std(ddof=1) / np.sqrt(5)
-    assert res.details["se"] == res.details["se_jackknife"] == pytest.approx(se, rel=1e-3, abs=1e-6)  # CMMD: the plain jackknife
+    assert (
+        res.details["se"] == res.details["se_jackknife"] == pytest.approx(se, rel=1e-3, abs=1e-6)
+    )  # CMMD: the plain jackknife
     half = student.ppf(0.975, 4) * se
-    assert (res.details["ci_low"], res.details["ci_high"]) == pytest.approx((res.value - half, res.value + half), rel=1e-3, abs=1e-6)
-
+    assert (res.details["ci_low"], res.details["ci_high"]) == pytest.approx(
+        (res.value - half, res.value + half), rel=1e-3, abs=1e-6
+    )
 
 
 def test_clip_features_crop_the_square_before_resizing_as_the_released_cmmd(weights):

@@ -10,6 +10,7 @@ moves x0 by 1e-2 and more. To re-pin after an intended change:
 
     .venv/bin/python tests/test_golden_pins.py --write      # then say why in the commit
 """
+
 from __future__ import annotations
 
 import json
@@ -26,8 +27,11 @@ from imagen.pipeline import CascadePipeline, Runtime, StageSampling
 PINS = Path(__file__).parent / "golden" / "shipped_cascade.json"
 PROMPTS = ("a red circle to the left of a blue square",)
 SEEDS = (7,)
-SETTINGS = (StageSampling(steps=4, guidance=3.0), StageSampling(steps=4, guidance=1.0, aug_level=0.1),
-            StageSampling(steps=4, guidance=1.0, aug_level=0.1, thresholding=Thresholding("static")))
+SETTINGS = (
+    StageSampling(steps=4, guidance=3.0),
+    StageSampling(steps=4, guidance=1.0, aug_level=0.1),
+    StageSampling(steps=4, guidance=1.0, aug_level=0.1, thresholding=Thresholding("static")),
+)
 ATOL = 1e-3
 
 
@@ -58,12 +62,26 @@ def test_the_shipped_cascade_still_makes_its_pinned_images():
     assert list(slices) == list(pins["x0_corner"])
     for name, values in slices.items():
         diff = (torch.tensor(values) - torch.tensor(pins["x0_corner"][name])).abs().max().item()
-        assert diff <= ATOL, f"stage {name}: x0 moved by {diff:.2e} (> {ATOL}): the cascade computes something else now"
+        assert diff <= ATOL, (
+            f"stage {name}: x0 moved by {diff:.2e} (> {ATOL}): the cascade computes something else now"
+        )
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["--write"]:
     torch.set_num_threads(1)
     slices = stage_slices()
-    PINS.write_text(json.dumps({"checkpoint": "imagen/weights/shapes", "prompts": PROMPTS, "seeds": SEEDS, "precision": "fp32",
-                                "settings": [repr(s) for s in SETTINGS], "x0_corner": slices}, indent=1) + "\n")
+    PINS.write_text(
+        json.dumps(
+            {
+                "checkpoint": "imagen/weights/shapes",
+                "prompts": PROMPTS,
+                "seeds": SEEDS,
+                "precision": "fp32",
+                "settings": [repr(s) for s in SETTINGS],
+                "x0_corner": slices,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
     print(f"wrote {PINS}")

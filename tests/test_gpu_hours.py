@@ -1,5 +1,6 @@
 """`imagen-bench gpu-hours`: IF's real-size networks built from their published configs (checked by
 the parameter counts their model cards state), and the estimate's arithmetic on known FLOPs."""
+
 from __future__ import annotations
 
 import pytest
@@ -26,7 +27,10 @@ def test_estimate_is_flops_over_peak_times_share(monkeypatch, capsys):
     from bench.sweep import cost
     from imagen_bench.cli import main
 
-    fake = {"if-i-xl": F.NetworkFlops("if-i-xl", 1, 1e12, 0.5e12, 0.0), "if-ii-l": F.NetworkFlops("if-ii-l", 1, 2e12, 0.0, 0.0)}
+    fake = {
+        "if-i-xl": F.NetworkFlops("if-i-xl", 1, 1e12, 0.5e12, 0.0),
+        "if-ii-l": F.NetworkFlops("if-ii-l", 1, 2e12, 0.0, 0.0),
+    }
     monkeypatch.setattr(F, "network_flops", fake.__getitem__)
     costs = cost.estimate("bench/specs/if_coco_fid30k.toml")
     assert [c.images for c in costs] == [30_000] * 4
@@ -49,7 +53,9 @@ def test_unknown_networks_and_too_few_are_refused():
 
     with pytest.raises(ValueError, match=r"networks if-i-m: allowed: if-i-xl, if-ii-l, x4-upscaler"):
         cost.estimate("bench/specs/if_coco_fid30k.toml", ("if-i-m",))
-    with pytest.raises(ValueError, match=r"networks if-ii-l, if-i-xl: if-i-xl first \(stage I\), then if-ii-l / x4-upscaler"):
+    with pytest.raises(
+        ValueError, match=r"networks if-ii-l, if-i-xl: if-i-xl first \(stage I\), then if-ii-l / x4-upscaler"
+    ):
         cost.estimate("bench/specs/if_coco_fid30k.toml", ("if-ii-l", "if-i-xl"))
     with pytest.raises(ValueError, match=r"runs 2 stages but 1 networks were named: if-i-xl"):
         cost.estimate("bench/specs/if_coco_fid30k.toml", ("if-i-xl",))

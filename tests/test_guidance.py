@@ -17,7 +17,9 @@ def paper_dynamic_threshold(x0: np.ndarray, p: float) -> np.ndarray:
 
 @pytest.mark.parametrize("p", [90.0, 99.5, 100.0])
 def test_dynamic_threshold_equals_paper_definition(p):
-    x = torch.randn(5, 3, 8, 8, generator=torch.Generator().manual_seed(1)) * torch.tensor([0.3, 1, 2, 4, 10]).view(-1, 1, 1, 1)
+    x = torch.randn(5, 3, 8, 8, generator=torch.Generator().manual_seed(1)) * torch.tensor([0.3, 1, 2, 4, 10]).view(
+        -1, 1, 1, 1
+    )
     ours = dynamic_threshold(x, p).double().numpy()
     ref = paper_dynamic_threshold(x.double().numpy(), p)
     np.testing.assert_allclose(ours, ref, rtol=1e-6, atol=1e-6)

@@ -1,5 +1,6 @@
 """The Streamlit app under streamlit.testing.v1.AppTest: every protocol's flow, controls that
 look like ordinary tasks, resume, the admin page, and refusal of bad tokens."""
+
 from __future__ import annotations
 
 import re
@@ -68,7 +69,9 @@ def test_sbs_flow_controls_and_resume(tmp_path, monkeypatch):
     # the other rater has their own untouched queue
     at3 = _app(monkeypatch, study, t=tokens(study)["raters"]["r02"])
     first = sum(t.batch == 1 for t in store.tasks("r02"))
-    assert at3.get("progress")[0].proto.text.startswith("Batch 1 of ") and at3.get("progress")[0].proto.text.endswith(f": 0 of {first} done")
+    assert at3.get("progress")[0].proto.text.startswith("Batch 1 of ") and at3.get("progress")[0].proto.text.endswith(
+        f": 0 of {first} done"
+    )
 
 
 def test_unanswered_question_is_not_submitted(tmp_path, monkeypatch):
@@ -81,10 +84,25 @@ def test_unanswered_question_is_not_submitted(tmp_path, monkeypatch):
     assert answers_frame(study.root).empty
 
 
-@pytest.mark.parametrize("protocol, question, options, pick, n_images", [
-    ("coco_realism", "Which image is more photorealistic (looks more real)?", ["Image A", "Image B"], "Image A", 2),
-    ("coco_alignment", "Does the caption accurately describe the above image?", ["Yes", "Somewhat", "No"], "Somewhat", 1),
-])
+@pytest.mark.parametrize(
+    "protocol, question, options, pick, n_images",
+    [
+        (
+            "coco_realism",
+            "Which image is more photorealistic (looks more real)?",
+            ["Image A", "Image B"],
+            "Image A",
+            2,
+        ),
+        (
+            "coco_alignment",
+            "Does the caption accurately describe the above image?",
+            ["Yes", "Somewhat", "No"],
+            "Somewhat",
+            1,
+        ),
+    ],
+)
 def test_coco_flows(tmp_path, monkeypatch, protocol, question, options, pick, n_images):
     study = coco_study(tmp_path, protocol, batch_size=4, control_share=0.25)
     tasks = study.store().tasks("r01")
@@ -108,8 +126,16 @@ def test_coco_flows(tmp_path, monkeypatch, protocol, question, options, pick, n_
         assert all(exp[tid] == a for tid, a in zip(ordinary.task_id, ordinary.answer))
 
 
-@pytest.mark.parametrize("params", [{}, {"t": "forged-token-forged-token-forged"}, {"t": "../../secrets.json"},
-                                    {"admin": "not-the-admin-secret-at-all"}, {"admin": "RATER"}])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"t": "forged-token-forged-token-forged"},
+        {"t": "../../secrets.json"},
+        {"admin": "not-the-admin-secret-at-all"},
+        {"admin": "RATER"},
+    ],
+)
 def test_bad_tokens_show_nothing(tmp_path_factory, monkeypatch, params):
     study = sbs_study(tmp_path_factory.mktemp("tok") / "s", raters=1, batch_size=6, control_share=0.2)
     if params.get("admin") == "RATER":
@@ -129,7 +155,9 @@ def test_admin_page(tmp_path, monkeypatch):
     assert table.loc["r02", "done"] == 6 and table.loc["r01", "done"] == 0
     assert [d.label for d in at.get("download_button")] == ["Download answers (CSV)", "Download answers (parquet)"]
     words = " ".join([at.title[0].value, *(c.value for c in at.caption), *(m.label for m in at.metric)])
-    assert "check questions" in words and not re.search(r"\w+\.\w+\.\w+|_answers|\(\)", words), words  # no internal names
+    assert "check questions" in words and not re.search(r"\w+\.\w+\.\w+|_answers|\(\)", words), (
+        words
+    )  # no internal names
 
 
 def test_captions_are_shown_exactly_as_written(tmp_path, monkeypatch):
@@ -148,9 +176,19 @@ def test_captions_are_shown_exactly_as_written(tmp_path, monkeypatch):
     df = pd.read_csv(captions)
     df["prompt"] = weird
     df.to_csv(captions, index=False)
-    write_manifest(model, "captions", {str(i): weird for i in df["id"]}, force=True)  # the images answer the new captions
-    study = create_study(tmp_path / "study", StudySettings(protocol="coco_alignment", a=f"folder:{model}", b=None,
-                                                           prompts=f"csv:{captions}", plan=PlanSettings(raters=1, batch_size=4)))
+    write_manifest(
+        model, "captions", {str(i): weird for i in df["id"]}, force=True
+    )  # the images answer the new captions
+    study = create_study(
+        tmp_path / "study",
+        StudySettings(
+            protocol="coco_alignment",
+            a=f"folder:{model}",
+            b=None,
+            prompts=f"csv:{captions}",
+            plan=PlanSettings(raters=1, batch_size=4),
+        ),
+    )
     at = _app(monkeypatch, study, t=tokens(study)["raters"]["r01"])
     assert not at.exception and not at.error
     shown = [str(e.proto.body) for e in at.get("html")]

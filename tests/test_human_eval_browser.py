@@ -2,6 +2,7 @@
 real SD v1.4 vs v1.5 DrawBench images on 127.0.0.1; headless Debian Chromium (driven by
 Playwright) completes a batch as a rater; the answers are in the database. Saves the screenshot
 docs/img/human_eval_sbs.png."""
+
 from __future__ import annotations
 
 import os
@@ -11,8 +12,16 @@ import pytest
 from human_eval_fixtures import REPO, rating_server, sbs_study, tokens
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 # The README's screenshot is refreshed only on request (IMAGEN_BENCH_UPDATE_SCREENSHOT=1), so a
 # test run never modifies tracked files; otherwise it goes to pytest's temp dir and is checked.
 SCREENSHOT = REPO / "docs" / "img" / "human_eval_sbs.png"
@@ -23,9 +32,15 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 @pytest.fixture
 def server(tmp_path):
     if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
-        pytest.skip(f"chromium not installed at {CHROMIUM}: run `make system-deps` (apt-get install chromium chromium-driver)")
-    pytest.importorskip("playwright.sync_api", reason="playwright (python package) not installed: pip install '.[browser]'")
-    study = sbs_study(tmp_path / "study", prompts="drawbench:Colors", raters=2, batch_size=4, control_share=0.25, seed=3)
+        pytest.skip(
+            f"chromium not installed at {CHROMIUM}: run `make system-deps` (apt-get install chromium chromium-driver)"
+        )
+    pytest.importorskip(
+        "playwright.sync_api", reason="playwright (python package) not installed: pip install '.[browser]'"
+    )
+    study = sbs_study(
+        tmp_path / "study", prompts="drawbench:Colors", raters=2, batch_size=4, control_share=0.25, seed=3
+    )
     with rating_server(study) as port:
         yield study, port
 
@@ -48,11 +63,17 @@ def test_rater_completes_a_batch_in_chromium(server, tmp_path):
         for i, task in enumerate(batch):
             expect(page.get_by_text(f"Batch 1 of {n_batches}: {i} of {len(batch)} done")).to_be_visible(timeout=60_000)
             expect(page.locator("[data-testid='stImage'] img")).to_have_count(2, timeout=30_000)
-            page.wait_for_function("() => [...document.querySelectorAll('[data-testid=stImage] img')].every(i => i.complete && i.naturalWidth > 0)")
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('[data-testid=stImage] img')].every(i => i.complete && i.naturalWidth > 0)"
+            )
             html = page.content()
             assert task.task_id not in html and "control" not in html.lower()
-            srcs = page.locator("[data-testid='stImage'] img").evaluate_all("els => els.map(e => e.getAttribute('src'))")
-            assert all(s.startswith("data:image/jpeg;base64,") for s in srcs), [s[:40] for s in srcs]  # never a /media/ URL
+            srcs = page.locator("[data-testid='stImage'] img").evaluate_all(
+                "els => els.map(e => e.getAttribute('src'))"
+            )
+            assert all(s.startswith("data:image/jpeg;base64,") for s in srcs), [
+                s[:40] for s in srcs
+            ]  # never a /media/ URL
             if not task.is_control and not shot:
                 shot = tmp_path / "sbs.png"
                 page.screenshot(path=str(shot), full_page=True)
@@ -69,6 +90,8 @@ def test_rater_completes_a_batch_in_chromium(server, tmp_path):
         browser.close()
     answered = store.answered("r01")
     assert set(answered) == {t.task_id for t in batch}
-    assert all(a == {"quality": "A" if t.a_on_left else "B", "alignment": "tie"} for t in batch for a in [answered[t.task_id]])
+    assert all(
+        a == {"quality": "A" if t.a_on_left else "B", "alignment": "tie"} for t in batch for a in [answered[t.task_id]]
+    )
     assert store.answered("r02") == {}
     assert shot and shot.stat().st_size > 10_000  # a real rendered page, not an empty capture

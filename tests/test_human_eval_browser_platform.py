@@ -4,6 +4,7 @@ with PROLIFIC_PID / STUDY_ID / SESSION_ID, is refused another participant's queu
 batch and is sent to Prolific's completion URL with the study's code (Prolific itself is not
 reachable here: the browser's request to app.prolific.com is answered in the test, after the
 browser made it). A second participant with no slot left is screened out with the other code."""
+
 from __future__ import annotations
 
 import json
@@ -26,13 +27,26 @@ PID, SESSION, STUDY_ID = "5f0c" + "1" * 20, "6a1d" + "2" * 20, "7b2e" + "3" * 20
 @pytest.fixture
 def server(tmp_path):
     if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
-        pytest.skip(f"chromium not installed at {CHROMIUM}: run `make system-deps` (apt-get install chromium chromium-driver)")
-    pytest.importorskip("playwright.sync_api", reason="playwright (python package) not installed: pip install '.[browser]'")
+        pytest.skip(
+            f"chromium not installed at {CHROMIUM}: run `make system-deps` (apt-get install chromium chromium-driver)"
+        )
+    pytest.importorskip(
+        "playwright.sync_api", reason="playwright (python package) not installed: pip install '.[browser]'"
+    )
     captions, model, _ = synthetic_sources(tmp_path / "src")
-    study = create_study(tmp_path / "study", StudySettings(
-        protocol="coco_alignment", a=f"folder:{model}", b=None, prompts=f"csv:{captions}",
-        plan=PlanSettings(raters=1, batch_size=50, control_share=0.25),  # one slot, one batch of 6 tasks (2 controls)
-        platform=make_platform("prolific", "C0MPL3TE", "SCR33N0UT", "0.05")))
+    study = create_study(
+        tmp_path / "study",
+        StudySettings(
+            protocol="coco_alignment",
+            a=f"folder:{model}",
+            b=None,
+            prompts=f"csv:{captions}",
+            plan=PlanSettings(
+                raters=1, batch_size=50, control_share=0.25
+            ),  # one slot, one batch of 6 tasks (2 controls)
+            platform=make_platform("prolific", "C0MPL3TE", "SCR33N0UT", "0.05"),
+        ),
+    )
     with rating_server(study) as port:
         yield study, port
 
@@ -54,9 +68,14 @@ def test_prolific_participant_finishes_a_batch_and_lands_on_the_completion_url(s
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
         page = browser.new_page(viewport={"width": 1200, "height": 1000})
         referers: list[str | None] = []  # no-referrer (web_guard): the entry token and ids never reach Prolific
-        page.route("https://app.prolific.com/**", lambda route: (prolific.append(route.request.url),
-                                                                 referers.append(route.request.headers.get("referer")),
-                                                                 route.fulfill(status=200, body="Prolific: submission complete")))
+        page.route(
+            "https://app.prolific.com/**",
+            lambda route: (
+                prolific.append(route.request.url),
+                referers.append(route.request.headers.get("referer")),
+                route.fulfill(status=200, body="Prolific: submission complete"),
+            ),
+        )
         page.goto(f"http://127.0.0.1:{port}/?t={rater_token}")  # invite links are no way into a crowd study
         expect(page.get_by_text("This link is not valid")).to_be_visible(timeout=60_000)
         page.goto(link(port, entry)[: -len(SESSION)] + "nothex!")
@@ -82,16 +101,26 @@ def test_prolific_participant_finishes_a_batch_and_lands_on_the_completion_url(s
         other = browser.new_page()
         other.goto(link(port, entry, session="9" * 24))
         expect(other.get_by_text("already taking part with another SESSION_ID")).to_be_visible(timeout=60_000)
-        assert other.locator("[data-testid='stImage']").count() == 0 and other.locator("[data-testid='stRadio']").count() == 0
+        assert (
+            other.locator("[data-testid='stImage']").count() == 0
+            and other.locator("[data-testid='stRadio']").count() == 0
+        )
         # a second participant: the one slot is taken: screened out with the other code
-        other.route("https://app.prolific.com/**", lambda route: (prolific.append(route.request.url), route.fulfill(status=200, body="ok")))
+        other.route(
+            "https://app.prolific.com/**",
+            lambda route: (prolific.append(route.request.url), route.fulfill(status=200, body="ok")),
+        )
         other.goto(link(port, entry, pid="8" * 24, session="a" * 24))
         other.wait_for_url("https://app.prolific.com/submissions/complete?cc=SCR33N0UT", timeout=60_000)
         browser.close()
     assert referers == [None]
-    assert prolific == ["https://app.prolific.com/submissions/complete?cc=C0MPL3TE",
-                        "https://app.prolific.com/submissions/complete?cc=SCR33N0UT"]
+    assert prolific == [
+        "https://app.prolific.com/submissions/complete?cc=C0MPL3TE",
+        "https://app.prolific.com/submissions/complete?cc=SCR33N0UT",
+    ]
     answered = store.answered("r01")
     assert set(answered) == {t.task_id for t in tasks}
     assert all(answered[t.task_id] == {"caption": "no" if t.is_control else "yes"} for t in tasks)
-    assert participants.participants(store) == {"r01": (PID, {"PROLIFIC_PID": PID, "SESSION_ID": SESSION, "STUDY_ID": STUDY_ID})}
+    assert participants.participants(store) == {
+        "r01": (PID, {"PROLIFIC_PID": PID, "SESSION_ID": SESSION, "STUDY_ID": STUDY_ID})
+    }

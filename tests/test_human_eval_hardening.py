@@ -3,6 +3,7 @@ as downloaded): COCO file names confined to the image folder and the captions JS
 (item 5); the rating server's children end with it (item 6); a second tab's different answer gets
 the documented notice, a rater pool the plan cannot use, 0.0.0.0 links, a full disk while copying,
 two folders with the same name (item 7)."""
+
 from __future__ import annotations
 
 import random
@@ -35,8 +36,26 @@ def sources(pristine, tmp_path) -> Path:
 
 
 def _coco_create(src: Path, out: Path) -> int:
-    return cli(["study", "create", "--protocol", "coco_realism", "--a", f"folder:{src / 'model-x'}", "--b", f"coco:{src / 'coco'}",
-                "--prompts", f"coco:path={src / CAPTIONS}", "--raters", "1", "--batch-size", "4", "--out", str(out)])
+    return cli(
+        [
+            "study",
+            "create",
+            "--protocol",
+            "coco_realism",
+            "--a",
+            f"folder:{src / 'model-x'}",
+            "--b",
+            f"coco:{src / 'coco'}",
+            "--prompts",
+            f"coco:path={src / CAPTIONS}",
+            "--raters",
+            "1",
+            "--batch-size",
+            "4",
+            "--out",
+            str(out),
+        ]
+    )
 
 
 def test_a_coco_study_from_a_folder_as_downloaded(sources, tmp_path, capsys):
@@ -63,13 +82,16 @@ def test_every_coco_reader_refuses_an_escaping_file_name(sources):
     from imagen.data import CocoFolder
 
     COCO["dotdot_file_name"](sources / CAPTIONS, random.Random(0))
-    with pytest.raises(ValueError, match=r"captions_val2014.json: images\[\d\] file_name '\.\./\.\./.*' leads outside"):
+    with pytest.raises(
+        ValueError, match=r"captions_val2014.json: images\[\d\] file_name '\.\./\.\./.*' leads outside"
+    ):
         coco_image_files(sources / "coco")
     with pytest.raises(ValueError, match="leads outside the image folder"):
         CocoFolder(sources / "coco", captions=str(CAPTIONS.relative_to("coco")), images="val2014")
 
 
 # -- item 7: a second tab's different answer ------------------------------------------------------
+
 
 def _tab(monkeypatch, study, token: str):
     """One browser tab of the rater page: a Streamlit session of its own."""
@@ -124,6 +146,7 @@ def test_the_page_keeps_the_shown_task_until_this_session_submits_it(tmp_path):
 
 # -- item 6: a stopped rating server stops serving ------------------------------------------------
 
+
 def test_stopping_rate_ends_its_server_and_frees_the_port(tmp_path):
     """`kill PID` (SIGTERM) of `imagen-bench rate` alone, then a restart on the same port and a
     SIGKILL of the parent alone: each time the Streamlit child ends with it and the port refuses."""
@@ -140,22 +163,47 @@ def test_stopping_rate_ends_its_server_and_frees_the_port(tmp_path):
             assert server.kill(how) < 30  # raises unless the port refuses within 30 s
             log = (tmp_path / "logs" / f"server-{n}.log").read_text()
             assert "already in use" not in log, log
-        assert "imagen-bench rate: stopped by SIGTERM; the rating server has ended" in (tmp_path / "logs" / "server-1.log").read_text()
+        assert (
+            "imagen-bench rate: stopped by SIGTERM; the rating server has ended"
+            in (tmp_path / "logs" / "server-1.log").read_text()
+        )
     finally:
         server.stop()
 
 
 # -- item 7: the small ones -----------------------------------------------------------------------
 
+
 def test_a_rater_pool_the_categories_cannot_use_is_refused(sources, tmp_path, capsys):
     """--raters 1000 --raters-per-category 1 over one category used to give a 1-rater study silently."""
-    code = cli(["study", "create", "--protocol", "coco_alignment", "--a", f"folder:{sources / 'model-x'}", "--prompts",
-                f"csv:{sources / 'captions.csv'}", "--design", "per_category", "--raters", "1000", "--raters-per-category", "1",
-                "--batch-size", "4", "--out", str(tmp_path / "study")])
+    code = cli(
+        [
+            "study",
+            "create",
+            "--protocol",
+            "coco_alignment",
+            "--a",
+            f"folder:{sources / 'model-x'}",
+            "--prompts",
+            f"csv:{sources / 'captions.csv'}",
+            "--design",
+            "per_category",
+            "--raters",
+            "1000",
+            "--raters-per-category",
+            "1",
+            "--batch-size",
+            "4",
+            "--out",
+            str(tmp_path / "study"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and not (tmp_path / "study").exists()
-    assert ("--raters 1000 with --raters-per-category 1: 1 category x 1 give work to only 1, so 999 raters would get no task; "
-            "use --raters 1, or --raters-per-category 1000 to give all 1000 work") in err
+    assert (
+        "--raters 1000 with --raters-per-category 1: 1 category x 1 give work to only 1, so 999 raters would get no task; "
+        "use --raters 1, or --raters-per-category 1000 to give all 1000 work"
+    ) in err
 
 
 def test_all_interfaces_links_name_this_machine(tmp_path, capsys):
@@ -174,15 +222,33 @@ def test_a_full_disk_while_copying_names_the_copy_not_the_source(sources, tmp_pa
 
     write_bytes = Path.write_bytes
 
-    def full_disk(self, data):  # the image copies hit a full disk (the error may name any path; the message must name the copy)
+    def full_disk(
+        self, data
+    ):  # the image copies hit a full disk (the error may name any path; the message must name the copy)
         if self.parent.name == "images":
             raise OSError(errno.ENOSPC, "No space left on device", str(self))
         return write_bytes(self, data)
 
     monkeypatch.setattr(Path, "write_bytes", full_disk)
     out = tmp_path / "study"
-    code = cli(["study", "create", "--protocol", "coco_alignment", "--a", f"folder:{sources / 'model-x'}",
-                "--prompts", f"csv:{sources / 'captions.csv'}", "--raters", "1", "--batch-size", "4", "--out", str(out)])
+    code = cli(
+        [
+            "study",
+            "create",
+            "--protocol",
+            "coco_alignment",
+            "--a",
+            f"folder:{sources / 'model-x'}",
+            "--prompts",
+            f"csv:{sources / 'captions.csv'}",
+            "--raters",
+            "1",
+            "--batch-size",
+            "4",
+            "--out",
+            str(out),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1, err
     assert f"No space left on device (writing the study's image copies for {out})" in err
@@ -197,9 +263,21 @@ def test_two_folders_with_one_name_are_told_apart_and_one_folder_twice_is_refuse
     for parent, folder in (("x", "model-x"), ("y", "reference")):
         shutil.copytree(sources / folder, sources / parent / "sd")
     a, b = sources / "x" / "sd", sources / "y" / "sd"
-    base = ["study", "create", "--protocol", "coco_realism", "--prompts", f"csv:{sources / 'captions.csv'}", "--raters", "1",
-            "--batch-size", "4"]
-    assert cli([*base, "--a", f"folder:{a}", "--b", f"folder:{b}", "--out", str(tmp_path / "ok")]) == 0, capsys.readouterr().err
+    base = [
+        "study",
+        "create",
+        "--protocol",
+        "coco_realism",
+        "--prompts",
+        f"csv:{sources / 'captions.csv'}",
+        "--raters",
+        "1",
+        "--batch-size",
+        "4",
+    ]
+    assert cli([*base, "--a", f"folder:{a}", "--b", f"folder:{b}", "--out", str(tmp_path / "ok")]) == 0, (
+        capsys.readouterr().err
+    )
     models = json.loads((tmp_path / "ok" / "study.json").read_text())["models"]
     assert (models["a"]["model"], models["b"]["model"]) == ("x/sd", "y/sd")
     same = f"folder:{sources / 'x' / '..' / 'x' / 'sd'}"

@@ -1,6 +1,7 @@
 """A study's identity cannot collide (issue 30): a random id made at creation keys its ratings
 (name@id, in study.json and the database); a report keeps two studies named alike apart, counts a
 study given twice once, and names models by study and source."""
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,18 @@ from reports.studies import combine_answers
 
 def _study(out, a, seed=0):
     b = sd_folders()[1]
-    return create_study(out, StudySettings(protocol="drawbench_sbs", a=f"folder:{a}", b=f"folder:{b}", prompts="drawbench:Colors",
-                                           images_per_set=1, name="same", plan=PlanSettings(raters=1, batch_size=10, seed=seed)))
+    return create_study(
+        out,
+        StudySettings(
+            protocol="drawbench_sbs",
+            a=f"folder:{a}",
+            b=f"folder:{b}",
+            prompts="drawbench:Colors",
+            images_per_set=1,
+            name="same",
+            plan=PlanSettings(raters=1, batch_size=10, seed=seed),
+        ),
+    )
 
 
 def _answer(study, controls_right: bool) -> None:
@@ -51,27 +62,39 @@ def test_the_id_is_made_at_creation_and_recorded_in_study_json_and_the_database(
     assert good.key == f"same@{good.id}"
     assert json.loads((good.root / "study.json").read_text())["id"] == good.id
     con = sqlite3.connect(good.db_url)
-    (key, settings), = con.execute("SELECT study, settings FROM studies").fetchall()
+    ((key, settings),) = con.execute("SELECT study, settings FROM studies").fetchall()
     assert {r[0] for r in con.execute("SELECT DISTINCT study FROM answers")} == {key} == {good.key}
     con.close()
-    assert json.loads(settings)["study"] == {"name": "same", "id": good.id, "models": {
-        "a": {"source": f"folder:{sd_folders()[0]}", "model": "sd-v1-4"}, "b": {"source": f"folder:{sd_folders()[1]}", "model": "sd-v1-5"}}}
+    assert json.loads(settings)["study"] == {
+        "name": "same",
+        "id": good.id,
+        "models": {
+            "a": {"source": f"folder:{sd_folders()[0]}", "model": "sd-v1-4"},
+            "b": {"source": f"folder:{sd_folders()[1]}", "model": "sd-v1-5"},
+        },
+    }
 
 
 def test_two_studies_named_alike_are_kept_apart(namesakes):
     """The issue's case: a perfect rater was excluded with a failing namesake; now each is judged alone."""
     _, good, bad = namesakes
     inputs = [(str(s.root), load_answers(s.root)) for s in (good, bad)]
-    frame, labels = combine_answers([(src, df) for src, (df, _) in inputs], {k: v for _, (_, st) in inputs for k, v in st.items()})
+    frame, labels = combine_answers(
+        [(src, df) for src, (df, _) in inputs], {k: v for _, (_, st) in inputs for k, v in st.items()}
+    )
     acc = control_accuracy(frame, 0.8).set_index("study")
     assert acc.loc[good.key, "accuracy"] == 1.0 and not acc.loc[good.key, "flagged"]
     assert acc.loc[bad.key, "accuracy"] == 0.0 and acc.loc[bad.key, "flagged"]
     kept, _ = apply_controls(frame, 0.8)
     rated = json.loads((good.root / "study.json").read_text())["prompts"]["n"]
-    assert set(kept["study"]) == {good.key} and len(kept) == 2 * rated  # the good rater's ordinary answers, both questions
+    assert (
+        set(kept["study"]) == {good.key} and len(kept) == 2 * rated
+    )  # the good rater's ordinary answers, both questions
     # two folders called sd-v1-4 are two models, named by study and source; sd-v1-5 (one folder) stays one
     a = f"sd-v1-4 ({good.key}: folder:{sd_folders()[0]})"
-    assert labels[(good.key, "sd-v1-4")] == a and set(frame.loc[(frame.study == good.key) & ~frame.is_control, "model_a"]) == {a}
+    assert labels[(good.key, "sd-v1-4")] == a and set(
+        frame.loc[(frame.study == good.key) & ~frame.is_control, "model_a"]
+    ) == {a}
     assert labels[(bad.key, "sd-v1-4")] == f"sd-v1-4 ({bad.key}: folder:{namesakes[0] / 'elsewhere' / 'sd-v1-4'})"
     assert "sd-v1-4" not in set(frame["model_a"]) | set(frame["model_b"]) and (bad.key, "sd-v1-5") not in labels
     assert set(frame.loc[~frame.is_control, "model_b"]) == {"sd-v1-5"}
@@ -95,7 +118,9 @@ def test_a_study_given_twice_is_counted_once(namesakes, tmp_path):
 
 def test_namesakes_without_ids_are_refused_not_pooled(namesakes):
     _, good, bad = namesakes
-    old = [(str(s.root), load_answers(s.root)[0].assign(study="same")) for s in (good, bad)]  # keyed by name, as before ids
+    old = [
+        (str(s.root), load_answers(s.root)[0].assign(study="same")) for s in (good, bad)
+    ]  # keyed by name, as before ids
     with pytest.raises(ValueError, match="both hold a study 'same' but no task in common"):
         combine_answers(old, {})
 

@@ -1,5 +1,6 @@
 """The same storage layer on PostgreSQL. Needs a server: set HUMAN_EVAL_PG_URL to an empty
 database you own (e.g. postgresql://he:pw@127.0.0.1/he_test) and install the `postgres` extra."""
+
 from __future__ import annotations
 
 import os
@@ -23,8 +24,15 @@ def test_postgres_study_submit_export(tmp_path, monkeypatch):
     pytest.importorskip("psycopg", reason="psycopg not installed: pip install -c constraints.txt '.[postgres]'")
     captions, model, reference = synthetic_sources(tmp_path / "src")
     name = f"pgtest-{secrets.token_hex(4)}"
-    settings = StudySettings(protocol="coco_realism", a=f"folder:{model}", b=f"folder:{reference}", prompts=f"csv:{captions}",
-                             name=name, db=URL, plan=PlanSettings(raters=4, batch_size=4, control_share=0.25))
+    settings = StudySettings(
+        protocol="coco_realism",
+        a=f"folder:{model}",
+        b=f"folder:{reference}",
+        prompts=f"csv:{captions}",
+        name=name,
+        db=URL,
+        plan=PlanSettings(raters=4, batch_size=4, control_share=0.25),
+    )
     study = create_study(tmp_path / "study", settings)
     password = urlsplit(URL).password
     if password:  # study.json keeps the URL without it; libpq reads PGPASSWORD

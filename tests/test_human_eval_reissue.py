@@ -1,5 +1,6 @@
 """`imagen-bench study reissue`: one rater's (or the admin's) token is replaced; the old one is
 refused at once, the new one accepted, and nothing else in the study changes."""
+
 from __future__ import annotations
 
 import os
@@ -81,10 +82,13 @@ def test_unknown_rater_names_known_ones_and_changes_nothing(study, capsys):
     assert {p: p.read_bytes() for p in files} == files
 
 
-@pytest.mark.parametrize("flags, message", [
-    ([], "one of the arguments --rater --admin is required"),
-    (["--admin", "--rater", "r01"], "argument --rater: not allowed with argument --admin"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        ([], "one of the arguments --rater --admin is required"),
+        (["--admin", "--rater", "r01"], "argument --rater: not allowed with argument --admin"),
+    ],
+)
 def test_exactly_one_of_rater_or_admin(study, flags, message, capsys):
     before = tokens(study)
     with pytest.raises(SystemExit) as e:
@@ -124,9 +128,18 @@ def test_links_flag_tokens_the_database_no_longer_accepts(study, capsys):
 def test_reissue_postgres(tmp_path):
     pytest.importorskip("psycopg", reason="psycopg not installed: pip install -c constraints.txt '.[postgres]'")
     captions, model, _ = synthetic_sources(tmp_path / "src")
-    study = create_study(tmp_path / "study", StudySettings(
-        protocol="coco_alignment", a=f"folder:{model}", b=None, prompts=f"csv:{captions}", name=f"pgreissue-{secrets.token_hex(4)}",
-        db=PG_URL, plan=PlanSettings(raters=2, batch_size=4, control_share=0.25)))
+    study = create_study(
+        tmp_path / "study",
+        StudySettings(
+            protocol="coco_alignment",
+            a=f"folder:{model}",
+            b=None,
+            prompts=f"csv:{captions}",
+            name=f"pgreissue-{secrets.token_hex(4)}",
+            db=PG_URL,
+            plan=PlanSettings(raters=2, batch_size=4, control_share=0.25),
+        ),
+    )
     store = study.store()
     t = store.tasks("r01")[0]
     store.submit("r01", t.task_id, {"caption": "no"}, 7)

@@ -1,5 +1,6 @@
 """Sequential A-vs-B studies (issue 30 item 4): the confidence sequences, the deal of batches, the
 stopping rule, and the CI size of `imagen-bench sequential` (the docs' table at 120 replicates)."""
+
 from __future__ import annotations
 
 import itertools
@@ -54,8 +55,12 @@ def test_bad_observations_and_methods_are_refused():
         bernstein(np.array([[0.2, 1.3]]), 0.05)
     with pytest.raises(ValueError, match="confidence sequence must be one of betting, bernstein, got 'wald'"):
         sequence(np.array([[0.2]]), 0.05, "wald")
-    for kwargs, message in (({"alpha": 0.7}, r"alpha must be in \(0, 0.5\]"), ({"half_width": 0}, r"half width must be in \(0, 0.5\)"),
-                            ({"look_every": 0}, "look interval must be 1..1000"), ({"method": "naive"}, "must be one of betting, bernstein")):
+    for kwargs, message in (
+        ({"alpha": 0.7}, r"alpha must be in \(0, 0.5\]"),
+        ({"half_width": 0}, r"half width must be in \(0, 0.5\)"),
+        ({"look_every": 0}, "look interval must be 1..1000"),
+        ({"method": "naive"}, "must be one of betting, bernstein"),
+    ):
         with pytest.raises(ValueError, match=message):
             SequentialPlan(**kwargs)
 
@@ -71,7 +76,7 @@ def test_deal_passes_cover_every_prompt_and_keep_category_shares():
     assert set().union(*batches[:first_pass]) == set(ids)  # one full pass within ceil(200 / 45) = 5 batches
     stream = [k for b in batches for k in b]
     for p in range(len(stream) // len(ids)):  # every pass holds every prompt exactly once
-        assert sorted(stream[p * len(ids):(p + 1) * len(ids)]) == sorted(ids)
+        assert sorted(stream[p * len(ids) : (p + 1) * len(ids)]) == sorted(ids)
     category = dict(zip(ids, cats))
     share = Counter(cats)
     for b in batches[:4]:  # stratified: each category about its share of the batch (a straddling batch may move a few)
@@ -83,7 +88,9 @@ def test_deal_passes_cover_every_prompt_and_keep_category_shares():
 
 def test_stopping_rule_waits_for_the_pass_and_names_its_reason():
     plan = SequentialPlan(half_width=0.05, look_every=2)
-    low = np.array([[0.55, 0.56, 0.57, 0.58], [0.40, 0.45, 0.46, 0.46], [0.30, 0.35, 0.40, 0.41], [0.1, 0.2, 0.3, 0.3]])
+    low = np.array(
+        [[0.55, 0.56, 0.57, 0.58], [0.40, 0.45, 0.46, 0.46], [0.30, 0.35, 0.40, 0.41], [0.1, 0.2, 0.3, 0.3]]
+    )
     high = np.array([[0.9, 0.8, 0.7, 0.7], [0.60, 0.55, 0.55, 0.55], [0.8, 0.7, 0.6, 0.6], [0.9, 0.8, 0.7, 0.7]])
     covered = np.array([[False, True, True, True]] * 4)
     t, reason = stops(low, high, covered, plan, cap=4)
@@ -102,7 +109,9 @@ def test_simulation_ci_size_meets_the_goal_and_catches_peeking():
     from selfcheck.sequential.simulate import PEEKING, Sizes, run
     from selfcheck.sequential.table import goal_failures
 
-    frame = pd.DataFrame(run(Sizes(replicates=120, fixed_resamples=200, plans=(SequentialPlan(),)), seed=0, log=lambda m: None))
+    frame = pd.DataFrame(
+        run(Sizes(replicates=120, fixed_resamples=200, plans=(SequentialPlan(),)), seed=0, log=lambda m: None)
+    )
     assert goal_failures(frame, tolerance=2 * math.sqrt(95 * 5 / 120)) == []
     default = frame[frame["default"]].set_index("rate")
     assert (default.loc[[0.6, 0.7], "savings"] >= 40).all() and (default["coverage_prompts"] >= 95).all()
@@ -117,9 +126,17 @@ def _sequential_study(out, plan: SequentialPlan, raters: int = 40):
     from human_eval.study import StudySettings, create_study
 
     a, b = sd_folders()
-    return create_study(out, StudySettings(
-        protocol="drawbench_sbs", a=f"folder:{a}", b=f"folder:{b}", prompts="drawbench:Colors,Counting", images_per_set=1,
-        plan=PlanSettings(raters=raters, batch_size=12, control_share=0.1, design="sequential", sequential=plan)))
+    return create_study(
+        out,
+        StudySettings(
+            protocol="drawbench_sbs",
+            a=f"folder:{a}",
+            b=f"folder:{b}",
+            prompts="drawbench:Colors,Counting",
+            images_per_set=1,
+            plan=PlanSettings(raters=raters, batch_size=12, control_share=0.1, design="sequential", sequential=plan),
+        ),
+    )
 
 
 def _answer_batch(store, rater: str, rng: random.Random, prefer_b: float, controls_right: bool = True) -> None:
@@ -149,8 +166,16 @@ def test_a_real_study_stops_by_its_rule_while_raters_answer_through_the_store(tm
     study = _sequential_study(tmp_path / "s", SequentialPlan())
     meta = json.loads((study.root / "study.json").read_text())
     seq = meta["settings"]["plan"]["sequential"]
-    assert seq == {"alpha": 0.05, "half_width": 0.03, "look_every": 1, "method": "betting", "question": "quality", "cap_batches": 40,
-                   "tasks_per_batch": 12, "n_prompts": meta["prompts"]["n"]}
+    assert seq == {
+        "alpha": 0.05,
+        "half_width": 0.03,
+        "look_every": 1,
+        "method": "betting",
+        "question": "quality",
+        "cap_batches": 40,
+        "tasks_per_batch": 12,
+        "n_prompts": meta["prompts"]["n"],
+    }
     store = study.store()
     rng = random.Random(1)
     raters = sorted(store.token_hashes()[1])
@@ -166,7 +191,7 @@ def test_a_real_study_stops_by_its_rule_while_raters_answer_through_the_store(tm
             break
     assert state.reason == "decided" and state.high[-1] < 0.5  # v1.5 (model B) preferred: A's rate below 1/2
     assert state.stop_at == n and state.covered[n - 1] and n >= math.ceil(meta["prompts"]["n"] / 10) and n < 39
-    assert (state.low[:n - 1] <= 0.5).all() or not state.covered[:n - 1].all()  # not stopped earlier by the rule
+    assert (state.low[: n - 1] <= 0.5).all() or not state.covered[: n - 1].all()  # not stopped earlier by the rule
     assert ended(study, store)
     assert "Stopped after" in state.describe() and "B preferred" in state.describe()
 
@@ -214,17 +239,52 @@ def test_sequential_options_are_checked(tmp_path, capsys):
     from imagen_bench.cli import main as cli
 
     a, b = sd_folders()
-    base = ["study", "create", "--a", f"folder:{a}", "--images-per-set", "1", "--prompts", "drawbench:Colors", "--out", str(tmp_path / "s")]
-    for extra, message in ((["--protocol", "drawbench_sbs", "--b", f"folder:{b}", "--alpha", "0.1"], "--alpha applies to --design sequential only"),
-                           (["--protocol", "coco_alignment", "--design", "sequential"], "the sequential design compares A with B"),
-                           (["--protocol", "drawbench_sbs", "--b", f"folder:{b}", "--design", "sequential", "--question", "realism"],
-                            "sequential question must be one of quality, alignment"),
-                           (["--protocol", "drawbench_sbs", "--b", f"folder:{b}", "--design", "sequential", "--raters", "2", "--batch-size", "10"],
-                            "one full pass over the 23 prompts takes 3 batches of 9; use --raters 3 or more"),
-                           (["--protocol", "drawbench_sbs", "--b", f"folder:{b}", "--design", "sequential"],
-                            "a sequential batch holds 1..23 ordinary tasks (the study's prompts), got 48"),
-                           (["--protocol", "drawbench_sbs", "--b", f"folder:{b}", "--design", "sequential", "--half-width", "0.6"],
-                            r"half width must be in (0, 0.5)")):
+    base = [
+        "study",
+        "create",
+        "--a",
+        f"folder:{a}",
+        "--images-per-set",
+        "1",
+        "--prompts",
+        "drawbench:Colors",
+        "--out",
+        str(tmp_path / "s"),
+    ]
+    for extra, message in (
+        (
+            ["--protocol", "drawbench_sbs", "--b", f"folder:{b}", "--alpha", "0.1"],
+            "--alpha applies to --design sequential only",
+        ),
+        (["--protocol", "coco_alignment", "--design", "sequential"], "the sequential design compares A with B"),
+        (
+            ["--protocol", "drawbench_sbs", "--b", f"folder:{b}", "--design", "sequential", "--question", "realism"],
+            "sequential question must be one of quality, alignment",
+        ),
+        (
+            [
+                "--protocol",
+                "drawbench_sbs",
+                "--b",
+                f"folder:{b}",
+                "--design",
+                "sequential",
+                "--raters",
+                "2",
+                "--batch-size",
+                "10",
+            ],
+            "one full pass over the 23 prompts takes 3 batches of 9; use --raters 3 or more",
+        ),
+        (
+            ["--protocol", "drawbench_sbs", "--b", f"folder:{b}", "--design", "sequential"],
+            "a sequential batch holds 1..23 ordinary tasks (the study's prompts), got 48",
+        ),
+        (
+            ["--protocol", "drawbench_sbs", "--b", f"folder:{b}", "--design", "sequential", "--half-width", "0.6"],
+            r"half width must be in (0, 0.5)",
+        ),
+    ):
         assert cli(base + extra) == 2, extra
         assert message in capsys.readouterr().err
         assert not (tmp_path / "s").exists()
@@ -269,11 +329,28 @@ def test_app_shows_the_live_sequence_and_turns_away_raters_after_the_stop(tmp_pa
 
 def _rows(rater: str, prompt: str, answer: str, control_right: bool, minute: int) -> list[dict]:
     at = pd.Timestamp("2026-01-01", tz="UTC") + pd.Timedelta(minutes=minute)
-    common = dict(study="s", protocol="drawbench_sbs", rater=rater, question="quality", model_a="a", model_b="b", category="Colors",
-                  response_ms=3000, answered_at=at)
-    return [common | dict(task_id=f"{rater}-o", answer=answer, prompt_id=prompt, is_control=False, control_correct=None),
-            common | dict(task_id=f"{rater}-c", answer="A" if control_right else "B", prompt_id="99", is_control=True,
-                          control_correct=control_right)]
+    common = dict(
+        study="s",
+        protocol="drawbench_sbs",
+        rater=rater,
+        question="quality",
+        model_a="a",
+        model_b="b",
+        category="Colors",
+        response_ms=3000,
+        answered_at=at,
+    )
+    return [
+        common | dict(task_id=f"{rater}-o", answer=answer, prompt_id=prompt, is_control=False, control_correct=None),
+        common
+        | dict(
+            task_id=f"{rater}-c",
+            answer="A" if control_right else "B",
+            prompt_id="99",
+            is_control=True,
+            control_correct=control_right,
+        ),
+    ]
 
 
 def test_the_cap_is_reached_when_every_planned_batch_is_in_flagged_ones_too():
@@ -281,11 +358,23 @@ def test_the_cap_is_reached_when_every_planned_batch_is_in_flagged_ones_too():
     third batch is in, at the last counted batch, not earlier (no look is ever moved back)."""
     from human_eval.sequential import record, state
 
-    settings = {"control_threshold": 0.8, "plan": {"design": "sequential", "sequential": record(
-        SequentialPlan(half_width=0.01), "quality", cap_batches=3, tasks_per_batch=2, n_prompts=2)}}
+    settings = {
+        "control_threshold": 0.8,
+        "plan": {
+            "design": "sequential",
+            "sequential": record(
+                SequentialPlan(half_width=0.01), "quality", cap_batches=3, tasks_per_batch=2, n_prompts=2
+            ),
+        },
+    }
     two = pd.DataFrame(_rows("r1", "1", "tie", True, 1) + _rows("r2", "2", "A", True, 2))
     running = state(two, settings, 0.8)
-    assert running.reason is None and running.stop_at == 0 and len(running.low) == 2 and running.covered.tolist() == [False, True]
+    assert (
+        running.reason is None
+        and running.stop_at == 0
+        and len(running.low) == 2
+        and running.covered.tolist() == [False, True]
+    )
     three = pd.concat([two, pd.DataFrame(_rows("r3", "1", "A", False, 3))], ignore_index=True)
     capped = state(three, settings, 0.8)
     assert (capped.reason, capped.stop_at) == ("cap", 2) and capped.batches["counted"].tolist() == [True, True, False]
@@ -313,7 +402,9 @@ def test_several_models_information_driven_pairs_spend_fewer_ratings():
     from selfcheck.sequential.ranking import run
     from selfcheck.sequential.simulate import Sizes
 
-    rows = pd.DataFrame(run(Sizes(ranking_replicates=20, ranking_adjacent=(0.6,), fixed_resamples=100), seed=0, log=lambda m: None))
+    rows = pd.DataFrame(
+        run(Sizes(ranking_replicates=20, ranking_adjacent=(0.6,), fixed_resamples=100), seed=0, log=lambda m: None)
+    )
     by = rows.set_index("design")["savings"]
     fixed, robin, informed = by.index
     assert (rows["right_order"] == 100).all() and (rows.loc[rows["design"] != fixed, "coverage_all_pairs"] >= 90).all()

@@ -1,6 +1,7 @@
 """The rating server as `imagen-bench rate` runs it answers nothing but the app: Streamlit's metrics
 and upload endpoints give 404 without a token, and every response (page, health check, media image,
 404) carries the security headers (human_eval/web_guard.py)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -48,7 +49,13 @@ def test_guard_replaces_headers_the_app_set_and_passes_websockets():
     async def app(scope, receive, send):
         seen.append(scope["type"])
         if scope["type"] == "http":
-            await send({"type": "http.response.start", "status": 200, "headers": [(b"X-Frame-Options", b"ALLOWALL"), (b"a", b"1")]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"X-Frame-Options", b"ALLOWALL"), (b"a", b"1")],
+                }
+            )
             await send({"type": "http.response.body", "body": b"ok"})
 
     async def send(message):

@@ -2,6 +2,7 @@
 encoder (same JPEG tables, no metadata), served as a data: URL with fresh padding to one length
 (no content-addressed /media/ URL, no two renders alike). The browser-level proof is the detector
 trial (selfcheck/trials/detect_controls.py, tests/test_trials_detect_controls.py)."""
+
 from __future__ import annotations
 
 import base64
@@ -29,7 +30,12 @@ def test_every_image_one_encoder_and_every_serve_one_length(tmp_path):
     tables, degraded = set(), 0
     for info in meta["images"].values():
         with Image.open(study.root / "images" / info["file"]) as im:
-            assert im.format == "JPEG" and "exif" not in im.info and "icc_profile" not in im.info and "progressive" not in im.info
+            assert (
+                im.format == "JPEG"
+                and "exif" not in im.info
+                and "icc_profile" not in im.info
+                and "progressive" not in im.info
+            )
             tables.add(json.dumps({k: list(v) for k, v in im.quantization.items()}))
         degraded += info["degraded"]
     assert degraded and len(tables) == 1  # originals and degraded copies share one quantization table

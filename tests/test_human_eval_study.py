@@ -1,5 +1,6 @@
 """Studies, plan, storage and export without a browser: controls in every batch, sides randomised
 and de-randomised, first answer wins, refusals that change nothing."""
+
 from __future__ import annotations
 
 import contextlib
@@ -31,7 +32,9 @@ def study(tmp_path_factory):
 def _db_snapshot(study) -> tuple:
     con = sqlite3.connect(study.db_url)
     try:
-        return tuple(con.execute(f"SELECT * FROM {t} ORDER BY 1, 2, 3").fetchall() for t in ("raters", "tasks", "answers"))
+        return tuple(
+            con.execute(f"SELECT * FROM {t} ORDER BY 1, 2, 3").fetchall() for t in ("raters", "tasks", "answers")
+        )
     finally:
         con.close()
 
@@ -39,11 +42,20 @@ def _db_snapshot(study) -> tuple:
 def test_study_dir_records_what_made_it(study):
     meta = json.loads((study.root / "study.json").read_text())
     assert meta["package_version"] == "0.1.0" and meta["protocol"] == "drawbench_sbs"
-    assert meta["settings"]["plan"] == {"raters": 3, "batch_size": 10, "control_share": 0.2, "seed": 0,
-                                        "design": "per_category", "raters_per_category": 3, "sequential": None}
+    assert meta["settings"]["plan"] == {
+        "raters": 3,
+        "batch_size": 10,
+        "control_share": 0.2,
+        "seed": 0,
+        "design": "per_category",
+        "raters_per_category": 3,
+        "sequential": None,
+    }
     assert meta["wording"]["alignment"]["text"] == "Which set of images better represents the text caption: {caption}?"
     assert meta["models"]["a"]["model"] == "sd-v1-4" and meta["models"]["b"]["model"] == "sd-v1-5"
-    assert meta["prompts"]["n"] == 20 and len(meta["prompts"]["control"]) == 5  # DrawBench Colors: 25 prompts, 20 % set aside for controls
+    assert (
+        meta["prompts"]["n"] == 20 and len(meta["prompts"]["control"]) == 5
+    )  # DrawBench Colors: 25 prompts, 20 % set aside for controls
     assert not set(meta["prompts"]["rated"]) & set(meta["prompts"]["control"])
     for _iid, info in meta["images"].items():
         path = study.root / "images" / info["file"]
@@ -85,7 +97,10 @@ def test_plan_batches_controls_and_sides(study):
     assert seen["r01"] == seen["r02"] == seen["r03"]
     sides = [t.a_on_left for r in ("r01", "r02", "r03") for t in store.tasks(r)]
     assert 0.3 < sum(sides) / len(sides) < 0.7
-    assert {t.control_kind for r in ("r01", "r02", "r03") for t in store.tasks(r) if t.is_control} == {"alignment", "fidelity"}
+    assert {t.control_kind for r in ("r01", "r02", "r03") for t in store.tasks(r) if t.is_control} == {
+        "alignment",
+        "fidelity",
+    }
 
 
 def test_same_seed_same_plan(tmp_path, study):
@@ -109,9 +124,28 @@ def test_first_answer_wins_and_derandomises(tmp_path):
     row = df.set_index("question").loc["quality"]
     assert row["answer"] == ("A" if t.a_on_left else "B") and row["response_ms"] == 1200
     assert df.set_index("question").loc["alignment", "answer"] == "tie"
-    assert (row["model_a"], row["model_b"], row["prompt_id"], row["category"]) == ("sd-v1-4", "sd-v1-5", t.prompt_id, "Colors")
-    assert list(df.columns) == ["study", "protocol", "task_id", "rater", "question", "answer", "model_a", "model_b",
-                                "prompt_id", "category", "is_control", "control_correct", "response_ms", "answered_at"]
+    assert (row["model_a"], row["model_b"], row["prompt_id"], row["category"]) == (
+        "sd-v1-4",
+        "sd-v1-5",
+        t.prompt_id,
+        "Colors",
+    )
+    assert list(df.columns) == [
+        "study",
+        "protocol",
+        "task_id",
+        "rater",
+        "question",
+        "answer",
+        "model_a",
+        "model_b",
+        "prompt_id",
+        "category",
+        "is_control",
+        "control_correct",
+        "response_ms",
+        "answered_at",
+    ]
 
 
 def test_control_accuracy_flags_and_excludes(tmp_path):
@@ -160,14 +194,23 @@ def test_coco_protocols_export(tmp_path):
 def test_tokens_constant_time_match():
     tok = new_token()
     assert len(tok) >= 43 and match_token(tok, {"r01": hash_token(tok), "r02": hash_token(new_token())}) == "r01"
-    for forged in (None, "", tok[:-1] + ("A" if tok[-1] != "A" else "B"), "../../etc/passwd", "x" * 500, hash_token(tok)):
+    for forged in (
+        None,
+        "",
+        tok[:-1] + ("A" if tok[-1] != "A" else "B"),
+        "../../etc/passwd",
+        "x" * 500,
+        hash_token(tok),
+    ):
         assert match_token(forged, {"r01": hash_token(tok)}) is None
 
 
 def test_bad_input_is_refused_and_changes_nothing(study):
     store = study.store()
     before = _db_snapshot(study)
-    assert store.rater_for_token("forged-" + new_token()) is None and not store.is_admin(tokens(study)["raters"]["r01"])
+    assert store.rater_for_token("forged-" + new_token()) is None and not store.is_admin(
+        tokens(study)["raters"]["r01"]
+    )
     other = store.tasks("r02")[0]
     with pytest.raises(AccessDenied, match="not one of rater 'r01'"):
         store.submit("r01", other.task_id, {"quality": "left", "alignment": "left"}, 5)
@@ -185,15 +228,23 @@ def test_bad_input_is_refused_and_changes_nothing(study):
     assert _db_snapshot(study) == before
 
 
-@pytest.mark.parametrize("content, message", [
-    ("{not json", "not valid JSON"),
-    ('{"format": "other/1"}', "format must be"),
-    ('{"format": "imagen-bench-study/1", "name": "x"}', "missing keys"),
-    ('{"format": "imagen-bench-study/1", "name": "x", "protocol": "nope", "database": "r.sqlite", "images": {}, "settings": {}}',
-     "unknown protocol 'nope'; choose from drawbench_sbs, coco_realism, coco_alignment"),
-    ('{"format": "imagen-bench-study/1", "name": "x", "protocol": "coco_realism", "database": "r.sqlite", '
-     '"images": {"' + "a" * 32 + '": {"file": "../../etc/passwd"}}, "settings": {"control_threshold": 0.8}}', "'images' must map"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("{not json", "not valid JSON"),
+        ('{"format": "other/1"}', "format must be"),
+        ('{"format": "imagen-bench-study/1", "name": "x"}', "missing keys"),
+        (
+            '{"format": "imagen-bench-study/1", "name": "x", "protocol": "nope", "database": "r.sqlite", "images": {}, "settings": {}}',
+            "unknown protocol 'nope'; choose from drawbench_sbs, coco_realism, coco_alignment",
+        ),
+        (
+            '{"format": "imagen-bench-study/1", "name": "x", "protocol": "coco_realism", "database": "r.sqlite", '
+            '"images": {"' + "a" * 32 + '": {"file": "../../etc/passwd"}}, "settings": {"control_threshold": 0.8}}',
+            "'images' must map",
+        ),
+    ],
+)
 def test_malformed_study_file(tmp_path, content, message):
     (tmp_path / "study.json").write_text(content)
     with pytest.raises(ValueError, match=message):
@@ -226,7 +277,7 @@ def test_degraded_copy_is_heavily_degraded(tmp_path):
     Image.fromarray(((xx // 8 + yy // 8) % 2 * 255).astype(np.uint8)).convert("RGB").save(src)  # sharp checkerboard
     a = np.asarray(Image.open(src), dtype=np.float64)
     b = np.asarray(degrade(src, seed=0), dtype=np.float64)
-    psnr = 10 * np.log10(255 ** 2 / np.mean((a - b) ** 2))
+    psnr = 10 * np.log10(255**2 / np.mean((a - b) ** 2))
     assert b.shape == a.shape and psnr < 12, psnr
 
 
@@ -240,8 +291,16 @@ def test_export_csv_neutralises_formula_cells_and_parquet_stays_exact(tmp_path):
     df = pd.read_csv(captions)
     df["category"] = '=HYPERLINK("http://evil.example","x")'
     df.to_csv(captions, index=False)
-    study = create_study(tmp_path / "study", StudySettings(protocol="coco_alignment", a=f"folder:{model}", b=None,
-                                                           prompts=f"csv:{captions}", plan=PlanSettings(raters=1, batch_size=4)))
+    study = create_study(
+        tmp_path / "study",
+        StudySettings(
+            protocol="coco_alignment",
+            a=f"folder:{model}",
+            b=None,
+            prompts=f"csv:{captions}",
+            plan=PlanSettings(raters=1, batch_size=4),
+        ),
+    )
     store = study.store()
     for task in store.tasks("r01"):
         store.submit("r01", task.task_id, {"caption": "yes"}, 1000)
@@ -263,8 +322,16 @@ def test_a_killed_creates_leftover_is_removed_by_the_next_create(tmp_path):
     dead = tmp_path / ".study.creating-4000000-abcd"  # beyond any pid_max: its creator is gone
     dead.mkdir()
     (dead / "images").mkdir()
-    create_study(tmp_path / "study", StudySettings(protocol="coco_alignment", a=f"folder:{model}", b=None,
-                                                   prompts=f"csv:{captions}", plan=PlanSettings(raters=1, batch_size=4)))
+    create_study(
+        tmp_path / "study",
+        StudySettings(
+            protocol="coco_alignment",
+            a=f"folder:{model}",
+            b=None,
+            prompts=f"csv:{captions}",
+            plan=PlanSettings(raters=1, batch_size=4),
+        ),
+    )
     assert not dead.exists() and not list(tmp_path.glob(".study.creating-*"))
 
 
@@ -277,9 +344,17 @@ def test_implausibly_fast_answers_are_recorded_and_flagged(tmp_path, monkeypatch
     from selfcheck.trials.study_sources import synthetic_sources
 
     captions, model, _ = synthetic_sources(tmp_path / "src")
-    study = create_study(tmp_path / "study", StudySettings(protocol="coco_alignment", a=f"folder:{model}", b=None,
-                                                           prompts=f"csv:{captions}", fast_answer_ms=800,
-                                                           plan=PlanSettings(raters=1, batch_size=4)))
+    study = create_study(
+        tmp_path / "study",
+        StudySettings(
+            protocol="coco_alignment",
+            a=f"folder:{model}",
+            b=None,
+            prompts=f"csv:{captions}",
+            fast_answer_ms=800,
+            plan=PlanSettings(raters=1, batch_size=4),
+        ),
+    )
     assert json.loads((study.root / "study.json").read_text())["settings"]["fast_answer_ms"] == 800
     store = study.store()
     tasks = store.tasks("r01")
@@ -317,13 +392,39 @@ def test_drawbench_default_design_is_one_evaluation_per_category(tmp_path, capsy
 
     a, b = sd_folders()
     out = tmp_path / "s"
-    assert cli(["study", "create", "--protocol", "drawbench_sbs", "--a", f"folder:{a}", "--b", f"folder:{b}", "--images-per-set", "1",
-                "--prompts", "drawbench:Colors,Text,Counting", "--raters", "5", "--raters-per-category", "2", "--batch-size", "8",
-                "--out", str(out)]) == 0
+    assert (
+        cli(
+            [
+                "study",
+                "create",
+                "--protocol",
+                "drawbench_sbs",
+                "--a",
+                f"folder:{a}",
+                "--b",
+                f"folder:{b}",
+                "--images-per-set",
+                "1",
+                "--prompts",
+                "drawbench:Colors,Text,Counting",
+                "--raters",
+                "5",
+                "--raters-per-category",
+                "2",
+                "--batch-size",
+                "8",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert "3 evaluations (one per category, 2 raters each)" in capsys.readouterr().out
     study = load_study(out)
     meta = json.loads((out / "study.json").read_text())
-    assert meta["settings"]["plan"]["design"] == "per_category" and meta["settings"]["plan"]["raters_per_category"] == 2
+    assert (
+        meta["settings"]["plan"]["design"] == "per_category" and meta["settings"]["plan"]["raters_per_category"] == 2
+    )
     evaluations = meta["tasks"]["evaluations"]
     assert sorted(evaluations) == ["Colors", "Counting", "Text"] and all(len(r) == 2 for r in evaluations.values())
     served = Counter(r for raters in evaluations.values() for r in raters)
@@ -333,7 +434,9 @@ def test_drawbench_default_design_is_one_evaluation_per_category(tmp_path, capsy
         for rater in served:
             tasks = store.tasks(rater)
             ordinary = [t for t in tasks if not t.is_control]
-            for batch in {t.batch for t in tasks}:  # a batch never mixes categories (controls are made from its prompts)
+            for batch in {
+                t.batch for t in tasks
+            }:  # a batch never mixes categories (controls are made from its prompts)
                 assert len({t.category for t in tasks if t.batch == batch}) == 1
             cats = {t.category for t in ordinary}
             assert cats == {c for c, raters in evaluations.items() if rater in raters}
@@ -343,23 +446,54 @@ def test_drawbench_default_design_is_one_evaluation_per_category(tmp_path, capsy
         store.close()
     # every prompt of a category is rated by exactly its 2 raters
     con = sqlite3.connect(out / "ratings.sqlite")
-    rows = con.execute("SELECT category, prompt_id, COUNT(DISTINCT rater) FROM tasks WHERE is_control = 0 GROUP BY 1, 2").fetchall()
+    rows = con.execute(
+        "SELECT category, prompt_id, COUNT(DISTINCT rater) FROM tasks WHERE is_control = 0 GROUP BY 1, 2"
+    ).fetchall()
     con.close()
     assert rows and {n for _, _, n in rows} == {2}
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--raters", "3", "--raters-per-category", "4"], "raters per category must be in [1, 3] (the pool, --raters), got 4"),
-    (["--design", "all_prompts", "--raters-per-category", "2"], "raters per category applies to the per_category design only"),
-    (["--design", "every"], "invalid choice: 'every'"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (
+            ["--raters", "3", "--raters-per-category", "4"],
+            "raters per category must be in [1, 3] (the pool, --raters), got 4",
+        ),
+        (
+            ["--design", "all_prompts", "--raters-per-category", "2"],
+            "raters per category applies to the per_category design only",
+        ),
+        (["--design", "every"], "invalid choice: 'every'"),
+    ],
+)
 def test_design_options_are_checked(tmp_path, capsys, extra, message):
     from human_eval_fixtures import sd_folders
 
     a, b = sd_folders()
     with pytest.raises(SystemExit) if "invalid choice" in message else contextlib.nullcontext():
-        assert cli(["study", "create", "--protocol", "drawbench_sbs", "--a", f"folder:{a}", "--b", f"folder:{b}", "--images-per-set", "1",
-                    "--prompts", "drawbench:Colors", *extra, "--out", str(tmp_path / "s")]) == 2
+        assert (
+            cli(
+                [
+                    "study",
+                    "create",
+                    "--protocol",
+                    "drawbench_sbs",
+                    "--a",
+                    f"folder:{a}",
+                    "--b",
+                    f"folder:{b}",
+                    "--images-per-set",
+                    "1",
+                    "--prompts",
+                    "drawbench:Colors",
+                    *extra,
+                    "--out",
+                    str(tmp_path / "s"),
+                ]
+            )
+            == 2
+        )
     assert message in capsys.readouterr().err and not (tmp_path / "s").exists()
 
 
@@ -370,8 +504,17 @@ def test_all_prompts_design_gives_every_rater_every_prompt(tmp_path):
     from human_eval.study import StudySettings, create_study
 
     a, b = sd_folders()
-    study = create_study(tmp_path / "s", StudySettings(protocol="drawbench_sbs", a=f"folder:{a}", b=f"folder:{b}", images_per_set=1,
-                                                       prompts="drawbench:Colors,Text", plan=PlanSettings(raters=2, design="all_prompts")))
+    study = create_study(
+        tmp_path / "s",
+        StudySettings(
+            protocol="drawbench_sbs",
+            a=f"folder:{a}",
+            b=f"folder:{b}",
+            images_per_set=1,
+            prompts="drawbench:Colors,Text",
+            plan=PlanSettings(raters=2, design="all_prompts"),
+        ),
+    )
     meta = json.loads((study.root / "study.json").read_text())
     assert meta["tasks"]["evaluations"] == {"all": ["r01", "r02"]}
     store = study.store()
@@ -382,7 +525,6 @@ def test_all_prompts_design_gives_every_rater_every_prompt(tmp_path):
         store.close()
 
 
-
 def test_one_image_controls_repeat_nothing_a_rater_sees(tmp_path):
     """coco_alignment with the reference rates each prompt's two images in two tasks: every caption
     shows twice, controls included (two pool images swap captions), and every image once (issue 30)."""
@@ -391,12 +533,22 @@ def test_one_image_controls_repeat_nothing_a_rater_sees(tmp_path):
     from selfcheck.trials.study_sources import synthetic_sources
 
     captions, model, reference = synthetic_sources(tmp_path / "src", n=12)
-    study = create_study(tmp_path / "s", StudySettings(protocol="coco_alignment", a=f"folder:{model}", b=f"folder:{reference}",
-                                                       prompts=f"csv:{captions}", plan=PlanSettings(raters=2, batch_size=8, control_share=0.25)))
+    study = create_study(
+        tmp_path / "s",
+        StudySettings(
+            protocol="coco_alignment",
+            a=f"folder:{model}",
+            b=f"folder:{reference}",
+            prompts=f"csv:{captions}",
+            plan=PlanSettings(raters=2, batch_size=8, control_share=0.25),
+        ),
+    )
     store = study.store()
     for rater in ("r01", "r02"):
         tasks = store.tasks(rater)
-        assert sum(t.is_control for t in tasks) == 6 and all(dict(t.expected) == {"caption": "no"} for t in tasks if t.is_control)
+        assert sum(t.is_control for t in tasks) == 6 and all(
+            dict(t.expected) == {"caption": "no"} for t in tasks if t.is_control
+        )
         assert set(Counter(t.caption for t in tasks).values()) == {2}
         images = [i for t in tasks for i in t.images_a]
         assert len(images) == len(set(images)) == len(tasks)

@@ -1,6 +1,7 @@
 """The delete-a-block jackknife of an MMD^2 U-statistic, less its second-order excess
 (bench.metrics.blocks.mmd_second_order), against the statistic's true variance measured by
 simulation: many independent data sets, the spread of the statistic across them is the truth."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -10,7 +11,9 @@ from bench.metrics import blocks as B
 from bench.metrics.stats import polynomial_kernel
 
 
-def _simulate(shift: float, replicates: int = 2000, n: int = 60, groups: int = 10, dim: int = 4) -> tuple[float, float, float]:
+def _simulate(
+    shift: float, replicates: int = 2000, n: int = 60, groups: int = 10, dim: int = 4
+) -> tuple[float, float, float]:
     """(Var of the statistic across data sets, mean jackknife variance, mean corrected variance)."""
     rng = np.random.default_rng(0)
     ref = rng.normal(size=(200, dim))  # the reference is held fixed, as in the suite

@@ -1,6 +1,7 @@
 """The leaderboard across run folders: built from real sweeps of a tiny cascade (shapes verifier per
 image, FID as a set metric), intervals whose coverage is checked by simulation, ranks from paired
 comparisons, and the refusal to put numbers made differently side by side."""
+
 from __future__ import annotations
 
 import errno
@@ -20,21 +21,27 @@ from reports.paired import prompt_bootstrap
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-METRICS = '''
+METRICS = """
 [[metrics]]
 name = "shapes_verifier"
 
 [[metrics]]
 name = "fid"
 options = {{ reference = "shapes:test", n = {reference_n}, shapes_size = 32 }}
-'''
+"""
 
 
 def spec(checkpoint, guidance: tuple, reference_n: int) -> str:
     """The sweep tests' tiny spec on 3 shapes prompts per category (12), 2 samples, with the shapes
     verifier (per image) and FID (a set metric) against `reference_n` reference renders."""
-    text = tiny_spec(checkpoint, guidance=guidance, thresholding=("static",), samples=2, metrics=False,
-                     extra=METRICS.format(reference_n=reference_n))
+    text = tiny_spec(
+        checkpoint,
+        guidance=guidance,
+        thresholding=("static",),
+        samples=2,
+        metrics=False,
+        extra=METRICS.format(reference_n=reference_n),
+    )
     return text.replace('name = "drawbench"\ncategories = ["Rare Words"]', 'name = "shapes"\nn_per_category = 3')
 
 
@@ -58,28 +65,43 @@ def test_board_from_real_runs(runs):
     means = images[images.metric == "shapes_correct"].groupby("cell_id")["value"].mean()
     assert shapes.set_index("cell_id")["value"].to_dict() == pytest.approx(means.to_dict())  # the run's own numbers
     assert (shapes["CI low"] <= shapes["value"]).all() and (shapes["value"] <= shapes["CI high"]).all()
-    assert (shapes["CI low"] >= 0).all() and (shapes["CI high"] <= 1).all() and shapes["interval"].str.startswith("wilson-eff over 12").all()
+    assert (
+        (shapes["CI low"] >= 0).all()
+        and (shapes["CI high"] <= 1).all()
+        and shapes["interval"].str.startswith("wilson-eff over 12").all()
+    )
     assert shapes["value"].is_monotonic_decreasing and shapes["rank"].between(1, 3).all()  # higher is better
     fid = board[board.metric == "fid"]
     # 24 images: far below 2,048, so marked, never ranked or ordered (and no interval: blocks off)
-    assert fid["CI low"].isna().all() and fid["rank"].isna().all() and (fid["note"] == "N < 2,048: not comparable").all()
+    assert (
+        fid["CI low"].isna().all() and fid["rank"].isna().all() and (fid["note"] == "N < 2,048: not comparable").all()
+    )
     assert "reference=shapes:test" in fid["how"].iloc[0] and "reference_n=12" in fid["how"].iloc[0]
     assert not pairs["metric"].eq("fid").any()
     binary = pairs[pairs.metric == "shapes_accuracy"]
-    assert len(binary) == 3 and binary["McNemar p"].between(0, 1).all() and (binary["N pairs"] == 24).all()  # 12 prompts x 2 samples
+    assert (
+        len(binary) == 3 and binary["McNemar p"].between(0, 1).all() and (binary["N pairs"] == 24).all()
+    )  # 12 prompts x 2 samples
     assert (binary["p (Holm)"] >= binary["p"]).all() and (binary["separated"] == (binary["p (Holm)"] < 0.05)).all()
     # a rank counts the entries that beat this one in a Holm-separated paired comparison, nothing else
     for row in shapes.itertuples():
-        beaten_by = sum(1 for p in binary.to_dict("records")  # mean(A - B) > 0: A beat B
-                        if p["separated"] and ((p["B"] == row.entry and p["difference"] > 0) or (p["A"] == row.entry and p["difference"] < 0)))
+        beaten_by = sum(
+            1
+            for p in binary.to_dict("records")  # mean(A - B) > 0: A beat B
+            if p["separated"]
+            and ((p["B"] == row.entry and p["difference"] > 0) or (p["A"] == row.entry and p["difference"] < 0))
+        )
         assert row.rank == 1 + beaten_by
     text = wide(board)
     assert list(text.columns[:1]) == ["entry"] and text["shapes_accuracy"].str.contains(r"\[.*\] #\d").all()
 
 
 def test_numbers_made_differently_are_refused_naming_the_difference(runs):
-    with pytest.raises(ValueError, match=r"fid was made differently for a/.* and c/.* \(reference_n: 12 vs 8 and 1 more key\); not "
-                                         r"compared: leave it out with --metrics$") as refused:
+    with pytest.raises(
+        ValueError,
+        match=r"fid was made differently for a/.* and c/.* \(reference_n: 12 vs 8 and 1 more key\); not "
+        r"compared: leave it out with --metrics$",
+    ) as refused:
         leaderboard([runs["a"], runs["c"]])
     assert len(str(refused.value)) <= 200  # one terminal line
     board, _ = leaderboard([runs["a"], runs["c"]], LeaderboardOptions(metrics=("shapes_accuracy",), resamples=200))
@@ -91,9 +113,19 @@ def test_leaderboard_command_writes_what_made_it(runs, tmp_path, capsys):
     assert cli(["leaderboard", str(runs["a"]), str(runs["b"]), "--out", str(out), "--resamples", "300"]) == 0
     printed = capsys.readouterr().out
     assert "shapes_accuracy" in printed and "Holm-corrected" in printed
-    assert {p.name for p in out.iterdir()} == {"leaderboard.csv", "leaderboard.parquet", "pairs.csv", "pairs.parquet", "leaderboard.json"}
+    assert {p.name for p in out.iterdir()} == {
+        "leaderboard.csv",
+        "leaderboard.parquet",
+        "pairs.csv",
+        "pairs.parquet",
+        "leaderboard.json",
+    }
     made = json.loads((out / "leaderboard.json").read_text())
-    assert made["options"]["resamples"] == 300 and set(made["runs"]) == {str(runs["a"]), str(runs["b"])} and made["package_version"]
+    assert (
+        made["options"]["resamples"] == 300
+        and set(made["runs"]) == {str(runs["a"]), str(runs["b"])}
+        and made["package_version"]
+    )
     assert cli(["leaderboard", str(runs["a"]), "--out", str(out)]) == 2
     assert "refusing to overwrite" in capsys.readouterr().err
     assert cli(["leaderboard", str(runs["a"]), "--metrics", "fidd"]) == 2
@@ -111,6 +143,7 @@ def test_direction_comes_from_the_metric_own_declaration(runs):
     assert ways["fid"] == "lower" and ways["shapes_accuracy"] == "higher" and ways["shapes_claim_accuracy"] == "higher"
     assert direction({}) is None and direction({"meta": {"direction": "none"}}) is None
     import importlib
+
     for name, (module, cls) in REGISTRY.items():
         assert getattr(importlib.import_module(module), cls).meta, name
 
@@ -166,7 +199,9 @@ def test_findings_say_each_separated_pair_once_with_its_interval(runs):
 
     board, pairs = leaderboard([runs["a"], runs["b"]], LeaderboardOptions(resamples=300))
     labels = short_labels([runs["a"], runs["b"]], board)
-    assert len(set(labels.values())) == len(labels) and all(":" in v for v in labels.values())  # two runs: run name in front
+    assert len(set(labels.values())) == len(labels) and all(
+        ":" in v for v in labels.values()
+    )  # two runs: run name in front
     lines = findings(board, pairs, labels)
     assert lines[0].startswith("Compared: 3 entries") and "on shapes" in lines[0]
     shapes = pairs[pairs.metric == "shapes_accuracy"]
@@ -184,7 +219,10 @@ def test_a_difference_in_long_names_and_values_stays_one_short_line(runs):
 
     frame = entries([runs["a"], runs["c"]])
     frame["entry"] = frame["entry"] + "-" + "x" * 80
-    frame["details"] = [{**d, "reference": f"folder:{'/very/long/reference/photographs' * 6}/{r}"} for d, r in zip(frame["details"], frame["run"])]
+    frame["details"] = [
+        {**d, "reference": f"folder:{'/very/long/reference/photographs' * 6}/{r}"}
+        for d, r in zip(frame["details"], frame["run"])
+    ]
     why = made_differently(frame)["fid"]
     assert why.startswith("fid was made differently for a/") and " and c/" in why and len(why) <= 200
     # the reference differs first (head and tail of each value), reference_n and reference_sha256 are counted
@@ -210,13 +248,20 @@ def _hidden(folder) -> list[str]:
 
 def test_leaderboard_on_a_full_disk_writes_nothing_and_the_rerun_works(runs, tmp_path, monkeypatch, capsys):
     out = tmp_path / "lb"
-    _fill_disk_at(monkeypatch, 2)  # pairs.parquet: leaderboard.csv, leaderboard.parquet and pairs.csv are written by then
+    _fill_disk_at(
+        monkeypatch, 2
+    )  # pairs.parquet: leaderboard.csv, leaderboard.parquet and pairs.csv are written by then
     assert cli(["leaderboard", str(runs["b"]), "--out", str(out), "--resamples", "100"]) == 2
     seen = capsys.readouterr()
-    assert seen.err == f"imagen-bench leaderboard: error: cannot write {out / 'pairs.parquet'}: No space left on device; nothing was written there\n"
+    assert (
+        seen.err
+        == f"imagen-bench leaderboard: error: cannot write {out / 'pairs.parquet'}: No space left on device; nothing was written there\n"
+    )
     assert seen.out == "" and list(tmp_path.iterdir()) == []  # no table printed, no folder, no staging left
     monkeypatch.undo()
-    assert cli(["leaderboard", str(runs["b"]), "--out", str(out), "--resamples", "100"]) == 0  # not "exists and is not empty"
+    assert (
+        cli(["leaderboard", str(runs["b"]), "--out", str(out), "--resamples", "100"]) == 0
+    )  # not "exists and is not empty"
     assert (out / "leaderboard.json").is_file() and _hidden(tmp_path) == []
 
 
@@ -228,14 +273,21 @@ def test_a_bad_run_json_is_refused_before_anything_is_printed_or_written(runs, t
     for argv in (["leaderboard", str(run), "--out", str(out)], ["report", str(run), "--out", str(out)]):
         assert cli(argv) == 2
         seen = capsys.readouterr()
-        assert seen.out == "" and seen.err.startswith(f"imagen-bench {argv[0]}: error: {run / 'run.json'} is not valid JSON (")
+        assert seen.out == "" and seen.err.startswith(
+            f"imagen-bench {argv[0]}: error: {run / 'run.json'} is not valid JSON ("
+        )
         assert len(seen.err.splitlines()) == 1 and not out.exists() and _hidden(tmp_path) == []
     shutil.copy(runs["a"] / "run.json", run / "run.json")
     assert cli(["leaderboard", str(run), "--out", str(out), "--resamples", "100"]) == 0
-    assert json.loads((out / "leaderboard.json").read_text())["runs"][str(run)] == json.loads((run / "run.json").read_text())["spec_sha256"]
+    assert (
+        json.loads((out / "leaderboard.json").read_text())["runs"][str(run)]
+        == json.loads((run / "run.json").read_text())["spec_sha256"]
+    )
 
 
-def test_report_on_a_full_disk_keeps_the_old_report_and_a_killed_one_is_cleaned(runs, tmp_path, monkeypatch, capsys, dead_pid):
+def test_report_on_a_full_disk_keeps_the_old_report_and_a_killed_one_is_cleaned(
+    runs, tmp_path, monkeypatch, capsys, dead_pid
+):
     out = tmp_path / "report"
     argv = ["report", str(runs["b"]), "--out", str(out), "--resamples", "100", "--force"]
     assert cli(argv) == 0
@@ -244,7 +296,8 @@ def test_report_on_a_full_disk_keeps_the_old_report_and_a_killed_one_is_cleaned(
     assert cli(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"imagen-bench report: error: cannot write {out / 'tables'}/") and err.endswith(
-        ": No space left on device; nothing was written there\n")
+        ": No space left on device; nothing was written there\n"
+    )
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before and _hidden(tmp_path) == []
     monkeypatch.undo()
     killed = tmp_path / f".report.partial-{dead_pid}-0badc0de"  # what `report --power-studies 10**9`, killed, left
@@ -274,5 +327,7 @@ def test_a_manifest_without_category_is_one_line(runs, tmp_path, capsys):
     manifest.drop(columns=["category"]).to_parquet(run / "manifest.parquet", index=False)
     assert cli(["report", str(run), "--out", str(tmp_path / "report")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"imagen-bench report: error: {run / 'manifest.parquet'}: missing columns ['category']; contract 1 needs ")
+    assert err.startswith(
+        f"imagen-bench report: error: {run / 'manifest.parquet'}: missing columns ['category']; contract 1 needs "
+    )
     assert len(err.splitlines()) == 1 and not (tmp_path / "report").exists()

@@ -1,5 +1,6 @@
 """CLIP score with a tiny random CLIP saved offline (config + safetensors + BPE tokenizer +
 preprocessor) vs a hand computation through the model's sub-modules; and the no-weights path."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -31,7 +32,9 @@ def test_clip_score_equals_hand_computation(tiny_clip):
     prompts = ["a red cube", "two dogs on a sofa", "x" * 30 + " " + "y " * 60]  # the last is > 77 tokens
     ims = _images(3)
     m = build_metric("clip_score", {"model": str(tiny_clip), "batch_size": 2})
-    per_image = m.update([ScoredImage("c1", PromptRef("t", str(i), "cat", p, 0), im) for i, (p, im) in enumerate(zip(prompts, ims))])
+    per_image = m.update(
+        [ScoredImage("c1", PromptRef("t", str(i), "cat", p, 0), im) for i, (p, im) in enumerate(zip(prompts, ims))]
+    )
 
     model = CLIPModel.from_pretrained(tiny_clip).eval()
     tok = CLIPTokenizer.from_pretrained(tiny_clip)
@@ -58,12 +61,22 @@ def test_clip_score_equals_hand_computation(tiny_clip):
 def test_clip_score_in_bf16_when_asked_stays_near_fp32(tiny_clip):
     """precision = "bf16" runs the towers under bf16 autocast (the path auto takes where bf16 is
     native) and says so; the scores move by bf16 rounding only."""
-    images = [ScoredImage("c1", PromptRef("t", str(i), "cat", p, 0), im) for i, (p, im) in enumerate(zip(["a red cube", "two dogs"], _images(2)))]
-    fp32, bf16 = (build_metric("clip_score", {"model": str(tiny_clip), "device": "cpu", "precision": p}) for p in ("fp32", "bf16"))
+    images = [
+        ScoredImage("c1", PromptRef("t", str(i), "cat", p, 0), im)
+        for i, (p, im) in enumerate(zip(["a red cube", "two dogs"], _images(2)))
+    ]
+    fp32, bf16 = (
+        build_metric("clip_score", {"model": str(tiny_clip), "device": "cpu", "precision": p})
+        for p in ("fp32", "bf16")
+    )
     got = [[d["clip_score"] for d in m.update(images)] for m in (fp32, bf16)]
     assert got[1] == pytest.approx(got[0], abs=1.0) and got[1] != got[0]
     (res,) = bf16.compute()
-    assert (res.details["device"], res.details["precision"], res.details["precision_reason"]) == ("cpu", "bf16", "asked for")
+    assert (res.details["device"], res.details["precision"], res.details["precision_reason"]) == (
+        "cpu",
+        "bf16",
+        "asked for",
+    )
 
 
 def test_without_weights_reports_unavailable():
@@ -91,8 +104,12 @@ def test_clip_score_equals_torchmetrics_per_image(tiny_clip, capsys):
     prompts = ["a red cube", "two dogs on a sofa", "a photo of the number 7 written in chalk"]
     ims = _images(3)
     m = build_metric("clip_score", {"model": str(tiny_clip), "batch_size": 3})
-    ours = [d["clip_score"] for d in m.update([ScoredImage("c", PromptRef("t", str(i), "x", p, 0), im)
-                                                for i, (p, im) in enumerate(zip(prompts, ims))])]
+    ours = [
+        d["clip_score"]
+        for d in m.update(
+            [ScoredImage("c", PromptRef("t", str(i), "x", p, 0), im) for i, (p, im) in enumerate(zip(prompts, ims))]
+        )
+    ]
     theirs = torchmetrics_clip_scores(tiny_clip, list(zip(prompts, ims)))
     assert sum(v > 0 for v in ours) >= 2 and ours == pytest.approx(theirs, rel=1e-5, abs=1e-5)  # not all clamped to 0
     folder = tiny_clip.parent / "parity-images"
@@ -102,7 +119,23 @@ def test_clip_score_equals_torchmetrics_per_image(tiny_clip, capsys):
     write_manifest(folder, "mine", {str(i + 1): p for i, p in enumerate(prompts)}, force=True)
     csv = folder.parent / "parity-prompts.csv"
     csv.write_text("id,category,prompt\n" + "".join(f"{i + 1},x,{p}\n" for i, p in enumerate(prompts)))
-    assert main(["parity", "--clip", str(tiny_clip), "--images", str(folder), "--prompt-set", "drawbench", "--options",
-                 f"path={csv}", "--n", "3"]) == 0
+    assert (
+        main(
+            [
+                "parity",
+                "--clip",
+                str(tiny_clip),
+                "--images",
+                str(folder),
+                "--prompt-set",
+                "drawbench",
+                "--options",
+                f"path={csv}",
+                "--n",
+                "3",
+            ]
+        )
+        == 0
+    )
     lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("clip_score")]
     assert len(lines) == 3 and all(float(x.split("|diff| ")[1].split()[0]) < 1e-4 for x in lines)

@@ -1,6 +1,7 @@
 """FID / KID: our pipeline vs an independent float64 numpy/scipy reference and vs torchmetrics,
 with a tiny deterministic random feature module in place of the Inception (fast), plus the
 reference-set paths (folder, stats file, cache, bad images) and a 2-process gloo run."""
+
 from __future__ import annotations
 
 import json
@@ -73,14 +74,18 @@ def write_folder(folder: Path, ims: list[np.ndarray]) -> Path:
 
 
 def extractor(dtype: str = "float32") -> FeatureExtractor:
-    return FeatureExtractor(FeatureConfig(dtype=dtype, batch_size=8), TinyFeatures(), "tiny-test-module", feature_dim=DIM)
+    return FeatureExtractor(
+        FeatureConfig(dtype=dtype, batch_size=8), TinyFeatures(), "tiny-test-module", feature_dim=DIM
+    )
 
 
 def numpy_fid(a: np.ndarray, b: np.ndarray) -> float:
     """Independent float64 reference: trace term via eigenvalues of S1 S2 (sum of their square roots)."""
     s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
     eig = np.linalg.eigvals(s1 @ s2)
-    return float(((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.sqrt(eig.real.clip(0)).sum())
+    return float(
+        ((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.sqrt(eig.real.clip(0)).sum()
+    )
 
 
 def tiny_features(ims: list[np.ndarray]) -> np.ndarray:
@@ -115,7 +120,9 @@ def test_fid_equals_numpy_reference_and_torchmetrics(data, tmp_path):
     assert res.value == pytest.approx(float(tm.compute()), rel=1e-5)
     assert res.metric == "fid" and res.cell_id == "a" and res.n == 40
     d = res.details
-    assert d["resize"] == "pil_bicubic" and d["feature_weights_sha256"] == "tiny-test-module" and d["reference_n"] == 48
+    assert (
+        d["resize"] == "pil_bicubic" and d["feature_weights_sha256"] == "tiny-test-module" and d["reference_n"] == 48
+    )
     json.dumps(d)  # JSON-able
 
 
@@ -135,8 +142,12 @@ def test_kid_equals_torchmetrics(data):
     m.update(scored(gen))
     mean, std = m.compute()
     assert (mean.metric, std.metric) == ("kid_mean", "kid_std")
-    tm = KernelInceptionDistance(feature=TorchmetricsWrapper(TinyFeatures()), subsets=3, subset_size=40, normalize=False)
-    tm.update(torch.from_numpy(np.stack(ref[:40])).permute(0, 3, 1, 2), real=True)  # torchmetrics needs equal-size draws
+    tm = KernelInceptionDistance(
+        feature=TorchmetricsWrapper(TinyFeatures()), subsets=3, subset_size=40, normalize=False
+    )
+    tm.update(
+        torch.from_numpy(np.stack(ref[:40])).permute(0, 3, 1, 2), real=True
+    )  # torchmetrics needs equal-size draws
     tm.update(torch.from_numpy(np.stack(gen)).permute(0, 3, 1, 2), real=False)
     ours_40 = kernel_inception_distance(tiny_features(ref[:40]), tiny_features(gen), subsets=3, subset_size=40)
     assert ours_40[0] == pytest.approx(float(tm.compute()[0]), rel=1e-6)
@@ -148,15 +159,19 @@ def test_mmd_matches_naive_loops():
     x, y = rng.normal(size=(7, 5)), rng.normal(0.5, 1, size=(7, 5))
     k = lambda a, b: (a @ b / 5 + 1) ** 3  # noqa: E731
     m = 7
-    naive = (sum(k(x[i], x[j]) + k(y[i], y[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
-             - 2 * sum(k(x[i], y[j]) for i in range(m) for j in range(m)) / m**2)
+    naive = (
+        sum(k(x[i], x[j]) + k(y[i], y[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+        - 2 * sum(k(x[i], y[j]) for i in range(m) for j in range(m)) / m**2
+    )
     mean, std, size = kernel_inception_distance(x, y, subsets=4, subset_size=100)
     assert size == 7 and mean == pytest.approx(naive, rel=1e-10) and std == pytest.approx(0, abs=1e-12)
 
 
 def test_frechet_pure_function_on_known_gaussians():
     # 1-D: (mu1 - mu2)^2 + s1 + s2 - 2 sqrt(s1 s2) = (1 - 3)^2 + 4 + 9 - 12 = 5
-    assert frechet_distance(np.array([1.0]), np.array([[4.0]]), np.array([3.0]), np.array([[9.0]])) == pytest.approx(5.0)
+    assert frechet_distance(np.array([1.0]), np.array([[4.0]]), np.array([3.0]), np.array([[9.0]])) == pytest.approx(
+        5.0
+    )
     f = np.random.default_rng(0).normal(size=(50, 3))
     mu, sigma = feature_stats(f)
     assert np.allclose(sigma, np.cov(f, rowvar=False)) and sigma.dtype == np.float64
@@ -188,13 +203,22 @@ def test_reference_cache_and_stats_file(data, tmp_path):
     m2.update(scored(gen))
     assert m2.compute()[0].value == pytest.approx(v1, rel=1e-12)
     # another resize mode is another cache entry, and a stats file made with another mode is refused
-    m3 = FID({**opts, "resize": "torch_bilinear"}, cache_dir=tmp_path / "cache", extractor=FeatureExtractor(
-        FeatureConfig(resize="torch_bilinear", batch_size=8), TinyFeatures(), "tiny-test-module", feature_dim=DIM))
+    m3 = FID(
+        {**opts, "resize": "torch_bilinear"},
+        cache_dir=tmp_path / "cache",
+        extractor=FeatureExtractor(
+            FeatureConfig(resize="torch_bilinear", batch_size=8), TinyFeatures(), "tiny-test-module", feature_dim=DIM
+        ),
+    )
     m3.update(scored(gen))
     m3.compute()
     assert len(list((tmp_path / "cache").glob("fid-ref-*.npz"))) == 2
-    m4 = FID({**opts, "reference": f"stats:{cached[0]}", "resize": "torch_bilinear"}, extractor=FeatureExtractor(
-        FeatureConfig(resize="torch_bilinear", batch_size=8), TinyFeatures(), "tiny-test-module", feature_dim=DIM))
+    m4 = FID(
+        {**opts, "reference": f"stats:{cached[0]}", "resize": "torch_bilinear"},
+        extractor=FeatureExtractor(
+            FeatureConfig(resize="torch_bilinear", batch_size=8), TinyFeatures(), "tiny-test-module", feature_dim=DIM
+        ),
+    )
     m4.update(scored(gen))
     with pytest.raises(ValueError, match="resize"):
         m4.compute()
@@ -332,7 +356,9 @@ def test_prdc_in_bounded_memory_equals_the_papers_definitions_per_group(monkeypa
     for g in range(3):
         want = _loops_prdc(real, fake[groups == g], 3, 5)
         assert [got[n][g] for n in ("precision", "recall", "density", "coverage")] == pytest.approx(want, abs=1e-12)
-    assert stats.knn_radii(real, 4) == pytest.approx(np.sort(stats._pairwise(real, real), axis=1)[:, 4], abs=1e-12)  # 1 ulp: GEMM blocking
+    assert stats.knn_radii(real, 4) == pytest.approx(
+        np.sort(stats._pairwise(real, real), axis=1)[:, 4], abs=1e-12
+    )  # 1 ulp: GEMM blocking
 
 
 @pytest.mark.parametrize("n", [12, 60])
@@ -351,7 +377,9 @@ def test_fid_blocks_with_fewer_images_than_dimensions_equal_the_moments_path(n):
     # rank-deficient matrix; the n x n path has none of them
     assert r["value_n"] == pytest.approx(frechet_distance(mu, sigma, *feature_stats(gen)), rel=1e-7)
     loo = [frechet_distance(mu, sigma, *feature_stats(gen[groups != g])) for g in range(5)]
-    assert r["value_debiased"] == pytest.approx(5 * r["value_n"] - 4 * np.mean(loo), rel=1e-6)  # G FD - (G-1) mean: x9 the error
+    assert r["value_debiased"] == pytest.approx(
+        5 * r["value_n"] - 4 * np.mean(loo), rel=1e-6
+    )  # G FD - (G-1) mean: x9 the error
 
 
 def test_prdc_metric_on_features_of_images(data):
@@ -364,7 +392,10 @@ def test_prdc_metric_on_features_of_images(data):
     same = PRDC({"reference": f"folder:{folder}", "batch_size": 8}, extractor=extractor())
     same.update(scored(ref, "same"))
     by = {r.metric: r for r in same.compute()}
-    assert by["precision"].value == by["recall"].value == by["coverage"].value == 1.0 and by["density"].details["k_dc"] == 5
+    assert (
+        by["precision"].value == by["recall"].value == by["coverage"].value == 1.0
+        and by["density"].details["k_dc"] == 5
+    )
     other = PRDC({"reference": f"folder:{folder}", "batch_size": 8, "k_pr": 3, "k_dc": 5}, extractor=extractor())
     other.update(scored(gen, "gen"))
     got = {r.metric: r.value for r in other.compute()}  # brightness-shifted images: fewer inside the real manifold
@@ -403,7 +434,9 @@ def test_fid_blocks_equal_a_plain_jackknife_loop(data):
     se = pseudo.std(ddof=1) / np.sqrt(5)
     assert d.details["se"] == pytest.approx(se, rel=1e-3)
     half = student.ppf(0.975, 4) * se
-    assert (d.details["ci_low"], d.details["ci_high"]) == pytest.approx((max(0, d.value - half), d.value + half), rel=1e-3)
+    assert (d.details["ci_low"], d.details["ci_high"]) == pytest.approx(
+        (max(0, d.value - half), d.value + half), rel=1e-3
+    )
     assert d.details["block_values"] == pytest.approx(list(pseudo), rel=1e-4) and "ci_low" not in f.details
     with pytest.raises(ValueError, match=r"blocks must be 0 \(off\) or a whole number in \[5, 100\]"):
         FID({"reference": f"folder:{folder}", "blocks": 3})
@@ -455,22 +488,32 @@ def test_kid_and_prdc_blocks_equal_plain_loops(data):
             if a != c:
                 pair[a, c] = kxx[np.ix_(b == a, b == c)].sum() / (size[a] * size[c])
     row = [sum(pair[a, c] for c in range(g) if c != a) for a in range(g)]
-    tau2 = sum((pair[a, c] - row[a] / (g - 2) - row[c] / (g - 2) + pair.sum() / ((g - 1) * (g - 2))) ** 2
-               for a in range(g) for c in range(g) if a != c) / (g * (g - 3))
+    tau2 = sum(
+        (pair[a, c] - row[a] / (g - 2) - row[c] / (g - 2) + pair.sum() / ((g - 1) * (g - 2))) ** 2
+        for a in range(g)
+        for c in range(g)
+        if a != c
+    ) / (g * (g - 3))
     m = n / g
     alpha, alpha_out = g * (g - 1) * m * m / (n * (n - 1)), (g - 1) * (g - 2) * m * m / ((n - m) * (n - m - 1))
-    excess = alpha_out ** 2 * 4 * tau2 / (g * (g - 2)) - alpha ** 2 * 2 * tau2 / (g * (g - 1))
+    excess = alpha_out**2 * 4 * tau2 / (g * (g - 2)) - alpha**2 * 2 * tau2 / (g * (g - 1))
     v = min(v_j, max(v_j - excess, v_j * (g - 2) / (2 * (g - 1))))
     se = np.sqrt(v + results["kid_std"].value ** 2 / 10)
     half = student.ppf(0.975, 4) * se
     assert (k.details["ci_low"], k.details["ci_high"]) == pytest.approx((k.value - half, k.value + half), rel=1e-4)
-    for name, fn in (("precision", lambda f: precision_recall(fr, f, 3)[0]), ("recall", lambda f: precision_recall(fr, f, 3)[1]),
-                     ("density", lambda f: density_coverage(fr, f, 5)[0]), ("coverage", lambda f: density_coverage(fr, f, 5)[1])):
+    for name, fn in (
+        ("precision", lambda f: precision_recall(fr, f, 3)[0]),
+        ("recall", lambda f: precision_recall(fr, f, 3)[1]),
+        ("density", lambda f: density_coverage(fr, f, 5)[0]),
+        ("coverage", lambda f: density_coverage(fr, f, 5)[1]),
+    ):
         per = np.array([fn(fg[b == g]) for g in range(5)])
         r = results[name]
         assert r.value == pytest.approx(per.mean(), abs=1e-12) and r.details["set_size"] == 8, name
         half = student.ppf(0.975, 4) * per.std(ddof=1) / np.sqrt(5)
         hi = per.mean() + half if name == "density" else min(1.0, per.mean() + half)
-        assert (r.details["ci_low"], r.details["ci_high"]) == pytest.approx((max(0.0, per.mean() - half), hi), abs=1e-12), name
+        assert (r.details["ci_low"], r.details["ci_high"]) == pytest.approx(
+            (max(0.0, per.mean() - half), hi), abs=1e-12
+        ), name
         assert 0 <= r.details["ci_low"] <= r.details["ci_high"] and (name == "density" or r.details["ci_high"] <= 1)
     assert "ci_low" not in results["kid_std"].details

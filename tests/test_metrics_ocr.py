@@ -1,5 +1,6 @@
 """OCR text score: quoted-text extraction on the real DrawBench prompts, edit similarity vs a
 naive recursive Levenshtein, and RapidOCR on clean renders (the right word and a wrong one)."""
+
 from __future__ import annotations
 
 import functools
@@ -44,7 +45,7 @@ def test_quoted_text_on_drawbench():
     assert [quoted_text(p) for p in text.prompt[:2]] == ["Hello World", "Diffusion"]
     assert all(quoted_text(p) for p in text.prompt)  # every Text prompt asks for text
     assert quoted_text("A storefront with 'Google Research Pizza Cafe' written on it.") == "Google Research Pizza Cafe"
-    assert quoted_text("A sign that says \u201cOpen\u201d and \"Now\"") == "Open Now"
+    assert quoted_text('A sign that says \u201cOpen\u201d and "Now"') == "Open Now"
     assert quoted_text("A bird's nest in a tree") is None  # an apostrophe is not a quote
     assert quoted_text(df.prompt[0]) is None
 
@@ -59,9 +60,11 @@ def render(text: str) -> np.ndarray:
 def test_rapidocr_reads_a_clean_render():
     prompt = "A sign that says 'Hello World'."
     m = build_metric("ocr")
-    images = [ScoredImage("good", PromptRef("drawbench", "187", "Text", prompt, 0), render("Hello World")),
-              ScoredImage("bad", PromptRef("drawbench", "187", "Text", prompt, 0), render("Pizza Cafe")),
-              ScoredImage("bad", PromptRef("drawbench", "1", "Colors", "A red colored car.", 0), render("Hello World"))]
+    images = [
+        ScoredImage("good", PromptRef("drawbench", "187", "Text", prompt, 0), render("Hello World")),
+        ScoredImage("bad", PromptRef("drawbench", "187", "Text", prompt, 0), render("Pizza Cafe")),
+        ScoredImage("bad", PromptRef("drawbench", "1", "Colors", "A red colored car.", 0), render("Hello World")),
+    ]
     per_image = m.update(images)
     assert per_image[0]["ocr_score"] >= 0.95
     assert per_image[1]["ocr_score"] < 0.5

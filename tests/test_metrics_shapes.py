@@ -1,5 +1,6 @@
 """Shapes-verifier metric vs drawbench.shapes.accuracy on the same images: ground-truth renders
 (correct captions) plus renders scored against another item's caption (mostly wrong)."""
+
 from __future__ import annotations
 
 import pytest
@@ -30,7 +31,10 @@ def items():
 def test_matches_drawbench_accuracy(items):
     # cell "true": each render with its own caption; cell "swapped": with the next item's caption
     true = [ScoredImage("true", PromptRef("shapes", str(i), "x", cap, 0), im) for i, (im, cap) in enumerate(items)]
-    swapped = [ScoredImage("swapped", PromptRef("shapes", str(i), "x", items[(i + 1) % N][1], 0), im) for i, (im, _) in enumerate(items)]
+    swapped = [
+        ScoredImage("swapped", PromptRef("shapes", str(i), "x", items[(i + 1) % N][1], 0), im)
+        for i, (im, _) in enumerate(items)
+    ]
     m = build_metric("shapes_verifier")
     per_image = m.update(true + swapped)
     got = {(r.cell_id, r.metric): r for r in m.compute()}
@@ -40,7 +44,10 @@ def test_matches_drawbench_accuracy(items):
         assert got[(cell, "shapes_claim_accuracy")].value == pytest.approx(ref["overall"]["claim_accuracy"])
         assert got[(cell, "shapes_accuracy")].n == N
         for cat in shapes.CATEGORIES:
-            assert got[(cell, f"shapes_accuracy/{cat}")].value == pytest.approx(ref[cat]["prompt_accuracy"]), (cell, cat)
+            assert got[(cell, f"shapes_accuracy/{cat}")].value == pytest.approx(ref[cat]["prompt_accuracy"]), (
+                cell,
+                cat,
+            )
             assert got[(cell, f"shapes_accuracy/{cat}")].n == ref[cat]["n_prompts"]
         groups = {g: [s for s in imgs if pair_group(parse_caption(s.ref.prompt)) == g] for g in PAIR_GROUPS}
         assert len(groups["held-out"]) and len(groups["seen"])  # both present among the 8 test prompts

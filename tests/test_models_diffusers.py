@@ -1,6 +1,7 @@
 """The `diffusers` model kind on a tiny random StableDiffusionPipeline built in code and saved with
 `save_pretrained` (no model hub): image size, seed determinism, batch independence, describe(),
 the missing-pipeline error, and a 1-cell sweep end to end."""
+
 from __future__ import annotations
 
 import io
@@ -11,7 +12,9 @@ import pandas as pd
 import pytest
 
 diffusers = pytest.importorskip(
-    "diffusers", reason='diffusers is not installed (optional extra: pip install -e ".[diffusers]"; the test extra includes it)')
+    "diffusers",
+    reason='diffusers is not installed (optional extra: pip install -e ".[diffusers]"; the test extra includes it)',
+)
 torch = pytest.importorskip("torch")
 
 from bench.models import ImageRequest, Sampling, build_model, model_config  # noqa: E402
@@ -43,24 +46,59 @@ def make_tiny_pipeline(directory):
 
     torch.manual_seed(0)
     unet = UNet2DConditionModel(
-        sample_size=8, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(8, 16),
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=16, attention_head_dim=2, norm_num_groups=4)
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=1,
+        block_out_channels=(8, 16),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=16,
+        attention_head_dim=2,
+        norm_num_groups=4,
+    )
     vae = AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4,
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"), up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"))
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        norm_num_groups=4,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+    )
     tokenizer, vocab_size = _tiny_tokenizer()
-    text_encoder = CLIPTextModel(CLIPTextConfig(
-        vocab_size=vocab_size, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-        max_position_embeddings=16, bos_token_id=0, eos_token_id=1, pad_token_id=1))
-    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False)
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=vocab_size,
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            max_position_embeddings=16,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+        )
+    )
+    scheduler = DDIMScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False
+    )
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for m in (unet, vae, text_encoder):
             for p in m.parameters():
                 p.add_(torch.randn(p.shape, generator=g) * 0.05)
-    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
-                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
     pipe.save_pretrained(directory)
     return directory
 
@@ -77,7 +115,9 @@ def model(pipeline_dir):
 
 def _requests(seeds, prompts=None):
     prompts = prompts or ["a red cube"] * len(seeds)
-    return [ImageRequest(PromptRef("drawbench", str(i), "Colors", p, 0), s) for i, (p, s) in enumerate(zip(prompts, seeds))]
+    return [
+        ImageRequest(PromptRef("drawbench", str(i), "Colors", p, 0), s) for i, (p, s) in enumerate(zip(prompts, seeds))
+    ]
 
 
 def _pixels(img) -> np.ndarray:
@@ -92,7 +132,9 @@ SAMPLING = Sampling(steps=2, guidance=3.0)  # w > 1: the classifier-free guidanc
 def test_images_have_the_pipeline_size_and_depend_on_the_seed(model):
     a, b, a2 = list(model.generate(SAMPLING, _requests([1, 2, 1])))
     for img in (a, b, a2):
-        assert img.suffix == ".png" and (img.width, img.height) == (SIZE, SIZE) and _pixels(img).shape == (SIZE, SIZE, 3)
+        assert (
+            img.suffix == ".png" and (img.width, img.height) == (SIZE, SIZE) and _pixels(img).shape == (SIZE, SIZE, 3)
+        )
     assert a.data == a2.data  # same seed (here in different batches: [1, 2] then [1]) -> same bytes
     assert a.data != b.data
     assert _pixels(a).std() > 1  # not a constant image
@@ -111,7 +153,9 @@ def test_batch_composition_does_not_change_an_image(model):
 
 
 def test_height_and_width_options(pipeline_dir):
-    m = build_model("tiny-sd", "diffusers", model_config("diffusers", {"path": str(pipeline_dir), "height": 24, "width": 32}))
+    m = build_model(
+        "tiny-sd", "diffusers", model_config("diffusers", {"path": str(pipeline_dir), "height": 24, "width": 32})
+    )
     img = next(m.generate(Sampling(steps=1, guidance=1.0), _requests([0])))
     assert (img.width, img.height) == (32, 24) and _pixels(img).shape == (24, 32, 3)
 
@@ -120,7 +164,11 @@ def test_describe_lists_weights_sha256(model, pipeline_dir):
     from common.files import sha256_file
 
     d = model.describe()
-    assert d["kind"] == "diffusers" and d["diffusers_version"] == diffusers.__version__ and d["path"] == str(pipeline_dir.resolve())
+    assert (
+        d["kind"] == "diffusers"
+        and d["diffusers_version"] == diffusers.__version__
+        and d["path"] == str(pipeline_dir.resolve())
+    )
     weights = d["weights_sha256"]
     assert {k.split("/")[0] for k in weights} == {"unet", "vae", "text_encoder"}
     for rel, digest in weights.items():
@@ -130,11 +178,13 @@ def test_describe_lists_weights_sha256(model, pipeline_dir):
 
 def test_directory_without_model_index_is_refused(tmp_path):
     (tmp_path / "unet").mkdir()
-    with pytest.raises(FileNotFoundError, match=r"model 'nope': .* is not a saved diffusers pipeline \(model_index.json missing\)"):
+    with pytest.raises(
+        FileNotFoundError, match=r"model 'nope': .* is not a saved diffusers pipeline \(model_index.json missing\)"
+    ):
         build_model("nope", "diffusers", model_config("diffusers", {"path": str(tmp_path)}))
 
 
-SPEC = '''
+SPEC = """
 [sweep]
 name = "tiny-diffusers"
 samples_per_prompt = 1
@@ -152,7 +202,7 @@ categories = ["Rare Words"]
 [grid]
 steps = [2]
 guidance = [3.0]
-'''
+"""
 
 
 def test_one_cell_sweep(pipeline_dir, tmp_path):

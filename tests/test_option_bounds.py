@@ -1,13 +1,14 @@
 """Numbers on the command line are bounded while it is parsed (common.options): one line naming the
 option and the allowed range, before anything is read or computed (10**9 resamples asked numpy for
 150+ GiB; 10**9 power studies ran for ever; --seed -1 named no option)."""
+
 from __future__ import annotations
 
 import pytest
 
 from imagen_bench.cli import main as cli
 
-HUGE = str(10 ** 9)
+HUGE = str(10**9)
 
 BOUNDED = [
     (["leaderboard", "RUN", "--resamples", HUGE], "--resamples: must be an integer in [100, 100000]"),
@@ -17,19 +18,34 @@ BOUNDED = [
     (["power", "--effect", "0.05", "--resamples", HUGE], "--resamples: must be an integer in [100, 100000]"),
     (["power", "--effect", "0.05", "--prompts", HUGE], "--prompts: must be an integer in [2, 10000]"),
     (["power", "--effect", "0.05", "--raters", "1"], "--raters: must be an integer in [2, 10000]"),
-    (["power", "--effect", "0.05", "--answers-per-rater", "0"], "--answers-per-rater: must be an integer in [1, 10000]"),
-    (["power", "--effect", "0.05", "--grid", f"10,{HUGE}"], "--grid: must be 1 to 100 comma-separated integers in [2, 10000]"),
-    (["power", "--effect", "0.05", "--grid", ",".join(["10"] * 101)], "--grid: must be 1 to 100 comma-separated integers"),
+    (
+        ["power", "--effect", "0.05", "--answers-per-rater", "0"],
+        "--answers-per-rater: must be an integer in [1, 10000]",
+    ),
+    (
+        ["power", "--effect", "0.05", "--grid", f"10,{HUGE}"],
+        "--grid: must be 1 to 100 comma-separated integers in [2, 10000]",
+    ),
+    (
+        ["power", "--effect", "0.05", "--grid", ",".join(["10"] * 101)],
+        "--grid: must be 1 to 100 comma-separated integers",
+    ),
     (["power", "--effect", "0.05", "--studies", "1e3"], "--studies: must be an integer in [10, 10000], got '1e3'"),
 ]
 
 # every command that takes --seed (imagen_bench.cli.COMMANDS), with its other required arguments
 SEEDED = [
-    ["report", "RUN", "--out", "R"], ["leaderboard", "RUN"], ["power", "--effect", "0.05"],
+    ["report", "RUN", "--out", "R"],
+    ["leaderboard", "RUN"],
+    ["power", "--effect", "0.05"],
     ["study", "create", "--protocol", "coco_alignment", "--a", "folder:X", "--out", "S"],
-    ["sample", "--checkpoint", "C", "--prompt", "a red circle"], ["shapes", "verifier-accuracy"],
-    ["coverage", "--out", "O"], ["trials", "fuzz", "--workdir", "W"], ["trials", "kill-sweep", "--workdir", "W"],
-    ["trials", "kill-server", "--workdir", "W"], ["trials", "concurrent-sweep", "--workdir", "W"],
+    ["sample", "--checkpoint", "C", "--prompt", "a red circle"],
+    ["shapes", "verifier-accuracy"],
+    ["coverage", "--out", "O"],
+    ["trials", "fuzz", "--workdir", "W"],
+    ["trials", "kill-sweep", "--workdir", "W"],
+    ["trials", "kill-server", "--workdir", "W"],
+    ["trials", "concurrent-sweep", "--workdir", "W"],
 ]
 
 

@@ -2,6 +2,7 @@
 a failure leaves the target as it was and no staging folder; a full disk names the target; the
 staging folders of killed writers are removed by the next run into the same place. The commands'
 own cases (leaderboard, report on real runs) are in tests/test_leaderboard.py."""
+
 from __future__ import annotations
 
 import errno

@@ -1,6 +1,7 @@
 """`imagen-bench perf --quick`: every section runs end to end at smoke sizes and perf.json holds the
 machine, each section's raw numbers (positive) and its targets. The peers need the benchmark venv
 (`make perf-env`); without it the sampling section times only our stage and says why."""
+
 from __future__ import annotations
 
 import json
@@ -22,13 +23,17 @@ def test_perf_quick_writes_every_section(tmp_path, capsys, monkeypatch):
     doc = json.loads((tmp_path / "perf.json").read_text())
     assert (tmp_path / "perf.md").read_text().startswith("Measured ")
     m = doc["machine"]
-    assert m["cpu_model"] and m["cores"] >= 1 and m["torch_version"] and m["torch_threads"] >= 1 and m["package_version"]
+    assert (
+        m["cpu_model"] and m["cores"] >= 1 and m["torch_version"] and m["torch_threads"] >= 1 and m["package_version"]
+    )
     assert set(doc["sections"]) == {"peak", "sampling", "paper", "memory", "scoring", "setmetrics", "sweeps", "app"}
     for name, sec in doc["sections"].items():
         assert sec["skipped"] is None, (name, sec["skipped"])
         assert sec["rows"], name
         assert all(r["value"] >= 0 for r in sec["rows"]), name
-    assert all(v["flops_per_second"] > 0 for v in doc["sections"]["peak"]["measurements"].values() if isinstance(v, dict))
+    assert all(
+        v["flops_per_second"] > 0 for v in doc["sections"]["peak"]["measurements"].values() if isinstance(v, dict)
+    )
     impl = doc["sections"]["sampling"]["measurements"]["implementations"]
     assert impl["ours"]["images_per_second"] > 0 and impl["ours"]["flops_per_loop"] > 0
     if peers and peers.exists():
@@ -45,14 +50,18 @@ def test_perf_quick_writes_every_section(tmp_path, capsys, monkeypatch):
     assert memory["reuse"]["sha256"] == memory["system"]["sha256"]  # bit-identical results under either rule
     assert doc["sections"]["scoring"]["measurements"]["torchmetrics"]["images_per_second"] > 0
     sets = doc["sections"]["setmetrics"]["measurements"]  # each set metric in a fresh process: seconds and peak memory
-    assert all(sets[j]["seconds"] > 0 and sets[j]["peak_rss_mib"] > 0 for j in ("fid", "kid", "prdc", "cmmd", "prdc_blocks"))
+    assert all(
+        sets[j]["seconds"] > 0 and sets[j]["peak_rss_mib"] > 0 for j in ("fid", "kid", "prdc", "cmmd", "prdc_blocks")
+    )
     sweeps = doc["sections"]["sweeps"]["measurements"]
     assert sweeps["cold"]["reference_stats"] == 1 and sweeps["rerun"]["images_generated"] == 0
     assert doc["sections"]["app"]["measurements"]["submit"]["p95_ms"] > 0
     assert doc["targets"] and all(t["met"] in (True, False) for t in doc["targets"])
     assert "targets:" in table and doc["machine"]["cpu_model"] in table
     # a second run never overwrites the first: it writes a timestamped pair
-    assert main(["perf", "--quick", "--only", "app", "--answers", "2000", "--raters", "2", "--out", str(tmp_path)]) == 0
+    assert (
+        main(["perf", "--quick", "--only", "app", "--answers", "2000", "--raters", "2", "--out", str(tmp_path)]) == 0
+    )
     assert len(list(tmp_path.glob("perf-*.json"))) == 1 and json.loads((tmp_path / "perf.json").read_text()) == doc
 
 

@@ -4,13 +4,17 @@ from imagen.guidance import Thresholding
 from imagen.pipeline import CascadePipeline, Runtime, StageSampling
 
 PROMPTS = ["a red square on the left", "a blue square on the right", "a green square", "a yellow square on the left"]
-SETTINGS = [StageSampling(steps=4, guidance=3.0, thresholding=Thresholding("dynamic")),
-            StageSampling(steps=3, guidance=2.0, thresholding=Thresholding("static"), aug_level=0.1),
-            StageSampling(steps=2, sampler="ddim", guidance=1.0, thresholding=Thresholding("none"), aug_level=0.05)]
+SETTINGS = [
+    StageSampling(steps=4, guidance=3.0, thresholding=Thresholding("dynamic")),
+    StageSampling(steps=3, guidance=2.0, thresholding=Thresholding("static"), aug_level=0.1),
+    StageSampling(steps=2, sampler="ddim", guidance=1.0, thresholding=Thresholding("none"), aug_level=0.05),
+]
 
 
 def run(cascade, prompts, seeds, batch_size, precision="fp32"):
-    return CascadePipeline(cascade, Runtime(device="cpu", precision=precision, batch_size=batch_size))(prompts, seeds, SETTINGS)
+    return CascadePipeline(cascade, Runtime(device="cpu", precision=precision, batch_size=batch_size))(
+        prompts, seeds, SETTINGS
+    )
 
 
 def test_same_seed_gives_byte_identical_images(tiny_cascade):

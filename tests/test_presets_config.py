@@ -32,7 +32,10 @@ def test_paper_cascade_layout():
 
 
 def test_unknown_preset_and_keys_rejected():
-    with pytest.raises(ValueError, match="paper, shapes, shapes-layout-v, shapes-order, shapes-order-v, shapes-pool, shapes-pos, shapes-text, tiny"):
+    with pytest.raises(
+        ValueError,
+        match="paper, shapes, shapes-layout-v, shapes-order, shapes-order-v, shapes-pool, shapes-pos, shapes-text, tiny",
+    ):
         get_preset("large")
     with pytest.raises(ValueError, match=r"unknown keys \['stpes'\]"):
         from_dict(TrainConfig, {"stpes": 3})
@@ -63,7 +66,14 @@ def test_efficient_unet_shapes_and_skip_scale():
     cfg = get_preset("tiny").stages[1].unet
     net = EfficientUNet(cfg)
     x = torch.randn(2, 3, 16, 16)
-    out = net(x, torch.zeros(2), torch.randn(2, 5, 384), torch.ones(2, 5, dtype=torch.bool), torch.randn(2, 3, 16, 16), torch.zeros(2))
+    out = net(
+        x,
+        torch.zeros(2),
+        torch.randn(2, 5, 384),
+        torch.ones(2, 5, dtype=torch.bool),
+        torch.randn(2, 3, 16, 16),
+        torch.zeros(2),
+    )
     assert out.shape == x.shape
     # change 3 of the Efficient U-Net: down blocks resample first, up blocks last
     assert net.down[1].pre is not None and net.down[1].pre.stride == (2, 2)
@@ -187,7 +197,9 @@ def test_layout_queries_start_as_a_no_op_and_give_each_place_its_own_reading_of_
     torch.testing.assert_close(with_layout(*args, t, m), plain(*args, t, m), rtol=0, atol=0)
     with torch.no_grad():
         with_layout.layout.out.weight.normal_(0, 0.2)
-    assert torch.isfinite(with_layout(*args, t, m)).all() and not torch.allclose(with_layout(*args, t, m), plain(*args, t, m))
+    assert torch.isfinite(with_layout(*args, t, m)).all() and not torch.allclose(
+        with_layout(*args, t, m), plain(*args, t, m)
+    )
     read = with_layout.layout(t, torch.ones(2, 6, dtype=torch.bool))  # (B, C, 4, 4)
     assert read.shape == (2, 32, 4, 4) and not torch.allclose(read[..., 0, 0], read[..., 3, 3], atol=1e-4)
     swapped = t[:, [2, 1, 0, 3, 4, 5]]

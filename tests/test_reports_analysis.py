@@ -1,4 +1,5 @@
 """Krippendorff's alpha, control exclusion, Bradley-Terry and the power calculator."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,12 +16,14 @@ from reports.simulate import RaterModel, StudyDesign, simulate, simulate_sbs_fra
 
 # Krippendorff (2011), "Computing Krippendorff's Alpha-Reliability", example C: 4 observers x 12
 # units, values 1-5, missing = nan. Published: nominal 0.743, ordinal 0.815, interval 0.849.
-KRIPPENDORFF_C = np.array([
-    [1, 2, 3, 3, 2, 1, 4, 1, 2, np.nan, np.nan, np.nan],
-    [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, np.nan, 3],
-    [np.nan, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, np.nan],
-    [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, np.nan],
-])
+KRIPPENDORFF_C = np.array(
+    [
+        [1, 2, 3, 3, 2, 1, 4, 1, 2, np.nan, np.nan, np.nan],
+        [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, np.nan, 3],
+        [np.nan, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, np.nan],
+        [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, np.nan],
+    ]
+)
 
 
 @pytest.mark.parametrize("metric, published", [("nominal", 0.743), ("ordinal", 0.815), ("interval", 0.849)])
@@ -68,7 +71,9 @@ def test_bad_answers_name_allowed_values():
 
 def test_bradley_terry_two_models_closed_form_and_recovery():
     # two models: pi_a / pi_b = W_a / W_b, so log strengths are +-log(3)/2 for 30 vs 10 wins
-    assert fit_bradley_terry(np.array([[0, 30.0], [10, 0]])) == pytest.approx([np.log(3) / 2, -np.log(3) / 2], abs=1e-8)
+    assert fit_bradley_terry(np.array([[0, 30.0], [10, 0]])) == pytest.approx(
+        [np.log(3) / 2, -np.log(3) / 2], abs=1e-8
+    )
     rng = np.random.default_rng(0)
     true = np.array([0.6, 0.1, -0.2, -0.5])
     models = ["w", "x", "y", "z"]
@@ -78,10 +83,24 @@ def test_bradley_terry_two_models_closed_form_and_recovery():
         p_i = 1 / (1 + np.exp(-(true[i] - true[j])))
         u = rng.random()
         answer = "A" if u < 0.9 * p_i else ("tie" if u < 0.9 * p_i + 0.1 else "B")
-        rows.append({"study": "s", "protocol": "drawbench_sbs", "task_id": str(k), "rater": f"r{rng.integers(40)}",
-                     "question": "quality", "answer": answer, "model_a": models[i], "model_b": models[j],
-                     "prompt_id": str(rng.integers(100)), "category": "c", "is_control": False, "control_correct": None,
-                     "response_ms": 1, "answered_at": None})
+        rows.append(
+            {
+                "study": "s",
+                "protocol": "drawbench_sbs",
+                "task_id": str(k),
+                "rater": f"r{rng.integers(40)}",
+                "question": "quality",
+                "answer": answer,
+                "model_a": models[i],
+                "model_b": models[j],
+                "prompt_id": str(rng.integers(100)),
+                "category": "c",
+                "is_control": False,
+                "control_correct": None,
+                "response_ms": 1,
+                "answered_at": None,
+            }
+        )
     table = bradley_terry_table(RatingsAnalysis(pd.DataFrame(rows), CIConfig(resamples=200)), "quality")
     assert table.model.tolist() == models  # ranked in the true order
     est = table.set_index("model").log_strength[models].to_numpy()
@@ -90,7 +109,9 @@ def test_bradley_terry_two_models_closed_form_and_recovery():
 
 
 def test_power_grows_with_raters():
-    query = PowerQuery(effect=0.08, grid=(4, 40), n_prompts=50, answers_per_rater=25, studies=40, resamples=100, seed=1)
+    query = PowerQuery(
+        effect=0.08, grid=(4, 40), n_prompts=50, answers_per_rater=25, studies=40, resamples=100, seed=1
+    )
     curve = power_curve(query)
     assert curve.power.iloc[0] < curve.power.iloc[1]
     assert curve.power.iloc[1] >= 0.8
@@ -98,13 +119,33 @@ def test_power_grows_with_raters():
 
 def test_power_null_effect_has_false_positive_rate_near_level():
     # the power machinery at effect ~0 is the false-positive rate: near 5 % (binomial sd 2.2 % at 100 studies)
-    query = PowerQuery(effect=0.001, grid=(30,), n_prompts=60, answers_per_rater=30, studies=100, resamples=200, seed=2)
+    query = PowerQuery(
+        effect=0.001, grid=(30,), n_prompts=60, answers_per_rater=30, studies=100, resamples=200, seed=2
+    )
     assert power_curve(query).power.iloc[0] <= 0.12
 
 
 def test_power_cli(capsys):
-    assert main(["power", "--effect", "0.1", "--grid", "5,30", "--prompts", "40", "--answers-per-rater", "20",
-                 "--studies", "20", "--resamples", "100"]) == 0
+    assert (
+        main(
+            [
+                "power",
+                "--effect",
+                "0.1",
+                "--grid",
+                "5,30",
+                "--prompts",
+                "40",
+                "--answers-per-rater",
+                "20",
+                "--studies",
+                "20",
+                "--resamples",
+                "100",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "power" in out and "Simulated power: true preference 0.6" in out
     assert main(["power", "--effect", "0.7"]) == 2
@@ -121,17 +162,35 @@ def test_simulated_truth_is_what_the_simulator_produces():
 
 
 def _coco_rows(protocol: str, question: str, model: str, answers: list[str], model_b: str = "") -> list[dict]:
-    return [{"study": "c", "protocol": protocol, "task_id": f"{model}-{i}", "rater": f"r{i % 3}", "question": question,
-             "answer": a, "model_a": model, "model_b": model_b, "prompt_id": str(i), "category": "coco", "is_control": False,
-             "control_correct": None, "response_ms": 1, "answered_at": None} for i, a in enumerate(answers)]
+    return [
+        {
+            "study": "c",
+            "protocol": protocol,
+            "task_id": f"{model}-{i}",
+            "rater": f"r{i % 3}",
+            "question": question,
+            "answer": a,
+            "model_a": model,
+            "model_b": model_b,
+            "prompt_id": str(i),
+            "category": "coco",
+            "is_control": False,
+            "control_correct": None,
+            "response_ms": 1,
+            "answered_at": None,
+        }
+        for i, a in enumerate(answers)
+    ]
 
 
 def test_coco_tables_match_hand_results():
     from reports.preference import coco_alignment_table, coco_realism_table
 
-    rows = (_coco_rows("coco_realism", "realism", "imagen", ["A", "B", "B", "A", "B", "B", "B", "A"], "reference")
-            + _coco_rows("coco_alignment", "caption", "imagen", ["yes", "yes", "somewhat", "no", "yes", "yes"])
-            + _coco_rows("coco_alignment", "caption", "reference", ["yes", "somewhat", "somewhat", "no", "yes", "no"]))
+    rows = (
+        _coco_rows("coco_realism", "realism", "imagen", ["A", "B", "B", "A", "B", "B", "B", "A"], "reference")
+        + _coco_rows("coco_alignment", "caption", "imagen", ["yes", "yes", "somewhat", "no", "yes", "yes"])
+        + _coco_rows("coco_alignment", "caption", "reference", ["yes", "somewhat", "somewhat", "no", "yes", "no"])
+    )
     analysis = RatingsAnalysis(check_answers(pd.DataFrame(rows)), CIConfig(resamples=200))
     realism = coco_realism_table(analysis).set_index("model")
     assert realism.loc["imagen", "realism_pref"] == pytest.approx(3 / 8) and realism.loc["imagen", "n_answers"] == 8
@@ -140,7 +199,13 @@ def test_coco_tables_match_hand_results():
     assert alignment.loc["imagen", "alignment_score"] == pytest.approx(75.0)
     assert alignment.loc["reference", "alignment_score"] == pytest.approx(50.0)
     assert alignment.loc["reference", "share_somewhat"] == pytest.approx(2 / 6)
-    assert 0 <= alignment.loc["imagen", "alignment_score_low"] <= 75 <= alignment.loc["imagen", "alignment_score_high"] <= 100
+    assert (
+        0
+        <= alignment.loc["imagen", "alignment_score_low"]
+        <= 75
+        <= alignment.loc["imagen", "alignment_score_high"]
+        <= 100
+    )
 
 
 def test_ratings_csv_truth_values_are_read_as_written(tmp_path):

@@ -1,5 +1,6 @@
 """Intervals: Wilson and preference rates by hand, the vectorised bootstrap against a slow loop,
 and the coverage of the default interval in simulated studies with a known truth."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,15 +22,42 @@ def test_wilson_matches_hand_computation():
 
 def _frame(answers: list[tuple[str, str, str, str]]) -> pd.DataFrame:
     """(prompt_id, category, rater, answer) -> contract-2 frame for one pair and question."""
-    return pd.DataFrame([{"study": "s", "protocol": "drawbench_sbs", "task_id": f"t{p}", "rater": r, "question": "quality",
-                          "answer": a, "model_a": "m1", "model_b": "m2", "prompt_id": p, "category": c, "is_control": False,
-                          "control_correct": None, "response_ms": 1, "answered_at": None} for p, c, r, a in answers])
+    return pd.DataFrame(
+        [
+            {
+                "study": "s",
+                "protocol": "drawbench_sbs",
+                "task_id": f"t{p}",
+                "rater": r,
+                "question": "quality",
+                "answer": a,
+                "model_a": "m1",
+                "model_b": "m2",
+                "prompt_id": p,
+                "category": c,
+                "is_control": False,
+                "control_correct": None,
+                "response_ms": 1,
+                "answered_at": None,
+            }
+            for p, c, r, a in answers
+        ]
+    )
 
 
 def test_preference_rates_match_hand_result():
-    df = _frame([("1", "Colors", "r1", "A"), ("1", "Colors", "r2", "tie"), ("2", "Colors", "r1", "B"),
-                 ("2", "Colors", "r2", "A"), ("3", "Text", "r1", "A"), ("3", "Text", "r2", "A"),
-                 ("4", "Text", "r1", "tie"), ("4", "Text", "r2", "B")])
+    df = _frame(
+        [
+            ("1", "Colors", "r1", "A"),
+            ("1", "Colors", "r2", "tie"),
+            ("2", "Colors", "r1", "B"),
+            ("2", "Colors", "r2", "A"),
+            ("3", "Text", "r1", "A"),
+            ("3", "Text", "r2", "A"),
+            ("4", "Text", "r1", "tie"),
+            ("4", "Text", "r2", "B"),
+        ]
+    )
     table = sbs_table(RatingsAnalysis(df, CIConfig(resamples=200))).set_index("category")
     # All: 4 A, 2 tie, 2 B of 8 -> (4 + 1) / 8 = 0.625; without ties 4 / 6
     assert table.loc["All", ["share_A", "share_tie", "share_B"]].tolist() == [0.5, 0.25, 0.25]
@@ -39,7 +67,9 @@ def test_preference_rates_match_hand_result():
     # Colors: A, tie, B, A -> (2 + 0.5) / 4; Text: A, A, tie, B -> 2.5 / 4
     assert table.loc["Colors", "pref_A"] == pytest.approx(0.625)
     assert table.loc["Text", "pref_A_no_ties"] == pytest.approx(2 / 3)
-    assert table.loc["All", ["pref_A_wilson_low", "pref_A_wilson_high"]].tolist() == pytest.approx(list(wilson(5.0, 8)))
+    assert table.loc["All", ["pref_A_wilson_low", "pref_A_wilson_high"]].tolist() == pytest.approx(
+        list(wilson(5.0, 8))
+    )
     assert table.loc["All", "pref_A_low"] <= 0.625 <= table.loc["All", "pref_A_high"]
 
 
@@ -107,7 +137,9 @@ def coverage(studies: int, seed: int, method: str = "crossed") -> tuple[float, f
     hits, widths = 0, []
     for s in range(studies):
         sim = simulate(MODEL, DESIGN, rng)
-        iv = CrossedBootstrap(DESIGN.n_prompts, DESIGN.n_raters, RESAMPLES, seed=s).interval(sim.prompt, sim.rater, sim.score, method)
+        iv = CrossedBootstrap(DESIGN.n_prompts, DESIGN.n_raters, RESAMPLES, seed=s).interval(
+            sim.prompt, sim.rater, sim.score, method
+        )
         hits += iv.low <= MODEL.preference <= iv.high
         widths.append(iv.high - iv.low)
     return hits / studies, float(np.mean(widths))

@@ -3,6 +3,7 @@ the demo's (`imagen-bench demo`, its own command and spec at a reduced size) and
 real Stable Diffusion v1.4 / v1.5 DrawBench images (folder models, metrics that run offline). Also on
 these real run folders: the headline finding said in a sentence with its interval, and a metric
 without weights said to be unavailable once, not once per row."""
+
 from __future__ import annotations
 
 import re
@@ -29,11 +30,14 @@ DEMO_AT_TEST_SIZE = {
     "n = 500, subset_size = 100, blocks = 20": "n = 20, subset_size = 100, blocks = 5",
 }
 
-SD_SPEC = '''
+SD_SPEC = (
+    """
 [sweep]
 name = "sd"
 samples_per_prompt = 1
-''' + SD_FOLDER_MODELS + '''
+"""
+    + SD_FOLDER_MODELS
+    + """
 [[prompt_sets]]
 name = "drawbench"
 path = "{prompts}"
@@ -43,7 +47,8 @@ name = "ocr"
 
 [[metrics]]
 name = "clip_score"
-'''  # OCR: RapidOCR's weights come with its wheel; clip_score without a model: unavailable, as on any offline machine
+"""
+)  # OCR: RapidOCR's weights come with its wheel; clip_score without a model: unavailable, as on any offline machine
 SD_PROMPTS = 8  # the first DrawBench Text prompts (of 21): OCR reads ~0.6 s of CPU per 512 px image
 
 
@@ -54,10 +59,14 @@ def demo_report(tmp_path_factory):
     d = tmp_path_factory.mktemp("demo")
     text = (SPECS / "demo.toml").read_text()
     for old, new in DEMO_AT_TEST_SIZE.items():
-        assert text.count(old) == 1, f"bench/specs/demo.toml changed: {old!r} is not there once; update DEMO_AT_TEST_SIZE"
+        assert text.count(old) == 1, (
+            f"bench/specs/demo.toml changed: {old!r} is not there once; update DEMO_AT_TEST_SIZE"
+        )
         text = text.replace(old, new)
     (d / "demo.toml").write_text(text)
-    assert cli(["demo", "--spec", str(d / "demo.toml"), "--out", str(d / "demo"), "--cache-dir", str(d / "cache")]) == 0
+    assert (
+        cli(["demo", "--spec", str(d / "demo.toml"), "--out", str(d / "demo"), "--cache-dir", str(d / "cache")]) == 0
+    )
     return d / "demo", d / "demo" / "report"
 
 
@@ -67,7 +76,9 @@ def sd_report(shared_data, tmp_path_factory):
     from drawbench.prompts import load_drawbench
 
     d = tmp_path_factory.mktemp("sd")
-    load_drawbench(["Text"]).head(SD_PROMPTS).to_csv(d / "drawbench_text.csv", index=False)  # the set's own rows, a copy
+    load_drawbench(["Text"]).head(SD_PROMPTS).to_csv(
+        d / "drawbench_text.csv", index=False
+    )  # the set's own rows, a copy
     (d / "sd.toml").write_text(SD_SPEC.format(root=shared_data / "drawbench-sd", prompts=d / "drawbench_text.csv"))
     run_sweep(d / "sd.toml", d / "sd", cache_dir=d / "cache", progress=False)
     return d / "sd", build_report(ReportInputs(runs=(d / "sd",)), d / "sd-report")
@@ -106,20 +117,31 @@ def test_demo_report_states_its_headline_finding_with_its_interval(demo_report):
     run, report = demo_report
     lines = [html.unescape(x) for x in re.findall(r"<li>([^<]*)</li>", (report / "index.html").read_text())]
     assert lines[0].startswith("Compared: 4 entries (w=1, dynamic; w=1, none; w=5, dynamic; w=5, none) on shapes")
-    head = re.match(r"shapes_accuracy on shapes: (?:.*; largest difference: )?(w=\d, \w+) (?:beats|over) (w=\d, \w+), higher by "
-                    r"(\d\.\d{3}) \[(-?\d\.\d{3}), (-?\d\.\d{3})\] \(95% interval; 8 paired images\), Holm-adjusted p = ", lines[1])
+    head = re.match(
+        r"shapes_accuracy on shapes: (?:.*; largest difference: )?(w=\d, \w+) (?:beats|over) (w=\d, \w+), higher by "
+        r"(\d\.\d{3}) \[(-?\d\.\d{3}), (-?\d\.\d{3})\] \(95% interval; 8 paired images\), Holm-adjusted p = ",
+        lines[1],
+    )
     assert head, lines[1]
     better, worse, lead, low, high = head[1], head[2], *map(float, head.groups()[2:])
     assert low <= lead <= high
     board, pairs = leaderboard([run], LeaderboardOptions(leave_out_mixed=True))
     label = short_labels([run], board)
-    shapes = pairs[pairs.metric == "shapes_accuracy"].assign(A=lambda f: f["A"].map(label), B=lambda f: f["B"].map(label))
+    shapes = pairs[pairs.metric == "shapes_accuracy"].assign(
+        A=lambda f: f["A"].map(label), B=lambda f: f["B"].map(label)
+    )
     top = shapes[shapes["separated"]] if shapes["separated"].any() else shapes
     top = top.loc[top["difference"].abs().idxmax()]
     assert {better, worse} == {top["A"], top["B"]} and abs(top["difference"]) == pytest.approx(lead, abs=5e-4)
-    turned = (top["CI low"], top["CI high"]) if better == top["A"] else (-top["CI high"], -top["CI low"])  # B's lead over A
+    turned = (
+        (top["CI low"], top["CI high"]) if better == top["A"] else (-top["CI high"], -top["CI low"])
+    )  # B's lead over A
     assert (low, high) == pytest.approx(turned, abs=5e-4)
-    value = board[board.metric == "shapes_accuracy"].assign(entry=lambda f: f["entry"].map(label)).set_index("entry")["value"]
+    value = (
+        board[board.metric == "shapes_accuracy"]
+        .assign(entry=lambda f: f["entry"].map(label))
+        .set_index("entry")["value"]
+    )
     assert value[better] - value[worse] == pytest.approx(lead, abs=5e-4)  # the better entry named first
 
 
@@ -136,8 +158,10 @@ def test_sd_folder_report_in_chromium_at_laptop_width(sd_report, browser, tmp_pa
         prompt = re.match(r"#(\d+) \(Text\): ", row["prompt"])
         assert prompt and row["alts"] == [f"{m}, drawbench #{prompt[1]}" for m in ("sd-v1-4", "sd-v1-5")], row
         assert row["tops"][0] == row["tops"][1] and row["lefts"][0] < row["lefts"][1]  # side by side, v1.4 on the left
-    assert re.search(r"ocr_score on drawbench: .* by \d\.\d{3} \[-?\d\.\d{3}, -?\d\.\d{3}\] \(95% interval; 8 paired images\)",
-                     " ".join(facts["findings"]))
+    assert re.search(
+        r"ocr_score on drawbench: .* by \d\.\d{3} \[-?\d\.\d{3}, -?\d\.\d{3}\] \(95% interval; 8 paired images\)",
+        " ".join(facts["findings"]),
+    )
 
 
 def test_an_unavailable_metric_is_said_once_not_once_per_row(sd_report):
@@ -147,7 +171,9 @@ def test_an_unavailable_metric_is_said_once_not_once_per_row(sd_report):
 
     run, report = sd_report
     cells = pd.read_parquet(run / "metrics_cell.parquet")
-    assert len(cells[cells.metric == "clip_score"]) == 2 and cells.loc[cells.metric == "clip_score", "value"].isna().all()
+    assert (
+        len(cells[cells.metric == "clip_score"]) == 2 and cells.loc[cells.metric == "clip_score", "value"].isna().all()
+    )
     html = (report / "index.html").read_text()
     shown, collapsed = html.split('<h2 id="details">')
     assert shown.count(UNAVAILABLE.replace("<", "&lt;").replace(">", "&gt;")) == 1

@@ -1,5 +1,6 @@
 """Paired ablation comparisons: baseline matching, McNemar's exact test against hand-computed values,
 the vectorised prompt bootstrap against a plain loop, and the table inside a real report."""
+
 from __future__ import annotations
 
 import json
@@ -16,14 +17,36 @@ from reports.paired import baselines, mcnemar_exact, paired_difference, paired_t
 
 
 def cells_frame(rows: list[tuple[str, float, str, int]]) -> pd.DataFrame:
-    return pd.DataFrame([{"cell_id": cid, "model": "m", "prompt_set": "shapes", "sampler": "ddpm", "steps": steps,
-                          "guidance": g, "thresholding": t, "percentile": pd.NA, "aug_level": 0.0, "seed": 0}
-                         for cid, g, t, steps in rows])
+    return pd.DataFrame(
+        [
+            {
+                "cell_id": cid,
+                "model": "m",
+                "prompt_set": "shapes",
+                "sampler": "ddpm",
+                "steps": steps,
+                "guidance": g,
+                "thresholding": t,
+                "percentile": pd.NA,
+                "aug_level": 0.0,
+                "seed": 0,
+            }
+            for cid, g, t, steps in rows
+        ]
+    )
 
 
 def test_baseline_is_the_cell_equal_in_everything_but_guidance():
-    cells = cells_frame([("g1-static", 1.0, "static", 32), ("g3-static", 3.0, "static", 32), ("g5-static", 5.0, "static", 32),
-                         ("g1-none", 1.0, "none", 32), ("g5-none", 5.0, "none", 32), ("g5-static-64", 5.0, "static", 64)])
+    cells = cells_frame(
+        [
+            ("g1-static", 1.0, "static", 32),
+            ("g3-static", 3.0, "static", 32),
+            ("g5-static", 5.0, "static", 32),
+            ("g1-none", 1.0, "none", 32),
+            ("g5-none", 5.0, "none", 32),
+            ("g5-static-64", 5.0, "static", 64),
+        ]
+    )
     assert baselines(cells, "guidance") == {"g3-static": "g1-static", "g5-static": "g1-static", "g5-none": "g1-none"}
     with pytest.raises(ValueError, match=r"cannot pair on 'guidnace'.*'guidance'"):
         baselines(cells, "guidnace")
@@ -54,7 +77,9 @@ def test_paired_difference_equals_a_plain_loop_bootstrap_over_prompts():
     lo, hi = (y - y_base).mean() - half, (y - y_base).mean() + half
     assert got["difference"] == pytest.approx(y.mean() - y_base.mean())
     assert (got["CI low"], got["CI high"]) == pytest.approx((lo, hi))
-    assert got["better"] == int(((y == 1) & (y_base == 0)).sum()) and got["worse"] == int(((y == 0) & (y_base == 1)).sum())
+    assert got["better"] == int(((y == 1) & (y_base == 0)).sum()) and got["worse"] == int(
+        ((y == 0) & (y_base == 1)).sum()
+    )
     assert got["McNemar p"] == pytest.approx(mcnemar_exact(got["better"], got["worse"]))
 
 
@@ -80,10 +105,21 @@ def write_paired_run(run: Path) -> Path:
                 correct = float(i % 2 == 0 or (cid == "g5" and i in (1, 3, 5, 7, 9, 11) and s == 0))
                 if cid == "g5" and i == 19 and s == 1:
                     continue  # a missing image: its pair drops out
-                rows.append({"cell_id": cid, "prompt_set": "shapes", "prompt_id": f"shapes-{i:04d}", "sample": s,
-                             "metric": "shapes_correct", "value": correct})
+                rows.append(
+                    {
+                        "cell_id": cid,
+                        "prompt_set": "shapes",
+                        "prompt_id": f"shapes-{i:04d}",
+                        "sample": s,
+                        "metric": "shapes_correct",
+                        "value": correct,
+                    }
+                )
     pd.DataFrame(rows).to_parquet(run / "metrics_image.parquet")
-    metrics = [{"cell_id": c, "metric": "shapes_accuracy", "value": 0.5, "n": 40, "details": json.dumps({})} for c in ("g1", "g5")]
+    metrics = [
+        {"cell_id": c, "metric": "shapes_accuracy", "value": 0.5, "n": 40, "details": json.dumps({})}
+        for c in ("g1", "g5")
+    ]
     pd.DataFrame(metrics).to_parquet(run / "metrics_cell.parquet")
     return run
 
@@ -97,7 +133,9 @@ def test_paired_table_from_a_run_folder(tmp_path):
     assert row["N pairs"] == 39 and row["better"] == 6 and row["worse"] == 0
     assert row["McNemar p"] == pytest.approx(2 / 2**6)
     assert row["difference"] == pytest.approx(6 / 39)
-    assert paired_table(tmp_path, pd.read_parquet(run / "cells.parquet")).empty  # no metrics_image.parquet: nothing to pair
+    assert paired_table(
+        tmp_path, pd.read_parquet(run / "cells.parquet")
+    ).empty  # no metrics_image.parquet: nothing to pair
 
 
 def test_report_shows_the_paired_guidance_table(tmp_path, capsys):

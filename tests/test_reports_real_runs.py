@@ -1,6 +1,7 @@
 """Reports built from real sweeps, not hand-made frames: a 3 x 2 guidance x thresholding sweep of a
 tiny cascade scored with the real FID and shapes verifier draws one Pareto line per thresholding
 mode; runs with image-folder models (real Stable Diffusion images) report without paired rows."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -14,7 +15,7 @@ from reports.runs import read_run_metrics
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-TINY_MODEL = '''
+TINY_MODEL = """
 [[models]]
 name = "tiny"
 kind = "imagen"
@@ -23,13 +24,16 @@ batch_size = 4
 precision = "fp32"
 [models.stages.sr32]
 steps = 2
-'''
+"""
 
-GRID_SPEC = '''
+GRID_SPEC = (
+    """
 [sweep]
 name = "grid"
 samples_per_prompt = 1
-''' + TINY_MODEL + '''
+"""
+    + TINY_MODEL
+    + """
 [[prompt_sets]]
 name = "shapes"
 n_per_category = 1
@@ -45,17 +49,22 @@ name = "shapes_verifier"
 [[metrics]]
 name = "fid"
 options = {{ reference = "shapes:test", n = 12, shapes_size = 32 }}
-'''
+"""
+)
 
-FOLDERS_SPEC = '''
+FOLDERS_SPEC = (
+    """
 [sweep]
 name = "sd"
 samples_per_prompt = 1
-{extra_model}''' + SD_FOLDER_MODELS + '''
+{extra_model}"""
+    + SD_FOLDER_MODELS
+    + """
 [[prompt_sets]]
 name = "drawbench"
 categories = ["Rare Words"]
-'''
+"""
+)
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +83,13 @@ def grid_report(checkpoint, tmp_path_factory):
 def test_varying_is_the_cell_axes_not_bookkeeping_columns(grid_report):
     run, _ = grid_report
     cells = pd.read_parquet(run / "cells.parquet")
-    assert cells["name"].nunique() == 6 and cells["model_description"].nunique() == 1  # the columns that broke the plots
-    assert read_run_metrics(run).varying() == ["guidance", "thresholding"]  # percentile: 99.5 where it applies, else NA
+    assert (
+        cells["name"].nunique() == 6 and cells["model_description"].nunique() == 1
+    )  # the columns that broke the plots
+    assert read_run_metrics(run).varying() == [
+        "guidance",
+        "thresholding",
+    ]  # percentile: 99.5 where it applies, else NA
 
 
 def test_pareto_plot_draws_one_line_per_thresholding_mode_in_guidance_order(grid_report):
@@ -87,10 +101,14 @@ def test_pareto_plot_draws_one_line_per_thresholding_mode_in_guidance_order(grid
     assert sorted(series) == ["thresholding=dynamic", "thresholding=static"]
     for rows in series.values():
         assert rows["label"].tolist() == ["w=1", "w=3", "w=5"]
-        assert rows["x_name"].eq("shapes_accuracy").all() and rows["y_name"].eq("fid").all() and rows["y"].notna().all()
+        assert (
+            rows["x_name"].eq("shapes_accuracy").all() and rows["y_name"].eq("fid").all() and rows["y"].notna().all()
+        )
     wide = read_run_metrics(grid_report[0]).wide().set_index(["thresholding", "guidance"])
     dyn = series["thresholding=dynamic"]
-    assert dyn["y"].tolist() == pytest.approx([wide.loc[("dynamic", g), "fid"] for g in (1.0, 3.0, 5.0)])  # the run's numbers
+    assert dyn["y"].tolist() == pytest.approx(
+        [wide.loc[("dynamic", g), "fid"] for g in (1.0, 3.0, 5.0)]
+    )  # the run's numbers
 
 
 def test_every_report_figure_has_its_points_table(grid_report):
@@ -101,8 +119,10 @@ def test_every_report_figure_has_its_points_table(grid_report):
 
 def test_report_of_a_mixed_imagen_and_folder_run(shared_data, checkpoint, tmp_path):
     spec = tmp_path / "mixed.toml"
-    spec.write_text(FOLDERS_SPEC.format(root=shared_data / "drawbench-sd", extra_model=TINY_MODEL.format(checkpoint=checkpoint))
-                    + '\n[grid]\nsteps = [2]\nguidance = [1.0, 3.0]\nthresholding = ["static"]\n')
+    spec.write_text(
+        FOLDERS_SPEC.format(root=shared_data / "drawbench-sd", extra_model=TINY_MODEL.format(checkpoint=checkpoint))
+        + '\n[grid]\nsteps = [2]\nguidance = [1.0, 3.0]\nthresholding = ["static"]\n'
+    )
     run_sweep(spec, tmp_path / "run", cache_dir=tmp_path / "cache", progress=False)
     from reports.paired import baselines
 
@@ -113,11 +133,14 @@ def test_report_of_a_mixed_imagen_and_folder_run(shared_data, checkpoint, tmp_pa
     assert (build_report(ReportInputs(runs=(tmp_path / "run",)), tmp_path / "report") / "index.html").is_file()
 
 
-TWO_SETS_SPEC = '''
+TWO_SETS_SPEC = (
+    """
 [sweep]
 name = "two_sets"
 samples_per_prompt = 1
-''' + TINY_MODEL + '''
+"""
+    + TINY_MODEL
+    + """
 [[prompt_sets]]
 name = "shapes"
 n_per_category = 2
@@ -138,7 +161,8 @@ prompt_sets = ["shapes"]
 [[metrics]]
 name = "fid"
 options = {{ reference = "shapes:test", n = 12, shapes_size = 32, blocks = 5 }}
-'''
+"""
+)
 
 
 def test_a_two_prompt_set_run_reports_whole(checkpoint, tmp_path):
@@ -167,7 +191,10 @@ def test_a_two_prompt_set_run_reports_whole(checkpoint, tmp_path):
     report = build_report(ReportInputs(runs=(run,)), tmp_path / "report")
     points = pd.read_csv(report / "tables" / "pareto_run.csv")
     assert points.groupby("series")["y"].count().min() >= 2 and points["y"].notna().all()  # no empty legend entries
-    assert set(points["series"]) == {"prompt_set=shapes, thresholding=dynamic", "prompt_set=shapes, thresholding=static"}
+    assert set(points["series"]) == {
+        "prompt_set=shapes, thresholding=dynamic",
+        "prompt_set=shapes, thresholding=static",
+    }
     gallery = list((report / "images").glob("overview-*.png"))
     assert any("-shapes-" in p.name for p in gallery) and any("-drawbench-" in p.name for p in gallery)
     html = (report / "index.html").read_text()
@@ -176,6 +203,7 @@ def test_a_two_prompt_set_run_reports_whole(checkpoint, tmp_path):
 
 
 # --- the reports as a person sees them: Chromium at laptop size --------------------------------
+
 
 @pytest.fixture(scope="module")
 def browser():
@@ -187,8 +215,11 @@ def test_natural_order():
     from reports.html import natural_key
 
     assert sorted(["E10", "E2", "E1"], key=natural_key) == ["E1", "E2", "E10"]
-    assert sorted(["w=10, static", "w=5, static", "w=1.5, static"], key=natural_key) == ["w=1.5, static", "w=5, static",
-                                                                                       "w=10, static"]
+    assert sorted(["w=10, static", "w=5, static", "w=1.5, static"], key=natural_key) == [
+        "w=1.5, static",
+        "w=5, static",
+        "w=10, static",
+    ]
 
 
 @pytest.mark.browser
@@ -215,24 +246,40 @@ def test_human_study_report_in_chromium_at_laptop_width(browser, tmp_path):
     from reports.build import ReportOptions
     from reports.preference import CIConfig
 
-    study = sbs_study(tmp_path / "study", prompts="drawbench:Colors,Counting", raters=3, batch_size=8, control_share=0.2, seed=1)
+    study = sbs_study(
+        tmp_path / "study", prompts="drawbench:Colors,Counting", raters=3, batch_size=8, control_share=0.2, seed=1
+    )
     store, rng = study.store(), random.Random(0)
     for rater in ("r01", "r02", "r03"):
         for task in store.tasks(rater):
             right = dict(task.expected)
-            want = {q: right[q] if task.is_control and q in right else rng.choice(["A", "A", "B", "tie"]) for q in ("quality", "alignment")}
-            store.submit(rater, task.task_id, {q: "tie" if w == "tie" else "left" if (w == "A") == task.a_on_left else "right"
-                                               for q, w in want.items()}, 3000)
+            want = {
+                q: right[q] if task.is_control and q in right else rng.choice(["A", "A", "B", "tie"])
+                for q in ("quality", "alignment")
+            }
+            store.submit(
+                rater,
+                task.task_id,
+                {
+                    q: "tie" if w == "tie" else "left" if (w == "A") == task.a_on_left else "right"
+                    for q, w in want.items()
+                },
+                3000,
+            )
     store.close()
     frame, settings = load_answers(study.root)
-    report = build_report(ReportInputs(answers=((str(study.root), frame),), study_settings=settings), tmp_path / "human",
-                          ReportOptions(ci=CIConfig(resamples=200), power_studies=10))
+    report = build_report(
+        ReportInputs(answers=((str(study.root), frame),), study_settings=settings),
+        tmp_path / "human",
+        ReportOptions(ci=CIConfig(resamples=200), power_studies=10),
+    )
     facts = look(browser, report, tmp_path / "screenshots", "sd-study")
     as_a_reader_sees_it(facts, report)
     assert facts["heads"] == ["sd-v1-4", "sd-v1-5"] and "quality: sd-v1-" in facts["visibleText"]
 
 
 # --- a metric the reports were never told about -----------------------------------------------------
+
 
 class Toy:
     """Two per-cell numbers from pixels, declared only here: "redness" (alignment, higher is better,
@@ -245,8 +292,10 @@ class Toy:
     def __init__(self, options=None, *, cache_dir=None):
         from bench.metrics.base import MetricMeta
 
-        self.meta = {"redness": MetricMeta("higher", 0.0, 1.0, "t", "mean red share", role="alignment"),
-                     "flatness": MetricMeta("lower", 0.0, None, "t", "mean neighbour difference", role="fidelity")}
+        self.meta = {
+            "redness": MetricMeta("higher", 0.0, 1.0, "t", "mean red share", role="alignment"),
+            "flatness": MetricMeta("lower", 0.0, None, "t", "mean neighbour difference", role="fidelity"),
+        }
         self.values: dict[str, list] = {}
 
     def update(self, images):
@@ -265,8 +314,11 @@ class Toy:
 
         from bench.metrics.base import MetricResult
 
-        return [MetricResult(name, float(np.mean([v[i] for v in vals])), len(vals), {}, cell_id=cell)
-                for cell, vals in sorted(self.values.items()) for i, name in enumerate(("redness", "flatness"))]
+        return [
+            MetricResult(name, float(np.mean([v[i] for v in vals])), len(vals), {}, cell_id=cell)
+            for cell, vals in sorted(self.values.items())
+            for i, name in enumerate(("redness", "flatness"))
+        ]
 
     def reset(self):
         self.values = {}
@@ -281,7 +333,10 @@ def test_a_metric_the_reports_never_heard_of_is_ranked_and_plotted(checkpoint, t
 
     monkeypatch.setitem(metrics.REGISTRY, "toy", (__name__, "Toy"))
     spec = tmp_path / "toy.toml"
-    spec.write_text(GRID_SPEC.format(checkpoint=checkpoint).split("[[metrics]]")[0].replace("5.0]", "5.0]\n") + '[[metrics]]\nname = "toy"\n')
+    spec.write_text(
+        GRID_SPEC.format(checkpoint=checkpoint).split("[[metrics]]")[0].replace("5.0]", "5.0]\n")
+        + '[[metrics]]\nname = "toy"\n'
+    )
     run_sweep(spec, tmp_path / "run", cache_dir=tmp_path / "cache", progress=False)
     board, pairs = leaderboard([tmp_path / "run"], LeaderboardOptions(resamples=200))
     for metric, way in (("redness", "higher"), ("flatness", "lower")):

@@ -1,5 +1,6 @@
 """Run-folder tables and figures, and whole reports: the SD v1.4 vs v1.5 demo with simulated
 ratings renders with every image present; existing folders are never overwritten by accident."""
+
 from __future__ import annotations
 
 import json
@@ -23,7 +24,9 @@ def _meta(name: str, result: str) -> dict:
     return {"meta": metric_class(name).meta[result].record()}
 
 
-def write_run(run: Path, guidance=(1.0, 3.0, 5.0), thresholding=("static", "dynamic"), aug_levels=(0.0, 0.3), fid=True) -> Path:
+def write_run(
+    run: Path, guidance=(1.0, 3.0, 5.0), thresholding=("static", "dynamic"), aug_levels=(0.0, 0.3), fid=True
+) -> Path:
     """A tiny run folder per contract 1 (cells + per-cell metrics with their meta, as a sweep writes
     them; no images needed for the tables)."""
     run.mkdir(parents=True)
@@ -33,20 +36,70 @@ def write_run(run: Path, guidance=(1.0, 3.0, 5.0), thresholding=("static", "dyna
         for t in thresholding:
             for a in aug_levels:
                 cid = f"g{g:g}-{t}-a{a:g}"
-                cells.append({"cell_id": cid, "model": "tiny", "prompt_set": "coco", "sampler": "ddpm", "steps": 50,
-                              "guidance": g, "thresholding": t, "percentile": 99.5, "aug_level": a})
+                cells.append(
+                    {
+                        "cell_id": cid,
+                        "model": "tiny",
+                        "prompt_set": "coco",
+                        "sampler": "ddpm",
+                        "steps": 50,
+                        "guidance": g,
+                        "thresholding": t,
+                        "percentile": 99.5,
+                        "aug_level": a,
+                    }
+                )
                 fid_value = 30 - 2 * g + (8 if t == "static" else 0) * g / 5 + 10 * a
                 if fid:
-                    metrics.append({"cell_id": cid, "metric": "fid", "value": fid_value, "n": 500,
-                                    "details": json.dumps({"resize": "clean", "reference": "folder:ref", "feature_weights_sha256": "ab" * 32,
-                                                           **_meta("fid", "fid")})})
-                metrics.append({"cell_id": cid, "metric": "clip_score", "value": None, "n": 500,
-                                "details": json.dumps({"unavailable": "CLIP score needs weights: set clip_score model=<dir>",
-                                                       **_meta("clip_score", "clip_score")})})
-                metrics.append({"cell_id": cid, "metric": "shapes_accuracy", "value": 0.3 + 0.05 * g - 0.1 * a, "n": 500, "details": shapes})
+                    metrics.append(
+                        {
+                            "cell_id": cid,
+                            "metric": "fid",
+                            "value": fid_value,
+                            "n": 500,
+                            "details": json.dumps(
+                                {
+                                    "resize": "clean",
+                                    "reference": "folder:ref",
+                                    "feature_weights_sha256": "ab" * 32,
+                                    **_meta("fid", "fid"),
+                                }
+                            ),
+                        }
+                    )
+                metrics.append(
+                    {
+                        "cell_id": cid,
+                        "metric": "clip_score",
+                        "value": None,
+                        "n": 500,
+                        "details": json.dumps(
+                            {
+                                "unavailable": "CLIP score needs weights: set clip_score model=<dir>",
+                                **_meta("clip_score", "clip_score"),
+                            }
+                        ),
+                    }
+                )
+                metrics.append(
+                    {
+                        "cell_id": cid,
+                        "metric": "shapes_accuracy",
+                        "value": 0.3 + 0.05 * g - 0.1 * a,
+                        "n": 500,
+                        "details": shapes,
+                    }
+                )
                 for cat, off in (("Colors", 0.1), ("Counting", -0.1)):
-                    metrics.append({"cell_id": cid, "metric": f"shapes_accuracy/{cat}", "value": 0.3 + off + 0.05 * g, "n": 250,
-                                    "details": json.dumps({"category": cat, **_meta("shapes_verifier", "shapes_accuracy")})})
+                    metrics.append(
+                        {
+                            "cell_id": cid,
+                            "metric": f"shapes_accuracy/{cat}",
+                            "value": 0.3 + off + 0.05 * g,
+                            "n": 250,
+                            "details": json.dumps({"category": cat, **_meta("shapes_verifier", "shapes_accuracy")}),
+                        }
+                    )
     pd.DataFrame(cells).to_parquet(run / "cells.parquet")
     pd.DataFrame(metrics).to_parquet(run / "metrics_cell.parquet")
     return run
@@ -61,7 +114,9 @@ def test_metric_tables_carry_n_and_how(tmp_path):
     assert row["clip_score how"].startswith("unavailable: CLIP score needs weights")
     assert pd.isna(row["clip_score"])
     shapes = shapes_table(run).set_index("cell_id")
-    assert shapes.loc["g1-static-a0", "Colors"] == pytest.approx(0.45) and shapes.loc["g1-static-a0", "N images"] == 250
+    assert (
+        shapes.loc["g1-static-a0", "Colors"] == pytest.approx(0.45) and shapes.loc["g1-static-a0", "N images"] == 250
+    )
 
 
 def test_run_folder_errors_are_clear(tmp_path):
@@ -101,8 +156,20 @@ def test_sd_demo_report_renders_with_every_plot(tmp_path, capsys):
     run = write_run(tmp_path / "sweep-run")
     flat = write_run(tmp_path / "flat-run", guidance=(3.0,), thresholding=("dynamic",), aug_levels=(0.0,), fid=False)
     out = tmp_path / "report"
-    args = ["report", str(run), str(flat), "--simulate-ratings", str(SD / "sd-v1-4"), str(SD / "sd-v1-5"),
-            "--out", str(out), "--resamples", "300", "--power-studies", "10"]
+    args = [
+        "report",
+        str(run),
+        str(flat),
+        "--simulate-ratings",
+        str(SD / "sd-v1-4"),
+        str(SD / "sd-v1-5"),
+        "--out",
+        str(out),
+        "--resamples",
+        "300",
+        "--power-studies",
+        "10",
+    ]
     assert main(args) == 0, capsys.readouterr().err
     text, images = _check_html(out)
     for plot in ("drawbench_sd-v1-4_vs_sd-v1-5.png", "power.png", "pareto_sweep-run.png", "aug_level_sweep-run.png"):
@@ -112,8 +179,20 @@ def test_sd_demo_report_renders_with_every_plot(tmp_path, capsys):
     assert "Figure &#x27;pareto_flat-run&#x27; skipped: the run has no fidelity metric with values" in text
     assert "excluded" in text and "Krippendorff" in text and "Satterthwaite" in text
     sbs = pd.read_parquet(out / "tables" / "drawbench_sbs.parquet")
-    assert set(sbs.category) == {"All", "Colors", "Conflicting", "Counting", "DALL-E", "Descriptions", "Gary Marcus et al.",
-                                 "Misspellings", "Positional", "Rare Words", "Reddit", "Text"}
+    assert set(sbs.category) == {
+        "All",
+        "Colors",
+        "Conflicting",
+        "Counting",
+        "DALL-E",
+        "Descriptions",
+        "Gary Marcus et al.",
+        "Misspellings",
+        "Positional",
+        "Rare Words",
+        "Reddit",
+        "Text",
+    }
     meta = json.loads((out / "report.json").read_text())
     assert meta["package_version"] and meta["options"]["ci"]["method"] == "crossed"
 
@@ -159,12 +238,17 @@ def test_report_from_a_real_human_eval_study(tmp_path, capsys):
         for task in store.tasks(rater):
             if task.is_control:  # answer controls right (de-randomised "A" is on the left when a_on_left)
                 right = dict(task.expected)
-                shown = {q: ("left" if (right.get(q, "A") == "A") == task.a_on_left else "right") for q in ("quality", "alignment")}
+                shown = {
+                    q: ("left" if (right.get(q, "A") == "A") == task.a_on_left else "right")
+                    for q in ("quality", "alignment")
+                }
             else:
                 shown = {q: str(rng.choice(["left", "tie", "right"])) for q in ("quality", "alignment")}
             store.submit(rater, task.task_id, shown, 1000)
     out = tmp_path / "report"
-    assert main(["report", str(study.root), "--out", str(out), "--resamples", "200", "--power-studies", "10"]) == 0, capsys.readouterr().err
+    assert main(["report", str(study.root), "--out", str(out), "--resamples", "200", "--power-studies", "10"]) == 0, (
+        capsys.readouterr().err
+    )
     _check_html(out)
     sbs = pd.read_csv(out / "tables" / "drawbench_sbs.csv")
     assert set(sbs.category) == {"All", "Colors"} and (sbs.n_raters == 3).all()
@@ -193,7 +277,10 @@ def _answer(store, rater: str, controls_right: bool) -> None:
     for task in store.tasks(rater):
         if task.is_control:
             right = dict(task.expected)
-            good = {q: ("left" if (right.get(q, "A") == "A") == task.a_on_left else "right") for q in ("quality", "alignment")}
+            good = {
+                q: ("left" if (right.get(q, "A") == "A") == task.a_on_left else "right")
+                for q in ("quality", "alignment")
+            }
             bad = {q: ("right" if v == "left" else "left") for q, v in good.items()}
             store.submit(rater, task.task_id, good if controls_right else bad, 1000)
         else:
@@ -210,8 +297,14 @@ def test_report_over_two_studies_keeps_their_raters_apart_and_applies_each_thres
     from human_eval.study import StudySettings, create_study
 
     a, b = sd_folders()
-    base = StudySettings(protocol="drawbench_sbs", a=f"folder:{a}", b=f"folder:{b}", prompts="drawbench:Colors", images_per_set=1,
-                         plan=PlanSettings(raters=2, batch_size=6, control_share=0.2))
+    base = StudySettings(
+        protocol="drawbench_sbs",
+        a=f"folder:{a}",
+        b=f"folder:{b}",
+        prompts="drawbench:Colors",
+        images_per_set=1,
+        plan=PlanSettings(raters=2, batch_size=6, control_share=0.2),
+    )
     one = create_study(tmp_path / "one", base)
     two = create_study(tmp_path / "two", replace(base, control_threshold=0.0))  # study two keeps everyone
     s1, s2 = one.store(), two.store()
@@ -220,8 +313,12 @@ def test_report_over_two_studies_keeps_their_raters_apart_and_applies_each_thres
     _answer(s2, "r01", controls_right=True)  # a different person with the same name
     _answer(s2, "r02", controls_right=False)  # fails, but study two's recorded threshold is 0
     out = tmp_path / "report"
-    assert main(["report", str(one.root), str(two.root), "--out", str(out), "--resamples", "200", "--power-studies", "10"]) == 0, \
-        capsys.readouterr().err
+    assert (
+        main(
+            ["report", str(one.root), str(two.root), "--out", str(out), "--resamples", "200", "--power-studies", "10"]
+        )
+        == 0
+    ), capsys.readouterr().err
     acc = pd.read_csv(out / "tables" / "rater_control_accuracy.csv").set_index(["study", "rater"])
     assert acc.loc[(one.key, "r01"), "flagged"] and not acc.loc[(two.key, "r01"), "flagged"]
     assert acc.loc[(two.key, "r02"), "threshold"] == 0.0 and not acc.loc[(two.key, "r02"), "flagged"]
@@ -231,14 +328,32 @@ def test_report_over_two_studies_keeps_their_raters_apart_and_applies_each_thres
     # DrawBench's headline is every rater's answers, as the paper reports it; the filtered table is beside it
     head = pd.read_csv(out / "tables" / "drawbench_sbs.csv")
     filtered = pd.read_csv(out / "tables" / "drawbench_sbs_control_filtered.csv")
-    assert (head[head.category == "All"].n_raters == 4).all() and (filtered[filtered.category == "All"].n_raters == 3).all()
+    assert (head[head.category == "All"].n_raters == 4).all() and (
+        filtered[filtered.category == "All"].n_raters == 3
+    ).all()
     for share in ("share_A", "share_tie", "share_B"):  # each share with its interval
         assert (head[f"{share}_low"] <= head[share]).all() and (head[share] <= head[f"{share}_high"]).all()
     assert (head.share_A + head.share_tie + head.share_B).round(9).eq(1).all()
     # a threshold given on the command line applies to every study
     out2 = tmp_path / "report2"
-    assert main(["report", str(one.root), str(two.root), "--out", str(out2), "--resamples", "200", "--power-studies", "10",
-                 "--control-threshold", "0.8"]) == 0
+    assert (
+        main(
+            [
+                "report",
+                str(one.root),
+                str(two.root),
+                "--out",
+                str(out2),
+                "--resamples",
+                "200",
+                "--power-studies",
+                "10",
+                "--control-threshold",
+                "0.8",
+            ]
+        )
+        == 0
+    )
     acc2 = pd.read_csv(out2 / "tables" / "rater_control_accuracy.csv").set_index(["study", "rater"])
     assert acc2["flagged"].sum() == 2 and acc2.loc[(two.key, "r02"), "flagged"]
 
@@ -250,12 +365,14 @@ def test_user_text_in_names_is_drawn_literally_and_kept_apart(tmp_path):
     from reports.build import ReportInputs, build_report
     from reports.simulate import RaterModel, StudyDesign, simulate_sbs_frame
 
-    prompts = pd.DataFrame({"id": range(1, 21), "category": ["=HYPERLINK(\"http://x\")", "Colors"] * 10})
+    prompts = pd.DataFrame({"id": range(1, 21), "category": ['=HYPERLINK("http://x")', "Colors"] * 10})
     design = StudyDesign(n_prompts=20, n_raters=4, answers_per_rater=20, controls_per_rater=4)
     model = {"quality": RaterModel(preference=0.6), "alignment": RaterModel(preference=0.6)}
     long_a, long_b = "m" * 140, "n" * 140
-    frames = [simulate_sbs_frame(prompts, a, b, model, design, seed=i, study=f"s{i}")
-              for i, (a, b) in enumerate([("$5 and $10", "a b"), ("$5 and $10", "a_b"), (long_a, long_b)])]
+    frames = [
+        simulate_sbs_frame(prompts, a, b, model, design, seed=i, study=f"s{i}")
+        for i, (a, b) in enumerate([("$5 and $10", "a b"), ("$5 and $10", "a_b"), (long_a, long_b)])
+    ]
     out = build_report(ReportInputs(answers=(("sim", pd.concat(frames, ignore_index=True)),)), tmp_path / "report")
     plots = sorted(p.name for p in (out / "plots").glob("drawbench_*.png"))
     assert len(plots) == 3 and all(len(p) < 120 for p in plots)  # one per pair, none overwritten, short names

@@ -1,5 +1,6 @@
 """One DDPM and one DDIM step against an independent float64 reference written in the discrete
 alpha-bar notation of Ho et al. 2020 / Song et al. 2021 (not the log-SNR form the code uses)."""
+
 import numpy as np
 import pytest
 import torch

@@ -1,4 +1,5 @@
 """The encoder order check behind the shapes model card's "what limits it" (MiniLM, offline)."""
+
 import pytest
 
 from bench.diagnostics.order_check import _features, _same_word_cosine, order_check, recoloured, swapped

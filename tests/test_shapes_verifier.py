@@ -1,4 +1,5 @@
 """The shapes verifier against ground truth: renders at 64 and 256, degraded renders, wrong captions."""
+
 from __future__ import annotations
 
 import json
@@ -16,11 +17,14 @@ from drawbench.shapes.verify import accuracy, relation_direction, verify
 from imagen_bench.cli import main
 
 
-@pytest.mark.parametrize("size,n", [
-    (64, 200),
-    (256, 40),  # 256^2 detection is ~10x the work of 64^2
-    pytest.param(256, 200, marks=pytest.mark.slow),
-])
+@pytest.mark.parametrize(
+    "size,n",
+    [
+        (64, 200),
+        (256, 40),  # 256^2 detection is ~10x the work of 64^2
+        pytest.param(256, 200, marks=pytest.mark.slow),
+    ],
+)
 def test_verifier_agrees_and_rejects_wrong_captions(size, n):
     r = measure_size(n, size, seed=1)
     for condition, floor in (("clean", 0.99), ("degraded", 0.95)):
@@ -33,9 +37,17 @@ def test_verifier_agrees_and_rejects_wrong_captions(size, n):
 
 
 def test_detections_match_scene_geometry():
-    scene = Scene.from_json(json.dumps({"background": "gray", "objects": [
-        {"shape": "triangle", "color": "orange", "size": "small", "x": 0.2, "y": 0.3},
-        {"shape": "circle", "color": "purple", "size": "large", "x": 0.7, "y": 0.7}]}))
+    scene = Scene.from_json(
+        json.dumps(
+            {
+                "background": "gray",
+                "objects": [
+                    {"shape": "triangle", "color": "orange", "size": "small", "x": 0.2, "y": 0.3},
+                    {"shape": "circle", "color": "purple", "size": "large", "x": 0.7, "y": 0.7},
+                ],
+            }
+        )
+    )
     background, objects = detect(render_scene(scene, 128))
     assert background == "gray"
     tri, circ = objects  # sorted by y
@@ -66,8 +78,13 @@ def test_verification_claims_and_accuracy_table():
     image, caption = ds[1]  # Counting
     v = verify(np.asarray(image), caption)
     assert v.correct and v.category == "Counting" and v.claims[-1] == ("nothing else in the image", True)
-    wrong = verify(image, caption.replace(caption.split()[0], "four" if caption.split()[0] != "four" else "two", 1)
-                   .replace("triangle ", "triangles ").replace("circle ", "circles ").replace("square ", "squares "))
+    wrong = verify(
+        image,
+        caption.replace(caption.split()[0], "four" if caption.split()[0] != "four" else "two", 1)
+        .replace("triangle ", "triangles ")
+        .replace("circle ", "circles ")
+        .replace("square ", "squares "),
+    )
     assert not wrong.correct
     table = accuracy([v, wrong])
     assert table["Counting"]["n_prompts"] == 2 and table["Counting"]["prompt_accuracy"] == 0.5
@@ -89,9 +106,17 @@ def test_cli_verifier_accuracy_writes_provenance(tmp_path, capsys):
 
 
 def test_repeated_phrase_means_two_objects():
-    scene = Scene.from_json(json.dumps({"background": "white", "objects": [
-        {"shape": "circle", "color": "red", "size": "small", "x": 0.2, "y": 0.5},
-        {"shape": "square", "color": "blue", "size": "large", "x": 0.7, "y": 0.5}]}))
+    scene = Scene.from_json(
+        json.dumps(
+            {
+                "background": "white",
+                "objects": [
+                    {"shape": "circle", "color": "red", "size": "small", "x": 0.2, "y": 0.5},
+                    {"shape": "square", "color": "blue", "size": "large", "x": 0.7, "y": 0.5},
+                ],
+            }
+        )
+    )
     image = render_scene(scene, 64)
     assert verify(image, "a red circle and a blue square").correct
     duplicated = verify(image, "a blue square and a blue square")

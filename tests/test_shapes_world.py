@@ -1,4 +1,5 @@
 """Shapes world: determinism, caption <-> scene consistency, held-out pairs, COCO export, speed."""
+
 from __future__ import annotations
 
 import hashlib
@@ -37,8 +38,14 @@ def test_same_item_same_bytes_across_instances_and_order():
 
 
 def test_render_sizes_and_pixel_colours():
-    scene = Scene.from_json(json.dumps({"background": "white", "objects": [
-        {"shape": "square", "color": "blue", "size": "large", "x": 0.3, "y": 0.5}]}))
+    scene = Scene.from_json(
+        json.dumps(
+            {
+                "background": "white",
+                "objects": [{"shape": "square", "color": "blue", "size": "large", "x": 0.3, "y": 0.5}],
+            }
+        )
+    )
     for size in (16, 64, 256):
         arr = np.asarray(render_scene(scene, size))
         assert arr.shape == (size, size, 3) and arr.dtype == np.uint8
@@ -63,7 +70,7 @@ def test_caption_is_true_of_its_scene_and_round_trips(split):
         for k, o in enumerate(scene.objects):
             x0, y0, x1, y1 = o.box()
             assert 0 < x0 and x1 < 1 and 0 < y0 and y1 < 1
-            for p in scene.objects[k + 1:]:
+            for p in scene.objects[k + 1 :]:
                 need = (SIZES[o.size] + SIZES[p.size]) / 2 + GAP - 1e-9
                 assert abs(o.x - p.x) >= need or abs(o.y - p.y) >= need
         if caption.relation is not None:  # the relation holds with a 2x dominant axis
@@ -74,13 +81,16 @@ def test_caption_is_true_of_its_scene_and_round_trips(split):
 def test_held_out_pairs_absent_from_train_present_in_test():
     def pairs(split, n):
         return [{(o.color, o.shape) for o in split_item(split, i)[0].objects} for i in range(n)]
+
     train_pairs = set().union(*pairs("train", 3000), *pairs("validation", 1000))
     assert not train_pairs & HELD_OUT
     assert len(train_pairs) == 18 - len(HELD_OUT)  # every other pair is trained on
     df = make_test_prompts(50)
     assert len(df) == 200 and list(df.columns) == ["id", "category", "prompt", "scene"]
     assert df.id.iloc[0] == "shapes-0001" and df.id.is_unique
-    assert df.category.value_counts().to_dict() == {c: 50 for c in ("Colors", "Counting", "Positional", "Descriptions")}
+    assert df.category.value_counts().to_dict() == {
+        c: 50 for c in ("Colors", "Counting", "Positional", "Descriptions")
+    }
     with_held = [any((o.color, o.shape) in HELD_OUT for o in Scene.from_json(s).objects) for s in df.scene]
     assert 0.3 <= np.mean(with_held) <= 0.8
     # pair_group reads the same split from the caption alone (the sweep metric's held-out / seen)

@@ -1,4 +1,5 @@
 """The offline default: the shapes cascade shipped inside the package loads and samples."""
+
 import json
 
 import pytest
@@ -37,11 +38,18 @@ def test_shipped_cascade_is_the_layout_preset():
 
 def test_sample_without_checkpoint_uses_the_shipped_cascade(tmp_path):
     out = tmp_path / "png"
-    assert cli(["sample", "--prompt", "a red circle to the left of a blue square", "--steps", "4", "--out", str(out)]) == 0
+    assert (
+        cli(["sample", "--prompt", "a red circle to the left of a blue square", "--steps", "4", "--out", str(out)])
+        == 0
+    )
     (png,) = out.glob("*.png")
     assert Image.open(png).size == (256, 256)
     record = json.loads((out / "sample.json").read_text())
-    assert record["checkpoint"] == str(DEFAULT_CHECKPOINT) and set(record["weights_sha256"]) == {"base", "sr64", "sr256"}
+    assert record["checkpoint"] == str(DEFAULT_CHECKPOINT) and set(record["weights_sha256"]) == {
+        "base",
+        "sr64",
+        "sr256",
+    }
 
 
 def test_stage_check_runs_on_the_shipped_cascade():
@@ -59,25 +67,57 @@ def test_stage_check_runs_on_the_shipped_cascade():
     items = [split_item("test", i) for i in range(8)]
     gt = torch.stack([image_to_tensor(render_scene(s, 64), 64) for s, _ in items])
     gt_acc = accuracy(gt, [format_caption(c) for _, c in items])
-    assert gt_acc["overall"] == 1.0 and gt_acc["reversed"] == 0 and gt_acc["right-way"] >= 2  # items 2 and 6 are Positional
+    assert (
+        gt_acc["overall"] == 1.0 and gt_acc["reversed"] == 0 and gt_acc["right-way"] >= 2
+    )  # items 2 and 6 are Positional
     rows = stage_check(DEFAULT_CHECKPOINT, 1, 3.0, Runtime(batch_size=4))
     assert list(rows) == ["gt-16-nearest", "base(w=3)-nearest", "sr64(gt16)", "base(w=3)->sr64", "sr256(gt64)"]
     for acc in rows.values():
-        assert set(acc) == {"overall", "Colors", "Counting", "Positional", "Descriptions", "held-out", "seen", "right-way", "reversed"}
+        assert set(acc) == {
+            "overall",
+            "Colors",
+            "Counting",
+            "Positional",
+            "Descriptions",
+            "held-out",
+            "seen",
+            "right-way",
+            "reversed",
+        }
         assert all(0.0 <= acc[k] <= 1.0 for k in ("overall", "Colors", "Counting", "Positional", "Descriptions"))
         assert acc["right-way"] + acc["reversed"] <= 4  # relation captions among the 4 prompts
     # --stage NAME=DIR swaps in a stage checkpoint (here the cascade's own: the same row comes out);
     # --rows computes only what is asked
-    only = stage_check(DEFAULT_CHECKPOINT, 1, 3.0, Runtime(batch_size=4), swaps={"base": DEFAULT_CHECKPOINT / "base"}, rows=("base-nearest",))
+    only = stage_check(
+        DEFAULT_CHECKPOINT,
+        1,
+        3.0,
+        Runtime(batch_size=4),
+        swaps={"base": DEFAULT_CHECKPOINT / "base"},
+        rows=("base-nearest",),
+    )
     assert only == {"base(w=3)-nearest": rows["base(w=3)-nearest"]}
-    sr = stage_check(DEFAULT_CHECKPOINT, 1, 3.0, Runtime(batch_size=4), swaps={"sr64": DEFAULT_CHECKPOINT / "sr64"}, rows=("sr64(gt16)",))
+    sr = stage_check(
+        DEFAULT_CHECKPOINT,
+        1,
+        3.0,
+        Runtime(batch_size=4),
+        swaps={"sr64": DEFAULT_CHECKPOINT / "sr64"},
+        rows=("sr64(gt16)",),
+    )
     assert sr == {"sr64(gt16)": rows["sr64(gt16)"]}
     with pytest.raises(ValueError, match="does not fit this cascade's stage 'base'"):
-        stage_check(DEFAULT_CHECKPOINT, 1, 3.0, Runtime(), swaps={"base": DEFAULT_CHECKPOINT / "sr64"}, rows=("base-nearest",))
+        stage_check(
+            DEFAULT_CHECKPOINT, 1, 3.0, Runtime(), swaps={"base": DEFAULT_CHECKPOINT / "sr64"}, rows=("base-nearest",)
+        )
     with pytest.raises(ValueError, match="does not fit this cascade's stage 'sr256'"):
-        stage_check(DEFAULT_CHECKPOINT, 1, 3.0, Runtime(), swaps={"sr256": DEFAULT_CHECKPOINT / "sr64"}, rows=("base-nearest",))
+        stage_check(
+            DEFAULT_CHECKPOINT, 1, 3.0, Runtime(), swaps={"sr256": DEFAULT_CHECKPOINT / "sr64"}, rows=("base-nearest",)
+        )
     with pytest.raises(ValueError, match="unknown stage 'sr16'; choose from base, sr64, sr256"):
-        stage_check(DEFAULT_CHECKPOINT, 1, 3.0, Runtime(), swaps={"sr16": DEFAULT_CHECKPOINT / "sr64"}, rows=("base-nearest",))
+        stage_check(
+            DEFAULT_CHECKPOINT, 1, 3.0, Runtime(), swaps={"sr16": DEFAULT_CHECKPOINT / "sr64"}, rows=("base-nearest",)
+        )
     with pytest.raises(ValueError, match="unknown row 'base'; choose from gt-16-nearest, base-nearest"):
         stage_check(DEFAULT_CHECKPOINT, 1, 3.0, Runtime(), rows=("base",))
 
@@ -87,7 +127,10 @@ def test_stage_check_cli_rejects_a_malformed_stage_swap(capsys):
 
     with pytest.raises(SystemExit) as e:
         main([str(DEFAULT_CHECKPOINT), "--stage", "ckpt/sr64"])
-    assert e.value.code == 2 and "--stage takes NAME=DIR (e.g. sr64=ckpt/sr64), got 'ckpt/sr64'" in capsys.readouterr().err
+    assert (
+        e.value.code == 2
+        and "--stage takes NAME=DIR (e.g. sr64=ckpt/sr64), got 'ckpt/sr64'" in capsys.readouterr().err
+    )
 
 
 def test_swap_check_counts_a_kept_layout_as_right_way_once(capsys):
@@ -103,7 +146,10 @@ def test_swap_check_counts_a_kept_layout_as_right_way_once(capsys):
     caps = relation_captions(6)
     for k, cap in enumerate(caps):
         im = render_scene(split_item("validation", 4 * k + 2)[0], 64)
-        assert (relation_direction(verify(im, cap)), relation_direction(verify(im, swapped(cap)))) == ("right-way", "reversed")
+        assert (relation_direction(verify(im, cap)), relation_direction(verify(im, swapped(cap)))) == (
+            "right-way",
+            "reversed",
+        )
     assert main([str(DEFAULT_CHECKPOINT), "--n", "3", "--stage", f"base={DEFAULT_CHECKPOINT / 'base'}"]) == 0
     out = capsys.readouterr().out.splitlines()
     res = json.loads(out[-1])

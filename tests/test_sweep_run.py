@@ -1,6 +1,7 @@
 """End-to-end sweeps on a tiny random cascade: run folder contents, a finished sweep's rerun does
 no work, resume refuses another spec, a torn run finishes identically, the folder model on real
 Stable Diffusion images."""
+
 from __future__ import annotations
 
 import hashlib
@@ -29,7 +30,9 @@ def finished(checkpoint, tmp_path_factory):
     """A finished 2 x 2 guidance x thresholding sweep: 4 cells x 7 prompts x 1 sample."""
     d = tmp_path_factory.mktemp("sweep")
     (d / "spec.toml").write_text(tiny_spec(checkpoint, samples=1))
-    first = run_sweep(d / "spec.toml", d / "run", cache_dir=d / "cache", metric_factory=build_test_metric, progress=False)
+    first = run_sweep(
+        d / "spec.toml", d / "run", cache_dir=d / "cache", metric_factory=build_test_metric, progress=False
+    )
     return d, first
 
 
@@ -40,8 +43,12 @@ def test_run_folder_follows_contract_1(finished):
     assert (run / "spec.toml").read_bytes() == (d / "spec.toml").read_bytes()
     info = json.loads((run / "run.json").read_text())
     assert {"package_version", "created", "spec_sha256", "machine", "torch_version", "models"} <= set(info)
-    assert info["machine"]["malloc"] == allocator.setting()  # the malloc rule this process ran with (conftest applies it)
-    assert len(info["models"]["tiny"]["stages"]) == 3 and all(len(s["weights_sha256"]) == 64 for s in info["models"]["tiny"]["stages"])
+    assert (
+        info["machine"]["malloc"] == allocator.setting()
+    )  # the malloc rule this process ran with (conftest applies it)
+    assert len(info["models"]["tiny"]["stages"]) == 3 and all(
+        len(s["weights_sha256"]) == 64 for s in info["models"]["tiny"]["stages"]
+    )
     m = pd.read_parquet(run / "manifest.parquet")
     assert list(m.columns) == MANIFEST_COLUMNS and len(m) == 28 and m.sha256.is_unique
     assert not m.duplicated(["cell_id", "prompt_id", "sample"]).any()
@@ -50,13 +57,20 @@ def test_run_folder_follows_contract_1(finished):
     by_cell = m.groupby("cell_id").seed.apply(tuple)
     assert by_cell.nunique() == 1 and m.groupby("cell_id").sha256.apply(tuple).nunique() == 4
     cells = pd.read_parquet(run / "cells.parquet")
-    assert sorted(zip(cells.guidance, cells.thresholding)) == [(1.0, "dynamic"), (1.0, "static"), (3.0, "dynamic"), (3.0, "static")]
+    assert sorted(zip(cells.guidance, cells.thresholding)) == [
+        (1.0, "dynamic"),
+        (1.0, "static"),
+        (3.0, "dynamic"),
+        (3.0, "static"),
+    ]
     assert cells.percentile.isna().tolist() == [t == "static" for t in cells.thresholding]
     mc = pd.read_parquet(run / "metrics_cell.parquet")
     mi = pd.read_parquet(run / "metrics_image.parquet")
     assert len(mc) == 4 and (mc.n == 7).all() and len(mi) == 28
     per_cell = mi.groupby("cell_id").value.mean()
-    assert per_cell.loc[mc.cell_id].to_numpy() == pytest.approx(mc.value.to_numpy(), abs=1e-6)  # cell value = mean of its images
+    assert per_cell.loc[mc.cell_id].to_numpy() == pytest.approx(
+        mc.value.to_numpy(), abs=1e-6
+    )  # cell value = mean of its images
     summary = json.loads((run / "summary.json").read_text())
     assert summary["spec_sha256"] == info["spec_sha256"] and len(summary["cells"]) == 4
     assert all("brightness" in c["metrics"] for c in summary["cells"])
@@ -85,24 +99,50 @@ def test_resume_refuses_another_spec(finished, checkpoint):
     d, _ = finished
     other = d / "other.toml"
     other.write_text(tiny_spec(checkpoint, guidance=(1.0, 5.0), samples=1))
-    with pytest.raises(ValueError, match=r"different spec.*grid\.guidance: run has \[1, 3\], new spec has \[1, 5\].*new --out"):
+    with pytest.raises(
+        ValueError, match=r"different spec.*grid\.guidance: run has \[1, 3\], new spec has \[1, 5\].*new --out"
+    ):
         run_sweep(other, d / "run", cache_dir=d / "cache", metric_factory=build_test_metric, progress=False)
 
 
-@pytest.mark.parametrize("option, named", [
-    ('name = "kid"\noptions = { reference = "shapes:test", subset_size = 0 }', "subset_size must be an integer in \\[2, "),
-    ('name = "kid"\noptions = { reference = "shapes:test", subsets = 1000000000 }', "subsets must be an integer in \\[1, 10,000\\]"),
-    ('name = "fid"\noptions = { reference = "shapes:test", blocks = 150.5 }', "blocks must be an integer"),
-    ('name = "fid"\noptions = { reference = "shapes:test", bootstrap = 200 }', "'bootstrap' was removed.*blocks = 20"),
-    ('name = "fid"\noptions = { reference = "shapes:test", n = 0 }', "n must be an integer in \\[2, "),
-    ('name = "fid"\noptions = { reference = "folder:/no/such/refs" }', "reference: folder /no/such/refs does not exist"),
-    ('name = "cmmd"\noptions = { reference = "shapes:test", weights = "/no/such/clip" }', "weights: folder /no/such/clip does not exist"),
-])
+@pytest.mark.parametrize(
+    "option, named",
+    [
+        (
+            'name = "kid"\noptions = { reference = "shapes:test", subset_size = 0 }',
+            "subset_size must be an integer in \\[2, ",
+        ),
+        (
+            'name = "kid"\noptions = { reference = "shapes:test", subsets = 1000000000 }',
+            "subsets must be an integer in \\[1, 10,000\\]",
+        ),
+        ('name = "fid"\noptions = { reference = "shapes:test", blocks = 150.5 }', "blocks must be an integer"),
+        (
+            'name = "fid"\noptions = { reference = "shapes:test", bootstrap = 200 }',
+            "'bootstrap' was removed.*blocks = 20",
+        ),
+        ('name = "fid"\noptions = { reference = "shapes:test", n = 0 }', "n must be an integer in \\[2, "),
+        (
+            'name = "fid"\noptions = { reference = "folder:/no/such/refs" }',
+            "reference: folder /no/such/refs does not exist",
+        ),
+        (
+            'name = "cmmd"\noptions = { reference = "shapes:test", weights = "/no/such/clip" }',
+            "weights: folder /no/such/clip does not exist",
+        ),
+    ],
+)
 def test_a_metric_option_typo_is_refused_before_the_first_image(checkpoint, tmp_path, option, named):
     """Metrics used to be built after generation: one wrong character cost every image (issue 33)."""
     (tmp_path / "spec.toml").write_text(tiny_spec(checkpoint, samples=1) + f"\n[[metrics]]\n{option}\n")
     with pytest.raises(ValueError, match=named):
-        run_sweep(tmp_path / "spec.toml", tmp_path / "run", cache_dir=tmp_path / "cache", metric_factory=build_test_metric, progress=False)
+        run_sweep(
+            tmp_path / "spec.toml",
+            tmp_path / "run",
+            cache_dir=tmp_path / "cache",
+            metric_factory=build_test_metric,
+            progress=False,
+        )
     assert not (tmp_path / "run").exists()  # nothing written: no folder tied to the bad spec
 
 
@@ -124,7 +164,10 @@ def test_a_metric_only_change_rescores_without_regenerating(finished, tmp_path):
     assert kept.read_bytes() == (d / "spec.toml").read_bytes()
     info = json.loads((run / "run.json").read_text())
     assert info["spec_sha256"] == hashlib.sha256(spec.read_bytes()).hexdigest() and len(info["spec_history"]) == 1
-    assert sorted({p.name for p in (run / "metric_cache").rglob("*.json")}) == ["brightness.json", "brightness_again.json"]
+    assert sorted({p.name for p in (run / "metric_cache").rglob("*.json")}) == [
+        "brightness.json",
+        "brightness_again.json",
+    ]
     spec.write_text(spec.read_text().replace("steps = [3]", "steps = [4]"))
     with pytest.raises(ValueError, match=r"different spec.*grid\.steps"):
         run_sweep(spec, run, cache_dir=d / "cache", metric_factory=build_test_metric, progress=False)
@@ -149,7 +192,7 @@ def test_torn_run_finishes_identically(finished, tmp_path):
     assert pd.read_parquet(run / "metrics_cell.parquet").equals(pd.read_parquet(d / "run" / "metrics_cell.parquet"))
 
 
-FOLDER_SPEC = '''
+FOLDER_SPEC = """
 [sweep]
 name = "sd"
 samples_per_prompt = {samples}
@@ -163,7 +206,7 @@ seed = 0
 [[prompt_sets]]
 name = "drawbench"
 categories = ["Rare Words"]
-'''
+"""
 
 
 def test_folder_model_on_real_sd_images(shared_data, tmp_path):
@@ -203,8 +246,11 @@ def test_resolved_precision_is_recorded_and_part_of_the_cell_identity(checkpoint
     from bench.sweep.spec import load_spec
 
     spec_file = tmp_path / "spec.toml"
-    spec_file.write_text(tiny_spec(checkpoint, guidance=(1.0,), thresholding=("static",), samples=1, metrics=False)
-                         .replace('precision = "fp32"', 'precision = "auto"'))
+    spec_file.write_text(
+        tiny_spec(checkpoint, guidance=(1.0,), thresholding=("static",), samples=1, metrics=False).replace(
+            'precision = "fp32"', 'precision = "auto"'
+        )
+    )
     fake_cpu(avx512_bf16=False, amx=False)
     run_sweep(spec_file, tmp_path / "run", cache_dir=tmp_path / "cache", progress=False)
     info = json.loads((tmp_path / "run" / "run.json").read_text())
@@ -213,13 +259,22 @@ def test_resolved_precision_is_recorded_and_part_of_the_cell_identity(checkpoint
     cells = pd.read_parquet(tmp_path / "run" / "cells.parquet")
     assert json.loads(cells.model_description[0])["runtime"]["precision"] == "fp32"
     spec, _ = load_spec(spec_file)
-    ids = {p: [c.cell_id for c in expand_cells(spec, {"tiny": ("sampler", "steps", "guidance", "thresholding", "percentile",
-                                                                "aug_level", "seed")},
-                                               {"tiny": {"device": "cpu", "precision": p, "memory_format": "channels_last", "deterministic": False}})]
-           for p in ("fp32", "bf16")}
+    ids = {
+        p: [
+            c.cell_id
+            for c in expand_cells(
+                spec,
+                {"tiny": ("sampler", "steps", "guidance", "thresholding", "percentile", "aug_level", "seed")},
+                {"tiny": {"device": "cpu", "precision": p, "memory_format": "channels_last", "deterministic": False}},
+            )
+        ]
+        for p in ("fp32", "bf16")
+    }
     assert ids["fp32"] == cells.cell_id.tolist() and not set(ids["fp32"]) & set(ids["bf16"])
     fake_cpu(avx512_bf16=True, amx=False)  # the same folder on a CPU where auto means bf16
-    with pytest.raises(ValueError, match=r"(?s)other model weights/settings.*runtime\.precision: run has 'fp32', now 'bf16'"):
+    with pytest.raises(
+        ValueError, match=r"(?s)other model weights/settings.*runtime\.precision: run has 'fp32', now 'bf16'"
+    ):
         run_sweep(spec_file, tmp_path / "run", cache_dir=tmp_path / "cache", progress=False)
 
 
@@ -274,12 +329,39 @@ def test_a_sweep_larger_than_the_limit_is_refused_until_confirmed(finished, tmp_
 
     d, first = finished
     made = len(pd.read_parquet(d / "run" / "manifest.parquet"))
-    assert main(["sweep", str(d / "spec.toml"), "--out", str(tmp_path / "run"), "--max-images", str(made - 1), "--no-progress"]) == 2
+    assert (
+        main(
+            [
+                "sweep",
+                str(d / "spec.toml"),
+                "--out",
+                str(tmp_path / "run"),
+                "--max-images",
+                str(made - 1),
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert f"makes {made} images (4 cells x their prompts x 1 samples), over the limit of {made - 1}" in err
     assert f"confirm with --max-images {made}" in err and not (tmp_path / "run").exists()
-    assert main(["sweep", str(d / "spec.toml"), "--out", str(d / "run"), "--max-images", str(made), "--no-progress",
-                 "--cache-dir", str(d / "cache")]) == 0
+    assert (
+        main(
+            [
+                "sweep",
+                str(d / "spec.toml"),
+                "--out",
+                str(d / "run"),
+                "--max-images",
+                str(made),
+                "--no-progress",
+                "--cache-dir",
+                str(d / "cache"),
+            ]
+        )
+        == 0
+    )
     assert f"{made} images (0 generated now)" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["sweep", str(d / "spec.toml"), "--max-images", "0"])
@@ -290,8 +372,14 @@ def test_grid_points_are_counted_without_making_them():
     from bench.sweep.cells import count_grid_points, grid_points
     from bench.sweep.spec import Grid
 
-    g = Grid(guidance=(1.0, 3.0, 5.0), thresholding=("none", "static", "dynamic"), percentile=(95.0, 99.5), seeds=(0, 1))
+    g = Grid(
+        guidance=(1.0, 3.0, 5.0), thresholding=("none", "static", "dynamic"), percentile=(95.0, 99.5), seeds=(0, 1)
+    )
     for axes in [("guidance", "thresholding", "seed"), ("steps", "guidance"), (), ("thresholding",)]:
         assert count_grid_points(g, axes) == len(grid_points(g, axes))
-    big = Grid(guidance=tuple(float(i) for i in range(100)), aug_level=tuple(i / 100 for i in range(100)), seeds=tuple(range(100)))
-    assert count_grid_points(big, ("guidance", "aug_level", "seed")) == 10 ** 6
+    big = Grid(
+        guidance=tuple(float(i) for i in range(100)),
+        aug_level=tuple(i / 100 for i in range(100)),
+        seeds=tuple(range(100)),
+    )
+    assert count_grid_points(big, ("guidance", "aug_level", "seed")) == 10**6

@@ -1,4 +1,5 @@
 """Sweep spec parsing, bad-input errors, and cell expansion (no model is run)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -8,7 +9,7 @@ import pytest
 from bench.sweep.cells import expand_cells, grid_points, image_seed, requests_for
 from bench.sweep.spec import PAPER_GUIDANCE, Grid, parse_spec
 
-BASE = b'''
+BASE = b"""
 [sweep]
 name = "t"
 samples_per_prompt = 8
@@ -43,7 +44,7 @@ seeds = [0, 1]
 name = "ocr"
 prompt_sets = ["drawbench"]
 categories = ["Text"]
-'''
+"""
 
 
 def test_spec_parses_into_frozen_dataclasses():
@@ -59,22 +60,58 @@ def test_spec_parses_into_frozen_dataclasses():
     assert len(spec.sha256) == 64
 
 
-@pytest.mark.parametrize("edit, message", [
-    (("[grid]", "[grid]\nguidanse = [1]"), r"unknown keys \['guidanse'\] in \[grid\]; allowed: sampler, steps, guidance"),
-    (('kind = "folder"', 'kind = "closed"'), "unknown model kind 'closed'; choose one of imagen, folder, diffusers"),
-    (('path = "/nonexistent"', 'path = "/x"\nbatchsize = 2'), r"FolderModelConfig: unknown keys \['batchsize'\]; allowed"),
-    (("n = 10", "n = 10\nsize = 3"), r"unknown keys \['size'\] in \[\[prompt_sets\]\] 'coco'; allowed: n, seed, no_people, path"),
-    (('name = "coco"', 'name = "laion"'), "unknown prompt set 'laion'; choose one of drawbench, coco, shapes"),
-    (('"none", "static"', '"none", "clip"'), r"grid.thresholding = 'clip': thresholding mode 'clip'; choose one of none, static, dynamic"),
-    (("seeds = [0, 1]", 'seeds = [0, 1]\nsampler = ["euler"]'), r"grid.sampler = 'euler': sampler 'euler'; choose one of ddpm, ddim"),
-    (("samples_per_prompt = 8", "samples_per_prompt = 0"), "samples_per_prompt must be an integer in \\[1, 1000\\]"),
-    (('prompt_sets = ["drawbench"]', 'prompt_sets = ["parti"]'), r"names prompt sets \['parti'\] that the spec does not define"),
-    (("percentile = [95, 99.5]", "percentile = [101]"), r"grid.percentile = 101.0: thresholding percentile must be in \(0, 100\]"),
-    (("percentile = [95, 99.5]", "percentile = [0]"), r"grid.percentile = 0.0: .*must be in \(0, 100\]"),  # refused by the sampler: refused here
-    (('label = "coco-np"', 'label = "drawbench"'), r"duplicate prompt set labels \['drawbench'\]"),
-    (("[[metrics]]", "[extra]\nx = 1\n[[metrics]]"), r"unknown keys \['extra'\] in the spec; allowed: sweep, models"),
-    (("guidance = [1,", 'guidance = ["high",'), "grid.guidance must hold float values, got 'high'"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (
+            ("[grid]", "[grid]\nguidanse = [1]"),
+            r"unknown keys \['guidanse'\] in \[grid\]; allowed: sampler, steps, guidance",
+        ),
+        (
+            ('kind = "folder"', 'kind = "closed"'),
+            "unknown model kind 'closed'; choose one of imagen, folder, diffusers",
+        ),
+        (
+            ('path = "/nonexistent"', 'path = "/x"\nbatchsize = 2'),
+            r"FolderModelConfig: unknown keys \['batchsize'\]; allowed",
+        ),
+        (
+            ("n = 10", "n = 10\nsize = 3"),
+            r"unknown keys \['size'\] in \[\[prompt_sets\]\] 'coco'; allowed: n, seed, no_people, path",
+        ),
+        (('name = "coco"', 'name = "laion"'), "unknown prompt set 'laion'; choose one of drawbench, coco, shapes"),
+        (
+            ('"none", "static"', '"none", "clip"'),
+            r"grid.thresholding = 'clip': thresholding mode 'clip'; choose one of none, static, dynamic",
+        ),
+        (
+            ("seeds = [0, 1]", 'seeds = [0, 1]\nsampler = ["euler"]'),
+            r"grid.sampler = 'euler': sampler 'euler'; choose one of ddpm, ddim",
+        ),
+        (
+            ("samples_per_prompt = 8", "samples_per_prompt = 0"),
+            "samples_per_prompt must be an integer in \\[1, 1000\\]",
+        ),
+        (
+            ('prompt_sets = ["drawbench"]', 'prompt_sets = ["parti"]'),
+            r"names prompt sets \['parti'\] that the spec does not define",
+        ),
+        (
+            ("percentile = [95, 99.5]", "percentile = [101]"),
+            r"grid.percentile = 101.0: thresholding percentile must be in \(0, 100\]",
+        ),
+        (
+            ("percentile = [95, 99.5]", "percentile = [0]"),
+            r"grid.percentile = 0.0: .*must be in \(0, 100\]",
+        ),  # refused by the sampler: refused here
+        (('label = "coco-np"', 'label = "drawbench"'), r"duplicate prompt set labels \['drawbench'\]"),
+        (
+            ("[[metrics]]", "[extra]\nx = 1\n[[metrics]]"),
+            r"unknown keys \['extra'\] in the spec; allowed: sweep, models",
+        ),
+        (("guidance = [1,", 'guidance = ["high",'), "grid.guidance must hold float values, got 'high'"),
+    ],
+)
 def test_bad_specs_name_what_is_allowed(edit, message):
     old, new = edit
     assert old.encode() in BASE
@@ -91,7 +128,10 @@ def test_not_toml_and_missing_tables():
 
 def test_cell_expansion_counts_ids_and_axes():
     spec = parse_spec(BASE)
-    cells = expand_cells(spec, {"sd14": (), "cascade": ("sampler", "steps", "guidance", "thresholding", "percentile", "aug_level", "seed")})
+    cells = expand_cells(
+        spec,
+        {"sd14": (), "cascade": ("sampler", "steps", "guidance", "thresholding", "percentile", "aug_level", "seed")},
+    )
     folder = [c for c in cells if c.model == "sd14"]
     imagen = [c for c in cells if c.model == "cascade"]
     assert len(folder) == 2  # one per prompt set: sampling does not apply to precomputed images
@@ -103,8 +143,10 @@ def test_cell_expansion_counts_ids_and_axes():
     assert [c.cell_id for c in again] == [c.cell_id for c in cells]  # stable ids
     c = imagen[0]
     assert c.cell_id.startswith("cascade_drawbench_ddpm32_g1_none_aug0_seed0-")
-    changed = expand_cells(parse_spec(BASE.replace(b'checkpoint = "/somewhere"', b'checkpoint = "/elsewhere"')),
-                           {"sd14": (), "cascade": grid_axes()})
+    changed = expand_cells(
+        parse_spec(BASE.replace(b'checkpoint = "/somewhere"', b'checkpoint = "/elsewhere"')),
+        {"sd14": (), "cascade": grid_axes()},
+    )
     assert changed[2].name == imagen[0].name and changed[2].cell_id != imagen[0].cell_id  # settings hash
 
 
@@ -113,10 +155,17 @@ def grid_axes():
 
 
 def test_grid_points_percentile_only_for_dynamic():
-    pts = grid_points(Grid(guidance=(1.0, 2.0), thresholding=("none", "dynamic"), percentile=(90.0, 99.0)), grid_axes())
+    pts = grid_points(
+        Grid(guidance=(1.0, 2.0), thresholding=("none", "dynamic"), percentile=(90.0, 99.0)), grid_axes()
+    )
     assert [(s.guidance, s.thresholding, s.percentile) for _, s in pts] == [
-        (1.0, "none", None), (1.0, "dynamic", 90.0), (1.0, "dynamic", 99.0),
-        (2.0, "none", None), (2.0, "dynamic", 90.0), (2.0, "dynamic", 99.0)]
+        (1.0, "none", None),
+        (1.0, "dynamic", 90.0),
+        (1.0, "dynamic", 99.0),
+        (2.0, "none", None),
+        (2.0, "dynamic", 90.0),
+        (2.0, "dynamic", 99.0),
+    ]
 
 
 def test_image_seeds_are_deterministic_distinct_and_shared_across_cells():
@@ -128,11 +177,24 @@ def test_image_seeds_are_deterministic_distinct_and_shared_across_cells():
     r0, r1 = requests_for(cells[0], prompts, 3), requests_for(cells[1], prompts, 3)
     assert [r.seed for r in r0] == [r.seed for r in r1]  # guidance points compare the same noise
     assert len({r.seed for r in r0}) == 6 and all(0 <= r.seed < 2**31 for r in r0)
-    assert image_seed(0, "drawbench", "1", 0) == image_seed(0, "drawbench", "1", 0) != image_seed(1, "drawbench", "1", 0)
+    assert (
+        image_seed(0, "drawbench", "1", 0) == image_seed(0, "drawbench", "1", 0) != image_seed(1, "drawbench", "1", 0)
+    )
 
 
-@pytest.mark.parametrize("name", ["demo", "shapes_eval", "shapes_confirm", "shapes_eval_w10", "pareto_3x3", "coco_fid30k", "sd_drawbench",
-                                  "if_coco_fid30k"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "demo",
+        "shapes_eval",
+        "shapes_confirm",
+        "shapes_eval_w10",
+        "pareto_3x3",
+        "coco_fid30k",
+        "sd_drawbench",
+        "if_coco_fid30k",
+    ],
+)
 def test_shipped_specs_parse(name):
     """The specs the README and the shapes model card tell users to run are valid as shipped."""
     from pathlib import Path
@@ -154,16 +216,24 @@ def test_w10_spec_is_the_eval_spec_at_another_guidance():
     specs = Path(__file__).parents[1] / "bench" / "specs"
     (base, _), (w10, _) = load_spec(specs / "shapes_eval.toml"), load_spec(specs / "shapes_eval_w10.toml")
     assert w10.grid.guidance == (10.0,)
-    same = dataclasses.replace(w10, name=base.name, sha256=base.sha256, grid=dataclasses.replace(w10.grid, guidance=base.grid.guidance))
+    same = dataclasses.replace(
+        w10, name=base.name, sha256=base.sha256, grid=dataclasses.replace(w10.grid, guidance=base.grid.guidance)
+    )
     assert same == base
 
 
-@pytest.mark.parametrize("where, toml", [
-    ("sweep.name", '[sweep]\nname = "../../escape"\n'),
-    ("prompt_sets", '[sweep]\nname = "x"\n[[prompt_sets]]\nname = "drawbench"\nlabel = "../../../../escape/pwned"\n'),
-    ("metrics", '[sweep]\nname = "x"\n[[metrics]]\nname = "ocr"\nlabel = "../out"\n'),
-    ("models", '[sweep]\nname = "x"\n[[models]]\nname = {a = 1}\nkind = "folder"\npath = "p"\n'),
-])
+@pytest.mark.parametrize(
+    "where, toml",
+    [
+        ("sweep.name", '[sweep]\nname = "../../escape"\n'),
+        (
+            "prompt_sets",
+            '[sweep]\nname = "x"\n[[prompt_sets]]\nname = "drawbench"\nlabel = "../../../../escape/pwned"\n',
+        ),
+        ("metrics", '[sweep]\nname = "x"\n[[metrics]]\nname = "ocr"\nlabel = "../out"\n'),
+        ("models", '[sweep]\nname = "x"\n[[models]]\nname = {a = 1}\nkind = "folder"\npath = "p"\n'),
+    ],
+)
 def test_names_that_become_paths_are_refused(where, toml):
     """A shared spec cannot write outside its run folder: labels and names are restricted."""
     base = '[[models]]\nname = "m"\nkind = "folder"\npath = "p"\n' if where != "models" else ""
@@ -172,26 +242,40 @@ def test_names_that_become_paths_are_refused(where, toml):
         parse_spec((toml + base + sets).encode())
 
 
-@pytest.mark.parametrize("grid, message", [("guidance = [nan]", "finite numbers"), ("guidance = [inf]", "finite numbers"),
-                                           ("steps = [1000000000000]", r"steps must be in \[1, 10000\]")])
+@pytest.mark.parametrize(
+    "grid, message",
+    [
+        ("guidance = [nan]", "finite numbers"),
+        ("guidance = [inf]", "finite numbers"),
+        ("steps = [1000000000000]", r"steps must be in \[1, 10000\]"),
+    ],
+)
 def test_grid_values_that_cannot_make_images_are_refused(grid, message):
-    text = '[sweep]\nname = "x"\n[[models]]\nname = "m"\nkind = "folder"\npath = "p"\n[[prompt_sets]]\nname = "drawbench"\n[grid]\n' + grid
+    text = (
+        '[sweep]\nname = "x"\n[[models]]\nname = "m"\nkind = "folder"\npath = "p"\n[[prompt_sets]]\nname = "drawbench"\n[grid]\n'
+        + grid
+    )
     with pytest.raises(ValueError, match=message):
         parse_spec(text.encode())
 
 
 def test_samples_per_prompt_true_is_not_one():
     with pytest.raises(ValueError, match="samples_per_prompt must be an integer"):
-        parse_spec(b'[sweep]\nname = "x"\nsamples_per_prompt = true\n[[models]]\nname = "m"\nkind = "folder"\npath = "p"\n'
-                   b'[[prompt_sets]]\nname = "drawbench"\n')
+        parse_spec(
+            b'[sweep]\nname = "x"\nsamples_per_prompt = true\n[[models]]\nname = "m"\nkind = "folder"\npath = "p"\n'
+            b'[[prompt_sets]]\nname = "drawbench"\n'
+        )
 
 
-@pytest.mark.parametrize("prompt_set, message", [
-    ('name = "coco"\nn = "ten"', "n must be int, got 'ten'"),
-    ('name = "shapes"\nn_per_category = "x"', "n_per_category must be int, got 'x'"),
-    ('name = "shapes"\nn_per_category = 1000000000', r"n_per_category must be in \[1, 100000\]"),
-    ('name = "drawbench"\ncategories = []', "categories must be a non-empty list of names"),
-])
+@pytest.mark.parametrize(
+    "prompt_set, message",
+    [
+        ('name = "coco"\nn = "ten"', "n must be int, got 'ten'"),
+        ('name = "shapes"\nn_per_category = "x"', "n_per_category must be int, got 'x'"),
+        ('name = "shapes"\nn_per_category = 1000000000', r"n_per_category must be in \[1, 100000\]"),
+        ('name = "drawbench"\ncategories = []', "categories must be a non-empty list of names"),
+    ],
+)
 def test_prompt_set_options_are_typed_and_bounded_at_parse_time(prompt_set, message):
     text = f'[sweep]\nname = "x"\n[[models]]\nname = "m"\nkind = "folder"\npath = "p"\n[[prompt_sets]]\n{prompt_set}\n'
     with pytest.raises(ValueError, match=message):
@@ -199,7 +283,9 @@ def test_prompt_set_options_are_typed_and_bounded_at_parse_time(prompt_set, mess
 
 
 def test_metric_options_must_be_a_table():
-    text = '[sweep]\nname = "x"\n[[models]]\nname = "m"\nkind = "folder"\npath = "p"\n[[prompt_sets]]\nname = "drawbench"\n' \
-           '[[metrics]]\nname = "fid"\noptions = 5\n'
+    text = (
+        '[sweep]\nname = "x"\n[[models]]\nname = "m"\nkind = "folder"\npath = "p"\n[[prompt_sets]]\nname = "drawbench"\n'
+        '[[metrics]]\nname = "fid"\noptions = 5\n'
+    )
     with pytest.raises(ValueError, match="options must be a table"):
         parse_spec(text.encode())

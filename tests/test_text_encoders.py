@@ -1,5 +1,6 @@
 """Text encoders: the offline MiniLM default and a T5 loaded from a local Hugging Face directory
 (a tiny random T5 saved with save_pretrained, plus a word-level tokenizer built offline)."""
+
 import pytest
 import torch
 
@@ -49,9 +50,33 @@ def test_train_any_preset_on_a_local_t5(tiny_t5_dir, tmp_path, capsys):
     cfg = with_t5(get_preset("tiny"), str(tiny_t5_dir))
     assert cfg.text_encoder.kind == "t5" and cfg.text_encoder.max_length == get_preset("tiny").text_encoder.max_length
     assert {s.unet.text_embed_dim for s in cfg.stages} == {32}
-    assert main(["train", "--preset", "tiny", "--stage", "base", "--data", "toy", "--t5", str(tiny_t5_dir), "--device", "cpu",
-                 "--steps", "2", "--set", "batch_size=4", "--out", str(tmp_path / "ckpt")]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--preset",
+                "tiny",
+                "--stage",
+                "base",
+                "--data",
+                "toy",
+                "--t5",
+                str(tiny_t5_dir),
+                "--device",
+                "cpu",
+                "--steps",
+                "2",
+                "--set",
+                "batch_size=4",
+                "--out",
+                str(tmp_path / "ckpt"),
+            ]
+        )
+        == 0
+    )
     saved = json.loads((tmp_path / "ckpt" / "base" / "config.json").read_text())
     assert saved["text_encoder"]["kind"] == "t5" and saved["stage"]["unet"]["text_embed_dim"] == 32
-    assert main(["train", "--preset", "tiny", "--t5", str(tmp_path), "--out", str(tmp_path / "x")]) == 2  # no config.json there
+    assert (
+        main(["train", "--preset", "tiny", "--t5", str(tmp_path), "--out", str(tmp_path / "x")]) == 2
+    )  # no config.json there
     assert "not a Hugging Face T5 directory" in capsys.readouterr().err

@@ -4,6 +4,7 @@ a checkpoint keeps its format whatever device made it. CUDA checks are in test_c
 
 The one-step test runs in `make test` (CI): two real ranks on different rows end with identical,
 averaged gradients and weights. The torchrun runs of the whole command are marked slow."""
+
 from __future__ import annotations
 
 import json
@@ -18,11 +19,37 @@ from safetensors.torch import load_file
 
 HERE = Path(__file__).parent
 VENV_BIN = Path(sys.executable).parent
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(HERE.parent), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+ENV = {
+    **os.environ,
+    "OMP_NUM_THREADS": "1",
+    "PYTHONPATH": str(HERE.parent),
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+}
 # the tiny base stage, a global batch of 8, float32 so the comparison is about DDP, not bf16 rounding
-ARGS = ["train", "--preset", "tiny", "--stage", "base", "--data", "toy", "--device", "cpu",
-        "--set", "batch_size=8", "--set", "precision=fp32", "--set", "num_threads=1", "--set", "ckpt_every=3",
-        "--set", "warmup_steps=2", "--set", "lr=0.001"]
+ARGS = [
+    "train",
+    "--preset",
+    "tiny",
+    "--stage",
+    "base",
+    "--data",
+    "toy",
+    "--device",
+    "cpu",
+    "--set",
+    "batch_size=8",
+    "--set",
+    "precision=fp32",
+    "--set",
+    "num_threads=1",
+    "--set",
+    "ckpt_every=3",
+    "--set",
+    "warmup_steps=2",
+    "--set",
+    "lr=0.001",
+]
 
 
 def train(out: Path, steps: int, ranks: int, port: int = 29541) -> None:
@@ -30,7 +57,15 @@ def train(out: Path, steps: int, ranks: int, port: int = 29541) -> None:
     if ranks == 1:
         cmd = [str(VENV_BIN / "imagen-bench"), *cli]
     else:
-        cmd = [str(VENV_BIN / "torchrun"), "--nproc_per_node", str(ranks), "--master_port", str(port), str(VENV_BIN / "imagen-bench"), *cli]
+        cmd = [
+            str(VENV_BIN / "torchrun"),
+            "--nproc_per_node",
+            str(ranks),
+            "--master_port",
+            str(port),
+            str(VENV_BIN / "imagen-bench"),
+            *cli,
+        ]
     subprocess.run(cmd, env=ENV, check=True, timeout=600)
 
 
@@ -58,8 +93,14 @@ def test_two_gloo_ranks_equal_one_process_with_the_same_global_batch(runs):
         torch.testing.assert_close(two[k], one[k], rtol=1e-4, atol=1e-5, msg=k)
     assert losses(runs / "two") == pytest.approx(losses(runs / "one"), rel=1e-4)
     meta = json.loads((runs / "two" / "base" / "config.json").read_text())
-    assert meta["runtime"]["world_size"] == 2 and meta["runtime"]["precision"] == "fp32" and meta["runtime"]["device"] == "cpu"
-    assert not (runs / "two" / "base" / "log_unsaved.csv").exists() and len(losses(runs / "two")) == 6  # rank 0 wrote once
+    assert (
+        meta["runtime"]["world_size"] == 2
+        and meta["runtime"]["precision"] == "fp32"
+        and meta["runtime"]["device"] == "cpu"
+    )
+    assert (
+        not (runs / "two" / "base" / "log_unsaved.csv").exists() and len(losses(runs / "two")) == 6
+    )  # rank 0 wrote once
 
 
 @pytest.mark.slow
@@ -96,20 +137,31 @@ def _one_step(out: Path, table: dict) -> dict:
 
     cfg = TrainConfig(batch_size=8, steps=1, precision="fp32", num_threads=1, warmup_steps=1, lr=1e-3, grad_clip=1e9)
     preset = tiny()
-    t = Trainer(preset.stages[0], preset.text_encoder, cfg, ToySet(), Encodings(table), out, log=lambda s: None, device="cpu")
-    randomize_(t.unet)  # the same on every rank: a fresh U-Net's zero-initialised layers pass gradients to its last layers only
+    t = Trainer(
+        preset.stages[0], preset.text_encoder, cfg, ToySet(), Encodings(table), out, log=lambda s: None, device="cpu"
+    )
+    randomize_(
+        t.unet
+    )  # the same on every rank: a fresh U-Net's zero-initialised layers pass gradients to its last layers only
     state = t.rng.getstate()
     x, _ = t.batch()  # the rows this rank trains on (drawn again by the step)
     t.rng.setstate(state)
     t.train()
-    return {"x": x, "params": {n: p.detach().clone() for n, p in t.unet.named_parameters()},
-            "grads": {n: p.grad.clone() for n, p in t.unet.named_parameters() if p.grad is not None}}
+    return {
+        "x": x,
+        "params": {n: p.detach().clone() for n, p in t.unet.named_parameters()},
+        "grads": {n: p.grad.clone() for n, p in t.unet.named_parameters() if p.grad is not None},
+    }
 
 
 def _ddp_rank(rank: int, world: int, port: int, out: str, table: dict) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank)
+    )
     try:
-        torch.save(_one_step(Path(out) / "run", table), Path(out) / f"rank{rank}.pt")  # Trainer joins the gloo group (init_from_env)
+        torch.save(
+            _one_step(Path(out) / "run", table), Path(out) / f"rank{rank}.pt"
+        )  # Trainer joins the gloo group (init_from_env)
     finally:
         if torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
@@ -137,7 +189,9 @@ def test_two_gloo_ranks_on_different_rows_average_their_gradients(tmp_path, mini
     assert ranks[0]["grads"].keys() == single["grads"].keys()
     moved = 0
     for name, g in single["grads"].items():
-        assert torch.equal(ranks[0]["grads"][name], ranks[1]["grads"][name]), name  # identical on both ranks, bit for bit
+        assert torch.equal(ranks[0]["grads"][name], ranks[1]["grads"][name]), (
+            name
+        )  # identical on both ranks, bit for bit
         scale = float(g.abs().max())
         assert float((ranks[0]["grads"][name] - g).abs().max()) <= 1e-5 * scale, name  # averaged (a sum would be 2x)
         moved += scale > 0
@@ -158,7 +212,9 @@ def test_global_batch_must_split_over_ranks(monkeypatch, tmp_path, minilm):
 
     monkeypatch.setattr(train_module, "init_from_env", lambda device: Dist(rank=0, size=3))
     with pytest.raises(ValueError, match="batch_size 8 .* must split evenly over 3 ranks"):
-        train_module.Trainer(tiny().stages[0], tiny().text_encoder, TrainConfig(batch_size=8), ToySet(), minilm, tmp_path, device="cpu")
+        train_module.Trainer(
+            tiny().stages[0], tiny().text_encoder, TrainConfig(batch_size=8), ToySet(), minilm, tmp_path, device="cpu"
+        )
 
 
 def test_stage_loss_of_a_rank_share_is_its_rows_of_the_whole_batch(minilm):
@@ -177,8 +233,10 @@ def test_stage_loss_of_a_rank_share_is_its_rows_of_the_whole_batch(minilm):
         x = torch.rand(4, 3, stage.resolution, stage.resolution) * 2 - 1
         text, mask = minilm.encode(["a red square", "a blue square", "a green square", "a yellow square"])
         whole = stage_loss(unet, stage, x, text, mask, cfg, torch.Generator().manual_seed(1))
-        halves = [stage_loss(unet, stage, x[r], text[r], mask[r], cfg, torch.Generator().manual_seed(1), rows=r, total=4)
-                  for r in (slice(0, 2), slice(2, 4))]
+        halves = [
+            stage_loss(unet, stage, x[r], text[r], mask[r], cfg, torch.Generator().manual_seed(1), rows=r, total=4)
+            for r in (slice(0, 2), slice(2, 4))
+        ]
         assert (halves[0] + halves[1]).item() / 2 == pytest.approx(whole.item(), rel=1e-5)
 
 
@@ -194,7 +252,9 @@ def test_a_checkpoint_saved_from_device_tensors_loads_on_cpu(tmp_path, minilm):
 
     stage = tiny().stages[0]
     cfg = TrainConfig(steps=2, batch_size=4, precision="fp32", ckpt_every=2, warmup_steps=1)
-    Trainer(stage, tiny().text_encoder, cfg, ToySet(), minilm, tmp_path / "s", log=lambda s: None, device="cpu").train()
+    Trainer(
+        stage, tiny().text_encoder, cfg, ToySet(), minilm, tmp_path / "s", log=lambda s: None, device="cpu"
+    ).train()
     st = torch_load_state(tmp_path / "s" / "train_state.pt")
     assert all(t.device.type == "cpu" for t in _flat(st["opt"]) + _flat(st["model"]) + _flat(st["ema"]))
     assert _to_cpu({"a": [torch.zeros(1)], "b": (1, torch.ones(2))})["b"][1].device.type == "cpu"

@@ -2,6 +2,7 @@
 through the real server; every served image one length and one JPEG table, nothing repeated in a
 queue, no image over HTTP, detectors at chance. The full-size run (>= 200 trials) is in
 docs/human_eval.md. Also: the detectors catch what they claim to catch on views made to leak."""
+
 from __future__ import annotations
 
 import argparse
@@ -31,12 +32,16 @@ from selfcheck.trials.detect_features import (
 
 def _jpeg(seed: int, quality: int = 90) -> bytes:
     buf = io.BytesIO()
-    Image.fromarray(np.random.default_rng(seed).integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(buf, "JPEG", quality=quality)
+    Image.fromarray(np.random.default_rng(seed).integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(
+        buf, "JPEG", quality=quality
+    )
     return buf.getvalue()
 
 
 def _view(rater: str, i: int, control: bool, caption: str, left: bytes, right: bytes) -> TaskView:
-    shown = tuple(Shown(f"data:image/jpeg;base64,{k}-{i}-{len(d)}", d, (32, 32), k) for k, d in enumerate((left, right)))
+    shown = tuple(
+        Shown(f"data:image/jpeg;base64,{k}-{i}-{len(d)}", d, (32, 32), k) for k, d in enumerate((left, right))
+    )
     return TaskView(rater, i, control, caption, shown, "stImage stImage", 0.5, 1000, ())
 
 
@@ -47,8 +52,16 @@ def test_the_detectors_catch_the_leaks_the_issue_found():
     for i in range(40):
         control = i % 4 == 1  # reuses the previous (ordinary) task's left image
         ordinary = (_jpeg(i), _jpeg(1000 + i))
-        views.append(_view("r1", i, control, f"c{i}", _jpeg(i - 1) if control else ordinary[0],
-                           _jpeg(2000 + i, quality=40) if control else ordinary[1]))
+        views.append(
+            _view(
+                "r1",
+                i,
+                control,
+                f"c{i}",
+                _jpeg(i - 1) if control else ordinary[0],
+                _jpeg(2000 + i, quality=40) if control else ordinary[1],
+            )
+        )
         partner.append(_view("r2", i, False, f"c{i}", *ordinary))
     dg = Digest(views + partner)
     truth = [v.is_control for v in views]
@@ -57,7 +70,9 @@ def test_the_detectors_catch_the_leaks_the_issue_found():
         right, n = balanced_accuracy(one[name], truth, random.Random(0))
         assert right / n == 1.0, name
     two = colluding_scores(views, partner, dg)
-    right, n = balanced_accuracy(two["files differ from the partner's task with this caption"], truth, random.Random(0))
+    right, n = balanced_accuracy(
+        two["files differ from the partner's task with this caption"], truth, random.Random(0)
+    )
     assert right / n == 1.0
     lo, hi = wilson(10, 20)
     assert lo < 0.5 < hi and wilson(20, 20)[0] > 0.8
@@ -75,11 +90,15 @@ def test_strip_comments_keeps_the_picture():
 def test_detect_controls_small(tmp_path):
     if not (os.path.exists("/usr/bin/chromium") or shutil.which("chromium")):
         pytest.skip("chromium not installed: apt-get install chromium")
-    pytest.importorskip("playwright.async_api", reason="playwright (python package) not installed: pip install '.[browser]'")
+    pytest.importorskip(
+        "playwright.async_api", reason="playwright (python package) not installed: pip install '.[browser]'"
+    )
     sd = sd_folders()[0].parent
     p = argparse.ArgumentParser()
     detect_controls.add_arguments(p)
-    args = p.parse_args(["--prompts", "drawbench:Colors", "--min-trials", "20", "--images", str(sd), "--workdir", str(tmp_path / "wd")])
+    args = p.parse_args(
+        ["--prompts", "drawbench:Colors", "--min-trials", "20", "--images", str(sd), "--workdir", str(tmp_path / "wd")]
+    )
     detect_controls.run(args)
     summary = json.loads((tmp_path / "wd" / "summary.json").read_text())
     checks = {c["name"]: c["passed"] for c in summary["checks"]}

@@ -2,6 +2,7 @@
 subprocess at random moments, rerun, compare with an uninterrupted run) and `kill-server` (SIGKILL
 the real rating server under raters in headless Chromium). Also: the checkers catch what they
 claim to catch, and regressions for the two run-folder bugs the kill trials found."""
+
 from __future__ import annotations
 
 import argparse
@@ -30,7 +31,11 @@ def _args(module, argv: list[str]) -> argparse.Namespace:
 @pytest.fixture(scope="module")
 def kill_sweep_run(tmp_path_factory):
     wd = tmp_path_factory.mktemp("kill-sweep")
-    code = kill_sweep.run(_args(kill_sweep, ["--kills", "3", "--seed", "1", "--spec", "small", "--verify-every", "3", "--workdir", str(wd)]))
+    code = kill_sweep.run(
+        _args(
+            kill_sweep, ["--kills", "3", "--seed", "1", "--spec", "small", "--verify-every", "3", "--workdir", str(wd)]
+        )
+    )
     return code, wd, json.loads((wd / "summary.json").read_text())
 
 
@@ -42,8 +47,14 @@ def test_kill_sweep_small(kill_sweep_run):
     assert len(summary["kills"]) == 3 and sum(summary["kill_phases"].values()) == 3
     assert all(0 <= k["at_s"] for k in summary["kills"])
     names = {c["name"]: c for c in summary["checks"]}
-    for name in ("images byte-identical (sha256)", "manifest rows = reference", "metrics and results = reference",
-                 "no leftover temp files", "uninterrupted rerun exits 0", "kills delivered"):
+    for name in (
+        "images byte-identical (sha256)",
+        "manifest rows = reference",
+        "metrics and results = reference",
+        "no leftover temp files",
+        "uninterrupted rerun exits 0",
+        "kills delivered",
+    ):
         assert names[name]["passed"], names[name]
     assert summary["verifications"] >= 1 and all(r["exit"] == 0 for r in summary["reruns"])
     assert len(pd.read_parquet(wd / "reference" / "manifest.parquet")) == summary["images"] == 8
@@ -71,8 +82,12 @@ def test_resume_removes_temp_files_left_by_a_kill(tmp_path):
     the run folder for good; a resumed run now removes them."""
     store = RunStore(tmp_path / "run")
     assert store.init(b"[sweep]\n", "abc", {}) is False
-    leftovers = [tmp_path / "run" / "images" / "c1" / ".0_0.png.4242.tmp", tmp_path / "run" / ".manifest.parquet.17.tmp",
-                 tmp_path / "run" / "metric_cache" / "c1" / "fid.json.tmp", tmp_path / "run" / "summary.json.tmp"]
+    leftovers = [
+        tmp_path / "run" / "images" / "c1" / ".0_0.png.4242.tmp",
+        tmp_path / "run" / ".manifest.parquet.17.tmp",
+        tmp_path / "run" / "metric_cache" / "c1" / "fid.json.tmp",
+        tmp_path / "run" / "summary.json.tmp",
+    ]
     for f in leftovers:
         f.parent.mkdir(parents=True, exist_ok=True)
         f.write_bytes(b"torn")
@@ -101,17 +116,30 @@ def test_initialisation_interrupted_by_a_kill_is_redone(tmp_path):
 def test_server_checks_catch_lost_duplicate_and_changed_answers(tmp_path):
     db = tmp_path / "db.sqlite"
     con = sqlite3.connect(db)
-    con.execute("CREATE TABLE answers (rater TEXT, task_id TEXT, question TEXT, shown TEXT, answer TEXT)")  # no UNIQUE: simulate damage
-    con.executemany("INSERT INTO answers VALUES (?, ?, 'caption', ?, ?)",
-                    [("r01", "t1", "yes", "yes"), ("r01", "t2", "no", "no"), ("r01", "t2", "no", "no"), ("r01", "t3", "somewhat", "somewhat")])
+    con.execute(
+        "CREATE TABLE answers (rater TEXT, task_id TEXT, question TEXT, shown TEXT, answer TEXT)"
+    )  # no UNIQUE: simulate damage
+    con.executemany(
+        "INSERT INTO answers VALUES (?, ?, 'caption', ?, ?)",
+        [
+            ("r01", "t1", "yes", "yes"),
+            ("r01", "t2", "no", "no"),
+            ("r01", "t2", "no", "no"),
+            ("r01", "t3", "somewhat", "somewhat"),
+        ],
+    )
     con.commit()
     con.close()
     log = RaterLog("r01", acked={"t1": "yes", "t2": "no", "t3": "yes", "t4": "no"}, finished=True)
     s = kill_server.KillServerSettings(raters=1, kills=0, workdir=tmp_path)
     checks, facts = kill_server._check(str(db), {"r01": [1, 2, 3, 4]}, [log], [], s)
     failed = {c.name for c in checks if not c.passed}
-    assert failed == {"no acknowledged answer lost", "no duplicate (rater, task, question)",
-                      "stored answer = the acknowledged one (first answer kept)", "answers = tasks answered = tasks"}
+    assert failed == {
+        "no acknowledged answer lost",
+        "no duplicate (rater, task, question)",
+        "stored answer = the acknowledged one (first answer kept)",
+        "answers = tasks answered = tasks",
+    }
     assert facts["answers"] == 4
 
 
@@ -119,10 +147,16 @@ def test_server_checks_catch_lost_duplicate_and_changed_answers(tmp_path):
 @pytest.mark.browser
 def test_kill_server_small(tmp_path):
     if kill_server.chromium_path() is None:
-        pytest.skip(f"chromium not installed at {kill_server.CHROMIUM}: run `make system-deps` (apt-get install chromium chromium-driver)")
-    pytest.importorskip("playwright.async_api", reason="playwright (python package) not installed: pip install '.[browser]'")
+        pytest.skip(
+            f"chromium not installed at {kill_server.CHROMIUM}: run `make system-deps` (apt-get install chromium chromium-driver)"
+        )
+    pytest.importorskip(
+        "playwright.async_api", reason="playwright (python package) not installed: pip install '.[browser]'"
+    )
     wd = tmp_path / "kill-server"
-    code = kill_server.run(_args(kill_server, ["--raters", "2", "--kills", "1", "--prompts", "3", "--seed", "1", "--workdir", str(wd)]))
+    code = kill_server.run(
+        _args(kill_server, ["--raters", "2", "--kills", "1", "--prompts", "3", "--seed", "1", "--workdir", str(wd)])
+    )
     summary = json.loads((wd / "summary.json").read_text())
     assert code == 0, summary["checks"]
     assert summary["passed"] and all(c["passed"] for c in summary["checks"])

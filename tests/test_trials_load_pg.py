@@ -3,6 +3,7 @@ connections (120 raters, two tabs each, against PostgreSQL's 100) submit through
 is lost or duplicated and the store never holds more than its pool. One connection per thread lost
 9,850 of 20,000 answers at 200 raters ("too many clients"). Needs a server: HUMAN_EVAL_PG_URL
 (.ci/pg-start prints one)."""
+
 from __future__ import annotations
 
 import argparse
@@ -22,11 +23,18 @@ def test_more_raters_than_server_connections_lose_nothing(tmp_path):
     pytest.importorskip("psycopg", reason="psycopg not installed: pip install -c constraints.txt '.[postgres]'")
     p = argparse.ArgumentParser()
     load_pg.add_arguments(p)
-    code = load_pg.run(p.parse_args(["--db", URL, "--raters", "120", "--answers", "5", "--workdir", str(tmp_path / "wd")]))
+    code = load_pg.run(
+        p.parse_args(["--db", URL, "--raters", "120", "--answers", "5", "--workdir", str(tmp_path / "wd")])
+    )
     summary = json.loads((tmp_path / "wd" / "summary.json").read_text())
     assert code == 0, summary["checks"]
-    assert 2 * 120 > summary["max_connections"] >= summary["peak_connections"] and summary["peak_connections"] <= POOL_SIZE + 1  # + the watcher
-    assert summary["submit_calls"] == 120 * 5 + 120 + 120 + 120 * 2  # answers, double clicks, changed answers, second tabs
+    assert (
+        2 * 120 > summary["max_connections"] >= summary["peak_connections"]
+        and summary["peak_connections"] <= POOL_SIZE + 1
+    )  # + the watcher
+    assert (
+        summary["submit_calls"] == 120 * 5 + 120 + 120 + 120 * 2
+    )  # answers, double clicks, changed answers, second tabs
     assert summary["p50_ms"] <= summary["p95_ms"] <= summary["p99_ms"]
 
 

@@ -13,6 +13,7 @@ no token positions: it sees the set, as the U-Net does) to name the colour of th
 on the left (or on top) in Positional captions: a bag of words cannot beat ~50 % (it knows the two
 colours, not which is where), a reader that recovers the order from the features gets ~100 %.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,7 +44,9 @@ def recoloured(caption: str) -> str:
 def _features(encoder, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(B, L, D) layer-normed token features (as the U-Net's text_norm sees them, without its affine), mask, token ids."""
     text, mask = encoder.encode(captions)
-    ids = encoder.tokenizer(captions, padding="longest", truncation=True, max_length=encoder.max_length, return_tensors="pt")["input_ids"]
+    ids = encoder.tokenizer(
+        captions, padding="longest", truncation=True, max_length=encoder.max_length, return_tensors="pt"
+    )["input_ids"]
     return F.layer_norm(text.float(), text.shape[-1:]), mask, ids[:, : text.shape[1]]
 
 
@@ -76,7 +79,9 @@ def order_check(encoder, n: int = 100) -> dict[str, float]:
             captions.append(c)
         i += 1
     special = set(encoder.tokenizer.all_special_ids)
-    base, swap, recol = (_features(encoder, cs) for cs in (captions, [swapped(c) for c in captions], [recoloured(c) for c in captions]))
+    base, swap, recol = (
+        _features(encoder, cs) for cs in (captions, [swapped(c) for c in captions], [recoloured(c) for c in captions])
+    )
     pooled = masked_mean(base[0], base[1])
     return {
         "n": n,

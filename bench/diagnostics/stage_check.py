@@ -21,6 +21,7 @@ prompt on 2 cores); `--start K` skips the first K prompts of each category, as t
 index; sampling as in bench/specs/shapes_eval.toml: static thresholding, base DDPM 32 steps, sr64
 DDPM 32, sr256 DDPM 16, SR guidance 1.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -66,13 +67,27 @@ def accuracy(x: torch.Tensor, captions: list[str]) -> dict[str, float | int]:
     return out
 
 
-def run_stage(cascade, index: int, captions: list[str], s: StageSampling, rt: Runtime, prev: torch.Tensor | None) -> torch.Tensor:
+def run_stage(
+    cascade, index: int, captions: list[str], s: StageSampling, rt: Runtime, prev: torch.Tensor | None
+) -> torch.Tensor:
     """Stage `index` on all captions in batches; seeds = item index. Returns x0 (N, 3, R, R)."""
     out, bs = [], rt.batch_size
     for b in range(0, len(captions), bs):
         text, mask = cascade.text_encoder.encode(captions[b : b + bs])
         low = None if prev is None else prev[b : b + bs]
-        out.append(sample_stage(cascade.unets[index], cascade.stages[index], text, mask, list(range(b, b + len(text))), index, s, rt, prev=low))
+        out.append(
+            sample_stage(
+                cascade.unets[index],
+                cascade.stages[index],
+                text,
+                mask,
+                list(range(b, b + len(text))),
+                index,
+                s,
+                rt,
+                prev=low,
+            )
+        )
     return torch.cat(out)
 
 
@@ -86,17 +101,30 @@ def with_stage(cascade: Cascade, name: str, stage_dir: Path) -> Cascade:
     k = names.index(name)
     stage, te, unet, _ = load_stage(stage_dir)
     old = cascade.stages[k]
-    if (te, stage.resolution, stage.lowres_resolution) != (cascade.config.text_encoder, old.resolution, old.lowres_resolution):
-        raise ValueError(f"{stage_dir} does not fit this cascade's stage {name!r}: text encoder {te}, "
-                         f"{stage.lowres_resolution} -> {stage.resolution}; the cascade has {cascade.config.text_encoder}, "
-                         f"{old.lowres_resolution} -> {old.resolution}")
+    if (te, stage.resolution, stage.lowres_resolution) != (
+        cascade.config.text_encoder,
+        old.resolution,
+        old.lowres_resolution,
+    ):
+        raise ValueError(
+            f"{stage_dir} does not fit this cascade's stage {name!r}: text encoder {te}, "
+            f"{stage.lowres_resolution} -> {stage.resolution}; the cascade has {cascade.config.text_encoder}, "
+            f"{old.lowres_resolution} -> {old.resolution}"
+        )
     stages, unets = list(cascade.stages), list(cascade.unets)
     stages[k], unets[k] = dataclasses.replace(stage, name=name), unet
     return dataclasses.replace(cascade, config=dataclasses.replace(cascade.config, stages=tuple(stages)), unets=unets)
 
 
-def stage_check(checkpoint: Path, n_per_category: int, base_guidance: float, rt: Runtime,
-                swaps: dict[str, Path] | None = None, start: int = 0, rows: tuple[str, ...] = ROWS) -> dict[str, dict[str, float | int]]:
+def stage_check(
+    checkpoint: Path,
+    n_per_category: int,
+    base_guidance: float,
+    rt: Runtime,
+    swaps: dict[str, Path] | None = None,
+    start: int = 0,
+    rows: tuple[str, ...] = ROWS,
+) -> dict[str, dict[str, float | int]]:
     for r in rows:
         check_choice("row", r, ROWS)
     cascade = load_cascade(checkpoint)
@@ -122,8 +150,11 @@ def stage_check(checkpoint: Path, n_per_category: int, base_guidance: float, rt:
         "sr256(gt64)": lambda: run_stage(cascade, 2, captions, sr256, rt, gt64),
     }
     w = f"(w={base_guidance:g})"
-    return {r.replace("base", f"base{w}", 1) if r.startswith("base") else r: accuracy(compute[r](), captions)
-            for r in ROWS if r in rows}
+    return {
+        r.replace("base", f"base{w}", 1) if r.startswith("base") else r: accuracy(compute[r](), captions)
+        for r in ROWS
+        if r in rows
+    }
 
 
 def stage_arg(arg: str, p: argparse.ArgumentParser) -> tuple[str, Path]:
@@ -140,19 +171,34 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-per-category", type=int, default=20)
     p.add_argument("--base-guidance", type=float, default=3.0)
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--stage", action="append", default=[], metavar="NAME=DIR",
-                   help="use the stage checkpoint in DIR instead of the cascade's stage NAME (base, sr64, sr256)")
+    p.add_argument(
+        "--stage",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="use the stage checkpoint in DIR instead of the cascade's stage NAME (base, sr64, sr256)",
+    )
     p.add_argument("--start", type=int, default=0, help="skip the first START prompts of each category")
     p.add_argument("--rows", nargs="+", default=list(ROWS), help=f"rows to compute: {', '.join(ROWS)}")
     args = p.parse_args(argv)
     swaps = dict(stage_arg(a, p) for a in args.stage)
     try:
-        rows = stage_check(args.checkpoint, args.n_per_category, args.base_guidance, Runtime(batch_size=args.batch_size),
-                           swaps=swaps, start=args.start, rows=tuple(args.rows))
+        rows = stage_check(
+            args.checkpoint,
+            args.n_per_category,
+            args.base_guidance,
+            Runtime(batch_size=args.batch_size),
+            swaps=swaps,
+            start=args.start,
+            rows=tuple(args.rows),
+        )
     except ValueError as e:
         p.error(str(e))
     for name, acc in rows.items():
-        print(f"{name:22s} " + "  ".join(f"{k} {v:6.1%}" if isinstance(v, float) else f"{k} {v:3d}" for k, v in acc.items()))
+        print(
+            f"{name:22s} "
+            + "  ".join(f"{k} {v:6.1%}" if isinstance(v, float) else f"{k} {v:3d}" for k, v in acc.items())
+        )
     print(json.dumps(rows))
     return 0
 

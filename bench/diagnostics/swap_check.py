@@ -15,6 +15,7 @@ scenes at those diffusion times with the true caption, its swap and no text (sam
 next to what a perfect model gains from knowing the direction at pure noise (t = 1: the best guess
 is the caption's mean image; `ideal_direction_gain`).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,7 +50,9 @@ def relation_captions(n: int) -> list[str]:
     return [format_caption(split_item("validation", 4 * k + 2)[1]) for k in range(n)]
 
 
-def swap_check(cascade: Cascade, n: int = 64, guidance: float = 5.0, rt: Runtime | None = None) -> dict[str, dict[str, int]]:
+def swap_check(
+    cascade: Cascade, n: int = 64, guidance: float = 5.0, rt: Runtime | None = None
+) -> dict[str, dict[str, int]]:
     """{"caption" | "swap": {"right-way", "reversed", "missing": counts}} over n caption pairs."""
     caps = relation_captions(n)
     s = StageSampling(steps=32, guidance=guidance, thresholding=Thresholding("static"))
@@ -63,7 +66,9 @@ def swap_check(cascade: Cascade, n: int = 64, guidance: float = 5.0, rt: Runtime
 
 
 @torch.no_grad()
-def loss_gap(cascade: Cascade, n: int = 256, times: tuple[float, ...] = (0.7, 0.95), repeats: int = 4) -> list[dict[str, float]]:
+def loss_gap(
+    cascade: Cascade, n: int = 256, times: tuple[float, ...] = (0.7, 0.95), repeats: int = 4
+) -> list[dict[str, float]]:
     """Per time t: mean x0 squared error of the base on the n captions' own scenes with the true
     caption, its swap and no text (float32, the same noise for the three), and the share of images
     where the true caption does better than its swap (0.5 when the order is ignored)."""
@@ -82,8 +87,13 @@ def loss_gap(cascade: Cascade, n: int = 256, times: tuple[float, ...] = (0.7, 0.
             for k, (text, mask) in texts.items():
                 x0 = x0_from_prediction(unet(z, logsnr, text, mask), z, logsnr, stage.diffusion.prediction)
                 err[k] += ((x0 - x) ** 2).flatten(1).mean(1) / repeats  # (n,)
-        rows.append({"t": t, **{k: round(v.mean().item(), 5) for k, v in err.items()},
-                     "caption_beats_swap": round((err["caption"] < err["swap"]).float().mean().item(), 3)})
+        rows.append(
+            {
+                "t": t,
+                **{k: round(v.mean().item(), 5) for k, v in err.items()},
+                "caption_beats_swap": round((err["caption"] < err["swap"]).float().mean().item(), 3),
+            }
+        )
     return rows
 
 
@@ -94,8 +104,15 @@ def ideal_direction_gain(resolution: int, n_captions: int = 8, n_scenes: int = 1
     Mean over the first n_captions relation captions, n_scenes random scenes each."""
     rng, gains = np.random.default_rng(0), []
     for cap in relation_captions(n_captions):
-        means = [torch.stack([image_to_tensor(render_scene(relation_scene(rng, parse_caption(c)), resolution), resolution)
-                              for _ in range(n_scenes)]).mean(0) for c in (cap, swapped(cap))]
+        means = [
+            torch.stack(
+                [
+                    image_to_tensor(render_scene(relation_scene(rng, parse_caption(c)), resolution), resolution)
+                    for _ in range(n_scenes)
+                ]
+            ).mean(0)
+            for c in (cap, swapped(cap))
+        ]
         gains.append(((means[0] - means[1]) ** 2).mean().item() / 4)
     return sum(gains) / len(gains)
 
@@ -105,8 +122,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("checkpoint", type=Path)
     p.add_argument("--n", type=int, default=64, help="caption pairs")
     p.add_argument("--base-guidance", type=float, default=5.0)
-    p.add_argument("--stage", action="append", default=[], metavar="NAME=DIR", help="swap in another base (NAME = base)")
-    p.add_argument("--loss-times", default="", metavar="T,T,...", help="also the x0-error probe at these times in (0, 1)")
+    p.add_argument(
+        "--stage", action="append", default=[], metavar="NAME=DIR", help="swap in another base (NAME = base)"
+    )
+    p.add_argument(
+        "--loss-times", default="", metavar="T,T,...", help="also the x0-error probe at these times in (0, 1)"
+    )
     args = p.parse_args(argv)
     if args.n < 1:
         p.error(f"--n must be >= 1, got {args.n}")
@@ -124,8 +145,10 @@ def main(argv: list[str] | None = None) -> int:
         p.error(str(e))
     res = swap_check(cascade, args.n, args.base_guidance)
     total = res["caption"]["right-way"] + res["swap"]["right-way"]
-    print(f"right-way: caption {res['caption']['right-way']} + swap {res['swap']['right-way']} = {total} "
-          f"(order ignored ~{args.n}, followed ~{2 * args.n})")
+    print(
+        f"right-way: caption {res['caption']['right-way']} + swap {res['swap']['right-way']} = {total} "
+        f"(order ignored ~{args.n}, followed ~{2 * args.n})"
+    )
     print(json.dumps(res))
     if times:
         for row in loss_gap(cascade, args.n, times):

@@ -5,6 +5,7 @@ score and shapes-verifier accuracy, behind one interface (base.Metric) and one r
     m.update(scored_images)      # per-image values (may be {}), per-cell state
     results = m.compute()        # list[MetricResult], one or more per cell
 """
+
 from __future__ import annotations
 
 import importlib

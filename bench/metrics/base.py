@@ -1,6 +1,7 @@
 """The metric interface the sweep runner calls, plus the small helpers every metric shares:
 options parsed into a frozen dataclass (unknown keys are an error) and per-cell torchmetrics
 state that syncs across torch.distributed ranks."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -66,12 +67,20 @@ class MetricMeta:
 
     def __post_init__(self) -> None:
         if self.direction not in DIRECTIONS or self.interval not in INTERVALS or self.role not in ROLES:
-            raise ValueError(f"MetricMeta: direction in {DIRECTIONS}, interval in {INTERVALS}, role in {ROLES}; "
-                             f"got {self.direction!r}, {self.interval!r}, {self.role!r}")
+            raise ValueError(
+                f"MetricMeta: direction in {DIRECTIONS}, interval in {INTERVALS}, role in {ROLES}; "
+                f"got {self.direction!r}, {self.interval!r}, {self.role!r}"
+            )
 
     def record(self) -> dict:
-        return {"direction": self.direction, "range": [self.low, self.high], "interval": self.interval, "estimator": self.estimator,
-                "min_n": self.min_n, "role": self.role}
+        return {
+            "direction": self.direction,
+            "range": [self.low, self.high],
+            "interval": self.interval,
+            "estimator": self.estimator,
+            "min_n": self.min_n,
+            "role": self.role,
+        }
 
 
 PROPORTION = MetricMeta("higher", 0.0, 1.0, "wilson-eff", "mean over images of a value in [0, 1]")
@@ -85,8 +94,10 @@ def described(metric: Metric, results: Sequence[MetricResult]) -> list[MetricRes
     for r in results:
         base = r.metric.split("/", 1)[0]
         if base not in declared:
-            raise ValueError(f"metric {metric.name!r} gave a result {r.metric!r} it declares no MetricMeta for "
-                             f"(declared: {', '.join(declared) or 'none'})")
+            raise ValueError(
+                f"metric {metric.name!r} gave a result {r.metric!r} it declares no MetricMeta for "
+                f"(declared: {', '.join(declared) or 'none'})"
+            )
         out.append(dataclasses.replace(r, details={**r.details, "meta": declared[base].record()}))
     return out
 
@@ -110,8 +121,14 @@ def parse_options(cls: type[O], options: Mapping[str, Any] | None, metric: str) 
     return parse_option_groups((cls,), options, metric)[0]
 
 
-def parse_option_groups(classes: tuple[type, ...], options: Mapping[str, Any] | None, metric: str, *,
-                        removed: Mapping[str, str] | None = None, paths: bool = True) -> tuple:
+def parse_option_groups(
+    classes: tuple[type, ...],
+    options: Mapping[str, Any] | None,
+    metric: str,
+    *,
+    removed: Mapping[str, str] | None = None,
+    paths: bool = True,
+) -> tuple:
     """Flat `options` split over several frozen dataclasses by field name (e.g. feature settings +
     reference settings). Every problem is one ValueError naming the metric and the option: a key no
     class knows (listing the allowed ones), a `removed` key (with its replacement), a value of the
@@ -124,7 +141,9 @@ def parse_option_groups(classes: tuple[type, ...], options: Mapping[str, Any] | 
     names = [{f.name for f in dataclasses.fields(c)} for c in classes]
     unknown = sorted(set(options) - set().union(*names))
     if unknown:
-        raise ValueError(f"metric {metric!r}: unknown options {unknown}; allowed: {', '.join(sorted(set().union(*names)))}")
+        raise ValueError(
+            f"metric {metric!r}: unknown options {unknown}; allowed: {', '.join(sorted(set().union(*names)))}"
+        )
     groups = []
     for cls, keys in zip(classes, names):
         values = {k: v for k, v in options.items() if k in keys}
@@ -154,7 +173,9 @@ class SumCount(torchmetrics.Metric):
         self.add_state("total", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("count", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
 
-    def update(self, values: Sequence[float] | torch.Tensor) -> None:  # (B,) values; python floats stay exact in float64
+    def update(
+        self, values: Sequence[float] | torch.Tensor
+    ) -> None:  # (B,) values; python floats stay exact in float64
         v = torch.as_tensor(values, dtype=torch.float64)
         self.total += v.sum()
         self.count += v.numel()

@@ -29,6 +29,7 @@ can be compared block by block (paired pseudo-values).
                    mean over the G disjoint blocks (i.i.d. given the reference): mean +- t(G-1) sd /
                    sqrt(G), kept inside the metric's range.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -55,7 +56,9 @@ def assign_blocks(codes: np.ndarray, blocks: int) -> np.ndarray:
     codes = np.asarray(codes, np.float64)
     distinct, index = np.unique(codes, return_inverse=True)
     if blocks < MIN_BLOCKS or len(distinct) < blocks:
-        raise ValueError(f"interval blocks: need {MIN_BLOCKS} <= blocks <= the number of prompts ({len(distinct)}), got {blocks}")
+        raise ValueError(
+            f"interval blocks: need {MIN_BLOCKS} <= blocks <= the number of prompts ({len(distinct)}), got {blocks}"
+        )
     return (np.arange(len(distinct)) % blocks)[index]
 
 
@@ -65,7 +68,9 @@ def block_key(codes: np.ndarray, blocks: int) -> str:
     return hashlib.sha256(distinct.tobytes() + str(blocks).encode()).hexdigest()[:16]
 
 
-def t_interval(centre: float, se: float, df: int, level: float, low: float | None, high: float | None) -> tuple[float, float]:
+def t_interval(
+    centre: float, se: float, df: int, level: float, low: float | None, high: float | None
+) -> tuple[float, float]:
     """centre +- t(df) se, kept inside [low, high] (None: unbounded on that side)."""
     half = float(stdtrit(df, 0.5 + level / 2)) * se
     lo, hi = centre - half, centre + half
@@ -85,6 +90,7 @@ def jackknife(full: float, leave_out: np.ndarray) -> tuple[float, float, np.ndar
 
 
 # -- Frechet distance ----------------------------------------------------------------------------
+
 
 def _fd_given_root(mu_ref, sigma_ref_trace, root_ref, mu, sigma) -> float:
     a = root_ref @ sigma @ root_ref
@@ -106,8 +112,14 @@ def _fd_few(mu_ref, sigma_ref_trace, root_ref, x: np.ndarray) -> float:
     return float(diff @ diff + sigma_ref_trace + float((c * c).sum()) - 2 * trace)
 
 
-def frechet_blocks(mu_ref: np.ndarray, sigma_ref: np.ndarray, feats: np.ndarray, blocks: np.ndarray, level: float = 0.95,
-                   root: np.ndarray | None = None) -> dict:
+def frechet_blocks(
+    mu_ref: np.ndarray,
+    sigma_ref: np.ndarray,
+    feats: np.ndarray,
+    blocks: np.ndarray,
+    level: float = 0.95,
+    root: np.ndarray | None = None,
+) -> dict:
     """FD_N, the jackknife FD_J with its interval, and the pseudo-values, for generated features
     (N, D) in blocks (N,) against fixed reference statistics. `root` = S_ref^{1/2} when the caller
     has it (one reference, many cells). One eigendecomposition per leave-one-block-out set: D x D
@@ -131,10 +143,18 @@ def frechet_blocks(mu_ref: np.ndarray, sigma_ref: np.ndarray, feats: np.ndarray,
     leave = np.array([fd(blocks != g) for g in ids])
     value, se, pseudo = jackknife(full, leave)
     low, high = t_interval(value, se, len(ids) - 1, level, 0.0, None)
-    return {"value_n": full, "value_debiased": value, "se": se, "ci_low": low, "ci_high": high, "pseudo": pseudo.tolist()}
+    return {
+        "value_n": full,
+        "value_debiased": value,
+        "se": se,
+        "ci_low": low,
+        "ci_high": high,
+        "pseudo": pseudo.tolist(),
+    }
 
 
 # -- MMD (KID, CMMD) -----------------------------------------------------------------------------
+
 
 def _block_kernel_sums(kernel, x: np.ndarray, y: np.ndarray, blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(A (G, G): sums of k(x_i, x_j) over i in block a, j in block b, i != j; c (G,): sums of
@@ -165,7 +185,9 @@ def mmd_leave_out(kernel, x: np.ndarray, y: np.ndarray, blocks: np.ndarray) -> t
         return a_sum / (count * (count - 1)) - 2 * c_sum / (count * m)
 
     full = part(a.sum(), c.sum(), n)
-    leave = np.array([part(a.sum() - a[g].sum() - a[:, g].sum() + a[g, g], c.sum() - c[g], n - sizes[g]) for g in range(len(sizes))])
+    leave = np.array(
+        [part(a.sum() - a[g].sum() - a[:, g].sum() + a[g, g], c.sum() - c[g], n - sizes[g]) for g in range(len(sizes))]
+    )
     return float(full), leave, mmd_second_order(a, sizes)
 
 
@@ -193,11 +215,11 @@ def mmd_second_order(a: np.ndarray, sizes: np.ndarray) -> float:
     rows = b.sum(1)
     centred = b - rows[:, None] / (g - 2) - rows[None, :] / (g - 2) + b.sum() / ((g - 1) * (g - 2))
     np.fill_diagonal(centred, 0.0)
-    tau2 = float((centred ** 2).sum() / (g * (g - 3)))
+    tau2 = float((centred**2).sum() / (g * (g - 3)))
     n, m = sizes.sum(), sizes.mean()
     alpha = g * (g - 1) * m * m / (n * (n - 1))
     alpha_out = (g - 1) * (g - 2) * m * m / ((n - m) * (n - m - 1))
-    return alpha_out ** 2 * 4 * tau2 / (g * (g - 2)) - alpha ** 2 * 2 * tau2 / (g * (g - 1))
+    return alpha_out**2 * 4 * tau2 / (g * (g - 2)) - alpha**2 * 2 * tau2 / (g * (g - 1))
 
 
 # Which MMD metric's interval subtracts the jackknife's second-order excess, chosen by the coverage
@@ -210,8 +232,18 @@ def mmd_second_order(a: np.ndarray, sizes: np.ndarray) -> float:
 SECOND_ORDER = {"kid": True, "cmmd": False}
 
 
-def mmd_blocks(kernel, x: np.ndarray, y: np.ndarray, blocks: np.ndarray, value: float, extra_var: float = 0.0,
-               level: float = 0.95, scale: float = 1.0, *, second_order: bool) -> dict:
+def mmd_blocks(
+    kernel,
+    x: np.ndarray,
+    y: np.ndarray,
+    blocks: np.ndarray,
+    value: float,
+    extra_var: float = 0.0,
+    level: float = 0.95,
+    scale: float = 1.0,
+    *,
+    second_order: bool,
+) -> dict:
     """Interval for an unbiased MMD^2 `value` (already scaled by `scale`) of generated x (N, D)
     against the fixed reference y (M, D): value +- t(G-1) sqrt(scale^2 V + extra_var), where V is
     the jackknife variance v_J of the all-images U-statistic, with `second_order` less its
@@ -221,17 +253,31 @@ def mmd_blocks(kernel, x: np.ndarray, y: np.ndarray, blocks: np.ndarray, value: 
     full, leave, excess = mmd_leave_out(kernel, x, y, blocks)
     _, se_j, pseudo = jackknife(full, leave)
     g = len(leave)
-    v_j = se_j ** 2
+    v_j = se_j**2
     var = min(v_j, max(v_j - excess, v_j * (g - 2) / (2 * (g - 1)))) if second_order else v_j
-    se = float(np.sqrt(scale ** 2 * var + extra_var))
+    se = float(np.sqrt(scale**2 * var + extra_var))
     low, high = t_interval(value, se, g - 1, level, None, None)
-    return {"se": se, "se_jackknife": float(scale * se_j), "ci_low": low, "ci_high": high, "pseudo": (scale * pseudo).tolist()}
+    return {
+        "se": se,
+        "se_jackknife": float(scale * se_j),
+        "ci_low": low,
+        "ci_high": high,
+        "pseudo": (scale * pseudo).tolist(),
+    }
 
 
 # -- precision / recall / density / coverage -----------------------------------------------------
 
-def prdc_blocks(real: np.ndarray, fake: np.ndarray, blocks: np.ndarray, k_pr: int, k_dc: int, level: float = 0.95,
-                real_radii: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, dict]:
+
+def prdc_blocks(
+    real: np.ndarray,
+    fake: np.ndarray,
+    blocks: np.ndarray,
+    k_pr: int,
+    k_dc: int,
+    level: float = 0.95,
+    real_radii: tuple[np.ndarray, np.ndarray] | None = None,
+) -> dict[str, dict]:
     """name -> {value, ci_low, ci_high, se, block_values, set_size} for precision, recall, density,
     coverage of each disjoint block of generated images (m ~ N / G each) against the whole
     reference: value = mean over blocks (the metric at m generated images), t(G-1) interval kept in
@@ -245,6 +291,12 @@ def prdc_blocks(real: np.ndarray, fake: np.ndarray, blocks: np.ndarray, k_pr: in
         vals = np.asarray(values, np.float64)
         mean, se = float(vals.mean()), float(vals.std(ddof=1) / np.sqrt(len(vals)))
         low, high = t_interval(mean, se, len(vals) - 1, level, 0.0, None if name == "density" else 1.0)
-        out[name] = {"value": mean, "se": se, "ci_low": low, "ci_high": high, "pseudo": vals.tolist(),
-                     "set_size": int(round(len(fake) / len(ids)))}
+        out[name] = {
+            "value": mean,
+            "se": se,
+            "ci_low": low,
+            "ci_high": high,
+            "pseudo": vals.tolist(),
+            "set_size": int(round(len(fake) / len(ids))),
+        }
     return out

@@ -5,6 +5,7 @@ tokenizer + preprocessor_config.json) or an open_clip checkpoint file (optional 
 needs a working torchvision). Without them the metric reports value None + how to supply them.
 Computed directly: torchmetrics' CLIPScore does not work with transformers 5.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -85,8 +86,11 @@ class _HFClip:
         text = self.tokenizer(prompts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt")
         with self.placement.autocast():
             img = _features(self.model.get_image_features(pixel_values=pixels.to(self.device)))
-            txt = _features(self.model.get_text_features(input_ids=text["input_ids"].to(self.device),
-                                                         attention_mask=text["attention_mask"].to(self.device)))
+            txt = _features(
+                self.model.get_text_features(
+                    input_ids=text["input_ids"].to(self.device), attention_mask=text["attention_mask"].to(self.device)
+                )
+            )
         return img.float().cpu(), txt.float().cpu()
 
 
@@ -95,7 +99,9 @@ class _OpenClip:
         import open_clip
 
         device, self.placement = placement.device, placement
-        self.model, _, self.preprocess = open_clip.create_model_and_transforms(arch, pretrained=str(path), device=device)
+        self.model, _, self.preprocess = open_clip.create_model_and_transforms(
+            arch, pretrained=str(path), device=device
+        )
         self.model.eval()
         self.tokenizer = open_clip.get_tokenizer(arch)
         self.max_tokens = int(self.tokenizer.context_length)
@@ -110,7 +116,9 @@ class _OpenClip:
     def embed(self, images: list[np.ndarray], prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         pixels = torch.stack([self.preprocess(Image.fromarray(im)) for im in images]).to(self.device)
         with self.placement.autocast():
-            return self.model.encode_image(pixels).float().cpu(), self.model.encode_text(self.tokenizer(prompts).to(self.device)).float().cpu()
+            return self.model.encode_image(pixels).float().cpu(), self.model.encode_text(
+                self.tokenizer(prompts).to(self.device)
+            ).float().cpu()
 
 
 def clip_score(image_features: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
@@ -123,8 +131,11 @@ class CLIPScore:
     name = "clip_score"
     option_classes = (CLIPOptions,)
     # continuous and far from its bounds (typically 20-35): the t interval on the prompt means, kept in range
-    meta = {"clip_score": MetricMeta("higher", 0.0, 100.0, "t", "mean over images of max(100 cos(image, text), 0)",
-                                      role="alignment")}
+    meta = {
+        "clip_score": MetricMeta(
+            "higher", 0.0, 100.0, "t", "mean over images of max(100 cos(image, text), 0)", role="alignment"
+        )
+    }
 
     def __init__(self, options: Mapping[str, Any] | None = None, *, cache_dir: Path | None = None):
         self.options = parse_options(CLIPOptions, options, self.name)  # the model path checked there
@@ -140,9 +151,11 @@ class CLIPScore:
             try:
                 self.backend = _OpenClip(path, self.options.open_clip_arch, self.placement)
             except ImportError as e:
-                self.unavailable = (f"open_clip checkpoint {path} needs open_clip ({e}): install the optional extra "
-                                    "`pip install -c constraints.txt 'imagen-bench[clip]'` (needs a working torchvision), "
-                                    "or set clip_score model=<local HF CLIP dir>")
+                self.unavailable = (
+                    f"open_clip checkpoint {path} needs open_clip ({e}): install the optional extra "
+                    "`pip install -c constraints.txt 'imagen-bench[clip]'` (needs a working torchvision), "
+                    "or set clip_score model=<local HF CLIP dir>"
+                )
         self.scores: KeyedStates[SumCount] = KeyedStates(SumCount)
         self.truncated: KeyedStates[SumCount] = KeyedStates(SumCount)  # total = prompts cut at the token window
 
@@ -173,11 +186,21 @@ class CLIPScore:
         for cell, state in self.scores.synced_items():
             total, n = state.compute()
             cut, n_images = truncated[cell].compute()
-            details = {"model": self.options.model or None, "package_version": __version__, "n": n_images,
-                       "prompts_truncated": int(cut), "max_tokens": getattr(self.backend, "max_tokens", None),
-                       "weights_sha256": getattr(self.backend, "weights_sha256", None), **self.placement.summary()}
+            details = {
+                "model": self.options.model or None,
+                "package_version": __version__,
+                "n": n_images,
+                "prompts_truncated": int(cut),
+                "max_tokens": getattr(self.backend, "max_tokens", None),
+                "weights_sha256": getattr(self.backend, "weights_sha256", None),
+                **self.placement.summary(),
+            }
             if self.unavailable:
-                out.append(MetricResult("clip_score", None, n_images, {**details, "unavailable": self.unavailable}, cell_id=cell))
+                out.append(
+                    MetricResult(
+                        "clip_score", None, n_images, {**details, "unavailable": self.unavailable}, cell_id=cell
+                    )
+                )
             else:
                 out.append(MetricResult("clip_score", total / n, n, details, cell_id=cell))
         return out

@@ -18,6 +18,7 @@ follows the code that defined CMMD, which crops before it resizes (the folder's 
 the short side first, then crops: the same pixels only for square images). The preprocessing is
 recorded with every result.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,9 +35,9 @@ SPACES = ("inception", "dinov2", "clip")
 
 HOW_TO_SUPPLY = {
     "dinov2": "FD-DINOv2 needs DINOv2 weights: set options weights = DIR, a Hugging Face Dinov2Model folder (config.json, "
-              "model.safetensors, preprocessor_config.json), e.g. facebook/dinov2-large saved with save_pretrained",
+    "model.safetensors, preprocessor_config.json), e.g. facebook/dinov2-large saved with save_pretrained",
     "clip": "CLIP image features need CLIP weights: set options weights = DIR, a Hugging Face CLIPModel folder (config.json, "
-            "model.safetensors, preprocessor_config.json), e.g. openai/clip-vit-large-patch14-336 saved with save_pretrained",
+    "model.safetensors, preprocessor_config.json), e.g. openai/clip-vit-large-patch14-336 saved with save_pretrained",
 }
 
 
@@ -56,13 +57,16 @@ def unavailable(space: str, weights: str) -> str:
         return ""
     folder = Path(weights).expanduser() if weights else None
     if folder is None or not (folder / "config.json").is_file() or not list(folder.glob("*.safetensors")):
-        return f"unavailable: {HOW_TO_SUPPLY[space]}" + (f" ({folder} holds no config.json + *.safetensors)" if folder else "")
+        return f"unavailable: {HOW_TO_SUPPLY[space]}" + (
+            f" ({folder} holds no config.json + *.safetensors)" if folder else ""
+        )
     return ""
 
 
 @dataclass(frozen=True)
 class Backbone:
     """A loaded feature network: uint8 images -> (B, D) float32 features on `device`."""
+
     embed: Callable[[Sequence[np.ndarray]], torch.Tensor]
     feature_dim: int
     weights_sha256: str
@@ -72,8 +76,13 @@ class Backbone:
 # dgm-eval (layer6ai-labs/dgm-eval @d57a6d2, dgm_eval/models/dinov2.py, DINOv2Encoder.transform with
 # clean_resize off, its command line's default): torchvision Resize((224, 224), BICUBIC) of the PIL
 # image (PIL's own bicubic resize for a PIL input), ToTensor (/ 255), Normalize(ImageNet mean, std)
-DGM_EVAL_DINOV2 = {"size": 224, "resample": "PIL bicubic, whole image (no crop)", "mean": (0.485, 0.456, 0.406),
-                   "std": (0.229, 0.224, 0.225), "source": "layer6ai-labs/dgm-eval@d57a6d2 dgm_eval/models/dinov2.py"}
+DGM_EVAL_DINOV2 = {
+    "size": 224,
+    "resample": "PIL bicubic, whole image (no crop)",
+    "mean": (0.485, 0.456, 0.406),
+    "std": (0.229, 0.224, 0.225),
+    "source": "layer6ai-labs/dgm-eval@d57a6d2 dgm_eval/models/dinov2.py",
+}
 
 
 def dgm_eval_pixels(images: Sequence[np.ndarray]) -> torch.Tensor:
@@ -90,9 +99,13 @@ def dgm_eval_pixels(images: Sequence[np.ndarray]) -> torch.Tensor:
 # and cmmd/embedding.py `_clip_preprocess`): PIL crop of the centred square of side min(w, h) (offsets
 # (h - l) // 2, (w - l) // 2), PIL BICUBIC resize to the model's input size (336 for ViT-L/14@336px),
 # / 255, then jax.image.resize to the same size (the identity) and CLIP's mean / std.
-CMMD_RELEASED = {"size": "the model's image_size (336 for ViT-L/14@336px)", "resample": "centre square crop, then PIL bicubic",
-                 "mean": (0.48145466, 0.4578275, 0.40821073), "std": (0.26862954, 0.26130258, 0.27577711),
-                 "source": "google-research/google-research@4c42994 cmmd/io_util.py, cmmd/embedding.py"}
+CMMD_RELEASED = {
+    "size": "the model's image_size (336 for ViT-L/14@336px)",
+    "resample": "centre square crop, then PIL bicubic",
+    "mean": (0.48145466, 0.4578275, 0.40821073),
+    "std": (0.26862954, 0.26130258, 0.27577711),
+    "source": "google-research/google-research@4c42994 cmmd/io_util.py, cmmd/embedding.py",
+}
 
 
 def cmmd_pixels(images: Sequence[np.ndarray], size: int) -> torch.Tensor:
@@ -122,12 +135,18 @@ def load_backbone(space: str, weights: str, device: str) -> Backbone:
     @torch.inference_mode()
     def embed(images: Sequence[np.ndarray]) -> torch.Tensor:
         if space == "dinov2":
-            return model(pixel_values=dgm_eval_pixels(images).to(device)).pooler_output  # (B, hidden): layer-normed CLS token
+            return model(
+                pixel_values=dgm_eval_pixels(images).to(device)
+            ).pooler_output  # (B, hidden): layer-normed CLS token
         out = model.get_image_features(pixel_values=cmmd_pixels(images, size).to(device))
         return out if isinstance(out, torch.Tensor) else out.pooler_output  # (B, projection_dim)
 
     dim = model.config.hidden_size if space == "dinov2" else model.config.projection_dim
     weight_file = sorted(folder.glob("*.safetensors"))[0]
-    details = {"feature_space": space, "feature_model": model_cls.__name__, "feature_weights": str(folder),
-               "preprocessing": json.dumps(settings, sort_keys=True)}
+    details = {
+        "feature_space": space,
+        "feature_model": model_cls.__name__,
+        "feature_weights": str(folder),
+        "preprocessing": json.dumps(settings, sort_keys=True),
+    }
     return Backbone(embed=embed, feature_dim=int(dim), weights_sha256=sha256_file(weight_file), details=details)

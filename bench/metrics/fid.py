@@ -4,6 +4,7 @@ Per-cell state is torchmetrics state (features.FeatureMoments: sum-reduced momen
 features.FeatureBank: cat-reduced features for KID), so under torch.distributed each rank feeds
 its share of the images and compute() returns the numbers of the whole set.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -66,7 +67,9 @@ class ReferenceOptions:
     def __post_init__(self) -> None:
         check_choice("crop", self.crop, CROP_MODES)
         if not self.reference:
-            raise ValueError("FID/KID need a reference: set reference=folder:DIR | coco:DIR | stats:FILE.npz | shapes:SPLIT")
+            raise ValueError(
+                "FID/KID need a reference: set reference=folder:DIR | coco:DIR | stats:FILE.npz | shapes:SPLIT"
+            )
         parse_spec(self.reference)  # a malformed spec fails where the spec is read, before any model loads
 
 
@@ -75,7 +78,9 @@ class KernelOptions:
     # torch-fidelity / torchmetrics defaults; the bounds keep a typo from running for days: 10,000
     # subsets of 100,000 images are already ~10^14 kernel evaluations
     subsets: int = bounded(100, 1, 10_000)
-    subset_size: int = bounded(1000, 2, 100_000)  # capped at the smaller set's size (clean-fid); the unbiased MMD needs 2
+    subset_size: int = bounded(
+        1000, 2, 100_000
+    )  # capped at the smaller set's size (clean-fid); the unbiased MMD needs 2
     degree: int = bounded(3, 1, 10)
     gamma: float | None = bounded(None, 1e-12, None)  # None = 1 / feature dim
     coef: float = bounded(1.0, 0.0, None)
@@ -87,22 +92,33 @@ class _FeatureMetric:
 
     name = ""
     option_classes: tuple[type, ...] = (FeatureConfig, ReferenceOptions)
-    removed_options = {"bootstrap": "resampling generated images with replacement gives invalid set-metric intervals "
-                                    "(duplicates; docs/metrics.md); use blocks = 20 (disjoint prompt blocks)"}
+    removed_options = {
+        "bootstrap": "resampling generated images with replacement gives invalid set-metric intervals "
+        "(duplicates; docs/metrics.md); use blocks = 20 (disjoint prompt blocks)"
+    }
 
-    def __init__(self, options: Mapping[str, Any] | None = None, *, cache_dir: Path | None = None,
-                 extractor: FeatureExtractor | None = None):
+    def __init__(
+        self,
+        options: Mapping[str, Any] | None = None,
+        *,
+        cache_dir: Path | None = None,
+        extractor: FeatureExtractor | None = None,
+    ):
         """`extractor` replaces the default Inception extractor (tests); its config must match the options."""
         groups = parse_option_groups(self.option_classes, options, self.name, removed=self.removed_options)
         self.features_config, self.ref_options = groups[0], groups[1]
         self.extra_options = groups[2:]
         if extractor is not None and extractor.config != self.features_config:
-            raise ValueError(f"{self.name}: extractor config {extractor.config} differs from the options' {self.features_config}")
+            raise ValueError(
+                f"{self.name}: extractor config {extractor.config} differs from the options' {self.features_config}"
+            )
         self.cache_dir = cache_dir
         self._extractor = extractor
         self._reference: ReferenceStats | None = None
         # weights that are not there: no features, no number, and a result that says how to supply them
-        self.unavailable = "" if extractor is not None else unavailable(self.features_config.space, self.features_config.weights)
+        self.unavailable = (
+            "" if extractor is not None else unavailable(self.features_config.space, self.features_config.weights)
+        )
         self.unavailable_counts: dict[str, int] = {}
         self.states: KeyedStates = KeyedStates(self._new_state)
 
@@ -111,18 +127,32 @@ class _FeatureMetric:
 
     @property
     def extractor(self) -> FeatureExtractor:
-        if self._extractor is None:  # the network loads on first use, not at build time; shared by the metrics on its space
-            self._extractor = shared_extractor(FeatureConfig(**dataclasses.asdict(self.features_config)))  # CMMDFeatures too
+        if (
+            self._extractor is None
+        ):  # the network loads on first use, not at build time; shared by the metrics on its space
+            self._extractor = shared_extractor(
+                FeatureConfig(**dataclasses.asdict(self.features_config))
+            )  # CMMDFeatures too
         return self._extractor
 
     def results_unavailable(self, names: Sequence[str]) -> list[MetricResult]:
-        details = {"unavailable": self.unavailable, "feature_space": self.features_config.space, "package_version": __version__}
-        return [MetricResult(name, None, n, details, cell_id=cell) for cell, n in sorted(self.unavailable_counts.items()) for name in names]
+        details = {
+            "unavailable": self.unavailable,
+            "feature_space": self.features_config.space,
+            "package_version": __version__,
+        }
+        return [
+            MetricResult(name, None, n, details, cell_id=cell)
+            for cell, n in sorted(self.unavailable_counts.items())
+            for name in names
+        ]
 
     def reference(self) -> ReferenceStats:
         if self._reference is None:
             o = self.ref_options
-            self._reference = compute_reference(o.reference, self.extractor, o.n, o.shapes_size, self.cache_dir, o.crop, o.size, o.verify)
+            self._reference = compute_reference(
+                o.reference, self.extractor, o.n, o.shapes_size, self.cache_dir, o.crop, o.size, o.verify
+            )
         return self._reference
 
     def update(self, images: Sequence[ScoredImage]) -> list[dict[str, float]]:
@@ -146,7 +176,9 @@ class _FeatureMetric:
         """Accumulate already-extracted (B, D) float64 features (made by self.extractor) per cell, with
         each image's prompt code (blocks.prompt_code) as a last column when intervals are on."""
         if self.blocks():
-            feats = torch.cat([feats.to(torch.float64), torch.tensor(codes, dtype=torch.float64)[:, None]], 1)  # (B, D + 1)
+            feats = torch.cat(
+                [feats.to(torch.float64), torch.tensor(codes, dtype=torch.float64)[:, None]], 1
+            )  # (B, D + 1)
         by_cell: dict[str, list[int]] = {}
         for i, cell in enumerate(cell_ids):
             by_cell.setdefault(cell, []).append(i)
@@ -162,14 +194,24 @@ class _FeatureMetric:
 
     def details(self, n: int) -> dict:
         ref = self.reference()
-        return {**self.extractor.details(), **self.extractor.placement.summary(), "n": n, "reference": self.ref_options.reference,
-                "reference_n": ref.n,
-                # as the reference statistics were made (a stats file carries its own)
-                "reference_crop": ref.meta.get("reference_crop", "none"), "reference_size": ref.meta.get("reference_size"),
-                "generated_crop": self.ref_options.crop, "generated_size": self.ref_options.size,
-                "reference_checked": "sha256 of every byte" if self.ref_options.verify else "names, sizes and modification times",
-                "reference_sha256": ref.meta.get("content_sha256"), "reference_converted_to_rgb": ref.meta.get("converted_to_rgb", {}),
-                "package_version": __version__}
+        return {
+            **self.extractor.details(),
+            **self.extractor.placement.summary(),
+            "n": n,
+            "reference": self.ref_options.reference,
+            "reference_n": ref.n,
+            # as the reference statistics were made (a stats file carries its own)
+            "reference_crop": ref.meta.get("reference_crop", "none"),
+            "reference_size": ref.meta.get("reference_size"),
+            "generated_crop": self.ref_options.crop,
+            "generated_size": self.ref_options.size,
+            "reference_checked": "sha256 of every byte"
+            if self.ref_options.verify
+            else "names, sizes and modification times",
+            "reference_sha256": ref.meta.get("content_sha256"),
+            "reference_converted_to_rgb": ref.meta.get("converted_to_rgb", {}),
+            "package_version": __version__,
+        }
 
     def reset(self) -> None:
         self.states.reset()
@@ -193,15 +235,36 @@ def interval_details(r: dict, blocks: tuple[np.ndarray, str], method: str) -> di
     of two entries subtract them block by block) and which prompts the blocks hold (block_key:
     entries with the same key are on the same prompts in the same blocks)."""
     index, key = blocks
-    return {"ci_low": r["ci_low"], "ci_high": r["ci_high"], "se": r["se"], "blocks": int(len(np.unique(index))), "ci_method": method,
-            "block_values": [float(v) for v in r["pseudo"]], "block_key": key,
-            **({"se_jackknife": r["se_jackknife"]} if "se_jackknife" in r else {})}
+    return {
+        "ci_low": r["ci_low"],
+        "ci_high": r["ci_high"],
+        "se": r["se"],
+        "blocks": int(len(np.unique(index))),
+        "ci_method": method,
+        "block_values": [float(v) for v in r["pseudo"]],
+        "block_key": key,
+        **({"se_jackknife": r["se_jackknife"]} if "se_jackknife" in r else {}),
+    }
 
 
-FD_META = MetricMeta("lower", 0.0, None, "none", "Frechet distance of Gaussian fits at N images (biased upward by ~c / N)", FD_MIN_N,
-                     role="fidelity")
-FD_DEBIASED_META = MetricMeta("lower", 0.0, None, "jackknife-blocks",
-                              "delete-a-block jackknife G FD_N - (G-1) mean FD_(-g): the c / N bias removed", FD_MIN_N, role="fidelity")
+FD_META = MetricMeta(
+    "lower",
+    0.0,
+    None,
+    "none",
+    "Frechet distance of Gaussian fits at N images (biased upward by ~c / N)",
+    FD_MIN_N,
+    role="fidelity",
+)
+FD_DEBIASED_META = MetricMeta(
+    "lower",
+    0.0,
+    None,
+    "jackknife-blocks",
+    "delete-a-block jackknife G FD_N - (G-1) mean FD_(-g): the c / N bias removed",
+    FD_MIN_N,
+    role="fidelity",
+)
 
 
 class FID(_FeatureMetric):
@@ -211,8 +274,10 @@ class FID(_FeatureMetric):
 
     name = "fid"
     option_classes = (FeatureConfig, ReferenceOptions, IntervalOptions)
-    meta = {**{n: FD_META for n in ("fid", "fd_dinov2", "fd_clip")},
-            **{f"{n}_debiased": FD_DEBIASED_META for n in ("fid", "fd_dinov2", "fd_clip")}}
+    meta = {
+        **{n: FD_META for n in ("fid", "fd_dinov2", "fd_clip")},
+        **{f"{n}_debiased": FD_DEBIASED_META for n in ("fid", "fd_dinov2", "fd_clip")},
+    }
 
     def _new_state(self):
         if self.blocks():
@@ -238,14 +303,27 @@ class FID(_FeatureMetric):
                 root = root if root is not None else psd_root(ref.sigma)  # once for every cell
                 r = B.frechet_blocks(ref.mu, ref.sigma, feats, blocks[0], root=root)
                 details = self.details(len(feats))
-                out += [MetricResult(name, r["value_n"], len(feats), details, cell_id=cell),
-                        MetricResult(f"{name}_debiased", r["value_debiased"], len(feats),
-                                     {**details, **interval_details(r, blocks, "delete-a-block jackknife over prompt blocks, t(G-1)")},
-                                     cell_id=cell)]
+                out += [
+                    MetricResult(name, r["value_n"], len(feats), details, cell_id=cell),
+                    MetricResult(
+                        f"{name}_debiased",
+                        r["value_debiased"],
+                        len(feats),
+                        {
+                            **details,
+                            **interval_details(r, blocks, "delete-a-block jackknife over prompt blocks, t(G-1)"),
+                        },
+                        cell_id=cell,
+                    ),
+                ]
             else:
                 mu, sigma, n = state.compute()
                 root = root if root is not None else psd_root(ref.sigma)  # once: a D x D eigh per cell saved
-                out.append(MetricResult(name, frechet_distance(ref.mu, ref.sigma, mu, sigma, root), n, self.details(n), cell_id=cell))
+                out.append(
+                    MetricResult(
+                        name, frechet_distance(ref.mu, ref.sigma, mu, sigma, root), n, self.details(n), cell_id=cell
+                    )
+                )
         return out
 
 
@@ -270,8 +348,10 @@ class _BankMetric(_FeatureMetric):
     def reference_features(self):
         ref = self.reference()
         if ref.features is None:
-            raise ValueError(f"{self.name} needs reference features; {self.ref_options.reference} holds only mu/sigma "
-                             "(re-run `imagen-bench fid-stats` without --no-features)")
+            raise ValueError(
+                f"{self.name} needs reference features; {self.ref_options.reference} holds only mu/sigma "
+                "(re-run `imagen-bench fid-stats` without --no-features)"
+            )
         return ref.features
 
 
@@ -283,10 +363,20 @@ class PRDC(_BankMetric):
     option_classes = (FeatureConfig, ReferenceOptions, ManifoldOptions, IntervalOptions)
     # with blocks = G each is the metric of m = N / G generated images (recall and coverage depend on m),
     # the mean over G disjoint blocks; without, the metric of all N images and no interval
-    meta = {"precision": MetricMeta("higher", 0.0, 1.0, "block-means", "share of generated images inside the reference manifold"),
-            "recall": MetricMeta("higher", 0.0, 1.0, "block-means", "share of reference images inside the generated manifold"),
-            "density": MetricMeta("higher", 0.0, None, "block-means", "mean count of reference balls holding a generated image / k"),
-            "coverage": MetricMeta("higher", 0.0, 1.0, "block-means", "share of reference balls holding a generated image")}
+    meta = {
+        "precision": MetricMeta(
+            "higher", 0.0, 1.0, "block-means", "share of generated images inside the reference manifold"
+        ),
+        "recall": MetricMeta(
+            "higher", 0.0, 1.0, "block-means", "share of reference images inside the generated manifold"
+        ),
+        "density": MetricMeta(
+            "higher", 0.0, None, "block-means", "mean count of reference balls holding a generated image / k"
+        ),
+        "coverage": MetricMeta(
+            "higher", 0.0, 1.0, "block-means", "share of reference balls holding a generated image"
+        ),
+    }
 
     def compute(self) -> list[MetricResult]:
         if self.unavailable:
@@ -297,26 +387,46 @@ class PRDC(_BankMetric):
         out = []
         for cell, state in self.states.synced_items():
             fake, blocks = self.features_and_blocks(state)
-            details = {"feature_space": "fid_inception_pool3", **self.details(len(fake)), "k_pr": o.k_pr, "k_dc": o.k_dc}
+            details = {
+                "feature_space": "fid_inception_pool3",
+                **self.details(len(fake)),
+                "k_pr": o.k_pr,
+                "k_dc": o.k_dc,
+            }
             radii = radii or tuple(knn_radii_many(real, (o.k_pr, o.k_dc)))
             if blocks is None:
                 values = prdc_groups(real, fake, np.zeros(len(fake)), o.k_pr, o.k_dc, radii)
-                out += [MetricResult(name, float(v[0]), len(fake), {**details, "set_size": len(fake)}, cell_id=cell)
-                        for name, v in values.items()]
+                out += [
+                    MetricResult(name, float(v[0]), len(fake), {**details, "set_size": len(fake)}, cell_id=cell)
+                    for name, v in values.items()
+                ]
                 continue
             for name, r in B.prdc_blocks(real, fake, blocks[0], o.k_pr, o.k_dc, real_radii=radii).items():
                 extra = interval_details(r, blocks, "mean of disjoint prompt blocks, t(G-1), kept in range")
-                out.append(MetricResult(name, r["value"], len(fake), {**details, **extra, "set_size": r["set_size"]}, cell_id=cell))
+                out.append(
+                    MetricResult(
+                        name, r["value"], len(fake), {**details, **extra, "set_size": r["set_size"]}, cell_id=cell
+                    )
+                )
         return out
 
 
 class KID(_BankMetric):
     name = "kid"
     option_classes = (FeatureConfig, ReferenceOptions, KernelOptions, IntervalOptions)
-    meta = {"kid_mean": MetricMeta("lower", None, None, "jackknife-blocks",
-                                   "unbiased MMD^2 (cubic kernel), mean over random subsets (clean-fid); may be < 0 near 0",
-                                   role="fidelity"),
-            "kid_std": MetricMeta("none", 0.0, None, "none", "spread of the subsets' MMD^2 (torch-fidelity's kid_std), not an SE")}
+    meta = {
+        "kid_mean": MetricMeta(
+            "lower",
+            None,
+            None,
+            "jackknife-blocks",
+            "unbiased MMD^2 (cubic kernel), mean over random subsets (clean-fid); may be < 0 near 0",
+            role="fidelity",
+        ),
+        "kid_std": MetricMeta(
+            "none", 0.0, None, "none", "spread of the subsets' MMD^2 (torch-fidelity's kid_std), not an SE"
+        ),
+    }
 
     def compute(self) -> list[MetricResult]:
         if self.unavailable:
@@ -326,28 +436,56 @@ class KID(_BankMetric):
         out = []
         for cell, state in self.states.synced_items():
             feats, blocks = self.features_and_blocks(state)
-            mean, std, m = kernel_inception_distance(real, feats, k.subsets, k.subset_size, k.seed, k.degree, k.gamma, k.coef)
-            details = {**self.details(len(feats)), "subsets": k.subsets, "subset_size": m, "degree": k.degree,
-                       "gamma": k.gamma, "coef": k.coef, "seed": k.seed}
+            mean, std, m = kernel_inception_distance(
+                real, feats, k.subsets, k.subset_size, k.seed, k.degree, k.gamma, k.coef
+            )
+            details = {
+                **self.details(len(feats)),
+                "subsets": k.subsets,
+                "subset_size": m,
+                "degree": k.degree,
+                "gamma": k.gamma,
+                "coef": k.coef,
+                "seed": k.seed,
+            }
             mean_details = details
             if blocks is not None:
+
                 def kernel(a, b, k=k):
                     return polynomial_kernel(a, b, k.degree, k.gamma, k.coef)
+
                 # the subsets' mean is, given the images, an unbiased Monte Carlo estimate of the all-images
                 # U-statistic: its variance adds std^2 / subsets to the U-statistic's
-                r = B.mmd_blocks(kernel, feats, real, blocks[0], mean, std**2 / k.subsets if k.subsets > 1 else 0.0,
-                                 second_order=B.SECOND_ORDER["kid"])
-                mean_details = {**details, **interval_details(r, blocks, "delete-a-block jackknife of the all-images U-statistic "
-                                                                         "over prompt blocks less its second-order excess + the "
-                                                                         "subsets' Monte Carlo variance, t(G-1)")}
-            out += [MetricResult("kid_mean", mean, len(feats), mean_details, cell_id=cell),
-                    MetricResult("kid_std", std, len(feats), details, cell_id=cell)]
+                r = B.mmd_blocks(
+                    kernel,
+                    feats,
+                    real,
+                    blocks[0],
+                    mean,
+                    std**2 / k.subsets if k.subsets > 1 else 0.0,
+                    second_order=B.SECOND_ORDER["kid"],
+                )
+                mean_details = {
+                    **details,
+                    **interval_details(
+                        r,
+                        blocks,
+                        "delete-a-block jackknife of the all-images U-statistic "
+                        "over prompt blocks less its second-order excess + the "
+                        "subsets' Monte Carlo variance, t(G-1)",
+                    ),
+                }
+            out += [
+                MetricResult("kid_mean", mean, len(feats), mean_details, cell_id=cell),
+                MetricResult("kid_std", std, len(feats), details, cell_id=cell),
+            ]
         return out
 
 
 @dataclass(frozen=True)
 class CMMDFeatures(FeatureConfig):
     """CMMD's feature options: FeatureConfig with CLIP as the space (the paper's embedding)."""
+
     space: str = "clip"
 
 
@@ -369,8 +507,16 @@ class CMMD(_BankMetric):
 
     name = "cmmd"
     option_classes = (CMMDFeatures, ReferenceOptions, CMMDOptions, IntervalOptions)
-    meta = {"cmmd": MetricMeta("lower", None, None, "jackknife-blocks", "1000 x unbiased Gaussian-kernel MMD^2 of CLIP embeddings; "
-                               "may be < 0 near 0", role="fidelity")}
+    meta = {
+        "cmmd": MetricMeta(
+            "lower",
+            None,
+            None,
+            "jackknife-blocks",
+            "1000 x unbiased Gaussian-kernel MMD^2 of CLIP embeddings; may be < 0 near 0",
+            role="fidelity",
+        )
+    }
 
     def compute(self) -> list[MetricResult]:
         if self.unavailable:
@@ -381,11 +527,24 @@ class CMMD(_BankMetric):
             fake, blocks = self.features_and_blocks(state)
             estimator = self.extra_options[0].estimator
             value = cmmd(real, fake, estimator)
-            details = {**self.details(len(fake)), "sigma": CMMD_SIGMA, "scale": CMMD_SCALE, "estimator": estimator, "normalised": True}
+            details = {
+                **self.details(len(fake)),
+                "sigma": CMMD_SIGMA,
+                "scale": CMMD_SCALE,
+                "estimator": estimator,
+                "normalised": True,
+            }
             if blocks is not None:
                 unit_real, unit_fake = (a / np.linalg.norm(a, axis=1, keepdims=True) for a in (real, fake))
-                r = B.mmd_blocks(partial(gaussian_kernel, sigma=CMMD_SIGMA), unit_fake, unit_real, blocks[0], value, scale=CMMD_SCALE,
-                                 second_order=B.SECOND_ORDER["cmmd"])
+                r = B.mmd_blocks(
+                    partial(gaussian_kernel, sigma=CMMD_SIGMA),
+                    unit_fake,
+                    unit_real,
+                    blocks[0],
+                    value,
+                    scale=CMMD_SCALE,
+                    second_order=B.SECOND_ORDER["cmmd"],
+                )
                 details.update(interval_details(r, blocks, "delete-a-block jackknife over prompt blocks, t(G-1)"))
             out.append(MetricResult("cmmd", value, len(fake), details, cell_id=cell))
         return out

@@ -4,6 +4,7 @@ score = max over read-outs r of  1 - Levenshtein(e, r) / max(|e|, |r|), after lo
 collapsing whitespace; e is the quoted text of the prompt, the read-outs are every text line
 RapidOCR finds plus all lines joined in reading order. Prompts without quoted text get no value.
 """
+
 from __future__ import annotations
 
 import importlib.metadata
@@ -87,15 +88,22 @@ def ocr_device(options: OCROptions) -> tuple[str, str]:
         return device, f"onnxruntime {onnxruntime.__version__} {CUDA_PROVIDER}"
     why = f"onnxruntime {onnxruntime.__version__} here has no {CUDA_PROVIDER} (providers: {', '.join(providers)})"
     if options.device != "auto":
-        raise ValueError(f"ocr device {options.device!r}: {why}; use device = \"cpu\" or install onnxruntime-gpu")
+        raise ValueError(f'ocr device {options.device!r}: {why}; use device = "cpu" or install onnxruntime-gpu')
     return "cpu", f"auto: {why}; onnxruntime-gpu would run it on the GPU"
 
 
 class OCRScore:
     name = "ocr"
     option_classes = (OCROptions,)
-    meta = {"ocr_score": MetricMeta("higher", 0.0, 1.0, "wilson-eff", "mean over images of the normalised similarity of the read text "
-                                    "to the quoted text, in [0, 1]")}
+    meta = {
+        "ocr_score": MetricMeta(
+            "higher",
+            0.0,
+            1.0,
+            "wilson-eff",
+            "mean over images of the normalised similarity of the read text to the quoted text, in [0, 1]",
+        )
+    }
 
     def __init__(self, options: Mapping[str, Any] | None = None, *, cache_dir: Path | None = None):
         self.options = parse_options(OCROptions, options, self.name)
@@ -109,18 +117,35 @@ class OCRScore:
             from rapidocr import RapidOCR
 
             on_gpu = self.device != "cpu"
-            gpu = {"EngineConfig.onnxruntime.use_cuda": True,
-                   "EngineConfig.onnxruntime.cuda_ep_cfg.device_id": int(self.device.partition(":")[2] or 0)} if on_gpu else {}
-            self._engine = RapidOCR(params={"Global.log_level": "critical", "Global.text_score": self.options.text_score, **gpu})
+            gpu = (
+                {
+                    "EngineConfig.onnxruntime.use_cuda": True,
+                    "EngineConfig.onnxruntime.cuda_ep_cfg.device_id": int(self.device.partition(":")[2] or 0),
+                }
+                if on_gpu
+                else {}
+            )
+            self._engine = RapidOCR(
+                params={"Global.log_level": "critical", "Global.text_score": self.options.text_score, **gpu}
+            )
         return self._engine
 
     def model_details(self) -> dict:
         cfg = self.engine.cfg
-        models = {part: f"{cfg[part].ocr_version.value}/{cfg[part].model_type.value}/{cfg[part].lang_type.value}" for part in ("Det", "Cls", "Rec")}
-        return {"ocr_package": f"rapidocr {importlib.metadata.version('rapidocr')}",
-                "onnxruntime": importlib.metadata.version("onnxruntime"), "ocr_models": models,
-                "text_score": self.options.text_score, "device": self.device.partition(":")[0], "precision": "fp32",
-                "device_reason": self.device_reason, "onnxruntime_provider": self.provider()}
+        models = {
+            part: f"{cfg[part].ocr_version.value}/{cfg[part].model_type.value}/{cfg[part].lang_type.value}"
+            for part in ("Det", "Cls", "Rec")
+        }
+        return {
+            "ocr_package": f"rapidocr {importlib.metadata.version('rapidocr')}",
+            "onnxruntime": importlib.metadata.version("onnxruntime"),
+            "ocr_models": models,
+            "text_score": self.options.text_score,
+            "device": self.device.partition(":")[0],
+            "precision": "fp32",
+            "device_reason": self.device_reason,
+            "onnxruntime_provider": self.provider(),
+        }
 
     def provider(self) -> str | None:
         """The execution provider onnxruntime gave the text detector (RapidOCR 3.10 creates its
@@ -131,7 +156,9 @@ class OCRScore:
     def read(self, image: np.ndarray) -> list[str]:
         out = self.engine(image)
         if self.device != "cpu" and self.provider() != CUDA_PROVIDER:  # RapidOCR itself only warns and runs on the CPU
-            raise RuntimeError(f"ocr on {self.device}: onnxruntime ran the text detector with {self.provider()}, not {CUDA_PROVIDER}")
+            raise RuntimeError(
+                f"ocr on {self.device}: onnxruntime ran the text detector with {self.provider()}, not {CUDA_PROVIDER}"
+            )
         return list(out.txts or ())
 
     def update(self, images: Sequence[ScoredImage]) -> list[dict[str, float]]:
@@ -154,8 +181,12 @@ class OCRScore:
             total, n = state.compute()
             if n == 0:
                 continue  # no prompt of this cell asks for text: no value at all (not 0, not None)
-            details = {**self.model_details(), "n": n, "package_version": __version__,
-                       "similarity": "1 - Levenshtein / max len, lower-cased, whitespace collapsed; best line or all lines joined"}
+            details = {
+                **self.model_details(),
+                "n": n,
+                "package_version": __version__,
+                "similarity": "1 - Levenshtein / max len, lower-cased, whitespace collapsed; best line or all lines joined",
+            }
             out.append(MetricResult("ocr_score", total / n, n, details, cell_id=cell))
         return out
 

@@ -9,6 +9,7 @@ The tests hold the same comparisons on tiny models (docs/metrics.md, "Parity"); 
 the weights a user actually has. Images: a folder of images named by prompt id with its prompt-set
 manifest (default: the first --n of ../shared/data/drawbench-sd/sd-v1-4, the SD DrawBench images).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,12 +23,18 @@ DEFAULT_IMAGES = Path(__file__).resolve().parents[2].parent / "shared" / "data" 
 
 
 def add_parser(sub, name: str, help_text: str) -> None:
-    p = sub.add_parser(name, help=help_text, description=help_text + ". " + __doc__.split("\n\n")[1].replace("\n", " "))
+    p = sub.add_parser(
+        name, help=help_text, description=help_text + ". " + __doc__.split("\n\n")[1].replace("\n", " ")
+    )
     p.add_argument("--clip", type=Path, default=None, help="a Hugging Face CLIPModel folder (CLIP score)")
     p.add_argument("--judge", type=Path, default=None, help="a Hugging Face vision-language model folder (VQAScore)")
-    p.add_argument("--images", type=Path, default=DEFAULT_IMAGES, help="image folder with prompt_set.json (default: %(default)s)")
+    p.add_argument(
+        "--images", type=Path, default=DEFAULT_IMAGES, help="image folder with prompt_set.json (default: %(default)s)"
+    )
     p.add_argument("--prompt-set", default="drawbench", help="the prompt set the images answer (default %(default)s)")
-    p.add_argument("--options", default="", metavar="KEY=VALUE,...", help="the prompt set's options, e.g. path=my_prompts.csv")
+    p.add_argument(
+        "--options", default="", metavar="KEY=VALUE,...", help="the prompt set's options, e.g. path=my_prompts.csv"
+    )
     p.add_argument("--n", type=int_in(1, 200), default=8, help="images to score, 1-200 (default %(default)s)")
     p.add_argument("--out", type=Path, default=None, help="also write the table as JSON here (never overwritten)")
     p.set_defaults(func=run)
@@ -74,7 +81,9 @@ def torchmetrics_clip_scores(folder: Path, pairs: list[tuple[str, np.ndarray]]) 
         return TensorFeatures(CLIPModel.from_pretrained(folder).eval()), CLIPProcessor.from_pretrained(folder)
 
     with torch.no_grad():
-        return [float(clip_score(torch.from_numpy(im).permute(2, 0, 1), p, model_name_or_path=load)) for p, im in pairs]
+        return [
+            float(clip_score(torch.from_numpy(im).permute(2, 0, 1), p, model_name_or_path=load)) for p, im in pairs
+        ]
 
 
 def _ours(name: str, options: dict, pairs: list[tuple[str, np.ndarray]]) -> list[float]:
@@ -84,25 +93,38 @@ def _ours(name: str, options: dict, pairs: list[tuple[str, np.ndarray]]) -> list
     from .base import ScoredImage
 
     metric = build_metric(name, options)
-    return [v[name] for v in metric.update([ScoredImage("parity", PromptRef("p", str(i), "x", p, 0), im) for i, (p, im) in enumerate(pairs)])]
+    return [
+        v[name]
+        for v in metric.update(
+            [ScoredImage("parity", PromptRef("p", str(i), "x", p, 0), im) for i, (p, im) in enumerate(pairs)]
+        )
+    ]
 
 
 def clip_rows(folder: Path, pairs: list[tuple[str, np.ndarray]]) -> list[dict]:
     ours, theirs = _ours("clip_score", {"model": str(folder)}, pairs), torchmetrics_clip_scores(folder, pairs)
-    return [{"metric": "clip_score", "prompt": p, "ours": o, "reference": t, "reference_name": "torchmetrics clip_score"}
-            for (p, _), o, t in zip(pairs, ours, theirs)]
+    return [
+        {"metric": "clip_score", "prompt": p, "ours": o, "reference": t, "reference_name": "torchmetrics clip_score"}
+        for (p, _), o, t in zip(pairs, ours, theirs)
+    ]
 
 
 def judge_rows(folder: Path, pairs: list[tuple[str, np.ndarray]]) -> list[dict]:
-    why = ("t2v_metrics (the reference) loads its judges by hub name, not from a local folder, and no hub is reachable here: "
-           "run its VQAScore(model=...) on the same images where it is, and compare with the numbers above")
-    return [{"metric": "vqascore", "prompt": p, "ours": o, "reference": None, "reference_name": why}
-            for (p, _), o in zip(pairs, _ours("vqascore", {"model": str(folder)}, pairs))]
+    why = (
+        "t2v_metrics (the reference) loads its judges by hub name, not from a local folder, and no hub is reachable here: "
+        "run its VQAScore(model=...) on the same images where it is, and compare with the numbers above"
+    )
+    return [
+        {"metric": "vqascore", "prompt": p, "ours": o, "reference": None, "reference_name": why}
+        for (p, _), o in zip(pairs, _ours("vqascore", {"model": str(folder)}, pairs))
+    ]
 
 
 def run(args: argparse.Namespace) -> int:
     if args.clip is None and args.judge is None:
-        raise ValueError("give --clip DIR and/or --judge DIR: the weights whose numbers to compare with the references")
+        raise ValueError(
+            "give --clip DIR and/or --judge DIR: the weights whose numbers to compare with the references"
+        )
     if args.out is not None and args.out.exists():
         raise FileExistsError(f"{args.out} exists; choose another --out")
     pairs = _records(args)
@@ -118,4 +140,3 @@ def run(args: argparse.Namespace) -> int:
 
         write_json_atomic(args.out, {"images": str(args.images), "rows": rows})
     return 0
-

@@ -6,6 +6,7 @@ Resize modes (to the feature network's 299 x 299):
 - "torch_bilinear": F.interpolate bilinear, align_corners=False, no antialias (the legacy
   pytorch-fid / torchmetrics behaviour; kept to compare with numbers made that way).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -42,7 +43,10 @@ def resize_batch(images: list[np.ndarray], size: int, mode: str) -> torch.Tensor
     """list of (H, W, 3) uint8 -> (B, 3, size, size) float32 in [0, 255] (not yet normalised)."""
     check_choice("resize", mode, RESIZE_MODES)
     if mode == "pil_bicubic":
-        arrs = [im if im.shape[:2] == (size, size) else np.asarray(Image.fromarray(im).resize((size, size), Image.BICUBIC)) for im in images]
+        arrs = [
+            im if im.shape[:2] == (size, size) else np.asarray(Image.fromarray(im).resize((size, size), Image.BICUBIC))
+            for im in images
+        ]
         return torch.from_numpy(np.stack(arrs)).permute(0, 3, 1, 2).float()
     # "torch_bilinear"
     out = []

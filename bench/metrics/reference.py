@@ -11,6 +11,7 @@ memory format, and the device kind (cpu / cuda) and precision the features were 
 made on one are recomputed on the other, and a stats file made on another is refused, never mixed.
 Under torchrun the ranks share the extraction (compute_reference).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -47,7 +48,9 @@ class ReferenceStats:
 def parse_spec(spec: str) -> tuple[str, str]:
     kind, sep, arg = spec.partition(":")
     if not sep or kind not in REFERENCE_KINDS or not arg:
-        raise ValueError(f"reference {spec!r} is not understood; use one of: folder:DIR, coco:DIR, stats:FILE.npz, shapes:SPLIT")
+        raise ValueError(
+            f"reference {spec!r} is not understood; use one of: folder:DIR, coco:DIR, stats:FILE.npz, shapes:SPLIT"
+        )
     return kind, arg
 
 
@@ -79,7 +82,9 @@ def image_files(kind: str, arg: str) -> list[Path]:
         files = coco_image_files(root)
         missing = [p for p in files if not p.is_file()]
         if missing:
-            raise FileNotFoundError(f"COCO reference {root}: {len(missing)} images listed in captions.json are missing, e.g. {missing[0]}")
+            raise FileNotFoundError(
+                f"COCO reference {root}: {len(missing)} images listed in captions.json are missing, e.g. {missing[0]}"
+            )
     if not files:
         raise ValueError(f"{kind}:{root} holds no images ({', '.join(IMAGE_SUFFIXES)})")
     return files
@@ -91,8 +96,9 @@ def coco_image_files(root: Path) -> list[Path]:
     return sorted(set(coco_files(root)[1].values()))
 
 
-def _source(kind: str, arg: str, n: int | None, shapes_size: int) -> tuple[Callable[[int], tuple[np.ndarray, str | None]], str, int,
-                                                                         Callable[[Dist], str]]:
+def _source(
+    kind: str, arg: str, n: int | None, shapes_size: int
+) -> tuple[Callable[[int], tuple[np.ndarray, str | None]], str, int, Callable[[Dist], str]]:
     """(image i -> (image, converted-from mode), inputs key, count, content sha256 of a world).
     Files are keyed by name, size and modification time, read by nobody: a COCO-30K reference's
     second run reads no image (6 GB of val2014 used to be hashed on every run to make the key). The
@@ -124,8 +130,14 @@ def _source(kind: str, arg: str, n: int | None, shapes_size: int) -> tuple[Calla
     return (lambda i: load_rgb(files[i])), stat.hexdigest(), len(files), content
 
 
-def _extract_shared(load: Callable[[int], tuple[np.ndarray, str | None]], count: int, extractor: FeatureExtractor, crop: str,
-                    size: int | None, world: Dist) -> tuple[np.ndarray, dict]:
+def _extract_shared(
+    load: Callable[[int], tuple[np.ndarray, str | None]],
+    count: int,
+    extractor: FeatureExtractor,
+    crop: str,
+    size: int | None,
+    world: Dist,
+) -> tuple[np.ndarray, dict]:
     """((count, D) features in image order, {converted-from mode: images}). Batch b (images
     [b B, (b + 1) B), B = the extractor's batch size) is extracted by rank b mod world size and
     gathered round by round: every batch is the one a single process makes, so the features (a
@@ -140,7 +152,10 @@ def _extract_shared(load: Callable[[int], tuple[np.ndarray, str | None]], count:
             try:
                 loaded = [load(i) for i in batches[first + world.rank]]
                 pixels = [to_eval_resolution(im, crop, size) for im, _ in loaded]
-                part = (extractor(pixels).numpy(), [mode for _, mode in loaded if mode is not None])  # RGBA / L / P -> RGB, recorded
+                part = (
+                    extractor(pixels).numpy(),
+                    [mode for _, mode in loaded if mode is not None],
+                )  # RGBA / L / P -> RGB, recorded
             except Exception as e:
                 failure, part = e, f"{type(e).__name__}: {e}"
         parts = world.gather(part)
@@ -156,8 +171,16 @@ def _extract_shared(load: Callable[[int], tuple[np.ndarray, str | None]], count:
     return np.concatenate(feats), converted
 
 
-def compute_reference(spec: str, extractor: FeatureExtractor, n: int | None = None, shapes_size: int = 256,
-                      cache_dir: Path | None = None, crop: str = "none", size: int | None = None, verify: bool = False) -> ReferenceStats:
+def compute_reference(
+    spec: str,
+    extractor: FeatureExtractor,
+    n: int | None = None,
+    shapes_size: int = 256,
+    cache_dir: Path | None = None,
+    crop: str = "none",
+    size: int | None = None,
+    verify: bool = False,
+) -> ReferenceStats:
     """Reference features + statistics for `spec`, from the cache when every input matches (the
     files by name, size and modification time; with `verify` also by the sha256 of every byte,
     against the one recorded when the statistics were made). Each reference image is first brought
@@ -173,22 +196,37 @@ def compute_reference(spec: str, extractor: FeatureExtractor, n: int | None = No
         return load_stats(Path(arg), extractor)
     world = joined()
     load, inputs_key, count, content = _source(kind, arg, n, shapes_size)
-    key = {"spec": spec if kind == "shapes" else f"{kind}:{Path(arg).resolve()}", "inputs_key": inputs_key, "n": count,
-           "shapes_size": shapes_size if kind == "shapes" else None, "reference_crop": crop, "reference_size": size,
-           **extractor.details()}
+    key = {
+        "spec": spec if kind == "shapes" else f"{kind}:{Path(arg).resolve()}",
+        "inputs_key": inputs_key,
+        "n": count,
+        "shapes_size": shapes_size if kind == "shapes" else None,
+        "reference_crop": crop,
+        "reference_size": size,
+        **extractor.details(),
+    }
     key_sha = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
     cached = Path(cache_dir) / f"fid-ref-{key_sha[:24]}.npz" if cache_dir is not None else None
     have = cached is not None and cached.is_file()
     if all(world.gather(have)):
         ref = read_stats_file(cached)
         if verify and content(world) != ref.meta.get("content_sha256"):
-            raise ValueError(f"reference {spec}: the images' bytes differ from those the cached statistics {cached} were made from "
-                             "(same names, sizes and times); remove that file to recompute them")
+            raise ValueError(
+                f"reference {spec}: the images' bytes differ from those the cached statistics {cached} were made from "
+                "(same names, sizes and times); remove that file to recompute them"
+            )
         return ref
     features, converted = _extract_shared(load, count, extractor, crop, size, world)
     mu, sigma = feature_stats(features)
-    meta = {"format": STATS_FORMAT, "reference": spec, "key_sha256": key_sha, "converted_to_rgb": converted,
-            "package_version": __version__, "content_sha256": content(world), **key}
+    meta = {
+        "format": STATS_FORMAT,
+        "reference": spec,
+        "key_sha256": key_sha,
+        "converted_to_rgb": converted,
+        "package_version": __version__,
+        "content_sha256": content(world),
+        **key,
+    }
     ref = ReferenceStats(mu=mu, sigma=sigma, n=count, features=features, meta=meta)
     if cached is not None and not have and int(os.environ.get("LOCAL_RANK", "0")) == 0:
         cached.parent.mkdir(parents=True, exist_ok=True)
@@ -201,7 +239,12 @@ def write_stats_file(path: Path, ref: ReferenceStats, overwrite: bool = False, w
     path = Path(path)
     if path.exists() and not overwrite:
         raise ValueError(f"{path} exists; refusing to overwrite it (choose another --out or remove it)")
-    arrays = {"mu": ref.mu, "sigma": ref.sigma, "n": np.int64(ref.n), "meta": np.array(json.dumps(ref.meta, sort_keys=True))}
+    arrays = {
+        "mu": ref.mu,
+        "sigma": ref.sigma,
+        "n": np.int64(ref.n),
+        "meta": np.array(json.dumps(ref.meta, sort_keys=True)),
+    }
     if with_features and ref.features is not None:
         # lossless: features come out of the network in float32 (or bf16); mu/sigma stay float64
         arrays["features"] = ref.features.astype(np.float32)
@@ -212,7 +255,9 @@ def write_stats_file(path: Path, ref: ReferenceStats, overwrite: bool = False, w
 def read_stats_file(path: Path) -> ReferenceStats:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"reference statistics {path} not found (make one with `imagen-bench fid-stats SRC --out {path.name}`)")
+        raise FileNotFoundError(
+            f"reference statistics {path} not found (make one with `imagen-bench fid-stats SRC --out {path.name}`)"
+        )
     try:
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
@@ -229,8 +274,11 @@ def load_stats(path: Path, extractor: FeatureExtractor) -> ReferenceStats:
     """A saved statistics file, checked to be made with the same features and preprocessing."""
     ref = read_stats_file(path)
     ours = extractor.details()
-    diff = [f"{k}: file {repr(ref.meta[k]) if k in ref.meta else '(not recorded)'}, metric {v!r}" for k, v in ours.items()
-            if ref.meta.get(k) != v]
+    diff = [
+        f"{k}: file {repr(ref.meta[k]) if k in ref.meta else '(not recorded)'}, metric {v!r}"
+        for k, v in ours.items()
+        if ref.meta.get(k) != v
+    ]
     if diff:
         raise ValueError(f"{path} was made with other feature settings; refusing to compare: " + "; ".join(diff))
     return ref

@@ -4,6 +4,7 @@ drawbench.shapes.accuracy: prompt accuracy = share of prompts whose claims all p
 accuracy = share of single claims that pass; per cell overall, per shapes category, and per pair
 group ("held-out": the caption names a colour x shape pair never seen in training; "seen").
 Prompts outside the shapes caption grammar get no value and are counted in details."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -29,8 +30,12 @@ class ShapesVerifier:
     name = "shapes_verifier"
     option_classes = (ShapesOptions,)
     meta = {
-        "shapes_accuracy": replace(PROPORTION, estimator="share of images whose every claim the exact verifier accepts", role="alignment"),
-        "shapes_claim_accuracy": replace(PROPORTION, interval="none", estimator="share of all claims accepted (claim-weighted)"),
+        "shapes_accuracy": replace(
+            PROPORTION, estimator="share of images whose every claim the exact verifier accepts", role="alignment"
+        ),
+        "shapes_claim_accuracy": replace(
+            PROPORTION, interval="none", estimator="share of all claims accepted (claim-weighted)"
+        ),
     }
 
     def __init__(self, options: Mapping[str, Any] | None = None, *, cache_dir: Path | None = None):
@@ -39,7 +44,9 @@ class ShapesVerifier:
         from drawbench.shapes.grammar import pair_group, parse_caption
 
         self._verify, self._parse, self._pair_group = verify, parse_caption, pair_group
-        self.prompts: KeyedStates[SumCount] = KeyedStates(SumCount)  # (cell, category or pair group) -> correct prompts / prompts
+        self.prompts: KeyedStates[SumCount] = KeyedStates(
+            SumCount
+        )  # (cell, category or pair group) -> correct prompts / prompts
         self.claims: KeyedStates[SumCount] = KeyedStates(SumCount)  # (cell, category) -> passed claims / claims
         self.skipped: KeyedStates[SumCount] = KeyedStates(SumCount)  # cell -> prompts outside the grammar (count)
 
@@ -73,7 +80,11 @@ class ShapesVerifier:
         out = []
         for cell, state in self.skipped.synced_items():
             skipped, _ = state.compute()
-            base = {"package_version": __version__, "verifier": "drawbench.shapes.verify", "skipped_prompts": int(skipped)}
+            base = {
+                "package_version": __version__,
+                "verifier": "drawbench.shapes.verify",
+                "skipped_prompts": int(skipped),
+            }
             for (c, cat), p in sorted(prompts.items()):
                 if c != cell or (cat != OVERALL and not self.options.per_category):
                     continue
@@ -83,8 +94,10 @@ class ShapesVerifier:
                 details = {**base, "category": cat or "overall", "n_prompts": n, "n_claims": n_claims}
                 # the overall accuracy is the mean of the per-image shapes_correct (the report's intervals resample those)
                 accuracy_details = {**details, "per_image_metric": "shapes_correct"} if cat == OVERALL else details
-                out += [MetricResult(f"shapes_accuracy{suffix}", correct / n, n, accuracy_details, cell_id=cell),
-                        MetricResult(f"shapes_claim_accuracy{suffix}", passed / n_claims, n, details, cell_id=cell)]
+                out += [
+                    MetricResult(f"shapes_accuracy{suffix}", correct / n, n, accuracy_details, cell_id=cell),
+                    MetricResult(f"shapes_claim_accuracy{suffix}", passed / n_claims, n, details, cell_id=cell),
+                ]
         return out
 
     def reset(self) -> None:

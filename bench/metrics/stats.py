@@ -4,6 +4,7 @@ FID (Heusel et al. 2017):  ||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^{1/2})
 KID (Binkowski et al. 2018): unbiased MMD^2 with the kernel k(x, y) = (x.y / d + 1)^3, averaged
 over random subsets (mean and std over subsets are reported).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -36,7 +37,9 @@ def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray, root1: np.ndarray
     return float(np.sqrt(np.clip(np.linalg.eigvalsh((a + a.T) / 2), 0, None)).sum())
 
 
-def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray, root1: np.ndarray | None = None) -> float:
+def frechet_distance(
+    mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray, root1: np.ndarray | None = None
+) -> float:
     """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2):
     ||mu1 - mu2||^2 + Tr(S1) + Tr(S2) - 2 Tr((S1 S2)^{1/2}), the trace term by trace_sqrt_product
     (equal to pytorch-fid / clean-fid's sqrtm form; the tests compare it with scipy's sqrtm)."""
@@ -83,13 +86,17 @@ def _row_blocks(a: np.ndarray, b: np.ndarray):
         yield rows, _pairwise(a[rows], b)
 
 
-def polynomial_kernel(x: np.ndarray, y: np.ndarray, degree: int = 3, gamma: float | None = None, coef: float = 1.0) -> np.ndarray:
+def polynomial_kernel(
+    x: np.ndarray, y: np.ndarray, degree: int = 3, gamma: float | None = None, coef: float = 1.0
+) -> np.ndarray:
     """k(x, y) = (gamma x.y + coef)^degree; gamma defaults to 1 / D. (N, D), (M, D) -> (N, M)."""
     gamma = 1.0 / x.shape[1] if gamma is None else gamma
     return (x @ y.T * gamma + coef) ** degree
 
 
-def mmd2_unbiased(x: np.ndarray, y: np.ndarray, degree: int = 3, gamma: float | None = None, coef: float = 1.0) -> float:
+def mmd2_unbiased(
+    x: np.ndarray, y: np.ndarray, degree: int = 3, gamma: float | None = None, coef: float = 1.0
+) -> float:
     """Unbiased MMD^2 for equal-size samples (m each):
     [sum_{i!=j} k(x_i,x_j) + sum_{i!=j} k(y_i,y_j)] / (m (m-1)) - 2 sum_{i,j} k(x_i,y_j) / m^2."""
     m = x.shape[0]
@@ -99,19 +106,37 @@ def mmd2_unbiased(x: np.ndarray, y: np.ndarray, degree: int = 3, gamma: float | 
     return float((kxx.sum() - np.trace(kxx) + kyy.sum() - np.trace(kyy)) / (m * (m - 1)) - 2 * kxy.sum() / m**2)
 
 
-def kernel_inception_distance(real: np.ndarray, fake: np.ndarray, subsets: int = 100, subset_size: int = 1000, seed: int = 0,
-                              degree: int = 3, gamma: float | None = None, coef: float = 1.0) -> tuple[float, float, int]:
+def kernel_inception_distance(
+    real: np.ndarray,
+    fake: np.ndarray,
+    subsets: int = 100,
+    subset_size: int = 1000,
+    seed: int = 0,
+    degree: int = 3,
+    gamma: float | None = None,
+    coef: float = 1.0,
+) -> tuple[float, float, int]:
     """(mean, std over subsets (ddof=1, as torchmetrics), effective subset size). Each subset draws
     min(subset_size, N_real, N_fake) rows without replacement from each set (clean-fid's rule)."""
     real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
     m = min(subset_size, real.shape[0], fake.shape[0])
     if m < 2:
-        raise ValueError(f"KID needs at least 2 images on each side, got {real.shape[0]} reference and {fake.shape[0]} generated")
+        raise ValueError(
+            f"KID needs at least 2 images on each side, got {real.shape[0]} reference and {fake.shape[0]} generated"
+        )
     rng = np.random.default_rng(seed)
-    vals = np.array([
-        mmd2_unbiased(real[rng.choice(real.shape[0], m, replace=False)], fake[rng.choice(fake.shape[0], m, replace=False)], degree, gamma, coef)
-        for _ in range(subsets)
-    ])
+    vals = np.array(
+        [
+            mmd2_unbiased(
+                real[rng.choice(real.shape[0], m, replace=False)],
+                fake[rng.choice(fake.shape[0], m, replace=False)],
+                degree,
+                gamma,
+                coef,
+            )
+            for _ in range(subsets)
+        ]
+    )
     return float(vals.mean()), float(vals.std(ddof=1)) if subsets > 1 else 0.0, m
 
 
@@ -125,7 +150,7 @@ CMMD_SCALE = 1000.0
 
 def gaussian_kernel(x: np.ndarray, y: np.ndarray, sigma: float = CMMD_SIGMA) -> np.ndarray:
     """k(a, b) = exp(-|a - b|^2 / (2 sigma^2)); (N, D), (M, D) -> (N, M)."""
-    return np.exp(-_pairwise(x, y) ** 2 / (2 * sigma**2))
+    return np.exp(-(_pairwise(x, y) ** 2) / (2 * sigma**2))
 
 
 def gaussian_mmd2_unbiased(x: np.ndarray, y: np.ndarray, sigma: float = CMMD_SIGMA) -> float:
@@ -136,8 +161,11 @@ def gaussian_mmd2_unbiased(x: np.ndarray, y: np.ndarray, sigma: float = CMMD_SIG
     if n < 2 or m < 2:
         raise ValueError(f"MMD needs at least 2 samples on each side, got {n} and {m}")
     kernel = lambda a, b: gaussian_kernel(a, b, sigma)  # noqa: E731
-    return float(kernel_sum(kernel, x, x, True) / (n * (n - 1)) + kernel_sum(kernel, y, y, True) / (m * (m - 1))
-                 - 2 * kernel_sum(kernel, x, y, False) / (n * m))
+    return float(
+        kernel_sum(kernel, x, x, True) / (n * (n - 1))
+        + kernel_sum(kernel, y, y, True) / (m * (m - 1))
+        - 2 * kernel_sum(kernel, x, y, False) / (n * m)
+    )
 
 
 def kernel_sum(kernel, a: np.ndarray, b: np.ndarray, off_diagonal: bool) -> float:
@@ -160,12 +188,17 @@ def gaussian_mmd2_released(x: np.ndarray, y: np.ndarray, sigma: float = CMMD_SIG
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
     kernel = lambda a, b: gaussian_kernel(a, b, sigma)  # noqa: E731
     n, m = len(x), len(y)
-    return float(kernel_sum(kernel, x, x, False) / n**2 + kernel_sum(kernel, y, y, False) / m**2 - 2 * kernel_sum(kernel, x, y, False) / (n * m))
+    return float(
+        kernel_sum(kernel, x, x, False) / n**2
+        + kernel_sum(kernel, y, y, False) / m**2
+        - 2 * kernel_sum(kernel, x, y, False) / (n * m)
+    )
 
 
 def cmmd(real: np.ndarray, fake: np.ndarray, estimator: str = "unbiased") -> float:
     """CMMD = 1000 x Gaussian MMD^2 (sigma 10) between L2-normalised embeddings; `estimator`
     "unbiased" (U-statistic, diagonals left out) or "released" (the released code's V-statistic)."""
+
     def unit(a):
         a = np.asarray(a, np.float64)
         return a / np.linalg.norm(a, axis=1, keepdims=True)
@@ -203,8 +236,14 @@ def knn_radii(features: np.ndarray, k: int) -> np.ndarray:
     return knn_radii_many(features, (k,))[0]
 
 
-def prdc_groups(real: np.ndarray, fake: np.ndarray, groups: np.ndarray, k_pr: int = 3, k_dc: int = 5,
-                real_radii: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+def prdc_groups(
+    real: np.ndarray,
+    fake: np.ndarray,
+    groups: np.ndarray,
+    k_pr: int = 3,
+    k_dc: int = 5,
+    real_radii: tuple[np.ndarray, np.ndarray] | None = None,
+) -> dict[str, np.ndarray]:
     """Precision, recall (Kynkaanniemi et al. 2019, k_pr) and density, coverage (Naeem et al. 2020,
     k_dc) of each group of generated images against all of `real`: name -> (G,) values in the order
     of np.unique(groups). fake (N, D), groups (N,) labels, real (M, D); `real_radii` = the reference's
@@ -216,7 +255,9 @@ def prdc_groups(real: np.ndarray, fake: np.ndarray, groups: np.ndarray, k_pr: in
     r_fake = np.empty(len(fake))  # each generated image's k_pr-NN radius among its own group
     for c in cols:
         if len(c) <= k_pr:
-            raise ValueError(f"recall needs more than k_pr = {k_pr} generated images per group, got {len(c)}: use fewer blocks")
+            raise ValueError(
+                f"recall needs more than k_pr = {k_pr} generated images per group, got {len(c)}: use fewer blocks"
+            )
         r_fake[c] = knn_radii(fake[c], k_pr)
     in_manifold = np.zeros(len(fake), bool)  # generated j inside some reference ball (precision)
     balls = np.zeros(len(fake))  # reference k_dc-balls holding generated j (density)
@@ -229,8 +270,12 @@ def prdc_groups(real: np.ndarray, fake: np.ndarray, groups: np.ndarray, k_pr: in
         for g, c in enumerate(cols):
             recalled[g, rows] = in_fake[:, c].any(axis=1)
             covered[g, rows] = in_dc[:, c].any(axis=1)
-    return {"precision": np.array([in_manifold[c].mean() for c in cols]), "recall": recalled.mean(axis=1),
-            "density": np.array([balls[c].sum() / (k_dc * len(c)) for c in cols]), "coverage": covered.mean(axis=1)}
+    return {
+        "precision": np.array([in_manifold[c].mean() for c in cols]),
+        "recall": recalled.mean(axis=1),
+        "density": np.array([balls[c].sum() / (k_dc * len(c)) for c in cols]),
+        "coverage": covered.mean(axis=1),
+    }
 
 
 def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3) -> tuple[float, float]:

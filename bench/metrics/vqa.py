@@ -17,6 +17,7 @@ Encoder-decoder language models are read at the decoder's first step, decoder-on
 last prompt position (left padding). Without a model folder the result is "unavailable: ..."; it
 is never replaced by another metric. Per-image scores feed the leaderboard's intervals and ranks.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -38,9 +39,11 @@ from .base import KeyedStates, MetricMeta, MetricResult, ScoredImage, SumCount, 
 from .feature_spaces import check_weights_folder
 
 QUESTION = 'Does this figure show "{prompt}"? Please answer yes or no.'  # VQAScore's question
-UNAVAILABLE = ("unavailable: VQAScore needs a local vision-language model: set options model = DIR, a Hugging Face folder for "
-               "AutoModelForImageTextToText + AutoProcessor (e.g. Salesforce/blip2-flan-t5-xl or llava-hf/llava-1.5-7b-hf saved with "
-               "save_pretrained)")
+UNAVAILABLE = (
+    "unavailable: VQAScore needs a local vision-language model: set options model = DIR, a Hugging Face folder for "
+    "AutoModelForImageTextToText + AutoProcessor (e.g. Salesforce/blip2-flan-t5-xl or llava-hf/llava-1.5-7b-hf saved with "
+    "save_pretrained)"
+)
 
 
 @dataclass(frozen=True)
@@ -80,8 +83,10 @@ class _Judge:
         self.processor = AutoProcessor.from_pretrained(folder)
         self.model = AutoModelForImageTextToText.from_pretrained(folder, dtype=self.dtype).to(self.device).eval()
         self.tokenizer = self.processor.tokenizer
-        self.encoder_decoder = bool(getattr(self.model.config, "is_encoder_decoder", False)
-                                    or getattr(getattr(self.model.config, "text_config", None), "is_encoder_decoder", False))
+        self.encoder_decoder = bool(
+            getattr(self.model.config, "is_encoder_decoder", False)
+            or getattr(getattr(self.model.config, "text_config", None), "is_encoder_decoder", False)
+        )
         if not self.encoder_decoder:
             self.tokenizer.padding_side = "left"  # every row's answer ends at the last position
         elif not self.tokenizer(options.answer)["input_ids"]:
@@ -101,9 +106,11 @@ class _Judge:
         full = prompt + ("" if prompt[-1:].isspace() else " ") + self.options.answer
         ids, head = self.tokenizer(full)["input_ids"], self.tokenizer(prompt)["input_ids"]
         if ids[: len(head)] != head or len(ids) == len(head):
-            raise ValueError(f"vqascore: the tokenizer does not split {full[-40:]!r} as {prompt[-30:]!r} then the answer "
-                             f"{self.options.answer!r}; choose another question or answer")
-        return full, ids[len(head):]
+            raise ValueError(
+                f"vqascore: the tokenizer does not split {full[-40:]!r} as {prompt[-30:]!r} then the answer "
+                f"{self.options.answer!r}; choose another question or answer"
+            )
+        return full, ids[len(head) :]
 
     @torch.inference_mode()
     def p_answer(self, images: list[np.ndarray], questions: list[str]) -> torch.Tensor:
@@ -113,14 +120,23 @@ class _Judge:
         pil = [Image.fromarray(im) for im in images]
         prompts = [self.text(q) for q in questions]
         if self.encoder_decoder:
-            inputs = self.processor(images=pil, text=prompts, return_tensors="pt", padding=True).to(device=self.device, dtype=self.dtype)
-            labels = torch.tensor([self.tokenizer(self.options.answer)["input_ids"]] * len(images), device=self.device)  # (B, K)
+            inputs = self.processor(images=pil, text=prompts, return_tensors="pt", padding=True).to(
+                device=self.device, dtype=self.dtype
+            )
+            labels = torch.tensor(
+                [self.tokenizer(self.options.answer)["input_ids"]] * len(images), device=self.device
+            )  # (B, K)
             start = torch.full_like(labels[:, :1], self.model.config.text_config.decoder_start_token_id)
             logits = self.model(**inputs, decoder_input_ids=torch.cat([start, labels[:, :-1]], 1)).logits  # (B, K, V)
             return _mean_log_p(logits, labels).exp().cpu()
         texts, answers = zip(*(self.with_answer(p) for p in prompts))
-        inputs = self.processor(images=pil, text=list(texts), return_tensors="pt", padding=True).to(device=self.device, dtype=self.dtype)
-        ids, logits = inputs["input_ids"], self.model(**inputs).logits  # (B, L), (B, L', V): L' >= L when image tokens are prepended
+        inputs = self.processor(images=pil, text=list(texts), return_tensors="pt", padding=True).to(
+            device=self.device, dtype=self.dtype
+        )
+        ids, logits = (
+            inputs["input_ids"],
+            self.model(**inputs).logits,
+        )  # (B, L), (B, L', V): L' >= L when image tokens are prepended
         k = len(answers[0])
         if any(len(a) != k for a in answers) or ids[:, -k:].tolist() != [list(a) for a in answers]:
             raise ValueError("vqascore: the processor's input ids do not end with the answer's tokens")
@@ -146,7 +162,11 @@ def load_judge(metric: str, options: VQAOptions) -> _Judge | None:
 class VQAScore:
     name = "vqascore"
     option_classes = (VQAOptions,)
-    meta = {"vqascore": MetricMeta("higher", 0.0, 1.0, "wilson-eff", "mean over images of P(answer | image, question)", role="alignment")}
+    meta = {
+        "vqascore": MetricMeta(
+            "higher", 0.0, 1.0, "wilson-eff", "mean over images of P(answer | image, question)", role="alignment"
+        )
+    }
 
     def __init__(self, options: Mapping[str, Any] | None = None, *, cache_dir: Path | None = None):
         self.options = parse_options(VQAOptions, options, self.name)
@@ -174,10 +194,15 @@ class VQAScore:
         out = []
         for cell, state in self.scores.synced_items():
             total, n = state.compute()
-            details = {"model": self.options.model or None, "question": self.options.question, "answer": self.options.answer,
-                       "model_class": getattr(self.judge, "model_class", None), "weights_sha256": getattr(self.judge, "weights_sha256", None),
-                       **(self.judge.placement.summary() if self.judge is not None else {}),
-                       "package_version": __version__}
+            details = {
+                "model": self.options.model or None,
+                "question": self.options.question,
+                "answer": self.options.answer,
+                "model_class": getattr(self.judge, "model_class", None),
+                "weights_sha256": getattr(self.judge, "weights_sha256", None),
+                **(self.judge.placement.summary() if self.judge is not None else {}),
+                "package_version": __version__,
+            }
             if self.judge is None:
                 out.append(MetricResult("vqascore", None, n, {**details, "unavailable": UNAVAILABLE}, cell_id=cell))
             else:
@@ -191,7 +216,9 @@ class VQAScore:
 @dataclass(frozen=True)
 class QuestionOptions:
     model: str = path_field("", check_weights_folder)  # local HF folder, as for vqascore; "" = unavailable
-    questions: str = "geneval"  # where each prompt's questions come from: GenEval's include metadata (drawbench.suites)
+    questions: str = (
+        "geneval"  # where each prompt's questions come from: GenEval's include metadata (drawbench.suites)
+    )
     answer: str = "Yes"
     batch_size: int = bounded(4, 1, 1024)
     device: str = "auto"  # as for vqascore
@@ -200,7 +227,9 @@ class QuestionOptions:
     def __post_init__(self) -> None:
         check_choice("precision", self.precision, PRECISIONS)
         if self.questions != "geneval":
-            raise ValueError(f"vqa_questions: questions must be 'geneval' (the prompt set with structured metadata), got {self.questions!r}")
+            raise ValueError(
+                f"vqa_questions: questions must be 'geneval' (the prompt set with structured metadata), got {self.questions!r}"
+            )
 
 
 class VQAQuestions:
@@ -212,17 +241,34 @@ class VQAQuestions:
 
     name = "vqa_questions"
     option_classes = (QuestionOptions,)
-    meta = {"vqa_question_score": MetricMeta("higher", 0.0, 1.0, "wilson-eff", "mean over images of the share of questions answered yes",
-                                                role="alignment"),
-            "vqa_all_questions": MetricMeta("higher", 0.0, 1.0, "wilson-eff", "share of images with every question answered yes")}
+    meta = {
+        "vqa_question_score": MetricMeta(
+            "higher",
+            0.0,
+            1.0,
+            "wilson-eff",
+            "mean over images of the share of questions answered yes",
+            role="alignment",
+        ),
+        "vqa_all_questions": MetricMeta(
+            "higher", 0.0, 1.0, "wilson-eff", "share of images with every question answered yes"
+        ),
+    }
 
     def __init__(self, options: Mapping[str, Any] | None = None, *, cache_dir: Path | None = None):
         from drawbench.suites import geneval_metadata, geneval_questions
 
         self.options = parse_options(QuestionOptions, options, self.name)
-        self.judge = load_judge(self.name, VQAOptions(model=self.options.model, answer=self.options.answer,
-                                                      batch_size=self.options.batch_size, device=self.options.device,
-                                                      precision=self.options.precision))
+        self.judge = load_judge(
+            self.name,
+            VQAOptions(
+                model=self.options.model,
+                answer=self.options.answer,
+                batch_size=self.options.batch_size,
+                device=self.options.device,
+                precision=self.options.precision,
+            ),
+        )
         meta = geneval_metadata()
         self.questions = {str(i): geneval_questions(inc) for i, inc in zip(meta["id"], meta["include"])}
         self.scores: KeyedStates[SumCount] = KeyedStates(SumCount)
@@ -232,16 +278,26 @@ class VQAQuestions:
         for im in images:
             check_image(im.image, f"vqa_questions cell {im.cell_id} prompt {im.ref.prompt_id}")
             if im.ref.prompt_id not in self.questions:
-                raise ValueError(f"vqa_questions: prompt {im.ref.prompt_id} of prompt set {im.ref.prompt_set!r} has no GenEval metadata; "
-                                 "score the geneval prompt set only (the metric's prompt_sets)")
+                raise ValueError(
+                    f"vqa_questions: prompt {im.ref.prompt_id} of prompt set {im.ref.prompt_set!r} has no GenEval metadata; "
+                    "score the geneval prompt set only (the metric's prompt_sets)"
+                )
         if self.judge is None:
             for im in images:
                 self.scores[im.cell_id].update([0.0])
             return [{} for _ in images]
-        pairs = [(k, q) for k, im in enumerate(images) for q in self.questions[im.ref.prompt_id]]  # (image index, question)
-        p_yes = torch.cat([self.judge.p_answer([images[k].image for k, _ in pairs[i : i + self.options.batch_size]],
-                                               [q for _, q in pairs[i : i + self.options.batch_size]])
-                           for i in range(0, len(pairs), self.options.batch_size)])
+        pairs = [
+            (k, q) for k, im in enumerate(images) for q in self.questions[im.ref.prompt_id]
+        ]  # (image index, question)
+        p_yes = torch.cat(
+            [
+                self.judge.p_answer(
+                    [images[k].image for k, _ in pairs[i : i + self.options.batch_size]],
+                    [q for _, q in pairs[i : i + self.options.batch_size]],
+                )
+                for i in range(0, len(pairs), self.options.batch_size)
+            ]
+        )
         out = []
         for k, im in enumerate(images):
             mine = p_yes[[j for j, (kk, _) in enumerate(pairs) if kk == k]].double()
@@ -256,17 +312,32 @@ class VQAQuestions:
         out = []
         for cell, state in self.scores.synced_items():
             total, n = state.compute()
-            details = {"model": self.options.model or None, "questions": "drawbench.suites.geneval_questions", "answer": self.options.answer,
-                       "model_class": getattr(self.judge, "model_class", None), "weights_sha256": getattr(self.judge, "weights_sha256", None),
-                       **(self.judge.placement.summary() if self.judge is not None else {}),
-                       "package_version": __version__}
+            details = {
+                "model": self.options.model or None,
+                "questions": "drawbench.suites.geneval_questions",
+                "answer": self.options.answer,
+                "model_class": getattr(self.judge, "model_class", None),
+                "weights_sha256": getattr(self.judge, "weights_sha256", None),
+                **(self.judge.placement.summary() if self.judge is not None else {}),
+                "package_version": __version__,
+            }
             if self.judge is None:
-                out += [MetricResult(name, None, n, {**details, "unavailable": UNAVAILABLE.replace("VQAScore", "vqa_questions")}, cell_id=cell)
-                        for name in ("vqa_question_score", "vqa_all_questions")]
+                out += [
+                    MetricResult(
+                        name,
+                        None,
+                        n,
+                        {**details, "unavailable": UNAVAILABLE.replace("VQAScore", "vqa_questions")},
+                        cell_id=cell,
+                    )
+                    for name in ("vqa_question_score", "vqa_all_questions")
+                ]
                 continue
             ok, _ = passed[cell].compute()
-            out += [MetricResult("vqa_question_score", total / n, n, details, cell_id=cell),
-                    MetricResult("vqa_all_questions", ok / n, n, details, cell_id=cell)]
+            out += [
+                MetricResult("vqa_question_score", total / n, n, details, cell_id=cell),
+                MetricResult("vqa_all_questions", ok / n, n, details, cell_id=cell),
+            ]
         return out
 
     def reset(self) -> None:

@@ -1,10 +1,11 @@
 """Models behind one interface (bench.models.base.ImageModel), built by kind:
 
-    imagen     a cascade checkpoint directory (imagen.pipeline)
-    folder     precomputed images named by prompt id (closed models)
-    diffusers  a local diffusers pipeline directory (optional extra)
-    diffusers_cascade  local diffusers pipeline directories run as a pixel cascade (DeepFloyd IF)
+imagen     a cascade checkpoint directory (imagen.pipeline)
+folder     precomputed images named by prompt id (closed models)
+diffusers  a local diffusers pipeline directory (optional extra)
+diffusers_cascade  local diffusers pipeline directories run as a pixel cascade (DeepFloyd IF)
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -20,8 +21,12 @@ def _kinds() -> dict[str, tuple[type, type]]:
     from .folder import FolderModel, FolderModelConfig
     from .imagen_model import ImagenModel, ImagenModelConfig
 
-    return {"imagen": (ImagenModel, ImagenModelConfig), "folder": (FolderModel, FolderModelConfig),
-            "diffusers": (DiffusersModel, DiffusersModelConfig), "diffusers_cascade": (DiffusersCascadeModel, DiffusersCascadeConfig)}
+    return {
+        "imagen": (ImagenModel, ImagenModelConfig),
+        "folder": (FolderModel, FolderModelConfig),
+        "diffusers": (DiffusersModel, DiffusersModelConfig),
+        "diffusers_cascade": (DiffusersCascadeModel, DiffusersCascadeConfig),
+    }
 
 
 MODEL_KINDS = ("imagen", "folder", "diffusers", "diffusers_cascade")
@@ -60,5 +65,14 @@ def build_model(name: str, kind: str, config, cache_dir: Path | None = None) -> 
     return cls(name, config, cache_dir)
 
 
-__all__ = ["MODEL_KINDS", "SAMPLING_AXES", "GeneratedImage", "ImageModel", "ImageRequest", "Sampling", "axes_of_kind", "build_model",
-           "model_config"]
+__all__ = [
+    "MODEL_KINDS",
+    "SAMPLING_AXES",
+    "GeneratedImage",
+    "ImageModel",
+    "ImageRequest",
+    "Sampling",
+    "axes_of_kind",
+    "build_model",
+    "model_config",
+]

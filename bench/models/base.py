@@ -3,6 +3,7 @@
 A model declares which sampling axes change its images (`axes`); the sweep only expands the grid
 over those, so a folder of precomputed images is one cell per prompt set, not one per guidance.
 """
+
 from __future__ import annotations
 
 import io

@@ -12,6 +12,7 @@ CLIP encoder, so it gets the prompt text. One torch.Generator per image (CPU, se
 image's seed) runs through all stages, as in IF's reference usage: an image never depends on its
 batch. Pipelines load on the first image, so a finished sweep's rerun loads none.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
@@ -47,7 +48,9 @@ class DiffusersCascadeModel:
         try:
             import diffusers
         except ImportError as e:
-            raise ValueError(f"model {name!r} (kind diffusers_cascade) needs the optional extra: pip install -e \".[diffusers]\" ({e})") from None
+            raise ValueError(
+                f'model {name!r} (kind diffusers_cascade) needs the optional extra: pip install -e ".[diffusers]" ({e})'
+            ) from None
         from imagen.device import resolve_device
 
         self.name, self.config, self.version = name, config, diffusers.__version__
@@ -57,10 +60,14 @@ class DiffusersCascadeModel:
         if n > len(config.paths):
             raise ValueError(f"model {name!r}: num_stages = {n} but paths lists {len(config.paths)} stage(s)")
         names = stage_names(n)
-        self.stages = [read_stage(s, Path(p).expanduser(), i == 0) for i, (s, p) in enumerate(zip(names, config.paths))]
+        self.stages = [
+            read_stage(s, Path(p).expanduser(), i == 0) for i, (s, p) in enumerate(zip(names, config.paths))
+        ]
         unknown = sorted(set(config.stages) - set(names))
         if unknown:
-            raise ValueError(f"model {name!r}: settings for stages {unknown} that do not run; stages: {', '.join(names)}")
+            raise ValueError(
+                f"model {name!r}: settings for stages {unknown} that do not run; stages: {', '.join(names)}"
+            )
         for st in self.stages:
             check_overrides(name, st, config.stages.get(st.name, {}))
         try:
@@ -72,7 +79,9 @@ class DiffusersCascadeModel:
         except ValueError as e:
             raise ValueError(f"model {name!r}: {e}") from None
         if config.offload and not self.device.startswith("cuda"):
-            raise ValueError(f"model {name!r}: offload = true needs a CUDA device (device resolved to {self.device!r})")
+            raise ValueError(
+                f"model {name!r}: offload = true needs a CUDA device (device resolved to {self.device!r})"
+            )
         if config.offload and not diffusers.utils.is_accelerate_available():
             raise ValueError(f"model {name!r}: offload = true needs accelerate installed (pip install accelerate)")
         if config.clean_caption:
@@ -90,22 +99,38 @@ class DiffusersCascadeModel:
 
             self._weights = []
             for st in self.stages:
-                files = sorted(p for p in st.path.rglob("*") if p.suffix in {".safetensors", ".bin"}
-                               and p.relative_to(st.path).parts[0] not in st.skipped)
+                files = sorted(
+                    p
+                    for p in st.path.rglob("*")
+                    if p.suffix in {".safetensors", ".bin"} and p.relative_to(st.path).parts[0] not in st.skipped
+                )
                 self._weights.append({p.relative_to(st.path).as_posix(): sha256_file(p) for p in files})
         return self._weights
 
     def _stage_record(self, st: StageInfo, weights: dict) -> dict:
-        return {"name": st.name, "path": str(st.path.resolve()), "pipeline": st.pipeline, "scheduler": st.scheduler["_class_name"],
-                "scheduler_overrides": scheduler_overrides(self.config.stages.get(st.name, {})),
-                "settings": dict(self.config.stages.get(st.name, {})), "not_loaded": list(st.skipped), "weights_sha256": weights}
+        return {
+            "name": st.name,
+            "path": str(st.path.resolve()),
+            "pipeline": st.pipeline,
+            "scheduler": st.scheduler["_class_name"],
+            "scheduler_overrides": scheduler_overrides(self.config.stages.get(st.name, {})),
+            "settings": dict(self.config.stages.get(st.name, {})),
+            "not_loaded": list(st.skipped),
+            "weights_sha256": weights,
+        }
 
     def describe(self) -> dict:
         from common.version import __version__
 
-        return {"kind": self.kind, "diffusers_version": self.version, "package_version": __version__, "runtime": self.identity(),
-                "clean_caption": self.config.clean_caption, "variant": self.config.variant,
-                "stages": [self._stage_record(st, w) for st, w in zip(self.stages, self.weights())]}
+        return {
+            "kind": self.kind,
+            "diffusers_version": self.version,
+            "package_version": __version__,
+            "runtime": self.identity(),
+            "clean_caption": self.config.clean_caption,
+            "variant": self.config.variant,
+            "stages": [self._stage_record(st, w) for st, w in zip(self.stages, self.weights())],
+        }
 
     def identity(self) -> dict:
         """Part of the cell id: the resolved device type and precision, offload, and a digest of
@@ -115,7 +140,12 @@ class DiffusersCascadeModel:
 
         stages = [self._stage_record(st, w) | {"path": None} for st, w in zip(self.stages, self.weights())]
         digest = hashlib.sha256(json.dumps(stages, sort_keys=True).encode()).hexdigest()[:16]
-        return {"device": self.device.split(":")[0], "precision": self.precision, "offload": self.config.offload, "stages_sha256": digest}
+        return {
+            "device": self.device.split(":")[0],
+            "precision": self.precision,
+            "offload": self.config.offload,
+            "stages_sha256": digest,
+        }
 
     def check(self, prompt_set: str, prompts: pd.DataFrame, samples: int, source: str) -> None:
         pass  # any prompt is a valid request; settings were checked when the model was built
@@ -149,13 +179,20 @@ class DiffusersCascadeModel:
             prompts = [r.ref.prompt for r in batch]
             gens = [torch.Generator().manual_seed(r.seed) for r in batch]
             # (B, L, D) T5 states for the prompts and for "" (the unconditional branch), once per batch
-            pe, ne = pipes[0].encode_prompt(prompts, do_classifier_free_guidance=True, device=pipes[0]._execution_device,
-                                            clean_caption=self.config.clean_caption)
+            pe, ne = pipes[0].encode_prompt(
+                prompts,
+                do_classifier_free_guidance=True,
+                device=pipes[0]._execution_device,
+                clean_caption=self.config.clean_caption,
+            )
             image = None  # (B, 3, H, W) in IF's [-1, 1] between stages (output_type "pt" of IF stages)
             for st, pipe, call in zip(self.stages, pipes, calls):
                 if st.role == "upscaler":  # takes and gives [0, 1] images (its processor maps them to [-1, 1] itself)
                     low = image.clamp(-1, 1) / 2 + 0.5
-                    image = pipe(prompt=prompts, image=low, generator=gens, output_type="pt", **call.kwargs()).images * 2 - 1
+                    image = (
+                        pipe(prompt=prompts, image=low, generator=gens, output_type="pt", **call.kwargs()).images * 2
+                        - 1
+                    )
                 else:
                     text = {"prompt_embeds": pe, "negative_prompt_embeds": ne}
                     low = {} if st.role == "base" else {"image": image}

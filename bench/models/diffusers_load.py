@@ -1,6 +1,7 @@
 """Loading one stage of a `diffusers_cascade` model: its pipeline class from its own directory,
 without the components it does not use (StageInfo.skipped), its scheduler set to the stage's
 thresholding settings, placed on the device (or CPU-offloaded one model at a time)."""
+
 from __future__ import annotations
 
 from .diffusers_stages import StageInfo, scheduler_overrides
@@ -32,7 +33,9 @@ def load_stage(st: StageInfo, config, device: str, precision: str):
     cls = getattr(diffusers, st.pipeline)
     skip = {k: None for k in st.skipped if k in cls._optional_components}
     variant = {"variant": config.variant} if config.variant else {}
-    pipe = cls.from_pretrained(st.path, local_files_only=True, dtype=getattr(torch, DTYPES[precision]), **skip, **variant)
+    pipe = cls.from_pretrained(
+        st.path, local_files_only=True, dtype=getattr(torch, DTYPES[precision]), **skip, **variant
+    )
     overrides = scheduler_overrides(config.stages.get(st.name, {}))
     if overrides:  # the scheduler's config is frozen: a new one from the saved config + these values
         pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, **overrides)

@@ -6,6 +6,7 @@ w as Imagen's: 1 = no guidance), seed. One torch.Generator per image, so batch c
 matter. A multi-stage cascade such as DeepFloyd IF is one pipeline directory per stage; this adapter
 runs one directory (e.g. IF stage I at 64x64); kind "diffusers_cascade" runs the chain.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
@@ -23,7 +24,9 @@ class DiffusersModelConfig:
     path: str  # local directory with model_index.json
     batch_size: int = 4
     device: str = "auto"  # auto | cpu | cuda | cuda:N (imagen.device.resolve_device: this rank's GPU under torchrun)
-    precision: str = "auto"  # auto | fp32 | fp16 | bf16 (diffusers_load.pipeline_precision: auto = fp16 on CUDA, fp32 on CPU)
+    precision: str = (
+        "auto"  # auto | fp32 | fp16 | bf16 (diffusers_load.pipeline_precision: auto = fp16 on CUDA, fp32 on CPU)
+    )
     height: int | None = None  # None = the pipeline's default resolution
     width: int | None = None
 
@@ -36,11 +39,15 @@ class DiffusersModel:
         try:
             import diffusers
         except ImportError as e:
-            raise ValueError(f"model {name!r} (kind diffusers) needs the optional extra: pip install -e \".[diffusers]\" ({e})") from None
+            raise ValueError(
+                f'model {name!r} (kind diffusers) needs the optional extra: pip install -e ".[diffusers]" ({e})'
+            ) from None
         self.name, self.config = name, config
         self.path = Path(config.path).expanduser()
         if not (self.path / "model_index.json").is_file():
-            raise FileNotFoundError(f"model {name!r}: {self.path} is not a saved diffusers pipeline (model_index.json missing)")
+            raise FileNotFoundError(
+                f"model {name!r}: {self.path} is not a saved diffusers pipeline (model_index.json missing)"
+            )
         self.version = diffusers.__version__
         import torch
 
@@ -54,7 +61,9 @@ class DiffusersModel:
         except ValueError as e:
             raise ValueError(f"model {name!r}: {e}") from None
         dtype = getattr(torch, DTYPES[self.precision])
-        self.pipe = diffusers.DiffusionPipeline.from_pretrained(self.path, local_files_only=True, dtype=dtype).to(self.device)
+        self.pipe = diffusers.DiffusionPipeline.from_pretrained(self.path, local_files_only=True, dtype=dtype).to(
+            self.device
+        )
         self.pipe.set_progress_bar_config(disable=True)
 
     def describe(self) -> dict:
@@ -62,9 +71,18 @@ class DiffusersModel:
         from common.version import __version__
 
         weights = sorted(p for p in self.path.rglob("*") if p.suffix in {".safetensors", ".bin"})
-        return {"kind": self.kind, "path": str(self.path.resolve()), "diffusers_version": self.version, "package_version": __version__,
-                "runtime": {"device": self.device.split(":")[0], "precision": self.precision, "precision_reason": self.precision_reason},
-                "weights_sha256": {p.relative_to(self.path).as_posix(): sha256_file(p) for p in weights}}
+        return {
+            "kind": self.kind,
+            "path": str(self.path.resolve()),
+            "diffusers_version": self.version,
+            "package_version": __version__,
+            "runtime": {
+                "device": self.device.split(":")[0],
+                "precision": self.precision,
+                "precision_reason": self.precision_reason,
+            },
+            "weights_sha256": {p.relative_to(self.path).as_posix(): sha256_file(p) for p in weights},
+        }
 
     def identity(self) -> dict:
         """Part of the cell id: where and in what the images are made. Empty for CPU fp32, the only
@@ -83,7 +101,13 @@ class DiffusersModel:
         size = {k: v for k, v in (("height", self.config.height), ("width", self.config.width)) if v is not None}
         for i in range(0, len(requests), bs):
             batch = requests[i : i + bs]
-            out = self.pipe(prompt=[r.ref.prompt for r in batch], num_inference_steps=sampling.steps, guidance_scale=sampling.guidance,
-                            generator=[torch.Generator().manual_seed(r.seed) for r in batch], output_type="np", **size)
+            out = self.pipe(
+                prompt=[r.ref.prompt for r in batch],
+                num_inference_steps=sampling.steps,
+                guidance_scale=sampling.guidance,
+                generator=[torch.Generator().manual_seed(r.seed) for r in batch],
+                output_type="np",
+                **size,
+            )
             for im in np.asarray(out.images):  # (B, H, W, 3) float in [0, 1]
                 yield encode_png((im * 255).round().clip(0, 255).astype(np.uint8))

@@ -11,6 +11,7 @@ Imagen-style settings of each mapped to the diffusers call / scheduler arguments
                  dynamic -> thresholding = True, dynamic_thresholding_ratio = percentile / 100,
                             sample_max_value (the cap on s) as saved unless the stage sets it
 """
+
 from __future__ import annotations
 
 import json
@@ -24,7 +25,10 @@ from typing import Any
 # thresholding does not apply to it, so it is not offered there.
 ROLES = {
     "IFPipeline": ("base", ("steps", "guidance", "thresholding", "percentile", "sample_max_value")),
-    "IFSuperResolutionPipeline": ("sr", ("steps", "guidance", "aug_level", "thresholding", "percentile", "sample_max_value")),
+    "IFSuperResolutionPipeline": (
+        "sr",
+        ("steps", "guidance", "aug_level", "thresholding", "percentile", "sample_max_value"),
+    ),
     "StableDiffusionUpscalePipeline": ("upscaler", ("steps", "guidance", "aug_level")),
 }
 THRESHOLD_KEYS = ("thresholding", "percentile", "sample_max_value")  # fixed per stage: they configure the scheduler
@@ -66,7 +70,16 @@ class StageInfo:
         import diffusers
 
         params = inspect.signature(getattr(diffusers, self.scheduler["_class_name"]).__init__).parameters
-        return all(p in params for p in ("thresholding", "dynamic_thresholding_ratio", "sample_max_value", "clip_sample", "clip_sample_range"))
+        return all(
+            p in params
+            for p in (
+                "thresholding",
+                "dynamic_thresholding_ratio",
+                "sample_max_value",
+                "clip_sample",
+                "clip_sample_range",
+            )
+        )
 
     @property
     def skipped(self) -> tuple[str, ...]:
@@ -81,8 +94,10 @@ class StageInfo:
         level = round(aug_level * (self.noise_steps - 1))
         top_aug, top = self.aug_bounds()
         if level > top:
-            raise ValueError(f"{self.name} ({self.pipeline}): aug_level {aug_level:g} -> noise_level {level} > its max_noise_level {top}; "
-                             f"allowed aug_level: [0, {math.floor(top_aug * 1e4) / 1e4:g}]")
+            raise ValueError(
+                f"{self.name} ({self.pipeline}): aug_level {aug_level:g} -> noise_level {level} > its max_noise_level {top}; "
+                f"allowed aug_level: [0, {math.floor(top_aug * 1e4) / 1e4:g}]"
+            )
         return level
 
 
@@ -94,12 +109,21 @@ def read_stage(name: str, path: Path, first: bool) -> StageInfo:
     cls = meta.get("_class_name")
     allowed = ["IFPipeline"] if first else [c for c in ROLES if c != "IFPipeline"]
     if cls not in allowed:
-        raise ValueError(f"{name}: pipeline {cls!r} at {path}; allowed {'as the first stage' if first else 'after stage1'}: {', '.join(allowed)}")
+        raise ValueError(
+            f"{name}: pipeline {cls!r} at {path}; allowed {'as the first stage' if first else 'after stage1'}: {', '.join(allowed)}"
+        )
     role = ROLES[cls][0]
     noiser = {"sr": "image_noising_scheduler", "upscaler": "low_res_scheduler"}.get(role)
     steps = _json(path / noiser / "scheduler_config.json")["num_train_timesteps"] if noiser else None
-    return StageInfo(name, path, cls, role, _json(path / "scheduler" / "scheduler_config.json"), steps,
-                     meta.get("max_noise_level") if role == "upscaler" else None)
+    return StageInfo(
+        name,
+        path,
+        cls,
+        role,
+        _json(path / "scheduler" / "scheduler_config.json"),
+        steps,
+        meta.get("max_noise_level") if role == "upscaler" else None,
+    )
 
 
 @dataclass(frozen=True)
@@ -138,7 +162,7 @@ def check_overrides(model: str, stage: StageInfo, keys: Mapping[str, Any]) -> No
         raise ValueError(f"{where}: thresholding {mode!r}; allowed: {', '.join(THRESHOLDING_MODES)}")
     for key in ("percentile", "sample_max_value"):
         if key in keys and mode != "dynamic":
-            raise ValueError(f"{where}: {key} applies to thresholding = \"dynamic\" only")
+            raise ValueError(f'{where}: {key} applies to thresholding = "dynamic" only')
     try:
         if "percentile" in keys:
             Thresholding("dynamic", _number("percentile", keys["percentile"]))
@@ -149,7 +173,9 @@ def check_overrides(model: str, stage: StageInfo, keys: Mapping[str, Any]) -> No
         raise ValueError(f"{where}: {e}") from None
 
 
-def resolve_call(stage: StageInfo, steps: int, guidance: float, aug_level: float | None, keys: Mapping[str, Any]) -> StageCall:
+def resolve_call(
+    stage: StageInfo, steps: int, guidance: float, aug_level: float | None, keys: Mapping[str, Any]
+) -> StageCall:
     """The grid point's steps / guidance / aug_level, then the stage's fixed settings; bounds are
     imagen.pipeline.StageSampling's (declared once there)."""
     from imagen.pipeline import StageSampling
@@ -172,4 +198,6 @@ def scheduler_overrides(keys: Mapping[str, Any]) -> dict:
         percentile = keys.get("percentile", SAMPLING_FIELDS["percentile"].default)
         out = {"thresholding": True, "dynamic_thresholding_ratio": float(percentile) / 100}
         return out | ({"sample_max_value": float(keys["sample_max_value"])} if "sample_max_value" in keys else {})
-    return {"thresholding": False, "clip_sample": mode == "static"} | ({"clip_sample_range": 1.0} if mode == "static" else {})
+    return {"thresholding": False, "clip_sample": mode == "static"} | (
+        {"clip_sample_range": 1.0} if mode == "static" else {}
+    )

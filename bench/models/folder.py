@@ -2,6 +2,7 @@
 with common.imagestore.read_folder; the folder says which prompts they were made for (its
 prompt_set.json: `imagen-bench folder-manifest`). Sampling settings do not apply; the files are copied into the
 run byte for byte, so their sha256 in the manifest is the sha256 of the source files."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
@@ -41,7 +42,12 @@ class FolderModel:
         # another prompt set (or version) is refused here, naming both
         records = read_folder(self.path, prompts, model=self.name, prompt_set=prompt_set)
         files = self._files[prompt_set] = {(r.ref.prompt_id, r.ref.sample): r.path for r in records}
-        missing = [f"{pid}" + (f"_{s}" if s else "") for pid in prompts["id"] for s in range(samples) if (str(pid), s) not in files]
+        missing = [
+            f"{pid}" + (f"_{s}" if s else "")
+            for pid in prompts["id"]
+            for s in range(samples)
+            if (str(pid), s) not in files
+        ]
         if missing:
             raise ValueError(
                 f"model {self.name!r}: {len(missing)} of {len(prompts) * samples} requested images are missing from "

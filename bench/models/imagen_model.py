@@ -3,6 +3,7 @@
 Loaded once per sweep (U-Nets + text encoder); every cell of a guidance / thresholding sweep reuses
 it, and prompt encodings come from an on-disk cache, so a G-point sweep costs about G x one point.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -42,25 +43,38 @@ class ImagenModel:
     def __init__(self, name: str, config: ImagenModelConfig, cache_dir: Path | None = None):
         from imagen.checkpoint import load_cascade_checkpoint
         from imagen.commands import DEFAULT_CHECKPOINT
+
         self.name, self.config = name, config
         self.checkpoint = Path(config.checkpoint).expanduser() if config.checkpoint else DEFAULT_CHECKPOINT
         if not self.checkpoint.exists():
             raise FileNotFoundError(
                 f"model {name!r}: checkpoint {self.checkpoint} not found"
-                + ("" if config.checkpoint else " (the default shapes cascade is not installed; train one with "
-                   "`imagen-bench train --out DIR` and set checkpoint = \"DIR\")")
+                + (
+                    ""
+                    if config.checkpoint
+                    else " (the default shapes cascade is not installed; train one with "
+                    '`imagen-bench train --out DIR` and set checkpoint = "DIR")'
+                )
             )
         from imagen.pipeline import STAGE_KEYS
 
         for stage, keys in config.stages.items():
             if not isinstance(keys, dict):
-                raise ValueError(f"model {name!r}: stages.{stage} must be a table of sampling overrides "
-                                 f"(keys {', '.join(STAGE_KEYS)}), got {keys!r}")
+                raise ValueError(
+                    f"model {name!r}: stages.{stage} must be a table of sampling overrides "
+                    f"(keys {', '.join(STAGE_KEYS)}), got {keys!r}"
+                )
         from imagen.pipeline import Runtime
 
         try:
-            self.runtime = Runtime(device=config.device, precision=config.precision, memory_format=config.memory_format,
-                                   batch_size=config.batch_size, deterministic=config.deterministic, compile=config.compile)
+            self.runtime = Runtime(
+                device=config.device,
+                precision=config.precision,
+                memory_format=config.memory_format,
+                batch_size=config.batch_size,
+                deterministic=config.deterministic,
+                compile=config.compile,
+            )
             self.placement = self.runtime.placement()
         except ValueError as e:
             raise ValueError(f"model {name!r}: {e}") from None
@@ -68,7 +82,9 @@ class ImagenModel:
         self.stage_names = [s.name for s in cfg.stages]
         unknown = sorted(set(config.stages) - set(self.stage_names))
         if unknown:
-            raise ValueError(f"model {name!r}: stage overrides for unknown stages {unknown}; stages: {', '.join(self.stage_names)}")
+            raise ValueError(
+                f"model {name!r}: stage overrides for unknown stages {unknown}; stages: {', '.join(self.stage_names)}"
+            )
         self._cfg, self._unets, self._cache_dir = cfg, unets, cache_dir
         self._pipeline = None  # text encoder + pipeline load on first generate: a finished sweep's rerun skips them
 
@@ -87,18 +103,29 @@ class ImagenModel:
             text_cache = self._cache_dir / "text" if self._cache_dir else None
             te = load_text_encoder(self._cfg.text_encoder, *encoder_placement(self.placement.device))
             encoder = CachedTextEncoder(te, cache_dir=text_cache)
-            self._pipeline = CascadePipeline(Cascade(config=self._cfg, text_encoder=encoder, unets=self._unets), self.runtime)
+            self._pipeline = CascadePipeline(
+                Cascade(config=self._cfg, text_encoder=encoder, unets=self._unets), self.runtime
+            )
         return self._pipeline
 
     def describe(self) -> dict:
         from common.version import __version__
 
         return {
-            "kind": self.kind, "checkpoint": str(self.checkpoint), "package_version": __version__,
+            "kind": self.kind,
+            "checkpoint": str(self.checkpoint),
+            "package_version": __version__,
             "text_encoder_fingerprint": self.text_encoder_fingerprint,
-            "stages": [{"name": n, "resolution": m["stage"]["resolution"], "weights_sha256": m["weights_sha256"],
-                        "checkpoint_package_version": m.get("package_version"), "step": m.get("step")}
-                       for n, m in zip(self.stage_names, self.metas)],
+            "stages": [
+                {
+                    "name": n,
+                    "resolution": m["stage"]["resolution"],
+                    "weights_sha256": m["weights_sha256"],
+                    "checkpoint_package_version": m.get("package_version"),
+                    "step": m.get("step"),
+                }
+                for n, m in zip(self.stage_names, self.metas)
+            ],
             "runtime": self.identity(),  # compared on resume: a folder never mixes precisions or devices
             "stage_overrides": self.config.stages,
         }
@@ -110,13 +137,20 @@ class ImagenModel:
         from imagen.device import compile_record
 
         p = self.placement
-        return {"device": p.device.split(":")[0], "precision": p.precision, "memory_format": p.memory_format,
-                "deterministic": self.config.deterministic, **compile_record(self.config.compile)}
+        return {
+            "device": p.device.split(":")[0],
+            "precision": p.precision,
+            "memory_format": p.memory_format,
+            "deterministic": self.config.deterministic,
+            **compile_record(self.config.compile),
+        }
 
     def check(self, prompt_set: str, prompts: pd.DataFrame, samples: int, source: str) -> None:
         from imagen.pipeline import SAMPLING_FIELDS
 
-        self.stage_sampling(Sampling(**{k: f.default for k, f in SAMPLING_FIELDS.items()}))  # validates the overrides early
+        self.stage_sampling(
+            Sampling(**{k: f.default for k, f in SAMPLING_FIELDS.items()})
+        )  # validates the overrides early
 
     def stage_sampling(self, s: Sampling):
         """Per-stage StageSampling: the grid point for every stage, then the spec's fixed per-stage
@@ -126,11 +160,15 @@ class ImagenModel:
         for stage, keys in self.config.stages.items():
             for key in dict(keys):
                 if key not in STAGE_KEYS:
-                    raise ValueError(f"model {self.name!r}: stage {stage!r} override {key!r}; allowed: {', '.join(STAGE_KEYS)}")
+                    raise ValueError(
+                        f"model {self.name!r}: stage {stage!r} override {key!r}; allowed: {', '.join(STAGE_KEYS)}"
+                    )
         # the grid point, field for field (Sampling's fields are the sampling axes); percentile is None
         # where thresholding is not dynamic: the declared default then (unused by the sampler)
         base = {k: v if v is not None else SAMPLING_FIELDS[k].default for k, v in dataclasses.asdict(s).items()}
-        return stage_samplings(self.stage_names, base, {stage: dict(keys) for stage, keys in self.config.stages.items()})
+        return stage_samplings(
+            self.stage_names, base, {stage: dict(keys) for stage, keys in self.config.stages.items()}
+        )
 
     def generate(self, sampling: Sampling, requests: Sequence[ImageRequest]) -> Iterator[GeneratedImage]:
         settings = self.stage_sampling(sampling)

@@ -6,6 +6,7 @@ model resolved on this machine: precision, memory format, device type), so the s
 always land in the same images/<cell_id>/ folder and images made in bf16 never mix with fp32 ones. Axes a model does not declare are None
 and do not multiply its cells.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -45,12 +46,21 @@ def _axes(grid: Grid, axes: tuple[str, ...]) -> tuple[tuple, ...]:
     """The values of each axis in grid_points' order (seed, sampler, steps, guidance, (thresholding,
     percentile), aug_level); (None,) for an axis the model does not have. Percentiles pair with
     dynamic thresholding only: none / static appear once whatever the percentiles."""
+
     def axis(key: str, values: tuple) -> tuple:
         return values if key in axes else (None,)
 
-    thr = [(t, p if t == "dynamic" else None) for t in axis("thresholding", grid.thresholding) for p in grid.percentile]
-    return (axis("seed", grid.seeds), axis("sampler", grid.sampler), axis("steps", grid.steps), axis("guidance", grid.guidance),
-            tuple(dict.fromkeys(thr)), axis("aug_level", grid.aug_level))
+    thr = [
+        (t, p if t == "dynamic" else None) for t in axis("thresholding", grid.thresholding) for p in grid.percentile
+    ]
+    return (
+        axis("seed", grid.seeds),
+        axis("sampler", grid.sampler),
+        axis("steps", grid.steps),
+        axis("guidance", grid.guidance),
+        tuple(dict.fromkeys(thr)),
+        axis("aug_level", grid.aug_level),
+    )
 
 
 def count_grid_points(grid: Grid, axes: tuple[str, ...]) -> int:
@@ -61,8 +71,10 @@ def count_grid_points(grid: Grid, axes: tuple[str, ...]) -> int:
 def grid_points(grid: Grid, axes: tuple[str, ...]) -> list[tuple[int | None, Sampling]]:
     """(seed, Sampling) for every grid point over `axes`; dynamic thresholding x percentiles,
     none/static once (percentile does not apply to them)."""
-    return [(seed, Sampling(sampler, steps, guidance, t, p, aug))
-            for seed, sampler, steps, guidance, (t, p), aug in itertools.product(*_axes(grid, axes))]
+    return [
+        (seed, Sampling(sampler, steps, guidance, t, p, aug))
+        for seed, sampler, steps, guidance, (t, p), aug in itertools.product(*_axes(grid, axes))
+    ]
 
 
 def cell_name(model: str, prompt_set: str, seed: int | None, s: Sampling) -> str:
@@ -82,7 +94,9 @@ def cell_name(model: str, prompt_set: str, seed: int | None, s: Sampling) -> str
     return re.sub(r"[^A-Za-z0-9._]+", "-", "_".join(parts))
 
 
-def expand_cells(spec: SweepSpec, axes_of: dict[str, tuple[str, ...]], identity_of: dict[str, dict] | None = None) -> list[Cell]:
+def expand_cells(
+    spec: SweepSpec, axes_of: dict[str, tuple[str, ...]], identity_of: dict[str, dict] | None = None
+) -> list[Cell]:
     """All cells, in spec order (model, prompt set, grid point). `axes_of[model name]` = its axes;
     `identity_of[model name]` = what it resolved at run time (empty or absent for models whose
     images depend on nothing else, e.g. image folders: their ids stay as they were)."""
@@ -90,8 +104,12 @@ def expand_cells(spec: SweepSpec, axes_of: dict[str, tuple[str, ...]], identity_
     for m in spec.models:
         for ps in spec.prompt_sets:
             for seed, s in grid_points(spec.grid, axes_of[m.name]):
-                settings = {"model": m.raw, "prompt_set": {"name": ps.name, "label": ps.label, "options": ps.options},
-                            "seed": seed, "sampling": asdict(s)}
+                settings = {
+                    "model": m.raw,
+                    "prompt_set": {"name": ps.name, "label": ps.label, "options": ps.options},
+                    "seed": seed,
+                    "sampling": asdict(s),
+                }
                 if (identity_of or {}).get(m.name):
                     settings["runtime"] = identity_of[m.name]
                 digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:10]
@@ -112,9 +130,12 @@ def image_seed(seed: int | None, prompt_set: str, prompt_id: str, sample: int) -
 def requests_for(cell: Cell, prompts: pd.DataFrame, samples: int, fixed_seed: int = -1) -> list[ImageRequest]:
     """The cell's images in a stable order (prompt order, then sample)."""
     return [
-        ImageRequest(PromptRef(cell.prompt_set, str(r.id), str(r.category), str(r.prompt), k),
-                     image_seed(cell.seed, cell.prompt_set, str(r.id), k) if cell.seed is not None else fixed_seed)
-        for r in prompts.itertuples() for k in range(samples)
+        ImageRequest(
+            PromptRef(cell.prompt_set, str(r.id), str(r.category), str(r.prompt), k),
+            image_seed(cell.seed, cell.prompt_set, str(r.id), k) if cell.seed is not None else fixed_seed,
+        )
+        for r in prompts.itertuples()
+        for k in range(samples)
     ]
 
 
@@ -124,7 +145,9 @@ def image_relpath(cell: Cell, req: ImageRequest, suffix: str) -> str:
     return f"images/{cell.cell_id}/{req.ref.prompt_set}-{pid}-{req.ref.sample}{suffix}"
 
 
-def planned_images(spec: SweepSpec, axes_of: dict[str, tuple[str, ...]], prompt_counts: dict[str, int]) -> tuple[int, int]:
+def planned_images(
+    spec: SweepSpec, axes_of: dict[str, tuple[str, ...]], prompt_counts: dict[str, int]
+) -> tuple[int, int]:
     """(cells, images) the spec makes: sum over models and prompt sets of grid points x prompts x
     samples, counted without expanding anything."""
     cells = images = 0
@@ -136,10 +159,14 @@ def planned_images(spec: SweepSpec, axes_of: dict[str, tuple[str, ...]], prompt_
     return cells, images
 
 
-def check_size(spec: SweepSpec, axes_of: dict[str, tuple[str, ...]], prompt_counts: dict[str, int], max_images: int) -> int:
+def check_size(
+    spec: SweepSpec, axes_of: dict[str, tuple[str, ...]], prompt_counts: dict[str, int], max_images: int
+) -> int:
     """The number of images; above `max_images` a ValueError names the size and how to confirm it."""
     cells, images = planned_images(spec, axes_of, prompt_counts)
     if images > max_images:
-        raise ValueError(f"spec {spec.name!r} makes {images:,} images ({cells:,} cells x their prompts x {spec.samples_per_prompt} "
-                         f"samples), over the limit of {max_images:,}; check the grid, or confirm with --max-images {images}")
+        raise ValueError(
+            f"spec {spec.name!r} makes {images:,} images ({cells:,} cells x their prompts x {spec.samples_per_prompt} "
+            f"samples), over the limit of {max_images:,}; check the grid, or confirm with --max-images {images}"
+        )
     return images

@@ -16,6 +16,7 @@ an estimate from FLOPs and measured utilisation, not a run.
     matmuls torch keeps off TF32 by default: that part may run slower than counted (the VAE is
     ~3 % of a three-stage image's time as estimated).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -35,8 +36,12 @@ class GpuKind:
 
 GPU_KINDS = (
     GpuKind("H200", MEASURED_PEAK, "measured: peak and shares by hand on one H200 (issue 18)"),
-    GpuKind("H100 SXM", MEASURED_PEAK, "assumed = H200: the same tensor-core peak on paper (989 TFLOP/s dense bf16); "
-            "not measured on an H100, whose lower memory bandwidth (3.35 vs 4.8 TB/s) may lower the SR shares"),
+    GpuKind(
+        "H100 SXM",
+        MEASURED_PEAK,
+        "assumed = H200: the same tensor-core peak on paper (989 TFLOP/s dense bf16); "
+        "not measured on an H100, whose lower memory bandwidth (3.35 vs 4.8 TB/s) may lower the SR shares",
+    ),
 )
 
 
@@ -49,14 +54,18 @@ class CellCost:
     seconds: tuple[float, float]  # per image on the measured basis: (at the high shares, at the low shares)
 
 
-def stage_seconds(network: str, steps: int, guidance: float, peak: float = MEASURED_PEAK) -> tuple[float, tuple[float, float]]:
+def stage_seconds(
+    network: str, steps: int, guidance: float, peak: float = MEASURED_PEAK
+) -> tuple[float, tuple[float, float]]:
     """(FLOPs, (fast, slow) seconds) of one image through one stage."""
     from bench.models.diffusers_flops import network_flops
 
     f = network_flops(network)
     cfg = 2 if guidance > 1 else 1
     role = "base" if network == "if-i-xl" else "sr"
-    text = f.text_call * (2 if network == "if-i-xl" else cfg)  # IF encodes the prompt and "" once; the upscaler per branch
+    text = f.text_call * (
+        2 if network == "if-i-xl" else cfg
+    )  # IF encodes the prompt and "" once; the upscaler per branch
     unet = steps * f.unet_call * cfg
     out = []
     for share in (SHARES[role][1], SHARES[role][0]):
@@ -90,23 +99,45 @@ def estimate(spec_path: str | Path, networks: tuple[str, ...] = DEFAULT_NETWORKS
     spec, _ = load_spec(spec_path)
     models = [m for m in spec.models if m.kind == "diffusers_cascade"]
     if not models:
-        raise ValueError(f"{spec_path}: no diffusers_cascade model to estimate; kinds in the spec: {', '.join(m.kind for m in spec.models)}")
+        raise ValueError(
+            f"{spec_path}: no diffusers_cascade model to estimate; kinds in the spec: {', '.join(m.kind for m in spec.models)}"
+        )
     prompts = sum(_prompt_count(ps) for ps in spec.prompt_sets) * spec.samples_per_prompt
     out = []
     for m in models:
         n = m.config.num_stages or len(m.config.paths)
         if n > len(networks):
-            raise ValueError(f"model {m.name!r} runs {n} stages but {len(networks)} networks were named: {', '.join(networks)}")
+            raise ValueError(
+                f"model {m.name!r} runs {n} stages but {len(networks)} networks were named: {', '.join(networks)}"
+            )
         # each stage as read_stage would see IF's folders (1,000 noising steps; the upscaler's max_noise_level 350)
-        stages = [StageInfo(name, Path(p), NETWORKS[net][0], ROLES[NETWORKS[net][0]][0], {"_class_name": "DDPMScheduler"}, 1000,
-                            350 if net == "x4-upscaler" else None)
-                  for name, p, net in zip(stage_names(n), m.config.paths, networks)]
+        stages = [
+            StageInfo(
+                name,
+                Path(p),
+                NETWORKS[net][0],
+                ROLES[NETWORKS[net][0]][0],
+                {"_class_name": "DDPMScheduler"},
+                1000,
+                350 if net == "x4-upscaler" else None,
+            )
+            for name, p, net in zip(stage_names(n), m.config.paths, networks)
+        ]
         for _, s in grid_points(spec.grid, ("steps", "guidance", "aug_level", "seed")):
-            calls = [resolve_call(st, s.steps, s.guidance, s.aug_level, m.config.stages.get(st.name, {})) for st in stages]
+            calls = [
+                resolve_call(st, s.steps, s.guidance, s.aug_level, m.config.stages.get(st.name, {})) for st in stages
+            ]
             per = [stage_seconds(net, c.steps, c.guidance) for net, c in zip(networks, calls)]
             label = ", ".join(f"{st.name}: {c.steps} steps, w={c.guidance:g}" for st, c in zip(stages, calls))
-            out.append(CellCost(m.name, label, prompts, tuple(f for f, _ in per),
-                                (sum(t[0] for _, t in per), sum(t[1] for _, t in per))))
+            out.append(
+                CellCost(
+                    m.name,
+                    label,
+                    prompts,
+                    tuple(f for f, _ in per),
+                    (sum(t[0] for _, t in per), sum(t[1] for _, t in per)),
+                )
+            )
     return out
 
 

@@ -1,6 +1,7 @@
 """torch.distributed for sweeps launched by torchrun (imagen.distributed: gloo on CPU; with GPUs each
 rank on cuda:LOCAL_RANK and NCCL beside gloo). Without torchrun it is a 1-process world and every
 collective is a no-op."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,12 +1,13 @@
 """Run a sweep: spec -> cells -> images -> metrics -> run folder (contract 1).
 
-    1. rank 0 creates RUN (or checks that RUN belongs to this spec and these weights);
-    2. every rank loads the prompt sets and models once, expands the cells, and generates its
-       share (image i of the sweep -> rank i mod world) of the images not yet recorded;
-    3. rank 0 merges the shard records into manifest.parquet (sweep order: same for any world size);
-    4. metrics per (cell, metric) are computed (or loaded from the per-cell cache) and rank 0
-       writes cells.parquet, metrics_image.parquet, metrics_cell.parquet and summary.json.
+1. rank 0 creates RUN (or checks that RUN belongs to this spec and these weights);
+2. every rank loads the prompt sets and models once, expands the cells, and generates its
+   share (image i of the sweep -> rank i mod world) of the images not yet recorded;
+3. rank 0 merges the shard records into manifest.parquet (sweep order: same for any world size);
+4. metrics per (cell, metric) are computed (or loaded from the per-cell cache) and rank 0
+   writes cells.parquet, metrics_image.parquet, metrics_cell.parquet and summary.json.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -61,8 +62,16 @@ def check_metric_inputs(spec: SweepSpec) -> None:
             check_metric(m.name, m.options, paths=True)
 
 
-def run_sweep(spec_path: str | Path, out: str | Path, *, cache_dir: Path | None = None, metric_factory: Callable | None = None,
-              progress: bool = True, wait: bool = False, max_images: int = DEFAULT_MAX_IMAGES) -> SweepResult:
+def run_sweep(
+    spec_path: str | Path,
+    out: str | Path,
+    *,
+    cache_dir: Path | None = None,
+    metric_factory: Callable | None = None,
+    progress: bool = True,
+    wait: bool = False,
+    max_images: int = DEFAULT_MAX_IMAGES,
+) -> SweepResult:
     """Run (or resume) the sweep; rank 0 holds the run folder's lock throughout (`wait`: wait for
     another sweep using it to finish instead of refusing). A spec making more than `max_images`
     images is refused before anything is written (cells.check_size)."""
@@ -72,7 +81,9 @@ def run_sweep(spec_path: str | Path, out: str | Path, *, cache_dir: Path | None 
     spec, spec_bytes = load_spec(spec_path)
     check_metric_inputs(spec)
     prompts = {p.label: load_prompt_set(p.name, p.options) for p in spec.prompt_sets}
-    check_size(spec, {m.name: axes_of_kind(m.kind) for m in spec.models}, {k: len(v) for k, v in prompts.items()}, max_images)
+    check_size(
+        spec, {m.name: axes_of_kind(m.kind) for m in spec.models}, {k: len(v) for k, v in prompts.items()}, max_images
+    )
     store = RunStore(Path(out), int(os.environ.get("RANK", "0")))
     try:
         return _run_sweep(spec, spec_bytes, prompts, store, cache_dir, metric_factory, progress, wait)
@@ -80,7 +91,9 @@ def run_sweep(spec_path: str | Path, out: str | Path, *, cache_dir: Path | None 
         store.unlock()
 
 
-def _run_sweep(spec, spec_bytes: bytes, prompts: dict, store: RunStore, cache_dir, metric_factory, progress: bool, wait: bool) -> SweepResult:
+def _run_sweep(
+    spec, spec_bytes: bytes, prompts: dict, store: RunStore, cache_dir, metric_factory, progress: bool, wait: bool
+) -> SweepResult:
     from bench.models import build_model
 
     t0 = time.perf_counter()
@@ -110,12 +123,22 @@ def _run_sweep(spec, spec_bytes: bytes, prompts: dict, store: RunStore, cache_di
     if error:
         raise ValueError(error)
 
-    cells = expand_cells(spec, {name: m.axes for name, m in models.items()},
-                         {name: m.identity() for name, m in models.items() if hasattr(m, "identity")})
-    for c in cells:  # a grid point a model cannot take (e.g. past a stage's noise_level bound) is refused before any image
+    cells = expand_cells(
+        spec,
+        {name: m.axes for name, m in models.items()},
+        {name: m.identity() for name, m in models.items() if hasattr(m, "identity")},
+    )
+    for (
+        c
+    ) in cells:  # a grid point a model cannot take (e.g. past a stage's noise_level bound) is refused before any image
         getattr(models[c.model], "check_sampling", lambda s: None)(c.sampling)
-    work = [(c, r) for c in cells for r in requests_for(c, prompts[c.prompt_set], spec.samples_per_prompt,
-                                                         getattr(models[c.model].config, "seed", -1))]
+    work = [
+        (c, r)
+        for c in cells
+        for r in requests_for(
+            c, prompts[c.prompt_set], spec.samples_per_prompt, getattr(models[c.model].config, "seed", -1)
+        )
+    ]
     # the unit of work is a fixed batch of one cell's images: batch composition (which can change
     # the last bits of a convolution, hence a pixel) is then the same for any world size or resume
     units = []
@@ -140,8 +163,16 @@ def _run_sweep(spec, spec_bytes: bytes, prompts: dict, store: RunStore, cache_di
     if spec.metrics:
         from .scoring import score
 
-        image_rows, cell_rows, computed = score(store, manifest, [c.cell_id for c in cells], spec.metrics,
-                                                metric_factory or _default_metric_factory(), cache_dir, world, progress)
+        image_rows, cell_rows, computed = score(
+            store,
+            manifest,
+            [c.cell_id for c in cells],
+            spec.metrics,
+            metric_factory or _default_metric_factory(),
+            cache_dir,
+            world,
+            progress,
+        )
     if world.rank == 0:
         _write_results(store, spec, cells, descriptions, image_rows, cell_rows)
     world.barrier()
@@ -157,9 +188,19 @@ def _generate(store: RunStore, models: dict, pending: list, done: dict, progress
         for req, img in zip(reqs, models[cell.model].generate(cell.sampling, reqs)):
             if (cell.cell_id, *req.ref.key()) in done:
                 continue
-            store.add_image({"cell_id": cell.cell_id, "model": cell.model, **req.ref.row(), "seed": req.seed,
-                             "path": image_relpath(cell, req, img.suffix), "sha256": hashlib.sha256(img.data).hexdigest(),
-                             "width": img.width, "height": img.height}, img.data)
+            store.add_image(
+                {
+                    "cell_id": cell.cell_id,
+                    "model": cell.model,
+                    **req.ref.row(),
+                    "seed": req.seed,
+                    "path": image_relpath(cell, req, img.suffix),
+                    "sha256": hashlib.sha256(img.data).hexdigest(),
+                    "width": img.width,
+                    "height": img.height,
+                },
+                img.data,
+            )
             n += 1
             bar.update(1)
     bar.close()
@@ -171,7 +212,9 @@ def _write_manifest(store: RunStore, spec: SweepSpec, work: list) -> pd.DataFram
     keys = [(c.cell_id, *r.ref.key()) for c, r in work]
     missing = [k for k in keys if k not in records]
     if missing:
-        raise RuntimeError(f"{len(missing)} images are not recorded after generation (first: {missing[0]}); rerun the sweep to finish them")
+        raise RuntimeError(
+            f"{len(missing)} images are not recorded after generation (first: {missing[0]}); rerun the sweep to finish them"
+        )
     return store.write_manifest([records[k] for k in keys])
 
 
@@ -180,14 +223,29 @@ def _cells_frame(cells: list[Cell], models: dict, descriptions: dict, prompts: d
     for c in cells:
         d = descriptions[c.model]
         weights = {s["name"]: s["weights_sha256"] for s in d.get("stages", [])} or d.get("weights_sha256", {})
-        rows.append({"cell_id": c.cell_id, "name": c.name, "model": c.model, "model_kind": models[c.model].kind,
-                     "prompt_set": c.prompt_set, **asdict(c.sampling), "seed": c.seed, "n_prompts": len(prompts[c.prompt_set]),
-                     "samples_per_prompt": spec.samples_per_prompt, "weights_sha256": json.dumps(weights, sort_keys=True),
-                     "model_description": json.dumps(d, sort_keys=True, default=str)})
-    return pd.DataFrame(rows).astype({"steps": "Int64", "seed": "Int64", "guidance": "Float64", "percentile": "Float64", "aug_level": "Float64"})
+        rows.append(
+            {
+                "cell_id": c.cell_id,
+                "name": c.name,
+                "model": c.model,
+                "model_kind": models[c.model].kind,
+                "prompt_set": c.prompt_set,
+                **asdict(c.sampling),
+                "seed": c.seed,
+                "n_prompts": len(prompts[c.prompt_set]),
+                "samples_per_prompt": spec.samples_per_prompt,
+                "weights_sha256": json.dumps(weights, sort_keys=True),
+                "model_description": json.dumps(d, sort_keys=True, default=str),
+            }
+        )
+    return pd.DataFrame(rows).astype(
+        {"steps": "Int64", "seed": "Int64", "guidance": "Float64", "percentile": "Float64", "aug_level": "Float64"}
+    )
 
 
-def _write_results(store: RunStore, spec: SweepSpec, cells: list[Cell], descriptions: dict, image_rows: list, cell_rows: list) -> None:
+def _write_results(
+    store: RunStore, spec: SweepSpec, cells: list[Cell], descriptions: dict, image_rows: list, cell_rows: list
+) -> None:
     from common.files import write_json_atomic
     from common.version import __version__
 
@@ -198,9 +256,25 @@ def _write_results(store: RunStore, spec: SweepSpec, cells: list[Cell], descript
     headline = {c: {} for c in (x.cell_id for x in cells)}
     for r in cell_rows:
         headline[r["cell_id"]][r["metric"]] = r["value"]
-    write_json_atomic(store.root / "summary.json", {
-        "sweep": spec.name, "package_version": __version__, "spec_sha256": spec.sha256, "models": descriptions,
-        "samples_per_prompt": spec.samples_per_prompt,
-        "cells": [{"cell_id": c.cell_id, "name": c.name, "model": c.model, "prompt_set": c.prompt_set, "seed": c.seed,
-                   "sampling": asdict(c.sampling), "metrics": headline[c.cell_id]} for c in cells],
-    })
+    write_json_atomic(
+        store.root / "summary.json",
+        {
+            "sweep": spec.name,
+            "package_version": __version__,
+            "spec_sha256": spec.sha256,
+            "models": descriptions,
+            "samples_per_prompt": spec.samples_per_prompt,
+            "cells": [
+                {
+                    "cell_id": c.cell_id,
+                    "name": c.name,
+                    "model": c.model,
+                    "prompt_set": c.prompt_set,
+                    "seed": c.seed,
+                    "sampling": asdict(c.sampling),
+                    "metrics": headline[c.cell_id],
+                }
+                for c in cells
+            ],
+        },
+    )

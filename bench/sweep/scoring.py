@@ -2,6 +2,7 @@
 (synced across ranks), and keep the result in RUN/metric_cache/<cell>/<label>.json keyed by
 sha256(metric, options, scope, package version, image checksums): a rerun with unchanged inputs
 loads it instead of recomputing, and the metric is not even built."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -36,8 +37,15 @@ def scope(manifest: pd.DataFrame, cell_id: str, m: MetricSpec) -> pd.DataFrame:
 def cache_key(m: MetricSpec, images: pd.DataFrame) -> str:
     from common.version import __version__
 
-    payload = {"metric": m.name, "label": m.label, "options": m.options, "prompt_sets": m.prompt_sets, "categories": m.categories,
-               "package_version": __version__, "images": images[["prompt_id", "sample", "sha256"]].astype(str).values.tolist()}
+    payload = {
+        "metric": m.name,
+        "label": m.label,
+        "options": m.options,
+        "prompt_sets": m.prompt_sets,
+        "categories": m.categories,
+        "package_version": __version__,
+        "images": images[["prompt_id", "sample", "sha256"]].astype(str).values.tolist(),
+    }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -73,8 +81,16 @@ def _build_rank0_first(build: Callable, m: MetricSpec, cache_dir: Path | None, w
     return metric if world.rank == 0 else build(m.name, m.options, cache_dir=cache_dir)
 
 
-def score(store: RunStore, manifest: pd.DataFrame, cells: list[str], metrics: tuple[MetricSpec, ...],
-          build: Callable, cache_dir: Path | None, world: World, progress: bool = True) -> tuple[list[dict], list[dict], int]:
+def score(
+    store: RunStore,
+    manifest: pd.DataFrame,
+    cells: list[str],
+    metrics: tuple[MetricSpec, ...],
+    build: Callable,
+    cache_dir: Path | None,
+    world: World,
+    progress: bool = True,
+) -> tuple[list[dict], list[dict], int]:
     """Returns (per-image rows, per-cell rows, number of (cell, metric) pairs computed rather than
     loaded from the cache) for all cells x metrics."""
     pending = []  # (metric spec, cell, scoped rows, key) whose cache is missing or stale
@@ -86,8 +102,12 @@ def score(store: RunStore, manifest: pd.DataFrame, cells: list[str], metrics: tu
             key, f = cache_key(m, rows), store.metric_cache(cell, m.label)
             if not (f.is_file() and json.loads(f.read_text()).get("key") == key):
                 pending.append((m, cell, rows, key))
-    bar = tqdm(total=sum(-(-len(r) // world.size) for _, _, r, _ in pending), desc="scoring", unit="img",
-               disable=not progress or world.rank != 0 or not pending)
+    bar = tqdm(
+        total=sum(-(-len(r) // world.size) for _, _, r, _ in pending),
+        desc="scoring",
+        unit="img",
+        disable=not progress or world.rank != 0 or not pending,
+    )
     from bench.metrics.base import described
 
     built: dict[str, object] = {}
@@ -101,19 +121,33 @@ def score(store: RunStore, manifest: pd.DataFrame, cells: list[str], metrics: tu
             batch = rows.iloc[mine[i : i + BATCH]]
             images = _load(store.root, batch)
             for im, vals in zip(images, metric.update(images)):
-                per_image += [{"cell_id": cell, **dict(zip(PROMPT_KEY_COLUMNS, im.ref.key())),
-                               "metric": name if m.label == m.name else f"{m.label}/{name}", "value": None if v is None else float(v)}
-                              for name, v in vals.items()]
+                per_image += [
+                    {
+                        "cell_id": cell,
+                        **dict(zip(PROMPT_KEY_COLUMNS, im.ref.key())),
+                        "metric": name if m.label == m.name else f"{m.label}/{name}",
+                        "value": None if v is None else float(v),
+                    }
+                    for name, v in vals.items()
+                ]
             bar.update(len(batch))
         results = described(metric, metric.compute())  # each result with its MetricMeta (direction, range, interval)
         gathered = [row for part in world.gather(per_image) for row in part]
         if world.rank == 0:
             store.metric_cache(cell, m.label).parent.mkdir(parents=True, exist_ok=True)
-            write_json_atomic(store.metric_cache(cell, m.label), {
-                "key": key, "metric": m.name, "label": m.label, "options": m.options,
-                "results": [dataclasses.asdict(r) for r in results],
-                "per_image": sorted(gathered, key=lambda d: (d["prompt_set"], d["prompt_id"], d["sample"], d["metric"])),
-            })
+            write_json_atomic(
+                store.metric_cache(cell, m.label),
+                {
+                    "key": key,
+                    "metric": m.name,
+                    "label": m.label,
+                    "options": m.options,
+                    "results": [dataclasses.asdict(r) for r in results],
+                    "per_image": sorted(
+                        gathered, key=lambda d: (d["prompt_set"], d["prompt_id"], d["sample"], d["metric"])
+                    ),
+                },
+            )
     bar.close()
     world.barrier()
     image_rows, cell_rows = [], []
@@ -125,9 +159,16 @@ def score(store: RunStore, manifest: pd.DataFrame, cells: list[str], metrics: tu
                 continue
             cached = json.loads(f.read_text())
             image_rows += cached["per_image"]
-            cell_rows += [{"cell_id": cell, "metric": r["metric"] if m.label == m.name else f"{m.label}/{r['metric']}",
-                           "value": r["value"], "n": r["n"], "details": json.dumps(_current_meta(r, declared), sort_keys=True, default=str)}
-                          for r in cached["results"]]
+            cell_rows += [
+                {
+                    "cell_id": cell,
+                    "metric": r["metric"] if m.label == m.name else f"{m.label}/{r['metric']}",
+                    "value": r["value"],
+                    "n": r["n"],
+                    "details": json.dumps(_current_meta(r, declared), sort_keys=True, default=str),
+                }
+                for r in cached["results"]
+            ]
     return image_rows, cell_rows, len(pending)
 
 

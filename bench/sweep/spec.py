@@ -1,5 +1,6 @@
 """The sweep spec: a TOML file -> frozen dataclasses. Every table rejects unknown keys, naming the
 allowed ones (a typo never silently becomes a default). Format: docs/sweeps.md."""
+
 from __future__ import annotations
 
 import hashlib
@@ -28,8 +29,10 @@ NAME_RULE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 def check_name(where: str, value: Any) -> str:
     if not isinstance(value, str) or not NAME_RULE.fullmatch(value) or ".." in value:
-        raise ValueError(f"spec: {where} must be 1-100 characters: a letter or digit, then letters, digits, '.', '_' or '-' "
-                         f"(no '/', no '..'), got {value!r}")
+        raise ValueError(
+            f"spec: {where} must be 1-100 characters: a letter or digit, then letters, digits, '.', '_' or '-' "
+            f"(no '/', no '..'), got {value!r}"
+        )
     return value
 
 
@@ -103,7 +106,11 @@ def _list(where: str, value: Any, typ: type) -> tuple:
     if not values:
         raise ValueError(f"spec: {where} is empty")
     for v in values:
-        ok = isinstance(v, (int, float)) and not isinstance(v, bool) if typ is float else isinstance(v, typ) and not isinstance(v, bool)
+        ok = (
+            isinstance(v, (int, float)) and not isinstance(v, bool)
+            if typ is float
+            else isinstance(v, typ) and not isinstance(v, bool)
+        )
         if typ is float and ok and not math.isfinite(v):
             raise ValueError(f"spec: {where} must hold finite numbers, got {v!r}")
         if not ok:
@@ -112,7 +119,9 @@ def _list(where: str, value: Any, typ: type) -> tuple:
 
 
 def _grid(table: dict) -> Grid:
-    types = {f.name: SAMPLING_FIELDS[f.name].type if f.name in SAMPLING_FIELDS else int for f in fields(Grid)}  # seeds: int
+    types = {
+        f.name: SAMPLING_FIELDS[f.name].type if f.name in SAMPLING_FIELDS else int for f in fields(Grid)
+    }  # seeds: int
     _keys("[grid]", table, tuple(types))
     grid = Grid(**{k: _list(f"grid.{k}", v, types[k]) for k, v in table.items()})
     # each value checked by the pipeline's own classes (their bounds and names, declared once there):
@@ -163,7 +172,9 @@ def _parse_spec(text: bytes, source: str) -> SweepSpec:
     _keys("[sweep]", sweep, ("name", "samples_per_prompt"), ("name",))
     samples = sweep.get("samples_per_prompt", 1)
     if not isinstance(samples, int) or isinstance(samples, bool) or not 1 <= samples <= MAX_SAMPLES:
-        raise ValueError(f"spec: sweep.samples_per_prompt must be an integer in [1, {MAX_SAMPLES}] (DrawBench protocol: 8), got {samples!r}")
+        raise ValueError(
+            f"spec: sweep.samples_per_prompt must be an integer in [1, {MAX_SAMPLES}] (DrawBench protocol: 8), got {samples!r}"
+        )
     models = []
     for i, m in enumerate(_tables("models", data["models"])):
         _keys(f"[[models]] #{i + 1}", m, tuple(m), ("name", "kind"))
@@ -183,13 +194,20 @@ def _parse_spec(text: bytes, source: str) -> SweepSpec:
     for i, m in enumerate(_tables("metrics", data.get("metrics", []))):
         _keys(f"[[metrics]] #{i + 1}", m, ("name", "label", "prompt_sets", "categories", "options"), ("name",))
         if not isinstance(m.get("options", {}), dict):
-            raise ValueError(f"spec: [[metrics]] #{i + 1} options must be a table, e.g. options = {{ reference = \"shapes:test\" }}, "
-                             f"got {m['options']!r}")
+            raise ValueError(
+                f'spec: [[metrics]] #{i + 1} options must be a table, e.g. options = {{ reference = "shapes:test" }}, '
+                f"got {m['options']!r}"
+            )
         ps = m.get("prompt_sets")
-        metrics.append(MetricSpec(name=str(m["name"]), label=check_name(f"[[metrics]] #{i + 1} label", m.get("label", m["name"])),
-                                  prompt_sets=_list("metrics.prompt_sets", ps, str) if ps is not None else None,
-                                  categories=_list("metrics.categories", m["categories"], str) if "categories" in m else None,
-                                  options=dict(m.get("options", {}))))
+        metrics.append(
+            MetricSpec(
+                name=str(m["name"]),
+                label=check_name(f"[[metrics]] #{i + 1} label", m.get("label", m["name"])),
+                prompt_sets=_list("metrics.prompt_sets", ps, str) if ps is not None else None,
+                categories=_list("metrics.categories", m["categories"], str) if "categories" in m else None,
+                options=dict(m.get("options", {})),
+            )
+        )
         check_metric(str(m["name"]), m.get("options", {}), paths=False)  # a typo costs no image: refused here
     _unique("model names", [m.name for m in models])
     _unique("prompt set labels", [p.label for p in sets])
@@ -197,10 +215,19 @@ def _parse_spec(text: bytes, source: str) -> SweepSpec:
     for m in metrics:
         unknown = sorted(set(m.prompt_sets or ()) - {p.label for p in sets})
         if unknown:
-            raise ValueError(f"spec: metric {m.label!r} names prompt sets {unknown} that the spec does not define "
-                             f"({', '.join(p.label for p in sets)})")
-    return SweepSpec(name=check_name("sweep.name", sweep["name"]), samples_per_prompt=samples, models=tuple(models), prompt_sets=tuple(sets),
-                     grid=_grid(data.get("grid", {})), metrics=tuple(metrics), sha256=hashlib.sha256(text).hexdigest())
+            raise ValueError(
+                f"spec: metric {m.label!r} names prompt sets {unknown} that the spec does not define "
+                f"({', '.join(p.label for p in sets)})"
+            )
+    return SweepSpec(
+        name=check_name("sweep.name", sweep["name"]),
+        samples_per_prompt=samples,
+        models=tuple(models),
+        prompt_sets=tuple(sets),
+        grid=_grid(data.get("grid", {})),
+        metrics=tuple(metrics),
+        sha256=hashlib.sha256(text).hexdigest(),
+    )
 
 
 def load_spec(path: str | Path) -> tuple[SweepSpec, bytes]:

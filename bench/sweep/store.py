@@ -8,6 +8,7 @@ ignored. Rank 0 merges all shard records into manifest.parquet. A resumed run fi
 temp files of writes a kill interrupted; a folder whose initialisation a kill interrupted (run.json
 but no spec.toml yet) is initialised again.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -43,15 +44,19 @@ class RunStore:
         if spec_file.exists():
             old = spec_file.read_bytes()
             if old != spec_bytes and _generation(old) != _generation(spec_bytes):
-                raise ValueError(f"{self.root} holds a run of a different spec; refusing to mix them. "
-                                 f"Differences: {'; '.join(_spec_diff(old, spec_bytes)) or 'formatting/comments only'}. "
-                                 "Use a new --out for the new spec (nothing was changed).")
+                raise ValueError(
+                    f"{self.root} holds a run of a different spec; refusing to mix them. "
+                    f"Differences: {'; '.join(_spec_diff(old, spec_bytes)) or 'formatting/comments only'}. "
+                    "Use a new --out for the new spec (nothing was changed)."
+                )
             recorded = _run_record(run_json).get("models", {}) if run_json.is_file() else {}
             diff = config_diff(recorded, json.loads(json.dumps(models, default=str)))
             if diff:
-                raise ValueError(f"{self.root} was made with other model weights/settings; refusing to mix them:\n  "
-                                 + "\n  ".join(d.replace("checkpoint has", "run has").replace("asked for", "now") for d in diff)
-                                 + "\nUse a new --out.")
+                raise ValueError(
+                    f"{self.root} was made with other model weights/settings; refusing to mix them:\n  "
+                    + "\n  ".join(d.replace("checkpoint has", "run has").replace("asked for", "now") for d in diff)
+                    + "\nUse a new --out."
+                )
             self.remove_temp_files()
             if old != spec_bytes:
                 self._adopt_metrics(old, spec_bytes, spec_sha256)
@@ -63,15 +68,26 @@ class RunStore:
         from common.version import __version__
         from imagen.device import cpu_capability, cpu_native_bf16
 
-        write_json_atomic(run_json, {
-            "package_version": __version__, "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "spec_sha256": spec_sha256, "machine": {"hostname": socket.gethostname(), "platform": platform.platform(),
-                                                    "processor": platform.machine(), "cpus": os.cpu_count(),
-                                                    "cpu_capability": cpu_capability(), "cpu_native_bf16": cpu_native_bf16()[1],
-                                                    "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
-                                                    "malloc": malloc_setting()},
-            "torch_version": torch.__version__, "models": models,
-        })
+        write_json_atomic(
+            run_json,
+            {
+                "package_version": __version__,
+                "created": datetime.now(UTC).isoformat(timespec="seconds"),
+                "spec_sha256": spec_sha256,
+                "machine": {
+                    "hostname": socket.gethostname(),
+                    "platform": platform.platform(),
+                    "processor": platform.machine(),
+                    "cpus": os.cpu_count(),
+                    "cpu_capability": cpu_capability(),
+                    "cpu_native_bf16": cpu_native_bf16()[1],
+                    "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
+                    "malloc": malloc_setting(),
+                },
+                "torch_version": torch.__version__,
+                "models": models,
+            },
+        )
         write_bytes_atomic(spec_file, spec_bytes)  # last: its presence marks a complete initialisation
         return False
 
@@ -83,8 +99,9 @@ class RunStore:
         history.mkdir(exist_ok=True)
         write_bytes_atomic(history / f"spec-{hashlib.sha256(old).hexdigest()[:12]}.toml", old)
         record = _run_record(self.root / "run.json")
-        record.setdefault("spec_history", []).append({"spec_sha256": record.get("spec_sha256"),
-                                                      "replaced": datetime.now(UTC).isoformat(timespec="seconds")})
+        record.setdefault("spec_history", []).append(
+            {"spec_sha256": record.get("spec_sha256"), "replaced": datetime.now(UTC).isoformat(timespec="seconds")}
+        )
         write_json_atomic(self.root / "run.json", {**record, "spec_sha256": new_sha256})
         write_bytes_atomic(self.root / "spec.toml", new)
 
@@ -95,7 +112,9 @@ class RunStore:
             return
         if not (self.root / "spec.toml").exists():
             if self.root.exists() and not _interrupted_init(self.root) and any(self.root.iterdir()):
-                raise ValueError(f"{self.root} exists and is not a run folder (no spec.toml); choose another --out, nothing was overwritten")
+                raise ValueError(
+                    f"{self.root} exists and is not a run folder (no spec.toml); choose another --out, nothing was overwritten"
+                )
             self._created = not self.root.exists()
             self.root.mkdir(parents=True, exist_ok=True)
         self.lock(wait)
@@ -113,7 +132,9 @@ class RunStore:
         except BlockingIOError:
             holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
             os.close(fd)
-            raise ValueError(f"{self.root} is in use by another sweep ({holder}); wait for it to finish, or rerun with --wait") from None
+            raise ValueError(
+                f"{self.root} is in use by another sweep ({holder}); wait for it to finish, or rerun with --wait"
+            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode(), 0)
         self._lock_fd = fd
@@ -161,7 +182,11 @@ class RunStore:
                 if not (isinstance(rec.get("path"), str) and isinstance(rec.get("sha256"), str)):
                     continue
                 path = self.root / rec["path"]
-                if path.is_file() and path.resolve().is_relative_to(self.root.resolve()) and sha256_file(path) == rec["sha256"]:
+                if (
+                    path.is_file()
+                    and path.resolve().is_relative_to(self.root.resolve())
+                    and sha256_file(path) == rec["sha256"]
+                ):
                     out[key] = rec
         return out
 
@@ -209,7 +234,9 @@ def _run_record(path: Path) -> dict:
     try:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path} is not valid JSON ({e}); it was edited or damaged: restore it or use a new --out") from None
+        raise ValueError(
+            f"{path} is not valid JSON ({e}); it was edited or damaged: restore it or use a new --out"
+        ) from None
     if not isinstance(data, dict) or not isinstance(data.get("models", {}), dict):
         raise ValueError(f"{path} is not a run record (an object with 'models'); restore it or use a new --out")
     return data
@@ -245,7 +272,14 @@ def _spec_diff(old: bytes, new: bytes) -> list[str]:
         a, b = tomllib.loads(old.decode()), tomllib.loads(new.decode())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError):
         return ["the recorded spec.toml is not valid TOML"]
-    def flat(d):  # lists of tables compared entry by entry
-        return {k: (dict(enumerate(v)) if isinstance(v, list) and v and isinstance(v[0], dict) else v) for k, v in d.items()}
 
-    return [d.replace("checkpoint has", "run has").replace("asked for", "new spec has") for d in config_diff(flat(a), flat(b))]
+    def flat(d):  # lists of tables compared entry by entry
+        return {
+            k: (dict(enumerate(v)) if isinstance(v, list) and v and isinstance(v[0], dict) else v)
+            for k, v in d.items()
+        }
+
+    return [
+        d.replace("checkpoint has", "run has").replace("asked for", "new spec has")
+        for d in config_diff(flat(a), flat(b))
+    ]

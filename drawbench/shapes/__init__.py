@@ -7,14 +7,24 @@ detect.py + verify.py (claims and their semantics), measure.py (verifier accurac
 diagnostics of a trained cascade: stage_check.py (which stage loses prompts), order_check.py (does
 the text encoder tell "A rel B" from "B rel A"), swap_check.py (does the base follow word order).
 """
+
 from .dataset import ShapesDataset, reference_images, test_prompts
 from .render import render_scene
 from .scene import CATEGORIES, HELD_OUT, Scene
 from .verify import Verification, accuracy, verify
 
 __all__ = [
-    "CATEGORIES", "HELD_OUT", "Scene", "ShapesDataset", "Verification", "accuracy", "export_coco",
-    "reference_images", "render_scene", "test_prompts", "verify",
+    "CATEGORIES",
+    "HELD_OUT",
+    "Scene",
+    "ShapesDataset",
+    "Verification",
+    "accuracy",
+    "export_coco",
+    "reference_images",
+    "render_scene",
+    "test_prompts",
+    "verify",
 ]
 
 

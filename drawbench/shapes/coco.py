@@ -6,6 +6,7 @@
 The folder is built next to OUT under a temporary name and renamed into place, so OUT is either
 complete or absent; a non-empty OUT is never touched.
 """
+
 from __future__ import annotations
 
 import os
@@ -43,7 +44,9 @@ def export_coco(split: str, n: int, out_dir: str | Path, size: int = 256) -> Pat
             "description": f"imagen-bench shapes world, split {split!r}, items 0..{n - 1}",
             "generator": "drawbench.shapes.export_coco",
             "package_version": __version__,
-            "split": split, "n": n, "size": size,
+            "split": split,
+            "n": n,
+            "size": size,
             "held_out_pairs": sorted(f"{c} {s}" for c, s in HELD_OUT),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }

@@ -1,4 +1,5 @@
 """`imagen-bench shapes export|verifier-accuracy`."""
+
 from __future__ import annotations
 
 import platform
@@ -53,14 +54,22 @@ def run_verifier_accuracy(args) -> int:
         r = results[str(size)] = measure_size(args.n, size, args.seed)
         for condition in ("clean", "degraded"):
             agree, fa = r[condition]["agreement"]["overall"], r[condition]["false_accept"]["overall"]
-            print(f"{size:>4}px {condition:>8}: prompts correct {agree['prompt_accuracy']:.2%} of {agree['n_prompts']}, "
-                  f"claims {agree['claim_accuracy']:.2%} of {agree['n_claims']}; wrong captions accepted "
-                  f"{fa['false_accept_rate']:.2%} of {fa['n']}  ({r['seconds']} s)")
+            print(
+                f"{size:>4}px {condition:>8}: prompts correct {agree['prompt_accuracy']:.2%} of {agree['n_prompts']}, "
+                f"claims {agree['claim_accuracy']:.2%} of {agree['n_claims']}; wrong captions accepted "
+                f"{fa['false_accept_rate']:.2%} of {fa['n']}  ({r['seconds']} s)"
+            )
     if args.out is not None:
         made_by = {
             "command": "imagen-bench shapes verifier-accuracy",
-            "config": {"n": args.n, "sizes": args.sizes, "seed": args.seed, "split": "test",
-                       "blur_radius_at_64": list(BLUR_RADIUS_AT_64), "noise_sigma_of_255": NOISE_SIGMA},
+            "config": {
+                "n": args.n,
+                "sizes": args.sizes,
+                "seed": args.seed,
+                "split": "test",
+                "blur_radius_at_64": list(BLUR_RADIUS_AT_64),
+                "noise_sigma_of_255": NOISE_SIGMA,
+            },
             "package_version": __version__,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "machine": platform.platform(),

@@ -3,6 +3,7 @@
 Item i of a split is category CATEGORIES[i % 4], index i // 4 of that category, so the first
 4 * n items of the test split are exactly the scenes of `test_prompts(n)`.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -41,8 +42,13 @@ class ShapesDataset:
     `categories` sets the mix (default: the four categories in turn), e.g. ("Positional",) or
     ("Colors", "Counting", "Positional", "Positional", "Descriptions") for twice the relations."""
 
-    def __init__(self, split: str = "train", size: int = 256, length: int | None = None,
-                 categories: tuple[str, ...] = CATEGORIES):
+    def __init__(
+        self,
+        split: str = "train",
+        size: int = 256,
+        length: int | None = None,
+        categories: tuple[str, ...] = CATEGORIES,
+    ):
         self.split = check_name("split", split, SPLITS)
         if not categories:
             raise ValueError(f"ShapesDataset needs at least one category of {', '.join(CATEGORIES)}")

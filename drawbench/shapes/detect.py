@@ -13,6 +13,7 @@
      area  = sum(alpha); chords = max column sum (height) and max row sum (width)
      fill  = area / (width * height): square 1, circle pi/4 = 0.785
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -61,7 +62,9 @@ def as_array(image) -> np.ndarray:
     else:
         raise ValueError(f"image must be a PIL image or a uint8 numpy array, got {type(image).__name__}")
     if min(arr.shape[:2]) < MIN_SIDE:
-        raise ValueError(f"the verifier needs images of at least {MIN_SIDE}x{MIN_SIDE}, got {arr.shape[1]}x{arr.shape[0]}")
+        raise ValueError(
+            f"the verifier needs images of at least {MIN_SIDE}x{MIN_SIDE}, got {arr.shape[1]}x{arr.shape[0]}"
+        )
     return arr.astype(np.float32)
 
 
@@ -85,7 +88,9 @@ def _chord(profile: np.ndarray) -> float:
     return float(np.convolve(profile, [0.25, 0.5, 0.25], mode="same").max())
 
 
-def _measure(arr: np.ndarray, bg: np.ndarray, comp: np.ndarray, color: str, origin: tuple[int, int], canvas: tuple[int, int]) -> Detection:
+def _measure(
+    arr: np.ndarray, bg: np.ndarray, comp: np.ndarray, color: str, origin: tuple[int, int], canvas: tuple[int, int]
+) -> Detection:
     """comp: boolean mask of one component inside the crop `arr` whose top-left pixel is `origin`
     (row, col) of a canvas of shape (H, W); the crop has room for the dilation on every side."""
     h, w = canvas

@@ -9,6 +9,7 @@ pairs, so about 2/3 of test prompts name a held-out pair (133 of the 200 confirm
 test prompts measure composition (grammar.pair_group splits them). Validation is in-distribution
 (train's distribution, different seeds).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -101,13 +102,17 @@ def sample_item(split: str, category: str, index: int) -> tuple[Scene, Caption]:
         # three or four large objects rarely fit with clear gaps; size is not claimed here anyway
         sizes = [_size(rng) for _ in range(n)] if n <= 2 else ["small"] * n
     else:
-        k = {"Colors": int(rng.integers(2, 4)), "Positional": 2, "Descriptions": 1 if rng.random() < 0.25 else 2}[category]
+        k = {"Colors": int(rng.integers(2, 4)), "Positional": 2, "Descriptions": 1 if rng.random() < 0.25 else 2}[
+            category
+        ]
         pairs = _pairs(rng, split, k)
         sizes = [_size(rng) for _ in range(k)]
         if k == 2 and category in ("Positional", "Descriptions"):
             relation = RELATIONS[rng.integers(len(RELATIONS))]
     centres = place(rng, [SIZES[s] for s in sizes], relation)
-    objects = tuple(Obj(shape, color, size, float(x), float(y)) for (color, shape), size, (x, y) in zip(pairs, sizes, centres))
+    objects = tuple(
+        Obj(shape, color, size, float(x), float(y)) for (color, shape), size, (x, y) in zip(pairs, sizes, centres)
+    )
     scene = Scene(background, objects)
     if category == "Counting":
         caption = Caption(category, (Phrase(*pairs[0]),), count=len(objects))
@@ -128,4 +133,7 @@ def relation_scene(rng: np.random.Generator, caption: Caption) -> Scene:
     background = caption.background or tuple(BACKGROUNDS)[rng.integers(len(BACKGROUNDS))]
     sizes = [p.size or _size(rng) for p in caption.phrases]
     centres = place(rng, [SIZES[s] for s in sizes], caption.relation)
-    return Scene(background, tuple(Obj(p.shape, p.color, s, float(x), float(y)) for p, s, (x, y) in zip(caption.phrases, sizes, centres)))
+    return Scene(
+        background,
+        tuple(Obj(p.shape, p.color, s, float(x), float(y)) for p, s, (x, y) in zip(caption.phrases, sizes, centres)),
+    )

@@ -11,6 +11,7 @@
 Every caption describes the WHOLE scene (generation guarantees it), so each one also claims that
 nothing else is in the image; the verifier checks that claim too.
 """
+
 from __future__ import annotations
 
 import re
@@ -63,7 +64,7 @@ PAIR_GROUPS = ("held-out", "seen")
 
 
 def pair_group(c: Caption) -> str:
-    """"held-out" if the caption names a colour x shape pair never seen in training (HELD_OUT),
+    """ "held-out" if the caption names a colour x shape pair never seen in training (HELD_OUT),
     else "seen": the split that tells composition from memory."""
     return "held-out" if any((p.color, p.shape) in HELD_OUT for p in c.phrases) else "seen"
 
@@ -123,7 +124,9 @@ def parse_caption(text: str) -> Caption:
             raise ValueError(f"cannot parse {text!r}: a description names the size of every object; {GRAMMAR_HELP}")
         return Caption("Descriptions", phrases, relation=relation, background=background)
     if sized != {False}:
-        raise ValueError(f"cannot parse {text!r}: sizes appear only in '... on a BG background' captions; {GRAMMAR_HELP}")
+        raise ValueError(
+            f"cannot parse {text!r}: sizes appear only in '... on a BG background' captions; {GRAMMAR_HELP}"
+        )
     if relation is not None:
         return Caption("Positional", phrases, relation=relation)
     if len(phrases) < 2:

@@ -9,6 +9,7 @@ scene, checked with the same claim semantics): another item's caption ("other_sc
 changed ("colour"), one shape changed ("shape"), Counting n -> n +- 1 ("count"), relation flipped
 left<->right / above<->below ("relation"), one size swapped in a description ("size").
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -55,7 +56,9 @@ def perturb(c: Caption, other: Caption, rng: np.random.Generator) -> dict[str, C
         "shape": with_phrase(dataclasses.replace(p, shape=_other(SHAPES, p.shape, rng))),
     }
     if c.count is not None:
-        out["count"] = dataclasses.replace(c, count=c.count + 1 if c.count == 1 or (c.count < 4 and rng.random() < 0.5) else c.count - 1)
+        out["count"] = dataclasses.replace(
+            c, count=c.count + 1 if c.count == 1 or (c.count < 4 and rng.random() < 0.5) else c.count - 1
+        )
     if c.relation is not None:
         out["relation"] = dataclasses.replace(c, relation=FLIP[c.relation])
     if p.size is not None:
@@ -86,7 +89,9 @@ def measure_size(n: int, size: int, seed: int = 0, split: str = "test") -> dict:
         for condition, pixels in (("clean", image), ("degraded", degrade(image, rng))):
             background, objects = detect(pixels)
             text = format_caption(caption)
-            verdicts[condition].append(Verification(text, caption.category, check_claims(caption, objects, background), objects, background))
+            verdicts[condition].append(
+                Verification(text, caption.category, check_claims(caption, objects, background), objects, background)
+            )
             for kind, bad in perturbed.items():
                 if all(ok for _, ok in check_claims(bad, scene.objects, scene.background)):
                     skipped_true += condition == "clean"  # e.g. another scene with the same caption

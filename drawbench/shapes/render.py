@@ -4,6 +4,7 @@ Each object is drawn as a coverage mask at SUPERSAMPLE x resolution in a patch a
 box-downsampled (the mask's mean = exact-ish pixel coverage) and pasted in its colour. Only the
 object patches are supersampled, which keeps a 256x256 render around a millisecond.
 """
+
 from __future__ import annotations
 
 import math

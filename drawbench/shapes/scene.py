@@ -2,6 +2,7 @@
 
 Coordinates are fractions of the canvas side (0..1, y down), so one scene renders at any size.
 """
+
 from __future__ import annotations
 
 import json
@@ -73,7 +74,9 @@ class Scene:
             check_name("size", o.size, tuple(SIZES))
 
     def to_json(self) -> str:
-        return json.dumps({"background": self.background, "objects": [asdict(o) for o in self.objects]}, sort_keys=True)
+        return json.dumps(
+            {"background": self.background, "objects": [asdict(o) for o in self.objects]}, sort_keys=True
+        )
 
     @classmethod
     def from_json(cls, text: str) -> Scene:

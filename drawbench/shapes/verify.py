@@ -14,6 +14,7 @@ Claim semantics (captions are generated to describe the whole scene, so all are 
 A prompt is correct when all its claims pass. The same claim checker runs on ground-truth scenes
 (`scene_claims`), which is how perturbed captions are known to be false.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -42,7 +43,9 @@ def _offsets(a, b, relation: str) -> tuple[float, float]:
     """(along, across): b's offset from a along the relation's direction (> 0: b on the side
     "a REL b" asks for) and its absolute offset on the other axis; centre fractions .x, .y (y down)."""
     dx, dy = b.x - a.x, b.y - a.y
-    return {"left of": (dx, abs(dy)), "right of": (-dx, abs(dy)), "above": (dy, abs(dx)), "below": (-dy, abs(dx))}[relation]
+    return {"left of": (dx, abs(dy)), "right of": (-dx, abs(dy)), "above": (dy, abs(dx)), "below": (-dy, abs(dx))}[
+        relation
+    ]
 
 
 def relation_holds(a, b, relation: str) -> bool:
@@ -76,7 +79,12 @@ def check_claims(c: Caption, objects: Sequence, background: str | None) -> tuple
     claims: list[tuple[str, bool]] = []
     if c.category == "Counting":
         p = c.phrases[0]
-        claims.append((f"exactly {c.count} {p.color} {p.shape}{'s' if c.count > 1 else ''}", len(_matches(p, objects)) == c.count))
+        claims.append(
+            (
+                f"exactly {c.count} {p.color} {p.shape}{'s' if c.count > 1 else ''}",
+                len(_matches(p, objects)) == c.count,
+            )
+        )
     else:
         claims += [(f"there is {p.text()}", bool(_matches(p, objects))) for p in c.phrases]
     if c.relation is not None:

@@ -7,6 +7,7 @@ this command's output at the default sizes):
     imagen-bench coverage --out runs/coverage            # the docs' table (~15-25 min on 2 cores)
     imagen-bench coverage --quick --out /tmp/cov          # small sizes (~2 min; the CI test's)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,12 +33,27 @@ _replicates = int_in(20, 100_000)
 
 def add_parser(sub, name: str, help_text: str) -> None:
     p = sub.add_parser(name, help=help_text, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=Path, required=True, help="new folder for coverage.csv, coverage.md and coverage.json")
-    p.add_argument("--quick", action="store_true", help="small sizes (the CI test's): minutes, with Monte Carlo error ~1.3 points")
-    p.add_argument("--parts", type=_parts, default=PARTS, help=f"comma-separated subset of {', '.join(PARTS)} (default: all)")
-    p.add_argument("--replicates", type=_replicates, default=None, help="replicates per cell of the suite's methods (default 1000; quick 300)")
-    p.add_argument("--former-replicates", type=_replicates, default=None,
-                   help="replicates per cell of the former bootstrap (each costs 100 metric evaluations; default 100, quick 60)")
+    p.add_argument(
+        "--out", type=Path, required=True, help="new folder for coverage.csv, coverage.md and coverage.json"
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="small sizes (the CI test's): minutes, with Monte Carlo error ~1.3 points"
+    )
+    p.add_argument(
+        "--parts", type=_parts, default=PARTS, help=f"comma-separated subset of {', '.join(PARTS)} (default: all)"
+    )
+    p.add_argument(
+        "--replicates",
+        type=_replicates,
+        default=None,
+        help="replicates per cell of the suite's methods (default 1000; quick 300)",
+    )
+    p.add_argument(
+        "--former-replicates",
+        type=_replicates,
+        default=None,
+        help="replicates per cell of the former bootstrap (each costs 100 metric evaluations; default 100, quick 60)",
+    )
     p.add_argument("--seed", type=seed_int, default=0, help="simulation seed (default %(default)s)")
     p.set_defaults(func=run)
 
@@ -59,10 +75,17 @@ def run(args: argparse.Namespace) -> int:
     start = time.time()
     rows = simulate(sizes, args.parts, args.seed, log=lambda m: print(m, flush=True))
     frame = pd.DataFrame(rows)
-    made = stamp("coverage") | {"sizes": dataclasses.asdict(sizes), "quick": args.quick, "parts": list(args.parts), "seed": args.seed,
-                                "seconds": round(time.time() - start, 1)}
+    made = stamp("coverage") | {
+        "sizes": dataclasses.asdict(sizes),
+        "quick": args.quick,
+        "parts": list(args.parts),
+        "seed": args.seed,
+        "seconds": round(time.time() - start, 1),
+    }
     publish(args.out, "coverage", {"coverage": frame}, markdown(frame, made), made)
     failing = frame[(~frame["pass"]) & ~frame["method"].str.contains("former")]
     print(markdown(frame, made))
-    print(f"coverage written to {args.out} in {made['seconds']:.0f} s; {len(failing)} of the suite's cells outside the criteria")
+    print(
+        f"coverage written to {args.out} in {made['seconds']:.0f} s; {len(failing)} of the suite's cells outside the criteria"
+    )
     return 0

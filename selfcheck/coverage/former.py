@@ -3,6 +3,7 @@ resample the generated features with replacement (the reference fixed) and take 
 percentile spread around their median, moved onto the estimate ("re-centred"). Duplicates in a
 resample turn KID's U-statistic into the V-statistic and shrink k-NN radii, so the spread sits off
 the estimand; the coverage table shows it failing (docs/intervals.md). Not used by any metric."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -10,8 +11,9 @@ import numpy as np
 from bench.metrics.stats import feature_stats
 
 
-def frechet_bootstrap(mu_ref: np.ndarray, sigma_ref: np.ndarray, features: np.ndarray, resamples: int, seed: int = 0,
-                      level: float = 0.95) -> tuple[float, float, np.ndarray]:
+def frechet_bootstrap(
+    mu_ref: np.ndarray, sigma_ref: np.ndarray, features: np.ndarray, resamples: int, seed: int = 0, level: float = 0.95
+) -> tuple[float, float, np.ndarray]:
     """Percentile interval of the Frechet distance from resampling the generated features (N, D)
     with replacement, the reference statistics held fixed (it is computed once, from many more
     images, and is the same for every cell compared). Returns (low, high, the R replicates).
@@ -57,5 +59,7 @@ def resampled(fn, features: np.ndarray, resamples: int, seed: int = 0) -> np.nda
     coverage, the reference held fixed as for FID (frechet_bootstrap)."""
     f = np.asarray(features, np.float64)
     rng = np.random.default_rng(seed)
-    reps = np.array([np.atleast_1d(fn(f[rng.integers(0, len(f), len(f))])) for _ in range(resamples)], dtype=float)  # (R, K)
+    reps = np.array(
+        [np.atleast_1d(fn(f[rng.integers(0, len(f), len(f))])) for _ in range(resamples)], dtype=float
+    )  # (R, K)
     return reps

@@ -25,6 +25,7 @@ prompts (prompt centres ~ N(mu, 0.2 S), samples around them), so blocks are of p
 Ranks: T tables of 10 identical entries on P prompts; the share of tables with any "separated" pair,
 with and without Holm's correction.
 """
+
 from __future__ import annotations
 
 import time
@@ -51,14 +52,19 @@ from .truths import frechet_truth, kid_truth, rbf_truth
 LEVEL = 0.95
 RATES = (0.02, 0.1, 0.25, 0.5, 0.75, 0.9, 0.98)
 PROMPTS = (3, 12, 21, 200)
-KINDS = {"binary": (1, "wilson-eff"), "binary-clustered": (3, "wilson-eff"), "bounded": (3, "wilson-eff"),
-         "continuous": (3, "t")}  # kind -> (samples per prompt, the metric's interval method)
+KINDS = {
+    "binary": (1, "wilson-eff"),
+    "binary-clustered": (3, "wilson-eff"),
+    "bounded": (3, "wilson-eff"),
+    "continuous": (3, "t"),
+}  # kind -> (samples per prompt, the metric's interval method)
 ICC = 0.3
 
 
 @dataclass(frozen=True)
 class Sizes:
     """Simulation sizes (full: the docs' table; quick: the CI test)."""
+
     replicates: int = 1000  # per cell, new methods
     old_replicates: int = 100  # per cell, the former bootstrap (each replicate costs B metric evaluations)
     old_resamples: int = 100
@@ -71,8 +77,18 @@ class Sizes:
     rank_tables: int = 1000
 
 
-QUICK = Sizes(replicates=300, old_replicates=60, old_resamples=60, dim=16, reference=1000, prompts=100, samples=4, blocks=10,
-              prdc_truth_sets=400, rank_tables=200)
+QUICK = Sizes(
+    replicates=300,
+    old_replicates=60,
+    old_resamples=60,
+    dim=16,
+    reference=1000,
+    prompts=100,
+    samples=4,
+    blocks=10,
+    prdc_truth_sets=400,
+    rank_tables=200,
+)
 
 
 def _row(family, metric, method, scenario, n, truth, lows, highs, range_low=None, range_high=None) -> dict:
@@ -88,13 +104,25 @@ def _row(family, metric, method, scenario, n, truth, lows, highs, range_low=None
     cov = 1 - (below.sum() + above.sum()) / r
     misses = (int(below.sum()), int(above.sum()))
     lo_m, hi_m = min(misses), max(misses)
-    return {"family": family, "metric": metric, "method": method, "scenario": scenario, "n": n, "truth": float(np.mean(truth)),
-            "replicates": r, "coverage": round(100 * cov, 1), "miss_truth_above": misses[0], "miss_truth_below": misses[1],
-            "out_of_range": round(100 * out.mean(), 1), "median_width": float(np.median(highs - lows)),
-            "pass": bool(93.5 <= 100 * cov <= 96.5 and not out.any() and (hi_m <= 2 * max(lo_m, 1) or hi_m <= 5))}
+    return {
+        "family": family,
+        "metric": metric,
+        "method": method,
+        "scenario": scenario,
+        "n": n,
+        "truth": float(np.mean(truth)),
+        "replicates": r,
+        "coverage": round(100 * cov, 1),
+        "miss_truth_above": misses[0],
+        "miss_truth_below": misses[1],
+        "out_of_range": round(100 * out.mean(), 1),
+        "median_width": float(np.median(highs - lows)),
+        "pass": bool(93.5 <= 100 * cov <= 96.5 and not out.any() and (hi_m <= 2 * max(lo_m, 1) or hi_m <= 5)),
+    }
 
 
 # -- per-image means ------------------------------------------------------------------------------
+
 
 def _draw_per_image(rng, kind: str, p_true: float, n_prompts: int, reps: int) -> np.ndarray:
     s = KINDS[kind][0]
@@ -136,12 +164,25 @@ def _binary_exact(n_prompts: int, p_true: float) -> dict:
         below += prob[x] * (iv.low > p_true)
         widths.append(iv.high - iv.low)
     cum = np.concatenate([[0.0], np.cumsum(prob)])
-    attainable = any(0.935 <= cum[b + 1] - cum[a] <= 0.965 for a in range(n_prompts + 1) for b in range(a, n_prompts + 1))
-    return {"family": "per-image mean", "metric": "binary", "method": "wilson-eff", "scenario": f"binary p={p_true}", "n": n_prompts,
-            "truth": p_true, "replicates": "exact", "coverage": round(100 * (1 - above - below), 1),
-            "miss_truth_above": round(100 * above, 2), "miss_truth_below": round(100 * below, 2), "out_of_range": 0.0,
-            "median_width": float(np.average(widths, weights=prob)), "attainable": attainable,
-            "pass": bool(93.5 <= 100 * (1 - above - below) <= 96.5)}
+    attainable = any(
+        0.935 <= cum[b + 1] - cum[a] <= 0.965 for a in range(n_prompts + 1) for b in range(a, n_prompts + 1)
+    )
+    return {
+        "family": "per-image mean",
+        "metric": "binary",
+        "method": "wilson-eff",
+        "scenario": f"binary p={p_true}",
+        "n": n_prompts,
+        "truth": p_true,
+        "replicates": "exact",
+        "coverage": round(100 * (1 - above - below), 1),
+        "miss_truth_above": round(100 * above, 2),
+        "miss_truth_below": round(100 * below, 2),
+        "out_of_range": 0.0,
+        "median_width": float(np.average(widths, weights=prob)),
+        "attainable": attainable,
+        "pass": bool(93.5 <= 100 * (1 - above - below) <= 96.5),
+    }
 
 
 def per_image(sizes: Sizes, seed: int = 0) -> list[dict]:
@@ -153,7 +194,11 @@ def per_image(sizes: Sizes, seed: int = 0) -> list[dict]:
             prompt = np.repeat(np.arange(n_prompts), s)
             t = float(stdtrit(n_prompts - 1, 0.5 + LEVEL / 2))
             for p_true in RATES:
-                truth = _clipped_normal_mean(10 + 30 * p_true, np.sqrt(50.0), 0.0, 100.0) if kind == "continuous" else p_true
+                truth = (
+                    _clipped_normal_mean(10 + 30 * p_true, np.sqrt(50.0), 0.0, 100.0)
+                    if kind == "continuous"
+                    else p_true
+                )
                 if kind == "binary":
                     rows.append(_binary_exact(n_prompts, p_true))
                 y = _draw_per_image(rng, kind, p_true, n_prompts, sizes.replicates).reshape(sizes.replicates, -1)
@@ -163,7 +208,11 @@ def per_image(sizes: Sizes, seed: int = 0) -> list[dict]:
                     new.append((iv.low, iv.high))
                     old.append((iv.mean - t * iv.se, iv.mean + t * iv.se))
                 scen = f"{kind} p={p_true}"
-                arms = (("t-unclipped (former)", old),) if kind == "binary" else ((method, new), ("t-unclipped (former)", old))
+                arms = (
+                    (("t-unclipped (former)", old),)
+                    if kind == "binary"
+                    else ((method, new), ("t-unclipped (former)", old))
+                )
                 for name, bounds in arms:
                     lo, hi = np.array(bounds).T
                     rows.append(_row("per-image mean", kind, name, scen, n_prompts, truth, lo, hi, 0.0, high))
@@ -171,6 +220,7 @@ def per_image(sizes: Sizes, seed: int = 0) -> list[dict]:
 
 
 # -- set metrics ----------------------------------------------------------------------------------
+
 
 def _covariance(rng, d: int) -> np.ndarray:
     """An orthogonal rotation of a power-law spectrum (lambda_i ~ 1 / i, trace d): Inception-like."""
@@ -183,8 +233,12 @@ def _covariance(rng, d: int) -> np.ndarray:
 def _scenarios(sigma: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     d = len(sigma)
     e = np.ones(d) / np.sqrt(d)
-    return {"identical": (np.zeros(d), sigma), "shift-small": (0.3 * e, sigma), "shift-large": (1.5 * e, sigma),
-            "shrink": (np.zeros(d), 0.8 * sigma)}
+    return {
+        "identical": (np.zeros(d), sigma),
+        "shift-small": (0.3 * e, sigma),
+        "shift-large": (1.5 * e, sigma),
+        "shrink": (np.zeros(d), 0.8 * sigma),
+    }
 
 
 def _generate(rng, mu, sigma, sizes: Sizes, prompts: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -192,12 +246,18 @@ def _generate(rng, mu, sigma, sizes: Sizes, prompts: int | None = None) -> tuple
     p = prompts or sizes.prompts
     chol = np.linalg.cholesky(sigma + 1e-12 * np.eye(len(sigma)))
     centres = mu + np.sqrt(0.2) * rng.normal(size=(p, len(mu))) @ chol.T
-    feats = np.repeat(centres, sizes.samples, 0) + np.sqrt(0.8) * rng.normal(size=(p * sizes.samples, len(mu))) @ chol.T
+    feats = (
+        np.repeat(centres, sizes.samples, 0) + np.sqrt(0.8) * rng.normal(size=(p * sizes.samples, len(mu))) @ chol.T
+    )
     return feats, np.repeat(np.arange(p, dtype=float), sizes.samples)
 
 
-def set_metrics(sizes: Sizes, seed: int = 0, only: tuple[str, ...] = ("fd", "kid", "cmmd", "prdc"),
-                former: tuple[str, ...] = ("fd", "kid", "cmmd")) -> list[dict]:
+def set_metrics(
+    sizes: Sizes,
+    seed: int = 0,
+    only: tuple[str, ...] = ("fd", "kid", "cmmd", "prdc"),
+    former: tuple[str, ...] = ("fd", "kid", "cmmd"),
+) -> list[dict]:
     """Coverage rows of the suite's set-metric intervals (`only`) and of the former bootstrap (`former`)."""
     rng = np.random.default_rng(seed)
     d = sizes.dim
@@ -206,13 +266,19 @@ def set_metrics(sizes: Sizes, seed: int = 0, only: tuple[str, ...] = ("fd", "kid
     mu_ref, sigma_ref = feature_stats(ref)
     rbf_s = float(np.sqrt(2 * d))
     kyy = gaussian_kernel(ref, ref, rbf_s)
-    u_yy = float((kyy.sum() - np.trace(kyy)) / (len(ref) * (len(ref) - 1)))  # CMMD's reference term, the same in every replicate
+    u_yy = float(
+        (kyy.sum() - np.trace(kyy)) / (len(ref) * (len(ref) - 1))
+    )  # CMMD's reference term, the same in every replicate
     radii = (knn_radii(ref, 3), knn_radii(ref, 5))  # the reference's k-NN radii, the same in every replicate
     rows = []
     n = sizes.prompts * sizes.samples
     kid_subsets, kid_size = 20, n // 2
     for scen, (mu, sig) in _scenarios(sigma).items():
-        truths = {"fd": frechet_truth(mu, sig, ref), "kid": kid_truth(mu, sig, ref), "cmmd": rbf_truth(mu, sig, ref, rbf_s)}
+        truths = {
+            "fd": frechet_truth(mu, sig, ref),
+            "kid": kid_truth(mu, sig, ref),
+            "cmmd": rbf_truth(mu, sig, ref, rbf_s),
+        }
         new = {m: [] for m in only}
         for _ in range(sizes.replicates):
             feats, codes = _generate(rng, mu, sig, sizes)
@@ -222,12 +288,34 @@ def set_metrics(sizes: Sizes, seed: int = 0, only: tuple[str, ...] = ("fd", "kid
                 new["fd"].append((r["ci_low"], r["ci_high"]))
             if "kid" in only:
                 mean, std, _ = kernel_inception_distance(ref, feats, kid_subsets, kid_size, int(rng.integers(1 << 30)))
-                r = B.mmd_blocks(polynomial_kernel, feats, ref, blocks, mean, std**2 / kid_subsets, LEVEL, second_order=B.SECOND_ORDER["kid"])
+                r = B.mmd_blocks(
+                    polynomial_kernel,
+                    feats,
+                    ref,
+                    blocks,
+                    mean,
+                    std**2 / kid_subsets,
+                    LEVEL,
+                    second_order=B.SECOND_ORDER["kid"],
+                )
                 new["kid"].append((r["ci_low"], r["ci_high"]))
             if "cmmd" in only:
-                kxx = gaussian_kernel(feats, feats, rbf_s)  # = gaussian_mmd2_unbiased(ref, feats, rbf_s), reference term cached
-                value = u_yy + (kxx.sum() - np.trace(kxx)) / (n * (n - 1)) - 2 * gaussian_kernel(feats, ref, rbf_s).mean()
-                r = B.mmd_blocks(partial(gaussian_kernel, sigma=rbf_s), feats, ref, blocks, value, 0.0, LEVEL, second_order=B.SECOND_ORDER["cmmd"])
+                kxx = gaussian_kernel(
+                    feats, feats, rbf_s
+                )  # = gaussian_mmd2_unbiased(ref, feats, rbf_s), reference term cached
+                value = (
+                    u_yy + (kxx.sum() - np.trace(kxx)) / (n * (n - 1)) - 2 * gaussian_kernel(feats, ref, rbf_s).mean()
+                )
+                r = B.mmd_blocks(
+                    partial(gaussian_kernel, sigma=rbf_s),
+                    feats,
+                    ref,
+                    blocks,
+                    value,
+                    0.0,
+                    LEVEL,
+                    second_order=B.SECOND_ORDER["cmmd"],
+                )
                 new["cmmd"].append((r["ci_low"], r["ci_high"]))
             if "prdc" in only:
                 r = B.prdc_blocks(ref, feats, blocks, 3, 5, LEVEL, real_radii=radii)
@@ -237,13 +325,38 @@ def set_metrics(sizes: Sizes, seed: int = 0, only: tuple[str, ...] = ("fd", "kid
                 truth = _prdc_truth(rng, mu, sig, ref, sizes)
                 for name, t in truth.items():
                     lo, hi = np.array([b[name] for b in new["prdc"]]).T
-                    rows.append(_row("set metric", name, "blocks", scen, n, t, lo, hi, 0.0, None if name == "density" else 1.0))
+                    rows.append(
+                        _row("set metric", name, "blocks", scen, n, t, lo, hi, 0.0, None if name == "density" else 1.0)
+                    )
             else:
                 lo, hi = np.array(new[metric]).T
-                rows.append(_row("set metric", metric, "blocks" if metric != "fd" else "jackknife blocks", scen, n, truths[metric], lo, hi,
-                                 0.0 if metric == "fd" else None))
-        rows += _old_arms(rng, mu, sig, ref, mu_ref, sigma_ref, sizes, scen, truths, tuple(m for m in former if m in only), rbf_s,
-                          kid_size)
+                rows.append(
+                    _row(
+                        "set metric",
+                        metric,
+                        "blocks" if metric != "fd" else "jackknife blocks",
+                        scen,
+                        n,
+                        truths[metric],
+                        lo,
+                        hi,
+                        0.0 if metric == "fd" else None,
+                    )
+                )
+        rows += _old_arms(
+            rng,
+            mu,
+            sig,
+            ref,
+            mu_ref,
+            sigma_ref,
+            sizes,
+            scen,
+            truths,
+            tuple(m for m in former if m in only),
+            rbf_s,
+            kid_size,
+        )
     return rows
 
 
@@ -252,8 +365,13 @@ def _prdc_truth(rng, mu, sig, ref, sizes: Sizes) -> dict[str, float]:
     P / G prompts each (drawn at once, one block per set)."""
     per_block = sizes.prompts // sizes.blocks
     feats, codes = _generate(rng, mu, sig, sizes, prompts=per_block * sizes.prdc_truth_sets)
-    blocks = (codes.astype(int) % sizes.prdc_truth_sets)  # set t holds prompts t, t + T, ...: per_block prompts each
-    return {name: r["value"] for name, r in B.prdc_blocks(ref, feats, blocks, 3, 5, real_radii=(knn_radii(ref, 3), knn_radii(ref, 5))).items()}
+    blocks = codes.astype(int) % sizes.prdc_truth_sets  # set t holds prompts t, t + T, ...: per_block prompts each
+    return {
+        name: r["value"]
+        for name, r in B.prdc_blocks(
+            ref, feats, blocks, 3, 5, real_radii=(knn_radii(ref, 3), knn_radii(ref, 5))
+        ).items()
+    }
 
 
 def _old_arms(rng, mu, sig, ref, mu_ref, sigma_ref, sizes, scen, truths, former, rbf_s, kid_size) -> list[dict]:
@@ -261,7 +379,9 @@ def _old_arms(rng, mu, sig, ref, mu_ref, sigma_ref, sizes, scen, truths, former,
     rows, n = [], sizes.prompts * sizes.samples
     old = {m: [] for m in former}
     kyy = gaussian_kernel(ref, ref, rbf_s)
-    u_yy = (kyy.sum() - np.trace(kyy)) / (len(ref) * (len(ref) - 1))  # the reference's term, the same in every resample
+    u_yy = (kyy.sum() - np.trace(kyy)) / (
+        len(ref) * (len(ref) - 1)
+    )  # the reference's term, the same in every resample
     for _ in range(sizes.old_replicates):
         feats, _ = _generate(rng, mu, sig, sizes)
         seed = int(rng.integers(1 << 30))
@@ -271,21 +391,42 @@ def _old_arms(rng, mu, sig, ref, mu_ref, sigma_ref, sizes, scen, truths, former,
             _, _, reps = frechet_bootstrap(mu_ref, sigma_ref, feats, sizes.old_resamples, seed)
             old["fd"].append(recentred(value, reps)[:2])
         if "kid" in old:
+
             def kid(f, seed=seed):
                 return kernel_inception_distance(ref, f, 5, kid_size, seed)[0]
+
             old["kid"].append(recentred(kid(feats), resampled(kid, feats, sizes.old_resamples, seed)[:, 0])[:2])
         if "cmmd" in old:
+
             def mmd(f):  # = gaussian_mmd2_unbiased(ref, f, rbf_s), the reference's term computed once
                 kxx = gaussian_kernel(f, f, rbf_s)
-                return u_yy + (kxx.sum() - np.trace(kxx)) / (len(f) * (len(f) - 1)) - 2 * gaussian_kernel(f, ref, rbf_s).mean()
+                return (
+                    u_yy
+                    + (kxx.sum() - np.trace(kxx)) / (len(f) * (len(f) - 1))
+                    - 2 * gaussian_kernel(f, ref, rbf_s).mean()
+                )
+
             old["cmmd"].append(recentred(mmd(feats), resampled(mmd, feats, sizes.old_resamples, seed)[:, 0])[:2])
     for metric, bounds in old.items():
         lo, hi = np.array(bounds).T
-        rows.append(_row("set metric", metric, "bootstrap (former)", scen, n, truths[metric], lo, hi, 0.0 if metric == "fd" else None))
+        rows.append(
+            _row(
+                "set metric",
+                metric,
+                "bootstrap (former)",
+                scen,
+                n,
+                truths[metric],
+                lo,
+                hi,
+                0.0 if metric == "fd" else None,
+            )
+        )
     return rows
 
 
 # -- ranks ----------------------------------------------------------------------------------------
+
 
 def ranks(sizes: Sizes, seed: int = 0, entries: int = 10, n_prompts: int = 21) -> list[dict]:
     """Share of tables of `entries` identical models (a 0/1 metric, prompt rates ~ Beta(mean 0.6,
@@ -296,17 +437,32 @@ def ranks(sizes: Sizes, seed: int = 0, entries: int = 10, n_prompts: int = 21) -
     prompt = np.repeat(np.arange(n_prompts), 3)
     any_raw = any_holm = 0
     for _ in range(sizes.rank_tables):
-        q = rng.beta(0.6 * (1 / ICC - 1), 0.4 * (1 / ICC - 1), n_prompts)  # the prompts' difficulty, shared by every entry
+        q = rng.beta(
+            0.6 * (1 / ICC - 1), 0.4 * (1 / ICC - 1), n_prompts
+        )  # the prompts' difficulty, shared by every entry
         ys = (rng.random((entries, n_prompts * 3)) < np.repeat(q, 3)).astype(float)
-        ps = [paired_difference(prompt, ys[a], ys[b], resamples=200, seed=a * entries + b)["p"]
-              for a in range(entries) for b in range(a + 1, entries)]
+        ps = [
+            paired_difference(prompt, ys[a], ys[b], resamples=200, seed=a * entries + b)["p"]
+            for a in range(entries)
+            for b in range(a + 1, entries)
+        ]
         ps = np.nan_to_num(np.asarray(ps, float), nan=1.0)
         any_raw += bool((ps < 0.05).any())
         any_holm += bool((holm(ps) < 0.05).any())
     t = sizes.rank_tables
-    return [{"family": "ranks", "metric": "any false separation", "method": m, "scenario": f"{entries} identical entries",
-             "n": n_prompts, "replicates": t, "false_separation": round(100 * k / t, 1), "pass": bool(k / t <= 0.05 + 2 * np.sqrt(0.05 * 0.95 / t))}
-            for m, k in (("per-pair 5 % (former)", any_raw), ("Holm", any_holm))]
+    return [
+        {
+            "family": "ranks",
+            "metric": "any false separation",
+            "method": m,
+            "scenario": f"{entries} identical entries",
+            "n": n_prompts,
+            "replicates": t,
+            "false_separation": round(100 * k / t, 1),
+            "pass": bool(k / t <= 0.05 + 2 * np.sqrt(0.05 * 0.95 / t)),
+        }
+        for m, k in (("per-pair 5 % (former)", any_raw), ("Holm", any_holm))
+    ]
 
 
 def run(sizes: Sizes, parts: tuple[str, ...], seed: int = 0, log=print) -> list[dict]:

@@ -1,4 +1,5 @@
 """The coverage results as the markdown of docs/intervals.md: one table per family."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -11,16 +12,25 @@ def _per_image(frame: pd.DataFrame) -> list[str]:
         return []
     part = part.assign(p=part["scenario"].str.split("=").str[1])
     simulated = part[part["replicates"] != "exact"]["replicates"]
-    out = ["## Per-image means over prompts (coverage %, 95 % nominal)", "",
-           f"Binary (one 0/1 image per prompt): exact. Other kinds: {int(simulated.iloc[0]):,} simulated replicates per cell. Rows: kind "
-           "of values and number of prompts P; columns: the true mean (p; for continuous 10 + 30 p on [0, 100]). **Bold**: outside 93.5-96.5 % "
-           "or misses more than 2:1 to one side; †: no non-randomised interval can reach 93.5-96.5 % there (the binomial's "
-           "outcomes are too coarse).", ""]
+    out = [
+        "## Per-image means over prompts (coverage %, 95 % nominal)",
+        "",
+        f"Binary (one 0/1 image per prompt): exact. Other kinds: {int(simulated.iloc[0]):,} simulated replicates per cell. Rows: kind "
+        "of values and number of prompts P; columns: the true mean (p; for continuous 10 + 30 p on [0, 100]). **Bold**: outside 93.5-96.5 % "
+        "or misses more than 2:1 to one side; †: no non-randomised interval can reach 93.5-96.5 % there (the binomial's "
+        "outcomes are too coarse).",
+        "",
+    ]
     for method, sub in part.groupby("method", sort=False):
         cov = {(r.metric, r.n, r.p): r for r in sub.itertuples()}
         rows = list(dict.fromkeys((r.metric, r.n) for r in sub.itertuples()))
         cols = list(dict.fromkeys(sub["p"]))
-        out += [f"### {method}", "", "| values | P | " + " | ".join(f"p = {c}" for c in cols) + " |", "|---|---:|" + "---:|" * len(cols)]
+        out += [
+            f"### {method}",
+            "",
+            "| values | P | " + " | ".join(f"p = {c}" for c in cols) + " |",
+            "|---|---:|" + "---:|" * len(cols),
+        ]
         for metric, n in rows:
             cells = []
             for c in cols:
@@ -29,7 +39,9 @@ def _per_image(frame: pd.DataFrame) -> list[str]:
                     cells.append("")
                     continue
                 text = f"{r.coverage:.1f}" if r.pass_ else f"**{r.coverage:.1f}**"
-                attainable = getattr(r, "attainable", True)  # True / False for exact binary cells, nan (or absent) otherwise
+                attainable = getattr(
+                    r, "attainable", True
+                )  # True / False for exact binary cells, nan (or absent) otherwise
                 cells.append(text + ("†" if isinstance(attainable, (bool, np.bool_)) and not attainable else ""))
             out.append(f"| {metric} | {n} | " + " | ".join(cells) + " |")
         oor = sub["out_of_range"].max()
@@ -41,12 +53,17 @@ def _sets(frame: pd.DataFrame) -> list[str]:
     part = frame[frame["family"] == "set metric"]
     if part.empty:
         return []
-    out = ["## Set metrics on Gaussian features, conditional on the reference (coverage %, 95 % nominal)", "",
-           "| metric | scenario | method | N | truth | replicates | coverage | truth above / below | out of range % | median width | pass |",
-           "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    out = [
+        "## Set metrics on Gaussian features, conditional on the reference (coverage %, 95 % nominal)",
+        "",
+        "| metric | scenario | method | N | truth | replicates | coverage | truth above / below | out of range % | median width | pass |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
     for r in part.itertuples():
-        out.append(f"| {r.metric} | {r.scenario} | {r.method} | {r.n} | {r.truth:.4g} | {r.replicates} | {r.coverage:.1f} | "
-                   f"{r.miss_truth_above} / {r.miss_truth_below} | {r.out_of_range:.1f} | {r.median_width:.3g} | {'yes' if r.pass_ else 'no'} |")
+        out.append(
+            f"| {r.metric} | {r.scenario} | {r.method} | {r.n} | {r.truth:.4g} | {r.replicates} | {r.coverage:.1f} | "
+            f"{r.miss_truth_above} / {r.miss_truth_below} | {r.out_of_range:.1f} | {r.median_width:.3g} | {'yes' if r.pass_ else 'no'} |"
+        )
     return out + [""]
 
 
@@ -54,15 +71,24 @@ def _ranks(frame: pd.DataFrame) -> list[str]:
     part = frame[frame["family"] == "ranks"]
     if part.empty:
         return []
-    out = ["## Ranks among identical entries", "", "| method | scenario | prompts | tables | tables with a false separation % | pass |",
-           "|---|---|---:|---:|---:|---|"]
-    out += [f"| {r.method} | {r.scenario} | {r.n} | {r.replicates} | {r.false_separation:.1f} | {'yes' if r.pass_ else 'no'} |"
-            for r in part.itertuples()]
+    out = [
+        "## Ranks among identical entries",
+        "",
+        "| method | scenario | prompts | tables | tables with a false separation % | pass |",
+        "|---|---|---:|---:|---:|---|",
+    ]
+    out += [
+        f"| {r.method} | {r.scenario} | {r.n} | {r.replicates} | {r.false_separation:.1f} | {'yes' if r.pass_ else 'no'} |"
+        for r in part.itertuples()
+    ]
     return out + [""]
 
 
 def markdown(frame: pd.DataFrame, made: dict) -> str:
     frame = frame.rename(columns={"pass": "pass_"}).assign(**{"pass": lambda f: f["pass_"]})
-    head = [f"Made by `imagen-bench coverage{' --quick' if made['quick'] else ''}` (imagen-bench {made['package_version']}, seed "
-            f"{made['seed']}, {made['seconds']:.0f} s on {made['machine']['cpu']}).", ""]
+    head = [
+        f"Made by `imagen-bench coverage{' --quick' if made['quick'] else ''}` (imagen-bench {made['package_version']}, seed "
+        f"{made['seed']}, {made['seconds']:.0f} s on {made['machine']['cpu']}).",
+        "",
+    ]
     return "\n".join(head + _per_image(frame) + _sets(frame) + _ranks(frame)) + "\n"

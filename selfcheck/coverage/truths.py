@@ -15,6 +15,7 @@ and holds it fixed), so each truth is the metric's expectation given the drawn r
              E k(g, g') = det(I + 2 S / s^2)^(-1/2)
     PRDC   no closed form: E[metric of m generated images | Y] by Monte Carlo over many fresh sets.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -66,4 +67,3 @@ def rbf_truth(mu: np.ndarray, sigma: np.ndarray, ref: np.ndarray, s: float) -> f
     sq = (ref * ref).sum(1)
     k = np.exp(-gamma * np.clip(sq[:, None] + sq[None, :] - 2 * ref @ ref.T, 0, None))
     return within - 2 * float(cross.mean()) + _u_within(k)
-

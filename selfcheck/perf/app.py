@@ -3,6 +3,7 @@ and the answer-submit latency of the app's storage layer (human_eval.store.Store
 rating page calls on every answer) with 50 raters submitting concurrently, each in two tabs, with
 deliberate double submits. tests/test_human_eval_load.py runs submit_load() and checks the database.
 """
+
 from __future__ import annotations
 
 import secrets
@@ -51,21 +52,45 @@ def choice(task) -> str:
     return "left" if int(task.prompt_id) % 3 else "right"
 
 
-def submit_load(db: Path | str, raters: int = 50, answers: int = 100, join_timeout: float = 60.0, pause_s: float = 0.0) -> SubmitLoad:
+def submit_load(
+    db: Path | str, raters: int = 50, answers: int = 100, join_timeout: float = 60.0, pause_s: float = 0.0
+) -> SubmitLoad:
     """A study of raters x answers tasks in the database `db` (a SQLite file or a postgresql:// URL);
     every rater submits all its tasks from one thread (every 5th twice: a double click; every 10th
     again with the other answer, which must not replace the first), `pause_s` between tasks (0: back
     to back, the worst case), while a second tab of the same rater races on every 4th task."""
     from human_eval.store import Store, Task
 
-    tasks = [Task(task_id=secrets.token_hex(12), rater=f"r{r:02d}", batch=1 + i // 50, position=1 + i % 50,
-                  prompt_id=str(i), category="load", caption=f"caption {i}", model_a="m1", model_b="m2",
-                  a_on_left=bool((r + i) % 2), images_a=(secrets.token_hex(16),), images_b=(secrets.token_hex(16),),
-                  is_control=False, control_kind="", expected=())
-             for r in range(1, raters + 1) for i in range(answers)]
+    tasks = [
+        Task(
+            task_id=secrets.token_hex(12),
+            rater=f"r{r:02d}",
+            batch=1 + i // 50,
+            position=1 + i % 50,
+            prompt_id=str(i),
+            category="load",
+            caption=f"caption {i}",
+            model_a="m1",
+            model_b="m2",
+            a_on_left=bool((r + i) % 2),
+            images_a=(secrets.token_hex(16),),
+            images_b=(secrets.token_hex(16),),
+            is_control=False,
+            control_kind="",
+            expected=(),
+        )
+        for r in range(1, raters + 1)
+        for i in range(answers)
+    ]
     store = Store(db, "load")
-    store.create("coco_realism", "admin-" + secrets.token_urlsafe(32), {f"r{r:02d}": secrets.token_urlsafe(32) for r in range(1, raters + 1)},
-                 tasks, "perf", {"load": True})
+    store.create(
+        "coco_realism",
+        "admin-" + secrets.token_urlsafe(32),
+        {f"r{r:02d}": secrets.token_urlsafe(32) for r in range(1, raters + 1)},
+        tasks,
+        "perf",
+        {"load": True},
+    )
     by_rater: dict[str, list] = {}
     for t in tasks:
         by_rater.setdefault(t.rater, []).append(t)
@@ -121,17 +146,45 @@ def measure(s: AppSettings) -> Section:
     sec = Section("app", settings=dict(s.__dict__))
     r = measure_report(s.answers, s.resamples)
     sec.measurements["report"] = dict(r.__dict__)
-    sec.rows.append(Row(f"report from {r.answers} answers ({s.resamples} resamples)", r.seconds, "s", REPORT_TARGET_SECONDS, "<=",
-                        note=f"{r.cpu_seconds:.2f} CPU s; imports not counted ({r.import_seconds:.1f} s in this process)"))
+    sec.rows.append(
+        Row(
+            f"report from {r.answers} answers ({s.resamples} resamples)",
+            r.seconds,
+            "s",
+            REPORT_TARGET_SECONDS,
+            "<=",
+            note=f"{r.cpu_seconds:.2f} CPU s; imports not counted ({r.import_seconds:.1f} s in this process)",
+        )
+    )
     with tempfile.TemporaryDirectory(prefix="imagen-bench-perf-") as tmp:
         load = submit_load(Path(tmp) / "ratings.sqlite", s.raters, s.answers_per_rater)
     p50, p95, p99 = load.percentiles_ms()
-    sec.measurements["submit"] = {"raters": s.raters, "tabs_per_rater": 2, "answers_per_rater": s.answers_per_rater,
-                                  "submit_calls": len(load.latencies), "wall_seconds": load.wall, "stored": load.stored,
-                                  "kept_as_duplicate": load.kept, "errors": load.errors[:5], "p50_ms": p50, "p95_ms": p95, "p99_ms": p99,
-                                  "submits_per_second": len(load.latencies) / load.wall}
-    sec.rows.append(Row(f"answer submit p95, {s.raters} concurrent raters", p95, "ms", SUBMIT_P95_TARGET_MS, "<=",
-                        note=f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, {len(load.latencies)} submits, {len(load.errors)} errors"))
-    sec.notes.append("submit latency = human_eval.store.Store.submit on SQLite (WAL), the call the rating page makes per answer; "
-                     "Streamlit's own rerun of the page is not included")
+    sec.measurements["submit"] = {
+        "raters": s.raters,
+        "tabs_per_rater": 2,
+        "answers_per_rater": s.answers_per_rater,
+        "submit_calls": len(load.latencies),
+        "wall_seconds": load.wall,
+        "stored": load.stored,
+        "kept_as_duplicate": load.kept,
+        "errors": load.errors[:5],
+        "p50_ms": p50,
+        "p95_ms": p95,
+        "p99_ms": p99,
+        "submits_per_second": len(load.latencies) / load.wall,
+    }
+    sec.rows.append(
+        Row(
+            f"answer submit p95, {s.raters} concurrent raters",
+            p95,
+            "ms",
+            SUBMIT_P95_TARGET_MS,
+            "<=",
+            note=f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, {len(load.latencies)} submits, {len(load.errors)} errors",
+        )
+    )
+    sec.notes.append(
+        "submit latency = human_eval.store.Store.submit on SQLite (WAL), the call the rating page makes per answer; "
+        "Streamlit's own rerun of the page is not included"
+    )
     return sec

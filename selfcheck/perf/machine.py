@@ -1,4 +1,5 @@
 """What the numbers were measured on: CPU model, cores, torch and package versions, threads, load."""
+
 from __future__ import annotations
 
 import os

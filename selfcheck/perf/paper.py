@@ -14,6 +14,7 @@ peak (by hand on an H200: eager 39 / 27 / 25 %, base compiled 68 % after an 81 s
 Targets are set only there (device cuda, full size); on a CPU the paper-size stages take minutes
 per call, so `--quick` scales widths and resolutions down and the numbers check the code path only.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -46,8 +47,10 @@ class PaperSettings:
 
         unknown = sorted(set(self.stages) - set(STAGES)) + sorted(set(self.compile) - set(COMPILE_MODES))
         if unknown:
-            raise ValueError(f"paper: unknown stages or compile modes {unknown}; stages {', '.join(STAGES)}, "
-                             f"compile modes {', '.join(COMPILE_MODES)}")
+            raise ValueError(
+                f"paper: unknown stages or compile modes {unknown}; stages {', '.join(STAGES)}, "
+                f"compile modes {', '.join(COMPILE_MODES)}"
+            )
         if len(self.batch) != len(self.stages) or min(self.batch) < 1:
             raise ValueError(f"paper: one batch >= 1 per stage ({len(self.stages)}), got {self.batch}")
         if self.scale < 1 or self.resolution_scale < 1 or self.repeats < 1 or self.warmup < 0:
@@ -66,10 +69,18 @@ def stage_config(name: str, scale: int = 1, resolution_scale: int = 1):
     if scale == 1 and resolution_scale == 1:
         return stage
     u = stage.unet
-    unet = dataclasses.replace(u, dim=u.dim // scale, cond_dim=u.cond_dim // scale, text_embed_dim=u.text_embed_dim // scale,
-                               attn_head_dim=max(8, u.attn_head_dim // scale), num_groups=8)
+    unet = dataclasses.replace(
+        u,
+        dim=u.dim // scale,
+        cond_dim=u.cond_dim // scale,
+        text_embed_dim=u.text_embed_dim // scale,
+        attn_head_dim=max(8, u.attn_head_dim // scale),
+        num_groups=8,
+    )
     low = stage.lowres_resolution // resolution_scale if stage.lowres_resolution else stage.lowres_resolution
-    return dataclasses.replace(stage, unet=unet, resolution=stage.resolution // resolution_scale, lowres_resolution=low)
+    return dataclasses.replace(
+        stage, unet=unet, resolution=stage.resolution // resolution_scale, lowres_resolution=low
+    )
 
 
 def payback(eager_seconds: float, compiled_seconds: float, first_call_seconds: float) -> dict:
@@ -79,8 +90,10 @@ def payback(eager_seconds: float, compiled_seconds: float, first_call_seconds: f
         first + (n - 1) compiled = n eager  <=>  n = (first - compiled) / (eager - compiled).
     None when compiled calls are not faster (it never pays back)."""
     gain = eager_seconds - compiled_seconds
-    return {"speedup": eager_seconds / compiled_seconds,
-            "break_even_calls": (first_call_seconds - compiled_seconds) / gain if gain > 0 else None}
+    return {
+        "speedup": eager_seconds / compiled_seconds,
+        "break_even_calls": (first_call_seconds - compiled_seconds) / gain if gain > 0 else None,
+    }
 
 
 def _sync(device: str) -> None:
@@ -119,9 +132,18 @@ def measure_stage(s: PaperSettings, name: str, batch: int, peak: dict[str, float
 
     flop = count_flops(lambda: make_denoiser(unet, stage, text, mask, sampling, rt, lowres, aug)(z, logsnr))
     dtype = "bfloat16" if rt.precision == "bf16" else "float32"
-    out = {"params": sum(p.numel() for p in unet.parameters()), "resolution": r, "batch": batch, "unet_batch": 2 * batch,
-           "precision": rt.precision, "memory_format": rt.memory_format, "flop_per_call": flop, "peak_dtype": dtype,
-           "peak_flops_per_second": peak.get(dtype), "modes": {}}
+    out = {
+        "params": sum(p.numel() for p in unet.parameters()),
+        "resolution": r,
+        "batch": batch,
+        "unet_batch": 2 * batch,
+        "precision": rt.precision,
+        "memory_format": rt.memory_format,
+        "flop_per_call": flop,
+        "peak_dtype": dtype,
+        "peak_flops_per_second": peak.get(dtype),
+        "modes": {},
+    }
     for mode in s.compile:
         denoise = make_denoiser(compile_unet(unet, mode), stage, text, mask, sampling, rt, lowres, aug)
 
@@ -135,8 +157,12 @@ def measure_stage(s: PaperSettings, name: str, batch: int, peak: dict[str, float
             first = time.perf_counter() - t0
             t = time_it(call, s.repeats, s.warmup)
         rate = flop / t.median
-        out["modes"][mode] = {**t.as_dict("call"), "first_call_seconds": first, "achieved_flops_per_second": rate,
-                              "peak_share_percent": 100 * rate / peak[dtype] if peak.get(dtype) else None}
+        out["modes"][mode] = {
+            **t.as_dict("call"),
+            "first_call_seconds": first,
+            "achieved_flops_per_second": rate,
+            "peak_share_percent": 100 * rate / peak[dtype] if peak.get(dtype) else None,
+        }
     eager = out["modes"].get("off")
     for mode, m in out["modes"].items():
         if mode != "off" and eager:
@@ -151,8 +177,10 @@ def measure(s: PaperSettings, peak: dict[str, float | None]) -> Section:
     sec = Section("paper", settings={**dataclasses.asdict(s), "threads": torch.get_num_threads()})
     targets = s.full_size and torch.device(s.device).type == "cuda"
     if not s.full_size:
-        sec.notes.append(f"scaled down (widths / {s.scale}, resolutions / {s.resolution_scale}): a check of the code path, "
-                         "not the paper-size numbers")
+        sec.notes.append(
+            f"scaled down (widths / {s.scale}, resolutions / {s.resolution_scale}): a check of the code path, "
+            "not the paper-size numbers"
+        )
     if "off" not in s.compile:
         s = dataclasses.replace(s, compile=("off", *s.compile))  # the eager baseline is always measured
     for name, batch in zip(s.stages, s.batch):
@@ -160,14 +188,31 @@ def measure(s: PaperSettings, peak: dict[str, float | None]) -> Section:
         for mode, t in m["modes"].items():
             label = f"{name} ({m['params'] / 1e6:.0f} M, 2x{batch} at {m['resolution']}^2) {'eager' if mode == 'off' else mode}"
             if t["peak_share_percent"] is not None:
-                sec.rows.append(Row(f"{label}: % of {m['peak_dtype']} peak", t["peak_share_percent"], "%",
-                                    TARGETS[name] if targets else None,
-                                    note=f"{t['achieved_flops_per_second'] / 1e12:.3g} TFLOP/s, {t['median_seconds'] * 1e3:.1f} ms per call"))
+                sec.rows.append(
+                    Row(
+                        f"{label}: % of {m['peak_dtype']} peak",
+                        t["peak_share_percent"],
+                        "%",
+                        TARGETS[name] if targets else None,
+                        note=f"{t['achieved_flops_per_second'] / 1e12:.3g} TFLOP/s, {t['median_seconds'] * 1e3:.1f} ms per call",
+                    )
+                )
             if mode != "off":
-                sec.rows.append(Row(f"{label}: speed-up over eager", t["speedup"], "x",
-                                    note=f"first call {t['first_call_seconds']:.1f} s (compilation); "
-                                         + (f"pays back after {t['break_even_calls']:.0f} calls" if t["break_even_calls"] is not None
-                                            else "never pays back")))
-    sec.notes.append("one guided denoiser call (U-Net batch 2B + guidance + thresholding); FLOP = torch.utils.flop_counter "
-                     "(matmuls, convolutions); precision and memory format as `auto` resolves on this device")
+                sec.rows.append(
+                    Row(
+                        f"{label}: speed-up over eager",
+                        t["speedup"],
+                        "x",
+                        note=f"first call {t['first_call_seconds']:.1f} s (compilation); "
+                        + (
+                            f"pays back after {t['break_even_calls']:.0f} calls"
+                            if t["break_even_calls"] is not None
+                            else "never pays back"
+                        ),
+                    )
+                )
+    sec.notes.append(
+        "one guided denoiser call (U-Net batch 2B + guidance + thresholding); FLOP = torch.utils.flop_counter "
+        "(matmuls, convolutions); precision and memory format as `auto` resolves on this device"
+    )
     return sec

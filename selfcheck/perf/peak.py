@@ -4,6 +4,7 @@ A square n x n @ n x n matmul is 2 n^3 FLOP (n^3 multiply-adds). 2048 is large e
 BLAS / oneDNN kernels to reach their steady rate on 2 cores (~0.1-1 s a product here) and small
 enough for 3 x 16 MiB fp32 operands to stay in memory comfortably; --quick uses 1024.
 """
+
 from __future__ import annotations
 
 import math
@@ -63,7 +64,9 @@ def measure(settings: PeakSettings) -> Section:
     sec = Section("peak", settings={**settings.__dict__, "threads": torch.get_num_threads()})
     for dt in settings.dtypes:
         sec.measurements[dt] = matmul_flops(settings, dt)
-        sec.rows.append(Row(f"matmul peak {dt} ({settings.n}^2)", sec.measurements[dt]["flops_per_second"] / 1e9, "GFLOP/s"))
+        sec.rows.append(
+            Row(f"matmul peak {dt} ({settings.n}^2)", sec.measurements[dt]["flops_per_second"] / 1e9, "GFLOP/s")
+        )
     sec.notes.append("FLOP of one n x n matmul = 2 n^3; median of the repeats; torch's configured threads")
     return sec
 

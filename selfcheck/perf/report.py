@@ -1,4 +1,5 @@
 """The table of ratios (terminal) and perf.md (README-ready markdown) from a perf.json document."""
+
 from __future__ import annotations
 
 from .results import fmt_value
@@ -16,8 +17,10 @@ def _rows(doc: dict) -> list[tuple[str, str, str, str, str]]:
 
 
 def machine_line(m: dict) -> str:
-    return (f"{m['cpu_model']}, {m['cores']} cores, torch {m['torch_version']} ({m['torch_threads']} threads), "
-            f"imagen-bench {m['package_version']}, python {m['python']}, load average {m['load_average_1min']} at start")
+    return (
+        f"{m['cpu_model']}, {m['cores']} cores, torch {m['torch_version']} ({m['torch_threads']} threads), "
+        f"imagen-bench {m['package_version']}, python {m['python']}, load average {m['load_average_1min']} at start"
+    )
 
 
 def render_table(doc: dict) -> str:
@@ -33,14 +36,23 @@ def render_table(doc: dict) -> str:
         for n in sec["notes"]:
             lines.append(f"[{name}] {n}")
     s = doc["summary"]
-    lines.append(f"targets: {s['met']} met, {s['not_met']} not met" + (" (--quick: smoke sizes, not the benchmark)" if doc["quick"] else ""))
+    lines.append(
+        f"targets: {s['met']} met, {s['not_met']} not met"
+        + (" (--quick: smoke sizes, not the benchmark)" if doc["quick"] else "")
+    )
     return "\n".join(lines)
 
 
 def render_markdown(doc: dict) -> str:
-    lines = [f"Measured {doc['created']} with `{doc['command'].strip()}`" + (" (--quick smoke sizes)" if doc["quick"] else ""),
-             "", f"Machine: {machine_line(doc['machine'])}.", "",
-             "| section | measure | value | target | |", "| --- | --- | --- | --- | --- |"]
+    lines = [
+        f"Measured {doc['created']} with `{doc['command'].strip()}`"
+        + (" (--quick smoke sizes)" if doc["quick"] else ""),
+        "",
+        f"Machine: {machine_line(doc['machine'])}.",
+        "",
+        "| section | measure | value | target | |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     lines += [f"| {' | '.join(c.replace('|', '/') for c in r)} |" for r in _rows(doc)]
     notes = [(name, n) for name, sec in doc["sections"].items() for n in sec["notes"]]
     if notes:

@@ -9,6 +9,7 @@ power section is a separate simulation whose cost is set by --power-studies, not
 study; it is off by default here (--power-effect 0) and timed separately when given.
 `imagen-bench perf --only reports` calls measure_report().
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,7 +35,9 @@ class ReportTiming:
     import_seconds: float  # what the imports cost in this call (0 when already imported)
 
 
-def measure_report(answers: int = 100_000, resamples: int = 10_000, power_effect: float = 0.0, power_studies: int = 200) -> ReportTiming:
+def measure_report(
+    answers: int = 100_000, resamples: int = 10_000, power_effect: float = 0.0, power_studies: int = 200
+) -> ReportTiming:
     t0 = time.perf_counter()
     import matplotlib.pyplot  # noqa: F401
 
@@ -47,7 +50,9 @@ def measure_report(answers: int = 100_000, resamples: int = 10_000, power_effect
     import_seconds = time.perf_counter() - t0
     prompts = load_drawbench()
     raters = max(2, answers // (ANSWERS_PER_RATER * len(QUESTIONS)))
-    design = StudyDesign(n_prompts=len(prompts), n_raters=raters, answers_per_rater=ANSWERS_PER_RATER, controls_per_rater=10)
+    design = StudyDesign(
+        n_prompts=len(prompts), n_raters=raters, answers_per_rater=ANSWERS_PER_RATER, controls_per_rater=10
+    )
     model = RaterModel(preference=0.55, unreliable_fraction=0.05)
     frame = simulate_sbs_frame(prompts, "model-a", "model-b", {q: model for q in QUESTIONS}, design, seed=0)
     options = ReportOptions(ci=CIConfig(resamples=resamples), power_effect=power_effect, power_studies=power_studies)
@@ -66,10 +71,14 @@ def main() -> int:
     p.add_argument("--power-studies", type=int, default=200)
     args = p.parse_args()
     r = measure_report(args.answers, args.resamples, args.power_effect, args.power_studies)
-    print(f"machine: {platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"python {sys.version.split()[0]}, load average {os.getloadavg()[0]:.1f}")
-    print(f"answers: {r.answers} ({r.raters} raters x {ANSWERS_PER_RATER} prompts x {len(QUESTIONS)} questions), "
-          f"resamples: {r.resamples}, power section: {'off' if args.power_effect == 0 else f'{args.power_studies} studies/point'}")
+    print(
+        f"machine: {platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"python {sys.version.split()[0]}, load average {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        f"answers: {r.answers} ({r.raters} raters x {ANSWERS_PER_RATER} prompts x {len(QUESTIONS)} questions), "
+        f"resamples: {r.resamples}, power section: {'off' if args.power_effect == 0 else f'{args.power_studies} studies/point'}"
+    )
     print(f"build_report seconds: {r.seconds:.2f} wall, {r.cpu_seconds:.2f} CPU")
     print(f"imports a cold CLI run adds (torch, pandas, matplotlib, scipy): {r.import_seconds:.2f} s")
     return 0

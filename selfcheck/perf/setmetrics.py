@@ -6,6 +6,7 @@ it: statistics, kernels, k-NN balls and the blocked intervals (blocks = 20).
 
     python -m selfcheck.perf.setmetrics '{"job": "prdc", "n": 30000, ...}'   is one such process
 """
+
 from __future__ import annotations
 
 import json
@@ -33,7 +34,9 @@ class SetMetricSettings:
 
     def __post_init__(self) -> None:
         if self.n < 100 or self.dim < 2 or self.clip_dim < 2 or not set(self.jobs) <= set(JOBS):
-            raise ValueError(f"setmetrics: n >= 100, dims >= 2, jobs from {', '.join(JOBS)}; got {self.n}, {self.dim}, {self.jobs}")
+            raise ValueError(
+                f"setmetrics: n >= 100, dims >= 2, jobs from {', '.join(JOBS)}; got {self.n}, {self.dim}, {self.jobs}"
+            )
 
 
 def _features(s: SetMetricSettings, dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -57,7 +60,9 @@ def one_process(s: SetMetricSettings, job: str) -> dict:
     elif job == "kid":
         value = stats.kernel_inception_distance(real, fake)[0]
     elif job == "kid_blocks":
-        value = B.mmd_blocks(stats.polynomial_kernel, fake, real, blocks, 0.0, second_order=B.SECOND_ORDER["kid"])["se"]
+        value = B.mmd_blocks(stats.polynomial_kernel, fake, real, blocks, 0.0, second_order=B.SECOND_ORDER["kid"])[
+            "se"
+        ]
     elif job == "prdc":
         value = float(stats.prdc_groups(real, fake, np.zeros(s.n))["precision"][0])
     elif job == "prdc_blocks":
@@ -66,10 +71,21 @@ def one_process(s: SetMetricSettings, job: str) -> dict:
         value = stats.cmmd(real, fake)
     else:
         unit = [a / np.linalg.norm(a, axis=1, keepdims=True) for a in (real, fake)]
-        value = B.mmd_blocks(stats.gaussian_kernel, unit[1], unit[0], blocks, 0.0, scale=stats.CMMD_SCALE,
-                             second_order=B.SECOND_ORDER["cmmd"])["se"]
-    return {"job": job, "seconds": time.perf_counter() - t0, "value": float(value),
-            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+        value = B.mmd_blocks(
+            stats.gaussian_kernel,
+            unit[1],
+            unit[0],
+            blocks,
+            0.0,
+            scale=stats.CMMD_SCALE,
+            second_order=B.SECOND_ORDER["cmmd"],
+        )["se"]
+    return {
+        "job": job,
+        "seconds": time.perf_counter() - t0,
+        "value": float(value),
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def run_process(s: SetMetricSettings, job: str) -> dict:
@@ -85,11 +101,21 @@ def measure(s: SetMetricSettings) -> Section:
     for job in s.jobs:
         r = run_process(s, job)
         sec.measurements[job] = r
-        sec.rows.append(Row(f"setmetrics: {job} at N = {s.n:,} per side, seconds", r["seconds"], "s",
-                            note=f"peak resident {r['peak_rss_mib']:,.0f} MiB (process start-up alone: {base['peak_rss_mib']:,.0f} MiB)"))
-    dense = 3 * s.n * s.n * 8 / 2**20  # what PRDC's dense version held: the reference, generated and cross distance matrices
-    sec.notes.append(f"synthetic Gaussian features, {s.dim}-d ({s.clip_dim}-d for CMMD), each job in a fresh process; _blocks jobs "
-                     f"add the interval over {s.blocks} prompt blocks. PRDC's former dense distance matrices alone: {dense:,.0f} MiB")
+        sec.rows.append(
+            Row(
+                f"setmetrics: {job} at N = {s.n:,} per side, seconds",
+                r["seconds"],
+                "s",
+                note=f"peak resident {r['peak_rss_mib']:,.0f} MiB (process start-up alone: {base['peak_rss_mib']:,.0f} MiB)",
+            )
+        )
+    dense = (
+        3 * s.n * s.n * 8 / 2**20
+    )  # what PRDC's dense version held: the reference, generated and cross distance matrices
+    sec.notes.append(
+        f"synthetic Gaussian features, {s.dim}-d ({s.clip_dim}-d for CMMD), each job in a fresh process; _blocks jobs "
+        f"add the interval over {s.blocks} prompt blocks. PRDC's former dense distance matrices alone: {dense:,.0f} MiB"
+    )
     return sec
 
 

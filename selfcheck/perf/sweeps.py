@@ -15,6 +15,7 @@ shapes renders, in a private temporary cache and run folders:
             imports, reported).
 Guidance values are all != 1 so every point runs the same 2B guided batch.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -98,7 +99,12 @@ class Counters:
         from imagen.pipeline import CascadePipeline
         from imagen.text_encoders import HFTextEncoder
 
-        encode, stats, call, score = HFTextEncoder.encode, reference.feature_stats, CascadePipeline.__call__, scoring.score
+        encode, stats, call, score = (
+            HFTextEncoder.encode,
+            reference.feature_stats,
+            CascadePipeline.__call__,
+            scoring.score,
+        )
 
         def counted_encode(enc, prompts):
             self.prompts_encoded += len(prompts)
@@ -115,12 +121,15 @@ class Counters:
                     return fn(*a, **k)
                 finally:
                     setattr(self, attr, getattr(self, attr) + time.perf_counter() - t0)
+
             return wrapper
 
-        with mock.patch.object(HFTextEncoder, "encode", counted_encode), \
-                mock.patch.object(reference, "feature_stats", counted_stats), \
-                mock.patch.object(CascadePipeline, "__call__", timed(call, "generate_seconds")), \
-                mock.patch.object(scoring, "score", timed(score, "score_seconds")):
+        with (
+            mock.patch.object(HFTextEncoder, "encode", counted_encode),
+            mock.patch.object(reference, "feature_stats", counted_stats),
+            mock.patch.object(CascadePipeline, "__call__", timed(call, "generate_seconds")),
+            mock.patch.object(scoring, "score", timed(score, "score_seconds")),
+        ):
             yield self
 
     def as_dict(self) -> dict:
@@ -129,9 +138,18 @@ class Counters:
 
 def write_spec(path: Path, s: SweepSettings, guidance: tuple[float, ...]) -> Path:
     ckpt = f'checkpoint = "{Path(s.checkpoint).resolve()}"' if s.checkpoint else ""
-    path.write_text(SPEC.format(batch=s.batch, checkpoint=ckpt, per_category=s.per_category, steps=s.steps,
-                                guidance=", ".join(f"{g:g}" for g in guidance), metric=s.metric, device=s.device,
-                                reference_n=s.reference_n))
+    path.write_text(
+        SPEC.format(
+            batch=s.batch,
+            checkpoint=ckpt,
+            per_category=s.per_category,
+            steps=s.steps,
+            guidance=", ".join(f"{g:g}" for g in guidance),
+            metric=s.metric,
+            device=s.device,
+            reference_n=s.reference_n,
+        )
+    )
     return path
 
 
@@ -156,10 +174,26 @@ def measure(s: SweepSettings) -> Section:
         cold_s, cold, cold_n = _run(spec_g, root / "cold", cache)
         sec.measurements["cold"] = {"seconds": cold_s, "images": cold_n, **cold.as_dict()}
         n_prompts = 4 * s.per_category
-        sec.rows.append(Row("sweep: prompts encoded / unique prompts (G-point, cold cache)", cold.prompts_encoded / n_prompts, "x", 1.0, "<=",
-                            note=f"{cold.prompts_encoded} encoded for {n_prompts} prompts x {g} points"))
-        sec.rows.append(Row("sweep: reference statistics computed (G-point, cold cache)", cold.reference_stats, "", 1.0, "<=",
-                            note=f"{g} cells share one reference"))
+        sec.rows.append(
+            Row(
+                "sweep: prompts encoded / unique prompts (G-point, cold cache)",
+                cold.prompts_encoded / n_prompts,
+                "x",
+                1.0,
+                "<=",
+                note=f"{cold.prompts_encoded} encoded for {n_prompts} prompts x {g} points",
+            )
+        )
+        sec.rows.append(
+            Row(
+                "sweep: reference statistics computed (G-point, cold cache)",
+                cold.reference_stats,
+                "",
+                1.0,
+                "<=",
+                note=f"{g} cells share one reference",
+            )
+        )
         t1, tg = [], []
         for i in range(s.repeats):  # taking turns, fresh run folders, warm cache
             t1.append(_run(spec_1, root / f"one-{i}", cache))
@@ -169,30 +203,83 @@ def measure(s: SweepSettings) -> Section:
         workg = statistics.median(x[1].generate_seconds + x[1].score_seconds for x in tg)
         sec.measurements["one_point"] = [{"seconds": x[0], "images": x[2], **x[1].as_dict()} for x in t1]
         sec.measurements["g_points"] = [{"seconds": x[0], "images": x[2], **x[1].as_dict()} for x in tg]
-        sec.rows.append(Row(f"sweep: T{g} / ({g} x T1), wall", wallg / (g * wall1), "x", 1.05, "<=",
-                            note=f"T1 {wall1:.2f} s, T{g} {wallg:.2f} s (median of {s.repeats}, warm cache)"))
-        sec.rows.append(Row(f"sweep: T{g} / ({g} x T1), per-point work", workg / (g * work1), "x", 1.05, "<=",
-                            note=f"generation + scoring: {work1:.2f} s vs {workg:.2f} s"))
+        sec.rows.append(
+            Row(
+                f"sweep: T{g} / ({g} x T1), wall",
+                wallg / (g * wall1),
+                "x",
+                1.05,
+                "<=",
+                note=f"T1 {wall1:.2f} s, T{g} {wallg:.2f} s (median of {s.repeats}, warm cache)",
+            )
+        )
+        sec.rows.append(
+            Row(
+                f"sweep: T{g} / ({g} x T1), per-point work",
+                workg / (g * work1),
+                "x",
+                1.05,
+                "<=",
+                note=f"generation + scoring: {work1:.2f} s vs {workg:.2f} s",
+            )
+        )
         rerun_s, rerun, rerun_n = _run(spec_g, root / "g-0", cache)
         first = tg[0][0]
-        sec.measurements["rerun"] = {"seconds": rerun_s, "images_generated": rerun_n, "first_run_seconds": first, **rerun.as_dict()}
-        sec.rows.append(Row("sweep: rerun of finished sweep / first run (in-process)", 100 * rerun_s / first, "%", 2.0, "<=",
-                            note=f"{rerun_s:.3f} s vs {first:.2f} s; {rerun_n} images generated"))
+        sec.measurements["rerun"] = {
+            "seconds": rerun_s,
+            "images_generated": rerun_n,
+            "first_run_seconds": first,
+            **rerun.as_dict(),
+        }
+        sec.rows.append(
+            Row(
+                "sweep: rerun of finished sweep / first run (in-process)",
+                100 * rerun_s / first,
+                "%",
+                2.0,
+                "<=",
+                note=f"{rerun_s:.3f} s vs {first:.2f} s; {rerun_n} images generated",
+            )
+        )
         if 100 * rerun_s / first > 2.0:
-            sec.notes.append(f"rerun above 2 %: a finished sweep's rerun generates and scores nothing ({rerun_n} images, "
-                             f"{rerun.score_seconds:.3f} s checking metric caches) but still pays a fixed {rerun_s:.2f} s for "
-                             "reading the spec, prompt sets and U-Net weights, the run's records, and rewriting the results "
-                             "tables; with a first run this short that fixed cost is above 2 % (it shrinks with sweep size)")
+            sec.notes.append(
+                f"rerun above 2 %: a finished sweep's rerun generates and scores nothing ({rerun_n} images, "
+                f"{rerun.score_seconds:.3f} s checking metric caches) but still pays a fixed {rerun_s:.2f} s for "
+                "reading the spec, prompt sets and U-Net weights, the run's records, and rewriting the results "
+                "tables; with a first run this short that fixed cost is above 2 % (it shrinks with sweep size)"
+            )
         if s.cli_rerun:
-            cmd = [sys.executable, "-m", "imagen_bench.cli", "sweep", str(spec_g), "--out", str(root / "g-0"), "--cache-dir", str(cache),
-                   "--no-progress"]
+            cmd = [
+                sys.executable,
+                "-m",
+                "imagen_bench.cli",
+                "sweep",
+                str(spec_g),
+                "--out",
+                str(root / "g-0"),
+                "--cache-dir",
+                str(cache),
+                "--no-progress",
+            ]
             t0 = time.perf_counter()
             proc = subprocess.run(cmd, capture_output=True, text=True)
             cli_s = time.perf_counter() - t0
-            sec.measurements["rerun_cli"] = {"seconds": cli_s, "returncode": proc.returncode, "stdout": proc.stdout.strip()[-300:]}
+            sec.measurements["rerun_cli"] = {
+                "seconds": cli_s,
+                "returncode": proc.returncode,
+                "stdout": proc.stdout.strip()[-300:],
+            }
             if proc.returncode == 0:
-                sec.rows.append(Row("sweep: rerun as a fresh CLI process / first run", 100 * cli_s / first, "%",
-                                    note=f"{cli_s:.2f} s incl. Python start-up and imports (informational)"))
-    sec.notes.append(f"spec: shipped cascade base stage (16^2), {4 * s.per_category} shapes prompts x G={g} guidance values "
-                     f"{list(s.guidance)}, {s.steps} DDPM steps, {s.metric.upper()} vs {s.reference_n} shapes renders; private temporary cache")
+                sec.rows.append(
+                    Row(
+                        "sweep: rerun as a fresh CLI process / first run",
+                        100 * cli_s / first,
+                        "%",
+                        note=f"{cli_s:.2f} s incl. Python start-up and imports (informational)",
+                    )
+                )
+    sec.notes.append(
+        f"spec: shipped cascade base stage (16^2), {4 * s.per_category} shapes prompts x G={g} guidance values "
+        f"{list(s.guidance)}, {s.steps} DDPM steps, {s.metric.upper()} vs {s.reference_n} shapes renders; private temporary cache"
+    )
     return sec

@@ -11,6 +11,7 @@ and, for several models, the ranking table (selfcheck/sequential/ranking.py).
 
 Exit status 1 when the default plan misses the goal (table.goal_failures).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,11 +24,21 @@ from common.options import int_in, seed_int
 
 def add_parser(sub, name: str, help_text: str) -> None:
     p = sub.add_parser(name, help=help_text, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=Path, required=True, help="new folder for sequential.csv, sequential.md and sequential.json")
-    p.add_argument("--quick", action="store_true", help="the CI size: 120 replicates per rate, 200 bootstrap resamples (seconds)")
-    p.add_argument("--replicates", type=int_in(10, 100_000), default=None, help="replicates per rate (default 1000; quick 120)")
-    p.add_argument("--ranking-replicates", type=int_in(10, 100_000), default=None,
-                   help="replicates per scenario of the several-models table (default 300; quick 40)")
+    p.add_argument(
+        "--out", type=Path, required=True, help="new folder for sequential.csv, sequential.md and sequential.json"
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="the CI size: 120 replicates per rate, 200 bootstrap resamples (seconds)"
+    )
+    p.add_argument(
+        "--replicates", type=int_in(10, 100_000), default=None, help="replicates per rate (default 1000; quick 120)"
+    )
+    p.add_argument(
+        "--ranking-replicates",
+        type=int_in(10, 100_000),
+        default=None,
+        help="replicates per scenario of the several-models table (default 300; quick 40)",
+    )
     p.add_argument("--seed", type=seed_int, default=0, help="simulation seed (default %(default)s)")
     p.set_defaults(func=run)
 
@@ -47,8 +58,16 @@ def run(args: argparse.Namespace) -> int:
     start = time.time()
     frame = pd.DataFrame(simulate(sizes, args.seed, log=lambda m: print(m, flush=True)))
     ranking = pd.DataFrame(rank(sizes, args.seed, log=lambda m: print(m, flush=True)))
-    made = stamp("sequential") | dataclasses.asdict(sizes) | {
-        "quick": args.quick, "seed": args.seed, "seconds": round(time.time() - start, 1), "goal_failures": goal_failures(frame)}
+    made = (
+        stamp("sequential")
+        | dataclasses.asdict(sizes)
+        | {
+            "quick": args.quick,
+            "seed": args.seed,
+            "seconds": round(time.time() - start, 1),
+            "goal_failures": goal_failures(frame),
+        }
+    )
     text = markdown(frame, ranking, made)
     publish(args.out, "sequential", {"sequential": frame, "sequential_ranking": ranking}, text, made)
     print(text)

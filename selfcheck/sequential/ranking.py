@@ -21,6 +21,7 @@ of the K models has every consecutive pair decided in its direction.
                      the widest undecided pair.
 Cap: the fixed design's ratings (P x 5,000).
 """
+
 from __future__ import annotations
 
 import itertools
@@ -36,7 +37,11 @@ from reports.simulate import SCORES, RaterModel, answers
 from .simulate import FIXED_RATERS, PER_BATCH, Sizes, World, covered, worlds
 
 ALPHA = 0.05
-DESIGNS = ("fixed: every pair 25 raters x 200 prompts", "sequential, round robin", "sequential, information-driven pairs")
+DESIGNS = (
+    "fixed: every pair 25 raters x 200 prompts",
+    "sequential, round robin",
+    "sequential, information-driven pairs",
+)
 
 
 def _pairs(k: int) -> list[tuple[int, int]]:
@@ -52,12 +57,18 @@ def pair_truth(model: RaterModel, gap: int) -> float:
     """Population preference of model j over model i for j - i = gap: (1 - t) E[expit(gap d + s Z)] + t / 2."""
     x, w = np.polynomial.hermite_e.hermegauss(60)
     s = float(np.hypot(model.prompt_sd, model.rater_sd))
-    return float((1 - model.tie_rate) * (w @ expit(gap * model.logit_mean + s * x)) / np.sqrt(2 * np.pi) + model.tie_rate / 2)
+    return float(
+        (1 - model.tie_rate) * (w @ expit(gap * model.logit_mean + s * x)) / np.sqrt(2 * np.pi) + model.tie_rate / 2
+    )
 
 
 def _answers(model: RaterModel, gap: int, prompt, rater, w: World, rater_z, seed: int) -> np.ndarray:
-    shifted = RaterModel(preference=pair_truth(model, gap), prompt_sd=model.prompt_sd, rater_sd=model.rater_sd, tie_rate=model.tie_rate)
-    return SCORES[answers(shifted, prompt, rater, w.prompt_z, rater_z, np.ones(len(rater_z), bool), np.random.default_rng(seed))]
+    shifted = RaterModel(
+        preference=pair_truth(model, gap), prompt_sd=model.prompt_sd, rater_sd=model.rater_sd, tie_rate=model.tie_rate
+    )
+    return SCORES[
+        answers(shifted, prompt, rater, w.prompt_z, rater_z, np.ones(len(rater_z), bool), np.random.default_rng(seed))
+    ]
 
 
 def bradley_terry(wins: np.ndarray, iters: int = 30) -> np.ndarray:
@@ -89,9 +100,18 @@ def _batch_means(model: RaterModel, k: int, ws: list[World], seed: int) -> np.nd
     out = np.empty((len(ws), len(pairs), cap))
     for r, w in enumerate(ws):
         for p, (i, j) in enumerate(pairs):
-            pw = World(rng.standard_normal(len(w.prompt_z)), w.fixed_rater_z, rng.standard_normal(cap), w.batches, w.seed)
-            y = _answers(model, j - i, w.batches.ravel(), np.repeat(np.arange(cap), PER_BATCH), pw, pw.batch_rater_z,
-                         int(rng.integers(2**31)))
+            pw = World(
+                rng.standard_normal(len(w.prompt_z)), w.fixed_rater_z, rng.standard_normal(cap), w.batches, w.seed
+            )
+            y = _answers(
+                model,
+                j - i,
+                w.batches.ravel(),
+                np.repeat(np.arange(cap), PER_BATCH),
+                pw,
+                pw.batch_rater_z,
+                int(rng.integers(2**31)),
+            )
             out[r, p] = y.reshape(cap, PER_BATCH).mean(axis=1)
     return out
 
@@ -108,7 +128,8 @@ def _fixed(model: RaterModel, k: int, ws: list[World], resamples: int, seed: int
             pw = World(rng.standard_normal(n_p), rng.standard_normal(FIXED_RATERS), w.batch_rater_z, w.batches, w.seed)
             y = _answers(model, j - i, prompt, rater, pw, pw.fixed_rater_z, int(rng.integers(2**31)))
             iv = CrossedBootstrap(n_p, FIXED_RATERS, resamples, seed=int(rng.integers(2**31))).interval(
-                prompt, rater, y, "crossed", 1 - ALPHA / len(pairs))
+                prompt, rater, y, "crossed", 1 - ALPHA / len(pairs)
+            )
             low[r, p], high[r, p] = iv.low, iv.high
     return low, high
 
@@ -141,15 +162,21 @@ def sequential(x: np.ndarray, k: int, first_pass: np.ndarray, informed: bool) ->
         if not len(live):
             break
         room = used[live] < cap
-        width = np.where(room & ~_settled(low[live], high[live], used[live], first_pass[live]), high[live] - low[live], -1.0)
+        width = np.where(
+            room & ~_settled(low[live], high[live], used[live], first_pass[live]), high[live] - low[live], -1.0
+        )
         if informed:
             bt = np.argsort(-bradley_terry(wins[live]), axis=1)
             consecutive = pid[bt[:, :-1], bt[:, 1:]]  # (R, k - 1) pair ids in the current order
             pick = np.take_along_axis(width, consecutive, axis=1)
-            choice = np.where(pick.max(axis=1) >= 0, consecutive[np.arange(len(live)), pick.argmax(axis=1)], width.argmax(axis=1))
+            choice = np.where(
+                pick.max(axis=1) >= 0, consecutive[np.arange(len(live)), pick.argmax(axis=1)], width.argmax(axis=1)
+            )
         else:
             choice = np.full(len(live), step % n_pairs)
-        choice = np.where(room[np.arange(len(live)), choice], choice, room.argmax(axis=1))  # a capped pair is never picked
+        choice = np.where(
+            room[np.arange(len(live)), choice], choice, room.argmax(axis=1)
+        )  # a capped pair is never picked
         b = used[live, choice]
         obs = x[live, choice, b]
         low[live, choice], high[live, choice] = state.update(live * n_pairs + choice, obs)
@@ -176,25 +203,43 @@ def run_ranking(k: int, adjacent: float, ws: list[World], fixed_resamples: int, 
     x = _batch_means(model, k, ws, seed)
     fixed_n = len(pairs) * FIXED_RATERS * len(ws[0].prompt_z)
     lo, hi = _fixed(model, k, ws, fixed_resamples, seed + 1)
-    fixed = {"batches": np.full(len(ws), fixed_n / PER_BATCH), "order": ranked(_decided(lo, hi, np.ones_like(lo, bool), k), k),
-             "low": lo, "high": hi}
+    fixed = {
+        "batches": np.full(len(ws), fixed_n / PER_BATCH),
+        "order": ranked(_decided(lo, hi, np.ones_like(lo, bool), k), k),
+        "low": lo,
+        "high": hi,
+    }
     rows = []
     for design, res in zip(DESIGNS, (fixed, sequential(x, k, first_pass, False), sequential(x, k, first_pass, True))):
         n = res["batches"] * PER_BATCH
         with np.errstate(invalid="ignore"):
             cover = ((res["low"] <= truth) & (truth <= res["high"])).all(axis=1)
-        rows.append({"models": k, "adjacent": adjacent, "design": design, "mean_ratings": float(n.mean()),
-                     "savings": float((1 - n.mean() / fixed_n) * 100), "right_order": float(np.mean(res["order"] == true_order) * 100),
-                     "wrong_order": float(np.mean((res["order"] >= 0) & (res["order"] != true_order)) * 100),
-                     "no_order": float(np.mean(res["order"] < 0) * 100), "coverage_all_pairs": float(cover.mean() * 100),
-                     "replicates": len(ws)})
+        rows.append(
+            {
+                "models": k,
+                "adjacent": adjacent,
+                "design": design,
+                "mean_ratings": float(n.mean()),
+                "savings": float((1 - n.mean() / fixed_n) * 100),
+                "right_order": float(np.mean(res["order"] == true_order) * 100),
+                "wrong_order": float(np.mean((res["order"] >= 0) & (res["order"] != true_order)) * 100),
+                "no_order": float(np.mean(res["order"] < 0) * 100),
+                "coverage_all_pairs": float(cover.mean() * 100),
+                "replicates": len(ws),
+            }
+        )
     return rows
 
 
 def run(sizes: Sizes, seed: int, log=print) -> list[dict]:
     prompts = load_drawbench()
-    ws = worlds(sizes.ranking_replicates, prompts["id"].astype(str).tolist(), prompts["category"].tolist(),
-                FIXED_RATERS * len(prompts) // PER_BATCH, seed)
+    ws = worlds(
+        sizes.ranking_replicates,
+        prompts["id"].astype(str).tolist(),
+        prompts["category"].tolist(),
+        FIXED_RATERS * len(prompts) // PER_BATCH,
+        seed,
+    )
     rows = []
     for adjacent in sizes.ranking_adjacent:
         rows += run_ranking(sizes.models, adjacent, ws, sizes.fixed_resamples, seed)

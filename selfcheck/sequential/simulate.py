@@ -19,6 +19,7 @@ otherwise declaring the wrong one, or none. Coverage of the final interval is co
 truths: the preference over the study's 200 prompts (what a full pass measures: the mean over the
 drawn u_i of the rater-population rate) and the population rate p (prompts as a sample).
 """
+
 from __future__ import annotations
 
 import random
@@ -47,7 +48,11 @@ class Sizes:
     replicates: int = 1000
     rates: tuple[float, ...] = RATES
     # the default plan first (the goal is checked on it), then a wider precision target and the other sequence
-    plans: tuple[SequentialPlan, ...] = (SequentialPlan(), SequentialPlan(half_width=0.05), SequentialPlan(method="bernstein"))
+    plans: tuple[SequentialPlan, ...] = (
+        SequentialPlan(),
+        SequentialPlan(half_width=0.05),
+        SequentialPlan(method="bernstein"),
+    )
     fixed_resamples: int = DEFAULT_RESAMPLES
     models: int = 4  # several models: the ranking table (ranking.py)
     ranking_adjacent: tuple[float, ...] = (0.6, 0.55)  # preference between adjacent models
@@ -55,7 +60,9 @@ class Sizes:
 
     def __post_init__(self):
         if min(self.replicates, self.ranking_replicates) < 10:
-            raise ValueError(f"replicates must be >= 10, got {self.replicates} and {self.ranking_replicates} (ranking)")
+            raise ValueError(
+                f"replicates must be >= 10, got {self.replicates} and {self.ranking_replicates} (ranking)"
+            )
         if not 3 <= self.models <= 6:
             raise ValueError(f"models to rank must be 3..6, got {self.models}")
         bad = [p for p in self.rates if not 0.1 < p < 0.9]
@@ -69,6 +76,7 @@ QUICK = Sizes(replicates=120, fixed_resamples=200, ranking_replicates=40)
 @dataclass(frozen=True)
 class World:
     """One replicate's draws shared by both designs (common random numbers across rates too)."""
+
     prompt_z: np.ndarray  # (P,)
     fixed_rater_z: np.ndarray  # (25,)
     batch_rater_z: np.ndarray  # (cap,)
@@ -78,7 +86,11 @@ class World:
 
 def finite_truth(model: RaterModel, prompt_z: np.ndarray) -> float:
     """Preference over these prompts: mean_i (1 - t) E_b[expit(mu + s_p z_i + s_r b)] + t / 2."""
-    inner = expit(model.logit_mean + model.prompt_sd * prompt_z[:, None] + model.rater_sd * _GH_X[None, :]) @ _GH_W / np.sqrt(2 * np.pi)
+    inner = (
+        expit(model.logit_mean + model.prompt_sd * prompt_z[:, None] + model.rater_sd * _GH_X[None, :])
+        @ _GH_W
+        / np.sqrt(2 * np.pi)
+    )
     return float((1 - model.tie_rate) * inner.mean() + model.tie_rate / 2)
 
 
@@ -88,8 +100,15 @@ def worlds(n: int, ids: list[str], categories: list[str], cap: int, seed: int) -
     out = []
     for r in range(n):
         dealt = deal(random.Random(seed * 1_000_003 + r), ids, categories, PER_BATCH, cap)
-        out.append(World(rng.standard_normal(len(ids)), rng.standard_normal(FIXED_RATERS), rng.standard_normal(cap),
-                         np.array([[index[k] for k in b] for b in dealt]), int(rng.integers(2**31))))
+        out.append(
+            World(
+                rng.standard_normal(len(ids)),
+                rng.standard_normal(FIXED_RATERS),
+                rng.standard_normal(cap),
+                np.array([[index[k] for k in b] for b in dealt]),
+                int(rng.integers(2**31)),
+            )
+        )
     return out
 
 
@@ -121,9 +140,12 @@ def covered(w: World) -> np.ndarray:
 def _outcome(low: np.ndarray, high: np.ndarray, p: float) -> dict:
     win = np.where(low > 0.5, 1, np.where(high < 0.5, -1, 0))
     right = 0 if p == 0.5 else 1
-    return {"decided_right": float(np.mean(win == right) * 100) if right else float("nan"),
-            "wrong": float(np.mean((win != 0) & (win != right)) * 100), "undecided": float(np.mean(win == 0) * 100),
-            "error": float(np.mean(win != right) * 100)}
+    return {
+        "decided_right": float(np.mean(win == right) * 100) if right else float("nan"),
+        "wrong": float(np.mean((win != 0) & (win != right)) * 100),
+        "undecided": float(np.mean(win == 0) * 100),
+        "error": float(np.mean(win != right) * 100),
+    }
 
 
 def run(sizes: Sizes, seed: int, log=print) -> list[dict]:
@@ -138,16 +160,37 @@ def run(sizes: Sizes, seed: int, log=print) -> list[dict]:
         model = RaterModel(preference=p)
         finite = np.array([finite_truth(model, w.prompt_z) for w in ws])
         fixed = np.array([fixed_arm(model, w, sizes.fixed_resamples) for w in ws])
-        rows.append({"rate": p, "design": FIXED, "default": False, "mean_ratings": float(fixed_n),
-                     "median_ratings": float(fixed_n), "savings": 0.0, **_outcome(fixed[:, 0], fixed[:, 1], p),
-                     **_coverage(fixed[:, 0], fixed[:, 1], finite, p), "stops": "fixed"})
+        rows.append(
+            {
+                "rate": p,
+                "design": FIXED,
+                "default": False,
+                "mean_ratings": float(fixed_n),
+                "median_ratings": float(fixed_n),
+                "savings": 0.0,
+                **_outcome(fixed[:, 0], fixed[:, 1], p),
+                **_coverage(fixed[:, 0], fixed[:, 1], finite, p),
+                "stops": "fixed",
+            }
+        )
         x = np.stack([batch_means(model, w) for w in ws])
         for plan in sizes.plans:
             low, high = sequence(x, plan.alpha, plan.method)
             t, reason = stops(low, high, cov, plan, cap)
             at = np.arange(len(ws)), t - 1
-            rows.append(_row(p, f"sequential {plan.method}, half-width {plan.half_width:g}", plan == SequentialPlan(), t * PER_BATCH,
-                             fixed_n, low[at], high[at], finite, reason))
+            rows.append(
+                _row(
+                    p,
+                    f"sequential {plan.method}, half-width {plan.half_width:g}",
+                    plan == SequentialPlan(),
+                    t * PER_BATCH,
+                    fixed_n,
+                    low[at],
+                    high[at],
+                    finite,
+                    reason,
+                )
+            )
         low, high = peeking(x, 0.95)
         t, reason = stops(low, high, cov, SequentialPlan(), cap)
         at = np.arange(len(ws)), t - 1
@@ -166,17 +209,36 @@ def peeking(x: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(mean - half, 0, 1), np.clip(mean + half, 0, 1)
 
 
-def _row(p: float, design: str, default: bool, n: np.ndarray, fixed_n: int, low: np.ndarray, high: np.ndarray,
-         finite: np.ndarray, reason: np.ndarray) -> dict:
+def _row(
+    p: float,
+    design: str,
+    default: bool,
+    n: np.ndarray,
+    fixed_n: int,
+    low: np.ndarray,
+    high: np.ndarray,
+    finite: np.ndarray,
+    reason: np.ndarray,
+) -> dict:
     if (n == 0).any():
         raise RuntimeError(f"{design}: a simulated study did not stop by its cap; the rule is broken")
-    return {"rate": p, "design": design, "default": default, "mean_ratings": float(n.mean()), "median_ratings": float(np.median(n)),
-            "savings": float((1 - n.mean() / fixed_n) * 100), **_outcome(low, high, p), **_coverage(low, high, finite, p),
-            "stops": ", ".join(f"{name} {np.mean(reason == i) * 100:.0f} %" for i, name in enumerate(REASONS))}
+    return {
+        "rate": p,
+        "design": design,
+        "default": default,
+        "mean_ratings": float(n.mean()),
+        "median_ratings": float(np.median(n)),
+        "savings": float((1 - n.mean() / fixed_n) * 100),
+        **_outcome(low, high, p),
+        **_coverage(low, high, finite, p),
+        "stops": ", ".join(f"{name} {np.mean(reason == i) * 100:.0f} %" for i, name in enumerate(REASONS)),
+    }
 
 
 def _coverage(low: np.ndarray, high: np.ndarray, finite: np.ndarray, p: float) -> dict:
     with np.errstate(invalid="ignore"):
-        return {"coverage_prompts": float(np.mean((low <= finite) & (finite <= high)) * 100),
-                "coverage_population": float(np.mean((low <= p) & (p <= high)) * 100),
-                "median_width": float(np.nanmedian(high - low))}
+        return {
+            "coverage_prompts": float(np.mean((low <= finite) & (finite <= high)) * 100),
+            "coverage_population": float(np.mean((low <= p) & (p <= high)) * 100),
+            "median_width": float(np.nanmedian(high - low)),
+        }

@@ -11,6 +11,7 @@
        (shard lines = images).
 Writes WORKDIR/summary.json; exit status 0 only when every check passed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,7 +44,9 @@ class ConcurrentSweepSettings:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     d = ConcurrentSweepSettings()
-    p.add_argument("--rounds", type=int, default=d.rounds, help=f"rounds of two sweeps on one folder (default {d.rounds})")
+    p.add_argument(
+        "--rounds", type=int, default=d.rounds, help=f"rounds of two sweeps on one folder (default {d.rounds})"
+    )
     p.add_argument("--seed", type=seed_int, default=d.seed, help="seed of the second sweep's start delays")
     p.add_argument("--workdir", type=Path, default=d.workdir, help=f"trial work directory (default {d.workdir})")
     p.add_argument("--spec", default=d.spec, choices=list(SIZES), help="sweep size (default %(default)s)")
@@ -54,8 +57,20 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _sweep(spec: Path, out: Path, cache: Path, log: Path, wait: bool):
-    return start([*console_script(), "sweep", str(spec), "--out", str(out), "--cache-dir", str(cache), "--no-progress",
-                  *(["--wait"] if wait else [])], log)
+    return start(
+        [
+            *console_script(),
+            "sweep",
+            str(spec),
+            "--out",
+            str(out),
+            "--cache-dir",
+            str(cache),
+            "--no-progress",
+            *(["--wait"] if wait else []),
+        ],
+        log,
+    )
 
 
 def _finish(proc, timeout: float) -> int:
@@ -94,26 +109,59 @@ def run_trial(s: ConcurrentSweepSettings) -> int:
         b = _sweep(spec, folder, wd / "cache", b_log, wait)
         code_a, code_b = _finish(a, s.timeout), _finish(b, s.timeout)
         said = b_log.read_text(errors="replace")
-        lines = (folder / "shards" / "images-rank0.jsonl").read_text().count("\n") if (folder / "shards").is_dir() else 0
+        lines = (
+            (folder / "shards" / "images-rank0.jsonl").read_text().count("\n") if (folder / "shards").is_dir() else 0
+        )
         refused = code_b == 2 and f"in use by another sweep (pid {a.pid}" in said and "Traceback" not in said
         waited_or_late = code_b == 0 and "(0 generated now)" in said
-        round_checks = [Check("first sweep finishes", code_a == 0, f"round {r}: exit {code_a}"),
-                        Check("second sweep refused or waits", refused or waited_or_late,
-                              f"round {r}: exit {code_b}, --wait {wait}, started after {delay:.2f} s"),
-                        Check("nothing generated twice", lines == size.images, f"round {r}: {lines} shard lines for {size.images} images"),
-                        *compare(ref, folder)]
+        round_checks = [
+            Check("first sweep finishes", code_a == 0, f"round {r}: exit {code_a}"),
+            Check(
+                "second sweep refused or waits",
+                refused or waited_or_late,
+                f"round {r}: exit {code_b}, --wait {wait}, started after {delay:.2f} s",
+            ),
+            Check(
+                "nothing generated twice",
+                lines == size.images,
+                f"round {r}: {lines} shard lines for {size.images} images",
+            ),
+            *compare(ref, folder),
+        ]
         checks += round_checks
-        rounds.append({"round": r, "delay_s": round(delay, 2), "wait": wait, "exit_a": code_a, "exit_b": code_b,
-                       "b": "refused" if refused else ("waited / after A" if waited_or_late else "other"), "shard_lines": lines})
+        rounds.append(
+            {
+                "round": r,
+                "delay_s": round(delay, 2),
+                "wait": wait,
+                "exit_a": code_a,
+                "exit_b": code_b,
+                "b": "refused" if refused else ("waited / after A" if waited_or_late else "other"),
+                "shard_lines": lines,
+            }
+        )
         status = "PASS" if all(c.passed for c in round_checks) else "FAIL"
-        print(f"  round {r:>2}: B after {delay:4.2f} s{' --wait' if wait else ''}: {rounds[-1]['b']}, {status}", flush=True)
+        print(
+            f"  round {r:>2}: B after {delay:4.2f} s{' --wait' if wait else ''}: {rounds[-1]['b']}, {status}",
+            flush=True,
+        )
         if status == "PASS":
             shutil.rmtree(folder)
     merged: dict[str, list[Check]] = {}
     for c in checks:
         merged.setdefault(c.name, []).append(c)
-    summary = [Check(name, all(c.passed for c in cs), f"{sum(c.passed for c in cs)}/{len(cs)} rounds"
-                     + "".join(f"; {c.detail}" for c in cs if not c.passed)) for name, cs in merged.items()]
-    facts = {"settings": {**asdict(s), "workdir": str(s.workdir)}, "images": size.images, "reference_s": round(duration, 1),
-             "rounds": rounds}
+    summary = [
+        Check(
+            name,
+            all(c.passed for c in cs),
+            f"{sum(c.passed for c in cs)}/{len(cs)} rounds" + "".join(f"; {c.detail}" for c in cs if not c.passed),
+        )
+        for name, cs in merged.items()
+    ]
+    facts = {
+        "settings": {**asdict(s), "workdir": str(s.workdir)},
+        "images": size.images,
+        "reference_s": round(duration, 1),
+        "rounds": rounds,
+    }
     return finish(wd, "concurrent-sweep", summary, facts, time.monotonic() - t0)

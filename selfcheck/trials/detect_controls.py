@@ -17,6 +17,7 @@ rater's queue, images cause no HTTP request, and both combined detectors' interv
 at least --min-trials trials. A judgment of the pictures themselves (one side blurrier) is reported
 beside them: that is what raters are asked to do, not a leak.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -81,18 +82,46 @@ class DetectSettings:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     d = DetectSettings()
-    p.add_argument("--prompts", default=d.prompts, help=f"DrawBench prompts of the study (default {d.prompts}: all 200)")
-    p.add_argument("--control-share", type=float, default=d.control_share, help=f"share of prompts set aside for controls ({d.control_share})")
+    p.add_argument(
+        "--prompts", default=d.prompts, help=f"DrawBench prompts of the study (default {d.prompts}: all 200)"
+    )
+    p.add_argument(
+        "--control-share",
+        type=float,
+        default=d.control_share,
+        help=f"share of prompts set aside for controls ({d.control_share})",
+    )
     p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"tasks per batch (default {d.batch_size})")
-    p.add_argument("--min-trials", type=int, default=d.min_trials, help=f"classified tasks needed for a verdict (default {d.min_trials})")
-    p.add_argument("--seed", type=seed_int, default=d.seed, help="seed of the study plan, the bots and the balanced sets")
-    p.add_argument("--images", type=Path, default=d.images, help=f"folder with sd-v1-4/ and sd-v1-5/ DrawBench images (default {d.images})")
+    p.add_argument(
+        "--min-trials",
+        type=int,
+        default=d.min_trials,
+        help=f"classified tasks needed for a verdict (default {d.min_trials})",
+    )
+    p.add_argument(
+        "--seed", type=seed_int, default=d.seed, help="seed of the study plan, the bots and the balanced sets"
+    )
+    p.add_argument(
+        "--images",
+        type=Path,
+        default=d.images,
+        help=f"folder with sd-v1-4/ and sd-v1-5/ DrawBench images (default {d.images})",
+    )
     p.add_argument("--workdir", type=Path, default=d.workdir, help=f"trial work directory (default {d.workdir})")
 
 
 def run(args: argparse.Namespace) -> int:
-    return run_trial(DetectSettings(prompts=args.prompts, control_share=args.control_share, batch_size=args.batch_size,
-                                    min_trials=args.min_trials, seed=args.seed, images=Path(args.images), workdir=Path(args.workdir)))
+    return run_trial(
+        DetectSettings(
+            prompts=args.prompts,
+            control_share=args.control_share,
+            batch_size=args.batch_size,
+            min_trials=args.min_trials,
+            seed=args.seed,
+            images=Path(args.images),
+            workdir=Path(args.workdir),
+        )
+    )
 
 
 def run_trial(s: DetectSettings) -> int:
@@ -108,36 +137,63 @@ def run_trial(s: DetectSettings) -> int:
         raise ValueError("chromium not found (/usr/bin/chromium or $IMAGEN_BENCH_CHROMIUM): apt-get install chromium")
     a, b = s.images / "sd-v1-4", s.images / "sd-v1-5"
     if not (a.is_dir() and b.is_dir()):
-        raise ValueError(f"--images {s.images} must hold the folders sd-v1-4/ and sd-v1-5/ (DrawBench images named by prompt id)")
+        raise ValueError(
+            f"--images {s.images} must hold the folders sd-v1-4/ and sd-v1-5/ (DrawBench images named by prompt id)"
+        )
     t0 = time.monotonic()
     wd = fresh_workdir(s.workdir)
     for old in (wd / "study", wd / "logs"):
         shutil.rmtree(old, ignore_errors=True)
-    study = create_study(wd / "study", StudySettings(
-        protocol="drawbench_sbs", a=f"folder:{a}", b=f"folder:{b}", prompts=s.prompts, images_per_set=1,
-        plan=PlanSettings(raters=2, batch_size=s.batch_size, control_share=s.control_share, seed=s.seed)))
+    study = create_study(
+        wd / "study",
+        StudySettings(
+            protocol="drawbench_sbs",
+            a=f"folder:{a}",
+            b=f"folder:{b}",
+            prompts=s.prompts,
+            images_per_set=1,
+            plan=PlanSettings(raters=2, batch_size=s.batch_size, control_share=s.control_share, seed=s.seed),
+        ),
+    )
     store = study.store()
     queues = {r: store.tasks(r) for r in ("r01", "r02")}
     store.close()
     tokens = read_secrets(study.root)["raters"]
-    print(f"detect-controls: 2 bot raters x {len(queues['r01'])} tasks ({sum(t.is_control for t in queues['r01'])} controls each), "
-          f"workdir {wd}", flush=True)
+    print(
+        f"detect-controls: 2 bot raters x {len(queues['r01'])} tasks ({sum(t.is_control for t in queues['r01'])} controls each), "
+        f"workdir {wd}",
+        flush=True,
+    )
     with serving(study.root, wd / "logs") as url:
         views = asyncio.run(asyncio.wait_for(_session(browser, url, tokens, queues, s.seed), s.timeout))
     frame = answers_frame(study.root)
     bots = control_accuracy(frame, study.control_threshold)
     checks, facts = _verdict(views, s)
-    facts["bots"] = [{"rater": r.rater, "controls": int(r.n_control), "right": int(r.n_correct), "accuracy": round(float(r.accuracy), 3),
-                      "passes_filter": not bool(r.flagged)} for r in bots.itertuples()]
+    facts["bots"] = [
+        {
+            "rater": r.rater,
+            "controls": int(r.n_control),
+            "right": int(r.n_correct),
+            "accuracy": round(float(r.accuracy), 3),
+            "passes_filter": not bool(r.flagged),
+        }
+        for r in bots.itertuples()
+    ]
     facts["bot_pass_rate"] = f"{sum(b['passes_filter'] for b in facts['bots'])} of {len(facts['bots'])}"
     # with no signal the bot guesses among the three options: its chance of passing the filter anyway
     n_ctrl = min(b["controls"] for b in facts["bots"])
     facts["guesser_pass_probability"] = float(binom.sf(math.ceil(study.control_threshold * n_ctrl) - 1, n_ctrl, 1 / 3))
-    print(f"  a rater guessing at random passes the {study.control_threshold:.0%} filter over {n_ctrl} control answers with "
-          f"probability {facts['guesser_pass_probability']:.1e}", flush=True)
+    print(
+        f"  a rater guessing at random passes the {study.control_threshold:.0%} filter over {n_ctrl} control answers with "
+        f"probability {facts['guesser_pass_probability']:.1e}",
+        flush=True,
+    )
     for b in facts["bots"]:
-        print(f"  bot {b['rater']}: {b['right']}/{b['controls']} control answers right ({b['accuracy']:.0%}); "
-              f"{'passes' if b['passes_filter'] else 'fails'} the {study.control_threshold:.0%} filter", flush=True)
+        print(
+            f"  bot {b['rater']}: {b['right']}/{b['controls']} control answers right ({b['accuracy']:.0%}); "
+            f"{'passes' if b['passes_filter'] else 'fails'} the {study.control_threshold:.0%} filter",
+            flush=True,
+        )
     facts["settings"] = {**asdict(s), "images": str(s.images), "workdir": str(s.workdir)}
     return finish(wd, "detect-controls", checks, facts, time.monotonic() - t0)
 
@@ -151,24 +207,46 @@ def _verdict(views: dict[str, list[TaskView]], s: DetectSettings) -> tuple[list[
         mine = views[r]
         one = single_rater_scores(mine, dg)
         two = {**one, **colluding_scores(mine, views[partner], dg)}
-        for name, sc in {**one, **colluding_scores(mine, views[partner], dg), **content_scores(mine, dg),
-                         "ALL: one rater, every client-view detector": combined(one),
-                         "ALL: two colluding raters, every client-view detector": combined(two)}.items():
+        for name, sc in {
+            **one,
+            **colluding_scores(mine, views[partner], dg),
+            **content_scores(mine, dg),
+            "ALL: one rater, every client-view detector": combined(one),
+            "ALL: two colluding raters, every client-view detector": combined(two),
+        }.items():
             right, n = balanced_accuracy(sc, [v.is_control for v in mine], random.Random(f"{s.seed}-{r}-{name}"))
             prev = results.get(name, (0, 0))
             results[name] = (prev[0] + right, prev[1] + n)
     table = []
     for name, (right, n) in results.items():
         lo, hi = wilson(right, n)
-        table.append({"detector": name, "right": right, "trials": n, "accuracy": round(right / n, 3), "low": round(lo, 3), "high": round(hi, 3)})
-        (single if name.startswith("ALL: one") else colluding if name.startswith("ALL: two") else {})["row"] = table[-1]
+        table.append(
+            {
+                "detector": name,
+                "right": right,
+                "trials": n,
+                "accuracy": round(right / n, 3),
+                "low": round(lo, 3),
+                "high": round(hi, 3),
+            }
+        )
+        (single if name.startswith("ALL: one") else colluding if name.startswith("ALL: two") else {})["row"] = table[
+            -1
+        ]
     width = max(len(t["detector"]) for t in table)
     for t in table:
-        print(f"  {t['detector']:<{width}}  {t['accuracy']:.3f} [{t['low']:.3f}, {t['high']:.3f}]  ({t['right']}/{t['trials']})")
+        print(
+            f"  {t['detector']:<{width}}  {t['accuracy']:.3f} [{t['low']:.3f}, {t['high']:.3f}]  ({t['right']}/{t['trials']})"
+        )
     sizes = {len(im.data) for v in everything for im in v.images}
     tabs = {dg.table[k] for k in dg.table}
-    repeats = {r: sum(len(lst) - len(set(lst)) for lst in ([dg.url[k] for k in dg.url if k[0] == r], [dg.raw[k] for k in dg.raw if k[0] == r]))
-               for r in raters}
+    repeats = {
+        r: sum(
+            len(lst) - len(set(lst))
+            for lst in ([dg.url[k] for k in dg.url if k[0] == r], [dg.raw[k] for k in dg.raw if k[0] == r])
+        )
+        for r in raters
+    }
     # the same picture twice in one queue happens in the data itself (the SD folders hold a few black,
     # safety-filtered images); said here, and the "file seen in another task" detector covers it
     same_file = {r: (lambda lst: len(lst) - len(set(lst)))([dg.core[k] for k in dg.core if k[0] == r]) for r in raters}
@@ -177,14 +255,27 @@ def _verdict(views: dict[str, list[TaskView]], s: DetectSettings) -> tuple[list[
     checks = [
         Check("every served image has one byte length", len(sizes) == 1, f"lengths: {sorted(sizes)[:5]}"),
         Check("one JPEG quantization table", len(tabs) == 1, f"{len(tabs)} table(s)"),
-        Check("no src or bytes twice in a rater's queue", not any(repeats.values()),
-              f"repeats per rater: {repeats}; identical pictures (in the source data) per rater: {same_file}"),
+        Check(
+            "no src or bytes twice in a rater's queue",
+            not any(repeats.values()),
+            f"repeats per rater: {repeats}; identical pictures (in the source data) per rater: {same_file}",
+        ),
         Check("no image comes over HTTP (data: URLs only)", not http, f"{len(http)} kinds: {http[:3]}"),
-        Check(f"enough trials (>= {s.min_trials})", min(s1["trials"], s2["trials"]) >= s.min_trials, f"{s1['trials']} trials"),
-        Check("one rater: combined detector at chance (interval holds 0.5)", s1["low"] <= 0.5 <= s1["high"],
-              f"{s1['accuracy']:.3f} [{s1['low']:.3f}, {s1['high']:.3f}]"),
-        Check("two colluding raters: combined detector at chance", s2["low"] <= 0.5 <= s2["high"],
-              f"{s2['accuracy']:.3f} [{s2['low']:.3f}, {s2['high']:.3f}]"),
+        Check(
+            f"enough trials (>= {s.min_trials})",
+            min(s1["trials"], s2["trials"]) >= s.min_trials,
+            f"{s1['trials']} trials",
+        ),
+        Check(
+            "one rater: combined detector at chance (interval holds 0.5)",
+            s1["low"] <= 0.5 <= s1["high"],
+            f"{s1['accuracy']:.3f} [{s1['low']:.3f}, {s1['high']:.3f}]",
+        ),
+        Check(
+            "two colluding raters: combined detector at chance",
+            s2["low"] <= 0.5 <= s2["high"],
+            f"{s2['accuracy']:.3f} [{s2['low']:.3f}, {s2['high']:.3f}]",
+        ),
     ]
     return checks, {"detectors": table, "tasks_seen": {r: len(vs) for r, vs in views.items()}}
 
@@ -195,7 +286,9 @@ async def _session(browser_path: str, url: str, tokens: dict, queues: dict, seed
     async with async_playwright() as p:
         b = await p.chromium.launch(executable_path=browser_path, args=CHROMIUM_ARGS, headless=True)
         try:
-            got = await asyncio.gather(*(_bot(b, r, f"{url}/?t={tokens[r]}", q, random.Random(f"{seed}-{r}")) for r, q in queues.items()))
+            got = await asyncio.gather(
+                *(_bot(b, r, f"{url}/?t={tokens[r]}", q, random.Random(f"{seed}-{r}")) for r, q in queues.items())
+            )
         finally:
             await b.close()
     return dict(zip(queues, got))
@@ -230,10 +323,18 @@ async def _bot(browser, rater: str, link: str, tasks: list, rng: random.Random) 
     ctx = await browser.new_context(viewport={"width": 1400, "height": 1100})
     page = await ctx.new_page()
     ws_bytes, http = [0], []
-    page.on("websocket", lambda ws: ws.on("framereceived", lambda payload: ws_bytes.__setitem__(0, ws_bytes[0] + len(payload))))
+    page.on(
+        "websocket",
+        lambda ws: ws.on("framereceived", lambda payload: ws_bytes.__setitem__(0, ws_bytes[0] + len(payload))),
+    )
     # every response the page gets (a data: URL shows up as one too, with no request on the wire)
-    page.on("response", lambda r: http.append(f"{r.url.split(',')[0].split('?')[0][:80]} {r.status} {r.headers.get('content-type', '')} "
-                                              f"{' '.join(sorted(r.headers))}"))
+    page.on(
+        "response",
+        lambda r: http.append(
+            f"{r.url.split(',')[0].split('?')[0][:80]} {r.status} {r.headers.get('content-type', '')} "
+            f"{' '.join(sorted(r.headers))}"
+        ),
+    )
     sizes: dict[int, int] = {}
     for t in tasks:
         sizes[t.batch] = sizes.get(t.batch, 0) + 1
@@ -255,10 +356,23 @@ async def _bot(browser, rater: str, link: str, tasks: list, rng: random.Random) 
         render = time.monotonic() - clicked
         info = await page.evaluate(VIEW_JS)
         caption = re.search(r"Text caption:\s*(.*)", info["text"])
-        shown = tuple(Shown(src, decode_src(src), tuple(d), k) for k, (src, d) in enumerate(zip(info["srcs"], info["dims"])))
+        shown = tuple(
+            Shown(src, decode_src(src), tuple(d), k) for k, (src, d) in enumerate(zip(info["srcs"], info["dims"]))
+        )
         task = tasks[index]
-        views.append(TaskView(rater, index, task.is_control, caption.group(1).strip() if caption else "", shown, info["dom"],
-                              round(render, 4), ws_bytes[0], tuple(http)))
+        views.append(
+            TaskView(
+                rater,
+                index,
+                task.is_control,
+                caption.group(1).strip() if caption else "",
+                shown,
+                info["dom"],
+                round(render, 4),
+                ws_bytes[0],
+                tuple(http),
+            )
+        )
         side = _remembered_side(shown, seen_files, seen_hashes)
         for im in shown:
             seen_files.add(strip_comments(im.data))
@@ -280,12 +394,17 @@ def _image_over_http(response: str) -> bool:
     url, _, ctype = response.split(" ", 3)[:3]
     if url.startswith("data:"):
         return False
-    return ("/media/" in url and "/static/" not in url) or (ctype.startswith("image/") and not url.endswith("/favicon.png"))
+    return ("/media/" in url and "/static/" not in url) or (
+        ctype.startswith("image/") and not url.endswith("/favicon.png")
+    )
 
 
 def _remembered_side(shown: tuple[Shown, ...], files: set, hashes: list[int]) -> str | None:
     """The issue's bot: a side whose image it has met before (the original of a control) is the right one."""
-    known = [strip_comments(im.data) in files or any(bin(dhash(im.data) ^ h).count("1") <= 6 for h in hashes) for im in shown]
+    known = [
+        strip_comments(im.data) in files or any(bin(dhash(im.data) ^ h).count("1") <= 6 for h in hashes)
+        for im in shown
+    ]
     if len(known) == 2 and known[0] != known[1]:
         return "left" if known[0] else "right"
     return None

@@ -7,6 +7,7 @@ the time from Submit to the next task's images being shown, the websocket bytes 
 and any HTTP responses (URL, status, headers). Detectors score each task (higher = "control");
 `balanced_accuracy` flags the top half of a balanced set (every control, as many ordinary tasks).
 """
+
 from __future__ import annotations
 
 import base64
@@ -52,9 +53,9 @@ def strip_comments(jpeg: bytes) -> bytes:
     """The JPEG without its comment (COM) segments: the underlying file, whatever padding a render added."""
     out, i = [jpeg[:2]], 2
     while i + 4 <= len(jpeg) and jpeg[i] == 0xFF and jpeg[i + 1] != 0xDA:  # up to start-of-scan
-        n = int.from_bytes(jpeg[i + 2:i + 4], "big")
+        n = int.from_bytes(jpeg[i + 2 : i + 4], "big")
         if jpeg[i + 1] != 0xFE:
-            out.append(jpeg[i:i + 2 + n])
+            out.append(jpeg[i : i + 2 + n])
         i += 2 + n
     return b"".join(out) + jpeg[i:]
 
@@ -166,16 +167,21 @@ def colluding_scores(views: list[TaskView], partner: list[TaskView], dg: Digest)
         if not same:
             return 64.0
         mine = [dg.hash[(v.rater, v.index, k)] for k in range(len(v.images))]
-        return float(min(sum(min(_hamming(h, dg.hash[(p.rater, p.index, k)]) for k in range(len(p.images))) for h in mine)
-                         for p in same))
+        return float(
+            min(
+                sum(min(_hamming(h, dg.hash[(p.rater, p.index, k)]) for k in range(len(p.images))) for h in mine)
+                for p in same
+            )
+        )
 
     partner_urls = {dg.url[(p.rater, p.index, k)] for p in partner for k in range(len(p.images))}
     return {
         "caption missing from the partner's queue": [float(v.caption not in by_caption) for v in views],
         "files differ from the partner's task with this caption": [mismatch(v, dg.core) for v in views],
         "perceptual hashes differ from the partner's task": [hash_gap(v) for v in views],
-        "url shared with the partner": [float(any(dg.url[(v.rater, v.index, k)] in partner_urls for k in range(len(v.images))))
-                                        for v in views],
+        "url shared with the partner": [
+            float(any(dg.url[(v.rater, v.index, k)] in partner_urls for k in range(len(v.images)))) for v in views
+        ],
     }
 
 
@@ -189,8 +195,12 @@ def content_scores(views: list[TaskView], dg: Digest) -> dict[str, list[float]]:
         s = sorted(sharpness(im.data) for im in v.images)
         blur.append(s[-1] / max(s[0], 1e-6))
     keys = [[(v.rater, v.index, k) for k in range(len(v.images))] for v in views]
-    return {"one side much blurrier (content)": blur,
-            "sides look unlike (content, perceptual hash)": [float(_hamming(dg.hash[ks[0]], dg.hash[ks[-1]])) for ks in keys]}
+    return {
+        "one side much blurrier (content)": blur,
+        "sides look unlike (content, perceptual hash)": [
+            float(_hamming(dg.hash[ks[0]], dg.hash[ks[-1]])) for ks in keys
+        ],
+    }
 
 
 def combined(scores: dict[str, list[float]]) -> list[float]:
@@ -219,7 +229,7 @@ def balanced_accuracy(scores: list[float], truth: list[bool], rng: random.Random
     chosen = controls + rng.sample(ordinary, min(len(ordinary), len(controls)))
     jitter = {i: rng.random() for i in chosen}
     ranked = sorted(chosen, key=lambda i: (scores[i], jitter[i]), reverse=True)
-    flagged = set(ranked[:len(ranked) // 2])
+    flagged = set(ranked[: len(ranked) // 2])
     return sum((i in flagged) == truth[i] for i in chosen), len(chosen)
 
 

@@ -14,6 +14,7 @@ real `imagen-bench` console script in a subprocess. A case passes when
 Failures are reported with the mutation, the command and the stderr tail; WORK/fuzz-summary.json
 holds everything.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,10 +55,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     d = FuzzSettings()
     p.add_argument("--cases", type=int, default=d.cases, help="number of mutated inputs (CI: 12, full: 200)")
     p.add_argument("--seed", type=seed_int, default=d.seed)
-    p.add_argument("--workdir", type=Path, required=True, help="scratch folder (new or from an earlier fuzz run); summary JSON goes here")
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        required=True,
+        help="scratch folder (new or from an earlier fuzz run); summary JSON goes here",
+    )
     p.add_argument("--timeout", type=float, default=d.timeout, help="seconds per case")
-    p.add_argument("--subprocess-every", type=int, default=d.subprocess_every,
-                   help="run every Kth case through the real console script in a subprocess (0: never)")
+    p.add_argument(
+        "--subprocess-every",
+        type=int,
+        default=d.subprocess_every,
+        help="run every Kth case through the real console script in a subprocess (0: never)",
+    )
     p.add_argument("--only", nargs="*", default=[], choices=sorted(DOMAINS), help="fuzz only these inputs")
 
 
@@ -96,7 +106,7 @@ def judge(o: Outcome, expect: str, names: tuple[str, ...], before: dict, after: 
 
 def _error(stderr: str) -> str:
     m = ERROR_LINE.search(stderr)
-    return stderr[m.start():][:300].strip() if m else ""
+    return stderr[m.start() :][:300].strip() if m else ""
 
 
 def _prepare(s: FuzzSettings) -> tuple[Path, Path, Path]:
@@ -127,21 +137,40 @@ def run_case(k: int, s: FuzzSettings, work: Path, pristine: Path, live: Path, pl
     o = (run_subprocess if via == "subprocess" else run_inprocess)(argv, s.timeout)
     names = (target.name, *mutated.mentions)
     problems = judge(o, mutated.expect, names, before, tree_hashes(live))
-    record = {"case": k, "command": command, "domain": domain, "mutation": name, "detail": mutated.detail,
-              "expect": mutated.expect, "via": via, "exit": o.code, "seconds": round(o.seconds, 2),
-              "argv": ["imagen-bench", *argv], "problems": problems, "error": _error(o.stderr)}
+    record = {
+        "case": k,
+        "command": command,
+        "domain": domain,
+        "mutation": name,
+        "detail": mutated.detail,
+        "expect": mutated.expect,
+        "via": via,
+        "exit": o.code,
+        "seconds": round(o.seconds, 2),
+        "argv": ["imagen-bench", *argv],
+        "problems": problems,
+        "error": _error(o.stderr),
+    }
     if problems:
         record["stderr_tail"] = "\n".join(o.stderr.strip().splitlines()[-15:])
         keep = work / "failures" / f"{k:04d}"
         keep.parent.mkdir(parents=True, exist_ok=True)
-        (shutil.copytree if target.is_dir() else shutil.copy2)(target, keep if target.is_dir() else keep.with_suffix(target.suffix or ".bin"))
+        (shutil.copytree if target.is_dir() else shutil.copy2)(
+            target, keep if target.is_dir() else keep.with_suffix(target.suffix or ".bin")
+        )
     shutil.rmtree(out, ignore_errors=True)
     return record
 
 
 def run(args: argparse.Namespace) -> int:
-    s = FuzzSettings(cases=args.cases, seed=args.seed, workdir=args.workdir, timeout=args.timeout,
-                     subprocess_every=args.subprocess_every, only=tuple(args.only or ()))
+    s = FuzzSettings(
+        cases=args.cases,
+        seed=args.seed,
+        workdir=args.workdir,
+        timeout=args.timeout,
+        subprocess_every=args.subprocess_every,
+        only=tuple(args.only or ()),
+    )
     if s.cases < 1:
         raise ValueError(f"--cases must be >= 1, got {s.cases}")
     threads = os.environ.get("IMAGEN_BENCH_THREADS")
@@ -160,25 +189,38 @@ def run(args: argparse.Namespace) -> int:
         r = run_case(k, s, work, pristine, live, plan)
         records.append(r)
         mark = "ok  " if not r["problems"] else "FAIL"
-        print(f"[{k + 1:>3}/{s.cases}] {mark} exit {r['exit']!s:>3} {r['seconds']:5.1f}s {r['command']:<13} "
-              f"{r['domain']}/{r['mutation']}: {r['detail'][:70]}", flush=True)
+        print(
+            f"[{k + 1:>3}/{s.cases}] {mark} exit {r['exit']!s:>3} {r['seconds']:5.1f}s {r['command']:<13} "
+            f"{r['domain']}/{r['mutation']}: {r['detail'][:70]}",
+            flush=True,
+        )
         for p in r["problems"]:
             print(f"           - {p}", flush=True)
     failures = [r for r in records if r["problems"]]
     summary = {
-        "trial": "fuzz", "settings": {**asdict(s), "workdir": str(work)},
-        "cases": len(records), "failures": len(failures), "passed": len(records) - len(failures),
-        "exit_0": sum(r["exit"] == 0 for r in records), "exit_2": sum(r["exit"] == 2 for r in records),
+        "trial": "fuzz",
+        "settings": {**asdict(s), "workdir": str(work)},
+        "cases": len(records),
+        "failures": len(failures),
+        "passed": len(records) - len(failures),
+        "exit_0": sum(r["exit"] == 0 for r in records),
+        "exit_2": sum(r["exit"] == 2 for r in records),
         "subprocess_cases": sum(r["via"] == "subprocess" for r in records),
         "by_domain": {d: sum(r["domain"] == d for r in records) for d in sorted({r["domain"] for r in records})},
-        "setup_seconds": round(setup, 1), "seconds": round(time.perf_counter() - t0, 1),
-        "failed_cases": failures, "all_cases": records,
+        "setup_seconds": round(setup, 1),
+        "seconds": round(time.perf_counter() - t0, 1),
+        "failed_cases": failures,
+        "all_cases": records,
     }
     (work / "fuzz-summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    print(f"fuzz: {len(records)} cases ({summary['exit_0']} accepted, {summary['exit_2']} refused clearly), "
-          f"{len(failures)} failures, {summary['seconds']:.0f} s -> {work / 'fuzz-summary.json'}")
+    print(
+        f"fuzz: {len(records)} cases ({summary['exit_0']} accepted, {summary['exit_2']} refused clearly), "
+        f"{len(failures)} failures, {summary['seconds']:.0f} s -> {work / 'fuzz-summary.json'}"
+    )
     for r in failures:
-        print(f"  FAIL case {r['case']} {r['command']} {r['domain']}/{r['mutation']} ({r['detail']}): {'; '.join(r['problems'])}")
+        print(
+            f"  FAIL case {r['case']} {r['command']} {r['domain']}/{r['mutation']} ({r['detail']}): {'; '.join(r['problems'])}"
+        )
         print("    $ " + " ".join(r["argv"]))
         print("    " + r.get("stderr_tail", "").replace("\n", "\n    "))
     return 0 if not failures else 1

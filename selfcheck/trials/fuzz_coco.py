@@ -8,6 +8,7 @@ do to a study that copies and serves its "reference photographs" (issue 33, item
                not a list, a top level that is not an object: refused, naming the file and the entry
     harmless   `./name`, a symlink that stays inside the folder, an extra key: accepted
 """
+
 from __future__ import annotations
 
 import json
@@ -26,11 +27,13 @@ def _folder(captions: Path) -> Path:
 
 def _edit(change: Callable[[dict, Path, random.Random], str], expect: str, mentions: tuple[str, ...]) -> Mutation:
     """A mutation that edits the parsed document; `change` returns what it did."""
+
     def apply(path: Path, rng: random.Random) -> Mutated:
         doc = json.loads(path.read_text())
         detail = change(doc, path, rng)
         path.write_text(json.dumps(doc))
         return Mutated(f"{path.name}: {detail}", expect, mentions)
+
     return apply
 
 
@@ -41,10 +44,12 @@ def _pick(entries: list, rng: random.Random) -> tuple[int, Any]:
 
 def _set(key: str, field: str, value: Callable[[dict, Path], Any]) -> Callable[[dict, Path, random.Random], str]:
     """Set `field` of one random entry of doc[key] to value(entry, captions path)."""
+
     def change(doc: dict, path: Path, rng: random.Random) -> str:
         i, entry = _pick(doc[key], rng)
         entry[field] = value(entry, path)
         return f"{key}[{i}].{field} = {entry[field]!r}"
+
     return change
 
 
@@ -84,6 +89,7 @@ def _replace(key: str, value: Any) -> Callable[[dict, Path, random.Random], str]
     def change(doc: dict, path: Path, rng: random.Random) -> str:
         doc[key] = value
         return f"{key} = {value!r}"
+
     return change
 
 
@@ -97,8 +103,12 @@ IMAGES, ANNOTATIONS = ("images[",), ("annotations[",)
 
 COCO: dict[str, Mutation] = {
     "absolute_file_name": _edit(_set("images", "file_name", _outside_file), ERROR, IMAGES),
-    "dotdot_file_name": _edit(_set("images", "file_name", lambda e, p: f"../../{p.parent.name}/{p.name}"), ERROR, IMAGES),
-    "dotdot_back_inside": _edit(_set("images", "file_name", lambda e, p: f"../{_folder(p).name}/{e['file_name']}"), ERROR, IMAGES),
+    "dotdot_file_name": _edit(
+        _set("images", "file_name", lambda e, p: f"../../{p.parent.name}/{p.name}"), ERROR, IMAGES
+    ),
+    "dotdot_back_inside": _edit(
+        _set("images", "file_name", lambda e, p: f"../{_folder(p).name}/{e['file_name']}"), ERROR, IMAGES
+    ),
     "symlink_escape": _edit(_symlink_out, ERROR, IMAGES),
     "integer_caption": _edit(_set("annotations", "caption", lambda e, p: 12345), ERROR, ANNOTATIONS),
     "null_caption": _edit(_set("annotations", "caption", lambda e, p: None), ERROR, ANNOTATIONS),
@@ -117,4 +127,3 @@ COCO: dict[str, Mutation] = {
 def coco_mutations() -> dict[str, Mutation]:
     """The fuzz domain's table: any file's byte damage, any JSON's structure edits, and the above."""
     return {**BYTES, **structure("json"), **COCO}
-

@@ -1,5 +1,6 @@
 """Mutations of image folders and cascade checkpoints (see fuzz_mutations for the text formats).
 Each `(folder, rng) -> Mutated` rewrites one randomly chosen image / stage of the folder in place."""
+
 from __future__ import annotations
 
 import json
@@ -45,10 +46,14 @@ def _encode(mode: str, fmt: str, rng: random.Random, size: int = 32) -> bytes:
 
 def _png_with_size(width: int, height: int) -> bytes:
     """A PNG whose IHDR claims width x height, followed by a tiny IDAT (a decompression-bomb header)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
 
 
 def _replace(content: Callable[[random.Random], bytes], expect: str, what: str, suffix: str | None = None) -> Mutation:
@@ -60,6 +65,7 @@ def _replace(content: Callable[[random.Random], bytes], expect: str, what: str, 
             path = path.with_suffix(suffix)
         path.write_bytes(data)
         return Mutated(f"{path.name}: {what}", expect, (path.name,))
+
     return apply
 
 
@@ -68,6 +74,7 @@ def _edit(fn: Callable[[bytes, random.Random], bytes], expect: str, what: str) -
         path = _pick_image(folder, rng)
         path.write_bytes(fn(path.read_bytes(), rng))
         return Mutated(f"{path.name}: {what}", expect, (path.name,))
+
     return apply
 
 
@@ -92,8 +99,12 @@ def _unmatched_name(folder: Path, rng: random.Random) -> Mutated:
 
 
 def _manifest_removed(folder: Path, rng: random.Random) -> Mutated:
-    (folder / "prompt_set.json").unlink()  # refused where images are paired with prompts; FID reads images alone (exit 0)
-    return Mutated("prompt_set.json deleted: the folder no longer says which prompts it answers", ANY, ("folder-manifest",))
+    (
+        folder / "prompt_set.json"
+    ).unlink()  # refused where images are paired with prompts; FID reads images alone (exit 0)
+    return Mutated(
+        "prompt_set.json deleted: the folder no longer says which prompts it answers", ANY, ("folder-manifest",)
+    )
 
 
 def _manifest_other_text(folder: Path, rng: random.Random) -> Mutated:
@@ -103,13 +114,19 @@ def _manifest_other_text(folder: Path, rng: random.Random) -> Mutated:
     pid = rng.choice(sorted(data["prompts"]))
     data["prompts"][pid] = "a photo of a bench"
     path.write_text(json.dumps(data))
-    return Mutated(f"prompt_set.json: prompt {pid} made for 'a photo of a bench'", ANY, ("answers prompt set",))  # as above
+    return Mutated(
+        f"prompt_set.json: prompt {pid} made for 'a photo of a bench'", ANY, ("answers prompt set",)
+    )  # as above
 
 
 IMAGE: dict[str, Mutation] = {
     "corrupt_bytes": _edit(_corrupt, ANY, "32 bytes of the image data overwritten"),
-    "truncated_png": _replace(lambda r: (lambda d: d[: len(d) // 2])(_encode("RGB", "PNG", r)), ERROR, "PNG cut in half", ".png"),
-    "truncated_jpeg": _replace(lambda r: (lambda d: d[: len(d) // 2])(_encode("RGB", "JPEG", r)), ERROR, "JPEG cut in half", ".jpg"),
+    "truncated_png": _replace(
+        lambda r: (lambda d: d[: len(d) // 2])(_encode("RGB", "PNG", r)), ERROR, "PNG cut in half", ".png"
+    ),
+    "truncated_jpeg": _replace(
+        lambda r: (lambda d: d[: len(d) // 2])(_encode("RGB", "JPEG", r)), ERROR, "JPEG cut in half", ".jpg"
+    ),
     "mode_L": _replace(lambda r: _encode("L", "PNG", r), ANY, "grayscale (L) PNG", ".png"),
     "mode_RGBA": _replace(lambda r: _encode("RGBA", "PNG", r), ANY, "RGBA PNG", ".png"),
     "mode_P": _replace(lambda r: _encode("P", "PNG", r), ANY, "palette (P) PNG", ".png"),
@@ -118,8 +135,12 @@ IMAGE: dict[str, Mutation] = {
     "jpeg_named_png": _replace(lambda r: _encode("RGB", "JPEG", r), ANY, "JPEG bytes in a .png file", ".png"),
     "one_pixel": _replace(lambda r: _encode("RGB", "PNG", r, size=1), ANY, "a 1x1 image", ".png"),
     "zero_bytes": _replace(lambda r: b"", ERROR, "an empty file", ".png"),
-    "bomb_header": _replace(lambda r: _png_with_size(100_000, 100_000), ERROR, "PNG header claiming 100000x100000 pixels", ".png"),
-    "big_header": _replace(lambda r: _png_with_size(12_000, 12_000), ERROR, "PNG header claiming 12000x12000 pixels, no data", ".png"),
+    "bomb_header": _replace(
+        lambda r: _png_with_size(100_000, 100_000), ERROR, "PNG header claiming 100000x100000 pixels", ".png"
+    ),
+    "big_header": _replace(
+        lambda r: _png_with_size(12_000, 12_000), ERROR, "PNG header claiming 12000x12000 pixels, no data", ".png"
+    ),
     "text_named_png": _replace(lambda r: b"this is not an image\n", ERROR, "a text file named .png", ".png"),
     "folder_named_png": _dir_named_png,
     "unmatched_name": _unmatched_name,
@@ -144,6 +165,7 @@ def _tensors(fn: Callable[[dict, random.Random], tuple[str, tuple]], expect: str
         detail, names = fn(state, rng)
         save_file(state, str(weights))
         return Mutated(f"{stage.name}/model.safetensors: {detail}", expect, ("model.safetensors", *names))
+
     return apply
 
 
@@ -181,6 +203,7 @@ def _weights_bytes(fn: Callable[[bytes, random.Random], bytes], what: str) -> Mu
         weights = _stage(ckpt, rng) / "model.safetensors"
         weights.write_bytes(fn(weights.read_bytes(), rng))
         return Mutated(f"{weights.parent.name}/model.safetensors: {what}", ERROR, ("model.safetensors",))
+
     return apply
 
 
@@ -195,7 +218,7 @@ def _header_garbage(data: bytes, rng: random.Random) -> bytes:
 def _flip_data(data: bytes, rng: random.Random) -> bytes:
     n = struct.unpack("<Q", data[:8])[0]
     i = rng.randrange(8 + n, len(data))
-    return data[:i] + bytes([data[i] ^ 0x55]) + data[i + 1:]
+    return data[:i] + bytes([data[i] ^ 0x55]) + data[i + 1 :]
 
 
 def _delete_weights(ckpt: Path, rng: random.Random) -> Mutated:
@@ -214,12 +237,15 @@ def _delete_stage(ckpt: Path, rng: random.Random) -> Mutated:
 
 def _json_file(name: str, mutations: dict[str, Mutation]) -> dict[str, Mutation]:
     """The text-format mutations applied to CKPT/<stage>/config.json or CKPT/cascade.json."""
+
     def wrap(m: Mutation) -> Mutation:
         def apply(ckpt: Path, rng: random.Random) -> Mutated:
             path = ckpt / name if name == "cascade.json" else _stage(ckpt, rng) / name
             out = m(path, rng)
             return Mutated(f"{path.parent.name}/{out.detail}", out.expect, (name, *out.mentions))
+
         return apply
+
     return {f"{name.split('.')[0]}_{k}": wrap(m) for k, m in mutations.items()}
 
 
@@ -240,4 +266,3 @@ def checkpoint_mutations() -> dict[str, Mutation]:
         **_json_file("config.json", {**structure("json"), **{k: BYTES[k] for k in ("empty", "garbage", "truncated")}}),
         **_json_file("cascade.json", {**structure("json"), **{k: BYTES[k] for k in ("empty", "truncated")}}),
     }
-

@@ -10,6 +10,7 @@
     checkpoint tensors of the wrong shape, missing / extra tensors, a corrupt safetensors header,
                truncated or deleted weights, flipped weight bytes, a deleted stage folder
 """
+
 from __future__ import annotations
 
 import copy
@@ -44,6 +45,7 @@ def _bytes(fn: Callable[[bytes, random.Random], bytes], expect: str, what: str) 
     def apply(path: Path, rng: random.Random) -> Mutated:
         path.write_bytes(fn(path.read_bytes(), rng))
         return Mutated(f"{what} ({path.name})", expect)
+
     return apply
 
 
@@ -55,10 +57,15 @@ BYTES: dict[str, Mutation] = {
     "empty": _bytes(lambda d, r: b"", ERROR, "emptied"),
     "garbage": _bytes(lambda d, r: r.randbytes(r.randint(16, 512)), ERROR, "replaced by random bytes"),
     "truncated": _bytes(lambda d, r: d[: r.randrange(1, max(len(d), 2))], ANY, "truncated"),
-    "flip_byte": _bytes(lambda d, r: (lambda i: d[:i] + bytes([d[i] ^ 0xFF]) + d[i + 1:])(_at(d, r)) if d else d, ANY,
-                        "one byte flipped"),
+    "flip_byte": _bytes(
+        lambda d, r: (lambda i: d[:i] + bytes([d[i] ^ 0xFF]) + d[i + 1 :])(_at(d, r)) if d else d,
+        ANY,
+        "one byte flipped",
+    ),
     "bom": _bytes(lambda d, r: b"\xef\xbb\xbf" + d, ANY, "UTF-8 BOM prepended"),
-    "invalid_utf8": _bytes(lambda d, r: (lambda i: d[:i] + b"\xff\xfe\xc3(" + d[i:])(_at(d, r)), ANY, "invalid UTF-8 inserted"),
+    "invalid_utf8": _bytes(
+        lambda d, r: (lambda i: d[:i] + b"\xff\xfe\xc3(" + d[i:])(_at(d, r)), ANY, "invalid UTF-8 inserted"
+    ),
     "nul": _bytes(lambda d, r: (lambda i: d[:i] + b"\x00" * 4 + d[i:])(_at(d, r)), ANY, "NUL bytes inserted"),
 }
 
@@ -95,7 +102,7 @@ def _wrong_type(v: Any, rng: random.Random) -> Any:
 
 
 def _out_of_range(v: Any, rng: random.Random) -> Any:
-    return rng.choice([-1, 0, 10 ** 12, -3.5, 1e300, float("inf"), float("nan")])
+    return rng.choice([-1, 0, 10**12, -3.5, 1e300, float("inf"), float("nan")])
 
 
 def _unknown_name(v: Any, rng: random.Random) -> Any:
@@ -115,6 +122,7 @@ def _edit_value(fn: Callable[[Any, random.Random], Any], leaves: Callable[[Any],
         new = parent[p[-1]] = fn(old, rng)
         values = tuple(v for v in (old, new) if isinstance(v, str) and v)
         return f"{_dotted(p)}: {_short(old)} -> {_short(new)}", _names(p) + values
+
     return edit
 
 
@@ -174,6 +182,7 @@ def _structured(edit: Callable, fmt: str) -> Mutation:
         detail, names = edit(doc, rng)
         path.write_text(dumps_toml(doc) if fmt == "toml" else json.dumps(doc, indent=2, allow_nan=True))
         return Mutated(f"{path.name}: {detail}", ANY, names)
+
     return apply
 
 
@@ -183,49 +192,103 @@ def structure(fmt: str) -> dict[str, Mutation]:
 
 def _hostile(edit: Callable[[dict], None], what: str, mentions: tuple[str, ...]) -> Mutation:
     """A sweep spec a careless or hostile author could share: it must be refused (exit 2), naming it."""
+
     def apply(path: Path, rng: random.Random) -> Mutated:
         doc = tomllib.loads(path.read_text())
         edit(doc)
         path.write_text(dumps_toml(doc))
         return Mutated(f"{path.name}: {what}", ERROR, mentions)
+
     return apply
 
 
 # targeted at what a shared spec could do (issue 22): write outside the run folder, make black
 # images or allocate terabytes; each is refused at parse time
 SPEC_HOSTILE: dict[str, Mutation] = {
-    "label_traversal": _hostile(lambda d: d["prompt_sets"][0].update(label="../../../../escape/pwned"),
-                                "prompt-set label ../../../../escape/pwned", ("label",)),
+    "label_traversal": _hostile(
+        lambda d: d["prompt_sets"][0].update(label="../../../../escape/pwned"),
+        "prompt-set label ../../../../escape/pwned",
+        ("label",),
+    ),
     "name_traversal": _hostile(lambda d: d["sweep"].update(name="../../escape"), "sweep name ../../escape", ("name",)),
-    "metric_label_traversal": _hostile(lambda d: d.setdefault("metrics", []).append({"name": "fid", "label": "../x"}),
-                                       "metric label ../x", ("label",)),
-    "nan_guidance": _hostile(lambda d: d.setdefault("grid", {}).update(guidance=[float("nan")]), "guidance nan", ("guidance",)),
-    "inf_guidance": _hostile(lambda d: d.setdefault("grid", {}).update(guidance=[float("inf")]), "guidance inf", ("guidance",)),
-    "huge_steps": _hostile(lambda d: d.setdefault("grid", {}).update(steps=[10 ** 12]), "steps 10**12", ("steps",)),
-    "huge_samples": _hostile(lambda d: d["sweep"].update(samples_per_prompt=10 ** 9), "samples_per_prompt 10**9", ("samples_per_prompt",)),
+    "metric_label_traversal": _hostile(
+        lambda d: d.setdefault("metrics", []).append({"name": "fid", "label": "../x"}), "metric label ../x", ("label",)
+    ),
+    "nan_guidance": _hostile(
+        lambda d: d.setdefault("grid", {}).update(guidance=[float("nan")]), "guidance nan", ("guidance",)
+    ),
+    "inf_guidance": _hostile(
+        lambda d: d.setdefault("grid", {}).update(guidance=[float("inf")]), "guidance inf", ("guidance",)
+    ),
+    "huge_steps": _hostile(lambda d: d.setdefault("grid", {}).update(steps=[10**12]), "steps 10**12", ("steps",)),
+    "huge_samples": _hostile(
+        lambda d: d["sweep"].update(samples_per_prompt=10**9), "samples_per_prompt 10**9", ("samples_per_prompt",)
+    ),
     # issue 33: a metric option's typo, refused before the first image (bench.metrics.check_metric)
-    "metric_option_zero": _hostile(lambda d: d.setdefault("metrics", []).append(
-        {"name": "kid", "options": {"reference": "shapes:test", "subset_size": 0}}), "kid subset_size 0", ("subset_size",)),
-    "metric_option_huge": _hostile(lambda d: d.setdefault("metrics", []).append(
-        {"name": "kid", "options": {"reference": "shapes:test", "subsets": 10 ** 9}}), "kid subsets 10**9", ("subsets",)),
-    "metric_option_float": _hostile(lambda d: d.setdefault("metrics", []).append(
-        {"name": "fid", "options": {"reference": "shapes:test", "blocks": 150.5}}), "fid blocks 150.5", ("blocks",)),
-    "metric_option_text": _hostile(lambda d: d.setdefault("metrics", []).append(
-        {"name": "fid", "options": {"reference": "shapes:test", "n": "200"}}), "fid n '200'", ("n must be",)),
-    "metric_removed_option": _hostile(lambda d: d.setdefault("metrics", []).append(
-        {"name": "fid", "options": {"reference": "shapes:test", "bootstrap": -1}}), "fid bootstrap -1", ("bootstrap",)),
-    "metric_weights_typo": _hostile(lambda d: d.setdefault("metrics", []).append(
-        {"name": "cmmd", "options": {"reference": "shapes:test", "weights": "/no/such/clip-weights"}}),
-        "cmmd weights /no/such/clip-weights", ("weights",)),
-    "metric_reference_typo": _hostile(lambda d: d.setdefault("metrics", []).append(
-        {"name": "fid", "options": {"reference": "folder:/no/such/reference"}}), "fid reference folder:/no/such/reference", ("reference",)),
+    "metric_option_zero": _hostile(
+        lambda d: d.setdefault("metrics", []).append(
+            {"name": "kid", "options": {"reference": "shapes:test", "subset_size": 0}}
+        ),
+        "kid subset_size 0",
+        ("subset_size",),
+    ),
+    "metric_option_huge": _hostile(
+        lambda d: d.setdefault("metrics", []).append(
+            {"name": "kid", "options": {"reference": "shapes:test", "subsets": 10**9}}
+        ),
+        "kid subsets 10**9",
+        ("subsets",),
+    ),
+    "metric_option_float": _hostile(
+        lambda d: d.setdefault("metrics", []).append(
+            {"name": "fid", "options": {"reference": "shapes:test", "blocks": 150.5}}
+        ),
+        "fid blocks 150.5",
+        ("blocks",),
+    ),
+    "metric_option_text": _hostile(
+        lambda d: d.setdefault("metrics", []).append(
+            {"name": "fid", "options": {"reference": "shapes:test", "n": "200"}}
+        ),
+        "fid n '200'",
+        ("n must be",),
+    ),
+    "metric_removed_option": _hostile(
+        lambda d: d.setdefault("metrics", []).append(
+            {"name": "fid", "options": {"reference": "shapes:test", "bootstrap": -1}}
+        ),
+        "fid bootstrap -1",
+        ("bootstrap",),
+    ),
+    "metric_weights_typo": _hostile(
+        lambda d: d.setdefault("metrics", []).append(
+            {"name": "cmmd", "options": {"reference": "shapes:test", "weights": "/no/such/clip-weights"}}
+        ),
+        "cmmd weights /no/such/clip-weights",
+        ("weights",),
+    ),
+    "metric_reference_typo": _hostile(
+        lambda d: d.setdefault("metrics", []).append(
+            {"name": "fid", "options": {"reference": "folder:/no/such/reference"}}
+        ),
+        "fid reference folder:/no/such/reference",
+        ("reference",),
+    ),
     # a folder of images made for one prompt set, used with another (issue 33): refused, naming both
-    "folder_other_prompt_set": _hostile(lambda d: d["prompt_sets"][0].clear() or d["prompt_sets"][0].update(
-        name="parti", label="mine"), "prompt set parti for the captions folder", ("answers prompt set",)),
-    "huge_grid": _hostile(lambda d: d.setdefault("grid", {}).update(guidance=[1.0 + i / 100 for i in range(100)],
-                                                                     aug_level=[i / 1000 for i in range(100)],
-                                                                     seeds=list(range(100))),
-                          "a 10**6-point grid (100 guidance x 100 aug levels x 100 seeds)", ("--max-images",)),
+    "folder_other_prompt_set": _hostile(
+        lambda d: d["prompt_sets"][0].clear() or d["prompt_sets"][0].update(name="parti", label="mine"),
+        "prompt set parti for the captions folder",
+        ("answers prompt set",),
+    ),
+    "huge_grid": _hostile(
+        lambda d: d.setdefault("grid", {}).update(
+            guidance=[1.0 + i / 100 for i in range(100)],
+            aug_level=[i / 1000 for i in range(100)],
+            seeds=list(range(100)),
+        ),
+        "a 10**6-point grid (100 guidance x 100 aug levels x 100 seeds)",
+        ("--max-images",),
+    ),
 }
 
 
@@ -240,6 +303,7 @@ def _csv_edit(fn: Callable[[list[list[str]], random.Random], tuple[str, str, tup
         csv.writer(buf, lineterminator="\n").writerows(rows)
         path.write_text(buf.getvalue())
         return Mutated(f"{path.name}: {detail}", expect, names)
+
     return apply
 
 
@@ -268,6 +332,7 @@ def _set_cell(column: str, values: list[str], expect: str):
         v = rng.choice(values)
         rows[r][_col(rows, column)] = v
         return f"row {r}: {column} = {v!r}", expect, (column,)
+
     return fn
 
 
@@ -294,14 +359,17 @@ def _header_only(rows, rng):
     return "no rows, header only", ERROR, ("no prompts", "empty", "no images")
 
 
-CSV: dict[str, Mutation] = {name: _csv_edit(fn) for name, fn in {
-    "drop_column": _drop_column,
-    "rename_column": _rename_column,
-    "bad_id": _set_cell("id", ["abc", "1.5", "", "-3", "99999999999999999999999", UNICODE], ANY),
-    "empty_prompt": _set_cell("prompt", ["", " "], ANY),
-    "unicode_prompt": _set_cell("prompt", [UNICODE, "=cmd|' /C calc'!A0", "<script>alert(1)</script>"], ANY),
-    "duplicate_id": _duplicate_id,
-    "ragged_row": _ragged,
-    "extra_column": _extra_column,
-    "header_only": _header_only,
-}.items()}
+CSV: dict[str, Mutation] = {
+    name: _csv_edit(fn)
+    for name, fn in {
+        "drop_column": _drop_column,
+        "rename_column": _rename_column,
+        "bad_id": _set_cell("id", ["abc", "1.5", "", "-3", "99999999999999999999999", UNICODE], ANY),
+        "empty_prompt": _set_cell("prompt", ["", " "], ANY),
+        "unicode_prompt": _set_cell("prompt", [UNICODE, "=cmd|' /C calc'!A0", "<script>alert(1)</script>"], ANY),
+        "duplicate_id": _duplicate_id,
+        "ragged_row": _ragged,
+        "extra_column": _extra_column,
+        "header_only": _header_only,
+    }.items()
+}

@@ -1,5 +1,6 @@
 """Run one `imagen-bench` command line and capture what the user would see: in this process via
 imagen_bench.cli.main (the console script's entry point) or as a real subprocess of the console script."""
+
 from __future__ import annotations
 
 import contextlib
@@ -62,13 +63,20 @@ def run_inprocess(argv: list[str], timeout: float) -> Outcome:
 
 
 def run_subprocess(argv: list[str], timeout: float) -> Outcome:
-    env = {**os.environ, "IMAGEN_BENCH_THREADS": os.environ.get("IMAGEN_BENCH_THREADS", "1"), "OMP_NUM_THREADS": "1",
-           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    env = {
+        **os.environ,
+        "IMAGEN_BENCH_THREADS": os.environ.get("IMAGEN_BENCH_THREADS", "1"),
+        "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+    }
     t0 = time.perf_counter()
     try:
         p = subprocess.run([*console_script(), *argv], capture_output=True, text=True, timeout=timeout, env=env)
         return Outcome(p.returncode, p.stdout, p.stderr, time.perf_counter() - t0)
     except subprocess.TimeoutExpired as e:
+
         def text(b) -> str:
             return b.decode(errors="replace") if isinstance(b, bytes) else (b or "")
+
         return Outcome("timeout", text(e.stdout), text(e.stderr), time.perf_counter() - t0)

@@ -1,6 +1,7 @@
 """A minimal TOML writer for the fuzz trial (no TOML writer is installed): enough for sweep specs
 after a structural mutation - tables, arrays of tables, inline tables, arrays, str / int / float /
 bool, nan and inf. Values of mixed or odd types are written as they are: the reader must judge them."""
+
 from __future__ import annotations
 
 import json

@@ -1,6 +1,7 @@
 """Shared pieces of the kill trials: PASS/FAIL checks, the JSON summary in the work directory,
 and child processes in their own process group (so SIGKILL reaches the whole tree and nothing
 else)."""
+
 from __future__ import annotations
 
 import json
@@ -30,16 +31,30 @@ def child_env() -> dict[str, str]:
     """Children run with $IMAGEN_BENCH_THREADS torch threads (default 1): the same thread count
     for every run, so float reductions (hence pixels) are ordered the same way."""
     threads = os.environ.get("IMAGEN_BENCH_THREADS", "1")
-    return {**os.environ, "IMAGEN_BENCH_THREADS": threads, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
-            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    return {
+        **os.environ,
+        "IMAGEN_BENCH_THREADS": threads,
+        "OMP_NUM_THREADS": threads,
+        "MKL_NUM_THREADS": threads,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
 
 
 def start(cmd: list[str], log: Path, cwd: Path | None = None) -> subprocess.Popen:
     """Start `cmd` in a new session (its own process group), output appended to `log`."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as fh:
-        return subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=cwd,
-                                env=child_env(), start_new_session=True)
+        return subprocess.Popen(
+            cmd,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=cwd,
+            env=child_env(),
+            start_new_session=True,
+        )
 
 
 def kill_group(proc: subprocess.Popen, sig: int = signal.SIGKILL, timeout: float = 30.0) -> None:
@@ -70,8 +85,13 @@ def wait_group_gone(pgid: int, timeout: float = 30.0) -> None:
 def finish(workdir: Path, trial: str, checks: list[Check], facts: dict, seconds: float) -> int:
     """Print the PASS/FAIL table, write WORKDIR/summary.json, return the exit status."""
     passed = all(c.passed for c in checks) and bool(checks)
-    summary = {"trial": trial, "passed": passed, "seconds": round(seconds, 1), **facts,
-               "checks": [asdict(c) for c in checks]}
+    summary = {
+        "trial": trial,
+        "passed": passed,
+        "seconds": round(seconds, 1),
+        **facts,
+        "checks": [asdict(c) for c in checks],
+    }
     path = workdir / "summary.json"
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(summary, indent=2, default=str) + "\n")
@@ -87,8 +107,15 @@ def finish(workdir: Path, trial: str, checks: list[Check], facts: dict, seconds:
 def fresh_workdir(workdir: Path) -> Path:
     """The trial's work directory: created if missing; refuses one with unrelated content."""
     workdir = Path(workdir)
-    if workdir.exists() and any(workdir.iterdir()) and not (workdir / "summary.json").exists() and not (workdir / ".trial").exists():
-        raise ValueError(f"{workdir} exists and is not a trial work directory; choose another --workdir (nothing was changed)")
+    if (
+        workdir.exists()
+        and any(workdir.iterdir())
+        and not (workdir / "summary.json").exists()
+        and not (workdir / ".trial").exists()
+    ):
+        raise ValueError(
+            f"{workdir} exists and is not a trial work directory; choose another --workdir (nothing was changed)"
+        )
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / ".trial").touch()
     return workdir

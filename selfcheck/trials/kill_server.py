@@ -15,6 +15,7 @@ may be lost or duplicated.
        equals the tasks answered, and every rater finished.
 Writes WORKDIR/summary.json; exit status 0 only when every check passed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,8 +42,16 @@ CHROMIUM = "/usr/bin/chromium"
 # manager's or `kill`'s SIGTERM, a SIGKILL no handler sees), after which its child must be gone too
 KILL_WAYS = ("SIGKILL group", "SIGTERM parent", "SIGKILL parent")
 PORT_CLOSE_S = 30.0
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @dataclass(frozen=True)
@@ -112,8 +121,10 @@ class Server:
         self.starts: list[float] = []  # seconds from start to healthy
 
     def start(self) -> None:
-        self.proc = start([*console_script(), "rate", str(self.study), "--port", str(self.port)],
-                          self.logs / f"server-{len(self.starts) + 1}.log")
+        self.proc = start(
+            [*console_script(), "rate", str(self.study), "--port", str(self.port)],
+            self.logs / f"server-{len(self.starts) + 1}.log",
+        )
         self._t0 = time.monotonic()
 
     async def wait_healthy(self, timeout: float = 120.0) -> None:
@@ -139,8 +150,10 @@ class Server:
             os.kill(self.proc.pid, sig)
             self.proc.wait(timeout=60)
         if not port_refused(self.port, PORT_CLOSE_S):
-            raise RuntimeError(f"after {how} the rating server still answers on port {self.port} "
-                               f"{PORT_CLOSE_S:.0f} s later: a child outlived `imagen-bench rate`")
+            raise RuntimeError(
+                f"after {how} the rating server still answers on port {self.port} "
+                f"{PORT_CLOSE_S:.0f} s later: a child outlived `imagen-bench rate`"
+            )
         return round(time.monotonic() - t0, 2)
 
     def stop(self) -> None:
@@ -162,18 +175,40 @@ def serving(study: Path, logs: Path):
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     d = KillServerSettings()
-    p.add_argument("--raters", type=int, default=d.raters, help=f"concurrent raters, one browser context each (default {d.raters})")
+    p.add_argument(
+        "--raters",
+        type=int,
+        default=d.raters,
+        help=f"concurrent raters, one browser context each (default {d.raters})",
+    )
     p.add_argument("--kills", type=int, default=d.kills, help=f"server SIGKILLs mid-batch (default {d.kills})")
-    p.add_argument("--prompts", type=int, default=d.prompts, help=f"prompts in the study: every rater rates each once (default {d.prompts})")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"tasks per batch, a quarter of them controls (default {d.batch_size})")
+    p.add_argument(
+        "--prompts",
+        type=int,
+        default=d.prompts,
+        help=f"prompts in the study: every rater rates each once (default {d.prompts})",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=d.batch_size,
+        help=f"tasks per batch, a quarter of them controls (default {d.batch_size})",
+    )
     p.add_argument("--seed", type=seed_int, default=d.seed, help="seed of the kill moments and the study plan")
     p.add_argument("--workdir", type=Path, default=d.workdir, help=f"trial work directory (default {d.workdir})")
     p.add_argument("--port", type=int, default=d.port, help="server port (default: a free one)")
 
 
 def run(args: argparse.Namespace) -> int:
-    s = KillServerSettings(raters=args.raters, kills=args.kills, prompts=args.prompts, batch_size=args.batch_size,
-                           seed=args.seed, workdir=Path(args.workdir), port=args.port)
+    s = KillServerSettings(
+        raters=args.raters,
+        kills=args.kills,
+        prompts=args.prompts,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        workdir=Path(args.workdir),
+        port=args.port,
+    )
     return run_trial(s)
 
 
@@ -184,9 +219,16 @@ def make_study(s: KillServerSettings, wd: Path):
     from .study_sources import synthetic_sources
 
     captions, model, _ = synthetic_sources(wd / "sources", n=s.prompts, size=32)
-    return create_study(wd / "study", StudySettings(
-        protocol="coco_alignment", a=f"folder:{model}", b=None, prompts=f"csv:{captions}",
-        plan=PlanSettings(raters=s.raters, batch_size=s.batch_size, control_share=0.25, seed=s.seed)))
+    return create_study(
+        wd / "study",
+        StudySettings(
+            protocol="coco_alignment",
+            a=f"folder:{model}",
+            b=None,
+            prompts=f"csv:{captions}",
+            plan=PlanSettings(raters=s.raters, batch_size=s.batch_size, control_share=0.25, seed=s.seed),
+        ),
+    )
 
 
 def run_trial(s: KillServerSettings) -> int:
@@ -196,7 +238,9 @@ def run_trial(s: KillServerSettings) -> int:
     try:
         import playwright.async_api  # noqa: F401
     except ImportError:
-        raise ValueError("the playwright python package is missing: pip install -c constraints.txt '.[browser]'") from None
+        raise ValueError(
+            "the playwright python package is missing: pip install -c constraints.txt '.[browser]'"
+        ) from None
     t_start = time.monotonic()
     wd = fresh_workdir(s.workdir)
     for old in (wd / "study", wd / "sources", wd / "logs"):
@@ -206,14 +250,22 @@ def run_trial(s: KillServerSettings) -> int:
     secrets = json.loads((study.root / "secrets.json").read_text())
     queues = {r: store.tasks(r) for r in sorted(secrets["raters"])}
     total = sum(len(q) for q in queues.values())
-    print(f"kill-server: {s.raters} raters x {total // s.raters} tasks, {s.kills} kills, seed {s.seed}, workdir {wd}", flush=True)
+    print(
+        f"kill-server: {s.raters} raters x {total // s.raters} tasks, {s.kills} kills, seed {s.seed}, workdir {wd}",
+        flush=True,
+    )
     server = Server(study.root, s.port or free_port(), wd / "logs")
     try:
         logs, kills = asyncio.run(asyncio.wait_for(_session(s, browser, server, secrets, queues, total), s.timeout))
     finally:
         server.stop()
-    checks, facts = _check(study.root / "ratings.sqlite" if (study.root / "ratings.sqlite").exists() else study.db_url,
-                           queues, logs, kills, s)
+    checks, facts = _check(
+        study.root / "ratings.sqlite" if (study.root / "ratings.sqlite").exists() else study.db_url,
+        queues,
+        logs,
+        kills,
+        s,
+    )
     facts["server_start_s"] = server.starts
     return finish(wd, "kill-server", checks, facts, time.monotonic() - t_start)
 
@@ -255,9 +307,22 @@ async def _session(s: KillServerSettings, browser_path: str, server: Server, sec
             server.start()
             await server.wait_healthy()
             up.set()
-            done.append({"n": len(done) + 1, "how": how, "port_free_s": port_free_s, "after_answers": target, "delay_s": round(delay, 2),
-                         "acked_at_kill": at, "mid_session": at < total, "restart_s": round(time.monotonic() - t0, 1)})
-            print(f"  kill {len(done)} ({how}) after {at} acknowledged answers (+{delay:.2f} s); back in {time.monotonic() - t0:.1f} s", flush=True)
+            done.append(
+                {
+                    "n": len(done) + 1,
+                    "how": how,
+                    "port_free_s": port_free_s,
+                    "after_answers": target,
+                    "delay_s": round(delay, 2),
+                    "acked_at_kill": at,
+                    "mid_session": at < total,
+                    "restart_s": round(time.monotonic() - t0, 1),
+                }
+            )
+            print(
+                f"  kill {len(done)} ({how}) after {at} acknowledged answers (+{delay:.2f} s); back in {time.monotonic() - t0:.1f} s",
+                flush=True,
+            )
         return done
 
     def on_ack() -> None:
@@ -271,8 +336,18 @@ async def _session(s: KillServerSettings, browser_path: str, server: Server, sec
             sizes: dict[int, int] = {}
             for t in tasks:
                 sizes[t.batch] = sizes.get(t.batch, 0) + 1
-            raters.append(Rater(ctx, name, f"{server.url}/?t={secrets['raters'][name]}", [t.task_id for t in tasks], sizes,
-                                lambda: server.generation, ready, on_ack))
+            raters.append(
+                Rater(
+                    ctx,
+                    name,
+                    f"{server.url}/?t={secrets['raters'][name]}",
+                    [t.task_id for t in tasks],
+                    sizes,
+                    lambda: server.generation,
+                    ready,
+                    on_ack,
+                )
+            )
         results = await asyncio.gather(killer(), *(r.run() for r in raters))
         await b.close()
     return list(results[1:]), results[0]
@@ -282,7 +357,9 @@ def _check(db: str, queues: dict, logs: list, kills: list[dict], s: KillServerSe
     con = sqlite3.connect(db)
     try:
         rows = con.execute("SELECT rater, task_id, question, shown, answer FROM answers").fetchall()
-        dups = con.execute("SELECT COUNT(*) FROM (SELECT 1 FROM answers GROUP BY rater, task_id, question HAVING COUNT(*) > 1)").fetchone()[0]
+        dups = con.execute(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM answers GROUP BY rater, task_id, question HAVING COUNT(*) > 1)"
+        ).fetchone()[0]
     finally:
         con.close()
     stored: dict[tuple[str, str], list[str]] = {}
@@ -299,20 +376,40 @@ def _check(db: str, queues: dict, logs: list, kills: list[dict], s: KillServerSe
     unfinished = [lg.rater for lg in logs if not lg.finished]
     answered_tasks = len(stored)
     checks = [
-        Check("kills delivered mid-session", len(kills) == min(s.kills, total - 1) and all(k["mid_session"] for k in kills),
-              f"{len(kills)} of {s.kills}, {sum(k['mid_session'] for k in kills)} while answers were still pending"),
-        Check("every rater finished their queue", not unfinished, f"{len(logs) - len(unfinished)}/{len(logs)} raters"
-              + (f"; unfinished: {', '.join(unfinished)}" if unfinished else "")),
-        Check("no acknowledged answer lost", not missing and not reoffered,
-              f"{len(all_acked)} acknowledged ({len(after_reload)} in flight at a kill, found kept after reload), "
-              f"{len(missing)} missing, {reoffered} offered again"),
+        Check(
+            "kills delivered mid-session",
+            len(kills) == min(s.kills, total - 1) and all(k["mid_session"] for k in kills),
+            f"{len(kills)} of {s.kills}, {sum(k['mid_session'] for k in kills)} while answers were still pending",
+        ),
+        Check(
+            "every rater finished their queue",
+            not unfinished,
+            f"{len(logs) - len(unfinished)}/{len(logs)} raters"
+            + (f"; unfinished: {', '.join(unfinished)}" if unfinished else ""),
+        ),
+        Check(
+            "no acknowledged answer lost",
+            not missing and not reoffered,
+            f"{len(all_acked)} acknowledged ({len(after_reload)} in flight at a kill, found kept after reload), "
+            f"{len(missing)} missing, {reoffered} offered again",
+        ),
         Check("no duplicate (rater, task, question)", dups == 0 and not twice, f"{dups} duplicated keys"),
         Check("stored answer = the acknowledged one (first answer kept)", not wrong, f"{len(wrong)} differ"),
-        Check("answers = tasks answered = tasks", len(rows) == answered_tasks == total == len(all_acked),
-              f"{len(rows)} answers, {answered_tasks} tasks answered, {total} tasks, {len(all_acked)} acknowledged"),
+        Check(
+            "answers = tasks answered = tasks",
+            len(rows) == answered_tasks == total == len(all_acked),
+            f"{len(rows)} answers, {answered_tasks} tasks answered, {total} tasks, {len(all_acked)} acknowledged",
+        ),
     ]
-    facts = {"settings": {**asdict(s), "workdir": str(s.workdir)}, "tasks": total, "answers": len(rows), "kills": kills,
-             "acknowledged": len(acked), "in_flight_kept": len(after_reload),
-             "retried_after_kill": sum(len(v) - 1 for lg in logs for v in lg.attempts.values()),
-             "reloads": sum(lg.reloads for lg in logs), "client_errors": [e for lg in logs for e in lg.errors][:20]}
+    facts = {
+        "settings": {**asdict(s), "workdir": str(s.workdir)},
+        "tasks": total,
+        "answers": len(rows),
+        "kills": kills,
+        "acknowledged": len(acked),
+        "in_flight_kept": len(after_reload),
+        "retried_after_kill": sum(len(v) - 1 for lg in logs for v in lg.attempts.values()),
+        "reloads": sum(lg.reloads for lg in logs),
+        "client_errors": [e for lg in logs for e in lg.errors][:20],
+    }
     return checks, facts

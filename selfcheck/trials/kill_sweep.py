@@ -12,6 +12,7 @@ with a run folder equal to an uninterrupted run's.
        missing), metrics and results equal, no temp files left; then start a fresh trial folder.
 Writes WORKDIR/summary.json; exit status 0 only when every check passed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -71,8 +72,19 @@ class Trial:
     checks: dict[str, list[Check]] = field(default_factory=dict)
 
     def sweep(self, out: Path, log: Path):
-        return start([*console_script(), "sweep", str(self.spec), "--out", str(out), "--cache-dir",
-                      str(self.s.workdir / ("cache-ref" if out == self.ref else "cache")), "--no-progress"], log)
+        return start(
+            [
+                *console_script(),
+                "sweep",
+                str(self.spec),
+                "--out",
+                str(out),
+                "--cache-dir",
+                str(self.s.workdir / ("cache-ref" if out == self.ref else "cache")),
+                "--no-progress",
+            ],
+            log,
+        )
 
     def run_to_end(self, out: Path, log: Path) -> tuple[int, float, float, float]:
         """(exit status, seconds to first new record, to last new record, total); records polled."""
@@ -108,10 +120,15 @@ class Trial:
         checks = [Check("uninterrupted rerun exits 0", code == 0, f"exit {code}" + (f"; log {log}" if code else ""))]
         checks += compare(self.ref, folder) if code == 0 else []
         for c in checks:
-            self.checks.setdefault(c.name, []).append(Check(c.name, c.passed, f"{folder.name} after {label}: {c.detail}"))
+            self.checks.setdefault(c.name, []).append(
+                Check(c.name, c.passed, f"{folder.name} after {label}: {c.detail}")
+            )
         status = "PASS" if all(c.passed for c in checks) else "FAIL"
-        print(f"  verify {folder.name} after {label}: rerun {seconds:.1f} s, {status}"
-              + "".join(f"\n    FAIL {c.name}: {c.detail}" for c in checks if not c.passed), flush=True)
+        print(
+            f"  verify {folder.name} after {label}: rerun {seconds:.1f} s, {status}"
+            + "".join(f"\n    FAIL {c.name}: {c.detail}" for c in checks if not c.passed),
+            flush=True,
+        )
         return status == "PASS"
 
 
@@ -132,14 +149,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kills", type=int, default=d.kills, help=f"SIGKILLs to deliver (default {d.kills})")
     p.add_argument("--seed", type=seed_int, default=d.seed, help="seed of the random kill moments")
     p.add_argument("--workdir", type=Path, default=d.workdir, help=f"trial work directory (default {d.workdir})")
-    p.add_argument("--spec", default=d.spec, choices=list(SIZES),
-                   help="sweep size: " + "; ".join(f"{k} = {v.images} images" for k, v in SIZES.items()) + f" (default {d.spec})")
-    p.add_argument("--verify-every", type=int, default=d.verify_every,
-                   help=f"after this many kills, rerun to completion, compare, start a fresh folder (default {d.verify_every})")
+    p.add_argument(
+        "--spec",
+        default=d.spec,
+        choices=list(SIZES),
+        help="sweep size: " + "; ".join(f"{k} = {v.images} images" for k, v in SIZES.items()) + f" (default {d.spec})",
+    )
+    p.add_argument(
+        "--verify-every",
+        type=int,
+        default=d.verify_every,
+        help=f"after this many kills, rerun to completion, compare, start a fresh folder (default {d.verify_every})",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    s = KillSweepSettings(kills=args.kills, seed=args.seed, workdir=Path(args.workdir), spec=args.spec, verify_every=args.verify_every)
+    s = KillSweepSettings(
+        kills=args.kills, seed=args.seed, workdir=Path(args.workdir), spec=args.spec, verify_every=args.verify_every
+    )
     return run_trial(s)
 
 
@@ -155,11 +182,15 @@ def run_trial(s: KillSweepSettings) -> int:
     spec = wd / "spec.toml"
     spec.write_text(spec_text((wd / "ckpt").resolve(), size))
     t = Trial(s, size, spec, wd / "reference")
-    print(f"kill-sweep: {size.images}-image sweep ({s.spec}), {s.kills} kills, seed {s.seed}, workdir {wd}", flush=True)
+    print(
+        f"kill-sweep: {size.images}-image sweep ({s.spec}), {s.kills} kills, seed {s.seed}, workdir {wd}", flush=True
+    )
 
     code, first, last, total = t.run_to_end(t.ref, wd / "logs" / "reference.log")
     if code != 0:
-        raise RuntimeError(f"the uninterrupted reference sweep failed (exit {code}); see {wd / 'logs' / 'reference.log'}")
+        raise RuntimeError(
+            f"the uninterrupted reference sweep failed (exit {code}); see {wd / 'logs' / 'reference.log'}"
+        )
     t.timing = Timing(first, last, total)
     print(f"  reference: {total:.1f} s (start-up {first:.1f} s, last image at {last:.1f} s)", flush=True)
 
@@ -183,12 +214,16 @@ def run_trial(s: KillSweepSettings) -> int:
             time.sleep(0.01)
         if proc.poll() is not None:  # finished (or failed) before its kill moment
             elapsed = time.monotonic() - t0
-            print(f"  {folder.name}: run ended by itself at {elapsed:.1f} s (kill was due at {at:.1f} s), exit {proc.returncode}", flush=True)
+            print(
+                f"  {folder.name}: run ended by itself at {elapsed:.1f} s (kill was due at {at:.1f} s), exit {proc.returncode}",
+                flush=True,
+            )
             if proc.returncode == 0:
                 t.learn(size.images - before[0], elapsed)
             else:
                 t.checks.setdefault("no run fails after a kill", []).append(
-                    Check("no run fails after a kill", False, f"{folder.name}: exit {proc.returncode}; see {log}"))
+                    Check("no run fails after a kill", False, f"{folder.name}: exit {proc.returncode}; see {log}")
+                )
             if t.verify(folder, f"{since_verify} kills (finished by itself)"):
                 shutil.rmtree(folder)
             round_no, since_verify = round_no + 1, 0
@@ -199,10 +234,22 @@ def run_trial(s: KillSweepSettings) -> int:
         elapsed = time.monotonic() - t0
         phase = kill_phase(folder, elapsed, t.timing.startup, before, size.images) if folder.is_dir() else "start-up"
         after = valid_count(folder)
-        t.kills.append({"n": len(t.kills) + 1, "folder": folder.name, "at_s": round(elapsed, 2), "expected_s": round(expected, 1),
-                        "phase": phase, "images_before": before[0], "images_after": after})
+        t.kills.append(
+            {
+                "n": len(t.kills) + 1,
+                "folder": folder.name,
+                "at_s": round(elapsed, 2),
+                "expected_s": round(expected, 1),
+                "phase": phase,
+                "images_before": before[0],
+                "images_after": after,
+            }
+        )
         since_verify += 1
-        print(f"  kill {len(t.kills):>2} at {elapsed:5.2f} s of ~{expected:4.1f} s ({phase}); images {before[0]} -> {after}", flush=True)
+        print(
+            f"  kill {len(t.kills):>2} at {elapsed:5.2f} s of ~{expected:4.1f} s ({phase}); images {before[0]} -> {after}",
+            flush=True,
+        )
     t.verify(folder, f"{since_verify} kills (final)")
     return _report(t, time.monotonic() - t_start)
 
@@ -211,14 +258,28 @@ def _report(t: Trial, seconds: float) -> int:
     phases: dict[str, int] = {}
     for k in t.kills:
         phases[k["phase"]] = phases.get(k["phase"], 0) + 1
-    checks = [Check(name, all(c.passed for c in cs), f"{sum(c.passed for c in cs)}/{len(cs)} verifications"
-                    + "".join(f"; {c.detail}" for c in cs if not c.passed)) for name, cs in t.checks.items()]
+    checks = [
+        Check(
+            name,
+            all(c.passed for c in cs),
+            f"{sum(c.passed for c in cs)}/{len(cs)} verifications"
+            + "".join(f"; {c.detail}" for c in cs if not c.passed),
+        )
+        for name, cs in t.checks.items()
+    ]
     checks.append(Check("kills delivered", len(t.kills) == t.s.kills, f"{len(t.kills)} of {t.s.kills}"))
     times = [r["seconds"] for r in t.reruns]
     print(f"kills: {len(t.kills)} at s = {', '.join(str(k['at_s']) for k in t.kills)}")
     print("landed in: " + ", ".join(f"{n} {p}" for p, n in sorted(phases.items())))
     print(f"uninterrupted reruns: {len(times)}, wall s = {', '.join(map(str, times))}")
-    facts = {"settings": {**asdict(t.s), "workdir": str(t.s.workdir)}, "images": t.size.images,
-             "reference": asdict(t.timing) if t.timing else None, "kills": t.kills, "kill_phases": phases,
-             "reruns": t.reruns, "verifications": len(t.reruns), "duration_scale": round(t.scale, 2)}
+    facts = {
+        "settings": {**asdict(t.s), "workdir": str(t.s.workdir)},
+        "images": t.size.images,
+        "reference": asdict(t.timing) if t.timing else None,
+        "kills": t.kills,
+        "kill_phases": phases,
+        "reruns": t.reruns,
+        "verifications": len(t.reruns),
+        "duration_scale": round(t.scale, 2),
+    }
     return finish(t.s.workdir, "kill-sweep", checks, facts, seconds)

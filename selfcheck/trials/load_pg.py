@@ -13,6 +13,7 @@
 Writes WORKDIR/summary.json; exit status 0 only when every check passed. It drives the storage
 layer, not 200 browsers: the browser path is the kill-server and detect-controls trials'.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,21 +40,45 @@ class LoadSettings:
 
     def __post_init__(self):
         if not self.db.startswith(("postgresql://", "postgres://")):
-            raise ValueError(f"--db must be a postgresql:// URL (or set ${PG_ENV}; .ci/pg-start prints one), got {self.db!r}")
+            raise ValueError(
+                f"--db must be a postgresql:// URL (or set ${PG_ENV}; .ci/pg-start prints one), got {self.db!r}"
+            )
         if not 1 <= self.raters <= 2000 or not 1 <= self.answers <= 10_000 or not 0 <= self.pause_ms <= 60_000:
-            raise ValueError(f"--raters must be 1..2000, --answers 1..10000, --pause-ms 0..60000; got {self.raters}, {self.answers}, {self.pause_ms}")
+            raise ValueError(
+                f"--raters must be 1..2000, --answers 1..10000, --pause-ms 0..60000; got {self.raters}, {self.answers}, {self.pause_ms}"
+            )
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--db", default=os.environ.get(PG_ENV, ""), help=f"PostgreSQL server URL (default ${PG_ENV}); a throwaway database is made on it")
-    p.add_argument("--raters", type=int, default=200, help="concurrent raters, each with a second racing tab (default 200)")
+    p.add_argument(
+        "--db",
+        default=os.environ.get(PG_ENV, ""),
+        help=f"PostgreSQL server URL (default ${PG_ENV}); a throwaway database is made on it",
+    )
+    p.add_argument(
+        "--raters", type=int, default=200, help="concurrent raters, each with a second racing tab (default 200)"
+    )
     p.add_argument("--answers", type=int, default=100, help="tasks per rater (default 100)")
-    p.add_argument("--pause-ms", type=int, default=0, help="pause between a rater's tasks (default 0: back to back, the worst case)")
-    p.add_argument("--workdir", type=Path, default=Path("runs/trials/load-pg"), help="trial work directory (default runs/trials/load-pg)")
+    p.add_argument(
+        "--pause-ms",
+        type=int,
+        default=0,
+        help="pause between a rater's tasks (default 0: back to back, the worst case)",
+    )
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path("runs/trials/load-pg"),
+        help="trial work directory (default runs/trials/load-pg)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    return run_trial(LoadSettings(db=args.db, raters=args.raters, answers=args.answers, pause_ms=args.pause_ms, workdir=Path(args.workdir)))
+    return run_trial(
+        LoadSettings(
+            db=args.db, raters=args.raters, answers=args.answers, pause_ms=args.pause_ms, workdir=Path(args.workdir)
+        )
+    )
 
 
 def _on(url: str, database: str) -> str:
@@ -86,13 +111,18 @@ def run_trial(s: LoadSettings) -> int:
 
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
-        print(f"load-pg: {s.raters} raters x {s.answers} answers (+ double submits, a second tab each) on database {name}", flush=True)
+        print(
+            f"load-pg: {s.raters} raters x {s.answers} answers (+ double submits, a second tab each) on database {name}",
+            flush=True,
+        )
         load = submit_load(_on(s.db, name), s.raters, s.answers, join_timeout=600, pause_s=s.pause_ms / 1000)
         stop.set()
         watcher.join(timeout=10)
         with psycopg.connect(_on(s.db, name), autocommit=True) as con:
             rows = con.execute("SELECT COUNT(*) FROM answers").fetchone()[0]
-            dups = con.execute("SELECT COUNT(*) FROM (SELECT 1 FROM answers GROUP BY rater, task_id, question HAVING COUNT(*) > 1) d").fetchone()[0]
+            dups = con.execute(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM answers GROUP BY rater, task_id, question HAVING COUNT(*) > 1) d"
+            ).fetchone()[0]
             got = dict(con.execute("SELECT task_id, shown FROM answers").fetchall())
     finally:
         admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
@@ -101,15 +131,36 @@ def run_trial(s: LoadSettings) -> int:
     changed = sum(got.get(t.task_id) != choice(t) for t in load.tasks if t.task_id in got)
     p50, p95, p99 = load.percentiles_ms()
     n, want = len(load.latencies), s.raters * s.answers
-    print(f"  {n} submit calls in {load.wall:.1f} s ({n / load.wall:.0f}/s); p50 {p50:.1f} ms, p95 {p95:.1f} ms, p99 {p99:.1f} ms; "
-          f"peak {peak[0]} connections (server max {limit})", flush=True)
+    print(
+        f"  {n} submit calls in {load.wall:.1f} s ({n / load.wall:.0f}/s); p50 {p50:.1f} ms, p95 {p95:.1f} ms, p99 {p99:.1f} ms; "
+        f"peak {peak[0]} connections (server max {limit})",
+        flush=True,
+    )
     checks = [
         Check("no client error", not load.errors, f"{len(load.errors)} errors: {load.errors[:2]}"),
-        Check("no answer lost", lost == 0 and rows == want == load.stored, f"{rows} rows, {load.stored} stored, {want} tasks, {lost} lost"),
+        Check(
+            "no answer lost",
+            lost == 0 and rows == want == load.stored,
+            f"{rows} rows, {load.stored} stored, {want} tasks, {lost} lost",
+        ),
         Check("no answer duplicated", dups == 0, f"{dups} (rater, task, question) twice"),
-        Check("first answer kept", changed == 0 and load.kept == n - want, f"{changed} changed; {load.kept} repeats kept as first"),
+        Check(
+            "first answer kept",
+            changed == 0 and load.kept == n - want,
+            f"{changed} changed; {load.kept} repeats kept as first",
+        ),
     ]
-    facts = {"raters": s.raters, "answers_per_rater": s.answers, "pause_ms": s.pause_ms, "submit_calls": n, "wall_s": round(load.wall, 2),
-             "p50_ms": round(p50, 1), "p95_ms": round(p95, 1), "p99_ms": round(p99, 1), "peak_connections": peak[0],
-             "max_connections": limit, "database": name + " (dropped)"}
+    facts = {
+        "raters": s.raters,
+        "answers_per_rater": s.answers,
+        "pause_ms": s.pause_ms,
+        "submit_calls": n,
+        "wall_s": round(load.wall, 2),
+        "p50_ms": round(p50, 1),
+        "p95_ms": round(p95, 1),
+        "p99_ms": round(p99, 1),
+        "peak_connections": peak[0],
+        "max_connections": limit,
+        "database": name + " (dropped)",
+    }
     return finish(wd, "load-pg", checks, facts, time.monotonic() - t0)

@@ -2,6 +2,7 @@
 rating app: read the page state, answer the shown task, and count the answer as acknowledged only
 when the page moves past it (the server stored it, then re-rendered). When the server goes away
 mid-batch the rater waits for it to come back, reloads the invite link and continues."""
+
 from __future__ import annotations
 
 import asyncio
@@ -37,11 +38,25 @@ class PageState:
 
 
 class Rater:
-    def __init__(self, context, name: str, link: str, task_ids: list[str], batch_sizes: dict[int, int],
-                 server_generation: Callable[[], int], server_ready: Callable[[], Awaitable[None]], on_ack: Callable[[], None],
-                 timeout: float = 45.0):
+    def __init__(
+        self,
+        context,
+        name: str,
+        link: str,
+        task_ids: list[str],
+        batch_sizes: dict[int, int],
+        server_generation: Callable[[], int],
+        server_ready: Callable[[], Awaitable[None]],
+        on_ack: Callable[[], None],
+        timeout: float = 45.0,
+    ):
         self.ctx, self.name, self.link, self.task_ids = context, name, link, task_ids
-        self.batch_sizes, self.generation, self.ready, self.on_ack = batch_sizes, server_generation, server_ready, on_ack
+        self.batch_sizes, self.generation, self.ready, self.on_ack = (
+            batch_sizes,
+            server_generation,
+            server_ready,
+            on_ack,
+        )
         self.timeout = timeout
         self.log = RaterLog(name)
         self.page = None
@@ -98,7 +113,10 @@ class Rater:
                 if state.index is None:
                     self.log.finished = True
                     return self.log
-                if self.task_ids[state.index] in self.log.acked or self.task_ids[state.index] in self.log.acked_after_reload:
+                if (
+                    self.task_ids[state.index] in self.log.acked
+                    or self.task_ids[state.index] in self.log.acked_after_reload
+                ):
                     self.log.reoffered.append(self.task_ids[state.index])
                 if state.start_batch:
                     await self.page.get_by_role("button", name=re.compile(r"^Start batch \d+$")).click(timeout=10_000)
@@ -107,7 +125,12 @@ class Rater:
                 task = self.task_ids[state.index]
                 attempt = len(self.log.attempts.get(task, []))
                 label = OPTIONS[(sum(map(ord, task)) + attempt) % len(OPTIONS)]  # a retry picks another answer
-                await self.page.locator("[data-testid='stRadio']").nth(0).get_by_text(label, exact=True).click(timeout=10_000)
+                await (
+                    self.page.locator("[data-testid='stRadio']")
+                    .nth(0)
+                    .get_by_text(label, exact=True)
+                    .click(timeout=10_000)
+                )
                 self.log.attempts.setdefault(task, []).append(VALUES[label])
                 in_flight = task
                 await self.page.get_by_role("button", name="Submit").click(timeout=10_000)

@@ -20,6 +20,7 @@
 Each check is a function returning a list of problems (empty = passed); WORK/security-summary.json
 holds every check's details.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,9 +50,13 @@ class SecuritySettings:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     d = SecuritySettings()
-    p.add_argument("--workdir", type=Path, required=True, help="scratch folder for the study (new or from an earlier run)")
+    p.add_argument(
+        "--workdir", type=Path, required=True, help="scratch folder for the study (new or from an earlier run)"
+    )
     p.add_argument("--tokens", type=int, default=d.tokens, help="tokens generated for the entropy check")
-    p.add_argument("--timing-rounds", type=int, default=d.timing_rounds, help="rounds of the constant-time measurement")
+    p.add_argument(
+        "--timing-rounds", type=int, default=d.timing_rounds, help="rounds of the constant-time measurement"
+    )
 
 
 # -- tokens --------------------------------------------------------------------------------------
@@ -83,8 +88,14 @@ def check_tokens(s: SecuritySettings, study_root: Path, details: dict) -> list[s
     study_tokens = [secrets_json["admin"], *secrets_json["raters"].values()]
     if len(set(study_tokens)) != len(study_tokens) or min(map(len, study_tokens)) < 43:
         problems.append("the study's tokens repeat or are shorter than new_token()'s")
-    details.update(n=len(made), lengths=sorted(lengths), encoded_bits=round(bits, 1), bits_per_char=round(per_char, 4),
-                   alphabet=len(alphabet), uses_secrets="secrets." in source)
+    details.update(
+        n=len(made),
+        lengths=sorted(lengths),
+        encoded_bits=round(bits, 1),
+        bits_per_char=round(per_char, 4),
+        alphabet=len(alphabet),
+        uses_secrets="secrets." in source,
+    )
     return problems
 
 
@@ -110,7 +121,9 @@ def check_compare(s: SecuritySettings, study_root: Path, details: dict) -> list[
     finally:
         tok.hmac.compare_digest = real
     if found != "r01" or len(calls) != len(hashes):
-        problems.append(f"match_token compared {len(calls)} of {len(hashes)} stored hashes (early exit) or matched {found!r}")
+        problems.append(
+            f"match_token compared {len(calls)} of {len(hashes)} stored hashes (early exit) or matched {found!r}"
+        )
     # timing: a stored hash sharing 0 vs 63 leading characters with the token's hash
     given = tok.hash_token(t)
     flip = {c: "0" if c != "0" else "1" for c in "0123456789abcdef"}
@@ -126,8 +139,13 @@ def check_compare(s: SecuritySettings, study_root: Path, details: dict) -> list[
     rel = max(abs(med[k] - med[0]) / med[0] for k in med)
     if rel > s.timing_tolerance:
         problems.append(f"match time depends on the matching prefix: medians {med} ns (relative spread {rel:.2f})")
-    details.update(compares_per_call=len(calls), stored=len(hashes), median_ns_by_prefix=med, relative_spread=round(rel, 3),
-                   tolerance=s.timing_tolerance)
+    details.update(
+        compares_per_call=len(calls),
+        stored=len(hashes),
+        median_ns_by_prefix=med,
+        relative_spread=round(rel, 3),
+        tolerance=s.timing_tolerance,
+    )
     return problems
 
 
@@ -143,17 +161,25 @@ def check_store(s: SecuritySettings, study_root: Path, details: dict) -> list[st
     keys = read_secrets(study_root)
     problems, before = [], store.answer_rows()
     other = store.tasks("r02")[0]
-    for what, attempt in (("submit another rater's task", lambda: store.submit("r01", other.task_id, {"caption": "yes"}, 5)),
-                          ("read another rater's task", lambda: store.task("r01", other.task_id)),
-                          ("read an unknown task", lambda: store.task("r01", "../" + other.task_id))):
+    for what, attempt in (
+        ("submit another rater's task", lambda: store.submit("r01", other.task_id, {"caption": "yes"}, 5)),
+        ("read another rater's task", lambda: store.task("r01", other.task_id)),
+        ("read an unknown task", lambda: store.task("r01", "../" + other.task_id)),
+    ):
         try:
             attempt()
             problems.append(f"{what}: allowed")
         except AccessDenied:
             pass
-    forged = {"forged": "forged-" + keys["raters"]["r01"][7:], "truncated": keys["raters"]["r01"][:-1],
-              "padded": keys["raters"]["r01"] + "A", "hash": store._query("SELECT token_sha256 FROM raters LIMIT 1")[0][0],
-              "traversal": "../../secrets.json", "empty": "", "none": None}
+    forged = {
+        "forged": "forged-" + keys["raters"]["r01"][7:],
+        "truncated": keys["raters"]["r01"][:-1],
+        "padded": keys["raters"]["r01"] + "A",
+        "hash": store._query("SELECT token_sha256 FROM raters LIMIT 1")[0][0],
+        "traversal": "../../secrets.json",
+        "empty": "",
+        "none": None,
+    }
     for name, token in forged.items():
         if store.rater_for_token(token) is not None or store.is_admin(token):
             problems.append(f"{name} token accepted")
@@ -166,8 +192,18 @@ def check_store(s: SecuritySettings, study_root: Path, details: dict) -> list[st
     return problems
 
 
-TRAVERSALS = ("../study.json", "../secrets.json", "/etc/passwd", "..%2fsecrets.json", "%2e%2e%2fstudy.json",
-              "images/../../secrets.json", "0" * 32, "A" * 32, "", "\x00")
+TRAVERSALS = (
+    "../study.json",
+    "../secrets.json",
+    "/etc/passwd",
+    "..%2fsecrets.json",
+    "%2e%2e%2fstudy.json",
+    "images/../../secrets.json",
+    "0" * 32,
+    "A" * 32,
+    "",
+    "\x00",
+)
 
 
 def check_images(s: SecuritySettings, study_root: Path, details: dict) -> list[str]:
@@ -201,7 +237,9 @@ def check_images(s: SecuritySettings, study_root: Path, details: dict) -> list[s
 
 
 def check_permissions(s: SecuritySettings, study_root: Path, details: dict) -> list[str]:
-    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (study_root / "secrets.json", study_root / "ratings.sqlite")}
+    modes = {
+        p.name: stat.S_IMODE(p.stat().st_mode) for p in (study_root / "secrets.json", study_root / "ratings.sqlite")
+    }
     details.update({name: oct(mode) for name, mode in modes.items()})
     return [f"{name} is readable by group/others (mode {oct(mode)})" for name, mode in modes.items() if mode & 0o077]
 
@@ -213,12 +251,19 @@ def check_spec_paths(s: SecuritySettings, study_root: Path, details: dict) -> li
     from bench.sweep.spec import parse_spec
     from bench.sweep.store import RunStore
 
-    base = {"sweep": '[sweep]\nname = "{v}"\n', "model": '[[models]]\nname = "{v}"\nkind = "folder"\npath = "p"\n',
-            "prompt_set": '[[prompt_sets]]\nname = "drawbench"\nlabel = "{v}"\n', "metric": '[[metrics]]\nname = "ocr"\nlabel = "{v}"\n'}
+    base = {
+        "sweep": '[sweep]\nname = "{v}"\n',
+        "model": '[[models]]\nname = "{v}"\nkind = "folder"\npath = "p"\n',
+        "prompt_set": '[[prompt_sets]]\nname = "drawbench"\nlabel = "{v}"\n',
+        "metric": '[[metrics]]\nname = "ocr"\nlabel = "{v}"\n',
+    }
     problems, tried = [], 0
     for where, template in base.items():
         for value in TRAVERSAL:
-            parts = {k: (template if k == where else t).replace("{v}", value if k == where else "ok") for k, t in base.items()}
+            parts = {
+                k: (template if k == where else t).replace("{v}", value if k == where else "ok")
+                for k, t in base.items()
+            }
             tried += 1
             try:
                 parse_spec("".join(parts.values()).encode())
@@ -246,7 +291,7 @@ def check_csv(s: SecuritySettings, study_root: Path, details: dict) -> list[str]
     frame = answers_frame(study_root)
     problems = []
     for _i, start in enumerate(FORMULA_STARTS):
-        evil = frame.assign(category=f"{start}HYPERLINK(\"http://evil.example\",\"x\")")
+        evil = frame.assign(category=f'{start}HYPERLINK("http://evil.example","x")')
         back = pd.read_csv(__import__("io").StringIO(to_csv(evil)), dtype=str, keep_default_na=False)
         if not back["category"].str.startswith("'").all():
             problems.append(f"a cell starting with {start!r} left as a formula")
@@ -296,8 +341,14 @@ def _app_checks() -> Callable:
 
 
 CHECKS: dict[str, Callable] = {
-    "tokens": check_tokens, "compare": check_compare, "store": check_store, "images": check_images,
-    "permissions": check_permissions, "spec_paths": check_spec_paths, "csv": check_csv, "server": check_server,
+    "tokens": check_tokens,
+    "compare": check_compare,
+    "store": check_store,
+    "images": check_images,
+    "permissions": check_permissions,
+    "spec_paths": check_spec_paths,
+    "csv": check_csv,
+    "server": check_server,
     "app": lambda s, root, d: _app_checks()(s, root, d),
 }
 
@@ -309,8 +360,16 @@ def make_study(work: Path) -> Path:
     from .study_sources import synthetic_sources
 
     captions, model, _ = synthetic_sources(work / "sources", n=4, size=32)
-    study = create_study(work / "study", StudySettings(protocol="coco_alignment", a=f"folder:{model}", b=None,
-                                                       prompts=f"csv:{captions}", plan=PlanSettings(raters=2, batch_size=4)))
+    study = create_study(
+        work / "study",
+        StudySettings(
+            protocol="coco_alignment",
+            a=f"folder:{model}",
+            b=None,
+            prompts=f"csv:{captions}",
+            plan=PlanSettings(raters=2, batch_size=4),
+        ),
+    )
     return study.root
 
 
@@ -333,14 +392,30 @@ def run(args: argparse.Namespace) -> int:
             problems = check(s, root, details)
         except Exception as e:
             problems = [f"check crashed: {type(e).__name__}: {e}"]
-        results[name] = {"passed": not problems, "problems": problems, "details": details,
-                         "seconds": round(time.perf_counter() - c0, 2)}
-        print(f"{'ok  ' if not problems else 'FAIL'} {name:<12} {results[name]['seconds']:6.1f}s "
-              + ("; ".join(problems) if problems else json.dumps(details, default=str)[:150]), flush=True)
+        results[name] = {
+            "passed": not problems,
+            "problems": problems,
+            "details": details,
+            "seconds": round(time.perf_counter() - c0, 2),
+        }
+        print(
+            f"{'ok  ' if not problems else 'FAIL'} {name:<12} {results[name]['seconds']:6.1f}s "
+            + ("; ".join(problems) if problems else json.dumps(details, default=str)[:150]),
+            flush=True,
+        )
     failed = [n for n, r in results.items() if not r["passed"]]
-    summary = {"trial": "security", "settings": {**asdict(s), "workdir": str(work)}, "checks": len(results),
-               "failures": len(failed), "failed": failed, "results": results, "seconds": round(time.perf_counter() - t0, 1)}
+    summary = {
+        "trial": "security",
+        "settings": {**asdict(s), "workdir": str(work)},
+        "checks": len(results),
+        "failures": len(failed),
+        "failed": failed,
+        "results": results,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
     (work / "security-summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    print(f"security: {len(results)} checks, {len(failed)} failed{': ' + ', '.join(failed) if failed else ''}, "
-          f"{summary['seconds']:.0f} s -> {work / 'security-summary.json'}")
+    print(
+        f"security: {len(results)} checks, {len(failed)} failed{': ' + ', '.join(failed) if failed else ''}, "
+        f"{summary['seconds']:.0f} s -> {work / 'security-summary.json'}"
+    )
     return 0 if not failed else 1

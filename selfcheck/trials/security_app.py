@@ -2,6 +2,7 @@
 what a request with a forged / truncated / foreign token, or with another rater's ids in the query
 and session state, gets to see and to store. `page(at)` is also what tests/test_human_eval_app.py
 uses to read a rendered page."""
+
 from __future__ import annotations
 
 import contextlib
@@ -104,15 +105,22 @@ def _check_app(study_root: Path, details: dict) -> list[str]:
     store = study.store()
     own, other = store.tasks("r01"), store.tasks("r02")
     before_other = store.answered("r02")
-    at = open_app(state={"rater": "r02", "task_id": other[0].task_id},
-                  t=r01, rater="r02", task=other[0].task_id, task_id=other[0].task_id)
+    at = open_app(
+        state={"rater": "r02", "task_id": other[0].task_id},
+        t=r01,
+        rater="r02",
+        task=other[0].task_id,
+        task_id=other[0].task_id,
+    )
     types, texts = page(at)
     shown = set(texts)
     if at.exception or at.error:
         problems.append(f"own token with foreign ids: error {[e.value for e in at.error]}")
     if other[0].caption != own[0].caption and any(other[0].caption in t for t in shown):
         problems.append("another rater's task caption was shown")
-    if any(not t.startswith(("/media", "data:")) and "r02" in t for t in shown):  # an image's base64 may hold any 3 letters
+    if any(
+        not t.startswith(("/media", "data:")) and "r02" in t for t in shown
+    ):  # an image's base64 may hold any 3 letters
         problems.append("another rater's id appears on the page")
     if at.radio:
         for radio in at.radio:

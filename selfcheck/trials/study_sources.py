@@ -1,6 +1,7 @@
 """Synthetic study sources built in code, shared by the fuzz/security trials and the test suite
 (tests/human_eval_fixtures.py imports from here): a captions CSV and two folders of images named by
 caption id. The tiny cascade checkpoint lives in selfcheck.trials.tiny_cascade."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,8 +19,13 @@ def synthetic_sources(root: Path, n: int = 6, size: int = 64) -> tuple[Path, Pat
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     captions = root / "captions.csv"
-    pd.DataFrame({"id": range(1, n + 1), "category": ["coco"] * n,
-                  "prompt": [f"a photo of object number {i}" for i in range(1, n + 1)]}).to_csv(captions, index=False)
+    pd.DataFrame(
+        {
+            "id": range(1, n + 1),
+            "category": ["coco"] * n,
+            "prompt": [f"a photo of object number {i}" for i in range(1, n + 1)],
+        }
+    ).to_csv(captions, index=False)
     rng = np.random.default_rng(0)
     folders = []
     for name in ("model-x", "reference"):
@@ -27,7 +33,9 @@ def synthetic_sources(root: Path, n: int = 6, size: int = 64) -> tuple[Path, Pat
         d.mkdir()
         for i in range(1, n + 1):
             Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(d / f"{i}.png")
-        write_manifest(d, "captions", {str(i): f"a photo of object number {i}" for i in range(1, n + 1)})  # what they answer
+        write_manifest(
+            d, "captions", {str(i): f"a photo of object number {i}" for i in range(1, n + 1)}
+        )  # what they answer
         folders.append(d)
     return captions, folders[0], folders[1]
 
@@ -48,8 +56,12 @@ def synthetic_coco(root: Path, n: int = 4, size: int = 32) -> Path:
     images, annotations = [], []
     for i in range(1, n + 1):
         name = f"COCO_val2014_{i:012d}.jpg"
-        Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(root / "val2014" / name, quality=90)
+        Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(
+            root / "val2014" / name, quality=90
+        )
         images.append({"id": i, "file_name": name, "height": size, "width": size})
         annotations.append({"id": 100 + i, "image_id": i, "caption": f"a photo of object number {i}"})
-    (root / "annotations" / "captions_val2014.json").write_text(json.dumps({"images": images, "annotations": annotations}))
+    (root / "annotations" / "captions_val2014.json").write_text(
+        json.dumps({"images": images, "annotations": annotations})
+    )
     return root

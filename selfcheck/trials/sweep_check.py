@@ -2,6 +2,7 @@
 prompts, the real shapes verifier as metric; sizes `small` for CI and `full`), a comparison of a
 run folder with the uninterrupted reference (images, manifest, metrics, temp files), and a guess
 of what a SIGKILL interrupted, read from the folder it left."""
+
 from __future__ import annotations
 
 import hashlib
@@ -33,7 +34,9 @@ class SweepSize:
 
 
 SIZES: dict[str, SweepSize] = {
-    "small": SweepSize(per_category=1, samples=1, guidance=(1.0,), thresholding=("static", "dynamic")),  # 8 images (CI)
+    "small": SweepSize(
+        per_category=1, samples=1, guidance=(1.0,), thresholding=("static", "dynamic")
+    ),  # 8 images (CI)
     # 192 images: generation long enough next to the fixed start-up (imports, model, text encoder)
     # that a uniformly drawn kill moment often lands in it
     "full": SweepSize(per_category=4, samples=3, guidance=(1.0, 3.0), thresholding=("static", "dynamic")),
@@ -90,31 +93,56 @@ def compare(ref: Path, run: Path) -> list[Check]:
     """A finished run folder against the uninterrupted reference."""
     checks = []
     ref_imgs = {str(p.relative_to(ref)): _sha(p) for p in (ref / "images").rglob("*") if p.is_file()}
-    run_imgs = {str(p.relative_to(run)): _sha(p) for p in (run / "images").rglob("*") if p.is_file()} if (run / "images").is_dir() else {}
+    run_imgs = (
+        {str(p.relative_to(run)): _sha(p) for p in (run / "images").rglob("*") if p.is_file()}
+        if (run / "images").is_dir()
+        else {}
+    )
     same = sum(run_imgs.get(k) == v for k, v in ref_imgs.items())
     extra = sorted(set(run_imgs) - set(ref_imgs))
-    checks.append(Check("images byte-identical (sha256)", same == len(ref_imgs) and not extra,
-                        f"{same}/{len(ref_imgs)} identical, {len(extra)} extra files" + (f" (e.g. {extra[0]})" if extra else "")))
+    checks.append(
+        Check(
+            "images byte-identical (sha256)",
+            same == len(ref_imgs) and not extra,
+            f"{same}/{len(ref_imgs)} identical, {len(extra)} extra files" + (f" (e.g. {extra[0]})" if extra else ""),
+        )
+    )
     if (run / "manifest.parquet").is_file():
         a, b = pd.read_parquet(ref / "manifest.parquet"), pd.read_parquet(run / "manifest.parquet")
         dup = int(b.duplicated(KEY).sum())
         ka, kb = set(map(tuple, a[KEY].values.tolist())), set(map(tuple, b[KEY].values.tolist()))
         equal = a.reset_index(drop=True).equals(b.reset_index(drop=True))
-        checks.append(Check("manifest rows = reference", equal and dup == 0,
-                            f"{len(b)} rows (reference {len(a)}), {dup} duplicate, {len(ka - kb)} missing, {len(kb - ka)} extra, "
-                            f"checksums {'equal' if equal else 'DIFFER'}"))
+        checks.append(
+            Check(
+                "manifest rows = reference",
+                equal and dup == 0,
+                f"{len(b)} rows (reference {len(a)}), {dup} duplicate, {len(ka - kb)} missing, {len(kb - ka)} extra, "
+                f"checksums {'equal' if equal else 'DIFFER'}",
+            )
+        )
     else:
         checks.append(Check("manifest rows = reference", False, "manifest.parquet missing"))
     differ = []
     for name in RESULT_FILES:
         if not (run / name).is_file() or not pd.read_parquet(ref / name).equals(pd.read_parquet(run / name)):
             differ.append(name)
-    if not (run / "summary.json").is_file() or json.loads((ref / "summary.json").read_text()) != json.loads((run / "summary.json").read_text()):
+    if not (run / "summary.json").is_file() or json.loads((ref / "summary.json").read_text()) != json.loads(
+        (run / "summary.json").read_text()
+    ):
         differ.append("summary.json")
-    checks.append(Check("metrics and results = reference", not differ,
-                        "cells, per-image and per-cell metrics, summary.json equal" if not differ else f"differ: {', '.join(differ)}"))
+    checks.append(
+        Check(
+            "metrics and results = reference",
+            not differ,
+            "cells, per-image and per-cell metrics, summary.json equal"
+            if not differ
+            else f"differ: {', '.join(differ)}",
+        )
+    )
     tmp = temp_files(run)
-    checks.append(Check("no leftover temp files", not tmp, f"{len(tmp)} temp files" + (f": {', '.join(tmp[:3])}" if tmp else "")))
+    checks.append(
+        Check("no leftover temp files", not tmp, f"{len(tmp)} temp files" + (f": {', '.join(tmp[:3])}" if tmp else ""))
+    )
     return checks
 
 
@@ -131,8 +159,11 @@ def write_marks(run: Path) -> frozenset[str]:
                 recorded.add(json.loads(line)["path"])
             except (json.JSONDecodeError, KeyError, TypeError):
                 marks.add(f"torn-line:{f.name}:{i}")
-    files = {str(p.relative_to(run)) for p in (run / "images").rglob("*") if p.is_file() and not p.name.endswith(".tmp")} \
-        if (run / "images").is_dir() else set()
+    files = (
+        {str(p.relative_to(run)) for p in (run / "images").rglob("*") if p.is_file() and not p.name.endswith(".tmp")}
+        if (run / "images").is_dir()
+        else set()
+    )
     return frozenset(marks | {f"unrecorded:{x}" for x in files - recorded})
 
 

@@ -1,6 +1,7 @@
 """A tiny random 3-stage cascade (imagen.presets.tiny, 8 -> 16 -> 32 px) saved the way
 `imagen-bench train` saves one, and a sweep spec writer for it: self-contained sweeps for the
 trials (kill-sweep, fuzz) and the sweep tests (tests/sweep_fixtures.py imports these)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,13 +26,20 @@ def make_tiny_checkpoint(directory: Path) -> Path:
     return directory
 
 
-def tiny_spec(checkpoint: Path, guidance=(1.0, 3.0), thresholding=("static", "dynamic"), samples: int = 2,
-              metrics: bool = True, extra: str = "") -> str:
+def tiny_spec(
+    checkpoint: Path,
+    guidance=(1.0, 3.0),
+    thresholding=("static", "dynamic"),
+    samples: int = 2,
+    metrics: bool = True,
+    extra: str = "",
+) -> str:
     """The sweep tests' spec: DrawBench "Rare Words" x guidance x thresholding; `metrics` adds the
     tests' "brightness" metric (registered by the tests, not by bench.metrics)."""
     g = ", ".join(f"{x:g}" for x in guidance)
     t = ", ".join(f'"{x}"' for x in thresholding)
-    return f'''
+    return (
+        f'''
 [sweep]
 name = "tiny"
 samples_per_prompt = {samples}
@@ -53,7 +61,14 @@ categories = ["Rare Words"]
 steps = [3]
 guidance = [{g}]
 thresholding = [{t}]
-''' + ('''
+'''
+        + (
+            """
 [[metrics]]
 name = "brightness"
-''' if metrics else "") + extra
+"""
+            if metrics
+            else ""
+        )
+        + extra
+    )

@@ -3,6 +3,7 @@
 
 Runs in either venv, so it imports only the standard library and torch.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -123,8 +124,13 @@ def time_variants(s: StageBench, make_loop: Callable[[bool, bool], Callable[[], 
                 if i >= s.warmup:
                     secs.append(time.perf_counter() - t0)
         med = statistics.median(secs)
-        out[f"bf16={bf16},channels_last={cl}"] = {"bf16": bf16, "channels_last": cl, "seconds": secs,
-                                                   "median_seconds": med, "images_per_second": s.batch / med}
+        out[f"bf16={bf16},channels_last={cl}"] = {
+            "bf16": bf16,
+            "channels_last": cl,
+            "seconds": secs,
+            "median_seconds": med,
+            "images_per_second": s.batch / med,
+        }
     best = max(out, key=lambda k: out[k]["images_per_second"])
     return {"variants": out, "best": best}
 

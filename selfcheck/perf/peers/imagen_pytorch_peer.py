@@ -19,6 +19,7 @@ Import-time stand-ins (here only, never in the imagen-bench package):
     the Hugging Face hub for the T5 config at import time (no hub here): the known d_model (768)
     is put in its T5 config cache first; we pass text_embed_dim=384 explicitly anyway.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -44,7 +45,9 @@ from _common import (
 
 class _Unavailable(types.ModuleType):
     def __getattr__(self, name):
-        raise RuntimeError(f"{self.__name__}.{name}: torchvision stand-in of the perf runner (not installed in the benchmark venv)")
+        raise RuntimeError(
+            f"{self.__name__}.{name}: torchvision stand-in of the perf runner (not installed in the benchmark venv)"
+        )
 
 
 def import_imagen_pytorch():
@@ -60,6 +63,7 @@ def import_imagen_pytorch():
     t5.T5_CONFIGS.setdefault(t5.DEFAULT_T5_NAME, {"config": transformers.T5Config(d_model=768)})
     if importlib.util.find_spec("torchvision") is not None:
         import imagen_pytorch.imagen_pytorch as ip
+
         return ip
     tv, tvt = _Unavailable("torchvision"), _Unavailable("torchvision.transforms")
     tv.__dict__["transforms"] = tvt  # set directly: __getattr__ only answers missing names
@@ -76,15 +80,39 @@ def main() -> int:
     ip = import_imagen_pytorch()
 
     def build_unet(dim: int):
-        return ip.Unet(dim=dim, dim_mults=(1, 2, 2), num_resnet_blocks=(2, 2, 3), layer_attns=(False, True, True),
-                       layer_cross_attns=(True, True, True), text_embed_dim=s.text_dim, cond_dim=256, attn_heads=4,
-                       attn_dim_head=32, max_text_len=s.text_len, channels=s.channels, cond_on_text=True)
+        return ip.Unet(
+            dim=dim,
+            dim_mults=(1, 2, 2),
+            num_resnet_blocks=(2, 2, 3),
+            layer_attns=(False, True, True),
+            layer_cross_attns=(True, True, True),
+            text_embed_dim=s.text_dim,
+            cond_dim=256,
+            attn_heads=4,
+            attn_dim_head=32,
+            max_text_len=s.text_len,
+            channels=s.channels,
+            cond_on_text=True,
+        )
 
     dim, _ = closest_width(build_unet, s.param_target, range(16, 129, 8))
     unet = build_unet(dim)
-    imagen = ip.Imagen(unets=(unet,), image_sizes=(s.resolution,), timesteps=s.steps, text_embed_dim=s.text_dim,
-                       channels=s.channels, noise_schedules="cosine", pred_objectives="noise", dynamic_thresholding=True,
-                       dynamic_thresholding_percentile=0.995, cond_drop_prob=0.1).to(s.device).eval()
+    imagen = (
+        ip.Imagen(
+            unets=(unet,),
+            image_sizes=(s.resolution,),
+            timesteps=s.steps,
+            text_embed_dim=s.text_dim,
+            channels=s.channels,
+            noise_schedules="cosine",
+            pred_objectives="noise",
+            dynamic_thresholding=True,
+            dynamic_thresholding_percentile=0.995,
+            cond_drop_prob=0.1,
+        )
+        .to(s.device)
+        .eval()
+    )
     text, mask = random_context(s)
 
     def make_loop(bf16: bool, channels_last: bool):
@@ -92,21 +120,41 @@ def main() -> int:
 
         def loop():
             with autocast(s.device, bf16):
-                return imagen.sample(text_embeds=text, text_masks=mask, cond_scale=s.guidance, use_tqdm=False, device=s.device)
+                return imagen.sample(
+                    text_embeds=text, text_masks=mask, cond_scale=s.guidance, use_tqdm=False, device=s.device
+                )
+
         return loop
 
     timing = time_variants(s, make_loop)
     z = torch.randn(s.batch, s.channels, s.resolution, s.resolution, device=s.device)
     t = torch.rand(s.batch, device=s.device)
     # one sampling step = forward_with_cond_scale: two U-Net forwards of batch B (cond, then null)
-    flops_step = count_flops(lambda: unet.forward_with_cond_scale(z, t, text_embeds=text, text_mask=mask, cond_scale=s.guidance))
-    emit({"name": "imagen-pytorch", "library": f"imagen-pytorch {_version()}",
-          "params": param_count(unet), "flops_per_loop": flops_step * s.steps,
-          "unet_forwards_per_step": 2 if s.guidance != 1 else 1, "unet_batch": s.batch,
-          "config": {"dim": dim, "dim_mults": [1, 2, 2], "num_resnet_blocks": [2, 2, 3], "layer_attns": [False, True, True],
-                     "layer_cross_attns": [True, True, True], "sampler": "Imagen.sample (its DDPM, continuous times)",
-                     "guidance": "its cond_scale path", "thresholding": "dynamic 0.995",
-                     "stand_ins": ["package __init__ skipped", "torchvision stand-in", "T5 config cache seeded"]}, **timing})
+    flops_step = count_flops(
+        lambda: unet.forward_with_cond_scale(z, t, text_embeds=text, text_mask=mask, cond_scale=s.guidance)
+    )
+    emit(
+        {
+            "name": "imagen-pytorch",
+            "library": f"imagen-pytorch {_version()}",
+            "params": param_count(unet),
+            "flops_per_loop": flops_step * s.steps,
+            "unet_forwards_per_step": 2 if s.guidance != 1 else 1,
+            "unet_batch": s.batch,
+            "config": {
+                "dim": dim,
+                "dim_mults": [1, 2, 2],
+                "num_resnet_blocks": [2, 2, 3],
+                "layer_attns": [False, True, True],
+                "layer_cross_attns": [True, True, True],
+                "sampler": "Imagen.sample (its DDPM, continuous times)",
+                "guidance": "its cond_scale path",
+                "thresholding": "dynamic 0.995",
+                "stand_ins": ["package __init__ skipped", "torchvision stand-in", "T5 config cache seeded"],
+            },
+            **timing,
+        }
+    )
     return 0
 
 

@@ -80,6 +80,9 @@ def test_rater_completes_a_batch_in_chromium(server, tmp_path):
                 if os.environ.get("IMAGEN_BENCH_UPDATE_SCREENSHOT") == "1":
                     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
                     SCREENSHOT.write_bytes(shot.read_bytes())
+            # act only once the Streamlit run that drew this task is over: a click during the run
+            # could be lost under load (the crowd-platform test's fix, 0 failures in 6 runs after)
+            page.locator("[data-testid='stApp'][data-test-script-state='notRunning']").wait_for(timeout=60_000)
             radios = page.locator("[data-testid='stRadio']")
             for k, label in ((0, "I prefer set A"), (1, "I am indifferent")):
                 radios.nth(k).get_by_text(label, exact=True).click()

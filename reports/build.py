@@ -85,11 +85,7 @@ def run_sections(
         )
     )
     shapes = shapes_table(run)
-    if shapes.empty:
-        blocks.append(
-            Paragraph("No shapes-verifier accuracy (metrics shapes_accuracy/<category>) in this run.", kind="note")
-        )
-    else:
+    if not shapes.empty:  # a run without the shapes verifier has nothing to say here
         blocks.append(
             Table(
                 f"shapes_accuracy_{slug}",
@@ -113,14 +109,15 @@ def run_sections(
                 "test on them.",
             )
         )
-    blocks.append(
-        figure_block(
-            stage,
-            f"aug_level_{slug}",
-            lambda: plots.aug_level_plot(run),
-            "FID and alignment over the SR noise-augmentation level (Imagen Fig. A.11).",
+    if "aug_level" in run.varying():  # a figure over one level would be a point
+        blocks.append(
+            figure_block(
+                stage,
+                f"aug_level_{slug}",
+                lambda: plots.aug_level_plot(run),
+                "FID and alignment over the SR noise-augmentation level (Imagen Fig. A.11).",
+            )
         )
-    )
     how = Table(
         f"metric_methods_{slug}",
         methods,

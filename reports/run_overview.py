@@ -45,7 +45,7 @@ def overview(runs: list[RunMetrics], stage: Path, options: LeaderboardOptions = 
     """The opening of a report of run folders; `options` (resamples, seed, level) are the report's."""
     folders = [r.run for r in runs]
     figures, skipped = [], {}
-    for run in runs:
+    for run in [r for r in runs if "guidance" in r.varying()]:  # a Pareto curve is over guidance weights
         block = figure_block(
             stage,
             f"pareto_{file_slug(run.name)}",

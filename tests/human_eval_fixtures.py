@@ -19,7 +19,7 @@ APP = REPO / "human_eval" / "app.py"
 
 
 def sd_folders() -> tuple[Path, Path]:
-    a, b = SD / "sd-v1-4", SD / "sd-v1-5"
+    a, b = (SD / "sd-v1-4").resolve(), (SD / "sd-v1-5").resolve()  # as a study records its sources: symlinks resolved
     if not (a.is_dir() and b.is_dir()):
         pytest.skip(f"real SD DrawBench images not found at {SD} (expected sd-v1-4/ and sd-v1-5/)")
     return a, b

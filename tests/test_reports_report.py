@@ -154,7 +154,11 @@ def _check_html(report: Path) -> tuple[str, list[str]]:
 @pytest.mark.skipif(not (SD / "sd-v1-4").is_dir(), reason=f"SD DrawBench images not found at {SD}")
 def test_sd_demo_report_renders_with_every_plot(tmp_path, capsys):
     run = write_run(tmp_path / "sweep-run")
-    flat = write_run(tmp_path / "flat-run", guidance=(3.0,), thresholding=("dynamic",), aug_levels=(0.0,), fid=False)
+    # flat: guidance swept but no fidelity metric (the Pareto figure says why it is missing); one aug
+    # level (no aug_level figure, and no note about it: a figure over one level would be a point)
+    flat = write_run(
+        tmp_path / "flat-run", guidance=(1.0, 3.0), thresholding=("dynamic",), aug_levels=(0.0,), fid=False
+    )
     out = tmp_path / "report"
     args = [
         "report",
@@ -177,6 +181,7 @@ def test_sd_demo_report_renders_with_every_plot(tmp_path, capsys):
     assert sum(src.startswith("images/") for src in images) == 22  # one pair per DrawBench category
     assert "SIMULATED RATINGS" in text
     assert "Figure &#x27;pareto_flat-run&#x27; skipped: the run has no fidelity metric with values" in text
+    assert "aug_level_flat-run" not in text and "No shapes-verifier accuracy" not in text
     assert "excluded" in text and "Krippendorff" in text and "Satterthwaite" in text
     sbs = pd.read_parquet(out / "tables" / "drawbench_sbs.parquet")
     assert set(sbs.category) == {

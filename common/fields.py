@@ -7,7 +7,9 @@ metadata. Bounds live beside the field they bound, declared once:
     weights: str = path_field("", check_weights)    # a function raising ValueError, run on use
 
 A type or a bound is checked where the config is read (a spec is refused before any image); a
-path rule only where the config is used (a spec may be read on another machine)."""
+path rule only where the config is used (a spec may be read on another machine). Text a user typed
+(`n=200,no_people=true,categories=A|B`) becomes typed values by the same annotations
+(values_from_text): one codec for model configs, metric options and prompt-set options."""
 
 from __future__ import annotations
 
@@ -17,13 +19,22 @@ from collections.abc import Callable
 from typing import Any
 
 # annotation word -> the Python types it admits (bool is never an int here; an int is a float)
-SCALARS = {"int": int, "float": (int, float), "bool": bool, "str": str, "dict": dict, "None": type(None)}
+SCALARS = {
+    "int": int,
+    "float": (int, float),
+    "bool": bool,
+    "str": str,
+    "dict": dict,
+    "list[str]": list,
+    "None": type(None),
+}
 WORDS = {
     "int": "an integer",
     "float": "a number",
     "bool": "true or false",
     "str": "a string",
     "dict": "a table",
+    "list[str]": "a non-empty list of names",
     "None": "none",
 }
 
@@ -49,8 +60,7 @@ def _range_text(names: list[str], lo: float | None, hi: float | None) -> str:
 def check_value(owner: str, field: dataclasses.Field, value: Any) -> None:
     """Raise ValueError "<owner>: <name> must be <what>, got <value>" when `value` does not fit the
     field. Annotations of other kinds (tuples, nested configs) are left to their own checks."""
-    typ = field.type.__name__ if isinstance(field.type, type) else str(field.type)
-    names = [t.strip() for t in typ.split("|")]
+    names = _names(field)
     if not all(n in SCALARS for n in names):
         return
     lo, hi = field.metadata.get("range", (None, None))
@@ -59,6 +69,8 @@ def check_value(owner: str, field: dataclasses.Field, value: Any) -> None:
     )
     if fits and isinstance(value, float):
         fits = math.isfinite(value)
+    if fits and isinstance(value, list):  # list[str]: names, at least one (omit the option for all)
+        fits = bool(value) and all(isinstance(v, str) for v in value)
     if fits and value is not None and not isinstance(value, bool) and isinstance(value, (int, float)):
         fits = (lo is None or value >= lo) and (hi is None or value <= hi)
     if not fits:
@@ -83,3 +95,38 @@ def check_paths(owner: str, config: Any) -> None:
                 f.metadata["path"](value)
             except (ValueError, FileNotFoundError) as e:
                 raise ValueError(f"{owner}: {f.name}: {e}") from None
+
+
+def _names(field: dataclasses.Field) -> list[str]:
+    typ = field.type.__name__ if isinstance(field.type, type) else str(field.type)
+    return [t.strip() for t in typ.split("|")]
+
+
+def values_from_text(owner: str, cls: type, text: str) -> dict[str, Any]:
+    """ "n=200,seed=0,no_people=true,tags=a|b" -> typed values of dataclass `cls`'s fields, each by
+    its annotation (int, float, bool as true / false, list[str] as A|B|C, str), then checked
+    (check_values): one line naming the key, what it must be and what it got."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    out: dict[str, Any] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = (x.strip() for x in part.partition("="))
+        if not sep or key not in fields:
+            raise ValueError(f"{owner}: {part!r} must be KEY=VALUE with KEY one of {', '.join(fields)}")
+        names = _names(fields[key])
+        if "bool" in names:
+            if value.lower() not in ("true", "false"):
+                raise ValueError(f"{owner}: {key} must be true or false, got {value!r}")
+            out[key] = value.lower() == "true"
+        elif "int" in names or "float" in names:
+            try:
+                out[key] = int(value) if "int" in names else float(value)
+            except ValueError:
+                raise ValueError(
+                    f"{owner}: {key} must be {WORDS['int' if 'int' in names else 'float']}, got {value!r}"
+                ) from None
+        elif "list[str]" in names:
+            out[key] = [v.strip() for v in value.split("|") if v.strip()]
+        else:
+            out[key] = value
+    check_values(owner, cls, out)
+    return out

@@ -185,7 +185,7 @@ def test_a_caption_without_its_photograph_is_refused(coco_run, tmp_path, capsys)
         ("coco:n=many", "prompt set 'coco': n must be an integer, got 'many'"),
         ("coco:no_people=yes", "prompt set 'coco': no_people must be true or false, got 'yes'"),
         ("coco:size=3", "prompt set 'coco': 'size=3' must be KEY=VALUE with KEY one of n, seed, no_people, path"),
-        ("coco:n=0", "prompt set 'coco': n must be in [1, 100000], got 0"),
+        ("coco:n=0", "prompt set 'coco': n must be an integer in [1, 100,000], got 0"),
     ],
 )
 def test_coco_prompt_options_are_checked(coco_run, tmp_path, capsys, prompts, message):

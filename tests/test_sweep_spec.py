@@ -270,9 +270,9 @@ def test_samples_per_prompt_true_is_not_one():
 @pytest.mark.parametrize(
     "prompt_set, message",
     [
-        ('name = "coco"\nn = "ten"', "n must be int, got 'ten'"),
-        ('name = "shapes"\nn_per_category = "x"', "n_per_category must be int, got 'x'"),
-        ('name = "shapes"\nn_per_category = 1000000000', r"n_per_category must be in \[1, 100000\]"),
+        ('name = "coco"\nn = "ten"', r"n must be an integer in \[1, 100,000\], got 'ten'"),
+        ('name = "shapes"\nn_per_category = "x"', r"n_per_category must be an integer in \[1, 100,000\], got 'x'"),
+        ('name = "shapes"\nn_per_category = 1000000000', r"n_per_category must be an integer in \[1, 100,000\]"),
         ('name = "drawbench"\ncategories = []', "categories must be a non-empty list of names"),
     ],
 )

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
+import typing
+from collections.abc import Callable, Mapping
 from typing import Any
 
 # annotation word -> the Python types it admits (bool is never an int here; an int is a float)
@@ -130,3 +131,37 @@ def values_from_text(owner: str, cls: type, text: str) -> dict[str, Any]:
             out[key] = value
     check_values(owner, cls, out)
     return out
+
+
+def _dataclass_in(hint: Any) -> type | None:
+    """The dataclass a field's type hint holds: X, X | None, tuple[X, ...] (None for scalars)."""
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return hint
+    return next((c for c in map(_dataclass_in, typing.get_args(hint)) if c is not None), None)
+
+
+def from_dict(cls: type, data: Mapping[str, Any], legacy: Mapping[str, Callable[[dict], dict]] | None = None) -> Any:
+    """Dataclass `cls` from a dict (a config.json, a spec table): nested dataclasses, and tuples of
+    them, built from the fields' type hints (recursively); lists become tuples; scalars checked by
+    check_value. Unknown keys are refused naming the allowed ones (kwargs never swallow typos).
+    `legacy`: class name -> a function upgrading an old layout of its dict first."""
+    if legacy and cls.__name__ in legacy:
+        data = legacy[cls.__name__](dict(data))
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown keys {unknown}; allowed: {sorted(fields)}")
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        nested = _dataclass_in(hints[name])
+        if nested is not None and isinstance(value, dict):
+            value = from_dict(nested, value, legacy)
+        elif nested is not None and isinstance(value, (list, tuple)):
+            value = tuple(from_dict(nested, v, legacy) for v in value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        else:
+            check_value(cls.__name__, fields[name], value)
+        kwargs[name] = value
+    return cls(**kwargs)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from common.errors import check_choice
-from common.fields import check_value
+from common.fields import from_dict as fields_from_dict
 
 T = TypeVar("T")
 
@@ -27,30 +27,9 @@ COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
 
 
 def from_dict(cls: type[T], data: dict[str, Any]) -> T:
-    """Build dataclass `cls` from a dict, recursing into nested dataclasses.
-
-    Unknown keys raise ValueError naming the allowed keys (kwargs never swallow typos).
-    """
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    if cls.__name__ in _LEGACY:
-        data = _LEGACY[cls.__name__](dict(data))
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise ValueError(f"{cls.__name__}: unknown keys {unknown}; allowed: {sorted(fields)}")
-    kwargs: dict[str, Any] = {}
-    for name, value in data.items():
-        ftype = str(fields[name].type)
-        nested = next((c for n, c in _NESTED.items() if n in ftype), None)
-        if nested is not None and isinstance(value, dict):
-            value = from_dict(nested, value)
-        elif nested is not None and isinstance(value, (list, tuple)):
-            value = tuple(from_dict(nested, v) for v in value)
-        elif isinstance(value, list):
-            value = tuple(value)
-        else:
-            check_value(cls.__name__, fields[name], value)
-        kwargs[name] = value
-    return cls(**kwargs)
+    """Build dataclass `cls` from a dict, recursing into nested dataclasses by their type hints
+    (common.fields.from_dict, the one codec), old layouts upgraded first (_LEGACY)."""
+    return fields_from_dict(cls, data, _LEGACY)
 
 
 def to_dict(obj: Any) -> dict[str, Any]:
@@ -271,15 +250,6 @@ class TrainConfig:
             raise ValueError(f"min_t must be in [0, 1), got {self.min_t}")
         if not 0.0 <= self.min_t_share <= 1.0:
             raise ValueError(f"min_t_share must be in [0, 1], got {self.min_t_share}")
-
-
-_NESTED = {
-    "UNetConfig": UNetConfig,
-    "UNetExtras": UNetExtras,
-    "DiffusionConfig": DiffusionConfig,
-    "StageConfig": StageConfig,
-    "TextEncoderConfig": TextEncoderConfig,
-}
 
 
 def _unet_extras_from_flat(data: dict) -> dict:

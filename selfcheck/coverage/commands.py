@@ -4,7 +4,8 @@ Simulates data with known truths (selfcheck/coverage/simulate.py, truths.py), ap
 interval and the former one to each replicate, and writes the coverage table (docs/intervals.md is
 this command's output at the default sizes):
 
-    imagen-bench coverage --out runs/coverage            # the docs' table (~15-25 min on 2 cores)
+    imagen-bench coverage --out runs/coverage            # the docs' table (hours on one core: KID and CMMD
+                                                         # dominate; --parts splits it over processes)
     imagen-bench coverage --quick --out /tmp/cov          # small sizes (~2 min; the CI test's)
 """
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from common.files import atomic_path
+from common.files import atomic_path, write_json_atomic
 from common.imagestore import ImageRecord
 from common.runs import PromptRef
 from common.tables import to_csv
@@ -105,7 +105,7 @@ def write_answers(source: str | Path, out: str | Path) -> pd.DataFrame:
         raise ValueError(f"{sidecar} already exists; refusing to overwrite it (choose another --out)")
     with atomic_path(out) as tmp:  # nothing left behind when the disk is full or read-only
         to_csv(df, tmp) if out.suffix == ".csv" else df.to_parquet(tmp, index=False)
-    sidecar.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    write_json_atomic(sidecar, meta)
     return df
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from common.files import atomic_path, sha256_file, write_json_atomic
+from common.files import atomic_path, sha256_file, write_json_atomic, write_text_atomic
 from common.training_log import split_log_rows
 from common.version import __version__
 
@@ -258,7 +258,7 @@ def pack_cascade(src: Path, dst: Path, dtype: torch.dtype = torch.float16) -> li
         if log.is_file():  # keep the rows up to the packed step (training may have run past its last checkpoint)
             header, *rows = log.read_text().splitlines()
             kept, _ = split_log_rows(rows, meta["step"])
-            (dst / stage.name / "log.csv").write_text("\n".join([header, *kept]) + "\n")
+            write_text_atomic(dst / stage.name / "log.csv", "\n".join([header, *kept]) + "\n")
         if (src / stage.name / "init_log.csv").is_file():
             (dst / stage.name / "init_log.csv").write_bytes((src / stage.name / "init_log.csv").read_bytes())
     save_cascade_index(dst, config)

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from common.errors import check_choice
+from common.files import write_json_atomic
 from common.options import seed_int
 
 from . import __version__
@@ -254,6 +255,6 @@ def run_sample(args) -> int:
         "seconds": round(seconds, 2),
         **({"compile_first_batch_seconds": pipeline.first_batch_seconds} if pipeline.first_batch_seconds else {}),
     }
-    (args.out / "sample.json").write_text(json.dumps(record, indent=2) + "\n")
+    write_json_atomic(args.out / "sample.json", record)
     print(f"wrote {len(files)} images ({images.shape[1]}x{images.shape[2]}) to {args.out} in {seconds:.1f}s")
     return 0

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from common.errors import check_choice
-from common.files import atomic_path
+from common.files import atomic_path, write_text_atomic
 from common.training_log import LOG_HEADER, split_log_rows, training_history
 
 from .checkpoint import (
@@ -202,7 +202,7 @@ class Trainer:
         lines = later if aside.is_file() else [header, *later]
         with open(aside, "a") as f:
             f.write("\n".join(lines) + "\n")
-        log_file.write_text("\n".join([header, *kept]) + "\n")
+        write_text_atomic(log_file, "\n".join([header, *kept]) + "\n")  # the curve is whole or the old one
         self.log(
             f"{self.stage.name}: {len(later)} log rows after step {self.step} (never checkpointed) moved to {aside.name}"
         )
@@ -243,8 +243,8 @@ class Trainer:
         self.out.mkdir(
             parents=True, exist_ok=True
         )  # the loss curve of the shipped weights must show their whole history
-        (self.out / "init_log.csv").write_text(
-            "\n".join([LOG_HEADER, *training_history(src, upto=meta.get("step"))]) + "\n"
+        write_text_atomic(
+            self.out / "init_log.csv", "\n".join([LOG_HEADER, *training_history(src, upto=meta.get("step"))]) + "\n"
         )
         changed = (
             f"; prediction {src_prediction} -> {self.stage.diffusion.prediction}" if "prediction" in self.init else ""

@@ -194,3 +194,40 @@ def _renamed(recs: dict[str, list[ImageRecord]], path: Path, tail: str) -> dict[
         return tail if model == path.name else f"{tail}@{model}"
 
     return {pid: [replace(r, model=name(r.model)) for r in rs] for pid, rs in recs.items()}
+
+
+@dataclass(frozen=True)
+class StudySources:
+    """What a study rates, resolved: the prompt set's name and each side's source with its sets of
+    images by prompt id (b: None for a one-source protocol), the two sides' models told apart."""
+
+    prompt_set: str
+    a: Source
+    recs_a: dict[str, list[ImageRecord]]
+    b: Source | None = None
+    recs_b: dict[str, list[ImageRecord]] | None = None
+
+    def models(self, prompt_id: str) -> dict[str, dict[str, str]]:
+        """side -> {"source": as resolved (an absolute path), "model": the side's model at `prompt_id`}:
+        a model is its source, whatever its folder is called."""
+        return {
+            side: {
+                "source": f"{src.kind}:{src.path}" + (f"@{src.cell}" if src.cell else ""),
+                "model": recs[prompt_id][0].model,
+            }
+            for side, src, recs in (("a", self.a, self.recs_a), ("b", self.b, self.recs_b))
+            if src is not None
+        }
+
+
+def study_sources(a: str, b: str | None, prompts: str, images_per_set: int) -> StudySources:
+    """The --prompts set and the --a / --b sources read for it, `images_per_set` images per prompt."""
+    frame, prompt_set = load_prompts(prompts)
+    src_a = parse_source(a)
+    src_b = parse_source(b) if b else None
+    recs_a = by_prompt(read_source(src_a, frame, prompt_set), images_per_set, a)
+    if src_b is None:
+        return StudySources(prompt_set, src_a, recs_a)
+    recs_b = by_prompt(read_source(src_b, frame, prompt_set), images_per_set, b)
+    recs_a, recs_b = distinct_models(src_a, recs_a, src_b, recs_b)
+    return StudySources(prompt_set, src_a, recs_a, src_b, recs_b)

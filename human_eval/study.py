@@ -13,29 +13,32 @@ STUDY/
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import re
 import secrets
 import shutil
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from common.files import python_process_alive
+from common.files import python_process_alive, write_json_atomic
+from common.version import __version__
 
 from .contract import DEFAULT_CONTROL_THRESHOLD, DEFAULT_FAST_ANSWER_MS
-from .controls import DegradeSettings, degrade
+from .controls import DegradeSettings, Item
+from .image_copies import ImageCopies
 from .participants import setup as setup_participants
 from .plan import PlannedTask, PlanSettings, assignment, items_for, plan
 from .platforms import Platform, from_record
-from .protocols import get_protocol, wording
+from .protocols import Protocol, get_protocol, wording
 from .sequential_deal import sequential_record
-from .serving import ENCODING, encode, padded_length
-from .sources import by_prompt, distinct_models, load_prompts, parse_source, read_source
+from .serving import ENCODING
+from .sources import StudySources, study_sources
 from .store import AccessDenied, Store, Task, is_postgres_url
 from .tokens import match_token, new_token
 
@@ -289,43 +292,49 @@ def resolved(protocol, settings: PlanSettings) -> dict:
     }
 
 
-DISK_ERRORS = frozenset(
-    {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
-)  # the disk written to, never the source
+@dataclass(frozen=True)
+class _Design:
+    """What a study will be, decided before anything is written: its settings and protocol, its
+    name and id, the sources, the rated items and the planned tasks."""
 
-
-def write_error(e: OSError, dst: Path, out: Path) -> OSError:
-    """An error while writing an image's copy: a disk error names the copy and the study being made
-    (shutil names its *source* on ENOSPC, which blamed the rated image for a full disk)."""
-    if e.errno not in DISK_ERRORS:
-        return e
-    return OSError(e.errno, f"{os.strerror(e.errno)} (writing the study's image copies for {out})", str(dst))
+    s: StudySettings
+    protocol: Protocol
+    name: str
+    id: str
+    sources: StudySources
+    items: dict[str, Item]
+    planned: list[PlannedTask]
 
 
 def create_study(out: str | Path, s: StudySettings) -> Study:
     """Build the study directory. Refuses an existing non-empty `out`; builds in a temporary
-    sibling and renames it into place, so a failure leaves nothing half-made."""
-    from common.files import sha256_file, write_json_atomic
-    from common.imagestore import open_image
-    from common.version import __version__
-
+    sibling and renames it into place, so a failure leaves nothing half-made. Along its seams: the
+    sources (human_eval.sources) and the plan, the image copies (human_eval.image_copies) made as
+    the tasks are, then the files (_write_study: the database, secrets.json, study.json)."""
     out = Path(out).resolve()
     if out.exists() and any(out.iterdir()):
         raise ValueError(f"{out} already exists and is not empty; refusing to overwrite a study (choose a new --out)")
-    protocol = get_protocol(s.protocol)
-    prompts, prompt_set = load_prompts(s.prompts)
-    src_a = parse_source(s.a)
-    src_b = parse_source(s.b) if s.b else None
-    per_set = s.images_per_set or protocol.images_per_set
-    recs_a = by_prompt(read_source(src_a, prompts, prompt_set), per_set, s.a)
-    recs_b = by_prompt(read_source(src_b, prompts, prompt_set), per_set, s.b) if src_b else None
-    if src_b is not None:
-        recs_a, recs_b = distinct_models(src_a, recs_a, src_b, recs_b)
-    items = items_for(protocol, recs_a, recs_b)
-    planned = plan(protocol, items, s.plan)
-    name = s.name or out.name
-    study_id = secrets.token_hex(8)  # the study's identity: ratings are keyed by name@id (study_key)
+    d = _design(s, out.name)
+    with _building(out) as folder:
+        copies = ImageCopies(folder / "images", out, s.plan.seed, s.degrade)
+        tasks = [_task(d.protocol, p, copies) for p in d.planned]
+        _write_study(folder, d, tasks, copies)
+    return load_study(out)
 
+
+def _design(s: StudySettings, default_name: str) -> _Design:
+    protocol = get_protocol(s.protocol)
+    sources = study_sources(s.a, s.b, s.prompts, s.images_per_set or protocol.images_per_set)
+    items = items_for(protocol, sources.recs_a, sources.recs_b)
+    planned = plan(protocol, items, s.plan)
+    study_id = secrets.token_hex(8)  # the study's identity: ratings are keyed by name@id (study_key)
+    return _Design(s, protocol, s.name or default_name, study_id, sources, items, planned)
+
+
+@contextmanager
+def _building(out: Path) -> Iterator[Path]:
+    """A temporary sibling of `out` (with images/) that becomes `out` when the block completes; on
+    any error it is removed. A killed create's leftover is removed first."""
     for stale in (
         out.parent.glob(f".{out.name}.creating-*") if out.parent.is_dir() else ()
     ):  # a killed create's half-made folder
@@ -335,136 +344,112 @@ def create_study(out: str | Path, s: StudySettings) -> Study:
     tmp = out.with_name(f".{out.name}.creating-{os.getpid()}-{secrets.token_hex(4)}")
     (tmp / "images").mkdir(parents=True)
     try:
-        images: dict[str, dict] = {}
-        copies: dict[tuple, str] = {}
-
-        def image_id(path: Path, degraded: bool, model: str) -> str:
-            """Each source image (and each degraded copy) is written once, by the one encoder every
-            served image goes through (human_eval.serving); the control pool keeps every image to one
-            task per rater (human_eval.plan)."""
-            key = (path, degraded)
-            if key not in copies:
-                with open_image(path) as im:  # a corrupt / truncated / non-image file is refused here, naming it
-                    data = encode(
-                        degrade(path, seed=s.plan.seed + len(copies), settings=s.degrade) if degraded else im
-                    )
-                iid = secrets.token_hex(16)
-                dst = tmp / "images" / f"{iid}.jpg"
-                try:
-                    dst.write_bytes(data)
-                except OSError as e:
-                    raise write_error(e, dst, out) from None
-                images[iid] = {
-                    "file": dst.name,
-                    "sha256": sha256_file(dst),
-                    "source": str(path),
-                    "model": model,
-                    "degraded": degraded,
-                }
-                copies[key] = iid
-            return copies[key]
-
-        def task(p: PlannedTask) -> Task:
-            it = p.item
-            return Task(
-                task_id=secrets.token_hex(12),
-                rater=p.rater,
-                batch=p.batch,
-                position=p.position,
-                prompt_id=it.prompt_id,
-                category=it.category,
-                caption=it.caption,
-                model_a=it.model_a,
-                model_b=it.model_b,
-                a_on_left=p.a_on_left if protocol.layout == "pair" else True,
-                images_a=tuple(image_id(x, False, it.model_a) for x in it.paths_a),
-                images_b=tuple(image_id(x, it.degrade_b, it.model_b) for x in it.paths_b),
-                is_control=it.is_control,
-                control_kind=it.control_kind,
-                expected=it.expected,
-            )
-
-        tasks = [task(p) for p in planned]
-        tokens = {"admin": new_token(), "raters": {r: new_token() for r in sorted({t.rater for t in tasks})}}
-        if s.platform is not None:  # the crowd's one public link (human_eval.participants)
-            tokens["entry"] = new_token()
-            settings_platform = {"platform": s.platform.record()}
-        else:
-            settings_platform = {}
-        db = s.db or DEFAULT_DB
-        settings = {
-            "control_threshold": s.control_threshold,
-            "fast_answer_ms": s.fast_answer_ms,
-            "plan": asdict(s.plan) | resolved(protocol, s.plan),
-            "degrade": asdict(s.degrade),
-            "images_per_set": per_set,
-        } | settings_platform
-        if s.plan.sequential is not None:  # the stopping plan as fixed before the first rating (human_eval.sequential)
-            settings["plan"]["sequential"] = sequential_record(protocol, s.plan, planned)
-        if not s.db:  # ratings and token hashes: owner-only, like secrets.json (SQLite gives its
-            (tmp / db).touch(mode=0o600)  # -wal / -shm files the database file's permissions)
-        first = next(iter(items.values()))
-        # each source as resolved (absolute path): a model is its source, whatever its folder is called
-        models = {
-            side: {
-                "source": f"{src.kind}:{src.path}" + (f"@{src.cell}" if src.cell else ""),
-                "model": recs[first.prompt_id][0].model,
-            }
-            for side, src, recs in (("a", src_a, recs_a), ("b", src_b, recs_b))
-            if src is not None
-        }
-        settings["study"] = {
-            "name": name,
-            "id": study_id,
-            "models": models,
-        }  # who made what: in the database too (reports' labels)
-        store = Store(db if s.db else tmp / db, study_key(name, study_id))
-        store.create(s.protocol, tokens["admin"], tokens["raters"], tasks, __version__, settings)
-        if s.platform is not None:
-            setup_participants(store, tokens["entry"])
-        store.close()
-        write_secrets(tmp, tokens)
-        order = list(dict.fromkeys(it.prompt_id for it in items.values()))
-        rated = [pid for pid in order if pid in {t.prompt_id for t in tasks if not t.is_control}]
-        write_json_atomic(
-            tmp / "study.json",
-            {
-                "format": STUDY_FORMAT,
-                "name": name,
-                "id": study_id,
-                "protocol": s.protocol,
-                "title": protocol.title,
-                **settings_platform,
-                "wording": wording(protocol),
-                "models": models,
-                "prompts": {
-                    "spec": s.prompts,
-                    "prompt_set": prompt_set,
-                    "rated": rated,
-                    "n": len(rated),
-                    "control": [pid for pid in order if pid not in rated],
-                },  # the pool: set aside, rated by no one
-                "settings": settings,
-                "database": _strip_password(db),
-                "package_version": __version__,
-                "created": datetime.now(UTC).isoformat(timespec="seconds"),
-                "tasks": {
-                    "total": len(tasks),
-                    "controls": sum(t.is_control for t in tasks),
-                    "raters": len(tokens["raters"]),
-                    "evaluations": assignment(protocol, items, s.plan),
-                },  # category (or "all") -> its raters
-                "images": images,
-                "serving": {
-                    "encoding": asdict(ENCODING),
-                    "served_bytes": padded_length(max(im.stat().st_size for im in (tmp / "images").iterdir())),
-                },
-            },
-        )
+        yield tmp
         if out.exists():
             out.rmdir()
         os.replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return load_study(out)
+
+
+def _task(protocol: Protocol, p: PlannedTask, copies: ImageCopies) -> Task:
+    """A planned task as the database keeps it: its images by the ids of their copies."""
+    it = p.item
+    return Task(
+        task_id=secrets.token_hex(12),
+        rater=p.rater,
+        batch=p.batch,
+        position=p.position,
+        prompt_id=it.prompt_id,
+        category=it.category,
+        caption=it.caption,
+        model_a=it.model_a,
+        model_b=it.model_b,
+        a_on_left=p.a_on_left if protocol.layout == "pair" else True,
+        images_a=tuple(copies.image_id(x, False, it.model_a) for x in it.paths_a),
+        images_b=tuple(copies.image_id(x, it.degrade_b, it.model_b) for x in it.paths_b),
+        is_control=it.is_control,
+        control_kind=it.control_kind,
+        expected=it.expected,
+    )
+
+
+def _write_study(folder: Path, d: _Design, tasks: list[Task], copies: ImageCopies) -> None:
+    """The tokens, the database (tasks and settings), secrets.json and study.json, into `folder`."""
+    s = d.s
+    tokens = {"admin": new_token(), "raters": {r: new_token() for r in sorted({t.rater for t in tasks})}}
+    if s.platform is not None:  # the crowd's one public link (human_eval.participants)
+        tokens["entry"] = new_token()
+    db = s.db or DEFAULT_DB
+    if not s.db:  # ratings and token hashes: owner-only, like secrets.json (SQLite gives its
+        (folder / db).touch(mode=0o600)  # -wal / -shm files the database file's permissions)
+    settings = _settings(d)
+    store = Store(db if s.db else folder / db, study_key(d.name, d.id))
+    store.create(s.protocol, tokens["admin"], tokens["raters"], tasks, __version__, settings)
+    if s.platform is not None:
+        setup_participants(store, tokens["entry"])
+    store.close()
+    write_secrets(folder, tokens)
+    write_json_atomic(folder / "study.json", _study_record(d, settings, db, tasks, len(tokens["raters"]), copies))
+
+
+def _settings(d: _Design) -> dict:
+    """The study's settings as the database and study.json record them."""
+    s = d.s
+    settings = {
+        "control_threshold": s.control_threshold,
+        "fast_answer_ms": s.fast_answer_ms,
+        "plan": asdict(s.plan) | resolved(d.protocol, s.plan),
+        "degrade": asdict(s.degrade),
+        "images_per_set": s.images_per_set or d.protocol.images_per_set,
+    } | _platform(s)
+    if s.plan.sequential is not None:  # the stopping plan as fixed before the first rating (human_eval.sequential)
+        settings["plan"]["sequential"] = sequential_record(d.protocol, s.plan, d.planned)
+    # who made what: in the database too (reports' labels)
+    settings["study"] = {"name": d.name, "id": d.id, "models": _models(d)}
+    return settings
+
+
+def _platform(s: StudySettings) -> dict:
+    return {"platform": s.platform.record()} if s.platform is not None else {}
+
+
+def _models(d: _Design) -> dict:
+    """Each source as resolved (absolute path): a model is its source, whatever its folder is called."""
+    return d.sources.models(next(iter(d.items.values())).prompt_id)
+
+
+def _study_record(d: _Design, settings: dict, db: str, tasks: list[Task], raters: int, copies: ImageCopies) -> dict:
+    """study.json."""
+    order = list(dict.fromkeys(it.prompt_id for it in d.items.values()))
+    rated = [pid for pid in order if pid in {t.prompt_id for t in tasks if not t.is_control}]
+    return {
+        "format": STUDY_FORMAT,
+        "name": d.name,
+        "id": d.id,
+        "protocol": d.s.protocol,
+        "title": d.protocol.title,
+        **_platform(d.s),
+        "wording": wording(d.protocol),
+        "models": _models(d),
+        "prompts": {
+            "spec": d.s.prompts,
+            "prompt_set": d.sources.prompt_set,
+            "rated": rated,
+            "n": len(rated),
+            "control": [pid for pid in order if pid not in rated],
+        },  # the pool: set aside, rated by no one
+        "settings": settings,
+        "database": _strip_password(db),
+        "package_version": __version__,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "tasks": {
+            "total": len(tasks),
+            "controls": sum(t.is_control for t in tasks),
+            "raters": raters,
+            "evaluations": assignment(d.protocol, d.items, d.s.plan),
+        },  # category (or "all") -> its raters
+        "images": copies.images,
+        "serving": {"encoding": asdict(ENCODING), "served_bytes": copies.served_bytes()},
+    }

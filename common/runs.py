@@ -7,7 +7,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-# sampling settings a model may expand (bench.models.base.Sampling has one field for each)
+# The sampling settings a model may expand: the flat keys of imagen.pipeline.StageSampling (its
+# SAMPLING_FIELDS; tests/test_settings_once.py holds the two equal), named here because the report
+# side reads them and may not import imagen. bench.models.Sampling and the sweep grid are made from
+# these names, in this order (cells.parquet's column order). Adding an axis: docs/ARCHITECTURE.md.
 SAMPLING_AXES = ("sampler", "steps", "guidance", "thresholding", "percentile", "aug_level")
 # what makes one cell differ from another: the plots' series and the paired comparisons use these
 # and nothing else (cells.parquet also holds bookkeeping columns: name, model_description, ...)

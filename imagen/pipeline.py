@@ -44,26 +44,31 @@ MAX_STEPS = 10_000  # 10x the paper's 1,000 training steps; more only allocates 
 class StageSampling:
     """One stage's sampling settings: the only declaration of the sampling axes, their defaults,
     bounds and help (the `sample` flags, the sweep grid's defaults and checks, per-stage overrides
-    are all made from it: SAMPLING_FIELDS)."""
+    are all made from it: SAMPLING_FIELDS). A number's bounds are its field's "range" [lo, hi];
+    every float must be finite. Adding an axis: docs/ARCHITECTURE.md, "Settings declared once"."""
 
-    steps: int = field(default=32, metadata={"help": "denoising steps"})
+    steps: int = field(default=32, metadata={"help": "denoising steps", "range": (1, MAX_STEPS)})
     sampler: str = field(default="ddpm", metadata={"help": "sampler", "choices": tuple(SAMPLERS)})
     # w in eps~ = w eps(z,c) + (1-w) eps(z); 1 = no guidance. 3.0: a moderate weight, inside the
     # paper's sweep (1-10) where its FID-vs-CLIP curve bends; the one place the default is written
     guidance: float = field(default=3.0, metadata={"help": "classifier-free guidance weight w (1 = none)"})
     thresholding: Thresholding = field(default_factory=Thresholding)
     aug_level: float = field(
-        default=0.0, metadata={"help": "SR stages only: noise-conditioning augmentation level in [0, 1]"}
+        default=0.0,
+        metadata={"help": "SR stages only: noise-conditioning augmentation level in [0, 1]", "range": (0.0, 1.0)},
     )
 
     def __post_init__(self) -> None:
         get_sampler(self.sampler)  # validates the name
-        if not 1 <= self.steps <= MAX_STEPS:
-            raise ValueError(f"steps must be in [1, {MAX_STEPS}], got {self.steps}")
-        if not math.isfinite(self.guidance):  # nan / inf guidance would turn every image black
-            raise ValueError(f"guidance must be a finite number, got {self.guidance}")
-        if not 0.0 <= self.aug_level <= 1.0:
-            raise ValueError(f"aug_level must be in [0, 1], got {self.aug_level}")
+        for f in dataclasses.fields(self):  # each field's own rules, declared in its metadata
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):  # nan / inf guidance: every image black
+                raise ValueError(f"{f.name} must be a finite number, got {value}")
+            lo, hi = f.metadata.get("range", (None, None))
+            if lo is not None and not lo <= value <= hi:
+                raise ValueError(f"{f.name} must be in [{lo:g}, {hi:g}], got {value}")
+            if "choices" in f.metadata:
+                check_choice(f.name, value, f.metadata["choices"])
 
 
 @dataclass(frozen=True)

@@ -6,27 +6,34 @@ over those, so a folder of precomputed images is one cell per prompt set, not on
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 
-from common.runs import SAMPLING_AXES, PromptRef  # noqa: F401  (each field of Sampling is one axis)
+from common.runs import SAMPLING_AXES, PromptRef
 
 
-@dataclass(frozen=True)
-class Sampling:
-    """One point of the sampling grid; None = the axis does not apply to this model."""
+def _sampling_class() -> type:
+    """Sampling: one field per axis of common.runs.SAMPLING_AXES, in its order, each None by default
+    (their types, defaults and bounds are imagen.pipeline.StageSampling's: a new axis is declared
+    there and named in SAMPLING_AXES, never here)."""
+    cls = dataclasses.make_dataclass(
+        "Sampling", [(axis, Any, dataclasses.field(default=None)) for axis in SAMPLING_AXES], frozen=True
+    )
+    cls.__module__ = __name__
+    cls.__doc__ = (
+        "One point of the sampling grid, a field per sampling axis (sampler, steps, guidance w, "
+        "thresholding, percentile, aug_level, ...); None = the axis does not apply to this model."
+    )
+    return cls
 
-    sampler: str | None = None
-    steps: int | None = None
-    guidance: float | None = None  # classifier-free guidance weight w (1 = none)
-    thresholding: str | None = None  # none | static | dynamic
-    percentile: float | None = None  # dynamic thresholding only
-    aug_level: float | None = None  # SR stages' noise-conditioning augmentation
+
+Sampling = _sampling_class()
 
 
 @dataclass(frozen=True)

@@ -20,12 +20,18 @@ import pandas as pd
 
 from bench.models import ImageRequest, Sampling
 from common.runs import CELL_AXES, SAMPLING_AXES, PromptRef  # noqa: F401  (the run-folder contract's axes)
+from imagen.pipeline import SAMPLING_FIELDS
 
 from .spec import Grid, SweepSpec
 
-# The columns of cells.parquet that say how a cell's images were made: what reports group, label and
-# pair cells by. Everything else there (cell_id, name, weights, descriptions, counts) is per-cell
-# bookkeeping that would split every group into one-cell "series".
+# The axes cell ids and names were first made of: always in the hash (and named their own way), so
+# the ids of existing run folders never move. An axis added later enters a cell's id and name only
+# where the cell sets it apart from its declared default (StageSampling's): adding an axis whose
+# default reproduces today's images leaves every existing cell, id and image where it was.
+FIRST_AXES = ("sampler", "steps", "guidance", "thresholding", "percentile", "aug_level")
+# an axis that applies at one value of another only: it expands with that axis, so a grid of
+# thresholding none / static / dynamic x percentiles 95, 99.5 makes none, static, dynamic95, dynamic99.5
+APPLIES_WITH = {"percentile": ("thresholding", "dynamic")}
 
 
 @dataclass(frozen=True)
@@ -42,25 +48,28 @@ def _fmt(v) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
-def _axes(grid: Grid, axes: tuple[str, ...]) -> tuple[tuple, ...]:
-    """The values of each axis in grid_points' order (seed, sampler, steps, guidance, (thresholding,
-    percentile), aug_level); (None,) for an axis the model does not have. Percentiles pair with
-    dynamic thresholding only: none / static appear once whatever the percentiles."""
+def _axes(grid: Grid, axes: tuple[str, ...]) -> list[tuple[tuple, ...]]:
+    """The points of each axis in grid_points' order (seed, then SAMPLING_AXES; an APPLIES_WITH
+    axis expands with its parent, e.g. (thresholding, percentile)), each point a tuple of (axis,
+    value) pairs; (None,) for an axis the model does not have. Percentiles pair with dynamic
+    thresholding only: none / static appear once whatever the percentiles."""
 
-    def axis(key: str, values: tuple) -> tuple:
-        return values if key in axes else (None,)
+    def axis(key: str) -> tuple:
+        return getattr(grid, "seeds" if key == "seed" else key) if key in axes else (None,)
 
-    thr = [
-        (t, p if t == "dynamic" else None) for t in axis("thresholding", grid.thresholding) for p in grid.percentile
-    ]
-    return (
-        axis("seed", grid.seeds),
-        axis("sampler", grid.sampler),
-        axis("steps", grid.steps),
-        axis("guidance", grid.guidance),
-        tuple(dict.fromkeys(thr)),
-        axis("aug_level", grid.aug_level),
-    )
+    out = []
+    for key in ("seed", *SAMPLING_AXES):
+        if key in APPLIES_WITH:
+            continue  # expanded with its parent below
+        points = tuple(((key, v),) for v in axis(key))
+        for child, (parent, when) in APPLIES_WITH.items():
+            if parent == key:
+                values = getattr(grid, child)
+                points = tuple(
+                    dict.fromkeys((*p, (child, c if p[0][1] == when else None)) for p in points for c in values)
+                )
+        out.append(points)
+    return out
 
 
 def count_grid_points(grid: Grid, axes: tuple[str, ...]) -> int:
@@ -71,10 +80,20 @@ def count_grid_points(grid: Grid, axes: tuple[str, ...]) -> int:
 def grid_points(grid: Grid, axes: tuple[str, ...]) -> list[tuple[int | None, Sampling]]:
     """(seed, Sampling) for every grid point over `axes`; dynamic thresholding x percentiles,
     none/static once (percentile does not apply to them)."""
-    return [
-        (seed, Sampling(sampler, steps, guidance, t, p, aug))
-        for seed, sampler, steps, guidance, (t, p), aug in itertools.product(*_axes(grid, axes))
-    ]
+    points = [dict(itertools.chain.from_iterable(p)) for p in itertools.product(*_axes(grid, axes))]
+    return [(p.pop("seed"), Sampling(**p)) for p in points]
+
+
+def _later_axes(s: Sampling) -> dict:
+    """The axes after FIRST_AXES that this grid point sets apart from their declared defaults."""
+    return {
+        k: v for k, v in asdict(s).items() if k not in FIRST_AXES and v is not None and v != SAMPLING_FIELDS[k].default
+    }
+
+
+def cell_identity(s: Sampling) -> dict:
+    """What of a grid point enters its cell's id: every first axis, and the later ones it sets."""
+    return {**{k: getattr(s, k) for k in FIRST_AXES}, **_later_axes(s)}
 
 
 def cell_name(model: str, prompt_set: str, seed: int | None, s: Sampling) -> str:
@@ -89,6 +108,7 @@ def cell_name(model: str, prompt_set: str, seed: int | None, s: Sampling) -> str
         parts.append(s.thresholding + (_fmt(s.percentile) if s.percentile is not None else ""))
     if s.aug_level is not None:
         parts.append(f"aug{_fmt(s.aug_level)}")
+    parts += [f"{k}{_fmt(v)}" for k, v in _later_axes(s).items()]
     if seed is not None:
         parts.append(f"seed{seed}")
     return re.sub(r"[^A-Za-z0-9._]+", "-", "_".join(parts))
@@ -108,7 +128,7 @@ def expand_cells(
                     "model": m.raw,
                     "prompt_set": {"name": ps.name, "label": ps.label, "options": ps.options},
                     "seed": seed,
-                    "sampling": asdict(s),
+                    "sampling": cell_identity(s),
                 }
                 if (identity_of or {}).get(m.name):
                     settings["runtime"] = identity_of[m.name]

@@ -22,6 +22,8 @@ import pandas as pd
 from tqdm import tqdm
 
 from common.files import write_parquet_atomic
+from common.runs import SAMPLING_AXES
+from imagen.pipeline import SAMPLING_FIELDS
 
 from .cells import Cell, check_size, expand_cells, image_relpath, requests_for
 from .distributed import World
@@ -218,6 +220,18 @@ def _write_manifest(store: RunStore, spec: SweepSpec, work: list) -> pd.DataFram
     return store.write_manifest([records[k] for k in keys])
 
 
+# cells.parquet's nullable number columns (an axis a model does not take is NA): each sampling
+# axis's as StageSampling types it (steps Int64; guidance, percentile, aug_level Float64), and seed
+CELL_DTYPES = {
+    **{
+        a: {int: "Int64", float: "Float64"}[SAMPLING_FIELDS[a].type]
+        for a in SAMPLING_AXES
+        if SAMPLING_FIELDS[a].type in (int, float)
+    },
+    "seed": "Int64",
+}
+
+
 def _cells_frame(cells: list[Cell], models: dict, descriptions: dict, prompts: dict, spec: SweepSpec) -> pd.DataFrame:
     rows = []
     for c in cells:
@@ -238,9 +252,7 @@ def _cells_frame(cells: list[Cell], models: dict, descriptions: dict, prompts: d
                 "model_description": json.dumps(d, sort_keys=True, default=str),
             }
         )
-    return pd.DataFrame(rows).astype(
-        {"steps": "Int64", "seed": "Int64", "guidance": "Float64", "percentile": "Float64", "aug_level": "Float64"}
-    )
+    return pd.DataFrame(rows).astype(CELL_DTYPES)
 
 
 def _write_results(

@@ -7,10 +7,11 @@ import hashlib
 import math
 import re
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 from typing import Any
 
+from common.runs import SAMPLING_AXES
 from imagen.pipeline import SAMPLING_FIELDS, stage_sampling
 
 # The Imagen paper's guidance grid (fig. 4 / A.11); the spec may list any subset or other values.
@@ -51,23 +52,25 @@ class PromptSetSpec:
     options: dict = field(default_factory=dict)
 
 
-def _default(axis: str):
-    """One axis's default as a one-point tuple, from the pipeline's declaration (StageSampling)."""
-    return field(default_factory=lambda: (SAMPLING_FIELDS[axis].default,))
+def _grid_class() -> type:
+    """Grid: one tuple field per sampling axis (common.runs.SAMPLING_AXES, in its order), typed and
+    defaulted (a one-point tuple) as imagen.pipeline.StageSampling declares it, then `seeds`."""
+    axes = [
+        (axis, tuple[SAMPLING_FIELDS[axis].type, ...], field(default=(SAMPLING_FIELDS[axis].default,)))
+        for axis in SAMPLING_AXES
+    ]
+    cls = make_dataclass("Grid", [*axes, ("seeds", tuple[int, ...], field(default=(0,)))], frozen=True)
+    cls.__module__ = __name__
+    cls.__doc__ = (
+        "The [grid] table: a tuple of values per sampling axis (sampler, steps, guidance, thresholding, "
+        "percentile: dynamic thresholding only, aug_level, ...) and the sweep seeds (each image's seed is "
+        "derived from (seed, prompt, sample)). A model expands only the axes it declares. Names, types, "
+        "defaults and bounds are imagen.pipeline.StageSampling's, the same as `imagen-bench sample`'s."
+    )
+    return cls
 
 
-@dataclass(frozen=True)
-class Grid:
-    """Sampling axes; a model expands only the axes it declares. Defaults, types, bounds and names
-    are imagen.pipeline.StageSampling's (SAMPLING_FIELDS), the same as `imagen-bench sample`'s."""
-
-    sampler: tuple[str, ...] = _default("sampler")
-    steps: tuple[int, ...] = _default("steps")
-    guidance: tuple[float, ...] = _default("guidance")
-    thresholding: tuple[str, ...] = _default("thresholding")
-    percentile: tuple[float, ...] = _default("percentile")  # applies to dynamic thresholding only
-    aug_level: tuple[float, ...] = _default("aug_level")
-    seeds: tuple[int, ...] = (0,)  # sweep seeds; each image's seed is derived from (seed, prompt, sample)
+Grid = _grid_class()
 
 
 @dataclass(frozen=True)
@@ -119,9 +122,7 @@ def _list(where: str, value: Any, typ: type) -> tuple:
 
 
 def _grid(table: dict) -> Grid:
-    types = {
-        f.name: SAMPLING_FIELDS[f.name].type if f.name in SAMPLING_FIELDS else int for f in fields(Grid)
-    }  # seeds: int
+    types = {**{axis: SAMPLING_FIELDS[axis].type for axis in SAMPLING_AXES}, "seeds": int}
     _keys("[grid]", table, tuple(types))
     grid = Grid(**{k: _list(f"grid.{k}", v, types[k]) for k, v in table.items()})
     # each value checked by the pipeline's own classes (their bounds and names, declared once there):

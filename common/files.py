@@ -62,13 +62,18 @@ def python_process_alive(pid: int) -> bool:
         return False
 
 
-def read_json_object(path: str | Path, remedy: str) -> dict:
-    """A JSON file holding an object (a record the suite wrote), or one line naming the file, what is
-    wrong with it and `remedy` (what the user can do)."""
+def read_json(path: str | Path, remedy: str):
+    """The value in a JSON file a user may have edited (a record the suite wrote, a config), or one
+    line (ValueError) naming the file, what is wrong with it and `remedy` (what the user can do)."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        return json.loads(Path(path).read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{path} is not valid JSON ({e}); {remedy}") from None
+
+
+def read_json_object(path: str | Path, remedy: str) -> dict:
+    """read_json of a file that must hold a JSON object; anything else is one line alike."""
+    data = read_json(path, remedy)
     if not isinstance(data, dict):
         raise ValueError(f"{path} must hold a JSON object, got {type(data).__name__}; {remedy}")
     return data
@@ -130,13 +135,14 @@ def write_parquet_atomic(df, path: str | Path) -> None:
 
 
 # -- output folders ------------------------------------------------------------------------------
-# A command's output folder (a report, a leaderboard) is built in `.NAME.partial-PID-RANDOM` beside
-# NAME and renamed into place only when complete: a reader never sees half a folder, and a failure
-# (a full disk, a bad input found late, a kill) never leaves one where the next run would refuse it.
-# The PID says whether the writer lives: the next run into the same parent removes the leftovers of
-# writers that are gone. `.NAME.replaced-PID-RANDOM` holds the folder a forced replacement moves
-# aside for the moment of the swap.
+# Every folder a command makes whole (a report, a leaderboard, a study, a COCO export, a packed
+# cascade) is built in `.NAME.partial-PID-RANDOM` beside NAME and renamed into place only when
+# complete: a reader never sees half a folder, and a failure (a full disk, a bad input found late, a
+# kill) never leaves one where the next run would refuse it. The PID says whether the writer lives:
+# the next run into the same parent removes the leftovers of writers that are gone. `.NAME.replaced-
+# PID-RANDOM` holds the folder a forced replacement moves aside for the moment of the swap.
 STAGING, REPLACED = ".partial-", ".replaced-"
+LEGACY_STAGING = (".creating-",)  # `study create` before the one publisher: its leftovers are removed alike
 # write errors that say "the disk, not the input": a file inside the folder being written is named
 WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG})
 
@@ -154,7 +160,7 @@ def remove_stale_staging(target: str | Path) -> list[Path]:
     if not target.parent.is_dir():
         return []
     handled = []
-    for marker in (STAGING, REPLACED):
+    for marker in (STAGING, REPLACED, *LEGACY_STAGING):
         for leftover in sorted(target.parent.glob(f".{glob.escape(target.name)}{marker}*")):
             pid = _writer_pid(leftover, marker)
             if pid is None or python_process_alive(pid):
@@ -169,13 +175,18 @@ def remove_stale_staging(target: str | Path) -> list[Path]:
 
 @contextlib.contextmanager
 def staged_folder(target: str | Path, replace: bool = False) -> Iterator[Path]:
-    """Yield an empty staging folder beside `target`; when the block completes it becomes `target`
-    whole (an empty or missing `target`; with `replace`, an existing one is swapped out atomically);
-    on any error it is removed and `target` is left as it was. Write errors of the disk name `target`
-    and the file (NotWritable: one line)."""
+    """The one way a folder is published. Yields an empty staging folder beside `target` (its
+    parents made); when the block completes the staging folder becomes `target` whole, by one rename.
+    `target` may be missing or an empty folder; anything else there (a user's folder, a file) is
+    refused (FileExistsError) before the block runs and again at the end (it may have appeared
+    meanwhile), unless `replace`: then it is swapped out atomically and removed, or put back if the
+    swap fails. On any error (an interrupt too) the staging folder is removed and `target` is left as
+    it was; a write error of the disk names `target` and the file (NotWritable: one line)."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)  # --out names a new folder, made with its parents (as sweep's)
     remove_stale_staging(target)
+    if not replace:
+        _refuse_occupied(target, "")
     tag = f"{os.getpid()}-{secrets.token_hex(4)}"
     staging = target.with_name(f".{target.name}{STAGING}{tag}")
     staging.mkdir(mode=0o777)  # the umask applies: published like any new folder (mkdtemp's 0700 would not be)
@@ -195,6 +206,16 @@ def staged_folder(target: str | Path, replace: bool = False) -> Iterator[Path]:
             shutil.rmtree(staging, ignore_errors=True)
 
 
+def _occupied(target: Path) -> bool:
+    """Something is at `target` that publishing would overwrite: anything but an empty folder."""
+    return target.exists() and not (target.is_dir() and not any(target.iterdir()))
+
+
+def _refuse_occupied(target: Path, when: str) -> None:
+    if _occupied(target):
+        raise FileExistsError(f"{target} exists and is not empty{when}; choose a new --out")
+
+
 def _published_name(filename, staging: Path, target: Path) -> Path:
     """Where the file a write error names would have been published (`target` when it names none)."""
     try:
@@ -204,18 +225,19 @@ def _published_name(filename, staging: Path, target: Path) -> Path:
 
 
 def _publish(staging: Path, target: Path, replace: bool, tag: str) -> None:
-    if target.exists() and not (target.is_dir() and not any(target.iterdir())):
-        if not replace:
-            raise FileExistsError(
-                f"{target} exists and is not empty (it appeared while this command ran); choose a new --out"
-            )
-        old = target.with_name(f".{target.name}{REPLACED}{tag}")
-        os.replace(target, old)
-        try:
-            os.replace(staging, target)
-        except OSError:
-            os.replace(old, target)  # put the previous folder back
-            raise
-        shutil.rmtree(old, ignore_errors=True)
-    else:
+    if not _occupied(target):
         os.replace(staging, target)  # rename(2) replaces an empty folder atomically
+        return
+    if not replace:
+        _refuse_occupied(target, " (it appeared while this command ran)")
+    old = target.with_name(f".{target.name}{REPLACED}{tag}")
+    os.replace(target, old)
+    try:
+        os.replace(staging, target)
+    except OSError:
+        os.replace(old, target)  # put the previous folder back
+        raise
+    if old.is_dir():
+        shutil.rmtree(old, ignore_errors=True)
+    else:  # a file where the folder goes, replaced as asked
+        old.unlink(missing_ok=True)

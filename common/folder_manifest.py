@@ -18,7 +18,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.files import sha256_file, write_json_atomic
+from common.files import read_json, sha256_file, write_json_atomic
 
 MANIFEST = "prompt_set.json"
 FORMAT = "imagen-bench image folder 1"
@@ -39,10 +39,7 @@ def prompt_key(prompt_id: object) -> str:
 
 
 def _parse(path: Path) -> FolderManifest:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path} is not valid JSON ({e}); rewrite it with imagen-bench folder-manifest") from None
+    data = read_json(path, "rewrite it with imagen-bench folder-manifest")
     prompts = data.get("prompts") if isinstance(data, dict) else None
     if (
         not isinstance(data, dict)

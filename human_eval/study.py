@@ -13,20 +13,15 @@ STUDY/
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import secrets
-import shutil
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from common.files import python_process_alive, write_json_atomic
+from common.files import read_json, staged_folder, write_json_atomic
 from common.version import __version__
 
 from .contract import DEFAULT_CONTROL_THRESHOLD, DEFAULT_FAST_ANSWER_MS
@@ -142,10 +137,7 @@ def load_study(study_dir: str | Path) -> Study:
         raise FileNotFoundError(
             f"{root} is not a study directory: study.json is missing (make one with `imagen-bench study create`)"
         )
-    try:
-        meta = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path} is not valid JSON ({e}); restore it from a backup or recreate the study") from e
+    meta = read_json(path, "restore it from a backup or recreate the study")
     if not isinstance(meta, dict) or meta.get("format") != STUDY_FORMAT:
         raise ValueError(
             f"{path}: format must be {STUDY_FORMAT!r}, got {meta.get('format') if isinstance(meta, dict) else type(meta).__name__!r}"
@@ -222,10 +214,7 @@ def read_secrets(study_dir: str | Path) -> dict:
         raise FileNotFoundError(
             f"{path} is missing: invite links cannot be shown (tokens are stored only hashed in the database)"
         )
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path} is not valid JSON ({e}); invite links cannot be shown") from None
+    data = read_json(path, "invite links cannot be shown")
     if not (
         isinstance(data, dict)
         and isinstance(data.get("admin"), str)
@@ -307,15 +296,17 @@ class _Design:
 
 
 def create_study(out: str | Path, s: StudySettings) -> Study:
-    """Build the study directory. Refuses an existing non-empty `out`; builds in a temporary
-    sibling and renames it into place, so a failure leaves nothing half-made. Along its seams: the
-    sources (human_eval.sources) and the plan, the image copies (human_eval.image_copies) made as
-    the tasks are, then the files (_write_study: the database, secrets.json, study.json)."""
+    """Build the study directory. Refuses an existing non-empty `out`; builds in a staging folder
+    beside it, published whole (common.files.staged_folder), so a failure leaves nothing half-made.
+    Along its seams: the sources (human_eval.sources) and the plan, the image copies
+    (human_eval.image_copies) made as the tasks are, then the files (_write_study: the database,
+    secrets.json, study.json)."""
     out = Path(out).resolve()
     if out.exists() and any(out.iterdir()):
         raise ValueError(f"{out} already exists and is not empty; refusing to overwrite a study (choose a new --out)")
     d = _design(s, out.name)
-    with _building(out) as folder:
+    with staged_folder(out) as folder:
+        (folder / "images").mkdir()
         copies = ImageCopies(folder / "images", out, s.plan.seed, s.degrade)
         tasks = [_task(d.protocol, p, copies) for p in d.planned]
         _write_study(folder, d, tasks, copies)
@@ -329,28 +320,6 @@ def _design(s: StudySettings, default_name: str) -> _Design:
     planned = plan(protocol, items, s.plan)
     study_id = secrets.token_hex(8)  # the study's identity: ratings are keyed by name@id (study_key)
     return _Design(s, protocol, s.name or default_name, study_id, sources, items, planned)
-
-
-@contextmanager
-def _building(out: Path) -> Iterator[Path]:
-    """A temporary sibling of `out` (with images/) that becomes `out` when the block completes; on
-    any error it is removed. A killed create's leftover is removed first."""
-    for stale in (
-        out.parent.glob(f".{out.name}.creating-*") if out.parent.is_dir() else ()
-    ):  # a killed create's half-made folder
-        pid = stale.name.rsplit(".creating-", 1)[1].split("-")[0]
-        if not (pid.isdigit() and python_process_alive(int(pid))):
-            shutil.rmtree(stale, ignore_errors=True)
-    tmp = out.with_name(f".{out.name}.creating-{os.getpid()}-{secrets.token_hex(4)}")
-    (tmp / "images").mkdir(parents=True)
-    try:
-        yield tmp
-        if out.exists():
-            out.rmdir()
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _task(protocol: Protocol, p: PlannedTask, copies: ImageCopies) -> Task:

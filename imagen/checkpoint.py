@@ -21,7 +21,14 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from common.files import atomic_path, sha256_file, write_json_atomic, write_text_atomic
+from common.files import (
+    atomic_path,
+    read_json_object,
+    sha256_file,
+    staged_folder,
+    write_json_atomic,
+    write_text_atomic,
+)
 from common.training_log import split_log_rows
 from common.version import __version__
 
@@ -86,12 +93,9 @@ def read_weights(path: Path) -> dict:
 
 def _read_json(path: Path) -> dict:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path} is not valid JSON: {e}") from None
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{path} must hold a JSON object, got {type(data).__name__}")
-    return data
+        return read_json_object(path, "restore the checkpoint from a copy")
+    except ValueError as e:
+        raise CheckpointError(str(e)) from None
 
 
 def read_stage_meta(directory: Path) -> dict:
@@ -240,26 +244,31 @@ def torch_load_state(path: Path) -> dict:
 def pack_cascade(src: Path, dst: Path, dtype: torch.dtype = torch.float16) -> list[str]:
     """Copy a trained cascade's sampling weights (EMA) into a shippable folder: weights cast to
     `dtype` (half the bytes; the loader casts back to float32), config.json with the new checksum
-    and the source step, no optimizer state. Refuses to write into an existing folder."""
+    and the source step, no optimizer state. Refuses a non-empty folder; built beside it and published
+    whole (common.files.staged_folder)."""
     src, dst = Path(src), Path(dst)
     if dst.exists() and any(dst.iterdir()):
         raise FileExistsError(f"{dst} exists and is not empty; pack into a new folder")
     config, _, metas = load_cascade_checkpoint(src)
-    for stage, meta in zip(config.stages, metas):
-        state = load_file(str(src / stage.name / "model.safetensors"))
-        extra = {
-            k: v
-            for k, v in meta.items()
-            if k not in {"format", "stage", "text_encoder", "package_version", "weights_sha256"}
-        }
-        extra["packed_from"] = {"weights_sha256": meta["weights_sha256"], "dtype": str(dtype).removeprefix("torch.")}
-        save_stage(dst / stage.name, stage, config.text_encoder, {k: v.to(dtype) for k, v in state.items()}, extra)
-        log = src / stage.name / "log.csv"
-        if log.is_file():  # keep the rows up to the packed step (training may have run past its last checkpoint)
-            header, *rows = log.read_text().splitlines()
-            kept, _ = split_log_rows(rows, meta["step"])
-            write_text_atomic(dst / stage.name / "log.csv", "\n".join([header, *kept]) + "\n")
-        if (src / stage.name / "init_log.csv").is_file():
-            (dst / stage.name / "init_log.csv").write_bytes((src / stage.name / "init_log.csv").read_bytes())
-    save_cascade_index(dst, config)
+    with staged_folder(dst) as out:  # published whole: a failure or a kill leaves no half-packed folder
+        for stage, meta in zip(config.stages, metas):
+            state = load_file(str(src / stage.name / "model.safetensors"))
+            extra = {
+                k: v
+                for k, v in meta.items()
+                if k not in {"format", "stage", "text_encoder", "package_version", "weights_sha256"}
+            }
+            extra["packed_from"] = {
+                "weights_sha256": meta["weights_sha256"],
+                "dtype": str(dtype).removeprefix("torch."),
+            }
+            save_stage(out / stage.name, stage, config.text_encoder, {k: v.to(dtype) for k, v in state.items()}, extra)
+            log = src / stage.name / "log.csv"
+            if log.is_file():  # keep the rows up to the packed step (training may have run past its last checkpoint)
+                header, *rows = log.read_text().splitlines()
+                kept, _ = split_log_rows(rows, meta["step"])
+                write_text_atomic(out / stage.name / "log.csv", "\n".join([header, *kept]) + "\n")
+            if (src / stage.name / "init_log.csv").is_file():
+                (out / stage.name / "init_log.csv").write_bytes((src / stage.name / "init_log.csv").read_bytes())
+        save_cascade_index(out, config)
     return [s.name for s in config.stages]

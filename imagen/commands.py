@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from common.errors import check_choice
-from common.files import write_json_atomic
+from common.files import read_json_object, write_json_atomic
 from common.options import seed_int
 
 from . import __version__
@@ -92,7 +92,7 @@ def _parse_value(text: str):
 
 
 def train_config_from_args(args) -> TrainConfig:
-    data = json.loads(args.train_config.read_text()) if args.train_config else {}
+    data = read_json_object(args.train_config, "fix the --train-config file") if args.train_config else {}
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep:

@@ -10,11 +10,11 @@ analysis.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
+from common.files import read_json_object
 from human_eval.contract import check_answers
 
 RATINGS_FILE_SUFFIXES = (".parquet", ".csv")
@@ -35,7 +35,11 @@ def load_answers(source: str | Path) -> tuple[pd.DataFrame, dict[str, dict]]:
             else pd.read_csv(path, dtype={"prompt_id": str, "rater": str})
         )
         meta = Path(f"{path}.meta.json")
-        settings = json.loads(meta.read_text()).get("study_settings", {}) if meta.is_file() else {}
+        settings = (
+            read_json_object(meta, "export the ratings again (imagen-bench study export)").get("study_settings", {})
+            if meta.is_file()
+            else {}
+        )
     else:
         from human_eval.export import answers_frame, study_settings
 

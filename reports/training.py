@@ -7,18 +7,18 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 from pathlib import Path
 
 import pandas as pd
 
+from common.files import read_json_object
 from common.training_log import LOG_HEADER, training_history
 
 
 def load_logs(cascade_dir: Path) -> dict[str, pd.DataFrame]:
     """Per stage: every training step behind its weights (a run started with init_from includes
     the history of its starting weights), columns step (total), loss, lr, seconds (total)."""
-    index = json.loads((Path(cascade_dir) / "cascade.json").read_text())
+    index = read_json_object(Path(cascade_dir) / "cascade.json", "restore the cascade's checkpoint from a copy")
     logs = {}
     for name in index["stages"]:
         path = Path(cascade_dir) / name / "log.csv"

@@ -149,6 +149,27 @@ def test_coco_export_round_trips_and_refuses_overwrite(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["coco"]  # no temp folder left behind
 
 
+def test_coco_export_that_fails_midway_leaves_no_folder(tmp_path, monkeypatch):
+    """The export is published whole (common.files.staged_folder): an error after some images were
+    written leaves neither OUT nor a staging folder, so the rerun is not refused."""
+    import drawbench.shapes.coco as coco_module
+
+    real, calls = coco_module.render_scene, []
+
+    def render_then_fail(scene, size):
+        calls.append(scene)
+        if len(calls) == 3:
+            raise RuntimeError("renderer crashed")
+        return real(scene, size)
+
+    monkeypatch.setattr(coco_module, "render_scene", render_then_fail)
+    with pytest.raises(RuntimeError, match="renderer crashed"):
+        export_coco("test", 4, tmp_path / "coco", size=32)
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    assert len(CocoFolder(export_coco("test", 4, tmp_path / "coco", size=32))) == 4
+
+
 def test_resolve_dataset_passes_size_and_speed():
     ds = resolve_dataset_shapes("shapes:train", 64)
     assert ds[0][0].size == (64, 64) and len(ds) == 1_000_000

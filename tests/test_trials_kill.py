@@ -97,6 +97,34 @@ def test_resume_removes_temp_files_left_by_a_kill(tmp_path):
     assert not any(f.exists() for f in leftovers) and keep.read_bytes() == b"png"
 
 
+def test_a_trials_summary_is_written_whole_or_not_at_all(tmp_path, monkeypatch, capsys):
+    """harness.finish writes WORKDIR/summary.json through the atomic helper: a failure while
+    writing it leaves the previous summary as it was and no temp file."""
+    from pathlib import Path
+
+    import common.files
+    from selfcheck.trials.harness import Check, finish
+
+    assert finish(tmp_path, "t", [Check("ok", True)], {"where": Path("w")}, 1.0) == 0
+    first = (tmp_path / "summary.json").read_text()
+    assert json.loads(first) == {
+        "trial": "t",
+        "passed": True,
+        "seconds": 1.0,
+        "where": "w",
+        "checks": [{"name": "ok", "passed": True, "detail": ""}],
+    }
+
+    def no_rename(a, b):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(common.files.os, "replace", no_rename)
+    with pytest.raises(OSError, match="No space"):
+        finish(tmp_path, "t", [Check("ok", False)], {}, 2.0)
+    assert (tmp_path / "summary.json").read_text() == first and sorted(os.listdir(tmp_path)) == ["summary.json"]
+    capsys.readouterr()
+
+
 def test_initialisation_interrupted_by_a_kill_is_redone(tmp_path):
     """Regression (found building the kill-sweep trial): a kill between run.json and spec.toml (written last) left
     a folder every rerun refused as "not a run folder"; it holds no results, so it is initialised again."""

@@ -21,7 +21,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from common.files import python_process_alive, sha256_file, write_bytes_atomic, write_json_atomic, write_parquet_atomic
+from common.files import (
+    python_process_alive,
+    read_json,
+    sha256_file,
+    write_bytes_atomic,
+    write_json_atomic,
+    write_parquet_atomic,
+)
 from common.runs import PROMPT_REF_COLUMNS, PromptRef
 from imagen.checkpoint import config_diff
 
@@ -231,12 +238,7 @@ def _interrupted_init(root: Path) -> bool:
 
 def _run_record(path: Path) -> dict:
     """RUN/run.json as a dict, or one line naming the file and what is wrong with it."""
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(
-            f"{path} is not valid JSON ({e}); it was edited or damaged: restore it or use a new --out"
-        ) from None
+    data = read_json(path, "it was edited or damaged: restore it or use a new --out")
     if not isinstance(data, dict) or not isinstance(data.get("models", {}), dict):
         raise ValueError(f"{path} is not a run record (an object with 'models'); restore it or use a new --out")
     return data

@@ -3,18 +3,16 @@
     OUT/captions.json   {"info": {... provenance ...}, "images": [{"id", "file_name", "width",
                          "height", "scene"}], "annotations": [{"id", "image_id", "caption"}]}
     OUT/images/<split>-<index:06d>.png
-The folder is built next to OUT under a temporary name and renamed into place, so OUT is either
-complete or absent; a non-empty OUT is never touched.
+The folder is built next to OUT and renamed into place (common.files.staged_folder), so OUT is
+either complete or absent; a non-empty OUT is never touched.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from pathlib import Path
 
-from common.files import temp_path, write_json_atomic
+from common.files import staged_folder, write_json_atomic
 from common.version import __version__
 
 from .dataset import split_item
@@ -30,9 +28,8 @@ def export_coco(split: str, n: int, out_dir: str | Path, size: int = 256) -> Pat
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ValueError(f"{out} exists and is not an empty folder; refusing to overwrite it")
-    tmp = temp_path(out)  # a folder built beside OUT and renamed into place
-    (tmp / "images").mkdir(parents=True)
-    try:
+    with staged_folder(out) as tmp:
+        (tmp / "images").mkdir()
         images, annotations = [], []
         for i in range(n):
             scene, caption = split_item(split, i)
@@ -51,10 +48,4 @@ def export_coco(split: str, n: int, out_dir: str | Path, size: int = 256) -> Pat
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         write_json_atomic(tmp / "captions.json", {"info": info, "images": images, "annotations": annotations})
-        if out.exists():
-            out.rmdir()  # empty (checked above); os.replace onto a directory needs it gone or empty
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return out

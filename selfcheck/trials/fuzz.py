@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import random
 import re
@@ -33,6 +32,7 @@ from common.options import seed_int
 
 from .fuzz_run import Outcome, run_inprocess, run_subprocess
 from .fuzz_targets import COMMANDS, DOMAINS, PLAN, build_pristine, reset_live
+from .harness import write_summary
 
 MARKER = ".imagen-bench-trial-fuzz"
 ERROR_LINE = re.compile(r"^imagen-bench [\w-]+: error: ", re.M)
@@ -212,7 +212,7 @@ def run(args: argparse.Namespace) -> int:
         "failed_cases": failures,
         "all_cases": records,
     }
-    (work / "fuzz-summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    write_summary(work / "fuzz-summary.json", summary)
     print(
         f"fuzz: {len(records)} cases ({summary['exit_0']} accepted, {summary['exit_2']} refused clearly), "
         f"{len(failures)} failures, {summary['seconds']:.0f} s -> {work / 'fuzz-summary.json'}"

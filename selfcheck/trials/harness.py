@@ -13,6 +13,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from common.files import write_text_atomic
+
 
 @dataclass(frozen=True)
 class Check:
@@ -93,15 +95,18 @@ def finish(workdir: Path, trial: str, checks: list[Check], facts: dict, seconds:
         "checks": [asdict(c) for c in checks],
     }
     path = workdir / "summary.json"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    write_summary(path, summary)
     width = max((len(c.name) for c in checks), default=0)
     print(f"\n== {trial}: {'PASS' if passed else 'FAIL'} in {seconds:.0f} s ==")
     for c in checks:
         print(f"  {'PASS' if c.passed else 'FAIL'}  {c.name:<{width}}  {c.detail}")
     print(f"summary: {path}")
     return 0 if passed else 1
+
+
+def write_summary(path: Path, summary: dict) -> None:
+    """A trial's JSON summary, written whole or not at all (common.files: `.NAME.PID.tmp`, renamed)."""
+    write_text_atomic(path, json.dumps(summary, indent=2, default=str) + "\n")
 
 
 def fresh_workdir(workdir: Path) -> Path:

@@ -36,6 +36,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .harness import write_summary
+
 MARKER = ".imagen-bench-trial-security"
 
 
@@ -413,7 +415,7 @@ def run(args: argparse.Namespace) -> int:
         "results": results,
         "seconds": round(time.perf_counter() - t0, 1),
     }
-    (work / "security-summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    write_summary(work / "security-summary.json", summary)
     print(
         f"security: {len(results)} checks, {len(failed)} failed{': ' + ', '.join(failed) if failed else ''}, "
         f"{summary['seconds']:.0f} s -> {work / 'security-summary.json'}"

@@ -57,11 +57,19 @@ def _add_study(p: argparse.ArgumentParser) -> None:
     c.add_argument("--protocol", required=True, choices=list(PROTOCOLS))
     c.add_argument(
         "--a",
-        required=True,
-        help="model A images: run:DIR@CELL (cell id or KEY=VALUE,... of its settings) or folder:DIR",
+        default=None,
+        help="model A images: run:DIR@CELL (cell id or KEY=VALUE,... of its settings) or folder:DIR (required unless --model)",
     )
     c.add_argument(
         "--b", default=None, help="model B (or, for coco_realism, the reference images): run:DIR[@CELL] or folder:DIR"
+    )
+    c.add_argument(
+        "--model",
+        action="append",
+        default=None,
+        metavar="SOURCE",
+        help="three or more models to rank, one --model each (instead of --a / --b): a sequential ranking, each rater's "
+        "batch on the pair of models that informs the ranking most (docs/human_eval_sequential.md)",
     )
     c.add_argument("--out", required=True, type=Path, help="new study directory")
     c.add_argument(
@@ -251,14 +259,31 @@ def _sequential(args):
     return SequentialPlan(**given)
 
 
+def _models(args) -> tuple[str, ...]:
+    """The --model sources (three or more: a sequential ranking), or () for --a / --b; refused mixed."""
+    if args.model is None:
+        if args.a is None:
+            raise ValueError("give the images to rate: --a (and --b), or --model three times or more to rank models")
+        return ()
+    if args.a is not None or args.b is not None:
+        raise ValueError("--model replaces --a and --b: give every model with --model")
+    if len(args.model) < 3:
+        raise ValueError(f"--model takes three or more models to rank, got {len(args.model)}; two models: --a and --b")
+    if args.design not in (None, "sequential"):
+        raise ValueError(f"several models are ranked by --design sequential, got --design {args.design}")
+    args.design = "sequential"
+    return tuple(args.model)
+
+
 def cmd_create(args) -> int:
     from .plan import PlanSettings
     from .study import StudySettings, create_study
 
+    models = _models(args)
     settings = StudySettings(
         protocol=args.protocol,
-        a=args.a,
-        b=args.b,
+        a=models[0] if models else args.a,
+        b=models[1] if models else args.b,
         prompts=args.prompts,
         name=args.name,
         db=args.db,
@@ -277,7 +302,12 @@ def cmd_create(args) -> int:
         ),
     )
     check_writable(args.out)
-    study = create_study(args.out, settings)
+    if models:
+        from .ranking_study import create_ranking_study
+
+        study = create_ranking_study(args.out, settings, models[2:])
+    else:
+        study = create_study(args.out, settings)
     meta = json.loads((study.root / "study.json").read_text())
     t = meta["tasks"]
     design = meta["settings"]["plan"]["design"]
@@ -288,11 +318,18 @@ def cmd_create(args) -> int:
         else "every rater rates every prompt"
         if design == "all_prompts"
         else "one batch per rater, stopping by the plan in study.json (settings.plan.sequential)"
+        if design == "sequential"
+        else f"{len(meta['models'])} models ranked: one batch per rater on the pair chosen when they start (tasks "
+        "dealt then), stopping by the plan in study.json (settings.plan.sequential)"
+    )
+    tasks = (
+        f"{t['total']} tasks ({t['controls']} controls)"
+        if "pairs" not in t
+        else f"{sum(t['pairs'].values())} tasks in the deck of {len(t['pairs'])} pairs"
     )
     print(
         f"study {study.name}: {meta['prompts']['n']} prompts (+{len(meta['prompts']['control'])} set aside for controls), "
-        f"{t['raters']} raters, {how}, {t['total']} tasks "
-        f"({t['controls']} controls), {len(study.images)} images -> {study.root}"
+        f"{t['raters']} raters, {how}, {tasks}, {len(study.images)} images -> {study.root}"
     )
     print(f"serve it with: imagen-bench rate {args.out}")
     return 0

@@ -4,7 +4,7 @@
     study_settings(study_dir_or_db_url)     study -> its recorded settings (control threshold, fast-answer time)
     write_answers(source, out)              CSV or parquet + a sidecar <out>.meta.json saying what made it
 (the frame's validation and the exclusion rule, check_answers / apply_controls by (study, rater), are contract.py's;
-a sequential study's stopping state, sequential_state, is sequential.py's)
+a sequential study's stopping state, sequential_state, is sequential.py's; a ranking's, ranking_state, ranking.py's)
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from common.runs import PromptRef
 from common.tables import to_csv
 
 from .contract import COLUMNS as CONTRACT_COLUMNS
+from .ranking import DESIGN as RANKING_DESIGN  # noqa: F401  (a sequential ranking's stop, for the report)
+from .ranking import state as ranking_state  # noqa: F401
 from .sequential import state as sequential_state  # noqa: F401  (a sequential study's stop, for the report)
 from .store import Store, is_postgres_url
 from .study import load_study

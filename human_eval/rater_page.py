@@ -11,6 +11,7 @@ from collections.abc import Callable
 import streamlit as st
 
 from .protocols import Protocol, get_protocol
+from .ranking_deal import batch_for
 from .sequential_page import ENDED, ended
 from .serving import served_url
 from .store import Store, SubmitResult, Task
@@ -111,7 +112,7 @@ def submit_notice(result: SubmitResult) -> str | None:
 def render(study: Study, store: Store, rater: str, finished: Callable[[], None] | None = None) -> None:
     """`finished`: what ends a finished queue instead of the thank-you line (a crowd platform's redirect)."""
     protocol = get_protocol(study.protocol)
-    tasks = store.tasks(rater)
+    tasks = batch_for(study, store, rater)  # a sequential ranking study deals the batch now
     answered = store.answered(rater)
     n_q = len(protocol.questions)
     done = {tid for tid, a in answered.items() if len(a) == n_q}

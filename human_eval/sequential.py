@@ -74,21 +74,25 @@ def record(plan: SequentialPlan, question: str, cap_batches: int, tasks_per_batc
     }
 
 
+def recorded_plan(seq: dict) -> Recorded:
+    """The Recorded of a study's settings.plan.sequential (KeyError: a field is missing)."""
+    names = {f.name for f in fields(SequentialPlan)}
+    return Recorded(
+        SequentialPlan(**{k: v for k, v in seq.items() if k in names}),
+        str(seq["question"]),
+        int(seq["cap_batches"]),
+        int(seq["tasks_per_batch"]),
+        int(seq["n_prompts"]),
+    )
+
+
 def recorded(settings: dict) -> Recorded | None:
-    """The recorded plan of a study's settings (None: not a sequential study)."""
+    """The recorded plan of a study's settings (None: not a sequential A-vs-B study)."""
     plan = settings.get("plan", {})
     if plan.get("design") != "sequential":
         return None
-    seq = dict(plan.get("sequential") or {})
-    names = {f.name for f in fields(SequentialPlan)}
     try:
-        return Recorded(
-            SequentialPlan(**{k: v for k, v in seq.items() if k in names}),
-            str(seq["question"]),
-            int(seq["cap_batches"]),
-            int(seq["tasks_per_batch"]),
-            int(seq["n_prompts"]),
-        )
+        return recorded_plan(dict(plan.get("sequential") or {}))
     except KeyError as e:
         raise ValueError(
             f"the study's sequential plan lacks {e}; it was not written by `study create --design sequential`"
@@ -204,4 +208,16 @@ def state(frame: pd.DataFrame, settings: dict, threshold: float) -> State:
     return State(rec, table.drop(columns="prompts"), low[0], high[0], np.array(covered, bool), stop_at, why)
 
 
-__all__ = ["METHODS", "REASONS", "Recorded", "SequentialPlan", "State", "record", "recorded", "state", "stops"]
+__all__ = [
+    "METHODS",
+    "REASONS",
+    "Recorded",
+    "SequentialPlan",
+    "State",
+    "batch_table",
+    "record",
+    "recorded",
+    "recorded_plan",
+    "state",
+    "stops",
+]

@@ -86,10 +86,18 @@ def planned(
     batches = deal(rng, list(index), [it.category for it in ordinary], per_batch, settings.raters)
     out: list[PlannedTask] = []
     for rater, keys in zip(rater_names(settings.raters), batches):
-        batch = [index[key] for key in keys] + rng.sample(controls, k)
-        rng.shuffle(batch)
-        out += [PlannedTask(rater, 1, p, it, rng.random() < 0.5) for p, it in enumerate(batch, start=1)]
+        batch = mixed(rng, [index[key] for key in keys], controls, k)
+        out += [PlannedTask(rater, 1, p, it, left) for p, (it, left) in enumerate(batch, start=1)]
     return out
+
+
+def mixed(rng: random.Random, ordinary: list, controls: list, k: int) -> list[tuple]:
+    """One batch as raters meet it, (task, A on the left) in order: the ordinary tasks and k controls
+    drawn from the pool, shuffled together, sides at random: how every sequential batch is made (a
+    ranking study's too, human_eval.ranking_deal), so nothing in a batch's order marks a control."""
+    batch = list(ordinary) + rng.sample(controls, k)
+    rng.shuffle(batch)
+    return [(it, rng.random() < 0.5) for it in batch]
 
 
 def sequential_record(protocol: Protocol, settings: PlanSettings, tasks: list[PlannedTask]) -> dict:

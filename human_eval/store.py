@@ -83,6 +83,32 @@ class SubmitResult:
     kept: tuple[str, ...]  # questions that already had an answer (first answer wins; this call changed nothing)
 
 
+INSERT_TASK = "INSERT INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+
+
+def task_row(study: str, t: Task) -> tuple:
+    """A task's row of the tasks table (INSERT_TASK): at creation, or when a sequential ranking study
+    deals a rater's batch (human_eval.ranking_deal)."""
+    return (
+        t.task_id,
+        study,
+        t.rater,
+        t.batch,
+        t.position,
+        t.prompt_id,
+        t.category,
+        t.caption,
+        t.model_a,
+        t.model_b,
+        int(t.a_on_left),
+        json.dumps(list(t.images_a)),
+        json.dumps(list(t.images_b)),
+        int(t.is_control),
+        t.control_kind,
+        json.dumps(dict(t.expected)),
+    )
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
@@ -217,28 +243,7 @@ class Store:
             for rater, token in rater_tokens.items():
                 self._exec(cur, "INSERT INTO raters VALUES (?, ?, ?)", (self.study, rater, hash_token(token)))
             for t in tasks:
-                self._exec(
-                    cur,
-                    "INSERT INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        t.task_id,
-                        self.study,
-                        t.rater,
-                        t.batch,
-                        t.position,
-                        t.prompt_id,
-                        t.category,
-                        t.caption,
-                        t.model_a,
-                        t.model_b,
-                        int(t.a_on_left),
-                        json.dumps(list(t.images_a)),
-                        json.dumps(list(t.images_b)),
-                        int(t.is_control),
-                        t.control_kind,
-                        json.dumps(dict(t.expected)),
-                    ),
-                )
+                self._exec(cur, INSERT_TASK, task_row(self.study, t))
 
     # -- authentication ------------------------------------------------------------------------
     def protocol(self) -> str:

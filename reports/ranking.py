@@ -1,8 +1,7 @@
 """Bradley-Terry ranking of more than two models from side-by-side answers.
 
-P(m beats k) = pi_m / (pi_m + pi_k). A tie counts as half a win for each side. Fitted by
-Hunter's (2004) MM algorithm, pi_m <- W_m / sum_k n_mk / (pi_m + pi_k), renormalised each step so
-that mean(log pi) = 0; W_m = wins of m, n_mk = comparisons between m and k. Reported strength:
+P(m beats k) = pi_m / (pi_m + pi_k), a tie half a win for each side, fitted by the MM algorithm of
+common.bradley_terry (the one fit the sequential ranking design uses too). Reported strength:
 log pi (0 = average model). Intervals: percentile intervals of the two-way bootstrap (prompts and
 raters resampled; pigeonhole, hence conservative), every resample fitted at once (vectorised).
 """
@@ -12,31 +11,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from common.bradley_terry import fit as fit_bradley_terry
+
 from .bootstrap import PIGEONHOLE_BLOCK, CrossedBootstrap
 from .preference import SIDE_SCORES, RatingsAnalysis
 
-MM_ITERATIONS = 2000  # MM converges linearly; 2000 steps reach ~1e-10 on well-connected designs
-MM_TOLERANCE = 1e-10
-MIN_STRENGTH = 1e-9  # a model with no wins in a resample has pi -> 0; floor it to keep logs finite
 BT_MAX_RESAMPLES = 2000  # each BT resample costs an N-sized weight vector and an MM fit; cap time, stated in the table
-
-
-def fit_bradley_terry(wins: np.ndarray) -> np.ndarray:
-    """log pi for a batch: wins[..., m, k] = (weighted) wins of m over k. Returns [..., M]."""
-    wins = np.asarray(wins, dtype=float)
-    games = wins + np.swapaxes(wins, -1, -2)  # n_mk
-    total_wins = wins.sum(axis=-1)  # W_m
-    pi = np.ones(wins.shape[:-1])
-    for _ in range(MM_ITERATIONS):
-        with np.errstate(invalid="ignore", divide="ignore"):
-            denom = np.nansum(games / (pi[..., :, None] + pi[..., None, :]), axis=-1)
-            new = np.maximum(np.where(denom > 0, total_wins / denom, 1.0), MIN_STRENGTH)
-        new /= np.exp(np.log(new).mean(axis=-1, keepdims=True))  # geometric mean 1
-        done = np.nanmax(np.abs(new - pi)) < MM_TOLERANCE
-        pi = new
-        if done:
-            break
-    return np.log(pi)
 
 
 def _check_connected(models: list[str], wins: np.ndarray) -> None:

@@ -1,13 +1,15 @@
-"""The report's account of a sequential A-vs-B study (human_eval.sequential): why and when it
-stopped, and the interval at the stop, recomputed from the answers and the plan the study
-recorded at creation (the rule reads no state that the answers and the plan do not fix)."""
+"""The report's account of a sequential study: an A-vs-B study (human_eval.sequential), why and when
+it stopped and the interval at the stop; a ranking of several models (human_eval.ranking), why and
+when it stopped and the Bradley-Terry ranking with its intervals at the stop. Recomputed from the
+answers and the plan the study recorded at creation (the rule reads no state that the answers and
+the plan do not fix)."""
 
 from __future__ import annotations
 
 import pandas as pd
 
 from human_eval.contract import DEFAULT_CONTROL_THRESHOLD
-from human_eval.export import sequential_state
+from human_eval.export import RANKING_DESIGN, ranking_state, sequential_state
 
 from .html import Paragraph, Section, Table
 
@@ -17,6 +19,9 @@ def sequential_sections(answers: pd.DataFrame, settings: dict[str, dict]) -> lis
     out = []
     for study in sorted(set(answers["study"].astype(str))):
         recorded = settings.get(study, {})
+        if recorded.get("plan", {}).get("design") == RANKING_DESIGN:
+            out.append(_ranking_section(study, answers[answers["study"].astype(str) == study], recorded, len(out) + 1))
+            continue
         if recorded.get("plan", {}).get("design") != "sequential":
             continue
         threshold = float(recorded.get("control_threshold", DEFAULT_CONTROL_THRESHOLD))
@@ -48,3 +53,45 @@ def sequential_sections(answers: pd.DataFrame, settings: dict[str, dict]) -> lis
             )
         )
     return out
+
+
+def _ranking_section(study: str, answers: pd.DataFrame, recorded: dict, n: int) -> Section:
+    threshold = float(recorded.get("control_threshold", DEFAULT_CONTROL_THRESHOLD))
+    state = ranking_state(answers, recorded, threshold)
+    rec = state.recorded
+    batches = state.batches.assign(pair=[rec.pair_label(p) for p in state.batches["pair"]])
+    batches["after_stop"] = batches["counted"] & (batches["look"] > state.stop_at) & (state.stop_at > 0)
+    batches["done_at"] = batches["done_at"].astype(str)
+    return Section(
+        f"Sequential ranking: {study}",
+        [
+            Paragraph(state.describe(), kind="plain"),
+            Paragraph(
+                f"Assumption: raters arrive exchangeably and answer independently of each other, so each rater's batch mean "
+                f"(A = 1, tie = 1/2, B = 0 on {rec.base.question!r}, A the pair's first model) is one bounded observation of its "
+                f"pair; answers inside a batch share a rater and are not treated as independent. Batches of raters below the "
+                f"control threshold ({threshold:.0%}) do not count. Each pair's interval holds its preference over the study's "
+                f"prompts with {1 - rec.pair_alpha:.2%} probability at every look, all {len(state.pair_table())} together with "
+                f"{1 - rec.plan.alpha:.0%} (Bonferroni), whichever pairs the allocation chose, so stopping by the rule keeps them "
+                f"valid. Strengths: Bradley-Terry log strengths fitted to the counted answers up to the stop (0 = the average "
+                f"model); a difference's interval is the logit of its pair's interval, the Bradley-Terry reading of a preference."
+            ),
+            Table(
+                f"sequential_ranking_{n}",
+                state.estimates(),
+                "The models in the fitted order at the stop: log strength, and against the next model the preference interval "
+                "and the strength difference's interval (simultaneous at 1 - alpha), with the verdict.",
+            ),
+            Table(
+                f"sequential_ranking_pairs_{n}",
+                state.pair_table(),
+                "Every pair: counted batches up to the stop, its interval, whether one full pass over the prompts is in, its status.",
+            ),
+            Table(
+                f"sequential_ranking_batches_{n}",
+                batches[["look", "rater", "pair", "done_at", "answers", "mean", "counted", "after_stop"]],
+                "One row per complete batch in the order it was completed: its rater, pair, mean score (for the pair's first "
+                "model) and whether it counts; rows after the stop did not enter the rule.",
+            ),
+        ],
+    )

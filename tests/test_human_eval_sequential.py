@@ -382,17 +382,20 @@ def test_the_cap_is_reached_when_every_planned_batch_is_in_flagged_ones_too():
 
 
 def test_bradley_terry_orders_and_ranking_finds_the_decided_chain():
-    from selfcheck.sequential.ranking import bradley_terry, ranked
+    """The simulation's fit and rule are the app's (common.bradley_terry, human_eval.ranking)."""
+    from common.bradley_terry import fit
+    from human_eval.ranking import ranked
+    from selfcheck.sequential.ranking import BT_ITERATIONS, PRIOR
 
     wins = np.zeros((1, 3, 3))
     wins[0, 2, 1], wins[0, 1, 2] = 60, 40  # 2 beats 1, 1 beats 0, 2 beats 0
     wins[0, 1, 0], wins[0, 0, 1] = 70, 30
     wins[0, 2, 0], wins[0, 0, 2] = 80, 20
-    assert np.argsort(-bradley_terry(wins)[0]).tolist() == [2, 1, 0]
+    assert np.argsort(-fit(wins, prior=PRIOR, iterations=BT_ITERATIONS)[0]).tolist() == [2, 1, 0]
     decided = np.zeros((2, 3, 3), bool)
     decided[:, 2, 1] = decided[:, 1, 0] = True  # both replicates: 2 > 1 > 0 ...
     decided[1, 1, 0] = False  # ... except the second, where 1 vs 0 is open
-    assert ranked(decided, 3).tolist() == [list(itertools.permutations(range(3))).index((2, 1, 0)), -1]
+    assert ranked(decided).tolist() == [list(itertools.permutations(range(3))).index((2, 1, 0)), -1]
 
 
 def test_several_models_information_driven_pairs_spend_fewer_ratings():

@@ -43,7 +43,8 @@ DIRECTIONS = ("higher", "lower", "none")
 #                     score interval at the prompt-cluster effective sample size (reports.intervals)
 #   t                 per-image continuous values: mean +- t(P-1) x cluster SE, kept in the range
 #   jackknife-blocks  set metrics: delete-a-block jackknife over prompt blocks (bench.metrics.blocks)
-#   block-means       k-NN set metrics: mean of disjoint prompt blocks at a stated set size
+#   block-means       k-NN set metrics: mean of disjoint prompt blocks at a stated set size, Hall's
+#                     skew-corrected t interval on the block values (bench.metrics.blocks.skew_t_interval)
 #   none              no interval (a protocol value at N, a spread, a count)
 INTERVALS = ("wilson-eff", "t", "jackknife-blocks", "block-means", "none")
 # What a metric measures, for the report's figures: the Pareto curves put an "alignment" metric

@@ -402,7 +402,9 @@ class PRDC(_BankMetric):
                 ]
                 continue
             for name, r in B.prdc_blocks(real, fake, blocks[0], o.k_pr, o.k_dc, real_radii=radii).items():
-                extra = interval_details(r, blocks, "mean of disjoint prompt blocks, t(G-1), kept in range")
+                extra = interval_details(
+                    r, blocks, "mean of disjoint prompt blocks, Hall skew-corrected t(G-1), kept in range"
+                )
                 out.append(
                     MetricResult(
                         name, r["value"], len(fake), {**details, **extra, "set_size": r["set_size"]}, cell_id=cell

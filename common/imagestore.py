@@ -5,11 +5,13 @@ of images named by prompt id (how precomputed / closed models are compared, e.g.
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from common.coco_json import coco_image_files, read_coco_json
 from common.folder_manifest import folder_manifest, prompt_key
 from common.runs import PromptRef
 
@@ -31,8 +33,6 @@ def open_image(path: str | Path):
     not a whole, readable image of sane size - truncated or corrupt data, a non-image, an empty
     file, a folder, a decompression-bomb header (> PIL's MAX_IMAGE_PIXELS) - is a ValueError naming
     the file."""
-    import warnings
-
     from PIL import Image
 
     p = Path(path)
@@ -79,8 +79,6 @@ def coco_files(root: str | Path) -> tuple[str, dict[str, Path]]:
     captions_<split>.json beside <split>/ (COCO_val2014_000000203564.jpg or, for 2017,
     000000203564.jpg: the JSON's file_name is the truth), or the suite's captions.json + images/.
     The layout name is the split ("val2014") or "coco" for captions.json + images/."""
-    from common.coco_json import coco_image_files, read_coco_json
-
     root = Path(root)
     if (root / "captions.json").is_file():
         candidates = [("coco", root / "captions.json", root / "images")]

@@ -20,6 +20,10 @@ import pandas as pd
 
 from common.fields import bounded, check_values, values_from_text
 
+from .coco import load_coco_captions
+from .prompts import load_drawbench
+from .suites import load_geneval, load_parti
+
 MAX_COUNT = 100_000  # n / n_per_category: more prompts than any set holds only exhausts memory
 
 
@@ -57,14 +61,10 @@ class GenEvalOptions:
 
 
 def _drawbench(o: DrawBenchOptions) -> pd.DataFrame:
-    from .prompts import load_drawbench
-
     return load_drawbench(categories=o.categories, path=Path(o.path) if o.path else None)
 
 
 def _coco(o: CocoOptions) -> pd.DataFrame:
-    from .coco import load_coco_captions
-
     return load_coco_captions(n=o.n, seed=o.seed, no_people=o.no_people, path=o.path)
 
 
@@ -79,14 +79,10 @@ def _shapes(o: ShapesOptions) -> pd.DataFrame:
 
 
 def _parti(o: PartiOptions) -> pd.DataFrame:
-    from .suites import load_parti
-
     return load_parti(categories=o.categories, challenges=o.challenges)
 
 
 def _geneval(o: GenEvalOptions) -> pd.DataFrame:
-    from .suites import load_geneval
-
     return load_geneval(tags=o.tags)
 
 

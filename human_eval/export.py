@@ -19,6 +19,7 @@ from common.files import atomic_path, write_json_atomic
 from common.imagestore import ImageRecord
 from common.runs import PromptRef
 from common.tables import to_csv
+from common.version import __version__
 
 from .contract import COLUMNS as CONTRACT_COLUMNS
 from .ranking import DESIGN as RANKING_DESIGN  # noqa: F401  (a sequential ranking's stop, for the report)
@@ -85,8 +86,6 @@ def study_settings(study_dir_or_db_url: str | Path) -> dict[str, dict]:
 def write_answers(source: str | Path, out: str | Path) -> pd.DataFrame:
     """Write answers_frame(source) to `out` (.csv or .parquet) and `<out>.meta.json`. Refuses to
     overwrite an existing file."""
-    from common.version import __version__
-
     out = Path(out)
     if out.suffix not in EXPORT_FORMATS:
         raise ValueError(f"export file must end in {' or '.join(EXPORT_FORMATS)}, got {out.name!r}")

@@ -27,6 +27,8 @@ import pandas as pd
 
 from common.imagestore import ImageRecord, read_coco, read_folder, read_run
 from drawbench import load_drawbench
+from drawbench.coco import people_subset
+from drawbench.sets import load_prompt_set, options_from_text
 
 SOURCE_FORMS = "run:DIR[@CELL], run:DIR@KEY=VALUE[,KEY=VALUE...], folder:DIR or coco:DIR"
 PROMPT_FORMS = (
@@ -68,14 +70,9 @@ def load_prompts(spec: str) -> tuple[pd.DataFrame, str]:
             raise FileNotFoundError(f"prompt file {path} does not exist")
         return load_drawbench(path=path), path.stem
     if kind == "coco":
-        from drawbench.coco import people_subset
-        from drawbench.sets import load_prompt_set, options_from_text
-
         prompts = load_prompt_set("coco", options_from_text("coco", rest))
         return prompts.assign(category=prompts["prompt"].map(people_subset)), "coco"
     if kind in SUITES:
-        from drawbench.sets import load_prompt_set, options_from_text
-
         return load_prompt_set(kind, options_from_text(kind, rest)), kind
     raise ValueError(f"prompt set {spec!r} not understood; use {PROMPT_FORMS}")
 

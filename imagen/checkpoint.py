@@ -33,6 +33,8 @@ from common.training_log import split_log_rows
 from common.version import __version__
 
 from .config import CascadeConfig, StageConfig, TextEncoderConfig, from_dict, to_dict
+from .pipeline import Cascade
+from .text_encoders import CachedTextEncoder, encoder_placement, load_text_encoder
 from .unet import EfficientUNet
 
 STAGE_FORMAT = "imagen-bench-stage/1"
@@ -229,9 +231,6 @@ def load_cascade_checkpoint(directory: Path, num_stages: int | None = None):
 def load_cascade(directory: Path, num_stages: int | None = None, text_encoder=None, device: str = "cpu"):
     """A ready-to-sample Cascade (text encoder loaded from the checkpoint's config unless given, placed
     for a pipeline on resolved `device`: text_encoders.encoder_placement)."""
-    from .pipeline import Cascade
-    from .text_encoders import CachedTextEncoder, encoder_placement, load_text_encoder
-
     config, unets, _ = load_cascade_checkpoint(directory, num_stages)
     te = text_encoder or CachedTextEncoder(load_text_encoder(config.text_encoder, *encoder_placement(device)))
     return Cascade(config=config, text_encoder=te, unets=unets)

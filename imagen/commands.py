@@ -14,7 +14,7 @@ from common.options import seed_int
 
 from . import __version__
 from .config import COMPILE_MODES, TrainConfig, from_dict, to_dict
-from .presets import PRESETS
+from .presets import PRESETS, get_preset, with_t5
 
 DEFAULT_CHECKPOINT = Path(__file__).parent / "weights" / "shapes"
 
@@ -106,7 +106,6 @@ def train_config_from_args(args) -> TrainConfig:
 def run_train(args) -> int:
     from .checkpoint import save_cascade_index
     from .data import resolve_dataset
-    from .presets import get_preset, with_t5
     from .text_encoders import CachedTextEncoder, encoder_placement, load_text_encoder
     from .train import Trainer
 

@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,6 @@ class Dist:
         """Every rank's picklable `obj`, in rank order, on every rank (a collective: all ranks call it)."""
         if self.size == 1:
             return [obj]
-        import torch.distributed as dist
 
         out = [None] * self.size
         dist.all_gather_object(out, obj)
@@ -40,8 +40,6 @@ def joined() -> Dist:
     """This process's rank in the process group it has joined (init_from_env), else a 1-process world:
     for code that runs inside a torchrun job without being handed its world (metrics, whose
     torchmetrics states sync through the same group)."""
-    import torch.distributed as dist
-
     if not (dist.is_available() and dist.is_initialized()):
         return Dist()
     return Dist(dist.get_rank(), dist.get_world_size())
@@ -55,7 +53,6 @@ def init_from_env(device: str = "cpu") -> Dist:
     """Join torchrun's process group (once per process) for a rank running on `device` (resolved)."""
     if world_size_from_env() == 1:
         return Dist()
-    import torch.distributed as dist
 
     if not dist.is_initialized():
         if torch.device(device).type == "cuda":

@@ -17,7 +17,9 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
+from pathlib import Path
 
 from .config import CascadeConfig, DiffusionConfig, StageConfig, TextEncoderConfig, UNetConfig
 
@@ -236,9 +238,6 @@ def with_t5(cascade: CascadeConfig, t5_path: str) -> CascadeConfig:
     """`cascade` conditioned on the T5 encoder in the local Hugging Face directory `t5_path`: every
     U-Net's text width becomes the T5's d_model (4,096 for T5-XXL, as the paper preset has); the
     preset's token length is kept. For `imagen-bench train --t5 DIR` with any preset."""
-    import json
-    from pathlib import Path
-
     config = Path(t5_path).expanduser() / "config.json"
     try:
         d = int(json.loads(config.read_text())["d_model"])

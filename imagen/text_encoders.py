@@ -20,10 +20,12 @@ from pathlib import Path
 from typing import Protocol
 
 import torch
+from safetensors.torch import load_file, save_file
 
 from common.files import atomic_path
 
 from .config import TextEncoderConfig
+from .device import resolve_precision
 
 
 class TextEncoder(Protocol):
@@ -37,8 +39,6 @@ class TextEncoder(Protocol):
 def encoder_placement(device: str) -> tuple[str, str]:
     """(device, precision) for the text encoder of a pipeline on resolved `device`: the CPU in float32
     (how every shipped cascade was trained), or that GPU in its auto precision."""
-    from .device import resolve_precision
-
     if torch.device(device).type != "cuda":
         return "cpu", "fp32"
     return device, resolve_precision("auto", device)[0]
@@ -142,8 +142,6 @@ class CachedTextEncoder:
         return self.cache_dir / (hashlib.sha256(prompt.encode()).hexdigest()[:32] + ".safetensors")
 
     def encode(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        from safetensors.torch import load_file, save_file
-
         missing = []
         for p in dict.fromkeys(prompts):
             if p in self._memory:

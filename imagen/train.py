@@ -18,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 from common.errors import check_choice
 from common.files import atomic_path, write_text_atomic
@@ -143,8 +145,6 @@ class Trainer:
         self._resume()
         self.model = self.unet  # what the loss runs through: the DDP wrapper under torchrun
         if self.dist.size > 1:
-            from torch.nn.parallel import DistributedDataParallel
-
             cuda = torch.device(self.placement.device).type == "cuda"
             self.model = DistributedDataParallel(
                 self.unet, device_ids=[torch.device(self.placement.device)] if cuda else None
@@ -274,7 +274,6 @@ class Trainer:
         """The loss of the whole global batch (the mean of the ranks' equal-sized shares)."""
         if self.dist.size == 1:
             return loss.item()
-        import torch.distributed as dist
 
         total = loss.detach().float().reshape(1).clone()
         dist.all_reduce(total)
@@ -327,8 +326,6 @@ class Trainer:
                     f.flush()
                     self.save()
         if self.dist.size > 1:
-            import torch.distributed as dist
-
             dist.barrier()  # the last checkpoint is on disk before any rank goes on
         return losses
 

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import argparse
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 
+import pandas as pd
+
+from common.files import check_writable, staged_folder, write_json_atomic
 from common.options import int_in, seed_int
+from common.tables import to_csv
+from common.version import __version__
 from human_eval.contract import DEFAULT_CONTROL_THRESHOLD
 
+from .answers import load_answers
 from .bootstrap import DEFAULT_METHOD, DEFAULT_RESAMPLES, METHODS, RESAMPLES_RANGE
+from .leaderboard import LeaderboardOptions, leaderboard, wide
 from .paired import DEFAULT_RESAMPLES as DEFAULT_RESAMPLES_PAIRED
 from .power import (
     ANSWERS_RANGE,
@@ -24,7 +31,11 @@ from .power import (
     needed,
     power_curve,
 )
+from .preference import CIConfig
+from .publish import check_target
+from .runs import is_run_folder, spec_sha256
 from .simulate import RaterModel
+from .simulated import simulated_ratings  # reads the DrawBench prompts only when asked
 
 # Demo ratings (--simulate-ratings, reports.simulated): a modest true preference for the
 # second model, like the small SD v1.4 -> v1.5 improvement.
@@ -146,13 +157,6 @@ def _add_leaderboard(p: argparse.ArgumentParser) -> None:
 
 
 def run_leaderboard(args) -> int:
-    import pandas as pd
-
-    from common.files import check_writable
-
-    from .leaderboard import LeaderboardOptions, leaderboard, wide
-    from .runs import spec_sha256
-
     options = LeaderboardOptions(metrics=args.metrics, resamples=args.resamples, seed=args.seed, level=args.level)
     if args.out is not None:
         check_writable(args.out)
@@ -178,12 +182,6 @@ def run_leaderboard(args) -> int:
 def write_leaderboard(out: Path, board, pairs, specs: dict[str, str | None], options) -> None:
     """leaderboard.csv/.parquet, pairs.csv/.parquet and leaderboard.json (what made them), published
     as one folder (common.files.staged_folder): a full disk or a kill leaves no half folder."""
-    from datetime import datetime
-
-    from common.files import staged_folder, write_json_atomic
-    from common.tables import to_csv
-    from common.version import __version__
-
     with staged_folder(out) as stage:
         for name, frame in (("leaderboard", board), ("pairs", pairs)):
             to_csv(frame, stage / f"{name}.csv")
@@ -255,13 +253,7 @@ def run_power(args) -> int:
 
 
 def run_report(args) -> int:
-    from common.files import check_writable
-
-    from .answers import load_answers
     from .build import ReportInputs, ReportOptions, build_report
-    from .preference import CIConfig
-    from .publish import check_target
-    from .runs import is_run_folder
 
     check_writable(args.out)  # before reading anything large
     check_target(args.out, args.force)
@@ -275,8 +267,6 @@ def run_report(args) -> int:
             answers.append((item, frame))
             settings.update(recorded)
     if args.simulate_ratings:
-        from .simulated import simulated_ratings  # reads the DrawBench prompts only when asked
-
         frame, images = simulated_ratings(args.simulate_ratings, args.true_preference, args.seed)
         answers.append((f"simulated ratings of {args.simulate_ratings[0]} vs {args.simulate_ratings[1]}", frame))
         banner = (

@@ -13,7 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.special import stdtrit  # Student t quantile (scipy.stats is slow to import)
+from scipy.special import (
+    stdtr,  # Student t CDF
+    stdtrit,  # Student t quantile (scipy.stats is slow to import)
+)
 
 from common.runs import CELL_AXES
 
@@ -80,8 +83,6 @@ def paired_p(mean: float, low: float, high: float, n_prompts: int, level: float 
     """Two-sided p of "no difference" that matches the interval: t = mean / se with the se behind
     prompt_bootstrap's interval ((high - low) / 2 / t quantile) and P - 1 degrees of freedom; 1 when
     the differences do not vary (se 0, mean 0), 0 when they are all the same non-zero value."""
-    from scipy.special import stdtr  # Student t CDF
-
     if not np.isfinite(low) or n_prompts < 2:
         return float("nan")
     se = (high - low) / 2 / float(stdtrit(n_prompts - 1, (1 + level) / 2))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from common.files import read_json_object
 from common.runs import CELL_AXES, PROMPT_REF_COLUMNS
@@ -96,8 +97,6 @@ def spec_sha256(run_dir: str | Path) -> str | None:
 def check_manifest(run: Path) -> None:
     """RUN/manifest.parquet, where there is one, has the columns the report's gallery and per-category
     tables read (contract 1: every sweep has written them); else one line naming the file and what is missing."""
-    import pyarrow.parquet as pq
-
     path = run / "manifest.parquet"
     if not path.is_file():
         return

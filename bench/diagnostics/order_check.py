@@ -26,6 +26,8 @@ import torch.nn.functional as F
 from drawbench.shapes.dataset import ShapesDataset, split_item
 from drawbench.shapes.grammar import format_caption, parse_caption
 from drawbench.shapes.scene import COLORS
+from imagen.config import TextEncoderConfig
+from imagen.text_encoders import load_text_encoder
 from imagen.unet import masked_mean
 
 
@@ -141,9 +143,6 @@ def reader_probe(encoder, n_train: int = 6000, n_val: int = 1000, steps: int = 1
 
 
 def main(argv: list[str] | None = None) -> int:
-    from imagen.config import TextEncoderConfig
-    from imagen.text_encoders import load_text_encoder
-
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=100, help="number of training captions with a relation")
     p.add_argument("--reader", action="store_true", help="also train the set reader (~1 min on 2 cores)")

@@ -10,9 +10,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from common.files import check_writable
+from common.files import check_writable, write_json_atomic
 
 from .features import DTYPES, FeatureConfig, FeatureExtractor
+from .fid import FID, KID
 from .preprocess import CROP_MODES, RESIZE_MODES, load_rgb
 from .reference import compute_reference, image_files, parse_spec, write_stats_file
 
@@ -109,10 +110,6 @@ def add_fid_parser(sub, name: str, help_text: str) -> None:
 
 def run_fid(args: argparse.Namespace) -> int:
     """FID and KID of one image folder against a reference, printed as JSON (one object per number)."""
-    from common.files import write_json_atomic
-
-    from .fid import FID, KID
-
     if args.out is not None and args.out.exists():
         raise ValueError(f"{args.out} exists; refusing to overwrite it")
     if args.out is not None:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from common.files import sha256_file
 
@@ -87,8 +88,6 @@ DGM_EVAL_DINOV2 = {
 
 def dgm_eval_pixels(images: Sequence[np.ndarray]) -> torch.Tensor:
     """(H, W, 3) uint8 images -> (B, 3, 224, 224) float32 as dgm-eval feeds DINOv2."""
-    from PIL import Image
-
     s = DGM_EVAL_DINOV2["size"]
     x = np.stack([np.asarray(Image.fromarray(im).resize((s, s), Image.BICUBIC), np.float32) / 255.0 for im in images])
     x = (x - np.array(DGM_EVAL_DINOV2["mean"], np.float32)) / np.array(DGM_EVAL_DINOV2["std"], np.float32)
@@ -110,8 +109,6 @@ CMMD_RELEASED = {
 
 def cmmd_pixels(images: Sequence[np.ndarray], size: int) -> torch.Tensor:
     """(H, W, 3) uint8 images -> (B, 3, size, size) float32 as the released CMMD feeds CLIP."""
-    from PIL import Image
-
     out = []
     for im in images:
         h, w = im.shape[:2]

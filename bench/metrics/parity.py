@@ -16,8 +16,16 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+import torch
+from torchmetrics.functional.multimodal import clip_score
 
+from common.files import write_json_atomic
 from common.options import int_in
+from common.runs import PromptRef
+
+from . import build_metric
+from .base import ScoredImage
+from .preprocess import load_rgb
 
 DEFAULT_IMAGES = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "drawbench-sd" / "sd-v1-4"
 
@@ -43,8 +51,6 @@ def add_parser(sub, name: str, help_text: str) -> None:
 def _records(args: argparse.Namespace) -> list[tuple[str, np.ndarray]]:
     from common.imagestore import read_folder
     from drawbench.sets import load_prompt_set, options_from_text
-
-    from .preprocess import load_rgb
 
     prompts = load_prompt_set(args.prompt_set, options_from_text(args.prompt_set, args.options))
     records = read_folder(args.images, prompts, prompt_set=args.prompt_set)[: args.n]
@@ -73,8 +79,6 @@ class TensorFeatures:
 
 def torchmetrics_clip_scores(folder: Path, pairs: list[tuple[str, np.ndarray]]) -> list[float]:
     """torchmetrics 1.9's clip_score, one call per (prompt, image): max(100 cos, 0) per image."""
-    import torch
-    from torchmetrics.functional.multimodal import clip_score
     from transformers import CLIPModel, CLIPProcessor
 
     def load():
@@ -87,11 +91,6 @@ def torchmetrics_clip_scores(folder: Path, pairs: list[tuple[str, np.ndarray]]) 
 
 
 def _ours(name: str, options: dict, pairs: list[tuple[str, np.ndarray]]) -> list[float]:
-    from common.runs import PromptRef
-
-    from . import build_metric
-    from .base import ScoredImage
-
     metric = build_metric(name, options)
     return [
         v[name]
@@ -136,7 +135,5 @@ def run(args: argparse.Namespace) -> int:
     for name in sorted({r["reference_name"] for r in rows if r["reference"] is None}):
         print(f"reference not run: {name}")
     if args.out is not None:
-        from common.files import write_json_atomic
-
         write_json_atomic(args.out, {"images": str(args.images), "rows": rows})
     return 0

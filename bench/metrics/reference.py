@@ -26,6 +26,8 @@ import numpy as np
 from common.files import atomic_path, sha256_file
 from common.imagestore import IMAGE_SUFFIXES, coco_files
 from common.version import __version__
+from drawbench.shapes import reference_images
+from drawbench.shapes.scene import SPLITS
 from imagen.distributed import Dist, joined
 
 from .features import FeatureExtractor
@@ -66,8 +68,6 @@ def check_reference(spec: str) -> None:
     if kind == "stats" and not root.is_file():
         raise FileNotFoundError(f"statistics file {root} does not exist (make one with imagen-bench fid-stats)")
     if kind == "shapes":
-        from drawbench.shapes.scene import SPLITS
-
         if arg not in SPLITS:
             raise ValueError(f"shapes split {arg!r} is unknown; choose from {', '.join(SPLITS)}")
 
@@ -105,8 +105,6 @@ def _source(
     content sha256 of every byte is computed when the statistics are made and on `verify`, each
     rank of a torchrun job hashing its share of the files."""
     if kind == "shapes":
-        from drawbench.shapes import reference_images
-
         images = list(reference_images(arg, shapes_size, n))
         h = hashlib.sha256()
         for im in images:  # content hash of the renders: changes whenever the renderer or scenes change

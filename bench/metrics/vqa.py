@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
 from common.errors import check_choice
 from common.fields import bounded, path_field
@@ -115,8 +116,6 @@ class _Judge:
     @torch.inference_mode()
     def p_answer(self, images: list[np.ndarray], questions: list[str]) -> torch.Tensor:
         """(B,) the answer's score for each (image, question)."""
-        from PIL import Image
-
         pil = [Image.fromarray(im) for im in images]
         prompts = [self.text(q) for q in questions]
         if self.encoder_decoder:

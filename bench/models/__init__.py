@@ -12,15 +12,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from imagen.config import from_dict
+
 from .base import SAMPLING_AXES, GeneratedImage, ImageModel, ImageRequest, Sampling
+from .diffusers_cascade import DiffusersCascadeConfig, DiffusersCascadeModel
+from .diffusers_model import DiffusersModel, DiffusersModelConfig
+from .folder import FolderModel, FolderModelConfig
+from .imagen_model import ImagenModel, ImagenModelConfig
 
 
 def _kinds() -> dict[str, tuple[type, type]]:
-    from .diffusers_cascade import DiffusersCascadeConfig, DiffusersCascadeModel
-    from .diffusers_model import DiffusersModel, DiffusersModelConfig
-    from .folder import FolderModel, FolderModelConfig
-    from .imagen_model import ImagenModel, ImagenModelConfig
-
     return {
         "imagen": (ImagenModel, ImagenModelConfig),
         "folder": (FolderModel, FolderModelConfig),
@@ -34,8 +35,6 @@ MODEL_KINDS = ("imagen", "folder", "diffusers", "diffusers_cascade")
 
 def model_config(kind: str, options: Mapping[str, Any]):
     """The kind's frozen config from a spec table; unknown kinds / keys name the allowed ones."""
-    from imagen.config import from_dict
-
     if kind not in MODEL_KINDS:
         raise ValueError(f"unknown model kind {kind!r}; choose one of {', '.join(MODEL_KINDS)}")
     _, cfg_cls = _kinds()[kind]

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
+from PIL import Image
 
 from common.runs import SAMPLING_AXES, PromptRef
 
@@ -54,8 +55,6 @@ class GeneratedImage:
 
 def encode_png(image: np.ndarray) -> GeneratedImage:
     """(H, W, 3) uint8 -> PNG bytes (PIL's encoder is deterministic: same pixels, same sha256)."""
-    from PIL import Image
-
     buf = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(image)).save(buf, format="PNG")
     return GeneratedImage(buf.getvalue(), ".png", int(image.shape[1]), int(image.shape[0]))

@@ -7,6 +7,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from common.folder_manifest import prompt_key, write_manifest
+from common.imagestore import file_key, folder_images
+from drawbench.sets import load_prompt_set, options_from_text
+
 
 def add_parser(sub, name: str, help_text: str) -> None:
     p = sub.add_parser(
@@ -33,10 +37,6 @@ def add_parser(sub, name: str, help_text: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from common.folder_manifest import prompt_key, write_manifest
-    from common.imagestore import file_key, folder_images
-    from drawbench.sets import load_prompt_set, options_from_text
-
     if not args.folder.is_dir():
         raise FileNotFoundError(f"image folder {args.folder} does not exist")
     prompts = load_prompt_set(args.prompt_set, options_from_text(args.prompt_set, args.options))

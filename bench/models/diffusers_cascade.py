@@ -15,6 +15,8 @@ batch. Pipelines load on the first image, so a finished sweep's rerun loads none
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,8 +24,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from common.files import sha256_file
+from common.version import __version__
+
 from .base import GeneratedImage, ImageRequest, Sampling, encode_png
-from .diffusers_load import pipeline_precision
+from .diffusers_load import load_stage, pipeline_precision
 from .diffusers_stages import StageInfo, check_overrides, read_stage, resolve_call, scheduler_overrides, stage_names
 
 
@@ -95,8 +100,6 @@ class DiffusersCascadeModel:
     def weights(self) -> list[dict]:
         """Per stage: sha256 of each weights file of the components it loads (hashed once)."""
         if self._weights is None:
-            from common.files import sha256_file
-
             self._weights = []
             for st in self.stages:
                 files = sorted(
@@ -120,8 +123,6 @@ class DiffusersCascadeModel:
         }
 
     def describe(self) -> dict:
-        from common.version import __version__
-
         return {
             "kind": self.kind,
             "diffusers_version": self.version,
@@ -135,9 +136,6 @@ class DiffusersCascadeModel:
     def identity(self) -> dict:
         """Part of the cell id: the resolved device type and precision, offload, and a digest of
         every stage's class, scheduler settings and weights (other weights -> other cells)."""
-        import hashlib
-        import json
-
         stages = [self._stage_record(st, w) | {"path": None} for st, w in zip(self.stages, self.weights())]
         digest = hashlib.sha256(json.dumps(stages, sort_keys=True).encode()).hexdigest()[:16]
         return {
@@ -165,8 +163,6 @@ class DiffusersCascadeModel:
 
     def pipelines(self) -> list:
         if self._pipes is None:
-            from .diffusers_load import load_stage
-
             self._pipes = [load_stage(st, self.config, self.device, self.precision) for st in self.stages]
         return self._pipes
 

@@ -16,7 +16,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from common.files import sha256_file
+from common.version import __version__
+
 from .base import GeneratedImage, ImageRequest, Sampling, encode_png
+from .diffusers_load import DTYPES, pipeline_precision
 
 
 @dataclass(frozen=True)
@@ -53,8 +57,6 @@ class DiffusersModel:
 
         from imagen.device import resolve_device
 
-        from .diffusers_load import DTYPES, pipeline_precision
-
         try:
             self.device = resolve_device(config.device)
             self.precision, self.precision_reason = pipeline_precision(config.precision, self.device)
@@ -67,9 +69,6 @@ class DiffusersModel:
         self.pipe.set_progress_bar_config(disable=True)
 
     def describe(self) -> dict:
-        from common.files import sha256_file
-        from common.version import __version__
-
         weights = sorted(p for p in self.path.rglob("*") if p.suffix in {".safetensors", ".bin"})
         return {
             "kind": self.kind,

@@ -14,6 +14,7 @@ Imagen-style settings of each mapped to the diffusers call / scheduler arguments
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 from collections.abc import Mapping
@@ -65,8 +66,6 @@ class StageInfo:
 
     @property
     def thresholding_supported(self) -> bool:
-        import inspect
-
         import diffusers
 
         params = inspect.signature(getattr(diffusers, self.scheduler["_class_name"]).__init__).parameters

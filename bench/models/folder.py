@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from common.imagestore import open_image, read_folder
+
 from .base import GeneratedImage, ImageRequest, Sampling
 
 
@@ -36,8 +38,6 @@ class FolderModel:
         return {"kind": self.kind, "path": str(self.path.resolve()), "seed": self.config.seed}
 
     def check(self, prompt_set: str, prompts: pd.DataFrame, samples: int, source: str) -> None:
-        from common.imagestore import open_image, read_folder
-
         # the folder's manifest says which prompt each id's images were made for: a folder made for
         # another prompt set (or version) is refused here, naming both
         records = read_folder(self.path, prompts, model=self.name, prompt_set=prompt_set)

@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from common.version import __version__
+from imagen.commands import DEFAULT_CHECKPOINT
+
 from .base import SAMPLING_AXES, GeneratedImage, ImageRequest, Sampling, encode_png
 
 
@@ -42,7 +45,6 @@ class ImagenModel:
 
     def __init__(self, name: str, config: ImagenModelConfig, cache_dir: Path | None = None):
         from imagen.checkpoint import load_cascade_checkpoint
-        from imagen.commands import DEFAULT_CHECKPOINT
 
         self.name, self.config = name, config
         self.checkpoint = Path(config.checkpoint).expanduser() if config.checkpoint else DEFAULT_CHECKPOINT
@@ -109,8 +111,6 @@ class ImagenModel:
         return self._pipeline
 
     def describe(self) -> dict:
-        from common.version import __version__
-
         return {
             "kind": self.kind,
             "checkpoint": str(self.checkpoint),

@@ -7,7 +7,11 @@ import argparse
 import os
 from pathlib import Path
 
-from .spec import DEFAULT_MAX_IMAGES
+from common.files import check_writable
+
+from .cost import DEFAULT_NETWORKS, GPU_KINDS, MEASURED_PEAK, SHARES, estimate
+from .cost import gpu_hours as hours
+from .spec import DEFAULT_MAX_IMAGES, load_spec
 
 
 def _positive(text: str) -> int:
@@ -52,10 +56,7 @@ def add_parser(sub, name: str, help_text: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from common.files import check_writable
-
     from .runner import run_sweep
-    from .spec import load_spec
 
     out = check_writable(args.out or Path("runs") / load_spec(args.spec)[0].name)
     r = run_sweep(
@@ -81,8 +82,6 @@ COST_NOTE = (
 
 
 def _add_gpu_hours(p: argparse.ArgumentParser) -> None:
-    from .cost import DEFAULT_NETWORKS
-
     p.add_argument(
         "spec", type=Path, help="sweep spec with a diffusers_cascade model, e.g. bench/specs/if_coco_fid30k.toml"
     )
@@ -95,9 +94,6 @@ def _add_gpu_hours(p: argparse.ArgumentParser) -> None:
 
 
 def gpu_hours(args: argparse.Namespace) -> int:
-    from .cost import GPU_KINDS, MEASURED_PEAK, SHARES, estimate
-    from .cost import gpu_hours as hours
-
     networks = tuple(n.strip() for n in args.networks.split(",") if n.strip())
     costs = estimate(args.spec, networks)
     print(f"{args.spec}: expected GPU time. {COST_NOTE}")

@@ -7,6 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import torch.distributed as dist
+
+from imagen.device import resolve_device
 from imagen.distributed import Dist, init_from_env, world_size_from_env
 
 
@@ -20,15 +23,12 @@ class World:
         """Joins torchrun's process group when WORLD_SIZE > 1."""
         if world_size_from_env() == 1:
             return World()
-        from imagen.device import resolve_device
 
         d = init_from_env(resolve_device("auto"))  # this rank's GPU when there are GPUs, else the CPU
         return World(d.rank, d.size)
 
     def barrier(self) -> None:
         if self.size > 1:
-            import torch.distributed as dist
-
             dist.barrier()
 
     def gather(self, obj: Any) -> list[Any]:
@@ -39,7 +39,6 @@ class World:
         """Rank 0's `obj` on every rank (used to share rank 0's errors so all ranks stop together)."""
         if self.size == 1:
             return obj
-        import torch.distributed as dist
 
         box = [obj]
         dist.broadcast_object_list(box, src=0)

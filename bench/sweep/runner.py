@@ -21,12 +21,16 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from common.files import write_parquet_atomic
+from bench.models import axes_of_kind, build_model
+from common.files import write_json_atomic, write_parquet_atomic
 from common.runs import SAMPLING_AXES
+from common.version import __version__
+from drawbench.sets import load_prompt_set
 from imagen.pipeline import SAMPLING_FIELDS
 
 from .cells import Cell, check_size, expand_cells, image_relpath, requests_for
 from .distributed import World
+from .scoring import score
 from .spec import DEFAULT_MAX_IMAGES, SweepSpec, load_spec
 from .store import RunStore
 
@@ -77,9 +81,6 @@ def run_sweep(
     """Run (or resume) the sweep; rank 0 holds the run folder's lock throughout (`wait`: wait for
     another sweep using it to finish instead of refusing). A spec making more than `max_images`
     images is refused before anything is written (cells.check_size)."""
-    from bench.models import axes_of_kind
-    from drawbench.sets import load_prompt_set
-
     spec, spec_bytes = load_spec(spec_path)
     check_metric_inputs(spec)
     prompts = {p.label: load_prompt_set(p.name, p.options) for p in spec.prompt_sets}
@@ -96,8 +97,6 @@ def run_sweep(
 def _run_sweep(
     spec, spec_bytes: bytes, prompts: dict, store: RunStore, cache_dir, metric_factory, progress: bool, wait: bool
 ) -> SweepResult:
-    from bench.models import build_model
-
     t0 = time.perf_counter()
     world = World.from_env()
     error = None
@@ -163,8 +162,6 @@ def _run_sweep(
     manifest = pd.read_parquet(store.root / "manifest.parquet")
     image_rows, cell_rows, computed = [], [], 0
     if spec.metrics:
-        from .scoring import score
-
         image_rows, cell_rows, computed = score(
             store,
             manifest,
@@ -258,9 +255,6 @@ def _cells_frame(cells: list[Cell], models: dict, descriptions: dict, prompts: d
 def _write_results(
     store: RunStore, spec: SweepSpec, cells: list[Cell], descriptions: dict, image_rows: list, cell_rows: list
 ) -> None:
-    from common.files import write_json_atomic
-    from common.version import __version__
-
     img = pd.DataFrame(image_rows, columns=["cell_id", "prompt_set", "prompt_id", "sample", "metric", "value"])
     cel = pd.DataFrame(cell_rows, columns=["cell_id", "metric", "value", "n", "details"])
     write_parquet_atomic(img.astype({"value": "float64"}), store.root / "metrics_image.parquet")

@@ -13,10 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from PIL import Image
 from tqdm import tqdm
 
 from common.files import write_json_atomic
 from common.runs import PROMPT_KEY_COLUMNS, PromptRef
+from common.version import __version__
 
 from .distributed import World
 from .spec import MetricSpec
@@ -35,8 +37,6 @@ def scope(manifest: pd.DataFrame, cell_id: str, m: MetricSpec) -> pd.DataFrame:
 
 
 def cache_key(m: MetricSpec, images: pd.DataFrame) -> str:
-    from common.version import __version__
-
     payload = {
         "metric": m.name,
         "label": m.label,
@@ -50,8 +50,6 @@ def cache_key(m: MetricSpec, images: pd.DataFrame) -> str:
 
 
 def _load(run: Path, rows: pd.DataFrame):
-    from PIL import Image
-
     from bench.metrics.base import ScoredImage
 
     out = []

@@ -11,16 +11,20 @@ but no spec.toml yet) is initialised again.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import platform
 import socket
+import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
+import torch
 
+from common.allocator import setting as malloc_setting
 from common.files import (
     python_process_alive,
     read_json,
@@ -30,7 +34,9 @@ from common.files import (
     write_parquet_atomic,
 )
 from common.runs import PROMPT_REF_COLUMNS, PromptRef
+from common.version import __version__
 from imagen.checkpoint import config_diff
+from imagen.device import cpu_capability, cpu_native_bf16
 
 LOCK_FILE = ".lock"  # held (flock) by the sweep using the folder; its text names the holder
 MANIFEST_COLUMNS = ["cell_id", "model", *PROMPT_REF_COLUMNS, "seed", "path", "sha256", "width", "height"]
@@ -69,11 +75,6 @@ class RunStore:
                 self._adopt_metrics(old, spec_bytes, spec_sha256)
             return True
         self.remove_temp_files()  # of an initialisation a kill interrupted
-        import torch
-
-        from common.allocator import setting as malloc_setting
-        from common.version import __version__
-        from imagen.device import cpu_capability, cpu_native_bf16
 
         write_json_atomic(
             run_json,
@@ -129,8 +130,6 @@ class RunStore:
     def lock(self, wait: bool = False) -> None:
         """Take RUN/.lock (an exclusive flock, released by unlock() or when the process ends, a kill
         included). One sweep per run folder; the ranks of one torchrun sweep share rank 0's lock."""
-        import fcntl
-
         if getattr(self, "_lock_fd", None) is not None:
             return  # already ours (a resume in the same process)
         fd = os.open(self.root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
@@ -259,8 +258,6 @@ def record_key(rec: dict) -> tuple:
 
 def _generation(spec: bytes) -> dict | None:
     """What makes the images: the spec's tables other than [[metrics]] (None: not valid TOML)."""
-    import tomllib
-
     try:
         return {k: v for k, v in tomllib.loads(spec.decode()).items() if k != "metrics"}
     except (tomllib.TOMLDecodeError, UnicodeDecodeError):
@@ -268,8 +265,6 @@ def _generation(spec: bytes) -> dict | None:
 
 
 def _spec_diff(old: bytes, new: bytes) -> list[str]:
-    import tomllib
-
     try:
         a, b = tomllib.loads(old.decode()), tomllib.loads(new.decode())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError):

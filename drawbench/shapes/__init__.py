@@ -8,6 +8,7 @@ diagnostics of a trained cascade: stage_check.py (which stage loses prompts), or
 the text encoder tell "A rel B" from "B rel A"), swap_check.py (does the base follow word order).
 """
 
+from .coco import export_coco
 from .dataset import ShapesDataset, reference_images, test_prompts
 from .render import render_scene
 from .scene import CATEGORIES, HELD_OUT, Scene
@@ -26,12 +27,3 @@ __all__ = [
     "test_prompts",
     "verify",
 ]
-
-
-def __getattr__(name: str):
-    # export_coco imports imagen (torch) for provenance; load it only when asked for
-    if name == "export_coco":
-        from .coco import export_coco
-
-        return export_coco
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

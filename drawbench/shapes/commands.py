@@ -6,8 +6,13 @@ import platform
 import time
 from pathlib import Path
 
+from common.files import write_json_atomic
 from common.options import seed_int
+from common.version import __version__
 
+from .coco import export_coco
+from .detect import MIN_SIDE
+from .measure import BLUR_RADIUS_AT_64, NOISE_SIGMA, measure_size
 from .scene import SPLITS
 
 
@@ -29,20 +34,12 @@ def add_parser(sub, name: str, help_text: str) -> None:
 
 
 def run_export(args) -> int:
-    from .coco import export_coco
-
     out = export_coco(args.split, args.n, args.out, args.size)
     print(f"wrote {args.n} {args.size}x{args.size} images of split {args.split!r} + captions.json to {out}")
     return 0
 
 
 def run_verifier_accuracy(args) -> int:
-    from common.files import write_json_atomic
-    from common.version import __version__
-
-    from .detect import MIN_SIDE
-    from .measure import BLUR_RADIUS_AT_64, NOISE_SIGMA, measure_size
-
     if args.n < 1:
         raise ValueError(f"--n must be >= 1, got {args.n}")
     if min(args.sizes) < MIN_SIDE:

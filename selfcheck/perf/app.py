@@ -15,6 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from human_eval.store import Store, Task
+
+from .report_speed import measure_report
 from .results import Row, Section
 
 REPORT_TARGET_SECONDS = 5.0
@@ -59,8 +62,6 @@ def submit_load(
     every rater submits all its tasks from one thread (every 5th twice: a double click; every 10th
     again with the other answer, which must not replace the first), `pause_s` between tasks (0: back
     to back, the worst case), while a second tab of the same rater races on every 4th task."""
-    from human_eval.store import Store, Task
-
     tasks = [
         Task(
             task_id=secrets.token_hex(12),
@@ -141,8 +142,6 @@ def submit_load(
 
 
 def measure(s: AppSettings) -> Section:
-    from .report_speed import measure_report
-
     sec = Section("app", settings=dict(s.__dict__))
     r = measure_report(s.answers, s.resamples)
     sec.measurements["report"] = dict(r.__dict__)

@@ -12,6 +12,10 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from .machine import configure_threads, machine_info
+from .memory import MemorySettings
+from .report import render_markdown, render_table
+
 SECTIONS = ("peak", "sampling", "paper", "memory", "scoring", "setmetrics", "sweeps", "app")
 FORMAT = "imagen-bench-perf/1"
 
@@ -76,7 +80,6 @@ def add_parser(sub, name: str, help_text: str) -> None:
 def settings_from_args(args: argparse.Namespace, threads: int) -> dict:
     """Each section's frozen settings: defaults (or --quick's small sizes), then the explicit sizes."""
     from .app import AppSettings
-    from .memory import MemorySettings
     from .paper import PaperSettings
     from .peak import PeakSettings
     from .sampling import SamplingSettings
@@ -175,9 +178,6 @@ def output_paths(out: Path) -> tuple[Path, Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .machine import configure_threads, machine_info
-    from .report import render_markdown, render_table
-
     sections = parse_only(args.only)
     threads = configure_threads(args.threads)
     settings = settings_from_args(args, threads)

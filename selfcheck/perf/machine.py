@@ -7,6 +7,9 @@ import platform
 import sys
 from pathlib import Path
 
+from common.allocator import setting as malloc_setting
+from common.version import __version__
+
 THREADS_ENV = "IMAGEN_BENCH_THREADS"  # also read by the rest of the package's CLI runs
 
 
@@ -37,8 +40,6 @@ def configure_threads(threads: int | None) -> int:
 def machine_info() -> dict:
     import torch
 
-    from common.allocator import setting as malloc_setting
-    from common.version import __version__
     from imagen.device import cpu_capability, cpu_native_bf16, resolve
 
     return {

@@ -21,6 +21,7 @@ import time
 from dataclasses import asdict, dataclass
 
 from common.allocator import CHOICES, ENV, MALLOC_TUNABLES, reuse_freed_memory
+from imagen.commands import DEFAULT_CHECKPOINT
 
 from .results import Row, Section, run_marked
 
@@ -51,7 +52,6 @@ def one_process(s: MemorySettings) -> dict:
     import torch
 
     from imagen.checkpoint import load_cascade_checkpoint
-    from imagen.commands import DEFAULT_CHECKPOINT
     from imagen.pipeline import Runtime, StageSampling, sample_stage
 
     if s.threads:

@@ -18,10 +18,18 @@ per call, so `--quick` scales widths and resolutions down and the numbers check 
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass
 
 import torch
 
+from imagen.config import COMPILE_MODES
+from imagen.device import compile_unet
+from imagen.pipeline import Runtime, StageSampling, make_denoiser
+from imagen.presets import paper
+from imagen.unet import EfficientUNet
+
+from .peers._common import count_flops
 from .results import Row, Section, time_it
 
 TARGETS = {"base": 60.0, "sr256": 45.0, "sr1024": 45.0}  # % of the bf16 matmul peak (issue 18)
@@ -43,8 +51,6 @@ class PaperSettings:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
-        from imagen.config import COMPILE_MODES
-
         unknown = sorted(set(self.stages) - set(STAGES)) + sorted(set(self.compile) - set(COMPILE_MODES))
         if unknown:
             raise ValueError(
@@ -63,8 +69,6 @@ class PaperSettings:
 
 def stage_config(name: str, scale: int = 1, resolution_scale: int = 1):
     """The paper preset's stage `name`, widths / resolutions divided for a smoke run."""
-    from imagen.presets import paper
-
     stage = {s.name: s for s in paper().stages}[name]
     if scale == 1 and resolution_scale == 1:
         return stage
@@ -103,12 +107,6 @@ def _sync(device: str) -> None:
 
 def measure_stage(s: PaperSettings, name: str, batch: int, peak: dict[str, float | None]) -> dict:
     """One stage: eager and compiled timings of a guided denoiser call, FLOP, shares of the peak."""
-    import time
-
-    from imagen.device import compile_unet
-    from imagen.pipeline import Runtime, StageSampling, make_denoiser
-    from imagen.unet import EfficientUNet
-
     stage = stage_config(name, s.scale, s.resolution_scale)
     rt = Runtime(device=s.device).resolved()  # precision / memory format "auto": what a user gets here
     torch.manual_seed(0)
@@ -127,8 +125,6 @@ def measure_stage(s: PaperSettings, name: str, batch: int, peak: dict[str, float
     z = torch.randn(batch, 3, r, r, generator=g).to(rt.device)
     logsnr = torch.zeros(batch, device=rt.device)
     sampling = StageSampling(guidance=s.guidance)
-
-    from .peers._common import count_flops
 
     flop = count_flops(lambda: make_denoiser(unet, stage, text, mask, sampling, rt, lowres, aug)(z, logsnr))
     dtype = "bfloat16" if rt.precision == "bf16" else "float32"

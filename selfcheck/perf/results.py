@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -139,10 +142,6 @@ def fmt_value(v: float, unit: str) -> str:
 def run_marked(module: str, payload: dict, marker: str, what: str, env: dict | None = None) -> dict:
     """Run `python -m module JSON(payload)` in a fresh process and return the JSON object it prints
     after `marker` (sections that measure a process's own peak memory or its allocator rule)."""
-    import json
-    import subprocess
-    import sys
-
     proc = subprocess.run([sys.executable, "-m", module, json.dumps(payload)], capture_output=True, text=True, env=env)
     for line in proc.stdout.splitlines():
         if line.startswith(marker):

@@ -22,6 +22,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from common.allocator import child_env
+from imagen.checkpoint import load_cascade_checkpoint
+from imagen.commands import DEFAULT_CHECKPOINT
+from imagen.device import resolve
 
 from .peers._common import MARKER, StageBench
 from .results import Row, Section
@@ -92,8 +95,6 @@ def run_runner(python: Path | str, name: str, bench: StageBench, timeout: float)
 
 def _stage_bench(s: SamplingSettings, checkpoint: Path) -> StageBench:
     """The shared task, read from the checkpoint's base stage (resolution, text shape, parameters)."""
-    from imagen.checkpoint import load_cascade_checkpoint
-
     cfg, unets, _ = load_cascade_checkpoint(checkpoint, num_stages=1)
     stage = cfg.stages[0]
     return StageBench(
@@ -115,8 +116,6 @@ def _stage_bench(s: SamplingSettings, checkpoint: Path) -> StageBench:
 
 def measure(s: SamplingSettings, peak: dict[str, float | None]) -> Section:
     """`peak` = {"float32": FLOP/s, "bfloat16": FLOP/s} from the peak section."""
-    from imagen.commands import DEFAULT_CHECKPOINT
-
     checkpoint = Path(s.checkpoint) if s.checkpoint else DEFAULT_CHECKPOINT
     bench = _stage_bench(s, checkpoint)
     sec = Section(
@@ -143,7 +142,6 @@ def measure(s: SamplingSettings, peak: dict[str, float | None]) -> Section:
 
     # 1. probe: the fastest variant of each peer (ours: the pipeline's default, precision and memory
     # format "auto" as resolved here; where auto is float32 bf16 is emulated, so no peer probes it)
-    from imagen.device import resolve
 
     auto = resolve(s.device)
     chosen = {"ours": ((auto.precision == "bf16", auto.memory_format == "channels_last"),)}

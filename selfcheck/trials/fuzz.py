@@ -27,6 +27,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import torch
+
 from bench.sweep.store import LOCK_FILE
 from common.options import seed_int
 
@@ -175,8 +177,6 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--cases must be >= 1, got {s.cases}")
     threads = os.environ.get("IMAGEN_BENCH_THREADS")
     if threads:
-        import torch
-
         torch.set_num_threads(int(threads))
     t0 = time.perf_counter()
     plan = [p for p in PLAN if not s.only or p[1] in s.only]

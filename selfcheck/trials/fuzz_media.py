@@ -3,14 +3,18 @@ Each `(folder, rng) -> Mutated` rewrites one randomly chosen image / stage of th
 
 from __future__ import annotations
 
+import io
 import json
 import random
+import shutil
 import struct
 import zlib
 from collections.abc import Callable
 from pathlib import Path
 
-from .fuzz_mutations import ANY, ERROR, Mutated, Mutation
+from PIL import Image
+
+from .fuzz_mutations import ANY, BYTES, ERROR, Mutated, Mutation, structure
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
@@ -28,10 +32,6 @@ def _pixels(size: int, rng: random.Random):
 
 
 def _encode(mode: str, fmt: str, rng: random.Random, size: int = 32) -> bytes:
-    import io
-
-    from PIL import Image
-
     im = Image.fromarray(_pixels(size, rng))
     if mode == "I;16":
         import numpy as np
@@ -228,8 +228,6 @@ def _delete_weights(ckpt: Path, rng: random.Random) -> Mutated:
 
 
 def _delete_stage(ckpt: Path, rng: random.Random) -> Mutated:
-    import shutil
-
     stage = _stage(ckpt, rng)
     shutil.rmtree(stage)
     return Mutated(f"stage folder {stage.name}/ deleted", ERROR, (stage.name, "config.json"))
@@ -250,8 +248,6 @@ def _json_file(name: str, mutations: dict[str, Mutation]) -> dict[str, Mutation]
 
 
 def checkpoint_mutations() -> dict[str, Mutation]:
-    from .fuzz_mutations import BYTES, structure
-
     return {
         "wrong_shape": _tensors(_wrong_shape),
         "missing_tensor": _tensors(_missing),

@@ -14,6 +14,8 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+from imagen_bench.cli import main
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -35,8 +37,6 @@ def console_script() -> list[str]:
 def run_inprocess(argv: list[str], timeout: float) -> Outcome:
     """imagen_bench.cli.main(argv) with stdout/stderr captured; an exception escaping main() is printed
     as the interpreter would print it (a traceback reaching the user)."""
-    from imagen_bench.cli import main
-
     out, err = io.StringIO(), io.StringIO()
 
     def alarm(signum, frame):

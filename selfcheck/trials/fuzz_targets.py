@@ -16,7 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .fuzz_coco import coco_mutations
+from .fuzz_media import IMAGE, checkpoint_mutations
 from .fuzz_mutations import BYTES, CSV, SPEC_HOSTILE, Mutation, structure
+from .study_sources import synthetic_coco, synthetic_sources
 
 SPEC = """[sweep]
 name = "fuzz"
@@ -80,9 +83,6 @@ class Domain:
 
 
 def _domains() -> dict[str, Domain]:
-    from .fuzz_coco import coco_mutations
-    from .fuzz_media import IMAGE, checkpoint_mutations
-
     db_bytes = {k: BYTES[k] for k in ("empty", "garbage", "truncated", "flip_byte")}
     return {
         "spec": Domain("spec.toml", lambda: {**BYTES, **structure("toml"), **SPEC_HOSTILE}),
@@ -244,7 +244,6 @@ def build_pristine(root: Path, live: Path) -> None:
     from human_eval.plan import PlanSettings
     from human_eval.study import StudySettings, create_study
 
-    from .study_sources import synthetic_coco, synthetic_sources
     from .tiny_cascade import make_tiny_checkpoint
 
     live.mkdir(parents=True)

@@ -36,6 +36,8 @@ from pathlib import Path
 from common.options import seed_int
 
 from .harness import Check, console_script, finish, fresh_workdir, kill_group, start, wait_group_gone
+from .rater_client import Rater
+from .study_sources import synthetic_sources
 
 CHROMIUM = "/usr/bin/chromium"
 # how the kills stop the server, in turn: the whole group, or only the `rate` parent (a service
@@ -216,8 +218,6 @@ def make_study(s: KillServerSettings, wd: Path):
     from human_eval.plan import PlanSettings
     from human_eval.study import StudySettings, create_study
 
-    from .study_sources import synthetic_sources
-
     captions, model, _ = synthetic_sources(wd / "sources", n=s.prompts, size=32)
     return create_study(
         wd / "study",
@@ -272,8 +272,6 @@ def run_trial(s: KillServerSettings) -> int:
 
 async def _session(s: KillServerSettings, browser_path: str, server: Server, secrets: dict, queues: dict, total: int):
     from playwright.async_api import async_playwright
-
-    from .rater_client import Rater
 
     rng = random.Random(s.seed)
     # kill after these many acknowledged answers (distinct, inside the session: mid-batch, not at either end)

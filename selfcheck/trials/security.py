@@ -31,12 +31,20 @@ import shutil
 import stat
 import statistics
 import time
+import urllib.error
+import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from human_eval import tokens as tok
+from human_eval.store import AccessDenied
+from human_eval.web_guard import SECURITY_HEADERS
+
 from .harness import write_summary
+from .security_app import check_app
+from .study_sources import synthetic_sources
 
 MARKER = ".imagen-bench-trial-security"
 
@@ -65,7 +73,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def check_tokens(s: SecuritySettings, study_root: Path, details: dict) -> list[str]:
-    from human_eval import tokens as tok
     from human_eval.study import read_secrets
 
     problems = []
@@ -102,8 +109,6 @@ def check_tokens(s: SecuritySettings, study_root: Path, details: dict) -> list[s
 
 
 def check_compare(s: SecuritySettings, study_root: Path, details: dict) -> list[str]:
-    from human_eval import tokens as tok
-
     problems = []
     if "hmac.compare_digest" not in inspect.getsource(tok.match_token):
         problems.append("match_token does not use hmac.compare_digest")
@@ -155,7 +160,6 @@ def check_compare(s: SecuritySettings, study_root: Path, details: dict) -> list[
 
 
 def check_store(s: SecuritySettings, study_root: Path, details: dict) -> list[str]:
-    from human_eval.store import AccessDenied
     from human_eval.study import load_study, read_secrets
 
     study = load_study(study_root)
@@ -209,7 +213,6 @@ TRAVERSALS = (
 
 
 def check_images(s: SecuritySettings, study_root: Path, details: dict) -> list[str]:
-    from human_eval.store import AccessDenied
     from human_eval.study import load_study
 
     problems = []
@@ -306,10 +309,6 @@ def check_csv(s: SecuritySettings, study_root: Path, details: dict) -> list[str]
 
 
 def check_server(s: SecuritySettings, study_root: Path, details: dict) -> list[str]:
-    import urllib.error
-    import urllib.request
-
-    from human_eval.web_guard import SECURITY_HEADERS
 
     from .kill_server import serving
 
@@ -337,8 +336,6 @@ def check_server(s: SecuritySettings, study_root: Path, details: dict) -> list[s
 
 
 def _app_checks() -> Callable:
-    from .security_app import check_app
-
     return check_app
 
 
@@ -358,8 +355,6 @@ CHECKS: dict[str, Callable] = {
 def make_study(work: Path) -> Path:
     from human_eval.plan import PlanSettings
     from human_eval.study import StudySettings, create_study
-
-    from .study_sources import synthetic_sources
 
     captions, model, _ = synthetic_sources(work / "sources", n=4, size=32)
     study = create_study(

@@ -4,7 +4,10 @@ caption id. The tiny cascade checkpoint lives in selfcheck.trials.tiny_cascade."
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+from PIL import Image
 
 
 def synthetic_sources(root: Path, n: int = 6, size: int = 64) -> tuple[Path, Path, Path]:
@@ -12,7 +15,6 @@ def synthetic_sources(root: Path, n: int = 6, size: int = 64) -> tuple[Path, Pat
     distinct random PNGs named <id>.png."""
     import numpy as np
     import pandas as pd
-    from PIL import Image
 
     from common.folder_manifest import write_manifest
 
@@ -44,10 +46,7 @@ def synthetic_coco(root: Path, n: int = 4, size: int = 32) -> Path:
     """A COCO folder as downloaded, for ids 1..n (the ids of synthetic_sources' captions and images):
     root/annotations/captions_val2014.json (one caption per image, no people) + root/val2014/
     COCO_val2014_<12-digit id>.jpg, small random photographs. Returns root."""
-    import json
-
     import numpy as np
-    from PIL import Image
 
     root = Path(root)
     (root / "val2014").mkdir(parents=True)

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import torch
 
+from imagen.checkpoint import save_cascade_index, save_stage
+from imagen.presets import tiny
+from imagen.unet import EfficientUNet
+
 
 def make_tiny_checkpoint(directory: Path) -> Path:
-    from imagen.checkpoint import save_cascade_index, save_stage
-    from imagen.presets import tiny
-    from imagen.unet import EfficientUNet
-
     cfg = tiny()
     for i, stage in enumerate(cfg.stages):
         unet = EfficientUNet(stage.unet)

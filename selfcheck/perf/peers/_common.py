@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 MARKER = "PERF-RESULT "
 
@@ -94,8 +95,6 @@ def closest_width(build: Callable[[int], torch.nn.Module], target: int, widths: 
 
 def count_flops(fn: Callable[[], object]) -> int:
     """FLOP of one call (matmuls and convolutions, as torch.utils.flop_counter counts them)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     with torch.inference_mode():
         counter = FlopCounterMode(display=False)
         with counter:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 import types
+from importlib.metadata import version
 from pathlib import Path
 
 import torch
@@ -159,8 +160,6 @@ def main() -> int:
 
 
 def _version() -> str:
-    from importlib.metadata import version
-
     return version("imagen-pytorch")
 
 

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import torch
+from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import StageBench, count_flops, emit, param_count, parse_settings, random_context, time_variants
@@ -25,8 +26,6 @@ def op_time_split(fn, flops: int, calls: int = 3) -> dict:
     """Where one denoiser call's CPU time goes (torch.profiler, self time per aten op): the share in
     convolution / matmul kernels, their own FLOP/s, and the heaviest other ops. This is the
     measured cause when the achieved FLOP/s is far below the matmul peak."""
-    from torch.profiler import ProfilerActivity, profile
-
     with torch.inference_mode():
         fn()
         with profile(activities=[ProfilerActivity.CPU]) as prof:

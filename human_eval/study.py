@@ -229,8 +229,6 @@ def read_secrets(study_dir: str | Path) -> dict:
 
 def write_secrets(study_dir: str | Path, tokens: dict) -> None:
     """Write secrets.json atomically and owner-only (0600) from its first byte."""
-    from common.files import write_json_atomic
-
     write_json_atomic(Path(study_dir) / "secrets.json", tokens, mode=0o600)
 
 

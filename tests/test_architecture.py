@@ -496,12 +496,6 @@ LAZY_IMPORTS: dict[str, tuple[str, tuple[str, ...]]] = {
         "import cycle: human_eval.sequential_deal imports plan (PlannedTask, rater_names)",
         ("human_eval.sequential_deal",),
     ),
-    # light enough for the top: left to the changes editing these files in parallel
-    "human_eval.study": ("not needed (common.files is light): move it to the top", ("common.files",)),
-    "selfcheck.coverage.simulate": (
-        "scipy.stats is loaded already, reports.paired costs 0.2 s: move them to the top or keep reports.paired for ranks()",
-        ("reports.paired", "scipy.stats"),
-    ),
 }
 
 

@@ -34,6 +34,7 @@ from functools import partial
 
 import numpy as np
 from scipy.special import stdtrit
+from scipy.stats import binom, norm
 
 from bench.metrics import blocks as B
 from bench.metrics.stats import (
@@ -45,6 +46,7 @@ from bench.metrics.stats import (
     polynomial_kernel,
 )
 from reports.intervals import bounded_mean, holm
+from reports.paired import paired_difference
 
 from .former import frechet_bootstrap, recentred, resampled
 from .truths import frechet_truth, kid_truth, rbf_truth
@@ -139,7 +141,6 @@ def _draw_per_image(rng, kind: str, p_true: float, n_prompts: int, reps: int) ->
 
 def _clipped_normal_mean(mu: float, sd: float, low: float, high: float) -> float:
     """E[clip(X, low, high)] for X ~ N(mu, sd^2): E max(X - a, 0) = (mu - a) Phi((mu - a)/sd) + sd phi((mu - a)/sd)."""
-    from scipy.stats import norm
 
     def above(a):
         z = (mu - a) / sd
@@ -152,8 +153,6 @@ def _binary_exact(n_prompts: int, p_true: float) -> dict:
     """Exact coverage of bounded_mean on P independent 0/1 images: sum over outcomes x of
     Binom(x; P, p) [p in the interval for x]; attainable: some contiguous range of outcomes has a
     probability in [0.935, 0.965] (a non-randomised interval covers p for a contiguous range of x)."""
-    from scipy.stats import binom
-
     prompt = np.arange(n_prompts)
     prob = binom.pmf(np.arange(n_prompts + 1), n_prompts, p_true)
     above = below = 0.0
@@ -431,8 +430,6 @@ def _old_arms(rng, mu, sig, ref, mu_ref, sigma_ref, sizes, scen, truths, former,
 def ranks(sizes: Sizes, seed: int = 0, entries: int = 10, n_prompts: int = 21) -> list[dict]:
     """Share of tables of `entries` identical models (a 0/1 metric, prompt rates ~ Beta(mean 0.6,
     ICC 0.3), 3 samples per prompt) in which some pair is called different at 5 %."""
-    from reports.paired import paired_difference
-
     rng = np.random.default_rng(seed)
     prompt = np.repeat(np.arange(n_prompts), 3)
     any_raw = any_holm = 0

@@ -197,3 +197,24 @@ def test_cell_ids_of_the_first_axes_are_what_they_were():
         "cascade_shapes_ddpm32_g1_dynamic99.5_aug0_seed0-070df1ba43",
         "cascade_shapes_ddpm32_g3_dynamic99.5_aug0_seed0-23273ab2b6",
     ]
+
+
+def test_a_models_stage_overrides_are_checked_once_by_the_pipeline_and_named_by_model():
+    """The spec's per-stage overrides ([models.NAME.stages.STAGE]) are checked by
+    imagen.pipeline.stage_samplings alone (stage names, keys, bounds); the model only names itself."""
+    import pytest
+
+    from bench.models.imagen_model import ImagenModel
+
+    point = Sampling(**{k: f.default for k, f in SAMPLING_FIELDS.items()})
+    for stages, message in (
+        ({"sr": {"stepz": 4}}, "sampling keys ['stepz'] unknown or missing; the keys are " + ", ".join(STAGE_KEYS)),
+        ({"sr512": {"steps": 4}}, "sampling settings for unknown stages ['sr512']; stages: base, sr"),
+        ({"sr": {"steps": 0}}, "steps"),
+    ):
+        model = type(
+            "M", (), {"name": "m", "stage_names": ["base", "sr"], "config": type("C", (), {"stages": stages})}
+        )
+        with pytest.raises(ValueError, match=r"^model 'm': ") as e:
+            ImagenModel.stage_sampling(model, point)
+        assert message in str(e.value) and "\n" not in str(e.value)

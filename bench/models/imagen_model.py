@@ -82,11 +82,6 @@ class ImagenModel:
             raise ValueError(f"model {name!r}: {e}") from None
         cfg, unets, self.metas = load_cascade_checkpoint(self.checkpoint, config.num_stages)
         self.stage_names = [s.name for s in cfg.stages]
-        unknown = sorted(set(config.stages) - set(self.stage_names))
-        if unknown:
-            raise ValueError(
-                f"model {name!r}: stage overrides for unknown stages {unknown}; stages: {', '.join(self.stage_names)}"
-            )
         self._cfg, self._unets, self._cache_dir = cfg, unets, cache_dir
         self._pipeline = None  # text encoder + pipeline load on first generate: a finished sweep's rerun skips them
 
@@ -154,21 +149,19 @@ class ImagenModel:
 
     def stage_sampling(self, s: Sampling):
         """Per-stage StageSampling: the grid point for every stage, then the spec's fixed per-stage
-        overrides, passed as the typed values they are (imagen.pipeline.stage_samplings)."""
-        from imagen.pipeline import SAMPLING_FIELDS, STAGE_KEYS, stage_samplings
+        overrides, passed as the typed values they are (imagen.pipeline.stage_samplings, which
+        checks the stage names and keys: one check, named here by model)."""
+        from imagen.pipeline import SAMPLING_FIELDS, stage_samplings
 
-        for stage, keys in self.config.stages.items():
-            for key in dict(keys):
-                if key not in STAGE_KEYS:
-                    raise ValueError(
-                        f"model {self.name!r}: stage {stage!r} override {key!r}; allowed: {', '.join(STAGE_KEYS)}"
-                    )
         # the grid point, field for field (Sampling's fields are the sampling axes); percentile is None
         # where thresholding is not dynamic: the declared default then (unused by the sampler)
         base = {k: v if v is not None else SAMPLING_FIELDS[k].default for k, v in dataclasses.asdict(s).items()}
-        return stage_samplings(
-            self.stage_names, base, {stage: dict(keys) for stage, keys in self.config.stages.items()}
-        )
+        try:
+            return stage_samplings(
+                self.stage_names, base, {stage: dict(keys) for stage, keys in self.config.stages.items()}
+            )
+        except ValueError as e:
+            raise ValueError(f"model {self.name!r}: {e}") from None
 
     def generate(self, sampling: Sampling, requests: Sequence[ImageRequest]) -> Iterator[GeneratedImage]:
         settings = self.stage_sampling(sampling)

@@ -50,7 +50,8 @@ class CIConfig:
             return f"{self.level:.0%} percentile interval of the two-way (pigeonhole) bootstrap, {boot}"
         return (
             f"{self.level:.0%} crossed-design interval: variance components from {boot} and the answer-level "
-            f"variance (Owen's moment correction of the pigeonhole bootstrap), Satterthwaite t quantile"
+            f"variance (Owen's moment correction of the pigeonhole bootstrap); t interval on the logit scale with "
+            f"Satterthwaite degrees of freedom"
         )
 
 

@@ -7,7 +7,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reports.bootstrap import DEFAULT_RESAMPLES, CrossedBootstrap, crossed_variance, nnls3, resample_indices, wilson
+from reports.bootstrap import (
+    DEFAULT_RESAMPLES,
+    CrossedBootstrap,
+    crossed_system,
+    crossed_variance,
+    nnls3,
+    resample_indices,
+    wilson,
+)
 from reports.preference import CIConfig, RatingsAnalysis, sbs_table
 from reports.simulate import RaterModel, StudyDesign, simulate
 
@@ -103,11 +111,41 @@ def test_vectorised_bootstrap_equals_slow_loop():
     var, df = crossed_variance(prompt, rater, y, loop_row.var(ddof=1), loop_col.var(ddof=1), resamples)
     from scipy.stats import t
 
-    half = t.ppf(0.975, df) * np.sqrt(var)  # the independent, slow-to-import implementation
-    assert (iv.low, iv.high) == pytest.approx((max(0, y.mean() - half), min(1, y.mean() + half)), rel=1e-12)
+    m = y.mean()  # the logit-scale interval, with the independent, slow-to-import t quantile
+    half = t.ppf(0.975, df) * np.sqrt(var) / (m * (1 - m))
+    centre = np.log(m / (1 - m))
+    assert (iv.low, iv.high) == pytest.approx(
+        (1 / (1 + np.exp(half - centre)), 1 / (1 + np.exp(-half - centre))), rel=1e-12
+    )
+    assert iv.df == pytest.approx(df, rel=1e-12)
     q = np.quantile(loop_two, [0.025, 0.975])
     ph = boot.interval(prompt, rater, y, method="pigeonhole")
     assert (ph.low, ph.high) == pytest.approx(tuple(q), rel=1e-12)
+
+
+def test_satterthwaite_df_describes_the_variance_estimator_used():
+    """Where the non-negative fit sets a component to 0 (here the raters', their variance observed
+    at 0), Var is the least-squares fit on the components kept, c . observed with c from those
+    columns alone, and the df is Satterthwaite's for that c; the unconstrained solve's c (the former
+    df's) is not the estimator used: c . observed differs from Var."""
+    from scipy.optimize import nnls
+
+    rng = np.random.default_rng(5)
+    n_prompts, n_raters = 20, 5
+    prompt, rater = np.tile(np.arange(n_prompts), n_raters), np.repeat(np.arange(n_raters), n_prompts)
+    y = rng.choice([0.0, 0.5, 1.0], size=len(prompt))
+    v_prompt = float(((np.bincount(prompt, y) / n_raters - y.mean()) ** 2).sum() / n_prompts**2)
+    var, df = crossed_variance(prompt, rater, y, v_prompt, 0.0, 2000)
+    system = crossed_system(prompt, rater, y, v_prompt, 0.0, 2000)
+    components = nnls(system.expected, system.observed)[0]
+    assert components[1] == 0 and (components[[0, 2]] > 0).all()
+    kept = np.linalg.lstsq(system.expected[:, [0, 2]], np.eye(3), rcond=None)[0].T @ system.weights[[0, 2]]
+    assert var == pytest.approx(components @ system.weights, rel=1e-10)
+    assert var == pytest.approx(kept @ system.observed, rel=1e-10)
+    terms = kept * system.observed
+    assert df == pytest.approx(var**2 / (terms**2 / system.dfs).sum(), rel=1e-10)
+    unconstrained = np.linalg.solve(system.expected.T, system.weights)
+    assert unconstrained @ system.observed < 0.9 * var
 
 
 def test_nnls3_matches_scipy():

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from common.options import int_in, seed_int
 
-PARTS = ("per-image", "fd", "kid", "cmmd", "prdc", "ranks")
+PARTS = ("per-image", "fd", "kid", "cmmd", "prdc", "ranks", "crossed")
 
 
 def _parts(text: str) -> tuple[str, ...]:

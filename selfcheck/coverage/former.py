@@ -2,13 +2,18 @@
 resample the generated features with replacement (the reference fixed) and take the replicates'
 percentile spread around their median, moved onto the estimate ("re-centred"). Duplicates in a
 resample turn KID's U-statistic into the V-statistic and shrink k-NN radii, so the spread sits off
-the estimand; the coverage table shows it failing (docs/intervals.md). Not used by any metric."""
+the estimand; the coverage table shows it failing (docs/intervals.md). Not used by any metric.
+
+Also the former crossed human-rating interval (crossed_former*): raw-scale t with the unconstrained
+fit's degrees of freedom, the known-bad arm of the crossed tail table (selfcheck/coverage/crossed.py)."""
 
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import stdtr, stdtrit
 
 from bench.metrics.stats import feature_stats
+from reports.bootstrap import crossed_system, satterthwaite
 
 
 def frechet_bootstrap(
@@ -63,3 +68,28 @@ def resampled(fn, features: np.ndarray, resamples: int, seed: int = 0) -> np.nda
         [np.atleast_1d(fn(f[rng.integers(0, len(f), len(f))])) for _ in range(resamples)], dtype=float
     )  # (R, K)
     return reps
+
+
+def crossed_former_df(
+    prompt: np.ndarray, rater: np.ndarray, y: np.ndarray, v_prompt: float, v_rater: float, resamples: float, var: float
+) -> float:
+    """The former crossed human-rating interval's degrees of freedom for its variance `var` (the same
+    as now, reports.bootstrap.crossed_variance): Satterthwaite's df from the coefficients of the
+    unconstrained solve even when the non-negative fit put a component at 0. With it the interval
+    was mean +- t_df SE on the raw scale (crossed_former_bounds); the known-bad arm of the crossed
+    tail table (selfcheck/coverage/crossed.py)."""
+    system = crossed_system(prompt, rater, y, v_prompt, v_rater, resamples)
+    coef = np.linalg.pinv(system.expected).T @ system.weights
+    return satterthwaite(var, coef * system.observed, system.dfs)
+
+
+def crossed_former_bounds(estimate: np.ndarray, se: np.ndarray, df: np.ndarray, level: float) -> tuple:
+    """mean +- t_df SE clipped to [0, 1] (the former crossed interval), elementwise."""
+    half = stdtrit(df, 0.5 + level / 2) * se
+    return np.maximum(0.0, estimate - half), np.minimum(1.0, estimate + half)
+
+
+def crossed_former_p(estimate: np.ndarray, se: np.ndarray, df: np.ndarray, null: float = 0.5) -> np.ndarray:
+    """The p-value dual to crossed_former_bounds: 2 t_df(-|estimate - null| / SE)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(se > 0, 2 * stdtr(df, -np.abs(estimate - null) / se), (estimate == null).astype(float))

@@ -24,6 +24,9 @@ prompts (prompt centres ~ N(mu, 0.2 S), samples around them), so blocks are of p
 
 Ranks: T tables of 10 identical entries on P prompts; the share of tables with any "separated" pair,
 with and without Holm's correction.
+
+Crossed human ratings (crossed.py): the report's preference-rate interval in the tail (95 %, 99 %,
+99.17 %) and its p-value's type I error, prompts x raters designs with a known truth.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from bench.metrics.stats import (
 from reports.intervals import bounded_mean, holm
 from reports.paired import paired_difference
 
+from . import crossed
 from .former import frechet_bootstrap, recentred, resampled
 from .truths import frechet_truth, kid_truth, rbf_truth
 
@@ -77,6 +81,7 @@ class Sizes:
     blocks: int = 20
     prdc_truth_sets: int = 2000
     rank_tables: int = 1000
+    crossed: crossed.CrossedSizes = crossed.CrossedSizes()  # own replicates (--replicates does not apply)
 
 
 QUICK = Sizes(
@@ -90,6 +95,7 @@ QUICK = Sizes(
     blocks=10,
     prdc_truth_sets=400,
     rank_tables=200,
+    crossed=crossed.QUICK,
 )
 
 
@@ -470,6 +476,8 @@ def run(sizes: Sizes, parts: tuple[str, ...], seed: int = 0, log=print) -> list[
             rows += per_image(sizes, seed)
         elif part == "ranks":
             rows += ranks(sizes, seed)
+        elif part == "crossed":
+            rows += crossed.run(sizes.crossed, seed, log)
         else:
             rows += set_metrics(sizes, seed, (part,))
         log(f"coverage: {part} done in {time.time() - start:.0f} s")

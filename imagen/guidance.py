@@ -40,7 +40,10 @@ class Thresholding:
         default="dynamic", metadata={"help": "thresholding of the predicted x0", "choices": THRESHOLDING_MODES}
     )
     # 99.5: the paper's dynamic thresholding percentile (the one place it is written)
-    percentile: float = field(default=99.5, metadata={"help": "dynamic thresholding percentile p"})
+    # "applies_with": used only when mode is "dynamic" (the sweep pairs percentiles with dynamic only)
+    percentile: float = field(
+        default=99.5, metadata={"help": "dynamic thresholding percentile p", "applies_with": ("mode", "dynamic")}
+    )
 
     def __post_init__(self) -> None:
         if self.mode not in THRESHOLDING_MODES:

@@ -73,13 +73,16 @@ class StageSampling:
 
 @dataclass(frozen=True)
 class SamplingField:
-    """One flat sampling key (Thresholding's two fields flattened as `thresholding`, `percentile`)."""
+    """One flat sampling key (Thresholding's two fields flattened as `thresholding`, `percentile`).
+    applies_with = (key, value): the key is used only where another key has that value (percentile:
+    thresholding "dynamic"), declared once in the field's metadata."""
 
     name: str
     type: type
     default: Any
     help: str
     choices: tuple | None
+    applies_with: tuple[str, Any] | None = None
 
 
 def _flat_fields() -> dict[str, SamplingField]:
@@ -91,7 +94,9 @@ def _flat_fields() -> dict[str, SamplingField]:
                 continue  # flattened from Thresholding below
             value = getattr(defaults, f.name)
             name = rename.get(f.name, f.name)
-            out[name] = SamplingField(name, type(value), value, f.metadata["help"], f.metadata.get("choices"))
+            applies = f.metadata.get("applies_with")
+            applies = (rename.get(applies[0], applies[0]), applies[1]) if applies else None
+            out[name] = SamplingField(name, type(value), value, f.metadata["help"], f.metadata.get("choices"), applies)
     return out
 
 

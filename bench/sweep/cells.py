@@ -31,7 +31,7 @@ from .spec import Grid, SweepSpec
 FIRST_AXES = ("sampler", "steps", "guidance", "thresholding", "percentile", "aug_level")
 # an axis that applies at one value of another only: it expands with that axis, so a grid of
 # thresholding none / static / dynamic x percentiles 95, 99.5 makes none, static, dynamic95, dynamic99.5
-APPLIES_WITH = {"percentile": ("thresholding", "dynamic")}
+APPLIES_WITH = {k: f.applies_with for k, f in SAMPLING_FIELDS.items() if f.applies_with}  # declared in imagen
 
 
 @dataclass(frozen=True)

@@ -130,7 +130,8 @@ def _grid(table: dict) -> Grid:
     for key in SAMPLING_FIELDS:
         for value in getattr(grid, key):
             try:
-                stage_sampling({key: value} if key != "percentile" else {key: value, "thresholding": "dynamic"})
+                parent = SAMPLING_FIELDS[key].applies_with  # e.g. a percentile is checked with dynamic thresholding
+                stage_sampling({key: value, **dict([parent] if parent else [])})
             except ValueError as e:
                 raise ValueError(f"spec: grid.{key} = {value!r}: {e}") from None
     return grid

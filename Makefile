@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip install -c constraints.txt
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast system-deps clean perf-env perf gpu-check
+.PHONY: install demo test test-fast test-slow system-deps clean perf-env perf gpu-check
 
 $(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -38,6 +38,10 @@ test: $(STAMP) system-deps
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q $(XDIST) -m "not slow and not browser"
+
+# The checks marked `slow` alone, on any CPU (`make test` skips them on AVX2-only CPUs: tests/conftest.py)
+test-slow: $(STAMP) system-deps
+	@url=$$(bash .ci/pg-start); IMAGEN_BENCH_SLOW=1 HUMAN_EVAL_PG_URL=$$url $(PY) -m pytest -q --timeout=900 $(XDIST) -m slow; rc=$$?; bash .ci/pg-stop; exit $$rc
 
 # Separate benchmark environment for `imagen-bench perf`: the peers (diffusers, lucidrains'
 # imagen-pytorch) run there, so their pins never touch the project's venv. imagen-pytorch goes in

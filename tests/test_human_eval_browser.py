@@ -26,7 +26,7 @@ ARGS = [
 # test run never modifies tracked files; otherwise it goes to pytest's temp dir and is checked.
 SCREENSHOT = REPO / "docs" / "img" / "human_eval_sbs.png"
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+pytestmark = pytest.mark.browser
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from human_eval.plan import PlanSettings
 from human_eval.platforms import make_platform
 from human_eval.study import StudySettings, create_study
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+pytestmark = pytest.mark.browser
 PID, SESSION, STUDY_ID = "5f0c" + "1" * 20, "6a1d" + "2" * 20, "7b2e" + "3" * 20
 
 

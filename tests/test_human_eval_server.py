@@ -8,7 +8,6 @@ import asyncio
 import urllib.error
 import urllib.request
 
-import pytest
 from human_eval_fixtures import rating_server, sbs_study
 
 from human_eval.web_guard import SECURITY_HEADERS, WebGuard, blocked
@@ -24,7 +23,6 @@ def _get(url: str) -> tuple[int, dict[str, str], bytes]:
         return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()
 
 
-@pytest.mark.slow
 def test_rating_server_exposes_only_the_app(tmp_path):
     study = sbs_study(tmp_path / "study", prompts="drawbench:Colors", raters=1, batch_size=4, control_share=0.25)
     with rating_server(study) as port:

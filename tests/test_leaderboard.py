@@ -148,7 +148,6 @@ def test_direction_comes_from_the_metric_own_declaration(runs):
         assert getattr(importlib.import_module(module), cls).meta, name
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("n_prompts, binary", [(21, False), (100, True)])
 def test_prompt_bootstrap_interval_covers_the_truth(n_prompts, binary):
     """Simulated per-image scores, two samples per prompt with a prompt effect: the 95 % interval

@@ -12,9 +12,8 @@ import pytest
 from imagen_bench.cli import main
 from selfcheck.perf.sampling import find_peer_python
 
-pytestmark = pytest.mark.slow  # ~3-6 minutes on 2 busy cores (model sampling, Inception, sweeps)
 
-
+@pytest.mark.slow  # ~2-3 minutes on 2 busy cores (model sampling, Inception, sweeps)
 def test_perf_quick_writes_every_section(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("IMAGEN_BENCH_THREADS", os.environ.get("IMAGEN_BENCH_THREADS", "1"))
     peers = find_peer_python("")

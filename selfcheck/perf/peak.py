@@ -2,7 +2,7 @@
 
 A square n x n @ n x n matmul is 2 n^3 FLOP (n^3 multiply-adds). 2048 is large enough for the
 BLAS / oneDNN kernels to reach their steady rate on 2 cores (~0.1-1 s a product here) and small
-enough for 3 x 16 MiB fp32 operands to stay in memory comfortably; --quick uses 1024.
+enough for 3 x 16 MiB fp32 operands to stay in memory comfortably; --quick uses 512.
 """
 
 from __future__ import annotations

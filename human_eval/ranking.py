@@ -305,8 +305,21 @@ class RankingState:
             out += [sign.get(r.verdict, "?"), table["model"].iloc[r.rank]]
         return " ".join(out)
 
+    def finding(self) -> str:
+        """Where the study stands, in one sentence without the plan (the report's summary line)."""
+        n, plan = self.looked, self.recorded.plan
+        if self.reason is None:
+            return f"Still running after {n} counted batches: {self.ordering()}."
+        why = {
+            "decided": "every adjacent pair of the ranking is decided (each pair's interval excludes 1/2)",
+            "precise": f"every adjacent pair is decided or narrower than {plan.half_width:g} on each side",
+            "cap": "the cap was reached",
+        }[self.reason]
+        return f"Stopped after {n} counted batches because {why}: {self.ordering()}."
+
     def describe(self) -> str:
-        r, n = self.recorded, self.looked
+        """finding() with the plan that produced it."""
+        r = self.recorded
         k, plan = len(r.models), r.plan
         how = (
             f"sequential ranking of {k} models: one {plan.method} confidence sequence per pair at "
@@ -316,14 +329,7 @@ class RankingState:
             f"{r.base.cap_batches} batches, a pair counting only after its full pass over the {r.base.n_prompts} prompts; "
             f"looks every {plan.look_every} batch(es)"
         )
-        if self.reason is None:
-            return f"Still running after {n} counted batches: {self.ordering()} ({how})."
-        why = {
-            "decided": "every adjacent pair of the ranking is decided (each pair's interval excludes 1/2)",
-            "precise": f"every adjacent pair is decided or narrower than {plan.half_width:g} on each side",
-            "cap": "the cap was reached",
-        }[self.reason]
-        return f"Stopped after {n} counted batches because {why}: {self.ordering()} ({how})."
+        return f"{self.finding()[:-1]} ({how})."
 
 
 def _pair_of(frame: pd.DataFrame, models: tuple[str, ...]) -> pd.Series:

@@ -141,16 +141,12 @@ class State:
         n = self.stop_at or len(self.low)
         return (float(self.low[n - 1]), float(self.high[n - 1])) if n else (0.0, 1.0)
 
-    def describe(self) -> str:
+    def finding(self) -> str:
+        """Where the study stands, in one sentence without the plan (the report's summary line)."""
         r, n = self.recorded, self.stop_at or len(self.low)
         low, high = self.interval()
-        plan = (
-            f"sequential design: {r.plan.method} confidence sequence at {1 - r.plan.alpha:.0%} on question {r.question!r}, "
-            f"stop when it excludes 1/2 or its half-width reaches {r.plan.half_width:g}, or at the cap of {r.cap_batches} batches, "
-            f"after one full pass over the {r.n_prompts} prompts; looks every {r.plan.look_every} batch(es)"
-        )
         if self.reason is None:
-            return f"Still running after {n} counted batches: interval [{low:.3f}, {high:.3f}] ({plan})."
+            return f"Still running after {n} counted batches: interval [{low:.3f}, {high:.3f}]."
         why = {
             "decided": f"the interval excludes 1/2 ({'A' if low > 0.5 else 'B'} preferred)",
             "precise": f"the interval's half-width reached {r.plan.half_width:g} without excluding 1/2",
@@ -158,8 +154,18 @@ class State:
         }[self.reason]
         return (
             f"Stopped after {n} counted batches because {why}: preference for A {self.estimate:.3f}, interval at the stop "
-            f"[{low:.3f}, {high:.3f}] ({plan})."
+            f"[{low:.3f}, {high:.3f}]."
         )
+
+    def describe(self) -> str:
+        """finding() with the plan that produced it."""
+        r = self.recorded
+        plan = (
+            f"sequential design: {r.plan.method} confidence sequence at {1 - r.plan.alpha:.0%} on question {r.question!r}, "
+            f"stop when it excludes 1/2 or its half-width reaches {r.plan.half_width:g}, or at the cap of {r.cap_batches} batches, "
+            f"after one full pass over the {r.n_prompts} prompts; looks every {r.plan.look_every} batch(es)"
+        )
+        return f"{self.finding()[:-1]} ({plan})."
 
 
 def batch_table(frame: pd.DataFrame, rec: Recorded, threshold: float) -> pd.DataFrame:

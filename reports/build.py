@@ -18,7 +18,7 @@ from human_eval.contract import DEFAULT_CONTROL_THRESHOLD, DEFAULT_FAST_ANSWER_M
 from human_eval.export import study_images
 
 from . import plots
-from .html import Paragraph, Section, Table, file_slug, natural_key, render, tables_of
+from .html import Bullets, Paragraph, Section, Table, file_slug, natural_key, render, tables_of
 from .human_sections import figure_block, human_sections
 from .leaderboard import LeaderboardOptions
 from .paired import DEFAULT_RESAMPLES as PAIRED_RESAMPLES
@@ -176,6 +176,15 @@ def provenance(inputs: ReportInputs, options: ReportOptions) -> dict:
     }
 
 
+def _lead_with(summary: Section, lines: list[str]) -> Section:
+    """`summary` with `lines` (a sequential study's stop and result) as its first findings: the page
+    leads with what the study's own rule found, before the per-pair rates of the pairs it dealt."""
+    if not lines:
+        return summary
+    first, rest = summary.blocks[0], summary.blocks[1:]
+    return Section(summary.title, [Bullets(tuple(lines) + (first.items if isinstance(first, Bullets) else ())), *rest])
+
+
 def build_report(
     inputs: ReportInputs, out: str | Path, options: ReportOptions = ReportOptions(), force: bool = False
 ) -> Path:
@@ -226,10 +235,9 @@ def build_report(
                 stage,
                 unfiltered=answers[~answers["is_control"]],
             )
-            summaries.append(human.summary)
-            summaries += sequential_sections(
-                answers, inputs.study_settings
-            )  # why a sequential study stopped, its interval
+            found, sequential = sequential_sections(answers, inputs.study_settings)  # why it stopped, what it found
+            summaries.append(_lead_with(human.summary, found))
+            summaries += sequential
             samples += human.samples
             body += human.body
         if head:

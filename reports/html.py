@@ -60,6 +60,9 @@ nav ul { margin: 0; padding-left: 1.2em; columns: 2; }
 }
 """
 FLOAT_FORMAT = "{:.4g}".format  # 4 significant digits: CIs are reported to ~0.001 on a 0-1 scale
+# a table longer than this (a sequential study's one row per batch: 70-150 rows) is shown collapsed,
+# its "how" line and CSV / parquet links visible: a log to audit, not the finding the page leads with
+TABLE_ROWS_OPEN = 30
 
 
 @dataclass(frozen=True)
@@ -150,6 +153,8 @@ def _block(block, stamp: str) -> str:
     if isinstance(block, Table):
         links = f'<a href="tables/{block.name}.csv">CSV</a> / <a href="tables/{block.name}.parquet">parquet</a>'
         body = block.frame.to_html(index=False, float_format=FLOAT_FORMAT, na_rep="–", border=0)
+        if len(block.frame) > TABLE_ROWS_OPEN:
+            body = f"<details><summary>all {len(block.frame)} rows</summary>{body}</details>"
         return f'<p class="how">{html.escape(block.how)} {html.escape(stamp)} ({links})</p>\n<div class="scroll">{body}</div>'
     if isinstance(block, Image):
         return (

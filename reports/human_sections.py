@@ -147,7 +147,8 @@ def human_findings(analysis: RatingsAnalysis, filtered: RatingsAnalysis, exclusi
         first = overall.iloc[0]
         out.append(
             f"Compared side by side: {a} vs {b} on {int(first['n_prompts'])} DrawBench prompts, "
-            f"{int(first['n_answers'])} answers per question from {int(first['n_raters'])} raters."
+            f"{int(first['n_answers'])} answers per question from {int(first['n_raters'])} "
+            f"rater{'s' if int(first['n_raters']) != 1 else ''}."
         )
         for r in overall.itertuples():
             separated = r.pref_A_low > 0.5 or r.pref_A_high < 0.5

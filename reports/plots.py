@@ -7,6 +7,8 @@ annotation), which the report writes beside the picture as tables/<figure>.csv."
 
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib
 
 matplotlib.use("Agg")  # files only; no display on the machines that build reports
@@ -65,7 +67,8 @@ def preference_bars(table: pd.DataFrame, model_a: str, model_b: str, ci_text: st
         ax.set_ylim(0, 1)
         ax.set_title(f"{question}: prefer {model_a} over {model_b}")
         ax.set_ylabel("preference rate (ties = 1/2)")
-    fig.suptitle(ci_text, fontsize=7)
+    # wrapped to the figure's width (~17 characters an inch at 7 pt): one long line was cut at both edges
+    fig.suptitle(textwrap.fill(ci_text, int(fig.get_figwidth() * 17)), fontsize=7)
     fig.tight_layout()
     return fig, _points(points)
 

@@ -14,13 +14,18 @@ from human_eval.export import RANKING_DESIGN, ranking_state, sequential_state
 from .html import Paragraph, Section, Table
 
 
-def sequential_sections(answers: pd.DataFrame, settings: dict[str, dict]) -> list[Section]:
-    """One section per sequential study among `answers` (contract 2, controls included)."""
-    out = []
+def sequential_sections(answers: pd.DataFrame, settings: dict[str, dict]) -> tuple[list[str], list[Section]]:
+    """(findings, sections): per sequential study among `answers` (contract 2, controls included) the
+    sentence the report's summary leads with (why and when it stopped, what it found) and its section."""
+    found, out = [], []
     for study in sorted(set(answers["study"].astype(str))):
         recorded = settings.get(study, {})
         if recorded.get("plan", {}).get("design") == RANKING_DESIGN:
-            out.append(_ranking_section(study, answers[answers["study"].astype(str) == study], recorded, len(out) + 1))
+            line, section = _ranking_section(
+                study, answers[answers["study"].astype(str) == study], recorded, len(out) + 1
+            )
+            found.append(line)
+            out.append(section)
             continue
         if recorded.get("plan", {}).get("design") != "sequential":
             continue
@@ -31,6 +36,7 @@ def sequential_sections(answers: pd.DataFrame, settings: dict[str, dict]) -> lis
         looks.loc[counted, "low"], looks.loc[counted, "high"] = state.low, state.high
         looks["after_stop"] = counted & (looks["look"] > state.stop_at) & (state.stop_at > 0)
         looks["done_at"] = looks["done_at"].astype(str)
+        found.append(f"Sequential study {study} (question {state.recorded.question!r}): {state.finding()}")
         out.append(
             Section(
                 f"Sequential design: {study}",
@@ -52,17 +58,20 @@ def sequential_sections(answers: pd.DataFrame, settings: dict[str, dict]) -> lis
                 ],
             )
         )
-    return out
+    return found, out
 
 
-def _ranking_section(study: str, answers: pd.DataFrame, recorded: dict, n: int) -> Section:
+def _ranking_section(study: str, answers: pd.DataFrame, recorded: dict, n: int) -> tuple[str, Section]:
     threshold = float(recorded.get("control_threshold", DEFAULT_CONTROL_THRESHOLD))
     state = ranking_state(answers, recorded, threshold)
     rec = state.recorded
     batches = state.batches.assign(pair=[rec.pair_label(p) for p in state.batches["pair"]])
     batches["after_stop"] = batches["counted"] & (batches["look"] > state.stop_at) & (state.stop_at > 0)
     batches["done_at"] = batches["done_at"].astype(str)
-    return Section(
+    line = (
+        f"Sequential ranking {study} of {len(rec.models)} models (question {rec.base.question!r}): {state.finding()}"
+    )
+    return line, Section(
         f"Sequential ranking: {study}",
         [
             Paragraph(state.describe(), kind="plain"),

@@ -175,6 +175,13 @@ def test_a_real_ranking_study_stops_by_its_rule_on_the_informative_pairs(tmp_pat
     page = (report / "index.html").read_text()
     assert f"Stopped after {n} counted batches because every adjacent pair of the ranking is decided" in page
     assert "sd-v1-5 &gt; sd-flipped &gt; sd-v1-4 &gt; sd-mirrored" in page
+    findings = page.split('<ul class="findings">', 1)[1]  # the summary leads with the ranking, not one pair's rate
+    assert findings.startswith(
+        f"<li>Sequential ranking {study.key} of 4 models (question &#x27;quality&#x27;): Stopped"
+    )
+    assert " answers per question from 1 rater." in findings  # a pair the allocation dealt one batch
+    batches_table = page.split("One row per complete batch", 1)[1].split("</details>", 1)[0]
+    assert f"<summary>all {len(current.batches)} rows</summary>" in batches_table  # the audit log collapsed
     assert (report / "tables").is_dir() and any(
         f.name.startswith("sequential_ranking_1") for f in (report / "tables").iterdir()
     )

@@ -206,6 +206,8 @@ def test_a_real_study_stops_by_its_rule_while_raters_answer_through_the_store(tm
     low, high = state.interval()
     assert f"Stopped after {n} counted batches because the interval excludes 1/2 (B preferred)" in page
     assert f"interval at the stop [{low:.3f}, {high:.3f}]" in page
+    findings = page.split('<ul class="findings">', 1)[1]  # the summary leads with what the study's rule found
+    assert findings.startswith(f"<li>Sequential study {study.key} (question &#x27;quality&#x27;): Stopped after {n}")
 
     meta["settings"]["plan"]["sequential"]["half_width"] = 0.2  # an edit after creation changes nothing: refused
     (study.root / "study.json").write_text(json.dumps(meta))

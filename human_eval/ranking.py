@@ -307,15 +307,18 @@ class RankingState:
 
     def finding(self) -> str:
         """Where the study stands, in one sentence without the plan (the report's summary line)."""
+        return f"{self._status()}."
+
+    def _status(self) -> str:
         n, plan = self.looked, self.recorded.plan
         if self.reason is None:
-            return f"Still running after {n} counted batches: {self.ordering()}."
+            return f"Still running after {n} counted batches: {self.ordering()}"
         why = {
             "decided": "every adjacent pair of the ranking is decided (each pair's interval excludes 1/2)",
             "precise": f"every adjacent pair is decided or narrower than {plan.half_width:g} on each side",
             "cap": "the cap was reached",
         }[self.reason]
-        return f"Stopped after {n} counted batches because {why}: {self.ordering()}."
+        return f"Stopped after {n} counted batches because {why}: {self.ordering()}"
 
     def describe(self) -> str:
         """finding() with the plan that produced it."""
@@ -329,7 +332,7 @@ class RankingState:
             f"{r.base.cap_batches} batches, a pair counting only after its full pass over the {r.base.n_prompts} prompts; "
             f"looks every {plan.look_every} batch(es)"
         )
-        return f"{self.finding()[:-1]} ({how})."
+        return f"{self._status()} ({how})."
 
 
 def _pair_of(frame: pd.DataFrame, models: tuple[str, ...]) -> pd.Series:

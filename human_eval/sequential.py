@@ -143,10 +143,13 @@ class State:
 
     def finding(self) -> str:
         """Where the study stands, in one sentence without the plan (the report's summary line)."""
+        return f"{self._status()}."
+
+    def _status(self) -> str:
         r, n = self.recorded, self.stop_at or len(self.low)
         low, high = self.interval()
         if self.reason is None:
-            return f"Still running after {n} counted batches: interval [{low:.3f}, {high:.3f}]."
+            return f"Still running after {n} counted batches: interval [{low:.3f}, {high:.3f}]"
         why = {
             "decided": f"the interval excludes 1/2 ({'A' if low > 0.5 else 'B'} preferred)",
             "precise": f"the interval's half-width reached {r.plan.half_width:g} without excluding 1/2",
@@ -154,7 +157,7 @@ class State:
         }[self.reason]
         return (
             f"Stopped after {n} counted batches because {why}: preference for A {self.estimate:.3f}, interval at the stop "
-            f"[{low:.3f}, {high:.3f}]."
+            f"[{low:.3f}, {high:.3f}]"
         )
 
     def describe(self) -> str:
@@ -165,7 +168,7 @@ class State:
             f"stop when it excludes 1/2 or its half-width reaches {r.plan.half_width:g}, or at the cap of {r.cap_batches} batches, "
             f"after one full pass over the {r.n_prompts} prompts; looks every {r.plan.look_every} batch(es)"
         )
-        return f"{self.finding()[:-1]} ({plan})."
+        return f"{self._status()} ({plan})."
 
 
 def batch_table(frame: pd.DataFrame, rec: Recorded, threshold: float) -> pd.DataFrame:

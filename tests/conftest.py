@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from common.allocator import reuse_freed_memory
+from imagen.device import cpu_native_bf16
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -54,8 +55,6 @@ def pytest_collection_modifyitems(config, items):
     this reason, on the slowest kind this project runs on, an AVX2-only CPU: there the whole suite
     would take ~18-19 minutes against the 15 the project allows (README "Tests").
     IMAGEN_BENCH_SLOW=1 (`make test-slow`) runs them anywhere."""
-    from imagen.device import cpu_native_bf16
-
     native, why = cpu_native_bf16()
     if native or os.environ.get("IMAGEN_BENCH_SLOW") == "1":
         return

@@ -112,7 +112,8 @@ def entries(runs: list[str | Path]) -> pd.DataFrame:
 
 
 # recorded with a number but not part of how it was made: provenance, and a set metric's own interval
-# (se_jackknife: KID's block jackknife SE before its second-order correction, a per-cell number)
+# (se_jackknife: KID's block jackknife SE before its second-order correction; bootstrap_t: KID's
+# bootstrap-t quantiles, units and usable draws; per-cell numbers, bench.metrics.fid.interval_details)
 NOT_HOW = frozenset(
     {
         "package_version",
@@ -120,6 +121,7 @@ NOT_HOW = frozenset(
         "ci_high",
         "se",
         "se_jackknife",
+        "bootstrap_t",
         "ci_method",
         "blocks",
         "block_values",

@@ -502,8 +502,15 @@ def test_kid_and_prdc_blocks_equal_plain_loops(data):
     excess = alpha_out**2 * 4 * tau2 / (g * (g - 2)) - alpha**2 * 2 * tau2 / (g * (g - 1))
     v = min(v_j, max(v_j - excess, v_j * (g - 2) / (2 * (g - 1))))
     se = np.sqrt(v + results["kid_std"].value ** 2 / 10)
-    half = student.ppf(0.975, 4) * se
-    assert (k.details["ci_low"], k.details["ci_high"]) == pytest.approx((k.value - half, k.value + half), rel=1e-4)
+    assert k.details["se"] == pytest.approx(se, rel=1e-4)
+    # the bootstrap-t interval: value - q_hi se, value - q_lo se, the quantiles of the resampled
+    # studentised statistic (their coverage is checked against known truths in test_intervals_blocks.py)
+    boot = k.details["bootstrap_t"]
+    q_lo, q_hi = boot["quantiles"]
+    assert q_lo < 0 < q_hi and boot["units"] == len(gen) and boot["draws"] >= 500
+    assert (k.details["ci_low"], k.details["ci_high"]) == pytest.approx(
+        (k.value - q_hi * se, k.value - q_lo * se), rel=1e-9
+    )
     for name, fn in (
         ("precision", lambda f: precision_recall(fr, f, 3)[0]),
         ("recall", lambda f: precision_recall(fr, f, 3)[1]),

@@ -43,10 +43,12 @@ DIRECTIONS = ("higher", "lower", "none")
 #                     score interval at the prompt-cluster effective sample size (reports.intervals)
 #   t                 per-image continuous values: mean +- t(P-1) x cluster SE, kept in the range
 #   jackknife-blocks  set metrics: delete-a-block jackknife over prompt blocks (bench.metrics.blocks)
+#   bootstrap-t-units KID: studentised bootstrap over whole-prompt units, its SE the block jackknife
+#                     (bench.metrics.blocks.mmd_blocks)
 #   block-means       k-NN set metrics: mean of disjoint prompt blocks at a stated set size, Hall's
 #                     skew-corrected t interval on the block values (bench.metrics.blocks.skew_t_interval)
 #   none              no interval (a protocol value at N, a spread, a count)
-INTERVALS = ("wilson-eff", "t", "jackknife-blocks", "block-means", "none")
+INTERVALS = ("wilson-eff", "t", "jackknife-blocks", "bootstrap-t-units", "block-means", "none")
 # What a metric measures, for the report's figures: the Pareto curves put an "alignment" metric
 # (text-image agreement) on x and a "fidelity" one (distance to real images) on y; "" = neither.
 ROLES = ("alignment", "fidelity", "")

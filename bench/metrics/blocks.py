@@ -16,14 +16,18 @@ can be compared block by block (paired pseudo-values).
                    FD_J = G FD_N - (G-1) mean_g FD_(-g): if E[FD_N] = FD + c / N, FD_J removes c / N
                    (the two-point form of Chong & Forsyth's FID-infinity). Interval for FD:
                    FD_J +- t(G-1) SE_J, SE_J^2 = (G-1)/G sum_g (FD_(-g) - mean)^2, floored at 0.
-    KID, CMMD      unbiased MMD^2 (U-statistic); SE by the delete-a-block jackknife over generated
+    KID, CMMD      unbiased MMD^2 (U-statistic), pairs of images of one prompt left out
+                   (stats.same_prompt_pairs). SE by the delete-a-block jackknife over generated
                    blocks (block sums of the kernel, O(G^2) per leave-out); for KID less the
                    jackknife's known excess on the U-statistic's degenerate (second-order) part,
                    estimated from the U-centred block-pair kernel means (mmd_second_order;
-                   SECOND_ORDER says why not for CMMD). KID's protocol
-                   value is the mean over S random subsets (clean-fid); its expectation given the
-                   data is the all-images U-statistic, so its variance adds the subsets' Monte
-                   Carlo part std^2 / S.
+                   MMD_INTERVALS says why not for CMMD). KID's interval: the studentised (bootstrap-t)
+                   quantiles over resamples of whole-prompt units (mmd_blocks says why), where a
+                   unit drawn twice is not paired with itself, so the resampled statistic stays a
+                   U-statistic (the with-replacement bootstrap above paired duplicates). KID's
+                   protocol value is the mean over S random subsets (clean-fid); its expectation
+                   given the data is the all-images U-statistic, so its variance adds the subsets'
+                   Monte Carlo part std^2 / S.
     PRDC           k-NN statistics have no valid bootstrap (Abadie & Imbens 2008). The estimand is
                    the metric of m = N / G generated images against the reference, estimated by the
                    mean over the G disjoint blocks (i.i.d. given the reference): mean +- t(G-1) sd /
@@ -33,6 +37,7 @@ can be compared block by block (paired pseudo-values).
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import stdtrit
@@ -184,6 +189,21 @@ def frechet_blocks(
 
 # -- MMD (KID, CMMD) -----------------------------------------------------------------------------
 
+# Bootstrap units: groups of whole prompts, at most this many (the U x U kernel-sum matrix is built
+# in row chunks of x, so memory stays bounded at any N; 200 units estimate a 2.5 % quantile well).
+MAX_UNITS = 200
+BOOTSTRAP_DRAWS = 999
+DRAW_BATCH = 64  # draws computed together: M (64, 200, 20) and (64, G, 200) products
+
+
+def bootstrap_units(codes: np.ndarray, blocks: int) -> tuple[np.ndarray, int]:
+    """((N,) unit index in [0, U), U) for N images with prompt codes (N,): the distinct prompts in
+    code order dealt round-robin into U = G floor(min(P, MAX_UNITS) / G) units, so a unit's block
+    (assign_blocks) is its index mod G and every block holds U / G units."""
+    distinct, index = np.unique(np.asarray(codes, np.float64), return_inverse=True)
+    units = blocks * max(1, min(len(distinct), MAX_UNITS) // blocks)
+    return (np.arange(len(distinct)) % units)[index], units
+
 
 def _block_kernel_sums(kernel, x: np.ndarray, y: np.ndarray, blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(A (G, G): sums of k(x_i, x_j) over i in block a, j in block b, i != j; c (G,): sums of
@@ -201,28 +221,42 @@ def _block_kernel_sums(kernel, x: np.ndarray, y: np.ndarray, blocks: np.ndarray)
     return a, c
 
 
-def mmd_leave_out(kernel, x: np.ndarray, y: np.ndarray, blocks: np.ndarray) -> tuple[float, np.ndarray, float]:
-    """(the generated-dependent part of the unbiased MMD^2 on all x, the same with each block left
-    out (G,), the jackknife's excess variance on its second-order part (mmd_second_order)):
-    U_xx - 2 mean k(x, y). The reference-only term U_yy is the same in every leave-out (the
-    reference is fixed) and cancels in the jackknife's spread."""
-    a, c = _block_kernel_sums(kernel, np.asarray(x, np.float64), np.asarray(y, np.float64), blocks)
-    sizes = np.bincount(np.unique(blocks, return_inverse=True)[1]).astype(float)
-    n, m = sizes.sum(), len(y)
+def cross_unit_leave_out(
+    a: np.ndarray, c: np.ndarray, sizes: np.ndarray, picks: np.ndarray, blocks: int, m: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(T (D,), T without each block (D, G), the jackknife's second-order excess (D,)
+    (mmd_second_order)) for the generated-dependent part of the MMD^2 U-statistic between units of
+    different origin, T = sum_{u != v, pick_u != pick_v} a_uv / sum s_u s_v - 2 sum_u c_u / (n m),
+    for each row of `picks` (D, U): units of a (U, U) kernel-sum matrix with a zero diagonal, c (U,),
+    sizes s (U,); the identity, or bootstrap draws with replacement (pairs of two copies of one
+    unit are left out, as a U-statistic leaves out i = j). Position i belongs to block i mod G. The
+    reference-only term is the same in every leave-out and draw (the reference is fixed) and
+    cancels. Built from M (D, U, G), how often each unit fills a position of each block:
+    block sums M^T a M, so no (D, U, U) gather."""
+    d, u = picks.shape
+    counts = np.zeros((d, len(sizes), blocks))  # M: how often each unit fills a position of each block
+    np.add.at(counts, (np.arange(d)[:, None], picks, np.arange(u) % blocks), 1.0)
+    ct = counts.transpose(0, 2, 1)  # (D, G, U)
+    ab = ct @ a @ counts  # (D, G, G); a's zero diagonal leaves out pairs of one origin
+    sb = ct @ sizes  # (D, G)
+    wb = sb[:, :, None] * sb[:, None, :] - (ct * sizes**2) @ counts  # pairs of two origins, weighted s_u s_v
+    cb = ct @ c
+    n, a_all, w_all = sb.sum(1), ab.sum((1, 2)), wb.sum((1, 2))
+    full = a_all / w_all - 2 * cb.sum(1) / (n * m)
+    diag = np.arange(blocks)
+    kept = w_all[:, None] - 2 * wb.sum(2) + wb[:, diag, diag]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        leave = (a_all[:, None] - 2 * ab.sum(2) + ab[:, diag, diag]) / kept - 2 * (cb.sum(1)[:, None] - cb) / (
+            (n[:, None] - sb) * m
+        )
+    scaled = ab * (n * (n - 1) / w_all)[:, None, None]  # in the all-pairs normalisation mmd_second_order assumes
+    scaled[:, diag, diag] = 0.0
+    return full, leave, mmd_second_order(scaled, sb)
 
-    def part(a_sum, c_sum, count):
-        return a_sum / (count * (count - 1)) - 2 * c_sum / (count * m)
 
-    full = part(a.sum(), c.sum(), n)
-    leave = np.array(
-        [part(a.sum() - a[g].sum() - a[:, g].sum() + a[g, g], c.sum() - c[g], n - sizes[g]) for g in range(len(sizes))]
-    )
-    return float(full), leave, mmd_second_order(a, sizes)
-
-
-def mmd_second_order(a: np.ndarray, sizes: np.ndarray) -> float:
+def mmd_second_order(a: np.ndarray, sizes: np.ndarray) -> np.ndarray:
     """E[v_J] - Var for the degenerate part of the generated-generated U-statistic, with blocks as
-    the i.i.d. units (G blocks of ~m = N / G images each).
+    the i.i.d. units (G blocks of ~m = N / G images each); a (..., G, G), sizes (..., G) -> (...).
 
     Hoeffding: with B_ab = A_ab / (m_a m_b) the mean kernel between blocks a != b, the statistic's
     cross-block part is alpha U_G, U_G = mean_{a != b} B_ab, alpha = G (G-1) m^2 / (N (N-1)), and
@@ -236,62 +270,118 @@ def mmd_second_order(a: np.ndarray, sizes: np.ndarray) -> float:
     without bias by the U-centred B (Szekely & Rizzo 2014, the unbiased HSIC of Song et al. 2012):
     tau^2 = sum_{a != b} B~_ab^2 / (G (G-3)). It matters most when the distributions are nearly
     equal (the linear part vanishes): there the plain jackknife covered 99 % (docs/intervals.md)."""
-    g = len(sizes)
+    g = sizes.shape[-1]
     if g < 4:
-        return 0.0
-    b = a / np.outer(sizes, sizes)
-    np.fill_diagonal(b, 0.0)
-    rows = b.sum(1)
-    centred = b - rows[:, None] / (g - 2) - rows[None, :] / (g - 2) + b.sum() / ((g - 1) * (g - 2))
-    np.fill_diagonal(centred, 0.0)
-    tau2 = float((centred**2).sum() / (g * (g - 3)))
-    n, m = sizes.sum(), sizes.mean()
+        return np.zeros(sizes.shape[:-1])
+    diag = np.arange(g)
+    b = a / (sizes[..., :, None] * sizes[..., None, :])
+    b[..., diag, diag] = 0.0
+    rows = b.sum(-1)
+    total = b.sum((-2, -1))[..., None, None]
+    centred = b - rows[..., :, None] / (g - 2) - rows[..., None, :] / (g - 2) + total / ((g - 1) * (g - 2))
+    centred[..., diag, diag] = 0.0
+    tau2 = (centred**2).sum((-2, -1)) / (g * (g - 3))
+    n, m = sizes.sum(-1), sizes.mean(-1)
     alpha = g * (g - 1) * m * m / (n * (n - 1))
     alpha_out = (g - 1) * (g - 2) * m * m / ((n - m) * (n - m - 1))
     return alpha_out**2 * 4 * tau2 / (g * (g - 2)) - alpha**2 * 2 * tau2 / (g * (g - 1))
 
 
-# Which MMD metric's interval subtracts the jackknife's second-order excess, chosen by the coverage
-# simulation (docs/intervals.md), not by taste. KID (cubic kernel): the corrected variance is
-# unbiased and its interval covers 93.5-96.5 %. CMMD (Gaussian kernel): the corrected variance is
-# unbiased too (0.85-1.02 x the true variance over 300 simulated data sets), but the statistic is
-# skewed (skewness 1.4 at identical distributions) and its variance estimate heavy-tailed (sd / mean
-# 0.8-1.5, where t(19) assumes 0.32), so a t interval on it covers only 90-93 %; the plain
-# jackknife's upward bias offsets that and covers 96-99 % (conservative, never short).
-SECOND_ORDER = {"kid": True, "cmmd": False}
+@dataclass(frozen=True)
+class MmdInterval:
+    """How an MMD metric's interval is made, chosen per metric by the coverage simulation
+    (docs/intervals.md), not by taste."""
+
+    second_order: bool  # the jackknife variance less its second-order excess (mmd_second_order)
+    bootstrap_t: bool  # studentised bootstrap quantiles over prompt units, else t(G-1)
+
+    def method(self) -> str:
+        """What a result records as its interval method (interval_details' ci_method)."""
+        se = "the delete-a-block jackknife over prompt blocks" + (
+            " less its second-order excess" if self.second_order else ""
+        )
+        if self.bootstrap_t:
+            return f"cross-prompt U-statistic; studentised bootstrap over prompt units, SE {se}"
+        return f"cross-prompt U-statistic; t(G-1), SE {se}"
+
+
+# KID (cubic kernel): the corrected variance is unbiased (test_intervals_blocks.py), but near
+# MMD^2 = 0 the t interval on it missed almost only with the truth above (34 / 0); the bootstrap-t
+# balances the misses. CMMD (Gaussian kernel): the corrected variance is unbiased too (0.85-1.02 x
+# the true variance over 300 simulated data sets), but the statistic is skewed (skewness 1.4 at
+# identical distributions) and its variance estimate heavy-tailed (sd / mean 0.8-1.5, where t(19)
+# assumes 0.32), so a t interval on it covered only 90-93 %; the bootstrap-t on either variance
+# was short on one side under a large shift (93.2 %, 8 / 19) and long at identical distributions
+# (98 %). The plain jackknife's t interval covers 95.5-98 % (conservative, never short).
+MMD_INTERVALS = {"kid": MmdInterval(second_order=True, bootstrap_t=True), "cmmd": MmdInterval(False, False)}
 
 
 def mmd_blocks(
     kernel,
     x: np.ndarray,
     y: np.ndarray,
-    blocks: np.ndarray,
+    codes: np.ndarray,
+    blocks: int,
     value: float,
     extra_var: float = 0.0,
     level: float = 0.95,
     scale: float = 1.0,
     *,
-    second_order: bool,
+    interval: MmdInterval,
+    draws: int = BOOTSTRAP_DRAWS,
+    seed: int = 0,
 ) -> dict:
-    """Interval for an unbiased MMD^2 `value` (already scaled by `scale`) of generated x (N, D)
-    against the fixed reference y (M, D): value +- t(G-1) sqrt(scale^2 V + extra_var), where V is
-    the jackknife variance v_J of the all-images U-statistic, with `second_order` less its
-    second-order excess (mmd_second_order) and kept between v_J (G-2) / (2 (G-1)) (all of it
-    degenerate) and v_J; extra_var the Monte Carlo variance of a subset-averaged value (KID:
-    std^2 / subsets; 0 for the all-images estimator)."""
-    full, leave, excess = mmd_leave_out(kernel, x, y, blocks)
-    _, se_j, pseudo = jackknife(full, leave)
-    g = len(leave)
-    v_j = se_j**2
-    var = min(v_j, max(v_j - excess, v_j * (g - 2) / (2 * (g - 1)))) if second_order else v_j
+    """Interval for an unbiased MMD^2 `value` (already scaled by `scale`) of generated x (N, D) with
+    prompt codes (N,) against the fixed reference y (M, D), se = sqrt(scale^2 V + extra_var):
+    with `interval.bootstrap_t` [value - q_hi se, value - q_lo se], else value +- t(G-1) se.
+
+    V: the delete-a-block jackknife variance v_J (G prompt blocks) of the cross-unit U-statistic
+    (cross_unit_leave_out), with `interval.second_order` less its second-order excess and kept
+    between v_J (G-2) / (2 (G-1)) (all of it degenerate) and v_J; extra_var the Monte Carlo variance
+    of a subset-averaged value (KID: std^2 / subsets; 0 for the all-images estimator).
+    q_lo, q_hi: quantiles of t* = (T* - T) / sqrt(V*) over `draws` resamples of the U bootstrap
+    units (bootstrap_units) with replacement, V* recomputed on each. Why not value +- t(G-1) se for
+    KID: near MMD^2 = 0 the statistic is a degenerate U-statistic, right-skewed, and its variance
+    estimate moves with it (correlation 0.8 in the coverage simulation): a low estimate comes with
+    a small SE, so the symmetric interval missed almost only with the truth above it (34 / 0 at
+    identical distributions, docs/intervals.md). The studentised bootstrap carries that dependence
+    into its quantiles (Hall 1992)."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    units, count = bootstrap_units(codes, blocks)
+    a, c = _block_kernel_sums(kernel, x, y, units)
+    np.fill_diagonal(a, 0.0)
+    sizes = np.bincount(units, minlength=count).astype(float)
+
+    def variance(picks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(T (D,), V (D,), v_J (D,), pseudo-values (D, G)) for picks (D, U)."""
+        full, leave, excess = cross_unit_leave_out(a, c, sizes, picks, blocks, len(y))
+        pseudo = blocks * full[:, None] - (blocks - 1) * leave
+        v_j = pseudo.var(1, ddof=1) / blocks  # = (G-1)/G sum_g (T_(-g) - mean)^2 (jackknife)
+        if not interval.second_order:
+            return full, v_j, v_j, pseudo
+        return full, np.minimum(v_j, np.maximum(v_j - excess, v_j * (blocks - 2) / (2 * (blocks - 1)))), v_j, pseudo
+
+    full, var, v_j, pseudo = (v[0] for v in variance(np.arange(count)[None, :]))
     se = float(np.sqrt(scale**2 * var + extra_var))
-    low, high = t_interval(value, se, g - 1, level, None, None)
+    out = {"se": se, "se_jackknife": float(scale * np.sqrt(v_j)), "pseudo": (scale * pseudo).tolist()}
+    if not interval.bootstrap_t:
+        low, high = t_interval(value, se, blocks - 1, level, None, None)
+        return {**out, "ci_low": low, "ci_high": high}
+    rng = np.random.default_rng(seed)
+    studentised = []
+    for start in range(0, draws, DRAW_BATCH):  # DRAW_BATCH draws at a time: bounded memory
+        t_full, t_var, _, _ = variance(rng.integers(0, count, (min(DRAW_BATCH, draws - start), count)))
+        usable = np.isfinite(t_full) & np.isfinite(t_var) & (t_var > 0)  # a draw of one unit only has neither
+        studentised.append((t_full[usable] - full) / np.sqrt(t_var[usable]))
+    studentised = np.concatenate(studentised)
+    if len(studentised) < draws / 2:
+        raise ValueError(f"MMD interval: only {len(studentised)} of {draws} bootstrap draws usable ({count} units)")
+    q_lo, q_hi = np.quantile(studentised, [(1 - level) / 2, (1 + level) / 2])
     return {
-        "se": se,
-        "se_jackknife": float(scale * se_j),
-        "ci_low": low,
-        "ci_high": high,
-        "pseudo": (scale * pseudo).tolist(),
+        **out,
+        "ci_low": float(value - q_hi * se),
+        "ci_high": float(value - q_lo * se),
+        "bootstrap_t": {"quantiles": [float(q_lo), float(q_hi)], "units": count, "draws": len(studentised)},
     }
 
 

@@ -172,10 +172,14 @@ class _FeatureMetric:
         """G, the number of prompt blocks for intervals (0: none)."""
         return next((o.blocks for o in self.extra_options if isinstance(o, IntervalOptions)), 0)
 
+    def keeps_codes(self) -> bool:
+        """Whether each feature row carries its prompt code (blocks need them)."""
+        return bool(self.blocks())
+
     def add_features(self, cell_ids: Sequence[str], feats: torch.Tensor, codes: Sequence[float]) -> None:
         """Accumulate already-extracted (B, D) float64 features (made by self.extractor) per cell, with
-        each image's prompt code (blocks.prompt_code) as a last column when intervals are on."""
-        if self.blocks():
+        each image's prompt code (blocks.prompt_code) as a last column when keeps_codes()."""
+        if self.keeps_codes():
             feats = torch.cat(
                 [feats.to(torch.float64), torch.tensor(codes, dtype=torch.float64)[:, None]], 1
             )  # (B, D + 1)
@@ -186,11 +190,15 @@ class _FeatureMetric:
             self.states[cell].update(feats[idx])
 
     def features_and_blocks(self, state) -> tuple:
-        """(features (N, D), None) without intervals; with them (features, ((N,) block index, block key))."""
+        """(features (N, D), prompt codes (N,) or None, blocks or None): blocks = ((N,) block index,
+        block key) with intervals on."""
         f = state.compute()
+        if not self.keeps_codes():
+            return f, None, None
+        feats, codes = f[:, :-1], f[:, -1]
         if not self.blocks():
-            return f, None
-        return f[:, :-1], (B.assign_blocks(f[:, -1], self.blocks()), B.block_key(f[:, -1], self.blocks()))
+            return feats, codes, None
+        return feats, codes, (B.assign_blocks(codes, self.blocks()), B.block_key(codes, self.blocks()))
 
     def details(self, n: int) -> dict:
         ref = self.reference()
@@ -243,7 +251,7 @@ def interval_details(r: dict, blocks: tuple[np.ndarray, str], method: str) -> di
         "ci_method": method,
         "block_values": [float(v) for v in r["pseudo"]],
         "block_key": key,
-        **({"se_jackknife": r["se_jackknife"]} if "se_jackknife" in r else {}),
+        **{k: r[k] for k in ("se_jackknife", "bootstrap_t") if k in r},
     }
 
 
@@ -299,7 +307,7 @@ class FID(_FeatureMetric):
         for cell, state in self.states.synced_items():
             ref = self.reference()
             if self.blocks():
-                feats, blocks = self.features_and_blocks(state)
+                feats, _, blocks = self.features_and_blocks(state)
                 root = root if root is not None else psd_root(ref.sigma)  # once for every cell
                 r = B.frechet_blocks(ref.mu, ref.sigma, feats, blocks[0], root=root)
                 details = self.details(len(feats))
@@ -342,8 +350,12 @@ class _BankMetric(_FeatureMetric):
             return bank
         # a (0, D) entry: a rank that sees no image of a cell must still gather a 2-D tensor
         # (torchmetrics would substitute a 1-D empty one, a shape mismatch in the all-gather)
-        bank.update(torch.zeros(0, self.extractor.feature_dim + (1 if self.blocks() else 0), dtype=torch.float64))
+        bank.update(torch.zeros(0, self.extractor.feature_dim + 1, dtype=torch.float64))
         return bank
+
+    def keeps_codes(self) -> bool:
+        """Always: KID and CMMD leave pairs of images of one prompt out of their U-statistic."""
+        return True
 
     def reference_features(self):
         ref = self.reference()
@@ -386,7 +398,7 @@ class PRDC(_BankMetric):
         radii = None  # the reference's k-NN radii: computed once for all cells
         out = []
         for cell, state in self.states.synced_items():
-            fake, blocks = self.features_and_blocks(state)
+            fake, _, blocks = self.features_and_blocks(state)
             details = {
                 "feature_space": "fid_inception_pool3",
                 **self.details(len(fake)),
@@ -421,8 +433,9 @@ class KID(_BankMetric):
             "lower",
             None,
             None,
-            "jackknife-blocks",
-            "unbiased MMD^2 (cubic kernel), mean over random subsets (clean-fid); may be < 0 near 0",
+            "bootstrap-t-units",
+            "unbiased MMD^2 (cubic kernel), mean over random subsets (clean-fid), same-prompt pairs left out; "
+            "may be < 0 near 0",
             role="fidelity",
         ),
         "kid_std": MetricMeta(
@@ -437,9 +450,9 @@ class KID(_BankMetric):
         real = self.reference_features()
         out = []
         for cell, state in self.states.synced_items():
-            feats, blocks = self.features_and_blocks(state)
+            feats, codes, blocks = self.features_and_blocks(state)
             mean, std, m = kernel_inception_distance(
-                real, feats, k.subsets, k.subset_size, k.seed, k.degree, k.gamma, k.coef
+                real, feats, k.subsets, k.subset_size, k.seed, k.degree, k.gamma, k.coef, codes
             )
             details = {
                 **self.details(len(feats)),
@@ -449,6 +462,7 @@ class KID(_BankMetric):
                 "gamma": k.gamma,
                 "coef": k.coef,
                 "seed": k.seed,
+                "same_prompt_pairs": "left out",
             }
             mean_details = details
             if blocks is not None:
@@ -462,21 +476,15 @@ class KID(_BankMetric):
                     kernel,
                     feats,
                     real,
-                    blocks[0],
+                    codes,
+                    self.blocks(),
                     mean,
                     std**2 / k.subsets if k.subsets > 1 else 0.0,
-                    second_order=B.SECOND_ORDER["kid"],
+                    interval=B.MMD_INTERVALS["kid"],
+                    seed=k.seed,
                 )
-                mean_details = {
-                    **details,
-                    **interval_details(
-                        r,
-                        blocks,
-                        "delete-a-block jackknife of the all-images U-statistic "
-                        "over prompt blocks less its second-order excess + the "
-                        "subsets' Monte Carlo variance, t(G-1)",
-                    ),
-                }
+                method = B.MMD_INTERVALS["kid"].method() + " + the subsets' Monte Carlo variance"
+                mean_details = {**details, **interval_details(r, blocks, method)}
             out += [
                 MetricResult("kid_mean", mean, len(feats), mean_details, cell_id=cell),
                 MetricResult("kid_std", std, len(feats), details, cell_id=cell),
@@ -515,7 +523,7 @@ class CMMD(_BankMetric):
             None,
             None,
             "jackknife-blocks",
-            "1000 x unbiased Gaussian-kernel MMD^2 of CLIP embeddings; may be < 0 near 0",
+            "1000 x unbiased Gaussian-kernel MMD^2 of CLIP embeddings, same-prompt pairs left out; may be < 0 near 0",
             role="fidelity",
         )
     }
@@ -526,15 +534,16 @@ class CMMD(_BankMetric):
         real = self.reference_features()
         out = []
         for cell, state in self.states.synced_items():
-            fake, blocks = self.features_and_blocks(state)
+            fake, codes, blocks = self.features_and_blocks(state)
             estimator = self.extra_options[0].estimator
-            value = cmmd(real, fake, estimator)
+            value = cmmd(real, fake, estimator, codes)
             details = {
                 **self.details(len(fake)),
                 "sigma": CMMD_SIGMA,
                 "scale": CMMD_SCALE,
                 "estimator": estimator,
                 "normalised": True,
+                "same_prompt_pairs": "left out" if estimator == "unbiased" else "kept (the released estimator)",
             }
             if blocks is not None:
                 unit_real, unit_fake = (a / np.linalg.norm(a, axis=1, keepdims=True) for a in (real, fake))
@@ -542,11 +551,12 @@ class CMMD(_BankMetric):
                     partial(gaussian_kernel, sigma=CMMD_SIGMA),
                     unit_fake,
                     unit_real,
-                    blocks[0],
+                    codes,
+                    self.blocks(),
                     value,
                     scale=CMMD_SCALE,
-                    second_order=B.SECOND_ORDER["cmmd"],
+                    interval=B.MMD_INTERVALS["cmmd"],
                 )
-                details.update(interval_details(r, blocks, "delete-a-block jackknife over prompt blocks, t(G-1)"))
+                details.update(interval_details(r, blocks, B.MMD_INTERVALS["cmmd"].method()))
             out.append(MetricResult("cmmd", value, len(fake), details, cell_id=cell))
         return out

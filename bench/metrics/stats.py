@@ -94,16 +94,47 @@ def polynomial_kernel(
     return (x @ y.T * gamma + coef) ** degree
 
 
+def same_prompt_pairs(kernel, x: np.ndarray, prompts: np.ndarray | None) -> tuple[float, int]:
+    """(sum of k(x_i, x_j) over ordered pairs i != j of images of one prompt, their number) for x
+    (N, D) with prompt codes (N,); (0, 0) with one image per prompt or no codes. An unbiased MMD^2
+    of images drawn several per prompt leaves these pairs out: two images of one prompt are more
+    alike than two of the generated distribution, and with s images per prompt they are a share
+    (s - 1) / (N - 1) of all pairs, biasing the estimate upward by that share times the difference
+    (about one standard error at 200 prompts x 5 images; docs/intervals.md, "KID")."""
+    if prompts is None:
+        return 0.0, 0
+    _, index, counts = np.unique(np.asarray(prompts, np.float64), return_inverse=True, return_counts=True)
+    total, pairs = 0.0, 0
+    for g in np.flatnonzero(counts > 1):
+        rows = x[index == g]
+        k = kernel(rows, rows)
+        total += float(k.sum() - np.trace(k))
+        pairs += len(rows) * (len(rows) - 1)
+    return total, pairs
+
+
 def mmd2_unbiased(
-    x: np.ndarray, y: np.ndarray, degree: int = 3, gamma: float | None = None, coef: float = 1.0
+    x: np.ndarray,
+    y: np.ndarray,
+    degree: int = 3,
+    gamma: float | None = None,
+    coef: float = 1.0,
+    y_prompts: np.ndarray | None = None,
 ) -> float:
     """Unbiased MMD^2 for equal-size samples (m each):
-    [sum_{i!=j} k(x_i,x_j) + sum_{i!=j} k(y_i,y_j)] / (m (m-1)) - 2 sum_{i,j} k(x_i,y_j) / m^2."""
+    [sum_{i!=j} k(x_i,x_j) + sum_{i!=j} k(y_i,y_j)] / (m (m-1)) - 2 sum_{i,j} k(x_i,y_j) / m^2; with
+    `y_prompts` (m,) the y-y mean leaves out pairs of one prompt (same_prompt_pairs; the same value
+    with one image per prompt)."""
     m = x.shape[0]
     if y.shape[0] != m or m < 2:
         raise ValueError(f"MMD needs two samples of the same size >= 2, got {x.shape[0]} and {y.shape[0]}")
     kxx, kyy, kxy = (polynomial_kernel(a, b, degree, gamma, coef) for a, b in ((x, x), (y, y), (x, y)))
-    return float((kxx.sum() - np.trace(kxx) + kyy.sum() - np.trace(kyy)) / (m * (m - 1)) - 2 * kxy.sum() / m**2)
+    same, pairs = same_prompt_pairs(lambda a, b: polynomial_kernel(a, b, degree, gamma, coef), y, y_prompts)
+    return float(
+        (kxx.sum() - np.trace(kxx)) / (m * (m - 1))
+        + (kyy.sum() - np.trace(kyy) - same) / (m * (m - 1) - pairs)
+        - 2 * kxy.sum() / m**2
+    )
 
 
 def kernel_inception_distance(
@@ -115,9 +146,12 @@ def kernel_inception_distance(
     degree: int = 3,
     gamma: float | None = None,
     coef: float = 1.0,
+    fake_prompts: np.ndarray | None = None,
 ) -> tuple[float, float, int]:
     """(mean, std over subsets (ddof=1, as torchmetrics), effective subset size). Each subset draws
-    min(subset_size, N_real, N_fake) rows without replacement from each set (clean-fid's rule)."""
+    min(subset_size, N_real, N_fake) rows without replacement from each set (clean-fid's rule). With
+    `fake_prompts` (N_fake,) prompt codes, pairs of one prompt are left out of the generated side's
+    mean (same_prompt_pairs): clean-fid's and torch-fidelity's value with one image per prompt."""
     real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
     m = min(subset_size, real.shape[0], fake.shape[0])
     if m < 2:
@@ -125,18 +159,12 @@ def kernel_inception_distance(
             f"KID needs at least 2 images on each side, got {real.shape[0]} reference and {fake.shape[0]} generated"
         )
     rng = np.random.default_rng(seed)
-    vals = np.array(
-        [
-            mmd2_unbiased(
-                real[rng.choice(real.shape[0], m, replace=False)],
-                fake[rng.choice(fake.shape[0], m, replace=False)],
-                degree,
-                gamma,
-                coef,
-            )
-            for _ in range(subsets)
-        ]
-    )
+    vals = []
+    for _ in range(subsets):
+        x, pick = real[rng.choice(real.shape[0], m, replace=False)], rng.choice(fake.shape[0], m, replace=False)
+        prompts = None if fake_prompts is None else np.asarray(fake_prompts)[pick]
+        vals.append(mmd2_unbiased(x, fake[pick], degree, gamma, coef, prompts))
+    vals = np.array(vals)
     return float(vals.mean()), float(vals.std(ddof=1)) if subsets > 1 else 0.0, m
 
 
@@ -153,17 +181,21 @@ def gaussian_kernel(x: np.ndarray, y: np.ndarray, sigma: float = CMMD_SIGMA) -> 
     return np.exp(-(_pairwise(x, y) ** 2) / (2 * sigma**2))
 
 
-def gaussian_mmd2_unbiased(x: np.ndarray, y: np.ndarray, sigma: float = CMMD_SIGMA) -> float:
+def gaussian_mmd2_unbiased(
+    x: np.ndarray, y: np.ndarray, sigma: float = CMMD_SIGMA, y_prompts: np.ndarray | None = None
+) -> float:
     """sum_{i!=j} k(x_i,x_j) / (n(n-1)) + sum_{i!=j} k(y_i,y_j) / (m(m-1)) - 2 sum_{i,j} k(x_i,y_j) / (nm),
-    k(a, b) = exp(-|a - b|^2 / (2 sigma^2)); x (n, D), y (m, D), n, m >= 2."""
+    k(a, b) = exp(-|a - b|^2 / (2 sigma^2)); x (n, D), y (m, D), n, m >= 2; with `y_prompts` (m,) the
+    y-y mean leaves out pairs of one prompt (same_prompt_pairs)."""
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
     n, m = len(x), len(y)
     if n < 2 or m < 2:
         raise ValueError(f"MMD needs at least 2 samples on each side, got {n} and {m}")
     kernel = lambda a, b: gaussian_kernel(a, b, sigma)  # noqa: E731
+    same, pairs = same_prompt_pairs(kernel, y, y_prompts)
     return float(
         kernel_sum(kernel, x, x, True) / (n * (n - 1))
-        + kernel_sum(kernel, y, y, True) / (m * (m - 1))
+        + (kernel_sum(kernel, y, y, True) - same) / (m * (m - 1) - pairs)
         - 2 * kernel_sum(kernel, x, y, False) / (n * m)
     )
 
@@ -195,16 +227,20 @@ def gaussian_mmd2_released(x: np.ndarray, y: np.ndarray, sigma: float = CMMD_SIG
     )
 
 
-def cmmd(real: np.ndarray, fake: np.ndarray, estimator: str = "unbiased") -> float:
+def cmmd(
+    real: np.ndarray, fake: np.ndarray, estimator: str = "unbiased", fake_prompts: np.ndarray | None = None
+) -> float:
     """CMMD = 1000 x Gaussian MMD^2 (sigma 10) between L2-normalised embeddings; `estimator`
-    "unbiased" (U-statistic, diagonals left out) or "released" (the released code's V-statistic)."""
+    "unbiased" (U-statistic, diagonals left out, and with `fake_prompts` (N_fake,) pairs of one
+    prompt: same_prompt_pairs) or "released" (the released code's V-statistic, every pair)."""
 
     def unit(a):
         a = np.asarray(a, np.float64)
         return a / np.linalg.norm(a, axis=1, keepdims=True)
 
-    mmd2 = gaussian_mmd2_unbiased if estimator == "unbiased" else gaussian_mmd2_released
-    return CMMD_SCALE * mmd2(unit(real), unit(fake))
+    if estimator == "released":
+        return CMMD_SCALE * gaussian_mmd2_released(unit(real), unit(fake))
+    return CMMD_SCALE * gaussian_mmd2_unbiased(unit(real), unit(fake), y_prompts=fake_prompts)
 
 
 # -- fidelity and diversity apart ---------------------------------------------------------------

@@ -81,6 +81,7 @@ class Sizes:
     prompts: int = 200
     samples: int = 5
     blocks: int = 20
+    mmd_draws: int = 999  # KID / CMMD bootstrap-t draws per interval (blocks.BOOTSTRAP_DRAWS)
     # the PRDC truths are Monte Carlo means: at 2,000 sets their error was ~0.1 of an interval's standard
     # error, enough alone to tip a fair 25 / 25 split of misses to 30 / 20; at 40,000 it is ~0.02
     prdc_truth_sets: int = 40_000
@@ -97,6 +98,7 @@ QUICK = Sizes(
     prompts=100,
     samples=4,
     blocks=10,
+    mmd_draws=199,
     prdc_truth_sets=400,
     rank_tables=200,
     crossed=crossed.QUICK,
@@ -296,34 +298,40 @@ def set_metrics(
                 r = B.frechet_blocks(mu_ref, sigma_ref, feats, blocks, LEVEL)
                 new["fd"].append((r["ci_low"], r["ci_high"]))
             if "kid" in only:
-                mean, std, _ = kernel_inception_distance(ref, feats, kid_subsets, kid_size, int(rng.integers(1 << 30)))
+                seed = int(rng.integers(1 << 30))
+                mean, std, _ = kernel_inception_distance(ref, feats, kid_subsets, kid_size, seed, fake_prompts=codes)
                 r = B.mmd_blocks(
                     polynomial_kernel,
                     feats,
                     ref,
-                    blocks,
+                    codes,
+                    sizes.blocks,
                     mean,
                     std**2 / kid_subsets,
                     LEVEL,
-                    second_order=B.SECOND_ORDER["kid"],
+                    interval=B.MMD_INTERVALS["kid"],
+                    draws=sizes.mmd_draws,
                 )
                 new["kid"].append((r["ci_low"], r["ci_high"]))
             if "cmmd" in only:
-                kxx = gaussian_kernel(
-                    feats, feats, rbf_s
-                )  # = gaussian_mmd2_unbiased(ref, feats, rbf_s), reference term cached
+                # = gaussian_mmd2_unbiased(ref, feats, rbf_s, codes), the reference term cached
+                cross = codes[:, None] != codes[None, :]  # pairs of two prompts
                 value = (
-                    u_yy + (kxx.sum() - np.trace(kxx)) / (n * (n - 1)) - 2 * gaussian_kernel(feats, ref, rbf_s).mean()
+                    u_yy
+                    + gaussian_kernel(feats, feats, rbf_s)[cross].mean()
+                    - 2 * gaussian_kernel(feats, ref, rbf_s).mean()
                 )
                 r = B.mmd_blocks(
                     partial(gaussian_kernel, sigma=rbf_s),
                     feats,
                     ref,
-                    blocks,
+                    codes,
+                    sizes.blocks,
                     value,
                     0.0,
                     LEVEL,
-                    second_order=B.SECOND_ORDER["cmmd"],
+                    interval=B.MMD_INTERVALS["cmmd"],
+                    draws=sizes.mmd_draws,
                 )
                 new["cmmd"].append((r["ci_low"], r["ci_high"]))
             if "prdc" in only:

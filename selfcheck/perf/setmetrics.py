@@ -60,9 +60,9 @@ def one_process(s: SetMetricSettings, job: str) -> dict:
     elif job == "kid":
         value = stats.kernel_inception_distance(real, fake)[0]
     elif job == "kid_blocks":
-        value = B.mmd_blocks(stats.polynomial_kernel, fake, real, blocks, 0.0, second_order=B.SECOND_ORDER["kid"])[
-            "se"
-        ]
+        value = B.mmd_blocks(
+            stats.polynomial_kernel, fake, real, np.arange(s.n), s.blocks, 0.0, interval=B.MMD_INTERVALS["kid"]
+        )["se"]
     elif job == "prdc":
         value = float(stats.prdc_groups(real, fake, np.zeros(s.n))["precision"][0])
     elif job == "prdc_blocks":
@@ -75,10 +75,11 @@ def one_process(s: SetMetricSettings, job: str) -> dict:
             stats.gaussian_kernel,
             unit[1],
             unit[0],
-            blocks,
+            np.arange(s.n),  # one image per prompt
+            s.blocks,
             0.0,
             scale=stats.CMMD_SCALE,
-            second_order=B.SECOND_ORDER["cmmd"],
+            interval=B.MMD_INTERVALS["cmmd"],
         )["se"]
     return {
         "job": job,

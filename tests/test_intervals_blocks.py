@@ -132,3 +132,15 @@ def test_the_bootstrap_t_balances_the_misses_where_the_t_interval_misses_on_one_
         boot_miss += (truth > r["ci_high"], truth < r["ci_low"])
     assert t_miss[0] > 3 * t_miss[1] and 1 - t_miss.sum() / 400 < 0.935
     assert 0.935 <= 1 - boot_miss.sum() / 400 <= 0.965 and boot_miss.max() <= 2 * boot_miss.min()
+
+
+@pytest.mark.parametrize("prompts", [7, 30, 200, 450])
+def test_bootstrap_units_hold_whole_prompts_inside_their_blocks(prompts):
+    """A unit's block (its index mod G) is its prompts' block (assign_blocks), every image of a
+    prompt is in one unit, and there are at most MAX_UNITS units, a multiple of G."""
+    codes = np.repeat(np.random.default_rng(1).permutation(10_000)[:prompts].astype(float), 3)
+    blocks = 5
+    units, count = B.bootstrap_units(codes, blocks)
+    assert count % blocks == 0 and blocks <= count <= B.MAX_UNITS and set(units) == set(range(count))
+    assert (units % blocks == B.assign_blocks(codes, blocks)).all()
+    assert all(len(set(units[codes == c])) == 1 for c in np.unique(codes))

@@ -96,6 +96,8 @@ def test_same_prompt_pairs_bias_the_all_pairs_estimate_and_leaving_them_out_does
     assert z_all > 6  # biased upward
     assert abs(z_cross) < 3
     assert mmd2_unbiased(ref, x, y_prompts=np.arange(len(x), dtype=float)) == pytest.approx(mmd2_unbiased(ref, x))
+    with pytest.raises(ValueError, match="at least 2 prompts"):
+        mmd2_unbiased(ref[:4], x[:4], y_prompts=np.zeros(4))
 
 
 def test_the_bootstrap_t_balances_the_misses_where_the_t_interval_misses_on_one_side():
@@ -144,3 +146,22 @@ def test_bootstrap_units_hold_whole_prompts_inside_their_blocks(prompts):
     assert count % blocks == 0 and blocks <= count <= B.MAX_UNITS and set(units) == set(range(count))
     assert (units % blocks == B.assign_blocks(codes, blocks)).all()
     assert all(len(set(units[codes == c])) == 1 for c in np.unique(codes))
+
+
+@pytest.mark.parametrize(("prompts", "per_prompt"), [(5, 1), (5, 3), (7, 2)])
+def test_kid_interval_at_the_fewest_prompts_a_user_can_ask_for(prompts, per_prompt):
+    """blocks = 5 (MIN_BLOCKS) on 5-7 prompts: 5 bootstrap units, some draws of one unit only (no
+    pair to average) are set aside, and the interval still brackets the value, without warnings."""
+    import warnings
+
+    from bench.metrics.stats import kernel_inception_distance
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(prompts * per_prompt, 8)), rng.normal(size=(50, 8))
+    codes = np.repeat(np.arange(prompts, dtype=float), per_prompt)
+    mean, std, _ = kernel_inception_distance(y, x, 20, 1000, 0, fake_prompts=codes)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = B.mmd_blocks(polynomial_kernel, x, y, codes, 5, mean, std**2 / 20, interval=B.MMD_INTERVALS["kid"])
+    assert r["bootstrap_t"]["units"] == 5 and 900 <= r["bootstrap_t"]["draws"] < 999
+    assert r["ci_low"] < mean < r["ci_high"] and np.isfinite([r["ci_low"], r["ci_high"], r["se"]]).all()

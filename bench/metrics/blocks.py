@@ -374,10 +374,11 @@ def mmd_blocks(
     studentised = []
     for start in range(0, draws, DRAW_BATCH):  # DRAW_BATCH draws at a time: bounded memory
         size = min(DRAW_BATCH, draws - start)
-        t_full, t_var, _, _ = variance(rng.integers(0, count, (size, count)))
+        with np.errstate(divide="ignore", invalid="ignore"):  # a draw of one unit only has no pair: 0 / 0
+            t_full, t_var, _, _ = variance(rng.integers(0, count, (size, count)))
         # the value's own Monte Carlo error (KID's subsets), drawn into each resample as into the value
         t_full = t_full + np.sqrt(extra) * rng.standard_normal(size)
-        usable = np.isfinite(t_full) & np.isfinite(t_var) & (t_var + extra > 0)  # a draw of one unit only has neither
+        usable = np.isfinite(t_full) & np.isfinite(t_var) & (t_var + extra > 0)
         studentised.append((t_full[usable] - full) / np.sqrt(t_var[usable] + extra))
     studentised = np.concatenate(studentised)
     if len(studentised) < draws / 2:

@@ -110,6 +110,10 @@ def same_prompt_pairs(kernel, x: np.ndarray, prompts: np.ndarray | None) -> tupl
         k = kernel(rows, rows)
         total += float(k.sum() - np.trace(k))
         pairs += len(rows) * (len(rows) - 1)
+    if pairs == len(x) * (len(x) - 1):
+        raise ValueError(
+            f"MMD with same-prompt pairs left out needs images of at least 2 prompts, got {len(x)} of one"
+        )
     return total, pairs
 
 

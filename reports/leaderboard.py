@@ -35,11 +35,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.special import stdtr, stdtrit
 
 from .bootstrap import RESAMPLES_RANGE
 from .intervals import bounded_mean, holm
-from .paired import DEFAULT_RESAMPLES, PAIR_KEYS, paired_difference
+from .paired import DEFAULT_RESAMPLES, PAIR_KEYS, block_difference, paired_difference
 from .runs import image_metric_meta, meta_of, parse_details, read_run_metrics
 
 
@@ -341,23 +340,11 @@ def _pair(per: pd.DataFrame, a: dict, b: dict, options: LeaderboardOptions) -> d
 
 def _pair_blocks(a: dict, b: dict, level: float) -> dict | None:
     """Entry a minus entry b for a set metric with blocks on the same prompts (equal block_key):
-    the mean of the G block-by-block pseudo-value differences, t(G-1) interval and p."""
+    block_difference on their G pseudo-values."""
     if not (a["block_values"] and b["block_values"] and a["block_key"] and a["block_key"] == b["block_key"]):
         return None
-    d = np.asarray(a["block_values"], float) - np.asarray(b["block_values"], float)
-    g = len(d)
-    mean, se = float(d.mean()), float(d.std(ddof=1) / np.sqrt(g))
-    half = float(stdtrit(g - 1, 0.5 + level / 2)) * se
-    p = (1.0 if mean == 0 else 0.0) if se == 0 else float(2 * stdtr(g - 1, -abs(mean) / se))
-    return {
-        "N pairs": g,
-        "value A": a["value"],
-        "value B": b["value"],
-        "difference": mean,
-        "CI low": mean - half,
-        "CI high": mean + half,
-        "p": p,
-    }
+    row = block_difference(a["block_values"], b["block_values"], level)
+    return {"N pairs": row.pop("N pairs"), "value A": a["value"], "value B": b["value"], **row}
 
 
 def wide(board: pd.DataFrame, labels: dict[str, str] | None = None) -> pd.DataFrame:

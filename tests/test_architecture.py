@@ -303,7 +303,13 @@ LAZY_IMPORTS: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
     "selfcheck.coverage.commands": (
         COMMAND,
-        ("pandas", "selfcheck.coverage.simulate", "selfcheck.coverage.table", "selfcheck.results"),
+        (
+            "pandas",
+            "selfcheck.coverage.parts",
+            "selfcheck.coverage.simulate",
+            "selfcheck.coverage.table",
+            "selfcheck.results",
+        ),
     ),
     "selfcheck.sequential.commands": (
         COMMAND,

@@ -14,6 +14,7 @@ from bench.metrics.stats import gaussian_kernel, polynomial_kernel
 from imagen_bench.cli import main as cli
 from reports.bootstrap import crossed_bounds, crossed_p
 from selfcheck.coverage.crossed import FORMER, SUITE, calibration, simulate
+from selfcheck.coverage.paired import paired_set_metrics
 from selfcheck.coverage.simulate import QUICK, per_image, ranks, set_metrics
 from selfcheck.coverage.truths import poly_expectations, rbf_expectations
 
@@ -78,6 +79,26 @@ def test_set_metric_intervals_cover_and_the_former_bootstrap_does_not():
     assert fd["coverage"].min() < 20  # it brackets FID-N (biased upward), not the Frechet distance
 
 
+def test_paired_set_metric_comparison_holds_its_level():
+    """The leaderboard's paired test of two entries' set metrics on the same prompts
+    (reports.paired.block_difference) under no difference, against the exact truth 0: both entries
+    at the reference's distribution (the degenerate point, where the FD / KID / CMMD jackknives are
+    conservative) and both far from it. Its type I error stays within 5 % + 3 Monte Carlo SE for
+    every metric; far from the reference the test is not conservative either (coverage <= 99 %).
+    Both checks fail on a wrong test: the unpaired one (SE from the two entries' block values
+    apart, the prompts' shared spread counted twice) covered 100 % for KID there, an SE halved
+    69-85 %."""
+    sizes = dataclasses.replace(QUICK, replicates=150, prompts=60, reference=600)
+    nulls = (("identical", "identical"), ("shift-large", "shift-large"))
+    rows = pd.DataFrame(paired_set_metrics(sizes, seed=3, log=lambda _: None, pairs=nulls))
+    assert set(rows["metric"]) == {"fd", "kid", "cmmd", "precision", "recall", "density", "coverage"}
+    assert len(rows) == 14 and (rows["truth"] == 0).all()
+    floor = 100 - (5 + 3 * 100 * np.sqrt(0.05 * 0.95 / 150))
+    assert rows["coverage"].min() >= floor, rows.sort_values("coverage").head(3).to_string()
+    far = rows[rows["scenario"] == "shift-large - shift-large"]
+    assert far["coverage"].max() <= 99.0, far.to_string()
+
+
 def test_holm_keeps_false_separations_among_identical_entries_rare():
     rows = {r["method"]: r for r in ranks(dataclasses.replace(QUICK, rank_tables=120), seed=2)}
     assert rows["Holm"]["false_separation"] <= 10.0 and rows["per-pair 5 % (former)"]["false_separation"] >= 40.0
@@ -93,7 +114,10 @@ def test_coverage_command_writes_its_table(tmp_path, capsys):
     assert "refusing to overwrite" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli(["coverage", "--parts", "fid", "--out", str(tmp_path / "x")])
-    assert "parts must be a comma-separated subset of per-image, fd, kid, cmmd, prdc, ranks" in capsys.readouterr().err
+    assert (
+        "parts must be a comma-separated subset of per-image, fd, kid, cmmd, prdc, paired, ranks"
+        in capsys.readouterr().err
+    )
 
 
 def test_crossed_human_interval_holds_in_the_tail_and_the_former_does_not():

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from common.options import int_in, seed_int
 
-PARTS = ("per-image", "fd", "kid", "cmmd", "prdc", "ranks", "crossed")
+PARTS = ("per-image", "fd", "kid", "cmmd", "prdc", "paired", "ranks", "crossed")
 
 
 def _parts(text: str) -> tuple[str, ...]:
@@ -63,8 +63,8 @@ def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from ..results import fresh_folder, publish, stamp
+    from .parts import run as simulate
     from .simulate import QUICK, Sizes
-    from .simulate import run as simulate
     from .table import markdown
 
     fresh_folder(args.out)

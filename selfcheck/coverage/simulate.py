@@ -31,7 +31,6 @@ Crossed human ratings (crossed.py): the report's preference-rate interval in the
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from functools import partial
 
@@ -252,15 +251,53 @@ def _scenarios(sigma: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     }
 
 
-def _generate(rng, mu, sigma, sizes: Sizes, prompts: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(features (P s, D), prompt codes): prompt centres ~ N(mu, 0.2 S), samples ~ N(centre, 0.8 S)."""
+def _generate(
+    rng, mu, sigma, sizes: Sizes, prompts: int | None = None, centres: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(features (P s, D), prompt codes): prompt centres ~ N(mu, 0.2 S), samples ~ N(centre, 0.8 S).
+    `centres`: the prompts' standard-normal draws (P, D) when several entries share prompts (a
+    prompt's centre is then mu + sqrt(0.2) S^1/2 z for each entry's own mu and S)."""
     p = prompts or sizes.prompts
     chol = np.linalg.cholesky(sigma + 1e-12 * np.eye(len(sigma)))
-    centres = mu + np.sqrt(0.2) * rng.normal(size=(p, len(mu))) @ chol.T
+    z = rng.normal(size=(p, len(mu))) if centres is None else centres
+    centres = mu + np.sqrt(0.2) * z @ chol.T
     feats = (
         np.repeat(centres, sizes.samples, 0) + np.sqrt(0.8) * rng.normal(size=(p * sizes.samples, len(mu))) @ chol.T
     )
     return feats, np.repeat(np.arange(p, dtype=float), sizes.samples)
+
+
+@dataclass(frozen=True)
+class World:
+    """The set-metric simulation's fixed part: the feature covariance and the reference sample with
+    everything computed once from it (the intervals are conditional on the reference)."""
+
+    sigma: np.ndarray  # (D, D) the reference distribution's covariance (mean 0)
+    ref: np.ndarray  # (M, D) the reference sample
+    mu_ref: np.ndarray
+    sigma_ref: np.ndarray
+    rbf_s: float  # CMMD's Gaussian kernel width
+    u_yy: float  # CMMD's reference-only term
+    radii: tuple[np.ndarray, np.ndarray]  # the reference's k-NN radii (k = 3, 5)
+
+    @classmethod
+    def draw(cls, rng, sizes: Sizes) -> World:
+        d = sizes.dim
+        sigma = _covariance(rng, d)
+        ref = rng.multivariate_normal(np.zeros(d), sigma, sizes.reference)
+        mu_ref, sigma_ref = feature_stats(ref)
+        rbf_s = float(np.sqrt(2 * d))
+        kyy = gaussian_kernel(ref, ref, rbf_s)
+        u_yy = float((kyy.sum() - np.trace(kyy)) / (len(ref) * (len(ref) - 1)))
+        return cls(sigma, ref, mu_ref, sigma_ref, rbf_s, u_yy, (knn_radii(ref, 3), knn_radii(ref, 5)))
+
+    def truths(self, mu: np.ndarray, sig: np.ndarray) -> dict[str, float]:
+        """The closed-form FD, KID and CMMD of generated features N(mu, sig) given the reference."""
+        return {
+            "fd": frechet_truth(mu, sig, self.ref),
+            "kid": kid_truth(mu, sig, self.ref),
+            "cmmd": rbf_truth(mu, sig, self.ref, self.rbf_s),
+        }
 
 
 def set_metrics(
@@ -271,25 +308,14 @@ def set_metrics(
 ) -> list[dict]:
     """Coverage rows of the suite's set-metric intervals (`only`) and of the former bootstrap (`former`)."""
     rng = np.random.default_rng(seed)
-    d = sizes.dim
-    sigma = _covariance(rng, d)
-    ref = rng.multivariate_normal(np.zeros(d), sigma, sizes.reference)
-    mu_ref, sigma_ref = feature_stats(ref)
-    rbf_s = float(np.sqrt(2 * d))
-    kyy = gaussian_kernel(ref, ref, rbf_s)
-    u_yy = float(
-        (kyy.sum() - np.trace(kyy)) / (len(ref) * (len(ref) - 1))
-    )  # CMMD's reference term, the same in every replicate
-    radii = (knn_radii(ref, 3), knn_radii(ref, 5))  # the reference's k-NN radii, the same in every replicate
+    world = World.draw(rng, sizes)
+    sigma, ref, mu_ref, sigma_ref = world.sigma, world.ref, world.mu_ref, world.sigma_ref
+    rbf_s, u_yy, radii = world.rbf_s, world.u_yy, world.radii
     rows = []
     n = sizes.prompts * sizes.samples
     kid_subsets, kid_size = 20, n // 2
     for scen, (mu, sig) in _scenarios(sigma).items():
-        truths = {
-            "fd": frechet_truth(mu, sig, ref),
-            "kid": kid_truth(mu, sig, ref),
-            "cmmd": rbf_truth(mu, sig, ref, rbf_s),
-        }
+        truths = world.truths(mu, sig)
         new = {m: [] for m in only}
         for _ in range(sizes.replicates):
             feats, codes = _generate(rng, mu, sig, sizes)
@@ -479,19 +505,3 @@ def ranks(sizes: Sizes, seed: int = 0, entries: int = 10, n_prompts: int = 21) -
         }
         for m, k in (("per-pair 5 % (former)", any_raw), ("Holm", any_holm))
     ]
-
-
-def run(sizes: Sizes, parts: tuple[str, ...], seed: int = 0, log=print) -> list[dict]:
-    rows = []
-    for part in parts:
-        start = time.time()
-        if part == "per-image":
-            rows += per_image(sizes, seed)
-        elif part == "ranks":
-            rows += ranks(sizes, seed)
-        elif part == "crossed":
-            rows += crossed.run(sizes.crossed, seed, log)
-        else:
-            rows += set_metrics(sizes, seed, (part,))
-        log(f"coverage: {part} done in {time.time() - start:.0f} s")
-    return rows

@@ -49,22 +49,41 @@ def _per_image(frame: pd.DataFrame) -> list[str]:
     return out
 
 
+def _coverage_rows(part: pd.DataFrame, scenario: str, out_of_range: bool) -> list[str]:
+    """One markdown row per coverage cell of the set-metric families (`scenario`: its column's title)."""
+    rng = " out of range % |" if out_of_range else ""
+    out = [
+        f"| metric | {scenario} | method | N | truth | replicates | coverage | truth above / below |{rng} median width | pass |",
+        "|---|---|---|---:|---:|---:|---:|---:|" + ("---:|" if out_of_range else "") + "---:|---|",
+    ]
+    for r in part.itertuples():
+        cell = f" {r.out_of_range:.1f} |" if out_of_range else ""
+        out.append(
+            f"| {r.metric} | {r.scenario} | {r.method} | {r.n} | {r.truth:.4g} | {r.replicates} | {r.coverage:.1f} | "
+            f"{r.miss_truth_above} / {r.miss_truth_below} |{cell} {r.median_width:.3g} | {'yes' if r.pass_ else 'no'} |"
+        )
+    return out + [""]
+
+
 def _sets(frame: pd.DataFrame) -> list[str]:
     part = frame[frame["family"] == "set metric"]
     if part.empty:
         return []
-    out = [
-        "## Set metrics on Gaussian features, conditional on the reference (coverage %, 95 % nominal)",
+    head = ["## Set metrics on Gaussian features, conditional on the reference (coverage %, 95 % nominal)", ""]
+    return head + _coverage_rows(part, "scenario", out_of_range=True)
+
+
+def _paired(frame: pd.DataFrame) -> list[str]:
+    part = frame[frame["family"] == "paired set metric"]
+    if part.empty:
+        return []
+    head = [
+        "## Paired set-metric comparisons: two entries on the same prompts (coverage of A - B %, 95 % nominal)",
         "",
-        "| metric | scenario | method | N | truth | replicates | coverage | truth above / below | out of range % | median width | pass |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "Where A and B follow one scenario the truth is exactly 0 and 100 - coverage is the test's type I error.",
+        "",
     ]
-    for r in part.itertuples():
-        out.append(
-            f"| {r.metric} | {r.scenario} | {r.method} | {r.n} | {r.truth:.4g} | {r.replicates} | {r.coverage:.1f} | "
-            f"{r.miss_truth_above} / {r.miss_truth_below} | {r.out_of_range:.1f} | {r.median_width:.3g} | {'yes' if r.pass_ else 'no'} |"
-        )
-    return out + [""]
+    return head + _coverage_rows(part, "A - B", out_of_range=False)
 
 
 def _ranks(frame: pd.DataFrame) -> list[str]:
@@ -139,4 +158,4 @@ def markdown(frame: pd.DataFrame, made: dict) -> str:
         f"{made['seed']}, {made['seconds']:.0f} s on {made['machine']['cpu']}).",
         "",
     ]
-    return "\n".join(head + _per_image(frame) + _sets(frame) + _ranks(frame) + _crossed(frame)) + "\n"
+    return "\n".join(head + _per_image(frame) + _sets(frame) + _paired(frame) + _ranks(frame) + _crossed(frame)) + "\n"

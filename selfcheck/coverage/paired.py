@@ -34,7 +34,6 @@ PAIRS = (
     ("shrink", "identical"),
     ("shift-large", "shift-small"),
 )
-PRDC = ("precision", "recall", "density", "coverage")
 # KID's recorded block values are its pseudo-values, the same whichever interval is drawn after them:
 # the bootstrap-t's draws are skipped here (they cost ~0.1 s per entry and change no block value)
 _KID_VALUES = B.MmdInterval(second_order=True, bootstrap_t=False)

@@ -332,18 +332,23 @@ def _pair(per: pd.DataFrame, a: dict, b: dict, options: LeaderboardOptions) -> d
     stats = paired_difference(
         prompt, joined["a"].to_numpy(), joined["b"].to_numpy(), options.resamples, options.seed, options.level
     )
-    lo, hi = a["range"]
-    width = np.inf if lo is None or hi is None else float(hi) - float(lo)  # a difference lies in +-width
-    stats["CI low"], stats["CI high"] = max(stats["CI low"], -width), min(stats["CI high"], width)
+    stats = _within_range(stats, a["range"])
     return {("value A" if k == "value" else "value B" if k == "baseline" else k): v for k, v in stats.items()}
+
+
+def _within_range(stats: dict, value_range: tuple) -> dict:
+    """A difference's interval kept inside +-(high - low) of the metric's range (unbounded: as is)."""
+    lo, hi = value_range
+    width = np.inf if lo is None or hi is None else float(hi) - float(lo)  # a difference lies in +-width
+    return {**stats, "CI low": max(stats["CI low"], -width), "CI high": min(stats["CI high"], width)}
 
 
 def _pair_blocks(a: dict, b: dict, level: float) -> dict | None:
     """Entry a minus entry b for a set metric with blocks on the same prompts (equal block_key):
-    block_difference on their G pseudo-values."""
+    block_difference on their G block values, its interval inside +-(high - low) of the range."""
     if not (a["block_values"] and b["block_values"] and a["block_key"] and a["block_key"] == b["block_key"]):
         return None
-    row = block_difference(a["block_values"], b["block_values"], level)
+    row = _within_range(block_difference(a["block_values"], b["block_values"], level), a["range"])
     return {"N pairs": row.pop("N pairs"), "value A": a["value"], "value B": b["value"], **row}
 
 

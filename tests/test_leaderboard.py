@@ -330,3 +330,22 @@ def test_a_manifest_without_category_is_one_line(runs, tmp_path, capsys):
         f"imagen-bench report: error: {run / 'manifest.parquet'}: missing columns ['category']; contract 1 needs "
     )
     assert len(err.splitlines()) == 1 and not (tmp_path / "report").exists()
+
+
+def test_a_set_metric_pair_stays_inside_the_difference_range_at_the_fewest_blocks():
+    """Precision in [0, 1] at G = 5 blocks (the fewest a spec allows): the block-by-block t interval
+    of A - B reaches past 1 (mean 0.8, SE 0.2, t(4) 2.78), the leaderboard's pair keeps it in [-1, 1];
+    an unbounded metric (density) keeps the t interval as it is."""
+    from reports.leaderboard import _pair_blocks
+    from reports.paired import block_difference
+
+    a = [1.0, 1.0, 1.0, 1.0, 0.0]
+    b = [0.0] * 5
+    raw = block_difference(a, b)
+    assert raw["CI high"] > 1.3
+    entry = {"block_values": a, "block_key": "k", "value": 0.8, "range": (0.0, 1.0)}
+    base = {"block_values": b, "block_key": "k", "value": 0.0, "range": (0.0, 1.0)}
+    pair = _pair_blocks(entry, base, 0.95)
+    assert pair["CI high"] == 1.0 and pair["CI low"] == raw["CI low"] and pair["difference"] == raw["difference"]
+    unbounded = _pair_blocks({**entry, "range": (0.0, None)}, {**base, "range": (0.0, None)}, 0.95)
+    assert unbounded["CI high"] == raw["CI high"]

@@ -313,9 +313,11 @@ def test_report_resamples_and_seed_reach_the_run_folder_comparisons(runs, tmp_pa
     assert made["run_resamples"] == 150 and made["ci"]["seed"] == 7
     shown = pd.read_csv(out / "tables" / "paired_guidance_a.csv")
     cells = pd.read_parquet(runs["a"] / "cells.parquet")
+    ends = ["CI low", "CI high"]  # a row whose differences are all equal has the same ends under any seed
+    assert (shown["CI high"] > shown["CI low"]).any(), "no comparison with a spread: the seed cannot show"
     for seed, same in ((7, True), (0, False)):
         direct = paired_table(runs["a"], cells, "guidance", 150, seed=seed)
-        assert np.allclose(shown["CI low"], direct["CI low"]) == same
+        assert np.allclose(shown[ends], direct[ends]) == same
     assert "from 150 resamples of prompts, seed 7" in (out / "index.html").read_text()
 
 

@@ -131,9 +131,12 @@ def test_initialisation_interrupted_by_a_kill_is_redone(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     (run / "run.json").write_text("{}")
-    (run / ".spec.toml.999.tmp").write_bytes(b"[sw")
+    # a writer that cannot be alive: Linux PIDs stay below PID_MAX_LIMIT = 2**22 (a small PID such as 999
+    # was once a live Python process of the suite, and the torn file was rightly left alone)
+    torn = run / f".spec.toml.{2**22}.tmp"
+    torn.write_bytes(b"[sw")
     assert RunStore(run).init(b"[sweep]\n", "abc", {}) is False
-    assert (run / "spec.toml").read_bytes() == b"[sweep]\n" and not (run / ".spec.toml.999.tmp").exists()
+    assert (run / "spec.toml").read_bytes() == b"[sweep]\n" and not torn.exists()
     other = tmp_path / "other"
     other.mkdir()
     (other / "notes.txt").write_text("mine")

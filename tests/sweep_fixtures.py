@@ -12,7 +12,8 @@ import numpy as np
 import torch
 
 from bench.metrics import REGISTRY
-from bench.metrics.base import KeyedStates, MetricMeta, MetricResult, SumCount
+from bench.metrics.base import MetricMeta, MetricResult
+from bench.metrics.state import KeyedStates, SumCount
 from selfcheck.trials.tiny_cascade import make_tiny_checkpoint, tiny_spec  # noqa: F401  (shared with the trials)
 
 # The real Stable Diffusion v1.4 and v1.5 DrawBench images (../shared/data/drawbench-sd, seed 0) as two

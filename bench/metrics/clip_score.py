@@ -24,8 +24,9 @@ from common.version import __version__
 from imagen.config import PRECISIONS
 from imagen.device import Placement, resolve
 
-from .base import KeyedStates, MetricMeta, MetricResult, ScoredImage, SumCount, check_image, parse_options
+from .base import MetricMeta, MetricResult, ScoredImage, check_image, parse_options
 from .feature_spaces import check_weights_folder
+from .state import KeyedStates, SumCount
 
 UNAVAILABLE = "CLIP score needs weights: set clip_score model=<local HF CLIP dir or open_clip checkpoint>"
 

@@ -22,11 +22,12 @@ from common.fields import bounded, path_field
 from common.version import __version__
 
 from . import blocks as B
-from .base import KeyedStates, MetricMeta, MetricResult, ScoredImage, check_image, parse_option_groups
+from .base import MetricMeta, MetricResult, ScoredImage, check_image, parse_option_groups
 from .feature_spaces import unavailable
 from .features import FeatureBank, FeatureConfig, FeatureExtractor, FeatureMoments, shared_extractor
 from .preprocess import CROP_MODES, to_eval_resolution
 from .reference import ReferenceStats, check_reference, compute_reference, parse_spec
+from .state import KeyedStates
 from .stats import (
     CMMD_ESTIMATORS,
     CMMD_SCALE,

@@ -20,7 +20,8 @@ from common.fields import bounded
 from common.version import __version__
 from imagen.device import resolve_device
 
-from .base import KeyedStates, MetricMeta, MetricResult, ScoredImage, SumCount, check_image, parse_options
+from .base import MetricMeta, MetricResult, ScoredImage, check_image, parse_options
+from .state import KeyedStates, SumCount
 
 # quote pairs seen in prompt sets: DrawBench uses '...'; "..." and typographic quotes also count.
 # A single quote must not be an apostrophe inside a word (it's, Google's): require non-letters around it.

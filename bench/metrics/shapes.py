@@ -14,7 +14,8 @@ from typing import Any
 
 from common.version import __version__
 
-from .base import PROPORTION, KeyedStates, MetricResult, ScoredImage, SumCount, check_image, parse_options
+from .base import PROPORTION, MetricResult, ScoredImage, check_image, parse_options
+from .state import KeyedStates, SumCount
 
 OVERALL = ""  # category key of the whole cell
 

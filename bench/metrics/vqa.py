@@ -36,8 +36,9 @@ from common.version import __version__
 from imagen.config import PRECISIONS
 from imagen.device import DTYPES, Placement, resolve
 
-from .base import KeyedStates, MetricMeta, MetricResult, ScoredImage, SumCount, check_image, parse_options
+from .base import MetricMeta, MetricResult, ScoredImage, check_image, parse_options
 from .feature_spaces import check_weights_folder
+from .state import KeyedStates, SumCount
 
 QUESTION = 'Does this figure show "{prompt}"? Please answer yes or no.'  # VQAScore's question
 UNAVAILABLE = (

@@ -8,4 +8,5 @@ runs.py           the run-folder contract's axes (SAMPLING_AXES, CELL_AXES)
 training_log.py   a stage's training log (log.csv, init_log.csv) and its reader
 tables.py         CSV writing that neutralises spreadsheet formulas
 allocator.py      the process's malloc rule: big CPU tensors reuse freed memory (no torch needed)
+blas.py           the process's BLAS rule: MKL's strict reproducibility, the same bits in every process
 """

@@ -13,6 +13,7 @@ import importlib
 import sys
 
 from common.allocator import reuse_freed_memory
+from common.blas import reproducible_blas
 from common.errors import UserError
 
 # subcommand -> (module, one-line help), in the groups `--help` shows
@@ -103,6 +104,7 @@ def _help(parser: argparse.ArgumentParser) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    reproducible_blas()  # before any subcommand imports torch: MKL reads it once (common/blas.py: same bits in every process)
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(
         prog="imagen-bench", description="Evaluate text-to-image diffusion models the Imagen way."

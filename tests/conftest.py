@@ -7,10 +7,15 @@ import tempfile
 from pathlib import Path
 
 import pytest
-import torch
 
-from common.allocator import reuse_freed_memory
-from imagen.device import cpu_native_bf16
+from common.blas import reproducible_blas
+
+reproducible_blas()  # before torch loads MKL, as every imagen-bench command does (common/blas.py)
+
+import torch  # noqa: E402
+
+from common.allocator import reuse_freed_memory  # noqa: E402
+from imagen.device import cpu_native_bf16  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

@@ -14,7 +14,7 @@ from sweep_fixtures import Brightness, build_test_metric, make_tiny_checkpoint, 
 
 from bench.sweep.runner import run_sweep
 from bench.sweep.store import MANIFEST_COLUMNS
-from common import allocator
+from common import allocator, blas
 from common.imagestore import read_run
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: exact float order, no oversubscription
@@ -46,6 +46,7 @@ def test_run_folder_follows_contract_1(finished):
     assert (
         info["machine"]["malloc"] == allocator.setting()
     )  # the malloc rule this process ran with (conftest applies it)
+    assert info["machine"]["blas"] == blas.setting() and "MKL_CBWR=" in info["machine"]["blas"]  # and the BLAS rule
     assert len(info["models"]["tiny"]["stages"]) == 3 and all(
         len(s["weights_sha256"]) == 64 for s in info["models"]["tiny"]["stages"]
     )

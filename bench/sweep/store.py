@@ -25,6 +25,7 @@ import pandas as pd
 import torch
 
 from common.allocator import setting as malloc_setting
+from common.blas import setting as blas_setting
 from common.files import (
     python_process_alive,
     read_json,
@@ -91,6 +92,7 @@ class RunStore:
                     "cpu_native_bf16": cpu_native_bf16()[1],
                     "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
                     "malloc": malloc_setting(),
+                    "blas": blas_setting(),
                 },
                 "torch_version": torch.__version__,
                 "models": models,

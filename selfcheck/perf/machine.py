@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from common.allocator import setting as malloc_setting
+from common.blas import setting as blas_setting
 from common.version import __version__
 
 THREADS_ENV = "IMAGEN_BENCH_THREADS"  # also read by the rest of the package's CLI runs
@@ -55,5 +56,6 @@ def machine_info() -> dict:
         "cpu_native_bf16": cpu_native_bf16()[1],  # what precision "auto" follows (imagen.device)
         "auto_precision": resolve("cpu").precision,
         "malloc": malloc_setting(),  # common/allocator.py; perf's runner processes get the same
+        "blas": blas_setting(),  # common/blas.py; inherited by the runner processes
         "load_average_1min": round(os.getloadavg()[0], 2),
     }

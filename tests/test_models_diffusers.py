@@ -143,13 +143,23 @@ def test_images_have_the_pipeline_size_and_depend_on_the_seed(model):
     assert next(model.generate(Sampling(steps=2, guidance=1.0), _requests([1]))).data != a.data  # guidance changes it
 
 
+def _gap(a, b) -> int:
+    """The largest difference between two images' subpixels, in levels."""
+    return int(np.abs(_pixels(a).astype(int) - _pixels(b).astype(int)).max())
+
+
 def test_batch_composition_does_not_change_an_image(model):
-    """Batch of 2 (one pipeline call, one torch.Generator per image) vs two batches of 1."""
+    """Batch of 2 (one pipeline call, one torch.Generator per image) vs two batches of 1: each image
+    has its own noise, so it is the same image either way. The same bits are not promised: a float32
+    product's last bits may follow the batch (with torch held to AVX2 and MKL in strict reproducible
+    mode, common/blas.py, one image of the two moved by one level); a shared generator would give
+    other images, as far apart as two seeds are."""
     prompts = ["a red cube", "two blue spheres on a table"]
     together = list(model.generate(SAMPLING, _requests([5, 6], prompts)))
     alone = [next(model.generate(SAMPLING, [r])) for r in _requests([5, 6], prompts)]
     assert [_pixels(x).shape for x in together] == [(SIZE, SIZE, 3)] * 2
-    assert [x.data for x in together] == [x.data for x in alone]
+    twins = [_gap(a, b) for a, b in zip(together, alone)]
+    assert max(twins) <= 1 and min(_gap(*together), _gap(*alone)) > 16, (twins, _gap(*together))
 
 
 def test_height_and_width_options(pipeline_dir):

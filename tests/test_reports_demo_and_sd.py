@@ -19,13 +19,14 @@ from reports.runs import read_run_metrics
 
 # The shipped demo spec, smaller where size only buys precision (each line must still be in
 # bench/specs/demo.toml, so the test follows the demo as it changes): 8 prompts (2 per category)
-# instead of 100, 8 sampling steps instead of 32, a 20-image shapes reference for FID / KID instead
+# instead of 100, 8 sampling steps instead of 32 (base) and 24 (SR), a 20-image shapes reference for FID / KID instead
 # of 500, and 5 prompt blocks (the fewest an interval takes) instead of 20. Same model, grid
 # (guidance x thresholding), metrics and command: 32 images, ~30 s of one core here (the full demo: 400
 # images, ~5 min).
 DEMO_AT_TEST_SIZE = {
     "n_per_category = 25": "n_per_category = 2",
     "steps = [32]": "steps = [8]",
+    "steps = 24\n": "steps = 8\n",
     "n = 500 }": "n = 20 }",
     "n = 500, subset_size = 100, blocks = 20": "n = 20, subset_size = 100, blocks = 5",
 }

@@ -1,9 +1,12 @@
 """Process-wide BLAS rule: Intel MKL's conditional numerical reproducibility (CNR) in strict mode, so
 a float32 computation gives the same bits in every process that repeats it.
 
-torch's x86 CPU wheels do their matrix products in MKL. Left to itself, MKL may take a different
-code path from one process to the next (its documentation lists the code path it dispatches to, the
-alignment of the data and the threading as what varies); the results then differ in their last bits.
+torch's x86 CPU wheels do their matrix products in MKL. Left to itself, MKL may compute the same
+product differently from one process to the next, and the results then differ in their last bits.
+In CNR mode with branch AUTO it keeps its usual dispatch by instruction set but fixes the cache
+sizes it blocks for, makes reductions deterministic and schedules statically; STRICT also makes the
+result independent of the data's alignment (Intel oneMKL Developer Guide, "Specifying Code
+Branches" and "Reproducibility Conditions").
 Measured on a 2-core Intel Xeon with AMX, torch 2.13.0, float32, one thread: `imagen-bench train`
 of the tiny base stage for 6 steps, and the same stopped at step 3 and resumed in a new process,
 ended with 129 of 162 weight tensors differing by up to 6e-8 (under torchrun with 2 gloo ranks 133,

@@ -38,7 +38,7 @@ import pandas as pd
 
 from .bootstrap import RESAMPLES_RANGE
 from .intervals import bounded_mean, holm
-from .paired import DEFAULT_RESAMPLES, PAIR_KEYS, block_difference, paired_difference
+from .paired import DEFAULT_RESAMPLES, PAIR_KEYS, PROMPT_BOOTSTRAP_TEST, block_difference, paired_difference
 from .runs import image_metric_meta, meta_of, parse_details, read_run_metrics
 
 
@@ -112,7 +112,8 @@ def entries(runs: list[str | Path]) -> pd.DataFrame:
 
 # recorded with a number but not part of how it was made: provenance, and a set metric's own interval
 # (se_jackknife: KID's block jackknife SE before its second-order correction; bootstrap_t: KID's
-# bootstrap-t quantiles, units and usable draws; per-cell numbers, bench.metrics.fid.interval_details)
+# bootstrap-t quantiles, units and usable draws; second_order: KID's and CMMD's block-pair kernel sums
+# for paired comparisons; per-cell numbers, bench.metrics.fid.interval_details)
 NOT_HOW = frozenset(
     {
         "package_version",
@@ -125,6 +126,7 @@ NOT_HOW = frozenset(
         "blocks",
         "block_values",
         "block_key",
+        "second_order",
         "meta",
     }
 )
@@ -250,7 +252,11 @@ def leaderboard(
         )
     board = pd.DataFrame(
         [
-            {k: v for k, v in row.items() if k not in ("per_image", "block_values", "block_key", "range")}
+            {
+                k: v
+                for k, v in row.items()
+                if k not in ("per_image", "block_values", "second_order", "block_key", "range")
+            }
             for row in board
         ]
     )
@@ -279,6 +285,7 @@ def _board_row(r, metric: str, per: pd.DataFrame, options: LeaderboardOptions) -
         "cell_id": r.cell_id,
         "per_image": False,
         "block_values": r.details.get("block_values"),
+        "second_order": r.details.get("second_order"),
         "block_key": r.details.get("block_key"),
         "range": (low, high),
     }
@@ -333,7 +340,8 @@ def _pair(per: pd.DataFrame, a: dict, b: dict, options: LeaderboardOptions) -> d
         prompt, joined["a"].to_numpy(), joined["b"].to_numpy(), options.resamples, options.seed, options.level
     )
     stats = _within_range(stats, a["range"])
-    return {("value A" if k == "value" else "value B" if k == "baseline" else k): v for k, v in stats.items()}
+    renamed = {("value A" if k == "value" else "value B" if k == "baseline" else k): v for k, v in stats.items()}
+    return {**renamed, "test": PROMPT_BOOTSTRAP_TEST}
 
 
 def _within_range(stats: dict, value_range: tuple) -> dict:
@@ -345,10 +353,12 @@ def _within_range(stats: dict, value_range: tuple) -> dict:
 
 def _pair_blocks(a: dict, b: dict, level: float) -> dict | None:
     """Entry a minus entry b for a set metric with blocks on the same prompts (equal block_key):
-    block_difference on their G block values, its interval inside +-(high - low) of the range."""
+    block_difference on their G block values (KID, CMMD: with their recorded second-order parts), its
+    interval inside +-(high - low) of the range."""
     if not (a["block_values"] and b["block_values"] and a["block_key"] and a["block_key"] == b["block_key"]):
         return None
-    row = _within_range(block_difference(a["block_values"], b["block_values"], level), a["range"])
+    second = (a["second_order"], b["second_order"]) if a["second_order"] and b["second_order"] else None
+    row = _within_range(block_difference(a["block_values"], b["block_values"], level, second), a["range"])
     return {"N pairs": row.pop("N pairs"), "value A": a["value"], "value B": b["value"], **row}
 
 

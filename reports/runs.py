@@ -20,7 +20,7 @@ SHAPES_PREFIX = "shapes_accuracy/"
 SHA_CHARS = 12  # enough of a sha256 to identify weights in a table
 # details not shown as "how": the unavailable text (its own column), the metric's meaning (MetricMeta,
 # shown as the interval method) and the per-block numbers behind an interval (read by paired comparisons)
-HIDDEN_DETAILS = frozenset({"unavailable", "meta", "block_values", "block_key"})
+HIDDEN_DETAILS = frozenset({"unavailable", "meta", "block_values", "block_key", "second_order"})
 
 
 @dataclass(frozen=True)

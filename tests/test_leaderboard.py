@@ -345,8 +345,8 @@ def test_a_set_metric_pair_stays_inside_the_difference_range_at_the_fewest_block
     b = [0.0] * 5
     raw = block_difference(a, b)
     assert raw["CI high"] > 1.3
-    entry = {"block_values": a, "block_key": "k", "value": 0.8, "range": (0.0, 1.0)}
-    base = {"block_values": b, "block_key": "k", "value": 0.0, "range": (0.0, 1.0)}
+    entry = {"block_values": a, "second_order": None, "block_key": "k", "value": 0.8, "range": (0.0, 1.0)}
+    base = {"block_values": b, "second_order": None, "block_key": "k", "value": 0.0, "range": (0.0, 1.0)}
     pair = _pair_blocks(entry, base, 0.95)
     assert pair["CI high"] == 1.0 and pair["CI low"] == raw["CI low"] and pair["difference"] == raw["difference"]
     unbounded = _pair_blocks({**entry, "range": (0.0, None)}, {**base, "range": (0.0, None)}, 0.95)

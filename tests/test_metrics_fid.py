@@ -480,7 +480,7 @@ def test_kid_and_prdc_blocks_equal_plain_loops(data):
     assert k.value == pytest.approx(mean, rel=1e-6)
     v_j = pseudo.var(ddof=1) / 5
     assert k.details["se_jackknife"] == pytest.approx(np.sqrt(v_j), rel=1e-4)
-    # less the jackknife's second-order excess (blocks.mmd_second_order; its truth is checked by
+    # less the jackknife's second-order excess (common.second_order.mmd_second_order; its truth is checked by
     # simulation in test_intervals_blocks.py): block-pair kernel means, U-centred, in loops
     kxx = (fg @ fg.T / DIM + 1) ** 3
     g, n = 5, len(fg)

@@ -114,6 +114,7 @@ def test_demo_report_states_its_headline_finding_with_its_interval(demo_report):
 
     from reports.findings import short_labels
     from reports.leaderboard import LeaderboardOptions, leaderboard
+    from reports.paired import PROMPT_BOOTSTRAP_TEST
 
     run, report = demo_report
     lines = [html.unescape(x) for x in re.findall(r"<li>([^<]*)</li>", (report / "index.html").read_text())]
@@ -131,6 +132,10 @@ def test_demo_report_states_its_headline_finding_with_its_interval(demo_report):
     shapes = pairs[pairs.metric == "shapes_accuracy"].assign(
         A=lambda f: f["A"].map(label), B=lambda f: f["B"].map(label)
     )
+    assert (shapes["test"] == PROMPT_BOOTSTRAP_TEST).all()
+    kid = pairs[pairs.metric == "kid_mean"]  # a real run's KID: each pair's variance less its second-order excess
+    assert len(kid) == 6 and (kid["unit"] == "prompt blocks").all()
+    assert kid["test"].str.endswith("jackknife less its second-order excess").all()
     top = shapes[shapes["separated"]] if shapes["separated"].any() else shapes
     top = top.loc[top["difference"].abs().idxmax()]
     assert {better, worse} == {top["A"], top["B"]} and abs(top["difference"]) == pytest.approx(lead, abs=5e-4)

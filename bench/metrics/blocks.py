@@ -42,6 +42,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import stdtrit
 
+from common.second_order import corrected_variance, mmd_second_order
+
 from .stats import prdc_groups, psd_root, row_slices
 
 MIN_BLOCKS = 5  # t(G-1) with fewer blocks is too wide to be useful; 20 is the default of the specs
@@ -223,16 +225,17 @@ def _block_kernel_sums(kernel, x: np.ndarray, y: np.ndarray, blocks: np.ndarray)
 
 def cross_unit_leave_out(
     a: np.ndarray, c: np.ndarray, sizes: np.ndarray, picks: np.ndarray, blocks: int, m: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(T (D,), T without each block (D, G), the jackknife's second-order excess (D,)
-    (mmd_second_order)) for the generated-dependent part of the MMD^2 U-statistic between units of
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(T (D,), T without each block (D, G), the block-pair kernel sums (D, G, G) in the all-pairs
+    normalisation with a zero diagonal, the block sizes (D, G)) for the generated-dependent part of the MMD^2 U-statistic between units of
     different origin, T = sum_{u != v, pick_u != pick_v} a_uv / sum s_u s_v - 2 sum_u c_u / (n m),
     for each row of `picks` (D, U): units of a (U, U) kernel-sum matrix with a zero diagonal, c (U,),
     sizes s (U,); the identity, or bootstrap draws with replacement (pairs of two copies of one
     unit are left out, as a U-statistic leaves out i = j). Position i belongs to block i mod G. The
     reference-only term is the same in every leave-out and draw (the reference is fixed) and
     cancels. Built from M (D, U, G), how often each unit fills a position of each block:
-    block sums M^T a M, so no (D, U, U) gather."""
+    block sums M^T a M, so no (D, U, U) gather. The last two are what mmd_second_order takes (the
+    jackknife's second-order excess), for one entry or for the difference of two on the same blocks."""
     d, u = picks.shape
     counts = np.zeros((d, len(sizes), blocks))  # M: how often each unit fills a position of each block
     np.add.at(counts, (np.arange(d)[:, None], picks, np.arange(u) % blocks), 1.0)
@@ -251,40 +254,7 @@ def cross_unit_leave_out(
         )
     scaled = ab * (n * (n - 1) / w_all)[:, None, None]  # in the all-pairs normalisation mmd_second_order assumes
     scaled[:, diag, diag] = 0.0
-    return full, leave, mmd_second_order(scaled, sb)
-
-
-def mmd_second_order(a: np.ndarray, sizes: np.ndarray) -> np.ndarray:
-    """E[v_J] - Var for the degenerate part of the generated-generated U-statistic, with blocks as
-    the i.i.d. units (G blocks of ~m = N / G images each); a (..., G, G), sizes (..., G) -> (...).
-
-    Hoeffding: with B_ab = A_ab / (m_a m_b) the mean kernel between blocks a != b, the statistic's
-    cross-block part is alpha U_G, U_G = mean_{a != b} B_ab, alpha = G (G-1) m^2 / (N (N-1)), and
-    U_G = theta + linear + D with D = mean_{a != b} H_ab, H the degenerate kernel (E[H_ab | a] = 0),
-    tau^2 = E H_ab^2. Var D = 2 tau^2 / (G (G-1)). Leaving block g out, D_(-g) - mean_h D_(-h) =
-    -2 (R_g - mean R) / ((G-1)(G-2)), R_g = sum_b H_gb, and E sum_g (R_g - mean R)^2 = (G-1)(G-2)
-    tau^2, so the jackknife v_J = (G-1)/G sum_g (T_(-g) - mean)^2 counts D as alpha'^2 4 tau^2 /
-    (G (G-2)), about 2 (G-1)/(G-2) times its variance (Efron & Stein 1981: the jackknife variance
-    is biased upward by the higher ANOVA terms); alpha' is alpha for G-1 blocks. The linear and
-    degenerate parts are uncorrelated, so the excess is that difference alone. tau^2 is estimated
-    without bias by the U-centred B (Szekely & Rizzo 2014, the unbiased HSIC of Song et al. 2012):
-    tau^2 = sum_{a != b} B~_ab^2 / (G (G-3)). It matters most when the distributions are nearly
-    equal (the linear part vanishes): there the plain jackknife covered 99 % (docs/intervals.md)."""
-    g = sizes.shape[-1]
-    if g < 4:
-        return np.zeros(sizes.shape[:-1])
-    diag = np.arange(g)
-    b = a / (sizes[..., :, None] * sizes[..., None, :])
-    b[..., diag, diag] = 0.0
-    rows = b.sum(-1)
-    total = b.sum((-2, -1))[..., None, None]
-    centred = b - rows[..., :, None] / (g - 2) - rows[..., None, :] / (g - 2) + total / ((g - 1) * (g - 2))
-    centred[..., diag, diag] = 0.0
-    tau2 = (centred**2).sum((-2, -1)) / (g * (g - 3))
-    n, m = sizes.sum(-1), sizes.mean(-1)
-    alpha = g * (g - 1) * m * m / (n * (n - 1))
-    alpha_out = (g - 1) * (g - 2) * m * m / ((n - m) * (n - m - 1))
-    return alpha_out**2 * 4 * tau2 / (g * (g - 2)) - alpha**2 * 2 * tau2 / (g * (g - 1))
+    return full, leave, scaled, sb
 
 
 @dataclass(frozen=True)
@@ -354,18 +324,27 @@ def mmd_blocks(
     np.fill_diagonal(a, 0.0)
     sizes = np.bincount(units, minlength=count).astype(float)
 
-    def variance(picks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(T (D,), V (D,), v_J (D,), pseudo-values (D, G)) for picks (D, U)."""
-        full, leave, excess = cross_unit_leave_out(a, c, sizes, picks, blocks, len(y))
+    def variance(picks: np.ndarray) -> tuple[np.ndarray, ...]:
+        """(T (D,), V (D,), v_J (D,), pseudo-values (D, G), block-pair sums (D, G, G), block sizes
+        (D, G)) for picks (D, U)."""
+        full, leave, pair_sums, block_sizes = cross_unit_leave_out(a, c, sizes, picks, blocks, len(y))
         pseudo = blocks * full[:, None] - (blocks - 1) * leave
         v_j = pseudo.var(1, ddof=1) / blocks  # = (G-1)/G sum_g (T_(-g) - mean)^2 (jackknife)
-        if not interval.second_order:
-            return full, v_j, v_j, pseudo
-        return full, np.minimum(v_j, np.maximum(v_j - excess, v_j * (blocks - 2) / (2 * (blocks - 1)))), v_j, pseudo
+        var = v_j
+        if interval.second_order:
+            var = corrected_variance(v_j, mmd_second_order(pair_sums, block_sizes), blocks)
+        return full, var, v_j, pseudo, pair_sums, block_sizes
 
-    full, var, v_j, pseudo = (v[0] for v in variance(np.arange(count)[None, :]))
+    full, var, v_j, pseudo, pair_sums, block_sizes = (v[0] for v in variance(np.arange(count)[None, :]))
     se = float(np.sqrt(scale**2 * var + extra_var))
-    out = {"se": se, "se_jackknife": float(scale * np.sqrt(v_j)), "pseudo": (scale * pseudo).tolist()}
+    out = {
+        "se": se,
+        "se_jackknife": float(scale * np.sqrt(v_j)),
+        "pseudo": (scale * pseudo).tolist(),
+        # what a paired comparison on the same blocks needs to take the second-order excess off the
+        # difference's jackknife variance (reports.paired.block_difference), in the value's units
+        "second_order": {"pair_sums": (scale * pair_sums).tolist(), "sizes": block_sizes.tolist()},
+    }
     if not interval.bootstrap_t:
         low, high = t_interval(value, se, blocks - 1, level, None, None)
         return {**out, "ci_low": low, "ci_high": high}
@@ -375,7 +354,7 @@ def mmd_blocks(
     for start in range(0, draws, DRAW_BATCH):  # DRAW_BATCH draws at a time: bounded memory
         size = min(DRAW_BATCH, draws - start)
         with np.errstate(divide="ignore", invalid="ignore"):  # a draw of one unit only has no pair: 0 / 0
-            t_full, t_var, _, _ = variance(rng.integers(0, count, (size, count)))
+            t_full, t_var, *_ = variance(rng.integers(0, count, (size, count)))
         # the value's own Monte Carlo error (KID's subsets), drawn into each resample as into the value
         t_full = t_full + np.sqrt(extra) * rng.standard_normal(size)
         usable = np.isfinite(t_full) & np.isfinite(t_var) & (t_var + extra > 0)

@@ -242,7 +242,8 @@ class IntervalOptions:
 def interval_details(r: dict, blocks: tuple[np.ndarray, str], method: str) -> dict:
     """What a blocked interval records: bounds, SE, the per-block pseudo-values (paired comparisons
     of two entries subtract them block by block) and which prompts the blocks hold (block_key:
-    entries with the same key are on the same prompts in the same blocks)."""
+    entries with the same key are on the same prompts in the same blocks) and, for KID and CMMD, the
+    block-pair kernel sums and block sizes a paired comparison takes the second-order excess from."""
     index, key = blocks
     return {
         "ci_low": r["ci_low"],
@@ -252,7 +253,7 @@ def interval_details(r: dict, blocks: tuple[np.ndarray, str], method: str) -> di
         "ci_method": method,
         "block_values": [float(v) for v in r["pseudo"]],
         "block_key": key,
-        **{k: r[k] for k in ("se_jackknife", "bootstrap_t") if k in r},
+        **{k: r[k] for k in ("se_jackknife", "bootstrap_t", "second_order") if k in r},
     }
 
 

@@ -13,6 +13,7 @@ import pytest
 from bench.metrics.stats import gaussian_kernel, polynomial_kernel
 from imagen_bench.cli import main as cli
 from reports.bootstrap import crossed_bounds, crossed_p
+from reports.paired import SECOND_ORDER_MIN_BLOCKS
 from selfcheck.coverage.crossed import FORMER, SUITE, calibration, simulate
 from selfcheck.coverage.paired import paired_set_metrics
 from selfcheck.coverage.simulate import QUICK, per_image, ranks, set_metrics
@@ -88,10 +89,12 @@ def test_paired_set_metric_comparison_holds_its_level():
     Both checks fail on a wrong test: the unpaired one (SE from the two entries' block values
     apart, the prompts' shared spread counted twice) covered 100 % for KID there, an SE halved
     69-85 %."""
-    sizes = dataclasses.replace(QUICK, replicates=150, prompts=60, reference=600)
+    sizes = dataclasses.replace(QUICK, replicates=150, prompts=60, reference=600, blocks=SECOND_ORDER_MIN_BLOCKS)
     nulls = (("identical", "identical"), ("shift-large", "shift-large"))
     rows = pd.DataFrame(paired_set_metrics(sizes, seed=3, log=lambda _: None, pairs=nulls))
     assert set(rows["metric"]) == {"fd", "kid", "cmmd", "precision", "recall", "density", "coverage"}
+    mmd = rows[rows["metric"].isin(["kid", "cmmd"])]  # the shipped KID / CMMD test: its second-order excess taken off
+    assert mmd["method"].str.endswith("jackknife less its second-order excess").all()
     assert len(rows) == 14 and (rows["truth"] == 0).all()
     floor = 100 - (5 + 3 * 100 * np.sqrt(0.05 * 0.95 / 150))
     assert rows["coverage"].min() >= floor, rows.sort_values("coverage").head(3).to_string()

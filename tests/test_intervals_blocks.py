@@ -176,13 +176,13 @@ def test_the_paired_difference_variance_less_its_excess_is_the_differences_varia
     the leaderboard's block-difference test (reports.paired.block_difference) with the entries'
     recorded second-order parts has the variance of the difference across data sets, where the plain
     jackknife of the block differences over-counts it (1.5-1.8 times in the coverage simulation,
-    docs/intervals.md; 1.55 here, the corrected 1.01). Monte Carlo error ~4 %: 15 % is ~4 SE."""
+    docs/intervals.md; 1.41 here, the corrected 0.96). Monte Carlo error ~4 %: 15 % is ~4 SE."""
     from reports.paired import block_difference
 
     rng = np.random.default_rng(1)
-    n, dim, groups, reps = 60, 4, 10, 1500
+    n, dim, groups, reps = 100, 4, 20, 1500
     ref = rng.normal(size=(200, dim))
-    codes = np.arange(n, dtype=float)  # one image per prompt, 60 prompt units in 10 blocks
+    codes = np.arange(n, dtype=float)  # one image per prompt, 100 prompt units in 20 blocks
     plain_only = B.MmdInterval(second_order=False, bootstrap_t=False)
     q = stdtrit(groups - 1, 0.975)
     diffs, plain, corrected = [], [], []

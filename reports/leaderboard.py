@@ -38,7 +38,14 @@ import pandas as pd
 
 from .bootstrap import RESAMPLES_RANGE
 from .intervals import bounded_mean, holm
-from .paired import DEFAULT_RESAMPLES, PAIR_KEYS, PROMPT_BOOTSTRAP_TEST, block_difference, paired_difference
+from .paired import (
+    DEFAULT_RESAMPLES,
+    PAIR_KEYS,
+    PROMPT_BOOTSTRAP_TEST,
+    SECOND_ORDER_MIN_BLOCKS,
+    block_difference,
+    paired_difference,
+)
 from .runs import image_metric_meta, meta_of, parse_details, read_run_metrics
 
 
@@ -63,7 +70,8 @@ class LeaderboardOptions:
             f"{self.level:.0%} intervals: per-image means over prompts kept in the metric's range (Wilson at the prompt-cluster "
             f"effective size, or t for continuous metrics); set metrics as each recorded (blocks = G); ranks within a prompt set "
             f"from paired comparisons on shared images ({self.resamples} prompt resamples, seed {self.seed}; block differences for "
-            f"set metrics), Holm-corrected over each table's pairs"
+            f"set metrics, KID's and CMMD's variance less its second-order excess from {SECOND_ORDER_MIN_BLOCKS} blocks; each "
+            f"pair's test in its row), Holm-corrected over each table's pairs"
         )
 
 

@@ -30,7 +30,7 @@ DEFAULT_RESAMPLES = 10_000  # percentile-bootstrap tails at 95 % need ~10^4 repl
 PROMPT_BOOTSTRAP_TEST = "paired prompt bootstrap, t(P-1)"  # what a per-image pair's "test" column says
 # A paired KID / CMMD test takes the second-order excess off only with at least this many blocks: its
 # excess is estimated from G (G - 3) / 2 block pairs, and with fewer the corrected test's type I error
-# exceeded 5 % (simulated null pairs: G = 5 6.0-9.2 %, G = 10 3.4-7.2 %, G = 20 3.5-5.7 %;
+# exceeded 5 % (simulated null pairs: G = 5 6.0-9.2 %, G = 10 3.4-7.2 %, G = 20 2.9-5.7 %;
 # docs/intervals.md). Below it the plain jackknife, which is conservative, is kept.
 SECOND_ORDER_MIN_BLOCKS = 20
 
@@ -110,8 +110,8 @@ def block_difference(values_a, values_b, level: float = 0.95, second_order: tupl
     is one with the kernel-sum difference, so its jackknife variance over-counts the degenerate part
     as one entry's does: mmd_second_order of the difference of the pair sums is taken off
     (corrected_variance) at G >= SECOND_ORDER_MIN_BLOCKS. Without it (the plain jackknife) the test
-    is conservative, type I error 0.4-1.2 % near the reference's distribution at G = 20. Checked against known truth differences by
-    `imagen-bench coverage --parts paired` (docs/intervals.md)."""
+    is conservative, type I error 0.4-1.2 % near the reference's distribution at G = 20. Checked
+    against known truth differences by `imagen-bench coverage --parts paired` (docs/intervals.md)."""
     d = np.asarray(values_a, np.float64) - np.asarray(values_b, np.float64)
     g = len(d)
     mean, var = float(d.mean()), float(d.var(ddof=1) / g)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pandas as pd
 import pytest
 from report_browser import as_a_reader_sees_it, chromium, look
@@ -106,16 +107,18 @@ def test_demo_report_in_chromium_at_laptop_width(demo_report, browser, tmp_path)
     assert any(line.startswith("fid: N < 2,048: not comparable (N = 8)") for line in facts["findings"])
 
 
-def test_demo_report_states_its_headline_finding_with_its_interval(demo_report):
+def test_demo_report_states_its_headline_finding_with_its_interval(demo_report, monkeypatch):
     """The first finding after "Compared" is the verifier accuracy's headline: the better entry, its
     lead and the 95 % interval of the paired difference, whether or not Holm's correction separates it
     (at 8 prompts it rarely does); the numbers are the leaderboard's (the report's options: its defaults)."""
     import html
 
+    from reports import paired
     from reports.findings import short_labels
     from reports.leaderboard import LeaderboardOptions, leaderboard
-    from reports.paired import PROMPT_BOOTSTRAP_TEST
+    from reports.paired import PROMPT_BOOTSTRAP_TEST, block_difference
     from reports.paired import SECOND_ORDER_MIN_BLOCKS as MIN
+    from reports.runs import parse_details
 
     run, report = demo_report
     lines = [html.unescape(x) for x in re.findall(r"<li>([^<]*)</li>", (report / "index.html").read_text())]
@@ -137,6 +140,17 @@ def test_demo_report_states_its_headline_finding_with_its_interval(demo_report):
     kid = pairs[pairs.metric == "kid_mean"]  # a real run's KID at 5 blocks: too few to take the excess off
     assert len(kid) == 6 and (kid["unit"] == "prompt blocks").all()
     assert kid["test"].str.endswith(f"plain jackknife (its second-order excess is taken off from {MIN} blocks)").all()
+    # the real run's recorded second-order parts, through the corrected path (as at >= MIN blocks): the
+    # same difference, a variance between the whole-degenerate floor and the plain one
+    cells = pd.read_parquet(run / "metrics_cell.parquet")
+    a, b = (parse_details(d) for d in cells.loc[cells["metric"] == "kid_mean", "details"].iloc[:2])
+    assert np.asarray(a["second_order"]["pair_sums"]).shape == (5, 5) and sum(a["second_order"]["sizes"]) == 8
+    plain = block_difference(a["block_values"], b["block_values"])
+    monkeypatch.setattr(paired, "SECOND_ORDER_MIN_BLOCKS", 5)
+    fixed = block_difference(a["block_values"], b["block_values"], second_order=(a["second_order"], b["second_order"]))
+    width = {k: r["CI high"] - r["CI low"] for k, r in (("plain", plain), ("fixed", fixed))}
+    assert fixed["difference"] == plain["difference"] and fixed["test"].endswith("less its second-order excess")
+    assert np.sqrt(3 / 8) * width["plain"] - 1e-12 <= width["fixed"] <= width["plain"] + 1e-12
     top = shapes[shapes["separated"]] if shapes["separated"].any() else shapes
     top = top.loc[top["difference"].abs().idxmax()]
     assert {better, worse} == {top["A"], top["B"]} and abs(top["difference"]) == pytest.approx(lead, abs=5e-4)
